@@ -1,0 +1,21 @@
+// kernels/cuda/gemm_cublas.cpp — row-major batched GEMM through cuBLAS (which is column-major).
+//
+// A row-major C = op(A)·op(B) is, read column-major, Cᵀ = op(B)ᵀ·op(A)ᵀ: so we call cuBLAS with
+// the operands swapped and the same transpose flags, and no data moves.
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/library_handles.h"
+#include "kernels/gemm.h"
+
+namespace fm::kernels {
+
+void gemm_batched_cublas(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                         const float* A, int lda, std::int64_t stride_a, const float* B, int ldb,
+                         std::int64_t stride_b, float beta, float* C, int ldc, std::int64_t stride_c) {
+  cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  FM_CUBLAS_CHECK(cublasSgemmStridedBatched(cublas_handle(), op_b, op_a, N, M, K, &alpha, B, ldb,
+                                            stride_b, A, lda, stride_a, &beta, C, ldc, stride_c,
+                                            batch));
+}
+
+}  // namespace fm::kernels

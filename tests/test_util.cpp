@@ -1,0 +1,88 @@
+// tests/test_util.cpp — implementation of the shared test helpers (see test_util.h).
+#include "test_util.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <random>
+#include <sstream>
+
+#include "kernels/runtime.h"
+
+namespace fm::test {
+namespace {
+int g_skipped = 0;
+}
+
+bool gpu_available() { return fm::kernels::cuda_available(); }
+
+void skip_gpu_test(const char* test_name) {
+  ++g_skipped;
+  std::printf("SKIPPED: \"%s\" needs a CUDA device and none is available\n", test_name);
+  std::fflush(stdout);
+  if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);
+}
+int skipped_gpu_cases() { return g_skipped; }
+
+template <typename T>
+std::string compare_close(const T* actual, const T* expected, std::size_t n, double atol, double rtol) {
+  std::size_t failures = 0, worst = 0;
+  double worst_excess = -1;
+  std::ostringstream first;
+  for (std::size_t i = 0; i < n; ++i) {
+    double a = actual[i], b = expected[i];
+    double diff = std::fabs(a - b);
+    double allowed = atol + rtol * std::fabs(b);
+    bool ok = diff <= allowed;  // false for NaN
+    if (!ok) {
+      if (failures < 5) first << "  [" << i << "] got " << a << " expected " << b << "\n";
+      ++failures;
+      double excess = std::isnan(diff) ? std::numeric_limits<double>::infinity() : diff - allowed;
+      if (excess > worst_excess) worst_excess = excess, worst = i;
+    }
+  }
+  if (failures == 0) return "";
+  std::ostringstream os;
+  os.precision(9);
+  os << failures << " of " << n << " elements NOT OK (atol " << atol << ", rtol " << rtol
+     << "); worst at [" << worst << "]: got " << actual[worst] << " expected " << expected[worst]
+     << "\nfirst failures:\n"
+     << first.str();
+  return os.str();
+}
+template std::string compare_close<float>(const float*, const float*, std::size_t, double, double);
+template std::string compare_close<double>(const double*, const double*, std::size_t, double, double);
+
+template <typename T>
+double normalized_mse(const T* actual, const T* expected, std::size_t n) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    double d = double(actual[i]) - double(expected[i]);
+    num += d * d;
+    den += double(expected[i]) * double(expected[i]);
+  }
+  return den > 0 ? num / den : num;
+}
+template double normalized_mse<float>(const float*, const float*, std::size_t);
+template double normalized_mse<double>(const double*, const double*, std::size_t);
+
+void poison(float* data, std::size_t n) {
+  std::fill(data, data + n, std::numeric_limits<float>::quiet_NaN());
+}
+void poison(double* data, std::size_t n) {
+  std::fill(data, data + n, std::numeric_limits<double>::quiet_NaN());
+}
+
+void fill_uniform(float* data, std::size_t n, std::uint64_t seed, float lo, float hi) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  for (std::size_t i = 0; i < n; ++i) data[i] = dist(rng);
+}
+void fill_uniform(double* data, std::size_t n, std::uint64_t seed, double lo, double hi) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  for (std::size_t i = 0; i < n; ++i) data[i] = dist(rng);
+}
+
+}  // namespace fm::test

@@ -1,0 +1,53 @@
+// tests/test_util.h — helpers shared by the test suites: GPU skips, tolerance checks that print
+// useful failures, NaN poisoning, central-difference gradcheck.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fm::test {
+
+// True when a CUDA device is present. Never touches CUDA in a CPU-only build.
+bool gpu_available();
+// Called when a GPU test has no GPU: prints "SKIPPED ..." and, when CTest runs this single case,
+// exits with code 77 so CTest reports it as skipped. Running a whole binary by hand, the case returns
+// early and the binary prints how many GPU cases it skipped at the end.
+void skip_gpu_test(const char* test_name);
+int skipped_gpu_cases();
+
+// Element-wise closeness |a - b| <= atol + rtol * |b| (b is the reference). Returns "" when all
+// elements pass, else a report: count of failures, the worst one (index, values) and the first few.
+template <typename T>
+std::string compare_close(const T* actual, const T* expected, std::size_t n, double atol, double rtol);
+
+// Normalised mean-squared error sum (a-b)^2 / sum b^2 (ggml's metric).
+template <typename T>
+double normalized_mse(const T* actual, const T* expected, std::size_t n);
+
+// Fill with NaN so an element a kernel forgets to write fails the comparison.
+void poison(float* data, std::size_t n);
+void poison(double* data, std::size_t n);
+
+// Deterministic random fill for kernel-level tests (uniform in [lo, hi)).
+void fill_uniform(float* data, std::size_t n, std::uint64_t seed, float lo = -1.f, float hi = 1.f);
+void fill_uniform(double* data, std::size_t n, std::uint64_t seed, double lo = -1.0, double hi = 1.0);
+
+}  // namespace fm::test
+
+// Skip the current GPU test case visibly when no device is present.
+#define FM_REQUIRE_GPU()                                          \
+  do {                                                            \
+    if (!::fm::test::gpu_available()) {                           \
+      ::fm::test::skip_gpu_test(Catch::getResultCapture().getCurrentTestName().c_str()); \
+      return;                                                     \
+    }                                                             \
+  } while (0)
+
+// REQUIRE that two buffers agree within tolerance, printing the report on failure.
+#define FM_REQUIRE_CLOSE(actual, expected, n, atol, rtol)                              \
+  do {                                                                                 \
+    std::string fm_report_ = ::fm::test::compare_close((actual), (expected), (n), (atol), (rtol)); \
+    INFO(fm_report_);                                                                  \
+    REQUIRE(fm_report_.empty());                                                       \
+  } while (0)
