@@ -1,0 +1,135 @@
+// core/autograd.cpp — grad mode, recording ops, and the backward pass.
+#include "core/autograd.h"
+
+#include <unordered_map>
+#include <unordered_set>
+
+#include "core/ops.h"
+#include "core/tensor_internal.h"
+
+namespace fm {
+namespace {
+thread_local bool g_grad_mode = true;
+}
+
+bool grad_mode_enabled() { return g_grad_mode; }
+NoGradGuard::NoGradGuard() : previous_(g_grad_mode) { g_grad_mode = false; }
+NoGradGuard::~NoGradGuard() { g_grad_mode = previous_; }
+
+bool any_requires_grad(std::initializer_list<Tensor> inputs) {
+  if (!g_grad_mode) return false;
+  for (const Tensor& t : inputs)
+    if (t.requires_grad()) return true;
+  return false;
+}
+bool any_requires_grad(const std::vector<Tensor>& inputs) {
+  if (!g_grad_mode) return false;
+  for (const Tensor& t : inputs)
+    if (t.requires_grad()) return true;
+  return false;
+}
+
+Tensor record_op(Tensor output, const char* op_name, std::vector<Tensor> inputs,
+                 std::function<std::vector<Tensor>(const Tensor&)> backward) {
+  if (!any_requires_grad(inputs)) return output;
+  auto node = std::make_shared<Node>();
+  node->op_name = op_name;
+  node->inputs = std::move(inputs);
+  node->backward = std::move(backward);
+  output.impl()->requires_grad = true;
+  output.impl()->grad_fn = std::move(node);
+  return output;
+}
+
+Tensor sum_to_shape(const Tensor& grad, const Shape& shape) {
+  if (grad.shape() == shape) return grad;
+  // Sum over leading dims that `shape` lacks, and over dims where shape has 1 but grad does not.
+  std::size_t lead = grad.shape().size() - shape.size();
+  std::vector<int> dims;
+  for (std::size_t i = 0; i < grad.shape().size(); ++i)
+    if (i < lead || (shape[i - lead] == 1 && grad.shape()[i] != 1)) dims.push_back(int(i));
+  Tensor reduced = dims.empty() ? grad : sum(grad, dims, /*keepdim=*/true);
+  return reduced.reshape(shape);
+}
+
+namespace {
+
+void accumulate(Tensor& slot, const Tensor& g) {
+  if (!slot.defined())
+    slot = g;
+  else
+    slot = add(slot, g);
+}
+
+}  // namespace
+
+void Tensor::backward() const {
+  FM_CHECK(defined(), AutogradError, "backward: called on an undefined tensor");
+  FM_CHECK(numel() == 1, AutogradError, "backward: output has shape ", shape_str(shape()),
+           "; backward() without a gradient needs a one-element (scalar) output");
+  backward(Tensor::ones(shape(), dtype(), device()));
+}
+
+void Tensor::backward(const Tensor& grad_output) const {
+  FM_CHECK(defined(), AutogradError, "backward: called on an undefined tensor");
+  FM_CHECK(requires_grad(), AutogradError,
+           "backward: tensor does not require grad (no input of its graph has requires_grad set, "
+           "or it was computed under NoGradGuard)");
+  FM_CHECK(grad_output.shape() == shape(), AutogradError, "backward: gradient shape ",
+           shape_str(grad_output.shape()), " does not match output shape ", shape_str(shape()));
+  NoGradGuard no_grad;
+
+  // Topological order of the tensors that carry a node (iterative DFS: graphs can be deep).
+  std::vector<TensorImpl*> order;
+  std::unordered_set<TensorImpl*> visited;
+  std::vector<std::pair<TensorImpl*, std::size_t>> stack;
+  if (impl()->grad_fn) {
+    stack.push_back({impl(), 0});
+    visited.insert(impl());
+  }
+  while (!stack.empty()) {
+    auto& [node_impl, next_input] = stack.back();
+    const auto& inputs = node_impl->grad_fn->inputs;
+    if (next_input < inputs.size()) {
+      TensorImpl* child = inputs[next_input++].impl();
+      if (child && child->requires_grad && child->grad_fn && !visited.count(child)) {
+        visited.insert(child);
+        stack.push_back({child, 0});
+      }
+    } else {
+      order.push_back(node_impl);
+      stack.pop_back();
+    }
+  }
+
+  std::unordered_map<TensorImpl*, Tensor> grads;
+  grads[impl()] = grad_output;
+  if (!impl()->grad_fn) {  // backward on a leaf: its gradient is grad_output itself
+    accumulate(impl()->grad, grad_output);
+    return;
+  }
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    TensorImpl* t = *it;
+    auto found = grads.find(t);
+    if (found == grads.end()) continue;  // no gradient flowed here
+    Tensor g = found->second;
+    grads.erase(found);
+    Node& node = *t->grad_fn;
+    std::vector<Tensor> input_grads = node.backward(g);
+    FM_CHECK(input_grads.size() == node.inputs.size(), AutogradError, "backward of ", node.op_name,
+             ": returned ", input_grads.size(), " gradients for ", node.inputs.size(), " inputs");
+    for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+      const Tensor& input = node.inputs[i];
+      if (!input.requires_grad() || !input_grads[i].defined()) continue;
+      FM_CHECK(input_grads[i].shape() == input.shape(), AutogradError, "backward of ", node.op_name,
+               ": gradient ", shape_str(input_grads[i].shape()), " for input ", i, " of shape ",
+               shape_str(input.shape()));
+      if (input.grad_fn())
+        accumulate(grads[input.impl()], input_grads[i]);
+      else
+        accumulate(input.impl()->grad, input_grads[i].contiguous());
+    }
+  }
+}
+
+}  // namespace fm

@@ -1,0 +1,50 @@
+// core/autograd.h — the reverse-mode autograd graph.
+//
+// Every differentiable op that sees an input requiring grad (while grad mode is on) attaches a Node
+// to its output: the inputs, and a closure that maps the output's gradient to the inputs'
+// gradients. The closure is written in the op's own file, next to the forward it differentiates.
+// Tensor::backward() orders the nodes topologically and runs the closures from the output back,
+// summing gradients that reach a tensor along several paths; leaves collect theirs in .grad().
+#pragma once
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace fm {
+
+struct Node {
+  const char* op_name;
+  std::vector<Tensor> inputs;
+  // Given d(loss)/d(output), returns d(loss)/d(input_i) for every input (undefined Tensor where an
+  // input needs no gradient). Runs with grad mode off.
+  std::function<std::vector<Tensor>(const Tensor& grad_output)> backward;
+};
+
+// Grad mode: on by default; off inside a NoGradGuard (evaluation, optimiser steps, backward itself).
+bool grad_mode_enabled();
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// True when grad mode is on and any of the inputs requires grad.
+bool any_requires_grad(std::initializer_list<Tensor> inputs);
+bool any_requires_grad(const std::vector<Tensor>& inputs);
+
+// Records `output` as produced by op_name from `inputs` (no-op when no input requires grad).
+// Returns output for chaining.
+Tensor record_op(Tensor output, const char* op_name, std::vector<Tensor> inputs,
+                 std::function<std::vector<Tensor>(const Tensor&)> backward);
+
+// Reduces a broadcast gradient back to `shape` by summing over broadcast dimensions.
+Tensor sum_to_shape(const Tensor& grad, const Shape& shape);
+
+}  // namespace fm

@@ -1,0 +1,42 @@
+// core/io/idx.h — MNIST-style IDX files (Fashion-MNIST images and labels), gzip-compressed or plain.
+//
+// Part of core/io/ (raw bytes only); flow/'s dataset code turns these into tensors. The format
+// (http://yann.lecun.com/exdb/mnist/): a big-endian magic 0x000008NN (0x08 = unsigned bytes, NN = number
+// of dims), then NN big-endian uint32 sizes, then the bytes in C order.
+//   images: 0x00000803, count, rows, cols, count*rows*cols pixels (0 = background, 255 = ink)
+//   labels: 0x00000801, count, count labels
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fm::io {
+
+struct IdxImages {
+  std::int64_t count = 0;
+  int rows = 0, cols = 0;
+  std::vector<std::uint8_t> pixels;  // count * rows * cols, image after image, row-major
+};
+
+struct IdxLabels {
+  std::int64_t count = 0;
+  std::vector<std::uint8_t> labels;
+};
+
+// Reads an image file. Both ".gz" and uncompressed files work (zlib reads plain files as they are).
+// Throws fm::IOError when the file cannot be opened or decompressed, and fm::FormatError naming the file
+// when it is empty, has the wrong magic, zero images or sizes, or holds fewer or more pixel bytes than
+// the header promises.
+IdxImages read_idx_images(const std::string& path);
+
+// Reads a label file; the same errors as read_idx_images.
+IdxLabels read_idx_labels(const std::string& path);
+
+// Images and their labels, checked to have the same count.
+struct IdxLabelledImages {
+  IdxImages images;
+  IdxLabels labels;
+};
+IdxLabelledImages read_idx_labelled_images(const std::string& images_path, const std::string& labels_path);
+
+}  // namespace fm::io

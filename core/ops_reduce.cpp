@@ -1,0 +1,75 @@
+// core/ops_reduce.cpp — sum and mean over dimensions.
+//
+// All reductions use one kernel, "sum the rows of a contiguous matrix": the kept dims are moved to
+// the front and the reduced dims to the back (a permuted contiguous copy when needed), so the
+// reduced elements of each output are one contiguous row. The gradient of a sum is the incoming
+// gradient broadcast back over the reduced dims.
+#include <algorithm>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "core/tensor_internal.h"
+#include "kernels/reduce.h"
+
+namespace fm {
+
+Tensor sum(const Tensor& x, std::vector<int> dims, bool keepdim) {
+  internal::check_defined("sum", x, "input");
+  const int ndim = x.dim();
+  std::vector<bool> reduced(std::size_t(std::max(ndim, 1)), false);
+  for (int& d : dims) {
+    d = internal::normalize_dim("sum", d, ndim);
+    reduced[d] = true;
+  }
+  std::vector<int> order;
+  Shape kept_shape, keepdim_shape;
+  std::int64_t rows = 1, cols = 1;
+  for (int d = 0; d < ndim; ++d)
+    if (!reduced[d]) {
+      order.push_back(d);
+      kept_shape.push_back(x.size(d));
+      rows *= x.size(d);
+    }
+  for (int d = 0; d < ndim; ++d) {
+    keepdim_shape.push_back(reduced[d] ? 1 : x.size(d));
+    if (reduced[d]) {
+      order.push_back(d);
+      cols *= x.size(d);
+    }
+  }
+  Tensor source = (ndim == 0 ? x.detach() : x.detach().permute(order)).contiguous();
+  Tensor y = Tensor::empty(keepdim ? keepdim_shape : kept_shape, x.dtype(), x.device());
+  if (x.device() == Device::CUDA) {
+#ifdef FM_WITH_CUDA
+    kernels::sum_rows_cuda(source.data<float>(), y.data<float>(), rows, cols);
+#endif
+  } else if (x.dtype() == DType::Float32) {
+    kernels::sum_rows_cpu(source.data<float>(), y.data<float>(), rows, cols);
+  } else {
+    kernels::sum_rows_cpu(source.data<double>(), y.data<double>(), rows, cols);
+  }
+  Shape input_shape = x.shape();
+  return record_op(y, "sum", {x}, [=](const Tensor& g) {
+    return std::vector<Tensor>{g.reshape(keepdim_shape).expand(input_shape).contiguous()};
+  });
+}
+
+Tensor sum(const Tensor& x) {
+  std::vector<int> all(std::size_t(x.dim()));
+  for (int d = 0; d < x.dim(); ++d) all[d] = d;
+  return sum(x, all, false);
+}
+
+Tensor mean(const Tensor& x, std::vector<int> dims, bool keepdim) {
+  std::int64_t count = 1;
+  for (int d : dims) count *= x.size(d);
+  FM_CHECK(count > 0, ShapeError, "mean: reducing over zero elements of ", x.describe());
+  return affine(sum(x, dims, keepdim), 1.0 / double(count), 0.0);
+}
+
+Tensor mean(const Tensor& x) {
+  FM_CHECK(x.numel() > 0, ShapeError, "mean: tensor ", x.describe(), " is empty");
+  return affine(sum(x), 1.0 / double(x.numel()), 0.0);
+}
+
+}  // namespace fm

@@ -1,0 +1,77 @@
+// core/random.cpp — xoshiro256** with splitmix64 seeding and Box–Muller normals (see random.h).
+#include "core/random.h"
+
+#include <cmath>
+#include <vector>
+
+namespace fm {
+namespace {
+std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+std::uint64_t splitmix64(std::uint64_t& x) {
+  std::uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
+void Generator::seed_with(std::uint64_t seed) {
+  std::uint64_t x = seed;
+  for (auto& w : state_.words) w = splitmix64(x);
+  state_.has_spare_normal = false;
+  state_.spare_normal = 0;
+}
+
+std::uint64_t Generator::next_u64() {
+  auto& s = state_.words;
+  std::uint64_t result = rotl(s[1] * 5, 7) * 9;
+  std::uint64_t t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl(s[3], 45);
+  return result;
+}
+
+double Generator::uniform() { return double(next_u64() >> 11) * 0x1.0p-53; }
+
+double Generator::normal() {
+  if (state_.has_spare_normal) {
+    state_.has_spare_normal = false;
+    return state_.spare_normal;
+  }
+  // Box–Muller: two uniforms give two independent normals; 1 − u keeps the log argument in (0, 1].
+  double u1 = 1.0 - uniform(), u2 = uniform();
+  double radius = std::sqrt(-2.0 * std::log(u1));
+  double angle = 2.0 * M_PI * u2;
+  state_.spare_normal = radius * std::sin(angle);
+  state_.has_spare_normal = true;
+  return radius * std::cos(angle);
+}
+
+std::uint64_t Generator::below(std::uint64_t n) {
+  if (n <= 1) return 0;
+  // Rejection sampling removes the modulo bias.
+  std::uint64_t limit = ~std::uint64_t(0) - (~std::uint64_t(0) % n);
+  std::uint64_t x;
+  do x = next_u64();
+  while (x >= limit);
+  return x % n;
+}
+
+Tensor rand_uniform(const Shape& shape, Generator& gen, double low, double high, DType dtype,
+                    Device device) {
+  std::vector<double> values(std::size_t(shape_numel(shape)));
+  for (double& v : values) v = low + (high - low) * gen.uniform();
+  return Tensor::from_vector(values, shape, dtype, device);
+}
+
+Tensor randn(const Shape& shape, Generator& gen, DType dtype, Device device) {
+  std::vector<double> values(std::size_t(shape_numel(shape)));
+  for (double& v : values) v = gen.normal();
+  return Tensor::from_vector(values, shape, dtype, device);
+}
+
+}  // namespace fm

@@ -1,0 +1,105 @@
+// core/tensor_internal.cpp — argument checks, broadcasting and copy dispatch shared by core ops.
+#include "core/tensor_internal.h"
+
+#include <algorithm>
+
+#include "kernels/elementwise.h"
+
+namespace fm::internal {
+
+void check_defined(const char* op, const Tensor& t, const char* what) {
+  FM_CHECK(t.defined(), Error, op, ": ", what, " is an undefined tensor");
+}
+
+void check_same_dtype_device(const char* op, std::initializer_list<const Tensor*> tensors) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : tensors) {
+    FM_CHECK(t->defined(), Error, op, ": an input is an undefined tensor");
+    if (!first) {
+      first = t;
+      continue;
+    }
+    FM_CHECK(t->device() == first->device(), DeviceError, op, ": inputs on different devices (",
+             first->describe(), " and ", t->describe(), ")");
+    FM_CHECK(t->dtype() == first->dtype(), DTypeError, op, ": inputs of different dtypes (",
+             first->describe(), " and ", t->describe(), ")");
+  }
+}
+
+void check_dim(const char* op, const Tensor& t, int expected_dims, const char* what,
+               const char* layout) {
+  check_defined(op, t, what);
+  FM_CHECK(t.dim() == expected_dims, ShapeError, op, ": ", what, " has ", t.dim(), " dims ",
+           shape_str(t.shape()), ", expected ", expected_dims, " ", layout);
+}
+
+int normalize_dim(const char* op, int dim, int ndim) {
+  int d = dim < 0 ? dim + ndim : dim;
+  FM_CHECK(d >= 0 && d < std::max(ndim, 1), ShapeError, op, ": dim ", dim, " out of range for ",
+           ndim, "-d tensor");
+  return d;
+}
+
+Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b) {
+  std::size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    std::int64_t sa = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    std::int64_t sb = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    FM_CHECK(sa == sb || sa == 1 || sb == 1, ShapeError, op, ": shapes ", shape_str(a), " and ",
+             shape_str(b), " do not broadcast");
+    out[i] = sa == 1 ? sb : sa;
+  }
+  return out;
+}
+
+Shape broadcast_strides(const Tensor& t, const Shape& out_shape) {
+  Shape strides(out_shape.size(), 0);
+  std::size_t lead = out_shape.size() - t.shape().size();
+  for (std::size_t i = lead; i < out_shape.size(); ++i)
+    strides[i] = t.shape()[i - lead] == 1 ? 0 : t.strides()[i - lead];
+  return strides;
+}
+
+kernels::ElementwiseGeometry make_geometry(const Shape& sizes, const Shape& out_strides,
+                                           const Shape& a_strides, const Shape& b_strides) {
+  FM_CHECK(int(sizes.size()) <= kernels::kMaxDims, ShapeError, "elementwise: ", sizes.size(),
+           " dims, at most ", kernels::kMaxDims, " supported");
+  kernels::ElementwiseGeometry g;
+  // Drop size-1 dims: they contribute nothing and keep the index arithmetic short.
+  for (std::size_t d = 0; d < sizes.size(); ++d) {
+    if (sizes[d] == 1) continue;
+    g.sizes[g.ndim] = sizes[d];
+    g.out_strides[g.ndim] = out_strides[d];
+    g.a_strides[g.ndim] = a_strides[d];
+    g.b_strides[g.ndim] = b_strides.empty() ? 0 : b_strides[d];
+    ++g.ndim;
+  }
+  if (g.ndim == 0) {  // a scalar: one element
+    g.ndim = 1;
+    g.sizes[0] = 1;
+  }
+  for (auto s : sizes)
+    if (s == 0) g.sizes[0] = 0;  // empty tensors: numel() == 0
+  return g;
+}
+
+void copy_same_device(const Tensor& src, const Tensor& dst) {
+  FM_CHECK(src.device() == dst.device() && src.dtype() == dst.dtype(), Error,
+           "copy: internal dtype/device mismatch");
+  Shape out = broadcast_shapes("copy_", src.shape(), dst.shape());
+  FM_CHECK(out == dst.shape(), ShapeError, "copy_: source ", src.describe(),
+           " does not fit destination ", dst.describe());
+  auto g = make_geometry(dst.shape(), dst.strides(), broadcast_strides(src, dst.shape()));
+  if (dst.device() == Device::CUDA) {
+#ifdef FM_WITH_CUDA
+    kernels::unary_cuda(kernels::UnaryOp::Identity, src.data<float>(), dst.data<float>(), g, 1, 0);
+#endif
+  } else if (dst.dtype() == DType::Float32) {
+    kernels::unary_cpu(kernels::UnaryOp::Identity, src.data<float>(), dst.data<float>(), g, 1, 0);
+  } else {
+    kernels::unary_cpu(kernels::UnaryOp::Identity, src.data<double>(), dst.data<double>(), g, 1, 0);
+  }
+}
+
+}  // namespace fm::internal

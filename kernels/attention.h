@@ -1,0 +1,54 @@
+// kernels/attention.h — the core of multi-head self-attention: O = softmax(Q·Kᵀ·scale)·V per
+// (batch, head), forward and backward. The engine does the input/output projections with matmuls;
+// these functions only see the per-head tensors.
+//
+// Layer: kernels/ (plain functions over pointers, no Tensor). CPU reference loops (float, double) in
+// kernels/cpu/attention.cpp; CUDA (float) in kernels/cuda/attention_flash.cu (fused, FlashAttention
+// style) and kernels/cuda/attention_unfused.cu (cuBLAS baseline), all on cuda_stream().
+//
+// Layout: q, k, v, o and their gradients are contiguous [B, H, L, D] (B batch, H heads, L tokens,
+// D head dim); lse is [B, H, L]. With S = scale·Q·Kᵀ (L×L per head; scale is usually 1/sqrt(D)):
+//   lse_i = log Σ_j exp(S_ij)          (log-sum-exp of row i, saved by the forward)
+//   P_ij  = exp(S_ij − lse_i)          (softmax, recomputable from S and lse alone)
+//   O     = P·V
+// Backward (Dao et al., "FlashAttention", 2022, Alg. 4; dO = gradient at O):
+//   dV   = Pᵀ·dO
+//   dP   = dO·Vᵀ
+//   D_i  = Σ_d dO_id·O_id              (= Σ_j P_ij·dP_ij, the softmax Jacobian's row term)
+//   dS   = P ∘ (dP − D_i)
+//   dQ   = scale · dS·K
+//   dK   = scale · dSᵀ·Q
+// Outputs are overwritten, not accumulated into.
+//
+// Sizes: B, H >= 0, L >= 1, 1 <= D; the CUDA versions need D <= 128.
+#pragma once
+
+namespace fm::kernels {
+
+// ---- CPU references (T = float or double) -------------------------------------------------------
+template <typename T>
+void attention_forward_cpu(const T* q, const T* k, const T* v, T* o, T* lse, int B, int H, int L,
+                           int D, T scale);
+template <typename T>
+void attention_backward_cpu(const T* q, const T* k, const T* v, const T* o, const T* dout,
+                            const T* lse, T* dq, T* dk, T* dv, int B, int H, int L, int D, T scale);
+
+// ---- CUDA, fused (float, device pointers) -------------------------------------------------------
+// Forward: one block per (b, h, tile of query rows); K/V tiles stream through shared memory with
+// an online softmax, so the L×L matrix never reaches memory. Backward: a key-tile pass for dK, dV
+// and a query-tile pass for dQ, both recomputing P from lse; deterministic (no atomics).
+void attention_forward_cuda_flash(const float* q, const float* k, const float* v, float* o,
+                                  float* lse, int B, int H, int L, int D, float scale);
+void attention_backward_cuda_flash(const float* q, const float* k, const float* v, const float* o,
+                                   const float* dout, const float* lse, float* dq, float* dk,
+                                   float* dv, int B, int H, int L, int D, float scale);
+
+// ---- CUDA, unfused baseline (float): batched cuBLAS GEMMs plus row-softmax kernels, with the
+// L×L score matrices in scratch memory. The speed baseline the flash version must beat.
+void attention_forward_cuda_unfused(const float* q, const float* k, const float* v, float* o,
+                                    float* lse, int B, int H, int L, int D, float scale);
+void attention_backward_cuda_unfused(const float* q, const float* k, const float* v, const float* o,
+                                     const float* dout, const float* lse, float* dq, float* dk,
+                                     float* dv, int B, int H, int L, int D, float scale);
+
+}  // namespace fm::kernels

@@ -1,0 +1,149 @@
+// kernels/conv2d.h — 2-D convolution and transposed convolution kernels (NCHW, float32/float64).
+//
+// Plain functions over pointers, no Tensor: core/ checks shapes and calls these. Conventions follow
+// PyTorch so weights and numbers can be compared one to one:
+//
+//   conv2d            x [N, C_in, H, W],  weight [C_out, C_in, kh, kw], bias [C_out]
+//                     y [N, C_out, Ho, Wo],  Ho = (H + 2·pad_h − kh) / stride_h + 1
+//                     y[n,o,i,j] = bias[o] + Σ_{c,r,s} x[n, c, i·stride_h − pad_h + r,
+//                                                        j·stride_w − pad_w + s] · w[o,c,r,s]
+//                     (cross-correlation; taps that fall in the zero padding contribute nothing)
+//   conv_transpose2d  x [N, C_in, H, W],  weight [C_in, C_out, kh, kw], bias [C_out]
+//                     y [N, C_out, Ho, Wo], Ho = (H − 1)·stride_h − 2·pad_h + kh
+//                     It is the adjoint (gradient w.r.t. input) of the conv2d that maps y's shape
+//                     back to x's shape with the same weight, stride and padding: every input pixel
+//                     scatters x[n,c,i,j] · w[c,o,:,:] into the window at (i·stride − pad, j·stride − pad).
+//
+// Every function overwrites its outputs (y, dx, dweight, dbias); nothing accumulates. Bias pointers
+// may be null (no bias; for dbias: not wanted).
+//
+// Four implementations with the same meaning:
+//   *_cpu<T>         kernels/cpu/conv2d_reference.cpp    readable loops, the definition tests trust
+//   *_im2col<T>      kernels/cpu/conv2d_im2col.cpp       im2col + blocked GEMM, the CPU training path
+//   *_cuda_naive     kernels/cuda/conv2d_naive.cu        one thread per output element
+//   *_cuda           kernels/cuda/conv2d_implicit_gemm.cu tiled implicit GEMM, the GPU training path
+//   *_cudnn          kernels/cuda/conv2d_cudnn.cpp       the cuDNN baseline
+// CUDA versions take device pointers, are float only and run on fm::kernels::cuda_stream().
+#pragma once
+
+namespace fm::kernels {
+
+struct Conv2dParams {
+  int batch = 1, in_channels = 1, in_height = 1, in_width = 1, out_channels = 1;
+  int kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0;
+
+  int out_height() const { return (in_height + 2 * pad_h - kernel_h) / stride_h + 1; }
+  int out_width() const { return (in_width + 2 * pad_w - kernel_w) / stride_w + 1; }
+};
+
+struct ConvTranspose2dParams {
+  int batch = 1, in_channels = 1, in_height = 1, in_width = 1, out_channels = 1;
+  int kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0;
+
+  int out_height() const { return (in_height - 1) * stride_h - 2 * pad_h + kernel_h; }
+  int out_width() const { return (in_width - 1) * stride_w - 2 * pad_w + kernel_w; }
+
+  // The conv2d whose backward-input pass this transposed convolution is: it reads an image of this
+  // op's output size with C_out channels and produces this op's input size with C_in channels. Its
+  // weight [C_in, C_out, kh, kw] is read as conv2d's [out = C_in, in = C_out, kh, kw]: same memory.
+  // (Its out_height() gives back in_height exactly: ((H−1)s − 2p + k + 2p − k)/s + 1 = H.)
+  Conv2dParams as_conv2d() const {
+    Conv2dParams c;
+    c.batch = batch;
+    c.in_channels = out_channels;
+    c.in_height = out_height();
+    c.in_width = out_width();
+    c.out_channels = in_channels;
+    c.kernel_h = kernel_h;
+    c.kernel_w = kernel_w;
+    c.stride_h = stride_h;
+    c.stride_w = stride_w;
+    c.pad_h = pad_h;
+    c.pad_w = pad_w;
+    return c;
+  }
+};
+
+// ---- reference loops (kernels/cpu/conv2d_reference.cpp), T = float or double --------------------
+template <typename T>
+void conv2d_forward_cpu(const T* x, const T* weight, const T* bias, T* y, const Conv2dParams& p);
+template <typename T>
+void conv2d_backward_input_cpu(const T* dy, const T* weight, T* dx, const Conv2dParams& p);
+template <typename T>
+void conv2d_backward_weight_cpu(const T* x, const T* dy, T* dweight, T* dbias,
+                                const Conv2dParams& p);
+
+template <typename T>
+void conv_transpose2d_forward_cpu(const T* x, const T* weight, const T* bias, T* y,
+                                  const ConvTranspose2dParams& p);
+template <typename T>
+void conv_transpose2d_backward_input_cpu(const T* dy, const T* weight, T* dx,
+                                         const ConvTranspose2dParams& p);
+template <typename T>
+void conv_transpose2d_backward_weight_cpu(const T* x, const T* dy, T* dweight, T* dbias,
+                                          const ConvTranspose2dParams& p);
+
+// ---- im2col + GEMM (kernels/cpu/conv2d_im2col.cpp), T = float or double -------------------------
+template <typename T>
+void conv2d_forward_im2col(const T* x, const T* weight, const T* bias, T* y, const Conv2dParams& p);
+template <typename T>
+void conv2d_backward_input_im2col(const T* dy, const T* weight, T* dx, const Conv2dParams& p);
+template <typename T>
+void conv2d_backward_weight_im2col(const T* x, const T* dy, T* dweight, T* dbias,
+                                   const Conv2dParams& p);
+
+template <typename T>
+void conv_transpose2d_forward_im2col(const T* x, const T* weight, const T* bias, T* y,
+                                     const ConvTranspose2dParams& p);
+template <typename T>
+void conv_transpose2d_backward_input_im2col(const T* dy, const T* weight, T* dx,
+                                            const ConvTranspose2dParams& p);
+template <typename T>
+void conv_transpose2d_backward_weight_im2col(const T* x, const T* dy, T* dweight, T* dbias,
+                                             const ConvTranspose2dParams& p);
+
+#ifdef FM_WITH_CUDA
+// ---- CUDA v1: one thread per output element (kernels/cuda/conv2d_naive.cu) ---------------------
+void conv2d_forward_cuda_naive(const float* x, const float* weight, const float* bias, float* y,
+                               const Conv2dParams& p);
+void conv2d_backward_input_cuda_naive(const float* dy, const float* weight, float* dx,
+                                      const Conv2dParams& p);
+void conv2d_backward_weight_cuda_naive(const float* x, const float* dy, float* dweight,
+                                       float* dbias, const Conv2dParams& p);
+void conv_transpose2d_forward_cuda_naive(const float* x, const float* weight, const float* bias,
+                                         float* y, const ConvTranspose2dParams& p);
+void conv_transpose2d_backward_input_cuda_naive(const float* dy, const float* weight, float* dx,
+                                                const ConvTranspose2dParams& p);
+void conv_transpose2d_backward_weight_cuda_naive(const float* x, const float* dy, float* dweight,
+                                                 float* dbias, const ConvTranspose2dParams& p);
+
+// ---- CUDA v2: tiled implicit GEMM (kernels/cuda/conv2d_implicit_gemm.cu) ------------------------
+void conv2d_forward_cuda(const float* x, const float* weight, const float* bias, float* y,
+                         const Conv2dParams& p);
+void conv2d_backward_input_cuda(const float* dy, const float* weight, float* dx,
+                                const Conv2dParams& p);
+void conv2d_backward_weight_cuda(const float* x, const float* dy, float* dweight, float* dbias,
+                                 const Conv2dParams& p);
+void conv_transpose2d_forward_cuda(const float* x, const float* weight, const float* bias, float* y,
+                                   const ConvTranspose2dParams& p);
+void conv_transpose2d_backward_input_cuda(const float* dy, const float* weight, float* dx,
+                                          const ConvTranspose2dParams& p);
+void conv_transpose2d_backward_weight_cuda(const float* x, const float* dy, float* dweight,
+                                           float* dbias, const ConvTranspose2dParams& p);
+
+// ---- cuDNN baseline, FP32 math without TF32 (kernels/cuda/conv2d_cudnn.cpp) ---------------------
+void conv2d_forward_cudnn(const float* x, const float* weight, const float* bias, float* y,
+                          const Conv2dParams& p);
+void conv2d_backward_input_cudnn(const float* dy, const float* weight, float* dx,
+                                 const Conv2dParams& p);
+void conv2d_backward_weight_cudnn(const float* x, const float* dy, float* dweight, float* dbias,
+                                  const Conv2dParams& p);
+void conv_transpose2d_forward_cudnn(const float* x, const float* weight, const float* bias,
+                                    float* y, const ConvTranspose2dParams& p);
+void conv_transpose2d_backward_input_cudnn(const float* dy, const float* weight, float* dx,
+                                           const ConvTranspose2dParams& p);
+void conv_transpose2d_backward_weight_cudnn(const float* x, const float* dy, float* dweight,
+                                            float* dbias, const ConvTranspose2dParams& p);
+#endif
+
+}  // namespace fm::kernels

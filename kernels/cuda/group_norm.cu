@@ -1,0 +1,625 @@
+// kernels/cuda/group_norm.cu — CUDA GroupNorm and GroupNorm + SiLU (float), forward and backward.
+//
+// Layer: kernels/cuda (hand-written kernels over device pointers, launched on cuda_stream()).
+// Formulas: kernels/group_norm.h. Reference: kernels/cpu/group_norm.cpp.
+//
+// Cost model (write it down before optimising): a few flops per element against
+//   forward : read x, write y              = 8 bytes/element  (+ γ, β, mean, rstd: negligible)
+//   backward: read x and dy, write dx      = 12 bytes/element (+ [N, C] partial sums: negligible)
+// so the kernels are memory-bound and the target is the device's copy bandwidth.
+// Example: N=128, C=64, HW=784 (28×28) is 6.4 M elements: forward 51 MB, backward 77 MB, i.e.
+// ~15 µs and ~23 µs at H100's ~3.35 TB/s.
+//
+// Forward, main path: one 256-thread block per (n, g). The group's M = (C/G)·HW values are one
+// contiguous span; the block runs Welford's online mean/variance over it (Welford 1962; merged
+// across threads with Chan et al.'s pairwise formula), then normalises the same span in the same
+// launch. The second read of x comes from L2, not DRAM: a group is at most tens of KB and is
+// re-read microseconds later, so DRAM sees x once and y once: the 8-byte minimum.
+// Forward, split path: when there are fewer groups than SMs and each group is large (sampling at
+// batch 1, large images), one block per group would leave most SMs idle. The group is cut into
+// chunks: launch 1 writes each chunk's Welford triple (count, mean, M2); launch 2 merges the
+// triples of its group in a fixed order (every block of the group gets the same mean/rstd) and
+// normalises its chunk.
+//
+// Backward: per (n, c), one warp sums dz and dz·x̂ over HW (dz = dy, or dy·silu'(z) for the fused
+// version). Those [N, C] sums give everything: dβ[c] and dγ[c] are their sums over n (a separate
+// fixed-order pass, no atomics: bitwise reproducible), and the group means dx needs are
+// Σ_c γ[c]·(sums over the group's channels). Main path: one block per (n, g) does the channel sums
+// of its group, then dx over the group (second read of x and dy from L2 again). Split path (few,
+// large groups): the channel sums are one launch with a warp per (n, c), dx a second launch over
+// chunks of each group. Both paths run the same arithmetic in the same order, so they give the
+// same bits.
+//
+// float4 loads/stores are used when HW % 4 == 0 and the big pointers are 16-byte aligned: then a
+// float4 never straddles two channels and every group, channel row and chunk (chunks are multiples
+// of 4) starts on a 16-byte boundary. Otherwise the same code runs with scalar accesses.
+#include <algorithm>
+#include <cstdint>
+#include <climits>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/group_norm.h"
+#include "kernels/runtime.h"
+
+namespace fm::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr unsigned kFullMask = 0xffffffffu;
+// Groups smaller than this are never split: one block streams them in a few microseconds, about
+// the cost of the extra launch a split needs.
+constexpr std::int64_t kSplitMinGroupSize = 16384;
+// Chunks are at least this large so each block of the split path has real work.
+constexpr std::int64_t kSplitMinChunk = 4096;
+
+int device_multiprocessor_count() {
+  static const int count = [] {
+    int device = 0, sms = 0;
+    FM_CUDA_CHECK(cudaGetDevice(&device));
+    FM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    return sms;
+  }();
+  return count;
+}
+
+bool is_aligned_16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+__device__ __forceinline__ float silu_derivative_f(float z) {
+  const float s = 1.f / (1.f + expf(-z));
+  return s * (1.f + z * (1.f - s));
+}
+
+// ---- Welford statistics -----------------------------------------------------------------------
+struct Welford {
+  float count;  // float: exact up to 2^24 elements per partial, and it enters float formulas anyway
+  float mean;
+  float m2;     // Σ (x − mean)²
+};
+
+__device__ __forceinline__ void welford_add(Welford& w, float x) {
+  w.count += 1.f;
+  const float delta = x - w.mean;
+  w.mean += delta / w.count;
+  w.m2 += delta * (x - w.mean);
+}
+
+// Chan, Golub & LeVeque (1979): merge two partial results.
+//   n = n_a + n_b, δ = mean_b − mean_a, mean = mean_a + δ·n_b/n, M2 = M2_a + M2_b + δ²·n_a·n_b/n.
+__device__ __forceinline__ Welford welford_merge(const Welford& a, const Welford& b) {
+  const float count = a.count + b.count;
+  if (count == 0.f) return Welford{0.f, 0.f, 0.f};
+  const float delta = b.mean - a.mean;
+  const float b_share = b.count / count;
+  return Welford{count, a.mean + delta * b_share, a.m2 + b.m2 + delta * delta * a.count * b_share};
+}
+
+// Merge the block's 256 partial results; every thread gets the block total. The merge order is
+// fixed (shuffle-down tree within each warp, then warp 0 over the 8 warp results), so the bits do
+// not depend on scheduling. Call at most once per kernel (it reuses static shared memory).
+__device__ Welford block_reduce_welford(Welford w) {
+  __shared__ Welford warp_results[kWarps];
+  __shared__ Welford block_result;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int offset = 16; offset > 0; offset /= 2) {
+    Welford other{__shfl_down_sync(kFullMask, w.count, offset),
+                  __shfl_down_sync(kFullMask, w.mean, offset),
+                  __shfl_down_sync(kFullMask, w.m2, offset)};
+    // Lanes whose partner lies beyond lane 31 read their own value back; their results are never
+    // used (only lane 0 carries the warp total), but keep them harmless.
+    if (lane + offset < 32) w = welford_merge(w, other);
+  }
+  if (lane == 0) warp_results[warp] = w;
+  __syncthreads();
+  if (warp == 0) {
+    w = lane < kWarps ? warp_results[lane] : Welford{0.f, 0.f, 0.f};
+    for (int offset = 16; offset > 0; offset /= 2) {
+      Welford other{__shfl_down_sync(kFullMask, w.count, offset),
+                    __shfl_down_sync(kFullMask, w.mean, offset),
+                    __shfl_down_sync(kFullMask, w.m2, offset)};
+      if (lane + offset < 32) w = welford_merge(w, other);
+    }
+    if (lane == 0) block_result = w;
+  }
+  __syncthreads();
+  return block_result;
+}
+
+// This thread's share of the Welford statistics of group_x[begin, end).
+template <bool kVectorized>
+__device__ Welford welford_over_range(const float* __restrict__ group_x, int begin, int end) {
+  Welford w{0.f, 0.f, 0.f};
+  if constexpr (kVectorized) {
+    const float4* x4 = reinterpret_cast<const float4*>(group_x + begin);
+    const int vectors = (end - begin) / 4;
+    for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
+      const float4 a = x4[v];
+      welford_add(w, a.x);
+      welford_add(w, a.y);
+      welford_add(w, a.z);
+      welford_add(w, a.w);
+    }
+  } else {
+    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) welford_add(w, group_x[i]);
+  }
+  return w;
+}
+
+// Variance from M2 is biased (divide by the count), as in the GroupNorm paper. M2 ≥ 0 in exact
+// arithmetic; the clamp keeps a rounding-level negative from producing NaN.
+__device__ __forceinline__ float rstd_from(const Welford& w, float eps) {
+  const float variance = fmaxf(w.m2 / w.count, 0.f);
+  return 1.f / sqrtf(variance + eps);  // correctly rounded sqrt and division, not rsqrtf's 2 ulp
+}
+
+template <bool kApplySilu>
+__device__ __forceinline__ float normalize_one(float x, float mean, float rstd, float gamma_c,
+                                               float beta_c) {
+  // (x − μ)·rstd first, not x·(γ·rstd) + (β − μ·γ·rstd): the latter cancels catastrophically when
+  // |μ| ≫ σ.
+  const float z = gamma_c * ((x - mean) * rstd) + beta_c;
+  if constexpr (kApplySilu) return z / (1.f + expf(-z));  // silu(z) = z·sigmoid(z)
+  else return z;
+}
+
+// Normalise group elements [begin, end). first_channel is the group's first channel g·C/G.
+template <bool kVectorized, bool kApplySilu>
+__device__ void normalize_range(const float* __restrict__ group_x, float* __restrict__ group_y,
+                                const float* __restrict__ gamma, const float* __restrict__ beta,
+                                int first_channel, int HW, int begin, int end,
+                                float mean, float rstd) {
+  if constexpr (kVectorized) {
+    const float4* x4 = reinterpret_cast<const float4*>(group_x + begin);
+    float4* y4 = reinterpret_cast<float4*>(group_y + begin);
+    const int vectors = (end - begin) / 4;
+    for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
+      const int c = first_channel + (begin + 4 * v) / HW;  // the 4 elements share c (HW%4==0)
+      const float gc = gamma[c], bc = beta[c];
+      const float4 a = x4[v];
+      y4[v] = make_float4(normalize_one<kApplySilu>(a.x, mean, rstd, gc, bc),
+                          normalize_one<kApplySilu>(a.y, mean, rstd, gc, bc),
+                          normalize_one<kApplySilu>(a.z, mean, rstd, gc, bc),
+                          normalize_one<kApplySilu>(a.w, mean, rstd, gc, bc));
+    }
+  } else {
+    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
+      const int c = first_channel + i / HW;
+      group_y[i] = normalize_one<kApplySilu>(group_x[i], mean, rstd, gamma[c], beta[c]);
+    }
+  }
+}
+
+// ---- forward kernels --------------------------------------------------------------------------
+// Main path: grid = N·G blocks, block ng = n·G + g.
+template <bool kVectorized, bool kApplySilu>
+__global__ void __launch_bounds__(kThreads)
+group_norm_forward_kernel(const float* __restrict__ x, const float* __restrict__ gamma,
+                          const float* __restrict__ beta, float* __restrict__ y,
+                          float* __restrict__ mean_out, float* __restrict__ rstd_out, int C, int HW,
+                          int G, float eps) {
+  const int ng = blockIdx.x;
+  const int channels_per_group = C / G;
+  const int group_size = channels_per_group * HW;  // < 2^31, checked on the host
+  const std::int64_t offset = std::int64_t(ng) * group_size;
+  const Welford stats =
+      block_reduce_welford(welford_over_range<kVectorized>(x + offset, 0, group_size));
+  const float rstd = rstd_from(stats, eps);
+  if (threadIdx.x == 0) {
+    mean_out[ng] = stats.mean;
+    rstd_out[ng] = rstd;
+  }
+  normalize_range<kVectorized, kApplySilu>(x + offset, y + offset, gamma, beta,
+                                           (ng % G) * channels_per_group, HW, 0, group_size,
+                                           stats.mean, rstd);
+}
+
+// Split path, launch 1: grid (splits, N·G). partial is [N·G, splits, 3] (count, mean, M2).
+template <bool kVectorized>
+__global__ void __launch_bounds__(kThreads)
+group_norm_partial_stats_kernel(const float* __restrict__ x, float* __restrict__ partial, int C,
+                                int HW, int G, int chunk) {
+  const int split = blockIdx.x, splits = gridDim.x, ng = blockIdx.y;
+  const int group_size = (C / G) * HW;
+  const int begin = split * chunk;
+  const int end = min(group_size, begin + chunk);
+  const Welford w = block_reduce_welford(
+      welford_over_range<kVectorized>(x + std::int64_t(ng) * group_size, begin, end));
+  if (threadIdx.x == 0) {
+    float* out = partial + (std::int64_t(ng) * splits + split) * 3;
+    out[0] = w.count;
+    out[1] = w.mean;
+    out[2] = w.m2;
+  }
+}
+
+// Split path, launch 2: same grid. Every block merges its group's triples in split order (so all
+// blocks of a group agree bit for bit), block 0 of the group stores mean/rstd, all normalise.
+template <bool kVectorized, bool kApplySilu>
+__global__ void __launch_bounds__(kThreads)
+group_norm_normalize_split_kernel(const float* __restrict__ x, const float* __restrict__ gamma,
+                                  const float* __restrict__ beta, float* __restrict__ y,
+                                  const float* __restrict__ partial, float* __restrict__ mean_out,
+                                  float* __restrict__ rstd_out, int C, int HW, int G,
+                                  int chunk, float eps) {
+  __shared__ float group_mean, group_rstd;
+  const int split = blockIdx.x, splits = gridDim.x, ng = blockIdx.y;
+  const int channels_per_group = C / G;
+  const int group_size = channels_per_group * HW;
+  if (threadIdx.x == 0) {
+    Welford total{0.f, 0.f, 0.f};
+    for (int s = 0; s < splits; ++s) {
+      const float* p = partial + (std::int64_t(ng) * splits + s) * 3;
+      total = welford_merge(total, Welford{p[0], p[1], p[2]});
+    }
+    group_mean = total.mean;
+    group_rstd = rstd_from(total, eps);
+    if (split == 0) {
+      mean_out[ng] = group_mean;
+      rstd_out[ng] = group_rstd;
+    }
+  }
+  __syncthreads();
+  const int begin = split * chunk;
+  const int end = min(group_size, begin + chunk);
+  const std::int64_t offset = std::int64_t(ng) * group_size;
+  normalize_range<kVectorized, kApplySilu>(x + offset, y + offset, gamma, beta,
+                                           (ng % G) * channels_per_group, HW, begin, end,
+                                           group_mean, group_rstd);
+}
+
+// ---- backward building blocks -----------------------------------------------------------------
+// dz: gradient at the GroupNorm output z = γ·x̂ + β (the SiLU's input in the fused version).
+template <bool kApplySilu>
+__device__ __forceinline__ float dz_of(float dy, float xhat, float gamma_c, float beta_c) {
+  if constexpr (kApplySilu) return dy * silu_derivative_f(gamma_c * xhat + beta_c);
+  else return dy;
+}
+
+// One warp: Σ_hw dz and Σ_hw dz·x̂ over one channel row (n, c) of HW elements; the xor-shuffle
+// tree leaves the same totals in every lane (float addition is commutative, so partners agree).
+template <bool kVectorized, bool kApplySilu>
+__device__ void warp_channel_row_sums(const float* __restrict__ x_row, const float* __restrict__ dy_row,
+                                      int HW, float mean, float rstd, float gamma_c, float beta_c,
+                                      float& sum_dz, float& sum_dz_xhat) {
+  const int lane = threadIdx.x % 32;
+  float a = 0.f, b = 0.f;
+  if constexpr (kVectorized) {
+    const float4* x4 = reinterpret_cast<const float4*>(x_row);
+    const float4* dy4 = reinterpret_cast<const float4*>(dy_row);
+    for (int v = lane; v < HW / 4; v += 32) {
+      const float4 xv = x4[v], gv = dy4[v];
+      const float xs[4] = {xv.x, xv.y, xv.z, xv.w};
+      const float gs[4] = {gv.x, gv.y, gv.z, gv.w};
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const float xhat = (xs[k] - mean) * rstd;
+        const float dz = dz_of<kApplySilu>(gs[k], xhat, gamma_c, beta_c);
+        a += dz;
+        b += dz * xhat;
+      }
+    }
+  } else {
+    for (int i = lane; i < HW; i += 32) {
+      const float xhat = (x_row[i] - mean) * rstd;
+      const float dz = dz_of<kApplySilu>(dy_row[i], xhat, gamma_c, beta_c);
+      a += dz;
+      b += dz * xhat;
+    }
+  }
+  for (int offset = 16; offset > 0; offset /= 2) {
+    a += __shfl_xor_sync(kFullMask, a, offset);
+    b += __shfl_xor_sync(kFullMask, b, offset);
+  }
+  sum_dz = a;
+  sum_dz_xhat = b;
+}
+
+// Channel sums of one (n, c) row, stored to the [N, C] partial arrays.
+template <bool kVectorized, bool kApplySilu>
+__device__ void store_channel_sums(const float* __restrict__ dy, const float* __restrict__ x,
+                                   const float* __restrict__ mean, const float* __restrict__ rstd,
+                                   const float* __restrict__ gamma, const float* __restrict__ beta,
+                                   float* channel_sum_dz, float* channel_sum_dz_xhat, int n, int c,
+                                   int C, int HW, int G) {
+  const int ng = n * G + c / (C / G);
+  const std::int64_t row = (std::int64_t(n) * C + c) * HW;
+  float a, b;
+  warp_channel_row_sums<kVectorized, kApplySilu>(x + row, dy + row, HW, mean[ng], rstd[ng],
+                                                 gamma[c], kApplySilu ? beta[c] : 0.f, a, b);
+  if (threadIdx.x % 32 == 0) {
+    channel_sum_dz[std::int64_t(n) * C + c] = a;
+    channel_sum_dz_xhat[std::int64_t(n) * C + c] = b;
+  }
+}
+
+// Warp 0 turns the group's channel sums into mean(dxhat) and mean(dxhat·x̂) (dxhat = γ·dz) and
+// publishes them in shared memory; the caller must __syncthreads() before reading them. The
+// channel sums may have been written by this same block before a __syncthreads(): plain loads
+// (no __restrict__/const, so no read-only-cache path) see them.
+__device__ void group_gradient_means(const float* channel_sum_dz, const float* channel_sum_dz_xhat,
+                                     const float* __restrict__ gamma, int n, int g, int C, int G,
+                                     int HW, float* shared_means /*[2]*/) {
+  if (threadIdx.x >= 32) return;
+  const int lane = threadIdx.x;
+  const int channels_per_group = C / G;
+  float a = 0.f, b = 0.f;
+  for (int cl = lane; cl < channels_per_group; cl += 32) {
+    const int c = g * channels_per_group + cl;
+    a += gamma[c] * channel_sum_dz[std::int64_t(n) * C + c];
+    b += gamma[c] * channel_sum_dz_xhat[std::int64_t(n) * C + c];
+  }
+  for (int offset = 16; offset > 0; offset /= 2) {
+    a += __shfl_xor_sync(kFullMask, a, offset);
+    b += __shfl_xor_sync(kFullMask, b, offset);
+  }
+  if (lane == 0) {
+    const float group_size = float(channels_per_group * HW);
+    shared_means[0] = a / group_size;
+    shared_means[1] = b / group_size;
+  }
+}
+
+// dx = rstd·(dxhat − mean(dxhat) − x̂·mean(dxhat·x̂)) over group elements [begin, end).
+template <bool kVectorized, bool kApplySilu>
+__device__ void write_dx_range(const float* __restrict__ group_dy, const float* __restrict__ group_x,
+                               float* __restrict__ group_dx, const float* __restrict__ gamma,
+                               const float* __restrict__ beta, int first_channel, int HW,
+                               int begin, int end, float mean, float rstd,
+                               float mean_dxhat, float mean_dxhat_xhat) {
+  auto dx_of = [&](float x, float dy, float gamma_c, float beta_c) {
+    const float xhat = (x - mean) * rstd;
+    const float dxhat = gamma_c * dz_of<kApplySilu>(dy, xhat, gamma_c, beta_c);
+    return rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat);
+  };
+  if constexpr (kVectorized) {
+    const float4* x4 = reinterpret_cast<const float4*>(group_x + begin);
+    const float4* dy4 = reinterpret_cast<const float4*>(group_dy + begin);
+    float4* dx4 = reinterpret_cast<float4*>(group_dx + begin);
+    const int vectors = (end - begin) / 4;
+    for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
+      const int c = first_channel + (begin + 4 * v) / HW;
+      const float gc = gamma[c], bc = kApplySilu ? beta[c] : 0.f;
+      const float4 xv = x4[v], gv = dy4[v];
+      dx4[v] = make_float4(dx_of(xv.x, gv.x, gc, bc), dx_of(xv.y, gv.y, gc, bc),
+                           dx_of(xv.z, gv.z, gc, bc), dx_of(xv.w, gv.w, gc, bc));
+    }
+  } else {
+    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
+      const int c = first_channel + i / HW;
+      group_dx[i] = dx_of(group_x[i], group_dy[i], gamma[c], kApplySilu ? beta[c] : 0.f);
+    }
+  }
+}
+
+// ---- backward kernels -------------------------------------------------------------------------
+// Main path: grid = N·G blocks. Warps take the group's channels round-robin for the channel sums,
+// then the whole block writes dx.
+template <bool kVectorized, bool kApplySilu>
+__global__ void __launch_bounds__(kThreads)
+group_norm_backward_kernel(const float* __restrict__ dy, const float* __restrict__ x,
+                           const float* __restrict__ mean, const float* __restrict__ rstd,
+                           const float* __restrict__ gamma, const float* __restrict__ beta,
+                           float* __restrict__ dx, float* channel_sum_dz,
+                           float* channel_sum_dz_xhat, int C, int HW, int G) {
+  __shared__ float means[2];
+  const int ng = blockIdx.x, n = ng / G, g = ng % G;
+  const int channels_per_group = C / G;
+  const int warp = threadIdx.x / 32;
+  for (int cl = warp; cl < channels_per_group; cl += kWarps)
+    store_channel_sums<kVectorized, kApplySilu>(dy, x, mean, rstd, gamma, beta, channel_sum_dz,
+                                                channel_sum_dz_xhat, n, g * channels_per_group + cl,
+                                                C, HW, G);
+  __syncthreads();  // makes the channel sums (global writes of this block) visible to warp 0
+  group_gradient_means(channel_sum_dz, channel_sum_dz_xhat, gamma, n, g, C, G, HW, means);
+  __syncthreads();
+  const int group_size = channels_per_group * HW;
+  const std::int64_t offset = std::int64_t(ng) * group_size;
+  write_dx_range<kVectorized, kApplySilu>(dy + offset, x + offset, dx + offset, gamma, beta,
+                                          g * channels_per_group, HW, 0, group_size, mean[ng],
+                                          rstd[ng], means[0], means[1]);
+}
+
+// Split path, launch 1: one warp per (n, c) row; grid = ⌈N·C / 8⌉ blocks.
+template <bool kVectorized, bool kApplySilu>
+__global__ void __launch_bounds__(kThreads)
+group_norm_channel_sums_kernel(const float* __restrict__ dy, const float* __restrict__ x,
+                               const float* __restrict__ mean, const float* __restrict__ rstd,
+                               const float* __restrict__ gamma, const float* __restrict__ beta,
+                               float* __restrict__ channel_sum_dz,
+                               float* __restrict__ channel_sum_dz_xhat, int N, int C, int HW,
+                               int G) {
+  const std::int64_t nc = std::int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+  if (nc >= std::int64_t(N) * C) return;  // whole warps leave together: the shuffles stay full
+  store_channel_sums<kVectorized, kApplySilu>(dy, x, mean, rstd, gamma, beta, channel_sum_dz,
+                                              channel_sum_dz_xhat, int(nc / C), int(nc % C), C,
+                                              HW, G);
+}
+
+// Split path, launch 2: grid (splits, N·G); each block writes dx for one chunk of its group.
+template <bool kVectorized, bool kApplySilu>
+__global__ void __launch_bounds__(kThreads)
+group_norm_dx_split_kernel(const float* __restrict__ dy, const float* __restrict__ x,
+                           const float* __restrict__ mean, const float* __restrict__ rstd,
+                           const float* __restrict__ gamma, const float* __restrict__ beta,
+                           float* __restrict__ dx, const float* channel_sum_dz,
+                           const float* channel_sum_dz_xhat, int C, int HW, int G,
+                           int chunk) {
+  __shared__ float means[2];
+  const int split = blockIdx.x, ng = blockIdx.y, n = ng / G, g = ng % G;
+  const int channels_per_group = C / G;
+  group_gradient_means(channel_sum_dz, channel_sum_dz_xhat, gamma, n, g, C, G, HW, means);
+  __syncthreads();
+  const int group_size = channels_per_group * HW;
+  const std::int64_t offset = std::int64_t(ng) * group_size;
+  const int begin = split * chunk;
+  const int end = min(group_size, begin + chunk);
+  write_dx_range<kVectorized, kApplySilu>(dy + offset, x + offset, dx + offset, gamma, beta,
+                                          g * channels_per_group, HW, begin, end, mean[ng],
+                                          rstd[ng], means[0], means[1]);
+}
+
+// dγ[c] = Σ_n channel_sum_dz_xhat[n, c], dβ[c] = Σ_n channel_sum_dz[n, c], n ascending.
+__global__ void sum_channel_sums_over_batch_kernel(const float* __restrict__ channel_sum_dz,
+                                                   const float* __restrict__ channel_sum_dz_xhat,
+                                                   float* __restrict__ dgamma,
+                                                   float* __restrict__ dbeta, int N, int C) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  float a = 0.f, b = 0.f;
+  for (int n = 0; n < N; ++n) {
+    a += channel_sum_dz[std::int64_t(n) * C + c];
+    b += channel_sum_dz_xhat[std::int64_t(n) * C + c];
+  }
+  dbeta[c] = a;
+  dgamma[c] = b;
+}
+
+// ---- host side --------------------------------------------------------------------------------
+void check_group_norm_sizes(const char* op, int N, int C, int HW, int G) {
+  FM_CHECK(N >= 0 && C > 0 && HW > 0 && G > 0, ValueError, op,
+           ": sizes must be N >= 0 and C, HW, G > 0; got N=", N, " C=", C, " HW=", HW, " G=", G);
+  FM_CHECK(C % G == 0, ShapeError, op, ": channels C=", C, " are not divisible by groups G=", G);
+  // In-group offsets are 32-bit in the kernels (cheaper index arithmetic); 2^31 elements = 8 GB
+  // per group is far beyond any model here.
+  FM_CHECK(std::int64_t(C / G) * HW <= INT32_MAX, ValueError, op, ": a group of ", C / G,
+           " channels x ", HW, " positions exceeds 2^31 - 1 elements");
+}
+
+// How a launch covers the groups: splits == 1 is the one-block-per-group main path.
+struct GroupSplit {
+  int splits = 1;
+  int chunk = 0;  // elements per split, a multiple of 4
+};
+
+GroupSplit plan_split(std::int64_t groups, std::int64_t group_size) {
+  GroupSplit plan;
+  plan.chunk = int(group_size);
+  const std::int64_t sms = device_multiprocessor_count();
+  if (groups >= sms || group_size < kSplitMinGroupSize) return plan;
+  // About two blocks per SM in total, each with at least kSplitMinChunk elements.
+  const std::int64_t wanted =
+      std::max<std::int64_t>(1, std::min(ceil_div(2 * sms, groups), group_size / kSplitMinChunk));
+  plan.chunk = int(ceil_div(ceil_div(group_size, wanted), 4) * 4);
+  plan.splits = int(ceil_div(group_size, plan.chunk));  // no empty chunk
+  return plan;
+}
+
+template <bool kVectorized, bool kApplySilu>
+void launch_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean,
+                    float* rstd, int N, int C, int HW, int G, float eps) {
+  cudaStream_t stream = cuda_stream();
+  const std::int64_t groups = std::int64_t(N) * G;
+  const std::int64_t group_size = std::int64_t(C / G) * HW;
+  const GroupSplit plan = plan_split(groups, group_size);
+  if (plan.splits == 1) {
+    group_norm_forward_kernel<kVectorized, kApplySilu><<<unsigned(groups), kThreads, 0, stream>>>(
+        x, gamma, beta, y, mean, rstd, C, HW, G, eps);
+    FM_CUDA_CHECK_LAUNCH();
+    return;
+  }
+  float* partial =
+      static_cast<float*>(cuda_malloc(std::size_t(groups) * plan.splits * 3 * sizeof(float)));
+  const dim3 grid{unsigned(plan.splits), unsigned(groups)};  // groups < #SMs here: fits grid.y
+  group_norm_partial_stats_kernel<kVectorized><<<grid, kThreads, 0, stream>>>(x, partial, C, HW, G,
+                                                                             plan.chunk);
+  FM_CUDA_CHECK_LAUNCH();
+  group_norm_normalize_split_kernel<kVectorized, kApplySilu><<<grid, kThreads, 0, stream>>>(
+      x, gamma, beta, y, partial, mean, rstd, C, HW, G, plan.chunk, eps);
+  FM_CUDA_CHECK_LAUNCH();
+  cuda_free(partial);  // stream-ordered reuse by the caching allocator: no sync needed
+}
+
+template <bool kApplySilu>
+void forward_cuda(const char* op, const float* x, const float* gamma, const float* beta, float* y,
+                  float* mean, float* rstd, int N, int C, int HW, int G, float eps) {
+  check_group_norm_sizes(op, N, C, HW, G);
+  if (N == 0) return;
+  const bool vectorized = HW % 4 == 0 && is_aligned_16(x) && is_aligned_16(y);
+  if (vectorized)
+    launch_forward<true, kApplySilu>(x, gamma, beta, y, mean, rstd, N, C, HW, G, eps);
+  else
+    launch_forward<false, kApplySilu>(x, gamma, beta, y, mean, rstd, N, C, HW, G, eps);
+}
+
+template <bool kVectorized, bool kApplySilu>
+void launch_backward(const float* dy, const float* x, const float* mean, const float* rstd,
+                     const float* gamma, const float* beta, float* dx, float* dgamma, float* dbeta,
+                     int N, int C, int HW, int G) {
+  cudaStream_t stream = cuda_stream();
+  const std::int64_t groups = std::int64_t(N) * G;
+  const std::int64_t group_size = std::int64_t(C / G) * HW;
+  // [2, N, C]: Σ_hw dz, then Σ_hw dz·x̂, per (n, c).
+  float* channel_sums = static_cast<float*>(cuda_malloc(2 * std::size_t(N) * C * sizeof(float)));
+  float* channel_sum_dz = channel_sums;
+  float* channel_sum_dz_xhat = channel_sums + std::size_t(N) * C;
+  const GroupSplit plan = plan_split(groups, group_size);
+  if (plan.splits == 1) {
+    group_norm_backward_kernel<kVectorized, kApplySilu><<<unsigned(groups), kThreads, 0, stream>>>(
+        dy, x, mean, rstd, gamma, beta, dx, channel_sum_dz, channel_sum_dz_xhat, C, HW, G);
+    FM_CUDA_CHECK_LAUNCH();
+  } else {
+    const unsigned row_blocks = unsigned(ceil_div(std::int64_t(N) * C, kWarps));
+    group_norm_channel_sums_kernel<kVectorized, kApplySilu><<<row_blocks, kThreads, 0, stream>>>(
+        dy, x, mean, rstd, gamma, beta, channel_sum_dz, channel_sum_dz_xhat, N, C, HW, G);
+    FM_CUDA_CHECK_LAUNCH();
+    const dim3 grid{unsigned(plan.splits), unsigned(groups)};
+    group_norm_dx_split_kernel<kVectorized, kApplySilu><<<grid, kThreads, 0, stream>>>(
+        dy, x, mean, rstd, gamma, beta, dx, channel_sum_dz, channel_sum_dz_xhat, C, HW, G,
+        plan.chunk);
+    FM_CUDA_CHECK_LAUNCH();
+  }
+  sum_channel_sums_over_batch_kernel<<<unsigned(ceil_div(C, kThreads)), kThreads, 0, stream>>>(
+      channel_sum_dz, channel_sum_dz_xhat, dgamma, dbeta, N, C);
+  FM_CUDA_CHECK_LAUNCH();
+  cuda_free(channel_sums);
+}
+
+template <bool kApplySilu>
+void backward_cuda(const char* op, const float* dy, const float* x, const float* mean,
+                   const float* rstd, const float* gamma, const float* beta, float* dx,
+                   float* dgamma, float* dbeta, int N, int C, int HW, int G) {
+  check_group_norm_sizes(op, N, C, HW, G);
+  if (N == 0) {
+    cuda_memset_zero(dgamma, std::size_t(C) * sizeof(float));
+    cuda_memset_zero(dbeta, std::size_t(C) * sizeof(float));
+    return;
+  }
+  const bool vectorized =
+      HW % 4 == 0 && is_aligned_16(x) && is_aligned_16(dy) && is_aligned_16(dx);
+  if (vectorized)
+    launch_backward<true, kApplySilu>(dy, x, mean, rstd, gamma, beta, dx, dgamma, dbeta, N, C, HW, G);
+  else
+    launch_backward<false, kApplySilu>(dy, x, mean, rstd, gamma, beta, dx, dgamma, dbeta, N, C, HW, G);
+}
+
+}  // namespace
+
+void group_norm_forward_cuda(const float* x, const float* gamma, const float* beta, float* y,
+                             float* mean, float* rstd, int N, int C, int HW, int G, float eps) {
+  forward_cuda<false>("group_norm_forward_cuda", x, gamma, beta, y, mean, rstd, N, C, HW, G, eps);
+}
+
+void group_norm_backward_cuda(const float* dy, const float* x, const float* mean, const float* rstd,
+                              const float* gamma, float* dx, float* dgamma, float* dbeta, int N,
+                              int C, int HW, int G) {
+  // beta is only read by the fused SiLU version; gamma stands in as a valid pointer.
+  backward_cuda<false>("group_norm_backward_cuda", dy, x, mean, rstd, gamma, gamma, dx, dgamma,
+                       dbeta, N, C, HW, G);
+}
+
+void group_norm_silu_forward_cuda(const float* x, const float* gamma, const float* beta, float* y,
+                                  float* mean, float* rstd, int N, int C, int HW, int G, float eps) {
+  forward_cuda<true>("group_norm_silu_forward_cuda", x, gamma, beta, y, mean, rstd, N, C, HW, G,
+                     eps);
+}
+
+void group_norm_silu_backward_cuda(const float* dy, const float* x, const float* mean,
+                                   const float* rstd, const float* gamma, const float* beta,
+                                   float* dx, float* dgamma, float* dbeta, int N, int C, int HW,
+                                   int G) {
+  backward_cuda<true>("group_norm_silu_backward_cuda", dy, x, mean, rstd, gamma, beta, dx, dgamma,
+                      dbeta, N, C, HW, G);
+}
+
+}  // namespace fm::kernels

@@ -1,0 +1,62 @@
+// kernels/elementwise.h — elementwise maps over strided, broadcast operands.
+//
+// An operand is described by its strides (in elements) over the output's sizes; a broadcast
+// dimension has stride 0. The same functions serve contiguous tensors, transposed views and
+// broadcasting, and strided copies (UnaryOp::Identity into a strided output).
+#pragma once
+#include <cstdint>
+
+#include "kernels/runtime.h"
+
+namespace fm::kernels {
+
+constexpr int kMaxDims = 8;
+
+struct ElementwiseGeometry {
+  int ndim = 0;
+  std::int64_t sizes[kMaxDims] = {};
+  std::int64_t out_strides[kMaxDims] = {};
+  std::int64_t a_strides[kMaxDims] = {};
+  std::int64_t b_strides[kMaxDims] = {};
+  std::int64_t numel() const {
+    std::int64_t n = 1;
+    for (int d = 0; d < ndim; ++d) n *= sizes[d];
+    return n;
+  }
+};
+
+// y = f(x). Affine: alpha·x + beta. Pow: x^alpha.
+enum class UnaryOp {
+  Identity, Neg, Affine, Pow, Square, Exp, Log, Sqrt, Tanh, Sin, Cos, Sigmoid, Relu, Silu, Gelu
+};
+// y = f(a, b). The *Backward ops take a = the forward input x (or output y where named) and
+// b = the incoming gradient, and return the input gradient: they save a pass over memory.
+enum class BinaryOp {
+  Add, Sub, Mul, Div,
+  ReluBackward,     // a = x: b·[x > 0]
+  SiluBackward,     // a = x: b·σ(x)(1 + x(1 − σ(x)))
+  GeluBackward,     // a = x: b·(Φ(x) + x·φ(x))
+  SigmoidBackward,  // a = y: b·y(1 − y)
+  TanhBackward      // a = y: b·(1 − y²)
+};
+
+template <typename T>
+void unary_cpu(UnaryOp op, const T* x, T* y, const ElementwiseGeometry& geometry, double alpha,
+               double beta);
+template <typename T>
+void binary_cpu(BinaryOp op, const T* a, const T* b, T* y, const ElementwiseGeometry& geometry);
+// Strided element conversion float <-> double (x read with a_strides, y written with out_strides).
+template <typename From, typename To>
+void convert_cpu(const From* x, To* y, const ElementwiseGeometry& geometry);
+template <typename T>
+void fill_cpu(T* y, const ElementwiseGeometry& geometry, double value);
+
+#ifdef FM_WITH_CUDA
+void unary_cuda(UnaryOp op, const float* x, float* y, const ElementwiseGeometry& geometry,
+                double alpha, double beta);
+void binary_cuda(BinaryOp op, const float* a, const float* b, float* y,
+                 const ElementwiseGeometry& geometry);
+void fill_cuda(float* y, const ElementwiseGeometry& geometry, double value);
+#endif
+
+}  // namespace fm::kernels

@@ -1,0 +1,130 @@
+// tests/test_core_autograd.cpp — the autograd engine: gradients accumulate, shared subexpressions
+// sum their paths, no-grad and detach cut the graph, misuse is refused; and every differentiable
+// core op passes a float64 central-difference gradcheck.
+#include <catch2/catch.hpp>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "gradcheck.h"
+
+using namespace fm;
+using fm::test::random_tensor;
+using Inputs = std::vector<Tensor>;
+
+TEST_CASE("backward of x*x + x gives 2x + 1 and accumulates across calls", "[autograd]") {
+  Tensor x = Tensor::from_vector({1.5, -2.0}, {2}, DType::Float64).set_requires_grad();
+  sum(x * x + x).backward();
+  REQUIRE(x.grad().to_vector() == std::vector<double>{4.0, -3.0});
+  sum(x * x + x).backward();  // gradients add up until zero_grad
+  REQUIRE(x.grad().to_vector() == std::vector<double>{8.0, -6.0});
+  x.zero_grad();
+  REQUIRE_FALSE(x.grad().defined());
+}
+
+TEST_CASE("a tensor used along several paths receives the sum of their gradients", "[autograd]") {
+  Tensor x = Tensor::from_vector({2.0}, {1}, DType::Float64).set_requires_grad();
+  Tensor y = exp(x);
+  Tensor z = y * y + sin(y);  // dz/dx = (2y + cos y)·y
+  sum(z).backward();
+  double yv = std::exp(2.0);
+  REQUIRE(x.grad().item() == Approx((2 * yv + std::cos(yv)) * yv).epsilon(1e-12));
+}
+
+TEST_CASE("no-grad scope and detach record nothing", "[autograd]") {
+  Tensor x = Tensor::ones({3}, DType::Float64).set_requires_grad();
+  {
+    NoGradGuard guard;
+    Tensor y = x * 2.0;
+    REQUIRE_FALSE(y.requires_grad());
+  }
+  Tensor d = (x * 2.0).detach();
+  REQUIRE_FALSE(d.requires_grad());
+  REQUIRE_THROWS_WITH(sum(d).backward(), Catch::Contains("does not require grad"));
+}
+
+TEST_CASE("backward needs a scalar and non-leaves cannot toggle requires_grad", "[autograd]") {
+  Tensor x = Tensor::ones({3}, DType::Float64).set_requires_grad();
+  Tensor y = x * 3.0;
+  REQUIRE_THROWS_WITH(y.backward(), Catch::Contains("needs a one-element (scalar) output"));
+  REQUIRE_THROWS_WITH(y.set_requires_grad(false), Catch::Contains("only leaf tensors"));
+  y.backward(Tensor::ones({3}, DType::Float64));  // an explicit output gradient works
+  REQUIRE(x.grad().to_vector() == std::vector<double>{3, 3, 3});
+}
+
+TEST_CASE("deep chains do not overflow the stack", "[autograd]") {
+  Tensor x = Tensor::from_vector({1.0}, {1}, DType::Float64).set_requires_grad();
+  Tensor y = x;
+  for (int i = 0; i < 20000; ++i) y = y * 1.0001;
+  sum(y).backward();
+  REQUIRE(x.grad().item() == Approx(std::pow(1.0001, 20000)).epsilon(1e-9));
+}
+
+TEST_CASE("gradcheck: broadcasting arithmetic", "[gradcheck]") {
+  Inputs in = {random_tensor({3, 4}, 1), random_tensor({4}, 2)};
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return add(x[0], x[1]); }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return sub(x[0], x[1]); }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return mul(x[0], x[1]); }, in);
+  Inputs pos = {random_tensor({3, 1}, 3), random_tensor({2, 1, 4}, 4, 0.5, 2.0)};
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return div(x[0], x[1]); }, pos);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return affine(neg(x[0]), 2.5, -1.0); }, Inputs{in[0]});
+}
+
+TEST_CASE("gradcheck: pointwise functions", "[gradcheck]") {
+  Inputs in = {random_tensor({2, 3, 5}, 5, -2.0, 2.0)};
+  Inputs pos = {random_tensor({2, 3, 5}, 6, 0.2, 3.0)};
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return exp(x[0]); }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return log(x[0]); }, pos);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return sqrt(x[0]); }, pos);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return pow_scalar(x[0], 1.7); }, pos);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return square(x[0]); }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return tanh(x[0]); }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return sin(x[0]); }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return cos(x[0]); }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return sigmoid(x[0]); }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return silu(x[0]); }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return gelu(x[0]); }, in);
+  // ReLU is not differentiable at 0: nudge every input away from it (|x| >= 0.05 > eps).
+  Tensor r = random_tensor({4, 4}, 9, -1.0, 1.0);
+  std::vector<double> v = r.to_vector();
+  for (double& e : v) e = e < 0 ? e - 0.05 : e + 0.05;
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return relu(x[0]); },
+                       Inputs{Tensor::from_vector(v, {4, 4}, DType::Float64)});
+}
+
+TEST_CASE("gradcheck: reductions", "[gradcheck]") {
+  Inputs in = {random_tensor({2, 3, 4}, 10)};
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return sum(x[0]); }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return sum(x[0], {1}); }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return sum(x[0], {0, 2}, true); }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return mean(x[0], {-1}); }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return mean(x[0]); }, in);
+}
+
+TEST_CASE("gradcheck: matmul (2-D, batched, shared weight, transposed views)", "[gradcheck]") {
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return matmul(x[0], x[1]); },
+                       Inputs{random_tensor({3, 4}, 11), random_tensor({4, 5}, 12)});
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return matmul(x[0], x[1]); },
+                       Inputs{random_tensor({2, 3, 4}, 13), random_tensor({2, 4, 2}, 14)});
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return matmul(x[0], x[1]); },
+                       Inputs{random_tensor({2, 3, 4}, 15), random_tensor({4, 2}, 16)});
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return matmul(x[0], x[1].transpose(0, 1)); },
+                       Inputs{random_tensor({3, 4}, 17), random_tensor({5, 4}, 18)});
+  FM_REQUIRE_GRADCHECK(
+      [](const Inputs& x) { return matmul(x[0].transpose(-1, -2), x[1]); },
+      Inputs{random_tensor({2, 4, 3}, 19), random_tensor({2, 4, 5}, 20)});
+}
+
+TEST_CASE("gradcheck: views, concat, copies, losses", "[gradcheck]") {
+  Inputs in = {random_tensor({2, 3, 4}, 21)};
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return x[0].permute({2, 0, 1}) * 1.0; }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return x[0].narrow(2, 1, 2).reshape({12}); }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return x[0].narrow(1, 1, 1).expand({2, 5, 4}); }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return x[0].transpose(0, 2).contiguous(); }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return x[0].unsqueeze(1).squeeze(1).flatten(); }, in);
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return concat({x[0], x[1], x[0]}, 1); },
+                       Inputs{random_tensor({2, 3}, 22), random_tensor({2, 1}, 23)});
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return mse_loss(x[0], x[1]); },
+                       Inputs{random_tensor({4, 2}, 24), random_tensor({4, 2}, 25)});
+  FM_REQUIRE_GRADCHECK([](const Inputs& x) { return x[0].to(DType::Float32).to(DType::Float64); },
+                       in, fm::test::GradcheckOptions{1e-3, 1e-4, 1e-3});  // float32 round trip: larger eps
+}
