@@ -5,6 +5,7 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "core/ops_nn.h"
 #include "gradcheck.h"
 
 using namespace fm;
@@ -127,4 +128,17 @@ TEST_CASE("gradcheck: views, concat, copies, losses", "[gradcheck]") {
                        Inputs{random_tensor({4, 2}, 24), random_tensor({4, 2}, 25)});
   FM_REQUIRE_GRADCHECK([](const Inputs& x) { return x[0].to(DType::Float32).to(DType::Float64); },
                        in, fm::test::GradcheckOptions{1e-3, 1e-4, 1e-3});  // float32 round trip: larger eps
+}
+
+TEST_CASE("cross_entropy: value by hand and gradcheck", "[gradcheck]") {
+  // Row [0, ln 3]: softmax = [1/4, 3/4]; label 1 → loss −ln(3/4).
+  Tensor z = Tensor::from_vector({0.0, std::log(3.0)}, {1, 2}, DType::Float64);
+  REQUIRE(cross_entropy(z, {1}).item() == Approx(-std::log(0.75)).epsilon(1e-12));
+  // Large logits must not overflow (the row max is subtracted first).
+  Tensor big = Tensor::from_vector({1000.0, 0.0}, {1, 2}, DType::Float64);
+  REQUIRE(cross_entropy(big, {0}).item() == Approx(0.0).margin(1e-12));
+  std::vector<std::int32_t> labels = {0, 3, 2, 3, 1};
+  FM_REQUIRE_GRADCHECK([&](const Inputs& x) { return cross_entropy(x[0], labels); },
+                       Inputs{random_tensor({5, 4}, 26, -3.0, 3.0)});
+  REQUIRE_THROWS_WITH(cross_entropy(random_tensor({2, 4}, 1), {0, 4}), Catch::Contains("outside [0, 4)"));
 }

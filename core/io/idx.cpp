@@ -17,6 +17,13 @@ constexpr std::uint32_t kLabelsMagic = 0x00000801;  // unsigned bytes, 1 dim
 
 // The whole decompressed stream. gzread passes a non-gzip file through unchanged, so one path serves
 // both; a truncated .gz shows up as a gzread error ("unexpected end of file").
+// gzerror's text may start with the file name itself; ours already does.
+std::string zlib_reason(gzFile file, const std::string& path, int* code) {
+  std::string reason = gzerror(file, code);
+  if (reason.rfind(path + ": ", 0) == 0) reason = reason.substr(path.size() + 2);
+  return reason;
+}
+
 std::string read_decompressed(const std::string& path) {
   std::error_code error;
   if (std::filesystem::is_directory(path, error)) throw IOError(cat(path, ": is a folder, expected an IDX file"));
@@ -30,7 +37,7 @@ std::string read_decompressed(const std::string& path) {
     int got = gzread(file, chunk, sizeof(chunk));
     if (got < 0) {
       int code = 0;
-      std::string reason = gzerror(file, &code);
+      std::string reason = zlib_reason(file, path, &code);
       gzclose(file);
       throw FormatError(cat(path, ": cannot decompress after ", contents.size(), " bytes: ", reason,
                             " (truncated or corrupt .gz?)"));
@@ -40,7 +47,7 @@ std::string read_decompressed(const std::string& path) {
   }
   // gzread reports a truncated gzip stream at its end only through gzerror (Z_BUF_ERROR).
   int code = Z_OK;
-  std::string reason = gzerror(file, &code);
+  std::string reason = zlib_reason(file, path, &code);
   gzclose(file);
   if (code != Z_OK)
     throw FormatError(cat(path, ": cannot decompress after ", contents.size(), " bytes: ", reason,

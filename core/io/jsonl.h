@@ -15,6 +15,8 @@ namespace fm::io {
 // Appends objects to a .jsonl file, one line each. Every line reaches the OS with a single write()
 // as soon as it is logged, so `tail -f` and a crash both see whole lines; it is not fsynced per line
 // (that would cost a disk round trip per step). Call sync() where durability matters (checkpoints).
+// On resume, open it after truncate_jsonl_after_step: the truncation replaces the file, and a writer
+// opened before it would go on appending to the replaced one.
 class JsonlWriter {
  public:
   // Opens `path` for appending (creating it when missing); truncate_existing = true starts empty.

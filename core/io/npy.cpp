@@ -73,8 +73,14 @@ class HeaderParser {
 
  private:
   [[noreturn]] void fail(const std::string& what) const {
-    throw FormatError(cat(source_, ": .npy header dict at character ", pos_, ": ", what, "; header is \"",
-                          std::string(text_.substr(0, 120)), "\""));
+    // Quote the header without its padding and final newline, so the message stays on one line.
+    std::string_view shown = text_.substr(0, 120);
+    while (!shown.empty() && std::isspace(static_cast<unsigned char>(shown.back()))) shown.remove_suffix(1);
+    std::string one_line(shown);
+    for (char& c : one_line)
+      if (c == '\n' || c == '\r') c = ' ';
+    throw FormatError(cat(source_, ": .npy header dict at character ", pos_, ": ", what, "; header is \"", one_line,
+                          "\""));
   }
   char peek() const { return pos_ < text_.size() ? text_[pos_] : '\0'; }
   void skip_space() {

@@ -165,15 +165,22 @@ class Canvas {
   void draw_text(float x, float y, const std::string& text, Color c, float scale, bool vertical = false) {
     if (text.empty()) return;
     std::string writable = text;  // stb_easy_font takes char*
-    std::vector<char> vertices(text.size() * 320 + 64);
+    // 64 bytes per quad; stb's "about 270 bytes per character" is an average, and '2' alone takes 6
+    // quads, so size for the worst glyphs (stb silently drops quads that do not fit).
+    std::vector<char> vertices(text.size() * 64 * 24 + 64);
     int quads = stb_easy_font_print(0, 0, writable.data(), nullptr, vertices.data(), int(vertices.size()));
     for (int q = 0; q < quads; ++q) {
       // Each vertex: x, y, z (floats) and 4 colour bytes; vertices 0 and 2 are opposite corners.
       const float* corner0 = reinterpret_cast<const float*>(&vertices[std::size_t(q) * 64]);
       const float* corner2 = reinterpret_cast<const float*>(&vertices[std::size_t(q) * 64 + 32]);
-      float u0 = corner0[0] * scale, v0 = corner0[1] * scale, u1 = corner2[0] * scale, v1 = corner2[1] * scale;
-      if (!vertical) fill_rect({x + u0, y + v0, x + u1, y + v1}, c);
-      else fill_rect({x + v0, y - u1, x + v1, y - u0}, c);
+      // Edges snap to whole pixels: at a fractional scale, anti-aliased one-unit strokes come out
+      // faint and blurred (a 'k' reads as '<'); snapped ones stay crisp, one or two pixels wide.
+      auto snap = [](float a, float b) { return std::pair{std::round(a), std::max(std::round(a) + 1, std::round(b))}; };
+      auto [u0, u1] = snap(corner0[0] * scale, corner2[0] * scale);
+      auto [v0, v1] = snap(corner0[1] * scale, corner2[1] * scale);
+      float ox = std::round(x), oy = std::round(y);
+      if (!vertical) fill_rect({ox + u0, oy + v0, ox + u1, oy + v1}, c);
+      else fill_rect({ox + v0, oy - u1, ox + v1, oy - u0}, c);
     }
   }
 
@@ -249,8 +256,9 @@ std::string format_number(double value, double step) {
 std::vector<Tick> linear_ticks(double lo, double hi, int target) {
   double step = nice_step(hi - lo, target);
   std::vector<Tick> ticks;
+  if (!std::isfinite(step) || !(step > 0)) return ticks;  // a range of +-1e308 has no useful ticks
   double first = std::ceil(lo / step - 1e-9);
-  for (int i = 0;; ++i) {
+  for (int i = 0; i < 1000; ++i) {
     double value = (first + i) * step;  // multiplied, not accumulated: no drift
     if (value > hi + step * 1e-9) break;
     ticks.push_back({value, format_number(value, step)});
@@ -258,39 +266,29 @@ std::vector<Tick> linear_ticks(double lo, double hi, int target) {
   return ticks;
 }
 
-// Ticks for a log axis whose range is [lo, hi] in log10 units: labelled powers of ten with minor lines
-// at 2..9 times them, or 1-2-5 multiples when the range spans less than about two decades.
+// Ticks for a log axis whose range is [lo, hi] in log10 units. Over many decades: labelled powers of
+// ten; over a few: labelled 1-2-5 multiples; both with unlabelled grid lines at the other multiples.
+// Under half a decade, linear steps in value space placed on the log axis.
 std::vector<Tick> log_ticks(double lo, double hi, int target) {
-  std::vector<Tick> ticks;
-  int first_decade = int(std::floor(lo)), last_decade = int(std::ceil(hi));
+  if (hi - lo < 0.5) return linear_ticks(std::pow(10.0, lo), std::pow(10.0, hi), target);
   auto label = [](double value) {
     char text[32];
     std::snprintf(text, sizeof text, "%g", value);
     return std::string(text);
   };
-  if (hi - lo >= 1.5) {
-    int stride = std::max(1, int(std::ceil((hi - lo) / target)));
-    for (int decade = first_decade; decade <= last_decade; ++decade) {
-      double power = std::pow(10.0, decade);
-      if (decade >= lo - 1e-9 && decade <= hi + 1e-9)
-        ticks.push_back({power, (decade % stride == 0) ? label(power) : std::string()});
-      if (stride == 1)
-        for (int m = 2; m <= 9; ++m) {
-          double l = std::log10(m * power);
-          if (l >= lo && l <= hi) ticks.push_back({m * power, ""});
-        }
+  const bool many_decades = hi - lo >= 2.5;
+  const int stride = std::max(1, int(std::ceil((hi - lo) / target)));  // label every stride-th decade
+  std::vector<Tick> ticks;
+  for (int decade = int(std::floor(lo)); decade <= int(std::ceil(hi)); ++decade) {
+    double power = std::pow(10.0, decade);
+    for (int m = 1; m <= 9; ++m) {
+      double value = m * power, l = std::log10(value);
+      if (l < lo - 1e-9 || l > hi + 1e-9) continue;
+      bool labelled = many_decades ? (m == 1 && decade % stride == 0) : (m == 1 || m == 2 || m == 5);
+      if (labelled) ticks.push_back({value, label(value)});
+      else if (stride == 1) ticks.push_back({value, ""});  // minor lines only while decades are wide enough
     }
-    return ticks;
   }
-  // Under two decades: powers of ten alone would leave the axis almost bare.
-  for (int decade = first_decade; decade <= last_decade; ++decade)
-    for (double m : {1.0, 2.0, 5.0}) {
-      double value = m * std::pow(10.0, decade), l = std::log10(value);
-      if (l >= lo - 1e-9 && l <= hi + 1e-9) ticks.push_back({value, label(value)});
-    }
-  if (ticks.size() >= 3) return ticks;
-  // Under half a decade: linear steps in value space, placed on the log axis.
-  ticks = linear_ticks(std::pow(10.0, lo), std::pow(10.0, hi), target);
   return ticks;
 }
 
@@ -507,8 +505,12 @@ void write_scatter_png(const std::string& path, const float* points_a, int n_a, 
   auto draw_points = [&](const float* points, int n, Color c, float alpha) {
     for (int i = 0; i < n; ++i) {
       float px = points[2 * i], py = points[2 * i + 1];
-      if (std::isfinite(px) && std::isfinite(py))
-        canvas.fill_disc(f.x.to_pixel(px), f.y.to_pixel(py), options.point_radius, c, alpha);
+      if (!std::isfinite(px) || !std::isfinite(py)) continue;
+      float x = f.x.to_pixel(px), y = f.y.to_pixel(py);
+      // Outside a fixed range: clipped anyway, and far-away pixel coordinates must not reach int.
+      float margin = options.point_radius + 2;
+      if (x < f.left - margin || x > f.right + margin || y < f.top - margin || y > f.bottom + margin) continue;
+      canvas.fill_disc(x, y, options.point_radius, c, alpha);
     }
   };
   // Translucent points: dense regions read darker, so the two densities can be compared by eye.
@@ -586,7 +588,10 @@ void write_line_plot_png(const std::string& path, const std::vector<LineSeries>&
   auto polyline_runs = [&](const LineSeries& s) {
     std::vector<std::vector<Point>> runs(1);
     for (std::size_t i = 0; i < s.x.size(); ++i) {
-      if (usable(s.x[i], s.y[i])) runs.back().push_back({f.x.to_pixel(s.x[i]), f.y.to_pixel(s.y[i])});
+      Point p{0, 0};
+      if (usable(s.x[i], s.y[i])) p = {f.x.to_pixel(s.x[i]), f.y.to_pixel(s.y[i])};
+      // A range overflowing double (values near +-1e308) maps to NaN pixels: break the line there too.
+      if (usable(s.x[i], s.y[i]) && std::isfinite(p.x) && std::isfinite(p.y)) runs.back().push_back(p);
       else if (!runs.back().empty()) runs.emplace_back();
     }
     return runs;
@@ -595,8 +600,11 @@ void write_line_plot_png(const std::string& path, const std::vector<LineSeries>&
   for (std::size_t k = 0; k < series.size(); ++k) {
     Color c = kPalette[k % kPaletteSize];
     // Faded raw values under a solid moving average: the trend reads clearly, the noise stays visible.
-    for (const auto& run : polyline_runs(series[k])) canvas.stroke_polyline(run, c, smoothing ? 1.2f : 1.6f, smoothing ? 0.3f : 1.f);
-    if (smoothing)
+    // A series shorter than two windows (a sparse eval curve) is drawn as it is: its average would
+    // lag far behind it.
+    bool smooth = smoothing && series[k].y.size() >= 2 * std::size_t(options.moving_average_window);
+    for (const auto& run : polyline_runs(series[k])) canvas.stroke_polyline(run, c, smooth ? 1.2f : 1.8f, smooth ? 0.3f : 1.f);
+    if (smooth)
       for (const auto& run : polyline_runs(moving_average(series[k]))) canvas.stroke_polyline(run, c, 2.2f);
     std::string text = series[k].label.empty() ? cat("series ", k + 1) : series[k].label;
     legend.push_back({c, text, true});

@@ -50,7 +50,8 @@ struct LinePlotOptions {
   std::string y_label = "loss";
   bool log_y = false;
   int width = 900, height = 540;
-  // > 1: draw each series faded and, over it, its trailing moving average over this many points.
+  // > 1: draw each series faded and, over it, its trailing moving average over this many points
+  // (series shorter than two windows, such as a sparse eval curve, are drawn plain).
   int moving_average_window = 0;
 };
 

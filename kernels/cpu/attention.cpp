@@ -33,7 +33,9 @@ void attention_forward_cpu(const T* q, const T* k, const T* v, T* o, T* lse, int
                            int D, T scale) {
   check_attention_sizes("attention_forward_cpu", B, H, L, D);
   const std::int64_t head_size = std::int64_t(L) * D;
-#pragma omp parallel for schedule(static)
+  // Threads only pay off for real sizes (gradchecks call this thousands of times on tiny ones).
+  const bool parallel = std::int64_t(B) * H * L * L * D > 65536;
+#pragma omp parallel for schedule(static) if (parallel)
   for (int bh = 0; bh < B * H; ++bh) {
     const T* qh = q + bh * head_size;
     const T* kh = k + bh * head_size;
@@ -69,7 +71,9 @@ void attention_backward_cpu(const T* q, const T* k, const T* v, const T* o, cons
                             T scale) {
   check_attention_sizes("attention_backward_cpu", B, H, L, D);
   const std::int64_t head_size = std::int64_t(L) * D;
-#pragma omp parallel for schedule(static)
+  // Threads only pay off for real sizes (gradchecks call this thousands of times on tiny ones).
+  const bool parallel = std::int64_t(B) * H * L * L * D > 65536;
+#pragma omp parallel for schedule(static) if (parallel)
   for (int bh = 0; bh < B * H; ++bh) {
     const std::int64_t base = bh * head_size;
     std::fill(dk + base, dk + base + head_size, T(0));

@@ -29,7 +29,10 @@ void forward(const char* op, bool apply_silu, const T* x, const T* gamma, const 
   check_group_norm_sizes(op, N, C, HW, G);
   const int channels_per_group = C / G;
   const std::int64_t group_size = std::int64_t(channels_per_group) * HW;
-#pragma omp parallel for schedule(static)
+  // Threads only pay off above a few tens of thousands of elements (gradchecks call this
+  // thousands of times on tiny tensors).
+  const bool parallel = std::int64_t(N) * C * HW > 32768;
+#pragma omp parallel for schedule(static) if (parallel)
   for (int ng = 0; ng < N * G; ++ng) {
     const int g = ng % G;
     // The group is one contiguous span: channels g·C/G … (g+1)·C/G − 1 of sample n.
@@ -76,7 +79,8 @@ void backward(const char* op, bool apply_silu, const T* dy, const T* x, const T*
   // Per-(n, c) sums Σ_hw dz and Σ_hw dz·x̂. They give dβ and dγ (summed over n below) and the two
   // group means dx needs: Σ dxhat = Σ_c γ[c]·Σ_hw dz, Σ dxhat·x̂ = Σ_c γ[c]·Σ_hw dz·x̂.
   std::vector<T> sum_dz(std::size_t(N) * C), sum_dz_xhat(std::size_t(N) * C);
-#pragma omp parallel for schedule(static)
+  const bool parallel = std::int64_t(N) * C * HW > 32768;
+#pragma omp parallel for schedule(static) if (parallel)
   for (int nc = 0; nc < N * C; ++nc) {
     const int c = nc % C;
     const int ng = (nc / C) * G + c / channels_per_group;
@@ -102,7 +106,7 @@ void backward(const char* op, bool apply_silu, const T* dy, const T* x, const T*
     dgamma[c] = b;
   }
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
   for (int ng = 0; ng < N * G; ++ng) {
     const int n = ng / G, g = ng % G;
     T sum_dxhat = 0, sum_dxhat_xhat = 0;

@@ -1,0 +1,31 @@
+// core/ops_nn.h — the image and sequence ops the U-Net stands on, as differentiable Tensor ops.
+//
+// Layouts follow PyTorch: images NCHW; conv weight [out, in, kh, kw]; transposed-conv weight
+// [in, out, kh, kw]; attention tensors [batch, heads, tokens, head_dim]. On CUDA each op runs either
+// the project's own kernels or the library (cuDNN / cuBLAS), chosen at run time (core/kernel_choice.h).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace fm {
+
+// bias may be an undefined Tensor (no bias).
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int stride, int padding);
+Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int stride,
+                        int padding);
+
+// GroupNorm over [N, C, *] (any trailing spatial dims), affine weight/bias of shape [C].
+Tensor group_norm(const Tensor& x, int groups, const Tensor& weight, const Tensor& bias, double eps);
+// silu(group_norm(x)) in one pass (the U-Net's "GroupNorm → SiLU" pair).
+Tensor group_norm_silu(const Tensor& x, int groups, const Tensor& weight, const Tensor& bias,
+                       double eps);
+
+// softmax(q·kᵀ / √head_dim)·v over [B, H, L, D] tensors.
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v);
+
+// Mean cross-entropy of logits [N, classes] against integer labels (one per row).
+Tensor cross_entropy(const Tensor& logits, const std::vector<std::int32_t>& labels);
+
+}  // namespace fm

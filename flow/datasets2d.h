@@ -1,0 +1,99 @@
+// flow/datasets2d.h — 2D toy data distributions (moons, spiral, 8 gaussians, checkerboard),
+// generated in code from an fm::Generator: fresh, unlimited samples for the laptop-CPU toy runs and
+// for testing the sampler against a known distribution.
+//
+// Sits in flow/ on top of core/ (Tensor, Generator). Every distribution returns a Tensor [N, 2];
+// numbers are drawn on the host in double (same seed, same points on every device) and are sized
+// to roughly match the N(0, I) source: each lies within about ±3 of the origin.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/random.h"
+#include "core/tensor.h"
+
+namespace fm::flow {
+
+class ToyDistribution2D {
+ public:
+  virtual ~ToyDistribution2D() = default;
+  virtual std::string name() const = 0;
+  // n points [n, 2].
+  Tensor sample(std::int64_t n, Generator& gen, DType dtype = DType::Float32,
+                Device device = Device::CPU) const;
+  // The same points as interleaved (x, y) pairs on the host.
+  virtual std::vector<double> sample_host(std::int64_t n, Generator& gen) const = 0;
+};
+
+// Two interleaving half circles, scikit-learn's make_moons (seed 004: make_moons(256, noise=0.05)):
+// outer moon (cos θ, sin θ), inner moon (1 − cos θ, 0.5 − sin θ), plus N(0, noise²) per coordinate.
+// Differences from scikit-learn, on purpose: θ ~ U[0, π] (scikit-learn spaces θ evenly, which would
+// give the same points in every batch), and points alternate between the moons (even index outer,
+// odd inner) instead of being shuffled, so any prefix is balanced.
+// Normalisation (normalize = true, the default): the raw moons span x ∈ [−1, 2], y ∈ [−0.5, 1] with
+// mean (0.5, 0.25); we subtract kMoonsCenter and multiply by kMoonsScale = 2, giving a centred cloud
+// of std ≈ (1.7, 1.0) in [−3, 3] × [−1.5, 1.5] whose scale matches the N(0, I) source (as the
+// usual toy setups do, e.g. torchcfm's moons ×3 − 1). The noise is added before scaling, so its
+// standard deviation in the output is noise·2.
+class MoonsDistribution final : public ToyDistribution2D {
+ public:
+  static constexpr double kCenterX = 0.5, kCenterY = 0.25, kScale = 2.0;
+  explicit MoonsDistribution(double noise = 0.05, bool normalize = true);
+  std::string name() const override { return "moons"; }
+  std::vector<double> sample_host(std::int64_t n, Generator& gen) const override;
+  double noise() const { return noise_; }
+  bool normalized() const { return normalize_; }
+
+ private:
+  double noise_;
+  bool normalize_;
+};
+
+// Seed 003's spiral: θ ~ U[0, 6π] (three turns), point scale/(2π)·(θ·cos θ, θ·sin θ) plus
+// N(0, (0.1·scale)²) per coordinate. scale = 1 reaches radius 3.
+class SpiralDistribution final : public ToyDistribution2D {
+ public:
+  explicit SpiralDistribution(double scale = 1.0);
+  std::string name() const override { return "spiral"; }
+  std::vector<double> sample_host(std::int64_t n, Generator& gen) const override;
+
+ private:
+  double scale_;
+};
+
+// A mixture of 8 equally weighted isotropic Gaussians centred at radius·(cos 2πk/8, sin 2πk/8).
+// Defaults radius 2, std 0.1: neighbouring centres are 2·2·sin(π/8) ≈ 1.53 apart, over 15 std, so
+// the modes are clearly separate (the test of whether a sampler drops or blurs modes).
+class EightGaussiansDistribution final : public ToyDistribution2D {
+ public:
+  explicit EightGaussiansDistribution(double radius = 2.0, double std = 0.1);
+  std::string name() const override { return "8gaussians"; }
+  std::vector<double> sample_host(std::int64_t n, Generator& gen) const override;
+  double radius() const { return radius_; }
+  double std() const { return std_; }
+
+ private:
+  double radius_, std_;
+};
+
+// Uniform on the dark squares of a 4×4 checkerboard of unit cells covering [−2, 2)², scaled by
+// `scale`: cell (column ⌊x⌋, row ⌊y⌋) is filled when ⌊x⌋ + ⌊y⌋ is even. x ~ U[−2, 2), then one of
+// the two filled cells in that column. Sharp edges, no noise: hard for a smooth flow to fit exactly.
+class CheckerboardDistribution final : public ToyDistribution2D {
+ public:
+  explicit CheckerboardDistribution(double scale = 1.0);
+  std::string name() const override { return "checkerboard"; }
+  std::vector<double> sample_host(std::int64_t n, Generator& gen) const override;
+
+ private:
+  double scale_;
+};
+
+// "moons", "spiral", "8gaussians" (or "eight_gaussians"), "checkerboard" with default parameters;
+// ConfigError listing the valid names otherwise.
+std::shared_ptr<const ToyDistribution2D> make_toy_distribution(const std::string& name);
+std::vector<std::string> toy_distribution_names();
+
+}  // namespace fm::flow

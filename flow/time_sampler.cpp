@@ -1,0 +1,69 @@
+// flow/time_sampler.cpp — uniform, logit-normal and polynomially warped training times.
+#include "flow/time_sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+
+namespace fm::flow {
+namespace {
+
+// The largest value below 1 that the dtype can hold: keeps t < 1 after rounding to float32.
+double largest_below_one(DType dtype) {
+  return dtype == DType::Float32 ? double(std::nextafter(1.0f, 0.0f)) : std::nextafter(1.0, 0.0);
+}
+
+}  // namespace
+
+double polynomial_time_warp(double t, double s) {
+  // Horner form of 4(1 − s)t³ + 6(s − 1)t² + (3 − 2s)t.
+  return ((4.0 * (1.0 - s) * t + 6.0 * (s - 1.0)) * t + (3.0 - 2.0 * s)) * t;
+}
+
+Tensor TimeSampler::sample(std::int64_t n, Generator& gen, DType dtype, Device device) const {
+  FM_CHECK(n >= 0, ValueError, "time sampler '", name(), "': sample count ", n, " is negative");
+  const double upper = largest_below_one(dtype);
+  std::vector<double> values(static_cast<std::size_t>(n));
+  for (double& v : values) v = std::min(std::max(draw(gen), 0.0), upper);
+  return Tensor::from_vector(values, {n}, dtype, device);
+}
+
+double UniformTimeSampler::draw(Generator& gen) const { return gen.uniform(); }
+
+LogitNormalTimeSampler::LogitNormalTimeSampler(double mean, double std) : mean_(mean), std_(std) {
+  FM_CHECK(std > 0 && std::isfinite(std) && std::isfinite(mean), ValueError,
+           "logit_normal time sampler: need a finite mean and std > 0, got mean ", mean, ", std ", std);
+}
+
+double LogitNormalTimeSampler::draw(Generator& gen) const {
+  const double z = mean_ + std_ * gen.normal();
+  return 1.0 / (1.0 + std::exp(-z));
+}
+
+WarpedUniformTimeSampler::WarpedUniformTimeSampler(double slope) : slope_(slope) {
+  // Outside [0, 3/2] the warp is not monotone (w' < 0 somewhere) and leaves [0, 1].
+  FM_CHECK(slope >= 0.0 && slope <= 1.5, ValueError,
+           "warp time sampler: slope ", slope, " is outside [0, 1.5], where the warp is monotone");
+}
+
+double WarpedUniformTimeSampler::draw(Generator& gen) const {
+  return polynomial_time_warp(gen.uniform(), slope_);
+}
+
+std::vector<std::string> time_sampler_names() { return {"uniform", "logit_normal", "warp"}; }
+
+std::shared_ptr<const TimeSampler> make_time_sampler(const std::string& name,
+                                                     const TimeSamplerOptions& options) {
+  if (name == "uniform") return std::make_shared<UniformTimeSampler>();
+  if (name == "logit_normal" || name == "logitnormal")
+    return std::make_shared<LogitNormalTimeSampler>(options.logit_normal_mean,
+                                                    options.logit_normal_std);
+  if (name == "warp" || name == "polynomial_warp")
+    return std::make_shared<WarpedUniformTimeSampler>(options.warp_slope);
+  throw ConfigError(cat("time sampler: unknown name '", name,
+                        "', expected one of uniform, logit_normal, warp"));
+}
+
+}  // namespace fm::flow

@@ -1,0 +1,80 @@
+// flow/time_sampler.h — distributions of the training time t ∈ [0, 1] (t = 0 noise, t = 1 data).
+//
+// Sits in flow/ on top of core/ (Tensor, Generator). Draws happen on the host in double from an
+// fm::Generator, so a seed gives the same times on every device; the result is a Tensor [N] of the
+// requested dtype/device. Values are kept strictly below 1 after rounding to the dtype (a float32
+// draw of 0.99999998 would otherwise round to 1.0f, where some paths' targets are singular).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/random.h"
+#include "core/tensor.h"
+
+namespace fm::flow {
+
+// Seed 003 (from Hawley's tutorial): w(t, s) = 4(1 − s)·t³ + 6(s − 1)·t² + (3 − 2s)·t.
+// w(0) = 0, w(1) = 1, w'(½) = s, w'(0) = w'(1) = 3 − 2s; monotone exactly for s ∈ [0, 3/2].
+// s < 1 spends more draws in the middle of [0, 1] (density 1/w' is largest where w' is smallest),
+// s = 1 is the identity, s = 3/2 gives a shape close to the cosine schedule.
+double polynomial_time_warp(double t, double slope);
+
+class TimeSampler {
+ public:
+  virtual ~TimeSampler() = default;
+  // One draw in [0, 1].
+  virtual double draw(Generator& gen) const = 0;
+  virtual std::string name() const = 0;
+  // n independent draws as a Tensor [n].
+  Tensor sample(std::int64_t n, Generator& gen, DType dtype = DType::Float32,
+                Device device = Device::CPU) const;
+};
+
+// t ~ U[0, 1): the recipe of seeds 000–004.
+class UniformTimeSampler final : public TimeSampler {
+ public:
+  double draw(Generator& gen) const override;
+  std::string name() const override { return "uniform"; }
+};
+
+// t = sigmoid(mean + std·z), z ~ N(0, 1): the logit-normal of Esser et al. 2024 (Stable Diffusion 3,
+// "Scaling Rectified Flow Transformers", Sec. 3.1 "Logit-Normal Sampling"); SD3 uses mean 0, std 1.
+// Puts more weight on the middle of the path, where the velocity is hardest to predict.
+class LogitNormalTimeSampler final : public TimeSampler {
+ public:
+  explicit LogitNormalTimeSampler(double mean = 0.0, double std = 1.0);
+  double draw(Generator& gen) const override;
+  std::string name() const override { return "logit_normal"; }
+  double mean() const { return mean_; }
+  double std() const { return std_; }
+
+ private:
+  double mean_, std_;
+};
+
+// t = polynomial_time_warp(u, slope), u ~ U[0, 1) (seed 003's reflow sampler; slope 0.5 default).
+class WarpedUniformTimeSampler final : public TimeSampler {
+ public:
+  explicit WarpedUniformTimeSampler(double slope = 0.5);
+  double draw(Generator& gen) const override;
+  std::string name() const override { return "warp"; }
+  double slope() const { return slope_; }
+
+ private:
+  double slope_;
+};
+
+// Parameters a config may set; each sampler reads only its own.
+struct TimeSamplerOptions {
+  double logit_normal_mean = 0.0;
+  double logit_normal_std = 1.0;
+  double warp_slope = 0.5;
+};
+// "uniform", "logit_normal" (or "logitnormal"), "warp" (or "polynomial_warp"); ConfigError otherwise.
+std::shared_ptr<const TimeSampler> make_time_sampler(const std::string& name,
+                                                     const TimeSamplerOptions& options = {});
+std::vector<std::string> time_sampler_names();
+
+}  // namespace fm::flow

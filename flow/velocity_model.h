@@ -1,0 +1,26 @@
+// flow/velocity_model.h — the signature of a trained network as flow/ sees it, and the adapter that
+// turns it into the VelocityField the ODE solvers integrate.
+//
+// Sits in flow/ between nn/ (the networks, which take (x_t, t[N])) and flow/solver.h (which wants
+// v(x, t) with one scalar t for the whole batch).
+#pragma once
+#include <functional>
+#include <memory>
+
+#include "core/tensor.h"
+#include "flow/path.h"
+#include "flow/solver.h"
+
+namespace fm::flow {
+
+// A network: state x_t [N, ...] and times t [N] (x_t's dtype and device) → output of x_t's shape.
+using VelocityModel = std::function<Tensor(const Tensor& x_t, const Tensor& t)>;
+
+// The solver-facing field of a model: t becomes a [N] tensor filled with the solver's time (x's
+// dtype and device). A model trained to predict x1 (data) or x0 (noise) is converted to a velocity
+// through `path` (required then; flow/path.h's conversions, which clamp t near the ends).
+VelocityField velocity_field_from_model(VelocityModel model,
+                                        Parameterization output = Parameterization::Velocity,
+                                        std::shared_ptr<const AffineProbabilityPath> path = nullptr);
+
+}  // namespace fm::flow

@@ -1,0 +1,601 @@
+// kernels/cuda/attention_flash.cu — fused (FlashAttention-style) scaled dot-product attention in
+// FP32 on CUDA cores, forward and backward. Formulas: kernels/attention.h. Reference:
+// kernels/cpu/attention.cpp. Baseline: kernels/cuda/attention_unfused.cu.
+//
+// Layer: kernels/cuda (hand-written kernels over device pointers, launched on cuda_stream()).
+//
+// Cost (B=256, H=4, the U-Net's two attention resolutions; "matmul" = one L×L×D product,
+// 2·L²·D flops per head):
+//   L=196, D=16: forward 2 matmuls = 2.52 GFLOP, ≥ 52.2 MB (read Q, K, V, write O, LSE);
+//                backward 7 matmuls here = 8.81 GFLOP (5 would be the minimum: 6.29 GFLOP),
+//                ≥ 103.6 MB (read Q, K, V, O, dO, LSE, write dQ, dK, dV).
+//   L=49,  D=32: forward 0.315 GFLOP, ≥ 25.9 MB; backward 1.10 GFLOP (min 0.79), ≥ 51.6 MB.
+// H100's FP32 ridge point is ~50 TFLOP/s ÷ ~3.3 TB/s ≈ 15 flops/byte: L=196 (≈ 48 flops/byte) is
+// compute-bound, L=49 (≈ 12) sits near the ridge. Either way the fused kernels exist to avoid the
+// unfused version's L×L traffic (157 MB per pass at L=196), not to beat the byte floor.
+//
+// Two thread layouts over the 256 threads of a block:
+//  * score products (S = Q·Kᵀ, dP = dO·Vᵀ): a 16×16 grid (ty, tx); thread (ty, tx) owns rows
+//    ty + 16·i and columns tx + 16·j of the score tile — strided, so the 16 rows a half-warp reads
+//    land in different banks; operands are read as float4 along the head dim. The 16 threads of a
+//    row are one half-warp, so row max/sum are 4 xor-shuffles.
+//  * output products (O += P·V, dV += Pᵀ·dO, dK += dSᵀ·Q, dQ += dS·K): thread t owns one float4
+//    column group of a few rows, reading one scalar weight per row and one float4 per step.
+// Shared tiles have row stride kHeadDimPad + 4: 16-byte aligned rows for float4, and consecutive
+// rows 4 banks apart so the 16 rows of a score product cost the minimum two wavefronts.
+//
+// Head dims are padded to kHeadDimPad ∈ {16, 32, 64, 128} (one template instance each); padding
+// columns and rows past L are zero-filled in shared memory, so they add nothing to dot products,
+// and masked scores are −∞ before the softmax. Any L works, including L < one tile.
+//
+// Softmax in base 2: s₂ = S·log2(e), exp(S − m) = exp2(s₂ − m₂); lse = ln 2 · (m₂ + log2 l).
+//
+// Backward: the dK/dV pass gives each block one tile of keys, which it keeps in shared memory while
+// streaming all query tiles; dK and dV accumulate in registers and are written once. dQ needs a sum
+// over keys, which that pass spreads across blocks: FlashAttention-2 adds the pieces with float
+// atomics, but float addition in arrival order is not reproducible from run to run, and this
+// engine promises bitwise-reproducible training. So dQ gets its own query-tile pass that recomputes
+// S and dP (2 extra matmuls of 7, ~40% more backward flops) and sums over keys in a fixed order.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/attention.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/runtime.h"
+
+namespace fm::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kSide = 16;  // the thread grid is kSide × kSide
+constexpr unsigned kFullMask = 0xffffffffu;
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+// Tile sizes per padded head dim, chosen so one block's shared memory stays ≤ ~76 KB (two or
+// three blocks per SM) and each thread's accumulators stay ≤ 32 floats per output.
+template <int kHeadDimPad>
+struct FlashTiles;
+template <>
+struct FlashTiles<16> {
+  static constexpr int kForwardQueries = 64, kForwardKeys = 64;
+  static constexpr int kDkDvKeys = 64, kDkDvQueries = 64;
+  static constexpr int kDqQueries = 64, kDqKeys = 64;
+};
+template <>
+struct FlashTiles<32> {
+  static constexpr int kForwardQueries = 64, kForwardKeys = 64;
+  static constexpr int kDkDvKeys = 64, kDkDvQueries = 64;
+  static constexpr int kDqQueries = 64, kDqKeys = 64;
+};
+template <>
+struct FlashTiles<64> {
+  static constexpr int kForwardQueries = 64, kForwardKeys = 64;
+  static constexpr int kDkDvKeys = 64, kDkDvQueries = 32;
+  static constexpr int kDqQueries = 64, kDqKeys = 32;
+};
+template <>
+struct FlashTiles<128> {
+  static constexpr int kForwardQueries = 64, kForwardKeys = 32;
+  static constexpr int kDkDvKeys = 32, kDkDvQueries = 32;
+  static constexpr int kDqQueries = 32, kDqKeys = 32;
+};
+
+// Row stride of every [rows, head dim] tile in shared memory: 4 floats of padding keep each row
+// 16-byte aligned (float4 reads) while shifting consecutive rows by 4 banks, so 8 rows' float4s
+// cover all 32 banks: the 16 rows a half-warp reads in a score product cost the minimum 2
+// wavefronts.
+template <int kHeadDimPad>
+constexpr int kTileStride = kHeadDimPad + 4;
+
+// Copies rows [row0, row0 + kRows) of one head's [L, D] matrix into a shared tile with row stride
+// kStride, zero-filling rows ≥ L and columns ≥ D. Consecutive threads take consecutive columns, so
+// global reads are coalesced along D.
+template <int kRows, int kHeadDimPad, int kStride>
+__device__ __forceinline__ void load_tile(float* __restrict__ tile, const float* __restrict__ head,
+                                          int row0, int L, int D) {
+  for (int idx = threadIdx.x; idx < kRows * kHeadDimPad; idx += kThreads) {
+    const int r = idx / kHeadDimPad, d = idx % kHeadDimPad;  // powers of two: shifts and masks
+    const int row = row0 + r;
+    tile[r * kStride + d] = (row < L && d < D) ? head[std::int64_t(row) * D + d] : 0.f;
+  }
+}
+
+__device__ __forceinline__ float4 load_float4(const float* p) {
+  return *reinterpret_cast<const float4*>(p);
+}
+__device__ __forceinline__ float dot4(float4 a, float4 b, float acc) {
+  acc = fmaf(a.x, b.x, acc);
+  acc = fmaf(a.y, b.y, acc);
+  acc = fmaf(a.z, b.z, acc);
+  return fmaf(a.w, b.w, acc);
+}
+__device__ __forceinline__ float component(const float4& v, int e) {
+  return e == 0 ? v.x : e == 1 ? v.y : e == 2 ? v.z : v.w;
+}
+__device__ __forceinline__ void axpy4(float a, float4 x, float4& y) {
+  y.x = fmaf(a, x.x, y.x);
+  y.y = fmaf(a, x.y, y.y);
+  y.z = fmaf(a, x.z, y.z);
+  y.w = fmaf(a, x.w, y.w);
+}
+
+// Max and sum over the 16 lanes (one half-warp) that share a row of a score tile.
+__device__ __forceinline__ float half_warp_max(float value) {
+  for (int offset = kSide / 2; offset > 0; offset /= 2)
+    value = fmaxf(value, __shfl_xor_sync(kFullMask, value, offset));
+  return value;
+}
+__device__ __forceinline__ float half_warp_sum(float value) {
+  for (int offset = kSide / 2; offset > 0; offset /= 2)
+    value += __shfl_xor_sync(kFullMask, value, offset);
+  return value;
+}
+
+// Score products: thread (ty, tx) of the 16×16 grid computes A_i·B_j for rows a = ty + 16·i of
+// tile_a and b = tx + 16·j of tile_b (both [rows, kStride]), 4 dims per float4 read.
+// kDual also computes C_i·E_j from a second pair of tiles in the same sweep (the backward needs
+// S and dP together).
+template <int kHeadDimPad, int kRowsA, int kRowsB, bool kDual>
+__device__ __forceinline__ void score_tile(const float* tile_a, const float* tile_b,
+                                           const float* tile_c, const float* tile_e,
+                                           float (&out)[kRowsA][kRowsB],
+                                           float (&out2)[kRowsA][kRowsB]) {
+  constexpr int kStride = kTileStride<kHeadDimPad>;
+  const int tx = threadIdx.x % kSide, ty = threadIdx.x / kSide;
+#pragma unroll
+  for (int i = 0; i < kRowsA; ++i)
+#pragma unroll
+    for (int j = 0; j < kRowsB; ++j) out[i][j] = out2[i][j] = 0.f;
+#pragma unroll 2
+  for (int d = 0; d < kHeadDimPad; d += 4) {
+    float4 a[kRowsA], b[kRowsB];
+#pragma unroll
+    for (int i = 0; i < kRowsA; ++i) a[i] = load_float4(tile_a + (ty + kSide * i) * kStride + d);
+#pragma unroll
+    for (int j = 0; j < kRowsB; ++j) b[j] = load_float4(tile_b + (tx + kSide * j) * kStride + d);
+#pragma unroll
+    for (int i = 0; i < kRowsA; ++i)
+#pragma unroll
+      for (int j = 0; j < kRowsB; ++j) out[i][j] = dot4(a[i], b[j], out[i][j]);
+    if constexpr (kDual) {
+#pragma unroll
+      for (int i = 0; i < kRowsA; ++i) a[i] = load_float4(tile_c + (ty + kSide * i) * kStride + d);
+#pragma unroll
+      for (int j = 0; j < kRowsB; ++j) b[j] = load_float4(tile_e + (tx + kSide * j) * kStride + d);
+#pragma unroll
+      for (int i = 0; i < kRowsA; ++i)
+#pragma unroll
+        for (int j = 0; j < kRowsB; ++j) out2[i][j] = dot4(a[i], b[j], out2[i][j]);
+    }
+  }
+}
+
+// Output products (O += P·V, dV += Pᵀ·dO, ...) use a second thread layout: thread t owns the
+// float4 column group t mod (kHeadDimPad/4) of rows t / (kHeadDimPad/4) + kRowLanes·r. Per step
+// it reads one scalar weight per row and one float4 of the value row (shared by the whole group),
+// which is 2–4× fewer shared-memory reads per FMA than the 16×16 layout for small head dims.
+template <int kHeadDimPad>
+struct OutputLayout {
+  static constexpr int kDimGroups = kHeadDimPad / 4;
+  static constexpr int kRowLanes = kThreads / kDimGroups;
+  __device__ static int dim_group() { return threadIdx.x % kDimGroups; }
+  __device__ static int row_lane() { return threadIdx.x / kDimGroups; }
+};
+
+// ---- forward ----------------------------------------------------------------------------------
+// grid (B·H, ⌈L / kQueries⌉). Per key tile: S = Q·Kᵀ in registers (16×16 layout), online-softmax
+// update of the running max m and sum l per row (Milakov & Gimelshein 2018), P and the rescale
+// factor exp(m_old − m_new) to shared memory, then O = O·rescale + P·V (output layout).
+template <int kHeadDimPad, int kQueries, int kKeys>
+__global__ void __launch_bounds__(kThreads)
+flash_attention_forward_kernel(const float* __restrict__ q, const float* __restrict__ k,
+                               const float* __restrict__ v, float* __restrict__ o,
+                               float* __restrict__ lse, int L, int D, float scale_log2) {
+  constexpr int kStride = kTileStride<kHeadDimPad>;
+  constexpr int kProbStride = kKeys + 1;
+  constexpr int kRowsPerThread = kQueries / kSide;
+  constexpr int kKeysPerThread = kKeys / kSide;
+  using Out = OutputLayout<kHeadDimPad>;
+  static_assert(kQueries % Out::kRowLanes == 0, "output rows must split evenly over row lanes");
+  constexpr int kOutRowsPerThread = kQueries / Out::kRowLanes;
+  extern __shared__ float shared[];
+  float* q_tile = shared;                              // [kQueries][kStride]
+  float* k_tile = q_tile + kQueries * kStride;         // [kKeys][kStride]
+  float* v_tile = k_tile + kKeys * kStride;            // [kKeys][kHeadDimPad]
+  float* p_tile = v_tile + kKeys * kHeadDimPad;        // [kQueries][kProbStride]
+  float* row_rescale = p_tile + kQueries * kProbStride;  // [kQueries]
+  float* row_total = row_rescale + kQueries;           // [kQueries]
+
+  const int bh = blockIdx.x;
+  const int query0 = blockIdx.y * kQueries;
+  const int tx = threadIdx.x % kSide, ty = threadIdx.x / kSide;
+  const std::int64_t head_offset = std::int64_t(bh) * L * D;
+
+  load_tile<kQueries, kHeadDimPad, kStride>(q_tile, q + head_offset, query0, L, D);
+
+  // Softmax state of rows ty + 16·i (16×16 layout; the 16 lanes of a row hold the same values).
+  float row_max[kRowsPerThread], row_sum[kRowsPerThread];
+#pragma unroll
+  for (int i = 0; i < kRowsPerThread; ++i) {
+    row_max[i] = -INFINITY;
+    row_sum[i] = 0.f;
+  }
+  // Unnormalised output of rows row_lane + kRowLanes·r, columns 4·dim_group … +3 (output layout).
+  float4 acc[kOutRowsPerThread];
+#pragma unroll
+  for (int r = 0; r < kOutRowsPerThread; ++r) acc[r] = make_float4(0.f, 0.f, 0.f, 0.f);
+
+  for (int key0 = 0; key0 < L; key0 += kKeys) {
+    __syncthreads();  // the previous tile's K, V, P, rescale are no longer read (Q load is done)
+    load_tile<kKeys, kHeadDimPad, kStride>(k_tile, k + head_offset, key0, L, D);
+    load_tile<kKeys, kHeadDimPad, kHeadDimPad>(v_tile, v + head_offset, key0, L, D);
+    __syncthreads();
+
+    float s[kRowsPerThread][kKeysPerThread], unused[kRowsPerThread][kKeysPerThread];
+    score_tile<kHeadDimPad, kRowsPerThread, kKeysPerThread, false>(q_tile, k_tile, nullptr,
+                                                                   nullptr, s, unused);
+#pragma unroll
+    for (int i = 0; i < kRowsPerThread; ++i) {
+      float tile_max = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < kKeysPerThread; ++j) {
+        const bool valid_key = key0 + tx + kSide * j < L;
+        s[i][j] = valid_key ? s[i][j] * scale_log2 : -INFINITY;
+        tile_max = fmaxf(tile_max, s[i][j]);
+      }
+      // Every key tile holds at least one valid key (key0 < L), so new_max is finite and the
+      // exponents below never see −∞ − (−∞).
+      const float new_max = fmaxf(row_max[i], half_warp_max(tile_max));
+      const float rescale = exp2f(row_max[i] - new_max);  // 0 on the first tile (−∞ − finite)
+      float tile_sum = 0.f;
+#pragma unroll
+      for (int j = 0; j < kKeysPerThread; ++j) {
+        const float p = exp2f(s[i][j] - new_max);  // masked keys: exp2(−∞) = 0
+        p_tile[(ty + kSide * i) * kProbStride + tx + kSide * j] = p;
+        tile_sum += p;
+      }
+      row_sum[i] = row_sum[i] * rescale + half_warp_sum(tile_sum);
+      row_max[i] = new_max;
+      if (tx == 0) row_rescale[ty + kSide * i] = rescale;
+    }
+    __syncthreads();  // P and the rescale factors complete
+
+    const int group = Out::dim_group();
+#pragma unroll
+    for (int r = 0; r < kOutRowsPerThread; ++r) {
+      const float rescale = row_rescale[Out::row_lane() + Out::kRowLanes * r];
+      acc[r].x *= rescale;
+      acc[r].y *= rescale;
+      acc[r].z *= rescale;
+      acc[r].w *= rescale;
+    }
+#pragma unroll 4
+    for (int c = 0; c < kKeys; ++c) {
+      const float4 v_val = load_float4(v_tile + c * kHeadDimPad + 4 * group);
+#pragma unroll
+      for (int r = 0; r < kOutRowsPerThread; ++r)
+        axpy4(p_tile[(Out::row_lane() + Out::kRowLanes * r) * kProbStride + c], v_val, acc[r]);
+    }
+  }
+
+  // lse and the final row sums come from the 16×16 layout; O is written from the output layout.
+#pragma unroll
+  for (int i = 0; i < kRowsPerThread; ++i) {
+    const int row_in_tile = ty + kSide * i;
+    if (tx == 0) row_total[row_in_tile] = row_sum[i];
+    const int row = query0 + row_in_tile;
+    if (tx == 0 && row < L)
+      lse[std::int64_t(bh) * L + row] = kLn2 * (row_max[i] + log2f(row_sum[i]));
+  }
+  __syncthreads();
+#pragma unroll
+  for (int r = 0; r < kOutRowsPerThread; ++r) {
+    const int row_in_tile = Out::row_lane() + Out::kRowLanes * r;
+    const int row = query0 + row_in_tile;
+    if (row >= L) continue;
+    const float inv_sum = 1.f / row_total[row_in_tile];
+    float* out_row = o + head_offset + std::int64_t(row) * D;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int d = 4 * Out::dim_group() + e;
+      if (d < D) out_row[d] = component(acc[r], e) * inv_sum;
+    }
+  }
+}
+
+// ---- backward: D_i = Σ_d dO_id·O_id -----------------------------------------------------------
+// One warp per row of [B·H·L, D].
+__global__ void attention_row_dot_kernel(const float* __restrict__ dout, const float* __restrict__ o,
+                                         float* __restrict__ row_dot, std::int64_t rows, int D) {
+  const std::int64_t row = std::int64_t(blockIdx.x) * (kThreads / 32) + threadIdx.x / 32;
+  if (row >= rows) return;  // whole warps leave together
+  const int lane = threadIdx.x % 32;
+  float sum = 0.f;
+  for (int d = lane; d < D; d += 32) sum += dout[row * D + d] * o[row * D + d];
+  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(kFullMask, sum, offset);
+  if (lane == 0) row_dot[row] = sum;
+}
+
+// ---- backward: dK, dV (one block per key tile) ------------------------------------------------
+// grid (B·H, ⌈L / kKeys⌉). In the score products thread (ty, tx) owns keys ty + 16·i and queries
+// tx + 16·j, and computes S (as K·Qᵀ) and dP (as V·dOᵀ) together; Pᵀ and dSᵀ go to shared memory;
+// dV += Pᵀ·dO and dK += dSᵀ·Q accumulate in the output layout over all query tiles.
+template <int kHeadDimPad, int kKeys, int kQueries>
+__global__ void __launch_bounds__(kThreads)
+flash_attention_backward_dkdv_kernel(const float* __restrict__ q, const float* __restrict__ k,
+                                     const float* __restrict__ v, const float* __restrict__ dout,
+                                     const float* __restrict__ lse,
+                                     const float* __restrict__ row_dot, float* __restrict__ dk,
+                                     float* __restrict__ dv, int L, int D, float scale,
+                                     float scale_log2) {
+  constexpr int kStride = kTileStride<kHeadDimPad>;
+  constexpr int kProbStride = kQueries + 1;
+  constexpr int kKeysPerThread = kKeys / kSide;
+  constexpr int kQueriesPerThread = kQueries / kSide;
+  using Out = OutputLayout<kHeadDimPad>;
+  static_assert(kKeys % Out::kRowLanes == 0, "output rows must split evenly over row lanes");
+  constexpr int kOutKeysPerThread = kKeys / Out::kRowLanes;
+  extern __shared__ float shared[];
+  float* k_tile = shared;                                // [kKeys][kStride]
+  float* v_tile = k_tile + kKeys * kStride;              // [kKeys][kStride]
+  float* q_tile = v_tile + kKeys * kStride;              // [kQueries][kStride]
+  float* do_tile = q_tile + kQueries * kStride;          // [kQueries][kStride]
+  float* p_tile = do_tile + kQueries * kStride;          // [kKeys][kProbStride]  (Pᵀ)
+  float* ds_tile = p_tile + kKeys * kProbStride;         // [kKeys][kProbStride]  (dSᵀ)
+  float* lse_tile = ds_tile + kKeys * kProbStride;       // [kQueries], base-2 units
+  float* row_dot_tile = lse_tile + kQueries;             // [kQueries]
+
+  const int bh = blockIdx.x;
+  const int key0 = blockIdx.y * kKeys;
+  const int tx = threadIdx.x % kSide, ty = threadIdx.x / kSide;
+  const std::int64_t head_offset = std::int64_t(bh) * L * D;
+
+  load_tile<kKeys, kHeadDimPad, kStride>(k_tile, k + head_offset, key0, L, D);
+  load_tile<kKeys, kHeadDimPad, kStride>(v_tile, v + head_offset, key0, L, D);
+
+  float4 acc_dk[kOutKeysPerThread], acc_dv[kOutKeysPerThread];
+#pragma unroll
+  for (int r = 0; r < kOutKeysPerThread; ++r)
+    acc_dk[r] = acc_dv[r] = make_float4(0.f, 0.f, 0.f, 0.f);
+
+  for (int query0 = 0; query0 < L; query0 += kQueries) {
+    __syncthreads();  // previous Q, dO, Pᵀ, dSᵀ tiles are no longer read (and K, V are loaded)
+    load_tile<kQueries, kHeadDimPad, kStride>(q_tile, q + head_offset, query0, L, D);
+    load_tile<kQueries, kHeadDimPad, kStride>(do_tile, dout + head_offset, query0, L, D);
+    for (int r = threadIdx.x; r < kQueries; r += kThreads) {
+      const int row = query0 + r;
+      lse_tile[r] = row < L ? lse[std::int64_t(bh) * L + row] * kLog2e : 0.f;
+      row_dot_tile[r] = row < L ? row_dot[std::int64_t(bh) * L + row] : 0.f;
+    }
+    __syncthreads();
+
+    float s[kKeysPerThread][kQueriesPerThread], dp[kKeysPerThread][kQueriesPerThread];
+    score_tile<kHeadDimPad, kKeysPerThread, kQueriesPerThread, true>(k_tile, q_tile, v_tile,
+                                                                     do_tile, s, dp);
+#pragma unroll
+    for (int i = 0; i < kKeysPerThread; ++i)
+#pragma unroll
+      for (int j = 0; j < kQueriesPerThread; ++j) {
+        const int key = key0 + ty + kSide * i, query_in_tile = tx + kSide * j;
+        const bool valid = key < L && query0 + query_in_tile < L;
+        const float p = valid ? exp2f(s[i][j] * scale_log2 - lse_tile[query_in_tile]) : 0.f;
+        p_tile[(ty + kSide * i) * kProbStride + query_in_tile] = p;
+        ds_tile[(ty + kSide * i) * kProbStride + query_in_tile] =
+            p * (dp[i][j] - row_dot_tile[query_in_tile]);
+      }
+    __syncthreads();  // Pᵀ, dSᵀ complete
+
+    const int group = Out::dim_group();
+#pragma unroll 2
+    for (int r = 0; r < kQueries; ++r) {
+      const float4 do_val = load_float4(do_tile + r * kStride + 4 * group);
+      const float4 q_val = load_float4(q_tile + r * kStride + 4 * group);
+#pragma unroll
+      for (int i = 0; i < kOutKeysPerThread; ++i) {
+        const int key_in_tile = Out::row_lane() + Out::kRowLanes * i;
+        axpy4(p_tile[key_in_tile * kProbStride + r], do_val, acc_dv[i]);
+        axpy4(ds_tile[key_in_tile * kProbStride + r], q_val, acc_dk[i]);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int i = 0; i < kOutKeysPerThread; ++i) {
+    const int key = key0 + Out::row_lane() + Out::kRowLanes * i;
+    if (key >= L) continue;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int d = 4 * Out::dim_group() + e;
+      if (d >= D) continue;
+      dv[head_offset + std::int64_t(key) * D + d] = component(acc_dv[i], e);
+      dk[head_offset + std::int64_t(key) * D + d] = component(acc_dk[i], e) * scale;
+    }
+  }
+}
+
+// ---- backward: dQ (one block per query tile) --------------------------------------------------
+// grid (B·H, ⌈L / kQueries⌉). Score products in the 16×16 layout (queries ty + 16·i, keys
+// tx + 16·j; S and dP together), dS to shared memory, dQ += dS·K in the output layout.
+template <int kHeadDimPad, int kQueries, int kKeys>
+__global__ void __launch_bounds__(kThreads)
+flash_attention_backward_dq_kernel(const float* __restrict__ q, const float* __restrict__ k,
+                                   const float* __restrict__ v, const float* __restrict__ dout,
+                                   const float* __restrict__ lse, const float* __restrict__ row_dot,
+                                   float* __restrict__ dq, int L, int D, float scale,
+                                   float scale_log2) {
+  constexpr int kStride = kTileStride<kHeadDimPad>;
+  constexpr int kScoreStride = kKeys + 1;
+  constexpr int kRowsPerThread = kQueries / kSide;
+  constexpr int kKeysPerThread = kKeys / kSide;
+  using Out = OutputLayout<kHeadDimPad>;
+  static_assert(kQueries % Out::kRowLanes == 0, "output rows must split evenly over row lanes");
+  constexpr int kOutRowsPerThread = kQueries / Out::kRowLanes;
+  extern __shared__ float shared[];
+  float* q_tile = shared;                           // [kQueries][kStride]
+  float* do_tile = q_tile + kQueries * kStride;     // [kQueries][kStride]
+  float* k_tile = do_tile + kQueries * kStride;     // [kKeys][kStride]
+  float* v_tile = k_tile + kKeys * kStride;         // [kKeys][kStride]
+  float* ds_tile = v_tile + kKeys * kStride;        // [kQueries][kScoreStride]
+
+  const int bh = blockIdx.x;
+  const int query0 = blockIdx.y * kQueries;
+  const int tx = threadIdx.x % kSide, ty = threadIdx.x / kSide;
+  const std::int64_t head_offset = std::int64_t(bh) * L * D;
+
+  load_tile<kQueries, kHeadDimPad, kStride>(q_tile, q + head_offset, query0, L, D);
+  load_tile<kQueries, kHeadDimPad, kStride>(do_tile, dout + head_offset, query0, L, D);
+  float my_lse[kRowsPerThread], my_row_dot[kRowsPerThread];
+#pragma unroll
+  for (int i = 0; i < kRowsPerThread; ++i) {
+    const int row = query0 + ty + kSide * i;
+    my_lse[i] = row < L ? lse[std::int64_t(bh) * L + row] * kLog2e : 0.f;
+    my_row_dot[i] = row < L ? row_dot[std::int64_t(bh) * L + row] : 0.f;
+  }
+  float4 acc[kOutRowsPerThread];
+#pragma unroll
+  for (int r = 0; r < kOutRowsPerThread; ++r) acc[r] = make_float4(0.f, 0.f, 0.f, 0.f);
+
+  for (int key0 = 0; key0 < L; key0 += kKeys) {
+    __syncthreads();  // previous K, V, dS tiles are no longer read (and Q, dO are loaded)
+    load_tile<kKeys, kHeadDimPad, kStride>(k_tile, k + head_offset, key0, L, D);
+    load_tile<kKeys, kHeadDimPad, kStride>(v_tile, v + head_offset, key0, L, D);
+    __syncthreads();
+
+    float s[kRowsPerThread][kKeysPerThread], dp[kRowsPerThread][kKeysPerThread];
+    score_tile<kHeadDimPad, kRowsPerThread, kKeysPerThread, true>(q_tile, k_tile, do_tile, v_tile,
+                                                                  s, dp);
+#pragma unroll
+    for (int i = 0; i < kRowsPerThread; ++i)
+#pragma unroll
+      for (int j = 0; j < kKeysPerThread; ++j) {
+        const bool valid = query0 + ty + kSide * i < L && key0 + tx + kSide * j < L;
+        const float p = valid ? exp2f(s[i][j] * scale_log2 - my_lse[i]) : 0.f;
+        ds_tile[(ty + kSide * i) * kScoreStride + tx + kSide * j] = p * (dp[i][j] - my_row_dot[i]);
+      }
+    __syncthreads();  // dS complete
+
+    const int group = Out::dim_group();
+#pragma unroll 4
+    for (int c = 0; c < kKeys; ++c) {
+      const float4 k_val = load_float4(k_tile + c * kStride + 4 * group);
+#pragma unroll
+      for (int r = 0; r < kOutRowsPerThread; ++r)
+        axpy4(ds_tile[(Out::row_lane() + Out::kRowLanes * r) * kScoreStride + c], k_val, acc[r]);
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < kOutRowsPerThread; ++r) {
+    const int row = query0 + Out::row_lane() + Out::kRowLanes * r;
+    if (row >= L) continue;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int d = 4 * Out::dim_group() + e;
+      if (d < D) dq[head_offset + std::int64_t(row) * D + d] = component(acc[r], e) * scale;
+    }
+  }
+}
+
+// ---- host side --------------------------------------------------------------------------------
+void check_flash_sizes(const char* op, int B, int H, int L, int D) {
+  FM_CHECK(B >= 0 && H >= 0 && L >= 1 && D >= 1, ValueError, op,
+           ": sizes must be B, H >= 0 and L, D >= 1; got B=", B, " H=", H, " L=", L, " D=", D);
+  FM_CHECK(D <= 128, ValueError, op, ": head dim D=", D, " is above the supported maximum 128");
+  FM_CHECK(std::int64_t(L) <= std::int64_t(65535) * 16, ValueError, op, ": L=", L,
+           " needs more query tiles than grid.y allows");
+}
+
+// Kernels using more than 48 KB of dynamic shared memory must say so once per kernel.
+template <typename Kernel>
+void allow_shared_memory(Kernel kernel, std::size_t bytes) {
+  if (bytes > 48 * 1024)
+    FM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       int(bytes)));
+}
+
+unsigned ceil_div_u(int a, int b) { return unsigned((a + b - 1) / b); }
+
+template <int kHeadDimPad>
+void launch_forward(const float* q, const float* k, const float* v, float* o, float* lse, int BH,
+                    int L, int D, float scale) {
+  using Tiles = FlashTiles<kHeadDimPad>;
+  constexpr int kQ = Tiles::kForwardQueries, kK = Tiles::kForwardKeys;
+  constexpr std::size_t kStride = kTileStride<kHeadDimPad>;
+  constexpr std::size_t kSharedBytes =
+      sizeof(float) * (kQ * kStride + kK * kStride + kK * kHeadDimPad + kQ * (kK + 1) + 2 * kQ);
+  auto kernel = flash_attention_forward_kernel<kHeadDimPad, kQ, kK>;
+  static const bool configured = (allow_shared_memory(kernel, kSharedBytes), true);
+  (void)configured;
+  const dim3 grid{unsigned(BH), ceil_div_u(L, kQ)};
+  kernel<<<grid, kThreads, kSharedBytes, cuda_stream()>>>(q, k, v, o, lse, L, D, scale * kLog2e);
+  FM_CUDA_CHECK_LAUNCH();
+}
+
+template <int kHeadDimPad>
+void launch_backward(const float* q, const float* k, const float* v, const float* dout,
+                     const float* lse, const float* row_dot, float* dq, float* dk, float* dv,
+                     int BH, int L, int D, float scale) {
+  using Tiles = FlashTiles<kHeadDimPad>;
+  cudaStream_t stream = cuda_stream();
+  {
+    constexpr int kK = Tiles::kDkDvKeys, kQ = Tiles::kDkDvQueries;
+    constexpr std::size_t kStride = kTileStride<kHeadDimPad>;
+    constexpr std::size_t kSharedBytes =
+        sizeof(float) * (2 * kK * kStride + 2 * kQ * kStride + 2 * kK * (kQ + 1) + 2 * kQ);
+    auto kernel = flash_attention_backward_dkdv_kernel<kHeadDimPad, kK, kQ>;
+    static const bool configured = (allow_shared_memory(kernel, kSharedBytes), true);
+    (void)configured;
+    const dim3 grid{unsigned(BH), ceil_div_u(L, kK)};
+    kernel<<<grid, kThreads, kSharedBytes, stream>>>(q, k, v, dout, lse, row_dot, dk, dv, L, D,
+                                                     scale, scale * kLog2e);
+    FM_CUDA_CHECK_LAUNCH();
+  }
+  {
+    constexpr int kQ = Tiles::kDqQueries, kK = Tiles::kDqKeys;
+    constexpr std::size_t kStride = kTileStride<kHeadDimPad>;
+    constexpr std::size_t kSharedBytes =
+        sizeof(float) * (2 * kQ * kStride + 2 * kK * kStride + kQ * (kK + 1));
+    auto kernel = flash_attention_backward_dq_kernel<kHeadDimPad, kQ, kK>;
+    static const bool configured = (allow_shared_memory(kernel, kSharedBytes), true);
+    (void)configured;
+    const dim3 grid{unsigned(BH), ceil_div_u(L, kQ)};
+    kernel<<<grid, kThreads, kSharedBytes, stream>>>(q, k, v, dout, lse, row_dot, dq, L, D, scale,
+                                                     scale * kLog2e);
+    FM_CUDA_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace
+
+void attention_forward_cuda_flash(const float* q, const float* k, const float* v, float* o,
+                                  float* lse, int B, int H, int L, int D, float scale) {
+  check_flash_sizes("attention_forward_cuda_flash", B, H, L, D);
+  const int BH = B * H;
+  if (BH == 0) return;
+  if (D <= 16) launch_forward<16>(q, k, v, o, lse, BH, L, D, scale);
+  else if (D <= 32) launch_forward<32>(q, k, v, o, lse, BH, L, D, scale);
+  else if (D <= 64) launch_forward<64>(q, k, v, o, lse, BH, L, D, scale);
+  else launch_forward<128>(q, k, v, o, lse, BH, L, D, scale);
+}
+
+void attention_backward_cuda_flash(const float* q, const float* k, const float* v, const float* o,
+                                   const float* dout, const float* lse, float* dq, float* dk,
+                                   float* dv, int B, int H, int L, int D, float scale) {
+  check_flash_sizes("attention_backward_cuda_flash", B, H, L, D);
+  const int BH = B * H;
+  if (BH == 0) return;
+  const std::int64_t rows = std::int64_t(BH) * L;
+  float* row_dot = static_cast<float*>(cuda_malloc(std::size_t(rows) * sizeof(float)));
+  const unsigned row_blocks = unsigned((rows + kThreads / 32 - 1) / (kThreads / 32));
+  attention_row_dot_kernel<<<row_blocks, kThreads, 0, cuda_stream()>>>(dout, o, row_dot, rows, D);
+  FM_CUDA_CHECK_LAUNCH();
+  if (D <= 16) launch_backward<16>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
+  else if (D <= 32) launch_backward<32>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
+  else if (D <= 64) launch_backward<64>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
+  else launch_backward<128>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
+  cuda_free(row_dot);  // stream-ordered reuse by the caching allocator: no sync needed
+}
+
+}  // namespace fm::kernels

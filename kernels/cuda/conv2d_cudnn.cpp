@@ -1,0 +1,325 @@
+// kernels/cuda/conv2d_cudnn.cpp — the library baseline for the convolution kernels: cuDNN's legacy
+// (v7-style) convolution API, which cuDNN 9 still ships.
+//
+// Per shape we build the descriptors once and ask cuDNN's heuristics (cudnnGet*Algorithm_v7) for its
+// ranked algorithms, keeping the best one that
+//   * runs in plain FP32: math type CUDNN_FMA_MATH, i.e. no TF32 tensor cores — TF32 rounds the
+//     inputs to 10 mantissa bits, which would neither match the CPU reference to float tolerance
+//     nor be a fair baseline for our FP32 kernels (PyTorch does the same when allow_tf32 is off);
+//   * is deterministic, if any candidate is (backward data/filter have atomics-based variants), so
+//     that training runs reproduce;
+//   * needs at most kMaxWorkspaceBytes of scratch, which comes from fm::kernels::cuda_malloc.
+// The plans are cached for the life of the process (a handful of shapes per model).
+//
+// conv_transpose2d maps onto the same calls with roles swapped, as everywhere else: its forward is
+// cudnnConvolutionBackwardData of the equivalent conv2d, its input gradient is
+// cudnnConvolutionForward, its weight gradient is cudnnConvolutionBackwardFilter with x and dy
+// exchanged (see ConvTranspose2dParams::as_conv2d in kernels/conv2d.h).
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include "kernels/conv2d.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/library_handles.h"
+#include "kernels/runtime.h"
+
+namespace fm::kernels {
+namespace {
+
+constexpr std::size_t kMaxWorkspaceBytes = std::size_t(1) << 30;  // 1 GiB
+
+// Descriptors and chosen algorithms for one conv2d shape. Never destroyed: the cache lives as long
+// as the process (destroying them at exit could run after the cuDNN handle is gone).
+struct CudnnConvPlan {
+  cudnnTensorDescriptor_t input = nullptr;        // [N, C_in, H, W]
+  cudnnTensorDescriptor_t output = nullptr;       // [N, C_out, Ho, Wo]
+  cudnnTensorDescriptor_t output_bias = nullptr;  // [1, C_out, 1, 1]
+  cudnnTensorDescriptor_t input_bias = nullptr;   // [1, C_in, 1, 1] (conv_transpose2d's bias)
+  cudnnFilterDescriptor_t filter = nullptr;       // [C_out, C_in, kh, kw]
+  cudnnConvolutionDescriptor_t conv = nullptr;
+
+  bool forward_chosen = false, backward_data_chosen = false, backward_filter_chosen = false;
+  cudnnConvolutionFwdAlgo_t forward_algo{};
+  cudnnConvolutionBwdDataAlgo_t backward_data_algo{};
+  cudnnConvolutionBwdFilterAlgo_t backward_filter_algo{};
+  std::size_t forward_workspace = 0, backward_data_workspace = 0, backward_filter_workspace = 0;
+};
+
+using ShapeKey = std::tuple<int, int, int, int, int, int, int, int, int, int, int>;
+
+ShapeKey key_of(const Conv2dParams& p) {
+  return {p.batch,    p.in_channels, p.in_height, p.in_width, p.out_channels, p.kernel_h,
+          p.kernel_w, p.stride_h,    p.stride_w,  p.pad_h,    p.pad_w};
+}
+
+std::mutex& plan_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::map<ShapeKey, CudnnConvPlan>& plan_cache() {
+  static std::map<ShapeKey, CudnnConvPlan> cache;
+  return cache;
+}
+
+void check_params(const Conv2dParams& p, const char* op) {
+  FM_CHECK(p.batch > 0 && p.in_channels > 0 && p.out_channels > 0 && p.kernel_h > 0 &&
+               p.kernel_w > 0 && p.stride_h > 0 && p.stride_w > 0 && p.pad_h >= 0 && p.pad_w >= 0,
+           ValueError, op, ": bad parameters (batch, channels, kernel and stride must be positive, "
+           "padding non-negative)");
+  FM_CHECK(p.in_height > 0 && p.in_width > 0 && p.out_height() > 0 && p.out_width() > 0, ValueError,
+           op, ": kernel ", p.kernel_h, "x", p.kernel_w, " does not fit the padded ", p.in_height,
+           "x", p.in_width, " input");
+}
+
+// The plan for a shape, creating its descriptors on first use. Caller holds plan_mutex().
+CudnnConvPlan& plan_for(const Conv2dParams& p) {
+  auto [it, inserted] = plan_cache().try_emplace(key_of(p));
+  CudnnConvPlan& plan = it->second;
+  if (!inserted) return plan;
+  try {
+    FM_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan.input));
+    FM_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan.output));
+    FM_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan.output_bias));
+    FM_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan.input_bias));
+    FM_CUDNN_CHECK(cudnnCreateFilterDescriptor(&plan.filter));
+    FM_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&plan.conv));
+    FM_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.input, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
+                                              p.batch, p.in_channels, p.in_height, p.in_width));
+    FM_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.output, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
+                                              p.batch, p.out_channels, p.out_height(),
+                                              p.out_width()));
+    FM_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.output_bias, CUDNN_TENSOR_NCHW,
+                                              CUDNN_DATA_FLOAT, 1, p.out_channels, 1, 1));
+    FM_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.input_bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
+                                              1, p.in_channels, 1, 1));
+    FM_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan.filter, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
+                                              p.out_channels, p.in_channels, p.kernel_h,
+                                              p.kernel_w));
+    // Cross-correlation (what deep-learning frameworks call convolution), no dilation, FP32
+    // accumulation, and FMA math: no TF32.
+    FM_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(plan.conv, p.pad_h, p.pad_w, p.stride_h,
+                                                   p.stride_w, 1, 1, CUDNN_CROSS_CORRELATION,
+                                                   CUDNN_DATA_FLOAT));
+    FM_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, CUDNN_FMA_MATH));
+    int n = 0, c = 0, h = 0, w = 0;
+    FM_CUDNN_CHECK(
+        cudnnGetConvolution2dForwardOutputDim(plan.conv, plan.input, plan.filter, &n, &c, &h, &w));
+    FM_CHECK(n == p.batch && c == p.out_channels && h == p.out_height() && w == p.out_width(),
+             DeviceError, "conv2d_cudnn: cuDNN computes a ", n, "x", c, "x", h, "x", w,
+             " output, expected ", p.batch, "x", p.out_channels, "x", p.out_height(), "x",
+             p.out_width());
+  } catch (...) {
+    plan_cache().erase(it);  // (leaks the few descriptors created so far; this path is fatal anyway)
+    throw;
+  }
+  return plan;
+}
+
+// True for algorithms that may run on TF32 tensor cores.
+bool uses_tensor_ops(cudnnMathType_t math) {
+  return math == CUDNN_TENSOR_OP_MATH || math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+}
+
+// From cuDNN's ranked candidates (fastest first), the first usable one: FP32 math, workspace within
+// the limit and accepted by the workspace query under FMA math; deterministic ones first.
+// `workspace_of(algo, &bytes)` returns the cuDNN status of that query.
+template <typename Perf, typename Algo, typename WorkspaceQuery>
+bool choose_algorithm(const std::vector<Perf>& ranked, WorkspaceQuery workspace_of, Algo& algo,
+                      std::size_t& workspace) {
+  for (bool require_deterministic : {true, false})
+    for (const Perf& perf : ranked) {
+      if (perf.status != CUDNN_STATUS_SUCCESS || uses_tensor_ops(perf.mathType)) continue;
+      if (require_deterministic && perf.determinism != CUDNN_DETERMINISTIC) continue;
+      std::size_t bytes = 0;
+      if (workspace_of(perf.algo, &bytes) != CUDNN_STATUS_SUCCESS || bytes > kMaxWorkspaceBytes)
+        continue;
+      algo = perf.algo;
+      workspace = bytes;
+      return true;
+    }
+  return false;
+}
+
+void choose_forward(CudnnConvPlan& plan, cudnnHandle_t handle) {
+  if (plan.forward_chosen) return;
+  int max_count = 0, returned = 0;
+  FM_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &max_count));
+  std::vector<cudnnConvolutionFwdAlgoPerf_t> ranked(std::size_t(std::max(max_count, 1)));
+  FM_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle, plan.input, plan.filter, plan.conv,
+                                                        plan.output, int(ranked.size()), &returned,
+                                                        ranked.data()));
+  ranked.resize(std::size_t(returned));
+  auto query = [&](cudnnConvolutionFwdAlgo_t algo, std::size_t* bytes) {
+    return cudnnGetConvolutionForwardWorkspaceSize(handle, plan.input, plan.filter, plan.conv,
+                                                   plan.output, algo, bytes);
+  };
+  FM_CHECK(choose_algorithm(ranked, query, plan.forward_algo, plan.forward_workspace), DeviceError,
+           "conv2d_forward_cudnn: cuDNN offers no FP32 (non-TF32) forward algorithm for this shape");
+  plan.forward_chosen = true;
+}
+
+void choose_backward_data(CudnnConvPlan& plan, cudnnHandle_t handle) {
+  if (plan.backward_data_chosen) return;
+  int max_count = 0, returned = 0;
+  FM_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &max_count));
+  std::vector<cudnnConvolutionBwdDataAlgoPerf_t> ranked(std::size_t(std::max(max_count, 1)));
+  FM_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, plan.filter, plan.output,
+                                                             plan.conv, plan.input,
+                                                             int(ranked.size()), &returned,
+                                                             ranked.data()));
+  ranked.resize(std::size_t(returned));
+  auto query = [&](cudnnConvolutionBwdDataAlgo_t algo, std::size_t* bytes) {
+    return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, plan.filter, plan.output, plan.conv,
+                                                        plan.input, algo, bytes);
+  };
+  FM_CHECK(choose_algorithm(ranked, query, plan.backward_data_algo, plan.backward_data_workspace),
+           DeviceError,
+           "conv2d_backward_input_cudnn: cuDNN offers no FP32 (non-TF32) algorithm for this shape");
+  plan.backward_data_chosen = true;
+}
+
+void choose_backward_filter(CudnnConvPlan& plan, cudnnHandle_t handle) {
+  if (plan.backward_filter_chosen) return;
+  int max_count = 0, returned = 0;
+  FM_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &max_count));
+  std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> ranked(std::size_t(std::max(max_count, 1)));
+  FM_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, plan.input, plan.output,
+                                                               plan.conv, plan.filter,
+                                                               int(ranked.size()), &returned,
+                                                               ranked.data()));
+  ranked.resize(std::size_t(returned));
+  auto query = [&](cudnnConvolutionBwdFilterAlgo_t algo, std::size_t* bytes) {
+    return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, plan.input, plan.output,
+                                                          plan.conv, plan.filter, algo, bytes);
+  };
+  FM_CHECK(choose_algorithm(ranked, query, plan.backward_filter_algo,
+                            plan.backward_filter_workspace),
+           DeviceError,
+           "conv2d_backward_weight_cudnn: cuDNN offers no FP32 (non-TF32) algorithm for this shape");
+  plan.backward_filter_chosen = true;
+}
+
+// Scratch memory from the caching allocator for the duration of one call. Freeing it right after
+// the launch is safe: everything runs on the one stream, so a later user of the block is ordered
+// after this call's kernels.
+struct Workspace {
+  void* ptr = nullptr;
+  std::size_t bytes = 0;
+  explicit Workspace(std::size_t size) : bytes(size) {
+    if (size) ptr = cuda_malloc(size);
+  }
+  ~Workspace() { cuda_free(ptr); }
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+};
+
+// The passes of the conv2d described by `p`; `input`/`output` are in conv2d's roles.
+void run_forward(const Conv2dParams& p, const float* input, const float* weight,
+                 const float* output_bias, float* output, const char* op) {
+  check_params(p, op);
+  cudnnHandle_t handle = cudnn_handle();
+  std::lock_guard<std::mutex> lock(plan_mutex());
+  CudnnConvPlan& plan = plan_for(p);
+  choose_forward(plan, handle);
+  Workspace workspace(plan.forward_workspace);
+  const float one = 1.f, zero = 0.f;  // beta = 0: the output is not read (poison stays out)
+  FM_CUDNN_CHECK(cudnnConvolutionForward(handle, &one, plan.input, input, plan.filter, weight,
+                                         plan.conv, plan.forward_algo, workspace.ptr,
+                                         workspace.bytes, &zero, plan.output, output));
+  if (output_bias)
+    FM_CUDNN_CHECK(
+        cudnnAddTensor(handle, &one, plan.output_bias, output_bias, &one, plan.output, output));
+}
+
+void run_backward_data(const Conv2dParams& p, const float* output_grad, const float* weight,
+                       const float* input_bias, float* input_grad, const char* op) {
+  check_params(p, op);
+  cudnnHandle_t handle = cudnn_handle();
+  std::lock_guard<std::mutex> lock(plan_mutex());
+  CudnnConvPlan& plan = plan_for(p);
+  choose_backward_data(plan, handle);
+  Workspace workspace(plan.backward_data_workspace);
+  const float one = 1.f, zero = 0.f;
+  FM_CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &one, plan.filter, weight, plan.output,
+                                              output_grad, plan.conv, plan.backward_data_algo,
+                                              workspace.ptr, workspace.bytes, &zero, plan.input,
+                                              input_grad));
+  if (input_bias)
+    FM_CUDNN_CHECK(
+        cudnnAddTensor(handle, &one, plan.input_bias, input_bias, &one, plan.input, input_grad));
+}
+
+void run_backward_filter(const Conv2dParams& p, const float* input, const float* output_grad,
+                         float* weight_grad, const char* op) {
+  check_params(p, op);
+  cudnnHandle_t handle = cudnn_handle();
+  std::lock_guard<std::mutex> lock(plan_mutex());
+  CudnnConvPlan& plan = plan_for(p);
+  choose_backward_filter(plan, handle);
+  Workspace workspace(plan.backward_filter_workspace);
+  const float one = 1.f, zero = 0.f;
+  FM_CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &one, plan.input, input, plan.output,
+                                                output_grad, plan.conv, plan.backward_filter_algo,
+                                                workspace.ptr, workspace.bytes, &zero, plan.filter,
+                                                weight_grad));
+}
+
+// bias_grad[c] = Σ over batch and pixels of conv2d's output (over_output) or input (for
+// conv_transpose2d, whose output is that input).
+void run_backward_bias(const Conv2dParams& p, bool over_output, const float* grad, float* bias_grad,
+                       const char* op) {
+  check_params(p, op);
+  cudnnHandle_t handle = cudnn_handle();
+  std::lock_guard<std::mutex> lock(plan_mutex());
+  CudnnConvPlan& plan = plan_for(p);
+  const float one = 1.f, zero = 0.f;
+  FM_CUDNN_CHECK(cudnnConvolutionBackwardBias(
+      handle, &one, over_output ? plan.output : plan.input, grad, &zero,
+      over_output ? plan.output_bias : plan.input_bias, bias_grad));
+}
+
+}  // namespace
+
+// ---- conv2d --------------------------------------------------------------------------------------
+
+void conv2d_forward_cudnn(const float* x, const float* weight, const float* bias, float* y,
+                          const Conv2dParams& p) {
+  run_forward(p, x, weight, bias, y, "conv2d_forward_cudnn");
+}
+
+void conv2d_backward_input_cudnn(const float* dy, const float* weight, float* dx,
+                                 const Conv2dParams& p) {
+  run_backward_data(p, dy, weight, nullptr, dx, "conv2d_backward_input_cudnn");
+}
+
+void conv2d_backward_weight_cudnn(const float* x, const float* dy, float* dweight, float* dbias,
+                                  const Conv2dParams& p) {
+  run_backward_filter(p, x, dy, dweight, "conv2d_backward_weight_cudnn");
+  if (dbias) run_backward_bias(p, true, dy, dbias, "conv2d_backward_weight_cudnn");
+}
+
+// ---- conv_transpose2d ------------------------------------------------------------------------------
+
+void conv_transpose2d_forward_cudnn(const float* x, const float* weight, const float* bias,
+                                    float* y, const ConvTranspose2dParams& p) {
+  run_backward_data(p.as_conv2d(), x, weight, bias, y, "conv_transpose2d_forward_cudnn");
+}
+
+void conv_transpose2d_backward_input_cudnn(const float* dy, const float* weight, float* dx,
+                                           const ConvTranspose2dParams& p) {
+  run_forward(p.as_conv2d(), dy, weight, nullptr, dx, "conv_transpose2d_backward_input_cudnn");
+}
+
+void conv_transpose2d_backward_weight_cudnn(const float* x, const float* dy, float* dweight,
+                                            float* dbias, const ConvTranspose2dParams& p) {
+  // The equivalent conv2d reads dy as its input and x as its output gradient; the bias gradient
+  // sums dy, which is that conv2d's *input*.
+  const Conv2dParams c = p.as_conv2d();
+  run_backward_filter(c, dy, x, dweight, "conv_transpose2d_backward_weight_cudnn");
+  if (dbias) run_backward_bias(c, false, dy, dbias, "conv_transpose2d_backward_weight_cudnn");
+}
+
+}  // namespace fm::kernels

@@ -1,0 +1,823 @@
+// kernels/cuda/conv2d_implicit_gemm.cu — v2 of the GPU convolution: tiled implicit GEMM for the
+// forward pass, the input gradient (dgrad) and the weight gradient (wgrad), float32.
+//
+// Each pass is a matrix product whose operands are read straight out of the NCHW tensors, tile by
+// tile, with the im2col index arithmetic done while loading (no im2col buffer ever exists):
+//
+//   pass     GEMM rows (M)            GEMM cols (N)   reduction (K)              A            B
+//   forward  output pixels N·Ho·Wo    C_out           C_in·kh·kw                 x (gather)   weight
+//   dgrad    input pixels N·H·W       C_in            C_out·(taps hitting pixel) dy (gather)  weight
+//   wgrad    weight taps C_in·kh·kw   C_out           N·Ho·Wo                    x (gather)   dy
+//
+// The GEMM core is the classic shared-memory SGEMM (cf. the SGEMM_CUDA tutorial, kernel 6/9, and
+// CUTLASS's "implicit GEMM convolution" doc): a block computes a BM×BN tile of C in BK-deep steps;
+// the A and B tiles go through registers into double-buffered shared memory (the global loads of
+// step t+1 are in flight while step t is multiplied: one __syncthreads per step); each thread keeps a
+// TM×TN block of C in registers and does TM·TN FMAs per TM/4 + TN/4 float4 shared-memory loads.
+//
+// Shape-specific choices:
+//   * Tile width BN follows the GEMM's N (a channel count: 1..256): 128, 64 or 32, so narrow layers
+//     do not waste most of a 128-wide tile.
+//   * dgrad of a strided conv (and so conv_transpose2d's forward, the U-Net's upsampler) is split
+//     into stride_h·stride_w parity classes (blockIdx.z): input pixels with the same (h+pad) mod
+//     stride are reached by the same subset of kernel taps, so each class is a dense GEMM over only
+//     those taps. Without this, a 4×4 stride-2 dgrad would multiply by zero 3 times out of 4.
+//   * wgrad has a tiny M×N (≤ 2304×256) and a huge K (N·Ho·Wo = 200 704 at batch 256, 28×28), so K is
+//     split across blockIdx.z; each split writes its partial tile to a workspace and a second
+//     kernel adds the splits in a fixed order (deterministic; no float atomics).
+//   * The bias is added in the forward epilogue; the bias gradient is a deterministic two-stage
+//     channel sum of dy.
+//
+// Cost of the main shape — conv 64→64, 3×3, stride 1, pad 1, on 28×28 maps, batch 256:
+//   M = 256·28·28 = 200 704, N = 64, K = 64·9 = 576
+//   FLOPs = 2·M·N·K = 14.8 GFLOP (the same for each of forward, dgrad and wgrad)
+//   fewest bytes = read x (51.4 MB) + write y (51.4 MB) + weight (0.15 MB) ≈ 103 MB
+//   H100 SXM: 14.8 GFLOP / ~67 TFLOP/s FP32 = 221 µs;  103 MB / ~3.35 TB/s = 31 µs.
+//   Arithmetic intensity 144 FLOP/B against a ridge point of ~20: compute-bound, so what matters is
+//   keeping the FMA pipes fed (register blocking, few address instructions per FMA), not bandwidth.
+//   The 4×4 stride-2 downsample 64→64, 28→14: M = 50 176, K = 1024: 6.6 GFLOP, same bound.
+//
+// Everything runs on fm::kernels::cuda_stream(). Flat offsets are 32-bit (checked on the host).
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+
+#include "kernels/conv2d.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/runtime.h"
+
+namespace fm::kernels {
+namespace {
+
+// =================================================================================================
+// Tile configurations
+// =================================================================================================
+
+template <int BM_, int BN_, int BK_, int TM_, int TN_>
+struct TileConfig {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_, TM = TM_, TN = TN_;
+  static constexpr int kThreadsM = BM / TM, kThreadsN = BN / TN;
+  static constexpr int kThreads = kThreadsM * kThreadsN;
+  // A thread's TM rows are TM/4 runs of 4 consecutive rows, kRowRunStride apart (so each run is one
+  // float4 shared-memory load and consecutive threads read consecutive float4s); same for columns.
+  static constexpr int kRowRunStride = 4 * kThreadsM, kColRunStride = 4 * kThreadsN;
+  // Shared-memory rows padded by 4 floats: keeps float4 alignment and spreads the K-major stores
+  // (lanes walking k) over all 32 banks.
+  static constexpr int kLdA = BM + 4, kLdB = BN + 4;
+  // Register budget via __launch_bounds__: 256-thread tiles ask for 2 resident blocks (≤ 128
+  // registers), 128-thread tiles for 3 (≤ 168). ptxas (CUDA 13, sm_90) then fits the 8×8 tiles with
+  // no spills except ~12 bytes in the wide dgrad; asking 4 blocks of the 128-thread tiles made them
+  // spill 40–70 bytes.
+  static constexpr int kMinBlocksPerSm = kThreads >= 256 ? 2 : 3;
+  static_assert(TM % 4 == 0 && TN % 4 == 0, "thread tiles are made of float4 runs");
+  static_assert(BM % TM == 0 && BN % TN == 0, "tile must split evenly into thread tiles");
+};
+
+// BK is 8 for the wide tile: its two 8-deep register prefetches (4 + 4 values) keep it within 128
+// registers; the 128-thread tiles load 16-deep steps to halve the per-step overhead (index
+// decomposition, __syncthreads) relative to their 1024 FMAs per thread per step.
+using WideTile = TileConfig<128, 128, 8, 8, 8>;    // N > 64:  256 threads, 8×8 per thread
+using MediumTile = TileConfig<128, 64, 16, 8, 8>;  // 32 < N ≤ 64: 128 threads, 8×8 per thread
+using NarrowTile = TileConfig<128, 32, 16, 8, 4>;  // N ≤ 32: 128 threads, 8×4 per thread
+
+// How the threads of a block cover a BK × E operand tile (E = BM or BN) when loading it. Both
+// layouts store into shared memory as tile[k][mn].
+//
+// Along MN: consecutive threads take consecutive rows mn (consecutive output pixels: coalesced
+// reads of NCHW images); each thread loads kCount consecutive k of its row.
+template <class Cfg, int E>
+struct AlongMnLayout {
+  static constexpr int kThreadsPerK = Cfg::kThreads / E;
+  static constexpr int kCount = Cfg::BK / kThreadsPerK;
+  static_assert(Cfg::kThreads % E == 0 && Cfg::BK % kThreadsPerK == 0, "layout does not fit");
+  int mn, k_first;
+  __device__ explicit AlongMnLayout(int tid) : mn(tid % E), k_first(tid / E * kCount) {}
+  template <int LD>
+  __device__ void store(float (*tile)[LD], const float (&regs)[kCount]) const {
+#pragma unroll
+    for (int j = 0; j < kCount; ++j) tile[k_first + j][mn] = regs[j];
+  }
+};
+
+// Along K: consecutive threads take consecutive k (consecutive pixels for wgrad, consecutive
+// weights for forward); each thread loads kCount rows mn_first + j·kRowStep at its one k.
+template <class Cfg, int E>
+struct AlongKLayout {
+  static constexpr int kRowStep = Cfg::kThreads / Cfg::BK;
+  static constexpr int kCount = E / kRowStep;
+  static_assert(Cfg::kThreads % Cfg::BK == 0 && E % kRowStep == 0, "layout does not fit");
+  int k, mn_first;
+  __device__ explicit AlongKLayout(int tid) : k(tid % Cfg::BK), mn_first(tid / Cfg::BK) {}
+  template <int LD>
+  __device__ void store(float (*tile)[LD], const float (&regs)[kCount]) const {
+#pragma unroll
+    for (int j = 0; j < kCount; ++j) tile[k][mn_first + j * kRowStep] = regs[j];
+  }
+};
+
+// The geometry every kernel reads (sizes of the conv2d whose passes we compute).
+struct ConvGeometry {
+  int batch, in_channels, in_height, in_width, out_channels, out_height, out_width;
+  int kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+};
+
+// What one block needs to know about its slice of the problem (blockIdx.z picks a dgrad parity
+// class or a wgrad K split; the forward pass has one).
+struct BlockProblem {
+  int M;                // GEMM rows of this slice
+  int k_begin, k_end;   // reduction range of this slice
+};
+
+// =================================================================================================
+// The GEMM core shared by the three passes
+// =================================================================================================
+
+// acc += A_tile · B_tile for one BK-deep step, from shared memory.
+template <class Cfg>
+__device__ __forceinline__ void multiply_tile(const float (*a_tile)[Cfg::kLdA],
+                                              const float (*b_tile)[Cfg::kLdB],
+                                              float (&acc)[Cfg::TM][Cfg::TN], int ty, int tx) {
+#pragma unroll
+  for (int k = 0; k < Cfg::BK; ++k) {
+    float a_frag[Cfg::TM], b_frag[Cfg::TN];
+#pragma unroll
+    for (int run = 0; run < Cfg::TM / 4; ++run) {
+      const float4 v =
+          *reinterpret_cast<const float4*>(&a_tile[k][run * Cfg::kRowRunStride + ty * 4]);
+      a_frag[run * 4 + 0] = v.x, a_frag[run * 4 + 1] = v.y;
+      a_frag[run * 4 + 2] = v.z, a_frag[run * 4 + 3] = v.w;
+    }
+#pragma unroll
+    for (int run = 0; run < Cfg::TN / 4; ++run) {
+      const float4 v =
+          *reinterpret_cast<const float4*>(&b_tile[k][run * Cfg::kColRunStride + tx * 4]);
+      b_frag[run * 4 + 0] = v.x, b_frag[run * 4 + 1] = v.y;
+      b_frag[run * 4 + 2] = v.z, b_frag[run * 4 + 3] = v.w;
+    }
+#pragma unroll
+    for (int i = 0; i < Cfg::TM; ++i)
+#pragma unroll
+      for (int j = 0; j < Cfg::TN; ++j) acc[i][j] = fmaf(a_frag[i], b_frag[j], acc[i][j]);
+  }
+}
+
+// Row / column of C (within the block tile) held by accumulator acc[i][j] of thread (ty, tx).
+template <class Cfg>
+__device__ __forceinline__ int tile_row(int i, int ty) {
+  return (i / 4) * Cfg::kRowRunStride + ty * 4 + (i % 4);
+}
+template <class Cfg>
+__device__ __forceinline__ int tile_col(int j, int tx) {
+  return (j / 4) * Cfg::kColRunStride + tx * 4 + (j % 4);
+}
+
+// One kernel template for the three passes. A Pass provides:
+//   Pass::Params                    the kernel argument (pointers + geometry)
+//   Pass::block_problem(params, z)  M and the K range of slice z
+//   Pass::Loader<Cfg>               per-thread operand loader: load(k0, k_end, a_regs, b_regs) and
+//                                   store(a_tile, b_tile, a_regs, b_regs); may fill Pass::Shared
+//   Pass::store_results<Cfg>(...)   the epilogue
+//
+// The kernel parameter is __grid_constant__ so the loaders can hold a reference to it without the
+// compiler copying the whole struct into local memory.
+template <class Cfg, class Pass>
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocksPerSm)
+    implicit_gemm_kernel(const __grid_constant__ typename Pass::Params params) {
+  __shared__ __align__(16) float a_tile[2][Cfg::BK][Cfg::kLdA];
+  __shared__ __align__(16) float b_tile[2][Cfg::BK][Cfg::kLdB];
+  __shared__ typename Pass::template Shared<Cfg> shared;
+
+  const BlockProblem slice = Pass::block_problem(params, int(blockIdx.z));
+  const int m0 = int(blockIdx.x) * Cfg::BM, n0 = int(blockIdx.y) * Cfg::BN;
+  if (m0 >= slice.M) return;  // the grid is sized for the largest slice; uniform per block
+
+  const int tid = int(threadIdx.x);
+  const int ty = tid % Cfg::kThreadsM, tx = tid / Cfg::kThreadsM;
+  typename Pass::template Loader<Cfg> loader(params, slice, m0, n0, tid, shared);
+  __syncthreads();  // the loader may have built tables in `shared`
+
+  float acc[Cfg::TM][Cfg::TN];
+#pragma unroll
+  for (int i = 0; i < Cfg::TM; ++i)
+#pragma unroll
+    for (int j = 0; j < Cfg::TN; ++j) acc[i][j] = 0.f;
+
+  const int k_steps = (slice.k_end - slice.k_begin + Cfg::BK - 1) / Cfg::BK;
+  if (k_steps > 0) {
+    float a_regs[Pass::template Loader<Cfg>::kARegs], b_regs[Pass::template Loader<Cfg>::kBRegs];
+    loader.load(slice.k_begin, slice.k_end, a_regs, b_regs);
+    loader.store(a_tile[0], b_tile[0], a_regs, b_regs);
+    __syncthreads();
+    for (int step = 0; step < k_steps; ++step) {
+      const int current = step & 1;
+      const bool has_next = step + 1 < k_steps;
+      // Issue the next step's global loads first; they complete while this step multiplies.
+      if (has_next) loader.load(slice.k_begin + (step + 1) * Cfg::BK, slice.k_end, a_regs, b_regs);
+      multiply_tile<Cfg>(a_tile[current], b_tile[current], acc, ty, tx);
+      // The other buffer was last read in the previous step, which every thread finished before the
+      // __syncthreads that ended it: safe to overwrite.
+      if (has_next) loader.store(a_tile[current ^ 1], b_tile[current ^ 1], a_regs, b_regs);
+      __syncthreads();
+    }
+  }
+  Pass::template store_results<Cfg>(params, slice, int(blockIdx.z), m0, n0, ty, tx, acc);
+}
+
+struct NoShared {};
+
+// =================================================================================================
+// Forward: y[n, o, pixel] = bias[o] + Σ_k x_col[(n, pixel), k] · w[o, k],  k = (c, r, s)
+// =================================================================================================
+
+struct ForwardPass {
+  struct Params {
+    ConvGeometry g;
+    const float* x;
+    const float* weight;
+    const float* bias;  // may be null
+    float* y;
+  };
+  template <class Cfg>
+  using Shared = NoShared;
+
+  static __device__ BlockProblem block_problem(const Params& p, int) {
+    const ConvGeometry& g = p.g;
+    return {g.batch * g.out_height * g.out_width, 0, g.in_channels * g.kernel_h * g.kernel_w};
+  }
+
+  template <class Cfg>
+  struct Loader {
+    using ALayout = AlongMnLayout<Cfg, Cfg::BM>;  // x: consecutive output pixels per warp
+    using BLayout = AlongKLayout<Cfg, Cfg::BN>;   // weight rows are contiguous in k
+    static constexpr int kARegs = ALayout::kCount, kBRegs = BLayout::kCount;
+    ALayout a_layout;
+    BLayout b_layout;
+    const Params& p;
+    int n0;
+    bool row_valid;
+    int image_offset;      // n·C_in·H·W for this thread's output pixel
+    int h_origin, w_origin;  // top-left input coordinate of its window (may be negative)
+
+    __device__ Loader(const Params& params, const BlockProblem& slice, int m0, int n0_, int tid,
+                      NoShared&)
+        : a_layout(tid), b_layout(tid), p(params), n0(n0_) {
+      const ConvGeometry& g = p.g;
+      const int m = m0 + a_layout.mn;
+      row_valid = m < slice.M;
+      const int pixels = g.out_height * g.out_width;
+      const int n = row_valid ? m / pixels : 0, pixel = row_valid ? m - n * pixels : 0;
+      const int i = pixel / g.out_width, j = pixel - i * g.out_width;
+      image_offset = n * g.in_channels * g.in_height * g.in_width;
+      h_origin = i * g.stride_h - g.pad_h;
+      w_origin = j * g.stride_w - g.pad_w;
+    }
+
+    __device__ void load(int k0, int k_end, float (&a_regs)[kARegs], float (&b_regs)[kBRegs]) const {
+      const ConvGeometry& g = p.g;
+      // A: this thread's kARegs consecutive k = (c, r, s) of one output pixel. Decompose the first
+      // k once, then step (s, r, c) like an odometer.
+      const int taps = g.kernel_h * g.kernel_w;
+      int k = k0 + a_layout.k_first;
+      int c = k / taps, rem = k - c * taps;
+      int r = rem / g.kernel_w, s = rem - r * g.kernel_w;
+#pragma unroll
+      for (int j = 0; j < kARegs; ++j, ++k) {
+        const int h = h_origin + r, w = w_origin + s;
+        float v = 0.f;
+        if (row_valid && k < k_end && unsigned(h) < unsigned(g.in_height) &&
+            unsigned(w) < unsigned(g.in_width))
+          v = __ldg(p.x + image_offset + (c * g.in_height + h) * g.in_width + w);
+        a_regs[j] = v;
+        if (++s == g.kernel_w) {
+          s = 0;
+          if (++r == g.kernel_h) r = 0, ++c;
+        }
+      }
+      // B: weight[o, k] for this thread's one k and kBRegs output channels o.
+      const int kb = k0 + b_layout.k;
+      const int K = k_end;  // forward has a single slice: k_end == C_in·kh·kw == row length
+#pragma unroll
+      for (int j = 0; j < kBRegs; ++j) {
+        const int o = n0 + b_layout.mn_first + j * BLayout::kRowStep;
+        b_regs[j] = (kb < k_end && o < g.out_channels) ? __ldg(p.weight + o * K + kb) : 0.f;
+      }
+    }
+
+    __device__ void store(float (*a_tile)[Cfg::kLdA], float (*b_tile)[Cfg::kLdB],
+                          const float (&a_regs)[kARegs], const float (&b_regs)[kBRegs]) const {
+      a_layout.store(a_tile, a_regs);
+      b_layout.store(b_tile, b_regs);
+    }
+  };
+
+  template <class Cfg>
+  static __device__ void store_results(const Params& p, const BlockProblem& slice, int, int m0,
+                                       int n0, int ty, int tx,
+                                       const float (&acc)[Cfg::TM][Cfg::TN]) {
+    const ConvGeometry& g = p.g;
+    const int pixels = g.out_height * g.out_width;
+    float bias[Cfg::TN];
+#pragma unroll
+    for (int j = 0; j < Cfg::TN; ++j) {
+      const int o = n0 + tile_col<Cfg>(j, tx);
+      bias[j] = (p.bias && o < g.out_channels) ? __ldg(p.bias + o) : 0.f;
+    }
+#pragma unroll
+    for (int i = 0; i < Cfg::TM; ++i) {
+      const int m = m0 + tile_row<Cfg>(i, ty);
+      if (m >= slice.M) continue;
+      const int n = m / pixels, pixel = m - n * pixels;
+      float* y_pixel = p.y + n * g.out_channels * pixels + pixel;
+#pragma unroll
+      for (int j = 0; j < Cfg::TN; ++j) {
+        const int o = n0 + tile_col<Cfg>(j, tx);
+        if (o < g.out_channels) y_pixel[o * pixels] = acc[i][j] + bias[j];
+      }
+    }
+  }
+};
+
+// =================================================================================================
+// Dgrad: dx[n, c, h, w] = Σ_{o, taps} dy[n, o, i, j] · w[o, c, r, s]  (+ bias[c] for conv_transpose2d)
+// =================================================================================================
+//
+// Pixel (h, w) is read by tap r of output row i exactly when h + pad_h − r = i·stride_h, so only
+// taps with r ≡ (h + pad_h) (mod stride_h) reach it. Parity class z = (ch, cw) gathers the pixels
+// with (h + pad_h) mod stride_h = ch and (w + pad_w) mod stride_w = cw; their taps are
+// r = ch + tr·stride_h (tr < taps_h) and s = cw + ts·stride_w, and the output row is
+// i = (h + pad_h − ch)/stride_h − tr (exact division). Each class is a dense GEMM:
+//   rows = class pixels (n, h, w), cols = c, reduction over (o, tr, ts).
+
+struct DgradClass {
+  int ch, cw;              // residues of (h + pad) modulo the stride
+  int h_first, w_first;    // smallest h (w) in the class
+  int rows, cols;          // class pixels per image: rows × cols (h = h_first + t·stride_h)
+  int taps_h, taps_w;      // taps reaching the class
+};
+
+__device__ __forceinline__ DgradClass dgrad_class(const ConvGeometry& g, int z) {
+  DgradClass k;
+  k.ch = z / g.stride_w;
+  k.cw = z - k.ch * g.stride_w;
+  k.h_first = ((k.ch - g.pad_h) % g.stride_h + g.stride_h) % g.stride_h;
+  k.w_first = ((k.cw - g.pad_w) % g.stride_w + g.stride_w) % g.stride_w;
+  k.rows = k.h_first < g.in_height ? (g.in_height - k.h_first + g.stride_h - 1) / g.stride_h : 0;
+  k.cols = k.w_first < g.in_width ? (g.in_width - k.w_first + g.stride_w - 1) / g.stride_w : 0;
+  k.taps_h = k.ch < g.kernel_h ? (g.kernel_h - k.ch + g.stride_h - 1) / g.stride_h : 0;
+  k.taps_w = k.cw < g.kernel_w ? (g.kernel_w - k.cw + g.stride_w - 1) / g.stride_w : 0;
+  return k;
+}
+
+struct DgradPass {
+  struct Params {
+    ConvGeometry g;
+    const float* dy;
+    const float* weight;
+    const float* bias;  // per input channel c; null for a plain conv2d dgrad
+    float* dx;
+  };
+  template <class Cfg>
+  using Shared = NoShared;
+
+  static __device__ BlockProblem block_problem(const Params& p, int z) {
+    const DgradClass k = dgrad_class(p.g, z);
+    return {p.g.batch * k.rows * k.cols, 0, p.g.out_channels * k.taps_h * k.taps_w};
+  }
+
+  template <class Cfg>
+  struct Loader {
+    using ALayout = AlongMnLayout<Cfg, Cfg::BM>;  // dy gathered: consecutive class pixels
+    using BLayout = AlongKLayout<Cfg, Cfg::BN>;   // weight: each thread one (o, tr, ts)
+    static constexpr int kARegs = ALayout::kCount, kBRegs = BLayout::kCount;
+    ALayout a_layout;
+    BLayout b_layout;
+    const Params& p;
+    DgradClass cls;
+    int n0;
+    bool row_valid;
+    int image_offset;      // n·C_out·Ho·Wo
+    int i_base, j_base;    // output row/column read by tap tr = 0 / ts = 0
+
+    __device__ Loader(const Params& params, const BlockProblem& slice, int m0, int n0_, int tid,
+                      NoShared&)
+        : a_layout(tid), b_layout(tid), p(params), cls(dgrad_class(params.g, int(blockIdx.z))),
+          n0(n0_) {
+      const ConvGeometry& g = p.g;
+      const int m = m0 + a_layout.mn;
+      row_valid = m < slice.M;  // slice.M > 0 here, so rows, cols > 0
+      const int per_image = cls.rows * cls.cols;
+      const int n = row_valid ? m / per_image : 0, rest = row_valid ? m - n * per_image : 0;
+      const int t = rest / cls.cols, u = rest - t * cls.cols;
+      const int h = cls.h_first + t * g.stride_h, w = cls.w_first + u * g.stride_w;
+      image_offset = n * g.out_channels * g.out_height * g.out_width;
+      i_base = (h + g.pad_h - cls.ch) / g.stride_h;  // exact, and >= 0 (see dgrad_class)
+      j_base = (w + g.pad_w - cls.cw) / g.stride_w;
+    }
+
+    __device__ void load(int k0, int k_end, float (&a_regs)[kARegs], float (&b_regs)[kBRegs]) const {
+      const ConvGeometry& g = p.g;
+      const int taps = cls.taps_h * cls.taps_w;  // > 0 whenever there is a step to load
+      // A: dy[n, o, i_base − tr, j_base − ts] for kARegs consecutive k = (o, tr, ts).
+      int k = k0 + a_layout.k_first;
+      int o = k / taps, rem = k - o * taps;
+      int tr = rem / cls.taps_w, ts = rem - tr * cls.taps_w;
+#pragma unroll
+      for (int j = 0; j < kARegs; ++j, ++k) {
+        const int i = i_base - tr, jj = j_base - ts;
+        float v = 0.f;
+        if (row_valid && k < k_end && unsigned(i) < unsigned(g.out_height) &&
+            unsigned(jj) < unsigned(g.out_width))
+          v = __ldg(p.dy + image_offset + (o * g.out_height + i) * g.out_width + jj);
+        a_regs[j] = v;
+        if (++ts == cls.taps_w) {
+          ts = 0;
+          if (++tr == cls.taps_h) tr = 0, ++o;
+        }
+      }
+      // B: weight[o, c, r, s] for this thread's k = (o, tr, ts) and kBRegs input channels c.
+      const int kb = k0 + b_layout.k;
+      const int ob = kb / taps, remb = kb - ob * taps;
+      const int trb = remb / cls.taps_w, tsb = remb - trb * cls.taps_w;
+      const int r = cls.ch + trb * g.stride_h, s = cls.cw + tsb * g.stride_w;
+      const int kernel_size = g.kernel_h * g.kernel_w;
+      const int w_offset = ob * g.in_channels * kernel_size + r * g.kernel_w + s;
+#pragma unroll
+      for (int j = 0; j < kBRegs; ++j) {
+        const int c = n0 + b_layout.mn_first + j * BLayout::kRowStep;
+        b_regs[j] =
+            (kb < k_end && c < g.in_channels) ? __ldg(p.weight + w_offset + c * kernel_size) : 0.f;
+      }
+    }
+
+    __device__ void store(float (*a_tile)[Cfg::kLdA], float (*b_tile)[Cfg::kLdB],
+                          const float (&a_regs)[kARegs], const float (&b_regs)[kBRegs]) const {
+      a_layout.store(a_tile, a_regs);
+      b_layout.store(b_tile, b_regs);
+    }
+  };
+
+  template <class Cfg>
+  static __device__ void store_results(const Params& p, const BlockProblem& slice, int z, int m0,
+                                       int n0, int ty, int tx,
+                                       const float (&acc)[Cfg::TM][Cfg::TN]) {
+    const ConvGeometry& g = p.g;
+    const DgradClass cls = dgrad_class(g, z);
+    const int per_image = cls.rows * cls.cols;
+    const int plane = g.in_height * g.in_width;
+    float bias[Cfg::TN];
+#pragma unroll
+    for (int j = 0; j < Cfg::TN; ++j) {
+      const int c = n0 + tile_col<Cfg>(j, tx);
+      bias[j] = (p.bias && c < g.in_channels) ? __ldg(p.bias + c) : 0.f;
+    }
+#pragma unroll
+    for (int i = 0; i < Cfg::TM; ++i) {
+      const int m = m0 + tile_row<Cfg>(i, ty);
+      if (m >= slice.M) continue;
+      const int n = m / per_image, rest = m - n * per_image;
+      const int t = rest / cls.cols, u = rest - t * cls.cols;
+      const int h = cls.h_first + t * g.stride_h, w = cls.w_first + u * g.stride_w;
+      float* dx_pixel = p.dx + n * g.in_channels * plane + h * g.in_width + w;
+#pragma unroll
+      for (int j = 0; j < Cfg::TN; ++j) {
+        const int c = n0 + tile_col<Cfg>(j, tx);
+        if (c < g.in_channels) dx_pixel[c * plane] = acc[i][j] + bias[j];
+      }
+    }
+  }
+};
+
+// =================================================================================================
+// Wgrad: dW[o, m] = Σ_k x_col[m, k] · dy[n, o, pixel],  m = (c, r, s), k = (n, pixel), split over K
+// =================================================================================================
+
+// Sentinel tap for rows past M: any h_origin + kInvalidTap is negative, so the bounds test fails.
+constexpr int kInvalidTap = -(1 << 28);
+
+struct WgradPass {
+  struct Params {
+    ConvGeometry g;
+    const float* x;
+    const float* dy;
+    float* out;          // dweight [C_out, M] when splits == 1, else workspace [splits, C_out, M]
+    int k_per_split;     // a multiple of BK
+  };
+  // The block's BM rows m = (c, r, s), decomposed once: offset c·H·W + r·W + s, and r, s.
+  template <class Cfg>
+  struct Shared {
+    int offset[Cfg::BM];
+    int r[Cfg::BM];
+    int s[Cfg::BM];
+  };
+
+  static __device__ BlockProblem block_problem(const Params& p, int z) {
+    const ConvGeometry& g = p.g;
+    const int K = g.batch * g.out_height * g.out_width;
+    const int k_begin = z * p.k_per_split;
+    return {g.in_channels * g.kernel_h * g.kernel_w, k_begin, min(K, k_begin + p.k_per_split)};
+  }
+
+  template <class Cfg>
+  struct Loader {
+    using ALayout = AlongKLayout<Cfg, Cfg::BM>;  // x: consecutive pixels k per warp
+    using BLayout = AlongKLayout<Cfg, Cfg::BN>;  // dy: the same k, so one decomposition serves both
+    static constexpr int kARegs = ALayout::kCount, kBRegs = BLayout::kCount;
+    ALayout a_layout;
+    BLayout b_layout;
+    const Params& p;
+    const Shared<Cfg>& rows;
+    int n0;
+
+    __device__ Loader(const Params& params, const BlockProblem& slice, int m0, int n0_, int tid,
+                      Shared<Cfg>& shared)
+        : a_layout(tid), b_layout(tid), p(params), rows(shared), n0(n0_) {
+      const ConvGeometry& g = p.g;
+      const int kernel_size = g.kernel_h * g.kernel_w;
+      for (int row = tid; row < Cfg::BM; row += Cfg::kThreads) {
+        const int m = m0 + row;
+        if (m < slice.M) {
+          const int c = m / kernel_size, rem = m - c * kernel_size;
+          const int r = rem / g.kernel_w, s = rem - r * g.kernel_w;
+          shared.offset[row] = (c * g.in_height + r) * g.in_width + s;
+          shared.r[row] = r;
+          shared.s[row] = s;
+        } else {
+          shared.offset[row] = 0;
+          shared.r[row] = kInvalidTap;
+          shared.s[row] = kInvalidTap;
+        }
+      }
+    }
+
+    __device__ void load(int k0, int k_end, float (&a_regs)[kARegs], float (&b_regs)[kBRegs]) const {
+      const ConvGeometry& g = p.g;
+      const int k = k0 + a_layout.k;  // == k0 + b_layout.k: both layouts put k = tid % BK
+      const bool k_valid = k < k_end;
+      const int pixels = g.out_height * g.out_width;
+      const int n = k_valid ? k / pixels : 0, pixel = k_valid ? k - n * pixels : 0;
+      const int i = pixel / g.out_width, j = pixel - i * g.out_width;
+      const int h_origin = i * g.stride_h - g.pad_h, w_origin = j * g.stride_w - g.pad_w;
+      // x[n, c, h_origin + r, w_origin + s] = x[x_base + offset(c, r, s)]
+      const int x_base = n * g.in_channels * g.in_height * g.in_width + h_origin * g.in_width + w_origin;
+#pragma unroll
+      for (int t = 0; t < kARegs; ++t) {
+        const int row = a_layout.mn_first + t * ALayout::kRowStep;
+        const int h = h_origin + rows.r[row], w = w_origin + rows.s[row];
+        float v = 0.f;
+        if (k_valid && unsigned(h) < unsigned(g.in_height) && unsigned(w) < unsigned(g.in_width))
+          v = __ldg(p.x + x_base + rows.offset[row]);
+        a_regs[t] = v;
+      }
+      const int dy_base = n * g.out_channels * pixels + pixel;
+#pragma unroll
+      for (int t = 0; t < kBRegs; ++t) {
+        const int o = n0 + b_layout.mn_first + t * BLayout::kRowStep;
+        b_regs[t] = (k_valid && o < g.out_channels) ? __ldg(p.dy + dy_base + o * pixels) : 0.f;
+      }
+    }
+
+    __device__ void store(float (*a_tile)[Cfg::kLdA], float (*b_tile)[Cfg::kLdB],
+                          const float (&a_regs)[kARegs], const float (&b_regs)[kBRegs]) const {
+      a_layout.store(a_tile, a_regs);
+      b_layout.store(b_tile, b_regs);
+    }
+  };
+
+  template <class Cfg>
+  static __device__ void store_results(const Params& p, const BlockProblem& slice, int z, int m0,
+                                       int n0, int ty, int tx,
+                                       const float (&acc)[Cfg::TM][Cfg::TN]) {
+    const int M = slice.M, C_out = p.g.out_channels;
+    float* out = p.out + std::int64_t(z) * C_out * M;
+#pragma unroll
+    for (int i = 0; i < Cfg::TM; ++i) {
+      const int m = m0 + tile_row<Cfg>(i, ty);
+      if (m >= M) continue;
+#pragma unroll
+      for (int j = 0; j < Cfg::TN; ++j) {
+        const int o = n0 + tile_col<Cfg>(j, tx);
+        if (o < C_out) out[o * M + m] = acc[i][j];
+      }
+    }
+  }
+};
+
+// out[i] = Σ_{z < splits} partial[z][i], z ascending: the fixed order makes split-K deterministic.
+__global__ void sum_splits_kernel(const float* __restrict__ partial, float* __restrict__ out,
+                                  int splits, int size) {
+  const int i = int(blockIdx.x) * blockDim.x + int(threadIdx.x);
+  if (i >= size) return;
+  float sum = 0.f;
+  for (int z = 0; z < splits; ++z) sum += partial[std::int64_t(z) * size + i];
+  out[i] = sum;
+}
+
+// =================================================================================================
+// Bias gradient: sums[c] = Σ_{n, pixel} a[n, c, pixel], deterministic in two stages
+// =================================================================================================
+
+constexpr int kSumThreads = 256;
+constexpr int kSumChunk = 8192;  // elements of one channel per stage-1 block
+
+// Stage 1: block (chunk, c) sums elements [chunk·kSumChunk, …) of channel c's batch·pixels values
+// with a fixed-shape tree, writing partial[c · chunks + chunk].
+__global__ void channel_sum_partial_kernel(const float* __restrict__ a, float* __restrict__ partial,
+                                           int batch, int channels, int pixels, int chunks) {
+  __shared__ float lane_sums[kSumThreads];
+  const int c = int(blockIdx.y), chunk = int(blockIdx.x);
+  const int count = batch * pixels;
+  const int begin = chunk * kSumChunk, end = min(count, begin + kSumChunk);
+  float sum = 0.f;
+  for (int e = begin + int(threadIdx.x); e < end; e += kSumThreads) {
+    const int n = e / pixels, pixel = e - n * pixels;
+    sum += a[(n * channels + c) * pixels + pixel];
+  }
+  lane_sums[threadIdx.x] = sum;
+  __syncthreads();
+  for (int half = kSumThreads / 2; half > 0; half /= 2) {
+    if (int(threadIdx.x) < half) lane_sums[threadIdx.x] += lane_sums[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[c * chunks + chunk] = lane_sums[0];
+}
+
+// Stage 2: sums[c] = Σ_chunk partial[c · chunks + chunk] in order.
+__global__ void channel_sum_finish_kernel(const float* __restrict__ partial, float* __restrict__ sums,
+                                          int channels, int chunks) {
+  const int c = int(blockIdx.x) * blockDim.x + int(threadIdx.x);
+  if (c >= channels) return;
+  float sum = 0.f;
+  for (int chunk = 0; chunk < chunks; ++chunk) sum += partial[c * chunks + chunk];
+  sums[c] = sum;
+}
+
+// =================================================================================================
+// Host side
+// =================================================================================================
+
+ConvGeometry geometry_of(const Conv2dParams& p, const char* op) {
+  FM_CHECK(p.batch >= 0 && p.in_channels > 0 && p.out_channels > 0 && p.kernel_h > 0 &&
+               p.kernel_w > 0 && p.stride_h > 0 && p.stride_w > 0 && p.pad_h >= 0 && p.pad_w >= 0,
+           ValueError, op, ": bad parameters (channels, kernel and stride must be positive, padding "
+           "non-negative)");
+  FM_CHECK(p.in_height > 0 && p.in_width > 0 && p.out_height() > 0 && p.out_width() > 0, ValueError,
+           op, ": kernel ", p.kernel_h, "x", p.kernel_w, " does not fit the padded ", p.in_height,
+           "x", p.in_width, " input");
+  // The kernels index with 32-bit offsets.
+  const std::int64_t x_size = std::int64_t(p.batch) * p.in_channels * p.in_height * p.in_width;
+  const std::int64_t y_size = std::int64_t(p.batch) * p.out_channels * p.out_height() * p.out_width();
+  const std::int64_t w_size = std::int64_t(p.out_channels) * p.in_channels * p.kernel_h * p.kernel_w;
+  FM_CHECK(x_size < INT_MAX && y_size < INT_MAX && w_size < INT_MAX, ValueError, op,
+           ": tensors of 2^31 or more elements are not supported (input ", x_size, ", output ",
+           y_size, ")");
+  return {p.batch,       p.in_channels, p.in_height, p.in_width, p.out_channels, p.out_height(),
+          p.out_width(), p.kernel_h,    p.kernel_w,  p.stride_h, p.stride_w,     p.pad_h,
+          p.pad_w};
+}
+
+int sm_count() {
+  static const int count = [] {
+    int device = 0, sms = 0;
+    FM_CUDA_CHECK(cudaGetDevice(&device));
+    FM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    return sms;
+  }();
+  return count;
+}
+
+unsigned ceil_div(std::int64_t a, std::int64_t b) { return unsigned((a + b - 1) / b); }
+
+template <class Cfg, class Pass>
+void launch(const typename Pass::Params& params, std::int64_t max_rows, int cols, int slices) {
+  const dim3 grid(ceil_div(max_rows, Cfg::BM), ceil_div(cols, Cfg::BN), unsigned(slices));
+  implicit_gemm_kernel<Cfg, Pass><<<grid, Cfg::kThreads, 0, cuda_stream()>>>(params);
+  FM_CUDA_CHECK_LAUNCH();
+}
+
+// Picks the tile width from the GEMM's N (a channel count).
+template <class Pass>
+void launch_for_width(const typename Pass::Params& params, std::int64_t max_rows, int cols,
+                      int slices) {
+  if (cols > 64)
+    launch<WideTile, Pass>(params, max_rows, cols, slices);
+  else if (cols > 32)
+    launch<MediumTile, Pass>(params, max_rows, cols, slices);
+  else
+    launch<NarrowTile, Pass>(params, max_rows, cols, slices);
+}
+
+void run_forward(const float* x, const float* weight, const float* bias, float* y,
+                 const ConvGeometry& g) {
+  const std::int64_t rows = std::int64_t(g.batch) * g.out_height * g.out_width;
+  if (rows == 0) return;
+  launch_for_width<ForwardPass>({g, x, weight, bias, y}, rows, g.out_channels, 1);
+}
+
+void run_dgrad(const float* dy, const float* weight, const float* bias, float* dx,
+               const ConvGeometry& g) {
+  // Largest parity class: ceil(H / stride) × ceil(W / stride) pixels per image.
+  const std::int64_t max_rows = std::int64_t(g.batch) * ((g.in_height + g.stride_h - 1) / g.stride_h) *
+                                ((g.in_width + g.stride_w - 1) / g.stride_w);
+  if (max_rows == 0) return;
+  FM_CHECK(std::int64_t(g.stride_h) * g.stride_w <= 65535, ValueError,
+           "conv2d_backward_input_cuda: stride ", g.stride_h, "x", g.stride_w, " is too large");
+  launch_for_width<DgradPass>({g, dy, weight, bias, dx}, max_rows, g.in_channels,
+                              g.stride_h * g.stride_w);
+}
+
+// sums[c] = Σ_{n, pixel} a[n, c, pixel] over an [N, C, pixels] array.
+void run_channel_sum(const float* a, float* sums, int batch, int channels, int pixels) {
+  const int count = batch * pixels;
+  const int chunks = std::max(1, int(ceil_div(count, kSumChunk)));
+  FM_CHECK(channels <= 65535, ValueError, "bias gradient: ", channels,
+           " channels is more than a grid dimension holds");
+  float* partial = static_cast<float*>(cuda_malloc(std::size_t(channels) * chunks * sizeof(float)));
+  channel_sum_partial_kernel<<<dim3(unsigned(chunks), unsigned(channels)), kSumThreads, 0,
+                               cuda_stream()>>>(a, partial, batch, channels, pixels, chunks);
+  FM_CUDA_CHECK_LAUNCH();
+  channel_sum_finish_kernel<<<ceil_div(channels, 128), 128, 0, cuda_stream()>>>(partial, sums,
+                                                                               channels, chunks);
+  FM_CUDA_CHECK_LAUNCH();
+  cuda_free(partial);  // safe without a sync: later users of the block run after us on the stream
+}
+
+void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeometry& g) {
+  const int M = g.in_channels * g.kernel_h * g.kernel_w, N = g.out_channels;
+  const int K = g.batch * g.out_height * g.out_width;
+  if (K == 0) {  // empty batch: the gradient is zero
+    cuda_memset_zero(dweight, std::size_t(M) * N * sizeof(float));
+    return;
+  }
+  // Enough blocks to fill the GPU about four times over; never fewer than 16 K-steps per split so
+  // the pipeline has something to overlap, and at most 256 splits to bound the workspace.
+  constexpr int kStep = 16;  // splits start on a multiple of every tile configuration's BK
+  static_assert(kStep % WideTile::BK == 0 && kStep % MediumTile::BK == 0 &&
+                kStep % NarrowTile::BK == 0);
+  const int block_n = N > 64 ? WideTile::BN : N > 32 ? MediumTile::BN : NarrowTile::BN;
+  static_assert(WideTile::BM == 128 && MediumTile::BM == 128 && NarrowTile::BM == 128);
+  const std::int64_t tiles = std::int64_t(ceil_div(M, 128)) * ceil_div(N, block_n);
+  const int k_steps = int(ceil_div(K, kStep));
+  const std::int64_t wanted = std::max<std::int64_t>(1, (4 * sm_count() + tiles - 1) / tiles);
+  const int splits_cap = std::max(1, std::min(256, k_steps / 16));
+  int splits = int(std::min<std::int64_t>(wanted, splits_cap));
+  const int steps_per_split = int(ceil_div(k_steps, splits));
+  splits = int(ceil_div(k_steps, steps_per_split));  // no empty split
+  const int k_per_split = steps_per_split * kStep;
+
+  if (splits == 1) {
+    launch_for_width<WgradPass>({g, x, dy, dweight, k_per_split}, M, N, 1);
+    return;
+  }
+  const std::size_t size = std::size_t(M) * N;
+  float* partial = static_cast<float*>(cuda_malloc(size * splits * sizeof(float)));
+  launch_for_width<WgradPass>({g, x, dy, partial, k_per_split}, M, N, splits);
+  sum_splits_kernel<<<ceil_div(std::int64_t(size), 256), 256, 0, cuda_stream()>>>(
+      partial, dweight, splits, int(size));
+  FM_CUDA_CHECK_LAUNCH();
+  cuda_free(partial);
+}
+
+}  // namespace
+
+// ---- conv2d --------------------------------------------------------------------------------------
+
+void conv2d_forward_cuda(const float* x, const float* weight, const float* bias, float* y,
+                         const Conv2dParams& p) {
+  run_forward(x, weight, bias, y, geometry_of(p, "conv2d_forward_cuda"));
+}
+
+void conv2d_backward_input_cuda(const float* dy, const float* weight, float* dx,
+                                const Conv2dParams& p) {
+  run_dgrad(dy, weight, nullptr, dx, geometry_of(p, "conv2d_backward_input_cuda"));
+}
+
+void conv2d_backward_weight_cuda(const float* x, const float* dy, float* dweight, float* dbias,
+                                 const Conv2dParams& p) {
+  const ConvGeometry g = geometry_of(p, "conv2d_backward_weight_cuda");
+  run_wgrad(x, dy, dweight, g);
+  if (dbias) run_channel_sum(dy, dbias, g.batch, g.out_channels, g.out_height * g.out_width);
+}
+
+// ---- conv_transpose2d: the conv2d passes with roles swapped --------------------------------------
+
+void conv_transpose2d_forward_cuda(const float* x, const float* weight, const float* bias, float* y,
+                                   const ConvTranspose2dParams& p) {
+  // Forward = dgrad of the equivalent conv2d; the bias lands on its input channels (our C_out).
+  run_dgrad(x, weight, bias, y, geometry_of(p.as_conv2d(), "conv_transpose2d_forward_cuda"));
+}
+
+void conv_transpose2d_backward_input_cuda(const float* dy, const float* weight, float* dx,
+                                          const ConvTranspose2dParams& p) {
+  run_forward(dy, weight, nullptr, dx,
+              geometry_of(p.as_conv2d(), "conv_transpose2d_backward_input_cuda"));
+}
+
+void conv_transpose2d_backward_weight_cuda(const float* x, const float* dy, float* dweight,
+                                           float* dbias, const ConvTranspose2dParams& p) {
+  // The equivalent conv2d reads dy as its input and x as its output gradient.
+  const ConvGeometry g = geometry_of(p.as_conv2d(), "conv_transpose2d_backward_weight_cuda");
+  run_wgrad(dy, x, dweight, g);
+  if (dbias) run_channel_sum(dy, dbias, p.batch, p.out_channels, p.out_height() * p.out_width());
+}
+
+}  // namespace fm::kernels

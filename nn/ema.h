@@ -1,0 +1,59 @@
+// nn/ema.h — exponential moving average of a model's parameters (Polyak averaging), the weights
+// image generators usually sample with.
+//
+// Layer: nn/ (uses core/ only). After each optimiser step, update() moves every shadow copy towards
+// the live parameter:  shadow ← decay·shadow + (1 − decay)·θ.  With warm-up on, the decay used at
+// update n (counting from 0) is min(decay, (1 + n)/(10 + n)), so early shadows are not dominated by
+// the random initialisation. For sampling, swap the shadows into the model (ScopedEMAWeights does
+// it for a scope and swaps back), or copy them in for good with copy_to().
+#pragma once
+#include <cstdint>
+#include <map>
+
+#include "nn/module.h"
+
+namespace fm::nn {
+
+class EMA {
+ public:
+  // Shadows start as copies of the model's current parameters. The model must outlive the EMA.
+  explicit EMA(Module& model, double decay = 0.999, bool warmup = false);
+
+  void update();
+  // Exchanges the model's parameter values with the shadows (in place: every handle to a parameter
+  // sees the change). Calling it twice restores both.
+  void swap();
+  void copy_to(Module& model) const;  // overwrite another model of the same architecture
+
+  double decay() const { return decay_; }
+  double current_decay() const;  // the decay the next update() will use
+  std::int64_t num_updates() const { return num_updates_; }
+  void set_num_updates(std::int64_t count);  // restore it from a checkpoint (it affects warm-up only)
+
+  // Shadows by parameter name (the model's names, so it loads into the model directly); copies.
+  StateDict state_dict() const;
+  // Same checks as Module::load_state_dict: every name, no extras, equal shapes.
+  void load_state_dict(const StateDict& state);
+  void to(Device device);  // keep the shadows next to the parameters after moving the model
+
+ private:
+  Module* model_;
+  double decay_;
+  bool warmup_;
+  std::int64_t num_updates_ = 0;
+  std::map<std::string, Tensor> shadows_;
+};
+
+// Swaps the EMA weights into the model for the lifetime of the guard, then swaps them back.
+class ScopedEMAWeights {
+ public:
+  explicit ScopedEMAWeights(EMA& ema) : ema_(ema) { ema_.swap(); }
+  ~ScopedEMAWeights() { ema_.swap(); }
+  ScopedEMAWeights(const ScopedEMAWeights&) = delete;
+  ScopedEMAWeights& operator=(const ScopedEMAWeights&) = delete;
+
+ private:
+  EMA& ema_;
+};
+
+}  // namespace fm::nn

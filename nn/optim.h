@@ -1,0 +1,139 @@
+// nn/optim.h — optimisers (SGD with momentum, Adam, AdamW), global-norm gradient clipping, and the
+// export/import of optimiser state for checkpoints.
+//
+// Layer: nn/ (uses core/ only). Every update runs under NoGradGuard with Tensor ops and writes the
+// parameter in place with copy_, so the same code updates CPU and CUDA parameters and every handle
+// to a parameter (the model's, the EMA's) sees the new values. The formulas follow PyTorch's
+// single-tensor implementations step for step (torch/optim/{sgd,adam,adamw}.py), so the numbers match
+// torch.optim up to floating-point rounding:
+//   Adam (Kingma & Ba 2015):  g ← g + λθ (L2, if weight_decay);  t ← t + 1
+//       m ← m + (1−β1)(g − m);  v ← β2·v + (1−β2)·g²
+//       θ ← θ − (lr / (1−β1^t)) · m / (√v / √(1−β2^t) + ε)
+//   AdamW (Loshchilov & Hutter 2019): θ ← θ·(1 − lr·λ) first (decoupled decay), then Adam without L2.
+//   SGD: g ← g + λθ;  with momentum μ: b ← g on the first step, else b ← μ·b + (1−dampening)·g;
+//       g ← g + μ·b (Nesterov) or g ← b;  θ ← θ − lr·g
+// Parameters without a gradient are skipped (their state does not advance), as in PyTorch.
+//
+// Parameters are read by name on every step: either from a Module (so a model moved with to() after
+// the optimiser was built is still the one updated; its state must then be moved too) or from a
+// fixed list. State keys are "<parameter name>.<field>": exp_avg, exp_avg_sq, step (Adam/AdamW),
+// momentum_buffer (SGD); step is a float64 CPU scalar, the rest live with the parameter.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "nn/module.h"
+
+namespace fm::nn {
+
+class Optimizer {
+ public:
+  // The module must outlive the optimiser.
+  explicit Optimizer(Module& module);
+  explicit Optimizer(std::vector<NamedTensor> parameters);
+  virtual ~Optimizer() = default;
+
+  virtual void step() = 0;
+  void zero_grad();  // drops every parameter's gradient
+
+  double lr() const { return lr_; }
+  void set_lr(double lr);  // e.g. from an LRSchedule before each step
+
+  // name → tensor (copies, safe to keep); see the header comment for the keys.
+  virtual StateDict state_dict() const = 0;
+  // Replaces the state. Every key must name a known parameter and field, each parameter's fields
+  // must be all present or all absent (absent: no step taken yet), shapes must match the parameter.
+  // Errors are fm::ValueError naming the key. Tensors are copied onto each parameter's device/dtype.
+  virtual void load_state_dict(const StateDict& state) = 0;
+
+ protected:
+  std::vector<NamedTensor> current_parameters() const;
+  // Checks key structure/shapes for the given per-parameter fields (scalar fields are [] shaped) and
+  // returns, per parameter name, its field → tensor entries.
+  std::map<std::string, std::map<std::string, Tensor>> split_state(
+      const StateDict& state, const std::vector<std::string>& tensor_fields,
+      const std::vector<std::string>& scalar_fields, const char* who) const;
+
+  double lr_;
+
+ private:
+  std::function<std::vector<NamedTensor>()> parameter_source_;
+};
+
+struct SGDOptions {
+  double lr = 1e-2;
+  double momentum = 0.0;
+  double dampening = 0.0;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+};
+
+class SGD : public Optimizer {
+ public:
+  SGD(Module& module, SGDOptions options = {});
+  SGD(std::vector<NamedTensor> parameters, SGDOptions options = {});
+  void step() override;
+  StateDict state_dict() const override;
+  void load_state_dict(const StateDict& state) override;
+  const SGDOptions& options() const { return options_; }
+
+ private:
+  void check_options();
+  SGDOptions options_;
+  std::map<std::string, Tensor> momentum_buffers_;
+};
+
+struct AdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;  // Adam: L2 added to the gradient; AdamW: decoupled
+};
+
+class Adam : public Optimizer {
+ public:
+  Adam(Module& module, AdamOptions options = {});
+  Adam(std::vector<NamedTensor> parameters, AdamOptions options = {});
+  void step() override;
+  StateDict state_dict() const override;
+  void load_state_dict(const StateDict& state) override;
+  const AdamOptions& options() const { return options_; }
+
+ protected:
+  bool decoupled_weight_decay_ = false;  // true for AdamW
+
+ private:
+  void check_options();
+  struct ParameterState {
+    Tensor exp_avg, exp_avg_sq;
+    std::int64_t step = 0;
+  };
+  AdamOptions options_;
+  std::map<std::string, ParameterState> state_;
+};
+
+// PyTorch's AdamW defaults to weight_decay = 0.01.
+class AdamW : public Adam {
+ public:
+  static AdamOptions default_options() {
+    AdamOptions options;
+    options.weight_decay = 1e-2;
+    return options;
+  }
+  AdamW(Module& module, AdamOptions options = default_options());
+  AdamW(std::vector<NamedTensor> parameters, AdamOptions options = default_options());
+};
+
+// Scales all gradients together so their global L2 norm is at most max_norm (coefficient
+// max_norm / (norm + 1e-6), as torch.nn.utils.clip_grad_norm_). Gradients are replaced through
+// set_grad, never scaled in place: a gradient tensor may share storage with another tensor.
+// Returns the norm before clipping. A non-finite norm is returned and the gradients are left alone
+// (the caller decides whether to skip the step).
+double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm);
+double clip_grad_norm(Module& module, double max_norm);
+
+}  // namespace fm::nn

@@ -1,0 +1,78 @@
+// nn/unet.h — the image velocity model: seed 002's U-Net (trimmed from explainingai-code/DDPM-Pytorch),
+// configurable through UNetConfig.
+//
+// Layer: nn/ (uses core/ only). Data flow for the default config on 28×28 Fashion-MNIST:
+//   t [N] → sinusoidal(128) → t_proj (Linear → SiLU → Linear) → t_emb [N, 128], given to every block
+//   x [N,1,28,28] → conv_in 3×3 → 32@28² ─ skip ──────────────────────────────────────────┐
+//     downs.0 (32→64, down)        → 64@14² ─ skip ─────────────────────────────┐          │
+//     downs.1 (64→128, attn, down) → 128@7²                                      │          │
+//     mids.0 (128→64, attn)        → 64@7²                                       │          │
+//     ups.0 (ConvT 64→64 up, concat skip → 128 → 32, attn) → 32@14² ←───────────┘          │
+//     ups.1 (ConvT 32→32 up, concat skip → 64 → 16)        → 16@28² ←──────────────────────┘
+//   → norm_out GroupNorm(8, 16) → SiLU → conv_out 3×3 → velocity [N,1,28,28]
+// Down block i uses down_sample[i] and attention[i]; its mirror up block uses the same two flags.
+// Parameter names equal the PyTorch module's state_dict keys (t_proj.0.weight, downs.1.attentions.
+// in_proj_weight, ...), so weights move between the two.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/random.h"
+#include "nn/conv.h"
+#include "nn/group_norm.h"
+#include "nn/module.h"
+#include "nn/time_embedding.h"
+#include "nn/unet_blocks.h"
+#include "nn/velocity_model.h"
+
+namespace fm::nn {
+
+struct UNetConfig {
+  int in_channels = 1;
+  int out_channels = 0;                         // 0: same as in_channels
+  std::vector<int> down_channels{32, 64, 128};  // conv_in output, then each down block's output
+  std::vector<int> mid_channels{128, 64};       // mid block i maps mid[i] → mid[i+1]
+  int time_emb_dim = 128;
+  std::vector<bool> down_sample{true, true};    // per down block (mirrored by the up blocks)
+  std::vector<bool> attention{false, true};     // per down block (mirrored by the up blocks)
+  int num_heads = 4;
+  int groups = 8;                               // GroupNorm groups everywhere
+  int final_channels = 16;                      // last up block's output (the seed's hard-coded 16)
+  double time_scale = 1.0;                      // t is multiplied by this before the sinusoid (seed: 1)
+  bool fuse_group_norm_silu = true;             // GroupNorm → SiLU as one op (same numbers)
+
+  int resolved_out_channels() const { return out_channels == 0 ? in_channels : out_channels; }
+  int downsample_count() const;  // how many times the image is halved
+  // Throws fm::ConfigError naming the key (under `prefix`) for any inconsistent setting.
+  void validate(const std::string& prefix = "model") const;
+  // Unknown keys and bad values → fm::ConfigError ("model.down_channels: expected an array of
+  // positive integers, got ..."). An optional "type" key must be "unet". The result is validated.
+  static UNetConfig from_json(const nlohmann::json& json, const std::string& prefix = "model");
+  nlohmann::json to_json() const;  // every field, plus "type": "unet"
+};
+
+class UNet : public VelocityModel {
+ public:
+  UNet(const UNetConfig& config, Generator& gen);
+  // x [N, in_channels, H, W] with H and W divisible by 2^downsample_count(); t as in VelocityModel.
+  Tensor forward(const Tensor& x, const Tensor& t) override;
+  nlohmann::json config_json() const override { return config_.to_json(); }
+  const UNetConfig& config() const { return config_; }
+
+  std::shared_ptr<SinusoidalTimeEmbedding> time_embedding;  // no parameters
+  std::shared_ptr<Sequential> t_proj;
+  std::shared_ptr<Conv2d> conv_in;
+  std::shared_ptr<ModuleList<DownBlock>> downs;
+  std::shared_ptr<ModuleList<MidBlock>> mids;
+  std::shared_ptr<ModuleList<UpBlock>> ups;
+  std::shared_ptr<GroupNorm> norm_out;
+  std::shared_ptr<Conv2d> conv_out;
+
+ private:
+  UNetConfig config_;
+};
+
+}  // namespace fm::nn

@@ -1,0 +1,18 @@
+// nn/velocity_model.cpp — time-argument normalisation shared by the velocity models.
+#include "nn/velocity_model.h"
+
+namespace fm::nn {
+
+Tensor expand_time(const Tensor& t, const Tensor& x, const char* who) {
+  FM_CHECK(t.defined() && x.defined() && x.dim() >= 1, ShapeError, who, ": x and t must be defined and x needs a batch dim");
+  FM_CHECK(t.dtype() == x.dtype() && t.device() == x.device(), DTypeError, who, ": t is ", t.describe(),
+           " but x is ", x.describe(), "; they must share dtype and device");
+  const std::int64_t batch = x.size(0);
+  if (t.numel() == 1 && t.dim() <= 1) return t.reshape({1}).expand({batch});
+  if (t.dim() == 1 && t.size(0) == batch) return t;
+  if (t.dim() == 2 && t.size(0) == batch && t.size(1) == 1) return t.reshape({batch});
+  throw ShapeError(cat(who, ": t has shape ", shape_str(t.shape()), ", expected [", batch, "], [",
+                       batch, ", 1], [1] or [] for a batch of ", batch));
+}
+
+}  // namespace fm::nn

@@ -1,0 +1,28 @@
+// nn/velocity_model.h — the interface flow/ trains and samples: a Module that maps (x_t, t) to a
+// velocity of x_t's shape (the vector field v_θ(x, t) of flow matching, Lipman et al. 2022).
+//
+// Layer: nn/ (uses core/ only). Both models implement it: VelocityMLP (2-D toys, nn/mlp.h) and UNet
+// (images, nn/unet.h). Convention: t = 0 is noise, t = 1 is data.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+
+#include "nn/module.h"
+
+namespace fm::nn {
+
+class VelocityModel : public Module {
+ public:
+  using Module::Module;
+  // x: [N, ...]; t: [N], [N, 1], [1] or [] (one time shared by the whole batch, as a sampler passes).
+  virtual Tensor forward(const Tensor& x, const Tensor& t) = 0;
+  Tensor operator()(const Tensor& x, const Tensor& t) { return forward(x, t); }
+  // The config that rebuilds this architecture (with "type"), for checkpoints and run folders.
+  virtual nlohmann::json config_json() const = 0;
+};
+
+// t in any of the accepted shapes → [batch] (a broadcast view when t has one element). Throws
+// fm::ShapeError naming `who` when t has another shape, or a dtype/device other than x's.
+Tensor expand_time(const Tensor& t, const Tensor& x, const char* who);
+
+}  // namespace fm::nn

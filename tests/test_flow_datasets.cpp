@@ -1,0 +1,150 @@
+// tests/test_flow_datasets.cpp — the 2D toy distributions (flow/datasets2d.h): shapes and dtypes,
+// determinism by seed, and each distribution's geometry (moons on their arcs within the noise,
+// the spiral's radius, the 8 modes, the checkerboard's filled cells).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "flow/datasets2d.h"
+
+using namespace fm;
+using namespace fm::flow;
+
+namespace {
+
+struct Point {
+  double x, y;
+};
+std::vector<Point> points_of(const Tensor& t) {
+  REQUIRE(t.dim() == 2);
+  REQUIRE(t.size(1) == 2);
+  std::vector<double> v = t.to_vector();
+  std::vector<Point> p(v.size() / 2);
+  for (std::size_t i = 0; i < p.size(); ++i) p[i] = {v[2 * i], v[2 * i + 1]};
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("toy distributions return [N, 2] in the requested dtype, deterministic by seed", "[flow][data]") {
+  for (const std::string& name : toy_distribution_names()) {
+    auto dist = make_toy_distribution(name);
+    Generator a(1), b(1), c(2);
+    Tensor pa = dist->sample(257, a);
+    INFO(name);
+    REQUIRE(dist->name() == name);
+    REQUIRE(pa.shape() == Shape{257, 2});
+    REQUIRE(pa.dtype() == DType::Float32);
+    REQUIRE(dist->sample(5, c, DType::Float64).dtype() == DType::Float64);
+    REQUIRE(pa.to_vector() == dist->sample(257, b).to_vector());
+    Generator d(3);
+    REQUIRE(pa.to_vector() != dist->sample(257, d).to_vector());
+    REQUIRE(dist->sample(0, a).shape() == Shape{0, 2});
+    for (double v : pa.to_vector()) REQUIRE(std::abs(v) < 4.0);  // sized like the N(0, I) source
+  }
+  REQUIRE_THROWS_AS(make_toy_distribution("swissroll"), ConfigError);
+  REQUIRE_THROWS_WITH(make_toy_distribution("swissroll"), Catch::Contains("moons, spiral, 8gaussians, checkerboard"));
+}
+
+TEST_CASE("noise-free moons lie exactly on the two arcs", "[flow][data]") {
+  Generator gen(4);
+  std::vector<Point> p = points_of(MoonsDistribution(0.0, false).sample(1000, gen, DType::Float64));
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    INFO("point " << i);
+    if (i % 2 == 0) {  // outer: (cos θ, sin θ), θ ∈ [0, π]
+      REQUIRE(std::hypot(p[i].x, p[i].y) == Approx(1.0).epsilon(1e-12));
+      REQUIRE(p[i].y >= 0.0);
+    } else {  // inner: (1 − cos θ, 0.5 − sin θ)
+      REQUIRE(std::hypot(p[i].x - 1.0, p[i].y - 0.5) == Approx(1.0).epsilon(1e-12));
+      REQUIRE(p[i].y <= 0.5);
+    }
+  }
+}
+
+TEST_CASE("noisy normalised moons lie on the arcs within the noise", "[flow][data]") {
+  const double noise = 0.05;
+  Generator gen(5);
+  MoonsDistribution moons(noise);
+  std::vector<Point> p = points_of(moons.sample(4000, gen, DType::Float64));
+  double mean_x = 0, mean_y = 0, var_x = 0, var_y = 0, radial_sq = 0;
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    // Undo the documented normalisation, back to scikit-learn's coordinates.
+    const double x = p[i].x / MoonsDistribution::kScale + MoonsDistribution::kCenterX;
+    const double y = p[i].y / MoonsDistribution::kScale + MoonsDistribution::kCenterY;
+    const double radial = i % 2 == 0 ? std::hypot(x, y) - 1.0 : std::hypot(x - 1.0, y - 0.5) - 1.0;
+    radial_sq += radial * radial;
+    INFO("point " << i << " radial deviation " << radial);
+    REQUIRE(std::abs(radial) < 6 * noise);  // the radial part of the noise is about N(0, noise²)
+    mean_x += p[i].x, mean_y += p[i].y;
+  }
+  mean_x /= double(p.size()), mean_y /= double(p.size());
+  for (const Point& q : p) var_x += (q.x - mean_x) * (q.x - mean_x), var_y += (q.y - mean_y) * (q.y - mean_y);
+  REQUIRE(std::sqrt(radial_sq / double(p.size())) == Approx(noise).epsilon(0.1));
+  // Centred, with the spread given in the header (std ≈ (1.73, 0.99) after ×2).
+  REQUIRE(mean_x == Approx(0.0).margin(0.06));
+  REQUIRE(mean_y == Approx(0.0).margin(0.04));
+  REQUIRE(std::sqrt(var_x / double(p.size())) == Approx(1.73).epsilon(0.03));
+  REQUIRE(std::sqrt(var_y / double(p.size())) == Approx(0.99).epsilon(0.03));
+}
+
+TEST_CASE("spiral points follow r = theta / 2pi within the noise", "[flow][data]") {
+  Generator gen(6);
+  std::vector<Point> p = points_of(SpiralDistribution(1.0).sample(5000, gen, DType::Float64));
+  double mean_r = 0;
+  for (const Point& q : p) {
+    const double r = std::hypot(q.x, q.y);
+    REQUIRE(r < 3.0 + 6 * 0.1);
+    mean_r += r;
+  }
+  // θ ~ U[0, 6π] gives E[r] = 3/2 before noise; isotropic noise of 0.1 changes that by < 0.01.
+  REQUIRE(mean_r / double(p.size()) == Approx(1.5).margin(0.03));
+  // Scale stretches the whole picture.
+  Generator g1(7), g2(7);
+  std::vector<double> one = SpiralDistribution(1.0).sample(10, g1, DType::Float64).to_vector();
+  std::vector<double> two = SpiralDistribution(2.0).sample(10, g2, DType::Float64).to_vector();
+  for (std::size_t i = 0; i < one.size(); ++i) REQUIRE(two[i] == Approx(2 * one[i]).epsilon(1e-12));
+}
+
+TEST_CASE("8 gaussians put every point near one of 8 centres, all modes used", "[flow][data]") {
+  EightGaussiansDistribution dist;  // radius 2, std 0.1
+  Generator gen(8);
+  std::vector<Point> p = points_of(dist.sample(8000, gen, DType::Float64));
+  std::vector<int> count(8, 0);
+  for (const Point& q : p) {
+    int nearest = 0;
+    double best = 1e9;
+    for (int k = 0; k < 8; ++k) {
+      const double d = std::hypot(q.x - 2 * std::cos(k * M_PI / 4), q.y - 2 * std::sin(k * M_PI / 4));
+      if (d < best) best = d, nearest = k;
+    }
+    REQUIRE(best < 6 * 0.1);
+    ++count[std::size_t(nearest)];
+  }
+  for (int c : count) REQUIRE(c == Approx(1000).margin(150));  // binomial sd ≈ 30
+}
+
+TEST_CASE("checkerboard points fill only the dark cells of [-2, 2)^2", "[flow][data]") {
+  Generator gen(9);
+  std::vector<Point> p = points_of(CheckerboardDistribution().sample(8000, gen, DType::Float64));
+  std::vector<int> cell_count(16, 0);
+  double mean_x = 0, mean_y = 0;
+  for (const Point& q : p) {
+    REQUIRE(q.x >= -2.0);
+    REQUIRE(q.x < 2.0);
+    REQUIRE(q.y >= -2.0);
+    REQUIRE(q.y < 2.0);
+    const int cx = int(std::floor(q.x)), cy = int(std::floor(q.y));
+    REQUIRE((cx + cy) % 2 == 0);
+    ++cell_count[std::size_t((cx + 2) * 4 + (cy + 2))];
+    mean_x += q.x, mean_y += q.y;
+  }
+  int filled = 0;
+  for (int c : cell_count) {
+    if (c == 0) continue;
+    ++filled;
+    REQUIRE(c == Approx(1000).margin(150));  // 8 cells of equal area; binomial sd ≈ 30
+  }
+  REQUIRE(filled == 8);
+  REQUIRE(mean_x / 8000 == Approx(0.0).margin(0.05));
+  REQUIRE(mean_y / 8000 == Approx(0.0).margin(0.05));
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# tools/bootstrap.sh — one-command set-up on a fresh Debian machine with the CUDA toolkit.
+#
+#   bash tools/bootstrap.sh run [CONFIG]   install what is missing, build, train CONFIG (default
+#                                          configs/moons.json) with fmtrain
+#   bash tools/bootstrap.sh test           install what is missing, build, run the whole suite (CTest)
+#
+# Missing Debian packages are installed with apt-get (run as root). CUDA is used when nvcc is found
+# (it need not have a GPU: GPU tests then report themselves as skipped). Set FM_BUILD_DIR to build
+# elsewhere (default: build/), FM_JOBS to limit parallel compile jobs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode="${1:-}"
+if [[ "$mode" != "run" && "$mode" != "test" ]]; then
+  echo "usage: bash tools/bootstrap.sh run [CONFIG] | test" >&2
+  exit 2
+fi
+
+packages=(cmake ninja-build g++ catch2 nlohmann-json3-dev libstb-dev zlib1g-dev dataset-fashion-mnist)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "bootstrap: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# nvcc is often installed outside PATH.
+if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
+  export PATH=/usr/local/cuda/bin:$PATH
+fi
+
+build_dir="${FM_BUILD_DIR:-build}"
+jobs="${FM_JOBS:-$(nproc)}"
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build_dir" -j "$jobs"
+
+if [[ "$mode" == "run" ]]; then
+  config="${2:-configs/moons.json}"
+  exec "$build_dir/bin/fmtrain" "$config"
+fi
+
+# The interoperability test opens our files with numpy and safetensors when they can be had.
+if command -v python3 >/dev/null && ! python3 -c "import numpy, safetensors" 2>/dev/null; then
+  python3 -m pip install -q numpy safetensors >/dev/null 2>&1 ||
+    echo "bootstrap: numpy/safetensors not installable; the python interop test will be skipped" >&2
+fi
+cd "$build_dir"
+ctest --output-on-failure -j "$jobs" --timeout 1200

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# tools/fetch_device_deps.sh — prepare .deps/ for a machine without a package registry (the lent
+# GPU machine): download the Debian packages the build needs and unpack them into .deps/root.
+# Run here (with apt access); then carry .deps to the GPU machine and run tools/gpu_check.sh there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+packages=(catch2 nlohmann-json3-dev libstb-dev libstb0 zlib1g-dev dataset-fashion-mnist)
+rm -rf .deps && mkdir -p .deps/debs .deps/root
+(cd .deps/debs && apt-get download "${packages[@]}" >/dev/null)
+for deb in .deps/debs/*.deb; do dpkg -x "$deb" .deps/root; done
+rm -rf .deps/debs
+du -sh .deps

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# tools/gpu_check.sh — GPU validation in one command, for a machine with an NVIDIA GPU:
+#   1. configure + build (CUDA on, arch 90),
+#   2. the whole test suite through CTest (GPU tests included),
+#   3. the GPU test cases again under compute-sanitizer memcheck (allocator cache bypassed),
+#   4. the kernel lab (fmbench) when it was built,
+# and a short summary last: GPU name, passed / failed / skipped.
+#
+# Headers and libraries the machine cannot install come from .deps/ (tools/fetch_device_deps.sh),
+# used when present. Logs go to $OUT (if set) or build-gpu/logs.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build_dir=build-gpu
+logs="${OUT:-$build_dir/logs}"
+mkdir -p "$logs"
+export PATH=/usr/local/cuda/bin:$PATH
+
+cmake_args=(-S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFM_CUDA=ON)
+if [[ -d .deps/root/usr ]]; then
+  deps="$PWD/.deps/root/usr"
+  cmake_args+=(-DCMAKE_PREFIX_PATH="$deps" -DFM_STB_INCLUDE="$deps/include"
+               -DFM_STB_LIBRARY="$deps/lib/x86_64-linux-gnu/libstb.so")
+  export FM_DATA_DIR="$deps/share/datasets/fashion-mnist"
+fi
+command -v ninja >/dev/null || cmake_args[3]="Unix Makefiles"
+
+gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+echo "gpu_check: $(date -u +%Y-%m-%dT%H:%MZ) on ${gpu_name:-no GPU found}"
+
+status_build=ok
+{ cmake "${cmake_args[@]}" && cmake --build "$build_dir" -j "$(nproc)"; } >"$logs/build.log" 2>&1 || status_build=FAILED
+echo "build: $status_build (log: $logs/build.log)"
+if [[ $status_build != ok ]]; then tail -30 "$logs/build.log"; exit 1; fi
+
+(cd "$build_dir" && ctest -j 8 --timeout 900 --output-on-failure) >"$logs/ctest.log" 2>&1
+ctest_rc=$?
+summary=$(grep -E "tests passed|tests failed" "$logs/ctest.log" | tail -1)
+skipped=$(grep -c "(Skipped)" "$logs/ctest.log")
+echo "ctest: ${summary:-no summary} ; skipped: $skipped (log: $logs/ctest.log)"
+grep -E "\(Failed\)|\(Timeout\)|\(SEGFAULT\)|Exception" "$logs/ctest.log" | head -20
+
+# compute-sanitizer over every test binary's GPU cases, with the allocator cache off so each
+# buffer is a real allocation the sanitizer can bound-check.
+sanitizer_fail=0
+if command -v compute-sanitizer >/dev/null; then
+  for bin in "$build_dir"/bin/test_*; do
+    name=$(basename "$bin")
+    FM_CUDA_ALLOCATOR=direct compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 20 \
+      "$bin" "[gpu]" >"$logs/sanitizer_$name.log" 2>&1
+    rc=$?
+    if [[ $rc -ne 0 ]]; then
+      sanitizer_fail=$((sanitizer_fail + 1))
+      echo "compute-sanitizer: $name FAILED (rc $rc, log: $logs/sanitizer_$name.log)"
+      grep -E "ERROR SUMMARY|Invalid|FAILED" "$logs/sanitizer_$name.log" | head -5
+    fi
+  done
+  echo "compute-sanitizer memcheck: $sanitizer_fail test binaries with errors"
+else
+  echo "compute-sanitizer: not found"
+fi
+
+if [[ -x "$build_dir/bin/fmbench" ]]; then
+  "$build_dir/bin/fmbench" all >"$logs/fmbench.log" 2>&1
+  echo "fmbench: rc $? (log: $logs/fmbench.log)"
+  tail -60 "$logs/fmbench.log"
+fi
+
+echo "SUMMARY gpu=\"${gpu_name:-none}\" build=$status_build ctest=\"$summary\" skipped=$skipped sanitizer_failures=$sanitizer_fail"
+[[ $ctest_rc -eq 0 && $sanitizer_fail -eq 0 ]]
