@@ -5,6 +5,7 @@
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "core/tensor_internal.h"
+#include "kernels/activation.h"
 #include "kernels/elementwise.h"
 
 namespace fm {
@@ -180,10 +181,30 @@ Tensor relu(const Tensor& x) {
   });
 }
 
+// SiLU on CUDA runs the dedicated vectorised kernels (kernels/cuda/activation.cu) when the input is
+// contiguous; everything else goes through the generic elementwise maps.
 Tensor silu(const Tensor& x) {
-  Tensor y = unary_forward("silu", UnaryOp::Silu, x);
   Tensor x_saved = x.detach();
+  Tensor y;
+#ifdef FM_WITH_CUDA
+  bool dedicated = x.defined() && x.is_cuda() && x.is_contiguous();
+  if (dedicated) {
+    y = Tensor::empty(x.shape(), x.dtype(), x.device());
+    kernels::silu_forward_cuda(x.data<float>(), y.data<float>(), x.numel());
+  }
+#else
+  const bool dedicated = false;
+#endif
+  if (!dedicated) y = unary_forward("silu", UnaryOp::Silu, x);
   return record_op(y, "silu", {x}, [=](const Tensor& g) {
+#ifdef FM_WITH_CUDA
+    if (dedicated) {
+      Tensor gc = g.contiguous();
+      Tensor dx = Tensor::empty(gc.shape(), gc.dtype(), gc.device());
+      kernels::silu_backward_cuda(x_saved.data<float>(), gc.data<float>(), dx.data<float>(), gc.numel());
+      return std::vector<Tensor>{dx};
+    }
+#endif
     return std::vector<Tensor>{binary_forward("silu_backward", BinaryOp::SiluBackward, x_saved, g)};
   });
 }

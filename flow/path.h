@@ -7,9 +7,9 @@
 //   x_t = α_t·x1 + σ_t·x0                        (the path; t = 0 noise, t = 1 data)
 //   u_t = α̇_t·x1 + σ̇_t·x0                        (its conditional velocity, the training target)
 //
-// Every time argument t is a Tensor [N] (one time per sample; N = x.size(0)), a one-element Tensor
-// or a double (one time for the whole batch). Coefficients are computed in double on the host from t's
-// values and applied with broadcasting multiplies, so everything runs on x's device and dtype.
+// Every time argument t is a Tensor [N] (one time per sample; N = x.size(0)), a one-element
+// Tensor or a double (one time for the whole batch). Coefficients are computed in double on the host
+// from t's values and applied with broadcasting multiplies, so everything runs on x's device/dtype.
 #pragma once
 #include <memory>
 #include <string>
@@ -22,7 +22,7 @@ namespace fm::flow {
 
 // What a network's output means.
 enum class Parameterization {
-  Velocity,       // u_t(x): what the ODE solvers integrate
+  Velocity,        // u_t(x): what the ODE solvers integrate
   DataPrediction,  // x1 prediction, E[X1 | X_t = x]
   NoisePrediction  // x0 prediction, E[X0 | X_t = x] (ε-prediction in diffusion language)
 };
@@ -31,11 +31,12 @@ const char* parameterization_name(Parameterization p);  // "velocity", "x1", "x0
 Parameterization parse_parameterization(const std::string& name);
 
 // A time argument: a Tensor [N] (one time per sample) or with one element, or a plain double for
-// the whole batch (what the solvers have). Converts implicitly from either.
+// the whole batch (what the solvers have). Implicit on purpose, so callers write path.sample(x0,
+// x1, t) or path.x1_to_velocity(x1, x, 0.5) without wrapping.
 class TimeArgument {
  public:
-  TimeArgument(const Tensor& t) : tensor_(t) {}  // NOLINT(google-explicit-constructor)
-  TimeArgument(double t) : scalar_(t), is_scalar_(true) {}  // NOLINT(google-explicit-constructor)
+  TimeArgument(const Tensor& t) : tensor_(t) {}
+  TimeArgument(double t) : scalar_(t), is_scalar_(true) {}
   // The values on the host, checked against x's batch size: N values, or one for the whole batch.
   std::vector<double> values(const char* op, const Tensor& x) const;
 

@@ -10,46 +10,17 @@
 #include "core/ops_nn.h"
 #include "core/random.h"
 #include "kernels/runtime.h"
+#include "cuda_parity.h"
 #include "test_util.h"
 
 using namespace fm;
-using Inputs = std::vector<Tensor>;
-using OpFn = std::function<Tensor(const Inputs&)>;
+using fm::test::Inputs;
+using fm::test::OpFn;
 
 namespace {
-
-// Runs f on CPU float32 and on CUDA with the same inputs, then backward of Σ r∘y on both, and
-// compares outputs and every input gradient with |a − b| <= atol + rtol·|b|.
-void check_cuda_matches_cpu(const OpFn& f, const std::vector<Shape>& shapes, std::uint64_t seed,
-                            double atol, double rtol, double low = -1.0, double high = 1.0) {
-  Generator gen(seed);
-  Inputs cpu_inputs, gpu_inputs;
-  for (const Shape& s : shapes) {
-    Tensor x = rand_uniform(s, gen, low, high);
-    cpu_inputs.push_back(x.clone().set_requires_grad());
-    gpu_inputs.push_back(x.to(Device::CUDA).set_requires_grad());
-  }
-  Tensor y_cpu = f(cpu_inputs), y_gpu = f(gpu_inputs);
-  REQUIRE(y_gpu.device() == Device::CUDA);
-  REQUIRE(y_gpu.shape() == y_cpu.shape());
-  std::vector<float> a = y_gpu.to_float_vector(), b = y_cpu.to_float_vector();
-  FM_REQUIRE_CLOSE(a.data(), b.data(), a.size(), atol, rtol);
-
-  Tensor weights = randn(y_cpu.shape(), gen);
-  sum(mul(y_cpu, weights)).backward();
-  sum(mul(y_gpu, weights.to(Device::CUDA))).backward();
-  for (std::size_t i = 0; i < shapes.size(); ++i) {
-    INFO("gradient of input " << i);
-    REQUIRE(gpu_inputs[i].grad().defined());
-    std::vector<float> ga = gpu_inputs[i].grad().to_float_vector();
-    std::vector<float> gb = cpu_inputs[i].grad().to_float_vector();
-    FM_REQUIRE_CLOSE(ga.data(), gb.data(), ga.size(), atol, rtol);
-  }
-}
-
+using fm::test::check_cuda_matches_cpu;
 // Pointwise float32 math differs between the host libm and CUDA's intrinsics by a few ulps.
 constexpr double kPointwiseAtol = 1e-6, kPointwiseRtol = 1e-5;
-
 }  // namespace
 
 TEST_CASE("cuda: broadcasting arithmetic matches the CPU", "[cuda][gpu]") {

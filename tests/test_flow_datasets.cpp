@@ -26,7 +26,7 @@ std::vector<Point> points_of(const Tensor& t) {
 
 }  // namespace
 
-TEST_CASE("toy distributions return [N, 2] in the requested dtype, deterministic by seed", "[flow][data]") {
+TEST_CASE("toy distributions return N x 2 tensors in the requested dtype, deterministic by seed", "[flow][data]") {
   for (const std::string& name : toy_distribution_names()) {
     auto dist = make_toy_distribution(name);
     Generator a(1), b(1), c(2);
@@ -123,7 +123,7 @@ TEST_CASE("8 gaussians put every point near one of 8 centres, all modes used", "
   for (int c : count) REQUIRE(c == Approx(1000).margin(150));  // binomial sd ≈ 30
 }
 
-TEST_CASE("checkerboard points fill only the dark cells of [-2, 2)^2", "[flow][data]") {
+TEST_CASE("checkerboard points fill only the dark cells of the square from -2 to 2", "[flow][data]") {
   Generator gen(9);
   std::vector<Point> p = points_of(CheckerboardDistribution().sample(8000, gen, DType::Float64));
   std::vector<int> cell_count(16, 0);

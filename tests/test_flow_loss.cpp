@@ -89,8 +89,9 @@ TEST_CASE("loss gradients match central differences", "[flow][loss]") {
                             loss_at(Tensor::from_vector(minus, {2}, DType::Float64), b).item()) / (2 * e);
     REQUIRE(w.grad().to_vector()[std::size_t(i)] == Approx(numeric).epsilon(1e-6).margin(1e-9));
   }
-  const double numeric_b = (loss_at(w.detach(), Tensor::from_vector({0.1 + e}, {1}, DType::Float64)).item() -
-                            loss_at(w.detach(), Tensor::from_vector({0.1 - e}, {1}, DType::Float64)).item()) / (2 * e);
+  Tensor b_plus = Tensor::from_vector({0.1 + e}, {1}, DType::Float64);
+  Tensor b_minus = Tensor::from_vector({0.1 - e}, {1}, DType::Float64);
+  const double numeric_b = (loss_at(w.detach(), b_plus).item() - loss_at(w.detach(), b_minus).item()) / (2 * e);
   REQUIRE(b.grad().item() == Approx(numeric_b).epsilon(1e-6).margin(1e-9));
 }
 

@@ -41,7 +41,8 @@ TEST_CASE("sliced W2 is zero for identical sets and symmetric", "[flow][metrics]
 TEST_CASE("sliced W2 of a 1-D shift is the shift, and |shift|/sqrt(d) on average in d dims", "[flow][metrics]") {
   Generator gen(2);
   Tensor a = randn({500, 1}, gen, DType::Float64);
-  for (double shift : {0.3, -2.0}) REQUIRE(sliced_wasserstein2(a, a + shift) == Approx(std::abs(shift)).epsilon(1e-12));
+  for (double shift : {0.3, -2.0})
+    REQUIRE(sliced_wasserstein2(a, a + shift) == Approx(std::abs(shift)).epsilon(1e-12));
   // In d dims a shift δ projects to ⟨θ, δ⟩ with E⟨θ, δ⟩² = |δ|²/d over random unit θ.
   Tensor cloud = randn({400, 2}, gen, DType::Float64);
   Tensor delta = Tensor::from_vector({0.6, 0.8}, {1, 2}, DType::Float64);  // |δ| = 1

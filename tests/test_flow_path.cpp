@@ -194,7 +194,8 @@ TEST_CASE("conversions that divide by alpha or sigma stay finite at t = 0 and t 
 TEST_CASE("paths check shapes and names", "[flow][path]") {
   CondOTPath path;
   Tensor x = Tensor::zeros({4, 2}, DType::Float64);
-  REQUIRE_THROWS_AS(path.sample(x, Tensor::zeros({4, 3}, DType::Float64), Tensor::zeros({4}, DType::Float64)), ShapeError);
+  Tensor t4 = Tensor::zeros({4}, DType::Float64);
+  REQUIRE_THROWS_AS(path.sample(x, Tensor::zeros({4, 3}, DType::Float64), t4), ShapeError);
   REQUIRE_THROWS_WITH(path.sample(x, x, Tensor::zeros({3}, DType::Float64)), Catch::Contains("expected [4]"));
   REQUIRE_THROWS_AS(path.x1_to_velocity(x, Tensor::zeros({2, 2}, DType::Float64), 0.5), ShapeError);
   REQUIRE_THROWS_AS(make_path("ddpm"), ConfigError);

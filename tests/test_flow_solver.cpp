@@ -242,7 +242,7 @@ TEST_CASE("dopri5 gives up with a clear error after max_steps", "[flow][solver]"
                       Catch::Contains("gave up after 3 steps"));
 }
 
-TEST_CASE("velocity_field_from_model passes t as [N] and converts x1 predictions", "[flow][solver]") {
+TEST_CASE("velocity_field_from_model passes one time per sample and converts x1 predictions", "[flow][solver]") {
   // A velocity model: checks the time tensor it receives.
   VelocityModel model = [](const Tensor& x, const Tensor& t) {
     REQUIRE(t.shape() == Shape{x.size(0)});

@@ -41,7 +41,7 @@ const double kMeanMargin = 0.005;
 
 }  // namespace
 
-TEST_CASE("uniform times lie in [0, 1) with mean 1/2 and variance 1/12", "[flow][time]") {
+TEST_CASE("uniform times lie in 0 to 1 (1 excluded) with mean 1/2 and variance 1/12", "[flow][time]") {
   Generator gen(1);
   Tensor t = UniformTimeSampler().sample(kDraws, gen, DType::Float64);
   REQUIRE(t.shape() == Shape{kDraws});
@@ -115,7 +115,8 @@ TEST_CASE("warped times concentrate in the middle as the warp predicts", "[flow]
   Generator gen(4);
   std::vector<double> v = WarpedUniformTimeSampler(s).sample(kDraws, gen, DType::Float64).to_vector();
   Moments m = moments(v);
-  const double middle = double(std::count_if(v.begin(), v.end(), [](double t) { return t >= 0.25 && t <= 0.75; })) / kDraws;
+  auto in_middle = [](double t) { return t >= 0.25 && t <= 0.75; };
+  const double middle = double(std::count_if(v.begin(), v.end(), in_middle)) / kDraws;
   REQUIRE(m.min >= 0.0);
   REQUIRE(m.max < 1.0);
   REQUIRE(m.mean == Approx(0.5).margin(kMeanMargin));  // ∫ w = ½ for every s
@@ -125,7 +126,8 @@ TEST_CASE("warped times concentrate in the middle as the warp predicts", "[flow]
   REQUIRE(m.variance == Approx(second - 0.25).margin(0.002));
 }
 
-TEST_CASE("time samplers return [N] in the requested dtype, below 1 after rounding", "[flow][time]") {
+TEST_CASE("time samplers give one time per sample in the asked dtype, below 1 after rounding",
+          "[flow][time]") {
   Generator gen(5);
   for (const std::string& name : time_sampler_names()) {
     auto sampler = make_time_sampler(name);

@@ -357,7 +357,7 @@ class DeviceArray {
  public:
   explicit DeviceArray(const std::vector<float>& host, std::size_t front_padding = 0)
       : size_(host.size()), padding_(front_padding) {
-    base_ = static_cast<float*>(fk::cuda_malloc((size_ + padding_ + 1) * sizeof(float)));
+    base_ = static_cast<float*>(fk::cuda_malloc(std::max<std::size_t>(size_ + padding_, 1) * sizeof(float)));
     if (size_) fk::cuda_copy_to_device(base_ + padding_, host.data(), size_ * sizeof(float));
   }
   // NaN-filled, so an element a kernel forgets to write fails the comparison. front_padding

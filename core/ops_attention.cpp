@@ -1,0 +1,72 @@
+// core/ops_attention.cpp — scaled dot-product attention softmax(q·kᵀ/√d)·v as one op.
+//
+// Forward saves the output and the per-row log-sum-exp of the scores; the backward recomputes the
+// attention probabilities from them (the flash-attention recipe), so the L×L matrix is never kept.
+// On CUDA, "custom" runs the fused flash kernels; "library" runs cuBLAS matmuls + a softmax kernel.
+#include <cmath>
+
+#include "core/autograd.h"
+#include "core/kernel_choice.h"
+#include "core/ops_nn.h"
+#include "core/tensor_internal.h"
+#include "kernels/attention.h"
+
+namespace fm {
+
+Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in) {
+  const char* op = "scaled_dot_product_attention";
+  for (const Tensor* t : {&q_in, &k_in, &v_in})
+    internal::check_dim(op, *t, 4, "q/k/v", "(batch, heads, tokens, head_dim)");
+  internal::check_same_dtype_device(op, {&q_in, &k_in, &v_in});
+  FM_CHECK(q_in.shape() == k_in.shape() && q_in.shape() == v_in.shape(), ShapeError, op,
+           ": q, k, v shapes differ: ", shape_str(q_in.shape()), ", ", shape_str(k_in.shape()), ", ",
+           shape_str(v_in.shape()));
+  const int B = int(q_in.size(0)), H = int(q_in.size(1)), L = int(q_in.size(2)), D = int(q_in.size(3));
+  FM_CHECK(D >= 1 && D <= 128, ShapeError, op, ": head_dim ", D, ", expected 1..128");
+  const double scale = 1.0 / std::sqrt(double(D));
+  Tensor q = q_in.detach().contiguous(), k = k_in.detach().contiguous(), v = v_in.detach().contiguous();
+  Tensor o = Tensor::empty(q.shape(), q.dtype(), q.device());
+  Tensor lse = Tensor::empty({B, H, L}, q.dtype(), q.device());
+  if (q.is_cuda()) {
+#ifdef FM_WITH_CUDA
+    auto f = kernel_impl() == KernelImpl::Library ? kernels::attention_forward_cuda_unfused
+                                                  : kernels::attention_forward_cuda_flash;
+    f(q.data<float>(), k.data<float>(), v.data<float>(), o.data<float>(), lse.data<float>(), B, H, L, D,
+      float(scale));
+#endif
+  } else if (q.dtype() == DType::Float32) {
+    kernels::attention_forward_cpu<float>(q.data<float>(), k.data<float>(), v.data<float>(), o.data<float>(),
+                                          lse.data<float>(), B, H, L, D, float(scale));
+  } else {
+    kernels::attention_forward_cpu<double>(q.data<double>(), k.data<double>(), v.data<double>(),
+                                           o.data<double>(), lse.data<double>(), B, H, L, D, scale);
+  }
+  Tensor o_saved = o.detach();
+  return record_op(o, op, {q_in, k_in, v_in}, [=](const Tensor& g_in) {
+    Tensor g = g_in.contiguous();
+    Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device());
+    Tensor dk = Tensor::empty(q.shape(), q.dtype(), q.device());
+    Tensor dv = Tensor::empty(q.shape(), q.dtype(), q.device());
+    if (q.is_cuda()) {
+#ifdef FM_WITH_CUDA
+      auto f = kernel_impl() == KernelImpl::Library ? kernels::attention_backward_cuda_unfused
+                                                    : kernels::attention_backward_cuda_flash;
+      f(q.data<float>(), k.data<float>(), v.data<float>(), o_saved.data<float>(), g.data<float>(),
+        lse.data<float>(), dq.data<float>(), dk.data<float>(), dv.data<float>(), B, H, L, D, float(scale));
+#endif
+    } else if (q.dtype() == DType::Float32) {
+      kernels::attention_backward_cpu<float>(q.data<float>(), k.data<float>(), v.data<float>(),
+                                             o_saved.data<float>(), g.data<float>(), lse.data<float>(),
+                                             dq.data<float>(), dk.data<float>(), dv.data<float>(), B, H, L,
+                                             D, float(scale));
+    } else {
+      kernels::attention_backward_cpu<double>(q.data<double>(), k.data<double>(), v.data<double>(),
+                                              o_saved.data<double>(), g.data<double>(), lse.data<double>(),
+                                              dq.data<double>(), dk.data<double>(), dv.data<double>(), B, H,
+                                              L, D, scale);
+    }
+    return std::vector<Tensor>{dq, dk, dv};
+  });
+}
+
+}  // namespace fm
