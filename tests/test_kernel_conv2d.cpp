@@ -127,6 +127,8 @@ const std::vector<Shape>& awkward_shapes() {
       {2, 3, 5, 6, 2, 3, 2, 3, 2, 0, 1},    // stride 3: trailing rows unread
       {3, 2, 1, 1, 4, 1, 1, 1, 1, 0, 0},    // 1x1 images
       {1, 6, 14, 14, 9, 3, 3, 1, 1, 1, 1},
+      {2, 3, 10, 8, 4, 5, 3, 3, 3, 1, 2},   // stride 3 with padding 1 and 2: (pad mod stride) != 0
+      {5, 3, 23, 21, 7, 3, 3, 1, 1, 1, 1},  // batch·pixels large enough for split-K on the GPU
   };
   return shapes;
 }
@@ -527,67 +529,66 @@ const std::vector<Shape>& gpu_awkward_shapes() {
   return shapes;
 }
 
-// One GPU implementation against the reference computed in double from the same float inputs.
-// Tolerances: the GPU sums in float, the reference in double; see float_sum_atol.
-void check_gpu_conv2d(const GpuConv& impl, const Shape& s) {
-  INFO(impl.name << ": " << describe(s, "conv2d"));
+// Every GPU implementation against the reference, computed once in double from the same float
+// inputs. Tolerances: the GPU sums in float, the reference in double; see float_sum_atol.
+void check_gpu_conv2d(const Shape& s) {
   const Conv2dParams p = conv_params(s);
   const Problem n = problem_of(p);
   auto x = random_vector<float>(n.x, 51), w = random_vector<float>(n.w, 52),
        b = random_vector<float>(n.b, 53), dy = random_vector<float>(n.y, 54);
   auto xd = to_double(x), wd = to_double(w), bd = to_double(b), dyd = to_double(dy);
-  std::vector<double> y_ref(n.y), dx_ref(n.x), dw_ref(n.w), db_ref(n.b);
+  std::vector<double> y_ref(n.y), y_no_bias_ref(n.y), dx_ref(n.x), dw_ref(n.w), db_ref(n.b);
   fm::kernels::conv2d_forward_cpu<double>(xd.data(), wd.data(), bd.data(), y_ref.data(), p);
+  fm::kernels::conv2d_forward_cpu<double>(xd.data(), wd.data(), nullptr, y_no_bias_ref.data(), p);
   fm::kernels::conv2d_backward_input_cpu<double>(dyd.data(), wd.data(), dx_ref.data(), p);
   fm::kernels::conv2d_backward_weight_cpu<double>(xd.data(), dyd.data(), dw_ref.data(),
                                                   db_ref.data(), p);
+  const auto y_expected = to_float(y_ref), y_no_bias_expected = to_float(y_no_bias_ref),
+             dx_expected = to_float(dx_ref), dw_expected = to_float(dw_ref),
+             db_expected = to_float(db_ref);
+  const double y_atol = float_sum_atol(n.forward_terms), dx_atol = float_sum_atol(n.input_grad_terms),
+               dw_atol = float_sum_atol(n.weight_grad_terms);
 
   DeviceBuffer x_dev(x), w_dev(w), b_dev(b), dy_dev(dy);
-  auto y_dev = DeviceBuffer::poisoned_output(n.y), dx_dev = DeviceBuffer::poisoned_output(n.x),
-       dw_dev = DeviceBuffer::poisoned_output(n.w), db_dev = DeviceBuffer::poisoned_output(n.b);
-  impl.forward(x_dev.ptr, w_dev.ptr, b_dev.ptr, y_dev.ptr, p);
-  impl.backward_input(dy_dev.ptr, w_dev.ptr, dx_dev.ptr, p);
-  impl.backward_weight(x_dev.ptr, dy_dev.ptr, dw_dev.ptr, db_dev.ptr, p);
+  for (const GpuConv& impl : gpu_implementations()) {
+    INFO(impl.name << ": " << describe(s, "conv2d"));
+    auto y_dev = DeviceBuffer::poisoned_output(n.y), dx_dev = DeviceBuffer::poisoned_output(n.x),
+         dw_dev = DeviceBuffer::poisoned_output(n.w), db_dev = DeviceBuffer::poisoned_output(n.b);
+    impl.forward(x_dev.ptr, w_dev.ptr, b_dev.ptr, y_dev.ptr, p);
+    impl.backward_input(dy_dev.ptr, w_dev.ptr, dx_dev.ptr, p);
+    impl.backward_weight(x_dev.ptr, dy_dev.ptr, dw_dev.ptr, db_dev.ptr, p);
+    // Without bias: forward must not read it, dweight must not depend on dbias being wanted.
+    auto y2_dev = DeviceBuffer::poisoned_output(n.y), dw2_dev = DeviceBuffer::poisoned_output(n.w);
+    impl.forward(x_dev.ptr, w_dev.ptr, nullptr, y2_dev.ptr, p);
+    impl.backward_weight(x_dev.ptr, dy_dev.ptr, dw2_dev.ptr, nullptr, p);
 
-  auto y = y_dev.to_host(), dx = dx_dev.to_host(), dw = dw_dev.to_host(), db = db_dev.to_host();
-  auto y_expected = to_float(y_ref), dx_expected = to_float(dx_ref),
-       dw_expected = to_float(dw_ref), db_expected = to_float(db_ref);
-  {
-    INFO("forward");
-    FM_REQUIRE_CLOSE(y.data(), y_expected.data(), n.y, float_sum_atol(n.forward_terms), kFloatRtol);
-  }
-  {
-    INFO("backward input");
-    FM_REQUIRE_CLOSE(dx.data(), dx_expected.data(), n.x, float_sum_atol(n.input_grad_terms),
-                     kFloatRtol);
-  }
-  {
-    INFO("backward weight");
-    FM_REQUIRE_CLOSE(dw.data(), dw_expected.data(), n.w, float_sum_atol(n.weight_grad_terms),
-                     kFloatRtol);
-    FM_REQUIRE_CLOSE(db.data(), db_expected.data(), n.b, float_sum_atol(n.weight_grad_terms),
-                     kFloatRtol);
-  }
-  // Without bias: forward must not read it, dweight must not depend on dbias being wanted.
-  auto y2_dev = DeviceBuffer::poisoned_output(n.y), dw2_dev = DeviceBuffer::poisoned_output(n.w);
-  impl.forward(x_dev.ptr, w_dev.ptr, nullptr, y2_dev.ptr, p);
-  impl.backward_weight(x_dev.ptr, dy_dev.ptr, dw2_dev.ptr, nullptr, p);
-  auto y2 = y2_dev.to_host(), dw2 = dw2_dev.to_host();
-  fm::kernels::conv2d_forward_cpu<double>(xd.data(), wd.data(), nullptr, y_ref.data(), p);
-  y_expected = to_float(y_ref);
-  {
-    INFO("forward without bias");
-    FM_REQUIRE_CLOSE(y2.data(), y_expected.data(), n.y, float_sum_atol(n.forward_terms), kFloatRtol);
-  }
-  {
-    INFO("backward weight without dbias");
-    FM_REQUIRE_CLOSE(dw2.data(), dw_expected.data(), n.w, float_sum_atol(n.weight_grad_terms),
-                     kFloatRtol);
+    const auto y = y_dev.to_host(), dx = dx_dev.to_host(), dw = dw_dev.to_host(),
+               db = db_dev.to_host(), y2 = y2_dev.to_host(), dw2 = dw2_dev.to_host();
+    {
+      INFO("forward");
+      FM_REQUIRE_CLOSE(y.data(), y_expected.data(), n.y, y_atol, kFloatRtol);
+    }
+    {
+      INFO("forward without bias");
+      FM_REQUIRE_CLOSE(y2.data(), y_no_bias_expected.data(), n.y, y_atol, kFloatRtol);
+    }
+    {
+      INFO("backward input");
+      FM_REQUIRE_CLOSE(dx.data(), dx_expected.data(), n.x, dx_atol, kFloatRtol);
+    }
+    {
+      INFO("backward weight");
+      FM_REQUIRE_CLOSE(dw.data(), dw_expected.data(), n.w, dw_atol, kFloatRtol);
+      FM_REQUIRE_CLOSE(db.data(), db_expected.data(), n.b, dw_atol, kFloatRtol);
+    }
+    {
+      INFO("backward weight without dbias");
+      FM_REQUIRE_CLOSE(dw2.data(), dw_expected.data(), n.w, dw_atol, kFloatRtol);
+    }
   }
 }
 
-void check_gpu_conv_transpose2d(const GpuConv& impl, const Shape& s) {
-  INFO(impl.name << ": " << describe(s, "conv_transpose2d"));
+void check_gpu_conv_transpose2d(const Shape& s) {
   const ConvTranspose2dParams p = transpose_params(s);
   const Problem n = problem_of(p);
   auto x = random_vector<float>(n.x, 61), w = random_vector<float>(n.w, 62),
@@ -598,31 +599,37 @@ void check_gpu_conv_transpose2d(const GpuConv& impl, const Shape& s) {
   fm::kernels::conv_transpose2d_backward_input_cpu<double>(dyd.data(), wd.data(), dx_ref.data(), p);
   fm::kernels::conv_transpose2d_backward_weight_cpu<double>(xd.data(), dyd.data(), dw_ref.data(),
                                                             db_ref.data(), p);
+  const auto y_expected = to_float(y_ref), dx_expected = to_float(dx_ref),
+             dw_expected = to_float(dw_ref), db_expected = to_float(db_ref);
 
   DeviceBuffer x_dev(x), w_dev(w), b_dev(b), dy_dev(dy);
-  auto y_dev = DeviceBuffer::poisoned_output(n.y), dx_dev = DeviceBuffer::poisoned_output(n.x),
-       dw_dev = DeviceBuffer::poisoned_output(n.w), db_dev = DeviceBuffer::poisoned_output(n.b);
-  impl.transpose_forward(x_dev.ptr, w_dev.ptr, b_dev.ptr, y_dev.ptr, p);
-  impl.transpose_backward_input(dy_dev.ptr, w_dev.ptr, dx_dev.ptr, p);
-  impl.transpose_backward_weight(x_dev.ptr, dy_dev.ptr, dw_dev.ptr, db_dev.ptr, p);
+  for (const GpuConv& impl : gpu_implementations()) {
+    INFO(impl.name << ": " << describe(s, "conv_transpose2d"));
+    auto y_dev = DeviceBuffer::poisoned_output(n.y), dx_dev = DeviceBuffer::poisoned_output(n.x),
+         dw_dev = DeviceBuffer::poisoned_output(n.w), db_dev = DeviceBuffer::poisoned_output(n.b);
+    impl.transpose_forward(x_dev.ptr, w_dev.ptr, b_dev.ptr, y_dev.ptr, p);
+    impl.transpose_backward_input(dy_dev.ptr, w_dev.ptr, dx_dev.ptr, p);
+    impl.transpose_backward_weight(x_dev.ptr, dy_dev.ptr, dw_dev.ptr, db_dev.ptr, p);
 
-  auto y = y_dev.to_host(), dx = dx_dev.to_host(), dw = dw_dev.to_host(), db = db_dev.to_host();
-  auto y_expected = to_float(y_ref), dx_expected = to_float(dx_ref),
-       dw_expected = to_float(dw_ref), db_expected = to_float(db_ref);
-  {
-    INFO("forward");
-    FM_REQUIRE_CLOSE(y.data(), y_expected.data(), n.y, float_sum_atol(n.forward_terms), kFloatRtol);
-  }
-  {
-    INFO("backward input");
-    FM_REQUIRE_CLOSE(dx.data(), dx_expected.data(), n.x, float_sum_atol(n.input_grad_terms),
-                     kFloatRtol);
-  }
-  {
-    INFO("backward weight");
-    FM_REQUIRE_CLOSE(dw.data(), dw_expected.data(), n.w, float_sum_atol(n.weight_grad_terms),
-                     kFloatRtol);
-    FM_REQUIRE_CLOSE(db.data(), db_expected.data(), n.b, float_sum_atol(long(n.y / n.b)), kFloatRtol);
+    const auto y = y_dev.to_host(), dx = dx_dev.to_host(), dw = dw_dev.to_host(),
+               db = db_dev.to_host();
+    {
+      INFO("forward");
+      FM_REQUIRE_CLOSE(y.data(), y_expected.data(), n.y, float_sum_atol(n.forward_terms), kFloatRtol);
+    }
+    {
+      INFO("backward input");
+      FM_REQUIRE_CLOSE(dx.data(), dx_expected.data(), n.x, float_sum_atol(n.input_grad_terms),
+                       kFloatRtol);
+    }
+    {
+      INFO("backward weight");
+      FM_REQUIRE_CLOSE(dw.data(), dw_expected.data(), n.w, float_sum_atol(n.weight_grad_terms),
+                       kFloatRtol);
+      // The bias gradient sums dy over the (larger) output image.
+      FM_REQUIRE_CLOSE(db.data(), db_expected.data(), n.b, float_sum_atol(long(n.y / n.b)),
+                       kFloatRtol);
+    }
   }
 }
 
@@ -630,26 +637,22 @@ void check_gpu_conv_transpose2d(const GpuConv& impl, const Shape& s) {
 
 TEST_CASE("conv2d GPU versions match the reference on U-Net shapes", "[conv2d][gpu]") {
   FM_REQUIRE_GPU();
-  for (const GpuConv& impl : gpu_implementations())
-    for (const Shape& s : unet_conv_shapes()) check_gpu_conv2d(impl, s);
+  for (const Shape& s : unet_conv_shapes()) check_gpu_conv2d(s);
 }
 
 TEST_CASE("conv2d GPU versions match the reference on awkward shapes", "[conv2d][gpu]") {
   FM_REQUIRE_GPU();
-  for (const GpuConv& impl : gpu_implementations())
-    for (const Shape& s : gpu_awkward_shapes()) check_gpu_conv2d(impl, s);
+  for (const Shape& s : gpu_awkward_shapes()) check_gpu_conv2d(s);
 }
 
 TEST_CASE("conv_transpose2d GPU versions match the reference on U-Net shapes", "[conv2d][gpu]") {
   FM_REQUIRE_GPU();
-  for (const GpuConv& impl : gpu_implementations())
-    for (const Shape& s : unet_transpose_shapes()) check_gpu_conv_transpose2d(impl, s);
+  for (const Shape& s : unet_transpose_shapes()) check_gpu_conv_transpose2d(s);
 }
 
 TEST_CASE("conv_transpose2d GPU versions match the reference on awkward shapes", "[conv2d][gpu]") {
   FM_REQUIRE_GPU();
-  for (const GpuConv& impl : gpu_implementations())
-    for (const Shape& s : gpu_awkward_shapes()) check_gpu_conv_transpose2d(impl, s);
+  for (const Shape& s : gpu_awkward_shapes()) check_gpu_conv_transpose2d(s);
 }
 
 TEST_CASE("conv2d implicit-GEMM kernels are deterministic run to run", "[conv2d][gpu]") {

@@ -110,10 +110,10 @@ Tensor target_velocity(const Tensor& x, const Tensor& t) {
 std::vector<double> train_losses(const MLPConfig& config, std::uint64_t seed, int steps) {
   Generator init_gen(seed), data_gen(seed + 1);
   VelocityMLP model(config, init_gen);
-  Adam adam(model, AdamOptions{3e-3});
+  Adam adam(model, AdamOptions{1e-2});
   std::vector<double> losses;
   for (int step = 0; step < steps; ++step) {
-    Tensor x = randn({128, 2}, data_gen), t = rand_uniform({128}, data_gen);
+    Tensor x = randn({64, 2}, data_gen), t = rand_uniform({64}, data_gen);
     adam.zero_grad();
     Tensor loss = mse_loss(model.forward(x, t), target_velocity(x, t));
     loss.backward();
@@ -136,8 +136,9 @@ TEST_CASE("an MLP trained with Adam fits a smooth function of (x, t)", "[nn][mlp
     INFO(time_input);
     MLPConfig config;
     config.time_input = time_input;
-    std::vector<double> losses = train_losses(config, 42, 400);
-    double first = mean_of(losses, 0, 10), last = mean_of(losses, 390, 400);
+    std::vector<double> losses = train_losses(config, 42, 150);
+    for (double loss : losses) REQUIRE(std::isfinite(loss));
+    double first = mean_of(losses, 0, 10), last = mean_of(losses, 140, 150);
     INFO("mean loss of the first 10 steps " << first << ", of the last 10 " << last);
     REQUIRE(last < first / 10);
   }

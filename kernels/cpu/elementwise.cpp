@@ -19,7 +19,8 @@ bool is_dense(const ElementwiseGeometry& g, const std::int64_t* strides) {
   }
   return true;
 }
-constexpr std::int64_t kParallelThreshold = 1 << 15;
+// Below this many elements a parallel region costs more than it saves (thread wake-up, barrier).
+constexpr std::int64_t kParallelThreshold = 1 << 17;
 
 }  // namespace
 

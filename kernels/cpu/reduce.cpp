@@ -6,7 +6,7 @@ namespace fm::kernels {
 template <typename T>
 void sum_rows_cpu(const T* x, T* y, std::int64_t rows, std::int64_t cols) {
   // Accumulate in double: a float sum over 10^6 elements would otherwise lose digits.
-#pragma omp parallel for schedule(static) if (rows * cols > (1 << 15) && rows > 1)
+#pragma omp parallel for schedule(static) if (rows * cols > (1 << 17) && rows > 1)
   for (std::int64_t r = 0; r < rows; ++r) {
     const T* row = x + r * cols;
     double total = 0;

@@ -266,6 +266,7 @@ flash_attention_forward_kernel(const float* __restrict__ q, const float* __restr
 #pragma unroll
     for (int r = 0; r < kOutRowsPerThread; ++r) {
       const float rescale = row_rescale[Out::row_lane() + Out::kRowLanes * r];
+      acc[r].x *= rescale;
       acc[r].y *= rescale;
       acc[r].z *= rescale;
       acc[r].w *= rescale;

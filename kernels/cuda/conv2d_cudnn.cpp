@@ -2,7 +2,7 @@
 // (v7-style) convolution API, which cuDNN 9 still ships.
 //
 // Per shape we build the descriptors once and ask cuDNN's heuristics (cudnnGet*Algorithm_v7) for its
-// ranked algorithms, keeping the best one that
+// ranked algorithms, using the best one that
 //   * runs in plain FP32: math type CUDNN_FMA_MATH, i.e. no TF32 tensor cores — TF32 rounds the
 //     inputs to 10 mantissa bits, which would neither match the CPU reference to float tolerance
 //     nor be a fair baseline for our FP32 kernels (PyTorch does the same when allow_tf32 is off);
@@ -31,6 +31,18 @@ namespace {
 
 constexpr std::size_t kMaxWorkspaceBytes = std::size_t(1) << 30;  // 1 GiB
 
+// cuDNN's usable algorithms for one pass, best first, and the one in use. The heuristics cannot
+// promise that an algorithm accepts FMA math (no TF32), so the first call walks down the list past
+// any that answer CUDNN_STATUS_NOT_SUPPORTED; once one has run, it is kept.
+template <typename Algo>
+struct AlgorithmChoice {
+  bool ranked = false;     // candidates filled in
+  bool confirmed = false;  // candidates[current] has run successfully
+  std::size_t current = 0;
+  std::vector<Algo> candidates;
+  std::vector<std::size_t> workspace_bytes;
+};
+
 // Descriptors and chosen algorithms for one conv2d shape. Never destroyed: the cache lives as long
 // as the process (destroying them at exit could run after the cuDNN handle is gone).
 struct CudnnConvPlan {
@@ -41,11 +53,9 @@ struct CudnnConvPlan {
   cudnnFilterDescriptor_t filter = nullptr;       // [C_out, C_in, kh, kw]
   cudnnConvolutionDescriptor_t conv = nullptr;
 
-  bool forward_chosen = false, backward_data_chosen = false, backward_filter_chosen = false;
-  cudnnConvolutionFwdAlgo_t forward_algo{};
-  cudnnConvolutionBwdDataAlgo_t backward_data_algo{};
-  cudnnConvolutionBwdFilterAlgo_t backward_filter_algo{};
-  std::size_t forward_workspace = 0, backward_data_workspace = 0, backward_filter_workspace = 0;
+  AlgorithmChoice<cudnnConvolutionFwdAlgo_t> forward;
+  AlgorithmChoice<cudnnConvolutionBwdDataAlgo_t> backward_data;
+  AlgorithmChoice<cudnnConvolutionBwdFilterAlgo_t> backward_filter;
 };
 
 using ShapeKey = std::tuple<int, int, int, int, int, int, int, int, int, int, int>;
@@ -123,28 +133,30 @@ bool uses_tensor_ops(cudnnMathType_t math) {
   return math == CUDNN_TENSOR_OP_MATH || math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
 }
 
-// From cuDNN's ranked candidates (fastest first), the first usable one: FP32 math, workspace within
-// the limit and accepted by the workspace query under FMA math; deterministic ones first.
+// Keeps, from cuDNN's ranked list (fastest first), the usable candidates: FP32 math, workspace
+// within the limit and accepted by the workspace query; deterministic ones first, so that training
+// runs reproduce whenever cuDNN has a deterministic algorithm for the pass.
 // `workspace_of(algo, &bytes)` returns the cuDNN status of that query.
 template <typename Perf, typename Algo, typename WorkspaceQuery>
-bool choose_algorithm(const std::vector<Perf>& ranked, WorkspaceQuery workspace_of, Algo& algo,
-                      std::size_t& workspace) {
-  for (bool require_deterministic : {true, false})
+void rank_algorithms(const std::vector<Perf>& ranked, WorkspaceQuery workspace_of,
+                     AlgorithmChoice<Algo>& choice, const char* op) {
+  for (bool deterministic : {true, false})
     for (const Perf& perf : ranked) {
       if (perf.status != CUDNN_STATUS_SUCCESS || uses_tensor_ops(perf.mathType)) continue;
-      if (require_deterministic && perf.determinism != CUDNN_DETERMINISTIC) continue;
+      if ((perf.determinism == CUDNN_DETERMINISTIC) != deterministic) continue;
       std::size_t bytes = 0;
       if (workspace_of(perf.algo, &bytes) != CUDNN_STATUS_SUCCESS || bytes > kMaxWorkspaceBytes)
         continue;
-      algo = perf.algo;
-      workspace = bytes;
-      return true;
+      choice.candidates.push_back(perf.algo);
+      choice.workspace_bytes.push_back(bytes);
     }
-  return false;
+  FM_CHECK(!choice.candidates.empty(), DeviceError, op,
+           ": cuDNN offers no FP32 (non-TF32) algorithm for this shape");
+  choice.ranked = true;
 }
 
-void choose_forward(CudnnConvPlan& plan, cudnnHandle_t handle) {
-  if (plan.forward_chosen) return;
+void rank_forward(CudnnConvPlan& plan, cudnnHandle_t handle, const char* op) {
+  if (plan.forward.ranked) return;
   int max_count = 0, returned = 0;
   FM_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &max_count));
   std::vector<cudnnConvolutionFwdAlgoPerf_t> ranked(std::size_t(std::max(max_count, 1)));
@@ -156,13 +168,11 @@ void choose_forward(CudnnConvPlan& plan, cudnnHandle_t handle) {
     return cudnnGetConvolutionForwardWorkspaceSize(handle, plan.input, plan.filter, plan.conv,
                                                    plan.output, algo, bytes);
   };
-  FM_CHECK(choose_algorithm(ranked, query, plan.forward_algo, plan.forward_workspace), DeviceError,
-           "conv2d_forward_cudnn: cuDNN offers no FP32 (non-TF32) forward algorithm for this shape");
-  plan.forward_chosen = true;
+  rank_algorithms(ranked, query, plan.forward, op);
 }
 
-void choose_backward_data(CudnnConvPlan& plan, cudnnHandle_t handle) {
-  if (plan.backward_data_chosen) return;
+void rank_backward_data(CudnnConvPlan& plan, cudnnHandle_t handle, const char* op) {
+  if (plan.backward_data.ranked) return;
   int max_count = 0, returned = 0;
   FM_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &max_count));
   std::vector<cudnnConvolutionBwdDataAlgoPerf_t> ranked(std::size_t(std::max(max_count, 1)));
@@ -175,14 +185,11 @@ void choose_backward_data(CudnnConvPlan& plan, cudnnHandle_t handle) {
     return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, plan.filter, plan.output, plan.conv,
                                                         plan.input, algo, bytes);
   };
-  FM_CHECK(choose_algorithm(ranked, query, plan.backward_data_algo, plan.backward_data_workspace),
-           DeviceError,
-           "conv2d_backward_input_cudnn: cuDNN offers no FP32 (non-TF32) algorithm for this shape");
-  plan.backward_data_chosen = true;
+  rank_algorithms(ranked, query, plan.backward_data, op);
 }
 
-void choose_backward_filter(CudnnConvPlan& plan, cudnnHandle_t handle) {
-  if (plan.backward_filter_chosen) return;
+void rank_backward_filter(CudnnConvPlan& plan, cudnnHandle_t handle, const char* op) {
+  if (plan.backward_filter.ranked) return;
   int max_count = 0, returned = 0;
   FM_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &max_count));
   std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> ranked(std::size_t(std::max(max_count, 1)));
@@ -195,11 +202,7 @@ void choose_backward_filter(CudnnConvPlan& plan, cudnnHandle_t handle) {
     return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, plan.input, plan.output,
                                                           plan.conv, plan.filter, algo, bytes);
   };
-  FM_CHECK(choose_algorithm(ranked, query, plan.backward_filter_algo,
-                            plan.backward_filter_workspace),
-           DeviceError,
-           "conv2d_backward_weight_cudnn: cuDNN offers no FP32 (non-TF32) algorithm for this shape");
-  plan.backward_filter_chosen = true;
+  rank_algorithms(ranked, query, plan.backward_filter, op);
 }
 
 // Scratch memory from the caching allocator for the duration of one call. Freeing it right after
@@ -216,6 +219,26 @@ struct Workspace {
   Workspace& operator=(const Workspace&) = delete;
 };
 
+// Runs `call(algo, workspace, bytes)` with the choice's current algorithm; until one has succeeded,
+// an algorithm that answers CUDNN_STATUS_NOT_SUPPORTED is dropped for the next candidate.
+template <typename Algo, typename Call>
+void run_with_choice(AlgorithmChoice<Algo>& choice, const char* op, Call call) {
+  for (;;) {
+    FM_CHECK(choice.current < choice.candidates.size(), DeviceError, op,
+             ": every cuDNN FP32 algorithm for this shape answered NOT_SUPPORTED");
+    Workspace workspace(choice.workspace_bytes[choice.current]);
+    const cudnnStatus_t status =
+        call(choice.candidates[choice.current], workspace.ptr, workspace.bytes);
+    if (status == CUDNN_STATUS_NOT_SUPPORTED && !choice.confirmed) {
+      ++choice.current;
+      continue;
+    }
+    FM_CUDNN_CHECK(status);
+    choice.confirmed = true;
+    return;
+  }
+}
+
 // The passes of the conv2d described by `p`; `input`/`output` are in conv2d's roles.
 void run_forward(const Conv2dParams& p, const float* input, const float* weight,
                  const float* output_bias, float* output, const char* op) {
@@ -223,12 +246,12 @@ void run_forward(const Conv2dParams& p, const float* input, const float* weight,
   cudnnHandle_t handle = cudnn_handle();
   std::lock_guard<std::mutex> lock(plan_mutex());
   CudnnConvPlan& plan = plan_for(p);
-  choose_forward(plan, handle);
-  Workspace workspace(plan.forward_workspace);
+  rank_forward(plan, handle, op);
   const float one = 1.f, zero = 0.f;  // beta = 0: the output is not read (poison stays out)
-  FM_CUDNN_CHECK(cudnnConvolutionForward(handle, &one, plan.input, input, plan.filter, weight,
-                                         plan.conv, plan.forward_algo, workspace.ptr,
-                                         workspace.bytes, &zero, plan.output, output));
+  run_with_choice(plan.forward, op, [&](cudnnConvolutionFwdAlgo_t algo, void* ws, std::size_t bytes) {
+    return cudnnConvolutionForward(handle, &one, plan.input, input, plan.filter, weight, plan.conv,
+                                   algo, ws, bytes, &zero, plan.output, output);
+  });
   if (output_bias)
     FM_CUDNN_CHECK(
         cudnnAddTensor(handle, &one, plan.output_bias, output_bias, &one, plan.output, output));
@@ -240,13 +263,14 @@ void run_backward_data(const Conv2dParams& p, const float* output_grad, const fl
   cudnnHandle_t handle = cudnn_handle();
   std::lock_guard<std::mutex> lock(plan_mutex());
   CudnnConvPlan& plan = plan_for(p);
-  choose_backward_data(plan, handle);
-  Workspace workspace(plan.backward_data_workspace);
+  rank_backward_data(plan, handle, op);
   const float one = 1.f, zero = 0.f;
-  FM_CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &one, plan.filter, weight, plan.output,
-                                              output_grad, plan.conv, plan.backward_data_algo,
-                                              workspace.ptr, workspace.bytes, &zero, plan.input,
-                                              input_grad));
+  run_with_choice(plan.backward_data, op,
+                  [&](cudnnConvolutionBwdDataAlgo_t algo, void* ws, std::size_t bytes) {
+                    return cudnnConvolutionBackwardData(handle, &one, plan.filter, weight,
+                                                        plan.output, output_grad, plan.conv, algo,
+                                                        ws, bytes, &zero, plan.input, input_grad);
+                  });
   if (input_bias)
     FM_CUDNN_CHECK(
         cudnnAddTensor(handle, &one, plan.input_bias, input_bias, &one, plan.input, input_grad));
@@ -258,13 +282,15 @@ void run_backward_filter(const Conv2dParams& p, const float* input, const float*
   cudnnHandle_t handle = cudnn_handle();
   std::lock_guard<std::mutex> lock(plan_mutex());
   CudnnConvPlan& plan = plan_for(p);
-  choose_backward_filter(plan, handle);
-  Workspace workspace(plan.backward_filter_workspace);
+  rank_backward_filter(plan, handle, op);
   const float one = 1.f, zero = 0.f;
-  FM_CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &one, plan.input, input, plan.output,
-                                                output_grad, plan.conv, plan.backward_filter_algo,
-                                                workspace.ptr, workspace.bytes, &zero, plan.filter,
-                                                weight_grad));
+  run_with_choice(plan.backward_filter, op,
+                  [&](cudnnConvolutionBwdFilterAlgo_t algo, void* ws, std::size_t bytes) {
+                    return cudnnConvolutionBackwardFilter(handle, &one, plan.input, input,
+                                                          plan.output, output_grad, plan.conv, algo,
+                                                          ws, bytes, &zero, plan.filter,
+                                                          weight_grad);
+                  });
 }
 
 // bias_grad[c] = Σ over batch and pixels of conv2d's output (over_output) or input (for

@@ -1,0 +1,154 @@
+// tools/run_setup.cpp — config → run objects (see run_setup.h).
+#include "tools/run_setup.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "core/autograd.h"
+#include "core/io/png.h"
+#include "flow/velocity_model.h"
+#include "kernels/runtime.h"
+#include "nn/mlp.h"
+#include "nn/unet.h"
+
+namespace fm::tools {
+
+Device pick_device(const std::string& setting) {
+  if (setting == "cpu") return Device::CPU;
+  bool gpu = kernels::cuda_available();
+  if (setting == "cuda") {
+    FM_CHECK(gpu, ConfigError, "device: \"cuda\" asked for, but no CUDA device is available",
+             " (this build ", kernels::cuda_device_name(), "); use \"auto\" or \"cpu\"");
+    return Device::CUDA;
+  }
+  return gpu ? Device::CUDA : Device::CPU;
+}
+
+std::unique_ptr<nn::VelocityModel> build_model(const Json& config, Generator& gen) {
+  const Json& m = config.at("model");
+  if (m.at("type") == "mlp") return std::make_unique<nn::VelocityMLP>(nn::MLPConfig::from_json(m, "model"), gen);
+  return std::make_unique<nn::UNet>(nn::UNetConfig::from_json(m, "model"), gen);
+}
+
+std::shared_ptr<const flow::ToyDistribution2D> build_toy_distribution(const Json& config) {
+  const Json& data = config.at("data");
+  std::string name = data.at("name");
+  const Json& noise = data.at("noise");
+  if (!noise.is_null()) {
+    FM_CHECK(name == "moons", ConfigError, "data.noise: only \"moons\" takes a noise level; got data.name \"",
+             name, "\"");
+    return std::make_shared<flow::MoonsDistribution>(noise.get<double>());
+  }
+  return flow::make_toy_distribution(name);
+}
+
+std::string images_path(const Json& config) {
+  const Json& data = config.at("data");
+  std::filesystem::path images = data.at("images").get<std::string>();
+  if (images.is_absolute() || images.string().rfind("./", 0) == 0) return images.string();
+  return (std::filesystem::path(data.at("dir").get<std::string>()) / images).string();
+}
+
+std::unique_ptr<flow::TrainingData> build_training_data(const Json& config) {
+  std::string name = config.at("data").at("name");
+  if (is_2d_dataset(name)) {
+    auto toy = build_toy_distribution(config);
+    return std::make_unique<flow::PointStream>(
+        name, [toy](std::int64_t n, Generator& gen) { return toy->sample(n, gen); });
+  }
+  return std::make_unique<flow::ImageEpochs>(images_path(config), config.at("data").at("limit").get<std::int64_t>());
+}
+
+std::shared_ptr<const flow::TimeSampler> build_time_sampler(const Json& config) {
+  const Json& train = config.at("train");
+  flow::TimeSamplerOptions options;
+  options.logit_normal_mean = train.at("logit_normal_mean");
+  options.logit_normal_std = train.at("logit_normal_std");
+  options.warp_slope = train.at("time_warp_s");
+  return flow::make_time_sampler(train.at("time_sampler"), options);
+}
+
+std::unique_ptr<nn::Optimizer> build_optimizer(const Json& config, nn::Module& model) {
+  const Json& train = config.at("train");
+  std::string name = train.at("optimizer");
+  if (name == "sgd") {
+    nn::SGDOptions options;
+    options.lr = train.at("lr");
+    options.momentum = train.at("momentum");
+    options.weight_decay = train.at("weight_decay");
+    return std::make_unique<nn::SGD>(model, options);
+  }
+  nn::AdamOptions options;
+  options.lr = train.at("lr");
+  options.beta1 = train.at("beta1");
+  options.beta2 = train.at("beta2");
+  options.weight_decay = train.at("weight_decay");
+  if (name == "adamw") return std::make_unique<nn::AdamW>(model, options);
+  return std::make_unique<nn::Adam>(model, options);
+}
+
+nn::LRSchedule build_lr_schedule(const Json& config) {
+  const Json& train = config.at("train");
+  nn::LRSchedule schedule;
+  schedule.kind = train.at("lr_schedule") == "cosine" ? nn::LRSchedule::Kind::Cosine : nn::LRSchedule::Kind::Constant;
+  schedule.base_lr = train.at("lr");
+  schedule.warmup_steps = train.at("warmup_steps");
+  schedule.total_steps = train.at("steps");
+  schedule.final_lr = 0.0;
+  schedule.validate("train");
+  return schedule;
+}
+
+std::unique_ptr<flow::OdeSolver> build_solver(const Json& sample) {
+  flow::SolverOptions options;
+  options.steps = sample.at("steps");
+  options.adaptive.rtol = sample.at("rtol");
+  options.adaptive.atol = sample.at("atol");
+  return flow::make_solver(sample.at("solver"), options);
+}
+
+SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& solver, const Shape& example_shape,
+                              std::int64_t n, Generator& gen, Device device, std::int64_t chunk) {
+  NoGradGuard no_grad;
+  model.eval();
+  auto begin = std::chrono::steady_clock::now();
+  flow::VelocityField field = flow::velocity_field_from_model(
+      [&model](const Tensor& x, const Tensor& t) { return model.forward(x, t); });
+  Shape full = example_shape;
+  full.insert(full.begin(), n);
+  Tensor out = Tensor::empty(full);
+  SampleResult result;
+  for (std::int64_t start = 0; start < n; start += chunk) {
+    std::int64_t count = std::min(chunk, n - start);
+    Shape shape = example_shape;
+    shape.insert(shape.begin(), count);
+    Tensor noise = randn(shape, gen, DType::Float32, device);
+    flow::SolveResult solved = solver.solve(field, noise);
+    out.narrow(0, start, count).copy_(solved.x.to(Device::CPU));
+    result.nfe = solved.nfe;  // per sample: the same for every chunk of a fixed-step solver
+  }
+  model.train();
+  result.samples = out;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  return result;
+}
+
+void write_samples_png(const std::string& path, const Tensor& samples, const Tensor& reference,
+                       const std::string& title) {
+  std::vector<float> points = samples.to_float_vector();
+  if (samples.dim() == 2) {
+    std::vector<float> ref = reference.defined() ? reference.to_float_vector() : std::vector<float>{};
+    io::ScatterOptions options;
+    options.title = title;
+    io::write_scatter_png(path, points.data(), int(samples.size(0)), ref.empty() ? nullptr : ref.data(),
+                          int(ref.size() / 2), options);
+    return;
+  }
+  int count = int(samples.size(0));
+  int cols = int(std::ceil(std::sqrt(double(count))));
+  io::write_image_grid_png(path, points.data(), count, int(samples.size(1)), int(samples.size(2)),
+                           int(samples.size(3)), cols, -1.f, 1.f, 2);
+}
+
+}  // namespace fm::tools

@@ -1,0 +1,50 @@
+// tools/run_setup.h — turning a resolved config into the objects of a run: device, model, data,
+// path, time sampler, optimiser, solver; and the sampling + picture-writing shared by fmtrain and
+// fmsample.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "core/random.h"
+#include "flow/datasets2d.h"
+#include "flow/path.h"
+#include "flow/solver.h"
+#include "flow/time_sampler.h"
+#include "flow/training_data.h"
+#include "nn/ema.h"
+#include "nn/lr_schedule.h"
+#include "nn/optim.h"
+#include "nn/velocity_model.h"
+#include "tools/config.h"
+
+namespace fm::tools {
+
+// "auto" → CUDA when a device answers, else CPU; "cuda" without a GPU is an error.
+Device pick_device(const std::string& setting);
+
+std::unique_ptr<nn::VelocityModel> build_model(const Json& config, Generator& gen);
+std::shared_ptr<const flow::ToyDistribution2D> build_toy_distribution(const Json& config);
+std::unique_ptr<flow::TrainingData> build_training_data(const Json& config);
+std::string images_path(const Json& config);  // data.images resolved against data.dir
+std::shared_ptr<const flow::TimeSampler> build_time_sampler(const Json& config);
+std::unique_ptr<nn::Optimizer> build_optimizer(const Json& config, nn::Module& model);
+nn::LRSchedule build_lr_schedule(const Json& config);
+std::unique_ptr<flow::OdeSolver> build_solver(const Json& sample_section);
+
+struct SampleResult {
+  Tensor samples;  // CPU float32 [n, ...]
+  std::int64_t nfe = 0;
+  double seconds = 0;
+};
+// Integrates n noise draws from t = 0 to 1 through the model (in chunks of at most `chunk`, to bound
+// memory), on the model's device.
+SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& solver,
+                              const Shape& example_shape, std::int64_t n, Generator& gen, Device device,
+                              std::int64_t chunk = 512);
+
+// The picture of a set of samples: 2-D points → a scatter over `reference` points (may be
+// undefined); images → a grid.
+void write_samples_png(const std::string& path, const Tensor& samples, const Tensor& reference,
+                       const std::string& title);
+
+}  // namespace fm::tools
