@@ -408,8 +408,8 @@ TEST_CASE("conv2d im2col path is bitwise identical with 1 and 2 threads", "[conv
 }
 
 TEST_CASE("gemm_cpu blocking: K and N spanning several cache slices, strided operands", "[gemm]") {
-  // The blocked GEMM under im2col cuts K into 256-deep slices and N into 512-wide (float) /
-  // 256-wide (double) panels; tests/test_kernel_gemm.cpp covers small sizes, this covers the cuts.
+  // The blocked GEMM under im2col cuts K into 256-deep slices and N into 256-wide (float) /
+  // 128-wide (double) slices; tests/test_kernel_gemm.cpp covers small sizes, this covers the cuts.
   for (auto [M, N, K] : {std::tuple{13, 600, 530}, std::tuple{64, 784, 288}, std::tuple{1, 37, 700},
                          std::tuple{97, 5, 257}})
     for (bool ta : {false, true})

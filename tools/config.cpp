@@ -102,6 +102,7 @@ std::string range_text(const KeySpec& spec) {
 }
 
 std::string expected_text(const KeySpec& spec) {
+  if (!spec.choices.empty()) return range_text(spec);
   std::string r = range_text(spec);
   return r.empty() ? type_name(spec.type) : std::string(type_name(spec.type)) + " " + r;
 }

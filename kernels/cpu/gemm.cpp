@@ -44,12 +44,13 @@ struct MicroTile<double> {
 };
 constexpr int kMicroRows = 6;  // MR
 
-// Cache blocking: a packed B slice (KC × NC) of about 512 KiB sits in the 1 MiB L2 of the cores
-// this engine trains on; an A micro-panel (MR × KC, 6 KiB for float) stays in L1.
+// Cache blocking: a packed B slice (KC × NC) of 256 KiB fills about half of a 512 KiB per-core L2
+// (the 2-core AMD EPYC machine this engine trains on; BLIS's rule of thumb leaves the other half for
+// A, C and streaming); an A micro-panel (MR × KC, 6 KiB for float) stays in L1.
 constexpr int kSliceDepth = 256;  // KC
 template <typename T>
-constexpr int slice_width() {  // NC, a multiple of NR
-  return int(512 * 1024 / (kSliceDepth * sizeof(T)));
+constexpr int slice_width() {  // NC: 256 floats or 128 doubles, a multiple of NR either way
+  return int(256 * 1024 / (kSliceDepth * sizeof(T)));
 }
 
 // op(X)(row, col) for a row-major X with row stride ld, transposed or not.

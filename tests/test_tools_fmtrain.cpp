@@ -1,0 +1,169 @@
+// tests/test_tools_fmtrain.cpp — fmtrain end to end on small 2-D runs: the run directory's files,
+// determinism (same config and seed → bitwise the same losses), resume (interrupted + resumed run →
+// bitwise the same losses as an uninterrupted one), and config errors that write nothing.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/io/jsonl.h"
+#include "core/io/npy.h"
+#include "core/io/safetensors.h"
+#include "tools/config.h"
+#include "tools/train_run.h"
+
+namespace fs = std::filesystem;
+using fm::tools::Json;
+
+namespace {
+
+fs::path scratch_dir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("fm_test_fmtrain_" + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir.parent_path());
+  return dir;
+}
+
+// A small, fast moons run (a few hundred milliseconds).
+fs::path write_config(const fs::path& where, const Json& extra = Json::object()) {
+  Json config = {{"data", {{"name", "moons"}}},
+                 {"model", {{"type", "mlp"}, {"hidden_width", 32}, {"hidden_layers", 2}}},
+                 {"train", {{"steps", 40}, {"batch_size", 64}, {"lr", 1e-3}, {"seed", 3}, {"log_every", 1},
+                            {"checkpoint_every", 20}, {"ema_decay", 0.9}}},
+                 {"sample", {{"solver", "euler"}, {"steps", 5}, {"n", 200}}},
+                 {"eval", {{"n", 200}, {"projections", 16}}}};
+  config.merge_patch(extra);
+  fs::create_directories(where);
+  fs::path path = where / "config.json";
+  std::ofstream(path) << config.dump(2);
+  return path;
+}
+
+std::vector<double> losses(const fs::path& run) {
+  std::vector<double> out;
+  for (const auto& line : fm::io::read_jsonl((run / "metrics.jsonl").string()).lines)
+    if (line.record.contains("loss") && !line.record.contains("event")) out.push_back(line.record["loss"].get<double>());
+  return out;
+}
+
+int train(const fs::path& config, const fs::path& out, std::vector<std::string> overrides = {}) {
+  fm::tools::TrainRequest request;
+  request.config_path = config.string();
+  request.out_dir = out.string();
+  request.overrides = std::move(overrides);
+  request.quiet = true;
+  return fm::tools::run_training(request);
+}
+
+}  // namespace
+
+TEST_CASE("fmtrain writes the whole run directory", "[fmtrain]") {
+  fs::path dir = scratch_dir("files");
+  fs::path config = write_config(dir / "cfg");
+  REQUIRE(train(config, dir / "run") == 0);
+  for (const char* file : {"config.json", "metrics.jsonl", "checkpoint.safetensors", "samples.npy", "samples.png",
+                           "loss.png", "summary.json"})
+    REQUIRE(fs::exists(dir / "run" / file));
+  fm::io::NpyArray samples = fm::io::read_npy((dir / "run" / "samples.npy").string());
+  REQUIRE(samples.shape == std::vector<std::int64_t>{200, 2});
+  fm::io::SafetensorsFile ckpt = fm::io::read_safetensors((dir / "run" / "checkpoint.safetensors").string());
+  REQUIRE(ckpt.metadata.at("format") == "pt");
+  REQUIRE(Json::parse(ckpt.metadata.at("config"))["train"]["steps"] == 40);
+  REQUIRE(ckpt.contains("trainer.generator"));
+  Json summary = Json::parse(std::ifstream(dir / "run" / "summary.json"));
+  REQUIRE(summary["sliced_w2"].get<double>() > 0);
+  REQUIRE(summary["sliced_w2_floor"].get<double>() > 0);
+  REQUIRE(losses(dir / "run").size() == 40);
+  // The resolved config records every default.
+  Json resolved = Json::parse(std::ifstream(dir / "run" / "config.json"));
+  REQUIRE(resolved["path"]["scheduler"] == "condot");
+  REQUIRE(resolved["model"]["activation"] == "gelu");
+}
+
+TEST_CASE("same config and seed give bitwise the same losses", "[fmtrain][determinism]") {
+  fs::path dir = scratch_dir("determinism");
+  fs::path config = write_config(dir / "cfg");
+  REQUIRE(train(config, dir / "a") == 0);
+  REQUIRE(train(config, dir / "b") == 0);
+  REQUIRE(train(config, dir / "c", {"train.seed=4"}) == 0);
+  std::vector<double> a = losses(dir / "a"), b = losses(dir / "b"), c = losses(dir / "c");
+  REQUIRE(a.size() == 40);
+  REQUIRE(a == b);
+  REQUIRE(a != c);
+}
+
+TEST_CASE("an interrupted and resumed run logs bitwise the same losses", "[fmtrain][resume]") {
+  fs::path dir = scratch_dir("resume");
+  fs::path config = write_config(dir / "cfg");
+  REQUIRE(train(config, dir / "whole") == 0);
+  // Stop after 20 steps (a checkpoint), then extend to 40 with --resume.
+  REQUIRE(train(config, dir / "split", {"train.steps=20"}) == 0);
+  fm::tools::TrainRequest resume;
+  resume.resume_dir = (dir / "split").string();
+  resume.overrides = {"train.steps=40"};
+  resume.quiet = true;
+  REQUIRE(fm::tools::run_training(resume) == 0);
+  std::vector<double> whole = losses(dir / "whole"), split = losses(dir / "split");
+  REQUIRE(split.size() == 40);
+  REQUIRE(whole == split);
+}
+
+TEST_CASE("resuming drops metrics logged after the last checkpoint", "[fmtrain][resume]") {
+  fs::path dir = scratch_dir("crash");
+  fs::path config = write_config(dir / "cfg");
+  REQUIRE(train(config, dir / "whole") == 0);
+  REQUIRE(train(config, dir / "crash", {"train.steps=20"}) == 0);
+  // Simulate a crash after step 20: lines for steps 21..25 were logged but no checkpoint was made.
+  {
+    std::ofstream metrics(dir / "crash" / "metrics.jsonl", std::ios::app);
+    for (int step = 21; step <= 25; ++step) metrics << Json{{"step", step}, {"loss", 123.0}, {"loss_avg", 123.0}}.dump() << "\n";
+    metrics << "{\"step\": 26, \"loss\"";  // a torn last line
+  }
+  fm::tools::TrainRequest resume;
+  resume.resume_dir = (dir / "crash").string();
+  resume.overrides = {"train.steps=40"};
+  resume.quiet = true;
+  REQUIRE(fm::tools::run_training(resume) == 0);
+  REQUIRE(losses(dir / "crash") == losses(dir / "whole"));
+}
+
+TEST_CASE("bad configs are refused before anything is written", "[fmtrain][errors]") {
+  fs::path dir = scratch_dir("errors");
+  struct Case { Json patch; std::vector<std::string> overrides; const char* message; };
+  std::vector<Case> cases = {
+      {{{"train", {{"lr", "fast"}}}}, {}, "train.lr: got \"fast\", expected a number"},
+      {{{"train", {{"steps", 0}}}}, {}, "train.steps: got 0, expected an integer in [1"},
+      {{{"trian", {{"steps", 10}}}}, {}, "trian: unknown key"},
+      {{{"model", {{"hidden_widht", 10}}}}, {}, "hidden_widht"},
+      {{{"model", {{"type", "unet"}}}}, {}, "does not fit 2-D data"},
+      {{{"sample", {{"solver", "rk5"}}}}, {}, "sample.solver: got \"rk5\", expected one of"},
+      {{{"data", {{"name", "spiral"}, {"noise", 0.1}}}}, {}, "data.noise: only \"moons\""},
+      {Json::object(), {"train.steps"}, "expected key.path=value"},
+      {Json::object(), {"train.batch_size=-5"}, "train.batch_size: got -5"},
+      {{{"device", "tpu"}}, {}, "device: got \"tpu\""},
+  };
+  int index = 0;
+  for (const Case& c : cases) {
+    fs::path config = write_config(dir / ("cfg" + std::to_string(index)), c.patch);
+    fs::path out = dir / ("run" + std::to_string(index++));
+    INFO("case expecting: " << c.message);
+    REQUIRE_THROWS_WITH(train(config, out, c.overrides), Catch::Contains(c.message));
+    REQUIRE_FALSE(fs::exists(out));
+  }
+  // A config that is not JSON at all.
+  fs::path broken = dir / "broken.json";
+  std::ofstream(broken) << "{ \"train\": ";
+  REQUIRE_THROWS_WITH(train(broken, dir / "broken_run"), Catch::Contains("not valid JSON"));
+  REQUIRE_THROWS_WITH(train(dir / "missing.json", dir / "missing_run"), Catch::Contains("cannot open"));
+}
+
+TEST_CASE("an existing run is never overwritten", "[fmtrain][errors]") {
+  fs::path dir = scratch_dir("existing");
+  fs::path config = write_config(dir / "cfg");
+  REQUIRE(train(config, dir / "run", {"train.steps=5"}) == 0);
+  REQUIRE_THROWS_WITH(train(config, dir / "run"), Catch::Contains("already holds a run"));
+  fm::tools::TrainRequest resume;
+  resume.resume_dir = (dir / "run").string();
+  resume.overrides = {"train.lr=0.5"};
+  REQUIRE_THROWS_WITH(fm::tools::run_training(resume), Catch::Contains("a resumed run may only change"));
+}

@@ -1,0 +1,42 @@
+// tools/checkpoint_model.cpp — model + config from a checkpoint (see checkpoint_model.h).
+#include "tools/checkpoint_model.h"
+
+#include "core/io/tensor_io.h"
+#include "tools/run_setup.h"
+
+namespace fm::tools {
+
+CheckpointModel load_checkpoint_model(const std::string& path, Device device, const std::string& weights) {
+  FM_CHECK(weights == "ema" || weights == "raw", ConfigError, "weights: got \"", weights, "\", expected ema or raw");
+  io::LoadedCheckpoint ckpt = io::load_safetensors_with_words(path);
+  auto config_text = ckpt.metadata.find("config");
+  FM_CHECK(config_text != ckpt.metadata.end(), FormatError, path,
+           ": no \"config\" in the metadata; is this a checkpoint written by fmtrain?");
+  CheckpointModel out;
+  try {
+    out.config = resolve_config(Json::parse(config_text->second));
+  } catch (const Json::parse_error& e) {
+    throw FormatError(cat(path, ": the config in the metadata is not valid JSON (", e.what(), ")"));
+  }
+  Generator gen(0);  // the initial values are overwritten by the checkpoint's weights
+  out.model = build_model(out.config, gen);
+  bool has_ema = false;
+  for (const auto& [name, t] : ckpt.tensors) has_ema = has_ema || name.rfind("ema.", 0) == 0;
+  out.ema_weights = weights == "ema" && has_ema;
+  const std::string prefix = out.ema_weights ? "ema." : "model.";
+  nn::StateDict state;
+  for (const auto& [name, t] : ckpt.tensors)
+    if (name.rfind(prefix, 0) == 0) state[name.substr(prefix.size())] = t;
+  // EMA shadows cover parameters only; buffers (if any) come from the raw model state.
+  if (out.ema_weights)
+    for (const auto& [name, t] : ckpt.tensors)
+      if (name.rfind("model.", 0) == 0 && !state.count(name.substr(6))) state[name.substr(6)] = t;
+  out.model->load_state_dict(state);
+  out.model->to(device);
+  out.model->eval();
+  auto step = ckpt.words.find("trainer.step");
+  if (step != ckpt.words.end() && step->second.size() == 1) out.step = std::int64_t(step->second[0]);
+  return out;
+}
+
+}  // namespace fm::tools

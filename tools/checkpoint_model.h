@@ -1,0 +1,22 @@
+// tools/checkpoint_model.h — rebuilding a trained model from a checkpoint alone: the run's config
+// travels in the checkpoint's metadata, the weights (raw or EMA) in its tensors.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "nn/velocity_model.h"
+#include "tools/config.h"
+
+namespace fm::tools {
+
+struct CheckpointModel {
+  Json config;  // the resolved config of the run that wrote the checkpoint
+  std::unique_ptr<nn::VelocityModel> model;
+  std::int64_t step = 0;
+  bool ema_weights = false;  // whether the EMA weights were loaded
+};
+
+// weights: "ema" (falls back to raw weights when the run had no EMA), or "raw".
+CheckpointModel load_checkpoint_model(const std::string& path, Device device, const std::string& weights = "ema");
+
+}  // namespace fm::tools

@@ -1,0 +1,27 @@
+// tools/cli_args.h — a small "--flag value" parser for the command-line tools: unknown flags,
+// missing values and malformed numbers are one-line ConfigErrors naming the flag.
+#pragma once
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace fm::tools {
+
+class CliArgs {
+ public:
+  // value_flags take one value ("--n 64" or "--n=64"); switch_flags take none.
+  CliArgs(int argc, char** argv, std::set<std::string> value_flags, std::set<std::string> switch_flags);
+  bool has(const std::string& flag) const;
+  std::string get(const std::string& flag, const std::string& fallback) const;
+  std::string required(const std::string& flag) const;
+  long long integer(const std::string& flag, long long min, long long max) const;
+  double number(const std::string& flag, double min, double max) const;
+  const std::vector<std::string>& positional() const { return positional_; }
+
+ private:
+  std::map<std::string, std::string> values_;
+  std::vector<std::string> positional_;
+};
+
+}  // namespace fm::tools
