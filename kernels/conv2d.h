@@ -11,18 +11,19 @@
 //   conv_transpose2d  x [N, C_in, H, W],  weight [C_in, C_out, kh, kw], bias [C_out]
 //                     y [N, C_out, Ho, Wo], Ho = (H − 1)·stride_h − 2·pad_h + kh
 //                     It is the adjoint (gradient w.r.t. input) of the conv2d that maps y's shape
-//                     back to x's shape with the same weight, stride and padding: every input pixel
-//                     scatters x[n,c,i,j] · w[c,o,:,:] into the window at (i·stride − pad, j·stride − pad).
+//                     back to x's shape with the same weight, stride and padding: every input
+//                     pixel scatters x[n,c,i,j] · w[c,o,:,:] into the output window whose corner
+//                     is (i·stride − pad, j·stride − pad).
 //
 // Every function overwrites its outputs (y, dx, dweight, dbias); nothing accumulates. Bias pointers
 // may be null (no bias; for dbias: not wanted).
 //
-// Four implementations with the same meaning:
-//   *_cpu<T>         kernels/cpu/conv2d_reference.cpp    readable loops, the definition tests trust
-//   *_im2col<T>      kernels/cpu/conv2d_im2col.cpp       im2col + blocked GEMM, the CPU training path
-//   *_cuda_naive     kernels/cuda/conv2d_naive.cu        one thread per output element
-//   *_cuda           kernels/cuda/conv2d_implicit_gemm.cu tiled implicit GEMM, the GPU training path
-//   *_cudnn          kernels/cuda/conv2d_cudnn.cpp       the cuDNN baseline
+// Five implementations with the same meaning:
+//   *_cpu<T>       cpu/conv2d_reference.cpp      readable loops, the definition tests trust
+//   *_im2col<T>    cpu/conv2d_im2col.cpp         im2col + blocked GEMM, the CPU training path
+//   *_cuda_naive   cuda/conv2d_naive.cu          one thread per output element (kernel lab v1)
+//   *_cuda         cuda/conv2d_implicit_gemm.cu  tiled implicit GEMM, the GPU training path (v2)
+//   *_cudnn        cuda/conv2d_cudnn.cpp         the cuDNN baseline
 // CUDA versions take device pointers, are float only and run on fm::kernels::cuda_stream().
 #pragma once
 

@@ -9,8 +9,8 @@
 // Parameters live in member Tensors of the concrete layer; the Module records a pointer to each
 // member slot. That is why modules are neither copyable nor movable (the pointers would dangle) and
 // why children are held by std::shared_ptr. to(Device) / to(DType) replace the Tensors in those
-// slots, so create optimisers and EMA after moving the model (they read parameters through the
-// module by name on every step and notice nothing else).
+// slots (handles taken before the move keep pointing at the old tensors), so move the model first and
+// then build its optimiser and EMA: their state is allocated next to the parameters they saw.
 #pragma once
 #include <cstdint>
 #include <map>

@@ -2,7 +2,7 @@
 //   1. the reference loops against small cases computed by hand;
 //   2. float64 central differences of Σ y·r against the reference backward functions (gradcheck);
 //   3. the im2col + GEMM path against the reference, float and double, over awkward shapes, and its
-//      bitwise determinism across thread counts (plus the blocked GEMM on the sizes im2col feeds it);
+//      bitwise determinism across thread counts (and the blocked GEMM on the sizes im2col uses);
 //   4. GPU: naive, implicit-GEMM and cuDNN versions against the reference (computed in double) on
 //      the U-Net's shapes at a small batch and on awkward shapes.
 // Every output buffer is poisoned with NaN first, so an element a kernel forgets to write fails.
@@ -29,25 +29,28 @@ namespace {
 
 // ---- shapes ------------------------------------------------------------------------------------
 
-// {batch, in_channels, in_h, in_w, out_channels, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w}
+// {batch, in_channels, in_h, in_w, out_channels, kernel_h, kernel_w, stride_h, stride_w, pad_h,
+//  pad_w}
 struct Shape {
   int batch, in_channels, in_height, in_width, out_channels, kernel_h, kernel_w, stride_h, stride_w,
       pad_h, pad_w;
 };
 Conv2dParams conv_params(const Shape& s) {
-  return Conv2dParams{s.batch,    s.in_channels, s.in_height, s.in_width, s.out_channels, s.kernel_h,
-                      s.kernel_w, s.stride_h,    s.stride_w,  s.pad_h,    s.pad_w};
+  return Conv2dParams{s.batch,        s.in_channels, s.in_height, s.in_width,
+                      s.out_channels, s.kernel_h,    s.kernel_w,  s.stride_h,
+                      s.stride_w,     s.pad_h,       s.pad_w};
 }
 ConvTranspose2dParams transpose_params(const Shape& s) {
-  return ConvTranspose2dParams{s.batch,    s.in_channels, s.in_height, s.in_width,
-                               s.out_channels, s.kernel_h, s.kernel_w, s.stride_h,
-                               s.stride_w, s.pad_h,       s.pad_w};
+  return ConvTranspose2dParams{s.batch,        s.in_channels, s.in_height, s.in_width,
+                               s.out_channels, s.kernel_h,    s.kernel_w,  s.stride_h,
+                               s.stride_w,     s.pad_h,       s.pad_w};
 }
 std::string describe(const Shape& s, const char* op) {
   std::ostringstream os;
   os << op << " N=" << s.batch << " C_in=" << s.in_channels << " " << s.in_height << "x"
-     << s.in_width << " -> C_out=" << s.out_channels << " kernel " << s.kernel_h << "x" << s.kernel_w
-     << " stride " << s.stride_h << "x" << s.stride_w << " pad " << s.pad_h << "x" << s.pad_w;
+     << s.in_width << " -> C_out=" << s.out_channels << " kernel " << s.kernel_h << "x"
+     << s.kernel_w << " stride " << s.stride_h << "x" << s.stride_w << " pad " << s.pad_h << "x"
+     << s.pad_w;
   return os.str();
 }
 
@@ -116,6 +119,7 @@ std::vector<T> poisoned(std::size_t n) {
 
 // The awkward shapes both CPU and GPU paths must get right.
 const std::vector<Shape>& awkward_shapes() {
+  // clang-format off
   static const std::vector<Shape> shapes = {
       {1, 1, 5, 5, 1, 3, 3, 1, 1, 1, 1},    // batch 1, one channel
       {2, 3, 13, 11, 5, 3, 3, 1, 1, 1, 1},  // odd channels, sizes off any tile
@@ -130,6 +134,7 @@ const std::vector<Shape>& awkward_shapes() {
       {2, 3, 10, 8, 4, 5, 3, 3, 3, 1, 2},   // stride 3 with padding 1 and 2: (pad mod stride) != 0
       {5, 3, 23, 21, 7, 3, 3, 1, 1, 1, 1},  // batch·pixels large enough for split-K on the GPU
   };
+  // clang-format on
   return shapes;
 }
 
@@ -256,7 +261,8 @@ TEST_CASE("conv_transpose2d reference matches hand-computed cases", "[conv2d]") 
 // 2. Gradcheck of the reference backward functions (float64 central differences)
 // =================================================================================================
 
-TEST_CASE("conv2d reference backward matches central differences (float64)", "[conv2d][gradcheck]") {
+TEST_CASE("conv2d reference backward matches central differences (float64)",
+          "[conv2d][gradcheck]") {
   // Stride 2 in one direction, padding in one direction: both index paths are exercised.
   const Conv2dParams p{2, 3, 5, 4, 2, 3, 3, 2, 1, 1, 0};
   const Problem n = problem_of(p);
@@ -288,8 +294,8 @@ TEST_CASE("conv_transpose2d reference backward matches central differences (floa
   };
   auto dx = poisoned<double>(n.x), dw = poisoned<double>(n.w), db = poisoned<double>(n.b);
   fm::kernels::conv_transpose2d_backward_input_cpu<double>(r.data(), w.data(), dx.data(), p);
-  fm::kernels::conv_transpose2d_backward_weight_cpu<double>(x.data(), r.data(), dw.data(), db.data(),
-                                                            p);
+  fm::kernels::conv_transpose2d_backward_weight_cpu<double>(x.data(), r.data(), dw.data(),
+                                                            db.data(), p);
   auto numeric_dx = numeric_gradient(x, r, n.y, forward);
   auto numeric_dw = numeric_gradient(w, r, n.y, forward);
   auto numeric_db = numeric_gradient(b, r, n.y, forward);
@@ -390,7 +396,8 @@ TEST_CASE("conv2d im2col path is bitwise identical with 1 and 2 threads", "[conv
   const Problem n = problem_of(p);
   auto x = random_vector<float>(n.x, 31), w = random_vector<float>(n.w, 32),
        dy = random_vector<float>(n.y, 33);
-  auto run = [&](int threads, std::vector<float>& y, std::vector<float>& dx, std::vector<float>& dw) {
+  auto run = [&](int threads, std::vector<float>& y, std::vector<float>& dx,
+                 std::vector<float>& dw) {
     const int saved = omp_get_max_threads();
     omp_set_num_threads(threads);
     y = poisoned<float>(n.y), dx = poisoned<float>(n.x), dw = poisoned<float>(n.w);
@@ -451,7 +458,9 @@ struct DeviceBuffer {
     fm::kernels::cuda_copy_to_device(ptr, host.data(), size * sizeof(float));
   }
   static DeviceBuffer poisoned_output(std::size_t n) { return DeviceBuffer(poisoned<float>(n)); }
-  DeviceBuffer(DeviceBuffer&& other) noexcept : ptr(other.ptr), size(other.size) { other.ptr = nullptr; }
+  DeviceBuffer(DeviceBuffer&& other) noexcept : ptr(other.ptr), size(other.size) {
+    other.ptr = nullptr;
+  }
   DeviceBuffer(const DeviceBuffer&) = delete;
   ~DeviceBuffer() { fm::kernels::cuda_free(ptr); }
   std::vector<float> to_host() const {
@@ -472,7 +481,8 @@ struct GpuConv {
   void (*backward_weight)(const float*, const float*, float*, float*, const Conv2dParams&);
   void (*transpose_forward)(const float*, const float*, const float*, float*,
                             const ConvTranspose2dParams&);
-  void (*transpose_backward_input)(const float*, const float*, float*, const ConvTranspose2dParams&);
+  void (*transpose_backward_input)(const float*, const float*, float*,
+                                   const ConvTranspose2dParams&);
   void (*transpose_backward_weight)(const float*, const float*, float*, float*,
                                     const ConvTranspose2dParams&);
 };
@@ -482,9 +492,9 @@ const std::vector<GpuConv>& gpu_implementations() {
       {"naive", conv2d_forward_cuda_naive, conv2d_backward_input_cuda_naive,
        conv2d_backward_weight_cuda_naive, conv_transpose2d_forward_cuda_naive,
        conv_transpose2d_backward_input_cuda_naive, conv_transpose2d_backward_weight_cuda_naive},
-      {"implicit_gemm", conv2d_forward_cuda, conv2d_backward_input_cuda, conv2d_backward_weight_cuda,
-       conv_transpose2d_forward_cuda, conv_transpose2d_backward_input_cuda,
-       conv_transpose2d_backward_weight_cuda},
+      {"implicit_gemm", conv2d_forward_cuda, conv2d_backward_input_cuda,
+       conv2d_backward_weight_cuda, conv_transpose2d_forward_cuda,
+       conv_transpose2d_backward_input_cuda, conv_transpose2d_backward_weight_cuda},
       {"cudnn", conv2d_forward_cudnn, conv2d_backward_input_cudnn, conv2d_backward_weight_cudnn,
        conv_transpose2d_forward_cudnn, conv_transpose2d_backward_input_cudnn,
        conv_transpose2d_backward_weight_cudnn},
@@ -494,6 +504,7 @@ const std::vector<GpuConv>& gpu_implementations() {
 
 // The U-Net's layers (28x28 / 14x14 / 7x7 maps; channels 1, 32, 64, 128, 192, 256) at batch 2-4.
 const std::vector<Shape>& unet_conv_shapes() {
+  // clang-format off
   static const std::vector<Shape> shapes = {
       {4, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1},     // stem
       {2, 32, 28, 28, 64, 3, 3, 1, 1, 1, 1},
@@ -506,14 +517,17 @@ const std::vector<Shape>& unet_conv_shapes() {
       {2, 256, 7, 7, 128, 1, 1, 1, 1, 0, 0},    // 1x1 channel change
       {3, 32, 28, 28, 1, 1, 1, 1, 1, 0, 0},     // output head, one channel
   };
+  // clang-format on
   return shapes;
 }
 const std::vector<Shape>& unet_transpose_shapes() {
+  // clang-format off
   static const std::vector<Shape> shapes = {
       {2, 256, 7, 7, 128, 4, 4, 2, 2, 1, 1},    // upsample 7 -> 14
       {2, 128, 7, 7, 64, 4, 4, 2, 2, 1, 1},
       {2, 64, 14, 14, 32, 4, 4, 2, 2, 1, 1},    // upsample 14 -> 28
   };
+  // clang-format on
   return shapes;
 }
 // Awkward shapes for the GPU on top of the CPU ones: channel counts just past a tile (130, 33),
@@ -546,7 +560,8 @@ void check_gpu_conv2d(const Shape& s) {
   const auto y_expected = to_float(y_ref), y_no_bias_expected = to_float(y_no_bias_ref),
              dx_expected = to_float(dx_ref), dw_expected = to_float(dw_ref),
              db_expected = to_float(db_ref);
-  const double y_atol = float_sum_atol(n.forward_terms), dx_atol = float_sum_atol(n.input_grad_terms),
+  const double y_atol = float_sum_atol(n.forward_terms),
+               dx_atol = float_sum_atol(n.input_grad_terms),
                dw_atol = float_sum_atol(n.weight_grad_terms);
 
   DeviceBuffer x_dev(x), w_dev(w), b_dev(b), dy_dev(dy);
@@ -595,7 +610,8 @@ void check_gpu_conv_transpose2d(const Shape& s) {
        b = random_vector<float>(n.b, 63), dy = random_vector<float>(n.y, 64);
   auto xd = to_double(x), wd = to_double(w), bd = to_double(b), dyd = to_double(dy);
   std::vector<double> y_ref(n.y), dx_ref(n.x), dw_ref(n.w), db_ref(n.b);
-  fm::kernels::conv_transpose2d_forward_cpu<double>(xd.data(), wd.data(), bd.data(), y_ref.data(), p);
+  fm::kernels::conv_transpose2d_forward_cpu<double>(xd.data(), wd.data(), bd.data(), y_ref.data(),
+                                                    p);
   fm::kernels::conv_transpose2d_backward_input_cpu<double>(dyd.data(), wd.data(), dx_ref.data(), p);
   fm::kernels::conv_transpose2d_backward_weight_cpu<double>(xd.data(), dyd.data(), dw_ref.data(),
                                                             db_ref.data(), p);
@@ -615,7 +631,8 @@ void check_gpu_conv_transpose2d(const Shape& s) {
                db = db_dev.to_host();
     {
       INFO("forward");
-      FM_REQUIRE_CLOSE(y.data(), y_expected.data(), n.y, float_sum_atol(n.forward_terms), kFloatRtol);
+      FM_REQUIRE_CLOSE(y.data(), y_expected.data(), n.y, float_sum_atol(n.forward_terms),
+                       kFloatRtol);
     }
     {
       INFO("backward input");

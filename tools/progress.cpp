@@ -20,8 +20,8 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-ProgressLine::ProgressLine(std::int64_t total_steps, std::int64_t start_step, const std::string& unit)
-    : total_(total_steps), start_(start_step), last_step_(start_step), unit_(unit), tty_(isatty(2)),
+ProgressLine::ProgressLine(std::int64_t total_steps, std::int64_t start_step, const std::string& unit, bool quiet)
+    : total_(total_steps), start_(start_step), last_step_(start_step), unit_(unit), tty_(isatty(2)), quiet_(quiet),
       begin_(std::chrono::steady_clock::now()), last_draw_(begin_) {}
 
 double ProgressLine::elapsed_seconds() const {
@@ -35,6 +35,7 @@ double ProgressLine::steps_per_second() const {
 
 void ProgressLine::update(std::int64_t step, const std::string& extra) {
   last_step_ = step;
+  if (quiet_) return;
   auto now = std::chrono::steady_clock::now();
   double since_draw = std::chrono::duration<double>(now - last_draw_).count();
   bool last = step >= total_;
@@ -53,6 +54,7 @@ void ProgressLine::update(std::int64_t step, const std::string& extra) {
 }
 
 void ProgressLine::finish(const std::string& message) {
+  if (quiet_) return;
   if (tty_) std::fprintf(stderr, "\n");
   if (!message.empty()) std::fprintf(stderr, "%s\n", message.c_str());
   std::fflush(stderr);

@@ -167,7 +167,7 @@ int run_training(const TrainRequest& request) {
   const std::int64_t log_every = train["log_every"], checkpoint_every = train["checkpoint_every"],
                      sample_every = train["sample_every"];
   const double elapsed_before = previous_elapsed(paths);
-  ProgressLine progress(total_steps, trainer.step(), Shape(data->example_shape()).size() == 1 ? "steps" : "steps");
+  ProgressLine progress(total_steps, trainer.step(), "steps", request.quiet);
   auto begin = std::chrono::steady_clock::now();
   auto elapsed = [&] { return elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count(); };
   double loss_sum = 0;
@@ -223,7 +223,7 @@ int run_training(const TrainRequest& request) {
       loss_sum = 0;
       loss_count = 0;
     }
-    if (!request.quiet) progress.update(step, cat("loss ", stats.loss));
+    progress.update(step, cat("loss ", stats.loss));
     if (data->epoch() != epoch) {
       log_line(request.quiet, cat("\nepoch ", epoch, " done at step ", step, ": mean loss ",
                                   epoch_loss_sum / double(std::max<std::int64_t>(epoch_steps, 1)), ", ",
@@ -240,7 +240,7 @@ int run_training(const TrainRequest& request) {
     }
   }
   save_checkpoint();
-  if (!request.quiet) progress.finish("");
+  progress.finish("");
   if (stopped) {
     std::fprintf(stderr, "fmtrain: stopped at step %lld; checkpoint saved. Continue with: fmtrain --resume %s\n",
                  (long long)trainer.step(), paths.dir.string().c_str());

@@ -41,8 +41,8 @@ bool is_pointwise(const Conv2dParams& p) {
 // the rest read zero padding. Computing the range once keeps the copy loops branch-free.
 void valid_output_range(int out_size, int in_size, int stride, int pad, int tap, int& begin,
                         int& end) {
-  const int first = pad - tap;                 // o·stride >= pad − tap
-  const int last = in_size - 1 + pad - tap;    // o·stride <= in_size − 1 + pad − tap
+  const int first = pad - tap;               // o·stride >= pad − tap
+  const int last = in_size - 1 + pad - tap;  // o·stride <= in_size − 1 + pad − tap
   begin = first <= 0 ? 0 : (first + stride - 1) / stride;
   end = last < 0 ? 0 : last / stride + 1;
   begin = std::min(begin, out_size);
@@ -135,7 +135,8 @@ void channel_sums(const T* a, int batch, int channels, std::int64_t pixels, T* s
 // ---- conv2d ----------------------------------------------------------------------------------
 
 template <typename T>
-void conv2d_forward_im2col(const T* x, const T* weight, const T* bias, T* y, const Conv2dParams& p) {
+void conv2d_forward_im2col(const T* x, const T* weight, const T* bias, T* y,
+                           const Conv2dParams& p) {
   const int K = p.in_channels * p.kernel_h * p.kernel_w;
   const int pixels = p.out_height() * p.out_width();
   const std::int64_t image_size = std::int64_t(p.in_channels) * p.in_height * p.in_width;
@@ -196,7 +197,8 @@ void conv_transpose2d_forward_im2col(const T* x, const T* weight, const T* bias,
                                      const ConvTranspose2dParams& p) {
   conv2d_backward_input_im2col<T>(x, weight, y, p.as_conv2d());
   if (bias)
-    add_channel_bias(y, bias, p.batch, p.out_channels, std::int64_t(p.out_height()) * p.out_width());
+    add_channel_bias(y, bias, p.batch, p.out_channels,
+                     std::int64_t(p.out_height()) * p.out_width());
 }
 
 template <typename T>
@@ -214,16 +216,15 @@ void conv_transpose2d_backward_weight_im2col(const T* x, const T* dy, T* dweight
     channel_sums(dy, p.batch, p.out_channels, std::int64_t(p.out_height()) * p.out_width(), dbias);
 }
 
-#define FM_INSTANTIATE_CONV2D_IM2COL(T)                                                           \
-  template void conv2d_forward_im2col<T>(const T*, const T*, const T*, T*, const Conv2dParams&);  \
-  template void conv2d_backward_input_im2col<T>(const T*, const T*, T*, const Conv2dParams&);     \
-  template void conv2d_backward_weight_im2col<T>(const T*, const T*, T*, T*,                     \
-                                                 const Conv2dParams&);                           \
-  template void conv_transpose2d_forward_im2col<T>(const T*, const T*, const T*, T*,             \
-                                                   const ConvTranspose2dParams&);                \
-  template void conv_transpose2d_backward_input_im2col<T>(const T*, const T*, T*,                \
-                                                          const ConvTranspose2dParams&);         \
-  template void conv_transpose2d_backward_weight_im2col<T>(const T*, const T*, T*, T*,           \
+#define FM_INSTANTIATE_CONV2D_IM2COL(T)                                                            \
+  template void conv2d_forward_im2col<T>(const T*, const T*, const T*, T*, const Conv2dParams&);   \
+  template void conv2d_backward_input_im2col<T>(const T*, const T*, T*, const Conv2dParams&);      \
+  template void conv2d_backward_weight_im2col<T>(const T*, const T*, T*, T*, const Conv2dParams&); \
+  template void conv_transpose2d_forward_im2col<T>(const T*, const T*, const T*, T*,               \
+                                                   const ConvTranspose2dParams&);                  \
+  template void conv_transpose2d_backward_input_im2col<T>(const T*, const T*, T*,                  \
+                                                          const ConvTranspose2dParams&);           \
+  template void conv_transpose2d_backward_weight_im2col<T>(const T*, const T*, T*, T*,             \
                                                            const ConvTranspose2dParams&);
 FM_INSTANTIATE_CONV2D_IM2COL(float)
 FM_INSTANTIATE_CONV2D_IM2COL(double)

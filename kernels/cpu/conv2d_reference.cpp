@@ -1,6 +1,7 @@
-// kernels/cpu/conv2d_reference.cpp — conv2d and conv_transpose2d written as the plain loops of their
-// definitions (see kernels/conv2d.h for the formulas). Slow on purpose: these are what the tests
-// trust and what a student reads first; the engine trains with the im2col path and the GPU kernels.
+// kernels/cpu/conv2d_reference.cpp — conv2d and conv_transpose2d written as the plain loops of
+// their definitions (see kernels/conv2d.h for the formulas). Slow on purpose: these are what the
+// tests trust and what a student reads first; the engine trains with the im2col path and the GPU
+// kernels.
 //
 // Gradients, from y[n,o,i,j] = b[o] + Σ_{c,r,s} x[n,c,i·S−P+r, j·S−P+s] · w[o,c,r,s]:
 //   ∂L/∂x[n,c,h,v] = Σ over every (o,i,j,r,s) whose tap lands on (h,v) of dy[n,o,i,j] · w[o,c,r,s]
@@ -108,7 +109,8 @@ void conv_transpose2d_forward_cpu(const T* x, const T* weight, const T* bias, T*
   for (int n = 0; n < p.batch; ++n)
     for (int o = 0; o < p.out_channels; ++o)
       for (int h = 0; h < Ho; ++h)
-        for (int v = 0; v < Wo; ++v) y[at(n, o, h, v, p.out_channels, Ho, Wo)] = bias ? bias[o] : T(0);
+        for (int v = 0; v < Wo; ++v)
+          y[at(n, o, h, v, p.out_channels, Ho, Wo)] = bias ? bias[o] : T(0);
   for (int n = 0; n < p.batch; ++n)
     for (int c = 0; c < p.in_channels; ++c)
       for (int i = 0; i < p.in_height; ++i)
@@ -182,15 +184,15 @@ void conv_transpose2d_backward_weight_cpu(const T* x, const T* dy, T* dweight, T
   }
 }
 
-#define FM_INSTANTIATE_CONV2D_REFERENCE(T)                                                        \
-  template void conv2d_forward_cpu<T>(const T*, const T*, const T*, T*, const Conv2dParams&);     \
-  template void conv2d_backward_input_cpu<T>(const T*, const T*, T*, const Conv2dParams&);        \
-  template void conv2d_backward_weight_cpu<T>(const T*, const T*, T*, T*, const Conv2dParams&);   \
-  template void conv_transpose2d_forward_cpu<T>(const T*, const T*, const T*, T*,                 \
-                                                const ConvTranspose2dParams&);                    \
-  template void conv_transpose2d_backward_input_cpu<T>(const T*, const T*, T*,                    \
-                                                       const ConvTranspose2dParams&);             \
-  template void conv_transpose2d_backward_weight_cpu<T>(const T*, const T*, T*, T*,               \
+#define FM_INSTANTIATE_CONV2D_REFERENCE(T)                                                      \
+  template void conv2d_forward_cpu<T>(const T*, const T*, const T*, T*, const Conv2dParams&);   \
+  template void conv2d_backward_input_cpu<T>(const T*, const T*, T*, const Conv2dParams&);      \
+  template void conv2d_backward_weight_cpu<T>(const T*, const T*, T*, T*, const Conv2dParams&); \
+  template void conv_transpose2d_forward_cpu<T>(const T*, const T*, const T*, T*,               \
+                                                const ConvTranspose2dParams&);                  \
+  template void conv_transpose2d_backward_input_cpu<T>(const T*, const T*, T*,                  \
+                                                       const ConvTranspose2dParams&);           \
+  template void conv_transpose2d_backward_weight_cpu<T>(const T*, const T*, T*, T*,             \
                                                         const ConvTranspose2dParams&);
 FM_INSTANTIATE_CONV2D_REFERENCE(float)
 FM_INSTANTIATE_CONV2D_REFERENCE(double)

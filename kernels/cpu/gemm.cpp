@@ -1,4 +1,5 @@
-// kernels/cpu/gemm.cpp — row-major GEMM on the CPU: the engine's CPU matmul, Linear and im2col conv.
+// kernels/cpu/gemm.cpp — row-major GEMM on the CPU: the engine's CPU matmul, Linear and im2col
+// conv.
 //
 // C[M,N] = alpha · op(A)[M,K] · op(B)[K,N] + beta · C, blocked the way BLIS / GotoBLAS do it
 // (Goto & van de Geijn, "Anatomy of High-Performance Matrix Multiplication", TOMS 2008):
@@ -45,8 +46,8 @@ struct MicroTile<double> {
 constexpr int kMicroRows = 6;  // MR
 
 // Cache blocking: a packed B slice (KC × NC) of 256 KiB fills about half of a 512 KiB per-core L2
-// (the 2-core AMD EPYC machine this engine trains on; BLIS's rule of thumb leaves the other half for
-// A, C and streaming); an A micro-panel (MR × KC, 6 KiB for float) stays in L1.
+// (the 2-core AMD EPYC machine this engine trains on; BLIS's rule of thumb leaves the other half
+// for A, C and streaming); an A micro-panel (MR × KC, 6 KiB for float) stays in L1.
 constexpr int kSliceDepth = 256;  // KC
 template <typename T>
 constexpr int slice_width() {  // NC: 256 floats or 128 doubles, a multiple of NR either way
@@ -159,15 +160,20 @@ void gemm_cpu(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T*
       const int col_panels = (nc + NR - 1) / NR;
       // When there are fewer row panels than threads (small M), also split the columns so that
       // every thread gets work; each (row panel, column chunk) is one work item.
-      const int col_chunks = std::min(col_panels, std::max(1, (2 * threads + row_panels - 1) / row_panels));
+      const int col_chunks =
+          std::min(col_panels, std::max(1, (2 * threads + row_panels - 1) / row_panels));
       const int panels_per_chunk = (col_panels + col_chunks - 1) / col_chunks;
       for (int k0 = 0; k0 < K; k0 += kSliceDepth) {
         const int kc = std::min(kSliceDepth, K - k0);
+        // Pack this slice of B together; the implicit barrier at the end of the `omp for` makes
+        // the packed slice complete before anyone reads it.
 #pragma omp for schedule(static)
-        for (int jp = 0; jp < col_panels; ++jp)
+        for (int jp = 0; jp < col_panels; ++jp) {
           pack_b_panel(B, ldb, trans_b, k0, kc, j0 + jp * NR, N,
                        b_packed.data() + std::size_t(jp) * kc * NR);
-        // (implicit barrier: the packed B slice is complete before anyone reads it)
+        }
+        // Multiply; the implicit barrier at the end also keeps anyone from repacking B for the
+        // next slice while another thread still reads this one.
 #pragma omp for schedule(static)
         for (int item = 0; item < row_panels * col_chunks; ++item) {
           const int ip = item / col_chunks, chunk = item % col_chunks;
@@ -181,7 +187,6 @@ void gemm_cpu(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T*
                          std::min(NR, N - col));
           }
         }
-        // (implicit barrier: nobody repacks B while another thread still reads it)
       }
     }
   }
@@ -198,8 +203,8 @@ void gemm_batched_cpu(int batch, bool trans_a, bool trans_b, int M, int N, int K
 
 template void gemm_cpu<float>(bool, bool, int, int, int, float, const float*, int, const float*,
                               int, float, float*, int);
-template void gemm_cpu<double>(bool, bool, int, int, int, double, const double*, int,
-                               const double*, int, double, double*, int);
+template void gemm_cpu<double>(bool, bool, int, int, int, double, const double*, int, const double*,
+                               int, double, double*, int);
 template void gemm_batched_cpu<float>(int, bool, bool, int, int, int, float, const float*, int,
                                       std::int64_t, const float*, int, std::int64_t, float, float*,
                                       int, std::int64_t);

@@ -1,8 +1,8 @@
 // kernels/cuda/conv2d_cudnn.cpp — the library baseline for the convolution kernels: cuDNN's legacy
 // (v7-style) convolution API, which cuDNN 9 still ships.
 //
-// Per shape we build the descriptors once and ask cuDNN's heuristics (cudnnGet*Algorithm_v7) for its
-// ranked algorithms, using the best one that
+// Per shape we build the descriptors once and ask cuDNN's heuristics (cudnnGet*Algorithm_v7) for
+// its ranked algorithms, using the best one that
 //   * runs in plain FP32: math type CUDNN_FMA_MATH, i.e. no TF32 tensor cores — TF32 rounds the
 //     inputs to 10 mantissa bits, which would neither match the CPU reference to float tolerance
 //     nor be a fair baseline for our FP32 kernels (PyTorch does the same when allow_tf32 is off);
@@ -77,7 +77,8 @@ std::map<ShapeKey, CudnnConvPlan>& plan_cache() {
 void check_params(const Conv2dParams& p, const char* op) {
   FM_CHECK(p.batch > 0 && p.in_channels > 0 && p.out_channels > 0 && p.kernel_h > 0 &&
                p.kernel_w > 0 && p.stride_h > 0 && p.stride_w > 0 && p.pad_h >= 0 && p.pad_w >= 0,
-           ValueError, op, ": bad parameters (batch, channels, kernel and stride must be positive, "
+           ValueError, op,
+           ": bad parameters (batch, channels, kernel and stride must be positive, "
            "padding non-negative)");
   FM_CHECK(p.in_height > 0 && p.in_width > 0 && p.out_height() > 0 && p.out_width() > 0, ValueError,
            op, ": kernel ", p.kernel_h, "x", p.kernel_w, " does not fit the padded ", p.in_height,
@@ -101,8 +102,8 @@ CudnnConvPlan& plan_for(const Conv2dParams& p) {
     FM_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.output, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
                                               p.batch, p.out_channels, p.out_height(),
                                               p.out_width()));
-    FM_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.output_bias, CUDNN_TENSOR_NCHW,
-                                              CUDNN_DATA_FLOAT, 1, p.out_channels, 1, 1));
+    FM_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.output_bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
+                                              1, p.out_channels, 1, 1));
     FM_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.input_bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
                                               1, p.in_channels, 1, 1));
     FM_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan.filter, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
@@ -122,7 +123,8 @@ CudnnConvPlan& plan_for(const Conv2dParams& p) {
              " output, expected ", p.batch, "x", p.out_channels, "x", p.out_height(), "x",
              p.out_width());
   } catch (...) {
-    plan_cache().erase(it);  // (leaks the few descriptors created so far; this path is fatal anyway)
+    // (Leaks the few descriptors created so far; this path is fatal anyway.)
+    plan_cache().erase(it);
     throw;
   }
   return plan;
@@ -176,10 +178,9 @@ void rank_backward_data(CudnnConvPlan& plan, cudnnHandle_t handle, const char* o
   int max_count = 0, returned = 0;
   FM_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &max_count));
   std::vector<cudnnConvolutionBwdDataAlgoPerf_t> ranked(std::size_t(std::max(max_count, 1)));
-  FM_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, plan.filter, plan.output,
-                                                             plan.conv, plan.input,
-                                                             int(ranked.size()), &returned,
-                                                             ranked.data()));
+  FM_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+      handle, plan.filter, plan.output, plan.conv, plan.input, int(ranked.size()), &returned,
+      ranked.data()));
   ranked.resize(std::size_t(returned));
   auto query = [&](cudnnConvolutionBwdDataAlgo_t algo, std::size_t* bytes) {
     return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, plan.filter, plan.output, plan.conv,
@@ -193,10 +194,9 @@ void rank_backward_filter(CudnnConvPlan& plan, cudnnHandle_t handle, const char*
   int max_count = 0, returned = 0;
   FM_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &max_count));
   std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> ranked(std::size_t(std::max(max_count, 1)));
-  FM_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, plan.input, plan.output,
-                                                               plan.conv, plan.filter,
-                                                               int(ranked.size()), &returned,
-                                                               ranked.data()));
+  FM_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+      handle, plan.input, plan.output, plan.conv, plan.filter, int(ranked.size()), &returned,
+      ranked.data()));
   ranked.resize(std::size_t(returned));
   auto query = [&](cudnnConvolutionBwdFilterAlgo_t algo, std::size_t* bytes) {
     return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, plan.input, plan.output,
@@ -248,10 +248,11 @@ void run_forward(const Conv2dParams& p, const float* input, const float* weight,
   CudnnConvPlan& plan = plan_for(p);
   rank_forward(plan, handle, op);
   const float one = 1.f, zero = 0.f;  // beta = 0: the output is not read (poison stays out)
-  run_with_choice(plan.forward, op, [&](cudnnConvolutionFwdAlgo_t algo, void* ws, std::size_t bytes) {
-    return cudnnConvolutionForward(handle, &one, plan.input, input, plan.filter, weight, plan.conv,
-                                   algo, ws, bytes, &zero, plan.output, output);
-  });
+  run_with_choice(
+      plan.forward, op, [&](cudnnConvolutionFwdAlgo_t algo, void* ws, std::size_t bytes) {
+        return cudnnConvolutionForward(handle, &one, plan.input, input, plan.filter, weight,
+                                       plan.conv, algo, ws, bytes, &zero, plan.output, output);
+      });
   if (output_bias)
     FM_CUDNN_CHECK(
         cudnnAddTensor(handle, &one, plan.output_bias, output_bias, &one, plan.output, output));
@@ -286,10 +287,9 @@ void run_backward_filter(const Conv2dParams& p, const float* input, const float*
   const float one = 1.f, zero = 0.f;
   run_with_choice(plan.backward_filter, op,
                   [&](cudnnConvolutionBwdFilterAlgo_t algo, void* ws, std::size_t bytes) {
-                    return cudnnConvolutionBackwardFilter(handle, &one, plan.input, input,
-                                                          plan.output, output_grad, plan.conv, algo,
-                                                          ws, bytes, &zero, plan.filter,
-                                                          weight_grad);
+                    return cudnnConvolutionBackwardFilter(
+                        handle, &one, plan.input, input, plan.output, output_grad, plan.conv, algo,
+                        ws, bytes, &zero, plan.filter, weight_grad);
                   });
 }
 
@@ -309,7 +309,7 @@ void run_backward_bias(const Conv2dParams& p, bool over_output, const float* gra
 
 }  // namespace
 
-// ---- conv2d --------------------------------------------------------------------------------------
+// ---- conv2d -------------------------------------------------------------------------------------
 
 void conv2d_forward_cudnn(const float* x, const float* weight, const float* bias, float* y,
                           const Conv2dParams& p) {
@@ -327,7 +327,7 @@ void conv2d_backward_weight_cudnn(const float* x, const float* dy, float* dweigh
   if (dbias) run_backward_bias(p, true, dy, dbias, "conv2d_backward_weight_cudnn");
 }
 
-// ---- conv_transpose2d ------------------------------------------------------------------------------
+// ---- conv_transpose2d ---------------------------------------------------------------------------
 
 void conv_transpose2d_forward_cudnn(const float* x, const float* weight, const float* bias,
                                     float* y, const ConvTranspose2dParams& p) {

@@ -4,16 +4,17 @@
 // Each pass is a matrix product whose operands are read straight out of the NCHW tensors, tile by
 // tile, with the im2col index arithmetic done while loading (no im2col buffer ever exists):
 //
-//   pass     GEMM rows (M)            GEMM cols (N)   reduction (K)              A            B
-//   forward  output pixels N·Ho·Wo    C_out           C_in·kh·kw                 x (gather)   weight
-//   dgrad    input pixels N·H·W       C_in            C_out·(taps hitting pixel) dy (gather)  weight
-//   wgrad    weight taps C_in·kh·kw   C_out           N·Ho·Wo                    x (gather)   dy
+//   pass     GEMM rows (M)           cols (N)  reduction (K)              A (gathered)  B
+//   forward  output pixels N·Ho·Wo   C_out     C_in·kh·kw                 x             weight
+//   dgrad    input pixels N·H·W      C_in      C_out·(taps hitting pixel) dy            weight
+//   wgrad    weight taps C_in·kh·kw  C_out     N·Ho·Wo                    x             dy
 //
-// The GEMM core is the classic shared-memory SGEMM (cf. the SGEMM_CUDA tutorial, kernel 6/9, and
-// CUTLASS's "implicit GEMM convolution" doc): a block computes a BM×BN tile of C in BK-deep steps;
-// the A and B tiles go through registers into double-buffered shared memory (the global loads of
-// step t+1 are in flight while step t is multiplied: one __syncthreads per step); each thread keeps a
-// TM×TN block of C in registers and does TM·TN FMAs per TM/4 + TN/4 float4 shared-memory loads.
+// The GEMM core is the classic shared-memory SGEMM (cf. the SGEMM_CUDA tutorial's 2-D block-tiling
+// kernels, and CUTLASS's "implicit GEMM convolution" doc): a block computes a BM×BN tile of C in
+// BK-deep steps; the A and B tiles go through registers into double-buffered shared memory (the
+// global loads of step t+1 are in flight while step t is multiplied: one __syncthreads per step);
+// each thread keeps a TM×TN block of C in registers and does TM·TN FMAs per TM/4 + TN/4 float4
+// shared-memory loads.
 //
 // Shape-specific choices:
 //   * Tile width BN follows the GEMM's N (a channel count: 1..256): 128, 64 or 32, so narrow layers
@@ -22,9 +23,10 @@
 //     into stride_h·stride_w parity classes (blockIdx.z): input pixels with the same (h+pad) mod
 //     stride are reached by the same subset of kernel taps, so each class is a dense GEMM over only
 //     those taps. Without this, a 4×4 stride-2 dgrad would multiply by zero 3 times out of 4.
-//   * wgrad has a tiny M×N (≤ 2304×256) and a huge K (N·Ho·Wo = 200 704 at batch 256, 28×28), so K is
-//     split across blockIdx.z; each split writes its partial tile to a workspace and a second
-//     kernel adds the splits in a fixed order (deterministic; no float atomics).
+//   * wgrad has a small M×N (a few thousand × ≤ 256) and a huge K (N·Ho·Wo = 200 704 at batch
+//     256, 28×28), so K is split across blockIdx.z; each split writes its partial tile to a
+//     workspace and a second kernel adds the splits in a fixed order (deterministic; no float
+//     atomics).
 //   * The bias is added in the forward epilogue; the bias gradient is a deterministic two-stage
 //     channel sum of dy.
 //
@@ -124,8 +126,8 @@ struct ConvGeometry {
 // What one block needs to know about its slice of the problem (blockIdx.z picks a dgrad parity
 // class or a wgrad K split; the forward pass has one).
 struct BlockProblem {
-  int M;                // GEMM rows of this slice
-  int k_begin, k_end;   // reduction range of this slice
+  int M;               // GEMM rows of this slice
+  int k_begin, k_end;  // reduction range of this slice
 };
 
 // =================================================================================================
@@ -255,7 +257,7 @@ struct ForwardPass {
     const Params& p;
     int n0;
     bool row_valid;
-    int image_offset;      // n·C_in·H·W for this thread's output pixel
+    int image_offset;        // n·C_in·H·W for this thread's output pixel
     int h_origin, w_origin;  // top-left input coordinate of its window (may be negative)
 
     __device__ Loader(const Params& params, const BlockProblem& slice, int m0, int n0_, int tid,
@@ -272,7 +274,8 @@ struct ForwardPass {
       w_origin = j * g.stride_w - g.pad_w;
     }
 
-    __device__ void load(int k0, int k_end, float (&a_regs)[kARegs], float (&b_regs)[kBRegs]) const {
+    __device__ void load(int k0, int k_end, float (&a_regs)[kARegs],
+                         float (&b_regs)[kBRegs]) const {
       const ConvGeometry& g = p.g;
       // A: this thread's kARegs consecutive k = (c, r, s) of one output pixel. Decompose the first
       // k once, then step (s, r, c) like an odometer.
@@ -338,7 +341,8 @@ struct ForwardPass {
 };
 
 // =================================================================================================
-// Dgrad: dx[n, c, h, w] = Σ_{o, taps} dy[n, o, i, j] · w[o, c, r, s]  (+ bias[c] for conv_transpose2d)
+// Dgrad: dx[n, c, h, w] = Σ_{o, taps} dy[n, o, i, j] · w[o, c, r, s]  (+ bias[c] for
+// conv_transpose2d)
 // =================================================================================================
 //
 // Pixel (h, w) is read by tap r of output row i exactly when h + pad_h − r = i·stride_h, so only
@@ -349,10 +353,10 @@ struct ForwardPass {
 //   rows = class pixels (n, h, w), cols = c, reduction over (o, tr, ts).
 
 struct DgradClass {
-  int ch, cw;              // residues of (h + pad) modulo the stride
-  int h_first, w_first;    // smallest h (w) in the class
-  int rows, cols;          // class pixels per image: rows × cols (h = h_first + t·stride_h)
-  int taps_h, taps_w;      // taps reaching the class
+  int ch, cw;            // residues of (h + pad) modulo the stride
+  int h_first, w_first;  // smallest h (w) in the class
+  int rows, cols;        // class pixels per image: rows × cols (h = h_first + t·stride_h)
+  int taps_h, taps_w;    // taps reaching the class
 };
 
 __device__ __forceinline__ DgradClass dgrad_class(const ConvGeometry& g, int z) {
@@ -395,12 +399,15 @@ struct DgradPass {
     DgradClass cls;
     int n0;
     bool row_valid;
-    int image_offset;      // n·C_out·Ho·Wo
-    int i_base, j_base;    // output row/column read by tap tr = 0 / ts = 0
+    int image_offset;    // n·C_out·Ho·Wo
+    int i_base, j_base;  // output row/column read by tap tr = 0 / ts = 0
 
     __device__ Loader(const Params& params, const BlockProblem& slice, int m0, int n0_, int tid,
                       NoShared&)
-        : a_layout(tid), b_layout(tid), p(params), cls(dgrad_class(params.g, int(blockIdx.z))),
+        : a_layout(tid),
+          b_layout(tid),
+          p(params),
+          cls(dgrad_class(params.g, int(blockIdx.z))),
           n0(n0_) {
       const ConvGeometry& g = p.g;
       const int m = m0 + a_layout.mn;
@@ -414,7 +421,8 @@ struct DgradPass {
       j_base = (w + g.pad_w - cls.cw) / g.stride_w;
     }
 
-    __device__ void load(int k0, int k_end, float (&a_regs)[kARegs], float (&b_regs)[kBRegs]) const {
+    __device__ void load(int k0, int k_end, float (&a_regs)[kARegs],
+                         float (&b_regs)[kBRegs]) const {
       const ConvGeometry& g = p.g;
       const int taps = cls.taps_h * cls.taps_w;  // > 0 whenever there is a step to load
       // A: dy[n, o, i_base − tr, j_base − ts] for kARegs consecutive k = (o, tr, ts).
@@ -499,8 +507,8 @@ struct WgradPass {
     ConvGeometry g;
     const float* x;
     const float* dy;
-    float* out;          // dweight [C_out, M] when splits == 1, else workspace [splits, C_out, M]
-    int k_per_split;     // a multiple of BK
+    float* out;       // dweight [C_out, M] when splits == 1, else workspace [splits, C_out, M]
+    int k_per_split;  // a multiple of BK
   };
   // The block's BM rows m = (c, r, s), decomposed once: offset c·H·W + r·W + s, and r, s.
   template <class Cfg>
@@ -549,7 +557,8 @@ struct WgradPass {
       }
     }
 
-    __device__ void load(int k0, int k_end, float (&a_regs)[kARegs], float (&b_regs)[kBRegs]) const {
+    __device__ void load(int k0, int k_end, float (&a_regs)[kARegs],
+                         float (&b_regs)[kBRegs]) const {
       const ConvGeometry& g = p.g;
       const int k = k0 + a_layout.k;  // == k0 + b_layout.k: both layouts put k = tid % BK
       const bool k_valid = k < k_end;
@@ -558,7 +567,8 @@ struct WgradPass {
       const int i = pixel / g.out_width, j = pixel - i * g.out_width;
       const int h_origin = i * g.stride_h - g.pad_h, w_origin = j * g.stride_w - g.pad_w;
       // x[n, c, h_origin + r, w_origin + s] = x[x_base + offset(c, r, s)]
-      const int x_base = n * g.in_channels * g.in_height * g.in_width + h_origin * g.in_width + w_origin;
+      const int x_base =
+          n * g.in_channels * g.in_height * g.in_width + h_origin * g.in_width + w_origin;
 #pragma unroll
       for (int t = 0; t < kARegs; ++t) {
         const int row = a_layout.mn_first + t * ALayout::kRowStep;
@@ -642,8 +652,8 @@ __global__ void channel_sum_partial_kernel(const float* __restrict__ a, float* _
 }
 
 // Stage 2: sums[c] = Σ_chunk partial[c · chunks + chunk] in order.
-__global__ void channel_sum_finish_kernel(const float* __restrict__ partial, float* __restrict__ sums,
-                                          int channels, int chunks) {
+__global__ void channel_sum_finish_kernel(const float* __restrict__ partial,
+                                          float* __restrict__ sums, int channels, int chunks) {
   const int c = int(blockIdx.x) * blockDim.x + int(threadIdx.x);
   if (c >= channels) return;
   float sum = 0.f;
@@ -658,21 +668,24 @@ __global__ void channel_sum_finish_kernel(const float* __restrict__ partial, flo
 ConvGeometry geometry_of(const Conv2dParams& p, const char* op) {
   FM_CHECK(p.batch >= 0 && p.in_channels > 0 && p.out_channels > 0 && p.kernel_h > 0 &&
                p.kernel_w > 0 && p.stride_h > 0 && p.stride_w > 0 && p.pad_h >= 0 && p.pad_w >= 0,
-           ValueError, op, ": bad parameters (channels, kernel and stride must be positive, padding "
+           ValueError, op,
+           ": bad parameters (channels, kernel and stride must be positive, padding "
            "non-negative)");
   FM_CHECK(p.in_height > 0 && p.in_width > 0 && p.out_height() > 0 && p.out_width() > 0, ValueError,
            op, ": kernel ", p.kernel_h, "x", p.kernel_w, " does not fit the padded ", p.in_height,
            "x", p.in_width, " input");
   // The kernels index with 32-bit offsets.
   const std::int64_t x_size = std::int64_t(p.batch) * p.in_channels * p.in_height * p.in_width;
-  const std::int64_t y_size = std::int64_t(p.batch) * p.out_channels * p.out_height() * p.out_width();
-  const std::int64_t w_size = std::int64_t(p.out_channels) * p.in_channels * p.kernel_h * p.kernel_w;
+  const std::int64_t y_size =
+      std::int64_t(p.batch) * p.out_channels * p.out_height() * p.out_width();
+  const std::int64_t w_size =
+      std::int64_t(p.out_channels) * p.in_channels * p.kernel_h * p.kernel_w;
   FM_CHECK(x_size < INT_MAX && y_size < INT_MAX && w_size < INT_MAX, ValueError, op,
            ": tensors of 2^31 or more elements are not supported (input ", x_size, ", output ",
            y_size, ")");
-  return {p.batch,       p.in_channels, p.in_height, p.in_width, p.out_channels, p.out_height(),
-          p.out_width(), p.kernel_h,    p.kernel_w,  p.stride_h, p.stride_w,     p.pad_h,
-          p.pad_w};
+  return {p.batch,        p.in_channels, p.in_height, p.in_width, p.out_channels,
+          p.out_height(), p.out_width(), p.kernel_h,  p.kernel_w, p.stride_h,
+          p.stride_w,     p.pad_h,       p.pad_w};
 }
 
 int sm_count() {
@@ -716,7 +729,8 @@ void run_forward(const float* x, const float* weight, const float* bias, float* 
 void run_dgrad(const float* dy, const float* weight, const float* bias, float* dx,
                const ConvGeometry& g) {
   // Largest parity class: ceil(H / stride) × ceil(W / stride) pixels per image.
-  const std::int64_t max_rows = std::int64_t(g.batch) * ((g.in_height + g.stride_h - 1) / g.stride_h) *
+  const std::int64_t max_rows = std::int64_t(g.batch) *
+                                ((g.in_height + g.stride_h - 1) / g.stride_h) *
                                 ((g.in_width + g.stride_w - 1) / g.stride_w);
   if (max_rows == 0) return;
   FM_CHECK(std::int64_t(g.stride_h) * g.stride_w <= 65535, ValueError,
@@ -736,7 +750,7 @@ void run_channel_sum(const float* a, float* sums, int batch, int channels, int p
                                cuda_stream()>>>(a, partial, batch, channels, pixels, chunks);
   FM_CUDA_CHECK_LAUNCH();
   channel_sum_finish_kernel<<<ceil_div(channels, 128), 128, 0, cuda_stream()>>>(partial, sums,
-                                                                               channels, chunks);
+                                                                                channels, chunks);
   FM_CUDA_CHECK_LAUNCH();
   cuda_free(partial);  // safe without a sync: later users of the block run after us on the stream
 }
@@ -779,7 +793,7 @@ void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeomet
 
 }  // namespace
 
-// ---- conv2d --------------------------------------------------------------------------------------
+// ---- conv2d -------------------------------------------------------------------------------------
 
 void conv2d_forward_cuda(const float* x, const float* weight, const float* bias, float* y,
                          const Conv2dParams& p) {
@@ -798,7 +812,7 @@ void conv2d_backward_weight_cuda(const float* x, const float* dy, float* dweight
   if (dbias) run_channel_sum(dy, dbias, g.batch, g.out_channels, g.out_height * g.out_width);
 }
 
-// ---- conv_transpose2d: the conv2d passes with roles swapped --------------------------------------
+// ---- conv_transpose2d: the conv2d passes with roles swapped -------------------------------------
 
 void conv_transpose2d_forward_cuda(const float* x, const float* weight, const float* bias, float* y,
                                    const ConvTranspose2dParams& p) {

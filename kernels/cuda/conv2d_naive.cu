@@ -30,14 +30,15 @@ struct NaiveGeometry {
 NaiveGeometry geometry_of(const Conv2dParams& p) {
   FM_CHECK(p.batch >= 0 && p.in_channels > 0 && p.out_channels > 0 && p.kernel_h > 0 &&
                p.kernel_w > 0 && p.stride_h > 0 && p.stride_w > 0 && p.pad_h >= 0 && p.pad_w >= 0,
-           ValueError, "conv2d_cuda_naive: bad parameters (channels, kernel and stride must be "
+           ValueError,
+           "conv2d_cuda_naive: bad parameters (channels, kernel and stride must be "
            "positive, padding non-negative)");
   FM_CHECK(p.out_height() > 0 && p.out_width() > 0, ValueError, "conv2d_cuda_naive: kernel ",
            p.kernel_h, "x", p.kernel_w, " does not fit the padded ", p.in_height, "x", p.in_width,
            " input");
-  return {p.batch,       p.in_channels, p.in_height, p.in_width, p.out_channels, p.out_height(),
-          p.out_width(), p.kernel_h,    p.kernel_w,  p.stride_h, p.stride_w,     p.pad_h,
-          p.pad_w};
+  return {p.batch,        p.in_channels, p.in_height, p.in_width, p.out_channels,
+          p.out_height(), p.out_width(), p.kernel_h,  p.kernel_w, p.stride_h,
+          p.stride_w,     p.pad_h,       p.pad_w};
 }
 
 unsigned blocks_for(std::int64_t threads) {

@@ -1,0 +1,137 @@
+// bench/main.cpp — `fmbench`, the kernel lab's command line.
+//
+//   fmbench <subcommand> [--shapes default|small] [--repeats N] [--csv FILE] [--seed S]
+//           [--seconds-per-version X] [--steps N] [--warmup-steps N] [--batch N]
+//   subcommands: peaks silu group_norm conv2d conv_transpose2d attention unet all
+//
+// `all` runs peaks, silu, group_norm, conv2d, conv_transpose2d, attention, unet in that order (the
+// ceilings first, then the ops from cheapest to most expensive, then the whole model).
+// Exit codes: 0 all versions validated (or no GPU here: nothing to measure), 1 some version NOT OK
+// or failed, 2 bad command line or an error that stopped the run.
+//
+// No CUDA call happens before the arguments are parsed and fm::kernels::cuda_available() says there
+// is a device: on a machine with the toolkit but no GPU, `fmbench all` prints one line and exits 0,
+// so scripts can call it anywhere.
+#include <cstdio>
+#include <exception>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "bench/harness.h"
+#include "core/error.h"
+#include "kernels/runtime.h"
+#include "tools/cli_args.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: fmbench <subcommand> [options]\n"
+    "  subcommands:\n"
+    "    peaks             device-to-device copy bandwidth and cuBLAS SGEMM (FP32; TF32 for information)\n"
+    "    silu              SiLU forward/backward: naive, vectorised, generic elementwise, cuDNN\n"
+    "    group_norm        GroupNorm (+ fused SiLU) forward/backward: naive, optimised, unfused vs fused\n"
+    "    conv2d            the U-Net's convolutions: fwd, bwd-data, bwd-weight; naive, implicit GEMM, cuDNN\n"
+    "    conv_transpose2d  the U-Net's 4x4 stride-2 upsamplers, same passes and versions\n"
+    "    attention         the U-Net's attention heads: fwd, bwd; flash vs unfused cuBLAS\n"
+    "    unet              training throughput of the default U-Net (custom vs library kernels)\n"
+    "    all               everything above, in that order\n"
+    "  options:\n"
+    "    --shapes default|small   the seed U-Net at batch 256 (default), or a quick run on small sizes\n"
+    "    --repeats N              timed runs per version (default 50; slow versions get fewer)\n"
+    "    --seconds-per-version X  cap on timed runs per version (default 2; at least 5 runs)\n"
+    "    --csv FILE               also write every row to FILE (CSV, one row per case and version)\n"
+    "    --seed S                 seed of the random inputs (default 20240601)\n"
+    "    --steps N                unet: timed training steps (default 20)\n"
+    "    --warmup-steps N         unet: untimed steps first (default 5)\n"
+    "    --batch N                unet: batch size (default 256)\n";
+
+using Runner = void (*)(const fm::bench::Options&);
+
+const std::vector<std::pair<std::string, Runner>>& subcommands() {
+  static const std::vector<std::pair<std::string, Runner>> list = {
+      {"peaks", fm::bench::run_peaks},
+      {"silu", fm::bench::run_silu},
+      {"group_norm", fm::bench::run_group_norm},
+      {"conv2d", fm::bench::run_conv2d},
+      {"conv_transpose2d", fm::bench::run_conv_transpose2d},
+      {"attention", fm::bench::run_attention},
+      {"unet", fm::bench::run_unet},
+  };
+  return list;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace fm;
+  bench::Options options;
+  std::vector<std::pair<std::string, Runner>> selected;
+  std::string csv_path;
+  try {
+    tools::CliArgs args(argc, argv,
+                        {"--shapes", "--repeats", "--csv", "--seed", "--seconds-per-version", "--steps",
+                         "--warmup-steps", "--batch"},
+                        {"--help"});
+    if (args.has("--help")) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (args.positional().size() != 1)
+      throw ConfigError(cat("fmbench: expected one subcommand, got ", args.positional().size(),
+                            " (run fmbench --help)"));
+    const std::string name = args.positional()[0];
+    for (const auto& entry : subcommands())
+      if (name == "all" || name == entry.first) selected.push_back(entry);
+    if (selected.empty())
+      throw ConfigError(cat("fmbench: unknown subcommand \"", name,
+                            "\"; expected peaks, silu, group_norm, conv2d, conv_transpose2d, attention, unet or all"));
+    const std::string shapes = args.get("--shapes", "default");
+    if (shapes != "default" && shapes != "small")
+      throw ConfigError(cat("--shapes: expected default or small, got \"", shapes, "\""));
+    options.small_shapes = shapes == "small";
+    if (args.has("--repeats")) options.repeats = int(args.integer("--repeats", 1, 100000));
+    if (args.has("--seconds-per-version"))
+      options.seconds_per_version = args.number("--seconds-per-version", 0.001, 3600);
+    if (args.has("--seed")) options.seed = std::uint64_t(args.integer("--seed", 0, 1LL << 53));
+    if (args.has("--steps")) options.unet_steps = int(args.integer("--steps", 1, 1000000));
+    if (args.has("--warmup-steps")) options.unet_warmup = int(args.integer("--warmup-steps", 0, 1000000));
+    if (args.has("--batch")) options.unet_batch = int(args.integer("--batch", 1, 1 << 20));
+    csv_path = args.get("--csv", "");
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  }
+
+  // The first CUDA call of the process: probes the driver, never throws.
+  if (!kernels::cuda_available()) {
+    std::puts("fmbench: no CUDA device; nothing to measure");
+    return 0;
+  }
+
+  try {
+    if (!csv_path.empty()) {
+      options.csv = std::fopen(csv_path.c_str(), "w");
+      if (!options.csv) throw IOError(cat("fmbench: cannot open ", csv_path, " for writing"));
+      bench::write_csv_header(options.csv);
+    }
+    bench::print_device_banner();
+    std::printf("shapes: %s | repeats: %d (median of CUDA-event times, L2 flushed before each) | seed %llu\n",
+                options.small_shapes ? "small" : "default (seed U-Net, batch 256)", options.repeats,
+                static_cast<unsigned long long>(options.seed));
+    for (const auto& [name, run] : selected) run(options);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "fmbench: %s\n", e.what());
+    if (options.csv) std::fclose(options.csv);
+    return 2;
+  }
+  if (options.csv) std::fclose(options.csv);
+
+  const int failed = bench::failed_versions();
+  if (failed) {
+    std::printf("\nfmbench: %d version(s) NOT OK or failed (see the valid column)\n", failed);
+    return 1;
+  }
+  std::puts("\nfmbench: every version validated OK");
+  return 0;
+}
