@@ -36,7 +36,7 @@ namespace fm::bench {
 struct Options {
   bool small_shapes = false;          // --shapes small: a quick run on reduced sizes
   int repeats = 50;                   // --repeats N: timed runs per version (fewer for slow ones)
-  double seconds_per_version = 2.0;   // cap on timed runs per version (at least kMinRepeats)
+  double seconds_per_version = 1.0;   // cap on timed runs per version (at least kMinRepeats)
   std::uint64_t seed = 20240601;      // --seed: the random inputs (each buffer gets its own stream)
   int unet_steps = 20;                // --steps: timed training steps in `unet`
   int unet_warmup = 5;                // --warmup-steps

@@ -239,7 +239,7 @@ def train_throughput(args):
 class Timer:
     """CUDA events around each repeat, an L2 flush (a read of 2x L2) before each; median and min."""
 
-    def __init__(self, repeats, seconds_per_version=2.0):
+    def __init__(self, repeats, seconds_per_version=1.0):
         self.repeats = repeats
         self.seconds_per_version = seconds_per_version
         l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 50 << 20) or (50 << 20)

@@ -50,4 +50,7 @@ if command -v python3 >/dev/null && ! python3 -c "import numpy, safetensors" 2>/
     echo "bootstrap: numpy/safetensors not installable; the python interop test will be skipped" >&2
 fi
 cd "$build_dir"
+# Tests run side by side, one per core: each single-threaded, so OpenMP threads of one test never
+# wait on a core another test holds (oversubscribed OpenMP barriers are very slow).
+export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 ctest --output-on-failure -j "$jobs" --timeout 1200
