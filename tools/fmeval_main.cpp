@@ -74,9 +74,9 @@ int evaluate_command(int argc, char** argv) {
                       {"--checkpoint", "--samples", "--classifier", "--n", "--solver", "--steps", "--rtol", "--atol",
                        "--weights", "--seed", "--data-dir", "--device", "--kernels"},
                       {"--help"});
-  if (args.has("--help") || argc <= 1) {
-    std::fputs(kUsage, args.has("--help") ? stdout : stderr);
-    return args.has("--help") ? 0 : 2;
+  if (args.has("--help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
   }
   FM_CHECK(args.positional().empty(), ConfigError, "unexpected argument \"", args.positional()[0],
            "\" (the only subcommand is train-classifier)");

@@ -20,7 +20,10 @@ if [[ -d .deps/root/usr ]]; then
   deps="$PWD/.deps/root/usr"
   cmake_args+=(-DCMAKE_PREFIX_PATH="$deps" -DFM_STB_INCLUDE="$deps/include"
                -DFM_STB_LIBRARY="$deps/lib/x86_64-linux-gnu/libstb.so")
-  export FM_DATA_DIR="$deps/share/datasets/fashion-mnist"
+  # The data set's default path, for the tests and configs that read Fashion-MNIST.
+  if [[ ! -e /usr/share/datasets/fashion-mnist && -d "$deps/share/datasets/fashion-mnist" ]]; then
+    mkdir -p /usr/share/datasets && ln -s "$deps/share/datasets/fashion-mnist" /usr/share/datasets/fashion-mnist
+  fi
 fi
 command -v ninja >/dev/null || cmake_args[3]="Unix Makefiles"
 
@@ -59,10 +62,17 @@ else
   echo "compute-sanitizer: not found"
 fi
 
-if [[ -x "$build_dir/bin/fmbench" ]]; then
-  "$build_dir/bin/fmbench" all >"$logs/fmbench.log" 2>&1
-  echo "fmbench: rc $? (log: $logs/fmbench.log)"
+if [[ -x "$build_dir/bin/fmbench" && "${FM_SKIP_BENCH:-0}" != 1 ]]; then
+  "$build_dir/bin/fmbench" all --csv "$logs/fmbench.csv" >"$logs/fmbench.log" 2>&1
+  echo "fmbench: rc $? (log: $logs/fmbench.log, table: $logs/fmbench.csv)"
   tail -60 "$logs/fmbench.log"
+fi
+
+# The same U-Net in PyTorch on the same machine, for the speed ratio (when PyTorch is installed).
+if python3 -c "import torch" 2>/dev/null && [[ "${FM_SKIP_BENCH:-0}" != 1 ]]; then
+  python3 bench/unet_pytorch.py >"$logs/unet_pytorch.log" 2>&1
+  echo "pytorch reference: rc $? (log: $logs/unet_pytorch.log)"
+  tail -5 "$logs/unet_pytorch.log"
 fi
 
 echo "SUMMARY gpu=\"${gpu_name:-none}\" build=$status_build ctest=\"$summary\" skipped=$skipped sanitizer_failures=$sanitizer_fail"

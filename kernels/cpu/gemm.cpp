@@ -134,7 +134,9 @@ void gemm_cpu(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T*
   if (M <= 0 || N <= 0) return;
   constexpr int NR = 2 * MicroTile<T>::kLanes;
   constexpr int NC = slice_width<T>();
-  const bool parallel = std::int64_t(M) * N * std::max(K, 1) > 32768;
+  // Threads pay off only for products of at least ~10^6 multiply-adds (~0.1 ms on one core);
+  // below that, waking and joining them costs more than it saves.
+  const bool parallel = std::int64_t(M) * N * std::max(K, 1) > (std::int64_t(1) << 20);
   const int max_threads = parallel ? omp_get_max_threads() : 1;
 
   const int row_panels = (M + kMicroRows - 1) / kMicroRows;
