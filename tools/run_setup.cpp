@@ -96,6 +96,10 @@ nn::LRSchedule build_lr_schedule(const Json& config) {
   schedule.warmup_steps = train.at("warmup_steps");
   schedule.total_steps = train.at("steps");
   schedule.final_lr = 0.0;
+  // Checked here with the config's own key names (LRSchedule::validate names its fields).
+  FM_CHECK(schedule.kind != nn::LRSchedule::Kind::Cosine || schedule.warmup_steps < schedule.total_steps,
+           ConfigError, "train.warmup_steps: got ", schedule.warmup_steps, ", expected fewer than train.steps (",
+           schedule.total_steps, ") with train.lr_schedule \"cosine\"");
   schedule.validate("train");
   return schedule;
 }

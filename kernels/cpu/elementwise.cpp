@@ -24,6 +24,20 @@ constexpr std::int64_t kParallelThreshold = 1 << 17;
 
 }  // namespace
 
+// The general (strided / broadcast) path walks the innermost dimension as a plain strided loop and
+// computes the outer offsets once per row: the per-element divisions of strided_offset() then cost
+// only once per row instead of once per element.
+namespace {
+struct RowWalk {
+  std::int64_t rows, inner;
+  int outer_ndim;
+};
+RowWalk row_walk(const ElementwiseGeometry& g) {
+  std::int64_t inner = g.sizes[g.ndim - 1];  // make_geometry guarantees ndim >= 1
+  return {inner > 0 ? g.numel() / inner : 0, inner, g.ndim - 1};
+}
+}  // namespace
+
 template <typename T>
 void unary_cpu(UnaryOp op, const T* x, T* y, const ElementwiseGeometry& g, double alpha, double beta) {
   const std::int64_t n = g.numel();
@@ -33,11 +47,13 @@ void unary_cpu(UnaryOp op, const T* x, T* y, const ElementwiseGeometry& g, doubl
     for (std::int64_t i = 0; i < n; ++i) y[i] = apply_unary(op, x[i], a, b);
     return;
   }
+  const RowWalk w = row_walk(g);
+  const std::int64_t xs = g.a_strides[g.ndim - 1], ys = g.out_strides[g.ndim - 1];
 #pragma omp parallel for schedule(static) if (n > kParallelThreshold)
-  for (std::int64_t i = 0; i < n; ++i) {
-    std::int64_t xo = strided_offset(i, g.ndim, g.sizes, g.a_strides);
-    std::int64_t yo = strided_offset(i, g.ndim, g.sizes, g.out_strides);
-    y[yo] = apply_unary(op, x[xo], a, b);
+  for (std::int64_t r = 0; r < w.rows; ++r) {
+    const T* xr = x + strided_offset(r, w.outer_ndim, g.sizes, g.a_strides);
+    T* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
+    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = apply_unary(op, xr[i * xs], a, b);
   }
 }
 
@@ -49,27 +65,41 @@ void binary_cpu(BinaryOp op, const T* a, const T* b, T* y, const ElementwiseGeom
     for (std::int64_t i = 0; i < n; ++i) y[i] = apply_binary(op, a[i], b[i]);
     return;
   }
+  const RowWalk w = row_walk(g);
+  const std::int64_t as = g.a_strides[g.ndim - 1], bs = g.b_strides[g.ndim - 1], ys = g.out_strides[g.ndim - 1];
 #pragma omp parallel for schedule(static) if (n > kParallelThreshold)
-  for (std::int64_t i = 0; i < n; ++i) {
-    std::int64_t ao = strided_offset(i, g.ndim, g.sizes, g.a_strides);
-    std::int64_t bo = strided_offset(i, g.ndim, g.sizes, g.b_strides);
-    std::int64_t yo = strided_offset(i, g.ndim, g.sizes, g.out_strides);
-    y[yo] = apply_binary(op, a[ao], b[bo]);
+  for (std::int64_t r = 0; r < w.rows; ++r) {
+    const T* ar = a + strided_offset(r, w.outer_ndim, g.sizes, g.a_strides);
+    const T* br = b + strided_offset(r, w.outer_ndim, g.sizes, g.b_strides);
+    T* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
+    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = apply_binary(op, ar[i * as], br[i * bs]);
   }
 }
 
 template <typename From, typename To>
 void convert_cpu(const From* x, To* y, const ElementwiseGeometry& g) {
-  const std::int64_t n = g.numel();
-  for (std::int64_t i = 0; i < n; ++i)
-    y[strided_offset(i, g.ndim, g.sizes, g.out_strides)] =
-        To(x[strided_offset(i, g.ndim, g.sizes, g.a_strides)]);
+  const RowWalk w = row_walk(g);
+  const std::int64_t xs = g.a_strides[g.ndim - 1], ys = g.out_strides[g.ndim - 1];
+  for (std::int64_t r = 0; r < w.rows; ++r) {
+    const From* xr = x + strided_offset(r, w.outer_ndim, g.sizes, g.a_strides);
+    To* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
+    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = To(xr[i * xs]);
+  }
 }
 
 template <typename T>
 void fill_cpu(T* y, const ElementwiseGeometry& g, double value) {
   const std::int64_t n = g.numel();
-  for (std::int64_t i = 0; i < n; ++i) y[strided_offset(i, g.ndim, g.sizes, g.out_strides)] = T(value);
+  if (is_dense(g, g.out_strides)) {
+    std::fill(y, y + n, T(value));
+    return;
+  }
+  const RowWalk w = row_walk(g);
+  const std::int64_t ys = g.out_strides[g.ndim - 1];
+  for (std::int64_t r = 0; r < w.rows; ++r) {
+    T* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
+    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = T(value);
+  }
 }
 
 template void unary_cpu<float>(UnaryOp, const float*, float*, const ElementwiseGeometry&, double, double);
