@@ -159,6 +159,21 @@ TEST_CASE("a short classifier training run on a few hundred images lowers the lo
   // It learned something that carries over to held-out images (chance is 0.1).
   fm::tools::LabelledImages test = fm::tools::load_fashion_mnist(fm::tools::kFashionMnistDir, "t10k", 500);
   REQUIRE(fm::tools::classifier_accuracy(model, test) > 0.4);
+
+  // Same seed, same data → bitwise the same losses; another seed (initialisation and order) differs.
+  fm::tools::LabelledImages few{train.images.narrow(0, 0, 128).contiguous(),
+                                std::vector<std::int32_t>(train.labels.begin(), train.labels.begin() + 128)};
+  auto losses_for_seed = [&](std::uint64_t seed) {
+    fm::Generator init(seed);
+    fm::nn::ConvClassifier fresh(narrow_config(), init);
+    fm::tools::ClassifierTrainingOptions options = quick_training(1);
+    options.seed = seed;
+    return fm::tools::train_classifier(fresh, few, options).losses;
+  };
+  std::vector<double> a = losses_for_seed(1), b = losses_for_seed(1), c = losses_for_seed(2);
+  REQUIRE(a.size() == 4);
+  REQUIRE(a == b);
+  REQUIRE(a != c);
 }
 
 TEST_CASE("a saved classifier loads back with bitwise the same features", "[eval][classifier][io]") {
@@ -268,12 +283,20 @@ TEST_CASE("fmeval scores real images near the floor and noise far above it", "[e
   INFO("real: fd " << real.fd << " floor " << real.fd_floor_train_vs_test << "; noise: fd " << noise.fd);
   // The floor is the same number both times (fixed reference subsets), and real images score near it.
   REQUIRE(noise.fd_floor_train_vs_test == real.fd_floor_train_vs_test);
+  // The floor is the mean of five independent draws of train images, with their spread.
+  REQUIRE(real.fd_floor_draws.size() == 5);
+  double mean = 0;
+  for (double d : real.fd_floor_draws) mean += d / 5;
+  REQUIRE(real.fd_floor_train_vs_test == Approx(mean).epsilon(1e-12));
+  REQUIRE(real.fd_floor_std > 0);
   REQUIRE(real.fd < 3 * real.fd_floor_train_vs_test);
   REQUIRE(noise.fd > 20 * real.fd_floor_train_vs_test);
   REQUIRE(real.nfe == -1);
   Json record = real.to_json();
   REQUIRE(record["nfe"].is_null());
   REQUIRE(record["n"] == 300);
+  REQUIRE(record["floor_draws"] == 5);
+  REQUIRE(record["fd_floor_std"].get<double>() == real.fd_floor_std);
   REQUIRE(record["fd"].get<double>() == real.fd);
 
   // Asking for more samples than the file holds is a one-line error naming the fix.
@@ -314,6 +337,8 @@ TEST_CASE("fmeval samples a checkpoint with the chosen solver and reports its NF
   fm::tools::FrechetEvalResult rk4 = fm::tools::run_frechet_evaluation(request, nullptr);
   REQUIRE(rk4.nfe == 12);
   REQUIRE(rk4.to_json()["solver"] == "rk4");
+  REQUIRE(rk4.to_json()["checkpoint_step"] == 5);
+  REQUIRE(rk4.to_json()["weights"] == "raw");  // the checkpoint has no EMA weights
   // Image models only.
   Json moons = fm::tools::resolve_config({{"data", {{"name", "moons"}}}});
   auto mlp = fm::tools::build_model(moons, gen);

@@ -268,10 +268,17 @@ std::string find_classifier(const std::string& explicit_path, const std::string&
 }
 
 Json FrechetEvalResult::to_json() const {
-  Json record = {{"fd", fd}, {"fd_floor_train_vs_test", fd_floor_train_vs_test}, {"n", n}};
+  Json record = {{"fd", fd},
+                 {"fd_floor_train_vs_test", fd_floor_train_vs_test},
+                 {"fd_floor_std", fd_floor_std},
+                 {"floor_draws", fd_floor_draws.size()},
+                 {"n", n}};
   record["nfe"] = nfe >= 0 ? Json(nfe) : Json(nullptr);
   record["solver"] = solver.empty() ? Json(nullptr) : Json(solver);
   record["classifier"] = classifier_path;
+  record["source"] = source;
+  record["checkpoint_step"] = checkpoint_step >= 0 ? Json(checkpoint_step) : Json(nullptr);
+  record["weights"] = weights.empty() ? Json(nullptr) : Json(weights);
   record["sampling_seconds"] = sampling_seconds;
   record["clamped_values"] = clamped_values;
   return record;
@@ -289,9 +296,11 @@ FrechetEvalResult run_frechet_evaluation(const FrechetEvalRequest& request,
   FM_CHECK(fs::is_regular_file(source), IOError, from_file ? "--samples: " : "--checkpoint: ", source,
            " does not exist", from_file ? "" : " (fmtrain writes RUN/checkpoint.safetensors)");
   FM_CHECK(request.n >= 2, ConfigError, "--n: got ", request.n, ", expected at least 2 (a covariance needs two points)");
+  FM_CHECK(request.floor_draws >= 1, ConfigError, "--floor-draws: got ", request.floor_draws, ", expected at least 1");
 
   FrechetEvalResult result;
   result.n = request.n;
+  result.source = source;
   result.classifier_path = find_classifier(request.classifier, source);
   LoadedClassifier classifier = load_classifier(result.classifier_path, request.device);
   const nn::ClassifierConfig& arch = classifier.model->config();
@@ -332,6 +341,8 @@ FrechetEvalResult run_frechet_evaluation(const FrechetEvalRequest& request,
     sample.merge_patch(request.sample_overrides);
     std::unique_ptr<flow::OdeSolver> solver = build_solver(sample);
     result.solver = sample["solver"].get<std::string>();
+    result.checkpoint_step = loaded.step;
+    result.weights = loaded.ema_weights ? "ema" : "raw";
     Generator gen(request.seed ? *request.seed : sample["seed"].get<std::uint64_t>());
     say(log, cat("sampling ", request.n, " images from ", request.checkpoint, " (step ", loaded.step, ", ",
                  loaded.ema_weights ? "EMA" : "raw", " weights) with ", result.solver, "..."));
@@ -359,15 +370,27 @@ FrechetEvalResult run_frechet_evaluation(const FrechetEvalRequest& request,
   }
 
   // ---- features and distances ----
+  auto begin = std::chrono::steady_clock::now();
   Generator reference_gen(kReferenceSubsetSeed);
   Tensor test_images = random_subset(test.images, request.n, reference_gen);
-  Tensor train_images = random_subset(train.images, std::min(request.n, train.count()), reference_gen);
-  auto begin = std::chrono::steady_clock::now();
   flow::GaussianStatistics test_stats = flow::gaussian_statistics(classifier_features(*classifier.model, test_images));
-  flow::GaussianStatistics train_stats = flow::gaussian_statistics(classifier_features(*classifier.model, train_images));
   flow::GaussianStatistics sample_stats = flow::gaussian_statistics(classifier_features(*classifier.model, samples));
   result.fd = flow::frechet_distance(sample_stats, test_stats);
-  result.fd_floor_train_vs_test = flow::frechet_distance(train_stats, test_stats);
+  // The floor: independent draws of n train images against the same test images.
+  double sum = 0, sum_of_squares = 0;
+  for (int draw = 0; draw < request.floor_draws; ++draw) {
+    Tensor train_images = random_subset(train.images, std::min(request.n, train.count()), reference_gen);
+    const double distance = flow::frechet_distance(
+        flow::gaussian_statistics(classifier_features(*classifier.model, train_images)), test_stats);
+    result.fd_floor_draws.push_back(distance);
+    sum += distance;
+    sum_of_squares += distance * distance;
+  }
+  const double draws = double(request.floor_draws);
+  result.fd_floor_train_vs_test = sum / draws;
+  // Sample standard deviation (N − 1); one draw has no spread to report.
+  result.fd_floor_std =
+      draws > 1 ? std::sqrt(std::max(0.0, (sum_of_squares - sum * sum / draws) / (draws - 1.0))) : 0.0;
   say(log, cat("features and distances in ",
                format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count())));
   return result;

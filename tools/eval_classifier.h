@@ -111,6 +111,11 @@ struct FrechetEvalRequest {
   std::string classifier;    // empty: find_classifier
   std::string data_dir = kFashionMnistDir;
   std::int64_t n = 2000;     // samples, and real images on each side of the floor
+  // Independent draws of n train images behind the floor. At n = 2000 the train-vs-test distance
+  // itself varies by about ±25% from draw to draw (finite-sample noise of a 128×128 covariance), so
+  // fmeval reports the mean and spread of several draws: a model's distance within that spread of
+  // the floor is as good as real data at this n.
+  int floor_draws = 5;
   Json sample_overrides = Json::object();  // merged into the checkpoint's "sample" section (solver, steps, ...)
   std::string weights = "ema";
   std::optional<std::uint64_t> seed;  // sampling noise; default the checkpoint's sample.seed
@@ -119,11 +124,16 @@ struct FrechetEvalRequest {
 
 struct FrechetEvalResult {
   double fd = 0;                       // generated (or given) samples vs n real test images
-  double fd_floor_train_vs_test = 0;   // n real train images vs the same n real test images
+  double fd_floor_train_vs_test = 0;   // n real train images vs the same n real test images (mean over draws)
+  double fd_floor_std = 0;             // standard deviation over the draws (0 for one draw)
+  std::vector<double> fd_floor_draws;  // each draw's distance
   std::int64_t n = 0;
   std::int64_t nfe = -1;               // -1: unknown (samples read from a file)
   std::string solver;                  // "" when samples were read from a file
   std::string classifier_path;
+  std::string source;                  // the checkpoint or the samples file
+  std::int64_t checkpoint_step = -1;   // the checkpoint's training step (-1: samples from a file)
+  std::string weights;                 // "ema" or "raw" as loaded ("" for samples from a file)
   double sampling_seconds = 0;
   std::int64_t clamped_values = 0;     // sample values outside [-1, 1], clamped before classifying
   Json to_json() const;                // the one-line record fmeval prints last

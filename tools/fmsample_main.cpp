@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
     }
     std::string checkpoint = args.required("--checkpoint");
     Device device = tools::pick_device(args.get("--device", "auto"));
-    set_kernel_impl(parse_kernel_impl(args.get("--kernels", "custom")));
+    if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));  // else FM_KERNELS or custom
     tools::CheckpointModel loaded = tools::load_checkpoint_model(checkpoint, device, args.get("--weights", "ema"));
 
     tools::Json sample = loaded.config["sample"];
@@ -68,8 +68,8 @@ int main(int argc, char** argv) {
       reference = tools::build_toy_distribution(loaded.config)->sample(n, data_gen);
     }
     tools::write_samples_png(out, result.samples, reference,
-                             cat(checkpoint, " step ", loaded.step, " · ", sample["solver"].get<std::string>(), " ",
-                                 result.nfe, " NFE · ", loaded.ema_weights ? "EMA" : "raw", " weights"));
+                             cat("step ", loaded.step, " · ", sample["solver"].get<std::string>(), " ", result.nfe,
+                                 " NFE · ", loaded.ema_weights ? "EMA" : "raw", " weights"));
     std::printf("fmsample: %lld samples with %s (%lld NFE, %s weights) in %.2f s -> %s, %s\n", (long long)n,
                 sample["solver"].get<std::string>().c_str(), (long long)result.nfe,
                 loaded.ema_weights ? "EMA" : "raw", result.seconds, out.c_str(), npy.c_str());

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -122,7 +123,10 @@ int run_training(const TrainRequest& request) {
   const std::int64_t total_steps = train["steps"];
   const std::int64_t batch_size = train["batch_size"];
   Device device = pick_device(config["device"]);
-  set_kernel_impl(parse_kernel_impl(config["kernels"]));
+  // The environment variable FM_KERNELS, when set, wins over the config key (handy for A/B runs
+  // of the same config); the choice in effect is printed below and recorded in summary.json.
+  const char* kernels_env = std::getenv("FM_KERNELS");
+  set_kernel_impl(parse_kernel_impl(kernels_env && *kernels_env ? kernels_env : config["kernels"].get<std::string>()));
 
   // ---- 2. the objects of the run (data files are read here: a missing file fails now) ----------
   Generator init_gen(train["seed"].get<std::uint64_t>());
@@ -250,6 +254,8 @@ int run_training(const TrainRequest& request) {
                               format_duration(elapsed() - elapsed_before), " (", progress.steps_per_second(),
                               " steps/s)"));
 
+  const double train_seconds = elapsed();
+
   // ---- 5. samples, quality, pictures ---------------------------------------------------------------
   nn::EMA* use = sample_config["use_ema"].get<bool>() ? ema.get() : nullptr;
   if (use) use->swap();
@@ -264,7 +270,8 @@ int run_training(const TrainRequest& request) {
                   {"samples", n},
                   {"sampling_seconds", result.seconds},
                   {"weights", use ? "ema" : "raw"},
-                  {"train_seconds", elapsed()},
+                  {"train_seconds", train_seconds},
+                  {"kernels", kernel_impl_name(kernel_impl())},
                   {"parameters", model->parameter_count()}};
   if (data->example_shape().size() == 1) {
     // Quality on 2-D data: sliced W2 to fresh data, next to the same distance between two
