@@ -99,7 +99,7 @@ int evaluate_command(int argc, char** argv) {
   FM_CHECK(request.samples_path.empty() || request.sample_overrides.empty(), ConfigError,
            "--solver/--steps/--rtol/--atol: only with --checkpoint (samples read from --samples are already made)");
   request.device = tools::pick_device(args.get("--device", "auto"));
-  set_kernel_impl(parse_kernel_impl(args.get("--kernels", "custom")));
+  if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));  // else FM_KERNELS or custom
 
   tools::FrechetEvalResult result = tools::run_frechet_evaluation(request, print_line);
   std::printf("fd %.4f  (%lld %s vs %lld real t10k images)\n", result.fd, (long long)result.n,
