@@ -3,6 +3,8 @@
 // Forward saves the output and the per-row log-sum-exp of the scores; the backward recomputes the
 // attention probabilities from them (the flash-attention recipe), so the L×L matrix is never kept.
 // On CUDA, "custom" runs the fused flash kernels; "library" runs cuBLAS matmuls + a softmax kernel.
+// On the CPU it runs the GEMM formulation (kernels/cpu/attention_gemm.cpp), which the tests check
+// against the reference loops in kernels/cpu/attention.cpp.
 #include <cmath>
 
 #include "core/autograd.h"
@@ -35,11 +37,11 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
       float(scale));
 #endif
   } else if (q.dtype() == DType::Float32) {
-    kernels::attention_forward_cpu<float>(q.data<float>(), k.data<float>(), v.data<float>(), o.data<float>(),
-                                          lse.data<float>(), B, H, L, D, float(scale));
+    kernels::attention_forward_cpu_gemm<float>(q.data<float>(), k.data<float>(), v.data<float>(),
+                                               o.data<float>(), lse.data<float>(), B, H, L, D, float(scale));
   } else {
-    kernels::attention_forward_cpu<double>(q.data<double>(), k.data<double>(), v.data<double>(),
-                                           o.data<double>(), lse.data<double>(), B, H, L, D, scale);
+    kernels::attention_forward_cpu_gemm<double>(q.data<double>(), k.data<double>(), v.data<double>(),
+                                                o.data<double>(), lse.data<double>(), B, H, L, D, scale);
   }
   Tensor o_saved = o.detach();
   return record_op(o, op, {q_in, k_in, v_in}, [=](const Tensor& g_in) {
@@ -55,15 +57,15 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
         lse.data<float>(), dq.data<float>(), dk.data<float>(), dv.data<float>(), B, H, L, D, float(scale));
 #endif
     } else if (q.dtype() == DType::Float32) {
-      kernels::attention_backward_cpu<float>(q.data<float>(), k.data<float>(), v.data<float>(),
-                                             o_saved.data<float>(), g.data<float>(), lse.data<float>(),
-                                             dq.data<float>(), dk.data<float>(), dv.data<float>(), B, H, L,
-                                             D, float(scale));
+      kernels::attention_backward_cpu_gemm<float>(q.data<float>(), k.data<float>(), v.data<float>(),
+                                                  o_saved.data<float>(), g.data<float>(), lse.data<float>(),
+                                                  dq.data<float>(), dk.data<float>(), dv.data<float>(), B, H,
+                                                  L, D, float(scale));
     } else {
-      kernels::attention_backward_cpu<double>(q.data<double>(), k.data<double>(), v.data<double>(),
-                                              o_saved.data<double>(), g.data<double>(), lse.data<double>(),
-                                              dq.data<double>(), dk.data<double>(), dv.data<double>(), B, H,
-                                              L, D, scale);
+      kernels::attention_backward_cpu_gemm<double>(q.data<double>(), k.data<double>(), v.data<double>(),
+                                                   o_saved.data<double>(), g.data<double>(),
+                                                   lse.data<double>(), dq.data<double>(), dk.data<double>(),
+                                                   dv.data<double>(), B, H, L, D, scale);
     }
     return std::vector<Tensor>{dq, dk, dv};
   });

@@ -3,7 +3,8 @@
 // these functions only see the per-head tensors.
 //
 // Layer: kernels/ (plain functions over pointers, no Tensor). CPU reference loops (float, double) in
-// kernels/cpu/attention.cpp; CUDA (float) in kernels/cuda/attention_flash.cu (fused, FlashAttention
+// kernels/cpu/attention.cpp, the same math as GEMM calls (what the ops run on the CPU) in
+// kernels/cpu/attention_gemm.cpp; CUDA (float) in kernels/cuda/attention_flash.cu (fused, FlashAttention
 // style) and kernels/cuda/attention_unfused.cu (cuBLAS baseline), all on cuda_stream().
 //
 // Layout: q, k, v, o and their gradients are contiguous [B, H, L, D] (B batch, H heads, L tokens,
@@ -32,6 +33,19 @@ void attention_forward_cpu(const T* q, const T* k, const T* v, T* o, T* lse, int
 template <typename T>
 void attention_backward_cpu(const T* q, const T* k, const T* v, const T* o, const T* dout,
                             const T* lse, T* dq, T* dk, T* dv, int B, int H, int L, int D, T scale);
+
+// ---- CPU through GEMM (T = float or double): per (b, h) the L×L score matrix is formed with
+// gemm_cpu, softmaxed row by row, and multiplied back by GEMM; the backward likewise. Same
+// results as the reference up to rounding (different summation order), several times faster
+// because the dot products run in the packed GEMM micro-kernel. Scratch: two L×L matrices per
+// thread.
+template <typename T>
+void attention_forward_cpu_gemm(const T* q, const T* k, const T* v, T* o, T* lse, int B, int H,
+                                int L, int D, T scale);
+template <typename T>
+void attention_backward_cpu_gemm(const T* q, const T* k, const T* v, const T* o, const T* dout,
+                                 const T* lse, T* dq, T* dk, T* dv, int B, int H, int L, int D,
+                                 T scale);
 
 // ---- CUDA, fused (float, device pointers) -------------------------------------------------------
 // Forward: one block per (b, h, tile of query rows); K/V tiles stream through shared memory with

@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "kernels/activation.h"
 #include "kernels/attention.h"
+#include "kernels/cpu/fast_exp.h"
 #include "kernels/group_norm.h"
 #include "kernels/runtime.h"
 #include "test_util.h"
@@ -346,6 +347,67 @@ TEST_CASE("gradcheck: attention_backward_cpu", "[attention][gradcheck]") {
   }
 }
 
+TEST_CASE("fast_exp agrees with exp to a few ulp and clamps instead of overflowing", "[attention]") {
+  // Float rounding alone is 6e-8 relative; the range reduction and the degree-7 polynomial add a
+  // few ulp more. 4e-7 (~3 ulp) is what the header promises with a margin of 2x over the worst
+  // case measured; a wrong coefficient or a wrong ln 2 split is off by 1e-5 or worse.
+  double worst = 0;
+  for (double x = -87.0; x <= 88.0; x += 1.0 / 1024 + 1e-7) {
+    const float xf = float(x);
+    const double exact = std::exp(double(xf));
+    worst = std::max(worst, std::fabs(double(fk::fast_exp(xf)) - exact) / exact);
+  }
+  INFO("max relative error " << worst);
+  CHECK(worst < 4e-7);
+  CHECK(fk::fast_exp(0.0f) == 1.0f);
+  CHECK(fk::fast_exp(-1000.0f) > 0.0f);  // clamped at −87: tiny but normal, never a denormal
+  CHECK(fk::fast_exp(-1000.0f) < 2e-38f);
+  CHECK(std::isfinite(fk::fast_exp(1000.0f)));
+  CHECK(std::isnan(fk::fast_exp(std::nanf(""))));  // a NaN still shows up downstream
+  CHECK(fk::fast_exp(0.5) == std::exp(0.5));      // double is std::exp itself
+}
+
+// The GEMM version (what the ops run on the CPU) against the reference loops, float64 and float32,
+// forward and backward, on the U-Net's attention shapes and awkward ones (L = 1, D = 1, sizes off
+// the GEMM's 6×16 register tile, more heads than threads). Tolerances: in float64 only the
+// summation order differs, so agreement to ~1e-12 relative is expected; in float32 the scores are
+// D-term and the outputs L-term sums of O(1) values, each rounding at ~6e-8 relative, so 1e-5
+// absolute + 1e-4 relative leaves a margin of ~10x over the worst case seen and still catches any
+// wrong index (errors of O(1)).
+template <typename T>
+void check_attention_gemm_matches_reference(int B, int H, int L, int D, double atol, double rtol) {
+  INFO("B=" << B << " H=" << H << " L=" << L << " D=" << D << " bytes=" << sizeof(T));
+  const std::size_t n = std::size_t(B) * H * L * D, rows = std::size_t(B) * H * L;
+  auto to_t = [](const std::vector<double>& x) { return std::vector<T>(x.begin(), x.end()); };
+  const std::vector<T> q = to_t(random_doubles(n, 81, -2, 2)), k = to_t(random_doubles(n, 82, -2, 2)),
+                       v = to_t(random_doubles(n, 83)), dout = to_t(random_doubles(n, 84));
+  const T scale = T(1) / std::sqrt(T(D));
+  std::vector<T> o_ref(n), lse_ref(rows), dq_ref(n), dk_ref(n), dv_ref(n);
+  fk::attention_forward_cpu<T>(q.data(), k.data(), v.data(), o_ref.data(), lse_ref.data(), B, H, L, D, scale);
+  fk::attention_backward_cpu<T>(q.data(), k.data(), v.data(), o_ref.data(), dout.data(), lse_ref.data(),
+                                dq_ref.data(), dk_ref.data(), dv_ref.data(), B, H, L, D, scale);
+  std::vector<T> o(n), lse(rows), dq(n), dk(n), dv(n);
+  for (auto* buffer : {&o, &lse, &dq, &dk, &dv}) fm::test::poison(buffer->data(), buffer->size());
+  fk::attention_forward_cpu_gemm<T>(q.data(), k.data(), v.data(), o.data(), lse.data(), B, H, L, D, scale);
+  // The backward is fed the reference's O and lse, so it is checked on its own.
+  fk::attention_backward_cpu_gemm<T>(q.data(), k.data(), v.data(), o_ref.data(), dout.data(),
+                                     lse_ref.data(), dq.data(), dk.data(), dv.data(), B, H, L, D, scale);
+  FM_REQUIRE_CLOSE(o.data(), o_ref.data(), n, atol, rtol);
+  FM_REQUIRE_CLOSE(lse.data(), lse_ref.data(), rows, atol, rtol);
+  FM_REQUIRE_CLOSE(dq.data(), dq_ref.data(), n, atol, rtol);
+  FM_REQUIRE_CLOSE(dk.data(), dk_ref.data(), n, atol, rtol);
+  FM_REQUIRE_CLOSE(dv.data(), dv_ref.data(), n, atol, rtol);
+}
+
+TEST_CASE("attention CPU GEMM version matches the reference loops", "[attention]") {
+  struct Shape { int B, H, L, D; };
+  for (Shape s : {Shape{2, 4, 196, 8}, Shape{2, 4, 49, 16}, Shape{1, 4, 196, 32}, Shape{1, 1, 1, 1},
+                  Shape{3, 1, 7, 1}, Shape{1, 5, 23, 13}, Shape{2, 3, 50, 128}}) {
+    check_attention_gemm_matches_reference<double>(s.B, s.H, s.L, s.D, 1e-13, 1e-12);
+    check_attention_gemm_matches_reference<float>(s.B, s.H, s.L, s.D, 1e-5, 1e-4);
+  }
+}
+
 // =================================================================================================
 // GPU: every CUDA version against the CPU reference
 // =================================================================================================
@@ -632,12 +694,12 @@ void check_attention_version(AttentionVersion version, int B, int H, int L, int 
 }
 
 struct AttentionShape { int B, H, L, D; };
-// The U-Net's two attention resolutions (14×14 and 7×7 tokens), then awkward ones: D = 1, one
-// head, D = 128 with L past a tile boundary, L = 1, an exact tile, odd D (padded to 64 and 128),
-// L just past two tiles.
+// The U-Net's three attention layers (downs.1: 14×14 tokens, head dim 32; mids.0: 7×7, 16;
+// ups.0: 14×14, 8), then awkward ones: D = 1, one head, D = 128 with L past a tile boundary,
+// L = 1, an exact tile, odd D (padded to 64 and 128), L just past two tiles.
 const AttentionShape kAttentionShapes[] = {
-    {2, 4, 196, 16}, {2, 4, 49, 32}, {1, 1, 7, 1},  {1, 2, 130, 128}, {2, 1, 1, 8},
-    {1, 1, 64, 64},  {1, 3, 33, 48}, {2, 2, 100, 100}, {1, 1, 129, 20},
+    {2, 4, 196, 32}, {2, 4, 49, 16},  {2, 4, 196, 8},   {1, 1, 7, 1},     {1, 2, 130, 128},
+    {2, 1, 1, 8},    {1, 1, 64, 64},  {1, 3, 33, 48},   {2, 2, 100, 100}, {1, 1, 129, 20},
 };
 }  // namespace
 

@@ -80,6 +80,28 @@ TEST_CASE("fmtrain writes the whole run directory", "[fmtrain]") {
   REQUIRE(resolved["model"]["activation"] == "gelu");
 }
 
+TEST_CASE("train.keep_checkpoints keeps a loadable checkpoint per save", "[fmtrain]") {
+  fs::path dir = scratch_dir("keep");
+  fs::path config = write_config(dir / "cfg", {{"train", {{"keep_checkpoints", true}}}});
+  REQUIRE(train(config, dir / "run") == 0);
+  // checkpoint_every = 20 of 40 steps: saves at step 20 and at the end.
+  for (int step : {20, 40}) {
+    char name[64];
+    std::snprintf(name, sizeof name, "checkpoint_step_%07d.safetensors", step);
+    INFO(name);
+    REQUIRE(fs::exists(dir / "run" / name));
+    fm::io::SafetensorsFile ckpt = fm::io::read_safetensors((dir / "run" / name).string());
+    REQUIRE(ckpt.contains("trainer.step"));
+  }
+  REQUIRE_FALSE(fs::exists(dir / "run" / "checkpoint_step_0000010.safetensors"));
+  // The last kept checkpoint is the final one, byte for byte.
+  auto bytes = [](const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  REQUIRE(bytes(dir / "run" / "checkpoint_step_0000040.safetensors") == bytes(dir / "run" / "checkpoint.safetensors"));
+}
+
 TEST_CASE("same config and seed give bitwise the same losses", "[fmtrain][determinism]") {
   fs::path dir = scratch_dir("determinism");
   fs::path config = write_config(dir / "cfg");

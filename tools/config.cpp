@@ -62,6 +62,7 @@ const std::vector<KeySpec>& schema() {
       {"train.logit_normal_std", KeyType::Number, 1.0, 1e-3, 10, {}, "logit_normal: std"},
       {"train.log_every", KeyType::Integer, 50, 1, 1e9, {}, "steps between metrics.jsonl lines"},
       {"train.checkpoint_every", KeyType::Integer, 1000, 1, 1e9, {}, "steps between checkpoints"},
+      {"train.keep_checkpoints", KeyType::Bool, false, -kInf, kInf, {}, "also keep every checkpoint as checkpoint_step_NNNNNNN.safetensors (to measure quality against steps)"},
       {"train.sample_every", KeyType::Integer, 0, 0, 1e9, {}, "steps between sample pictures (0 = only at the end)"},
       {"sample.solver", KeyType::String, "euler", -kInf, kInf, {"euler", "midpoint", "heun", "rk4", "dopri5"}, "ODE solver"},
       {"sample.steps", KeyType::Integer, 100, 1, 1e6, {}, "fixed-step solvers: steps from t = 0 to 1"},

@@ -36,7 +36,8 @@ volatile std::sig_atomic_t g_stop_requested = 0;
 // Keys a resumed run may change: how long it runs and what it logs/samples, nothing that would
 // alter the numbers of the steps already taken.
 bool resumable_override(const std::string& key) {
-  for (const char* prefix : {"train.steps=", "train.log_every=", "train.checkpoint_every=", "train.sample_every=",
+  for (const char* prefix : {"train.steps=", "train.log_every=", "train.checkpoint_every=", "train.keep_checkpoints=",
+                             "train.sample_every=",
                              "sample.", "eval.", "device=", "kernels="})
     if (key.rfind(prefix, 0) == 0) return true;
   return false;
@@ -182,8 +183,14 @@ int run_training(const TrainRequest& request) {
   auto sample_config = config["sample"];
   Generator picture_gen(sample_config["seed"].get<std::uint64_t>());
 
+  const bool keep_checkpoints = train["keep_checkpoints"];
   auto save_checkpoint = [&] {
     trainer.save_checkpoint(paths.checkpoint().string(), {{"config", config.dump()}});
+    if (keep_checkpoints) {  // a second atomic write rather than a copy, so no half-copied file can exist
+      char name[64];
+      std::snprintf(name, sizeof name, "checkpoint_step_%07lld.safetensors", (long long)trainer.step());
+      trainer.save_checkpoint((paths.dir / name).string(), {{"config", config.dump()}});
+    }
     metrics.sync();
     draw_loss_curve(paths, run_title);
   };
@@ -208,9 +215,20 @@ int run_training(const TrainRequest& request) {
              " (lower train.lr or set train.grad_clip); the last checkpoint is intact");
     loss_sum += stats.loss;
     ++loss_count;
+    const std::int64_t step = stats.step;
+    // This step's batch came from data->epoch(). When that moved on, the previous epoch ended with
+    // the step before (epoch −1 means "no batch drawn yet": nothing to summarise).
+    if (data->epoch() != epoch) {
+      if (epoch >= 0)
+        log_line(request.quiet, cat("\nepoch ", epoch, " done at step ", step - 1, ": mean loss ",
+                                    epoch_loss_sum / double(std::max<std::int64_t>(epoch_steps, 1)), ", ",
+                                    progress.steps_per_second() * double(batch_size), " images/s"));
+      epoch = data->epoch();
+      epoch_loss_sum = 0;
+      epoch_steps = 0;
+    }
     epoch_loss_sum += stats.loss;
     ++epoch_steps;
-    const std::int64_t step = stats.step;
     if (step % log_every == 0 || step == total_steps) {
       double seconds = elapsed();
       Json line = {{"step", step},
@@ -228,14 +246,6 @@ int run_training(const TrainRequest& request) {
       loss_count = 0;
     }
     progress.update(step, cat("loss ", stats.loss));
-    if (data->epoch() != epoch) {
-      log_line(request.quiet, cat("\nepoch ", epoch, " done at step ", step, ": mean loss ",
-                                  epoch_loss_sum / double(std::max<std::int64_t>(epoch_steps, 1)), ", ",
-                                  progress.steps_per_second() * double(batch_size), " images/s"));
-      epoch = data->epoch();
-      epoch_loss_sum = 0;
-      epoch_steps = 0;
-    }
     if (step % checkpoint_every == 0 && step != total_steps) save_checkpoint();
     if (sample_every > 0 && step % sample_every == 0 && step != total_steps) {
       char name[64];

@@ -10,17 +10,24 @@
 //     backward weight  dW   = Σ_n dy_n · col_nᵀ,  db = Σ_{n,pixels} dy
 // (Chellapilla et al., "High Performance Convolutional Neural Networks for Document Processing",
 // 2006.) The GEMMs are kernels/cpu/gemm.cpp; a 1×1 stride-1 unpadded conv needs no unfolding at all
-// (col_n is the image itself). Images are processed one at a time so the scratch buffer stays
-// K·P elements; threads work inside im2col/col2im and inside the GEMM.
+// (col_n is the image itself).
+//
+// Threads: with a batch of several images per thread, each thread takes whole images with its own
+// K·P scratch buffer (per-image GEMMs are too small to split well: M = C_out is 16–128 rows).
+// With fewer images, one image at a time, with threads inside im2col/col2im and the GEMM.
 //
 // conv_transpose2d reuses conv2d (see ConvTranspose2dParams::as_conv2d): its forward is conv2d's
 // backward input, its backward input is conv2d's forward, and its weight gradient is conv2d's
 // weight gradient with the roles of x and dy exchanged.
 //
-// Determinism: every output element is written by one thread and summed in a fixed order.
+// Determinism: every output element is written by one thread and summed in a fixed order. The
+// weight gradient sums over images in a fixed number of chunks (set by the batch size alone), each
+// chunk's partial sum added in chunk order, so the result does not depend on the thread count.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
+
+#include <omp.h>
 
 #include "kernels/conv2d.h"
 #include "kernels/gemm.h"
@@ -130,6 +137,35 @@ void channel_sums(const T* a, int batch, int channels, std::int64_t pixels, T* s
   }
 }
 
+// Calls body(r, first, end, col) for the consecutive ranges r = 0 .. ranges−1 of images
+// [first, end) covering the batch, all of (nearly) equal size. The ranges are spread over the
+// OpenMP threads when each thread gets at least two of them and the convolution is big enough to
+// be worth waking them (macs: its multiply-adds), each thread with its own col scratch of
+// col_size elements. Otherwise they run in order on this thread, and threads work inside
+// im2col/col2im and the GEMM instead.
+template <typename T, typename Body>
+void for_each_image_range(int batch, int ranges, std::size_t col_size, std::int64_t macs,
+                          const Body& body) {
+  const auto range_begin = [&](int r) { return int(std::int64_t(batch) * r / ranges); };
+  const int threads = omp_get_max_threads();
+  const bool across_ranges = threads > 1 && ranges >= 2 * threads && macs > (std::int64_t(1) << 20);
+#pragma omp parallel if (across_ranges)
+  {
+    std::vector<T> col(col_size);
+#pragma omp for schedule(static)
+    for (int r = 0; r < ranges; ++r) body(r, range_begin(r), range_begin(r + 1), col.data());
+  }
+}
+
+// Multiply-adds of the whole convolution (each of its three GEMMs has this many).
+std::int64_t macs(const Conv2dParams& p) {
+  return std::int64_t(p.batch) * p.out_channels * p.out_height() * p.out_width() * p.in_channels *
+         p.kernel_h * p.kernel_w;
+}
+
+// Weight gradients are summed over this many chunks of images at most (see Determinism above).
+constexpr int kWeightGradChunks = 8;
+
 }  // namespace
 
 // ---- conv2d ----------------------------------------------------------------------------------
@@ -141,15 +177,16 @@ void conv2d_forward_im2col(const T* x, const T* weight, const T* bias, T* y,
   const int pixels = p.out_height() * p.out_width();
   const std::int64_t image_size = std::int64_t(p.in_channels) * p.in_height * p.in_width;
   const bool pointwise = is_pointwise(p);
-  std::vector<T> col(pointwise ? 0 : std::size_t(K) * pixels);
-  for (int n = 0; n < p.batch; ++n) {
-    const T* x_n = x + n * image_size;
-    if (!pointwise) im2col(x_n, p, col.data());
-    // y_n[C_out, P] = W[C_out, K] · col[K, P]
-    gemm_cpu<T>(false, false, p.out_channels, pixels, K, T(1), weight, K,
-                pointwise ? x_n : col.data(), pixels, T(0),
-                y + std::int64_t(n) * p.out_channels * pixels, pixels);
-  }
+  for_each_image_range<T>(p.batch, p.batch, pointwise ? 0 : std::size_t(K) * pixels, macs(p),
+                          [&](int, int first, int end, T* col) {
+    for (int n = first; n < end; ++n) {
+      const T* x_n = x + n * image_size;
+      if (!pointwise) im2col(x_n, p, col);
+      // y_n[C_out, P] = W[C_out, K] · col[K, P]
+      gemm_cpu<T>(false, false, p.out_channels, pixels, K, T(1), weight, K, pointwise ? x_n : col,
+                  pixels, T(0), y + std::int64_t(n) * p.out_channels * pixels, pixels);
+    }
+  });
   if (bias) add_channel_bias(y, bias, p.batch, p.out_channels, pixels);
 }
 
@@ -159,15 +196,17 @@ void conv2d_backward_input_im2col(const T* dy, const T* weight, T* dx, const Con
   const int pixels = p.out_height() * p.out_width();
   const std::int64_t image_size = std::int64_t(p.in_channels) * p.in_height * p.in_width;
   const bool pointwise = is_pointwise(p);
-  std::vector<T> col(pointwise ? 0 : std::size_t(K) * pixels);
-  for (int n = 0; n < p.batch; ++n) {
-    const T* dy_n = dy + std::int64_t(n) * p.out_channels * pixels;
-    T* dx_n = dx + n * image_size;
-    // col[K, P] = Wᵀ[K, C_out] · dy_n[C_out, P]; for a pointwise conv col is dx_n itself.
-    gemm_cpu<T>(true, false, K, pixels, p.out_channels, T(1), weight, K, dy_n, pixels, T(0),
-                pointwise ? dx_n : col.data(), pixels);
-    if (!pointwise) col2im(col.data(), p, dx_n);
-  }
+  for_each_image_range<T>(p.batch, p.batch, pointwise ? 0 : std::size_t(K) * pixels, macs(p),
+                          [&](int, int first, int end, T* col) {
+    for (int n = first; n < end; ++n) {
+      const T* dy_n = dy + std::int64_t(n) * p.out_channels * pixels;
+      T* dx_n = dx + n * image_size;
+      // col[K, P] = Wᵀ[K, C_out] · dy_n[C_out, P]; for a pointwise conv col is dx_n itself.
+      gemm_cpu<T>(true, false, K, pixels, p.out_channels, T(1), weight, K, dy_n, pixels, T(0),
+                  pointwise ? dx_n : col, pixels);
+      if (!pointwise) col2im(col, p, dx_n);
+    }
+  });
 }
 
 template <typename T>
@@ -177,15 +216,27 @@ void conv2d_backward_weight_im2col(const T* x, const T* dy, T* dweight, T* dbias
   const int pixels = p.out_height() * p.out_width();
   const std::int64_t image_size = std::int64_t(p.in_channels) * p.in_height * p.in_width;
   const bool pointwise = is_pointwise(p);
-  std::vector<T> col(pointwise ? 0 : std::size_t(K) * pixels);
-  if (p.batch == 0) std::fill(dweight, dweight + std::size_t(p.out_channels) * K, T(0));
-  for (int n = 0; n < p.batch; ++n) {
-    const T* x_n = x + n * image_size;
-    if (!pointwise) im2col(x_n, p, col.data());
-    // dW[C_out, K] (+)= dy_n[C_out, P] · col[K, P]ᵀ; the first image overwrites (beta = 0).
-    gemm_cpu<T>(false, true, p.out_channels, K, pixels, T(1),
-                dy + std::int64_t(n) * p.out_channels * pixels, pixels,
-                pointwise ? x_n : col.data(), pixels, n == 0 ? T(0) : T(1), dweight, K);
+  const std::size_t weight_size = std::size_t(p.out_channels) * K;
+  if (p.batch == 0) std::fill(dweight, dweight + weight_size, T(0));
+  // Chunk 0 sums straight into dweight, chunk c > 0 into partial[c − 1]; then the partial sums
+  // are added to dweight in chunk order.
+  const int chunks = std::min(p.batch, kWeightGradChunks);
+  std::vector<T> partial(std::size_t(std::max(chunks - 1, 0)) * weight_size);
+  for_each_image_range<T>(p.batch, chunks, pointwise ? 0 : std::size_t(K) * pixels, macs(p),
+                          [&](int chunk, int first, int end, T* col) {
+    T* target = chunk == 0 ? dweight : partial.data() + std::size_t(chunk - 1) * weight_size;
+    for (int n = first; n < end; ++n) {
+      const T* x_n = x + n * image_size;
+      if (!pointwise) im2col(x_n, p, col);
+      // target[C_out, K] (+)= dy_n[C_out, P] · col[K, P]ᵀ; the chunk's first image overwrites.
+      gemm_cpu<T>(false, true, p.out_channels, K, pixels, T(1),
+                  dy + std::int64_t(n) * p.out_channels * pixels, pixels, pointwise ? x_n : col,
+                  pixels, n == first ? T(0) : T(1), target, K);
+    }
+  });
+  for (int chunk = 1; chunk < chunks; ++chunk) {
+    const T* source = partial.data() + std::size_t(chunk - 1) * weight_size;
+    for (std::size_t i = 0; i < weight_size; ++i) dweight[i] += source[i];
   }
   if (dbias) channel_sums(dy, p.batch, p.out_channels, pixels, dbias);
 }

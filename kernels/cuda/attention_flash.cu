@@ -4,15 +4,18 @@
 //
 // Layer: kernels/cuda (hand-written kernels over device pointers, launched on cuda_stream()).
 //
-// Cost (B=256, H=4, the U-Net's two attention resolutions; "matmul" = one L×L×D product,
-// 2·L²·D flops per head):
-//   L=196, D=16: forward 2 matmuls = 2.52 GFLOP, ≥ 52.2 MB (read Q, K, V, write O, LSE);
-//                backward 7 matmuls here = 8.81 GFLOP (5 would be the minimum: 6.29 GFLOP),
-//                ≥ 103.6 MB (read Q, K, V, O, dO, LSE, write dQ, dK, dV).
-//   L=49,  D=32: forward 0.315 GFLOP, ≥ 25.9 MB; backward 1.10 GFLOP (min 0.79), ≥ 51.6 MB.
-// H100's FP32 ridge point is ~50 TFLOP/s ÷ ~3.3 TB/s ≈ 15 flops/byte: L=196 (≈ 48 flops/byte) is
-// compute-bound, L=49 (≈ 12) sits near the ridge. Either way the fused kernels exist to avoid the
-// unfused version's L×L traffic (157 MB per pass at L=196), not to beat the byte floor.
+// Cost (B=256, H=4, the U-Net's three attention layers; "matmul" = one L×L×D product,
+// 2·L²·D flops per head; docs/ops/attention.md §4 has the derivation):
+//   L=196, D=32 (downs.1): forward 2 matmuls = 5.04 GFLOP, ≥ 103.6 MB (read Q, K, V, write O,
+//                LSE); backward 7 matmuls here = 17.6 GFLOP (5 would be the minimum: 12.6 GFLOP),
+//                ≥ 206.3 MB (read Q, K, V, O, dO, LSE, write dQ, dK, dV).
+//   L=49,  D=16 (mids.0): forward 0.157 GFLOP, ≥ 13.0 MB; backward 0.551 GFLOP (min 0.393),
+//                ≥ 25.9 MB.
+//   L=196, D=8  (ups.0): forward 1.26 GFLOP, ≥ 26.5 MB; backward 4.41 GFLOP (min 3.15), ≥ 52.2 MB.
+// H100's FP32 ridge point is ~50 TFLOP/s ÷ ~3.3 TB/s ≈ 15 flops/byte: the L=196 layers (≈ 48
+// flops/byte) are compute-bound, L=49 (≈ 12) sits near the ridge. Either way the fused kernels
+// exist to avoid the unfused version's L×L traffic (157 MB per pass at L=196), not to beat the
+// byte floor.
 //
 // Two thread layouts over the 256 threads of a block:
 //  * score products (S = Q·Kᵀ, dP = dO·Vᵀ): a 16×16 grid (ty, tx); thread (ty, tx) owns rows

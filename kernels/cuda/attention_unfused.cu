@@ -5,16 +5,19 @@
 // Layer: kernels/cuda. GEMMs through fm::kernels::gemm_batched_cublas (FP32, no TF32), batched over
 // the B·H heads with strides; the L×L score matrices live in scratch from cuda_malloc.
 //
-// Cost, B=256, H=4 (B·H = 1024 heads; one L×L×D product is 2·L²·D flops per head):
+// Cost, B=256, H=4 (B·H = 1024 heads; one L×L×D product is 2·L²·D flops per head), at the U-Net's
+// three attention layers:
 //                      flops                        minimum bytes        L×L scratch traffic
-//   L=196, D=16  fwd   2 GEMMs   = 2.52 GFLOP       52.2 MB              S: 157 MB per pass;
-//                bwd   5 GEMMs   = 6.29 GFLOP       103.6 MB             fwd ≈ 4 passes (630 MB),
-//                                                                        bwd ≈ 7 passes (1.1 GB)
-//   L=49,  D=32  fwd   0.315 GFLOP                  25.9 MB              S: 9.8 MB per pass
-//                bwd   0.787 GFLOP                  51.6 MB
+//   L=196, D=32  fwd   2 GEMMs   = 5.04 GFLOP       103.6 MB             S: 157 MB per pass;
+//                bwd   5 GEMMs   = 12.6 GFLOP       206.3 MB             fwd ≈ 4 passes (630 MB),
+//                                                                        bwd ≈ 9 passes (1.4 GB)
+//   L=49,  D=16  fwd   0.157 GFLOP                  13.0 MB              S: 9.8 MB per pass
+//                bwd   0.393 GFLOP                  25.9 MB
+//   L=196, D=8   fwd   1.26 GFLOP                   26.5 MB              S: 157 MB per pass
+//                bwd   3.15 GFLOP                   52.2 MB
 // (minimum bytes: forward reads Q, K, V and writes O, LSE; backward reads Q, K, V, O, dO, LSE and
-// writes dQ, dK, dV.) At L=196 the score traffic, not the flops, sets the time: ~0.2 ms forward at
-// ~3.3 TB/s, which is what fusing removes.
+// writes dQ, dK, dV.) At L=196 the score traffic, not the flops, sets the time: ~0.2 ms per
+// forward at ~3.3 TB/s, which is what fusing removes.
 //
 // Forward:  S = scale·Q·Kᵀ (GEMM) → row softmax in place, P and lse (kernel) → O = P·V (GEMM).
 // Backward: S = scale·Q·Kᵀ, dP = dO·Vᵀ (GEMMs) → P = exp(S − lse) and dS = P∘(dP − D_i), with
