@@ -14,12 +14,15 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <string>
 
 #include "core/autograd.h"
 #include "core/io/tensor_io.h"
 #include "core/random.h"
 #include "flow/frechet.h"
 #include "tools/eval_classifier.h"
+#include "tools/quality_sweep.h"
 #include "tools/run_setup.h"
 
 namespace fs = std::filesystem;
@@ -346,4 +349,69 @@ TEST_CASE("fmeval samples a checkpoint with the chosen solver and reports its NF
   for (const auto& [name, tensor] : mlp->state_dict()) tensors["model." + name] = tensor;
   fm::io::save_safetensors((dir / "run" / "checkpoint.safetensors").string(), tensors, {{"config", moons.dump()}});
   REQUIRE_THROWS_WITH(fm::tools::run_frechet_evaluation(request, nullptr), Catch::Contains("fmeval measures image models"));
+}
+
+TEST_CASE("fmeval sweep scores kept checkpoints and every solver at each NFE budget", "[eval][pipeline][sweep]") {
+  REQUIRE_FASHION_MNIST();
+  fs::path dir = scratch_dir("sweep");
+  fs::create_directories(dir / "run");
+  Json config = fm::tools::resolve_config(
+      {{"data", {{"name", "fashion_mnist"}}},
+       {"model", {{"type", "unet"}, {"down_channels", {8, 8}}, {"mid_channels", {8, 8}}, {"down_sample", {true}},
+                  {"attention", {false}}, {"groups", 4}, {"num_heads", 1}, {"time_emb_dim", 16}, {"final_channels", 8}}},
+       {"sample", {{"solver", "euler"}, {"steps", 3}}}});
+  fm::Generator gen(9);
+  auto model = fm::tools::build_model(config, gen);
+  fm::io::NamedTensors tensors;
+  for (const auto& [name, tensor] : model->state_dict()) tensors["model." + name] = tensor;
+  // Two kept checkpoints (written out of order on purpose) and the final one.
+  for (auto [file, step] : {std::pair<const char*, std::uint64_t>{"checkpoint_step_0000010.safetensors", 10},
+                            {"checkpoint_step_0000005.safetensors", 5},
+                            {"checkpoint.safetensors", 10}})
+    fm::io::save_safetensors_with_words((dir / "run" / file).string(), tensors, {{"trainer.step", {step}}},
+                                        {{"config", config.dump()}});
+  write_quick_classifier(dir / "run" / "classifier.safetensors");
+
+  fm::tools::QualitySweepRequest request;
+  request.run_dir = (dir / "run").string();
+  request.n = 30;
+  request.nfe_budgets = {2, 4};
+  request.solvers = {"euler", "rk4", "dopri5"};
+  request.dopri5_tolerances = {1e-1};
+  fm::tools::QualitySweepResult result = fm::tools::run_quality_sweep(request, nullptr);
+  // steps: 5 then 10 with the run's euler × 3; nfe: euler 2 and 4, rk4 4 (2 is less than one step), dopri5 once.
+  REQUIRE(result.points.size() == 2 + 2 + 1 + 1);
+  REQUIRE(result.points[0].sweep == "steps");
+  REQUIRE(result.points[0].checkpoint_step == 5);
+  REQUIRE(result.points[1].checkpoint_step == 10);
+  REQUIRE(result.points[0].nfe == 3);
+  REQUIRE(result.points[0].solver_steps == 3);
+  REQUIRE(result.points[2].solver == "euler");
+  REQUIRE(result.points[2].nfe == 2);
+  REQUIRE(result.points[3].nfe == 4);
+  REQUIRE(result.points[4].solver == "rk4");
+  REQUIRE(result.points[4].nfe == 4);
+  REQUIRE(result.points[4].solver_steps == 1);
+  REQUIRE(result.points[5].solver == "dopri5");
+  REQUIRE(result.points[5].nfe > 0);
+  REQUIRE(result.points[5].tolerance == 1e-1);
+  // Same weights at steps 5 and 10, same seed and sampler: the same distance.
+  REQUIRE(result.points[0].fd == result.points[1].fd);
+  REQUIRE(result.floor > 0);
+  for (const char* file : {"quality_vs_steps.csv", "quality_vs_steps.png", "quality_vs_nfe.csv", "quality_vs_nfe.png"})
+    REQUIRE(fs::exists(dir / "run" / file));
+  std::ifstream csv(dir / "run" / "quality_vs_nfe.csv");
+  std::string header, line;
+  std::getline(csv, header);
+  REQUIRE(header.rfind("checkpoint_step,solver,solver_steps,tolerance,nfe,fd", 0) == 0);
+  int rows = 0;
+  while (std::getline(csv, line)) ++rows;
+  REQUIRE(rows == 4);
+
+  // Bad requests fail in one line before sampling.
+  request.run_dir = (dir / "missing").string();
+  REQUIRE_THROWS_WITH(fm::tools::run_quality_sweep(request, nullptr), Catch::Contains("does not exist"));
+  request.run_dir = (dir / "run").string();
+  request.solvers = {"euler", "leapfrog"};
+  REQUIRE_THROWS_WITH(fm::tools::run_quality_sweep(request, nullptr), Catch::Contains("leapfrog"));
 }

@@ -7,19 +7,28 @@
 //          [--classifier FILE] [--n 2000] [--solver NAME] [--steps N] [--rtol X] [--atol X]
 //          [--weights ema|raw] [--seed S] [--floor-draws 5] [--data-dir DIR] [--device auto|cpu|cuda]
 //          [--kernels custom|library]
+//   fmeval sweep RUN_DIR [--classifier FILE] [--n 1000] [--only steps|nfe] [--nfe 4,8,16,32]
+//                [--solvers euler,midpoint,heun,rk4,dopri5] [--tolerances 1e-2,1e-3,1e-4] [--data-dir DIR]
+//                [--device auto|cpu|cuda] [--kernels custom|library]
 //
 // The evaluation prints the distance of the samples to n real t10k images, the floor (n real train
 // images against the same t10k images: what a perfect model scores at this n; mean and standard
 // deviation over a few draws of train images, since at n = 2000 it varies by about ±25% between
-// draws), the NFE, and last one JSON line for scripts. Progress goes to stderr. Errors are one line on stderr with exit code 2.
-// The library half (tools/eval_classifier.h) is what the tests drive.
+// draws), the NFE, and last one JSON line for scripts. `sweep` repeats that over a run's kept
+// checkpoints and over solvers × NFE budgets (tools/quality_sweep.h) and prints a table. Progress
+// goes to stderr. Errors are one line on stderr with exit code 2. The library halves
+// (tools/eval_classifier.h, tools/quality_sweep.h) are what the tests drive.
 #include <cstdio>
 #include <cstring>
+#include <sstream>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "core/kernel_choice.h"
 #include "tools/cli_args.h"
 #include "tools/eval_classifier.h"
+#include "tools/quality_sweep.h"
 #include "tools/run_setup.h"
 
 namespace {
@@ -31,12 +40,18 @@ const char* kUsage =
     "       fmeval --samples FILE.npy [--classifier FILE] [--n 2000] [--data-dir DIR] [--device ...]\n"
     "       fmeval train-classifier [--out classifier.safetensors] [--epochs 2] [--data-dir DIR] [--seed 0]\n"
     "              [--batch-size 128] [--lr 0.002] [--device auto|cpu|cuda]\n"
+    "       fmeval sweep RUN_DIR [--classifier FILE] [--n 1000] [--only steps|nfe] [--nfe 4,8,16,32]\n"
+    "              [--solvers euler,midpoint,heun,rk4,dopri5] [--tolerances 1e-2,1e-3,1e-4] [--data-dir DIR]\n"
+    "              [--device auto|cpu|cuda] [--kernels custom|library]\n"
     "  Prints the Frechet distance between classifier features of n samples and of n real t10k images,\n"
     "  and the floor: the same distance between n real train images and those t10k images (mean and\n"
     "  spread over --floor-draws draws of train images; a model within that spread is as good as real data).\n"
     "  --classifier defaults to ./classifier.safetensors, then classifier.safetensors beside the checkpoint.\n"
     "  solvers: euler, midpoint, heun, rk4 (fixed --steps), dopri5 (adaptive --rtol/--atol);\n"
-    "  defaults: the sample section of the run's config. --data-dir: /usr/share/datasets/fashion-mnist\n";
+    "  defaults: the sample section of the run's config. --data-dir: /usr/share/datasets/fashion-mnist\n"
+    "  sweep: the distance of every checkpoint the run kept (train.keep_checkpoints) with the run's sampler,\n"
+    "  and of the final checkpoint for each solver at each NFE budget (dopri5: at each tolerance); writes\n"
+    "  RUN_DIR/quality_vs_steps.{csv,png} and RUN_DIR/quality_vs_nfe.{csv,png}.\n";
 
 void print_line(const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }
 
@@ -82,7 +97,7 @@ int evaluate_command(int argc, char** argv) {
     return 0;
   }
   FM_CHECK(args.positional().empty(), ConfigError, "unexpected argument \"", args.positional()[0],
-           "\" (the only subcommand is train-classifier)");
+           "\" (the subcommands are train-classifier and sweep)");
   tools::FrechetEvalRequest request;
   request.checkpoint = args.get("--checkpoint", "");
   request.samples_path = args.get("--samples", "");
@@ -117,11 +132,83 @@ int evaluate_command(int argc, char** argv) {
   return 0;
 }
 
+// "4,8,16" → {4, 8, 16}; a one-line ConfigError naming the flag for anything else.
+template <typename T>
+std::vector<T> parse_list(const std::string& flag, const std::string& text) {
+  std::vector<T> values;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) {
+    FM_CHECK(!item.empty(), fm::ConfigError, flag, ": empty item in \"", text, "\" (expected a comma-separated list)");
+    if constexpr (std::is_same_v<T, std::string>) {
+      values.push_back(item);
+    } else {
+      std::size_t used = 0;
+      T value{};
+      try {
+        if constexpr (std::is_integral_v<T>) value = T(std::stoll(item, &used));
+        else value = T(std::stod(item, &used));
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      FM_CHECK(used == item.size(), fm::ConfigError, flag, ": \"", item, "\" is not a number (expected a list like ",
+               std::is_integral_v<T> ? "4,8,16" : "1e-2,1e-3", ")");
+      values.push_back(value);
+    }
+  }
+  FM_CHECK(!values.empty(), fm::ConfigError, flag, ": expected a comma-separated list, got nothing");
+  return values;
+}
+
+int sweep_command(int argc, char** argv) {
+  using namespace fm;
+  tools::CliArgs args(argc, argv,
+                      {"--classifier", "--n", "--only", "--nfe", "--solvers", "--tolerances", "--data-dir", "--device",
+                       "--kernels"},
+                      {"--help"});
+  if (args.has("--help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  FM_CHECK(args.positional().size() == 1, ConfigError, "sweep: expected one run directory, got ",
+           args.positional().size(), " arguments");
+  tools::QualitySweepRequest request;
+  request.run_dir = args.positional()[0];
+  request.classifier = args.get("--classifier", "");
+  request.data_dir = args.get("--data-dir", tools::kFashionMnistDir);
+  if (args.has("--n")) request.n = args.integer("--n", 2, 10000000);
+  if (args.has("--only")) {
+    const std::string only = args.required("--only");
+    FM_CHECK(only == "steps" || only == "nfe", ConfigError, "--only: got \"", only, "\", expected steps or nfe");
+    request.sweep_steps = only == "steps";
+    request.sweep_nfe = only == "nfe";
+  }
+  if (args.has("--nfe")) request.nfe_budgets = parse_list<int>("--nfe", args.required("--nfe"));
+  if (args.has("--solvers")) request.solvers = parse_list<std::string>("--solvers", args.required("--solvers"));
+  if (args.has("--tolerances"))
+    request.dopri5_tolerances = parse_list<double>("--tolerances", args.required("--tolerances"));
+  request.device = tools::pick_device(args.get("--device", "auto"));
+  if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));
+
+  tools::QualitySweepResult result = tools::run_quality_sweep(request, print_line);
+  std::printf("Frechet distance, n = %lld; floor (real train vs test) %.4f +- %.4f\n", (long long)result.n,
+              result.floor, result.floor_std);
+  std::printf("| sweep | checkpoint step | solver | steps | tolerance | NFE | FD | sampling s |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
+  for (const tools::QualityPoint& p : result.points)
+    std::printf("| %s | %lld | %s | %s | %s | %lld | %.4f | %.1f |\n", p.sweep.c_str(), (long long)p.checkpoint_step,
+                p.solver.c_str(), p.solver_steps > 0 ? std::to_string(p.solver_steps).c_str() : "",
+                p.tolerance > 0 ? cat(p.tolerance).c_str() : "", (long long)p.nfe, p.fd, p.sampling_seconds);
+  for (const std::string& file : result.files) std::printf("wrote %s\n", file.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
     if (argc >= 2 && std::strcmp(argv[1], "train-classifier") == 0) return train_classifier_command(argc - 1, argv + 1);
+    if (argc >= 2 && std::strcmp(argv[1], "sweep") == 0) return sweep_command(argc - 1, argv + 1);
     return evaluate_command(argc, argv);
   } catch (const fm::Error& e) {
     std::fprintf(stderr, "fmeval: %s\n", e.what());
