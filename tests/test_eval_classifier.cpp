@@ -103,6 +103,28 @@ void write_quick_classifier(const fs::path& path) {
   fm::tools::train_and_save_classifier(request, nullptr);
 }
 
+// A tiny untrained U-Net saved the way fmtrain saves one ("model." tensors, the step as a word, the
+// config in metadata), sampled with Euler × sample_steps.
+struct TinyUNetCheckpoint {
+  Json config;
+  fm::io::NamedTensors tensors;
+  explicit TinyUNetCheckpoint(int sample_steps) {
+    config = fm::tools::resolve_config(
+        {{"data", {{"name", "fashion_mnist"}}},
+         {"model", {{"type", "unet"}, {"down_channels", {8, 8}}, {"mid_channels", {8, 8}}, {"down_sample", {true}},
+                    {"attention", {false}}, {"groups", 4}, {"num_heads", 1}, {"time_emb_dim", 16},
+                    {"final_channels", 8}}},
+         {"sample", {{"solver", "euler"}, {"steps", sample_steps}}}});
+    fm::Generator gen(9);
+    auto model = fm::tools::build_model(config, gen);
+    for (const auto& [name, tensor] : model->state_dict()) tensors["model." + name] = tensor;
+  }
+  void save(const fs::path& path, std::uint64_t step) const {
+    fm::io::save_safetensors_with_words(path.string(), tensors, {{"trainer.step", {step}}},
+                                        {{"config", config.dump()}});
+  }
+};
+
 }  // namespace
 
 TEST_CASE("classifier forward gives features and logits of the configured sizes", "[eval][classifier]") {
@@ -312,18 +334,8 @@ TEST_CASE("fmeval samples a checkpoint with the chosen solver and reports its NF
   REQUIRE_FASHION_MNIST();
   fs::path dir = scratch_dir("checkpoint");
   fs::create_directories(dir / "run");
-  // A tiny untrained U-Net saved the way fmtrain saves one ("model." tensors, the config in metadata).
-  Json config = fm::tools::resolve_config(
-      {{"data", {{"name", "fashion_mnist"}}},
-       {"model", {{"type", "unet"}, {"down_channels", {8, 8}}, {"mid_channels", {8, 8}}, {"down_sample", {true}},
-                  {"attention", {false}}, {"groups", 4}, {"num_heads", 1}, {"time_emb_dim", 16}, {"final_channels", 8}}},
-       {"sample", {{"solver", "euler"}, {"steps", 2}}}});
-  fm::Generator gen(9);
-  auto model = fm::tools::build_model(config, gen);
-  fm::io::NamedTensors tensors;
-  for (const auto& [name, tensor] : model->state_dict()) tensors["model." + name] = tensor;
-  fm::io::save_safetensors_with_words((dir / "run" / "checkpoint.safetensors").string(), tensors,
-                                      {{"trainer.step", {5}}}, {{"config", config.dump()}});
+  TinyUNetCheckpoint tiny(2);
+  tiny.save(dir / "run" / "checkpoint.safetensors", 5);
   write_quick_classifier(dir / "run" / "classifier.safetensors");  // found beside the checkpoint
 
   WorkingDirectory here(dir);
@@ -344,8 +356,9 @@ TEST_CASE("fmeval samples a checkpoint with the chosen solver and reports its NF
   REQUIRE(rk4.to_json()["weights"] == "raw");  // the checkpoint has no EMA weights
   // Image models only.
   Json moons = fm::tools::resolve_config({{"data", {{"name", "moons"}}}});
+  fm::Generator gen(9);
   auto mlp = fm::tools::build_model(moons, gen);
-  tensors.clear();
+  fm::io::NamedTensors tensors;
   for (const auto& [name, tensor] : mlp->state_dict()) tensors["model." + name] = tensor;
   fm::io::save_safetensors((dir / "run" / "checkpoint.safetensors").string(), tensors, {{"config", moons.dump()}});
   REQUIRE_THROWS_WITH(fm::tools::run_frechet_evaluation(request, nullptr), Catch::Contains("fmeval measures image models"));
@@ -355,21 +368,11 @@ TEST_CASE("fmeval sweep scores kept checkpoints and every solver at each NFE bud
   REQUIRE_FASHION_MNIST();
   fs::path dir = scratch_dir("sweep");
   fs::create_directories(dir / "run");
-  Json config = fm::tools::resolve_config(
-      {{"data", {{"name", "fashion_mnist"}}},
-       {"model", {{"type", "unet"}, {"down_channels", {8, 8}}, {"mid_channels", {8, 8}}, {"down_sample", {true}},
-                  {"attention", {false}}, {"groups", 4}, {"num_heads", 1}, {"time_emb_dim", 16}, {"final_channels", 8}}},
-       {"sample", {{"solver", "euler"}, {"steps", 3}}}});
-  fm::Generator gen(9);
-  auto model = fm::tools::build_model(config, gen);
-  fm::io::NamedTensors tensors;
-  for (const auto& [name, tensor] : model->state_dict()) tensors["model." + name] = tensor;
-  // Two kept checkpoints (written out of order on purpose) and the final one.
-  for (auto [file, step] : {std::pair<const char*, std::uint64_t>{"checkpoint_step_0000010.safetensors", 10},
-                            {"checkpoint_step_0000005.safetensors", 5},
-                            {"checkpoint.safetensors", 10}})
-    fm::io::save_safetensors_with_words((dir / "run" / file).string(), tensors, {{"trainer.step", {step}}},
-                                        {{"config", config.dump()}});
+  // Two kept checkpoints (written out of order on purpose) and the final one, all the same weights.
+  TinyUNetCheckpoint tiny(3);
+  tiny.save(dir / "run" / "checkpoint_step_0000010.safetensors", 10);
+  tiny.save(dir / "run" / "checkpoint_step_0000005.safetensors", 5);
+  tiny.save(dir / "run" / "checkpoint.safetensors", 10);
   write_quick_classifier(dir / "run" / "classifier.safetensors");
 
   fm::tools::QualitySweepRequest request;

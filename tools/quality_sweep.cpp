@@ -156,7 +156,7 @@ QualitySweepResult run_quality_sweep(const QualitySweepRequest& request,
         QualityPoint p = point_from("nfe", r);
         p.solver_steps = steps;
         nfe_points.push_back(p);
-        say(log, cat(solver, " ", steps, " steps: ", r.nfe, " NFE, fd ", r.fd));
+        say(log, cat(solver, " ", steps, steps == 1 ? " step: " : " steps: ", r.nfe, " NFE, fd ", r.fd));
       }
     }
   }
