@@ -11,6 +11,7 @@
 #include "core/io/npy.h"
 #include "core/io/safetensors.h"
 #include "tools/config.h"
+#include "tools/run_setup.h"
 #include "tools/train_run.h"
 
 namespace fs = std::filesystem;
@@ -219,4 +220,22 @@ TEST_CASE("an existing run is never overwritten", "[fmtrain][errors]") {
   resume.resume_dir = (dir / "run").string();
   resume.overrides = {"train.lr=0.5"};
   REQUIRE_THROWS_WITH(fm::tools::run_training(resume), Catch::Contains("a resumed run may only change"));
+}
+
+TEST_CASE("generate_samples reports dopri5's NFE averaged over its chunks", "[fmtrain][sampling]") {
+  Json config = fm::tools::resolve_config({{"data", {{"name", "moons"}}},
+                                           {"sample", {{"solver", "dopri5"}, {"rtol", 1e-3}, {"atol", 1e-3}}}});
+  fm::Generator init(5);
+  auto model = fm::tools::build_model(config, init);
+  auto solver = fm::tools::build_solver(config["sample"]);
+  // One point at a time with one generator, then both points in one call with chunks of one point
+  // and a second generator in the same state: the same noise per chunk, so the same steps per chunk.
+  fm::Generator separate(11), together(11);
+  const fm::tools::SampleResult first = fm::tools::generate_samples(*model, *solver, {2}, 1, separate, fm::Device::CPU, 1);
+  const fm::tools::SampleResult second = fm::tools::generate_samples(*model, *solver, {2}, 1, separate, fm::Device::CPU, 1);
+  const fm::tools::SampleResult both = fm::tools::generate_samples(*model, *solver, {2}, 2, together, fm::Device::CPU, 1);
+  INFO("first chunk " << first.nfe << " NFE, second " << second.nfe);
+  REQUIRE(first.nfe > 0);
+  REQUIRE(both.nfe == std::llround((first.nfe + second.nfe) / 2.0));
+  REQUIRE(both.samples.numel() == 4);
 }

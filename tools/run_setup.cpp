@@ -123,6 +123,7 @@ SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& s
   full.insert(full.begin(), n);
   Tensor out = Tensor::empty(full);
   SampleResult result;
+  double evaluations = 0;  // Σ over chunks of (samples in the chunk × its NFE)
   for (std::int64_t start = 0; start < n; start += chunk) {
     std::int64_t count = std::min(chunk, n - start);
     Shape shape = example_shape;
@@ -130,8 +131,9 @@ SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& s
     Tensor noise = randn(shape, gen, DType::Float32, device);
     flow::SolveResult solved = solver.solve(field, noise);
     out.narrow(0, start, count).copy_(solved.x.to(Device::CPU));
-    result.nfe = solved.nfe;  // per sample: the same for every chunk of a fixed-step solver
+    evaluations += double(count) * double(solved.nfe);
   }
+  result.nfe = n > 0 ? std::llround(evaluations / double(n)) : 0;
   model.train();
   result.samples = out;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();

@@ -33,6 +33,8 @@ std::unique_ptr<flow::OdeSolver> build_solver(const Json& sample_section);
 
 struct SampleResult {
   Tensor samples;  // CPU float32 [n, ...]
+  // Velocity evaluations per sample. A fixed-step solver spends the same on every chunk; dopri5
+  // picks its steps per chunk, so this is the average over the samples, rounded to an integer.
   std::int64_t nfe = 0;
   double seconds = 0;
 };
