@@ -8,19 +8,13 @@
 #include "core/ops.h"
 #include "core/random.h"
 #include "flow/loss.h"
+#include "tensor_compare.h"
 
 using namespace fm;
+using fm::test::max_abs_diff;
 using namespace fm::flow;
 
 namespace {
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  std::vector<double> va = a.to_vector(), vb = b.to_vector();
-  REQUIRE(va.size() == vb.size());
-  double m = 0;
-  for (std::size_t i = 0; i < va.size(); ++i) m = std::max(m, std::abs(va[i] - vb[i]));
-  return m;
-}
 
 Tensor data_batch(Shape shape = {6, 2}) {
   Generator gen(11);

@@ -10,19 +10,13 @@
 #include "core/random.h"
 #include "flow/path.h"
 #include "flow/scheduler.h"
+#include "tensor_compare.h"
 
 using namespace fm;
+using fm::test::max_abs_diff;
 using namespace fm::flow;
 
 namespace {
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  std::vector<double> va = a.to_vector(), vb = b.to_vector();
-  REQUIRE(va.size() == vb.size());
-  double m = 0;
-  for (std::size_t i = 0; i < va.size(); ++i) m = std::max(m, std::abs(va[i] - vb[i]));
-  return m;
-}
 
 bool all_finite(const Tensor& x) {
   for (double v : x.to_vector())

@@ -13,8 +13,10 @@
 #include "flow/path.h"
 #include "flow/solver.h"
 #include "flow/velocity_model.h"
+#include "tensor_compare.h"
 
 using namespace fm;
+using fm::test::max_abs_diff;
 using namespace fm::flow;
 
 namespace {
@@ -30,15 +32,6 @@ VelocityField exp_sin_field() {
 }
 
 Tensor start_state() { return Tensor::from_vector({0.5, -1.25, 2.0, 0.75}, {2, 2}, DType::Float64); }
-
-// Largest |a_i − b_i|.
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  std::vector<double> va = a.to_vector(), vb = b.to_vector();
-  REQUIRE(va.size() == vb.size());
-  double m = 0;
-  for (std::size_t i = 0; i < va.size(); ++i) m = std::max(m, std::abs(va[i] - vb[i]));
-  return m;
-}
 
 Tensor exact_exp_sin(const Tensor& x0, double t) { return x0 * std::exp(std::sin(t)); }
 

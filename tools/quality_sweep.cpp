@@ -184,24 +184,20 @@ QualitySweepResult run_quality_sweep(const QualitySweepRequest& request,
     std::vector<io::LineSeries> series;
     double x_min = 1e300, x_max = 0;
     for (const std::string& solver : request.solvers) {
-      io::LineSeries s{{}, {}, solver};
+      // (NFE, FD) of this solver, left to right: dopri5's NFE need not grow with the tolerance.
+      std::vector<std::pair<double, double>> curve;
       for (const QualityPoint& p : nfe_points)
-        if (p.solver == solver) {
-          s.x.push_back(double(p.nfe));
-          s.y.push_back(p.fd);
-          x_min = std::min(x_min, double(p.nfe));
-          x_max = std::max(x_max, double(p.nfe));
-        }
-      // dopri5's NFE need not grow monotonically with the tolerance; draw the line left to right.
-      std::vector<std::size_t> order(s.x.size());
-      for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-      std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return s.x[a] < s.x[b]; });
-      io::LineSeries sorted{{}, {}, s.label};
-      for (std::size_t i : order) {
-        sorted.x.push_back(s.x[i]);
-        sorted.y.push_back(s.y[i]);
+        if (p.solver == solver) curve.emplace_back(double(p.nfe), p.fd);
+      if (curve.empty()) continue;
+      std::sort(curve.begin(), curve.end());
+      io::LineSeries line{{}, {}, solver};
+      for (const auto& [nfe, fd] : curve) {
+        line.x.push_back(nfe);
+        line.y.push_back(fd);
       }
-      if (!sorted.x.empty()) series.push_back(sorted);
+      x_min = std::min(x_min, line.x.front());
+      x_max = std::max(x_max, line.x.back());
+      series.push_back(line);
     }
     series.push_back(floor_line(x_min, x_max, result));
     io::LinePlotOptions options;

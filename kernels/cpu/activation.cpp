@@ -10,14 +10,6 @@
 namespace fm::kernels {
 namespace {
 
-// sigmoid(x) = 1 / (1 + exp(-x)). For x → -∞, exp(-x) grows to +inf (double) or to fast_exp's
-// clamp of 1.7e38 (float) and the result is 0 or within 6e-39 of it; for x → +∞, exp(-x) goes to
-// 0 and the result is 1. No NaN either way.
-template <typename T>
-T sigmoid(T x) {
-  return T(1) / (T(1) + fast_exp(-x));  // fast_exp: vectorisable in float, std::exp in double
-}
-
 template <typename T>
 T silu(T x) {
   return x * sigmoid(x);

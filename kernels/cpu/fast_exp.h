@@ -1,5 +1,6 @@
 // kernels/cpu/fast_exp.h — e^x for float that the compiler can vectorise, for the CPU loops that
-// take an exponential per element (softmax in attention, the sigmoid inside SiLU).
+// take an exponential per element (softmax in attention), and the sigmoid built on it (SiLU in
+// kernels/cpu/activation.cpp and the fused GroupNorm + SiLU in kernels/cpu/group_norm.cpp).
 //
 // Why: glibc's expf is accurate but a scalar call, so a loop around it runs one element at a time
 // (it was 7–15% of a CPU U-Net training step). This version is straight-line arithmetic, so GCC
@@ -43,5 +44,13 @@ inline float fast_exp(float x) {
 }
 
 inline double fast_exp(double x) { return std::exp(x); }
+
+// sigmoid(x) = 1 / (1 + e^(−x)). For x → −∞, e^(−x) grows to +inf (double) or to fast_exp's clamp
+// of 1.7e38 (float) and the result is 0 or within 6e-39 of it; for x → +∞, e^(−x) goes to 0 and the
+// result is 1. No NaN either way.
+template <typename T>
+inline T sigmoid(T x) {
+  return T(1) / (T(1) + fast_exp(-x));
+}
 
 }  // namespace fm::kernels

@@ -13,11 +13,6 @@
 namespace fm::kernels {
 namespace {
 
-template <typename T>
-T sigmoid(T x) {
-  return T(1) / (T(1) + fast_exp(-x));  // fast_exp: vectorisable in float, std::exp in double
-}
-
 void check_group_norm_sizes(const char* op, int N, int C, int HW, int G) {
   FM_CHECK(N >= 0 && C > 0 && HW > 0 && G > 0, ValueError, op,
            ": sizes must be N >= 0 and C, HW, G > 0; got N=", N, " C=", C, " HW=", HW, " G=", G);
