@@ -19,6 +19,10 @@ bool cuda_available();
 // Human-readable name of device 0 ("NVIDIA H100 80GB HBM3"), or "none".
 const char* cuda_device_name();
 
+// True when the cuDNN baseline can run: a CUDA build with a device. False in a CPU-only build and in
+// the CUDA emulator build (cmake -DFM_CUDA_EMULATOR=ON), which runs our kernels but has no cuDNN.
+bool cudnn_available();
+
 // The stream every op and kernel launches on (one stream: ops run in program order).
 CudaStream cuda_stream();
 

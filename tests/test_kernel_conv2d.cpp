@@ -486,9 +486,11 @@ struct GpuConv {
   void (*transpose_backward_weight)(const float*, const float*, float*, float*,
                                     const ConvTranspose2dParams&);
 };
-const std::vector<GpuConv>& gpu_implementations() {
+// The versions this build can run: the CUDA emulator build has no cuDNN, so its row is left out
+// there, with a warning in the test output so the gap is visible.
+std::vector<GpuConv> gpu_implementations() {
   using namespace fm::kernels;
-  static const std::vector<GpuConv> list = {
+  std::vector<GpuConv> list = {
       {"naive", conv2d_forward_cuda_naive, conv2d_backward_input_cuda_naive,
        conv2d_backward_weight_cuda_naive, conv_transpose2d_forward_cuda_naive,
        conv_transpose2d_backward_input_cuda_naive, conv_transpose2d_backward_weight_cuda_naive},
@@ -499,6 +501,10 @@ const std::vector<GpuConv>& gpu_implementations() {
        conv_transpose2d_forward_cudnn, conv_transpose2d_backward_input_cudnn,
        conv_transpose2d_backward_weight_cudnn},
   };
+  if (!cudnn_available()) {
+    WARN("cuDNN is not available in this build (CUDA emulator): its version is not tested here");
+    list.pop_back();
+  }
   return list;
 }
 

@@ -3,11 +3,13 @@
 #
 #   bash tools/bootstrap.sh run [CONFIG]   install what is missing, build, train CONFIG (default
 #                                          configs/moons.json) with fmtrain
-#   bash tools/bootstrap.sh test           install what is missing, build, run the whole suite (CTest)
+#   bash tools/bootstrap.sh test           install what is missing, build, run the whole suite (CTest),
+#                                          then the GPU cases again on the CUDA emulator (no GPU needed)
 #
 # Missing Debian packages are installed with apt-get (run as root). CUDA is used when nvcc is found
 # (it need not have a GPU: GPU tests then report themselves as skipped). Set FM_BUILD_DIR to build
-# elsewhere (default: build/), FM_JOBS to limit parallel compile jobs.
+# elsewhere (default: build/; the emulator build goes to <dir>-emulator), FM_JOBS to limit parallel
+# compile jobs, FM_SKIP_EMULATOR=1 to skip the emulated GPU tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,3 +56,16 @@ cd "$build_dir"
 # wait on a core another test holds (oversubscribed OpenMP barriers are very slow).
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 ctest --output-on-failure -j "$jobs" --timeout 1200
+cd - >/dev/null
+
+# The GPU cases once more, on the CUDA emulator (kernels/cuda_emulator/, docs/cuda_emulator.md): our
+# CUDA kernels compiled for the CPU, each GPU thread a fiber, so a machine without a GPU still checks
+# their indexing, tile edges, barriers and shuffles against the CPU references. (Not cuDNN, not speed.)
+# FM_SKIP_EMULATOR=1 leaves it out.
+if [[ "${FM_SKIP_EMULATOR:-0}" != 1 ]]; then
+  emulator_dir="${build_dir}-emulator"
+  cmake -S . -B "$emulator_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFM_CUDA_EMULATOR=ON >/dev/null
+  cmake --build "$emulator_dir" -j "$jobs"
+  cd "$emulator_dir"
+  ctest --output-on-failure -j "$jobs" --timeout 1200
+fi

@@ -27,6 +27,8 @@
 #include "kernels/runtime.h"
 
 namespace fm::kernels {
+
+bool cudnn_available() { return cuda_available(); }
 namespace {
 
 constexpr std::size_t kMaxWorkspaceBytes = std::size_t(1) << 30;  // 1 GiB

@@ -17,7 +17,7 @@ __global__ void sum_rows_kernel(const float* x, float* y, std::int64_t rows, std
     partial[threadIdx.x] = acc;
     __syncthreads();
     for (int width = kBlock / 2; width > 0; width /= 2) {
-      if (threadIdx.x < width) partial[threadIdx.x] += partial[threadIdx.x + width];
+      if (int(threadIdx.x) < width) partial[threadIdx.x] += partial[threadIdx.x + width];
       __syncthreads();
     }
     if (threadIdx.x == 0) y[r] = partial[0];

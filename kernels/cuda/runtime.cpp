@@ -183,7 +183,9 @@ void cuda_free(void* ptr) {
   } else {
     // Safe without a sync: every kernel runs on the one stream, so a later user of this block is
     // ordered after all earlier work that touched it.
-    a.free_blocks.emplace(it->second, ptr);
+    // Inserted before blocks of the same size, so the next request of that size gets the most
+    // recently freed block (likely still in L2), and a free-then-allocate pair reuses its block.
+    a.free_blocks.emplace_hint(a.free_blocks.lower_bound(it->second), it->second, ptr);
   }
   a.live_blocks.erase(it);
 }

@@ -1,0 +1,35 @@
+# cmake/cuda_emulator.cmake — compile kernels/cuda/ for the host CPU (cmake -DFM_CUDA_EMULATOR=ON).
+#
+# g++ cannot read two pieces of CUDA syntax, so each kernels/cuda/*.cu is copied into the build tree
+# with them rewritten, line for line (a #line directive keeps errors pointing at the real file):
+#   kernel<<<grid, block, shared, stream>>>(args)   ->  kernel | ::fm_emu::Launch{grid, block, shared, stream}(args)
+#   extern __shared__ float name[];                 ->  float* name = ::fm_emu::dynamic_shared<float>();
+# Everything else the kernels use comes from kernels/cuda_emulator/cuda_runtime.h, which shadows the
+# toolkit's header. cuBLAS's GEMM is a reference loop; cuDNN is absent.
+function(fm_add_cuda_emulator target)
+  file(GLOB cu_sources CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/kernels/cuda/*.cu)
+  set(out_dir ${CMAKE_BINARY_DIR}/cuda_emulated)
+  set(translated)
+  foreach(src ${cu_sources})
+    get_filename_component(name ${src} NAME_WE)
+    file(READ ${src} text)
+    string(REPLACE "<<<" " | ::fm_emu::Launch{" text "${text}")
+    string(REPLACE ">>>" "}" text "${text}")
+    string(REGEX REPLACE "extern __shared__ ([A-Za-z0-9_]+) ([A-Za-z0-9_]+)\\[\\];"
+                         "\\1* \\2 = ::fm_emu::dynamic_shared<\\1>();" text "${text}")
+    # Written only when changed, so reconfiguring does not rebuild everything.
+    file(CONFIGURE OUTPUT ${out_dir}/${name}.cpp CONTENT "#line 1 \"${src}\"\n${text}" @ONLY)
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${src})
+    list(APPEND translated ${out_dir}/${name}.cpp)
+  endforeach()
+  # `#pragma unroll` is nvcc's; the kernels' host-side helpers are not all used by every file.
+  set_source_files_properties(${translated} PROPERTIES COMPILE_OPTIONS "-Wno-unknown-pragmas;-Wno-unused-function")
+  set(emu ${CMAKE_SOURCE_DIR}/kernels/cuda_emulator)
+  target_sources(${target} PRIVATE ${translated}
+                 ${CMAKE_SOURCE_DIR}/kernels/cuda/runtime.cpp
+                 ${CMAKE_SOURCE_DIR}/kernels/cuda/gemm_cublas.cpp
+                 ${emu}/scheduler.cpp ${emu}/runtime_api.cpp ${emu}/cublas_reference.cpp
+                 ${emu}/cudnn_unavailable.cpp)
+  target_include_directories(${target} BEFORE PUBLIC ${emu})
+  target_compile_definitions(${target} PUBLIC FM_WITH_CUDA=1 FM_CUDA_EMULATOR=1)
+endfunction()

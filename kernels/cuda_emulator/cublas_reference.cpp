@@ -1,0 +1,51 @@
+// kernels/cuda_emulator/cublas_reference.cpp — cuBLAS's strided-batched SGEMM as plain loops.
+//
+// Column-major, as cuBLAS documents it: element (r, c) of a matrix with leading dimension ld is at
+// [r + c·ld]; op(X) is X or Xᵀ. Accumulates in double so the emulator's GEMM is a clean reference.
+#include <cstdint>
+
+#include "cublas_v2.h"
+
+struct cublasContext {};
+
+cublasStatus_t cublasCreate(cublasHandle_t* handle) {
+  static cublasContext the_context;
+  *handle = &the_context;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
+
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_t trans_a,
+                                         cublasOperation_t trans_b, int m, int n, int k,
+                                         const float* alpha, const float* A, int lda,
+                                         long long stride_a, const float* B, int ldb,
+                                         long long stride_b, const float* beta, float* C, int ldc,
+                                         long long stride_c, int batch) {
+  if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+  // The argument checks cuBLAS documents for this call.
+  const int rows_a = trans_a == CUBLAS_OP_N ? m : k, rows_b = trans_b == CUBLAS_OP_N ? k : n;
+  if (m < 0 || n < 0 || k < 0 || batch < 0 || lda < (rows_a > 1 ? rows_a : 1) ||
+      ldb < (rows_b > 1 ? rows_b : 1) || ldc < (m > 1 ? m : 1))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  for (int i = 0; i < batch; ++i) {
+    const float* a = A + i * stride_a;
+    const float* b = B + i * stride_b;
+    float* c = C + i * stride_c;
+    for (int col = 0; col < n; ++col)
+      for (int row = 0; row < m; ++row) {
+        double acc = 0.0;
+        for (int p = 0; p < k; ++p) {
+          const float a_rp = trans_a == CUBLAS_OP_N ? a[row + std::int64_t(p) * lda]
+                                                    : a[p + std::int64_t(row) * lda];
+          const float b_pc = trans_b == CUBLAS_OP_N ? b[p + std::int64_t(col) * ldb]
+                                                    : b[col + std::int64_t(p) * ldb];
+          acc += double(a_rp) * double(b_pc);
+        }
+        float& out = c[row + std::int64_t(col) * ldc];
+        // beta == 0 means C is not read (it may hold NaN), as in cuBLAS.
+        out = *beta == 0.f ? float(*alpha * acc) : float(*alpha * acc + double(*beta) * out);
+      }
+  }
+  return CUBLAS_STATUS_SUCCESS;
+}

@@ -1,0 +1,38 @@
+// kernels/cuda_emulator/cublas_v2.h — the part of cuBLAS the project calls, for the emulator build.
+//
+// cublasSgemmStridedBatched is implemented in cublas_reference.cpp as plain loops that follow
+// cuBLAS's documented column-major contract, so our row-major wrapper (kernels/cuda/gemm_cublas.cpp)
+// is tested for the way it maps its arguments; cuBLAS's own speed and rounding are not emulated.
+#pragma once
+#include <cstdint>
+
+#include "cuda_runtime.h"
+
+enum cublasStatus_t {
+  CUBLAS_STATUS_SUCCESS = 0,
+  CUBLAS_STATUS_NOT_INITIALIZED = 1,
+  CUBLAS_STATUS_ALLOC_FAILED = 3,
+  CUBLAS_STATUS_INVALID_VALUE = 7,
+  CUBLAS_STATUS_ARCH_MISMATCH = 8,
+  CUBLAS_STATUS_MAPPING_ERROR = 11,
+  CUBLAS_STATUS_EXECUTION_FAILED = 13,
+  CUBLAS_STATUS_INTERNAL_ERROR = 14,
+  CUBLAS_STATUS_NOT_SUPPORTED = 15,
+};
+enum cublasOperation_t { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 };
+enum cublasMath_t { CUBLAS_DEFAULT_MATH = 0 };
+
+struct cublasContext;
+using cublasHandle_t = cublasContext*;
+
+cublasStatus_t cublasCreate(cublasHandle_t* handle);
+cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream);
+cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode);
+// C_i = alpha·op(A_i)·op(B_i) + beta·C_i for i < batch, every matrix column-major; op(A) is m×k,
+// op(B) is k×n, C is m×n; A_i = A + i·stride_a and so on.
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_t trans_a,
+                                         cublasOperation_t trans_b, int m, int n, int k,
+                                         const float* alpha, const float* A, int lda,
+                                         long long stride_a, const float* B, int ldb,
+                                         long long stride_b, const float* beta, float* C, int ldc,
+                                         long long stride_c, int batch);

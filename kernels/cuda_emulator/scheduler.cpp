@@ -1,0 +1,266 @@
+// kernels/cuda_emulator/scheduler.cpp — how the emulator runs a grid: blocks one after another, and
+// the threads of a block as fibers that each run until they exit or wait at a barrier.
+//
+// A GPU runs a block's threads concurrently; all a correct kernel may rely on is what the barriers
+// promise. So each thread here runs on its own small stack (a ucontext fiber) until it reaches
+// __syncthreads() or a warp shuffle, where it hands control back to the scheduler. When every live
+// thread of the block waits at __syncthreads(), or every lane a shuffle names has arrived, they are
+// released together. Between barriers the warps run in a fresh pseudo-random order each time, so a
+// kernel that reads shared memory before the barrier that should order it sees stale data in some
+// runs, as it would on a GPU, instead of happening to work in thread order.
+//
+// Misuse that a GPU answers with undefined results or a hang is reported here as an exception naming
+// the block and thread: a shuffle whose mask names a lane that has exited or is not in the block, a
+// shuffle read from a lane outside the mask, lanes of one warp shuffling with different masks, or
+// threads waiting at different barriers forever (deadlock).
+#include <ucontext.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cuda_runtime.h"
+#include "emulator_state.h"
+
+namespace fm_emu {
+namespace {
+
+enum class ThreadState { Ready, AtBlockBarrier, AtWarpBarrier, Exited };
+
+struct EmulatedThread {
+  ucontext_t context;
+  ThreadState state = ThreadState::Ready;
+  uint3 index{0, 0, 0};
+  unsigned warp_mask = 0;    // the mask of the shuffle it waits in
+  std::uint64_t slot = 0;    // the value it offers in that shuffle
+};
+
+// 64 KiB per thread is far more than any kernel's locals (a few hundred registers' worth).
+constexpr std::size_t kStackBytes = 64 * 1024;
+constexpr int kWarp = 32;
+
+struct Block {
+  std::vector<EmulatedThread> threads;
+  std::vector<std::unique_ptr<char[]>> stacks;  // kept across blocks and launches
+  ucontext_t scheduler_context;
+  int current = -1;
+  void (*body)(void*) = nullptr;
+  void* body_context = nullptr;
+  std::string fault;
+  std::unique_ptr<float4[]> dynamic_shared;
+  std::size_t dynamic_shared_capacity = 0;  // in float4s
+};
+
+Block& block() {
+  static Block b;
+  return b;
+}
+
+std::string describe_thread(int linear) {
+  const EmulatedThread& t = block().threads[std::size_t(linear)];
+  std::ostringstream os;
+  os << "block (" << blockIdx.x << "," << blockIdx.y << "," << blockIdx.z << ") thread ("
+     << t.index.x << "," << t.index.y << "," << t.index.z << ")";
+  return os.str();
+}
+
+// Called on a thread's fiber: record the fault and never come back (the scheduler throws).
+[[noreturn]] void thread_fault(const std::string& what) {
+  Block& b = block();
+  if (b.fault.empty()) b.fault = describe_thread(b.current) + ": " + what;
+  EmulatedThread& me = b.threads[std::size_t(b.current)];
+  me.state = ThreadState::Exited;
+  swapcontext(&me.context, &b.scheduler_context);
+  std::abort();  // unreachable: a faulted fiber is never resumed
+}
+
+void pause_current(ThreadState state) {
+  Block& b = block();
+  EmulatedThread& me = b.threads[std::size_t(b.current)];
+  me.state = state;
+  swapcontext(&me.context, &b.scheduler_context);
+}
+
+void thread_entry() {
+  Block& b = block();
+  b.body(b.body_context);
+  b.threads[std::size_t(b.current)].state = ThreadState::Exited;
+  // Returning resumes uc_link, the scheduler.
+}
+
+// Releases the lanes of one warp that wait in a shuffle, once all lanes of their mask are there.
+// Returns true when it released them; records a fault when they can never be released.
+bool release_warp(int warp, int thread_count) {
+  Block& b = block();
+  const int first = warp * kWarp, end = std::min(first + kWarp, thread_count);
+  unsigned mask = 0, waiting = 0;
+  for (int t = first; t < end; ++t) {
+    const EmulatedThread& th = b.threads[std::size_t(t)];
+    if (th.state != ThreadState::AtWarpBarrier) continue;
+    if (waiting && th.warp_mask != mask) {
+      b.fault = describe_thread(t) + ": lanes of one warp shuffle with different masks";
+      return false;
+    }
+    mask = th.warp_mask;
+    waiting |= 1u << (t - first);
+  }
+  if (!waiting) return false;
+  for (int lane = 0; lane < kWarp; ++lane) {
+    if (!(mask >> lane & 1u) || (waiting >> lane & 1u)) continue;
+    const int t = first + lane;
+    std::string why = t >= end ? "is not part of the block"
+                      : b.threads[std::size_t(t)].state == ThreadState::Exited
+                          ? "has already exited"
+                          : "waits at __syncthreads() instead (deadlock)";
+    b.fault = describe_thread(first + __builtin_ctz(waiting)) + ": shuffle mask names lane " +
+              std::to_string(lane) + ", which " + why;
+    return false;
+  }
+  for (int t = first; t < end; ++t)
+    if (waiting >> (t - first) & 1u) b.threads[std::size_t(t)].state = ThreadState::Ready;
+  return true;
+}
+
+std::uint64_t g_launch_count = 0;
+
+void run_block(int thread_count, const dim3& block_dim, std::uint64_t seed) {
+  Block& b = block();
+  for (int t = 0; t < thread_count; ++t) {
+    EmulatedThread& th = b.threads[std::size_t(t)];
+    th.state = ThreadState::Ready;
+    th.index = uint3{unsigned(t) % block_dim.x, unsigned(t) / block_dim.x % block_dim.y,
+                     unsigned(t) / (block_dim.x * block_dim.y)};
+    getcontext(&th.context);
+    th.context.uc_stack.ss_sp = b.stacks[std::size_t(t)].get();
+    th.context.uc_stack.ss_size = kStackBytes;
+    th.context.uc_link = &b.scheduler_context;
+    makecontext(&th.context, thread_entry, 0);
+  }
+  const int warps = (thread_count + kWarp - 1) / kWarp;
+  std::vector<int> warp_order(std::size_t(warps), 0);
+  for (int w = 0; w < warps; ++w) warp_order[std::size_t(w)] = w;
+  std::minstd_rand order_rng(std::uint32_t(seed % 2147483646u) + 1u);
+
+  for (;;) {
+    std::shuffle(warp_order.begin(), warp_order.end(), order_rng);
+    for (int w : warp_order) {
+      for (int t = w * kWarp; t < std::min(w * kWarp + kWarp, thread_count); ++t) {
+        EmulatedThread& th = b.threads[std::size_t(t)];
+        if (th.state != ThreadState::Ready) continue;
+        b.current = t;
+        threadIdx = th.index;
+        swapcontext(&b.scheduler_context, &th.context);
+        if (!b.fault.empty()) throw std::logic_error("CUDA emulator: " + b.fault);
+      }
+    }
+    // Every thread now waits somewhere or has exited. Shuffles first: a warp mid-shuffle must
+    // finish it before the block can meet at __syncthreads().
+    bool released = false;
+    for (int w = 0; w < warps; ++w) released |= release_warp(w, thread_count);
+    if (!b.fault.empty()) throw std::logic_error("CUDA emulator: " + b.fault);
+    if (released) continue;
+    int at_block_barrier = 0, exited = 0;
+    for (int t = 0; t < thread_count; ++t) {
+      const ThreadState s = b.threads[std::size_t(t)].state;
+      at_block_barrier += s == ThreadState::AtBlockBarrier;
+      exited += s == ThreadState::Exited;
+    }
+    if (exited == thread_count) return;
+    if (at_block_barrier + exited == thread_count) {
+      for (int t = 0; t < thread_count; ++t)
+        if (b.threads[std::size_t(t)].state == ThreadState::AtBlockBarrier)
+          b.threads[std::size_t(t)].state = ThreadState::Ready;
+      continue;
+    }
+    throw std::logic_error("CUDA emulator: block (" + std::to_string(blockIdx.x) + "," +
+                           std::to_string(blockIdx.y) + "," + std::to_string(blockIdx.z) +
+                           ") deadlocks: some threads wait at __syncthreads() while others wait "
+                           "in a warp shuffle");
+  }
+}
+
+// The H100's launch limits (CUDA C Programming Guide, "Technical Specifications per Compute
+// Capability", 9.0). Returns "" when the configuration would launch.
+std::string check_configuration(const LaunchConfig& c, const void* kernel) {
+  std::ostringstream os;
+  const std::uint64_t threads = std::uint64_t(c.block.x) * c.block.y * c.block.z;
+  if (!c.grid.x || !c.grid.y || !c.grid.z) os << "grid has a zero dimension";
+  else if (!threads) os << "block has a zero dimension";
+  else if (threads > 1024 || c.block.x > 1024 || c.block.y > 1024 || c.block.z > 64)
+    os << "block of " << c.block.x << "x" << c.block.y << "x" << c.block.z
+       << " threads exceeds 1024 (or 1024/1024/64 per dimension)";
+  else if (c.grid.x > 2147483647u || c.grid.y > 65535 || c.grid.z > 65535)
+    os << "grid " << c.grid.x << "x" << c.grid.y << "x" << c.grid.z
+       << " exceeds 2^31-1 x 65535 x 65535";
+  else if (c.shared_bytes > 48 * 1024 && int(c.shared_bytes) > max_dynamic_shared(kernel))
+    os << c.shared_bytes << " bytes of dynamic shared memory need cudaFuncSetAttribute first"
+       << " (the default limit is 48 KiB)";
+  else if (c.shared_bytes > 227 * 1024)
+    os << c.shared_bytes << " bytes of dynamic shared memory exceed the H100's 227 KiB";
+  return os.str();
+}
+
+}  // namespace
+
+void block_barrier() { pause_current(ThreadState::AtBlockBarrier); }
+
+int lane_id() { return block().current % kWarp; }
+
+std::uint64_t warp_exchange(unsigned mask, std::uint64_t value, int source_lane) {
+  Block& b = block();
+  const int lane = lane_id();
+  if (!(mask >> lane & 1u)) thread_fault("calls a shuffle whose mask does not name its own lane");
+  if (!(mask >> source_lane & 1u))
+    thread_fault("reads lane " + std::to_string(source_lane) + ", which the shuffle mask leaves out");
+  EmulatedThread& me = b.threads[std::size_t(b.current)];
+  me.slot = value;
+  me.warp_mask = mask;
+  pause_current(ThreadState::AtWarpBarrier);  // everyone has written a slot
+  const int warp_first = b.current - lane;
+  const std::uint64_t result = b.threads[std::size_t(warp_first + source_lane)].slot;
+  pause_current(ThreadState::AtWarpBarrier);  // everyone has read before any slot is reused
+  return result;
+}
+
+void* dynamic_shared_memory() { return block().dynamic_shared.get(); }
+
+void run_grid(const LaunchConfig& config, const void* kernel, void (*thread_body)(void*),
+              void* context) {
+  const std::string bad = check_configuration(config, kernel);
+  if (!bad.empty()) {
+    record_launch_error(cudaErrorInvalidConfiguration, bad);
+    return;
+  }
+  Block& b = block();
+  const int thread_count = int(config.block.x * config.block.y * config.block.z);
+  if (b.threads.size() < std::size_t(thread_count)) b.threads.resize(std::size_t(thread_count));
+  while (b.stacks.size() < std::size_t(thread_count))
+    b.stacks.push_back(std::make_unique<char[]>(kStackBytes));
+  const std::size_t shared_float4s = (config.shared_bytes + 15) / 16;
+  if (b.dynamic_shared_capacity < shared_float4s) {
+    b.dynamic_shared = std::make_unique<float4[]>(shared_float4s);
+    b.dynamic_shared_capacity = shared_float4s;
+  }
+  b.body = thread_body;
+  b.body_context = context;
+  b.fault.clear();
+  blockDim = config.block;
+  gridDim = config.grid;
+  ++g_launch_count;
+  for (unsigned z = 0; z < config.grid.z; ++z)
+    for (unsigned y = 0; y < config.grid.y; ++y)
+      for (unsigned x = 0; x < config.grid.x; ++x) {
+        blockIdx = uint3{x, y, z};
+        // Shared memory starts as garbage on a GPU; NaN bytes make a read before write visible.
+        std::memset(b.dynamic_shared.get(), 0xff, shared_float4s * 16);
+        const std::uint64_t block_number = (std::uint64_t(z) * config.grid.y + y) * config.grid.x + x;
+        run_block(thread_count, config.block, g_launch_count * 1000003u + block_number);
+      }
+}
+
+}  // namespace fm_emu

@@ -1,0 +1,220 @@
+// tests/test_cuda_emulator.cpp — the CUDA emulator itself (kernels/cuda_emulator/), built only with
+// cmake -DFM_CUDA_EMULATOR=ON. The emulated GPU tests are only worth something if the emulator
+// catches what a GPU run would: so besides checking that it runs correct kernels correctly, each
+// case here feeds it a broken kernel and requires the failure to show.
+//
+// Kernels are launched with the form the build rewrites `<<<...>>>` into:
+//   kernel | fm_emu::Launch{grid, block, shared_bytes}(args...)
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <csignal>
+#include <cstdlib>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "kernels/runtime.h"
+
+using fm_emu::Launch;
+
+namespace {
+
+// ---- kernels that are right -------------------------------------------------------------------
+
+__global__ void write_global_index(int* out) {
+  const int block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+  const int thread = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+  out[block * int(blockDim.x * blockDim.y * blockDim.z) + thread] = block * 1000 + thread;
+}
+
+// Sum of each block's 256 inputs through shared memory, tree-shaped, with the barriers it needs.
+__global__ void block_sum(const float* x, float* out, bool with_barriers) {
+  __shared__ float partial[256];
+  partial[threadIdx.x] = x[blockIdx.x * 256 + threadIdx.x];
+  if (with_barriers) __syncthreads();
+  for (int width = 128; width > 0; width /= 2) {
+    if (int(threadIdx.x) < width) partial[threadIdx.x] += partial[threadIdx.x + width];
+    if (with_barriers) __syncthreads();
+  }
+  if (threadIdx.x == 0) out[blockIdx.x] = partial[0];
+}
+
+__global__ void shuffles(const int* x, int* xor_out, int* down_out, int* segment_out) {
+  const int v = x[threadIdx.x];
+  xor_out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, v, 5);
+  down_out[threadIdx.x] = __shfl_down_sync(0xffffffffu, v, 3);
+  segment_out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, v, 12, 8);  // 8-lane segments
+}
+
+__global__ void read_dynamic_shared(float* out) {
+  float* shared = fm_emu::dynamic_shared<float>();
+  out[threadIdx.x] = shared[threadIdx.x];  // never written: garbage on a GPU
+}
+
+// ---- kernels that are wrong -----------------------------------------------------------------------
+
+__global__ void shuffle_after_some_lanes_exit(float* out) {
+  if (threadIdx.x >= 16) return;
+  out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.f, 1);  // mask names lanes 16..31, gone
+}
+
+__global__ void barrier_and_shuffle_mixed(float* out) {
+  if (threadIdx.x < 16) __syncthreads();  // half the warp waits here ...
+  else out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.f, 1);  // ... the other half here
+}
+
+__global__ void write_one_past_the_end(float* out, int n) {
+  if (threadIdx.x == 0) out[n] = 1.f;
+}
+
+__global__ void read_far_past_the_end(const float* in, float* out, int n) {
+  if (threadIdx.x == 0) out[0] = in[n + 1024];
+}
+
+template <typename T>
+T* device_alloc(std::size_t n) {
+  return static_cast<T*>(fm::kernels::cuda_malloc(n * sizeof(T)));
+}
+template <typename T>
+std::vector<T> to_host(const T* device, std::size_t n) {
+  std::vector<T> host(n);
+  fm::kernels::cuda_copy_to_host(host.data(), device, n * sizeof(T));
+  return host;
+}
+
+// Runs body in a child process and returns how the child ended: the signal that killed it, or 0.
+template <typename Body>
+int crash_signal_of(Body body) {
+  const pid_t child = fork();
+  if (child == 0) {
+    body();
+    std::_Exit(0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
+
+}  // namespace
+
+TEST_CASE("emulator: every thread of every block runs once, with its own indices", "[emulator]") {
+  const dim3 grid(3, 2, 2), block(8, 4, 2);
+  const int total = 12 * 64;
+  int* out = device_alloc<int>(total);
+  write_global_index | Launch{grid, block}(out);
+  REQUIRE(cudaGetLastError() == cudaSuccess);
+  const std::vector<int> got = to_host(out, total);
+  for (int b = 0; b < 12; ++b)
+    for (int t = 0; t < 64; ++t) REQUIRE(got[std::size_t(b * 64 + t)] == b * 1000 + t);
+  fm::kernels::cuda_free(out);
+}
+
+TEST_CASE("emulator: barriers order shared memory, and a missing barrier shows", "[emulator]") {
+  const int blocks = 16;
+  std::vector<float> x(blocks * 256);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(i % 7);
+  float* x_dev = device_alloc<float>(x.size());
+  float* out = device_alloc<float>(blocks);
+  fm::kernels::cuda_copy_to_device(x_dev, x.data(), x.size() * sizeof(float));
+
+  block_sum | Launch{blocks, 256}(x_dev, out, true);
+  std::vector<float> got = to_host(out, blocks);
+  for (int b = 0; b < blocks; ++b) {
+    float expected = 0.f;
+    for (int i = 0; i < 256; ++i) expected += x[std::size_t(b * 256 + i)];
+    REQUIRE(got[std::size_t(b)] == expected);
+  }
+  // Without barriers the warps run in a shuffled order between (absent) barriers, so partial sums
+  // are read before they are written in at least one block, as they would be on a GPU.
+  block_sum | Launch{blocks, 256}(x_dev, out, false);
+  std::vector<float> racy = to_host(out, blocks);
+  REQUIRE(racy != got);
+  fm::kernels::cuda_free(x_dev);
+  fm::kernels::cuda_free(out);
+}
+
+TEST_CASE("emulator: warp shuffles follow CUDA's lane rules", "[emulator]") {
+  std::vector<int> x(32);
+  for (int i = 0; i < 32; ++i) x[std::size_t(i)] = 100 + i;
+  int* x_dev = device_alloc<int>(32);
+  int *xor_dev = device_alloc<int>(32), *down_dev = device_alloc<int>(32),
+      *segment_dev = device_alloc<int>(32);
+  fm::kernels::cuda_copy_to_device(x_dev, x.data(), 32 * sizeof(int));
+  shuffles | Launch{1, 32}(x_dev, xor_dev, down_dev, segment_dev);
+  const auto got_xor = to_host(xor_dev, 32), got_down = to_host(down_dev, 32),
+             got_segment = to_host(segment_dev, 32);
+  for (int lane = 0; lane < 32; ++lane) {
+    INFO("lane " << lane);
+    REQUIRE(got_xor[std::size_t(lane)] == 100 + (lane ^ 5));
+    // shfl_down past the warp's end returns the caller's own value.
+    REQUIRE(got_down[std::size_t(lane)] == 100 + (lane + 3 < 32 ? lane + 3 : lane));
+    // With width 8, lane ^ 12 leaves the 8-lane segment whenever bit 3 flips: own value then.
+    const int partner = lane ^ 12;
+    REQUIRE(got_segment[std::size_t(lane)] == 100 + (partner / 8 == lane / 8 ? partner : lane));
+  }
+  for (int* p : {x_dev, xor_dev, down_dev, segment_dev}) fm::kernels::cuda_free(p);
+}
+
+TEST_CASE("emulator: misused shuffles and mixed barriers are reported, not run", "[emulator]") {
+  float* out = device_alloc<float>(32);
+  REQUIRE_THROWS_WITH((shuffle_after_some_lanes_exit | Launch{1, 32}(out)),
+                      Catch::Contains("shuffle mask names lane 16, which has already exited"));
+  REQUIRE_THROWS_WITH((barrier_and_shuffle_mixed | Launch{1, 32}(out)),
+                      Catch::Contains("waits at __syncthreads() instead (deadlock)"));
+  fm::kernels::cuda_free(out);
+}
+
+TEST_CASE("emulator: launches the GPU would refuse fail with cudaErrorInvalidConfiguration",
+          "[emulator]") {
+  int* out = device_alloc<int>(4096);
+  write_global_index | Launch{1, 2048}(out);
+  REQUIRE(cudaGetLastError() == cudaErrorInvalidConfiguration);
+  write_global_index | Launch{dim3(1, 70000), 32}(out);
+  REQUIRE(cudaGetLastError() == cudaErrorInvalidConfiguration);
+  float* f = device_alloc<float>(64);
+  read_dynamic_shared | Launch{1, 64, 64 * 1024}(f);  // > 48 KiB without cudaFuncSetAttribute
+  REQUIRE(cudaGetLastError() == cudaErrorInvalidConfiguration);
+  REQUIRE(cudaFuncSetAttribute(read_dynamic_shared, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               64 * 1024) == cudaSuccess);
+  read_dynamic_shared | Launch{1, 64, 64 * 1024}(f);
+  REQUIRE(cudaGetLastError() == cudaSuccess);
+  REQUIRE(cudaGetLastError() == cudaSuccess);  // the error was cleared by reading it
+  fm::kernels::cuda_free(out);
+  fm::kernels::cuda_free(f);
+}
+
+TEST_CASE("emulator: unwritten device and shared memory reads as NaN", "[emulator]") {
+  float* fresh = device_alloc<float>(64);
+  for (float v : to_host(fresh, 64)) REQUIRE(std::isnan(v));
+  fm::kernels::cuda_memset_zero(fresh, 64 * sizeof(float));
+  for (float v : to_host(fresh, 64)) REQUIRE(v == 0.f);
+  read_dynamic_shared | Launch{1, 64, 64 * sizeof(float)}(fresh);  // copies shared memory out
+  for (float v : to_host(fresh, 64)) REQUIRE(std::isnan(v));
+  fm::kernels::cuda_free(fresh);
+}
+
+TEST_CASE("emulator: out-of-bounds device accesses stop the program", "[emulator]") {
+  // Direct allocation gives each buffer its own guard page (the caching allocator would hand out
+  // a larger block); each access runs in a child process, since it is meant to kill it.
+  void* raw = nullptr;
+  REQUIRE(cudaMalloc(&raw, 100 * sizeof(float)) == cudaSuccess);
+  float* buffer = static_cast<float*>(raw);
+  // Past the end, inside the 256-byte alignment slack: caught when the buffer is freed.
+  REQUIRE(crash_signal_of([&] {
+            write_one_past_the_end | Launch{1, 32}(buffer, 100);
+            cudaFree(buffer);
+          }) == SIGABRT);
+  // Further out: the guard page faults at the access itself.
+  REQUIRE(crash_signal_of([&] { read_far_past_the_end | Launch{1, 32}(buffer, buffer, 100); }) ==
+          SIGSEGV);
+  // And a kernel that stays inside its buffer does neither.
+  REQUIRE(crash_signal_of([&] {
+            write_one_past_the_end | Launch{1, 32}(buffer, 99);
+            cudaFree(buffer);
+          }) == 0);
+  REQUIRE(cudaFree(buffer) == cudaSuccess);
+}
