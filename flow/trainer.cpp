@@ -71,14 +71,16 @@ void FlowTrainer::save_checkpoint(const std::string& path, std::map<std::string,
 std::map<std::string, std::string> FlowTrainer::load_checkpoint(const std::string& path) {
   io::LoadedCheckpoint ckpt = io::load_safetensors_with_words(path);
   nn::StateDict model_state, ema_state, optim_state;
+  // The tensors stay on the host as loaded: each load_state_dict copies them into its own tensors,
+  // which sit on the training device (and the optimiser's float64 step counters could not move to
+  // a float32-only CUDA device anyway).
   for (auto& [name, t] : ckpt.tensors) {
-    Tensor on_device = t.to(options_.device);
     if (name.rfind("model.", 0) == 0)
-      model_state[name.substr(6)] = on_device;
+      model_state[name.substr(6)] = t;
     else if (name.rfind("ema.", 0) == 0)
-      ema_state[name.substr(4)] = on_device;
+      ema_state[name.substr(4)] = t;
     else if (name.rfind("optim.", 0) == 0)
-      optim_state[name.substr(6)] = on_device;
+      optim_state[name.substr(6)] = t;
     else
       throw FormatError(cat(path, ": unexpected tensor \"", name, "\" in a training checkpoint"));
   }
