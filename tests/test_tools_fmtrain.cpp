@@ -181,12 +181,12 @@ TEST_CASE("a moons run on CUDA tracks the CPU run and resumes bitwise", "[fmtrai
   // The device's reductions use no atomics, so a resumed device run is bitwise the whole one.
   REQUIRE(cuda == split);
   // Same data, same initial weights: the losses differ only by float32 summation order, which
-  // Adam's steps carry forward; 40 steps stay within 1e-3 relative (the first one far closer).
+  // Adam's steps carry forward. On the CUDA emulator (2026-11-22) all 40 agree to 9.5e-8 relative;
+  // 1e-5 leaves room for the GPU's fused multiply-adds and expf.
   REQUIRE(cuda.size() == cpu.size());
-  REQUIRE(cuda[0] == Approx(cpu[0]).epsilon(1e-5));
   for (std::size_t i = 0; i < cpu.size(); ++i) {
     INFO("step " << i + 1);
-    REQUIRE(cuda[i] == Approx(cpu[i]).epsilon(1e-3));
+    REQUIRE(cuda[i] == Approx(cpu[i]).epsilon(1e-5));
   }
   for (const char* file : {"checkpoint.safetensors", "samples.npy", "samples.png", "summary.json"})
     REQUIRE(fs::exists(dir / "cuda" / file));
