@@ -19,6 +19,10 @@ bool cuda_available();
 // Human-readable name of device 0 ("NVIDIA H100 80GB HBM3"), or "none".
 const char* cuda_device_name();
 
+// True in the CUDA emulator build (cmake -DFM_CUDA_EMULATOR=ON): the "device" is the host CPU running
+// our kernels thread by thread, for tests. It works, but far too slowly to train on.
+bool cuda_emulated();
+
 // True when the cuDNN baseline can run: a CUDA build with a device. False in a CPU-only build and in
 // the CUDA emulator build (cmake -DFM_CUDA_EMULATOR=ON), which runs our kernels but has no cuDNN.
 bool cudnn_available();

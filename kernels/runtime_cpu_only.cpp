@@ -13,6 +13,7 @@ namespace {
 bool cuda_available() { return false; }
 const char* cuda_device_name() { return "none"; }
 bool cudnn_available() { return false; }
+bool cuda_emulated() { return false; }
 CudaStream cuda_stream() { no_cuda("cuda_stream"); }
 void* cuda_malloc(std::size_t) { no_cuda("cuda_malloc"); }
 void cuda_free(void*) {}

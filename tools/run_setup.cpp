@@ -22,7 +22,8 @@ Device pick_device(const std::string& setting) {
              " (this build ", kernels::cuda_device_name(), "); use \"auto\" or \"cpu\"");
     return Device::CUDA;
   }
-  return gpu ? Device::CUDA : Device::CPU;
+  // "auto" never picks the CUDA emulator: it is there for the tests, and would train at a crawl.
+  return gpu && !kernels::cuda_emulated() ? Device::CUDA : Device::CPU;
 }
 
 std::unique_ptr<nn::VelocityModel> build_model(const Json& config, Generator& gen) {

@@ -19,7 +19,8 @@
 
 namespace fm::tools {
 
-// "auto" → CUDA when a device answers, else CPU; "cuda" without a GPU is an error.
+// "auto" → CUDA when a GPU answers, else CPU (also in the CUDA emulator build); "cuda" without a
+// device is an error.
 Device pick_device(const std::string& setting);
 
 std::unique_ptr<nn::VelocityModel> build_model(const Json& config, Generator& gen);

@@ -105,6 +105,14 @@ bool cuda_available() {
   return state().available;
 }
 
+bool cuda_emulated() {
+#ifdef FM_CUDA_EMULATOR
+  return true;
+#else
+  return false;
+#endif
+}
+
 const char* cuda_device_name() {
   std::lock_guard<std::mutex> lock(state_mutex());
   probe_locked();
