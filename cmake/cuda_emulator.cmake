@@ -23,7 +23,13 @@ function(fm_add_cuda_emulator target)
     list(APPEND translated ${out_dir}/${name}.cpp)
   endforeach()
   # `#pragma unroll` is nvcc's; the kernels' host-side helpers are not all used by every file.
-  set_source_files_properties(${translated} PROPERTIES COMPILE_OPTIONS "-Wno-unknown-pragmas;-Wno-unused-function")
+  # UBSan stands in for part of compute-sanitizer: indexing a fixed-size array (a __shared__ tile)
+  # out of bounds, a float4 access through a pointer that is not 16-byte aligned (a GPU faults on
+  # it), integer overflow in index arithmetic. Any finding stops the program with file and line.
+  set(sanitize -fsanitize=undefined -fno-sanitize-recover=undefined)
+  set_source_files_properties(${translated} PROPERTIES COMPILE_OPTIONS
+                              "-Wno-unknown-pragmas;-Wno-unused-function;${sanitize}")
+  target_link_options(${target} PUBLIC -fsanitize=undefined)
   set(emu ${CMAKE_SOURCE_DIR}/kernels/cuda_emulator)
   target_sources(${target} PRIVATE ${translated}
                  ${CMAKE_SOURCE_DIR}/kernels/cuda/runtime.cpp

@@ -6,6 +6,7 @@
 // block runs as a fiber (kernels/cuda_emulator/scheduler.cpp) that pauses at __syncthreads() and at
 // warp shuffles, device memory is host memory with a guard page behind each buffer, and cuBLAS's one
 // GEMM is a reference loop. What it checks: indexing, tile edges, barriers, shuffles, launch limits.
+// The kernel files are also compiled with UBSan (out-of-bounds __shared__ tiles, misaligned float4).
 // What it cannot check: speed, the GPU's memory model, races that need real concurrency, cuDNN.
 //
 // Kernel launches: `k<<<grid, block, shared, stream>>>(args)` is not C++, so the build rewrites each
