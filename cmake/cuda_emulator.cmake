@@ -1,9 +1,11 @@
 # cmake/cuda_emulator.cmake — compile kernels/cuda/ for the host CPU (cmake -DFM_CUDA_EMULATOR=ON).
 #
 # g++ cannot read two pieces of CUDA syntax, so each kernels/cuda/*.cu is copied into the build tree
-# with them rewritten, line for line (a #line directive keeps errors pointing at the real file):
+# with them rewritten, and every static __shared__ declaration (one name each) followed by a call that
+# lets the scheduler poison it per block; line for line (#line keeps errors pointing at the real file):
 #   kernel<<<grid, block, shared, stream>>>(args)   ->  kernel | ::fm_emu::Launch{grid, block, shared, stream}(args)
 #   extern __shared__ float name[];                 ->  float* name = ::fm_emu::dynamic_shared<float>();
+#   __shared__ float tile[16][17];                  ->  the same, then ::fm_emu::register_static_shared(&tile, sizeof(tile));
 # Everything else the kernels use comes from kernels/cuda_emulator/cuda_runtime.h, which shadows the
 # toolkit's header. cuBLAS's GEMM is a reference loop; cuDNN is absent.
 function(fm_add_cuda_emulator target)
@@ -17,6 +19,10 @@ function(fm_add_cuda_emulator target)
     string(REPLACE ">>>" "}" text "${text}")
     string(REGEX REPLACE "extern __shared__ ([A-Za-z0-9_]+) ([A-Za-z0-9_]+)\\[\\];"
                          "\\1* \\2 = ::fm_emu::dynamic_shared<\\1>();" text "${text}")
+    # One name per static __shared__ declaration (`__shared__ float a[4][8];`): register it for poisoning.
+    string(REGEX REPLACE "__shared__ ([^;,=]*[ >])([A-Za-z_][A-Za-z0-9_]*)((\\[[^];]*\\])*);"
+                         "__shared__ \\1\\2\\3; ::fm_emu::register_static_shared(&\\2, sizeof(\\2));"
+                         text "${text}")
     # Written only when changed, so reconfiguring does not rebuild everything.
     file(CONFIGURE OUTPUT ${out_dir}/${name}.cpp CONTENT "#line 1 \"${src}\"\n${text}" @ONLY)
     set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${src})

@@ -50,6 +50,18 @@ __global__ void shuffles(const int* x, int* xor_out, int* down_out, int* segment
   segment_out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, v, 12, 8);  // 8-lane segments
 }
 
+// Reads a static __shared__ value before writing it: block 1 would see block 0's leftover 7 if the
+// emulator did not poison it. (The build adds the register call after every such declaration in
+// kernels/cuda/; this file is not rewritten, so it says it itself.)
+__global__ void read_static_shared_then_write(float* out) {
+  __shared__ float leftover;
+  fm_emu::register_static_shared(&leftover, sizeof(leftover));
+  if (threadIdx.x == 0) {
+    out[blockIdx.x] = leftover;
+    leftover = 7.f;
+  }
+}
+
 __global__ void read_dynamic_shared(float* out) {
   float* shared = fm_emu::dynamic_shared<float>();
   out[threadIdx.x] = shared[threadIdx.x];  // never written: garbage on a GPU
@@ -194,6 +206,11 @@ TEST_CASE("emulator: unwritten device and shared memory reads as NaN", "[emulato
   for (float v : to_host(fresh, 64)) REQUIRE(v == 0.f);
   read_dynamic_shared | Launch{1, 64, 64 * sizeof(float)}(fresh);  // copies shared memory out
   for (float v : to_host(fresh, 64)) REQUIRE(std::isnan(v));
+  // Static shared memory: from the second block of a kernel on (the first is the one that tells
+  // the emulator where the variable is), every block starts with it poisoned.
+  read_static_shared_then_write | Launch{4, 32}(fresh);
+  const std::vector<float> leftovers = to_host(fresh, 4);
+  for (int block = 1; block < 4; ++block) REQUIRE(std::isnan(leftovers[std::size_t(block)]));
   fm::kernels::cuda_free(fresh);
 }
 

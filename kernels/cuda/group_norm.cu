@@ -242,7 +242,8 @@ group_norm_normalize_split_kernel(const float* __restrict__ x, const float* __re
                                   const float* __restrict__ partial, float* __restrict__ mean_out,
                                   float* __restrict__ rstd_out, int C, int HW, int G,
                                   int chunk, float eps) {
-  __shared__ float group_mean, group_rstd;
+  __shared__ float group_mean;
+  __shared__ float group_rstd;
   const int split = blockIdx.x, splits = gridDim.x, ng = blockIdx.y;
   const int channels_per_group = C / G;
   const int group_size = channels_per_group * HW;

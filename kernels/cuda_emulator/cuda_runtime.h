@@ -31,7 +31,9 @@
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 // A __shared__ array is one per block; blocks run one after another, so a function-local static is
-// exactly one per block. (Dynamic `extern __shared__` arrays are rewritten by the build, see top.)
+// exactly one per block. The build follows each declaration with fm_emu::register_static_shared(),
+// so the scheduler can fill it with NaN bytes at the start of every later block: shared memory
+// starts as garbage on a GPU too. (Dynamic `extern __shared__` arrays are rewritten, see top.)
 #define __shared__ static
 
 // ---- vector types and built-in variables ---------------------------------------------------------
@@ -139,6 +141,8 @@ std::uint64_t warp_exchange(unsigned mask, std::uint64_t value, int source_lane)
 int lane_id();
 // Dynamic shared memory of the running block (poisoned with NaN bytes at every block start).
 void* dynamic_shared_memory();
+// A static __shared__ variable of the running kernel, poisoned at the start of each later block.
+void register_static_shared(void* address, std::size_t bytes);
 
 template <typename T>
 T shuffle_from(unsigned mask, T value, int source_lane) {

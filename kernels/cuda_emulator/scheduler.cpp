@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -128,6 +129,15 @@ bool release_warp(int warp, int thread_count) {
 
 std::uint64_t g_launch_count = 0;
 
+// The static __shared__ variables each kernel has declared so far (its threads register them as they
+// pass the declaration), so that later blocks of that kernel can start with them poisoned.
+std::map<const void*, std::vector<std::pair<void*, std::size_t>>> g_static_shared;
+const void* g_running_kernel = nullptr;
+
+void poison_static_shared(const void* kernel) {
+  for (const auto& [address, bytes] : g_static_shared[kernel]) std::memset(address, 0xff, bytes);
+}
+
 void run_block(int thread_count, const dim3& block_dim, std::uint64_t seed) {
   Block& b = block();
   for (int t = 0; t < thread_count; ++t) {
@@ -229,6 +239,13 @@ std::uint64_t warp_exchange(unsigned mask, std::uint64_t value, int source_lane)
 
 void* dynamic_shared_memory() { return block().dynamic_shared.get(); }
 
+void register_static_shared(void* address, std::size_t bytes) {
+  auto& known = g_static_shared[g_running_kernel];
+  for (const auto& [a, b] : known)
+    if (a == address) return;
+  known.emplace_back(address, bytes);
+}
+
 void run_grid(const LaunchConfig& config, const void* kernel, void (*thread_body)(void*),
               void* context) {
   const std::string bad = check_configuration(config, kernel);
@@ -252,12 +269,14 @@ void run_grid(const LaunchConfig& config, const void* kernel, void (*thread_body
   blockDim = config.block;
   gridDim = config.grid;
   ++g_launch_count;
+  g_running_kernel = kernel;
   for (unsigned z = 0; z < config.grid.z; ++z)
     for (unsigned y = 0; y < config.grid.y; ++y)
       for (unsigned x = 0; x < config.grid.x; ++x) {
         blockIdx = uint3{x, y, z};
         // Shared memory starts as garbage on a GPU; NaN bytes make a read before write visible.
         std::memset(b.dynamic_shared.get(), 0xff, shared_float4s * 16);
+        poison_static_shared(kernel);
         const std::uint64_t block_number = (std::uint64_t(z) * config.grid.y + y) * config.grid.x + x;
         run_block(thread_count, config.block, g_launch_count * 1000003u + block_number);
       }
