@@ -59,6 +59,15 @@ int train(const fs::path& config, const fs::path& out, std::vector<std::string> 
   return fm::tools::run_training(request);
 }
 
+// fmtrain --resume RUN with overrides (train.steps=N to extend the run).
+int resume(const fs::path& run, std::vector<std::string> overrides) {
+  fm::tools::TrainRequest request;
+  request.resume_dir = run.string();
+  request.overrides = std::move(overrides);
+  request.quiet = true;
+  return fm::tools::run_training(request);
+}
+
 }  // namespace
 
 TEST_CASE("fmtrain writes the whole run directory", "[fmtrain]") {
@@ -124,11 +133,7 @@ TEST_CASE("an interrupted and resumed run logs bitwise the same losses", "[fmtra
   REQUIRE(train(config, dir / "whole") == 0);
   // Stop after 20 steps (a checkpoint), then extend to 40 with --resume.
   REQUIRE(train(config, dir / "split", {"train.steps=20"}) == 0);
-  fm::tools::TrainRequest resume;
-  resume.resume_dir = (dir / "split").string();
-  resume.overrides = {"train.steps=40"};
-  resume.quiet = true;
-  REQUIRE(fm::tools::run_training(resume) == 0);
+  REQUIRE(resume(dir / "split", {"train.steps=40"}) == 0);
   std::vector<double> whole = losses(dir / "whole"), split = losses(dir / "split");
   REQUIRE(split.size() == 40);
   REQUIRE(whole == split);
@@ -154,11 +159,7 @@ TEST_CASE("an interrupted and resumed U-Net run on images logs bitwise the same 
   fs::path config = write_config(dir / "cfg", extra);
   REQUIRE(train(config, dir / "whole") == 0);
   REQUIRE(train(config, dir / "split", {"train.steps=4"}) == 0);
-  fm::tools::TrainRequest resume;
-  resume.resume_dir = (dir / "split").string();
-  resume.overrides = {"train.steps=8"};
-  resume.quiet = true;
-  REQUIRE(fm::tools::run_training(resume) == 0);
+  REQUIRE(resume(dir / "split", {"train.steps=8"}) == 0);
   std::vector<double> whole = losses(dir / "whole"), split = losses(dir / "split");
   REQUIRE(whole.size() == 8);
   REQUIRE(whole == split);
@@ -171,11 +172,7 @@ TEST_CASE("a moons run on CUDA tracks the CPU run and resumes bitwise", "[fmtrai
   REQUIRE(train(config, dir / "cpu", {"device=cpu"}) == 0);
   REQUIRE(train(config, dir / "cuda", {"device=cuda"}) == 0);
   REQUIRE(train(config, dir / "split", {"device=cuda", "train.steps=20"}) == 0);
-  fm::tools::TrainRequest resume;
-  resume.resume_dir = (dir / "split").string();
-  resume.overrides = {"train.steps=40"};
-  resume.quiet = true;
-  REQUIRE(fm::tools::run_training(resume) == 0);
+  REQUIRE(resume(dir / "split", {"train.steps=40"}) == 0);
   std::vector<double> cpu = losses(dir / "cpu"), cuda = losses(dir / "cuda"), split = losses(dir / "split");
   REQUIRE(cuda.size() == 40);
   // The device's reductions use no atomics, so a resumed device run is bitwise the whole one.
@@ -203,11 +200,7 @@ TEST_CASE("resuming drops metrics logged after the last checkpoint", "[fmtrain][
     for (int step = 21; step <= 25; ++step) metrics << Json{{"step", step}, {"loss", 123.0}, {"loss_avg", 123.0}}.dump() << "\n";
     metrics << "{\"step\": 26, \"loss\"";  // a torn last line
   }
-  fm::tools::TrainRequest resume;
-  resume.resume_dir = (dir / "crash").string();
-  resume.overrides = {"train.steps=40"};
-  resume.quiet = true;
-  REQUIRE(fm::tools::run_training(resume) == 0);
+  REQUIRE(resume(dir / "crash", {"train.steps=40"}) == 0);
   REQUIRE(losses(dir / "crash") == losses(dir / "whole"));
 }
 
@@ -246,10 +239,7 @@ TEST_CASE("an existing run is never overwritten", "[fmtrain][errors]") {
   fs::path config = write_config(dir / "cfg");
   REQUIRE(train(config, dir / "run", {"train.steps=5"}) == 0);
   REQUIRE_THROWS_WITH(train(config, dir / "run"), Catch::Contains("already holds a run"));
-  fm::tools::TrainRequest resume;
-  resume.resume_dir = (dir / "run").string();
-  resume.overrides = {"train.lr=0.5"};
-  REQUIRE_THROWS_WITH(fm::tools::run_training(resume), Catch::Contains("a resumed run may only change"));
+  REQUIRE_THROWS_WITH(resume(dir / "run", {"train.lr=0.5"}), Catch::Contains("a resumed run may only change"));
 }
 
 TEST_CASE("generate_samples reports dopri5's NFE averaged over its chunks", "[fmtrain][sampling]") {
