@@ -67,6 +67,7 @@ void bench_shape(const AttentionShape& s, const Options& options) {
   const float scale = 1.f / std::sqrt(float(D));
   const std::string shape = "B" + std::to_string(B) + " H" + std::to_string(H) + " L" + std::to_string(L) + " D" +
                             std::to_string(D);
+  if (!options.selects(shape)) return;
   std::printf("   # %s: %s\n", shape.c_str(), s.where);
   const double heads_l2d = double(B) * H * double(L) * L * D;
 

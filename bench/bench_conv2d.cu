@@ -115,6 +115,7 @@ void run_conv2d(const Options& options) {
     const std::string shape = dims_string({p.batch, p.in_channels, p.in_height, p.in_width}) + ">" +
                               std::to_string(p.out_channels) + " k" + std::to_string(layer.kernel) + "s" +
                               std::to_string(layer.stride) + "p" + std::to_string(layer.pad);
+    if (!options.selects(shape)) continue;
     conv::bench_layer("conv2d", shape, layer.where, p, conv2d_flops(p), conv2d_implementations(), kConv2dReference,
                       "cudnn", options);
   }

@@ -83,6 +83,7 @@ void run_conv_transpose2d(const Options& options) {
     p.pad_h = p.pad_w = 1;
     const std::string shape = dims_string({p.batch, p.in_channels, p.in_height, p.in_width}) + ">" +
                               std::to_string(p.out_channels) + " k4s2p1";
+    if (!options.selects(shape)) continue;
     conv::bench_layer("conv_transpose2d", shape, layer.where, p, conv_transpose2d_flops(p),
                       conv_transpose2d_implementations(), kConvTranspose2dReference, "cudnn", options);
   }

@@ -10,13 +10,17 @@
 //              variance around it, then normalise), scalar loads. Backward: one block per (n, g)
 //              for dx (two group sums, then dx) and one block per channel for dγ, dβ (walks every
 //              sample and pixel of the channel) — two launches, x and dy read twice.
-//   v2:        kernels/cuda/group_norm.cu: one-pass Welford statistics and normalisation in the same
-//              launch, float4 accesses, the group split across blocks when groups are few and
-//              large; the backward reduces dγ, dβ through per-(n, c) partial sums in a fixed order.
-//   unfused:   for GroupNorm + SiLU: v2 GroupNorm writes z, v2 SiLU reads it back (one extra write
-//              and read of the tensor each way; the backward also reads the saved z).
+//   v2:        kernels/cuda/group_norm.cu, GroupNormKernel::Streaming: one-pass Welford statistics
+//              and normalisation in the same launch, float4 accesses, the second read of the group
+//              served by L2, the group split across blocks when groups are few and large; the
+//              backward reduces dγ, dβ through per-(n, c) partial sums in a fixed order.
+//   v3:        GroupNormKernel::Cached: the group copied into shared memory with several loads in
+//              flight per thread, so DRAM sees x (and dy) once; exact two-pass statistics from the
+//              copy. Only for groups whose copy fits in 64 KiB (the row is absent otherwise).
+//   unfused:   for GroupNorm + SiLU: GroupNorm (Auto: v3 where it fits) writes z, v2 SiLU reads it
+//              back (one extra write and read of the tensor each way; the backward also reads z).
 //   fused:     group_norm_silu_{forward,backward}_cuda: SiLU applied in the normalise pass, its
-//              derivative recomputed from x, mean and rstd in the backward.
+//              derivative recomputed from x, mean and rstd in the backward; v2 and v3 as above.
 // There is no GroupNorm in cuDNN's legacy API, so "x base" is v1 naive (GroupNorm) and unfused
 // (GroupNorm + SiLU); `python3 bench/unet_pytorch.py --compare-bench` times PyTorch's
 // F.group_norm at these shapes for a library number.
@@ -183,10 +187,25 @@ void group_norm_backward_naive(const float* dy, const float* x, const float* mea
 // One shape: four cases (fwd, fwd+silu, bwd, bwd+silu)
 // =================================================================================================
 
+// The fast kernel families that apply to this group: v3 only where its shared-memory copy fits
+// (forward: the group, backward: twice the group).
+struct Family {
+  const char* name;
+  fk::GroupNormKernel kernel;
+};
+std::vector<Family> families(std::size_t group_size, int cached_arrays) {
+  std::vector<Family> list{{"v2", fk::GroupNormKernel::Streaming}};
+  const std::size_t bytes = std::size_t(cached_arrays) * ((group_size + 3) / 4 * 4) * sizeof(float);
+  if (bytes <= fk::kGroupNormMaxCacheBytes) list.push_back({"v3", fk::GroupNormKernel::Cached});
+  return list;
+}
+
 void bench_shape(const NormShape& s, const Options& options) {
   const int N = s.N, C = s.C, HW = s.H * s.W, G = s.G;
   const std::size_t n = std::size_t(N) * C * HW, groups = std::size_t(N) * G;
   const std::string shape = dims_string({N, C, s.H, s.W}) + " G" + std::to_string(G);
+  if (!options.selects(shape)) return;
+  const std::size_t group_size = std::size_t(C / G) * HW;
 
   // x with a mean away from zero (Welford vs cancellation), γ around 1, β around 0.
   DeviceArray x = random_array(n, options, -1.f, 3.f), gamma = random_array(std::size_t(C), options, 0.5f, 1.5f),
@@ -228,9 +247,12 @@ void bench_shape(const NormShape& s, const Options& options) {
     c.versions = {
         {"v1 naive",
          [&] { group_norm_forward_naive(x.get(), gamma.get(), beta.get(), y.get(), mean.get(), rstd.get(), N, C, HW, G, kEps); }},
-        {"v2",
-         [&] { fk::group_norm_forward_cuda(x.get(), gamma.get(), beta.get(), y.get(), mean.get(), rstd.get(), N, C, HW, G, kEps); }},
     };
+    for (const Family& f : families(group_size, 1))
+      c.versions.push_back({f.name, [&, f] {
+                              fk::group_norm_forward_cuda(x.get(), gamma.get(), beta.get(), y.get(), mean.get(),
+                                                          rstd.get(), N, C, HW, G, kEps, f.kernel);
+                            }});
     c.poison_outputs = poison_forward;
     c.check_outputs = [&] { return forward_check(y_ref, mean_ref, rstd_ref); };
     run_case(c, options);
@@ -254,15 +276,18 @@ void bench_shape(const NormShape& s, const Options& options) {
            fk::group_norm_forward_cuda(x.get(), gamma.get(), beta.get(), z.get(), mean.get(), rstd.get(), N, C, HW, G, kEps);
            fk::silu_forward_cuda(z.get(), y.get(), std::int64_t(n));
          }},
-        {"fused",
-         [&] { fk::group_norm_silu_forward_cuda(x.get(), gamma.get(), beta.get(), y.get(), mean.get(), rstd.get(), N, C, HW, G, kEps); }},
     };
+    for (const Family& f : families(group_size, 1))
+      c.versions.push_back({std::string("fused ") + f.name, [&, f] {
+                              fk::group_norm_silu_forward_cuda(x.get(), gamma.get(), beta.get(), y.get(), mean.get(),
+                                                               rstd.get(), N, C, HW, G, kEps, f.kernel);
+                            }});
     c.poison_outputs = poison_forward;
     c.check_outputs = [&] { return forward_check(y_ref, mean_ref, rstd_ref); };
     run_case(c, options);
   }
 
-  // ---- the backward's saved inputs: mean and rstd from the v2 forward (as in training), and the
+  // ---- the backward's saved inputs: mean and rstd from the engine's forward (Auto, as in training), and the
   // pre-activation z that the unfused GroupNorm + SiLU backward reads.
   fk::group_norm_forward_cuda(x.get(), gamma.get(), beta.get(), z.get(), mean.get(), rstd.get(), N, C, HW, G, kEps);
   kernels::cuda_synchronize();
@@ -302,12 +327,12 @@ void bench_shape(const NormShape& s, const Options& options) {
            group_norm_backward_naive(dy.get(), x.get(), mean.get(), rstd.get(), gamma.get(), dx.get(), dgamma.get(),
                                      dbeta.get(), N, C, HW, G);
          }},
-        {"v2",
-         [&] {
-           fk::group_norm_backward_cuda(dy.get(), x.get(), mean.get(), rstd.get(), gamma.get(), dx.get(), dgamma.get(),
-                                        dbeta.get(), N, C, HW, G);
-         }},
     };
+    for (const Family& f : families(group_size, 2))
+      c.versions.push_back({f.name, [&, f] {
+                              fk::group_norm_backward_cuda(dy.get(), x.get(), mean.get(), rstd.get(), gamma.get(),
+                                                           dx.get(), dgamma.get(), dbeta.get(), N, C, HW, G, f.kernel);
+                            }});
     c.poison_outputs = poison_backward;
     c.check_outputs = [&] { return backward_check(dx_ref, dgamma_ref, dbeta_ref); };
     run_case(c, options);
@@ -334,12 +359,13 @@ void bench_shape(const NormShape& s, const Options& options) {
            fk::group_norm_backward_cuda(dz.get(), x.get(), mean.get(), rstd.get(), gamma.get(), dx.get(), dgamma.get(),
                                         dbeta.get(), N, C, HW, G);
          }},
-        {"fused",
-         [&] {
-           fk::group_norm_silu_backward_cuda(dy.get(), x.get(), mean.get(), rstd.get(), gamma.get(), beta.get(), dx.get(),
-                                             dgamma.get(), dbeta.get(), N, C, HW, G);
-         }},
     };
+    for (const Family& f : families(group_size, 2))
+      c.versions.push_back({std::string("fused ") + f.name, [&, f] {
+                              fk::group_norm_silu_backward_cuda(dy.get(), x.get(), mean.get(), rstd.get(), gamma.get(),
+                                                                beta.get(), dx.get(), dgamma.get(), dbeta.get(), N, C,
+                                                                HW, G, f.kernel);
+                            }});
     c.poison_outputs = poison_backward;
     c.check_outputs = [&] { return backward_check(dx_ref, dgamma_ref, dbeta_ref); };
     run_case(c, options);
@@ -351,7 +377,7 @@ void bench_shape(const NormShape& s, const Options& options) {
 void run_group_norm(const Options& options) {
   measured_peaks(options);
   print_table_header("group_norm: GroupNorm(8) and fused GroupNorm + SiLU (memory-bound: % of copy bandwidth)",
-                     "x base = v1 naive (fwd, bwd) or unfused v2 GroupNorm + v2 SiLU (fwd+silu, bwd+silu); "
+                     "x base = v1 naive (fwd, bwd) or unfused GroupNorm + v2 SiLU (fwd+silu, bwd+silu); "
                      "GB/s counts 8 B/elt fwd, 12 B/elt bwd for every version");
   for (const NormShape& s : group_norm_shapes(options)) bench_shape(s, options);
 }

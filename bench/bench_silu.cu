@@ -95,6 +95,7 @@ void bench_shape(const std::vector<long long>& dims, const Options& options) {
   std::int64_t n = 1;
   for (long long d : dims) n *= d;
   const std::string shape = dims_string(dims);
+  if (!options.selects(shape)) return;
   // Inputs over [-6, 6] cover both tails of σ and its steep middle.
   DeviceArray x = random_array(std::size_t(n), options, -6.f, 6.f), dy = random_array(std::size_t(n), options);
   DeviceArray y(static_cast<std::size_t>(n)), dx(static_cast<std::size_t>(n)), y_for_cudnn(static_cast<std::size_t>(n));

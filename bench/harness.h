@@ -42,6 +42,12 @@ struct Options {
   int unet_warmup = 5;                // --warmup-steps
   int unet_batch = 256;               // --batch
   std::FILE* csv = nullptr;           // --csv FILE: one row per (case, version), opened by main
+  std::string filter;                 // --filter TEXT: only shapes whose name contains TEXT
+
+  // Whether the shape named `shape` (as printed in the table) is to be run.
+  bool selects(const std::string& shape) const {
+    return filter.empty() || shape.find(filter) != std::string::npos;
+  }
 };
 constexpr int kMinRepeats = 5;
 

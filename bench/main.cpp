@@ -1,7 +1,7 @@
 // bench/main.cpp — `fmbench`, the kernel lab's command line.
 //
 //   fmbench <subcommand> [--shapes default|small] [--repeats N] [--csv FILE] [--seed S]
-//           [--seconds-per-version X] [--steps N] [--warmup-steps N] [--batch N]
+//           [--seconds-per-version X] [--steps N] [--warmup-steps N] [--batch N] [--filter TEXT]
 //   subcommands: peaks silu group_norm conv2d conv_transpose2d attention unet all
 //
 // `all` runs peaks, silu, group_norm, conv2d, conv_transpose2d, attention, unet in that order (the
@@ -43,6 +43,8 @@ const char* kUsage =
     "    --seconds-per-version X  cap on timed runs per version (default 1; at least 5 runs)\n"
     "    --csv FILE               also write every row to FILE (CSV, one row per case and version)\n"
     "    --seed S                 seed of the random inputs (default 20240601)\n"
+    "    --filter TEXT            only the shapes whose name contains TEXT, e.g. \"256x64x7x7>64 k3\"\n"
+    "                             (to profile one shape: ncu ... fmbench conv2d --filter ...)\n"
     "    --steps N                unet: timed training steps (default 20)\n"
     "    --warmup-steps N         unet: untimed steps first (default 5)\n"
     "    --batch N                unet: batch size (default 256; 32 with --shapes small)\n";
@@ -72,7 +74,7 @@ int main(int argc, char** argv) {
   try {
     tools::CliArgs args(argc, argv,
                         {"--shapes", "--repeats", "--csv", "--seed", "--seconds-per-version", "--steps",
-                         "--warmup-steps", "--batch"},
+                         "--warmup-steps", "--batch", "--filter"},
                         {"--help"});
     if (args.has("--help")) {
       std::fputs(kUsage, stdout);
@@ -100,6 +102,7 @@ int main(int argc, char** argv) {
     if (options.small_shapes) options.unet_batch = 32;
     if (args.has("--batch")) options.unet_batch = int(args.integer("--batch", 1, 1 << 20));
     csv_path = args.get("--csv", "");
+    options.filter = args.get("--filter", "");
   } catch (const Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 2;

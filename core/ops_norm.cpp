@@ -43,7 +43,7 @@ Tensor group_norm_impl(const char* op, bool fused, const Tensor& x_in, int group
 #ifdef FM_WITH_CUDA
     auto f = fused ? kernels::group_norm_silu_forward_cuda : kernels::group_norm_forward_cuda;
     f(x.data<float>(), w.data<float>(), b.data<float>(), y.data<float>(), mean.data<float>(),
-      rstd.data<float>(), d.N, d.C, d.HW, d.G, float(eps));
+      rstd.data<float>(), d.N, d.C, d.HW, d.G, float(eps), kernels::GroupNormKernel::Auto);
 #endif
   } else if (x.dtype() == DType::Float32) {
     auto f = fused ? kernels::group_norm_silu_forward_cpu<float> : kernels::group_norm_forward_cpu<float>;

@@ -22,6 +22,8 @@
 // stores nothing beyond mean and rstd. All outputs are overwritten (not accumulated into).
 #pragma once
 
+#include <cstddef>
+
 namespace fm::kernels {
 
 // ---- CPU references (T = float or double) -------------------------------------------------------
@@ -42,25 +44,38 @@ void group_norm_silu_backward_cpu(const T* dy, const T* x, const T* mean, const 
                                   int C, int HW, int G);
 
 // ---- CUDA (float, device pointers, on cuda_stream()) --------------------------------------------
-// Forward: one block per (n, g) computes Welford statistics and normalises in the same launch; when
-// there are fewer groups than SMs and the groups are large, the group is split across blocks
-// (partial Welford statistics, then a combine-and-normalise launch). float4 accesses when HW % 4 == 0
-// and the pointers are 16-byte aligned.
-// Minimum traffic: forward reads x and writes y (8 bytes/element), backward reads x and dy and
-// writes dx (12 bytes/element); gamma, beta, mean, rstd and the [N, C] partial sums are negligible.
+// Two kernel families (kernels/cuda/group_norm.cu explains both):
+//   Cached    (v3): one block per (n, g) copies its group into shared memory, so x (and dy) leave
+//                   DRAM once; exact two-pass statistics. Groups whose cache fits in 64 KiB: the
+//                   forward caches M floats, the backward 2·M (M = (C/G)·HW).
+//   Streaming (v2): one block per (n, g) with Welford statistics, the second read of the group
+//                   served by L2; when there are fewer groups than SMs and the groups are large, the
+//                   group is split across blocks. Any group size.
+//   Auto           : Cached when the group fits and Streaming would not split it, else Streaming.
+// The kernel lab and the tests name a family; the engine uses Auto. Naming Cached for a group too
+// large for it throws ValueError. float4 accesses when HW % 4 == 0 and the pointers are 16-byte
+// aligned. Minimum traffic: forward reads x and writes y (8 bytes/element), backward reads x and dy
+// and writes dx (12 bytes/element); gamma, beta, mean, rstd and the [N, C] partial sums are
+// negligible.
+enum class GroupNormKernel { Auto, Cached, Streaming };
+// The cached kernel's shared memory limit (bytes): 3 blocks per H100 SM even at the limit.
+constexpr std::size_t kGroupNormMaxCacheBytes = 64 * 1024;
+
 void group_norm_forward_cuda(const float* x, const float* gamma, const float* beta, float* y,
-                             float* mean, float* rstd, int N, int C, int HW, int G, float eps);
+                             float* mean, float* rstd, int N, int C, int HW, int G, float eps,
+                             GroupNormKernel kernel = GroupNormKernel::Auto);
 // Backward: dγ and dβ are reduced without atomics (per-(n, c) partial sums, then a fixed-order sum
 // over n), so results are bitwise reproducible.
 void group_norm_backward_cuda(const float* dy, const float* x, const float* mean, const float* rstd,
                               const float* gamma, float* dx, float* dgamma, float* dbeta, int N,
-                              int C, int HW, int G);
+                              int C, int HW, int G, GroupNormKernel kernel = GroupNormKernel::Auto);
 
 void group_norm_silu_forward_cuda(const float* x, const float* gamma, const float* beta, float* y,
-                                  float* mean, float* rstd, int N, int C, int HW, int G, float eps);
+                                  float* mean, float* rstd, int N, int C, int HW, int G, float eps,
+                                  GroupNormKernel kernel = GroupNormKernel::Auto);
 void group_norm_silu_backward_cuda(const float* dy, const float* x, const float* mean,
                                    const float* rstd, const float* gamma, const float* beta,
                                    float* dx, float* dgamma, float* dbeta, int N, int C, int HW,
-                                   int G);
+                                   int G, GroupNormKernel kernel = GroupNormKernel::Auto);
 
 }  // namespace fm::kernels

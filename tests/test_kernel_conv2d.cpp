@@ -537,13 +537,16 @@ const std::vector<Shape>& unet_transpose_shapes() {
   return shapes;
 }
 // Awkward shapes for the GPU on top of the CPU ones: channel counts just past a tile (130, 33),
-// maps not a multiple of anything.
+// maps not a multiple of anything. Small outputs make v2 split the reduction of its forward and
+// input-gradient GEMMs (fewer 128-row tiles than the 132 SMs); the last shape has 147 tiles, so
+// those GEMMs run unsplit with a multi-step K.
 const std::vector<Shape>& gpu_awkward_shapes() {
   static std::vector<Shape> shapes = [] {
     std::vector<Shape> list = awkward_shapes();
     list.push_back({2, 7, 9, 10, 130, 3, 3, 1, 1, 1, 1});
     list.push_back({3, 5, 17, 19, 33, 4, 4, 2, 2, 1, 1});
     list.push_back({1, 129, 5, 3, 65, 3, 3, 1, 1, 1, 1});
+    list.push_back({24, 16, 28, 28, 8, 3, 3, 1, 1, 1, 1});
     return list;
   }();
   return shapes;

@@ -563,6 +563,7 @@ TEST_CASE("CUDA group_norm and group_norm_silu match the CPU reference", "[group
       // the U-Net's shapes (28×28, 14×14, 7×7 feature maps, 8 groups)
       {2, 32, 784, 8, 0.f, 0}, {4, 64, 196, 8, 0.f, 0}, {3, 128, 49, 8, 0.f, 0},
       {32, 64, 196, 8, 0.f, 0},  // N·G = 256 groups: more than the SMs
+      {2, 64, 784, 8, 0.f, 0},   // the largest U-Net group: v3's backward needs 50 KB (> 48 KB)
       // mean far from zero: Welford must not lose the variance to cancellation
       {2, 32, 784, 8, 3.f, 0},
       // awkward: one group, one channel per group, HW = 1, odd sizes, misaligned (scalar path)
@@ -609,37 +610,58 @@ TEST_CASE("CUDA group_norm and group_norm_silu match the CPU reference", "[group
 
       DeviceArray d_x(x, s.misalign), d_gamma(gamma), d_beta(beta), d_dy(dy, s.misalign),
           d_mean_in(mean_f), d_rstd_in(rstd_f);
-      DeviceArray y = DeviceArray::poisoned(n, s.misalign), mean = DeviceArray::poisoned(groups),
-                  rstd = DeviceArray::poisoned(groups), dx = DeviceArray::poisoned(n, s.misalign),
-                  dgamma = DeviceArray::poisoned(s.C), dbeta = DeviceArray::poisoned(s.C);
-      if (fused_silu) {
-        fk::group_norm_silu_forward_cuda(d_x.get(), d_gamma.get(), d_beta.get(), y.get(),
-                                         mean.get(), rstd.get(), s.N, s.C, s.HW, s.G, eps);
-        fk::group_norm_silu_backward_cuda(d_dy.get(), d_x.get(), d_mean_in.get(), d_rstd_in.get(),
-                                          d_gamma.get(), d_beta.get(), dx.get(), dgamma.get(),
-                                          dbeta.get(), s.N, s.C, s.HW, s.G);
-      } else {
-        fk::group_norm_forward_cuda(d_x.get(), d_gamma.get(), d_beta.get(), y.get(), mean.get(),
-                                    rstd.get(), s.N, s.C, s.HW, s.G, eps);
-        fk::group_norm_backward_cuda(d_dy.get(), d_x.get(), d_mean_in.get(), d_rstd_in.get(),
-                                     d_gamma.get(), dx.get(), dgamma.get(), dbeta.get(), s.N, s.C,
-                                     s.HW, s.G);
+      // Both kernel families on every case: v3 holds the group in shared memory (forward: M
+      // floats, backward: 2·M, M = (C/G)·HW), v2 streams it; naming v3 for a group it cannot hold
+      // is an error.
+      const std::size_t group_floats = (std::size_t(s.C / s.G) * s.HW + 3) / 4 * 4;
+      for (fk::GroupNormKernel kernel : {fk::GroupNormKernel::Cached, fk::GroupNormKernel::Streaming}) {
+        const bool cached = kernel == fk::GroupNormKernel::Cached;
+        INFO((cached ? "v3 cached" : "v2 streaming"));
+        DeviceArray y = DeviceArray::poisoned(n, s.misalign), mean = DeviceArray::poisoned(groups),
+                    rstd = DeviceArray::poisoned(groups), dx = DeviceArray::poisoned(n, s.misalign),
+                    dgamma = DeviceArray::poisoned(s.C), dbeta = DeviceArray::poisoned(s.C);
+        auto run_forward = [&] {
+          (fused_silu ? fk::group_norm_silu_forward_cuda : fk::group_norm_forward_cuda)(
+              d_x.get(), d_gamma.get(), d_beta.get(), y.get(), mean.get(), rstd.get(), s.N, s.C,
+              s.HW, s.G, eps, kernel);
+        };
+        auto run_backward = [&] {
+          if (fused_silu)
+            fk::group_norm_silu_backward_cuda(d_dy.get(), d_x.get(), d_mean_in.get(),
+                                              d_rstd_in.get(), d_gamma.get(), d_beta.get(), dx.get(),
+                                              dgamma.get(), dbeta.get(), s.N, s.C, s.HW, s.G, kernel);
+          else
+            fk::group_norm_backward_cuda(d_dy.get(), d_x.get(), d_mean_in.get(), d_rstd_in.get(),
+                                         d_gamma.get(), dx.get(), dgamma.get(), dbeta.get(), s.N,
+                                         s.C, s.HW, s.G, kernel);
+        };
+        if (cached && group_floats * sizeof(float) > fk::kGroupNormMaxCacheBytes) {
+          REQUIRE_THROWS_AS(run_forward(), fm::ValueError);
+        } else {
+          run_forward();
+          // The mean of a float group is off by rounding at the *data's* scale (|x| up to
+          // offset + 1), not at the mean's own near-zero scale: judge it against the data. 1e-5 of
+          // the data's scale is ~80 ulps, far above the float sum's error over a few thousand
+          // elements (v3) or Welford's (v2).
+          const std::vector<float> got = mean.to_host(), want = to_float(ref_mean);
+          const double data_scale = std::fabs(s.offset) + 1.0;
+          INFO("mean");
+          FM_REQUIRE_CLOSE(got.data(), want.data(), groups, 1e-5 * data_scale, 0.0);
+          // y is O(1): a few ulps per element plus the statistics' error scaled by |x̂| ≲ 2.
+          require_matches_reference("rstd", rstd.to_host(), ref_rstd, 0.0, kReductionRel);
+          require_matches_reference("y", y.to_host(), ref_y, kReductionRel, kReductionRel);
+        }
+        if (cached && 2 * group_floats * sizeof(float) > fk::kGroupNormMaxCacheBytes) {
+          REQUIRE_THROWS_AS(run_backward(), fm::ValueError);
+        } else {
+          run_backward();
+          require_matches_reference("dx", dx.to_host(), ref_dx, kReductionRel, kReductionRel);
+          require_matches_reference("dgamma", dgamma.to_host(), ref_dgamma, kReductionRel,
+                                    kReductionRel);
+          require_matches_reference("dbeta", dbeta.to_host(), ref_dbeta, kReductionRel,
+                                    kReductionRel);
+        }
       }
-      // The mean of a float group is off by rounding at the *data's* scale (|x| up to
-      // offset + 1), not at the mean's own near-zero scale: judge it against the data. 1e-5 of
-      // the data's scale is ~80 ulps, far above Welford's error over a few thousand elements.
-      {
-        const std::vector<float> got = mean.to_host(), want = to_float(ref_mean);
-        const double data_scale = std::fabs(s.offset) + 1.0;
-        INFO("mean");
-        FM_REQUIRE_CLOSE(got.data(), want.data(), groups, 1e-5 * data_scale, 0.0);
-      }
-      // y is O(1): a few ulps per element plus the statistics' error scaled by |x̂| ≲ 2.
-      require_matches_reference("rstd", rstd.to_host(), ref_rstd, 0.0, kReductionRel);
-      require_matches_reference("y", y.to_host(), ref_y, kReductionRel, kReductionRel);
-      require_matches_reference("dx", dx.to_host(), ref_dx, kReductionRel, kReductionRel);
-      require_matches_reference("dgamma", dgamma.to_host(), ref_dgamma, kReductionRel, kReductionRel);
-      require_matches_reference("dbeta", dbeta.to_host(), ref_dbeta, kReductionRel, kReductionRel);
     }
 }
 

@@ -27,6 +27,10 @@
 //     256, 28×28), so K is split across blockIdx.z; each split writes its partial tile to a
 //     workspace and a second kernel adds the splits in a fixed order (deterministic; no float
 //     atomics).
+//   * Forward and dgrad outputs with fewer tiles than the GPU has SMs (the U-Net's 7×7 layers at
+//     batch 256: 98 tiles on 132 SMs, so one 4- or 8-warp block per SM and 34 SMs idle) split K
+//     the same way: each slice writes a partial output to a workspace, and the slices are added in
+//     a fixed order with the bias (see OutputSplit).
 //   * The bias is added in the forward epilogue; the bias gradient is a deterministic two-stage
 //     channel sum of dy.
 //
@@ -129,6 +133,21 @@ struct BlockProblem {
   int M;               // GEMM rows of this slice
   int k_begin, k_end;  // reduction range of this slice
 };
+
+// Split-K for the forward and dgrad passes. With k_splits > 1, slice z of the reduction writes its
+// partial output (no bias) to partial[z] and sum_splits_kernel adds the slices and the bias.
+struct OutputSplit {
+  int k_splits = 1;
+  float* partial = nullptr;  // [k_splits, output elements] when k_splits > 1
+};
+
+// Slice `split` of a K-long reduction cut into `splits`: ⌈K / splits⌉ rounded up to 16 (a multiple
+// of every tile's BK) per slice; trailing slices may be short or empty (an empty slice writes zeros).
+__device__ __forceinline__ void split_k_range(int K, int splits, int split, int& begin, int& end) {
+  const int per_slice = ((K + splits - 1) / splits + 15) / 16 * 16;
+  begin = min(K, split * per_slice);
+  end = min(K, begin + per_slice);
+}
 
 // =================================================================================================
 // The GEMM core shared by the three passes
@@ -238,13 +257,17 @@ struct ForwardPass {
     const float* weight;
     const float* bias;  // may be null
     float* y;
+    OutputSplit split;  // blockIdx.z is the K slice
   };
   template <class Cfg>
   using Shared = NoShared;
 
-  static __device__ BlockProblem block_problem(const Params& p, int) {
+  static __device__ BlockProblem block_problem(const Params& p, int z) {
     const ConvGeometry& g = p.g;
-    return {g.batch * g.out_height * g.out_width, 0, g.in_channels * g.kernel_h * g.kernel_w};
+    BlockProblem slice{g.batch * g.out_height * g.out_width, 0, 0};
+    split_k_range(g.in_channels * g.kernel_h * g.kernel_w, p.split.k_splits, z, slice.k_begin,
+                  slice.k_end);
+    return slice;
   }
 
   template <class Cfg>
@@ -298,11 +321,12 @@ struct ForwardPass {
       }
       // B: weight[o, k] for this thread's one k and kBRegs output channels o.
       const int kb = k0 + b_layout.k;
-      const int K = k_end;  // forward has a single slice: k_end == C_in·kh·kw == row length
+      const int row_length = g.in_channels * g.kernel_h * g.kernel_w;  // weight is [C_out, K]
 #pragma unroll
       for (int j = 0; j < kBRegs; ++j) {
         const int o = n0 + b_layout.mn_first + j * BLayout::kRowStep;
-        b_regs[j] = (kb < k_end && o < g.out_channels) ? __ldg(p.weight + o * K + kb) : 0.f;
+        b_regs[j] =
+            (kb < k_end && o < g.out_channels) ? __ldg(p.weight + o * row_length + kb) : 0.f;
       }
     }
 
@@ -314,23 +338,27 @@ struct ForwardPass {
   };
 
   template <class Cfg>
-  static __device__ void store_results(const Params& p, const BlockProblem& slice, int, int m0,
+  static __device__ void store_results(const Params& p, const BlockProblem& slice, int z, int m0,
                                        int n0, int ty, int tx,
                                        const float (&acc)[Cfg::TM][Cfg::TN]) {
     const ConvGeometry& g = p.g;
     const int pixels = g.out_height * g.out_width;
+    // Split: this slice's partial output, without the bias (added once, after the sum).
+    const bool partial = p.split.k_splits > 1;
+    float* out = partial ? p.split.partial + std::int64_t(z) * g.batch * g.out_channels * pixels
+                         : p.y;
     float bias[Cfg::TN];
 #pragma unroll
     for (int j = 0; j < Cfg::TN; ++j) {
       const int o = n0 + tile_col<Cfg>(j, tx);
-      bias[j] = (p.bias && o < g.out_channels) ? __ldg(p.bias + o) : 0.f;
+      bias[j] = (p.bias && !partial && o < g.out_channels) ? __ldg(p.bias + o) : 0.f;
     }
 #pragma unroll
     for (int i = 0; i < Cfg::TM; ++i) {
       const int m = m0 + tile_row<Cfg>(i, ty);
       if (m >= slice.M) continue;
       const int n = m / pixels, pixel = m - n * pixels;
-      float* y_pixel = p.y + n * g.out_channels * pixels + pixel;
+      float* y_pixel = out + n * g.out_channels * pixels + pixel;
 #pragma unroll
       for (int j = 0; j < Cfg::TN; ++j) {
         const int o = n0 + tile_col<Cfg>(j, tx);
@@ -379,13 +407,17 @@ struct DgradPass {
     const float* weight;
     const float* bias;  // per input channel c; null for a plain conv2d dgrad
     float* dx;
+    OutputSplit split;  // blockIdx.z = parity class · k_splits + K slice
   };
   template <class Cfg>
   using Shared = NoShared;
 
   static __device__ BlockProblem block_problem(const Params& p, int z) {
-    const DgradClass k = dgrad_class(p.g, z);
-    return {p.g.batch * k.rows * k.cols, 0, p.g.out_channels * k.taps_h * k.taps_w};
+    const DgradClass k = dgrad_class(p.g, z / p.split.k_splits);
+    BlockProblem slice{p.g.batch * k.rows * k.cols, 0, 0};
+    split_k_range(p.g.out_channels * k.taps_h * k.taps_w, p.split.k_splits, z % p.split.k_splits,
+                  slice.k_begin, slice.k_end);
+    return slice;
   }
 
   template <class Cfg>
@@ -407,7 +439,7 @@ struct DgradPass {
         : a_layout(tid),
           b_layout(tid),
           p(params),
-          cls(dgrad_class(params.g, int(blockIdx.z))),
+          cls(dgrad_class(params.g, int(blockIdx.z) / params.split.k_splits)),
           n0(n0_) {
       const ConvGeometry& g = p.g;
       const int m = m0 + a_layout.mn;
@@ -469,14 +501,18 @@ struct DgradPass {
                                        int n0, int ty, int tx,
                                        const float (&acc)[Cfg::TM][Cfg::TN]) {
     const ConvGeometry& g = p.g;
-    const DgradClass cls = dgrad_class(g, z);
+    const DgradClass cls = dgrad_class(g, z / p.split.k_splits);
     const int per_image = cls.rows * cls.cols;
     const int plane = g.in_height * g.in_width;
+    const bool partial = p.split.k_splits > 1;  // as in ForwardPass::store_results
+    float* out = partial ? p.split.partial + std::int64_t(z % p.split.k_splits) * g.batch *
+                                                 g.in_channels * plane
+                         : p.dx;
     float bias[Cfg::TN];
 #pragma unroll
     for (int j = 0; j < Cfg::TN; ++j) {
       const int c = n0 + tile_col<Cfg>(j, tx);
-      bias[j] = (p.bias && c < g.in_channels) ? __ldg(p.bias + c) : 0.f;
+      bias[j] = (p.bias && !partial && c < g.in_channels) ? __ldg(p.bias + c) : 0.f;
     }
 #pragma unroll
     for (int i = 0; i < Cfg::TM; ++i) {
@@ -485,7 +521,7 @@ struct DgradPass {
       const int n = m / per_image, rest = m - n * per_image;
       const int t = rest / cls.cols, u = rest - t * cls.cols;
       const int h = cls.h_first + t * g.stride_h, w = cls.w_first + u * g.stride_w;
-      float* dx_pixel = p.dx + n * g.in_channels * plane + h * g.in_width + w;
+      float* dx_pixel = out + n * g.in_channels * plane + h * g.in_width + w;
 #pragma unroll
       for (int j = 0; j < Cfg::TN; ++j) {
         const int c = n0 + tile_col<Cfg>(j, tx);
@@ -612,13 +648,16 @@ struct WgradPass {
   }
 };
 
-// out[i] = Σ_{z < splits} partial[z][i], z ascending: the fixed order makes split-K deterministic.
-__global__ void sum_splits_kernel(const float* __restrict__ partial, float* __restrict__ out,
-                                  int splits, int size) {
+// out[i] = Σ_{z < splits} partial[z][i] (+ bias[channel of i] for an [N, channels, pixels] output
+// with a bias), z ascending: the fixed order makes split-K deterministic.
+__global__ void sum_splits_kernel(const float* __restrict__ partial, const float* __restrict__ bias,
+                                  float* __restrict__ out, int splits, int size, int channels,
+                                  int pixels) {
   const int i = int(blockIdx.x) * blockDim.x + int(threadIdx.x);
   if (i >= size) return;
   float sum = 0.f;
   for (int z = 0; z < splits; ++z) sum += partial[std::int64_t(z) * size + i];
+  if (bias) sum += __ldg(bias + (i / pixels) % channels);
   out[i] = sum;
 }
 
@@ -719,11 +758,51 @@ void launch_for_width(const typename Pass::Params& params, std::int64_t max_rows
     launch<NarrowTile, Pass>(params, max_rows, cols, slices);
 }
 
+// Tile width launch_for_width picks for a GEMM with `cols` columns.
+int tile_width(int cols) {
+  return cols > 64 ? WideTile::BN : cols > 32 ? MediumTile::BN : NarrowTile::BN;
+}
+
+// K slices for a forward or dgrad launch of `tiles` output tiles (per slice) and reduction length
+// K: 1 when the tiles already cover every SM; otherwise enough slices for about three blocks per
+// SM, each slice at least 64 long (four 16-deep steps for the pipeline to overlap).
+int output_k_splits(std::int64_t tiles, int K) {
+  static_assert(WideTile::BM == 128 && MediumTile::BM == 128 && NarrowTile::BM == 128);
+  if (tiles >= sm_count()) return 1;
+  const std::int64_t wanted = (3 * std::int64_t(sm_count()) + tiles - 1) / tiles;
+  return int(std::max<std::int64_t>(1, std::min<std::int64_t>(wanted, K / 64)));
+}
+
+// Adds the K slices of a split launch (and the bias) into `out`, then frees the workspace.
+void finish_output_split(const OutputSplit& split, const float* bias, float* out,
+                         std::int64_t size, int channels, int pixels) {
+  if (split.k_splits == 1) return;
+  sum_splits_kernel<<<ceil_div(size, 256), 256, 0, cuda_stream()>>>(
+      split.partial, bias, out, split.k_splits, int(size), channels, pixels);
+  FM_CUDA_CHECK_LAUNCH();
+  cuda_free(split.partial);  // stream-ordered reuse by the caching allocator: no sync needed
+}
+
+OutputSplit make_output_split(int k_splits, std::int64_t size) {
+  OutputSplit split;
+  split.k_splits = k_splits;
+  if (k_splits > 1)
+    split.partial = static_cast<float*>(cuda_malloc(std::size_t(size) * k_splits * sizeof(float)));
+  return split;
+}
+
 void run_forward(const float* x, const float* weight, const float* bias, float* y,
                  const ConvGeometry& g) {
   const std::int64_t rows = std::int64_t(g.batch) * g.out_height * g.out_width;
   if (rows == 0) return;
-  launch_for_width<ForwardPass>({g, x, weight, bias, y}, rows, g.out_channels, 1);
+  const int K = g.in_channels * g.kernel_h * g.kernel_w;
+  const std::int64_t tiles = std::int64_t(ceil_div(rows, 128)) * ceil_div(g.out_channels,
+                                                                           tile_width(g.out_channels));
+  const std::int64_t size = rows * g.out_channels;
+  const OutputSplit split = make_output_split(output_k_splits(tiles, K), size);
+  launch_for_width<ForwardPass>({g, x, weight, bias, y, split}, rows, g.out_channels,
+                                split.k_splits);
+  finish_output_split(split, bias, y, size, g.out_channels, g.out_height * g.out_width);
 }
 
 void run_dgrad(const float* dy, const float* weight, const float* bias, float* dx,
@@ -735,8 +814,18 @@ void run_dgrad(const float* dy, const float* weight, const float* bias, float* d
   if (max_rows == 0) return;
   FM_CHECK(std::int64_t(g.stride_h) * g.stride_w <= 65535, ValueError,
            "conv2d_backward_input_cuda: stride ", g.stride_h, "x", g.stride_w, " is too large");
-  launch_for_width<DgradPass>({g, dy, weight, bias, dx}, max_rows, g.in_channels,
-                              g.stride_h * g.stride_w);
+  const int classes = g.stride_h * g.stride_w;
+  const int max_taps = ((g.kernel_h + g.stride_h - 1) / g.stride_h) *
+                       ((g.kernel_w + g.stride_w - 1) / g.stride_w);
+  const std::int64_t tiles = std::int64_t(classes) * ceil_div(max_rows, 128) *
+                             ceil_div(g.in_channels, tile_width(g.in_channels));
+  int k_splits = output_k_splits(tiles, g.out_channels * max_taps);
+  if (std::int64_t(classes) * k_splits > 65535) k_splits = 1;  // grid.z holds classes × slices
+  const std::int64_t size = std::int64_t(g.batch) * g.in_channels * g.in_height * g.in_width;
+  const OutputSplit split = make_output_split(k_splits, size);
+  launch_for_width<DgradPass>({g, dy, weight, bias, dx, split}, max_rows, g.in_channels,
+                              classes * k_splits);
+  finish_output_split(split, bias, dx, size, g.in_channels, g.in_height * g.in_width);
 }
 
 // sums[c] = Σ_{n, pixel} a[n, c, pixel] over an [N, C, pixels] array.
@@ -767,7 +856,7 @@ void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeomet
   constexpr int kStep = 16;  // splits start on a multiple of every tile configuration's BK
   static_assert(kStep % WideTile::BK == 0 && kStep % MediumTile::BK == 0 &&
                 kStep % NarrowTile::BK == 0);
-  const int block_n = N > 64 ? WideTile::BN : N > 32 ? MediumTile::BN : NarrowTile::BN;
+  const int block_n = tile_width(N);
   static_assert(WideTile::BM == 128 && MediumTile::BM == 128 && NarrowTile::BM == 128);
   const std::int64_t tiles = std::int64_t(ceil_div(M, 128)) * ceil_div(N, block_n);
   const int k_steps = int(ceil_div(K, kStep));
@@ -786,23 +875,35 @@ void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeomet
   float* partial = static_cast<float*>(cuda_malloc(size * splits * sizeof(float)));
   launch_for_width<WgradPass>({g, x, dy, partial, k_per_split}, M, N, splits);
   sum_splits_kernel<<<ceil_div(std::int64_t(size), 256), 256, 0, cuda_stream()>>>(
-      partial, dweight, splits, int(size));
+      partial, nullptr, dweight, splits, int(size), 1, 1);
   FM_CUDA_CHECK_LAUNCH();
   cuda_free(partial);
 }
 
 }  // namespace
 
+// A GEMM with one or two columns (the U-Net's 1-channel stem and head) would leave 30 of the 32
+// columns of the narrowest tile idle. The direct kernels of conv2d_naive.cu (one thread per output
+// element) do only the useful work there; on the H100 (docs/ops/conv2d.md §7) they took 0.049 ms
+// against v2's 0.099 ms for the 16→1 head's forward and 0.051 against 0.204 ms for the 1→32 stem's
+// input gradient. Their cost grows with the column count while the tile's does not, so they stay
+// ahead up to about two columns.
+constexpr int kDirectMaxColumns = 2;
+
 // ---- conv2d -------------------------------------------------------------------------------------
 
 void conv2d_forward_cuda(const float* x, const float* weight, const float* bias, float* y,
                          const Conv2dParams& p) {
-  run_forward(x, weight, bias, y, geometry_of(p, "conv2d_forward_cuda"));
+  const ConvGeometry g = geometry_of(p, "conv2d_forward_cuda");
+  if (g.out_channels <= kDirectMaxColumns) return conv2d_forward_cuda_naive(x, weight, bias, y, p);
+  run_forward(x, weight, bias, y, g);
 }
 
 void conv2d_backward_input_cuda(const float* dy, const float* weight, float* dx,
                                 const Conv2dParams& p) {
-  run_dgrad(dy, weight, nullptr, dx, geometry_of(p, "conv2d_backward_input_cuda"));
+  const ConvGeometry g = geometry_of(p, "conv2d_backward_input_cuda");
+  if (g.in_channels <= kDirectMaxColumns) return conv2d_backward_input_cuda_naive(dy, weight, dx, p);
+  run_dgrad(dy, weight, nullptr, dx, g);
 }
 
 void conv2d_backward_weight_cuda(const float* x, const float* dy, float* dweight, float* dbias,
@@ -817,13 +918,17 @@ void conv2d_backward_weight_cuda(const float* x, const float* dy, float* dweight
 void conv_transpose2d_forward_cuda(const float* x, const float* weight, const float* bias, float* y,
                                    const ConvTranspose2dParams& p) {
   // Forward = dgrad of the equivalent conv2d; the bias lands on its input channels (our C_out).
-  run_dgrad(x, weight, bias, y, geometry_of(p.as_conv2d(), "conv_transpose2d_forward_cuda"));
+  const ConvGeometry g = geometry_of(p.as_conv2d(), "conv_transpose2d_forward_cuda");
+  if (g.in_channels <= kDirectMaxColumns) return conv_transpose2d_forward_cuda_naive(x, weight, bias, y, p);
+  run_dgrad(x, weight, bias, y, g);
 }
 
 void conv_transpose2d_backward_input_cuda(const float* dy, const float* weight, float* dx,
                                           const ConvTranspose2dParams& p) {
-  run_forward(dy, weight, nullptr, dx,
-              geometry_of(p.as_conv2d(), "conv_transpose2d_backward_input_cuda"));
+  const ConvGeometry g = geometry_of(p.as_conv2d(), "conv_transpose2d_backward_input_cuda");
+  if (g.out_channels <= kDirectMaxColumns)
+    return conv_transpose2d_backward_input_cuda_naive(dy, weight, dx, p);
+  run_forward(dy, weight, nullptr, dx, g);
 }
 
 void conv_transpose2d_backward_weight_cuda(const float* x, const float* dy, float* dweight,

@@ -10,6 +10,11 @@
 // Example: N=128, C=64, HW=784 (28×28) is 6.4 M elements: forward 51 MB, backward 77 MB, i.e.
 // ~15 µs and ~23 µs at H100's ~3.35 TB/s.
 //
+// Two kernel families (the caller picks one with GroupNormKernel; Auto chooses as described in
+// kernels/group_norm.h): v3 "cached" (near the end of the kernels below) holds the group in shared
+// memory so x and dy are read from DRAM once; v2 "streaming" (described next) works for any group
+// size and is what large groups use.
+//
 // Forward, main path: one 256-thread block per (n, g). The group's M = (C/G)·HW values are one
 // contiguous span; the block runs Welford's online mean/variance over it (Welford 1962; merged
 // across threads with Chan et al.'s pairwise formula), then normalises the same span in the same
@@ -476,6 +481,212 @@ __global__ void sum_channel_sums_over_batch_kernel(const float* __restrict__ cha
   dgamma[c] = b;
 }
 
+// ---- v3: the group held in shared memory (one DRAM read) ---------------------------------------
+// v2 reads each group twice and counts on L2 for the second read. The H100 profile of the v2
+// forward (docs/ops/group_norm.md §7) showed it latency-bound at 38% of DRAM bandwidth: each
+// thread has one float4 load in flight and then a chain of dependent Welford updates, each with a
+// division. v3 copies the group into shared memory once, with four independent float4 loads in
+// flight per thread, and computes everything else from there:
+//   forward : mean = Σx / M, then variance = Σ(x − mean)² / M (exact two-pass statistics: no
+//             per-element division, no cancellation), then y — x leaves DRAM once, y enters once.
+//   backward: x̂ and dx̂ = γ·dz are computed while loading x and dy and kept in shared memory; the
+//             per-(n, c) sums and the group means come from them, then dx — one read of x and dy.
+// Every thread works on the same elements in every phase (the ones it loaded), so only the
+// reductions need barriers. A group fits when its cache is at most kMaxCachedBytes; larger groups
+// (and the few-large-groups case that v2 splits across blocks) take the v2 path.
+constexpr std::size_t kMaxCachedBytes = kGroupNormMaxCacheBytes;  // kernels/group_norm.h
+constexpr int kLoadsInFlight = 4;                   // float4 loads per thread issued together
+
+// Block-wide sum in a fixed order (warp shuffle tree, then warp 0 over the warp totals); every
+// thread gets the total. Safe to call repeatedly: the trailing barrier frees the shared slots.
+__device__ float block_reduce_sum(float value) {
+  __shared__ float warp_sums[kWarps];
+  __shared__ float total;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int offset = 16; offset > 0; offset /= 2)
+    value += __shfl_down_sync(kFullMask, value, offset);
+  if (lane == 0) warp_sums[warp] = value;
+  __syncthreads();
+  if (warp == 0) {
+    value = lane < kWarps ? warp_sums[lane] : 0.f;
+    for (int offset = 16; offset > 0; offset /= 2)
+      value += __shfl_down_sync(kFullMask, value, offset);
+    if (lane == 0) total = value;
+  }
+  __syncthreads();
+  const float result = total;
+  __syncthreads();
+  return result;
+}
+
+// Copies group_x[0, size) into cache (same layout) and returns this thread's share of the sum.
+// Thread t owns float4s t, t + kThreads, t + 2·kThreads, … (or floats, in the scalar version).
+template <bool kVectorized>
+__device__ float load_group_into_cache(const float* __restrict__ group_x, float* cache, int size) {
+  float sum = 0.f;
+  if constexpr (kVectorized) {
+    const float4* x4 = reinterpret_cast<const float4*>(group_x);
+    float4* cache4 = reinterpret_cast<float4*>(cache);
+    const int vectors = size / 4;
+    int v = threadIdx.x;
+    for (; v + (kLoadsInFlight - 1) * kThreads < vectors; v += kLoadsInFlight * kThreads) {
+      float4 a[kLoadsInFlight];
+#pragma unroll
+      for (int u = 0; u < kLoadsInFlight; ++u) a[u] = x4[v + u * kThreads];
+#pragma unroll
+      for (int u = 0; u < kLoadsInFlight; ++u) {
+        cache4[v + u * kThreads] = a[u];
+        sum += (a[u].x + a[u].y) + (a[u].z + a[u].w);
+      }
+    }
+    for (; v < vectors; v += kThreads) {
+      const float4 a = x4[v];
+      cache4[v] = a;
+      sum += (a.x + a.y) + (a.z + a.w);
+    }
+  } else {
+    for (int i = threadIdx.x; i < size; i += kThreads) {
+      const float a = group_x[i];
+      cache[i] = a;
+      sum += a;
+    }
+  }
+  return sum;
+}
+
+// Forward: grid = N·G blocks of kThreads; dynamic shared memory = the group (size rounded up to 4).
+template <bool kVectorized, bool kApplySilu>
+__global__ void __launch_bounds__(kThreads)
+group_norm_forward_cached_kernel(const float* __restrict__ x, const float* __restrict__ gamma,
+                                 const float* __restrict__ beta, float* __restrict__ y,
+                                 float* __restrict__ mean_out, float* __restrict__ rstd_out, int C,
+                                 int HW, int G, float eps) {
+  extern __shared__ float4 cache_storage[];
+  float* cache = reinterpret_cast<float*>(cache_storage);
+  const int ng = blockIdx.x;
+  const int channels_per_group = C / G, first_channel = (ng % G) * channels_per_group;
+  const int group_size = channels_per_group * HW;
+  const std::int64_t offset = std::int64_t(ng) * group_size;
+
+  const float mean =
+      block_reduce_sum(load_group_into_cache<kVectorized>(x + offset, cache, group_size)) /
+      float(group_size);
+  // Σ(x − mean)² over this thread's own cached elements (no barrier needed to read them).
+  float squares = 0.f;
+  if constexpr (kVectorized) {
+    const float4* cache4 = reinterpret_cast<const float4*>(cache);
+    for (int v = threadIdx.x; v < group_size / 4; v += kThreads) {
+      const float4 a = cache4[v];
+      const float d0 = a.x - mean, d1 = a.y - mean, d2 = a.z - mean, d3 = a.w - mean;
+      squares += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);
+    }
+  } else {
+    for (int i = threadIdx.x; i < group_size; i += kThreads) {
+      const float d = cache[i] - mean;
+      squares += d * d;
+    }
+  }
+  const float variance = block_reduce_sum(squares) / float(group_size);
+  const float rstd = 1.f / sqrtf(variance + eps);  // as rstd_from: correctly rounded
+  if (threadIdx.x == 0) {
+    mean_out[ng] = mean;
+    rstd_out[ng] = rstd;
+  }
+  // y from the cache; the same thread-to-element map as the load.
+  normalize_range<kVectorized, kApplySilu>(cache, y + offset, gamma, beta, first_channel, HW, 0,
+                                           group_size, mean, rstd);
+}
+
+// Backward: grid = N·G blocks; dynamic shared memory = two group-sized arrays, x̂ then dx̂ (each
+// rounded up to a multiple of 4 floats). Warps take the group's channel rows round-robin (as v2's
+// main path): while loading a row they cache x̂ and dx̂ = γ·dz and sum dz and dz·x̂ over it.
+template <bool kVectorized, bool kApplySilu>
+__global__ void __launch_bounds__(kThreads)
+group_norm_backward_cached_kernel(const float* __restrict__ dy, const float* __restrict__ x,
+                                  const float* __restrict__ mean, const float* __restrict__ rstd,
+                                  const float* __restrict__ gamma, const float* __restrict__ beta,
+                                  float* __restrict__ dx, float* channel_sum_dz,
+                                  float* channel_sum_dz_xhat, int C, int HW, int G) {
+  extern __shared__ float4 cache_storage[];
+  __shared__ float means[2];
+  const int ng = blockIdx.x, n = ng / G, g = ng % G;
+  const int channels_per_group = C / G;
+  const int group_size = channels_per_group * HW;
+  const int padded_size = (group_size + 3) / 4 * 4;
+  float* xhat_cache = reinterpret_cast<float*>(cache_storage);
+  float* dxhat_cache = xhat_cache + padded_size;
+  const std::int64_t offset = std::int64_t(ng) * group_size;
+  const float group_mean = mean[ng], group_rstd = rstd[ng];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+
+  // Phase 1: per channel row, cache x̂ and dx̂ and reduce Σ dz, Σ dz·x̂ (stored as v2 stores them).
+  for (int cl = warp; cl < channels_per_group; cl += kWarps) {
+    const int c = g * channels_per_group + cl;
+    const float gamma_c = gamma[c], beta_c = kApplySilu ? beta[c] : 0.f;
+    const int row = cl * HW;
+    float a = 0.f, b = 0.f;
+    auto visit = [&](float x_value, float dy_value, float& xhat, float& dxhat) {
+      xhat = (x_value - group_mean) * group_rstd;
+      const float dz = dz_of<kApplySilu>(dy_value, xhat, gamma_c, beta_c);
+      dxhat = gamma_c * dz;
+      a += dz;
+      b += dz * xhat;
+    };
+    if constexpr (kVectorized) {
+      const float4* x4 = reinterpret_cast<const float4*>(x + offset + row);
+      const float4* dy4 = reinterpret_cast<const float4*>(dy + offset + row);
+      float4* xhat4 = reinterpret_cast<float4*>(xhat_cache + row);
+      float4* dxhat4 = reinterpret_cast<float4*>(dxhat_cache + row);
+#pragma unroll 4
+      for (int v = lane; v < HW / 4; v += 32) {
+        const float4 xv = x4[v], gv = dy4[v];
+        float4 h, d;
+        visit(xv.x, gv.x, h.x, d.x);
+        visit(xv.y, gv.y, h.y, d.y);
+        visit(xv.z, gv.z, h.z, d.z);
+        visit(xv.w, gv.w, h.w, d.w);
+        xhat4[v] = h;
+        dxhat4[v] = d;
+      }
+    } else {
+      for (int i = lane; i < HW; i += 32)
+        visit(x[offset + row + i], dy[offset + row + i], xhat_cache[row + i], dxhat_cache[row + i]);
+    }
+    for (int step = 16; step > 0; step /= 2) {
+      a += __shfl_xor_sync(kFullMask, a, step);
+      b += __shfl_xor_sync(kFullMask, b, step);
+    }
+    if (lane == 0) {
+      channel_sum_dz[std::int64_t(n) * C + c] = a;
+      channel_sum_dz_xhat[std::int64_t(n) * C + c] = b;
+    }
+  }
+  __syncthreads();  // the channel sums (global writes of this block) are visible to warp 0
+  group_gradient_means(channel_sum_dz, channel_sum_dz_xhat, gamma, n, g, C, G, HW, means);
+  __syncthreads();
+  const float mean_dxhat = means[0], mean_dxhat_xhat = means[1];
+
+  // Phase 2: dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) from the cache, same rows and lanes.
+  for (int cl = warp; cl < channels_per_group; cl += kWarps) {
+    const int row = cl * HW;
+    auto dx_of = [&](float xhat, float dxhat) {
+      return group_rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat);
+    };
+    if constexpr (kVectorized) {
+      const float4* xhat4 = reinterpret_cast<const float4*>(xhat_cache + row);
+      const float4* dxhat4 = reinterpret_cast<const float4*>(dxhat_cache + row);
+      float4* dx4 = reinterpret_cast<float4*>(dx + offset + row);
+      for (int v = lane; v < HW / 4; v += 32) {
+        const float4 h = xhat4[v], d = dxhat4[v];
+        dx4[v] = make_float4(dx_of(h.x, d.x), dx_of(h.y, d.y), dx_of(h.z, d.z), dx_of(h.w, d.w));
+      }
+    } else {
+      for (int i = lane; i < HW; i += 32)
+        dx[offset + row + i] = dx_of(xhat_cache[row + i], dxhat_cache[row + i]);
+    }
+  }
+}
+
 // ---- host side --------------------------------------------------------------------------------
 void check_group_norm_sizes(const char* op, int N, int C, int HW, int G) {
   FM_CHECK(N >= 0 && C > 0 && HW > 0 && G > 0, ValueError, op,
@@ -506,13 +717,48 @@ GroupSplit plan_split(std::int64_t groups, std::int64_t group_size) {
   return plan;
 }
 
+// Shared memory of the v3 kernels: the forward caches the group, the backward x̂ and dx̂.
+std::size_t cache_bytes(std::int64_t group_size, int arrays) {
+  return std::size_t(arrays) * std::size_t((group_size + 3) / 4 * 4) * sizeof(float);
+}
+
+// v3 (cached) or v2 (streaming, maybe split)? Auto takes v3 when the group fits and v2 would not
+// split it (few large groups need the split to fill the GPU).
+bool use_cached_kernel(const char* op, GroupNormKernel kernel, const GroupSplit& plan,
+                       std::size_t bytes) {
+  if (kernel == GroupNormKernel::Streaming) return false;
+  const bool fits = bytes <= kMaxCachedBytes;
+  FM_CHECK(fits || kernel == GroupNormKernel::Auto, ValueError, op, ": the cached kernel needs ",
+           bytes, " bytes of shared memory for this group; it holds at most ", kMaxCachedBytes);
+  return fits && (kernel == GroupNormKernel::Cached || plan.splits == 1);
+}
+
+// Kernels using more than 48 KB of dynamic shared memory must say so (once is enough; repeating
+// it is cheap).
+template <typename Kernel>
+void allow_shared_memory(Kernel kernel, std::size_t bytes) {
+  if (bytes > 48 * 1024)
+    FM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       int(bytes)));
+}
+
 template <bool kVectorized, bool kApplySilu>
-void launch_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean,
-                    float* rstd, int N, int C, int HW, int G, float eps) {
+void launch_forward(const char* op, const float* x, const float* gamma, const float* beta, float* y,
+                    float* mean, float* rstd, int N, int C, int HW, int G, float eps,
+                    GroupNormKernel kernel) {
   cudaStream_t stream = cuda_stream();
   const std::int64_t groups = std::int64_t(N) * G;
   const std::int64_t group_size = std::int64_t(C / G) * HW;
   const GroupSplit plan = plan_split(groups, group_size);
+  const std::size_t bytes = cache_bytes(group_size, 1);
+  if (use_cached_kernel(op, kernel, plan, bytes)) {
+    auto cached = group_norm_forward_cached_kernel<kVectorized, kApplySilu>;
+    allow_shared_memory(cached, bytes);
+    cached<<<unsigned(groups), kThreads, bytes, stream>>>(x, gamma, beta, y, mean, rstd, C, HW, G,
+                                                          eps);
+    FM_CUDA_CHECK_LAUNCH();
+    return;
+  }
   if (plan.splits == 1) {
     group_norm_forward_kernel<kVectorized, kApplySilu><<<unsigned(groups), kThreads, 0, stream>>>(
         x, gamma, beta, y, mean, rstd, C, HW, G, eps);
@@ -533,20 +779,22 @@ void launch_forward(const float* x, const float* gamma, const float* beta, float
 
 template <bool kApplySilu>
 void forward_cuda(const char* op, const float* x, const float* gamma, const float* beta, float* y,
-                  float* mean, float* rstd, int N, int C, int HW, int G, float eps) {
+                  float* mean, float* rstd, int N, int C, int HW, int G, float eps,
+                  GroupNormKernel kernel) {
   check_group_norm_sizes(op, N, C, HW, G);
   if (N == 0) return;
   const bool vectorized = HW % 4 == 0 && is_aligned_16(x) && is_aligned_16(y);
   if (vectorized)
-    launch_forward<true, kApplySilu>(x, gamma, beta, y, mean, rstd, N, C, HW, G, eps);
+    launch_forward<true, kApplySilu>(op, x, gamma, beta, y, mean, rstd, N, C, HW, G, eps, kernel);
   else
-    launch_forward<false, kApplySilu>(x, gamma, beta, y, mean, rstd, N, C, HW, G, eps);
+    launch_forward<false, kApplySilu>(op, x, gamma, beta, y, mean, rstd, N, C, HW, G, eps, kernel);
 }
 
 template <bool kVectorized, bool kApplySilu>
-void launch_backward(const float* dy, const float* x, const float* mean, const float* rstd,
-                     const float* gamma, const float* beta, float* dx, float* dgamma, float* dbeta,
-                     int N, int C, int HW, int G) {
+void launch_backward(const char* op, const float* dy, const float* x, const float* mean,
+                     const float* rstd, const float* gamma, const float* beta, float* dx,
+                     float* dgamma, float* dbeta, int N, int C, int HW, int G,
+                     GroupNormKernel kernel) {
   cudaStream_t stream = cuda_stream();
   const std::int64_t groups = std::int64_t(N) * G;
   const std::int64_t group_size = std::int64_t(C / G) * HW;
@@ -555,7 +803,15 @@ void launch_backward(const float* dy, const float* x, const float* mean, const f
   float* channel_sum_dz = channel_sums;
   float* channel_sum_dz_xhat = channel_sums + std::size_t(N) * C;
   const GroupSplit plan = plan_split(groups, group_size);
-  if (plan.splits == 1) {
+  const std::size_t bytes = cache_bytes(group_size, 2);
+  if (use_cached_kernel(op, kernel, plan, bytes)) {
+    auto cached = group_norm_backward_cached_kernel<kVectorized, kApplySilu>;
+    allow_shared_memory(cached, bytes);
+    cached<<<unsigned(groups), kThreads, bytes, stream>>>(dy, x, mean, rstd, gamma, beta, dx,
+                                                          channel_sum_dz, channel_sum_dz_xhat, C,
+                                                          HW, G);
+    FM_CUDA_CHECK_LAUNCH();
+  } else if (plan.splits == 1) {
     group_norm_backward_kernel<kVectorized, kApplySilu><<<unsigned(groups), kThreads, 0, stream>>>(
         dy, x, mean, rstd, gamma, beta, dx, channel_sum_dz, channel_sum_dz_xhat, C, HW, G);
     FM_CUDA_CHECK_LAUNCH();
@@ -579,7 +835,8 @@ void launch_backward(const float* dy, const float* x, const float* mean, const f
 template <bool kApplySilu>
 void backward_cuda(const char* op, const float* dy, const float* x, const float* mean,
                    const float* rstd, const float* gamma, const float* beta, float* dx,
-                   float* dgamma, float* dbeta, int N, int C, int HW, int G) {
+                   float* dgamma, float* dbeta, int N, int C, int HW, int G,
+                   GroupNormKernel kernel) {
   check_group_norm_sizes(op, N, C, HW, G);
   if (N == 0) {
     cuda_memset_zero(dgamma, std::size_t(C) * sizeof(float));
@@ -589,38 +846,43 @@ void backward_cuda(const char* op, const float* dy, const float* x, const float*
   const bool vectorized =
       HW % 4 == 0 && is_aligned_16(x) && is_aligned_16(dy) && is_aligned_16(dx);
   if (vectorized)
-    launch_backward<true, kApplySilu>(dy, x, mean, rstd, gamma, beta, dx, dgamma, dbeta, N, C, HW, G);
+    launch_backward<true, kApplySilu>(op, dy, x, mean, rstd, gamma, beta, dx, dgamma, dbeta, N, C,
+                                      HW, G, kernel);
   else
-    launch_backward<false, kApplySilu>(dy, x, mean, rstd, gamma, beta, dx, dgamma, dbeta, N, C, HW, G);
+    launch_backward<false, kApplySilu>(op, dy, x, mean, rstd, gamma, beta, dx, dgamma, dbeta, N, C,
+                                       HW, G, kernel);
 }
 
 }  // namespace
 
 void group_norm_forward_cuda(const float* x, const float* gamma, const float* beta, float* y,
-                             float* mean, float* rstd, int N, int C, int HW, int G, float eps) {
-  forward_cuda<false>("group_norm_forward_cuda", x, gamma, beta, y, mean, rstd, N, C, HW, G, eps);
+                             float* mean, float* rstd, int N, int C, int HW, int G, float eps,
+                             GroupNormKernel kernel) {
+  forward_cuda<false>("group_norm_forward_cuda", x, gamma, beta, y, mean, rstd, N, C, HW, G, eps,
+                      kernel);
 }
 
 void group_norm_backward_cuda(const float* dy, const float* x, const float* mean, const float* rstd,
                               const float* gamma, float* dx, float* dgamma, float* dbeta, int N,
-                              int C, int HW, int G) {
+                              int C, int HW, int G, GroupNormKernel kernel) {
   // beta is only read by the fused SiLU version; gamma stands in as a valid pointer.
   backward_cuda<false>("group_norm_backward_cuda", dy, x, mean, rstd, gamma, gamma, dx, dgamma,
-                       dbeta, N, C, HW, G);
+                       dbeta, N, C, HW, G, kernel);
 }
 
 void group_norm_silu_forward_cuda(const float* x, const float* gamma, const float* beta, float* y,
-                                  float* mean, float* rstd, int N, int C, int HW, int G, float eps) {
+                                  float* mean, float* rstd, int N, int C, int HW, int G, float eps,
+                                  GroupNormKernel kernel) {
   forward_cuda<true>("group_norm_silu_forward_cuda", x, gamma, beta, y, mean, rstd, N, C, HW, G,
-                     eps);
+                     eps, kernel);
 }
 
 void group_norm_silu_backward_cuda(const float* dy, const float* x, const float* mean,
                                    const float* rstd, const float* gamma, const float* beta,
                                    float* dx, float* dgamma, float* dbeta, int N, int C, int HW,
-                                   int G) {
+                                   int G, GroupNormKernel kernel) {
   backward_cuda<true>("group_norm_silu_backward_cuda", dy, x, mean, rstd, gamma, beta, dx, dgamma,
-                      dbeta, N, C, HW, G);
+                      dbeta, N, C, HW, G, kernel);
 }
 
 }  // namespace fm::kernels
