@@ -40,6 +40,7 @@
 // of 4) starts on a 16-byte boundary. Otherwise the same code runs with scalar accesses.
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <climits>
 
 #include "kernels/cuda/cuda_check.h"
@@ -520,36 +521,30 @@ __device__ float block_reduce_sum(float value) {
 }
 
 // Copies group_x[0, size) into cache (same layout) and returns this thread's share of the sum.
-// Thread t owns float4s t, t + kThreads, t + 2·kThreads, … (or floats, in the scalar version).
+// Thread t owns float4s t, t + kThreads, t + 2·kThreads, … (or floats, in the scalar version). The
+// loads go out in batches of kLoadsInFlight, all issued before the first is stored: a U-Net group
+// gives each thread only 1–7 float4s, so one load at a time would mean one memory latency each.
 template <bool kVectorized>
 __device__ float load_group_into_cache(const float* __restrict__ group_x, float* cache, int size) {
+  using Element = std::conditional_t<kVectorized, float4, float>;
+  const Element* source = reinterpret_cast<const Element*>(group_x);
+  Element* destination = reinterpret_cast<Element*>(cache);
+  const int count = kVectorized ? size / 4 : size;
   float sum = 0.f;
-  if constexpr (kVectorized) {
-    const float4* x4 = reinterpret_cast<const float4*>(group_x);
-    float4* cache4 = reinterpret_cast<float4*>(cache);
-    const int vectors = size / 4;
-    int v = threadIdx.x;
-    for (; v + (kLoadsInFlight - 1) * kThreads < vectors; v += kLoadsInFlight * kThreads) {
-      float4 a[kLoadsInFlight];
+  for (int base = threadIdx.x; base < count; base += kLoadsInFlight * kThreads) {
+    Element loaded[kLoadsInFlight];
 #pragma unroll
-      for (int u = 0; u < kLoadsInFlight; ++u) a[u] = x4[v + u * kThreads];
+    for (int u = 0; u < kLoadsInFlight; ++u)
+      if (base + u * kThreads < count) loaded[u] = source[base + u * kThreads];
 #pragma unroll
-      for (int u = 0; u < kLoadsInFlight; ++u) {
-        cache4[v + u * kThreads] = a[u];
-        sum += (a[u].x + a[u].y) + (a[u].z + a[u].w);
+    for (int u = 0; u < kLoadsInFlight; ++u)
+      if (base + u * kThreads < count) {
+        destination[base + u * kThreads] = loaded[u];
+        if constexpr (kVectorized)
+          sum += (loaded[u].x + loaded[u].y) + (loaded[u].z + loaded[u].w);
+        else
+          sum += loaded[u];
       }
-    }
-    for (; v < vectors; v += kThreads) {
-      const float4 a = x4[v];
-      cache4[v] = a;
-      sum += (a.x + a.y) + (a.z + a.w);
-    }
-  } else {
-    for (int i = threadIdx.x; i < size; i += kThreads) {
-      const float a = group_x[i];
-      cache[i] = a;
-      sum += a;
-    }
   }
   return sum;
 }
@@ -632,25 +627,36 @@ group_norm_backward_cached_kernel(const float* __restrict__ dy, const float* __r
       a += dz;
       b += dz * xhat;
     };
-    if constexpr (kVectorized) {
-      const float4* x4 = reinterpret_cast<const float4*>(x + offset + row);
-      const float4* dy4 = reinterpret_cast<const float4*>(dy + offset + row);
-      float4* xhat4 = reinterpret_cast<float4*>(xhat_cache + row);
-      float4* dxhat4 = reinterpret_cast<float4*>(dxhat_cache + row);
-#pragma unroll 4
-      for (int v = lane; v < HW / 4; v += 32) {
-        const float4 xv = x4[v], gv = dy4[v];
-        float4 h, d;
-        visit(xv.x, gv.x, h.x, d.x);
-        visit(xv.y, gv.y, h.y, d.y);
-        visit(xv.z, gv.z, h.z, d.z);
-        visit(xv.w, gv.w, h.w, d.w);
-        xhat4[v] = h;
-        dxhat4[v] = d;
-      }
-    } else {
-      for (int i = lane; i < HW; i += 32)
-        visit(x[offset + row + i], dy[offset + row + i], xhat_cache[row + i], dxhat_cache[row + i]);
+    // Loads in batches of kLoadsInFlight per lane (x and dy), all issued before any is used.
+    using Element = std::conditional_t<kVectorized, float4, float>;
+    const Element* x_row = reinterpret_cast<const Element*>(x + offset + row);
+    const Element* dy_row = reinterpret_cast<const Element*>(dy + offset + row);
+    Element* xhat_row = reinterpret_cast<Element*>(xhat_cache + row);
+    Element* dxhat_row = reinterpret_cast<Element*>(dxhat_cache + row);
+    const int count = kVectorized ? HW / 4 : HW;
+    for (int base = lane; base < count; base += kLoadsInFlight * 32) {
+      Element xs[kLoadsInFlight], gs[kLoadsInFlight];
+#pragma unroll
+      for (int u = 0; u < kLoadsInFlight; ++u)
+        if (base + u * 32 < count) {
+          xs[u] = x_row[base + u * 32];
+          gs[u] = dy_row[base + u * 32];
+        }
+#pragma unroll
+      for (int u = 0; u < kLoadsInFlight; ++u)
+        if (base + u * 32 < count) {
+          Element h, d;
+          if constexpr (kVectorized) {
+            visit(xs[u].x, gs[u].x, h.x, d.x);
+            visit(xs[u].y, gs[u].y, h.y, d.y);
+            visit(xs[u].z, gs[u].z, h.z, d.z);
+            visit(xs[u].w, gs[u].w, h.w, d.w);
+          } else {
+            visit(xs[u], gs[u], h, d);
+          }
+          xhat_row[base + u * 32] = h;
+          dxhat_row[base + u * 32] = d;
+        }
     }
     for (int step = 16; step > 0; step /= 2) {
       a += __shfl_xor_sync(kFullMask, a, step);
