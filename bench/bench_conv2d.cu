@@ -26,6 +26,7 @@
 //
 // CPU reference: conv2d_{forward,backward_input,backward_weight}_cpu<double> (the tests' reference
 // loops) at the full batch, sample slices on all host threads (see conv_bench_common.h).
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -116,6 +117,13 @@ void run_conv2d(const Options& options) {
                               std::to_string(p.out_channels) + " k" + std::to_string(layer.kernel) + "s" +
                               std::to_string(layer.stride) + "p" + std::to_string(layer.pad);
     if (!options.selects(shape)) continue;
+    // kernels/cuda/conv2d_implicit_gemm.cu: GEMMs of at most two columns run on the direct kernel.
+    if (p.out_channels <= 2)
+      std::printf("   # %s: v2's forward GEMM has %d column(s): v2 runs the direct (v1) kernel there\n",
+                  shape.c_str(), p.out_channels);
+    if (p.in_channels <= 2)
+      std::printf("   # %s: v2's bwd-data GEMM has %d column(s): v2 runs the direct (v1) kernel there\n",
+                  shape.c_str(), p.in_channels);
     conv::bench_layer("conv2d", shape, layer.where, p, conv2d_flops(p), conv2d_implementations(), kConv2dReference,
                       "cudnn", options);
   }
