@@ -484,10 +484,10 @@ __global__ void sum_channel_sums_over_batch_kernel(const float* __restrict__ cha
 
 // ---- v3: the group held in shared memory (one DRAM read) ---------------------------------------
 // v2 reads each group twice and counts on L2 for the second read. The H100 profile of the v2
-// forward (docs/ops/group_norm.md §7) showed it latency-bound at 38% of DRAM bandwidth: each
-// thread has one float4 load in flight and then a chain of dependent Welford updates, each with a
-// division. v3 copies the group into shared memory once, with four independent float4 loads in
-// flight per thread, and computes everything else from there:
+// forward (docs/ops/group_norm.md §7) found it at 38% of DRAM bandwidth with 86% occupancy, i.e.
+// waiting on latency; our reading: each thread has one float4 load in flight, then a chain of
+// dependent Welford updates, each with a division. v3 copies the group into shared memory once,
+// with four independent float4 loads in flight per thread, and computes everything else there:
 //   forward : mean = Σx / M, then variance = Σ(x − mean)² / M (exact two-pass statistics: no
 //             per-element division, no cancellation), then y — x leaves DRAM once, y enters once.
 //   backward: x̂ and dx̂ = γ·dz are computed while loading x and dy and kept in shared memory; the
@@ -496,7 +496,7 @@ __global__ void sum_channel_sums_over_batch_kernel(const float* __restrict__ cha
 // reductions need barriers. A group fits when its cache is at most kMaxCachedBytes; larger groups
 // (and the few-large-groups case that v2 splits across blocks) take the v2 path.
 constexpr std::size_t kMaxCachedBytes = kGroupNormMaxCacheBytes;  // kernels/group_norm.h
-constexpr int kLoadsInFlight = 4;                   // float4 loads per thread issued together
+constexpr int kLoadsInFlight = 4;  // loads per thread issued together, before any is used
 
 // Block-wide sum in a fixed order (warp shuffle tree, then warp 0 over the warp totals); every
 // thread gets the total. Safe to call repeatedly: the trailing barrier frees the shared slots.
