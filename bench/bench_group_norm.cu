@@ -193,10 +193,10 @@ struct Family {
   const char* name;
   fk::GroupNormKernel kernel;
 };
-std::vector<Family> families(std::size_t group_size, int cached_arrays) {
+std::vector<Family> families(std::size_t group_size, bool backward) {
   std::vector<Family> list{{"v2", fk::GroupNormKernel::Streaming}};
-  const std::size_t bytes = std::size_t(cached_arrays) * ((group_size + 3) / 4 * 4) * sizeof(float);
-  if (bytes <= fk::kGroupNormMaxCacheBytes) list.push_back({"v3", fk::GroupNormKernel::Cached});
+  if (fk::group_norm_cache_bytes(std::int64_t(group_size), backward) <= fk::kGroupNormMaxCacheBytes)
+    list.push_back({"v3", fk::GroupNormKernel::Cached});
   return list;
 }
 
@@ -248,7 +248,7 @@ void bench_shape(const NormShape& s, const Options& options) {
         {"v1 naive",
          [&] { group_norm_forward_naive(x.get(), gamma.get(), beta.get(), y.get(), mean.get(), rstd.get(), N, C, HW, G, kEps); }},
     };
-    for (const Family& f : families(group_size, 1))
+    for (const Family& f : families(group_size, false))
       c.versions.push_back({f.name, [&, f] {
                               fk::group_norm_forward_cuda(x.get(), gamma.get(), beta.get(), y.get(), mean.get(),
                                                           rstd.get(), N, C, HW, G, kEps, f.kernel);
@@ -277,7 +277,7 @@ void bench_shape(const NormShape& s, const Options& options) {
            fk::silu_forward_cuda(z.get(), y.get(), std::int64_t(n));
          }},
     };
-    for (const Family& f : families(group_size, 1))
+    for (const Family& f : families(group_size, false))
       c.versions.push_back({std::string("fused ") + f.name, [&, f] {
                               fk::group_norm_silu_forward_cuda(x.get(), gamma.get(), beta.get(), y.get(), mean.get(),
                                                                rstd.get(), N, C, HW, G, kEps, f.kernel);
@@ -328,7 +328,7 @@ void bench_shape(const NormShape& s, const Options& options) {
                                      dbeta.get(), N, C, HW, G);
          }},
     };
-    for (const Family& f : families(group_size, 2))
+    for (const Family& f : families(group_size, true))
       c.versions.push_back({f.name, [&, f] {
                               fk::group_norm_backward_cuda(dy.get(), x.get(), mean.get(), rstd.get(), gamma.get(),
                                                            dx.get(), dgamma.get(), dbeta.get(), N, C, HW, G, f.kernel);
@@ -360,7 +360,7 @@ void bench_shape(const NormShape& s, const Options& options) {
                                         dbeta.get(), N, C, HW, G);
          }},
     };
-    for (const Family& f : families(group_size, 2))
+    for (const Family& f : families(group_size, true))
       c.versions.push_back({std::string("fused ") + f.name, [&, f] {
                               fk::group_norm_silu_backward_cuda(dy.get(), x.get(), mean.get(), rstd.get(), gamma.get(),
                                                                 beta.get(), dx.get(), dgamma.get(), dbeta.get(), N, C,

@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace fm::kernels {
 
@@ -60,6 +61,11 @@ void group_norm_silu_backward_cpu(const T* dy, const T* x, const T* mean, const 
 enum class GroupNormKernel { Auto, Cached, Streaming };
 // The cached kernel's shared memory limit (bytes): 3 blocks per H100 SM even at the limit.
 constexpr std::size_t kGroupNormMaxCacheBytes = 64 * 1024;
+// Shared memory the cached kernel needs for a group of group_size elements: the forward caches
+// the group, the backward x̂ and dx̂; each array rounded up to a multiple of 4 floats (float4).
+inline std::size_t group_norm_cache_bytes(std::int64_t group_size, bool backward) {
+  return std::size_t(backward ? 2 : 1) * std::size_t((group_size + 3) / 4 * 4) * sizeof(float);
+}
 
 void group_norm_forward_cuda(const float* x, const float* gamma, const float* beta, float* y,
                              float* mean, float* rstd, int N, int C, int HW, int G, float eps,

@@ -613,7 +613,7 @@ TEST_CASE("CUDA group_norm and group_norm_silu match the CPU reference", "[group
       // Both kernel families on every case: v3 holds the group in shared memory (forward: M
       // floats, backward: 2·M, M = (C/G)·HW), v2 streams it; naming v3 for a group it cannot hold
       // is an error.
-      const std::size_t group_floats = (std::size_t(s.C / s.G) * s.HW + 3) / 4 * 4;
+      const std::int64_t group_size = std::int64_t(s.C / s.G) * s.HW;
       for (fk::GroupNormKernel kernel : {fk::GroupNormKernel::Cached, fk::GroupNormKernel::Streaming}) {
         const bool cached = kernel == fk::GroupNormKernel::Cached;
         INFO((cached ? "v3 cached" : "v2 streaming"));
@@ -635,7 +635,7 @@ TEST_CASE("CUDA group_norm and group_norm_silu match the CPU reference", "[group
                                          d_gamma.get(), dx.get(), dgamma.get(), dbeta.get(), s.N,
                                          s.C, s.HW, s.G, kernel);
         };
-        if (cached && group_floats * sizeof(float) > fk::kGroupNormMaxCacheBytes) {
+        if (cached && fk::group_norm_cache_bytes(group_size, false) > fk::kGroupNormMaxCacheBytes) {
           REQUIRE_THROWS_AS(run_forward(), fm::ValueError);
         } else {
           run_forward();
@@ -651,7 +651,7 @@ TEST_CASE("CUDA group_norm and group_norm_silu match the CPU reference", "[group
           require_matches_reference("rstd", rstd.to_host(), ref_rstd, 0.0, kReductionRel);
           require_matches_reference("y", y.to_host(), ref_y, kReductionRel, kReductionRel);
         }
-        if (cached && 2 * group_floats * sizeof(float) > fk::kGroupNormMaxCacheBytes) {
+        if (cached && fk::group_norm_cache_bytes(group_size, true) > fk::kGroupNormMaxCacheBytes) {
           REQUIRE_THROWS_AS(run_backward(), fm::ValueError);
         } else {
           run_backward();

@@ -510,14 +510,6 @@ void check_flash_sizes(const char* op, int B, int H, int L, int D) {
            " needs more query tiles than grid.y allows");
 }
 
-// Kernels using more than 48 KB of dynamic shared memory must say so once per kernel.
-template <typename Kernel>
-void allow_shared_memory(Kernel kernel, std::size_t bytes) {
-  if (bytes > 48 * 1024)
-    FM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       int(bytes)));
-}
-
 unsigned ceil_div_u(int a, int b) { return unsigned((a + b - 1) / b); }
 
 template <int kHeadDimPad>
@@ -529,7 +521,7 @@ void launch_forward(const float* q, const float* k, const float* v, float* o, fl
   constexpr std::size_t kSharedBytes =
       sizeof(float) * (kQ * kStride + kK * kStride + kK * kHeadDimPad + kQ * (kK + 1) + 2 * kQ);
   auto kernel = flash_attention_forward_kernel<kHeadDimPad, kQ, kK>;
-  static const bool configured = (allow_shared_memory(kernel, kSharedBytes), true);
+  static const bool configured = (allow_dynamic_shared_memory(kernel, kSharedBytes), true);
   (void)configured;
   const dim3 grid{unsigned(BH), ceil_div_u(L, kQ)};
   kernel<<<grid, kThreads, kSharedBytes, cuda_stream()>>>(q, k, v, o, lse, L, D, scale * kLog2e);
@@ -548,7 +540,7 @@ void launch_backward(const float* q, const float* k, const float* v, const float
     constexpr std::size_t kSharedBytes =
         sizeof(float) * (2 * kK * kStride + 2 * kQ * kStride + 2 * kK * (kQ + 1) + 2 * kQ);
     auto kernel = flash_attention_backward_dkdv_kernel<kHeadDimPad, kK, kQ>;
-    static const bool configured = (allow_shared_memory(kernel, kSharedBytes), true);
+    static const bool configured = (allow_dynamic_shared_memory(kernel, kSharedBytes), true);
     (void)configured;
     const dim3 grid{unsigned(BH), ceil_div_u(L, kK)};
     kernel<<<grid, kThreads, kSharedBytes, stream>>>(q, k, v, dout, lse, row_dot, dk, dv, L, D,
@@ -561,7 +553,7 @@ void launch_backward(const float* q, const float* k, const float* v, const float
     constexpr std::size_t kSharedBytes =
         sizeof(float) * (2 * kQ * kStride + 2 * kK * kStride + kQ * (kK + 1));
     auto kernel = flash_attention_backward_dq_kernel<kHeadDimPad, kQ, kK>;
-    static const bool configured = (allow_shared_memory(kernel, kSharedBytes), true);
+    static const bool configured = (allow_dynamic_shared_memory(kernel, kSharedBytes), true);
     (void)configured;
     const dim3 grid{unsigned(BH), ceil_div_u(L, kQ)};
     kernel<<<grid, kThreads, kSharedBytes, stream>>>(q, k, v, dout, lse, row_dot, dq, L, D, scale,

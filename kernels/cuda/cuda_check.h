@@ -5,6 +5,7 @@
 // They throw fm::DeviceError (core/error.h) so the tools can print one line and exit 2.
 #pragma once
 #include <cublas_v2.h>
+#include <cstddef>
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
@@ -39,6 +40,17 @@ const char* cublas_status_string(cublasStatus_t status);
       ::fm::cuda_detail::fail(#call, ::fm::cuda_detail::cublas_status_string(fm_st_), __FILE__,  \
                               __LINE__);                                                         \
   } while (0)
+
+namespace fm::kernels {
+// A kernel that uses more than 48 KB of dynamic shared memory must opt in, once, to the most it
+// will ask for (cudaFuncAttributeMaxDynamicSharedMemorySize is a ceiling, not a size).
+template <typename Kernel>
+void allow_dynamic_shared_memory(Kernel kernel, std::size_t max_bytes) {
+  if (max_bytes > 48 * 1024)
+    FM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       int(max_bytes)));
+}
+}  // namespace fm::kernels
 
 #define FM_CUDNN_CHECK(call)                                                                     \
   do {                                                                                           \

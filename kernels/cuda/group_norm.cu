@@ -723,11 +723,6 @@ GroupSplit plan_split(std::int64_t groups, std::int64_t group_size) {
   return plan;
 }
 
-// Shared memory of the v3 kernels: the forward caches the group, the backward x̂ and dx̂.
-std::size_t cache_bytes(std::int64_t group_size, int arrays) {
-  return std::size_t(arrays) * std::size_t((group_size + 3) / 4 * 4) * sizeof(float);
-}
-
 // v3 (cached) or v2 (streaming, maybe split)? Auto takes v3 when the group fits and v2 would not
 // split it (few large groups need the split to fill the GPU).
 bool use_cached_kernel(const char* op, GroupNormKernel kernel, const GroupSplit& plan,
@@ -739,15 +734,6 @@ bool use_cached_kernel(const char* op, GroupNormKernel kernel, const GroupSplit&
   return fits && (kernel == GroupNormKernel::Cached || plan.splits == 1);
 }
 
-// Kernels using more than 48 KB of dynamic shared memory must say so (once is enough; repeating
-// it is cheap).
-template <typename Kernel>
-void allow_shared_memory(Kernel kernel, std::size_t bytes) {
-  if (bytes > 48 * 1024)
-    FM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       int(bytes)));
-}
-
 template <bool kVectorized, bool kApplySilu>
 void launch_forward(const char* op, const float* x, const float* gamma, const float* beta, float* y,
                     float* mean, float* rstd, int N, int C, int HW, int G, float eps,
@@ -756,10 +742,11 @@ void launch_forward(const char* op, const float* x, const float* gamma, const fl
   const std::int64_t groups = std::int64_t(N) * G;
   const std::int64_t group_size = std::int64_t(C / G) * HW;
   const GroupSplit plan = plan_split(groups, group_size);
-  const std::size_t bytes = cache_bytes(group_size, 1);
+  const std::size_t bytes = group_norm_cache_bytes(group_size, false);
   if (use_cached_kernel(op, kernel, plan, bytes)) {
     auto cached = group_norm_forward_cached_kernel<kVectorized, kApplySilu>;
-    allow_shared_memory(cached, bytes);
+    static const bool configured = (allow_dynamic_shared_memory(cached, kMaxCachedBytes), true);
+    (void)configured;
     cached<<<unsigned(groups), kThreads, bytes, stream>>>(x, gamma, beta, y, mean, rstd, C, HW, G,
                                                           eps);
     FM_CUDA_CHECK_LAUNCH();
@@ -809,10 +796,11 @@ void launch_backward(const char* op, const float* dy, const float* x, const floa
   float* channel_sum_dz = channel_sums;
   float* channel_sum_dz_xhat = channel_sums + std::size_t(N) * C;
   const GroupSplit plan = plan_split(groups, group_size);
-  const std::size_t bytes = cache_bytes(group_size, 2);
+  const std::size_t bytes = group_norm_cache_bytes(group_size, true);
   if (use_cached_kernel(op, kernel, plan, bytes)) {
     auto cached = group_norm_backward_cached_kernel<kVectorized, kApplySilu>;
-    allow_shared_memory(cached, bytes);
+    static const bool configured = (allow_dynamic_shared_memory(cached, kMaxCachedBytes), true);
+    (void)configured;
     cached<<<unsigned(groups), kThreads, bytes, stream>>>(dy, x, mean, rstd, gamma, beta, dx,
                                                           channel_sum_dz, channel_sum_dz_xhat, C,
                                                           HW, G);
