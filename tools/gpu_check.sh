@@ -5,6 +5,7 @@
 #   3. the GPU test cases again under compute-sanitizer memcheck (allocator cache bypassed),
 #   4. the kernel lab (fmbench) when it was built,
 # and a short summary last: GPU name, passed / failed / skipped.
+# FM_SKIP_SANITIZER=1 skips step 3 and FM_SKIP_BENCH=1 step 4, to split the check across calls.
 #
 # Headers and libraries the machine cannot install come from .deps/ (tools/fetch_device_deps.sh),
 # used when present. Logs go to $OUT (if set) or build-gpu/logs.
@@ -45,7 +46,9 @@ grep -E "\(Failed\)|\(Timeout\)|\(SEGFAULT\)|Exception" "$logs/ctest.log" | head
 # compute-sanitizer over every test binary's GPU cases, with the allocator cache off so each
 # buffer is a real allocation the sanitizer can bound-check.
 sanitizer_fail=0
-if command -v compute-sanitizer >/dev/null; then
+if [[ "${FM_SKIP_SANITIZER:-0}" == 1 ]]; then
+  echo "compute-sanitizer: skipped (FM_SKIP_SANITIZER=1)"
+elif command -v compute-sanitizer >/dev/null; then
   for bin in "$build_dir"/bin/test_*; do
     name=$(basename "$bin")
     # Only binaries with GPU cases (Catch exits non-zero when a filter matches nothing).

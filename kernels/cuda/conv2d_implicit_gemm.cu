@@ -192,6 +192,28 @@ __device__ __forceinline__ int tile_col(int j, int tx) {
   return (j / 4) * Cfg::kColRunStride + tx * 4 + (j % 4);
 }
 
+// The epilogue's output layout. A thread's TM rows come in runs of 4 consecutive GEMM rows (see
+// TileConfig), and in the forward (and the stride-1 dgrad) consecutive rows are consecutive pixels
+// of one channel plane. When a plane's pixel count is a multiple of 4, a run never straddles two
+// images and starts 16-byte aligned, so it goes out as one float4 per column: a warp's 16 row
+// threads then write 256 contiguous bytes instead of 16 scattered floats 16 bytes apart. That matters
+// where K is short (a 1×1 conv's input gradient has K = C_out, 16 at the U-Net's 64→16: one step,
+// so the writes are most of the work).
+template <class Cfg>
+__device__ __forceinline__ void store_row_run(float* plane_start, int pixels, int run,
+                                              const float (&acc)[Cfg::TM][Cfg::TN],
+                                              const float (&bias)[Cfg::TN], int column_limit,
+                                              int n0, int tx) {
+#pragma unroll
+  for (int j = 0; j < Cfg::TN; ++j) {
+    const int column = n0 + tile_col<Cfg>(j, tx);
+    if (column < column_limit)
+      *reinterpret_cast<float4*>(plane_start + std::int64_t(column) * pixels) =
+          make_float4(acc[run * 4 + 0][j] + bias[j], acc[run * 4 + 1][j] + bias[j],
+                      acc[run * 4 + 2][j] + bias[j], acc[run * 4 + 3][j] + bias[j]);
+  }
+}
+
 // One kernel template for the three passes. A Pass provides:
 //   Pass::Params                    the kernel argument (pointers + geometry)
 //   Pass::block_problem(params, z)  M and the K range of slice z
@@ -353,6 +375,17 @@ struct ForwardPass {
       const int o = n0 + tile_col<Cfg>(j, tx);
       bias[j] = (p.bias && !partial && o < g.out_channels) ? __ldg(p.bias + o) : 0.f;
     }
+    if (pixels % 4 == 0) {  // float4 runs (store_row_run); slice.M is then a multiple of 4 too
+#pragma unroll
+      for (int run = 0; run < Cfg::TM / 4; ++run) {
+        const int m = m0 + tile_row<Cfg>(run * 4, ty);
+        if (m >= slice.M) continue;
+        const int n = m / pixels, pixel = m - n * pixels;
+        store_row_run<Cfg>(out + n * g.out_channels * pixels + pixel, pixels, run, acc, bias,
+                           g.out_channels, n0, tx);
+      }
+      return;
+    }
 #pragma unroll
     for (int i = 0; i < Cfg::TM; ++i) {
       const int m = m0 + tile_row<Cfg>(i, ty);
@@ -513,6 +546,18 @@ struct DgradPass {
     for (int j = 0; j < Cfg::TN; ++j) {
       const int c = n0 + tile_col<Cfg>(j, tx);
       bias[j] = (p.bias && !partial && c < g.in_channels) ? __ldg(p.bias + c) : 0.f;
+    }
+    // Stride 1: one class, whose rows are the image's pixels in order (float4 runs as forward).
+    if (g.stride_h == 1 && g.stride_w == 1 && plane % 4 == 0) {
+#pragma unroll
+      for (int run = 0; run < Cfg::TM / 4; ++run) {
+        const int m = m0 + tile_row<Cfg>(run * 4, ty);
+        if (m >= slice.M) continue;
+        const int n = m / plane, pixel = m - n * plane;
+        store_row_run<Cfg>(out + n * g.in_channels * plane + pixel, plane, run, acc, bias,
+                           g.in_channels, n0, tx);
+      }
+      return;
     }
 #pragma unroll
     for (int i = 0; i < Cfg::TM; ++i) {
@@ -746,31 +791,74 @@ void launch(const typename Pass::Params& params, std::int64_t max_rows, int cols
   FM_CUDA_CHECK_LAUNCH();
 }
 
-// Picks the tile width from the GEMM's N (a channel count).
+// The three tile shapes, by the GEMM's N (a channel count): 128, 64 or 32 columns wide.
+enum class Tile { Wide, Medium, Narrow };
+
+Tile tile_for_columns(int cols) {
+  return cols > 64 ? Tile::Wide : cols > 32 ? Tile::Medium : Tile::Narrow;
+}
+
+int tile_width(Tile tile) {
+  return tile == Tile::Wide ? WideTile::BN : tile == Tile::Medium ? MediumTile::BN : NarrowTile::BN;
+}
+
+// Blocks of the tile resident on one SM: the count each asks for with __launch_bounds__, which is
+// what ncu reported on the H100 for the wide (2) and medium (3) tiles (the register limit).
+int resident_blocks_per_sm(Tile tile) {
+  return tile == Tile::Wide     ? WideTile::kMinBlocksPerSm
+         : tile == Tile::Medium ? MediumTile::kMinBlocksPerSm
+                                : NarrowTile::kMinBlocksPerSm;
+}
+
 template <class Pass>
-void launch_for_width(const typename Pass::Params& params, std::int64_t max_rows, int cols,
-                      int slices) {
-  if (cols > 64)
-    launch<WideTile, Pass>(params, max_rows, cols, slices);
-  else if (cols > 32)
-    launch<MediumTile, Pass>(params, max_rows, cols, slices);
-  else
-    launch<NarrowTile, Pass>(params, max_rows, cols, slices);
+void launch_tile(Tile tile, const typename Pass::Params& params, std::int64_t max_rows, int cols,
+                 int slices) {
+  switch (tile) {
+    case Tile::Wide: return launch<WideTile, Pass>(params, max_rows, cols, slices);
+    case Tile::Medium: return launch<MediumTile, Pass>(params, max_rows, cols, slices);
+    case Tile::Narrow: return launch<NarrowTile, Pass>(params, max_rows, cols, slices);
+  }
 }
 
-// Tile width launch_for_width picks for a GEMM with `cols` columns.
-int tile_width(int cols) {
-  return cols > 64 ? WideTile::BN : cols > 32 ? MediumTile::BN : NarrowTile::BN;
+// Number of output tiles of a forward or dgrad launch: `row_tiles` blocks of 128 rows per column
+// tile (per slice).
+std::int64_t output_tiles(std::int64_t row_tiles, int cols, Tile tile) {
+  return row_tiles * ceil_div(cols, tile_width(tile));
 }
 
-// K slices for a forward or dgrad launch of `tiles` output tiles (per slice) and reduction length
-// K: 1 when the tiles already cover every SM; otherwise enough slices for about three blocks per
-// SM, each slice at least 64 long (four 16-deep steps for the pipeline to overlap).
-int output_k_splits(std::int64_t tiles, int K) {
+// The tile for a forward or dgrad output. An output with fewer tiles than SMs (the 7×7 layers at
+// batch 256: 98 row tiles) gets split-K below; there a wide tile for 65..128 columns would leave
+// 8-warp blocks of which only 2 fit an SM, while the medium tile makes twice as many 4-warp blocks,
+// 3 per SM. On the H100 (2026-11-22) the 7×7 128→64 input gradient (N = 128) took 0.138 ms with wide
+// tiles in 5 slices, 0.167 ms in 8, where the forward of the same size on medium tiles (N = 64, 4
+// slices) took 0.100 ms.
+Tile output_tile(std::int64_t row_tiles, int cols) {
+  const Tile tile = tile_for_columns(cols);
+  if (tile == Tile::Wide && output_tiles(row_tiles, cols, tile) < sm_count()) return Tile::Medium;
+  return tile;
+}
+
+// K slices for a forward or dgrad launch of `tiles` output tiles (per slice) of the given tile
+// shape and reduction length K. 1 when the tiles fill at least one wave (every SM holding as many
+// blocks as fit). Otherwise the count s
+// (each slice at least 64 long: four 16-deep steps for the pipeline to overlap; at most 16) whose
+// launch finishes soonest: tiles·s blocks run in ⌈tiles·s / (SMs · resident blocks)⌉ waves of
+// blocks 1/s as long, so the time goes as waves(s)/s; ties go to fewer slices (less workspace
+// traffic). Rounding matters: the 7×7 layers have 98 tiles and 132 SMs × 3 blocks = 396 slots, so
+// 4 slices fill one wave (392 blocks) where 5 slices spill 94 blocks into a second wave.
+int output_k_splits(std::int64_t tiles, Tile tile, int K) {
   static_assert(WideTile::BM == 128 && MediumTile::BM == 128 && NarrowTile::BM == 128);
-  if (tiles >= sm_count()) return 1;
-  const std::int64_t wanted = (3 * std::int64_t(sm_count()) + tiles - 1) / tiles;
-  return int(std::max<std::int64_t>(1, std::min<std::int64_t>(wanted, K / 64)));
+  const std::int64_t slots = std::int64_t(sm_count()) * resident_blocks_per_sm(tile);
+  if (tiles >= slots) return 1;
+  const int most = std::max(1, std::min(16, K / 64));
+  int best = 1;
+  double best_time = 1.0;  // s = 1: one wave of full-length blocks
+  for (int s = 2; s <= most; ++s) {
+    const double waves = double((tiles * s + slots - 1) / slots);
+    const double time = waves / s;
+    if (time < best_time - 1e-9) best = s, best_time = time;
+  }
+  return best;
 }
 
 // Adds the K slices of a split launch (and the bias) into `out`, then frees the workspace.
@@ -796,12 +884,13 @@ void run_forward(const float* x, const float* weight, const float* bias, float* 
   const std::int64_t rows = std::int64_t(g.batch) * g.out_height * g.out_width;
   if (rows == 0) return;
   const int K = g.in_channels * g.kernel_h * g.kernel_w;
-  const std::int64_t tiles = std::int64_t(ceil_div(rows, 128)) * ceil_div(g.out_channels,
-                                                                           tile_width(g.out_channels));
+  const std::int64_t row_tiles = ceil_div(rows, 128);
+  const Tile tile = output_tile(row_tiles, g.out_channels);
   const std::int64_t size = rows * g.out_channels;
-  const OutputSplit split = make_output_split(output_k_splits(tiles, K), size);
-  launch_for_width<ForwardPass>({g, x, weight, bias, y, split}, rows, g.out_channels,
-                                split.k_splits);
+  const OutputSplit split = make_output_split(
+      output_k_splits(output_tiles(row_tiles, g.out_channels, tile), tile, K), size);
+  launch_tile<ForwardPass>(tile, {g, x, weight, bias, y, split}, rows, g.out_channels,
+                           split.k_splits);
   finish_output_split(split, bias, y, size, g.out_channels, g.out_height * g.out_width);
 }
 
@@ -817,14 +906,15 @@ void run_dgrad(const float* dy, const float* weight, const float* bias, float* d
   const int classes = g.stride_h * g.stride_w;
   const int max_taps = ((g.kernel_h + g.stride_h - 1) / g.stride_h) *
                        ((g.kernel_w + g.stride_w - 1) / g.stride_w);
-  const std::int64_t tiles = std::int64_t(classes) * ceil_div(max_rows, 128) *
-                             ceil_div(g.in_channels, tile_width(g.in_channels));
-  int k_splits = output_k_splits(tiles, g.out_channels * max_taps);
+  const std::int64_t row_tiles = std::int64_t(classes) * ceil_div(max_rows, 128);
+  const Tile tile = output_tile(row_tiles, g.in_channels);
+  int k_splits = output_k_splits(output_tiles(row_tiles, g.in_channels, tile), tile,
+                                 g.out_channels * max_taps);
   if (std::int64_t(classes) * k_splits > 65535) k_splits = 1;  // grid.z holds classes × slices
   const std::int64_t size = std::int64_t(g.batch) * g.in_channels * g.in_height * g.in_width;
   const OutputSplit split = make_output_split(k_splits, size);
-  launch_for_width<DgradPass>({g, dy, weight, bias, dx, split}, max_rows, g.in_channels,
-                              classes * k_splits);
+  launch_tile<DgradPass>(tile, {g, dy, weight, bias, dx, split}, max_rows, g.in_channels,
+                         classes * k_splits);
   finish_output_split(split, bias, dx, size, g.in_channels, g.in_height * g.in_width);
 }
 
@@ -856,7 +946,8 @@ void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeomet
   constexpr int kStep = 16;  // splits start on a multiple of every tile configuration's BK
   static_assert(kStep % WideTile::BK == 0 && kStep % MediumTile::BK == 0 &&
                 kStep % NarrowTile::BK == 0);
-  const int block_n = tile_width(N);
+  const Tile tile = tile_for_columns(N);
+  const int block_n = tile_width(tile);
   static_assert(WideTile::BM == 128 && MediumTile::BM == 128 && NarrowTile::BM == 128);
   const std::int64_t tiles = std::int64_t(ceil_div(M, 128)) * ceil_div(N, block_n);
   const int k_steps = int(ceil_div(K, kStep));
@@ -868,12 +959,12 @@ void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeomet
   const int k_per_split = steps_per_split * kStep;
 
   if (splits == 1) {
-    launch_for_width<WgradPass>({g, x, dy, dweight, k_per_split}, M, N, 1);
+    launch_tile<WgradPass>(tile, {g, x, dy, dweight, k_per_split}, M, N, 1);
     return;
   }
   const std::size_t size = std::size_t(M) * N;
   float* partial = static_cast<float*>(cuda_malloc(size * splits * sizeof(float)));
-  launch_for_width<WgradPass>({g, x, dy, partial, k_per_split}, M, N, splits);
+  launch_tile<WgradPass>(tile, {g, x, dy, partial, k_per_split}, M, N, splits);
   sum_splits_kernel<<<ceil_div(std::int64_t(size), 256), 256, 0, cuda_stream()>>>(
       partial, nullptr, dweight, splits, int(size), 1, 1);
   FM_CUDA_CHECK_LAUNCH();
