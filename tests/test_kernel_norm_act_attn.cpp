@@ -718,10 +718,13 @@ void check_attention_version(AttentionVersion version, int B, int H, int L, int 
 struct AttentionShape { int B, H, L, D; };
 // The U-Net's three attention layers (downs.1: 14×14 tokens, head dim 32; mids.0: 7×7, 16;
 // ups.0: 14×14, 8), then awkward ones: D = 1, one head, D = 128 with L past a tile boundary,
-// L = 1, an exact tile, odd D (padded to 64 and 128), L just past two tiles.
+// L = 1, an exact tile, odd D (padded to 64 and 128), L just past two tiles. The flash backward
+// sums dQ from per-key-tile partials up to 8 key tiles and otherwise runs its dQ kernel: L = 300
+// at D = 100 (32-key tiles: 10) takes the dQ kernel.
 const AttentionShape kAttentionShapes[] = {
     {2, 4, 196, 32}, {2, 4, 49, 16},  {2, 4, 196, 8},   {1, 1, 7, 1},     {1, 2, 130, 128},
     {2, 1, 1, 8},    {1, 1, 64, 64},  {1, 3, 33, 48},   {2, 2, 100, 100}, {1, 1, 129, 20},
+    {1, 1, 300, 100},
 };
 }  // namespace
 

@@ -7,11 +7,10 @@
 // Cost (B=256, H=4, the U-Net's three attention layers; "matmul" = one L×L×D product,
 // 2·L²·D flops per head; docs/ops/attention.md §4 has the derivation):
 //   L=196, D=32 (downs.1): forward 2 matmuls = 5.04 GFLOP, ≥ 103.6 MB (read Q, K, V, write O,
-//                LSE); backward 7 matmuls here = 17.6 GFLOP (5 would be the minimum: 12.6 GFLOP),
+//                LSE); backward 5 matmuls = 12.6 GFLOP (7 = 17.6 GFLOP with the dQ kernel),
 //                ≥ 206.3 MB (read Q, K, V, O, dO, LSE, write dQ, dK, dV).
-//   L=49,  D=16 (mids.0): forward 0.157 GFLOP, ≥ 13.0 MB; backward 0.551 GFLOP (min 0.393),
-//                ≥ 25.9 MB.
-//   L=196, D=8  (ups.0): forward 1.26 GFLOP, ≥ 26.5 MB; backward 4.41 GFLOP (min 3.15), ≥ 52.2 MB.
+//   L=49,  D=16 (mids.0): forward 0.157 GFLOP, ≥ 13.0 MB; backward 0.393 GFLOP, ≥ 25.9 MB.
+//   L=196, D=8  (ups.0): forward 1.26 GFLOP, ≥ 26.5 MB; backward 3.15 GFLOP, ≥ 52.2 MB.
 // H100's FP32 ridge point is ~50 TFLOP/s ÷ ~3.3 TB/s ≈ 15 flops/byte: the L=196 layers (≈ 48
 // flops/byte) are compute-bound, L=49 (≈ 12) sits near the ridge. Either way the fused kernels
 // exist to avoid the unfused version's L×L traffic (157 MB per pass at L=196), not to beat the
@@ -37,8 +36,14 @@
 // streaming all query tiles; dK and dV accumulate in registers and are written once. dQ needs a sum
 // over keys, which that pass spreads across blocks: FlashAttention-2 adds the pieces with float
 // atomics, but float addition in arrival order is not reproducible from run to run, and this
-// engine promises bitwise-reproducible training. So dQ gets its own query-tile pass that recomputes
-// S and dP (2 extra matmuls of 7, ~40% more backward flops) and sums over keys in a fixed order.
+// engine promises bitwise-reproducible training. Two deterministic ways, by sequence length:
+//  * up to kMaxDqPartialTiles key tiles (every U-Net layer): each dK/dV block also writes its key
+//    tile's share dS·K of every query row to a workspace, and a second kernel adds the shares in
+//    key-tile order — 5 matmuls in all, plus the workspace traffic;
+//  * longer sequences: a query-tile dQ pass that recomputes S and dP (2 extra matmuls of 7, ~40%
+//    more backward flops) and sums over keys in a fixed order, with no workspace.
+// The first H100 run (2026-11-22) measured the second way alone at 0.68× the unfused backward for
+// L = 196, D = 32 (docs/ops/attention.md §7); its dQ kernel's profile: shared-memory bound.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -140,10 +145,16 @@ __device__ __forceinline__ float half_warp_sum(float value) {
 // tile_a and b = tx + 16·j of tile_b (both [rows, kStride]), 4 dims per float4 read.
 // kDual also computes C_i·E_j from a second pair of tiles in the same sweep (the backward needs
 // S and dP together).
+//
+// valid_a / valid_b: how many rows of tile_a (and tile_c) / tile_b (and tile_e) are real (the rest
+// is zero padding past L). A 16-row block made only of padding is skipped: the branch is uniform
+// (block i covers rows 16·i … 16·i + 15 for every thread), and its products would be 0 anyway.
+// L = 196 in 64-row tiles ends in a tile with 4 real rows; without the skip a quarter of the
+// blocks and a quarter of every block's key tiles would multiply zeros.
 template <int kHeadDimPad, int kRowsA, int kRowsB, bool kDual>
 __device__ __forceinline__ void score_tile(const float* tile_a, const float* tile_b,
-                                           const float* tile_c, const float* tile_e,
-                                           float (&out)[kRowsA][kRowsB],
+                                           const float* tile_c, const float* tile_e, int valid_a,
+                                           int valid_b, float (&out)[kRowsA][kRowsB],
                                            float (&out2)[kRowsA][kRowsB]) {
   constexpr int kStride = kTileStride<kHeadDimPad>;
   const int tx = threadIdx.x % kSide, ty = threadIdx.x / kSide;
@@ -155,22 +166,29 @@ __device__ __forceinline__ void score_tile(const float* tile_a, const float* til
   for (int d = 0; d < kHeadDimPad; d += 4) {
     float4 a[kRowsA], b[kRowsB];
 #pragma unroll
-    for (int i = 0; i < kRowsA; ++i) a[i] = load_float4(tile_a + (ty + kSide * i) * kStride + d);
+    for (int i = 0; i < kRowsA; ++i)
+      if (kSide * i < valid_a) a[i] = load_float4(tile_a + (ty + kSide * i) * kStride + d);
 #pragma unroll
-    for (int j = 0; j < kRowsB; ++j) b[j] = load_float4(tile_b + (tx + kSide * j) * kStride + d);
+    for (int j = 0; j < kRowsB; ++j)
+      if (kSide * j < valid_b) b[j] = load_float4(tile_b + (tx + kSide * j) * kStride + d);
 #pragma unroll
     for (int i = 0; i < kRowsA; ++i)
 #pragma unroll
-      for (int j = 0; j < kRowsB; ++j) out[i][j] = dot4(a[i], b[j], out[i][j]);
+      for (int j = 0; j < kRowsB; ++j)
+        if (kSide * i < valid_a && kSide * j < valid_b) out[i][j] = dot4(a[i], b[j], out[i][j]);
     if constexpr (kDual) {
 #pragma unroll
-      for (int i = 0; i < kRowsA; ++i) a[i] = load_float4(tile_c + (ty + kSide * i) * kStride + d);
+      for (int i = 0; i < kRowsA; ++i)
+        if (kSide * i < valid_a) a[i] = load_float4(tile_c + (ty + kSide * i) * kStride + d);
 #pragma unroll
-      for (int j = 0; j < kRowsB; ++j) b[j] = load_float4(tile_e + (tx + kSide * j) * kStride + d);
+      for (int j = 0; j < kRowsB; ++j)
+        if (kSide * j < valid_b) b[j] = load_float4(tile_e + (tx + kSide * j) * kStride + d);
 #pragma unroll
       for (int i = 0; i < kRowsA; ++i)
 #pragma unroll
-        for (int j = 0; j < kRowsB; ++j) out2[i][j] = dot4(a[i], b[j], out2[i][j]);
+        for (int j = 0; j < kRowsB; ++j)
+          if (kSide * i < valid_a && kSide * j < valid_b)
+            out2[i][j] = dot4(a[i], b[j], out2[i][j]);
     }
   }
 }
@@ -237,8 +255,9 @@ flash_attention_forward_kernel(const float* __restrict__ q, const float* __restr
     __syncthreads();
 
     float s[kRowsPerThread][kKeysPerThread], unused[kRowsPerThread][kKeysPerThread];
-    score_tile<kHeadDimPad, kRowsPerThread, kKeysPerThread, false>(q_tile, k_tile, nullptr,
-                                                                   nullptr, s, unused);
+    const int valid_keys = min(kKeys, L - key0);
+    score_tile<kHeadDimPad, kRowsPerThread, kKeysPerThread, false>(
+        q_tile, k_tile, nullptr, nullptr, L - query0, valid_keys, s, unused);
 #pragma unroll
     for (int i = 0; i < kRowsPerThread; ++i) {
       float tile_max = -INFINITY;
@@ -274,12 +293,14 @@ flash_attention_forward_kernel(const float* __restrict__ q, const float* __restr
       acc[r].z *= rescale;
       acc[r].w *= rescale;
     }
+    // Keys past L have P = 0 and rows past L are never written: both are skipped.
 #pragma unroll 4
-    for (int c = 0; c < kKeys; ++c) {
+    for (int c = 0; c < valid_keys; ++c) {
       const float4 v_val = load_float4(v_tile + c * kHeadDimPad + 4 * group);
 #pragma unroll
       for (int r = 0; r < kOutRowsPerThread; ++r)
-        axpy4(p_tile[(Out::row_lane() + Out::kRowLanes * r) * kProbStride + c], v_val, acc[r]);
+        if (Out::row_lane() + Out::kRowLanes * r < L - query0)
+          axpy4(p_tile[(Out::row_lane() + Out::kRowLanes * r) * kProbStride + c], v_val, acc[r]);
     }
   }
 
@@ -321,24 +342,29 @@ __global__ void attention_row_dot_kernel(const float* __restrict__ dout, const f
   if (lane == 0) row_dot[row] = sum;
 }
 
-// ---- backward: dK, dV (one block per key tile) ------------------------------------------------
+// ---- backward: dK, dV (one block per key tile) and this key tile's share of dQ ---------------
 // grid (B·H, ⌈L / kKeys⌉). In the score products thread (ty, tx) owns keys ty + 16·i and queries
 // tx + 16·j, and computes S (as K·Qᵀ) and dP (as V·dOᵀ) together; Pᵀ and dSᵀ go to shared memory;
 // dV += Pᵀ·dO and dK += dSᵀ·Q accumulate in the output layout over all query tiles.
-template <int kHeadDimPad, int kKeys, int kQueries>
+// kWithDq: also dQ_t = scale·dS·K_t, the sum over this block's keys only, for each query tile,
+// written to dq_partial[t] ([⌈L / kKeys⌉, B·H, L, D], t = blockIdx.y); attention_sum_dq_kernel adds
+// the tiles in order. That costs one more output product here and the partials' memory traffic,
+// where the dQ kernel below recomputes S and dP (two score products) to sum over all keys itself.
+template <int kHeadDimPad, int kKeys, int kQueries, bool kWithDq>
 __global__ void __launch_bounds__(kThreads)
 flash_attention_backward_dkdv_kernel(const float* __restrict__ q, const float* __restrict__ k,
                                      const float* __restrict__ v, const float* __restrict__ dout,
                                      const float* __restrict__ lse,
                                      const float* __restrict__ row_dot, float* __restrict__ dk,
-                                     float* __restrict__ dv, int L, int D, float scale,
-                                     float scale_log2) {
+                                     float* __restrict__ dv, float* __restrict__ dq_partial, int L,
+                                     int D, float scale, float scale_log2) {
   constexpr int kStride = kTileStride<kHeadDimPad>;
   constexpr int kProbStride = kQueries + 1;
   constexpr int kKeysPerThread = kKeys / kSide;
   constexpr int kQueriesPerThread = kQueries / kSide;
   using Out = OutputLayout<kHeadDimPad>;
   static_assert(kKeys % Out::kRowLanes == 0, "output rows must split evenly over row lanes");
+  static_assert(!kWithDq || kQueries % Out::kRowLanes == 0, "dQ rows must split evenly too");
   constexpr int kOutKeysPerThread = kKeys / Out::kRowLanes;
   extern __shared__ float shared[];
   float* k_tile = shared;                                // [kKeys][kStride]
@@ -374,9 +400,10 @@ flash_attention_backward_dkdv_kernel(const float* __restrict__ q, const float* _
     }
     __syncthreads();
 
+    const int valid_keys = min(kKeys, L - key0), valid_queries = min(kQueries, L - query0);
     float s[kKeysPerThread][kQueriesPerThread], dp[kKeysPerThread][kQueriesPerThread];
-    score_tile<kHeadDimPad, kKeysPerThread, kQueriesPerThread, true>(k_tile, q_tile, v_tile,
-                                                                     do_tile, s, dp);
+    score_tile<kHeadDimPad, kKeysPerThread, kQueriesPerThread, true>(
+        k_tile, q_tile, v_tile, do_tile, valid_keys, valid_queries, s, dp);
 #pragma unroll
     for (int i = 0; i < kKeysPerThread; ++i)
 #pragma unroll
@@ -391,15 +418,43 @@ flash_attention_backward_dkdv_kernel(const float* __restrict__ q, const float* _
     __syncthreads();  // Pᵀ, dSᵀ complete
 
     const int group = Out::dim_group();
+    // Queries past L have P = dS = 0 and keys past L are never written: both are skipped.
 #pragma unroll 2
-    for (int r = 0; r < kQueries; ++r) {
+    for (int r = 0; r < valid_queries; ++r) {
       const float4 do_val = load_float4(do_tile + r * kStride + 4 * group);
       const float4 q_val = load_float4(q_tile + r * kStride + 4 * group);
 #pragma unroll
       for (int i = 0; i < kOutKeysPerThread; ++i) {
         const int key_in_tile = Out::row_lane() + Out::kRowLanes * i;
+        if (key_in_tile >= valid_keys) continue;
         axpy4(p_tile[key_in_tile * kProbStride + r], do_val, acc_dv[i]);
         axpy4(ds_tile[key_in_tile * kProbStride + r], q_val, acc_dk[i]);
+      }
+    }
+    if constexpr (kWithDq) {
+      // dQ_t[query, :] = scale · Σ_{keys of this tile} dS[query, key]·K[key, :], output layout
+      // over the query tile's rows.
+      constexpr int kOutQueriesPerThread = kQueries / Out::kRowLanes;
+      float4 acc_dq[kOutQueriesPerThread];
+#pragma unroll
+      for (int r = 0; r < kOutQueriesPerThread; ++r) acc_dq[r] = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 2
+      for (int c = 0; c < valid_keys; ++c) {
+        const float4 k_val = load_float4(k_tile + c * kStride + 4 * group);
+#pragma unroll
+        for (int r = 0; r < kOutQueriesPerThread; ++r)
+          axpy4(ds_tile[c * kProbStride + Out::row_lane() + Out::kRowLanes * r], k_val, acc_dq[r]);
+      }
+      float* tile_out = dq_partial + (std::int64_t(blockIdx.y) * gridDim.x + bh) * L * D;
+#pragma unroll
+      for (int r = 0; r < kOutQueriesPerThread; ++r) {
+        const int query = query0 + Out::row_lane() + Out::kRowLanes * r;
+        if (query >= L) continue;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int d = 4 * group + e;
+          if (d < D) tile_out[std::int64_t(query) * D + d] = component(acc_dq[r], e) * scale;
+        }
       }
     }
   }
@@ -466,9 +521,10 @@ flash_attention_backward_dq_kernel(const float* __restrict__ q, const float* __r
     load_tile<kKeys, kHeadDimPad, kStride>(v_tile, v + head_offset, key0, L, D);
     __syncthreads();
 
+    const int valid_keys = min(kKeys, L - key0);
     float s[kRowsPerThread][kKeysPerThread], dp[kRowsPerThread][kKeysPerThread];
-    score_tile<kHeadDimPad, kRowsPerThread, kKeysPerThread, true>(q_tile, k_tile, do_tile, v_tile,
-                                                                  s, dp);
+    score_tile<kHeadDimPad, kRowsPerThread, kKeysPerThread, true>(
+        q_tile, k_tile, do_tile, v_tile, L - query0, valid_keys, s, dp);
 #pragma unroll
     for (int i = 0; i < kRowsPerThread; ++i)
 #pragma unroll
@@ -481,11 +537,12 @@ flash_attention_backward_dq_kernel(const float* __restrict__ q, const float* __r
 
     const int group = Out::dim_group();
 #pragma unroll 4
-    for (int c = 0; c < kKeys; ++c) {
+    for (int c = 0; c < valid_keys; ++c) {  // dS = 0 for keys past L
       const float4 k_val = load_float4(k_tile + c * kStride + 4 * group);
 #pragma unroll
       for (int r = 0; r < kOutRowsPerThread; ++r)
-        axpy4(ds_tile[(Out::row_lane() + Out::kRowLanes * r) * kScoreStride + c], k_val, acc[r]);
+        if (Out::row_lane() + Out::kRowLanes * r < L - query0)
+          axpy4(ds_tile[(Out::row_lane() + Out::kRowLanes * r) * kScoreStride + c], k_val, acc[r]);
     }
   }
 
@@ -499,6 +556,16 @@ flash_attention_backward_dq_kernel(const float* __restrict__ q, const float* __r
       if (d < D) dq[head_offset + std::int64_t(row) * D + d] = component(acc[r], e) * scale;
     }
   }
+}
+
+// ---- backward: dQ = Σ_t dQ_t over the key tiles, t ascending (deterministic) ----------------------
+__global__ void attention_sum_dq_kernel(const float* __restrict__ dq_partial,
+                                        float* __restrict__ dq, std::int64_t size, int tiles) {
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= size) return;
+  float sum = 0.f;
+  for (int t = 0; t < tiles; ++t) sum += dq_partial[t * size + i];
+  dq[i] = sum;
 }
 
 // ---- host side --------------------------------------------------------------------------------
@@ -528,23 +595,52 @@ void launch_forward(const float* q, const float* k, const float* v, float* o, fl
   FM_CUDA_CHECK_LAUNCH();
 }
 
+// dQ from per-key-tile partials (kWithDq) when there are at most this many key tiles: the
+// partials take tiles × the size of dQ, and for the U-Net (L ≤ 196: at most 4 tiles) that traffic
+// costs far less than the dQ kernel's two recomputed score products. Longer sequences take the dQ
+// kernel, whose memory does not grow with L.
+constexpr int kMaxDqPartialTiles = 8;
+
 template <int kHeadDimPad>
 void launch_backward(const float* q, const float* k, const float* v, const float* dout,
                      const float* lse, const float* row_dot, float* dq, float* dk, float* dv,
                      int BH, int L, int D, float scale) {
   using Tiles = FlashTiles<kHeadDimPad>;
   cudaStream_t stream = cuda_stream();
+  constexpr int kDkDvKeys = Tiles::kDkDvKeys, kDkDvQueries = Tiles::kDkDvQueries;
+  const int key_tiles = int(ceil_div_u(L, kDkDvKeys));
+  const bool dq_from_partials = key_tiles <= kMaxDqPartialTiles;
+  const std::int64_t dq_size = std::int64_t(BH) * L * D;
   {
-    constexpr int kK = Tiles::kDkDvKeys, kQ = Tiles::kDkDvQueries;
     constexpr std::size_t kStride = kTileStride<kHeadDimPad>;
     constexpr std::size_t kSharedBytes =
-        sizeof(float) * (2 * kK * kStride + 2 * kQ * kStride + 2 * kK * (kQ + 1) + 2 * kQ);
-    auto kernel = flash_attention_backward_dkdv_kernel<kHeadDimPad, kK, kQ>;
+        sizeof(float) * (2 * kDkDvKeys * kStride + 2 * kDkDvQueries * kStride +
+                         2 * kDkDvKeys * (kDkDvQueries + 1) + 2 * kDkDvQueries);
+    const dim3 grid{unsigned(BH), unsigned(key_tiles)};
+    if (dq_from_partials) {
+      // One key tile: its partial is dQ itself.
+      float* partial = key_tiles == 1 ? dq
+                                      : static_cast<float*>(cuda_malloc(
+                                            std::size_t(dq_size) * key_tiles * sizeof(float)));
+      auto kernel = flash_attention_backward_dkdv_kernel<kHeadDimPad, kDkDvKeys, kDkDvQueries, true>;
+      static const bool configured = (allow_dynamic_shared_memory(kernel, kSharedBytes), true);
+      (void)configured;
+      kernel<<<grid, kThreads, kSharedBytes, stream>>>(q, k, v, dout, lse, row_dot, dk, dv, partial,
+                                                       L, D, scale, scale * kLog2e);
+      FM_CUDA_CHECK_LAUNCH();
+      if (key_tiles > 1) {
+        attention_sum_dq_kernel<<<unsigned((dq_size + kThreads - 1) / kThreads), kThreads, 0,
+                                  stream>>>(partial, dq, dq_size, key_tiles);
+        FM_CUDA_CHECK_LAUNCH();
+        cuda_free(partial);  // stream-ordered reuse by the caching allocator: no sync needed
+      }
+      return;
+    }
+    auto kernel = flash_attention_backward_dkdv_kernel<kHeadDimPad, kDkDvKeys, kDkDvQueries, false>;
     static const bool configured = (allow_dynamic_shared_memory(kernel, kSharedBytes), true);
     (void)configured;
-    const dim3 grid{unsigned(BH), ceil_div_u(L, kK)};
-    kernel<<<grid, kThreads, kSharedBytes, stream>>>(q, k, v, dout, lse, row_dot, dk, dv, L, D,
-                                                     scale, scale * kLog2e);
+    kernel<<<grid, kThreads, kSharedBytes, stream>>>(q, k, v, dout, lse, row_dot, dk, dv, nullptr,
+                                                     L, D, scale, scale * kLog2e);
     FM_CUDA_CHECK_LAUNCH();
   }
   {
