@@ -720,11 +720,13 @@ struct AttentionShape { int B, H, L, D; };
 // ups.0: 14×14, 8), then awkward ones: D = 1, one head, D = 128 with L past a tile boundary,
 // L = 1, an exact tile, odd D (padded to 64 and 128), L just past two tiles. The flash backward
 // sums dQ from per-key-tile partials up to 8 key tiles and otherwise runs its dQ kernel: L = 300
-// at D = 100 (32-key tiles: 10) takes the dQ kernel.
+// at D = 100 (32-key tiles: 10) takes the dQ kernel. The flash forward runs a last key tile of at
+// most 16 keys as a 16-key step: L = 80 (64 + 16) is the largest such tail, L = 81 the smallest
+// that is not.
 const AttentionShape kAttentionShapes[] = {
     {2, 4, 196, 32}, {2, 4, 49, 16},  {2, 4, 196, 8},   {1, 1, 7, 1},     {1, 2, 130, 128},
     {2, 1, 1, 8},    {1, 1, 64, 64},  {1, 3, 33, 48},   {2, 2, 100, 100}, {1, 1, 129, 20},
-    {1, 1, 300, 100},
+    {1, 1, 300, 100}, {1, 2, 80, 16}, {1, 1, 81, 24},
 };
 }  // namespace
 

@@ -151,7 +151,10 @@ __device__ __forceinline__ float half_warp_sum(float value) {
 // (block i covers rows 16·i … 16·i + 15 for every thread), and its products would be 0 anyway.
 // L = 196 in 64-row tiles ends in a tile with 4 real rows; without the skip a quarter of the
 // blocks and a quarter of every block's key tiles would multiply zeros. The backward passes the
-// real counts; the forward passes full tiles (see there why).
+// real counts. The forward passes full counts, and takes a short last key tile as a separate
+// compile-time tile size instead (forward_key_tile): the H100 (2026-11-22, L = 196, D = 32)
+// measured it at 0.531 ms with these tests in its score product, 0.436 ms without; the backward
+// went 1.107 → 1.081 ms with them.
 template <int kHeadDimPad, int kRowsA, int kRowsB, bool kDual>
 __device__ __forceinline__ void score_tile(const float* tile_a, const float* tile_b,
                                            const float* tile_c, const float* tile_e, int valid_a,
@@ -210,6 +213,93 @@ struct OutputLayout {
 // grid (B·H, ⌈L / kQueries⌉). Per key tile: S = Q·Kᵀ in registers (16×16 layout), online-softmax
 // update of the running max m and sum l per row (Milakov & Gimelshein 2018), P and the rescale
 // factor exp(m_old − m_new) to shared memory, then O = O·rescale + P·V (output layout).
+
+// The forward's state between key tiles, per thread.
+template <int kHeadDimPad, int kQueries>
+struct ForwardState {
+  static constexpr int kRowsPerThread = kQueries / kSide;
+  static constexpr int kOutRowsPerThread = kQueries / OutputLayout<kHeadDimPad>::kRowLanes;
+  // Softmax state of rows ty + 16·i (16×16 layout; the 16 lanes of a row hold the same values).
+  float row_max[kRowsPerThread], row_sum[kRowsPerThread];
+  // Unnormalised output of rows row_lane + kRowLanes·r, columns 4·dim_group … +3 (output layout).
+  float4 acc[kOutRowsPerThread];
+};
+
+// One key tile of kTileKeys keys starting at key0 (keys past L masked). The kernel calls it with
+// kTileKeys = kKeys, and with kTailKeys for a last tile of at most kTailKeys keys: L = 196 in
+// 64-key tiles ends with 4 keys, and a full-size step there would spend a quarter of the forward's
+// products on padding. (Skipping the padding inside a full-size step with runtime tests measured
+// slower than not skipping at all: see score_tile's callers in the backward.)
+template <int kHeadDimPad, int kQueries, int kTileKeys, int kProbStride>
+__device__ __forceinline__ void forward_key_tile(const float* __restrict__ k_head,
+                                                 const float* __restrict__ v_head,
+                                                 const float* q_tile, float* k_tile, float* v_tile,
+                                                 float* p_tile, float* row_rescale, int key0,
+                                                 int L, int D, float scale_log2,
+                                                 ForwardState<kHeadDimPad, kQueries>& state) {
+  using State = ForwardState<kHeadDimPad, kQueries>;
+  using Out = OutputLayout<kHeadDimPad>;
+  constexpr int kStride = kTileStride<kHeadDimPad>;
+  constexpr int kKeysPerThread = kTileKeys / kSide;
+  static_assert(kTileKeys % kSide == 0 && kTileKeys < kProbStride, "tile does not fit P");
+  const int tx = threadIdx.x % kSide, ty = threadIdx.x / kSide;
+
+  __syncthreads();  // the previous tile's K, V, P, rescale are no longer read (Q load is done)
+  load_tile<kTileKeys, kHeadDimPad, kStride>(k_tile, k_head, key0, L, D);
+  load_tile<kTileKeys, kHeadDimPad, kHeadDimPad>(v_tile, v_head, key0, L, D);
+  __syncthreads();
+
+  // Full counts: the compiler drops score_tile's padding tests (masked keys are handled below).
+  float s[State::kRowsPerThread][kKeysPerThread], unused[State::kRowsPerThread][kKeysPerThread];
+  score_tile<kHeadDimPad, State::kRowsPerThread, kKeysPerThread, false>(
+      q_tile, k_tile, nullptr, nullptr, kQueries, kTileKeys, s, unused);
+#pragma unroll
+  for (int i = 0; i < State::kRowsPerThread; ++i) {
+    float tile_max = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < kKeysPerThread; ++j) {
+      const bool valid_key = key0 + tx + kSide * j < L;
+      s[i][j] = valid_key ? s[i][j] * scale_log2 : -INFINITY;
+      tile_max = fmaxf(tile_max, s[i][j]);
+    }
+    // Every key tile holds at least one valid key (key0 < L), so new_max is finite and the
+    // exponents below never see −∞ − (−∞).
+    const float new_max = fmaxf(state.row_max[i], half_warp_max(tile_max));
+    const float rescale = exp2f(state.row_max[i] - new_max);  // 0 on the first tile
+    float tile_sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < kKeysPerThread; ++j) {
+      const float p = exp2f(s[i][j] - new_max);  // masked keys: exp2(−∞) = 0
+      p_tile[(ty + kSide * i) * kProbStride + tx + kSide * j] = p;
+      tile_sum += p;
+    }
+    state.row_sum[i] = state.row_sum[i] * rescale + half_warp_sum(tile_sum);
+    state.row_max[i] = new_max;
+    if (tx == 0) row_rescale[ty + kSide * i] = rescale;
+  }
+  __syncthreads();  // P and the rescale factors complete
+
+  const int group = Out::dim_group();
+#pragma unroll
+  for (int r = 0; r < State::kOutRowsPerThread; ++r) {
+    const float rescale = row_rescale[Out::row_lane() + Out::kRowLanes * r];
+    state.acc[r].x *= rescale;
+    state.acc[r].y *= rescale;
+    state.acc[r].z *= rescale;
+    state.acc[r].w *= rescale;
+  }
+#pragma unroll 4
+  for (int c = 0; c < kTileKeys; ++c) {
+    const float4 v_val = load_float4(v_tile + c * kHeadDimPad + 4 * group);
+#pragma unroll
+    for (int r = 0; r < State::kOutRowsPerThread; ++r)
+      axpy4(p_tile[(Out::row_lane() + Out::kRowLanes * r) * kProbStride + c], v_val,
+            state.acc[r]);
+  }
+}
+
+constexpr int kTailKeys = kSide;  // the short last key tile: one 16-key column block
+
 template <int kHeadDimPad, int kQueries, int kKeys>
 __global__ void __launch_bounds__(kThreads)
 flash_attention_forward_kernel(const float* __restrict__ q, const float* __restrict__ k,
@@ -217,11 +307,9 @@ flash_attention_forward_kernel(const float* __restrict__ q, const float* __restr
                                float* __restrict__ lse, int L, int D, float scale_log2) {
   constexpr int kStride = kTileStride<kHeadDimPad>;
   constexpr int kProbStride = kKeys + 1;
-  constexpr int kRowsPerThread = kQueries / kSide;
-  constexpr int kKeysPerThread = kKeys / kSide;
+  using State = ForwardState<kHeadDimPad, kQueries>;
   using Out = OutputLayout<kHeadDimPad>;
   static_assert(kQueries % Out::kRowLanes == 0, "output rows must split evenly over row lanes");
-  constexpr int kOutRowsPerThread = kQueries / Out::kRowLanes;
   extern __shared__ float shared[];
   float* q_tile = shared;                              // [kQueries][kStride]
   float* k_tile = q_tile + kQueries * kStride;         // [kKeys][kStride]
@@ -237,87 +325,38 @@ flash_attention_forward_kernel(const float* __restrict__ q, const float* __restr
 
   load_tile<kQueries, kHeadDimPad, kStride>(q_tile, q + head_offset, query0, L, D);
 
-  // Softmax state of rows ty + 16·i (16×16 layout; the 16 lanes of a row hold the same values).
-  float row_max[kRowsPerThread], row_sum[kRowsPerThread];
+  State state;
 #pragma unroll
-  for (int i = 0; i < kRowsPerThread; ++i) {
-    row_max[i] = -INFINITY;
-    row_sum[i] = 0.f;
+  for (int i = 0; i < State::kRowsPerThread; ++i) {
+    state.row_max[i] = -INFINITY;
+    state.row_sum[i] = 0.f;
   }
-  // Unnormalised output of rows row_lane + kRowLanes·r, columns 4·dim_group … +3 (output layout).
-  float4 acc[kOutRowsPerThread];
 #pragma unroll
-  for (int r = 0; r < kOutRowsPerThread; ++r) acc[r] = make_float4(0.f, 0.f, 0.f, 0.f);
+  for (int r = 0; r < State::kOutRowsPerThread; ++r) state.acc[r] = make_float4(0.f, 0.f, 0.f, 0.f);
 
   for (int key0 = 0; key0 < L; key0 += kKeys) {
-    __syncthreads();  // the previous tile's K, V, P, rescale are no longer read (Q load is done)
-    load_tile<kKeys, kHeadDimPad, kStride>(k_tile, k + head_offset, key0, L, D);
-    load_tile<kKeys, kHeadDimPad, kHeadDimPad>(v_tile, v + head_offset, key0, L, D);
-    __syncthreads();
-
-    float s[kRowsPerThread][kKeysPerThread], unused[kRowsPerThread][kKeysPerThread];
-    // Full tiles here, padding included: the forward measured slower with the padding skips than
-    // without (H100, 2026-11-22, L = 196, D = 32: 0.531 ms skipping in the score product, 0.494 ms
-    // skipping there and in P·V, 0.436 ms with neither), where the backward gained from them
-    // (1.107 → 1.081 ms). Constant counts let the compiler drop score_tile's tests.
-    score_tile<kHeadDimPad, kRowsPerThread, kKeysPerThread, false>(
-        q_tile, k_tile, nullptr, nullptr, kQueries, kKeys, s, unused);
-#pragma unroll
-    for (int i = 0; i < kRowsPerThread; ++i) {
-      float tile_max = -INFINITY;
-#pragma unroll
-      for (int j = 0; j < kKeysPerThread; ++j) {
-        const bool valid_key = key0 + tx + kSide * j < L;
-        s[i][j] = valid_key ? s[i][j] * scale_log2 : -INFINITY;
-        tile_max = fmaxf(tile_max, s[i][j]);
-      }
-      // Every key tile holds at least one valid key (key0 < L), so new_max is finite and the
-      // exponents below never see −∞ − (−∞).
-      const float new_max = fmaxf(row_max[i], half_warp_max(tile_max));
-      const float rescale = exp2f(row_max[i] - new_max);  // 0 on the first tile (−∞ − finite)
-      float tile_sum = 0.f;
-#pragma unroll
-      for (int j = 0; j < kKeysPerThread; ++j) {
-        const float p = exp2f(s[i][j] - new_max);  // masked keys: exp2(−∞) = 0
-        p_tile[(ty + kSide * i) * kProbStride + tx + kSide * j] = p;
-        tile_sum += p;
-      }
-      row_sum[i] = row_sum[i] * rescale + half_warp_sum(tile_sum);
-      row_max[i] = new_max;
-      if (tx == 0) row_rescale[ty + kSide * i] = rescale;
-    }
-    __syncthreads();  // P and the rescale factors complete
-
-    const int group = Out::dim_group();
-#pragma unroll
-    for (int r = 0; r < kOutRowsPerThread; ++r) {
-      const float rescale = row_rescale[Out::row_lane() + Out::kRowLanes * r];
-      acc[r].x *= rescale;
-      acc[r].y *= rescale;
-      acc[r].z *= rescale;
-      acc[r].w *= rescale;
-    }
-#pragma unroll 4
-    for (int c = 0; c < kKeys; ++c) {
-      const float4 v_val = load_float4(v_tile + c * kHeadDimPad + 4 * group);
-#pragma unroll
-      for (int r = 0; r < kOutRowsPerThread; ++r)
-        axpy4(p_tile[(Out::row_lane() + Out::kRowLanes * r) * kProbStride + c], v_val, acc[r]);
-    }
+    if (L - key0 <= kTailKeys)  // the same for every thread of the block
+      forward_key_tile<kHeadDimPad, kQueries, kTailKeys, kProbStride>(
+          k + head_offset, v + head_offset, q_tile, k_tile, v_tile, p_tile, row_rescale, key0, L,
+          D, scale_log2, state);
+    else
+      forward_key_tile<kHeadDimPad, kQueries, kKeys, kProbStride>(
+          k + head_offset, v + head_offset, q_tile, k_tile, v_tile, p_tile, row_rescale, key0, L,
+          D, scale_log2, state);
   }
 
   // lse and the final row sums come from the 16×16 layout; O is written from the output layout.
 #pragma unroll
-  for (int i = 0; i < kRowsPerThread; ++i) {
+  for (int i = 0; i < State::kRowsPerThread; ++i) {
     const int row_in_tile = ty + kSide * i;
-    if (tx == 0) row_total[row_in_tile] = row_sum[i];
+    if (tx == 0) row_total[row_in_tile] = state.row_sum[i];
     const int row = query0 + row_in_tile;
     if (tx == 0 && row < L)
-      lse[std::int64_t(bh) * L + row] = kLn2 * (row_max[i] + log2f(row_sum[i]));
+      lse[std::int64_t(bh) * L + row] = kLn2 * (state.row_max[i] + log2f(state.row_sum[i]));
   }
   __syncthreads();
 #pragma unroll
-  for (int r = 0; r < kOutRowsPerThread; ++r) {
+  for (int r = 0; r < State::kOutRowsPerThread; ++r) {
     const int row_in_tile = Out::row_lane() + Out::kRowLanes * r;
     const int row = query0 + row_in_tile;
     if (row >= L) continue;
@@ -326,7 +365,7 @@ flash_attention_forward_kernel(const float* __restrict__ q, const float* __restr
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int d = 4 * Out::dim_group() + e;
-      if (d < D) out_row[d] = component(acc[r], e) * inv_sum;
+      if (d < D) out_row[d] = component(state.acc[r], e) * inv_sum;
     }
   }
 }
