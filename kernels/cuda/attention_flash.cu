@@ -155,7 +155,7 @@ __device__ __forceinline__ float half_warp_sum(float value) {
 // compile-time tile size instead (forward_key_tile): the H100 (2026-11-22, L = 196, D = 32)
 // measured it at 0.531 ms with these tests in its score product, 0.436 ms without; the backward
 // went 1.107 → 1.081 ms with them.
-template <int kHeadDimPad, int kRowsA, int kRowsB, bool kDual>
+template <int kHeadDimPad, int kRowsA, int kRowsB, bool kDual, int kUnrollDims = 2>
 __device__ __forceinline__ void score_tile(const float* tile_a, const float* tile_b,
                                            const float* tile_c, const float* tile_e, int valid_a,
                                            int valid_b, float (&out)[kRowsA][kRowsB],
@@ -166,7 +166,7 @@ __device__ __forceinline__ void score_tile(const float* tile_a, const float* til
   for (int i = 0; i < kRowsA; ++i)
 #pragma unroll
     for (int j = 0; j < kRowsB; ++j) out[i][j] = out2[i][j] = 0.f;
-#pragma unroll 2
+#pragma unroll kUnrollDims
   for (int d = 0; d < kHeadDimPad; d += 4) {
     float4 a[kRowsA], b[kRowsB];
 #pragma unroll
@@ -251,7 +251,7 @@ __device__ __forceinline__ void forward_key_tile(const float* __restrict__ k_hea
 
   // Full counts: the compiler drops score_tile's padding tests (masked keys are handled below).
   float s[State::kRowsPerThread][kKeysPerThread], unused[State::kRowsPerThread][kKeysPerThread];
-  score_tile<kHeadDimPad, State::kRowsPerThread, kKeysPerThread, false>(
+  score_tile<kHeadDimPad, State::kRowsPerThread, kKeysPerThread, false, 1>(
       q_tile, k_tile, nullptr, nullptr, kQueries, kTileKeys, s, unused);
 #pragma unroll
   for (int i = 0; i < State::kRowsPerThread; ++i) {
@@ -300,8 +300,15 @@ __device__ __forceinline__ void forward_key_tile(const float* __restrict__ k_hea
 
 constexpr int kTailKeys = kSide;  // the short last key tile: one 16-key column block
 
+// Resident blocks asked of the compiler (__launch_bounds__): 3 fit an SM's shared memory for head
+// dims up to 64, and at the ≤ 85 registers per thread that implies, ptxas (CUDA 13, sm_90) fits
+// those forwards without spills once score_tile's head-dim loop is not unrolled (it spilled
+// 64–72 bytes unrolled twice). Head dim 128 keeps 2 blocks.
+template <int kHeadDimPad>
+constexpr int kForwardBlocksPerSm = kHeadDimPad <= 64 ? 3 : 2;
+
 template <int kHeadDimPad, int kQueries, int kKeys>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kForwardBlocksPerSm<kHeadDimPad>)
 flash_attention_forward_kernel(const float* __restrict__ q, const float* __restrict__ k,
                                const float* __restrict__ v, float* __restrict__ o,
                                float* __restrict__ lse, int L, int D, float scale_log2) {
