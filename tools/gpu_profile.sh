@@ -18,16 +18,16 @@ command -v ncu >/dev/null || { echo "gpu_profile: ncu not found" >&2; exit 1; }
 [[ -x $bench ]] || { echo "gpu_profile: $bench not built (run tools/gpu_check.sh first)" >&2; exit 1; }
 
 # NAME | fmbench subcommand | --filter shape | kernel name regex | what it is
+# (the ratios are those of the run of 2026-11-22 after the session's changes, docs/ops/*.md §7)
 entries=(
-  "conv_fwd_28x28_64to64|conv2d|256x64x28x28>64 k3s1p1|ForwardPass|conv2d 3x3 forward at 28x28 (0.68x cuDNN)"
-  "conv_dgrad_7x7_64to64|conv2d|256x64x7x7>64 k3s1p1|DgradPass|conv2d 3x3 input gradient at 7x7 (0.47x)"
-  "conv_dgrad_7x7_128to64|conv2d|256x128x7x7>64 k3s1p1|DgradPass|conv2d 3x3 input gradient at 7x7 (0.61x)"
-  "conv_dgrad_1x1_64to16|conv2d|256x64x28x28>16 k1s1p0|DgradPass|conv2d 1x1 input gradient at 28x28 (0.59x)"
-  "convT_dgrad_14x14|conv_transpose2d|256x32x14x14>32|ForwardPass|conv_transpose2d input gradient 14->28 (0.61x)"
-  "convT_dgrad_7x7|conv_transpose2d|256x64x7x7>64|ForwardPass|conv_transpose2d input gradient 7->14 (0.73x)"
+  "conv_fwd_28x28_64to64|conv2d|256x64x28x28>64 k3s1p1|ForwardPass|conv2d 3x3 forward at 28x28 (0.72x cuDNN)"
+  "conv_dgrad_7x7_64to64|conv2d|256x64x7x7>64 k3s1p1|DgradPass|conv2d 3x3 input gradient at 7x7, split-K (0.65x)"
+  "convT_dgrad_14x14|conv_transpose2d|256x32x14x14>32|ForwardPass|conv_transpose2d input gradient 14->28 (0.65x)"
   "gn_fwd_cached|group_norm|256x64x28x28 G8|forward_cached|GroupNorm v3 forward (group in shared memory)"
   "gn_bwd_cached|group_norm|256x64x28x28 G8|backward_cached|GroupNorm v3 backward"
-  "flash_bwd_dq|attention|B256 H4 L196 D32|backward_dq|flash attention backward dQ kernel, L196 D32 (0.68x unfused)"
+  "gn_fwd_large|group_norm|64x256x64x64 G8|normalize_split|GroupNorm v2 second pass on 512 KB groups"
+  "flash_fwd|attention|B256 H4 L196 D32|flash_attention_forward|flash attention forward, L196 D32"
+  "flash_bwd_dkdv|attention|B256 H4 L196 D32|backward_dkdv|flash attention backward dK/dV(+dQ partials), L196 D32 (0.91x unfused)"
 )
 
 wanted=("$@")
