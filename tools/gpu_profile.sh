@@ -25,7 +25,7 @@ entries=(
   "convT_dgrad_14x14|conv_transpose2d|256x32x14x14>32|ForwardPass|conv_transpose2d input gradient 14->28 (0.65x)"
   "gn_fwd_cached|group_norm|256x64x28x28 G8|forward_cached|GroupNorm v3 forward (group in shared memory)"
   "gn_bwd_cached|group_norm|256x64x28x28 G8|backward_cached|GroupNorm v3 backward"
-  "gn_fwd_large|group_norm|64x256x64x64 G8|normalize_split|GroupNorm v2 second pass on 512 KB groups"
+  "gn_fwd_large|group_norm|64x256x64x64 G8|group_norm_forward_kernel|GroupNorm v2 forward on 512 KB groups (61% of copy bandwidth)"
   "flash_fwd|attention|B256 H4 L196 D32|flash_attention_forward|flash attention forward, L196 D32"
   "flash_bwd_dkdv|attention|B256 H4 L196 D32|backward_dkdv|flash attention backward dK/dV(+dQ partials), L196 D32 (0.91x unfused)"
 )

@@ -27,10 +27,13 @@
 //     256, 28×28), so K is split across blockIdx.z; each split writes its partial tile to a
 //     workspace and a second kernel adds the splits in a fixed order (deterministic; no float
 //     atomics).
-//   * Forward and dgrad outputs with fewer tiles than the GPU has SMs (the U-Net's 7×7 layers at
-//     batch 256: 98 tiles on 132 SMs, so one 4- or 8-warp block per SM and 34 SMs idle) split K
-//     the same way: each slice writes a partial output to a workspace, and the slices are added in
-//     a fixed order with the bias (see OutputSplit).
+//   * Forward and dgrad outputs too small to fill one wave (the U-Net's 7×7 layers at batch 256:
+//     98 tiles for 132 SMs × 3 resident blocks) take 128×64 tiles even above 64 columns and split
+//     K the same way, the slice count chosen by counting waves (output_k_splits): each slice
+//     writes a partial output to a workspace, and the slices are added in a fixed order with the
+//     bias (see OutputSplit).
+//   * The forward and stride-1 dgrad epilogues write each thread's runs of 4 consecutive pixels as
+//     one float4 when the channel plane allows it (store_row_run).
 //   * The bias is added in the forward epilogue; the bias gradient is a deterministic two-stage
 //     channel sum of dy.
 //
