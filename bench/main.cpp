@@ -3,6 +3,7 @@
 //   fmbench <subcommand> [--shapes default|small] [--repeats N] [--csv FILE] [--seed S]
 //           [--seconds-per-version X] [--steps N] [--warmup-steps N] [--batch N] [--filter TEXT]
 //   subcommands: peaks silu group_norm conv2d conv_transpose2d attention unet all
+//   fmbench plot --csv FILE[,FILE] --out PREFIX   (a run's CSV as bar charts; bench/plot.h; no GPU)
 //
 // `all` runs peaks, silu, group_norm, conv2d, conv_transpose2d, attention, unet in that order (the
 // ceilings first, then the ops from cheapest to most expensive, then the whole model).
@@ -12,6 +13,7 @@
 // No CUDA call happens before the arguments are parsed and fm::kernels::cuda_available() says there
 // is a device: on a machine with the toolkit but no GPU, `fmbench all` prints one line and exits 0,
 // so scripts can call it anywhere.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -20,6 +22,7 @@
 #include <vector>
 
 #include "bench/harness.h"
+#include "bench/plot.h"
 #include "core/error.h"
 #include "kernels/runtime.h"
 #include "tools/cli_args.h"
@@ -37,6 +40,9 @@ const char* kUsage =
     "    attention         the U-Net's attention heads: fwd, bwd; flash vs unfused cuBLAS\n"
     "    unet              training throughput of the default U-Net (custom vs library kernels)\n"
     "    all               everything above, in that order\n"
+    "    plot              draw an earlier run's CSV (--csv FILE, or A,B: B's rows replace A's) as bar charts\n"
+    "                      against the targets: --out PREFIX writes PREFIX_bandwidth.png and\n"
+    "                      PREFIX_vs_library.png (no GPU needed)\n"
     "  options:\n"
     "    --shapes default|small   the seed U-Net at batch 256 (default), or a quick run on small sizes\n"
     "    --repeats N              timed runs per version (default 50; slow versions get fewer)\n"
@@ -74,7 +80,7 @@ int main(int argc, char** argv) {
   try {
     tools::CliArgs args(argc, argv,
                         {"--shapes", "--repeats", "--csv", "--seed", "--seconds-per-version", "--steps",
-                         "--warmup-steps", "--batch", "--filter"},
+                         "--warmup-steps", "--batch", "--filter", "--out"},
                         {"--help"});
     if (args.has("--help")) {
       std::fputs(kUsage, stdout);
@@ -84,11 +90,27 @@ int main(int argc, char** argv) {
       throw ConfigError(cat("fmbench: expected one subcommand, got ", args.positional().size(),
                             " (run fmbench --help)"));
     const std::string name = args.positional()[0];
+    if (name == "plot") {
+      if (!args.has("--csv") || !args.has("--out"))
+        throw ConfigError("fmbench plot: expected --csv FILE (written by fmbench --csv) and --out PREFIX");
+      // --csv A,B: B's rows replace A's of the same op, shape, pass and version.
+      std::vector<std::string> csv_paths;
+      const std::string list = args.get("--csv", "");
+      for (std::size_t start = 0; start <= list.size();) {
+        const std::size_t comma = std::min(list.find(',', start), list.size());
+        if (comma > start) csv_paths.push_back(list.substr(start, comma - start));
+        start = comma + 1;
+      }
+      for (const auto& path : bench::plot_lab_csv(csv_paths, args.get("--out", "")))
+        std::printf("wrote %s\n", path.c_str());
+      return 0;
+    }
+    if (args.has("--out")) throw ConfigError("--out: only for fmbench plot");
     for (const auto& entry : subcommands())
       if (name == "all" || name == entry.first) selected.push_back(entry);
     if (selected.empty())
       throw ConfigError(cat("fmbench: unknown subcommand \"", name,
-                            "\"; expected peaks, silu, group_norm, conv2d, conv_transpose2d, attention, unet or all"));
+                            "\"; expected peaks, silu, group_norm, conv2d, conv_transpose2d, attention, unet, all or plot"));
     const std::string shapes = args.get("--shapes", "default");
     if (shapes != "default" && shapes != "small")
       throw ConfigError(cat("--shapes: expected default or small, got \"", shapes, "\""));

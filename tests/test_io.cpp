@@ -726,6 +726,53 @@ TEST_CASE("loss curve plot: linear and log axes, moving average, gaps", "[io][pn
       {"'short'", "3 x values and 2 y values"});
 }
 
+TEST_CASE("bar chart: targets colour the bars, sections, log axis, missing values", "[io][png]") {
+  TempDir dir;
+  const double nan = std::nan("");
+  // Exact fill colours of the bars (tab10 green, red, blue) counted above the legend row, which
+  // has swatches of the same colours.
+  auto count_colour = [](const DecodedPng& png, std::array<std::uint8_t, 3> colour) {
+    int n = 0;
+    for (int y = 0; y < png.height - 40; ++y)
+      for (int x = 0; x < png.width; ++x) n += png.at(x, y) == colour;
+    return n;
+  };
+  const std::array<std::uint8_t, 3> green{44, 160, 44}, red{214, 39, 40}, blue{31, 119, 180};
+  std::vector<fm::io::Bar> bars = {
+      {"256x64x28x28 fwd", 0.9, 0.7, "conv2d vs cuDNN"},
+      {"256x64x7x7 bwd-data", 0.5, 0.7, "conv2d vs cuDNN"},
+      {"L196 D32 bwd", 1.3, 1.0, "attention vs unfused"},
+      {"no target", 1.2, nan, "attention vs unfused"},
+      {"not measured", nan, 1.0, "attention vs unfused"},
+  };
+  fm::io::BarChartOptions options;
+  options.title = "kernel lab: ours vs the library";
+  options.x_label = "x library speed";
+  options.log_x = true;
+  const std::string path = sample_path(dir, "bars_log.png");
+  fm::io::write_bar_chart_png(path, bars, options);
+  auto png = decode_png(path);
+  REQUIRE(png.width == 1000);
+  REQUIRE(count_colour(png, green) > 100);  // two bars meet their targets
+  REQUIRE(count_colour(png, red) > 100);    // one misses
+  REQUIRE(count_colour(png, blue) > 100);   // one has no target
+
+  // Every bar at or above its target: no red bar; more rows make a taller picture.
+  for (auto& b : bars) b.value = std::isfinite(b.target) ? b.target * 1.5 : b.value;
+  bars.insert(bars.end(), bars.begin(), bars.end());
+  options.log_x = false;
+  fm::io::write_bar_chart_png(dir.file("bars_linear.png"), bars, options);
+  auto taller = decode_png(dir.file("bars_linear.png"));
+  REQUIRE(taller.height > png.height);
+  REQUIRE(count_colour(taller, red) == 0);
+  REQUIRE(count_colour(taller, green) > 100);
+
+  require_error<fm::ValueError>([&] { fm::io::write_bar_chart_png(dir.file("none.png"), {}, options); }, {"no bars"});
+  options.width = 100;
+  require_error<fm::ValueError>([&] { fm::io::write_bar_chart_png(dir.file("narrow.png"), bars, options); },
+                                {"width 100", "300..8192"});
+}
+
 // ========================================== metrics.jsonl =======================================
 
 TEST_CASE("metrics.jsonl: append, read back, torn last line, truncate to a checkpoint step", "[io][jsonl]") {
