@@ -3,7 +3,7 @@
 #   1. configure + build (CUDA on, arch 90),
 #   2. the whole test suite through CTest (GPU tests included),
 #   3. the GPU test cases again under compute-sanitizer memcheck (allocator cache bypassed),
-#   4. the kernel lab (fmbench) when it was built,
+#   4. the kernel lab (fmbench) when it was built, and its table drawn as bar charts,
 # and a short summary last: GPU name, passed / failed / skipped.
 # FM_SKIP_SANITIZER=1 skips step 3 and FM_SKIP_BENCH=1 step 4, to split the check across calls.
 #
@@ -70,6 +70,9 @@ fi
 if [[ -x "$build_dir/bin/fmbench" && "${FM_SKIP_BENCH:-0}" != 1 ]]; then
   "$build_dir/bin/fmbench" all --csv "$logs/fmbench.csv" >"$logs/fmbench.log" 2>&1
   echo "fmbench: rc $? (log: $logs/fmbench.log, table: $logs/fmbench.csv)"
+  # The same table as two bar charts against the targets (fmbench_bandwidth.png, fmbench_vs_library.png).
+  "$build_dir/bin/fmbench" plot --csv "$logs/fmbench.csv" --out "$logs/fmbench" >/dev/null 2>&1 ||
+    echo "fmbench plot: failed"
   tail -60 "$logs/fmbench.log"
 fi
 
