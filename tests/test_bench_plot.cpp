@@ -1,40 +1,22 @@
 // tests/test_bench_plot.cpp — `fmbench plot` (bench/plot.cpp): which rows of a kernel lab CSV become
 // which bars, against which targets; merging a rerun over a whole run; bad files rejected with one
 // line naming the file. Needs no GPU: the CSVs here are written by the test in fmbench's format.
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "bench/plot.h"
 #include "core/error.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("fm_test_bench_plot_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-  std::string write(const std::string& name, const std::string& text) const {
-    const std::string file = (path / name).string();
-    std::ofstream(file, std::ios::binary) << text;
-    return file;
-  }
+struct TempDir : fm::test::TempDir {
+  TempDir() : fm::test::TempDir("fm_test_bench_plot") {}
 };
 
 // The header fmbench's harness writes (bench/harness.cu, write_csv_header).

@@ -32,6 +32,7 @@
 #include "core/io/npy.h"
 #include "core/io/png.h"
 #include "core/io/safetensors.h"
+#include "test_util.h"
 
 // The stb_image decoder is compiled into libstb (fm_core links it); the tests decode PNGs with it.
 extern "C" {
@@ -46,25 +47,8 @@ using fm::io::SafetensorsTensorView;
 namespace {
 
 // A fresh folder per test case, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("fm_test_io_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  std::vector<std::string> entries() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path)) names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
+struct TempDir : fm::test::TempDir {
+  TempDir() : fm::test::TempDir("fm_test_io") {}
 };
 
 void write_raw(const std::string& path, const std::string& bytes) {

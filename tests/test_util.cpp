@@ -1,9 +1,12 @@
 // tests/test_util.cpp — implementation of the shared test helpers (see test_util.h).
 #include "test_util.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <limits>
 #include <random>
 #include <sstream>
@@ -83,6 +86,35 @@ void fill_uniform(double* data, std::size_t n, std::uint64_t seed, double lo, do
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> dist(lo, hi);
   for (std::size_t i = 0; i < n; ++i) data[i] = dist(rng);
+}
+
+TempDir::TempDir(const std::string& prefix) {
+  static int counter = 0;
+  path = std::filesystem::temp_directory_path() /
+         (prefix + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+  std::filesystem::remove_all(path);
+  std::filesystem::create_directories(path);
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path, ignored);
+}
+
+std::string TempDir::file(const std::string& name) const { return (path / name).string(); }
+
+std::string TempDir::write(const std::string& name, const std::string& bytes) const {
+  const std::string target = file(name);
+  std::ofstream out(target, std::ios::binary);
+  out.write(bytes.data(), std::streamsize(bytes.size()));
+  return target;
+}
+
+std::vector<std::string> TempDir::entries() const {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(path)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 }  // namespace fm::test

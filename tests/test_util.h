@@ -1,8 +1,9 @@
 // tests/test_util.h — helpers shared by the test suites: GPU skips, tolerance checks that print
-// useful failures, NaN poisoning, central-difference gradcheck.
+// useful failures, NaN poisoning, central-difference gradcheck, a temporary folder.
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,19 @@ void poison(double* data, std::size_t n);
 // Deterministic random fill for kernel-level tests (uniform in [lo, hi)).
 void fill_uniform(float* data, std::size_t n, std::uint64_t seed, float lo = -1.f, float hi = 1.f);
 void fill_uniform(double* data, std::size_t n, std::uint64_t seed, double lo = -1.0, double hi = 1.0);
+
+// A fresh, empty folder under the system's temp directory (named `prefix`, the process id and a
+// counter), removed with everything in it when the object goes out of scope.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& prefix = "fm_test");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const;                            // path of `name` inside
+  std::string write(const std::string& name, const std::string& bytes) const;  // writes it, returns its path
+  std::vector<std::string> entries() const;                                   // names inside, sorted
+};
 
 }  // namespace fm::test
 
