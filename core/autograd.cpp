@@ -1,6 +1,7 @@
 // core/autograd.cpp — grad mode, recording ops, and the backward pass.
 #include "core/autograd.h"
 
+#include <cmath>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -10,11 +11,59 @@
 namespace fm {
 namespace {
 thread_local bool g_grad_mode = true;
+thread_local bool g_anomaly_mode = false;
+
+// Number of NaN/Inf elements (0 for an undefined tensor). Copies to the host in float64: anomaly
+// mode is for finding a bug, not for speed.
+std::int64_t count_non_finite(const Tensor& t) {
+  if (!t.defined()) return 0;
+  std::int64_t count = 0;
+  for (double v : t.to_vector())
+    if (!std::isfinite(v)) ++count;
+  return count;
 }
+
+std::string shapes_of(const std::vector<Tensor>& tensors) {
+  std::string out;
+  for (std::size_t i = 0; i < tensors.size(); ++i)
+    out += cat(i ? ", " : "", tensors[i].defined() ? shape_str(tensors[i].shape()) : std::string("none"));
+  return out;
+}
+
+// Forward check: the op's output must be finite unless an input already was not (then the op is not
+// the culprit, and the message says where the bad numbers came in).
+void check_forward_output(const Tensor& output, const char* op_name, const std::vector<Tensor>& inputs) {
+  std::int64_t bad = count_non_finite(output);
+  if (bad == 0) return;
+  for (std::size_t i = 0; i < inputs.size(); ++i)
+    if (std::int64_t bad_in = count_non_finite(inputs[i]))
+      throw NumericError(cat("anomaly: ", op_name, " (inputs ", shapes_of(inputs), ") received ", bad_in,
+                             " NaN/Inf values in input ", i, ", made outside the recorded graph"));
+  throw NumericError(cat("anomaly: forward of ", op_name, " produced ", bad, " NaN/Inf values in its output ",
+                         shape_str(output.shape()), " from finite inputs (", shapes_of(inputs), ")"));
+}
+
+void check_backward_gradients(const Node& node, const Tensor& grad_output, const std::vector<Tensor>& input_grads) {
+  for (std::size_t i = 0; i < input_grads.size(); ++i) {
+    std::int64_t bad = count_non_finite(input_grads[i]);
+    if (bad == 0) continue;
+    std::int64_t bad_in = count_non_finite(grad_output);
+    throw NumericError(cat("anomaly: backward of ", node.op_name, " produced ", bad,
+                           " NaN/Inf values in the gradient of input ", i, " ", shape_str(input_grads[i].shape()),
+                           " (inputs ", shapes_of(node.inputs), ")",
+                           bad_in ? cat("; its incoming gradient already held ", bad_in, " NaN/Inf values")
+                                  : std::string(" from a finite incoming gradient")));
+  }
+}
+}  // namespace
 
 bool grad_mode_enabled() { return g_grad_mode; }
 NoGradGuard::NoGradGuard() : previous_(g_grad_mode) { g_grad_mode = false; }
 NoGradGuard::~NoGradGuard() { g_grad_mode = previous_; }
+
+bool anomaly_mode_enabled() { return g_anomaly_mode; }
+AnomalyModeGuard::AnomalyModeGuard(bool enabled) : previous_(g_anomaly_mode) { g_anomaly_mode = enabled; }
+AnomalyModeGuard::~AnomalyModeGuard() { g_anomaly_mode = previous_; }
 
 bool any_requires_grad(std::initializer_list<Tensor> inputs) {
   if (!g_grad_mode) return false;
@@ -32,6 +81,7 @@ bool any_requires_grad(const std::vector<Tensor>& inputs) {
 Tensor record_op(Tensor output, const char* op_name, std::vector<Tensor> inputs,
                  std::function<std::vector<Tensor>(const Tensor&)> backward) {
   if (!any_requires_grad(inputs)) return output;
+  if (g_anomaly_mode) check_forward_output(output, op_name, inputs);
   auto node = std::make_shared<Node>();
   node->op_name = op_name;
   node->inputs = std::move(inputs);
@@ -118,6 +168,7 @@ void Tensor::backward(const Tensor& grad_output) const {
     std::vector<Tensor> input_grads = node.backward(g);
     FM_CHECK(input_grads.size() == node.inputs.size(), AutogradError, "backward of ", node.op_name,
              ": returned ", input_grads.size(), " gradients for ", node.inputs.size(), " inputs");
+    if (g_anomaly_mode) check_backward_gradients(node, g, input_grads);
     for (std::size_t i = 0; i < node.inputs.size(); ++i) {
       const Tensor& input = node.inputs[i];
       if (!input.requires_grad() || !input_grads[i].defined()) continue;

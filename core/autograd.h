@@ -35,6 +35,21 @@ class NoGradGuard {
   bool previous_;
 };
 
+// Anomaly mode: off by default; on inside an AnomalyModeGuard (fmtrain's train.detect_anomaly).
+// While on, every recorded op's forward output and every gradient a backward closure returns is
+// checked for NaN/Inf, and the first one found throws fm::NumericError naming the op, the shapes and
+// which input (if any) was already non-finite. It costs a copy to the host per op: a debugging aid.
+bool anomaly_mode_enabled();
+class AnomalyModeGuard {
+ public:
+  explicit AnomalyModeGuard(bool enabled = true);
+  ~AnomalyModeGuard();
+  AnomalyModeGuard(const AnomalyModeGuard&) = delete;
+  AnomalyModeGuard& operator=(const AnomalyModeGuard&) = delete;
+ private:
+  bool previous_;
+};
+
 // True when grad mode is on and any of the inputs requires grad.
 bool any_requires_grad(std::initializer_list<Tensor> inputs);
 bool any_requires_grad(const std::vector<Tensor>& inputs);

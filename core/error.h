@@ -21,6 +21,7 @@ struct AutogradError : Error { using Error::Error; };  // backward of a non-scal
 struct ConfigError : Error { using Error::Error; };    // bad config key/type/range, bad CLI flag
 struct FormatError : Error { using Error::Error; };    // malformed file (safetensors, IDX, npy, ...)
 struct IOError : Error { using Error::Error; };        // cannot open/read/write a file
+struct NumericError : Error { using Error::Error; };   // NaN/Inf where finite numbers were needed (anomaly mode, divergence)
 
 // Builds a message from any streamable pieces: fm::cat("conv2d: got ", n, " dims").
 template <typename... Parts>

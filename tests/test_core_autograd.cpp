@@ -3,6 +3,8 @@
 // core op passes a float64 central-difference gradcheck.
 #include <catch2/catch.hpp>
 
+#include <cmath>
+
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "core/ops_nn.h"
@@ -20,6 +22,38 @@ TEST_CASE("backward of x*x + x gives 2x + 1 and accumulates across calls", "[aut
   REQUIRE(x.grad().to_vector() == std::vector<double>{8.0, -6.0});
   x.zero_grad();
   REQUIRE_FALSE(x.grad().defined());
+}
+
+TEST_CASE("anomaly mode names the first op whose output or gradient is not finite", "[autograd][anomaly]") {
+  Tensor x = Tensor::from_vector({1.0, 0.0, 4.0}, {3}, DType::Float64).set_requires_grad();
+  Tensor zero = Tensor::from_vector({0.0, 0.0, 0.0}, {3}, DType::Float64);
+  SECTION("off: NaN/Inf pass through silently, as before") {
+    Tensor y = div(x, zero);
+    REQUIRE(std::isinf(y.to_vector()[0]));
+  }
+  SECTION("a forward output: the op is named with its shapes") {
+    AnomalyModeGuard anomaly;
+    Tensor y = mul(x, x);  // finite: no complaint
+    REQUIRE_THROWS_WITH(div(y, zero), Catch::Contains("anomaly: forward of div produced 3 NaN/Inf values") &&
+                                          Catch::Contains("[3]"));
+  }
+  SECTION("a bad value coming from outside the graph is blamed on its way in, not on the op") {
+    AnomalyModeGuard anomaly;
+    Tensor outside = Tensor::from_vector({1.0, std::nan(""), 1.0}, {3}, DType::Float64);
+    REQUIRE_THROWS_WITH(mul(x, outside), Catch::Contains("received 1 NaN/Inf values in input 1"));
+  }
+  SECTION("a backward gradient: sqrt at 0 is finite forward, infinite backward") {
+    AnomalyModeGuard anomaly;
+    Tensor loss = sum(sqrt(x));
+    REQUIRE_THROWS_AS(loss.backward(), NumericError);
+    REQUIRE_THROWS_WITH(sum(sqrt(x)).backward(),
+                        Catch::Contains("anomaly: backward of sqrt produced 1 NaN/Inf values in the gradient of input 0") &&
+                            Catch::Contains("from a finite incoming gradient"));
+  }
+  SECTION("the guard restores the previous mode") {
+    { AnomalyModeGuard anomaly; REQUIRE(anomaly_mode_enabled()); }
+    REQUIRE_FALSE(anomaly_mode_enabled());
+  }
 }
 
 TEST_CASE("a tensor used along several paths receives the sum of their gradients", "[autograd]") {

@@ -9,9 +9,11 @@
 # Missing Debian packages are installed with apt-get (run as root). CUDA is used when nvcc is found
 # (it need not have a GPU: GPU tests then report themselves as skipped). Set FM_BUILD_DIR to build
 # elsewhere (default: build/; the emulator build goes to <dir>-emulator), FM_JOBS to limit parallel
-# compile jobs, FM_SKIP_EMULATOR=1 to skip the emulated GPU tests.
+# compile jobs, FM_SKIP_EMULATOR=1 to skip the emulated GPU tests, FM_SKIP_SANITIZERS=1 to skip the
+# CPU suite under AddressSanitizer + UndefinedBehaviorSanitizer (<dir>-sanitize).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo_root="$PWD"
 
 mode="${1:-}"
 if [[ "$mode" != "run" && "$mode" != "test" ]]; then
@@ -63,9 +65,26 @@ cd - >/dev/null
 # their indexing, tile edges, barriers and shuffles against the CPU references. (Not cuDNN, not speed.)
 # FM_SKIP_EMULATOR=1 leaves it out.
 if [[ "${FM_SKIP_EMULATOR:-0}" != 1 ]]; then
+  cd "$repo_root"
   emulator_dir="${build_dir}-emulator"
   cmake -S . -B "$emulator_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFM_CUDA_EMULATOR=ON >/dev/null
   cmake --build "$emulator_dir" -j "$jobs"
   cd "$emulator_dir"
   ctest --output-on-failure -j "$jobs" --timeout 1200
+fi
+
+# The CPU suite once more, built with AddressSanitizer + UndefinedBehaviorSanitizer (FM_SANITIZE, a
+# CPU-only build): any out-of-bounds access, use after free, leak or undefined behaviour in the host
+# code, the parsers and the tools fails its test. It is compiled for the x86-64 baseline (no AVX), so
+# CI also runs the code a CPU without AVX2 would get. FM_SKIP_SANITIZERS=1 leaves it out.
+if [[ "${FM_SKIP_SANITIZERS:-0}" != 1 ]]; then
+  cd "$repo_root"
+  sanitize_dir="${build_dir}-sanitize"
+  cmake -S . -B "$sanitize_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFM_CUDA=OFF -DFM_SANITIZE=ON \
+    -DFM_HOST_ISA=x86-64 >/dev/null
+  cmake --build "$sanitize_dir" -j "$jobs"
+  cd "$sanitize_dir"
+  ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:strict_string_checks=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure -j "$jobs" --timeout 1800
 fi

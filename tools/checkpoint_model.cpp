@@ -15,8 +15,10 @@ CheckpointModel load_checkpoint_model(const std::string& path, Device device, co
   CheckpointModel out;
   try {
     out.config = resolve_config(Json::parse(config_text->second));
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {
     throw FormatError(cat(path, ": the config in the metadata is not valid JSON (", e.what(), ")"));
+  } catch (const ConfigError& e) {  // the messages name the key, not the file it came from
+    throw FormatError(cat(path, ": the config in the metadata: ", e.what()));
   }
   Generator gen(0);  // the initial values are overwritten by the checkpoint's weights
   out.model = build_model(out.config, gen);
@@ -31,7 +33,11 @@ CheckpointModel load_checkpoint_model(const std::string& path, Device device, co
   if (out.ema_weights)
     for (const auto& [name, t] : ckpt.tensors)
       if (name.rfind("model.", 0) == 0 && !state.count(name.substr(6))) state[name.substr(6)] = t;
-  out.model->load_state_dict(state);
+  try {
+    out.model->load_state_dict(state);
+  } catch (const ValueError& e) {  // a missing, extra or misshapen tensor: name the file too
+    throw FormatError(cat(path, ": ", e.what()));
+  }
   out.model->to(device);
   out.model->eval();
   auto step = ckpt.words.find("trainer.step");

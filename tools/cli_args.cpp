@@ -4,6 +4,9 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
+#include <sstream>
+#include <type_traits>
 
 #include "core/error.h"
 
@@ -71,5 +74,42 @@ double CliArgs::number(const std::string& flag, double min, double max) const {
            ": got \"", text, "\", expected a number in [", min, ", ", max, "]");
   return v;
 }
+
+template <typename T>
+std::vector<T> parse_list(const std::string& flag, const std::string& text) {
+  std::vector<T> values;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) {
+    FM_CHECK(!item.empty(), ConfigError, flag, ": empty item in \"", text, "\" (expected a comma-separated list)");
+    if constexpr (std::is_same_v<T, std::string>) {
+      values.push_back(item);
+    } else {
+      std::size_t used = 0;
+      T value{};
+      try {
+        if constexpr (std::is_integral_v<T>) {
+          long long wide = std::stoll(item, &used);
+          // std::stoll reads 64 bits; narrowing "4294967300" to int would silently give 4.
+          if (wide < std::numeric_limits<T>::min() || wide > std::numeric_limits<T>::max()) used = 0;
+          value = T(wide);
+        } else {
+          value = T(std::stod(item, &used));
+        }
+      } catch (const std::exception&) {  // std::invalid_argument or std::out_of_range from stoll/stod
+        used = 0;
+      }
+      FM_CHECK(used == item.size(), ConfigError, flag, ": \"", item, "\" is not a number (expected a list like ",
+               std::is_integral_v<T> ? "4,8,16" : "1e-2,1e-3", ")");
+      values.push_back(value);
+    }
+  }
+  FM_CHECK(!values.empty(), ConfigError, flag, ": expected a comma-separated list, got nothing");
+  return values;
+}
+
+template std::vector<int> parse_list<int>(const std::string&, const std::string&);
+template std::vector<double> parse_list<double>(const std::string&, const std::string&);
+template std::vector<std::string> parse_list<std::string>(const std::string&, const std::string&);
 
 }  // namespace fm::tools

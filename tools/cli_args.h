@@ -1,5 +1,6 @@
 // tools/cli_args.h — a small "--flag value" parser for the command-line tools: unknown flags,
-// missing values and malformed numbers are one-line ConfigErrors naming the flag.
+// missing values and malformed numbers are one-line ConfigErrors naming the flag. fuzz/fuzz_cli_args.cpp
+// feeds it arbitrary argument vectors with each tool's flag set.
 #pragma once
 #include <map>
 #include <set>
@@ -23,5 +24,10 @@ class CliArgs {
   std::map<std::string, std::string> values_;
   std::vector<std::string> positional_;
 };
+
+// A comma-separated flag value: "4,8,16" -> {4, 8, 16}. T is int, double or std::string; an empty
+// item, an item that is not a number, or an int out of range is a one-line ConfigError naming the flag.
+template <typename T>
+std::vector<T> parse_list(const std::string& flag, const std::string& text);
 
 }  // namespace fm::tools

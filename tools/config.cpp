@@ -5,8 +5,12 @@
 // typo, is caught rather than silently ignored.
 #include "tools/config.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <limits>
 #include <map>
 #include <sstream>
@@ -62,6 +66,7 @@ const std::vector<KeySpec>& schema() {
       {"train.logit_normal_std", KeyType::Number, 1.0, 1e-3, 10, {}, "logit_normal: std"},
       {"train.log_every", KeyType::Integer, 50, 1, 1e9, {}, "steps between metrics.jsonl lines"},
       {"train.checkpoint_every", KeyType::Integer, 1000, 1, 1e9, {}, "steps between checkpoints"},
+      {"train.detect_anomaly", KeyType::Bool, false, -kInf, kInf, {}, "check every op's output and gradient for NaN/Inf and stop at the first one, naming it (slow: for debugging)"},
       {"train.keep_checkpoints", KeyType::Bool, false, -kInf, kInf, {}, "also keep every checkpoint as checkpoint_step_NNNNNNN.safetensors (to measure quality against steps)"},
       {"train.sample_every", KeyType::Integer, 0, 0, 1e9, {}, "steps between sample pictures (0 = only at the end)"},
       {"sample.solver", KeyType::String, "euler", -kInf, kInf, {"euler", "midpoint", "heun", "rk4", "dopri5"}, "ODE solver"},
@@ -91,6 +96,18 @@ const char* type_name(KeyType type) {
   return "?";
 }
 
+// The fewest digits that read back as `value`: the default 6 would print train.beta2's bound
+// 0.999999999 as 1, and "got 1.0, expected a number in [0, 1]" would contradict itself.
+std::string shortest_text(double value) {
+  std::ostringstream os;
+  for (int digits = 6; digits <= 17; ++digits) {
+    os.str("");
+    os << std::setprecision(digits) << value;
+    if (std::strtod(os.str().c_str(), nullptr) == value) break;
+  }
+  return os.str();
+}
+
 std::string range_text(const KeySpec& spec) {
   std::ostringstream os;
   if (!spec.choices.empty()) {
@@ -98,7 +115,8 @@ std::string range_text(const KeySpec& spec) {
     for (std::size_t i = 0; i < spec.choices.size(); ++i) os << (i ? ", " : " ") << '"' << spec.choices[i] << '"';
     return os.str();
   }
-  if (std::isfinite(spec.min) && std::isfinite(spec.max)) os << "in [" << spec.min << ", " << spec.max << "]";
+  if (std::isfinite(spec.min) && std::isfinite(spec.max))
+    os << "in [" << shortest_text(spec.min) << ", " << shortest_text(spec.max) << "]";
   return os.str();
 }
 
@@ -234,27 +252,69 @@ Json resolve_config(const Json& user_config_in) {
 }
 
 Json load_config_file(const std::string& path) {
-  std::ifstream in(path);
+  // An ifstream opens a folder without complaint and then reads nothing ("not valid JSON").
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) throw IOError(cat(path, ": is a folder, expected a JSON config file"));
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw IOError(cat(path, ": cannot open config file"));
-  Json user;
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_config_text(text.str(), path);
+}
+
+namespace {
+
+// Far deeper than any config (a section holding an array is 2 deep). nlohmann parses iteratively but
+// copies and dumps recursively, so 100,000 nested '[' (or key parts) would overflow the stack later.
+constexpr int kMaxConfigDepth = 64;
+
+// Json::parse refusing nesting beyond kMaxConfigDepth with a ConfigError naming `what`.
+Json parse_depth_limited(std::string_view text, const std::string& what) {
+  auto limit_depth = [&](int depth, Json::parse_event_t event, Json&) {
+    if ((event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start) &&
+        depth >= kMaxConfigDepth)
+      throw ConfigError(cat(what, ": JSON nested more than ", kMaxConfigDepth, " levels deep, expected sections of values"));
+    return true;
+  };
+  return Json::parse(text, limit_depth);
+}
+
+}  // namespace
+
+Json parse_config_text(std::string_view text, const std::string& source) {
   try {
-    user = Json::parse(in);
-  } catch (const Json::parse_error& e) {
-    throw ConfigError(cat(path, ": not valid JSON (", e.what(), ")"));
+    return parse_depth_limited(text, source);
+  } catch (const Json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
+    throw ConfigError(cat(source, ": not valid JSON (", e.what(), ")"));
   }
-  return user;
 }
 
 void apply_overrides(Json& user_config, const std::vector<std::string>& overrides) {
+  // set_path indexes objects by key; on an array or a number nlohmann would throw its own type_error.
+  if (!overrides.empty() && !user_config.is_object())
+    throw ConfigError(cat("--set: the config is ", user_config.type_name(), ", expected a JSON object to override keys in"));
   for (const auto& item : overrides) {
+    // The JSON parser refuses invalid UTF-8 in a config file, but a bare word below bypasses it, and
+    // nlohmann's dump() (config.json, error messages) would then throw its own type_error.
+    try {
+      (void)Json(item).dump();
+    } catch (const Json::type_error&) {
+      throw ConfigError(cat("--set ", Json(item).dump(-1, ' ', false, Json::error_handler_t::replace),
+                            ": not valid UTF-8, expected key.path=value in UTF-8 text"));
+    }
     auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0)
       throw ConfigError(cat("--set ", item, ": expected key.path=value"));
     std::string path = item.substr(0, eq), text = item.substr(eq + 1);
+    // "train..lr" or "train." would make a key "" that the schema then reports as "train.: unknown key".
+    if (path.front() == '.' || path.back() == '.' || path.find("..") != std::string::npos)
+      throw ConfigError(cat("--set ", item, ": empty part in the key path, expected key.path=value"));
+    if (std::count(path.begin(), path.end(), '.') >= kMaxConfigDepth)
+      throw ConfigError(cat("--set ", path.substr(0, 40), "...: key path has more than ", kMaxConfigDepth, " parts"));
     Json value;
     try {
-      value = Json::parse(text);
-    } catch (const Json::parse_error&) {
+      value = parse_depth_limited(text, cat("--set ", path));
+    } catch (const Json::exception&) {  // parse_error, or out_of_range for 1e999
       value = text;  // bare words are strings: --set sample.solver=rk4
     }
     set_path(user_config, path, value);

@@ -6,6 +6,7 @@
 // fm::ConfigError with one line naming the key and what was expected, and nothing is written.
 #pragma once
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -14,10 +15,14 @@ namespace fm::tools {
 
 using Json = nlohmann::json;
 
-// Reads and validates a config file; returns the resolved config.
+// Reads a config file as JSON (the user config, before overrides and resolution). Throws fm::IOError
+// when it cannot be read and fm::ConfigError when it is not JSON.
 Json load_config_file(const std::string& path);
+// The same for config text already in memory; `source` names it in error messages.
+Json parse_config_text(std::string_view text, const std::string& source);
 // Applies "key.path=value" overrides (value parsed as JSON when it parses, else as a string) to a
-// user config (before resolution).
+// user config (before resolution). Throws fm::ConfigError for a malformed override or a user config
+// that is not a JSON object.
 void apply_overrides(Json& user_config, const std::vector<std::string>& overrides);
 // Validates a user config against the schema and fills in defaults.
 Json resolve_config(const Json& user_config);

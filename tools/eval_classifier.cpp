@@ -185,7 +185,9 @@ void save_classifier(const std::string& path, nn::ConvClassifier& model,
 }
 
 LoadedClassifier load_classifier(const std::string& path, Device device) {
-  io::LoadedTensors file = io::load_safetensors(path);
+  // Read with the words reader so that a training checkpoint (which holds U64 entries) given by
+  // mistake is reported below as "not a classifier file", not as a dtype error.
+  io::LoadedCheckpoint file = io::load_safetensors_with_words(path);
   auto architecture = file.metadata.find("architecture");
   FM_CHECK(file.metadata.count("kind") && file.metadata.at("kind") == "fmeval-classifier" &&
                architecture != file.metadata.end(),
@@ -220,6 +222,13 @@ TrainClassifierResult train_and_save_classifier(const TrainClassifierRequest& re
            " does not exist");
   LabelledImages train = load_fashion_mnist(request.data_dir, "train", request.train_limit);
   LabelledImages test = load_fashion_mnist(request.data_dir, "t10k", request.test_limit);
+  const Shape example = {request.architecture.in_channels, request.architecture.image_size,
+                         request.architecture.image_size};
+  for (const LabelledImages* images : {&train, &test}) {
+    const Shape found = {images->images.size(1), images->images.size(2), images->images.size(3)};
+    FM_CHECK(found == example, ConfigError, request.data_dir, ": images ", shape_str(found),
+             ", but the classifier takes ", shape_str(example));
+  }
   Generator init_gen(request.training.seed);
   nn::ConvClassifier model(request.architecture, init_gen);
   TrainClassifierResult result;
@@ -305,8 +314,10 @@ FrechetEvalResult run_frechet_evaluation(const FrechetEvalRequest& request,
   LoadedClassifier classifier = load_classifier(result.classifier_path, request.device);
   const nn::ClassifierConfig& arch = classifier.model->config();
   auto accuracy = classifier.metadata.find("test_accuracy");
-  say(log, cat("classifier: ", result.classifier_path, " (", classifier.model->parameter_count(), " parameters, test accuracy ",
-               accuracy == classifier.metadata.end() ? "unknown" : accuracy->second, ")"));
+  // Said once the samples (or the checkpoint) passed their checks: a refused input gets one line.
+  const std::string classifier_line =
+      cat("classifier: ", result.classifier_path, " (", classifier.model->parameter_count(), " parameters, test accuracy ",
+          accuracy == classifier.metadata.end() ? "unknown" : accuracy->second, ")");
 
   LabelledImages test = load_fashion_mnist(request.data_dir, "t10k");
   LabelledImages train = load_fashion_mnist(request.data_dir, "train");
@@ -328,7 +339,6 @@ FrechetEvalResult run_frechet_evaluation(const FrechetEvalRequest& request,
     FM_CHECK(samples.size(0) >= request.n, ConfigError, request.samples_path, " holds ", samples.size(0),
              " samples, fewer than --n ", request.n, " (pass --n ", samples.size(0), ")");
     samples = samples.narrow(0, 0, request.n).to(DType::Float32).contiguous();
-    say(log, cat("samples: the first ", request.n, " of ", request.samples_path));
   } else {
     CheckpointModel loaded = load_checkpoint_model(request.checkpoint, request.device, request.weights);
     const std::string data_name = loaded.config["data"]["name"].get<std::string>();
@@ -344,6 +354,7 @@ FrechetEvalResult run_frechet_evaluation(const FrechetEvalRequest& request,
     result.checkpoint_step = loaded.step;
     result.weights = loaded.ema_weights ? "ema" : "raw";
     Generator gen(request.seed ? *request.seed : sample["seed"].get<std::uint64_t>());
+    say(log, classifier_line);
     say(log, cat("sampling ", request.n, " images from ", request.checkpoint, " (step ", loaded.step, ", ",
                  loaded.ema_weights ? "EMA" : "raw", " weights) with ", result.solver, "..."));
     SampleResult sampled = generate_samples(*loaded.model, *solver, example, request.n, gen, request.device);
@@ -366,7 +377,12 @@ FrechetEvalResult run_frechet_evaluation(const FrechetEvalRequest& request,
         ++result.clamped_values;
       }
     }
-    FM_CHECK(non_finite == 0, ValueError, "samples: ", non_finite, " values are NaN or infinite (the sampler diverged)");
+    FM_CHECK(non_finite == 0, ValueError, "samples: ", non_finite, " values are NaN or infinite",
+             from_file ? cat(" in ", request.samples_path) : std::string(" (the sampler diverged)"));
+  }
+  if (from_file) {
+    say(log, classifier_line);
+    say(log, cat("samples: the first ", request.n, " of ", request.samples_path));
   }
 
   // ---- features and distances ----

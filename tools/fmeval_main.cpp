@@ -20,9 +20,7 @@
 // (tools/eval_classifier.h, tools/quality_sweep.h) are what the tests drive.
 #include <cstdio>
 #include <cstring>
-#include <sstream>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "core/kernel_choice.h"
@@ -132,34 +130,6 @@ int evaluate_command(int argc, char** argv) {
   return 0;
 }
 
-// "4,8,16" → {4, 8, 16}; a one-line ConfigError naming the flag for anything else.
-template <typename T>
-std::vector<T> parse_list(const std::string& flag, const std::string& text) {
-  std::vector<T> values;
-  std::stringstream stream(text);
-  std::string item;
-  while (std::getline(stream, item, ',')) {
-    FM_CHECK(!item.empty(), fm::ConfigError, flag, ": empty item in \"", text, "\" (expected a comma-separated list)");
-    if constexpr (std::is_same_v<T, std::string>) {
-      values.push_back(item);
-    } else {
-      std::size_t used = 0;
-      T value{};
-      try {
-        if constexpr (std::is_integral_v<T>) value = T(std::stoll(item, &used));
-        else value = T(std::stod(item, &used));
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      FM_CHECK(used == item.size(), fm::ConfigError, flag, ": \"", item, "\" is not a number (expected a list like ",
-               std::is_integral_v<T> ? "4,8,16" : "1e-2,1e-3", ")");
-      values.push_back(value);
-    }
-  }
-  FM_CHECK(!values.empty(), fm::ConfigError, flag, ": expected a comma-separated list, got nothing");
-  return values;
-}
-
 int sweep_command(int argc, char** argv) {
   using namespace fm;
   tools::CliArgs args(argc, argv,
@@ -183,10 +153,10 @@ int sweep_command(int argc, char** argv) {
     request.sweep_steps = only == "steps";
     request.sweep_nfe = only == "nfe";
   }
-  if (args.has("--nfe")) request.nfe_budgets = parse_list<int>("--nfe", args.required("--nfe"));
-  if (args.has("--solvers")) request.solvers = parse_list<std::string>("--solvers", args.required("--solvers"));
+  if (args.has("--nfe")) request.nfe_budgets = tools::parse_list<int>("--nfe", args.required("--nfe"));
+  if (args.has("--solvers")) request.solvers = tools::parse_list<std::string>("--solvers", args.required("--solvers"));
   if (args.has("--tolerances"))
-    request.dopri5_tolerances = parse_list<double>("--tolerances", args.required("--tolerances"));
+    request.dopri5_tolerances = tools::parse_list<double>("--tolerances", args.required("--tolerances"));
   request.device = tools::pick_device(args.get("--device", "auto"));
   if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));
 

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <utility>
 
 #include "core/io/tensor_io.h"
 #include "core/kernel_choice.h"
@@ -35,6 +36,8 @@ int main(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       return 0;
     }
+    FM_CHECK(args.positional().empty(), ConfigError, "unexpected argument \"", args.positional()[0],
+             "\" (fmsample takes only --flags; the checkpoint goes after --checkpoint)");
     std::string checkpoint = args.required("--checkpoint");
     Device device = tools::pick_device(args.get("--device", "auto"));
     if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));  // else FM_KERNELS or custom
@@ -50,6 +53,13 @@ int main(int argc, char** argv) {
                                                   : sample["seed"].get<std::uint64_t>();
     std::string out = args.get("--out", "samples.png");
     std::string npy = args.get("--npy", std::filesystem::path(out).replace_extension(".npy").string());
+    // Both files are written after sampling: a missing folder found then would leave the .npy without
+    // its picture (or fail only after the work).
+    for (const auto& [flag, file] : {std::pair{"--out", out}, std::pair{"--npy", npy}}) {
+      const std::filesystem::path folder = std::filesystem::path(file).parent_path();
+      FM_CHECK(folder.empty() || std::filesystem::is_directory(folder), IOError, flag, ": folder ", folder.string(),
+               " does not exist");
+    }
 
     std::unique_ptr<flow::OdeSolver> solver = tools::build_solver(sample);
     bool points = tools::is_2d_dataset(loaded.config["data"]["name"]);

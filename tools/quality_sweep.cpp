@@ -83,9 +83,8 @@ QualitySweepResult run_quality_sweep(const QualitySweepRequest& request,
   for (double tolerance : request.dopri5_tolerances)
     FM_CHECK(tolerance > 0 && tolerance < 1, ConfigError, "--tolerances: got ", tolerance, ", expected values in (0, 1)");
   auto kept = kept_checkpoints(run_dir);
-  if (request.sweep_steps && kept.empty())
-    say(log, cat("sweep: ", request.run_dir, " kept no checkpoint_step_*.safetensors (train with "
-                 "train.keep_checkpoints = true); the steps sweep has only the final checkpoint"));
+  // Said after the first evaluation went through, so that a refused input gets one line.
+  const bool only_final_checkpoint = kept.empty();
   if (kept.empty()) kept.emplace_back(-1, final_checkpoint);
 
   QualitySweepResult result;
@@ -125,6 +124,9 @@ QualitySweepResult run_quality_sweep(const QualitySweepRequest& request,
   if (request.sweep_steps) {
     for (const auto& [step, path] : kept) {
       FrechetEvalResult r = evaluate(path, Json::object());
+      if (only_final_checkpoint)
+        say(log, cat("sweep: ", request.run_dir, " kept no checkpoint_step_*.safetensors (train with "
+                     "train.keep_checkpoints = true); the steps sweep has only the final checkpoint"));
       QualityPoint p = point_from("steps", r);
       const int evals = evaluations_per_step(r.solver);
       p.solver_steps = evals > 0 ? r.nfe / evals : 0;

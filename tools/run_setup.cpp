@@ -15,6 +15,9 @@
 namespace fm::tools {
 
 Device pick_device(const std::string& setting) {
+  // The config schema checks its "device" key; a --device flag arrives here unchecked.
+  FM_CHECK(setting == "auto" || setting == "cpu" || setting == "cuda", ConfigError, "device: got \"", setting,
+           "\", expected auto, cpu or cuda");
   if (setting == "cpu") return Device::CPU;
   bool gpu = kernels::cuda_available();
   if (setting == "cuda") {

@@ -20,7 +20,7 @@
 namespace fm::tools {
 
 // "auto" → CUDA when a GPU answers, else CPU (also in the CUDA emulator build); "cuda" without a
-// device is an error.
+// device, or any other word, is a ConfigError.
 Device pick_device(const std::string& setting);
 
 std::unique_ptr<nn::VelocityModel> build_model(const Json& config, Generator& gen);

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/autograd.h"
 #include "core/io/atomic_file.h"
 #include "core/io/jsonl.h"
 #include "core/io/png.h"
@@ -37,7 +38,7 @@ volatile std::sig_atomic_t g_stop_requested = 0;
 // alter the numbers of the steps already taken.
 bool resumable_override(const std::string& key) {
   for (const char* prefix : {"train.steps=", "train.log_every=", "train.checkpoint_every=", "train.keep_checkpoints=",
-                             "train.sample_every=",
+                             "train.sample_every=", "train.detect_anomaly=",
                              "sample.", "eval.", "device=", "kernels="})
     if (key.rfind(prefix, 0) == 0) return true;
   return false;
@@ -99,12 +100,10 @@ int run_training(const TrainRequest& request) {
     paths.dir = request.resume_dir;
     FM_CHECK(fs::exists(paths.config()), ConfigError, "--resume ", paths.dir.string(),
              ": no config.json there (is it a run directory?)");
-    FM_CHECK(fs::exists(paths.checkpoint()), ConfigError, "--resume ", paths.dir.string(),
-             ": no checkpoint.safetensors there yet; start the run again instead");
     for (const auto& o : request.overrides)
       FM_CHECK(resumable_override(o), ConfigError, "--set ", o,
                ": a resumed run may only change train.steps, the logging/checkpoint/sample intervals, "
-               "sample.*, eval.*, device and kernels");
+               "train.detect_anomaly, sample.*, eval.*, device and kernels");
     Json user = load_config_file(paths.config().string());
     apply_overrides(user, request.overrides);
     config = resolve_config(user);
@@ -134,6 +133,10 @@ int run_training(const TrainRequest& request) {
   std::unique_ptr<nn::VelocityModel> model = build_model(config, init_gen);
   model->to(device);
   std::unique_ptr<flow::TrainingData> data = build_training_data(config);
+  // A batch larger than the image set would fail at the first step, after the run directory exists.
+  if (const auto* images = dynamic_cast<const flow::ImageEpochs*>(data.get()))
+    FM_CHECK(batch_size <= images->size(), ConfigError, "train.batch_size: ", batch_size, " is larger than the ",
+             images->size(), " images in ", images_path(config), " (expected at most that many)");
   std::unique_ptr<nn::Optimizer> optimizer = build_optimizer(config, *model);
   std::unique_ptr<nn::EMA> ema;
   if (train["ema_decay"].get<double>() > 0) ema = std::make_unique<nn::EMA>(*model, train["ema_decay"].get<double>());
@@ -150,13 +153,26 @@ int run_training(const TrainRequest& request) {
 
   // ---- 3. the run directory ---------------------------------------------------------------------
   if (resuming) {
-    trainer.load_checkpoint(paths.checkpoint().string());
-    io::JsonlTruncation cut = io::truncate_jsonl_after_step(paths.metrics().string(), trainer.step());
-    log_line(request.quiet, cat("fmtrain: resuming ", paths.dir.string(), " at step ", trainer.step(),
-                                cut.dropped ? cat(" (dropped ", cut.dropped, " metrics lines written after that checkpoint)") : ""));
+    // A run killed before its first checkpoint has config.json but no checkpoint: it starts again
+    // from step 0 (what the first checkpoint would have held is the same initial state).
+    const bool has_checkpoint = fs::exists(paths.checkpoint());
+    if (has_checkpoint) trainer.load_checkpoint(paths.checkpoint().string());
+    // Before anything in the run directory changes (temp files, metrics lines) or is said.
     FM_CHECK(trainer.step() <= total_steps, ConfigError, "train.steps: ", total_steps, " is below the checkpoint's step ",
              trainer.step(), "; pass --set train.steps=N with N >= ", trainer.step());
+    // Temp files of atomic writes that a killed process never renamed.
+    std::int64_t stale = io::remove_stale_temp_files(paths.dir.string());
+    // Event lines (the final evaluation) carry the step of the checkpoint they were written after,
+    // so they go too: the resumed run writes them again.
+    io::JsonlTruncation cut = io::truncate_jsonl_after_step(paths.metrics().string(), trainer.step(), "step", "event");
+    log_line(request.quiet, cat("fmtrain: resuming ", paths.dir.string(), " at step ", trainer.step(),
+                                has_checkpoint ? "" : " (no checkpoint was saved yet)",
+                                cut.dropped ? cat(" (dropped ", cut.dropped, " metrics lines written after that checkpoint)") : "",
+                                stale ? cat(" (removed ", stale, " unfinished temp files)") : ""));
   } else {
+    // An existing folder holds no run (checked above), but may hold temp files of a first attempt
+    // that was killed before it wrote config.json.
+    if (fs::exists(paths.dir)) io::remove_stale_temp_files(paths.dir.string());
     fs::create_directories(paths.dir);
   }
   io::write_file_atomically(paths.config().string(), config.dump(2) + "\n");
@@ -185,13 +201,14 @@ int run_training(const TrainRequest& request) {
 
   const bool keep_checkpoints = train["keep_checkpoints"];
   auto save_checkpoint = [&] {
+    // The metrics lines up to this step reach the disk before the checkpoint that claims them.
+    metrics.sync();
     trainer.save_checkpoint(paths.checkpoint().string(), {{"config", config.dump()}});
     if (keep_checkpoints) {  // a second atomic write rather than a copy, so no half-copied file can exist
       char name[64];
       std::snprintf(name, sizeof name, "checkpoint_step_%07lld.safetensors", (long long)trainer.step());
       trainer.save_checkpoint((paths.dir / name).string(), {{"config", config.dump()}});
     }
-    metrics.sync();
     draw_loss_curve(paths, run_title);
   };
   auto sample_picture = [&](const std::string& file, std::int64_t count) {
@@ -204,15 +221,29 @@ int run_training(const TrainRequest& request) {
     write_samples_png((paths.dir / file).string(), s.samples, reference, cat(run_title, " · step ", trainer.step()));
   };
 
+  const bool detect_anomaly = train["detect_anomaly"];
+  // What a failed step leaves behind, for its error message.
+  std::int64_t last_checkpoint_step = fs::exists(paths.checkpoint()) ? trainer.step() : -1;
+  auto checkpoint_note = [&] {
+    return last_checkpoint_step < 0 ? std::string("no checkpoint was saved yet")
+                                    : cat("the last checkpoint (step ", last_checkpoint_step, ") is intact");
+  };
   bool stopped = false;
   while (trainer.step() < total_steps) {
     if (g_stop_requested) {
       stopped = true;
       break;
     }
-    flow::StepStats stats = trainer.train_step();
-    FM_CHECK(std::isfinite(stats.loss), Error, "training diverged: loss is ", stats.loss, " at step ", stats.step,
-             " (lower train.lr or set train.grad_clip); the last checkpoint is intact");
+    flow::StepStats stats;
+    try {
+      AnomalyModeGuard anomaly_mode(detect_anomaly);
+      stats = trainer.train_step();
+    } catch (const NumericError& e) {
+      throw NumericError(cat("step ", trainer.step() + 1, ": ", e.what(), "; ", checkpoint_note()));
+    }
+    FM_CHECK(std::isfinite(stats.loss), NumericError, "training diverged: loss is ", stats.loss, " at step ", stats.step,
+             " (lower train.lr or set train.grad_clip; train.detect_anomaly=true names the first op with NaN/Inf); ",
+             checkpoint_note());
     loss_sum += stats.loss;
     ++loss_count;
     const std::int64_t step = stats.step;
@@ -246,7 +277,10 @@ int run_training(const TrainRequest& request) {
       loss_count = 0;
     }
     progress.update(step, cat("loss ", stats.loss));
-    if (step % checkpoint_every == 0 && step != total_steps) save_checkpoint();
+    if (step % checkpoint_every == 0 && step != total_steps) {
+      save_checkpoint();
+      last_checkpoint_step = step;
+    }
     if (sample_every > 0 && step % sample_every == 0 && step != total_steps) {
       char name[64];
       std::snprintf(name, sizeof name, "samples_step_%07lld.png", (long long)step);

@@ -164,6 +164,21 @@ void write_file_atomically(const std::string& path, const std::function<void(std
   sync_directory(dir, path);
 }
 
+std::int64_t remove_stale_temp_files(const std::string& dir) {
+  std::int64_t removed = 0;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    // The shape temp_name_for gives: a leading dot, then ".tmp." followed by digits and dots only.
+    std::size_t tmp = name.rfind(".tmp.");
+    if (name.size() < 2 || name[0] != '.' || tmp == std::string::npos || tmp == 0) continue;
+    if (name.find_first_not_of("0123456789.", tmp + 5) != std::string::npos) continue;
+    if (!entry.is_regular_file(error)) continue;
+    if (std::filesystem::remove(entry.path(), error)) ++removed;
+  }
+  return removed;
+}
+
 void write_file_atomically(const std::string& path, std::string_view contents) {
   write_file_atomically(path, [&](std::ostream& out) {
     out.write(contents.data(), static_cast<std::streamsize>(contents.size()));

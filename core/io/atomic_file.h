@@ -24,6 +24,11 @@ void write_file_atomically(const std::string& path, const std::function<void(std
 // The same for contents already in memory.
 void write_file_atomically(const std::string& path, std::string_view contents);
 
+// Removes the temp files that write_file_atomically leaves when its process is killed mid-write
+// (".<name>.tmp.<pid>.<salt>.<n>.<attempt>" in `dir`). Call it only on a folder no other process is
+// writing to (fmtrain --resume on its run directory). Returns how many it removed.
+std::int64_t remove_stale_temp_files(const std::string& dir);
+
 // Reads a whole regular file. Throws fm::IOError naming the file when it is missing, unreadable,
 // a directory, or shrinks while being read.
 std::string read_file_bytes(const std::string& path);

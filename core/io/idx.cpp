@@ -1,13 +1,14 @@
-// core/io/idx.cpp — IDX reader over zlib's gz* interface (see idx.h).
+// core/io/idx.cpp — IDX reader; gzip files are inflated in memory with zlib (see idx.h).
 #include "core/io/idx.h"
 
 #include <zlib.h>
 
-#include <cerrno>
-#include <cstring>
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 
 namespace fm::io {
 namespace {
@@ -15,47 +16,57 @@ namespace {
 constexpr std::uint32_t kImagesMagic = 0x00000803;  // unsigned bytes, 3 dims
 constexpr std::uint32_t kLabelsMagic = 0x00000801;  // unsigned bytes, 1 dim
 
-// The whole decompressed stream. gzread passes a non-gzip file through unchanged, so one path serves
-// both; a truncated .gz shows up as a gzread error ("unexpected end of file").
-// gzerror's text may start with the file name itself; ours already does.
-std::string zlib_reason(gzFile file, const std::string& path, int* code) {
-  std::string reason = gzerror(file, code);
-  if (reason.rfind(path + ": ", 0) == 0) reason = reason.substr(path.size() + 2);
-  return reason;
+bool starts_with_gzip_magic(std::string_view bytes) {
+  return bytes.size() >= 2 && static_cast<unsigned char>(bytes[0]) == 0x1f &&
+         static_cast<unsigned char>(bytes[1]) == 0x8b;
 }
 
-std::string read_decompressed(const std::string& path) {
-  std::error_code error;
-  if (std::filesystem::is_directory(path, error)) throw IOError(cat(path, ": is a folder, expected an IDX file"));
-  gzFile file = gzopen(path.c_str(), "rb");
-  if (file == nullptr)
-    throw IOError(cat(path, ": cannot open for reading: ", errno ? std::strerror(errno) : "out of memory"));
-  gzbuffer(file, 1 << 17);
+// Inflates a whole gzip file in memory. Deflate expands at most about 1032:1, so the output is bounded
+// by the input's size; nothing is allocated from a size stored in the file.
+std::string gunzip(std::string_view compressed, const std::string& source) {
+  z_stream stream{};
+  // 16 + MAX_WBITS: expect a gzip wrapper (header, and a trailer whose CRC and length zlib checks).
+  if (inflateInit2(&stream, 16 + MAX_WBITS) != Z_OK)
+    throw FormatError(cat(source, ": cannot start zlib's inflater (out of memory)"));
+  struct EndInflate {
+    z_stream& stream;
+    ~EndInflate() { inflateEnd(&stream); }
+  } end_inflate{stream};  // on every way out, thrown errors included
   std::string contents;
+  std::size_t fed = 0;  // bytes of `compressed` handed to zlib so far (avail_in is 32-bit: feed in pieces)
   char chunk[1 << 16];
-  while (true) {
-    int got = gzread(file, chunk, sizeof(chunk));
-    if (got < 0) {
-      int code = 0;
-      std::string reason = zlib_reason(file, path, &code);
-      gzclose(file);
-      throw FormatError(cat(path, ": cannot decompress after ", contents.size(), " bytes: ", reason,
-                            " (truncated or corrupt .gz?)"));
-    }
-    if (got == 0) break;
-    contents.append(chunk, static_cast<std::size_t>(got));
-  }
-  // gzread reports a truncated gzip stream at its end only through gzerror (Z_BUF_ERROR).
-  int code = Z_OK;
-  std::string reason = zlib_reason(file, path, &code);
-  gzclose(file);
-  if (code != Z_OK)
-    throw FormatError(cat(path, ": cannot decompress after ", contents.size(), " bytes: ", reason,
+  auto fail = [&](const std::string& reason) {
+    throw FormatError(cat(source, ": cannot decompress after ", contents.size(), " bytes: ", reason,
                           " (truncated or corrupt .gz?)"));
+  };
+  while (true) {
+    if (stream.avail_in == 0 && fed < compressed.size()) {
+      std::size_t piece = std::min<std::size_t>(compressed.size() - fed, 1u << 30);
+      stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data() + fed));
+      stream.avail_in = static_cast<uInt>(piece);
+      fed += piece;
+    }
+    stream.next_out = reinterpret_cast<Bytef*>(chunk);
+    stream.avail_out = sizeof(chunk);
+    int status = inflate(&stream, Z_NO_FLUSH);
+    contents.append(chunk, sizeof(chunk) - stream.avail_out);
+    if (status == Z_STREAM_END) {
+      std::size_t rest = stream.avail_in + (compressed.size() - fed);
+      if (rest == 0) break;
+      // Another gzip member follows (what `cat a.gz b.gz` makes); gzip reads on into it.
+      if (!starts_with_gzip_magic(compressed.substr(compressed.size() - rest)))
+        throw FormatError(cat(source, ": ", rest, " trailing bytes after the gzip stream, expected none"));
+      if (inflateReset(&stream) != Z_OK) fail("zlib could not restart for the next gzip member");
+      continue;
+    }
+    // Out of input before the stream's end: zlib answers Z_BUF_ERROR (no progress possible).
+    if (status == Z_BUF_ERROR && stream.avail_in == 0 && fed == compressed.size()) fail("unexpected end of file");
+    if (status != Z_OK) fail(stream.msg ? stream.msg : zError(status));
+  }
   return contents;
 }
 
-std::uint32_t big_endian_u32(const std::string& bytes, std::size_t at) {
+std::uint32_t big_endian_u32(std::string_view bytes, std::size_t at) {
   auto b = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[at + i])); };
   return (b(0) << 24) | (b(1) << 16) | (b(2) << 8) | b(3);
 }
@@ -67,7 +78,7 @@ std::string hex32(std::uint32_t value) {
 }
 
 // Reads the magic and dims of an IDX file of unsigned bytes with `expected_dims` dims; returns the dims.
-std::vector<std::uint32_t> read_header(const std::string& bytes, const std::string& path, std::uint32_t expected_magic,
+std::vector<std::uint32_t> read_header(std::string_view bytes, const std::string& path, std::uint32_t expected_magic,
                                        const char* kind) {
   if (bytes.empty()) throw FormatError(cat(path, ": file is empty, expected an IDX ", kind, " file"));
   std::size_t dims = expected_magic & 0xff;
@@ -91,7 +102,7 @@ std::vector<std::uint32_t> read_header(const std::string& bytes, const std::stri
   return sizes;
 }
 
-void check_payload(const std::string& bytes, std::size_t header_size, std::uint64_t expected, const std::string& path,
+void check_payload(std::string_view bytes, std::size_t header_size, std::uint64_t expected, const std::string& path,
                    const std::string& what) {
   std::uint64_t present = bytes.size() - header_size;
   if (present < expected)
@@ -100,37 +111,57 @@ void check_payload(const std::string& bytes, std::size_t header_size, std::uint6
     throw FormatError(cat(path, ": ", present - expected, " trailing bytes after the ", expected, " bytes of ", what));
 }
 
+// The IDX bytes themselves: inflated when gzip, as they are otherwise (zlib's gzread did the same).
+std::string_view plain_idx_bytes(std::string_view file_bytes, const std::string& source, std::string& inflated) {
+  if (!starts_with_gzip_magic(file_bytes)) return file_bytes;
+  inflated = gunzip(file_bytes, source);
+  return inflated;
+}
+
+// The whole file, after the checks whose messages the path readers have always given.
+std::string read_idx_file(const std::string& path) {
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) throw IOError(cat(path, ": is a folder, expected an IDX file"));
+  return read_file_bytes(path);
+}
+
 }  // namespace
 
-IdxImages read_idx_images(const std::string& path) {
-  std::string bytes = read_decompressed(path);
-  auto sizes = read_header(bytes, path, kImagesMagic, "images");
+IdxImages decode_idx_images(std::string_view file_bytes, const std::string& source) {
+  std::string inflated;
+  std::string_view bytes = plain_idx_bytes(file_bytes, source, inflated);
+  auto sizes = read_header(bytes, source, kImagesMagic, "images");
   if (sizes[1] == 0 || sizes[2] == 0)
-    throw FormatError(cat(path, ": images are ", sizes[1], "x", sizes[2], ", expected non-zero rows and cols"));
+    throw FormatError(cat(source, ": images are ", sizes[1], "x", sizes[2], ", expected non-zero rows and cols"));
+  // Capping each side at 2^16 keeps count * rows * cols below 2^64 (count is a uint32). Nothing is
+  // allocated from these numbers: they are only compared with the bytes actually present.
+  if (sizes[1] > 1u << 16 || sizes[2] > 1u << 16)
+    throw FormatError(cat(source, ": images are ", sizes[1], "x", sizes[2], ", expected at most 65536 per side"));
   IdxImages images;
   images.count = sizes[0];
   images.rows = static_cast<int>(sizes[1]);
   images.cols = static_cast<int>(sizes[2]);
-  // Capping each side at 2^16 keeps count * rows * cols below 2^64 (count is a uint32). Nothing is
-  // allocated from these numbers: they are only compared with the bytes actually present.
-  if (sizes[1] > 1u << 16 || sizes[2] > 1u << 16)
-    throw FormatError(cat(path, ": images are ", sizes[1], "x", sizes[2], ", expected at most 65536 per side"));
   std::uint64_t pixel_count = std::uint64_t(sizes[0]) * sizes[1] * sizes[2];
-  check_payload(bytes, 16, pixel_count, path,
+  check_payload(bytes, 16, pixel_count, source,
                 cat("pixels (", images.count, " images of ", images.rows, "x", images.cols, ")"));
   images.pixels.assign(bytes.begin() + 16, bytes.end());
   return images;
 }
 
-IdxLabels read_idx_labels(const std::string& path) {
-  std::string bytes = read_decompressed(path);
-  auto sizes = read_header(bytes, path, kLabelsMagic, "labels");
+IdxLabels decode_idx_labels(std::string_view file_bytes, const std::string& source) {
+  std::string inflated;
+  std::string_view bytes = plain_idx_bytes(file_bytes, source, inflated);
+  auto sizes = read_header(bytes, source, kLabelsMagic, "labels");
   IdxLabels labels;
   labels.count = sizes[0];
-  check_payload(bytes, 8, sizes[0], path, cat("labels (", labels.count, " promised)"));
+  check_payload(bytes, 8, sizes[0], source, cat("labels (", labels.count, " promised)"));
   labels.labels.assign(bytes.begin() + 8, bytes.end());
   return labels;
 }
+
+IdxImages read_idx_images(const std::string& path) { return decode_idx_images(read_idx_file(path), path); }
+
+IdxLabels read_idx_labels(const std::string& path) { return decode_idx_labels(read_idx_file(path), path); }
 
 IdxLabelledImages read_idx_labelled_images(const std::string& images_path, const std::string& labels_path) {
   IdxLabelledImages data{read_idx_images(images_path), read_idx_labels(labels_path)};

@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace fm::io {
@@ -23,14 +24,21 @@ struct IdxLabels {
   std::vector<std::uint8_t> labels;
 };
 
-// Reads an image file. Both ".gz" and uncompressed files work (zlib reads plain files as they are).
-// Throws fm::IOError when the file cannot be opened or decompressed, and fm::FormatError naming the file
-// when it is empty, has the wrong magic, zero images or sizes, or holds fewer or more pixel bytes than
-// the header promises.
+// Reads an image file. Both ".gz" and uncompressed files work (see decode_idx_images). Throws
+// fm::IOError when the file cannot be opened or read, and fm::FormatError naming the file when it
+// cannot be decompressed, is empty, has the wrong magic, zero images or sizes, or holds fewer or more
+// pixel bytes than the header promises.
 IdxImages read_idx_images(const std::string& path);
 
 // Reads a label file; the same errors as read_idx_images.
 IdxLabels read_idx_labels(const std::string& path);
+
+// The same for a file already in memory (the path readers call these, so there is one parser).
+// Bytes that start with the gzip magic 1f 8b are inflated first (several gzip members one after
+// another are read as one stream, as gzip itself does); anything else is taken as plain IDX.
+// `source` names the file in error messages. Throws fm::FormatError only.
+IdxImages decode_idx_images(std::string_view file_bytes, const std::string& source);
+IdxLabels decode_idx_labels(std::string_view file_bytes, const std::string& source);
 
 // Images and their labels, checked to have the same count.
 struct IdxLabelledImages {

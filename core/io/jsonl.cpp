@@ -92,7 +92,8 @@ JsonlContents read_jsonl(const std::string& path) {
   return contents;
 }
 
-JsonlTruncation truncate_jsonl_after_step(const std::string& path, std::int64_t max_step, const std::string& step_key) {
+JsonlTruncation truncate_jsonl_after_step(const std::string& path, std::int64_t max_step, const std::string& step_key,
+                                          const std::string& event_key) {
   JsonlTruncation result;
   std::error_code error;
   if (!std::filesystem::exists(path, error)) return result;
@@ -105,7 +106,9 @@ JsonlTruncation truncate_jsonl_after_step(const std::string& path, std::int64_t 
       if (!step->is_number_integer())
         throw FormatError(cat(path, ": line ", line.line_number, ": \"", step_key, "\" is ", step->dump(),
                               ", expected an integer"));
-      if (step->get<std::int64_t>() > max_step) {
+      const std::int64_t step_value = step->get<std::int64_t>();
+      const bool event_after_checkpoint = !event_key.empty() && step_value == max_step && line.record.contains(event_key);
+      if (step_value > max_step || event_after_checkpoint) {
         ++result.dropped;
         continue;
       }

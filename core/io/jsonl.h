@@ -66,7 +66,9 @@ struct JsonlTruncation {
 // Rewrites `path` (atomically) keeping only the records whose `step_key` is <= max_step, and those
 // without the key (run headers, notes). Kept lines are copied byte for byte. A record whose step is
 // not an integer throws fm::FormatError. A missing file is not an error: nothing to cut, all zeros.
+// When `event_key` is not empty, records holding that key at exactly max_step are dropped too: events
+// logged after the checkpoint of that step (a run's final evaluation), which a resumed run writes again.
 JsonlTruncation truncate_jsonl_after_step(const std::string& path, std::int64_t max_step,
-                                          const std::string& step_key = "step");
+                                          const std::string& step_key = "step", const std::string& event_key = "");
 
 }  // namespace fm::io

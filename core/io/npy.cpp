@@ -236,10 +236,13 @@ NpyArray decode_npy(std::string_view file, const std::string& source) {
                           "(save with numpy.ascontiguousarray)"));
   array.shape = *shape;
 
-  std::uint64_t count = 1;
+  // The running product in int64, as element_count() forms it: with a later 0 dim the total is 0,
+  // but (4294967296, 2147483649, 0) would still overflow on the way there.
+  std::int64_t signed_count = 1;
   for (std::int64_t dim : array.shape)
-    if (__builtin_mul_overflow(count, static_cast<std::uint64_t>(dim), &count))
+    if (__builtin_mul_overflow(signed_count, dim, &signed_count))
       throw FormatError(cat(source, ": .npy shape overflows 64 bits"));
+  std::uint64_t count = static_cast<std::uint64_t>(signed_count);
   std::uint64_t expected_bytes = 0;
   if (__builtin_mul_overflow(count, element_size(array.dtype), &expected_bytes))
     throw FormatError(cat(source, ": .npy shape overflows 64 bits"));

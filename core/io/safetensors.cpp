@@ -25,6 +25,7 @@ constexpr const char* kMetadataKey = "__metadata__";
 // Python's safetensors refuses headers above 100 MB; so do we, so a corrupt length cannot make us
 // allocate gigabytes before the JSON parser even starts.
 constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
+constexpr int kMaxHeaderDepth = 64;  // JSON nesting; a valid header needs 3
 
 // Where one tensor sits in the data section, as the header says.
 struct TensorLayout {
@@ -128,8 +129,13 @@ void write_encoded(std::ostream& out, const std::vector<SafetensorsTensorView>& 
 nlohmann::json parse_json_rejecting_duplicates(std::string_view text, const std::string& source) {
   std::vector<std::set<std::string>> keys_per_open_object;
   std::string duplicate;
-  auto watch_keys = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+  auto watch_keys = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
     using Event = nlohmann::json::parse_event_t;
+    // A valid header is 3 deep ({name: {shape: [...]}}). nlohmann parses iteratively but dumps (in our
+    // error messages) recursively, so a shape nested 100,000 deep would overflow the stack.
+    if ((event == Event::object_start || event == Event::array_start) && depth >= kMaxHeaderDepth)
+      throw FormatError(cat(source, ": safetensors header is nested more than ", kMaxHeaderDepth,
+                            " levels deep, expected {name: {dtype, shape, data_offsets}}"));
     if (event == Event::object_start) keys_per_open_object.emplace_back();
     else if (event == Event::object_end && !keys_per_open_object.empty()) keys_per_open_object.pop_back();
     else if (event == Event::key && !keys_per_open_object.empty() && parsed.is_string()) {
@@ -192,12 +198,16 @@ TensorLayout parse_entry(const std::string& name, const nlohmann::json& entry, c
   if (!shape.is_array())
     throw FormatError(cat(source, ": tensor '", name, "': shape is ", shape.dump(), ", expected an array"));
   std::uint64_t expected_bytes = element_size;
+  std::int64_t elements = 1;  // the running product element_count() forms, which must not overflow either
   for (const auto& dim : shape) {
     if (!dim.is_number_unsigned())
       throw FormatError(cat(source, ": tensor '", name, "': shape ", shape.dump(),
                             " holds ", dim.dump(), ", expected non-negative integers"));
     std::uint64_t d = dim.get<std::uint64_t>();
-    if (d > static_cast<std::uint64_t>(INT64_MAX) || __builtin_mul_overflow(expected_bytes, d, &expected_bytes))
+    // A later 0 dim makes the byte count 0 again, so checking the bytes alone would let
+    // [2^32, 2^31 + 1, 0] through and element_count() overflow on its way to 0.
+    if (d > static_cast<std::uint64_t>(INT64_MAX) || __builtin_mul_overflow(expected_bytes, d, &expected_bytes) ||
+        __builtin_mul_overflow(elements, static_cast<std::int64_t>(d), &elements))
       throw FormatError(cat(source, ": tensor '", name, "': shape ", shape.dump(), " overflows 64 bits"));
     layout.shape.push_back(static_cast<std::int64_t>(d));
   }
