@@ -4,10 +4,8 @@
 // flag set, then the typed getters and list parsers each tool calls).
 //
 // Input layout: the first byte picks the tool (modulo 5), the rest is split at NUL bytes into the
-// arguments after the program name. The flag sets below copy those in tools/fmsample_main.cpp and
-// tools/fmeval_main.cpp; the parser's behaviour does not depend on which names they hold, only on
-// their being value flags or switches. Every documented failure is an fm::Error (ConfigError);
-// anything else escaping is a bug.
+// arguments after the program name. The flag sets are the tools' own (tools/tool_flags.h). Every
+// documented failure is an fm::Error (ConfigError); anything else escaping is a bug.
 #include <cstddef>
 #include <cstdint>
 #include <set>
@@ -20,6 +18,7 @@
 #include "tools/cli_args.h"
 #include "tools/config.h"
 #include "tools/fmtrain_args.h"
+#include "tools/tool_flags.h"
 
 namespace {
 
@@ -41,10 +40,8 @@ void fmtrain(int argc, char** argv) {
 }
 
 void fmsample(int argc, char** argv) {
-  fm::tools::CliArgs args(argc, argv,
-                          {"--checkpoint", "--n", "--out", "--npy", "--solver", "--steps", "--rtol", "--atol",
-                           "--weights", "--seed", "--device", "--kernels"},
-                          {"--help"});
+  const fm::tools::ToolFlags& flags = fm::tools::fmsample_flags();
+  fm::tools::CliArgs args(argc, argv, flags.value_flags, flags.switch_flags);
   attempt([&] { args.required("--checkpoint"); });
   attempt([&] { fm::parse_kernel_impl(args.required("--kernels")); });
   attempt([&] { args.integer("--steps", 1, 1000000); });
@@ -56,10 +53,8 @@ void fmsample(int argc, char** argv) {
 }
 
 void fmeval_evaluate(int argc, char** argv) {
-  fm::tools::CliArgs args(argc, argv,
-                          {"--checkpoint", "--samples", "--classifier", "--n", "--solver", "--steps", "--rtol",
-                           "--atol", "--weights", "--seed", "--data-dir", "--device", "--kernels", "--floor-draws"},
-                          {"--help"});
+  const fm::tools::ToolFlags& flags = fm::tools::fmeval_evaluate_flags();
+  fm::tools::CliArgs args(argc, argv, flags.value_flags, flags.switch_flags);
   attempt([&] { args.integer("--n", 2, 10000000); });
   attempt([&] { args.integer("--floor-draws", 1, 100); });
   attempt([&] { args.required("--solver"); });
@@ -71,8 +66,8 @@ void fmeval_evaluate(int argc, char** argv) {
 }
 
 void fmeval_train_classifier(int argc, char** argv) {
-  fm::tools::CliArgs args(argc, argv, {"--out", "--epochs", "--data-dir", "--seed", "--batch-size", "--lr", "--device"},
-                          {"--help"});
+  const fm::tools::ToolFlags& flags = fm::tools::fmeval_train_classifier_flags();
+  fm::tools::CliArgs args(argc, argv, flags.value_flags, flags.switch_flags);
   attempt([&] { args.integer("--epochs", 1, 1000); });
   attempt([&] { args.integer("--seed", 0, 1LL << 53); });
   attempt([&] { args.integer("--batch-size", 1, 1 << 20); });
@@ -80,10 +75,8 @@ void fmeval_train_classifier(int argc, char** argv) {
 }
 
 void fmeval_sweep(int argc, char** argv) {
-  fm::tools::CliArgs args(argc, argv,
-                          {"--classifier", "--n", "--only", "--nfe", "--solvers", "--tolerances", "--data-dir",
-                           "--device", "--kernels"},
-                          {"--help"});
+  const fm::tools::ToolFlags& flags = fm::tools::fmeval_sweep_flags();
+  fm::tools::CliArgs args(argc, argv, flags.value_flags, flags.switch_flags);
   attempt([&] { args.integer("--n", 2, 10000000); });
   attempt([&] { args.required("--only"); });
   attempt([&] { fm::tools::parse_list<int>("--nfe", args.required("--nfe")); });

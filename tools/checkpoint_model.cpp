@@ -14,9 +14,8 @@ CheckpointModel load_checkpoint_model(const std::string& path, Device device, co
            ": no \"config\" in the metadata; is this a checkpoint written by fmtrain?");
   CheckpointModel out;
   try {
-    out.config = resolve_config(Json::parse(config_text->second));
-  } catch (const Json::exception& e) {
-    throw FormatError(cat(path, ": the config in the metadata is not valid JSON (", e.what(), ")"));
+    // The same depth-limited parser as a config file: the text comes from outside too.
+    out.config = resolve_config(parse_config_text(config_text->second, "not a valid config"));
   } catch (const ConfigError& e) {  // the messages name the key, not the file it came from
     throw FormatError(cat(path, ": the config in the metadata: ", e.what()));
   }

@@ -25,6 +25,7 @@
 
 #include "core/kernel_choice.h"
 #include "tools/cli_args.h"
+#include "tools/tool_flags.h"
 #include "tools/eval_classifier.h"
 #include "tools/quality_sweep.h"
 #include "tools/run_setup.h"
@@ -56,8 +57,8 @@ void print_line(const std::string& line) { std::fprintf(stderr, "%s\n", line.c_s
 int train_classifier_command(int argc, char** argv) {
   using namespace fm;
   // argv[0] is "train-classifier"; CliArgs skips it like a program name.
-  tools::CliArgs args(argc, argv, {"--out", "--epochs", "--data-dir", "--seed", "--batch-size", "--lr", "--device"},
-                      {"--help"});
+  tools::CliArgs args(argc, argv, tools::fmeval_train_classifier_flags().value_flags,
+                      tools::fmeval_train_classifier_flags().switch_flags);
   if (args.has("--help")) {
     std::fputs(kUsage, stdout);
     return 0;
@@ -86,10 +87,7 @@ int train_classifier_command(int argc, char** argv) {
 
 int evaluate_command(int argc, char** argv) {
   using namespace fm;
-  tools::CliArgs args(argc, argv,
-                      {"--checkpoint", "--samples", "--classifier", "--n", "--solver", "--steps", "--rtol", "--atol",
-                       "--weights", "--seed", "--data-dir", "--device", "--kernels", "--floor-draws"},
-                      {"--help"});
+  tools::CliArgs args(argc, argv, tools::fmeval_evaluate_flags().value_flags, tools::fmeval_evaluate_flags().switch_flags);
   if (args.has("--help")) {
     std::fputs(kUsage, stdout);
     return 0;
@@ -132,10 +130,7 @@ int evaluate_command(int argc, char** argv) {
 
 int sweep_command(int argc, char** argv) {
   using namespace fm;
-  tools::CliArgs args(argc, argv,
-                      {"--classifier", "--n", "--only", "--nfe", "--solvers", "--tolerances", "--data-dir", "--device",
-                       "--kernels"},
-                      {"--help"});
+  tools::CliArgs args(argc, argv, tools::fmeval_sweep_flags().value_flags, tools::fmeval_sweep_flags().switch_flags);
   if (args.has("--help")) {
     std::fputs(kUsage, stdout);
     return 0;

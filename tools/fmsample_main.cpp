@@ -15,6 +15,7 @@
 #include "core/kernel_choice.h"
 #include "tools/checkpoint_model.h"
 #include "tools/cli_args.h"
+#include "tools/tool_flags.h"
 #include "tools/run_setup.h"
 
 namespace {
@@ -29,9 +30,7 @@ const char* kUsage =
 int main(int argc, char** argv) {
   using namespace fm;
   try {
-    tools::CliArgs args(argc, argv, {"--checkpoint", "--n", "--out", "--npy", "--solver", "--steps", "--rtol", "--atol",
-                                     "--weights", "--seed", "--device", "--kernels"},
-                        {"--help"});
+    tools::CliArgs args(argc, argv, tools::fmsample_flags().value_flags, tools::fmsample_flags().switch_flags);
     if (args.has("--help")) {
       std::fputs(kUsage, stdout);
       return 0;
