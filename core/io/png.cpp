@@ -53,6 +53,33 @@ struct Point {
   float x, y;
 };
 
+// stb_easy_font draws printable ASCII only: it indexes its glyph table with (char - 32), so a byte of
+// a UTF-8 sequence (negative as a char) would read before the table (UBSan caught "index -94" for
+// the '·' in our plot titles). The few non-ASCII characters our titles use get ASCII stand-ins; any
+// other character becomes '?', and control characters other than '\n' a space.
+std::string font_text(const std::string& text) {
+  static const std::pair<const char*, const char*> kStandIns[] = {
+      {"·", "-"}, {"×", "x"}, {"—", "-"}, {"–", "-"}, {"→", "->"}, {"²", "^2"}};
+  std::string out;
+  for (std::size_t i = 0; i < text.size();) {
+    const unsigned char byte = static_cast<unsigned char>(text[i]);
+    if (byte < 0x80) {
+      out += (byte >= 32 && byte < 127) || byte == '\n' ? char(byte) : ' ';
+      ++i;
+      continue;
+    }
+    std::size_t length = 1;  // the whole UTF-8 sequence: a lead byte and its continuation bytes
+    while (i + length < text.size() && (static_cast<unsigned char>(text[i + length]) & 0xC0) == 0x80) ++length;
+    const std::string character = text.substr(i, length);
+    const char* stand_in = "?";
+    for (const auto& [utf8, ascii] : kStandIns)
+      if (character == utf8) stand_in = ascii;
+    out += stand_in;
+    i += length;
+  }
+  return out;
+}
+
 class Canvas {
  public:
   Canvas(int width, int height, Color background) : width_(width), height_(height), rgb_(std::size_t(width) * height * 3) {
@@ -164,7 +191,7 @@ class Canvas {
   // anticlockwise so it reads bottom to top, with (x, y) then the bottom-left corner.
   void draw_text(float x, float y, const std::string& text, Color c, float scale, bool vertical = false) {
     if (text.empty()) return;
-    std::string writable = text;  // stb_easy_font takes char*
+    std::string writable = font_text(text);  // stb_easy_font takes char*
     // 64 bytes per quad; stb's "about 270 bytes per character" is an average, and '2' alone takes 6
     // quads, so size for the worst glyphs (stb silently drops quads that do not fit).
     std::vector<char> vertices(text.size() * 64 * 24 + 64);
@@ -194,7 +221,7 @@ constexpr float kCapHeight = 7.f;  // stb_easy_font capitals, in font units
 
 float text_width(const std::string& text, float scale) {
   if (text.empty()) return 0.f;
-  std::string writable = text;
+  std::string writable = font_text(text);
   // stb_easy_font_width counts one unit of spacing after the last glyph.
   return float(stb_easy_font_width(writable.data()) - 1) * scale;
 }

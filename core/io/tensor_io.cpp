@@ -32,7 +32,7 @@ Tensor tensor_from_entry(const std::string& source, const std::string& name, con
   else
     throw FormatError(cat(source, ": tensor \"", name, "\" has dtype ", e.dtype, ", expected F32 or F64"));
   Tensor t = Tensor::empty(e.shape, dtype);
-  std::memcpy(t.raw_data(), e.bytes.data(), e.bytes.size());
+  if (!e.bytes.empty()) std::memcpy(t.raw_data(), e.bytes.data(), e.bytes.size());  // no buffer when empty
   return t;
 }
 
@@ -70,7 +70,7 @@ LoadedCheckpoint load_safetensors_with_words(const std::string& path) {
   for (const auto& [name, entry] : file.tensors) {
     if (entry.dtype == "U64") {
       std::vector<std::uint64_t> w(std::size_t(entry.element_count()));
-      std::memcpy(w.data(), entry.bytes.data(), entry.bytes.size());
+      if (!entry.bytes.empty()) std::memcpy(w.data(), entry.bytes.data(), entry.bytes.size());
       out.words[name] = std::move(w);
     } else {
       out.tensors[name] = tensor_from_entry(file.source, name, entry);
@@ -91,7 +91,8 @@ Tensor load_npy(const std::string& path) {
   NpyArray array = read_npy(path);
   DType dtype = array.dtype == NpyDType::Float32 ? DType::Float32 : DType::Float64;
   Tensor t = Tensor::empty(array.shape, dtype);
-  std::memcpy(t.raw_data(), array.bytes.data(), array.bytes.size());
+  // memcpy with a null pointer is undefined even for 0 bytes, and an empty array has no buffer.
+  if (!array.bytes.empty()) std::memcpy(t.raw_data(), array.bytes.data(), array.bytes.size());
   return t;
 }
 
