@@ -16,6 +16,9 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "flow/scheduler.h"
+#include "flow/solver.h"
+#include "flow/time_sampler.h"
 #include "nn/mlp.h"
 #include "nn/unet.h"
 
@@ -46,7 +49,7 @@ const std::vector<KeySpec>& schema() {
       {"data.images", KeyType::String, "train-images-idx3-ubyte.gz", -kInf, kInf, {}, "image data: training images file (in data.dir, or a path)"},
       {"data.limit", KeyType::Integer, 0, 0, 1e9, {}, "image data: use only the first N images (0 = all)"},
       {"model.type", KeyType::String, "mlp", -kInf, kInf, {"mlp", "unet"}, "velocity network (default: mlp for 2-D data, unet for images); its other keys are listed below"},
-      {"path.scheduler", KeyType::String, "condot", -kInf, kInf, {"condot", "cosine", "vp"}, "probability path x_t = a_t x1 + s_t x0"},
+      {"path.scheduler", KeyType::String, "condot", -kInf, kInf, flow::scheduler_names(), "probability path x_t = a_t x1 + s_t x0"},
       {"train.steps", KeyType::Integer, 5000, 1, 1e9, {}, "optimisation steps"},
       {"train.batch_size", KeyType::Integer, 1024, 1, 1e6, {}, "examples per step"},
       {"train.lr", KeyType::Number, 1e-3, 0, 10, {}, "peak learning rate"},
@@ -60,7 +63,7 @@ const std::vector<KeySpec>& schema() {
       {"train.lr_schedule", KeyType::String, "constant", -kInf, kInf, {"constant", "cosine"}, "LR after warmup"},
       {"train.grad_clip", KeyType::Number, 0.0, 0, 1e9, {}, "clip the global gradient norm (0 = off)"},
       {"train.ema_decay", KeyType::Number, 0.999, 0, 0.999999999, {}, "EMA of the weights (0 = off)"},
-      {"train.time_sampler", KeyType::String, "uniform", -kInf, kInf, {"uniform", "logit_normal", "warp"}, "distribution of t in the loss"},
+      {"train.time_sampler", KeyType::String, "uniform", -kInf, kInf, flow::time_sampler_names(), "distribution of t in the loss"},
       {"train.time_warp_s", KeyType::Number, 0.5, 0, 1.5, {}, "warp: slope at t = 1/2 (seed 003)"},
       {"train.logit_normal_mean", KeyType::Number, 0.0, -10, 10, {}, "logit_normal: mean"},
       {"train.logit_normal_std", KeyType::Number, 1.0, 1e-3, 10, {}, "logit_normal: std"},
@@ -69,7 +72,7 @@ const std::vector<KeySpec>& schema() {
       {"train.detect_anomaly", KeyType::Bool, false, -kInf, kInf, {}, "check every op's output and gradient for NaN/Inf and stop at the first one, naming it (slow: for debugging)"},
       {"train.keep_checkpoints", KeyType::Bool, false, -kInf, kInf, {}, "also keep every checkpoint as checkpoint_step_NNNNNNN.safetensors (to measure quality against steps)"},
       {"train.sample_every", KeyType::Integer, 0, 0, 1e9, {}, "steps between sample pictures (0 = only at the end)"},
-      {"sample.solver", KeyType::String, "euler", -kInf, kInf, {"euler", "midpoint", "heun", "rk4", "dopri5"}, "ODE solver"},
+      {"sample.solver", KeyType::String, "euler", -kInf, kInf, flow::solver_names(), "ODE solver"},
       {"sample.steps", KeyType::Integer, 100, 1, 1e6, {}, "fixed-step solvers: steps from t = 0 to 1"},
       {"sample.rtol", KeyType::Number, 1e-5, 1e-12, 1, {}, "dopri5: relative tolerance"},
       {"sample.atol", KeyType::Number, 1e-5, 1e-12, 1, {}, "dopri5: absolute tolerance"},

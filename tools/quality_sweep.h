@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "flow/solver.h"
 #include "tools/eval_classifier.h"
 
 namespace fm::tools {
@@ -31,7 +32,7 @@ struct QualitySweepRequest {
   bool sweep_steps = true;
   bool sweep_nfe = true;
   std::vector<int> nfe_budgets = {4, 8, 16, 32};
-  std::vector<std::string> solvers = {"euler", "midpoint", "heun", "rk4", "dopri5"};
+  std::vector<std::string> solvers = flow::solver_names();
   std::vector<double> dopri5_tolerances = {1e-2, 1e-3, 1e-4};  // used as both rtol and atol
   Device device = Device::CPU;
 };
