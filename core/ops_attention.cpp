@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "core/autograd.h"
+#include "core/dispatch.h"
 #include "core/kernel_choice.h"
 #include "core/ops_nn.h"
 #include "core/tensor_internal.h"
@@ -29,44 +30,40 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   Tensor q = q_in.detach().contiguous(), k = k_in.detach().contiguous(), v = v_in.detach().contiguous();
   Tensor o = Tensor::empty(q.shape(), q.dtype(), q.device());
   Tensor lse = Tensor::empty({B, H, L}, q.dtype(), q.device());
-  if (q.is_cuda()) {
-#ifdef FM_WITH_CUDA
-    auto f = kernel_impl() == KernelImpl::Library ? kernels::attention_forward_cuda_unfused
-                                                  : kernels::attention_forward_cuda_flash;
-    f(q.data<float>(), k.data<float>(), v.data<float>(), o.data<float>(), lse.data<float>(), B, H, L, D,
-      float(scale));
-#endif
-  } else if (q.dtype() == DType::Float32) {
-    kernels::attention_forward_cpu_gemm<float>(q.data<float>(), k.data<float>(), v.data<float>(),
-                                               o.data<float>(), lse.data<float>(), B, H, L, D, float(scale));
-  } else {
-    kernels::attention_forward_cpu_gemm<double>(q.data<double>(), k.data<double>(), v.data<double>(),
-                                                o.data<double>(), lse.data<double>(), B, H, L, D, scale);
-  }
+  dispatch_kernel(
+      op, q.device(), q.dtype(),
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::attention_forward_cpu_gemm<T>(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<T>(), B,
+                                               H, L, D, T(scale));
+      },
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        auto forward = kernel_impl() == KernelImpl::Library ? kernels::attention_forward_cuda_unfused
+                                                            : kernels::attention_forward_cuda_flash;
+        forward(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<T>(), B, H, L, D, T(scale));
+      });
   Tensor o_saved = o.detach();
   return record_op(o, op, {q_in, k_in, v_in}, [=](const Tensor& g_in) {
     Tensor g = g_in.contiguous();
     Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device());
     Tensor dk = Tensor::empty(q.shape(), q.dtype(), q.device());
     Tensor dv = Tensor::empty(q.shape(), q.dtype(), q.device());
-    if (q.is_cuda()) {
-#ifdef FM_WITH_CUDA
-      auto f = kernel_impl() == KernelImpl::Library ? kernels::attention_backward_cuda_unfused
-                                                    : kernels::attention_backward_cuda_flash;
-      f(q.data<float>(), k.data<float>(), v.data<float>(), o_saved.data<float>(), g.data<float>(),
-        lse.data<float>(), dq.data<float>(), dk.data<float>(), dv.data<float>(), B, H, L, D, float(scale));
-#endif
-    } else if (q.dtype() == DType::Float32) {
-      kernels::attention_backward_cpu_gemm<float>(q.data<float>(), k.data<float>(), v.data<float>(),
-                                                  o_saved.data<float>(), g.data<float>(), lse.data<float>(),
-                                                  dq.data<float>(), dk.data<float>(), dv.data<float>(), B, H,
-                                                  L, D, float(scale));
-    } else {
-      kernels::attention_backward_cpu_gemm<double>(q.data<double>(), k.data<double>(), v.data<double>(),
-                                                   o_saved.data<double>(), g.data<double>(),
-                                                   lse.data<double>(), dq.data<double>(), dk.data<double>(),
-                                                   dv.data<double>(), B, H, L, D, scale);
-    }
+    dispatch_kernel(
+        op, q.device(), q.dtype(),
+        [&](auto type) {
+          using T = element_type<decltype(type)>;
+          kernels::attention_backward_cpu_gemm<T>(q.data<T>(), k.data<T>(), v.data<T>(), o_saved.data<T>(),
+                                                  g.data<T>(), lse.data<T>(), dq.data<T>(), dk.data<T>(),
+                                                  dv.data<T>(), B, H, L, D, T(scale));
+        },
+        [&](auto type) {
+          using T = element_type<decltype(type)>;
+          auto backward = kernel_impl() == KernelImpl::Library ? kernels::attention_backward_cuda_unfused
+                                                               : kernels::attention_backward_cuda_flash;
+          backward(q.data<T>(), k.data<T>(), v.data<T>(), o_saved.data<T>(), g.data<T>(), lse.data<T>(),
+                   dq.data<T>(), dk.data<T>(), dv.data<T>(), B, H, L, D, T(scale));
+        });
     return std::vector<Tensor>{dq, dk, dv};
   });
 }

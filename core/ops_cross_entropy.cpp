@@ -1,29 +1,15 @@
 // core/ops_cross_entropy.cpp — mean softmax cross-entropy (for the evaluation classifier).
 //
-// Labels live in a host vector; on CUDA they are copied to the device once per call (a few KB).
+// Labels live in a host vector; on CUDA they are copied to the device once per call (a few KB,
+// internal::DeviceIndices).
 #include "core/autograd.h"
+#include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/ops_nn.h"
 #include "core/tensor_internal.h"
 #include "kernels/cross_entropy.h"
-#include "kernels/runtime.h"
 
 namespace fm {
-namespace {
-
-// The labels as device memory for the duration of one kernel call.
-struct DeviceLabels {
-  std::int32_t* ptr = nullptr;
-  explicit DeviceLabels(const std::vector<std::int32_t>& labels) {
-    ptr = static_cast<std::int32_t*>(kernels::cuda_malloc(labels.size() * sizeof(std::int32_t)));
-    kernels::cuda_copy_to_device(ptr, labels.data(), labels.size() * sizeof(std::int32_t));
-  }
-  ~DeviceLabels() { kernels::cuda_free(ptr); }
-  DeviceLabels(const DeviceLabels&) = delete;
-  DeviceLabels& operator=(const DeviceLabels&) = delete;
-};
-
-}  // namespace
 
 Tensor cross_entropy(const Tensor& logits_in, const std::vector<std::int32_t>& labels) {
   internal::check_dim("cross_entropy", logits_in, 2, "logits", "(batch, classes)");
@@ -37,37 +23,36 @@ Tensor cross_entropy(const Tensor& logits_in, const std::vector<std::int32_t>& l
   Tensor logits = logits_in.detach().contiguous();
   Tensor row_loss = Tensor::empty({N}, logits.dtype(), logits.device());
   Tensor probs = Tensor::empty({N, C}, logits.dtype(), logits.device());
-  if (logits.is_cuda()) {
-#ifdef FM_WITH_CUDA
-    DeviceLabels device_labels(labels);
-    kernels::cross_entropy_forward_cuda(logits.data<float>(), device_labels.ptr,
-                                        row_loss.data<float>(), probs.data<float>(), N, C);
-#endif
-  } else if (logits.dtype() == DType::Float32) {
-    kernels::cross_entropy_forward_cpu(logits.data<float>(), labels.data(), row_loss.data<float>(),
-                                       probs.data<float>(), N, C);
-  } else {
-    kernels::cross_entropy_forward_cpu(logits.data<double>(), labels.data(), row_loss.data<double>(),
-                                       probs.data<double>(), N, C);
-  }
+  dispatch_kernel(
+      "cross_entropy", logits.device(), logits.dtype(),
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::cross_entropy_forward_cpu(logits.data<T>(), labels.data(), row_loss.data<T>(), probs.data<T>(), N, C);
+      },
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        internal::DeviceIndices device_labels(labels);
+        kernels::cross_entropy_forward_cuda(logits.data<T>(), device_labels.get(), row_loss.data<T>(), probs.data<T>(),
+                                            N, C);
+      });
   Tensor loss = mean(row_loss);
   return record_op(loss, "cross_entropy", {logits_in}, [=](const Tensor& g) {
     // d mean / d row_loss = 1/N, times the incoming scalar gradient.
     Tensor row_scale = affine(g.reshape({1}).expand({N}).contiguous(), 1.0 / N, 0.0);
     Tensor grad = Tensor::empty({N, C}, probs.dtype(), probs.device());
-    if (probs.is_cuda()) {
-#ifdef FM_WITH_CUDA
-      DeviceLabels device_labels(labels);
-      kernels::cross_entropy_backward_cuda(probs.data<float>(), device_labels.ptr,
-                                           row_scale.data<float>(), grad.data<float>(), N, C);
-#endif
-    } else if (probs.dtype() == DType::Float32) {
-      kernels::cross_entropy_backward_cpu(probs.data<float>(), labels.data(),
-                                          row_scale.data<float>(), grad.data<float>(), N, C);
-    } else {
-      kernels::cross_entropy_backward_cpu(probs.data<double>(), labels.data(),
-                                          row_scale.data<double>(), grad.data<double>(), N, C);
-    }
+    dispatch_kernel(
+        "cross_entropy", probs.device(), probs.dtype(),
+        [&](auto type) {
+          using T = element_type<decltype(type)>;
+          kernels::cross_entropy_backward_cpu(probs.data<T>(), labels.data(), row_scale.data<T>(), grad.data<T>(), N,
+                                              C);
+        },
+        [&](auto type) {
+          using T = element_type<decltype(type)>;
+          internal::DeviceIndices device_labels(labels);
+          kernels::cross_entropy_backward_cuda(probs.data<T>(), device_labels.get(), row_scale.data<T>(),
+                                               grad.data<T>(), N, C);
+        });
     return std::vector<Tensor>{grad};
   });
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/autograd.h"
+#include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/tensor_internal.h"
 #include "kernels/activation.h"
@@ -20,15 +21,16 @@ Tensor unary_forward(const char* op_name, UnaryOp op, const Tensor& x, double al
   internal::check_defined(op_name, x, "input");
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   auto g = internal::make_geometry(x.shape(), y.strides(), x.strides());
-  if (x.device() == Device::CUDA) {
-#ifdef FM_WITH_CUDA
-    kernels::unary_cuda(op, x.data<float>(), y.data<float>(), g, alpha, beta);
-#endif
-  } else if (x.dtype() == DType::Float32) {
-    kernels::unary_cpu(op, x.data<float>(), y.data<float>(), g, alpha, beta);
-  } else {
-    kernels::unary_cpu(op, x.data<double>(), y.data<double>(), g, alpha, beta);
-  }
+  dispatch_kernel(
+      op_name, x.device(), x.dtype(),
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::unary_cpu(op, x.data<T>(), y.data<T>(), g, alpha, beta);
+      },
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::unary_cuda(op, x.data<T>(), y.data<T>(), g, alpha, beta);
+      });
   return y;
 }
 
@@ -39,15 +41,16 @@ Tensor binary_forward(const char* op_name, BinaryOp op, const Tensor& a, const T
   Tensor y = Tensor::empty(out_shape, a.dtype(), a.device());
   auto g = internal::make_geometry(out_shape, y.strides(), internal::broadcast_strides(a, out_shape),
                                    internal::broadcast_strides(b, out_shape));
-  if (a.device() == Device::CUDA) {
-#ifdef FM_WITH_CUDA
-    kernels::binary_cuda(op, a.data<float>(), b.data<float>(), y.data<float>(), g);
-#endif
-  } else if (a.dtype() == DType::Float32) {
-    kernels::binary_cpu(op, a.data<float>(), b.data<float>(), y.data<float>(), g);
-  } else {
-    kernels::binary_cpu(op, a.data<double>(), b.data<double>(), y.data<double>(), g);
-  }
+  dispatch_kernel(
+      op_name, a.device(), a.dtype(),
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::binary_cpu(op, a.data<T>(), b.data<T>(), y.data<T>(), g);
+      },
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::binary_cuda(op, a.data<T>(), b.data<T>(), y.data<T>(), g);
+      });
   return y;
 }
 
@@ -182,30 +185,30 @@ Tensor relu(const Tensor& x) {
 }
 
 // SiLU on CUDA runs the dedicated vectorised kernels (kernels/cuda/activation.cu) when the input is
-// contiguous; everything else goes through the generic elementwise maps.
+// contiguous; everything else (the CPU, strided views) goes through the generic elementwise maps.
 Tensor silu(const Tensor& x) {
   Tensor x_saved = x.detach();
+  const bool dedicated = x.defined() && x.is_cuda() && x.is_contiguous();
   Tensor y;
-#ifdef FM_WITH_CUDA
-  bool dedicated = x.defined() && x.is_cuda() && x.is_contiguous();
   if (dedicated) {
     y = Tensor::empty(x.shape(), x.dtype(), x.device());
-    kernels::silu_forward_cuda(x.data<float>(), y.data<float>(), x.numel());
+    dispatch_cuda_kernel("silu", x.dtype(), [&](auto type) {
+      using T = element_type<decltype(type)>;
+      kernels::silu_forward_cuda(x.data<T>(), y.data<T>(), x.numel());
+    });
+  } else {
+    y = unary_forward("silu", UnaryOp::Silu, x);
   }
-#else
-  const bool dedicated = false;
-#endif
-  if (!dedicated) y = unary_forward("silu", UnaryOp::Silu, x);
   return record_op(y, "silu", {x}, [=](const Tensor& g) {
-#ifdef FM_WITH_CUDA
-    if (dedicated) {
-      Tensor gc = g.contiguous();
-      Tensor dx = Tensor::empty(gc.shape(), gc.dtype(), gc.device());
-      kernels::silu_backward_cuda(x_saved.data<float>(), gc.data<float>(), dx.data<float>(), gc.numel());
-      return std::vector<Tensor>{dx};
-    }
-#endif
-    return std::vector<Tensor>{binary_forward("silu_backward", BinaryOp::SiluBackward, x_saved, g)};
+    if (!dedicated)
+      return std::vector<Tensor>{binary_forward("silu_backward", BinaryOp::SiluBackward, x_saved, g)};
+    Tensor gc = g.contiguous();
+    Tensor dx = Tensor::empty(gc.shape(), gc.dtype(), gc.device());
+    dispatch_cuda_kernel("silu", gc.dtype(), [&](auto type) {
+      using T = element_type<decltype(type)>;
+      kernels::silu_backward_cuda(x_saved.data<T>(), gc.data<T>(), dx.data<T>(), gc.numel());
+    });
+    return std::vector<Tensor>{dx};
   });
 }
 

@@ -3,6 +3,7 @@
 // A transposed view (e.g. Wᵀ in a Linear layer) is passed to GEMM as a transpose flag rather than
 // copied. Backward: for C = A·B, dA = dC·Bᵀ and dB = Aᵀ·dC (summed over the batch when B is shared).
 #include "core/autograd.h"
+#include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/tensor_internal.h"
 #include "kernels/gemm.h"
@@ -68,23 +69,20 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
     M *= batch;
     batch = 1;
   }
-  if (a.device() == Device::CUDA) {
-#ifdef FM_WITH_CUDA
-    kernels::gemm_batched_cublas(int(batch), A.transposed, B.transposed, int(M), int(N), int(K), 1.f,
-                                 A.tensor.data<float>(), A.ld, stride_a, B.tensor.data<float>(), B.ld,
-                                 stride_b, 0.f, c.data<float>(), int(N), stride_c);
-#endif
-  } else if (a.dtype() == DType::Float32) {
-    kernels::gemm_batched_cpu<float>(int(batch), A.transposed, B.transposed, int(M), int(N), int(K),
-                                     1.f, A.tensor.data<float>(), A.ld, stride_a,
-                                     B.tensor.data<float>(), B.ld, stride_b, 0.f, c.data<float>(),
-                                     int(N), stride_c);
-  } else {
-    kernels::gemm_batched_cpu<double>(int(batch), A.transposed, B.transposed, int(M), int(N), int(K),
-                                      1.0, A.tensor.data<double>(), A.ld, stride_a,
-                                      B.tensor.data<double>(), B.ld, stride_b, 0.0,
-                                      c.data<double>(), int(N), stride_c);
-  }
+  dispatch_kernel(
+      "matmul", a.device(), a.dtype(),
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::gemm_batched_cpu<T>(int(batch), A.transposed, B.transposed, int(M), int(N), int(K), T(1),
+                                     A.tensor.data<T>(), A.ld, stride_a, B.tensor.data<T>(), B.ld, stride_b, T(0),
+                                     c.data<T>(), int(N), stride_c);
+      },
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::gemm_batched_cublas(int(batch), A.transposed, B.transposed, int(M), int(N), int(K), T(1),
+                                     A.tensor.data<T>(), A.ld, stride_a, B.tensor.data<T>(), B.ld, stride_b, T(0),
+                                     c.data<T>(), int(N), stride_c);
+      });
   return c;
 }
 

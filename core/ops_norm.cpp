@@ -3,6 +3,7 @@
 // The forward saves the per-(sample, group) mean and 1/σ; the backward kernels use them with x to
 // recompute the normalised values rather than storing them (one tensor less per layer).
 #include "core/autograd.h"
+#include "core/dispatch.h"
 #include "core/ops_nn.h"
 #include "core/tensor_internal.h"
 #include "kernels/group_norm.h"
@@ -39,59 +40,50 @@ Tensor group_norm_impl(const char* op, bool fused, const Tensor& x_in, int group
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor mean = Tensor::empty({d.N, d.G}, x.dtype(), x.device());
   Tensor rstd = Tensor::empty({d.N, d.G}, x.dtype(), x.device());
-  if (x.is_cuda()) {
-#ifdef FM_WITH_CUDA
-    auto f = fused ? kernels::group_norm_silu_forward_cuda : kernels::group_norm_forward_cuda;
-    f(x.data<float>(), w.data<float>(), b.data<float>(), y.data<float>(), mean.data<float>(),
-      rstd.data<float>(), d.N, d.C, d.HW, d.G, float(eps), kernels::GroupNormKernel::Auto);
-#endif
-  } else if (x.dtype() == DType::Float32) {
-    auto f = fused ? kernels::group_norm_silu_forward_cpu<float> : kernels::group_norm_forward_cpu<float>;
-    f(x.data<float>(), w.data<float>(), b.data<float>(), y.data<float>(), mean.data<float>(),
-      rstd.data<float>(), d.N, d.C, d.HW, d.G, float(eps));
-  } else {
-    auto f = fused ? kernels::group_norm_silu_forward_cpu<double> : kernels::group_norm_forward_cpu<double>;
-    f(x.data<double>(), w.data<double>(), b.data<double>(), y.data<double>(), mean.data<double>(),
-      rstd.data<double>(), d.N, d.C, d.HW, d.G, eps);
-  }
+  dispatch_kernel(
+      op, x.device(), x.dtype(),
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        auto forward = fused ? kernels::group_norm_silu_forward_cpu<T> : kernels::group_norm_forward_cpu<T>;
+        forward(x.data<T>(), w.data<T>(), b.data<T>(), y.data<T>(), mean.data<T>(), rstd.data<T>(), d.N, d.C,
+                d.HW, d.G, T(eps));
+      },
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        auto forward = fused ? kernels::group_norm_silu_forward_cuda : kernels::group_norm_forward_cuda;
+        forward(x.data<T>(), w.data<T>(), b.data<T>(), y.data<T>(), mean.data<T>(), rstd.data<T>(), d.N, d.C,
+                d.HW, d.G, T(eps), kernels::GroupNormKernel::Auto);
+      });
   return record_op(y, op, {x_in, weight_in, bias_in}, [=](const Tensor& g_in) {
     Tensor g = g_in.contiguous();
     Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
     Tensor dw = Tensor::empty(w.shape(), w.dtype(), w.device());
     Tensor db = Tensor::empty(b.shape(), b.dtype(), b.device());
-    if (x.is_cuda()) {
-#ifdef FM_WITH_CUDA
-      if (fused)
-        kernels::group_norm_silu_backward_cuda(g.data<float>(), x.data<float>(), mean.data<float>(),
-                                               rstd.data<float>(), w.data<float>(), b.data<float>(),
-                                               dx.data<float>(), dw.data<float>(), db.data<float>(), d.N,
-                                               d.C, d.HW, d.G);
-      else
-        kernels::group_norm_backward_cuda(g.data<float>(), x.data<float>(), mean.data<float>(),
-                                          rstd.data<float>(), w.data<float>(), dx.data<float>(),
-                                          dw.data<float>(), db.data<float>(), d.N, d.C, d.HW, d.G);
-#endif
-    } else if (x.dtype() == DType::Float32) {
-      if (fused)
-        kernels::group_norm_silu_backward_cpu<float>(g.data<float>(), x.data<float>(), mean.data<float>(),
-                                                     rstd.data<float>(), w.data<float>(), b.data<float>(),
-                                                     dx.data<float>(), dw.data<float>(), db.data<float>(),
-                                                     d.N, d.C, d.HW, d.G);
-      else
-        kernels::group_norm_backward_cpu<float>(g.data<float>(), x.data<float>(), mean.data<float>(),
-                                                rstd.data<float>(), w.data<float>(), dx.data<float>(),
-                                                dw.data<float>(), db.data<float>(), d.N, d.C, d.HW, d.G);
-    } else {
-      if (fused)
-        kernels::group_norm_silu_backward_cpu<double>(g.data<double>(), x.data<double>(),
-                                                      mean.data<double>(), rstd.data<double>(),
-                                                      w.data<double>(), b.data<double>(), dx.data<double>(),
-                                                      dw.data<double>(), db.data<double>(), d.N, d.C, d.HW, d.G);
-      else
-        kernels::group_norm_backward_cpu<double>(g.data<double>(), x.data<double>(), mean.data<double>(),
-                                                 rstd.data<double>(), w.data<double>(), dx.data<double>(),
-                                                 dw.data<double>(), db.data<double>(), d.N, d.C, d.HW, d.G);
-    }
+    // Only the fused backward reads beta: the SiLU derivative is taken at γ·x̂ + β.
+    dispatch_kernel(
+        op, x.device(), x.dtype(),
+        [&](auto type) {
+          using T = element_type<decltype(type)>;
+          if (fused)
+            kernels::group_norm_silu_backward_cpu<T>(g.data<T>(), x.data<T>(), mean.data<T>(), rstd.data<T>(),
+                                                     w.data<T>(), b.data<T>(), dx.data<T>(), dw.data<T>(),
+                                                     db.data<T>(), d.N, d.C, d.HW, d.G);
+          else
+            kernels::group_norm_backward_cpu<T>(g.data<T>(), x.data<T>(), mean.data<T>(), rstd.data<T>(),
+                                                w.data<T>(), dx.data<T>(), dw.data<T>(), db.data<T>(), d.N, d.C,
+                                                d.HW, d.G);
+        },
+        [&](auto type) {
+          using T = element_type<decltype(type)>;
+          if (fused)
+            kernels::group_norm_silu_backward_cuda(g.data<T>(), x.data<T>(), mean.data<T>(), rstd.data<T>(),
+                                                   w.data<T>(), b.data<T>(), dx.data<T>(), dw.data<T>(),
+                                                   db.data<T>(), d.N, d.C, d.HW, d.G);
+          else
+            kernels::group_norm_backward_cuda(g.data<T>(), x.data<T>(), mean.data<T>(), rstd.data<T>(),
+                                              w.data<T>(), dx.data<T>(), dw.data<T>(), db.data<T>(), d.N, d.C,
+                                              d.HW, d.G);
+        });
     return std::vector<Tensor>{dx, dw, db};
   });
 }

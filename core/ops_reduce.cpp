@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "core/autograd.h"
+#include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/tensor_internal.h"
 #include "kernels/reduce.h"
@@ -39,15 +40,16 @@ Tensor sum(const Tensor& x, std::vector<int> dims, bool keepdim) {
   }
   Tensor source = (ndim == 0 ? x.detach() : x.detach().permute(order)).contiguous();
   Tensor y = Tensor::empty(keepdim ? keepdim_shape : kept_shape, x.dtype(), x.device());
-  if (x.device() == Device::CUDA) {
-#ifdef FM_WITH_CUDA
-    kernels::sum_rows_cuda(source.data<float>(), y.data<float>(), rows, cols);
-#endif
-  } else if (x.dtype() == DType::Float32) {
-    kernels::sum_rows_cpu(source.data<float>(), y.data<float>(), rows, cols);
-  } else {
-    kernels::sum_rows_cpu(source.data<double>(), y.data<double>(), rows, cols);
-  }
+  dispatch_kernel(
+      "sum", x.device(), x.dtype(),
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::sum_rows_cpu(source.data<T>(), y.data<T>(), rows, cols);
+      },
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::sum_rows_cuda(source.data<T>(), y.data<T>(), rows, cols);
+      });
   Shape input_shape = x.shape();
   return record_op(y, "sum", {x}, [=](const Tensor& g) {
     return std::vector<Tensor>{g.reshape(keepdim_shape).expand(input_shape).contiguous()};

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/autograd.h"
+#include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/tensor_internal.h"
 #include "kernels/elementwise.h"
@@ -389,15 +390,16 @@ Tensor& Tensor::copy_(const Tensor& source) {
 Tensor& Tensor::fill_(double value) {
   FM_REQUIRE_DEFINED("fill_");
   auto g = internal::make_geometry(shape(), strides(), strides());
-  if (device() == Device::CUDA) {
-#ifdef FM_WITH_CUDA
-    kernels::fill_cuda(data<float>(), g, value);
-#endif
-  } else if (dtype() == DType::Float32) {
-    kernels::fill_cpu(data<float>(), g, value);
-  } else {
-    kernels::fill_cpu(data<double>(), g, value);
-  }
+  dispatch_kernel(
+      "fill_", device(), dtype(),
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::fill_cpu(data<T>(), g, value);
+      },
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::fill_cuda(data<T>(), g, value);
+      });
   return *this;
 }
 

@@ -3,7 +3,9 @@
 
 #include <algorithm>
 
+#include "core/dispatch.h"
 #include "kernels/elementwise.h"
+#include "kernels/runtime.h"
 
 namespace fm::internal {
 
@@ -91,15 +93,22 @@ void copy_same_device(const Tensor& src, const Tensor& dst) {
   FM_CHECK(out == dst.shape(), ShapeError, "copy_: source ", src.describe(),
            " does not fit destination ", dst.describe());
   auto g = make_geometry(dst.shape(), dst.strides(), broadcast_strides(src, dst.shape()));
-  if (dst.device() == Device::CUDA) {
-#ifdef FM_WITH_CUDA
-    kernels::unary_cuda(kernels::UnaryOp::Identity, src.data<float>(), dst.data<float>(), g, 1, 0);
-#endif
-  } else if (dst.dtype() == DType::Float32) {
-    kernels::unary_cpu(kernels::UnaryOp::Identity, src.data<float>(), dst.data<float>(), g, 1, 0);
-  } else {
-    kernels::unary_cpu(kernels::UnaryOp::Identity, src.data<double>(), dst.data<double>(), g, 1, 0);
-  }
+  dispatch_kernel(
+      "copy_", dst.device(), dst.dtype(),
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::unary_cpu(kernels::UnaryOp::Identity, src.data<T>(), dst.data<T>(), g, 1, 0);
+      },
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::unary_cuda(kernels::UnaryOp::Identity, src.data<T>(), dst.data<T>(), g, 1, 0);
+      });
 }
+
+DeviceIndices::DeviceIndices(const std::vector<std::int32_t>& indices) {
+  ptr_ = static_cast<std::int32_t*>(kernels::cuda_malloc(indices.size() * sizeof(std::int32_t)));
+  kernels::cuda_copy_to_device(ptr_, indices.data(), indices.size() * sizeof(std::int32_t));
+}
+DeviceIndices::~DeviceIndices() { kernels::cuda_free(ptr_); }
 
 }  // namespace fm::internal

@@ -103,7 +103,6 @@ template <typename T>
 void conv_transpose2d_backward_weight_im2col(const T* x, const T* dy, T* dweight, T* dbias,
                                              const ConvTranspose2dParams& p);
 
-#ifdef FM_WITH_CUDA
 // ---- CUDA v1: one thread per output element (kernels/cuda/conv2d_naive.cu) ---------------------
 void conv2d_forward_cuda_naive(const float* x, const float* weight, const float* bias, float* y,
                                const Conv2dParams& p);
@@ -145,6 +144,5 @@ void conv_transpose2d_backward_input_cudnn(const float* dy, const float* weight,
                                            const ConvTranspose2dParams& p);
 void conv_transpose2d_backward_weight_cudnn(const float* x, const float* dy, float* dweight,
                                             float* dbias, const ConvTranspose2dParams& p);
-#endif
 
 }  // namespace fm::kernels

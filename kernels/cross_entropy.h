@@ -18,11 +18,9 @@ template <typename T>
 void cross_entropy_backward_cpu(const T* probs, const std::int32_t* labels, const T* row_scale,
                                 T* grad_logits, int N, int C);
 
-#ifdef FM_WITH_CUDA
 void cross_entropy_forward_cuda(const float* logits, const std::int32_t* labels, float* row_loss,
                                 float* probs, int N, int C);
 void cross_entropy_backward_cuda(const float* probs, const std::int32_t* labels,
                                  const float* row_scale, float* grad_logits, int N, int C);
-#endif
 
 }  // namespace fm::kernels

@@ -13,8 +13,6 @@ namespace fm::kernels {
 template <typename T>
 void sum_rows_cpu(const T* x, T* y, std::int64_t rows, std::int64_t cols);
 
-#ifdef FM_WITH_CUDA
 void sum_rows_cuda(const float* x, float* y, std::int64_t rows, std::int64_t cols);
-#endif
 
 }  // namespace fm::kernels
