@@ -19,7 +19,15 @@
 #pragma once
 #include <cstdint>
 
+#include "core/error.h"
+
 namespace fm::kernels {
+
+// The bias + SiLU size check shared by the CPU and CUDA versions (op names the caller).
+inline void check_bias_silu_sizes(const char* op, std::int64_t outer, int C, std::int64_t inner) {
+  FM_CHECK(outer >= 0 && C > 0 && inner > 0, ValueError, op, ": sizes must be outer >= 0, C > 0, ",
+           "inner > 0; got outer=", outer, " C=", C, " inner=", inner);
+}
 
 // ---- CPU references (T = float or double) -------------------------------------------------------
 template <typename T>

@@ -24,7 +24,16 @@
 // Sizes: B, H >= 0, L >= 1, 1 <= D; the CUDA versions need D <= 128.
 #pragma once
 
+#include "core/error.h"
+
 namespace fm::kernels {
+
+// The size check every implementation below starts with (op names the caller in the message);
+// the CUDA versions add their own limits on D and L.
+inline void check_attention_sizes(const char* op, int B, int H, int L, int D) {
+  FM_CHECK(B >= 0 && H >= 0 && L >= 1 && D >= 1, ValueError, op,
+           ": sizes must be B, H >= 0 and L, D >= 1; got B=", B, " H=", H, " L=", L, " D=", D);
+}
 
 // ---- CPU references (T = float or double) -------------------------------------------------------
 template <typename T>

@@ -25,6 +25,18 @@ struct ElementwiseGeometry {
   }
 };
 
+// True when an operand with these strides (one of the geometry's *_strides arrays) is laid out
+// contiguously in the output's order, so element i sits at offset i: the CPU loops and the CUDA
+// kernels then skip the per-element index arithmetic. Size-1 dimensions may have any stride.
+inline bool is_dense(const ElementwiseGeometry& g, const std::int64_t* strides) {
+  std::int64_t expected = 1;
+  for (int d = g.ndim - 1; d >= 0; --d) {
+    if (g.sizes[d] != 1 && strides[d] != expected) return false;
+    expected *= g.sizes[d];
+  }
+  return true;
+}
+
 // y = f(x). Affine: alpha·x + beta. Pow: x^alpha.
 enum class UnaryOp {
   Identity, Neg, Affine, Pow, Square, Exp, Log, Sqrt, Tanh, Sin, Cos, Sigmoid, Relu, Silu, Gelu
@@ -51,12 +63,10 @@ void convert_cpu(const From* x, To* y, const ElementwiseGeometry& geometry);
 template <typename T>
 void fill_cpu(T* y, const ElementwiseGeometry& geometry, double value);
 
-#ifdef FM_WITH_CUDA
 void unary_cuda(UnaryOp op, const float* x, float* y, const ElementwiseGeometry& geometry,
                 double alpha, double beta);
 void binary_cuda(BinaryOp op, const float* a, const float* b, float* y,
                  const ElementwiseGeometry& geometry);
 void fill_cuda(float* y, const ElementwiseGeometry& geometry, double value);
-#endif
 
 }  // namespace fm::kernels

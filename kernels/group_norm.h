@@ -2,7 +2,8 @@
 // U-Net residual block, forward and backward.
 //
 // Layer: kernels/ (plain functions over pointers, no Tensor). CPU reference loops (float, double) in
-// kernels/cpu/group_norm.cpp; CUDA kernels (float) in kernels/cuda/group_norm.cu, on cuda_stream().
+// kernels/cpu/group_norm.cpp; CUDA kernels (float) in kernels/cuda/group_norm.cu (v2, v3) and
+// kernels/cuda/group_norm_naive.cu (v1), on cuda_stream().
 //
 // Layout: x, y, dy, dx are NCHW with H·W flattened to HW; the C channels are split into G groups of
 // C/G consecutive channels (C % G == 0). For each sample n and group g the M = (C/G)·HW values form
@@ -25,7 +26,23 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/error.h"
+
 namespace fm::kernels {
+
+// ---- argument checks shared by every implementation below ---------------------------------------
+// op names the caller in the message. N may be 0 (an empty batch); the other sizes must be positive.
+inline void check_group_norm_sizes(const char* op, int N, int C, int HW, int G) {
+  FM_CHECK(N >= 0 && C > 0 && HW > 0 && G > 0, ValueError, op,
+           ": sizes must be N >= 0 and C, HW, G > 0; got N=", N, " C=", C, " HW=", HW, " G=", G);
+  FM_CHECK(C % G == 0, ShapeError, op, ": channels C=", C, " are not divisible by groups G=", G);
+}
+// The CUDA kernels index within a group in 32 bits (cheaper index arithmetic); 2^31 elements = 8 GB
+// per group is far beyond any model here. Call after check_group_norm_sizes.
+inline void check_group_norm_group_fits_int32(const char* op, int C, int HW, int G) {
+  FM_CHECK(std::int64_t(C / G) * HW <= INT32_MAX, ValueError, op, ": a group of ", C / G,
+           " channels x ", HW, " positions exceeds 2^31 - 1 elements");
+}
 
 // ---- CPU references (T = float or double) -------------------------------------------------------
 template <typename T>
@@ -83,5 +100,15 @@ void group_norm_silu_backward_cuda(const float* dy, const float* x, const float*
                                    const float* rstd, const float* gamma, const float* beta,
                                    float* dx, float* dgamma, float* dbeta, int N, int C, int HW,
                                    int G, GroupNormKernel kernel = GroupNormKernel::Auto);
+
+// ---- CUDA v1 "naive" (kernels/cuda/group_norm_naive.cu; the kernel lab's starting point) ------
+// Forward: one block per (n, g), three passes over the group (mean, variance, normalise), scalar
+// loads. Backward: one block per (n, g) for dx plus one block per channel for dγ, dβ. Same
+// arguments and results as the functions above (to float rounding); no fused SiLU version.
+void group_norm_forward_cuda_naive(const float* x, const float* gamma, const float* beta, float* y,
+                                   float* mean, float* rstd, int N, int C, int HW, int G, float eps);
+void group_norm_backward_cuda_naive(const float* dy, const float* x, const float* mean,
+                                    const float* rstd, const float* gamma, float* dx, float* dgamma,
+                                    float* dbeta, int N, int C, int HW, int G);
 
 }  // namespace fm::kernels

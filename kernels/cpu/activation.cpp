@@ -22,11 +22,6 @@ T silu_derivative(T x) {
   return s * (T(1) + x * (T(1) - s));
 }
 
-void check_bias_silu_sizes(const char* op, std::int64_t outer, int C, std::int64_t inner) {
-  FM_CHECK(outer >= 0 && C > 0 && inner > 0, ValueError, op, ": sizes must be outer >= 0, C > 0, ",
-           "inner > 0; got outer=", outer, " C=", C, " inner=", inner);
-}
-
 }  // namespace
 
 template <typename T>

@@ -14,11 +14,6 @@
 namespace fm::kernels {
 namespace {
 
-void check_attention_sizes(const char* op, int B, int H, int L, int D) {
-  FM_CHECK(B >= 0 && H >= 0 && L >= 1 && D >= 1, ValueError, op,
-           ": sizes must be B, H >= 0 and L, D >= 1; got B=", B, " H=", H, " L=", L, " D=", D);
-}
-
 template <typename T>
 T dot(const T* a, const T* b, int n) {
   T sum = 0;

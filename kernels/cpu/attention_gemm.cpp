@@ -26,11 +26,6 @@
 namespace fm::kernels {
 namespace {
 
-void check_sizes(const char* op, int B, int H, int L, int D) {
-  FM_CHECK(B >= 0 && H >= 0 && L >= 1 && D >= 1, ValueError, op,
-           ": sizes must be B, H >= 0 and L, D >= 1; got B=", B, " H=", H, " L=", L, " D=", D);
-}
-
 // Heads are worth a thread each only when there is real work (gradchecks call these thousands of
 // times on tiny sizes, where starting threads costs more than the math).
 bool worth_threads(int B, int H, int L, int D) {
@@ -48,7 +43,7 @@ void scores(const T* qh, const T* kh, T* s, int L, int D, T scale) {
 template <typename T>
 void attention_forward_cpu_gemm(const T* q, const T* k, const T* v, T* o, T* lse, int B, int H,
                                 int L, int D, T scale) {
-  check_sizes("attention_forward_cpu_gemm", B, H, L, D);
+  check_attention_sizes("attention_forward_cpu_gemm", B, H, L, D);
   const std::int64_t head_size = std::int64_t(L) * D;
 #pragma omp parallel if (worth_threads(B, H, L, D))
   {
@@ -79,7 +74,7 @@ template <typename T>
 void attention_backward_cpu_gemm(const T* q, const T* k, const T* v, const T* o, const T* dout,
                                  const T* lse, T* dq, T* dk, T* dv, int B, int H, int L, int D,
                                  T scale) {
-  check_sizes("attention_backward_cpu_gemm", B, H, L, D);
+  check_attention_sizes("attention_backward_cpu_gemm", B, H, L, D);
   const std::int64_t head_size = std::int64_t(L) * D;
 #pragma omp parallel if (worth_threads(B, H, L, D))
   {

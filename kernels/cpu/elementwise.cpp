@@ -11,14 +11,6 @@
 namespace fm::kernels {
 namespace {
 
-bool is_dense(const ElementwiseGeometry& g, const std::int64_t* strides) {
-  std::int64_t expected = 1;
-  for (int d = g.ndim - 1; d >= 0; --d) {
-    if (g.sizes[d] != 1 && strides[d] != expected) return false;
-    expected *= g.sizes[d];
-  }
-  return true;
-}
 // Below this many elements a parallel region costs more than it saves (thread wake-up, barrier).
 constexpr std::int64_t kParallelThreshold = 1 << 17;
 

@@ -10,7 +10,7 @@
 //   2^n  built directly in the float's exponent bits.
 // ln 2 is split in a high part with few mantissa bits and a low correction (Cody & Waite) so
 // n·ln2_hi is exact and r keeps full precision. Measured max relative error vs double exp over
-// [−87, 88]: about 2e-7 (a few ulp; tests/test_kernel_norm_act_attn.cpp checks it). Inputs are
+// [−87, 88]: about 2e-7 (a few ulp; tests/test_kernel_attention.cpp checks it). Inputs are
 // clamped to [−87, 88], so e^x never overflows to inf or becomes a denormal: below −87 the result
 // is 1.6e-38 instead of a smaller number, which no softmax or sigmoid can tell apart from 0.
 //

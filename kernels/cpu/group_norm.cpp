@@ -13,12 +13,6 @@
 namespace fm::kernels {
 namespace {
 
-void check_group_norm_sizes(const char* op, int N, int C, int HW, int G) {
-  FM_CHECK(N >= 0 && C > 0 && HW > 0 && G > 0, ValueError, op,
-           ": sizes must be N >= 0 and C, HW, G > 0; got N=", N, " C=", C, " HW=", HW, " G=", G);
-  FM_CHECK(C % G == 0, ShapeError, op, ": channels C=", C, " are not divisible by groups G=", G);
-}
-
 template <typename T>
 void forward(const char* op, bool apply_silu, const T* x, const T* gamma, const T* beta, T* y,
              T* mean, T* rstd, int N, int C, int HW, int G, T eps) {

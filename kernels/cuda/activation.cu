@@ -15,7 +15,7 @@
 #include <cstdint>
 
 #include "kernels/activation.h"
-#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/common.cuh"
 #include "kernels/runtime.h"
 
 namespace fm::kernels {
@@ -23,25 +23,13 @@ namespace {
 
 constexpr int kThreadsPerBlock = 256;
 
-int device_multiprocessor_count() {
-  static const int count = [] {
-    int device = 0, sms = 0;
-    FM_CUDA_CHECK(cudaGetDevice(&device));
-    FM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    return sms;
-  }();
-  return count;
-}
-
 // Grid for a grid-stride loop over `work` items: enough blocks to fill every SM several times
 // over (8 resident blocks of 256 threads = 2048 threads, an H100 SM's maximum), no more.
 unsigned grid_stride_blocks(std::int64_t work) {
-  std::int64_t wanted = (work + kThreadsPerBlock - 1) / kThreadsPerBlock;
+  std::int64_t wanted = ceil_div(work, kThreadsPerBlock);
   std::int64_t cap = std::int64_t(device_multiprocessor_count()) * 8;
   return unsigned(std::max<std::int64_t>(1, std::min(wanted, cap)));
 }
-
-bool is_aligned_16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
 
 // expf (not __expf): the accurate version costs nothing visible in a memory-bound kernel and keeps
 // the GPU within a couple of ulps of the CPU reference. 1/(1+inf) = 0 under IEEE division.
@@ -157,14 +145,14 @@ __global__ void bias_silu_forward_kernel(const float* __restrict__ x, const floa
 // warp sums): the result's bits do not depend on scheduling. Valid in thread 0.
 __device__ float block_sum_fixed_order(float value) {
   __shared__ float warp_sums[kThreadsPerBlock / 32];
-  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
+  value = warp_sum(value);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) warp_sums[warp] = value;
   __syncthreads();
   float total = 0.f;
   if (warp == 0) {
     total = lane < kThreadsPerBlock / 32 ? warp_sums[lane] : 0.f;
-    for (int offset = 16; offset > 0; offset /= 2) total += __shfl_xor_sync(0xffffffffu, total, offset);
+    total = warp_sum(total);
   }
   return total;
 }
@@ -255,13 +243,6 @@ __global__ void sum_partials_over_splits_kernel(const float* __restrict__ partia
   for (int s = 0; s < splits; ++s) total += partial[std::int64_t(s) * C + c];
   out[c] = total;
 }
-
-void check_bias_silu_sizes(const char* op, std::int64_t outer, int C, std::int64_t inner) {
-  FM_CHECK(outer >= 0 && C > 0 && inner > 0, ValueError, op, ": sizes must be outer >= 0, C > 0, ",
-           "inner > 0; got outer=", outer, " C=", C, " inner=", inner);
-}
-
-std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 

@@ -49,7 +49,7 @@
 #include <cstdint>
 
 #include "kernels/attention.h"
-#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/common.cuh"
 #include "kernels/runtime.h"
 
 namespace fm::kernels {
@@ -57,7 +57,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kSide = 16;  // the thread grid is kSide × kSide
-constexpr unsigned kFullMask = 0xffffffffu;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -127,18 +126,6 @@ __device__ __forceinline__ void axpy4(float a, float4 x, float4& y) {
   y.y = fmaf(a, x.y, y.y);
   y.z = fmaf(a, x.z, y.z);
   y.w = fmaf(a, x.w, y.w);
-}
-
-// Max and sum over the 16 lanes (one half-warp) that share a row of a score tile.
-__device__ __forceinline__ float half_warp_max(float value) {
-  for (int offset = kSide / 2; offset > 0; offset /= 2)
-    value = fmaxf(value, __shfl_xor_sync(kFullMask, value, offset));
-  return value;
-}
-__device__ __forceinline__ float half_warp_sum(float value) {
-  for (int offset = kSide / 2; offset > 0; offset /= 2)
-    value += __shfl_xor_sync(kFullMask, value, offset);
-  return value;
 }
 
 // Score products: thread (ty, tx) of the 16×16 grid computes A_i·B_j for rows a = ty + 16·i of
@@ -263,8 +250,9 @@ __device__ __forceinline__ void forward_key_tile(const float* __restrict__ k_hea
       tile_max = fmaxf(tile_max, s[i][j]);
     }
     // Every key tile holds at least one valid key (key0 < L), so new_max is finite and the
-    // exponents below never see −∞ − (−∞).
-    const float new_max = fmaxf(state.row_max[i], half_warp_max(tile_max));
+    // exponents below never see −∞ − (−∞). The kSide threads of a row are one half-warp, so the
+    // row's max and sum are reductions over kSide lanes.
+    const float new_max = fmaxf(state.row_max[i], warp_max<kSide>(tile_max));
     const float rescale = exp2f(state.row_max[i] - new_max);  // 0 on the first tile
     float tile_sum = 0.f;
 #pragma unroll
@@ -273,7 +261,7 @@ __device__ __forceinline__ void forward_key_tile(const float* __restrict__ k_hea
       p_tile[(ty + kSide * i) * kProbStride + tx + kSide * j] = p;
       tile_sum += p;
     }
-    state.row_sum[i] = state.row_sum[i] * rescale + half_warp_sum(tile_sum);
+    state.row_sum[i] = state.row_sum[i] * rescale + warp_sum<kSide>(tile_sum);
     state.row_max[i] = new_max;
     if (tx == 0) row_rescale[ty + kSide * i] = rescale;
   }
@@ -386,7 +374,7 @@ __global__ void attention_row_dot_kernel(const float* __restrict__ dout, const f
   const int lane = threadIdx.x % 32;
   float sum = 0.f;
   for (int d = lane; d < D; d += 32) sum += dout[row * D + d] * o[row * D + d];
-  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(kFullMask, sum, offset);
+  sum = warp_sum(sum);
   if (lane == 0) row_dot[row] = sum;
 }
 
@@ -618,14 +606,11 @@ __global__ void attention_sum_dq_kernel(const float* __restrict__ dq_partial,
 
 // ---- host side --------------------------------------------------------------------------------
 void check_flash_sizes(const char* op, int B, int H, int L, int D) {
-  FM_CHECK(B >= 0 && H >= 0 && L >= 1 && D >= 1, ValueError, op,
-           ": sizes must be B, H >= 0 and L, D >= 1; got B=", B, " H=", H, " L=", L, " D=", D);
+  check_attention_sizes(op, B, H, L, D);
   FM_CHECK(D <= 128, ValueError, op, ": head dim D=", D, " is above the supported maximum 128");
   FM_CHECK(std::int64_t(L) <= std::int64_t(65535) * 16, ValueError, op, ": L=", L,
            " needs more query tiles than grid.y allows");
 }
-
-unsigned ceil_div_u(int a, int b) { return unsigned((a + b - 1) / b); }
 
 template <int kHeadDimPad>
 void launch_forward(const float* q, const float* k, const float* v, float* o, float* lse, int BH,
@@ -638,7 +623,7 @@ void launch_forward(const float* q, const float* k, const float* v, float* o, fl
   auto kernel = flash_attention_forward_kernel<kHeadDimPad, kQ, kK>;
   static const bool configured = (allow_dynamic_shared_memory(kernel, kSharedBytes), true);
   (void)configured;
-  const dim3 grid{unsigned(BH), ceil_div_u(L, kQ)};
+  const dim3 grid{unsigned(BH), unsigned(ceil_div(L, kQ))};
   kernel<<<grid, kThreads, kSharedBytes, cuda_stream()>>>(q, k, v, o, lse, L, D, scale * kLog2e);
   FM_CUDA_CHECK_LAUNCH();
 }
@@ -656,7 +641,7 @@ void launch_backward(const float* q, const float* k, const float* v, const float
   using Tiles = FlashTiles<kHeadDimPad>;
   cudaStream_t stream = cuda_stream();
   constexpr int kDkDvKeys = Tiles::kDkDvKeys, kDkDvQueries = Tiles::kDkDvQueries;
-  const int key_tiles = int(ceil_div_u(L, kDkDvKeys));
+  const int key_tiles = int(ceil_div(L, kDkDvKeys));
   const bool dq_from_partials = key_tiles <= kMaxDqPartialTiles;
   const std::int64_t dq_size = std::int64_t(BH) * L * D;
   {
@@ -677,7 +662,7 @@ void launch_backward(const float* q, const float* k, const float* v, const float
                                                        L, D, scale, scale * kLog2e);
       FM_CUDA_CHECK_LAUNCH();
       if (key_tiles > 1) {
-        attention_sum_dq_kernel<<<unsigned((dq_size + kThreads - 1) / kThreads), kThreads, 0,
+        attention_sum_dq_kernel<<<unsigned(ceil_div(dq_size, kThreads)), kThreads, 0,
                                   stream>>>(partial, dq, dq_size, key_tiles);
         FM_CUDA_CHECK_LAUNCH();
         cuda_free(partial);  // stream-ordered reuse by the caching allocator: no sync needed
@@ -699,7 +684,7 @@ void launch_backward(const float* q, const float* k, const float* v, const float
     auto kernel = flash_attention_backward_dq_kernel<kHeadDimPad, kQ, kK>;
     static const bool configured = (allow_dynamic_shared_memory(kernel, kSharedBytes), true);
     (void)configured;
-    const dim3 grid{unsigned(BH), ceil_div_u(L, kQ)};
+    const dim3 grid{unsigned(BH), unsigned(ceil_div(L, kQ))};
     kernel<<<grid, kThreads, kSharedBytes, stream>>>(q, k, v, dout, lse, row_dot, dq, L, D, scale,
                                                      scale * kLog2e);
     FM_CUDA_CHECK_LAUNCH();
@@ -727,7 +712,7 @@ void attention_backward_cuda_flash(const float* q, const float* k, const float* 
   if (BH == 0) return;
   const std::int64_t rows = std::int64_t(BH) * L;
   float* row_dot = static_cast<float*>(cuda_malloc(std::size_t(rows) * sizeof(float)));
-  const unsigned row_blocks = unsigned((rows + kThreads / 32 - 1) / (kThreads / 32));
+  const unsigned row_blocks = unsigned(ceil_div(rows, kThreads / 32));
   attention_row_dot_kernel<<<row_blocks, kThreads, 0, cuda_stream()>>>(dout, o, row_dot, rows, D);
   FM_CUDA_CHECK_LAUNCH();
   if (D <= 16) launch_backward<16>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);

@@ -26,7 +26,7 @@
 #include <cstdint>
 
 #include "kernels/attention.h"
-#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/common.cuh"
 #include "kernels/gemm.h"
 #include "kernels/runtime.h"
 
@@ -35,17 +35,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kRowsPerBlock = kThreads / 32;  // one warp per row
-constexpr unsigned kFullMask = 0xffffffffu;
-
-__device__ __forceinline__ float warp_max(float value) {
-  for (int offset = 16; offset > 0; offset /= 2)
-    value = fmaxf(value, __shfl_xor_sync(kFullMask, value, offset));
-  return value;
-}
-__device__ __forceinline__ float warp_sum(float value) {
-  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(kFullMask, value, offset);
-  return value;
-}
 
 // Row softmax in place over [rows, L] (one warp per row, three sweeps that after the first hit L1):
 // P_ij = exp(S_ij − max_i) / Σ_j exp(S_ij − max_i), lse_i = max_i + log Σ_j exp(S_ij − max_i).
@@ -91,13 +80,12 @@ __global__ void softmax_backward_rows_inplace_kernel(float* __restrict__ scores_
 }
 
 void check_unfused_sizes(const char* op, int B, int H, int L, int D) {
-  FM_CHECK(B >= 0 && H >= 0 && L >= 1 && D >= 1, ValueError, op,
-           ": sizes must be B, H >= 0 and L, D >= 1; got B=", B, " H=", H, " L=", L, " D=", D);
+  check_attention_sizes(op, B, H, L, D);
   FM_CHECK(D <= 128, ValueError, op, ": head dim D=", D, " is above the supported maximum 128");
 }
 
 unsigned row_blocks(std::int64_t rows) {
-  return unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock);
+  return unsigned(ceil_div(rows, kRowsPerBlock));
 }
 
 }  // namespace

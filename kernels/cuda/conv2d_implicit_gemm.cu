@@ -52,7 +52,7 @@
 #include <cstdint>
 
 #include "kernels/conv2d.h"
-#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/common.cuh"
 #include "kernels/runtime.h"
 
 namespace fm::kernels {
@@ -775,21 +775,10 @@ ConvGeometry geometry_of(const Conv2dParams& p, const char* op) {
           p.stride_w,     p.pad_h,       p.pad_w};
 }
 
-int sm_count() {
-  static const int count = [] {
-    int device = 0, sms = 0;
-    FM_CUDA_CHECK(cudaGetDevice(&device));
-    FM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    return sms;
-  }();
-  return count;
-}
-
-unsigned ceil_div(std::int64_t a, std::int64_t b) { return unsigned((a + b - 1) / b); }
-
 template <class Cfg, class Pass>
 void launch(const typename Pass::Params& params, std::int64_t max_rows, int cols, int slices) {
-  const dim3 grid(ceil_div(max_rows, Cfg::BM), ceil_div(cols, Cfg::BN), unsigned(slices));
+  const dim3 grid(unsigned(ceil_div(max_rows, Cfg::BM)), unsigned(ceil_div(cols, Cfg::BN)),
+                  unsigned(slices));
   implicit_gemm_kernel<Cfg, Pass><<<grid, Cfg::kThreads, 0, cuda_stream()>>>(params);
   FM_CUDA_CHECK_LAUNCH();
 }
@@ -837,7 +826,8 @@ std::int64_t output_tiles(std::int64_t row_tiles, int cols, Tile tile) {
 // slices) took 0.100 ms.
 Tile output_tile(std::int64_t row_tiles, int cols) {
   const Tile tile = tile_for_columns(cols);
-  if (tile == Tile::Wide && output_tiles(row_tiles, cols, tile) < sm_count()) return Tile::Medium;
+  if (tile == Tile::Wide && output_tiles(row_tiles, cols, tile) < device_multiprocessor_count())
+    return Tile::Medium;
   return tile;
 }
 
@@ -851,7 +841,8 @@ Tile output_tile(std::int64_t row_tiles, int cols) {
 // 4 slices fill one wave (392 blocks) where 5 slices spill 94 blocks into a second wave.
 int output_k_splits(std::int64_t tiles, Tile tile, int K) {
   static_assert(WideTile::BM == 128 && MediumTile::BM == 128 && NarrowTile::BM == 128);
-  const std::int64_t slots = std::int64_t(sm_count()) * resident_blocks_per_sm(tile);
+  const std::int64_t slots =
+      std::int64_t(device_multiprocessor_count()) * resident_blocks_per_sm(tile);
   if (tiles >= slots) return 1;
   const int most = std::max(1, std::min(16, K / 64));
   int best = 1;
@@ -868,7 +859,7 @@ int output_k_splits(std::int64_t tiles, Tile tile, int K) {
 void finish_output_split(const OutputSplit& split, const float* bias, float* out,
                          std::int64_t size, int channels, int pixels) {
   if (split.k_splits == 1) return;
-  sum_splits_kernel<<<ceil_div(size, 256), 256, 0, cuda_stream()>>>(
+  sum_splits_kernel<<<unsigned(ceil_div(size, 256)), 256, 0, cuda_stream()>>>(
       split.partial, bias, out, split.k_splits, int(size), channels, pixels);
   FM_CUDA_CHECK_LAUNCH();
   cuda_free(split.partial);  // stream-ordered reuse by the caching allocator: no sync needed
@@ -931,8 +922,8 @@ void run_channel_sum(const float* a, float* sums, int batch, int channels, int p
   channel_sum_partial_kernel<<<dim3(unsigned(chunks), unsigned(channels)), kSumThreads, 0,
                                cuda_stream()>>>(a, partial, batch, channels, pixels, chunks);
   FM_CUDA_CHECK_LAUNCH();
-  channel_sum_finish_kernel<<<ceil_div(channels, 128), 128, 0, cuda_stream()>>>(partial, sums,
-                                                                                channels, chunks);
+  channel_sum_finish_kernel<<<unsigned(ceil_div(channels, 128)), 128, 0, cuda_stream()>>>(
+      partial, sums, channels, chunks);
   FM_CUDA_CHECK_LAUNCH();
   cuda_free(partial);  // safe without a sync: later users of the block run after us on the stream
 }
@@ -952,9 +943,10 @@ void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeomet
   const Tile tile = tile_for_columns(N);
   const int block_n = tile_width(tile);
   static_assert(WideTile::BM == 128 && MediumTile::BM == 128 && NarrowTile::BM == 128);
-  const std::int64_t tiles = std::int64_t(ceil_div(M, 128)) * ceil_div(N, block_n);
+  const std::int64_t tiles = ceil_div(M, 128) * ceil_div(N, block_n);
   const int k_steps = int(ceil_div(K, kStep));
-  const std::int64_t wanted = std::max<std::int64_t>(1, (4 * sm_count() + tiles - 1) / tiles);
+  const std::int64_t wanted =
+      std::max<std::int64_t>(1, ceil_div(4 * device_multiprocessor_count(), tiles));
   const int splits_cap = std::max(1, std::min(256, k_steps / 16));
   int splits = int(std::min<std::int64_t>(wanted, splits_cap));
   const int steps_per_split = int(ceil_div(k_steps, splits));
@@ -968,7 +960,7 @@ void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeomet
   const std::size_t size = std::size_t(M) * N;
   float* partial = static_cast<float*>(cuda_malloc(size * splits * sizeof(float)));
   launch_tile<WgradPass>(tile, {g, x, dy, partial, k_per_split}, M, N, splits);
-  sum_splits_kernel<<<ceil_div(std::int64_t(size), 256), 256, 0, cuda_stream()>>>(
+  sum_splits_kernel<<<unsigned(ceil_div(std::int64_t(size), 256)), 256, 0, cuda_stream()>>>(
       partial, nullptr, dweight, splits, int(size), 1, 1);
   FM_CUDA_CHECK_LAUNCH();
   cuda_free(partial);

@@ -13,7 +13,7 @@
 #include <cstdint>
 
 #include "kernels/conv2d.h"
-#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/common.cuh"
 #include "kernels/runtime.h"
 
 namespace fm::kernels {
@@ -42,7 +42,7 @@ NaiveGeometry geometry_of(const Conv2dParams& p) {
 }
 
 unsigned blocks_for(std::int64_t threads) {
-  return unsigned((threads + kThreadsPerBlock - 1) / kThreadsPerBlock);
+  return unsigned(ceil_div(threads, kThreadsPerBlock));
 }
 
 // y[n,o,i,j] = bias[o] + Σ_{c,r,s} x[n, c, i·S−P+r, j·S−P+s] · w[o,c,r,s]

@@ -1,19 +1,10 @@
 // kernels/cuda/cross_entropy.cu — softmax cross-entropy on the GPU: one warp per row (class counts
 // are small: 10 for Fashion-MNIST), warp shuffles for the row max and sum.
 #include "kernels/cross_entropy.h"
-#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/common.cuh"
 
 namespace fm::kernels {
 namespace {
-
-__device__ float warp_max(float v) {
-  for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
-__device__ float warp_sum(float v) {
-  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
 
 __global__ void cross_entropy_forward_kernel(const float* logits, const std::int32_t* labels,
                                              float* row_loss, float* probs, int N, int C) {
@@ -46,7 +37,7 @@ void cross_entropy_forward_cuda(const float* logits, const std::int32_t* labels,
                                 float* probs, int N, int C) {
   if (N == 0) return;
   const int rows_per_block = 8;
-  cross_entropy_forward_kernel<<<(N + rows_per_block - 1) / rows_per_block, 32 * rows_per_block, 0,
+  cross_entropy_forward_kernel<<<unsigned(ceil_div(N, rows_per_block)), 32 * rows_per_block, 0,
                                  cuda_stream()>>>(logits, labels, row_loss, probs, N, C);
   FM_CUDA_CHECK_LAUNCH();
 }
@@ -55,7 +46,7 @@ void cross_entropy_backward_cuda(const float* probs, const std::int32_t* labels,
                                  const float* row_scale, float* grad_logits, int N, int C) {
   std::int64_t n = std::int64_t(N) * C;
   if (n == 0) return;
-  cross_entropy_backward_kernel<<<int((n + 255) / 256), 256, 0, cuda_stream()>>>(
+  cross_entropy_backward_kernel<<<unsigned(ceil_div(n, 256)), 256, 0, cuda_stream()>>>(
       probs, labels, row_scale, grad_logits, N, C);
   FM_CUDA_CHECK_LAUNCH();
 }

@@ -2,24 +2,15 @@
 //
 // One thread per output element over a grid-stride loop. The geometry travels by value as a kernel
 // argument (it is small); the dense case skips the per-element index arithmetic.
-#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/common.cuh"
 #include "kernels/elementwise.h"
 #include "kernels/elementwise_math.h"
 
 namespace fm::kernels {
 namespace {
 
-bool is_dense(const ElementwiseGeometry& g, const std::int64_t* strides) {
-  std::int64_t expected = 1;
-  for (int d = g.ndim - 1; d >= 0; --d) {
-    if (g.sizes[d] != 1 && strides[d] != expected) return false;
-    expected *= g.sizes[d];
-  }
-  return true;
-}
-
 int grid_for(std::int64_t n, int block) {
-  std::int64_t blocks = (n + block - 1) / block;
+  std::int64_t blocks = ceil_div(n, block);
   return int(blocks < 65535 * 8 ? blocks : 65535 * 8);
 }
 

@@ -13,7 +13,7 @@
 // Two kernel families (the caller picks one with GroupNormKernel; Auto chooses as described in
 // kernels/group_norm.h): v3 "cached" (near the end of the kernels below) holds the group in shared
 // memory so x and dy are read from DRAM once; v2 "streaming" (described next) works for any group
-// size and is what large groups use.
+// size and is what large groups use. v1, the kernel lab's naive start, is group_norm_naive.cu.
 //
 // Forward, main path: one 256-thread block per (n, g). The group's M = (C/G)·HW values are one
 // contiguous span; the block runs Welford's online mean/variance over it (Welford 1962; merged
@@ -41,9 +41,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
-#include <climits>
 
-#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/common.cuh"
 #include "kernels/group_norm.h"
 #include "kernels/runtime.h"
 
@@ -52,25 +51,11 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr unsigned kFullMask = 0xffffffffu;
 // Groups smaller than this are never split: one block streams them in a few microseconds, about
 // the cost of the extra launch a split needs.
 constexpr std::int64_t kSplitMinGroupSize = 16384;
 // Chunks are at least this large so each block of the split path has real work.
 constexpr std::int64_t kSplitMinChunk = 4096;
-
-int device_multiprocessor_count() {
-  static const int count = [] {
-    int device = 0, sms = 0;
-    FM_CUDA_CHECK(cudaGetDevice(&device));
-    FM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    return sms;
-  }();
-  return count;
-}
-
-bool is_aligned_16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
-std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
 __device__ __forceinline__ float silu_derivative_f(float z) {
   const float s = 1.f / (1.f + expf(-z));
@@ -314,10 +299,8 @@ __device__ void warp_channel_row_sums(const float* __restrict__ x_row, const flo
       b += dz * xhat;
     }
   }
-  for (int offset = 16; offset > 0; offset /= 2) {
-    a += __shfl_xor_sync(kFullMask, a, offset);
-    b += __shfl_xor_sync(kFullMask, b, offset);
-  }
+  a = warp_sum(a);
+  b = warp_sum(b);
   sum_dz = a;
   sum_dz_xhat = b;
 }
@@ -356,10 +339,8 @@ __device__ void group_gradient_means(const float* channel_sum_dz, const float* c
     a += gamma[c] * channel_sum_dz[std::int64_t(n) * C + c];
     b += gamma[c] * channel_sum_dz_xhat[std::int64_t(n) * C + c];
   }
-  for (int offset = 16; offset > 0; offset /= 2) {
-    a += __shfl_xor_sync(kFullMask, a, offset);
-    b += __shfl_xor_sync(kFullMask, b, offset);
-  }
+  a = warp_sum(a);
+  b = warp_sum(b);
   if (lane == 0) {
     const float group_size = float(channels_per_group * HW);
     shared_means[0] = a / group_size;
@@ -679,10 +660,8 @@ group_norm_backward_cached_kernel(const float* __restrict__ dy, const float* __r
           dxhat_row[base + u * 32] = d;
         }
     }
-    for (int step = 16; step > 0; step /= 2) {
-      a += __shfl_xor_sync(kFullMask, a, step);
-      b += __shfl_xor_sync(kFullMask, b, step);
-    }
+    a = warp_sum(a);
+    b = warp_sum(b);
     if (lane == 0) {
       channel_sum_dz[std::int64_t(n) * C + c] = a;
       channel_sum_dz_xhat[std::int64_t(n) * C + c] = b;
@@ -715,16 +694,6 @@ group_norm_backward_cached_kernel(const float* __restrict__ dy, const float* __r
 }
 
 // ---- host side --------------------------------------------------------------------------------
-void check_group_norm_sizes(const char* op, int N, int C, int HW, int G) {
-  FM_CHECK(N >= 0 && C > 0 && HW > 0 && G > 0, ValueError, op,
-           ": sizes must be N >= 0 and C, HW, G > 0; got N=", N, " C=", C, " HW=", HW, " G=", G);
-  FM_CHECK(C % G == 0, ShapeError, op, ": channels C=", C, " are not divisible by groups G=", G);
-  // In-group offsets are 32-bit in the kernels (cheaper index arithmetic); 2^31 elements = 8 GB
-  // per group is far beyond any model here.
-  FM_CHECK(std::int64_t(C / G) * HW <= INT32_MAX, ValueError, op, ": a group of ", C / G,
-           " channels x ", HW, " positions exceeds 2^31 - 1 elements");
-}
-
 // How a launch covers the groups: splits == 1 is the one-block-per-group main path.
 struct GroupSplit {
   int splits = 1;
@@ -796,6 +765,7 @@ void forward_cuda(const char* op, const float* x, const float* gamma, const floa
                   float* mean, float* rstd, int N, int C, int HW, int G, float eps,
                   GroupNormKernel kernel) {
   check_group_norm_sizes(op, N, C, HW, G);
+  check_group_norm_group_fits_int32(op, C, HW, G);
   if (N == 0) return;
   const bool vectorized = HW % 4 == 0 && is_aligned_16(x) && is_aligned_16(y);
   if (vectorized)
@@ -854,6 +824,7 @@ void backward_cuda(const char* op, const float* dy, const float* x, const float*
                    float* dgamma, float* dbeta, int N, int C, int HW, int G,
                    GroupNormKernel kernel) {
   check_group_norm_sizes(op, N, C, HW, G);
+  check_group_norm_group_fits_int32(op, C, HW, G);
   if (N == 0) {
     cuda_memset_zero(dgamma, std::size_t(C) * sizeof(float));
     cuda_memset_zero(dbeta, std::size_t(C) * sizeof(float));
