@@ -69,7 +69,7 @@ UNetRun train_unet(KernelImpl impl, int batch, const Options& options) {
   const flow::CondOTPath path;
   const flow::UniformTimeSampler time_sampler;
   const Tensor x1 = rand_uniform({batch, 1, 28, 28}, gen, -1.0, 1.0, DType::Float32, Device::CUDA);
-  const flow::VelocityModel velocity = [&model](const Tensor& x_t, const Tensor& t) { return model.forward(x_t, t); };
+  const flow::ModelFn velocity = [&model](const Tensor& x_t, const Tensor& t) { return model.forward(x_t, t); };
 
   auto step = [&] {
     flow::FlowMatchingLoss result = flow::conditional_flow_matching_loss(velocity, x1, path, time_sampler, gen);

@@ -18,7 +18,6 @@
 
 #include "core/error.h"
 #include "core/io/atomic_file.h"
-#include "core/io/png.h"
 
 namespace fm::bench {
 namespace {
@@ -112,7 +111,7 @@ std::vector<std::pair<std::string, std::string>> cases_of(const std::vector<CsvR
 }
 
 // One bar per case of `op`, from the first of `versions` that has a row for that case.
-void add_bars(std::vector<io::Bar>& bars, const std::vector<CsvRow>& rows, const std::string& op,
+void add_bars(std::vector<Bar>& bars, const std::vector<CsvRow>& rows, const std::string& op,
               const std::string& section, const std::string& column, double target,
               const std::vector<std::string>& plain_versions, const std::vector<std::string>& fused_versions) {
   for (const auto& [shape, pass] : cases_of(rows, op)) {
@@ -164,24 +163,24 @@ LabChartBars lab_chart_bars(const std::vector<std::string>& csv_paths) {
 
 std::vector<std::string> plot_lab_csv(const std::vector<std::string>& csv_paths, const std::string& out_prefix) {
   const LabChartBars bars = lab_chart_bars(csv_paths);
-  const std::vector<io::Bar>& bandwidth = bars.bandwidth;
-  const std::vector<io::Bar>& vs_library = bars.vs_library;
+  const std::vector<Bar>& bandwidth = bars.bandwidth;
+  const std::vector<Bar>& vs_library = bars.vs_library;
   std::vector<std::string> written;
   if (!bandwidth.empty()) {
-    io::BarChartOptions options;
+    BarChartOptions options;
     options.title = "memory-bound kernels: % of copy bandwidth";
     options.x_label = "% of copy bandwidth";
     const std::string path = out_prefix + "_bandwidth.png";
-    io::write_bar_chart_png(path, bandwidth, options);
+    write_bar_chart_png(path, bandwidth, options);
     written.push_back(path);
   }
   if (!vs_library.empty()) {
-    io::BarChartOptions options;
+    BarChartOptions options;
     options.title = "compute-bound kernels: speed vs the library";
     options.x_label = "x the library's speed";
     options.log_x = true;
     const std::string path = out_prefix + "_vs_library.png";
-    io::write_bar_chart_png(path, vs_library, options);
+    write_bar_chart_png(path, vs_library, options);
     written.push_back(path);
   }
   return written;

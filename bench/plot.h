@@ -4,14 +4,14 @@
 #include <string>
 #include <vector>
 
-#include "core/io/png.h"
+#include "bench/bar_chart.h"
 
 namespace fm::bench {
 
 // The bars of the two charts, before drawing (what the tests check).
 struct LabChartBars {
-  std::vector<io::Bar> bandwidth;   // SiLU, GroupNorm: % of copy bandwidth, target 80
-  std::vector<io::Bar> vs_library;  // conv2d, conv_transpose2d (target 0.7), attention (target 1)
+  std::vector<Bar> bandwidth;   // SiLU, GroupNorm: % of copy bandwidth, target 80
+  std::vector<Bar> vs_library;  // conv2d, conv_transpose2d (target 0.7), attention (target 1)
 };
 
 // Reads the CSVs (as plot_lab_csv below) and picks the rows bench/plot.cpp's header describes.

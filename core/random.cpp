@@ -1,8 +1,11 @@
 // core/random.cpp — xoshiro256** with splitmix64 seeding and Box–Muller normals (see random.h).
 #include "core/random.h"
 
+#include <bit>
 #include <cmath>
 #include <vector>
+
+#include "core/error.h"
 
 namespace fm {
 namespace {
@@ -59,6 +62,21 @@ std::uint64_t Generator::below(std::uint64_t n) {
   do x = next_u64();
   while (x >= limit);
   return x % n;
+}
+
+std::vector<std::uint64_t> generator_words(const Generator& gen) {
+  Generator::State s = gen.state();
+  return {s.words[0], s.words[1], s.words[2], s.words[3], s.has_spare_normal ? 1u : 0u,
+          std::bit_cast<std::uint64_t>(s.spare_normal)};
+}
+
+void set_generator_words(Generator& gen, const std::vector<std::uint64_t>& w) {
+  FM_CHECK(w.size() == 6, FormatError, "checkpoint: generator state has ", w.size(), " words, expected 6");
+  Generator::State s;
+  for (int i = 0; i < 4; ++i) s.words[std::size_t(i)] = w[std::size_t(i)];
+  s.has_spare_normal = w[4] != 0;
+  s.spare_normal = std::bit_cast<double>(w[5]);
+  gen.set_state(s);
 }
 
 Tensor rand_uniform(const Shape& shape, Generator& gen, double low, double high, DType dtype,

@@ -7,6 +7,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -33,6 +34,12 @@ class Generator {
  private:
   State state_;
 };
+
+// The generator's state as six 64-bit words (the four state words, whether a spare normal is cached,
+// the spare normal's bits), the form a checkpoint stores (flow/checkpoint_format.h).
+std::vector<std::uint64_t> generator_words(const Generator& gen);
+// Restores a state saved by generator_words; throws fm::FormatError unless there are six words.
+void set_generator_words(Generator& gen, const std::vector<std::uint64_t>& words);
 
 // Tensors of independent draws. Values are generated in float64 and rounded to dtype.
 Tensor rand_uniform(const Shape& shape, Generator& gen, double low = 0.0, double high = 1.0,

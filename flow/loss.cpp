@@ -11,7 +11,7 @@
 
 namespace fm::flow {
 
-FlowMatchingLoss conditional_flow_matching_loss(const VelocityModel& model, const Tensor& x1,
+FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
                                                 const AffineProbabilityPath& path,
                                                 const TimeSampler& time_sampler, Generator& gen) {
   FM_CHECK(static_cast<bool>(model), ValueError, "flow matching loss: the model is empty");

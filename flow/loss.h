@@ -14,7 +14,7 @@
 #include "core/tensor.h"
 #include "flow/path.h"
 #include "flow/time_sampler.h"
-#include "flow/velocity_model.h"
+#include "flow/model_fn.h"
 
 namespace fm::flow {
 
@@ -28,7 +28,7 @@ struct FlowMatchingLoss {
 // Draws t ~ time_sampler (N values) and then x0 ~ N(0, I) (x1's shape) from `gen`, in that order,
 // builds (x_t, target) = path.sample(x0, x1, t), evaluates model(x_t, t) and returns the loss.
 // Everything is created in x1's dtype and on x1's device; x1 is [N, ...].
-FlowMatchingLoss conditional_flow_matching_loss(const VelocityModel& model, const Tensor& x1,
+FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
                                                 const AffineProbabilityPath& path,
                                                 const TimeSampler& time_sampler, Generator& gen);
 

@@ -3,8 +3,9 @@
 // One step: draw a batch x1 from the data, noise x0 ~ N(0, I) and times t, regress the model's
 // velocity on the path's target (flow/loss.h), backpropagate, clip, step the optimiser at the
 // scheduled learning rate, update the EMA. Everything random comes from one Generator, so a run is
-// a pure function of its config and seed; the checkpoint stores that generator's state, the data
-// order, the optimiser and the EMA, so a resumed run continues bitwise where it stopped.
+// a pure function of its config and seed; the checkpoint (flow/checkpoint_format.h) stores that
+// generator's state, the data order, the optimiser and the EMA, so a resumed run continues bitwise
+// where it stopped.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "core/random.h"
+#include "flow/checkpoint_format.h"
 #include "flow/loss.h"
 #include "flow/path.h"
 #include "flow/time_sampler.h"
@@ -49,8 +51,8 @@ class FlowTrainer {
   std::int64_t step() const { return step_; }
   Generator& generator() { return gen_; }
 
-  // Checkpoint: weights ("model.*"), EMA ("ema.*"), optimiser ("optim.*"), step, generator and data
-  // state, and `metadata` (the run's config), written atomically as safetensors.
+  // Checkpoint (the layout of flow/checkpoint_format.h): weights, EMA, optimiser, step, generator and
+  // data state, and `metadata` (the run's config), written atomically as safetensors.
   void save_checkpoint(const std::string& path, std::map<std::string, std::string> metadata) const;
   // Restores everything save_checkpoint wrote; returns the file's metadata.
   std::map<std::string, std::string> load_checkpoint(const std::string& path);
@@ -66,10 +68,8 @@ class FlowTrainer {
   TrainerOptions options_;
   Generator gen_;
   std::int64_t step_ = 0;
-};
 
-// Generator state <-> 64-bit words (for checkpoints).
-std::vector<std::uint64_t> generator_words(const Generator& gen);
-void set_generator_words(Generator& gen, const std::vector<std::uint64_t>& words);
+  TrainingStateRefs checkpointed_state() const { return {model_, ema_, optimizer_, data_}; }
+};
 
 }  // namespace fm::flow

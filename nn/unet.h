@@ -1,5 +1,5 @@
 // nn/unet.h — the image velocity model: seed 002's U-Net (trimmed from explainingai-code/DDPM-Pytorch),
-// configurable through UNetConfig.
+// configurable through UNetConfig (nn/unet_config.h).
 //
 // Layer: nn/ (uses core/ only). Data flow for the default config on 28×28 Fashion-MNIST:
 //   t [N] → sinusoidal(128) → t_proj (Linear → SiLU → Linear) → t_emb [N, 128], given to every block
@@ -15,7 +15,6 @@
 // in_proj_weight, ...), so weights move between the two.
 #pragma once
 #include <memory>
-#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -26,33 +25,10 @@
 #include "nn/module.h"
 #include "nn/time_embedding.h"
 #include "nn/unet_blocks.h"
+#include "nn/unet_config.h"
 #include "nn/velocity_model.h"
 
 namespace fm::nn {
-
-struct UNetConfig {
-  int in_channels = 1;
-  int out_channels = 0;                         // 0: same as in_channels
-  std::vector<int> down_channels{32, 64, 128};  // conv_in output, then each down block's output
-  std::vector<int> mid_channels{128, 64};       // mid block i maps mid[i] → mid[i+1]
-  int time_emb_dim = 128;
-  std::vector<bool> down_sample{true, true};    // per down block (mirrored by the up blocks)
-  std::vector<bool> attention{false, true};     // per down block (mirrored by the up blocks)
-  int num_heads = 4;
-  int groups = 8;                               // GroupNorm groups everywhere
-  int final_channels = 16;                      // last up block's output (the seed's hard-coded 16)
-  double time_scale = 1.0;                      // t is multiplied by this before the sinusoid (seed: 1)
-  bool fuse_group_norm_silu = true;             // GroupNorm → SiLU as one op (same numbers)
-
-  int resolved_out_channels() const { return out_channels == 0 ? in_channels : out_channels; }
-  int downsample_count() const;  // how many times the image is halved
-  // Throws fm::ConfigError naming the key (under `prefix`) for any inconsistent setting.
-  void validate(const std::string& prefix = "model") const;
-  // Unknown keys and bad values → fm::ConfigError ("model.down_channels: expected an array of
-  // positive integers, got ..."). An optional "type" key must be "unet". The result is validated.
-  static UNetConfig from_json(const nlohmann::json& json, const std::string& prefix = "model");
-  nlohmann::json to_json() const;  // every field, plus "type": "unet"
-};
 
 class UNet : public VelocityModel {
  public:

@@ -12,13 +12,7 @@
 // only the tiny feature classifier fmeval needs is written here, through the project's own writer.
 #include <catch2/catch.hpp>
 
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <csignal>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -28,6 +22,7 @@
 
 #include "nn/classifier.h"
 #include "tools/eval_classifier.h"
+#include "child_process.h"
 #include "test_util.h"
 
 namespace {
@@ -35,8 +30,6 @@ namespace {
 namespace fs = std::filesystem;
 
 const fs::path kCorpus = FM_BAD_INPUTS_DIR;
-// The tools are built into the same bin/ folder as this test.
-const fs::path kTools = fs::read_symlink("/proc/self/exe").parent_path();
 // A tool that runs longer than this is killed (SIGALRM) and the row fails: refusals are instant.
 constexpr unsigned kTimeoutSeconds = 120;
 
@@ -94,33 +87,21 @@ std::string read_all(const fs::path& file) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// Runs kTools/tool with `args` in `cwd`; stdout and stderr go to files in `capture` (outside cwd, so
-// they do not count as written by the tool).
+// Runs the built tool with `args` in `cwd`; stdout and stderr go to files in `capture` (outside cwd,
+// so they do not count as written by the tool).
 Outcome run_tool(const std::string& tool, const std::vector<std::string>& args, const fs::path& cwd,
                  const fs::path& capture) {
-  const std::string binary = (kTools / tool).string();
-  const std::string out_file = (capture / "stdout").string(), err_file = (capture / "stderr").string();
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(binary.c_str()));
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = fork();
-  if (pid == 0) {  // the child: only async-signal-safe calls until exec
-    int out = open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int err = open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (out < 0 || err < 0 || chdir(cwd.c_str()) != 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) _exit(126);
-    alarm(kTimeoutSeconds);  // survives exec: a hung tool dies of SIGALRM
-    execv(binary.c_str(), argv.data());
-    _exit(127);
-  }
-  REQUIRE(pid > 0);
-  int status = 0;
-  REQUIRE(waitpid(pid, &status, 0) == pid);
+  fm::test::SpawnOptions options;
+  options.cwd = cwd;
+  options.stdout_path = (capture / "stdout").string();
+  options.stderr_path = (capture / "stderr").string();
+  options.timeout_seconds = kTimeoutSeconds;
+  const int code = fm::test::spawn(fm::test::tool_path(tool).string(), args, options).wait();
   Outcome outcome;
-  if (WIFEXITED(status)) outcome.exit_code = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) outcome.signal = WTERMSIG(status);
-  outcome.out = read_all(out_file);
-  outcome.err = read_all(err_file);
+  if (code >= 0) outcome.exit_code = code;
+  else outcome.signal = -code;
+  outcome.out = read_all(options.stdout_path);
+  outcome.err = read_all(options.stderr_path);
   return outcome;
 }
 

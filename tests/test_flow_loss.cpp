@@ -25,7 +25,7 @@ Tensor data_batch(Shape shape = {6, 2}) {
 
 TEST_CASE("the loss draws t then x0 and regresses on x1 - x0 under CondOT", "[flow][loss]") {
   Tensor x1 = data_batch();
-  VelocityModel zero = [](const Tensor& x, const Tensor&) { return Tensor::zeros(x.shape(), x.dtype()); };
+  ModelFn zero = [](const Tensor& x, const Tensor&) { return Tensor::zeros(x.shape(), x.dtype()); };
   Generator gen(5);
   FlowMatchingLoss out = conditional_flow_matching_loss(zero, x1, CondOTPath(), UniformTimeSampler(), gen);
   // Replay the documented draws by hand.
@@ -49,7 +49,7 @@ TEST_CASE("the model sees x_t and t and a perfect conditional oracle scores zero
   Generator probe(8);
   Tensor expected_t = UniformTimeSampler().sample(6, probe, DType::Float64);
   Tensor expected_x0 = randn({6, 2}, probe, DType::Float64);
-  VelocityModel oracle = [&](const Tensor& x_t, const Tensor& t) {
+  ModelFn oracle = [&](const Tensor& x_t, const Tensor& t) {
     REQUIRE(t.to_vector() == expected_t.to_vector());
     Tensor expected_x_t = CondOTPath().sample(expected_x0, x1, expected_t).x_t;
     REQUIRE(max_abs_diff(x_t, expected_x_t) == 0.0);
@@ -65,7 +65,7 @@ TEST_CASE("loss gradients match central differences", "[flow][loss]") {
   Tensor w = Tensor::from_vector({0.3, -0.2}, {2}, DType::Float64).set_requires_grad();
   Tensor b = Tensor::from_vector({0.1}, {1}, DType::Float64).set_requires_grad();
   // v = x_t ∘ w + b·t (per-sample t broadcast over the features).
-  auto model_with = [&](const Tensor& wv, const Tensor& bv) -> VelocityModel {
+  auto model_with = [&](const Tensor& wv, const Tensor& bv) -> ModelFn {
     return [wv, bv](const Tensor& x, const Tensor& t) { return x * wv + t.unsqueeze(1) * bv; };
   };
   auto loss_at = [&](const Tensor& wv, const Tensor& bv) {
@@ -91,7 +91,7 @@ TEST_CASE("loss gradients match central differences", "[flow][loss]") {
 
 TEST_CASE("image-shaped batches average per sample over C, H, W and follow dtype", "[flow][loss]") {
   Tensor x1 = data_batch({3, 1, 4, 4}).to(DType::Float32);
-  VelocityModel zero = [](const Tensor& x, const Tensor& t) {
+  ModelFn zero = [](const Tensor& x, const Tensor& t) {
     REQUIRE(t.shape() == Shape{x.size(0)});
     REQUIRE(t.dtype() == DType::Float32);
     return Tensor::zeros(x.shape(), x.dtype());
@@ -104,14 +104,14 @@ TEST_CASE("image-shaped batches average per sample over C, H, W and follow dtype
   REQUIRE(out.loss.dtype() == DType::Float32);
   REQUIRE(mean(out.per_sample_loss).item() == Approx(out.loss.item()).epsilon(1e-6));
   // A model with the wrong output shape is refused by name.
-  VelocityModel wrong = [](const Tensor& x, const Tensor&) { return x.flatten(1); };
+  ModelFn wrong = [](const Tensor& x, const Tensor&) { return x.flatten(1); };
   REQUIRE_THROWS_WITH(conditional_flow_matching_loss(wrong, x1, CondOTPath(), UniformTimeSampler(), gen),
                       Catch::Contains("the model returned [3, 16]"));
 }
 
 TEST_CASE("the loss is deterministic by seed", "[flow][loss]") {
   Tensor x1 = data_batch();
-  VelocityModel half = [](const Tensor& x, const Tensor&) { return x * 0.5; };
+  ModelFn half = [](const Tensor& x, const Tensor&) { return x * 0.5; };
   Generator a(3), b(3);
   const double la = conditional_flow_matching_loss(half, x1, CondOTPath(), UniformTimeSampler(), a).loss.item();
   const double lb = conditional_flow_matching_loss(half, x1, CondOTPath(), UniformTimeSampler(), b).loss.item();

@@ -1,7 +1,7 @@
 // tests/test_flow_solver.cpp — the ODE solvers of flow/solver.h on fields with known solutions:
 // exactness where the method is exact, observed convergence orders, exact NFE counts, dopri5's
 // tolerance/cost trade-off and step bookkeeping, callbacks, no-grad, the factory, and the
-// network-to-field adapter of flow/velocity_model.h; on a GPU (or the CUDA emulator), every solver
+// network-to-field adapter of flow/model_fn.h; on a GPU (or the CUDA emulator), every solver
 // on the device against the CPU.
 #include <catch2/catch.hpp>
 
@@ -13,7 +13,7 @@
 #include "core/random.h"
 #include "flow/path.h"
 #include "flow/solver.h"
-#include "flow/velocity_model.h"
+#include "flow/model_fn.h"
 #include "tensor_compare.h"
 #include "test_util.h"
 
@@ -259,7 +259,7 @@ TEST_CASE("dopri5 gives up with a clear error after max_steps", "[flow][solver]"
 
 TEST_CASE("velocity_field_from_model passes one time per sample and converts x1 predictions", "[flow][solver]") {
   // A velocity model: checks the time tensor it receives.
-  VelocityModel model = [](const Tensor& x, const Tensor& t) {
+  ModelFn model = [](const Tensor& x, const Tensor& t) {
     REQUIRE(t.shape() == Shape{x.size(0)});
     REQUIRE(t.dtype() == x.dtype());
     return x * t.to_vector()[0];
@@ -270,7 +270,7 @@ TEST_CASE("velocity_field_from_model passes one time per sample and converts x1 
   // Data concentrated at one point c: the ideal x1-predictor returns c everywhere. Under CondOT
   // its velocity is (c − x)/(1 − t), and Euler lands on c exactly (the last step has h = 1 − t).
   Tensor c = Tensor::from_vector({3.0, -1.0}, {1, 2}, DType::Float64);
-  VelocityModel predicts_c = [&](const Tensor& x, const Tensor&) { return c.expand(x.shape()).contiguous(); };
+  ModelFn predicts_c = [&](const Tensor& x, const Tensor&) { return c.expand(x.shape()).contiguous(); };
   VelocityField field =
       velocity_field_from_model(predicts_c, Parameterization::DataPrediction, std::make_shared<CondOTPath>());
   Tensor x0 = Tensor::from_vector({0.1, 0.2, -0.3, 0.4}, {2, 2}, DType::Float64);

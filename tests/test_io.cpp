@@ -32,17 +32,13 @@
 #include "core/io/npy.h"
 #include "core/io/png.h"
 #include "core/io/safetensors.h"
+#include "png_test_util.h"
 #include "test_util.h"
-
-// The stb_image decoder is compiled into libstb (fm_core links it); the tests decode PNGs with it.
-extern "C" {
-unsigned char* stbi_load_from_memory(const unsigned char* buffer, int len, int* x, int* y, int* channels_in_file,
-                                     int desired_channels);
-void stbi_image_free(void* retval_from_stbi_load);
-}
 
 namespace fs = std::filesystem;
 using fm::io::SafetensorsTensorView;
+using fm::test::decode_png;
+using fm::test::sample_path;
 
 namespace {
 
@@ -93,37 +89,6 @@ std::vector<T> values_of(const fm::io::SafetensorsTensor& t) {
   std::vector<T> out(t.bytes.size() / sizeof(T));
   if (!out.empty()) std::memcpy(out.data(), t.bytes.data(), t.bytes.size());
   return out;
-}
-
-struct DecodedPng {
-  int width = 0, height = 0;
-  std::vector<std::uint8_t> rgb;
-  std::array<std::uint8_t, 3> at(int x, int y) const {
-    const std::uint8_t* p = &rgb[(std::size_t(y) * width + x) * 3];
-    return {p[0], p[1], p[2]};
-  }
-};
-
-DecodedPng decode_png(const std::string& path) {
-  std::string bytes = read_raw(path);
-  REQUIRE(bytes.substr(0, 8) == std::string("\x89PNG\r\n\x1a\n", 8));
-  DecodedPng png;
-  int channels = 0;
-  unsigned char* pixels = stbi_load_from_memory(reinterpret_cast<const unsigned char*>(bytes.data()), int(bytes.size()),
-                                                &png.width, &png.height, &channels, 3);
-  REQUIRE(pixels != nullptr);
-  png.rgb.assign(pixels, pixels + std::size_t(png.width) * png.height * 3);
-  stbi_image_free(pixels);
-  return png;
-}
-
-// Where the PNG cases put their pictures: FM_IO_SAMPLE_DIR when set, else the case's temp folder.
-std::string sample_path(const TempDir& dir, const std::string& name) {
-  if (const char* keep = std::getenv("FM_IO_SAMPLE_DIR")) {
-    fs::create_directories(keep);
-    return (fs::path(keep) / name).string();
-  }
-  return dir.file(name);
 }
 
 // IDX helpers: big-endian header + payload, optionally gzip-compressed.
@@ -188,6 +153,22 @@ TEST_CASE("a writer that throws leaves the target unchanged and no temp file beh
   REQUIRE_THROWS(fm::io::write_file_atomically(fresh, [](std::ostream&) { throw WriterFailed("no"); }));
   REQUIRE_FALSE(fs::exists(fresh));
   REQUIRE(dir.entries() == std::vector<std::string>{"checkpoint.safetensors"});
+}
+
+TEST_CASE("the temp names of atomic writes are recognised, and only those are removed as stale", "[io][atomic]") {
+  using fm::io::is_atomic_write_temp_name;
+  CHECK(is_atomic_write_temp_name(".checkpoint.safetensors.tmp.1234.56789.0.0"));
+  CHECK(is_atomic_write_temp_name(".metrics.jsonl.tmp.7.1.2.3"));
+  CHECK_FALSE(is_atomic_write_temp_name("checkpoint.safetensors.tmp.1.2.3.4"));  // not hidden
+  CHECK_FALSE(is_atomic_write_temp_name(".notes.tmp.draft"));                    // not digits and dots
+  CHECK_FALSE(is_atomic_write_temp_name(".tmp.1.2"));                            // no target name
+  CHECK_FALSE(is_atomic_write_temp_name("checkpoint.safetensors"));
+  TempDir dir;
+  dir.write(".checkpoint.safetensors.tmp.1234.56789.0.0", "half a checkpoint");
+  dir.write(".notes.tmp.draft", "a user's file");
+  dir.write("checkpoint.safetensors", "the checkpoint");
+  REQUIRE(fm::io::remove_stale_temp_files(dir.path.string()) == 1);
+  REQUIRE(dir.entries() == std::vector<std::string>{".notes.tmp.draft", "checkpoint.safetensors"});
 }
 
 TEST_CASE("atomic write and read report missing folders and files clearly", "[io][atomic]") {
@@ -708,53 +689,6 @@ TEST_CASE("loss curve plot: linear and log axes, moving average, gaps", "[io][pn
   require_error<fm::ValueError>(
       [&] { fm::io::write_line_plot_png(dir.file("bad.png"), {{{1, 2, 3}, {1, 2}, "short"}}, options); },
       {"'short'", "3 x values and 2 y values"});
-}
-
-TEST_CASE("bar chart: targets colour the bars, sections, log axis, missing values", "[io][png]") {
-  TempDir dir;
-  const double nan = std::nan("");
-  // Exact fill colours of the bars (tab10 green, red, blue) counted above the legend row, which
-  // has swatches of the same colours.
-  auto count_colour = [](const DecodedPng& png, std::array<std::uint8_t, 3> colour) {
-    int n = 0;
-    for (int y = 0; y < png.height - 40; ++y)
-      for (int x = 0; x < png.width; ++x) n += png.at(x, y) == colour;
-    return n;
-  };
-  const std::array<std::uint8_t, 3> green{44, 160, 44}, red{214, 39, 40}, blue{31, 119, 180};
-  std::vector<fm::io::Bar> bars = {
-      {"256x64x28x28 fwd", 0.9, 0.7, "conv2d vs cuDNN"},
-      {"256x64x7x7 bwd-data", 0.5, 0.7, "conv2d vs cuDNN"},
-      {"L196 D32 bwd", 1.3, 1.0, "attention vs unfused"},
-      {"no target", 1.2, nan, "attention vs unfused"},
-      {"not measured", nan, 1.0, "attention vs unfused"},
-  };
-  fm::io::BarChartOptions options;
-  options.title = "kernel lab: ours vs the library";
-  options.x_label = "x library speed";
-  options.log_x = true;
-  const std::string path = sample_path(dir, "bars_log.png");
-  fm::io::write_bar_chart_png(path, bars, options);
-  auto png = decode_png(path);
-  REQUIRE(png.width == 1000);
-  REQUIRE(count_colour(png, green) > 100);  // two bars meet their targets
-  REQUIRE(count_colour(png, red) > 100);    // one misses
-  REQUIRE(count_colour(png, blue) > 100);   // one has no target
-
-  // Every bar at or above its target: no red bar; more rows make a taller picture.
-  for (auto& b : bars) b.value = std::isfinite(b.target) ? b.target * 1.5 : b.value;
-  bars.insert(bars.end(), bars.begin(), bars.end());
-  options.log_x = false;
-  fm::io::write_bar_chart_png(dir.file("bars_linear.png"), bars, options);
-  auto taller = decode_png(dir.file("bars_linear.png"));
-  REQUIRE(taller.height > png.height);
-  REQUIRE(count_colour(taller, red) == 0);
-  REQUIRE(count_colour(taller, green) > 100);
-
-  require_error<fm::ValueError>([&] { fm::io::write_bar_chart_png(dir.file("none.png"), {}, options); }, {"no bars"});
-  options.width = 100;
-  require_error<fm::ValueError>([&] { fm::io::write_bar_chart_png(dir.file("narrow.png"), bars, options); },
-                                {"width 100", "300..8192"});
 }
 
 // ========================================== metrics.jsonl =======================================

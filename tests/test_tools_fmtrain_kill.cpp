@@ -7,15 +7,13 @@
 // train.detect_anomaly, the op).
 #include <catch2/catch.hpp>
 
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -27,6 +25,7 @@
 #include "core/io/jsonl.h"
 #include "core/io/safetensors.h"
 #include "tools/config.h"
+#include "child_process.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -34,7 +33,7 @@ using fm::tools::Json;
 
 namespace {
 
-fs::path fmtrain_binary() { return fs::read_symlink("/proc/self/exe").parent_path() / "fmtrain"; }
+fs::path fmtrain_binary() { return fm::test::tool_path("fmtrain"); }
 
 // A moons run of a few seconds whose checkpoints are large enough (≈3 MB: a 256-wide MLP with EMA
 // and Adam state) that a kill sent when the temp file appears lands inside the write.
@@ -47,55 +46,15 @@ Json kill_test_config(std::int64_t steps) {
           {"eval", {{"n", 256}, {"projections", 8}}}};
 }
 
-struct Child {
-  pid_t pid = -1;
-  // Waits for the child; returns its exit code, or -signal when a signal ended it.
-  int wait() {
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    pid = -1;
-    if (WIFSIGNALED(status)) return -WTERMSIG(status);
-    return WEXITSTATUS(status);
-  }
-  // Non-blocking: true (and the code in *code) when the child has ended.
-  bool poll_exit(int* code) {
-    int status = 0;
-    pid_t done = ::waitpid(pid, &status, WNOHANG);
-    if (done != pid) return false;
-    pid = -1;
-    *code = WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
-    return true;
-  }
-};
-
-// Starts fmtrain with `args`, stdout to /dev/null and stderr to `stderr_file`; `file_size_limit`
-// (bytes) is RLIMIT_FSIZE in the child, 0 for none.
-Child spawn_fmtrain(const std::vector<std::string>& args, const fs::path& stderr_file, rlim_t file_size_limit = 0) {
-  std::string binary = fmtrain_binary().string();
-  std::vector<std::string> all = {binary};
-  all.insert(all.end(), args.begin(), args.end());
-  Child child;
-  child.pid = ::fork();
-  REQUIRE(child.pid >= 0);
-  if (child.pid == 0) {
-    int null_fd = ::open("/dev/null", O_WRONLY);
-    int err_fd = ::open(stderr_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (null_fd < 0 || err_fd < 0) ::_exit(126);
-    ::dup2(null_fd, 1);
-    ::dup2(err_fd, 2);
-    if (file_size_limit) {
-      rlimit limit{file_size_limit, file_size_limit};
-      ::setrlimit(RLIMIT_FSIZE, &limit);
-    }
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::setenv("OMP_NUM_THREADS", "1", 1);
-    ::execv(binary.c_str(), argv.data());
-    ::_exit(127);
-  }
-  return child;
+// Starts fmtrain with `args` (one OpenMP thread), stdout to /dev/null and stderr to `stderr_file`;
+// `file_size_limit` (bytes) is RLIMIT_FSIZE in the child, 0 for none.
+fm::test::ChildProcess spawn_fmtrain(const std::vector<std::string>& args, const fs::path& stderr_file,
+                                     std::uint64_t file_size_limit = 0) {
+  fm::test::SpawnOptions options;
+  options.stderr_path = stderr_file.string();
+  options.file_size_limit = file_size_limit;
+  options.one_omp_thread = true;
+  return fm::test::spawn(fmtrain_binary().string(), args, options);
 }
 
 std::string read_text(const fs::path& path) {
@@ -147,7 +106,7 @@ int check_checkpoints_load(const fs::path& run, const std::map<std::string, fm::
 bool holds_temp_file(const fs::path& run, const std::string& prefix = ".") {
   for (const auto& entry : fs::directory_iterator(run)) {
     const std::string name = entry.path().filename().string();
-    if (name.rfind(prefix, 0) == 0 && name.find(".tmp.") != std::string::npos) return true;
+    if (name.rfind(prefix, 0) == 0 && fm::io::is_atomic_write_temp_name(name)) return true;
   }
   return false;
 }
@@ -171,7 +130,7 @@ class CheckpointWriteWatch {
     for (ssize_t at = 0; at < n;) {
       auto* event = reinterpret_cast<inotify_event*>(buffer + at);
       std::string name = event->len ? event->name : "";
-      if (name.rfind(".checkpoint", 0) == 0 && name.find(".tmp.") != std::string::npos) return true;
+      if (name.rfind(".checkpoint", 0) == 0 && fm::io::is_atomic_write_temp_name(name)) return true;
       at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
     }
     return false;
@@ -194,7 +153,8 @@ TEST_CASE("fmtrain killed at random moments and during checkpoint writes resumes
   // The reference: one uninterrupted run, timed to spread the kills over a run's length.
   fs::path reference = temp.path / "reference";
   auto start = std::chrono::steady_clock::now();
-  Child whole = spawn_fmtrain({config.string(), "--out", reference.string(), "--quiet"}, temp.path / "reference.err");
+  fm::test::ChildProcess whole =
+      spawn_fmtrain({config.string(), "--out", reference.string(), "--quiet"}, temp.path / "reference.err");
   REQUIRE(whole.wait() == 0);
   const double run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const auto reference_metrics = deterministic_metrics(reference);
@@ -218,8 +178,10 @@ TEST_CASE("fmtrain killed at random moments and during checkpoint writes resumes
       REQUIRE(attempt < 60);
       // A kill before config.json exists leaves nothing to resume: the user starts the command again.
       const bool has_config = fs::exists(run / "config.json");
-      Child child = has_config ? spawn_fmtrain({"--resume", run.string(), "--quiet"}, run.parent_path() / "last.err")
-                               : spawn_fmtrain({config.string(), "--out", run.string(), "--quiet"}, run.parent_path() / "last.err");
+      const std::vector<std::string> args =
+          has_config ? std::vector<std::string>{"--resume", run.string(), "--quiet"}
+                     : std::vector<std::string>{config.string(), "--out", run.string(), "--quiet"};
+      fm::test::ChildProcess child = spawn_fmtrain(args, run.parent_path() / "last.err");
       // Even kills at a random moment, odd kills the moment a checkpoint write begins (after 0-2
       // writes, so the run also makes progress between kills).
       const bool at_checkpoint_write = kills % 2 == 1;
@@ -237,7 +199,7 @@ TEST_CASE("fmtrain killed at random moments and during checkpoint writes resumes
         ended = child.poll_exit(&exit_code);
       }
       if (!ended) {
-        ::kill(child.pid, SIGKILL);
+        child.send(SIGKILL);
         exit_code = child.wait();
       }
       if (exit_code == -SIGKILL) {
@@ -282,8 +244,8 @@ TEST_CASE("a checkpoint write that fails (file-size limit) is one line naming th
   const std::string checkpoint_before = read_text(run / "checkpoint.safetensors");
   REQUIRE(checkpoint_before.size() > 1'000'000);
   // Small files (config, metrics) still fit; the ≈3 MB checkpoint does not, as on a nearly full disk.
-  Child resumed = spawn_fmtrain({"--resume", run.string(), "--quiet", "--set", "train.steps=50"},
-                                temp.path / "resume.err", /*file_size_limit=*/512 * 1024);
+  fm::test::ChildProcess resumed = spawn_fmtrain({"--resume", run.string(), "--quiet", "--set", "train.steps=50"},
+                                                 temp.path / "resume.err", /*file_size_limit=*/512 * 1024);
   REQUIRE(resumed.wait() == 2);
   std::string message = read_text(temp.path / "resume.err");
   INFO("stderr: " << message);

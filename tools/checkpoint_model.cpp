@@ -1,7 +1,9 @@
-// tools/checkpoint_model.cpp — model + config from a checkpoint (see checkpoint_model.h).
+// tools/checkpoint_model.cpp — model + config from a checkpoint (see checkpoint_model.h; the
+// checkpoint's layout is flow/checkpoint_format.h).
 #include "tools/checkpoint_model.h"
 
 #include "core/io/tensor_io.h"
+#include "flow/checkpoint_format.h"
 #include "tools/run_setup.h"
 
 namespace fm::tools {
@@ -21,17 +23,12 @@ CheckpointModel load_checkpoint_model(const std::string& path, Device device, co
   }
   Generator gen(0);  // the initial values are overwritten by the checkpoint's weights
   out.model = build_model(out.config, gen);
-  bool has_ema = false;
-  for (const auto& [name, t] : ckpt.tensors) has_ema = has_ema || name.rfind("ema.", 0) == 0;
-  out.ema_weights = weights == "ema" && has_ema;
-  const std::string prefix = out.ema_weights ? "ema." : "model.";
-  nn::StateDict state;
-  for (const auto& [name, t] : ckpt.tensors)
-    if (name.rfind(prefix, 0) == 0) state[name.substr(prefix.size())] = t;
+  nn::StateDict ema_state = flow::tensors_with_prefix(ckpt.tensors, flow::kCheckpointEmaPrefix);
+  out.ema_weights = weights == "ema" && !ema_state.empty();
+  nn::StateDict state = out.ema_weights ? ema_state : nn::StateDict{};
   // EMA shadows cover parameters only; buffers (if any) come from the raw model state.
-  if (out.ema_weights)
-    for (const auto& [name, t] : ckpt.tensors)
-      if (name.rfind("model.", 0) == 0 && !state.count(name.substr(6))) state[name.substr(6)] = t;
+  for (const auto& [name, t] : flow::tensors_with_prefix(ckpt.tensors, flow::kCheckpointModelPrefix))
+    if (!state.count(name)) state[name] = t;
   try {
     out.model->load_state_dict(state);
   } catch (const ValueError& e) {  // a missing, extra or misshapen tensor: name the file too
@@ -39,7 +36,7 @@ CheckpointModel load_checkpoint_model(const std::string& path, Device device, co
   }
   out.model->to(device);
   out.model->eval();
-  auto step = ckpt.words.find("trainer.step");
+  auto step = ckpt.words.find(flow::kCheckpointStepKey);
   if (step != ckpt.words.end() && step->second.size() == 1) out.step = std::int64_t(step->second[0]);
   return out;
 }

@@ -4,10 +4,11 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include "core/autograd.h"
 #include "core/io/png.h"
-#include "flow/velocity_model.h"
+#include "flow/model_fn.h"
 #include "kernels/runtime.h"
 #include "nn/mlp.h"
 #include "nn/unet.h"
@@ -116,6 +117,35 @@ std::unique_ptr<flow::OdeSolver> build_solver(const Json& sample) {
   return flow::make_solver(sample.at("solver"), options);
 }
 
+RunObjects build_run_objects(const Json& config, Device device) {
+  const Json& train = config["train"];
+  const std::int64_t batch_size = train["batch_size"];
+  RunObjects objects;
+  Generator init_gen(train["seed"].get<std::uint64_t>());
+  objects.model = build_model(config, init_gen);
+  objects.model->to(device);
+  objects.data = build_training_data(config);
+  // A batch larger than the image set would fail at the first step, after the run directory exists.
+  if (const auto* images = dynamic_cast<const flow::ImageEpochs*>(objects.data.get()))
+    FM_CHECK(batch_size <= images->size(), ConfigError, "train.batch_size: ", batch_size, " is larger than the ",
+             images->size(), " images in ", images_path(config), " (expected at most that many)");
+  objects.optimizer = build_optimizer(config, *objects.model);
+  if (train["ema_decay"].get<double>() > 0)
+    objects.ema = std::make_unique<nn::EMA>(*objects.model, train["ema_decay"].get<double>());
+  flow::TrainerOptions options;
+  options.batch_size = batch_size;
+  options.grad_clip = train["grad_clip"];
+  options.device = device;
+  // The trainer's generator is seeded apart from the initialisation stream (seed + 1) so that the
+  // noise/time/data stream does not depend on how many numbers the model's initialisation drew.
+  objects.trainer = std::make_unique<flow::FlowTrainer>(
+      *objects.model, *objects.optimizer, build_lr_schedule(config), objects.ema.get(), *objects.data,
+      flow::make_path(config["path"]["scheduler"]), build_time_sampler(config),
+      train["seed"].get<std::uint64_t>() + 1, options);
+  objects.solver = build_solver(config["sample"]);
+  return objects;
+}
+
 SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& solver, const Shape& example_shape,
                               std::int64_t n, Generator& gen, Device device, std::int64_t chunk) {
   NoGradGuard no_grad;
@@ -142,6 +172,13 @@ SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& s
   result.samples = out;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
   return result;
+}
+
+SampleResult generate_samples_with_ema(nn::VelocityModel& model, nn::EMA* ema, const flow::OdeSolver& solver,
+                                       const Shape& example_shape, std::int64_t n, Generator& gen, Device device) {
+  std::optional<nn::ScopedEMAWeights> ema_weights;
+  if (ema) ema_weights.emplace(*ema);
+  return generate_samples(model, solver, example_shape, n, gen, device);
 }
 
 void write_samples_png(const std::string& path, const Tensor& samples, const Tensor& reference,

@@ -1,6 +1,6 @@
 // tools/run_setup.h — turning a resolved config into the objects of a run: device, model, data,
-// path, time sampler, optimiser, solver; and the sampling + picture-writing shared by fmtrain and
-// fmsample.
+// path, time sampler, optimiser, solver, and all of them with the trainer for fmtrain; and the
+// sampling + picture-writing shared by fmtrain and fmsample.
 #pragma once
 #include <memory>
 #include <string>
@@ -10,6 +10,7 @@
 #include "flow/path.h"
 #include "flow/solver.h"
 #include "flow/time_sampler.h"
+#include "flow/trainer.h"
 #include "flow/training_data.h"
 #include "nn/ema.h"
 #include "nn/lr_schedule.h"
@@ -32,6 +33,20 @@ std::unique_ptr<nn::Optimizer> build_optimizer(const Json& config, nn::Module& m
 nn::LRSchedule build_lr_schedule(const Json& config);
 std::unique_ptr<flow::OdeSolver> build_solver(const Json& sample_section);
 
+// The objects of a training run, declared in construction order: the trainer refers to the model,
+// optimiser, EMA and data above it.
+struct RunObjects {
+  std::unique_ptr<nn::VelocityModel> model;
+  std::unique_ptr<flow::TrainingData> data;
+  std::unique_ptr<nn::Optimizer> optimizer;
+  std::unique_ptr<nn::EMA> ema;  // null when train.ema_decay is 0
+  std::unique_ptr<flow::FlowTrainer> trainer;
+  std::unique_ptr<flow::OdeSolver> solver;
+};
+// Builds them from a resolved config, the model on `device`. Data files are read here, so a missing
+// file (or a batch larger than the image set) fails before fmtrain creates the run directory.
+RunObjects build_run_objects(const Json& config, Device device);
+
 struct SampleResult {
   Tensor samples;  // CPU float32 [n, ...]
   // Velocity evaluations per sample. A fixed-step solver spends the same on every chunk; dopri5
@@ -44,6 +59,10 @@ struct SampleResult {
 SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& solver,
                               const Shape& example_shape, std::int64_t n, Generator& gen, Device device,
                               std::int64_t chunk = 512);
+// The same with the EMA's weights swapped into the model for the call (`ema` null: the model's own
+// weights), as fmtrain samples its pictures.
+SampleResult generate_samples_with_ema(nn::VelocityModel& model, nn::EMA* ema, const flow::OdeSolver& solver,
+                                       const Shape& example_shape, std::int64_t n, Generator& gen, Device device);
 
 // The picture of a set of samples: 2-D points → a scatter over `reference` points (may be
 // undefined); images → a grid.

@@ -164,15 +164,18 @@ void write_file_atomically(const std::string& path, const std::function<void(std
   sync_directory(dir, path);
 }
 
+bool is_atomic_write_temp_name(const std::string& name) {
+  // The shape temp_name_for gives: a leading dot, then ".tmp." followed by digits and dots only.
+  std::size_t tmp = name.rfind(".tmp.");
+  if (name.size() < 2 || name[0] != '.' || tmp == std::string::npos || tmp == 0) return false;
+  return name.find_first_not_of("0123456789.", tmp + 5) == std::string::npos;
+}
+
 std::int64_t remove_stale_temp_files(const std::string& dir) {
   std::int64_t removed = 0;
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
-    const std::string name = entry.path().filename().string();
-    // The shape temp_name_for gives: a leading dot, then ".tmp." followed by digits and dots only.
-    std::size_t tmp = name.rfind(".tmp.");
-    if (name.size() < 2 || name[0] != '.' || tmp == std::string::npos || tmp == 0) continue;
-    if (name.find_first_not_of("0123456789.", tmp + 5) != std::string::npos) continue;
+    if (!is_atomic_write_temp_name(entry.path().filename().string())) continue;
     if (!entry.is_regular_file(error)) continue;
     if (std::filesystem::remove(entry.path(), error)) ++removed;
   }

@@ -4,6 +4,7 @@
 // metrics log) goes through write_file_atomically, so a crash or a full disk never leaves a half-written
 // checkpoint or image under its real name. Works on raw bytes only; no Tensor here.
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <ostream>
 #include <string>
@@ -24,9 +25,13 @@ void write_file_atomically(const std::string& path, const std::function<void(std
 // The same for contents already in memory.
 void write_file_atomically(const std::string& path, std::string_view contents);
 
+// True when `file_name` (a name, not a path) is one of write_file_atomically's temp files:
+// ".<name>.tmp.<pid>.<salt>.<n>.<attempt>", digits and dots after ".tmp.".
+bool is_atomic_write_temp_name(const std::string& file_name);
+
 // Removes the temp files that write_file_atomically leaves when its process is killed mid-write
-// (".<name>.tmp.<pid>.<salt>.<n>.<attempt>" in `dir`). Call it only on a folder no other process is
-// writing to (fmtrain --resume on its run directory). Returns how many it removed.
+// (the names is_atomic_write_temp_name accepts, in `dir`). Call it only on a folder no other process
+// is writing to (fmtrain --resume on its run directory). Returns how many it removed.
 std::int64_t remove_stale_temp_files(const std::string& dir);
 
 // Reads a whole regular file. Throws fm::IOError naming the file when it is missing, unreadable,

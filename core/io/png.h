@@ -1,12 +1,11 @@
-// core/io/png.h — the pictures a run leaves behind: sample grids, 2D scatter plots, loss curves, and
-// the kernel lab's bar charts.
+// core/io/png.h — PNG files: raw pixels encoded as PNG, and the pictures a run leaves behind (sample
+// grids, 2D scatter plots, loss curves).
 //
-// Part of core/io/ (raw float buffers in, PNG files out; no Tensor). Pixels are drawn by a small
-// software rasteriser in png.cpp (anti-aliased lines, discs and rectangles, text from stb_easy_font)
-// and encoded by stb_image_write. Every file is written atomically.
+// Part of core/io/ (raw float buffers in, PNG files out; no Tensor). Pixels are drawn with the small
+// software rasteriser of core/io/plot_canvas.h (anti-aliased lines, discs and rectangles, text from
+// stb_easy_font) and encoded by stb_image_write. Every file is written atomically.
 #pragma once
 #include <cstdint>
-#include <limits>
 #include <string>
 #include <vector>
 
@@ -61,24 +60,5 @@ struct LinePlotOptions {
 // title, axis labels and a legend. Throws fm::ValueError for mismatched x/y lengths.
 void write_line_plot_png(const std::string& path, const std::vector<LineSeries>& series,
                          const LinePlotOptions& options = {});
-
-struct Bar {
-  std::string label;    // drawn left of the bar
-  double value = 0;     // the bar's length; non-finite (or <= 0 on a log axis) shows as "no value"
-  double target = std::numeric_limits<double>::quiet_NaN();  // a tick across the row; NaN: none
-  std::string section;  // a heading drawn above the first bar of each run of equal sections
-};
-
-struct BarChartOptions {
-  std::string title;
-  std::string x_label;
-  bool log_x = false;
-  int width = 1000;  // pixels; the height follows the number of bars and sections
-};
-
-// Horizontal bars, one row each, the value printed at the bar's end. A bar with a target is green
-// when value >= target and red when below, and its target is drawn as a dark tick across its row;
-// bars without one are blue. Throws fm::ValueError for no bars or a bad width.
-void write_bar_chart_png(const std::string& path, const std::vector<Bar>& bars, const BarChartOptions& options = {});
 
 }  // namespace fm::io

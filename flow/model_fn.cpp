@@ -1,11 +1,11 @@
-// flow/velocity_model.cpp — from a network (x_t, t[N]) to a solver's v(x, t).
-#include "flow/velocity_model.h"
+// flow/model_fn.cpp — from a network (x_t, t[N]) to a solver's v(x, t).
+#include "flow/model_fn.h"
 
 #include "core/error.h"
 
 namespace fm::flow {
 
-VelocityField velocity_field_from_model(VelocityModel model, Parameterization output,
+VelocityField velocity_field_from_model(ModelFn model, Parameterization output,
                                         std::shared_ptr<const AffineProbabilityPath> path) {
   FM_CHECK(static_cast<bool>(model), ValueError, "velocity_field_from_model: the model is empty");
   FM_CHECK(output == Parameterization::Velocity || path != nullptr, ValueError,

@@ -1,0 +1,58 @@
+// flow/checkpoint_format.cpp — writing and restoring a training checkpoint (see checkpoint_format.h).
+#include "flow/checkpoint_format.h"
+
+#include "core/error.h"
+
+namespace fm::flow {
+
+namespace {
+bool starts_with(const std::string& name, const std::string& prefix) { return name.rfind(prefix, 0) == 0; }
+}  // namespace
+
+nn::StateDict tensors_with_prefix(const io::NamedTensors& tensors, const std::string& prefix) {
+  nn::StateDict out;
+  for (const auto& [name, t] : tensors)
+    if (starts_with(name, prefix)) out[name.substr(prefix.size())] = t;
+  return out;
+}
+
+void save_training_checkpoint(const std::string& path, const TrainingStateRefs& state, const Generator& gen,
+                              std::int64_t step, std::map<std::string, std::string> metadata) {
+  io::NamedTensors tensors;
+  for (const auto& [name, t] : state.model.state_dict()) tensors[kCheckpointModelPrefix + name] = t;
+  if (state.ema)
+    for (const auto& [name, t] : state.ema->state_dict()) tensors[kCheckpointEmaPrefix + name] = t;
+  for (const auto& [name, t] : state.optimizer.state_dict()) tensors[kCheckpointOptimizerPrefix + name] = t;
+  std::map<std::string, std::vector<std::uint64_t>> words = state.data.state();
+  words[kCheckpointGeneratorKey] = generator_words(gen);
+  words[kCheckpointStepKey] = {std::uint64_t(step)};
+  metadata["step"] = std::to_string(step);
+  io::save_safetensors_with_words(path, tensors, words, metadata);
+}
+
+RestoredTraining load_training_checkpoint(const std::string& path, const TrainingStateRefs& state, Generator& gen) {
+  io::LoadedCheckpoint ckpt = io::load_safetensors_with_words(path);
+  // The tensors stay on the host as loaded: each load_state_dict copies them into its own tensors,
+  // which sit on the training device (and the optimiser's float64 step counters could not move to
+  // a float32-only CUDA device anyway).
+  for (const auto& [name, t] : ckpt.tensors)
+    if (!starts_with(name, kCheckpointModelPrefix) && !starts_with(name, kCheckpointEmaPrefix) &&
+        !starts_with(name, kCheckpointOptimizerPrefix))
+      throw FormatError(cat(path, ": unexpected tensor \"", name, "\" in a training checkpoint"));
+  state.model.load_state_dict(tensors_with_prefix(ckpt.tensors, kCheckpointModelPrefix));
+  if (state.ema) {
+    nn::StateDict ema_state = tensors_with_prefix(ckpt.tensors, kCheckpointEmaPrefix);
+    FM_CHECK(!ema_state.empty(), FormatError, path, ": checkpoint has no EMA weights but the config uses an EMA");
+    state.ema->load_state_dict(ema_state);
+  }
+  state.optimizer.load_state_dict(tensors_with_prefix(ckpt.tensors, kCheckpointOptimizerPrefix));
+  auto gen_words = ckpt.words.find(kCheckpointGeneratorKey);
+  auto step_words = ckpt.words.find(kCheckpointStepKey);
+  FM_CHECK(gen_words != ckpt.words.end() && step_words != ckpt.words.end() && step_words->second.size() == 1,
+           FormatError, path, ": missing ", kCheckpointGeneratorKey, " or ", kCheckpointStepKey);
+  set_generator_words(gen, gen_words->second);
+  state.data.load_state(ckpt.words);
+  return {std::int64_t(step_words->second[0]), ckpt.metadata};
+}
+
+}  // namespace fm::flow

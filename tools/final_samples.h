@@ -1,0 +1,28 @@
+// tools/final_samples.h — fmtrain's last stage, after the last step: samples from the trained model
+// (EMA weights when sample.use_ema), their quality on 2-D data (sliced W2 to fresh data, next to its
+// floor), and the files that report them: samples.npy, samples.png and summary.json.
+#pragma once
+#include <string>
+
+#include "core/io/jsonl.h"
+#include "tools/config.h"
+#include "tools/run_paths.h"
+#include "tools/run_setup.h"
+
+namespace fm::tools {
+
+// What the last stage reads of a finished training run.
+struct FinishedRun {
+  const Json& config;  // the resolved config
+  const RunPaths& paths;
+  RunObjects& objects;  // the model (with its EMA), solver, data and trainer
+  Device device;
+  const std::string& title;  // the pictures' title: data, model and parameter count
+  double train_seconds;
+};
+
+// Samples sample.n points or images, writes samples.npy and samples.png, and summary.json last (after
+// `metrics` is synced); on 2-D data also appends an "eval" event to `metrics` and prints the quality.
+void write_final_samples(const FinishedRun& run, io::JsonlWriter& metrics);
+
+}  // namespace fm::tools
