@@ -1,7 +1,9 @@
 // bench/conv_bench_common.h — the driver shared by bench_conv2d.cu and bench_conv_transpose2d.cu:
-// for one layer, random inputs, the CPU reference of each pass, and the three cases (fwd, bwd-data,
-// bwd-weight) handed to run_case. The op files keep what differs: the formulas, the layer list and
-// the table of implementations.
+// for one case of the op's table (cases/conv2d.h, cases/conv_transpose2d.h), random inputs, the
+// float64 reference of each pass, and the three lab cases (fwd, bwd-data, bwd-weight) handed to
+// run_case, with every GPU implementation of the table as a version. The shapes, FLOPs, fewest
+// bytes, tolerances and implementations all come from the table; what stays here is lab-only: the
+// device buffers, the NaN poison, and a reference fast enough for batch 256.
 //
 // Both ops share the parameter field names (batch, in_channels, ..., out_height()), so the driver is
 // one template over Conv2dParams / ConvTranspose2dParams.
@@ -11,66 +13,35 @@
 // contiguous slice of the batch (batch = slice length). bwd-weight sums over the batch: each slice
 // writes its own partial dW, db, added afterwards in slice order. All in float64.
 #pragma once
-#include <cfloat>
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "bench/harness.h"
+#include "cases/conv2d.h"
 #include "kernels/conv2d.h"
 
 namespace fm::bench::conv {
 
-// ---- sizes ------------------------------------------------------------------------------------
+using cases::conv::bias_count;
+using cases::conv::ConvCase;
+using cases::conv::ConvImplementation;
+using cases::conv::ConvReference;
+using cases::conv::input_count;
+using cases::conv::output_count;
+using cases::conv::weight_count;
+
+// Whether the lab runs this case: the default run takes the kBench cases (the U-Net at batch 256),
+// --shapes small the kBenchSmall ones, and --filter TEXT only shapes whose name contains TEXT.
 template <typename Params>
-std::size_t input_count(const Params& p) {
-  return std::size_t(p.batch) * p.in_channels * p.in_height * p.in_width;
-}
-template <typename Params>
-std::size_t output_count(const Params& p) {
-  return std::size_t(p.batch) * p.out_channels * p.out_height() * p.out_width();
-}
-// conv2d [C_out, C_in, kh, kw] and conv_transpose2d [C_in, C_out, kh, kw] hold the same count.
-template <typename Params>
-std::size_t weight_count(const Params& p) {
-  return std::size_t(p.out_channels) * p.in_channels * p.kernel_h * p.kernel_w;
+bool lab_runs(const ConvCase<Params>& c, const Options& options) {
+  const unsigned use = options.small_shapes ? cases::kBenchSmall : cases::kBench;
+  return (c.uses & use) && options.selects(cases::conv::shape_name(c.params));
 }
 
-// The longest sum behind one element of each pass's result (sets the float tolerance).
-struct SumLengths {
-  long forward, backward_input, backward_weight, backward_bias;
-};
-inline SumLengths sum_lengths(const kernels::Conv2dParams& p) {
-  return {long(p.in_channels) * p.kernel_h * p.kernel_w, long(p.out_channels) * p.kernel_h * p.kernel_w,
-          long(p.batch) * p.out_height() * p.out_width(), long(p.batch) * p.out_height() * p.out_width()};
-}
-inline SumLengths sum_lengths(const kernels::ConvTranspose2dParams& p) {
-  return {long(p.in_channels) * p.kernel_h * p.kernel_w, long(p.out_channels) * p.kernel_h * p.kernel_w,
-          long(p.batch) * p.in_height * p.in_width, long(p.batch) * p.out_height() * p.out_width()};
-}
-
-// A float sum of `terms` products of values in [-1, 1], against a float64 reference: each addition
-// rounds by up to ε/2 of a partial sum that random-walks to ~√i/3, so the error is typically
-// ~ε·terms/8; 4·ε·terms is ~30× that, and one wrong, missing or doubled tap (|x·w| ~ 0.25) is far
-// beyond it (tests/test_kernel_conv2d.cpp, float_sum_atol). Plus a few ulps of each element's size.
-inline Tolerance float_sum_tolerance(long terms) { return {1e-6 + 4.0 * FLT_EPSILON * double(terms), 1e-5}; }
-
-// ---- implementations and the reference ---------------------------------------------------------
-template <typename Params>
-struct ConvImplementation {
-  const char* name;
-  void (*forward)(const float* x, const float* weight, const float* bias, float* y, const Params& p);
-  void (*backward_input)(const float* dy, const float* weight, float* dx, const Params& p);
-  void (*backward_weight)(const float* x, const float* dy, float* dweight, float* dbias, const Params& p);
-};
-
-template <typename Params>
-struct ConvReference {
-  void (*forward)(const double* x, const double* weight, const double* bias, double* y, const Params& p);
-  void (*backward_input)(const double* dy, const double* weight, double* dx, const Params& p);
-  void (*backward_weight)(const double* x, const double* dy, double* dweight, double* dbias, const Params& p);
-};
+// ---- the reference at full batch ---------------------------------------------------------------
 
 // The batch cut into contiguous slices, one or more per host thread.
 template <typename Params>
@@ -136,23 +107,31 @@ void reference_backward_weight(const ConvReference<Params>& ref, const std::vect
   }
 }
 
-// ---- one layer: three cases --------------------------------------------------------------------
-// flops: of one pass (the three passes of a convolution do the same multiply-adds).
+// ---- one case of the table: three lab cases ------------------------------------------------------
+// flops: of one pass (the three passes of a convolution do the same multiply-adds). The versions
+// are the table's GPU implementations; the baseline is the one the table marks (cuDNN).
 template <typename Params>
-void bench_layer(const char* op, const std::string& shape, const char* where, const Params& p, double flops,
-                 const std::vector<ConvImplementation<Params>>& implementations, const ConvReference<Params>& ref,
-                 const char* baseline, const Options& options) {
-  const std::size_t nx = input_count(p), ny = output_count(p), nw = weight_count(p), nb = std::size_t(p.out_channels);
-  const SumLengths terms = sum_lengths(p);
-  std::printf("   # %s: %s\n", shape.c_str(), where);
+void bench_case(const char* op, const ConvCase<Params>& table_case, double flops,
+                const std::vector<ConvImplementation<Params>>& implementations, const ConvReference<Params>& ref,
+                const Options& options) {
+  namespace table = cases::conv;  // the shape name, byte counts and tolerances
+  const Params& p = table_case.params;
+  const std::string shape = table::shape_name(p);
+  std::vector<ConvImplementation<Params>> gpu_versions;
+  std::string baseline;
+  for (const auto& impl : implementations) {
+    if (!cases::impl_on_gpu(impl.kind)) continue;
+    gpu_versions.push_back(impl);
+    if (impl.baseline) baseline = impl.name;
+  }
+  const std::size_t nx = input_count(p), ny = output_count(p), nw = weight_count(p), nb = bias_count(p);
+  std::printf("   # %s: %s\n", shape.c_str(), table_case.where);
 
   DeviceArray x = random_array(nx, options), w = random_array(nw, options), b = random_array(nb, options),
               dy = random_array(ny, options);
   DeviceArray y(ny), dx(nx), dw(nw), db(nb);
   const std::vector<double> x_host = to_double(x.to_host()), w_host = to_double(w.to_host()),
                             b_host = to_double(b.to_host()), dy_host = to_double(dy.to_host());
-  const double bytes_x = 4.0 * double(nx), bytes_y = 4.0 * double(ny), bytes_w = 4.0 * double(nw),
-               bytes_b = 4.0 * double(nb);
 
   auto make_case = [&](const char* pass, double bytes) {
     BenchCase c;
@@ -166,46 +145,46 @@ void bench_layer(const char* op, const std::string& shape, const char* where, co
     return c;
   };
 
-  // forward: y = conv(x, w) + b; fewest bytes: read x, w, b, write y
+  // forward: y = conv(x, w) + b
   {
     std::vector<double> y_ref(ny);
     reference_forward(ref, x_host, w_host, b_host, y_ref, p);
-    BenchCase c = make_case("fwd", bytes_x + bytes_w + bytes_b + bytes_y);
-    for (const auto& impl : implementations) {
+    BenchCase c = make_case("fwd", table::forward_bytes(p));
+    for (const auto& impl : gpu_versions) {
       auto forward = impl.forward;
       c.versions.push_back({impl.name, [&, forward] { forward(x.get(), w.get(), b.get(), y.get(), p); }});
     }
     c.poison_outputs = [&] { y.poison(); };
     c.check_outputs = [&] {
       Check check;
-      check.compare("y", y.to_host(), y_ref, float_sum_tolerance(terms.forward));
+      check.compare("y", y.to_host(), y_ref, table::forward_tolerance(p));
       return check;
     };
     run_case(c, options);
   }
-  // backward w.r.t. the input: dx = convᵀ(dy, w); fewest bytes: read dy, w, write dx
+  // backward w.r.t. the input: dx = convᵀ(dy, w)
   {
     std::vector<double> dx_ref(nx);
     reference_backward_input(ref, dy_host, w_host, dx_ref, p);
-    BenchCase c = make_case("bwd-data", bytes_y + bytes_w + bytes_x);
-    for (const auto& impl : implementations) {
+    BenchCase c = make_case("bwd-data", table::backward_input_bytes(p));
+    for (const auto& impl : gpu_versions) {
       auto backward_input = impl.backward_input;
       c.versions.push_back({impl.name, [&, backward_input] { backward_input(dy.get(), w.get(), dx.get(), p); }});
     }
     c.poison_outputs = [&] { dx.poison(); };
     c.check_outputs = [&] {
       Check check;
-      check.compare("dx", dx.to_host(), dx_ref, float_sum_tolerance(terms.backward_input));
+      check.compare("dx", dx.to_host(), dx_ref, table::backward_input_tolerance(p));
       return check;
     };
     run_case(c, options);
   }
-  // backward w.r.t. the weight and bias: dW = Σ x ⊗ dy, db = Σ dy; fewest bytes: read x, dy, write dW, db
+  // backward w.r.t. the weight and bias: dW = Σ x ⊗ dy, db = Σ dy
   {
     std::vector<double> dw_ref(nw), db_ref(nb);
     reference_backward_weight(ref, x_host, dy_host, dw_ref, db_ref, p);
-    BenchCase c = make_case("bwd-weight", bytes_x + bytes_y + bytes_w + bytes_b);
-    for (const auto& impl : implementations) {
+    BenchCase c = make_case("bwd-weight", table::backward_weight_bytes(p));
+    for (const auto& impl : gpu_versions) {
       auto backward_weight = impl.backward_weight;
       c.versions.push_back(
           {impl.name, [&, backward_weight] { backward_weight(x.get(), dy.get(), dw.get(), db.get(), p); }});
@@ -216,8 +195,8 @@ void bench_layer(const char* op, const std::string& shape, const char* where, co
     };
     c.check_outputs = [&] {
       Check check;
-      check.compare("dW", dw.to_host(), dw_ref, float_sum_tolerance(terms.backward_weight));
-      check.compare("db", db.to_host(), db_ref, float_sum_tolerance(terms.backward_bias));
+      check.compare("dW", dw.to_host(), dw_ref, table::backward_weight_tolerance(p));
+      check.compare("db", db.to_host(), db_ref, table::backward_bias_tolerance(p));
       return check;
     };
     run_case(c, options);

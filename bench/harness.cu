@@ -194,12 +194,6 @@ std::vector<double> to_double(const std::vector<float>& values) {
 // Validation
 // =================================================================================================
 
-Tolerance scaled_tolerance(const std::vector<double>& reference, double scale_rel, double elem_rel) {
-  double largest = 0;
-  for (double r : reference) largest = std::max(largest, std::fabs(r));
-  return {scale_rel * std::max(largest, 1.0), elem_rel};
-}
-
 void Check::compare(const char* name, const std::vector<float>& got, const std::vector<double>& reference,
                     Tolerance tolerance) {
   if (got.size() != reference.size()) {

@@ -30,6 +30,8 @@
 #include <string>
 #include <vector>
 
+#include "cases/case_table.h"
+
 namespace fm::bench {
 
 // ---- options (command line) --------------------------------------------------------------------
@@ -114,13 +116,10 @@ std::vector<double> to_double(const std::vector<float>& values);
 void parallel_for(std::int64_t count, const std::function<void(std::int64_t, std::int64_t)>& body);
 
 // ---- validation ----------------------------------------------------------------------------------
-struct Tolerance {
-  double atol = 0, rtol = 0;
-};
-// The tests' rule for float results against a float64 reference: atol = scale_rel·max(max|ref|, 1)
-// (entries that cancel to ~0 are judged by the size of the whole output, since they carry the
-// rounding of the O(max) terms they came from), rtol = elem_rel.
-Tolerance scaled_tolerance(const std::vector<double>& reference, double scale_rel, double elem_rel);
+// The tolerance rules live with the case tables (cases/case_table.h), shared with the tests.
+using cases::Tolerance;
+using cases::scaled_tolerance;
+using cases::float_sum_tolerance;
 
 struct Check {
   bool ok = true;

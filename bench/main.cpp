@@ -4,6 +4,7 @@
 //           [--seconds-per-version X] [--steps N] [--warmup-steps N] [--batch N] [--filter TEXT]
 //   subcommands: peaks silu group_norm conv2d conv_transpose2d attention unet all
 //   fmbench plot --csv FILE[,FILE] --out PREFIX   (a run's CSV as bar charts; bench/plot.h; no GPU)
+//   fmbench --list [OP]                           (the case tables of cases/; no GPU)
 //
 // `all` runs peaks, silu, group_norm, conv2d, conv_transpose2d, attention, unet in that order (the
 // ceilings first, then the ops from cheapest to most expensive, then the whole model).
@@ -23,6 +24,7 @@
 
 #include "bench/harness.h"
 #include "bench/plot.h"
+#include "cases/case_table.h"
 #include "core/error.h"
 #include "kernels/runtime.h"
 #include "tools/cli_args.h"
@@ -43,6 +45,8 @@ const char* kUsage =
     "    plot              draw an earlier run's CSV (--csv FILE, or A,B: B's rows replace A's) as bar charts\n"
     "                      against the targets: --out PREFIX writes PREFIX_bandwidth.png and\n"
     "                      PREFIX_vs_library.png (no GPU needed)\n"
+    "    --list [OP]       the case tables the lab and the tests share: shapes, implementations,\n"
+    "                      tolerances (every op, or OP's; no GPU needed)\n"
     "  options:\n"
     "    --shapes default|small   the seed U-Net at batch 256 (default), or a quick run on small sizes\n"
     "    --repeats N              timed runs per version (default 50; slow versions get fewer)\n"
@@ -81,9 +85,22 @@ int main(int argc, char** argv) {
     tools::CliArgs args(argc, argv,
                         {"--shapes", "--repeats", "--csv", "--seed", "--seconds-per-version", "--steps",
                          "--warmup-steps", "--batch", "--filter", "--out"},
-                        {"--help"});
+                        {"--help", "--list"});
     if (args.has("--help")) {
       std::fputs(kUsage, stdout);
+      return 0;
+    }
+    // --list [OP]: the case tables (shapes, implementations, tolerances) the lab and the tests share;
+    // no GPU needed.
+    if (args.has("--list")) {
+      if (args.positional().size() > 1)
+        throw ConfigError("fmbench --list: expected at most one op name (run fmbench --help)");
+      const std::string only = args.positional().empty() ? "" : args.positional()[0];
+      const auto listings = cases::all_op_listings();
+      bool known = only.empty();
+      for (const auto& listing : listings) known = known || listing.op == only;
+      if (!known) throw ConfigError(cat("fmbench --list: no case table for op \"", only, "\""));
+      cases::print_listing(stdout, listings, only);
       return 0;
     }
     if (args.positional().size() != 1)

@@ -1,9 +1,12 @@
 // tests/test_kernel_gemm.cpp — the GEMM kernels: CPU against a direct triple loop (all transpose
-// combinations, awkward sizes), cuBLAS against the CPU on the GPU.
+// combinations, awkward sizes, the cache blocking with strided operands), cuBLAS against the CPU on
+// the GPU.
 #include <catch2/catch.hpp>
 
+#include <tuple>
 #include <vector>
 
+#include "kernel_test_util.h"
 #include "kernels/gemm.h"
 #include "test_util.h"
 
@@ -48,6 +51,36 @@ TEST_CASE("gemm_cpu honours alpha and beta", "[gemm]") {
   // A·B = [[19,22],[43,50]]; 2·AB + 3·1
   std::vector<double> expected = {41, 47, 89, 103};
   FM_REQUIRE_CLOSE(C.data(), expected.data(), 4, 0.0, 0.0);
+}
+
+TEST_CASE("gemm_cpu blocking: K and N spanning several cache slices, strided operands", "[gemm]") {
+  // The blocked GEMM under im2col (kernels/cpu/conv2d_im2col.cpp) cuts K into 256-deep slices and N
+  // into 256-wide (float) / 128-wide (double) slices; the cases above cover small sizes, this covers
+  // the cuts, at the sizes im2col uses.
+  for (auto [M, N, K] : {std::tuple{13, 600, 530}, std::tuple{64, 784, 288}, std::tuple{1, 37, 700},
+                         std::tuple{97, 5, 257}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        INFO("M=" << M << " N=" << N << " K=" << K << " ta=" << ta << " tb=" << tb);
+        // Leading dimensions larger than the logical width: the GEMM must honour them.
+        const int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 2, ldc = N + 5;
+        auto A = fm::test::random_doubles(std::size_t(ta ? K : M) * lda, 41);
+        auto B = fm::test::random_doubles(std::size_t(tb ? N : K) * ldb, 42);
+        auto C = fm::test::random_doubles(std::size_t(M) * ldc, 43);
+        auto expected = C;
+        for (int i = 0; i < M; ++i)
+          for (int j = 0; j < N; ++j) {
+            double sum = 0;
+            for (int k = 0; k < K; ++k)
+              sum += (ta ? A[std::size_t(k) * lda + i] : A[std::size_t(i) * lda + k]) *
+                     (tb ? B[std::size_t(j) * ldb + k] : B[std::size_t(k) * ldb + j]);
+            expected[std::size_t(i) * ldc + j] = 0.5 * sum + 2.0 * C[std::size_t(i) * ldc + j];
+          }
+        fm::kernels::gemm_cpu<double>(ta, tb, M, N, K, 0.5, A.data(), lda, B.data(), ldb, 2.0,
+                                      C.data(), ldc);
+        // Includes the padding columns between rows: they must be left untouched.
+        FM_REQUIRE_CLOSE(C.data(), expected.data(), C.size(), 1e-12, 1e-12);
+      }
 }
 
 #ifdef FM_WITH_CUDA
