@@ -25,6 +25,10 @@ Tensor group_norm_silu(const Tensor& x, int groups, const Tensor& weight, const 
 // softmax(q·kᵀ / √head_dim)·v over [B, H, L, D] tensors.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v);
 
+// Rows indices[i] of table [rows, dim] stacked into [indices.size(), dim]; differentiable in the
+// table. Every index must lie in [0, rows).
+Tensor embedding(const Tensor& table, const std::vector<std::int32_t>& indices);
+
 // Mean cross-entropy of logits [N, classes] against integer labels (one per row).
 Tensor cross_entropy(const Tensor& logits, const std::vector<std::int32_t>& labels);
 

@@ -176,3 +176,22 @@ TEST_CASE("cross_entropy: value by hand and gradcheck", "[gradcheck]") {
                        Inputs{random_tensor({5, 4}, 26, -3.0, 3.0)});
   REQUIRE_THROWS_WITH(cross_entropy(random_tensor({2, 4}, 1), {0, 4}), Catch::Contains("outside [0, 4)"));
 }
+
+TEST_CASE("embedding: rows by hand, gradcheck, bad indices", "[gradcheck]") {
+  // Table rows [1, 2], [3, 4], [5, 6]; indices 2, 0, 2 pick rows 2, 0, 2.
+  Tensor table = Tensor::from_vector({1.0, 2.0, 3.0, 4.0, 5.0, 6.0}, {3, 2}, DType::Float64);
+  Tensor out = embedding(table, {2, 0, 2});
+  REQUIRE(out.shape() == Shape{3, 2});
+  REQUIRE(out.to_vector() == std::vector<double>{5, 6, 1, 2, 5, 6});
+  // The gradient scatter-adds: row 2 was picked twice, row 1 never.
+  Tensor leaf = table.clone().set_requires_grad();
+  sum(embedding(leaf, {2, 0, 2})).backward();
+  REQUIRE(leaf.grad().to_vector() == std::vector<double>{1, 1, 0, 0, 2, 2});
+  std::vector<std::int32_t> indices = {0, 3, 3, 1, 0, 2, 3};
+  FM_REQUIRE_GRADCHECK([&](const Inputs& x) { return embedding(x[0], indices); }, Inputs{random_tensor({5, 3}, 27)});
+  REQUIRE_THROWS_WITH(embedding(random_tensor({4, 2}, 1), {0, 4}), Catch::Contains("index 4 at position 1 outside"));
+  REQUIRE_THROWS_WITH(embedding(random_tensor({4, 2}, 1), {-1}), Catch::Contains("index -1"));
+  REQUIRE_THROWS_AS(embedding(random_tensor({4}, 1), {0}), ShapeError);
+  // No indices: an empty [0, dim] result, and a zero gradient.
+  REQUIRE(embedding(random_tensor({4, 2}, 1), {}).shape() == Shape{0, 2});
+}

@@ -120,3 +120,13 @@ TEST_CASE("cuda: cross_entropy matches the CPU", "[cuda][gpu]") {
                            1e-6, 1e-5, -5.0, 5.0);
   }
 }
+
+TEST_CASE("cuda: embedding matches the CPU", "[cuda][gpu]") {
+  FM_REQUIRE_GPU();
+  // Forward is a copy and the backward sums in the CPU's order: equal to the bit.
+  for (int count : {1, 7, 300}) {
+    std::vector<std::int32_t> indices(count);
+    for (int i = 0; i < count; ++i) indices[i] = (i * 7) % 11;
+    check_cuda_matches_cpu([&](const Inputs& x) { return embedding(x[0], indices); }, {{11, 37}}, 22, 0.0, 0.0);
+  }
+}

@@ -1,0 +1,53 @@
+// core/ops_embedding.cpp — embedding(table, indices): row indices[i] of table [rows, dim] as row i
+// of the result [count, dim], differentiable in the table (a class label's learned vector).
+//
+// The op that docs/03_ops_and_kernels.md §3.7 ("Quick start: adding an op") walks through: checks, a kernel
+// call per pass through dispatch_kernel, and the backward recorded beside the forward. Indices live
+// in a host vector, like cross_entropy's labels; on CUDA they go to the device for each call.
+#include "core/autograd.h"
+#include "core/dispatch.h"
+#include "core/ops_nn.h"
+#include "core/tensor_internal.h"
+#include "kernels/embedding.h"
+
+namespace fm {
+
+Tensor embedding(const Tensor& table_in, const std::vector<std::int32_t>& indices) {
+  internal::check_dim("embedding", table_in, 2, "table", "(rows, dim)");
+  const int rows = int(table_in.size(0)), dim = int(table_in.size(1)), count = int(indices.size());
+  for (std::size_t i = 0; i < indices.size(); ++i)
+    FM_CHECK(indices[i] >= 0 && indices[i] < rows, ValueError, "embedding: index ", indices[i], " at position ",
+             i, " outside the table's ", rows, " rows");
+  Tensor table = table_in.detach().contiguous();
+  Tensor out = Tensor::empty({count, dim}, table.dtype(), table.device());
+  dispatch_kernel(
+      "embedding", table.device(), table.dtype(),
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::embedding_forward_cpu<T>(table.data<T>(), indices.data(), out.data<T>(), count, rows, dim);
+      },
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        internal::DeviceIndices device_indices(indices);
+        kernels::embedding_forward_cuda(table.data<T>(), device_indices.get(), out.data<T>(), count, rows, dim);
+      });
+  // d out[i, :] / d table[r, :] = [indices[i] = r]: the gradient scatter-adds the rows of g.
+  return record_op(out, "embedding", {table_in}, [=](const Tensor& g_in) {
+    Tensor g = g_in.contiguous();
+    Tensor dtable = Tensor::empty({rows, dim}, g.dtype(), g.device());
+    dispatch_kernel(
+        "embedding", g.device(), g.dtype(),
+        [&](auto type) {
+          using T = element_type<decltype(type)>;
+          kernels::embedding_backward_cpu<T>(g.data<T>(), indices.data(), dtable.data<T>(), count, rows, dim);
+        },
+        [&](auto type) {
+          using T = element_type<decltype(type)>;
+          internal::DeviceIndices device_indices(indices);
+          kernels::embedding_backward_cuda(g.data<T>(), device_indices.get(), dtable.data<T>(), count, rows, dim);
+        });
+    return std::vector<Tensor>{dtable};
+  });
+}
+
+}  // namespace fm
