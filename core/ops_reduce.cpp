@@ -38,16 +38,30 @@ Tensor sum(const Tensor& x, std::vector<int> dims, bool keepdim) {
       cols *= x.size(d);
     }
   }
-  Tensor source = (ndim == 0 ? x.detach() : x.detach().permute(order)).contiguous();
   Tensor y = Tensor::empty(keepdim ? keepdim_shape : kept_shape, x.dtype(), x.device());
+  // Kept dims first, reduced dims last: each output's elements become one contiguous row.
+  auto permuted = [&] { return (ndim == 0 ? x.detach() : x.detach().permute(order)).contiguous(); };
+  // The reduced dims are the leading ones of a contiguous tensor (Σ over the batch): the CPU sums
+  // down the columns in place, with the same bits as the row sums of the transposed copy.
+  std::size_t leading = 0;
+  while (leading < reduced.size() && int(leading) < ndim && reduced[leading]) ++leading;
+  bool reduced_after = false;
+  for (int d = int(leading); d < ndim; ++d) reduced_after = reduced_after || reduced[std::size_t(d)];
+  const bool reduces_leading = x.is_contiguous() && leading > 0 && int(leading) < ndim && !reduced_after;
   dispatch_kernel(
       "sum", x.device(), x.dtype(),
       [&](auto type) {
         using T = element_type<decltype(type)>;
-        kernels::sum_rows_cpu(source.data<T>(), y.data<T>(), rows, cols);
+        if (reduces_leading) {
+          kernels::sum_leading_cpu(x.data<T>(), y.data<T>(), cols, rows);
+        } else {
+          Tensor source = permuted();
+          kernels::sum_rows_cpu(source.data<T>(), y.data<T>(), rows, cols);
+        }
       },
       [&](auto type) {
         using T = element_type<decltype(type)>;
+        Tensor source = permuted();
         kernels::sum_rows_cuda(source.data<T>(), y.data<T>(), rows, cols);
       });
   Shape input_shape = x.shape();

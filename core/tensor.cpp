@@ -12,6 +12,7 @@
 
 #include "core/autograd.h"
 #include "core/dispatch.h"
+#include "core/host_allocator.h"
 #include "core/ops.h"
 #include "core/tensor_internal.h"
 #include "kernels/elementwise.h"
@@ -47,10 +48,7 @@ Shape contiguous_strides(const Shape& shape) {
 // ---------------------------------------------------------------- storage
 Storage::Storage(std::size_t bytes, Device device) : bytes_(bytes), device_(device) {
   if (device == Device::CPU) {
-    // 64-byte alignment: whole cache lines, and aligned vector loads in the CPU kernels.
-    std::size_t rounded = (std::max<std::size_t>(bytes, 1) + 63) / 64 * 64;
-    data_ = std::aligned_alloc(64, rounded);
-    if (!data_) throw Error(cat("out of host memory allocating ", bytes, " bytes"));
+    data_ = host_memory::allocate(bytes);  // 64-byte aligned, from the block cache
   } else {
     data_ = kernels::cuda_malloc(bytes);
   }
@@ -58,7 +56,7 @@ Storage::Storage(std::size_t bytes, Device device) : bytes_(bytes), device_(devi
 
 Storage::~Storage() {
   if (device_ == Device::CPU)
-    std::free(data_);
+    host_memory::release(data_, bytes_);
   else
     kernels::cuda_free(data_);
 }

@@ -9,6 +9,7 @@
 #include "core/ops.h"
 #include "core/ops_nn.h"
 #include "gradcheck.h"
+#include "test_util.h"
 
 using namespace fm;
 using fm::test::random_tensor;
@@ -133,6 +134,23 @@ TEST_CASE("gradcheck: reductions", "[gradcheck]") {
   FM_REQUIRE_GRADCHECK([](const Inputs& x) { return sum(x[0], {0, 2}, true); }, in);
   FM_REQUIRE_GRADCHECK([](const Inputs& x) { return mean(x[0], {-1}); }, in);
   FM_REQUIRE_GRADCHECK([](const Inputs& x) { return mean(x[0]); }, in);
+}
+
+TEST_CASE("sum over leading dims (summed in place) equals the transposed copy's row sums bitwise",
+          "[reduce]") {
+  // The CPU sums the leading dims of a contiguous tensor down its columns (kernels/reduce.h,
+  // sum_leading_cpu) instead of transposing first; same double accumulation, same order, same bits.
+  Generator gen(33);
+  Tensor x = rand_uniform({37, 5, 6}, gen, -1.0, 1.0);  // float32
+  const std::vector<float> in_place = sum(x, {0, 1}).to_float_vector();
+  const std::vector<float> transposed = sum(x.reshape({185, 6}).transpose(0, 1).contiguous(), {1}).to_float_vector();
+  REQUIRE(in_place.size() == 6);
+  FM_REQUIRE_CLOSE(in_place.data(), transposed.data(), 6, 0.0, 0.0);
+  // Not leading (dims 0 and 2) and keepdim go the general way and agree with it too.
+  REQUIRE(sum(x, {0}, true).shape() == Shape{1, 5, 6});
+  const std::vector<float> middle_kept = sum(x, {0, 2}).to_float_vector();
+  const std::vector<float> by_hand = sum(sum(x, {2}), {0}).to_float_vector();
+  FM_REQUIRE_CLOSE(middle_kept.data(), by_hand.data(), 5, 1e-5, 1e-5);
 }
 
 TEST_CASE("gradcheck: matmul (2-D, batched, shared weight, transposed views)", "[gradcheck]") {

@@ -2,7 +2,11 @@
 // contiguous copies, broadcasting, the seeded generator, and error messages for misuse.
 #include <catch2/catch.hpp>
 
+#include <cstdint>
+#include <cstring>
+
 #include "core/autograd.h"
+#include "core/host_allocator.h"
 #include "core/ops.h"
 #include "core/random.h"
 #include "test_util.h"
@@ -109,4 +113,30 @@ TEST_CASE("dtype conversion round trip", "[tensor]") {
   Tensor f = x.to(DType::Float32);
   REQUIRE(f.dtype() == DType::Float32);
   REQUIRE(f.to(DType::Float64).to_vector() == x.to_vector());
+}
+
+TEST_CASE("the host block cache hands a freed block to the next request of its size", "[tensor][allocator]") {
+  using namespace fm::host_memory;
+  void* first = allocate(1000);
+  REQUIRE(reinterpret_cast<std::uintptr_t>(first) % 64 == 0);
+  std::memset(first, 0x5a, 1000);  // the whole request is writable
+  const std::size_t cached_before = cached_bytes();
+  release(first, 1000);
+  if (direct()) {
+    // FM_CPU_ALLOCATOR=direct or a sanitizer build: nothing is kept.
+    CHECK(cached_bytes() == cached_before);
+    return;
+  }
+  CHECK(cached_bytes() == cached_before + 1024);  // 1000 rounded up to whole cache lines
+  void* same_class = allocate(1020);              // same 64-byte class as 1000
+  CHECK(same_class == first);
+  CHECK(cached_bytes() == cached_before);
+  void* other_class = allocate(1100);
+  CHECK(other_class != first);
+  release(same_class, 1020);
+  release(other_class, 1100);
+  // Tensors go through it: a freed tensor's storage is reused by the next one of its size.
+  void* storage = nullptr;
+  { storage = Tensor::empty({250}, DType::Float32).raw_data(); }
+  CHECK(Tensor::empty({250}, DType::Float32).raw_data() == storage);
 }

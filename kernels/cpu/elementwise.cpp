@@ -2,9 +2,12 @@
 //
 // Fast path: when every operand is contiguous over the output (no broadcast, no transposition) the
 // loop is a plain indexed loop the compiler vectorises; otherwise each element's offsets are
-// computed from its coordinates.
+// computed from its coordinates. Each op gets its own loops (the op is a template argument), and
+// float sigmoid / SiLU / GELU use the vectorisable formulas of kernels/cpu/fast_exp.h.
 #include <algorithm>
+#include <type_traits>
 
+#include "kernels/cpu/fast_exp.h"
 #include "kernels/elementwise.h"
 #include "kernels/elementwise_math.h"
 
@@ -28,15 +31,42 @@ RowWalk row_walk(const ElementwiseGeometry& g) {
   std::int64_t inner = g.sizes[g.ndim - 1];  // make_geometry guarantees ndim >= 1
   return {inner > 0 ? g.numel() / inner : 0, inner, g.ndim - 1};
 }
-}  // namespace
 
-template <typename T>
-void unary_cpu(UnaryOp op, const T* x, T* y, const ElementwiseGeometry& g, double alpha, double beta) {
+// ---- the formula of each op on the CPU ---------------------------------------------------------
+// kernels/elementwise_math.h's, except that float sigmoids and normal CDFs/densities (Sigmoid,
+// SiLU, GELU and their backwards) use the vectorisable kernels/cpu/fast_exp.h versions: glibc's expf
+// and erff are scalar calls, so a loop around them runs one element at a time (exact GELU was ~40%
+// of a moons training step). double keeps the libm formulas: it exists for gradchecks.
+template <UnaryOp kOp, typename T>
+inline T cpu_unary(T x, T a, T b) {
+  if constexpr (std::is_same_v<T, float>) {
+    if constexpr (kOp == UnaryOp::Sigmoid) return sigmoid(x);
+    if constexpr (kOp == UnaryOp::Silu) return x * sigmoid(x);
+    if constexpr (kOp == UnaryOp::Gelu) return x * fast_normal_cdf(x);
+  }
+  return apply_unary(kOp, x, a, b);
+}
+template <BinaryOp kOp, typename T>
+inline T cpu_binary(T a, T b) {
+  if constexpr (std::is_same_v<T, float>) {
+    if constexpr (kOp == BinaryOp::SiluBackward) {
+      const float s = sigmoid(a);
+      return b * s * (1.0f + a * (1.0f - s));
+    }
+    if constexpr (kOp == BinaryOp::GeluBackward) return b * (fast_normal_cdf(a) + a * fast_normal_pdf(a));
+  }
+  return apply_binary(kOp, a, b);
+}
+
+// ---- the loops, one instantiation per op ------------------------------------------------------
+// The op is a template argument, so its switch is resolved at compile time and each loop body is
+// straight-line arithmetic the compiler vectorises (a switch inside the loop would stop that).
+template <UnaryOp kOp, typename T>
+void unary_loops(const T* x, T* y, const ElementwiseGeometry& g, T a, T b) {
   const std::int64_t n = g.numel();
-  const T a = T(alpha), b = T(beta);
   if (is_dense(g, g.a_strides) && is_dense(g, g.out_strides)) {
 #pragma omp parallel for schedule(static) if (n > kParallelThreshold)
-    for (std::int64_t i = 0; i < n; ++i) y[i] = apply_unary(op, x[i], a, b);
+    for (std::int64_t i = 0; i < n; ++i) y[i] = cpu_unary<kOp>(x[i], a, b);
     return;
   }
   const RowWalk w = row_walk(g);
@@ -45,16 +75,16 @@ void unary_cpu(UnaryOp op, const T* x, T* y, const ElementwiseGeometry& g, doubl
   for (std::int64_t r = 0; r < w.rows; ++r) {
     const T* xr = x + strided_offset(r, w.outer_ndim, g.sizes, g.a_strides);
     T* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
-    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = apply_unary(op, xr[i * xs], a, b);
+    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = cpu_unary<kOp>(xr[i * xs], a, b);
   }
 }
 
-template <typename T>
-void binary_cpu(BinaryOp op, const T* a, const T* b, T* y, const ElementwiseGeometry& g) {
+template <BinaryOp kOp, typename T>
+void binary_loops(const T* a, const T* b, T* y, const ElementwiseGeometry& g) {
   const std::int64_t n = g.numel();
   if (is_dense(g, g.a_strides) && is_dense(g, g.b_strides) && is_dense(g, g.out_strides)) {
 #pragma omp parallel for schedule(static) if (n > kParallelThreshold)
-    for (std::int64_t i = 0; i < n; ++i) y[i] = apply_binary(op, a[i], b[i]);
+    for (std::int64_t i = 0; i < n; ++i) y[i] = cpu_binary<kOp>(a[i], b[i]);
     return;
   }
   const RowWalk w = row_walk(g);
@@ -64,7 +94,46 @@ void binary_cpu(BinaryOp op, const T* a, const T* b, T* y, const ElementwiseGeom
     const T* ar = a + strided_offset(r, w.outer_ndim, g.sizes, g.a_strides);
     const T* br = b + strided_offset(r, w.outer_ndim, g.sizes, g.b_strides);
     T* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
-    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = apply_binary(op, ar[i * as], br[i * bs]);
+    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = cpu_binary<kOp>(ar[i * as], br[i * bs]);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void unary_cpu(UnaryOp op, const T* x, T* y, const ElementwiseGeometry& g, double alpha, double beta) {
+  const T a = T(alpha), b = T(beta);
+  switch (op) {
+    case UnaryOp::Identity: return unary_loops<UnaryOp::Identity>(x, y, g, a, b);
+    case UnaryOp::Neg: return unary_loops<UnaryOp::Neg>(x, y, g, a, b);
+    case UnaryOp::Affine: return unary_loops<UnaryOp::Affine>(x, y, g, a, b);
+    case UnaryOp::Pow: return unary_loops<UnaryOp::Pow>(x, y, g, a, b);
+    case UnaryOp::Square: return unary_loops<UnaryOp::Square>(x, y, g, a, b);
+    case UnaryOp::Exp: return unary_loops<UnaryOp::Exp>(x, y, g, a, b);
+    case UnaryOp::Log: return unary_loops<UnaryOp::Log>(x, y, g, a, b);
+    case UnaryOp::Sqrt: return unary_loops<UnaryOp::Sqrt>(x, y, g, a, b);
+    case UnaryOp::Tanh: return unary_loops<UnaryOp::Tanh>(x, y, g, a, b);
+    case UnaryOp::Sin: return unary_loops<UnaryOp::Sin>(x, y, g, a, b);
+    case UnaryOp::Cos: return unary_loops<UnaryOp::Cos>(x, y, g, a, b);
+    case UnaryOp::Sigmoid: return unary_loops<UnaryOp::Sigmoid>(x, y, g, a, b);
+    case UnaryOp::Relu: return unary_loops<UnaryOp::Relu>(x, y, g, a, b);
+    case UnaryOp::Silu: return unary_loops<UnaryOp::Silu>(x, y, g, a, b);
+    case UnaryOp::Gelu: return unary_loops<UnaryOp::Gelu>(x, y, g, a, b);
+  }
+}
+
+template <typename T>
+void binary_cpu(BinaryOp op, const T* a, const T* b, T* y, const ElementwiseGeometry& g) {
+  switch (op) {
+    case BinaryOp::Add: return binary_loops<BinaryOp::Add>(a, b, y, g);
+    case BinaryOp::Sub: return binary_loops<BinaryOp::Sub>(a, b, y, g);
+    case BinaryOp::Mul: return binary_loops<BinaryOp::Mul>(a, b, y, g);
+    case BinaryOp::Div: return binary_loops<BinaryOp::Div>(a, b, y, g);
+    case BinaryOp::ReluBackward: return binary_loops<BinaryOp::ReluBackward>(a, b, y, g);
+    case BinaryOp::SiluBackward: return binary_loops<BinaryOp::SiluBackward>(a, b, y, g);
+    case BinaryOp::GeluBackward: return binary_loops<BinaryOp::GeluBackward>(a, b, y, g);
+    case BinaryOp::SigmoidBackward: return binary_loops<BinaryOp::SigmoidBackward>(a, b, y, g);
+    case BinaryOp::TanhBackward: return binary_loops<BinaryOp::TanhBackward>(a, b, y, g);
   }
 }
 
