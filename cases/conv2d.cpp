@@ -53,6 +53,7 @@ const std::vector<AwkwardShape>& awkward_shapes() {
       {3, 2, 1, 1, 4, 1, 1, 1, 1, 0, 0,    "1x1 images"},
       {1, 6, 14, 14, 9, 3, 3, 1, 1, 1, 1,  "channels 6 -> 9 on a 14x14 map"},
       {2, 3, 10, 8, 4, 5, 3, 3, 3, 1, 2,   "stride 3 with padding 1 and 2: (pad mod stride) != 0"},
+      {2, 3, 6, 7, 4, 3, 5, 1, 1, 0, 2,    "stride 1, width kept and height not: CPU im2col's one-copy path"},
       {5, 3, 23, 21, 7, 3, 3, 1, 1, 1, 1,  "batch x pixels large enough for split-K on the GPU"},
       // Channel counts just past a GPU tile (130, 33), maps not a multiple of anything. Small
       // outputs make v2 split the reduction of its forward and bwd-data GEMMs (fewer 128-row tiles

@@ -82,7 +82,8 @@ bool group_norm_impl_runs(const GroupNormImpl& impl, const GroupNormCase& c, boo
 // ---- the entries: kernels/ functions behind the common signatures ------------------------------------
 namespace {
 
-// CPU: the reference loops at float (what the engine runs on the CPU; there is no separate fast path).
+// CPU: the float entry points, i.e. the vectorised fast path the engine trains with (the reference loops
+// run for double only; kernels/cpu/group_norm.cpp).
 void cpu_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd, float*,
                  int N, int C, int HW, int G, float eps) {
   fk::group_norm_forward_cpu<float>(x, gamma, beta, y, mean, rstd, N, C, HW, G, eps);
@@ -163,7 +164,7 @@ void unfused_silu_backward(const float* dy, const float* x, const float* mean, c
 #endif  // FM_WITH_CUDA
 
 std::vector<GroupNormImpl> plain_implementations() {
-  std::vector<GroupNormImpl> list = {{"cpu float", ImplKind::CpuReference, cpu_forward, cpu_backward}};
+  std::vector<GroupNormImpl> list = {{"cpu float", ImplKind::CpuFast, cpu_forward, cpu_backward}};
 #ifdef FM_WITH_CUDA
   using K = fk::GroupNormKernel;
   list.push_back({"v1 naive", ImplKind::CudaNaive, naive_forward, naive_backward, false, true});
@@ -175,7 +176,7 @@ std::vector<GroupNormImpl> plain_implementations() {
 }
 
 std::vector<GroupNormImpl> silu_implementations() {
-  std::vector<GroupNormImpl> list = {{"cpu float", ImplKind::CpuReference, cpu_silu_forward, cpu_silu_backward}};
+  std::vector<GroupNormImpl> list = {{"cpu float", ImplKind::CpuFast, cpu_silu_forward, cpu_silu_backward}};
 #ifdef FM_WITH_CUDA
   using K = fk::GroupNormKernel;
   list.push_back({"unfused", ImplKind::CudaCustom, unfused_silu_forward, unfused_silu_backward, false, true});

@@ -12,7 +12,9 @@
 # -fno-tree-slp-vectorize (the pass at fault) and that flag is added; if it is still wrong, configuring
 # stops with a message saying which flags to change.
 #
-# Sets FM_HOST_FLAGS (a list) for the caller to add to C++ compiles.
+# Sets FM_HOST_FLAGS (a list) for the caller to add to C++ compiles, and FM_AVX512_KERNEL_FLAGS: the
+# flags of the AVX-512 copies of the hottest loops (kernels/cpu/*_avx512.cpp, chosen at run time by
+# kernels/cpu/cpu_isa.cpp), empty when they are not built (FM_AVX512_KERNELS=OFF, not x86-64).
 
 option(FM_NATIVE "Tune host code for this CPU (-march=native); the default is a portable level" OFF)
 set(FM_HOST_ISA "auto" CACHE STRING "Host ISA: auto, native, or a -march value such as x86-64-v3")
@@ -86,3 +88,19 @@ if(NOT CMAKE_CROSSCOMPILING)
   endif()
 endif()
 message(STATUS "flowmatch: host code flags: ${FM_HOST_FLAGS} (FM_HOST_ISA=${FM_HOST_ISA}, FM_NATIVE=${FM_NATIVE})")
+
+# The AVX-512 copies: -march=x86-64-v4, checked against the same miscompile. Where the check cannot
+# run (the build machine has no AVX-512: the check dies of an illegal instruction) or fails, the
+# copies are built without the SLP vectoriser, which is always safe; the loop vectoriser, which
+# does the work in them, stays on.
+option(FM_AVX512_KERNELS "Also build AVX-512 copies of the hottest CPU loops, used when the CPU has AVX-512" ON)
+set(FM_AVX512_KERNEL_FLAGS "")
+if(FM_AVX512_KERNELS AND _fm_is_x86_64 AND NOT CMAKE_CROSSCOMPILING)
+  _fm_check_host_flags(_fm_avx512_ok _fm_avx512_values -march=x86-64-v4 -fno-trapping-math)
+  if(_fm_avx512_ok)
+    set(FM_AVX512_KERNEL_FLAGS -march=x86-64-v4)
+  else()
+    set(FM_AVX512_KERNEL_FLAGS -march=x86-64-v4 -fno-tree-slp-vectorize)
+  endif()
+  message(STATUS "flowmatch: AVX-512 kernel copies built with ${FM_AVX512_KERNEL_FLAGS}")
+endif()

@@ -28,7 +28,7 @@ struct ElementwiseGeometry {
 // True when an operand with these strides (one of the geometry's *_strides arrays) is laid out
 // contiguously in the output's order, so element i sits at offset i: the CPU loops and the CUDA
 // kernels then skip the per-element index arithmetic. Size-1 dimensions may have any stride.
-inline bool is_dense(const ElementwiseGeometry& g, const std::int64_t* strides) {
+[[gnu::always_inline]] inline bool is_dense(const ElementwiseGeometry& g, const std::int64_t* strides) {
   std::int64_t expected = 1;
   for (int d = g.ndim - 1; d >= 0; --d) {
     if (g.sizes[d] != 1 && strides[d] != expected) return false;

@@ -8,7 +8,9 @@
 #ifdef __CUDACC__
 #define FM_HOST_DEVICE __host__ __device__ __forceinline__
 #else
-#define FM_HOST_DEVICE inline
+// Always inlined on the host: these functions are compiled both with the portable flags and for
+// AVX-512 (kernels/cpu/elementwise_loops.h), and an out-of-line copy could be shared between the two.
+#define FM_HOST_DEVICE [[gnu::always_inline]] inline
 #endif
 
 namespace fm::kernels {

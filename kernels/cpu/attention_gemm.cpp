@@ -52,16 +52,22 @@ void attention_forward_cpu_gemm(const T* q, const T* k, const T* v, T* o, T* lse
     for (int bh = 0; bh < B * H; ++bh) {
       const std::int64_t base = bh * head_size;
       scores(q + base, k + base, p.data(), L, D, scale);
-      // Row softmax in place; subtracting the row maximum keeps every exp ≤ 1.
+      // Row softmax in place; subtracting the row maximum keeps every exp ≤ 1. The max and the
+      // sum are `omp simd` reductions (vector partial sums, in an order fixed by the build), so
+      // the whole row vectorises.
       for (int i = 0; i < L; ++i) {
         T* row = p.data() + std::int64_t(i) * L;
-        const T row_max = *std::max_element(row, row + L);
+        T row_max = row[0];
+#pragma omp simd reduction(max : row_max)
+        for (int j = 0; j < L; ++j) row_max = row[j] > row_max ? row[j] : row_max;
         T sum = 0;
+#pragma omp simd reduction(+ : sum)
         for (int j = 0; j < L; ++j) {
           row[j] = fast_exp(row[j] - row_max);
           sum += row[j];
         }
         const T inv_sum = T(1) / sum;
+#pragma omp simd
         for (int j = 0; j < L; ++j) row[j] *= inv_sum;
         lse[std::int64_t(bh) * L + i] = row_max + std::log(sum);
       }
@@ -102,6 +108,7 @@ void attention_backward_cpu_gemm(const T* q, const T* k, const T* v, const T* o,
         for (int d = 0; d < D; ++d) row_term += doh[std::int64_t(i) * D + d] * oh[std::int64_t(i) * D + d];
         const T* p_row = p.data() + std::int64_t(i) * L;
         T* ds_row = ds.data() + std::int64_t(i) * L;
+#pragma omp simd
         for (int j = 0; j < L; ++j) ds_row[j] = p_row[j] * (ds_row[j] - row_term);
       }
       gemm_cpu<T>(false, false, L, D, L, scale, ds.data(), L, kh, D, T(0), dq + base, D);  // dQ = scale·dS·K

@@ -56,6 +56,42 @@ void valid_output_range(int out_size, int in_size, int stride, int pad, int tap,
   end = std::max(begin, std::min(end, out_size));
 }
 
+// A stride-1 "same" convolution (Wo == W, e.g. 3×3 with padding 1): row i of tap (r, s)'s col
+// row is image row i + r − P shifted by s − P columns, so the valid rows of the whole tap row are
+// ONE contiguous stretch of the plane, shifted. im2col_same_width_row copies it in one loop and then
+// zeroes the padding columns, which the shifted copy filled from the neighbouring image rows,
+// instead of one short copy per output row (28 floats at 28×28: loop overhead, not bandwidth).
+bool same_width_stride_one(const Conv2dParams& p) {
+  return p.stride_h == 1 && p.stride_w == 1 && p.out_width() == p.in_width;
+}
+
+template <typename T>
+void im2col_same_width_row(const T* plane, const Conv2dParams& p, int r, int s, T* dst) {
+  const int H = p.in_height, W = p.in_width, Ho = p.out_height();
+  // Output rows i whose image row h = i + r − P is inside: [i_begin, i_end).
+  const int i_begin = std::clamp(p.pad_h - r, 0, Ho), i_end = std::clamp(H + p.pad_h - r, i_begin, Ho);
+  std::fill(dst, dst + std::int64_t(i_begin) * W, T(0));
+  std::fill(dst + std::int64_t(i_end) * W, dst + std::int64_t(Ho) * W, T(0));
+  // dst[t] = plane[t + shift] for t over the valid rows, clipped to the plane (the clipped ends
+  // are padding columns, zeroed below).
+  const std::int64_t shift = std::int64_t(r - p.pad_h) * W + (s - p.pad_w);
+  const std::int64_t t_begin = std::max<std::int64_t>(std::int64_t(i_begin) * W, -shift);
+  const std::int64_t t_end = std::min<std::int64_t>(std::int64_t(i_end) * W, std::int64_t(H) * W - shift);
+  const T* src = plane + (t_begin + shift);
+  T* dst_valid = dst + t_begin;
+#pragma omp simd
+  for (std::int64_t t = 0; t < t_end - t_begin; ++t) dst_valid[t] = src[t];
+  int j_begin, j_end;  // the columns of each row that read inside the image
+  valid_output_range(p.out_width(), W, 1, p.pad_w, s, j_begin, j_end);
+  for (int i = i_begin; i < i_end; ++i) {
+    T* dst_row = dst + std::int64_t(i) * W;
+    // Columns [0, j_begin) and [j_end, W) in one loop of a few stores; two std::fill calls would
+    // each become a memset call per image row.
+    for (int e = 0; e < j_begin + (W - j_end); ++e)
+      dst_row[e < j_begin ? e : j_end + (e - j_begin)] = T(0);
+  }
+}
+
 // col[K, Ho·Wo] from one image [C_in, H, W].
 template <typename T>
 void im2col(const T* image, const Conv2dParams& p, T* col) {
@@ -68,6 +104,10 @@ void im2col(const T* image, const Conv2dParams& p, T* col) {
     const int c = row / taps, r = row % taps / p.kernel_w, s = row % p.kernel_w;
     const T* plane = image + std::int64_t(c) * p.in_height * p.in_width;
     T* dst = col + row * pixels;
+    if (same_width_stride_one(p)) {
+      im2col_same_width_row(plane, p, r, s, dst);
+      continue;
+    }
     int j_begin, j_end;
     valid_output_range(Wo, p.in_width, p.stride_w, p.pad_w, s, j_begin, j_end);
     for (int i = 0; i < Ho; ++i) {
@@ -80,7 +120,14 @@ void im2col(const T* image, const Conv2dParams& p, T* col) {
       // x[c, h, j·S − P + s] = plane[row_start + j·S]; only j in [j_begin, j_end) is inside.
       const std::int64_t row_start = std::int64_t(h) * p.in_width - p.pad_w + s;
       std::fill(dst_row, dst_row + j_begin, T(0));
-      for (int j = j_begin; j < j_end; ++j) dst_row[j] = plane[row_start + j * p.stride_w];
+      if (p.stride_w == 1) {  // the common case: a unit-stride copy that vectorises inline
+        const T* src = plane + row_start + j_begin;
+        T* dst_valid = dst_row + j_begin;
+#pragma omp simd
+        for (int j = 0; j < j_end - j_begin; ++j) dst_valid[j] = src[j];
+      } else {
+        for (int j = j_begin; j < j_end; ++j) dst_row[j] = plane[row_start + j * p.stride_w];
+      }
       std::fill(dst_row + j_end, dst_row + Wo, T(0));
     }
   }
@@ -108,7 +155,14 @@ void col2im(const T* col, const Conv2dParams& p, T* image) {
           if (h < 0 || h >= p.in_height) continue;
           const std::int64_t row_start = std::int64_t(h) * p.in_width - p.pad_w + s;
           const T* src_row = src + std::int64_t(i) * Wo;
-          for (int j = j_begin; j < j_end; ++j) plane[row_start + j * p.stride_w] += src_row[j];
+          if (p.stride_w == 1) {  // the common case: a unit-stride add that vectorises
+            T* dst = plane + row_start + j_begin;
+            const T* src_valid = src_row + j_begin;
+#pragma omp simd
+            for (int j = 0; j < j_end - j_begin; ++j) dst[j] += src_valid[j];
+          } else {
+            for (int j = j_begin; j < j_end; ++j) plane[row_start + j * p.stride_w] += src_row[j];
+          }
         }
       }
   }

@@ -1,140 +1,28 @@
-// kernels/cpu/elementwise.cpp — CPU loops for the elementwise maps of kernels/elementwise.h.
+// kernels/cpu/elementwise.cpp — the CPU entry points of kernels/elementwise.h.
 //
-// Fast path: when every operand is contiguous over the output (no broadcast, no transposition) the
-// loop is a plain indexed loop the compiler vectorises; otherwise each element's offsets are
-// computed from its coordinates. Each op gets its own loops (the op is a template argument), and
-// float sigmoid / SiLU / GELU use the vectorisable formulas of kernels/cpu/fast_exp.h.
-#include <algorithm>
-#include <type_traits>
-
-#include "kernels/cpu/fast_exp.h"
-#include "kernels/elementwise.h"
-#include "kernels/elementwise_math.h"
+// The loops themselves are in kernels/cpu/elementwise_loops.h; float maps run the AVX-512 copy of
+// them (kernels/cpu/elementwise_avx512.cpp) when kernels/cpu/cpu_isa.h says so, everything else the
+// copy compiled here with the build's portable flags.
+#include "kernels/cpu/cpu_isa.h"
+#include "kernels/cpu/elementwise_avx512.h"
+#include "kernels/cpu/elementwise_loops.h"
 
 namespace fm::kernels {
-namespace {
-
-// Below this many elements a parallel region costs more than it saves (thread wake-up, barrier).
-constexpr std::int64_t kParallelThreshold = 1 << 17;
-
-}  // namespace
-
-// The general (strided / broadcast) path walks the innermost dimension as a plain strided loop and
-// computes the outer offsets once per row: the per-element divisions of strided_offset() then cost
-// only once per row instead of once per element.
-namespace {
-struct RowWalk {
-  std::int64_t rows, inner;
-  int outer_ndim;
-};
-RowWalk row_walk(const ElementwiseGeometry& g) {
-  std::int64_t inner = g.sizes[g.ndim - 1];  // make_geometry guarantees ndim >= 1
-  return {inner > 0 ? g.numel() / inner : 0, inner, g.ndim - 1};
-}
-
-// ---- the formula of each op on the CPU ---------------------------------------------------------
-// kernels/elementwise_math.h's, except that float sigmoids and normal CDFs/densities (Sigmoid,
-// SiLU, GELU and their backwards) use the vectorisable kernels/cpu/fast_exp.h versions: glibc's expf
-// and erff are scalar calls, so a loop around them runs one element at a time (exact GELU was ~40%
-// of a moons training step). double keeps the libm formulas: it exists for gradchecks.
-template <UnaryOp kOp, typename T>
-inline T cpu_unary(T x, T a, T b) {
-  if constexpr (std::is_same_v<T, float>) {
-    if constexpr (kOp == UnaryOp::Sigmoid) return sigmoid(x);
-    if constexpr (kOp == UnaryOp::Silu) return x * sigmoid(x);
-    if constexpr (kOp == UnaryOp::Gelu) return x * fast_normal_cdf(x);
-  }
-  return apply_unary(kOp, x, a, b);
-}
-template <BinaryOp kOp, typename T>
-inline T cpu_binary(T a, T b) {
-  if constexpr (std::is_same_v<T, float>) {
-    if constexpr (kOp == BinaryOp::SiluBackward) {
-      const float s = sigmoid(a);
-      return b * s * (1.0f + a * (1.0f - s));
-    }
-    if constexpr (kOp == BinaryOp::GeluBackward) return b * (fast_normal_cdf(a) + a * fast_normal_pdf(a));
-  }
-  return apply_binary(kOp, a, b);
-}
-
-// ---- the loops, one instantiation per op ------------------------------------------------------
-// The op is a template argument, so its switch is resolved at compile time and each loop body is
-// straight-line arithmetic the compiler vectorises (a switch inside the loop would stop that).
-template <UnaryOp kOp, typename T>
-void unary_loops(const T* x, T* y, const ElementwiseGeometry& g, T a, T b) {
-  const std::int64_t n = g.numel();
-  if (is_dense(g, g.a_strides) && is_dense(g, g.out_strides)) {
-#pragma omp parallel for schedule(static) if (n > kParallelThreshold)
-    for (std::int64_t i = 0; i < n; ++i) y[i] = cpu_unary<kOp>(x[i], a, b);
-    return;
-  }
-  const RowWalk w = row_walk(g);
-  const std::int64_t xs = g.a_strides[g.ndim - 1], ys = g.out_strides[g.ndim - 1];
-#pragma omp parallel for schedule(static) if (n > kParallelThreshold)
-  for (std::int64_t r = 0; r < w.rows; ++r) {
-    const T* xr = x + strided_offset(r, w.outer_ndim, g.sizes, g.a_strides);
-    T* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
-    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = cpu_unary<kOp>(xr[i * xs], a, b);
-  }
-}
-
-template <BinaryOp kOp, typename T>
-void binary_loops(const T* a, const T* b, T* y, const ElementwiseGeometry& g) {
-  const std::int64_t n = g.numel();
-  if (is_dense(g, g.a_strides) && is_dense(g, g.b_strides) && is_dense(g, g.out_strides)) {
-#pragma omp parallel for schedule(static) if (n > kParallelThreshold)
-    for (std::int64_t i = 0; i < n; ++i) y[i] = cpu_binary<kOp>(a[i], b[i]);
-    return;
-  }
-  const RowWalk w = row_walk(g);
-  const std::int64_t as = g.a_strides[g.ndim - 1], bs = g.b_strides[g.ndim - 1], ys = g.out_strides[g.ndim - 1];
-#pragma omp parallel for schedule(static) if (n > kParallelThreshold)
-  for (std::int64_t r = 0; r < w.rows; ++r) {
-    const T* ar = a + strided_offset(r, w.outer_ndim, g.sizes, g.a_strides);
-    const T* br = b + strided_offset(r, w.outer_ndim, g.sizes, g.b_strides);
-    T* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
-    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = cpu_binary<kOp>(ar[i * as], br[i * bs]);
-  }
-}
-
-}  // namespace
 
 template <typename T>
 void unary_cpu(UnaryOp op, const T* x, T* y, const ElementwiseGeometry& g, double alpha, double beta) {
-  const T a = T(alpha), b = T(beta);
-  switch (op) {
-    case UnaryOp::Identity: return unary_loops<UnaryOp::Identity>(x, y, g, a, b);
-    case UnaryOp::Neg: return unary_loops<UnaryOp::Neg>(x, y, g, a, b);
-    case UnaryOp::Affine: return unary_loops<UnaryOp::Affine>(x, y, g, a, b);
-    case UnaryOp::Pow: return unary_loops<UnaryOp::Pow>(x, y, g, a, b);
-    case UnaryOp::Square: return unary_loops<UnaryOp::Square>(x, y, g, a, b);
-    case UnaryOp::Exp: return unary_loops<UnaryOp::Exp>(x, y, g, a, b);
-    case UnaryOp::Log: return unary_loops<UnaryOp::Log>(x, y, g, a, b);
-    case UnaryOp::Sqrt: return unary_loops<UnaryOp::Sqrt>(x, y, g, a, b);
-    case UnaryOp::Tanh: return unary_loops<UnaryOp::Tanh>(x, y, g, a, b);
-    case UnaryOp::Sin: return unary_loops<UnaryOp::Sin>(x, y, g, a, b);
-    case UnaryOp::Cos: return unary_loops<UnaryOp::Cos>(x, y, g, a, b);
-    case UnaryOp::Sigmoid: return unary_loops<UnaryOp::Sigmoid>(x, y, g, a, b);
-    case UnaryOp::Relu: return unary_loops<UnaryOp::Relu>(x, y, g, a, b);
-    case UnaryOp::Silu: return unary_loops<UnaryOp::Silu>(x, y, g, a, b);
-    case UnaryOp::Gelu: return unary_loops<UnaryOp::Gelu>(x, y, g, a, b);
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_avx512_kernels()) return unary_float_avx512(op, x, y, g, float(alpha), float(beta));
   }
+  run_unary(op, x, y, g, T(alpha), T(beta));
 }
 
 template <typename T>
 void binary_cpu(BinaryOp op, const T* a, const T* b, T* y, const ElementwiseGeometry& g) {
-  switch (op) {
-    case BinaryOp::Add: return binary_loops<BinaryOp::Add>(a, b, y, g);
-    case BinaryOp::Sub: return binary_loops<BinaryOp::Sub>(a, b, y, g);
-    case BinaryOp::Mul: return binary_loops<BinaryOp::Mul>(a, b, y, g);
-    case BinaryOp::Div: return binary_loops<BinaryOp::Div>(a, b, y, g);
-    case BinaryOp::ReluBackward: return binary_loops<BinaryOp::ReluBackward>(a, b, y, g);
-    case BinaryOp::SiluBackward: return binary_loops<BinaryOp::SiluBackward>(a, b, y, g);
-    case BinaryOp::GeluBackward: return binary_loops<BinaryOp::GeluBackward>(a, b, y, g);
-    case BinaryOp::SigmoidBackward: return binary_loops<BinaryOp::SigmoidBackward>(a, b, y, g);
-    case BinaryOp::TanhBackward: return binary_loops<BinaryOp::TanhBackward>(a, b, y, g);
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_avx512_kernels()) return binary_float_avx512(op, a, b, y, g);
   }
+  run_binary(op, a, b, y, g);
 }
 
 template <typename From, typename To>

@@ -10,138 +10,187 @@
 //       pack alpha · op(A)[panel, slice]              (k-major: MR values per k, zero-padded)
 //       for each NR-wide panel of B: the micro-kernel adds the MR×NR block of A·B into C
 //
-// The micro-kernel keeps its MR×NR block of C in vector registers (GCC vector extensions, which
-// become AVX2/FMA with -march=native and plain SSE otherwise) and does one rank-1 update per k:
-// MR·NR multiply-adds per MR + NR loads. Packing makes every micro-kernel read unit-stride and lets
-// transposed operands cost nothing extra.
+// The micro-kernel (kernels/cpu/gemm_micro_kernel.h) keeps its MR×NR block of C in vector registers
+// and does one rank-1 update per k. It comes in two copies, picked at run time by
+// kernels/cpu/cpu_isa.h: the portable one compiled here (AVX2 + FMA in the default x86-64-v3 build:
+// 6×16 floats) and an AVX-512 one (kernels/cpu/gemm_avx512.cpp: 8×32 floats). Packing makes every
+// micro-kernel read unit-stride and lets transposed operands cost nothing extra.
 //
 // Determinism: every element of C is produced by exactly one thread, and its sum runs over k in the
 // same order (KC slices in order, k ascending inside a slice) whatever the thread count, so results
-// are bitwise reproducible.
+// are bitwise reproducible. The slices depend on K alone, not on the copy, so the portable (with FMA)
+// and AVX-512 copies give bitwise the same C too; a build without FMA (plain x86-64) rounds each
+// product separately and differs from them in the last bits.
 #include <algorithm>
-#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include <omp.h>
 
+#include "kernels/cpu/cpu_isa.h"
+#include "kernels/cpu/gemm_micro_kernel.h"
 #include "kernels/gemm.h"
 
 namespace fm::kernels {
 namespace {
 
-// Register block per type: MR rows × NR columns of C, NR = two 32-byte vectors. With 16 AVX2
+// The portable copy's block: MR rows × NR columns of C, NR = two 32-byte vectors. With 16 AVX2
 // registers: 12 accumulators + 2 B vectors + 1 broadcast A value (the classic 6×16 float kernel).
+constexpr int kPortableRows = 6;
 template <typename T>
-struct MicroTile;
-template <>
-struct MicroTile<float> {
-  typedef float Vec __attribute__((vector_size(32)));
-  static constexpr int kLanes = 8;
-};
-template <>
-struct MicroTile<double> {
-  typedef double Vec __attribute__((vector_size(32)));
-  static constexpr int kLanes = 4;
-};
-constexpr int kMicroRows = 6;  // MR
-
-// Cache blocking: a packed B slice (KC × NC) of 256 KiB fills about half of a 512 KiB per-core L2
-// (the 2-core AMD EPYC machine this engine trains on; BLIS's rule of thumb leaves the other half
-// for A, C and streaming); an A micro-panel (MR × KC, 6 KiB for float) stays in L1.
-constexpr int kSliceDepth = 256;  // KC
-template <typename T>
-constexpr int slice_width() {  // NC: 256 floats or 128 doubles, a multiple of NR either way
-  return int(256 * 1024 / (kSliceDepth * sizeof(T)));
+constexpr int portable_cols() {
+  return 2 * 32 / int(sizeof(T));
 }
 
-// op(X)(row, col) for a row-major X with row stride ld, transposed or not.
+// K is cut into ceil(K / kMaxSliceDepth) slices of (nearly) equal depth: a packed A micro-panel
+// (8 × 320 floats, 10 KiB) stays in L1, and no slice is left a few k deep (K = 288 is one slice,
+// 784 is 3 × 261/262, not 3 × 256 + 16) — a thin slice costs a full read and write of C for little
+// work. The cut depends on K only (see Determinism above).
+constexpr int kMaxSliceDepth = 320;
+int slice_count(int K) { return std::max(1, (K + kMaxSliceDepth - 1) / kMaxSliceDepth); }
+int slice_begin(int K, int slice) { return int(std::int64_t(K) * slice / slice_count(K)); }
+
+// NC: the columns of one packed B slice (KC × NC), about half of a core's L2 so that A, C and the
+// streaming have the other half: 256 KiB for the portable copy (512 KiB L2 on the AMD EPYC this
+// engine was first tuned on), 1 MiB for the AVX-512 copy (every AVX-512 Xeon has 1–2 MiB of L2 per
+// core). A multiple of NR. It does not change results.
 template <typename T>
-inline T element(const T* X, int ld, bool transposed, int row, int col) {
-  return transposed ? X[std::size_t(col) * ld + row] : X[std::size_t(row) * ld + col];
+int slice_width(int bytes, int NR) {
+  return std::max(NR, bytes / int(kMaxSliceDepth * sizeof(T)) / NR * NR);
 }
 
-// Packs op(B)[k0 : k0+kc, j0 : j0+NR] into b_panel[k * NR + j]; columns past N are zero.
-template <typename T>
+// dst[c·dst_stride + r] = alpha · src[r·src_stride + c] for an 8×8 block of floats: eight vector
+// loads, the classic three rounds of shuffles (pairs of floats, pairs of pairs, 128-bit halves),
+// eight vector stores. Packing a panel against the grain of its rows (A not transposed, B
+// transposed) is such a transpose; one element at a time it cost as much as the multiply for the
+// conv's weight-gradient GEMM (M = 32 rows share each packed B).
+inline void transpose_8x8(const float* src, std::size_t src_stride, float alpha, float* dst,
+                          std::size_t dst_stride) {
+  typedef float V8 __attribute__((vector_size(32)));
+  // Unaligned vector loads and stores. Not memcpy into the arrays below: GCC then copies through
+  // the stack in 16-byte halves and each 32-byte reload stalls on store forwarding.
+  typedef float V8Unaligned __attribute__((vector_size(32), aligned(4), may_alias));
+  V8 r[8], t[8], u[8];
+  for (int i = 0; i < 8; ++i)
+    r[i] = alpha * *reinterpret_cast<const V8Unaligned*>(src + i * src_stride);
+  for (int i = 0; i < 8; i += 2) {  // interleave rows 2i, 2i+1
+    t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int i = 0; i < 8; i += 4) {  // then pairs of those
+    u[i] = __builtin_shufflevector(t[i], t[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[i + 1] = __builtin_shufflevector(t[i], t[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    u[i + 2] = __builtin_shufflevector(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[i + 3] = __builtin_shufflevector(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  for (int i = 0; i < 4; ++i) {  // then 128-bit halves: column i and column i + 4
+    const V8 low = __builtin_shufflevector(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    const V8 high = __builtin_shufflevector(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    *reinterpret_cast<V8Unaligned*>(dst + i * dst_stride) = low;
+    *reinterpret_cast<V8Unaligned*>(dst + (i + 4) * dst_stride) = high;
+  }
+}
+
+// Packs op(B)[k0 : k0+kc, j0 : j0+NR] into b_panel[k * W + j], W = gemm_packed_width(NR, cols)
+// (one vector when the valid columns fit in one); columns past N are zero.
+template <typename T, int NR>
 void pack_b_panel(const T* B, int ldb, bool trans_b, int k0, int kc, int j0, int N, T* b_panel) {
-  constexpr int NR = 2 * MicroTile<T>::kLanes;
   const int cols = std::min(NR, N - j0);
-  for (int k = 0; k < kc; ++k) {
-    T* dst = b_panel + std::size_t(k) * NR;
-    if (!trans_b) {
+  const int width = gemm_packed_width(NR, cols);
+  if (!trans_b) {
+    for (int k = 0; k < kc; ++k) {
+      T* dst = b_panel + std::size_t(k) * width;
       const T* src = B + std::size_t(k0 + k) * ldb + j0;
       for (int j = 0; j < cols; ++j) dst[j] = src[j];
-    } else {
-      for (int j = 0; j < cols; ++j) dst[j] = B[std::size_t(j0 + j) * ldb + (k0 + k)];
+      for (int j = cols; j < width; ++j) dst[j] = T(0);
     }
-    for (int j = cols; j < NR; ++j) dst[j] = T(0);
+  } else {
+    // Column j of op(B) is row j0 + j of B: read each one along k (unit stride), float in 8×8
+    // transposed blocks, the rest (and double, the gradcheck type) one element at a time.
+    int j_done = 0;
+    if constexpr (std::is_same_v<T, float>) {
+      for (; j_done + 8 <= cols; j_done += 8) {
+        const T* src = B + std::size_t(j0 + j_done) * ldb + k0;
+        int k = 0;
+        for (; k + 8 <= kc; k += 8)
+          transpose_8x8(src + k, ldb, 1.0f, b_panel + std::size_t(k) * width + j_done, width);
+        for (; k < kc; ++k)
+          for (int j = 0; j < 8; ++j)
+            b_panel[std::size_t(k) * width + j_done + j] = src[std::size_t(j) * ldb + k];
+      }
+    }
+    for (int j = j_done; j < cols; ++j) {
+      const T* src = B + std::size_t(j0 + j) * ldb + k0;
+      for (int k = 0; k < kc; ++k) b_panel[std::size_t(k) * width + j] = src[k];
+    }
+    if (cols < width)
+      for (int k = 0; k < kc; ++k)
+        for (int j = cols; j < width; ++j) b_panel[std::size_t(k) * width + j] = T(0);
   }
 }
 
 // Packs alpha · op(A)[i0 : i0+MR, k0 : k0+kc] into a_panel[k * MR + i]; rows past M are zero.
-template <typename T>
+template <typename T, int MR>
 void pack_a_panel(const T* A, int lda, bool trans_a, T alpha, int i0, int M, int k0, int kc,
                   T* a_panel) {
-  const int rows = std::min(kMicroRows, M - i0);
-  for (int k = 0; k < kc; ++k) {
-    T* dst = a_panel + std::size_t(k) * kMicroRows;
-    for (int i = 0; i < rows; ++i) dst[i] = alpha * element(A, lda, trans_a, i0 + i, k0 + k);
-    for (int i = rows; i < kMicroRows; ++i) dst[i] = T(0);
+  const int rows = std::min(MR, M - i0);
+  if (trans_a) {  // op(A)[i, k] = A[k, i]: MR consecutive values per k
+    for (int k = 0; k < kc; ++k) {
+      T* dst = a_panel + std::size_t(k) * MR;
+      const T* src = A + std::size_t(k0 + k) * lda + i0;
+      for (int i = 0; i < rows; ++i) dst[i] = alpha * src[i];
+      for (int i = rows; i < MR; ++i) dst[i] = T(0);
+    }
+  } else {  // row i0 + i of A, read along k (unit stride)
+    if constexpr (std::is_same_v<T, float> && MR == 8) {  // 8×8 transposed blocks while they fit
+      if (rows == MR) {
+        const T* src = A + std::size_t(i0) * lda + k0;
+        int k = 0;
+        for (; k + 8 <= kc; k += 8)
+          transpose_8x8(src + k, lda, alpha, a_panel + std::size_t(k) * MR, MR);
+        for (; k < kc; ++k)
+          for (int i = 0; i < MR; ++i)
+            a_panel[std::size_t(k) * MR + i] = alpha * src[std::size_t(i) * lda + k];
+        return;
+      }
+    }
+    for (int i = 0; i < rows; ++i) {
+      const T* src = A + std::size_t(i0 + i) * lda + k0;
+      for (int k = 0; k < kc; ++k) a_panel[std::size_t(k) * MR + i] = alpha * src[k];
+    }
+    for (int k = 0; k < kc; ++k)
+      for (int i = rows; i < MR; ++i) a_panel[std::size_t(k) * MR + i] = T(0);
   }
 }
 
-// C[0:rows, 0:cols] += a_panel · b_panel over kc steps (rows <= MR, cols <= NR; the packed
-// panels are zero-padded, so the full MR×NR block is computed and only the valid part stored).
 template <typename T>
-void micro_kernel(int kc, const T* a_panel, const T* b_panel, T* C, int ldc, int rows, int cols) {
-  using Vec = typename MicroTile<T>::Vec;
-  constexpr int L = MicroTile<T>::kLanes;
-  constexpr int NR = 2 * L;
-  Vec acc[kMicroRows][2];
-  for (int i = 0; i < kMicroRows; ++i) acc[i][0] = acc[i][1] = Vec{};
-  for (int k = 0; k < kc; ++k) {
-    Vec b0, b1;
-    std::memcpy(&b0, b_panel + std::size_t(k) * NR, sizeof(Vec));  // unaligned vector loads
-    std::memcpy(&b1, b_panel + std::size_t(k) * NR + L, sizeof(Vec));
-    const T* a = a_panel + std::size_t(k) * kMicroRows;
-#pragma GCC unroll 6
-    for (int i = 0; i < kMicroRows; ++i) {
-      acc[i][0] += a[i] * b0;  // scalar · vector broadcasts the scalar
-      acc[i][1] += a[i] * b1;
-    }
-  }
-  if (rows == kMicroRows && cols == NR) {
-    for (int i = 0; i < kMicroRows; ++i) {
-      T* c_row = C + std::size_t(i) * ldc;
-      Vec c0, c1;
-      std::memcpy(&c0, c_row, sizeof(Vec));
-      std::memcpy(&c1, c_row + L, sizeof(Vec));
-      c0 += acc[i][0];
-      c1 += acc[i][1];
-      std::memcpy(c_row, &c0, sizeof(Vec));
-      std::memcpy(c_row + L, &c1, sizeof(Vec));
-    }
-  } else {
-    for (int i = 0; i < rows; ++i)
-      for (int j = 0; j < cols; ++j) C[std::size_t(i) * ldc + j] += acc[i][j / L][j % L];
-  }
+using MicroKernel = void (*)(int kc, const T* a_panel, const T* b_panel, T* C, int ldc, int rows,
+                             int cols);
+
+// The packed B slice, kept per calling thread between calls (no allocation or zero-fill per GEMM:
+// the conv calls one GEMM per image). The whole team of a parallel GEMM shares the caller's.
+template <typename T>
+T* b_slice_buffer(std::size_t size) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < size) buffer.resize(size);
+  return buffer.data();
 }
 
-}  // namespace
-
-template <typename T>
-void gemm_cpu(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
-              const T* B, int ldb, T beta, T* C, int ldc) {
-  if (M <= 0 || N <= 0) return;
-  constexpr int NR = 2 * MicroTile<T>::kLanes;
-  constexpr int NC = slice_width<T>();
+// The blocked GEMM around one micro-kernel with an MR×NR block.
+template <typename T, int MR, int NR>
+void gemm_blocked(MicroKernel<T> micro_kernel, int slice_bytes, bool trans_a, bool trans_b, int M,
+                  int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C,
+                  int ldc) {
+  const int NC = slice_width<T>(slice_bytes, NR);
   // Threads pay off only for products of at least ~10^6 multiply-adds (~0.1 ms on one core);
   // below that, waking and joining them costs more than it saves.
   const bool parallel = std::int64_t(M) * N * std::max(K, 1) > (std::int64_t(1) << 20);
   const int max_threads = parallel ? omp_get_max_threads() : 1;
 
-  const int row_panels = (M + kMicroRows - 1) / kMicroRows;
+  const int row_panels = (M + MR - 1) / MR;
   const int nc_max = std::min(NC, (N + NR - 1) / NR * NR);
-  std::vector<T> b_packed(std::size_t(kSliceDepth) * nc_max);
+  T* b_packed = b_slice_buffer<T>(std::size_t(std::min(K, kMaxSliceDepth)) * nc_max);
+  const int slices = K > 0 ? slice_count(K) : 0;
 
 #pragma omp parallel num_threads(max_threads) if (parallel)
   {
@@ -155,7 +204,7 @@ void gemm_cpu(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T*
         for (int j = 0; j < N; ++j) c_row[j] *= beta;
     }
 
-    alignas(64) T a_panel[kMicroRows * kSliceDepth];
+    alignas(64) T a_panel[MR * kMaxSliceDepth];
     const int threads = omp_get_num_threads();
     for (int j0 = 0; j0 < N; j0 += NC) {
       const int nc = std::min(NC, N - j0);
@@ -165,33 +214,57 @@ void gemm_cpu(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T*
       const int col_chunks =
           std::min(col_panels, std::max(1, (2 * threads + row_panels - 1) / row_panels));
       const int panels_per_chunk = (col_panels + col_chunks - 1) / col_chunks;
-      for (int k0 = 0; k0 < K; k0 += kSliceDepth) {
-        const int kc = std::min(kSliceDepth, K - k0);
+      for (int slice = 0; slice < slices; ++slice) {
+        const int k0 = slice_begin(K, slice), kc = slice_begin(K, slice + 1) - k0;
         // Pack this slice of B together; the implicit barrier at the end of the `omp for` makes
         // the packed slice complete before anyone reads it.
 #pragma omp for schedule(static)
         for (int jp = 0; jp < col_panels; ++jp) {
-          pack_b_panel(B, ldb, trans_b, k0, kc, j0 + jp * NR, N,
-                       b_packed.data() + std::size_t(jp) * kc * NR);
+          pack_b_panel<T, NR>(B, ldb, trans_b, k0, kc, j0 + jp * NR, N,
+                              b_packed + std::size_t(jp) * kc * NR);
         }
         // Multiply; the implicit barrier at the end also keeps anyone from repacking B for the
         // next slice while another thread still reads this one.
 #pragma omp for schedule(static)
         for (int item = 0; item < row_panels * col_chunks; ++item) {
           const int ip = item / col_chunks, chunk = item % col_chunks;
-          const int i0 = ip * kMicroRows;
-          pack_a_panel(A, lda, trans_a, alpha, i0, M, k0, kc, a_panel);
+          const int i0 = ip * MR;
+          pack_a_panel<T, MR>(A, lda, trans_a, alpha, i0, M, k0, kc, a_panel);
           const int jp_end = std::min(col_panels, (chunk + 1) * panels_per_chunk);
           for (int jp = chunk * panels_per_chunk; jp < jp_end; ++jp) {
             const int col = j0 + jp * NR;
-            micro_kernel(kc, a_panel, b_packed.data() + std::size_t(jp) * kc * NR,
-                         C + std::size_t(i0) * ldc + col, ldc, std::min(kMicroRows, M - i0),
+            micro_kernel(kc, a_panel, b_packed + std::size_t(jp) * kc * NR,
+                         C + std::size_t(i0) * ldc + col, ldc, std::min(MR, M - i0),
                          std::min(NR, N - col));
           }
         }
       }
     }
   }
+}
+
+}  // namespace
+
+template <typename T>
+void gemm_cpu_on(CpuIsa isa, bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A,
+                 int lda, const T* B, int ldb, T beta, T* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (isa == CpuIsa::Avx512) {
+    constexpr int NR = avx512_gemm_cols<T>();
+    gemm_blocked<T, kAvx512GemmRows, NR>(gemm_micro_kernel_avx512, 1 << 20, trans_a, trans_b, M,
+                                         N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  } else {
+    constexpr int NR = portable_cols<T>();
+    gemm_blocked<T, kPortableRows, NR>(gemm_micro_kernel<T, 32, kPortableRows, NR>, 256 << 10,
+                                       trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                                       ldc);
+  }
+}
+
+template <typename T>
+void gemm_cpu(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
+              const T* B, int ldb, T beta, T* C, int ldc) {
+  gemm_cpu_on<T>(cpu_isa(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 template <typename T>
@@ -203,6 +276,10 @@ void gemm_batched_cpu(int batch, bool trans_a, bool trans_b, int M, int N, int K
              C + b * stride_c, ldc);
 }
 
+template void gemm_cpu_on<float>(CpuIsa, bool, bool, int, int, int, float, const float*, int,
+                                 const float*, int, float, float*, int);
+template void gemm_cpu_on<double>(CpuIsa, bool, bool, int, int, int, double, const double*, int,
+                                  const double*, int, double, double*, int);
 template void gemm_cpu<float>(bool, bool, int, int, int, float, const float*, int, const float*,
                               int, float, float*, int);
 template void gemm_cpu<double>(bool, bool, int, int, int, double, const double*, int, const double*,

@@ -1,0 +1,163 @@
+// kernels/cpu/elementwise_loops.h — the CPU loops of the elementwise maps, as source that is
+// compiled twice: once with the build's portable flags (kernels/cpu/elementwise.cpp) and once for
+// AVX-512 (kernels/cpu/elementwise_avx512.cpp); kernels/cpu/cpu_isa.h picks a copy per call.
+//
+// Everything here sits in an unnamed namespace, so each of the two files gets its own private copy
+// of every function: the linker can never merge an AVX-512 copy into the portable one (which would
+// make the portable path run AVX-512 instructions on a CPU without them).
+//
+// Fast path: when every operand is contiguous over the output (no broadcast, no transposition) the
+// loop is a plain indexed loop the compiler vectorises; otherwise each element's offsets are
+// computed from its coordinates. Each op gets its own loops (the op is a template argument), and
+// float sigmoid / SiLU / GELU use the vectorisable formulas of kernels/cpu/fast_exp.h.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/cpu/fast_exp.h"
+#include "kernels/cpu/parallel_for.h"
+#include "kernels/elementwise.h"
+#include "kernels/elementwise_math.h"
+
+namespace fm::kernels {
+namespace {
+
+// Below this much work a parallel region costs more than it saves (waking the other threads and
+// the barrier, a few microseconds). Work is counted in elements of a cheap op (an add: well under
+// a nanosecond each); an op with an exponential, erf, tanh or a division per element costs ten to
+// twenty times more, so it is split across threads from a smaller size. A 512-point moons batch
+// through a 64-wide layer (32,768 GELUs, ~20 µs on one core) is then shared by both cores.
+constexpr std::int64_t kParallelWork = 1 << 17;
+constexpr std::int64_t kCostlyOpFactor = 8;
+
+constexpr bool is_costly(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::Pow: case UnaryOp::Exp: case UnaryOp::Log: case UnaryOp::Tanh: case UnaryOp::Sin:
+    case UnaryOp::Cos: case UnaryOp::Sigmoid: case UnaryOp::Silu: case UnaryOp::Gelu: return true;
+    default: return false;
+  }
+}
+constexpr bool is_costly(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::Div: case BinaryOp::SiluBackward: case BinaryOp::GeluBackward: return true;
+    default: return false;
+  }
+}
+template <auto kOp>
+bool worth_threads(std::int64_t n) {
+  return n * (is_costly(kOp) ? kCostlyOpFactor : 1) > kParallelWork;
+}
+
+// The general (strided / broadcast) path walks the innermost dimension as a plain strided loop and
+// computes the outer offsets once per row: the per-element divisions of strided_offset() then cost
+// only once per row instead of once per element.
+struct RowWalk {
+  std::int64_t rows, inner;
+  int outer_ndim;
+};
+RowWalk row_walk(const ElementwiseGeometry& g) {
+  std::int64_t inner = g.sizes[g.ndim - 1];  // make_geometry guarantees ndim >= 1
+  return {inner > 0 ? g.numel() / inner : 0, inner, g.ndim - 1};
+}
+
+// ---- the formula of each op on the CPU ---------------------------------------------------------
+// kernels/elementwise_math.h's, except that float sigmoids and normal CDFs/densities (Sigmoid,
+// SiLU, GELU and their backwards) use the vectorisable kernels/cpu/fast_exp.h versions: glibc's expf
+// and erff are scalar calls, so a loop around them runs one element at a time (exact GELU was ~40%
+// of a moons training step). double keeps the libm formulas: it exists for gradchecks.
+template <UnaryOp kOp, typename T>
+inline T cpu_unary(T x, T a, T b) {
+  if constexpr (std::is_same_v<T, float>) {
+    if constexpr (kOp == UnaryOp::Sigmoid) return sigmoid(x);
+    if constexpr (kOp == UnaryOp::Silu) return x * sigmoid(x);
+    if constexpr (kOp == UnaryOp::Gelu) return x * fast_normal_cdf(x);
+  }
+  return apply_unary(kOp, x, a, b);
+}
+template <BinaryOp kOp, typename T>
+inline T cpu_binary(T a, T b) {
+  if constexpr (std::is_same_v<T, float>) {
+    if constexpr (kOp == BinaryOp::SiluBackward) {
+      const float s = sigmoid(a);
+      return b * s * (1.0f + a * (1.0f - s));
+    }
+    if constexpr (kOp == BinaryOp::GeluBackward) return b * (fast_normal_cdf(a) + a * fast_normal_pdf(a));
+  }
+  return apply_binary(kOp, a, b);
+}
+
+// ---- the loops, one instantiation per op ------------------------------------------------------
+// The op is a template argument, so its switch is resolved at compile time and each loop body is
+// straight-line arithmetic the compiler vectorises (a switch inside the loop would stop that).
+template <UnaryOp kOp, typename T>
+void unary_loops(const T* x, T* y, const ElementwiseGeometry& g, T a, T b) {
+  const std::int64_t n = g.numel();
+  if (is_dense(g, g.a_strides) && is_dense(g, g.out_strides)) {
+    parallel_for(n, worth_threads<kOp>(n), [&](std::int64_t i) { y[i] = cpu_unary<kOp>(x[i], a, b); });
+    return;
+  }
+  const RowWalk w = row_walk(g);
+  const std::int64_t xs = g.a_strides[g.ndim - 1], ys = g.out_strides[g.ndim - 1];
+  parallel_for(w.rows, worth_threads<kOp>(n), [&](std::int64_t r) {
+    const T* xr = x + strided_offset(r, w.outer_ndim, g.sizes, g.a_strides);
+    T* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
+    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = cpu_unary<kOp>(xr[i * xs], a, b);
+  });
+}
+
+template <BinaryOp kOp, typename T>
+void binary_loops(const T* a, const T* b, T* y, const ElementwiseGeometry& g) {
+  const std::int64_t n = g.numel();
+  if (is_dense(g, g.a_strides) && is_dense(g, g.b_strides) && is_dense(g, g.out_strides)) {
+    parallel_for(n, worth_threads<kOp>(n), [&](std::int64_t i) { y[i] = cpu_binary<kOp>(a[i], b[i]); });
+    return;
+  }
+  const RowWalk w = row_walk(g);
+  const std::int64_t as = g.a_strides[g.ndim - 1], bs = g.b_strides[g.ndim - 1], ys = g.out_strides[g.ndim - 1];
+  parallel_for(w.rows, worth_threads<kOp>(n), [&](std::int64_t r) {
+    const T* ar = a + strided_offset(r, w.outer_ndim, g.sizes, g.a_strides);
+    const T* br = b + strided_offset(r, w.outer_ndim, g.sizes, g.b_strides);
+    T* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
+    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = cpu_binary<kOp>(ar[i * as], br[i * bs]);
+  });
+}
+
+template <typename T>
+void run_unary(UnaryOp op, const T* x, T* y, const ElementwiseGeometry& g, T a, T b) {
+  switch (op) {
+    case UnaryOp::Identity: return unary_loops<UnaryOp::Identity>(x, y, g, a, b);
+    case UnaryOp::Neg: return unary_loops<UnaryOp::Neg>(x, y, g, a, b);
+    case UnaryOp::Affine: return unary_loops<UnaryOp::Affine>(x, y, g, a, b);
+    case UnaryOp::Pow: return unary_loops<UnaryOp::Pow>(x, y, g, a, b);
+    case UnaryOp::Square: return unary_loops<UnaryOp::Square>(x, y, g, a, b);
+    case UnaryOp::Exp: return unary_loops<UnaryOp::Exp>(x, y, g, a, b);
+    case UnaryOp::Log: return unary_loops<UnaryOp::Log>(x, y, g, a, b);
+    case UnaryOp::Sqrt: return unary_loops<UnaryOp::Sqrt>(x, y, g, a, b);
+    case UnaryOp::Tanh: return unary_loops<UnaryOp::Tanh>(x, y, g, a, b);
+    case UnaryOp::Sin: return unary_loops<UnaryOp::Sin>(x, y, g, a, b);
+    case UnaryOp::Cos: return unary_loops<UnaryOp::Cos>(x, y, g, a, b);
+    case UnaryOp::Sigmoid: return unary_loops<UnaryOp::Sigmoid>(x, y, g, a, b);
+    case UnaryOp::Relu: return unary_loops<UnaryOp::Relu>(x, y, g, a, b);
+    case UnaryOp::Silu: return unary_loops<UnaryOp::Silu>(x, y, g, a, b);
+    case UnaryOp::Gelu: return unary_loops<UnaryOp::Gelu>(x, y, g, a, b);
+  }
+}
+
+template <typename T>
+void run_binary(BinaryOp op, const T* a, const T* b, T* y, const ElementwiseGeometry& g) {
+  switch (op) {
+    case BinaryOp::Add: return binary_loops<BinaryOp::Add>(a, b, y, g);
+    case BinaryOp::Sub: return binary_loops<BinaryOp::Sub>(a, b, y, g);
+    case BinaryOp::Mul: return binary_loops<BinaryOp::Mul>(a, b, y, g);
+    case BinaryOp::Div: return binary_loops<BinaryOp::Div>(a, b, y, g);
+    case BinaryOp::ReluBackward: return binary_loops<BinaryOp::ReluBackward>(a, b, y, g);
+    case BinaryOp::SiluBackward: return binary_loops<BinaryOp::SiluBackward>(a, b, y, g);
+    case BinaryOp::GeluBackward: return binary_loops<BinaryOp::GeluBackward>(a, b, y, g);
+    case BinaryOp::SigmoidBackward: return binary_loops<BinaryOp::SigmoidBackward>(a, b, y, g);
+    case BinaryOp::TanhBackward: return binary_loops<BinaryOp::TanhBackward>(a, b, y, g);
+  }
+}
+
+}  // namespace
+}  // namespace fm::kernels
