@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """bench/cpu_vs_pytorch.py — CPU speed of the engine against PyTorch on the same work (issue 13).
 
-  python3 bench/cpu_vs_pytorch.py [--install] [--python PATH] [--fmtrain PATH] [--repeats 3]
-                                  [--only moons|unet] [--steps N] [--csv FILE]
+  python3 bench/cpu_vs_pytorch.py [--install] [--python PATH] [--fmtrain PATH] [--fmbench PATH]
+                                  [--repeats 3] [--only moons|unet|ops] [--steps N] [--csv FILE]
 
 Not part of CI and not a CTest: it needs PyTorch, which --install puts into a throw-away virtual
 environment (python3 -m venv VENV && VENV/bin/pip install torch; VENV is /tmp/v unless --venv says
@@ -35,6 +35,11 @@ What is timed:
              in before the clock); PyTorch: the same chunks, steps and EMA weights under no_grad. Taken
              from the training runs with the larger thread count (2 by default).
 
+  per-op     the cost of one tiny op, `x + b` on [8]-element float tensors, 1 thread: engine: `fmbench
+             cpu-ops --filter "x + b" --csv` (bench/cpu_ops.cpp), the [8]+[8] rows; PyTorch:
+             bench/cpu_ops_pytorch.py (the same op and modes from Python, as a PyTorch user calls it). Modes:
+             without grad, recording the backward node, and that node's backward. Lower is faster.
+
 Default step counts: moons the config's train.steps (3000); the U-Net 200 steps instead of the
 config's 800 (throughput does not depend on the learning rate; 200 steps keep a 3-repeat run near ten
 minutes on two cores). --steps N sets both, for a quick functional run; there train.warmup_steps is
@@ -53,6 +58,9 @@ import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "bench", "cpu_vs_pytorch_models.py")
+OPS_WORKER = os.path.join(REPO, "bench", "cpu_ops_pytorch.py")
+# fmbench cpu-ops' mode names → cpu_ops_pytorch.py's
+OP_MODES = {"no grad": "add", "recording": "add_recording", "backward": "add_backward"}
 
 # One entry per training setup; a table row is one of its numbers.
 SETUPS = {
@@ -68,7 +76,8 @@ def parse_args():
     parser.add_argument("--python", help="the Python that has torch (default: VENV/bin/python if it exists)")
     parser.add_argument("--fmtrain", default=os.path.join(REPO, "build-cpu", "bin", "fmtrain"))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=sorted(SETUPS))
+    parser.add_argument("--fmbench", help="fmbench for the per-op rows (default: next to --fmtrain)")
+    parser.add_argument("--only", choices=sorted(SETUPS) + ["ops"])
     parser.add_argument("--steps", type=int, help="training steps for every run (a quick functional check)")
     parser.add_argument("--threads", default="2,1",
                         help="moons thread counts, first one also for the U-Net and sampling (default 2,1)")
@@ -223,6 +232,31 @@ def rows_for(name, by_threads, thread_counts):
     return rows
 
 
+def measure_ops(args, python, work_dir):
+    """The per-op rows: fmbench cpu-ops and cpu_ops_pytorch.py alternating, --repeats times each."""
+    fmbench = args.fmbench or os.path.join(os.path.dirname(args.fmtrain), "fmbench")
+    if not os.access(fmbench, os.X_OK):
+        print(f"  per-op rows skipped: no fmbench at {fmbench} (build the fmbench target or pass --fmbench)")
+        return []
+    engine = {mode: [] for mode in OP_MODES}
+    torch_ns = {mode: [] for mode in OP_MODES}
+    for repeat in range(args.repeats):
+        csv_path = os.path.join(work_dir, f"ops_r{repeat}.csv")
+        run([fmbench, "cpu-ops", "--filter", "x + b", "--csv", csv_path], 1)
+        with open(csv_path) as f:
+            for line in csv.DictReader(f):
+                if line["shapes"] == "[8]+[8]" and line["mode"] in OP_MODES:
+                    engine[line["mode"]].append(float(line["median_ns"]))
+        measured = json.loads(run([python, OPS_WORKER, "--threads", "1"], 1).strip().splitlines()[-1])
+        for mode, key in OP_MODES.items():
+            torch_ns[mode].append(measured["ops"][key])
+        print(f"  per-op, repeat {repeat + 1}/{args.repeats}: engine "
+              + ", ".join(f"{m} {engine[m][-1]:.0f} ns" for m in OP_MODES) + "; PyTorch "
+              + ", ".join(f"{m} {torch_ns[m][-1]:.0f} ns" for m in OP_MODES), flush=True)
+    return [row(f"x + b, [8] float32, {mode}, 1 thread (ns per op)", "ns", engine[mode], torch_ns[mode], False)
+            for mode in OP_MODES]
+
+
 def print_table(rows, facts, args, steps_by_setup, parameters):
     print()
     print(f"machine: {facts['cpu']}, {facts['cores']} cores | PyTorch {facts['pytorch']} | checkout "
@@ -235,7 +269,8 @@ def print_table(rows, facts, args, steps_by_setup, parameters):
     print("|---|---|---|---|")
     for r in rows:
         digits = 3 if r["unit"] == "s" else 0
-        fmt = lambda v: f"{v:.{digits}f} s" if r["unit"] == "s" else f"{v:.{digits}f}"  # noqa: E731
+        suffix = {"s": " s", "ns": " ns"}.get(r["unit"], "")
+        fmt = lambda v: f"{v:.{digits}f}{suffix}"  # noqa: E731
         print(f"| {r['work']} | {fmt(r['engine'])} | {fmt(r['pytorch'])} | {r['speed_ratio']:.2f}× |")
 
 
@@ -262,7 +297,7 @@ def main():
         raise SystemExit(f"cpu_vs_pytorch.py: {args.fmtrain}: no fmtrain there; build it "
                          "(cmake --build BUILD --target fmtrain) or pass --fmtrain PATH")
     facts = machine_facts(torch_version, args)
-    names = [args.only] if args.only else list(SETUPS)
+    names = [args.only] if args.only in SETUPS else ([] if args.only == "ops" else list(SETUPS))
     work_dir = args.keep or tempfile.mkdtemp(prefix="cpu_vs_pytorch_")
     os.makedirs(work_dir, exist_ok=True)
     rows, steps_by_setup, parameters = [], {}, {}
@@ -273,6 +308,8 @@ def main():
             steps_by_setup[name] = by_threads[counts[0]]["steps"]
             parameters[name] = by_threads[counts[0]]["engine"][0]["parameters"]
             rows += rows_for(name, by_threads, args.thread_counts)
+        if args.only in (None, "ops"):
+            rows += measure_ops(args, python, work_dir)
     finally:
         if not args.keep:
             shutil.rmtree(work_dir, ignore_errors=True)

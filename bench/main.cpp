@@ -5,6 +5,8 @@
 //   subcommands: peaks silu group_norm conv2d conv_transpose2d attention unet all
 //   fmbench plot --csv FILE[,FILE] --out PREFIX   (a run's CSV as bar charts; bench/plot.h; no GPU)
 //   fmbench --list [OP]                           (the case tables of cases/; no GPU)
+//   fmbench cpu-ops [--quick] [--repeats N] [--iterations N] [--filter TEXT] [--csv FILE]
+//                                                 (per-op overhead of tiny CPU ops; bench/cpu_ops.h; no GPU)
 //
 // `all` runs peaks, silu, group_norm, conv2d, conv_transpose2d, attention, unet in that order (the
 // ceilings first, then the ops from cheapest to most expensive, then the whole model).
@@ -13,7 +15,8 @@
 //
 // No CUDA call happens before the arguments are parsed and fm::kernels::cuda_available() says there
 // is a device: on a machine with the toolkit but no GPU, `fmbench all` prints one line and exits 0,
-// so scripts can call it anywhere.
+// so scripts can call it anywhere. plot, --list and cpu-ops never reach that check: they make no CUDA
+// call. A build without the CUDA backend (-DFM_CUDA=OFF) has only those three (FM_BENCH_GPU unset).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -22,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/cpu_ops.h"
 #include "bench/harness.h"
 #include "bench/plot.h"
 #include "cases/case_table.h"
@@ -47,6 +51,11 @@ const char* kUsage =
     "                      PREFIX_vs_library.png (no GPU needed)\n"
     "    --list [OP]       the case tables the lab and the tests share: shapes, implementations,\n"
     "                      tolerances (every op, or OP's; no GPU needed)\n"
+    "    cpu-ops           ns per tiny CPU op (x + b on [1]/[8], matmul 1x1, relu, gelu, sum, reshape)\n"
+    "                      without grad, recording, and its backward, against issue 13's targets\n"
+    "                      (<= 300 ns / <= 400 ns); no GPU needed, also in CPU-only builds.\n"
+    "                      --quick: a short smoke run; --iterations N: exactly N ops per repeat\n"
+    "                      (for callgrind); --repeats N (default 21), --filter TEXT, --csv FILE\n"
     "  options:\n"
     "    --shapes default|small   the seed U-Net at batch 256 (default), or a quick run on small sizes\n"
     "    --repeats N              timed runs per version (default 50; slow versions get fewer)\n"
@@ -54,25 +63,88 @@ const char* kUsage =
     "    --csv FILE               also write every row to FILE (CSV, one row per case and version)\n"
     "    --seed S                 seed of the random inputs (default 20240601)\n"
     "    --filter TEXT            only the shapes whose name contains TEXT, e.g. \"256x64x7x7>64 k3\"\n"
-    "                             (to profile one shape: ncu ... fmbench conv2d --filter ...)\n"
+    "                             (to profile one shape: ncu ... fmbench conv2d --filter ...;\n"
+    "                             cpu-ops: the rows whose \"op shapes mode\" contains TEXT)\n"
     "    --steps N                unet: timed training steps (default 20)\n"
     "    --warmup-steps N         unet: untimed steps first (default 5)\n"
     "    --batch N                unet: batch size (default 256; 32 with --shapes small)\n";
 
 using Runner = void (*)(const fm::bench::Options&);
 
+// The GPU subcommands are compiled only with the CUDA backend (bench/*.cu); a CPU-only build knows
+// their names (so `fmbench silu` there says "nothing to measure", like a machine without a GPU).
+#ifdef FM_BENCH_GPU
+#define FM_GPU_RUNNER(function) fm::bench::function
+#else
+#define FM_GPU_RUNNER(function) nullptr
+#endif
+
 const std::vector<std::pair<std::string, Runner>>& subcommands() {
   static const std::vector<std::pair<std::string, Runner>> list = {
-      {"peaks", fm::bench::run_peaks},
-      {"silu", fm::bench::run_silu},
-      {"group_norm", fm::bench::run_group_norm},
-      {"conv2d", fm::bench::run_conv2d},
-      {"conv_transpose2d", fm::bench::run_conv_transpose2d},
-      {"attention", fm::bench::run_attention},
-      {"unet", fm::bench::run_unet},
+      {"peaks", FM_GPU_RUNNER(run_peaks)},
+      {"silu", FM_GPU_RUNNER(run_silu)},
+      {"group_norm", FM_GPU_RUNNER(run_group_norm)},
+      {"conv2d", FM_GPU_RUNNER(run_conv2d)},
+      {"conv_transpose2d", FM_GPU_RUNNER(run_conv_transpose2d)},
+      {"attention", FM_GPU_RUNNER(run_attention)},
+      {"unet", FM_GPU_RUNNER(run_unet)},
   };
   return list;
 }
+
+// `fmbench cpu-ops`: its own options (bench/cpu_ops.h); the GPU lab's options are refused.
+int cpu_ops_main(const fm::tools::CliArgs& args) {
+  using fm::ConfigError;
+  for (const char* flag : {"--shapes", "--seed", "--seconds-per-version", "--steps", "--warmup-steps", "--batch"})
+    if (args.has(flag)) throw ConfigError(fm::cat(flag, ": not an option of fmbench cpu-ops"));
+  fm::bench::CpuOpsOptions options;
+  if (args.has("--repeats")) options.repeats = int(args.integer("--repeats", 1, 100000));
+  if (args.has("--iterations")) options.iterations = args.integer("--iterations", 1, 1LL << 40);
+  options.quick = args.has("--quick");
+  options.filter = args.get("--filter", "");
+  options.csv_path = args.get("--csv", "");
+  return fm::bench::run_cpu_ops(options);
+}
+
+#ifdef FM_BENCH_GPU
+// Runs the selected GPU subcommands (a device is present); returns the exit code.
+int run_gpu_subcommands(const std::vector<std::pair<std::string, Runner>>& selected, fm::bench::Options& options,
+                        const std::string& csv_path) {
+  using namespace fm;
+  try {
+    if (!csv_path.empty()) {
+      options.csv = std::fopen(csv_path.c_str(), "w");
+      if (!options.csv) throw IOError(cat("fmbench: cannot open ", csv_path, " for writing"));
+      bench::write_csv_header(options.csv);
+    }
+    bench::print_device_banner();
+    std::printf("shapes: %s | repeats: %d (median of CUDA-event times, L2 flushed before each) | seed %llu\n",
+                options.small_shapes ? "small" : "default (seed U-Net, batch 256)", options.repeats,
+                static_cast<unsigned long long>(options.seed));
+    for (const auto& [name, run] : selected) {
+      const auto start = std::chrono::steady_clock::now();
+      run(options);
+      // Wall time including host-side validation: what a call on a lent GPU costs.
+      std::printf("-- %s: %.1f s\n", name.c_str(),
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      std::fflush(stdout);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "fmbench: %s\n", e.what());
+    if (options.csv) std::fclose(options.csv);
+    return 2;
+  }
+  if (options.csv) std::fclose(options.csv);
+
+  const int failed = bench::failed_versions();
+  if (failed) {
+    std::printf("\nfmbench: %d version(s) NOT OK or failed (see the valid column)\n", failed);
+    return 1;
+  }
+  std::puts("\nfmbench: every version validated OK");
+  return 0;
+}
+#endif
 
 }  // namespace
 
@@ -84,8 +156,8 @@ int main(int argc, char** argv) {
   try {
     tools::CliArgs args(argc, argv,
                         {"--shapes", "--repeats", "--csv", "--seed", "--seconds-per-version", "--steps",
-                         "--warmup-steps", "--batch", "--filter", "--out"},
-                        {"--help", "--list"});
+                         "--warmup-steps", "--batch", "--filter", "--out", "--iterations"},
+                        {"--help", "--list", "--quick"});
     if (args.has("--help")) {
       std::fputs(kUsage, stdout);
       return 0;
@@ -123,11 +195,15 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (args.has("--out")) throw ConfigError("--out: only for fmbench plot");
+    // Tiny CPU ops: no CUDA call, so it runs anywhere (and in builds without the CUDA backend).
+    if (name == "cpu-ops") return cpu_ops_main(args);
+    if (args.has("--quick") || args.has("--iterations"))
+      throw ConfigError("--quick, --iterations: only for fmbench cpu-ops");
     for (const auto& entry : subcommands())
       if (name == "all" || name == entry.first) selected.push_back(entry);
     if (selected.empty())
       throw ConfigError(cat("fmbench: unknown subcommand \"", name,
-                            "\"; expected peaks, silu, group_norm, conv2d, conv_transpose2d, attention, unet, all or plot"));
+                            "\"; expected peaks, silu, group_norm, conv2d, conv_transpose2d, attention, unet, all, plot or cpu-ops"));
     const std::string shapes = args.get("--shapes", "default");
     if (shapes != "default" && shapes != "small")
       throw ConfigError(cat("--shapes: expected default or small, got \"", shapes, "\""));
@@ -147,42 +223,16 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+#ifdef FM_BENCH_GPU
   // The first CUDA call of the process: probes the driver, never throws.
   if (!kernels::cuda_available()) {
     std::puts("fmbench: no CUDA device; nothing to measure");
     return 0;
   }
-
-  try {
-    if (!csv_path.empty()) {
-      options.csv = std::fopen(csv_path.c_str(), "w");
-      if (!options.csv) throw IOError(cat("fmbench: cannot open ", csv_path, " for writing"));
-      bench::write_csv_header(options.csv);
-    }
-    bench::print_device_banner();
-    std::printf("shapes: %s | repeats: %d (median of CUDA-event times, L2 flushed before each) | seed %llu\n",
-                options.small_shapes ? "small" : "default (seed U-Net, batch 256)", options.repeats,
-                static_cast<unsigned long long>(options.seed));
-    for (const auto& [name, run] : selected) {
-      const auto start = std::chrono::steady_clock::now();
-      run(options);
-      // Wall time including host-side validation: what a call on a lent GPU costs.
-      std::printf("-- %s: %.1f s\n", name.c_str(),
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      std::fflush(stdout);
-    }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "fmbench: %s\n", e.what());
-    if (options.csv) std::fclose(options.csv);
-    return 2;
-  }
-  if (options.csv) std::fclose(options.csv);
-
-  const int failed = bench::failed_versions();
-  if (failed) {
-    std::printf("\nfmbench: %d version(s) NOT OK or failed (see the valid column)\n", failed);
-    return 1;
-  }
-  std::puts("\nfmbench: every version validated OK");
+  return run_gpu_subcommands(selected, options, csv_path);
+#else
+  std::puts("fmbench: built without the CUDA backend (-DFM_CUDA=OFF); nothing to measure "
+            "(cpu-ops, plot and --list run in this build)");
   return 0;
+#endif
 }

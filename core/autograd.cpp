@@ -1,10 +1,10 @@
 // core/autograd.cpp — grad mode, recording ops, and the backward pass.
 #include "core/autograd.h"
 
+#include <atomic>
 #include <cmath>
-#include <unordered_map>
-#include <unordered_set>
 
+#include "core/gradient_home.h"
 #include "core/ops.h"
 #include "core/tensor_internal.h"
 
@@ -104,7 +104,24 @@ Tensor sum_to_shape(const Tensor& grad, const Shape& shape) {
 
 namespace {
 
+// Numbers the backward passes, for Node::visited_in_pass (0: never visited).
+std::atomic<std::uint64_t> g_backward_passes{0};
+
+// The gradients waiting at the outputs of one pass's nodes, each in the slot of its node's position
+// in the topological order (Node::order_index): a vector instead of a hash map.
+class PendingGradients {
+ public:
+  explicit PendingGradients(std::size_t nodes) : slots_(nodes) {}
+  Tensor& operator[](TensorImpl* t) { return slots_[t->grad_fn->order_index]; }
+
+ private:
+  std::vector<Tensor> slots_;
+};
+
 void accumulate(Tensor& slot, const Tensor& g) {
+  // A parameter of a flattened model accumulates into its slice of the flat gradient buffer
+  // (core/gradient_home.h); every other slot takes the first gradient and then fresh sums.
+  if (accumulate_in_gradient_home(slot, g)) return;
   if (!slot.defined())
     slot = g;
   else
@@ -129,41 +146,40 @@ void Tensor::backward(const Tensor& grad_output) const {
            shape_str(grad_output.shape()), " does not match output shape ", shape_str(shape()));
   NoGradGuard no_grad;
 
-  // Topological order of the tensors that carry a node (iterative DFS: graphs can be deep).
-  std::vector<TensorImpl*> order;
-  std::unordered_set<TensorImpl*> visited;
-  std::vector<std::pair<TensorImpl*, std::size_t>> stack;
-  if (impl()->grad_fn) {
-    stack.push_back({impl(), 0});
-    visited.insert(impl());
+  if (!impl()->grad_fn) {  // backward on a leaf: its gradient is grad_output itself
+    accumulate(impl()->grad, grad_output);
+    return;
   }
+
+  // Topological order of the tensors that carry a node (iterative DFS: graphs can be deep). A node
+  // is marked visited with this pass's number (Node::visited_in_pass): no hash set to fill.
+  const std::uint64_t pass = g_backward_passes.fetch_add(1) + 1;
+  std::vector<TensorImpl*> order;
+  std::vector<std::pair<TensorImpl*, std::size_t>> stack;
+  stack.push_back({impl(), 0});
+  impl()->grad_fn->visited_in_pass = pass;
   while (!stack.empty()) {
     auto& [node_impl, next_input] = stack.back();
     const auto& inputs = node_impl->grad_fn->inputs;
     if (next_input < inputs.size()) {
       TensorImpl* child = inputs[next_input++].impl();
-      if (child && child->requires_grad && child->grad_fn && !visited.count(child)) {
-        visited.insert(child);
+      if (child && child->requires_grad && child->grad_fn && child->grad_fn->visited_in_pass != pass) {
+        child->grad_fn->visited_in_pass = pass;
         stack.push_back({child, 0});
       }
     } else {
+      node_impl->grad_fn->order_index = order.size();
       order.push_back(node_impl);
       stack.pop_back();
     }
   }
 
-  std::unordered_map<TensorImpl*, Tensor> grads;
+  PendingGradients grads(order.size());
   grads[impl()] = grad_output;
-  if (!impl()->grad_fn) {  // backward on a leaf: its gradient is grad_output itself
-    accumulate(impl()->grad, grad_output);
-    return;
-  }
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     TensorImpl* t = *it;
-    auto found = grads.find(t);
-    if (found == grads.end()) continue;  // no gradient flowed here
-    Tensor g = found->second;
-    grads.erase(found);
+    Tensor g = std::move(grads[t]);
+    if (!g.defined()) continue;  // no gradient flowed here
     Node& node = *t->grad_fn;
     std::vector<Tensor> input_grads = node.backward(g);
     FM_CHECK(input_grads.size() == node.inputs.size(), AutogradError, "backward of ", node.op_name,

@@ -6,6 +6,7 @@
 // Tensor::backward() orders the nodes topologically and runs the closures from the output back,
 // summing gradients that reach a tensor along several paths; leaves collect theirs in .grad().
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -20,6 +21,10 @@ struct Node {
   // Given d(loss)/d(output), returns d(loss)/d(input_i) for every input (undefined Tensor where an
   // input needs no gradient). Runs with grad mode off.
   std::function<std::vector<Tensor>(const Tensor& grad_output)> backward;
+  // Scratch of Tensor::backward(), so that it needs no hash set or map: the pass that last visited
+  // this node, and the node's position in that pass's topological order (one pass at a time per graph).
+  std::uint64_t visited_in_pass = 0;
+  std::size_t order_index = 0;
 };
 
 // Grad mode: on by default; off inside a NoGradGuard (evaluation, optimiser steps, backward itself).
@@ -53,6 +58,17 @@ class AnomalyModeGuard {
 // True when grad mode is on and any of the inputs requires grad.
 bool any_requires_grad(std::initializer_list<Tensor> inputs);
 bool any_requires_grad(const std::vector<Tensor>& inputs);
+
+// The same for a few named inputs, without copying them: an op asks before it builds its backward
+// closure (saved shapes and tensors, the inputs list), so that on inputs that need no gradient it
+// spends nothing on autograd. record_op() would drop the node anyway, but only after all was built.
+//   Tensor y = ...forward...;
+//   if (!needs_grad(a, b)) return y;
+//   return record_op(y, "add", {a, b}, [...](const Tensor& g) { ... });
+template <typename... Rest>
+bool needs_grad(const Tensor& first, const Rest&... rest) {
+  return grad_mode_enabled() && (first.requires_grad() || ... || rest.requires_grad());
+}
 
 // Records `output` as produced by op_name from `inputs` (no-op when no input requires grad).
 // Returns output for chaining.

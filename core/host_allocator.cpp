@@ -2,6 +2,7 @@
 #include "core/host_allocator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -30,7 +31,15 @@ std::size_t size_class(std::size_t bytes) { return (std::max<std::size_t>(bytes,
 
 struct BlockCache {
   std::mutex mutex;  // tensors may be freed on any thread
-  std::unordered_map<std::size_t, std::vector<void*>> free_blocks;  // size class -> blocks
+  // Size class -> its free blocks. The classes up to 64 KiB (every small tensor of every op) are an
+  // array indexed by class, the larger ones a map: a tiny op's allocation costs no hash and no division.
+  static constexpr std::size_t kIndexedClasses = 1024;  // 64 B, 128 B, ..., 64 KiB
+  std::vector<void*> indexed_blocks[kIndexedClasses];
+  std::unordered_map<std::size_t, std::vector<void*>> large_blocks;
+  std::vector<void*>& blocks_of(std::size_t rounded) {
+    const std::size_t index = rounded / 64 - 1;
+    return index < kIndexedClasses ? indexed_blocks[index] : large_blocks[rounded];
+  }
   std::size_t cached = 0;
   bool direct = false;
   BlockCache() {
@@ -44,19 +53,23 @@ BlockCache& cache() {
   return *instance;
 }
 
+std::atomic<std::size_t> g_allocation_count{0};
+
 }  // namespace
 
 bool direct() { return cache().direct; }
+std::size_t allocation_count() { return g_allocation_count.load(std::memory_order_relaxed); }
 
 void* allocate(std::size_t bytes) {
+  g_allocation_count.fetch_add(1, std::memory_order_relaxed);
   const std::size_t rounded = size_class(bytes);
   BlockCache& c = cache();
   if (!c.direct) {
     std::lock_guard<std::mutex> lock(c.mutex);
-    auto it = c.free_blocks.find(rounded);
-    if (it != c.free_blocks.end() && !it->second.empty()) {
-      void* block = it->second.back();
-      it->second.pop_back();
+    std::vector<void*>& blocks = c.blocks_of(rounded);
+    if (!blocks.empty()) {
+      void* block = blocks.back();
+      blocks.pop_back();
       c.cached -= rounded;
       return block;
     }
@@ -73,7 +86,7 @@ void release(void* ptr, std::size_t bytes) {
   if (!c.direct) {
     std::lock_guard<std::mutex> lock(c.mutex);
     if (c.cached + rounded <= kMaxCachedBytes) {
-      c.free_blocks[rounded].push_back(ptr);
+      c.blocks_of(rounded).push_back(ptr);
       c.cached += rounded;
       return;
     }

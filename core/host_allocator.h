@@ -27,5 +27,8 @@ void release(void* ptr, std::size_t bytes);
 std::size_t cached_bytes();
 // Whether the cache is bypassed (FM_CPU_ALLOCATOR=direct or a sanitizer build).
 bool direct();
+// How many times allocate() has been called since the program started (cache hits included): a test
+// reads it before and after some work to show that the work allocates no tensor storage.
+std::size_t allocation_count();
 
 }  // namespace fm::host_memory

@@ -39,6 +39,8 @@ Tensor mean(const Tensor& x, std::vector<int> dims, bool keepdim = false);
 // ---- matrix products (core/ops_matmul.cpp) ----
 // a [..., M, K] · b [..., K, N]; batch dims must match, or b may be 2-D and shared across the batch.
 Tensor matmul(const Tensor& a, const Tensor& b);
+// x·Wᵀ + b for x [..., in], weight [out, in], bias [out] (or undefined: no bias), the Linear layer.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 
 // ---- joining and copying (core/ops_shape.cpp) ----
 Tensor concat(const std::vector<Tensor>& tensors, int dim);

@@ -38,7 +38,8 @@ Tensor cross_entropy(const Tensor& logits_in, const std::vector<std::int32_t>& l
   Tensor loss = mean(row_loss);
   return record_op(loss, "cross_entropy", {logits_in}, [=](const Tensor& g) {
     // d mean / d row_loss = 1/N, times the incoming scalar gradient.
-    Tensor row_scale = affine(g.reshape({1}).expand({N}).contiguous(), 1.0 / N, 0.0);
+    // (affine reads the broadcast view and writes a fresh contiguous tensor: no copy before it)
+    Tensor row_scale = affine(g.reshape({1}).expand({N}), 1.0 / N, 0.0);
     Tensor grad = Tensor::empty({N, C}, probs.dtype(), probs.device());
     dispatch_kernel(
         "cross_entropy", probs.device(), probs.dtype(),

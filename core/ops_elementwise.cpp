@@ -37,10 +37,9 @@ Tensor unary_forward(const char* op_name, UnaryOp op, const Tensor& x, double al
 // Runs a binary kernel with broadcasting into a fresh contiguous tensor (no autograd).
 Tensor binary_forward(const char* op_name, BinaryOp op, const Tensor& a, const Tensor& b) {
   internal::check_same_dtype_device(op_name, {&a, &b});
-  Shape out_shape = internal::broadcast_shapes(op_name, a.shape(), b.shape());
-  Tensor y = Tensor::empty(out_shape, a.dtype(), a.device());
-  auto g = internal::make_geometry(out_shape, y.strides(), internal::broadcast_strides(a, out_shape),
-                                   internal::broadcast_strides(b, out_shape));
+  Shape out_shape = a.shape() == b.shape() ? a.shape() : internal::broadcast_shapes(op_name, a.shape(), b.shape());
+  Tensor y = Tensor::empty(std::move(out_shape), a.dtype(), a.device());
+  auto g = internal::broadcast_geometry(y, a, b);
   dispatch_kernel(
       op_name, a.device(), a.dtype(),
       [&](auto type) {
@@ -57,25 +56,34 @@ Tensor binary_forward(const char* op_name, BinaryOp op, const Tensor& a, const T
 }  // namespace
 
 // ---- arithmetic: d(a±b) = g, ±g; d(ab) = g·b, g·a; d(a/b) = g/b, −g·a/b² (reduced to each shape)
+//
+// A closure saves the inputs it needs as they are (the node holds them in its inputs anyway); only an
+// op's own output is saved detached (exp, sqrt, tanh, sigmoid), or the node would own itself.
+// Without broadcasting, add and sub save nothing: a closure with no captures needs no allocation.
 Tensor add(const Tensor& a, const Tensor& b) {
   Tensor y = binary_forward("add", BinaryOp::Add, a, b);
-  Shape sa = a.shape(), sb = b.shape();
-  return record_op(y, "add", {a, b}, [sa, sb](const Tensor& g) {
+  if (!needs_grad(a, b)) return y;
+  if (a.shape() == b.shape())
+    return record_op(y, "add", {a, b}, [](const Tensor& g) { return std::vector<Tensor>{g, g}; });
+  return record_op(y, "add", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g) {
     return std::vector<Tensor>{sum_to_shape(g, sa), sum_to_shape(g, sb)};
   });
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor y = binary_forward("sub", BinaryOp::Sub, a, b);
-  Shape sa = a.shape(), sb = b.shape();
-  return record_op(y, "sub", {a, b}, [sa, sb](const Tensor& g) {
+  if (!needs_grad(a, b)) return y;
+  if (a.shape() == b.shape())
+    return record_op(y, "sub", {a, b}, [](const Tensor& g) { return std::vector<Tensor>{g, neg(g)}; });
+  return record_op(y, "sub", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g) {
     return std::vector<Tensor>{sum_to_shape(g, sa), sum_to_shape(neg(g), sb)};
   });
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor y = binary_forward("mul", BinaryOp::Mul, a, b);
-  Tensor a_saved = a.detach(), b_saved = b.detach();
+  if (!needs_grad(a, b)) return y;
+  Tensor a_saved = a, b_saved = b;
   bool need_a = a.requires_grad(), need_b = b.requires_grad();
   return record_op(y, "mul", {a, b}, [=](const Tensor& g) {
     return std::vector<Tensor>{need_a ? sum_to_shape(mul(g, b_saved), a_saved.shape()) : Tensor(),
@@ -85,7 +93,8 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor y = binary_forward("div", BinaryOp::Div, a, b);
-  Tensor a_saved = a.detach(), b_saved = b.detach();
+  if (!needs_grad(a, b)) return y;
+  Tensor a_saved = a, b_saved = b;
   bool need_a = a.requires_grad(), need_b = b.requires_grad();
   return record_op(y, "div", {a, b}, [=](const Tensor& g) {
     Tensor ga, gb;
@@ -97,11 +106,13 @@ Tensor div(const Tensor& a, const Tensor& b) {
 
 Tensor neg(const Tensor& x) {
   Tensor y = unary_forward("neg", UnaryOp::Neg, x);
+  if (!needs_grad(x)) return y;
   return record_op(y, "neg", {x}, [](const Tensor& g) { return std::vector<Tensor>{neg(g)}; });
 }
 
 Tensor affine(const Tensor& x, double scale, double shift) {
   Tensor y = unary_forward("affine", UnaryOp::Affine, x, scale, shift);
+  if (!needs_grad(x)) return y;
   return record_op(y, "affine", {x}, [scale](const Tensor& g) {
     return std::vector<Tensor>{affine(g, scale, 0.0)};
   });
@@ -110,7 +121,8 @@ Tensor affine(const Tensor& x, double scale, double shift) {
 // d(x^p) = p·x^(p−1)
 Tensor pow_scalar(const Tensor& x, double exponent) {
   Tensor y = unary_forward("pow", UnaryOp::Pow, x, exponent);
-  Tensor x_saved = x.detach();
+  if (!needs_grad(x)) return y;
+  Tensor x_saved = x;
   return record_op(y, "pow", {x}, [=](const Tensor& g) {
     return std::vector<Tensor>{mul(g, affine(pow_scalar(x_saved, exponent - 1), exponent, 0))};
   });
@@ -118,7 +130,8 @@ Tensor pow_scalar(const Tensor& x, double exponent) {
 
 Tensor square(const Tensor& x) {
   Tensor y = unary_forward("square", UnaryOp::Square, x);
-  Tensor x_saved = x.detach();
+  if (!needs_grad(x)) return y;
+  Tensor x_saved = x;
   return record_op(y, "square", {x}, [=](const Tensor& g) {
     return std::vector<Tensor>{mul(g, affine(x_saved, 2.0, 0.0))};
   });
@@ -127,19 +140,22 @@ Tensor square(const Tensor& x) {
 // d(eˣ) = eˣ: reuse the output (detached, so the node does not own itself).
 Tensor exp(const Tensor& x) {
   Tensor y = unary_forward("exp", UnaryOp::Exp, x);
+  if (!needs_grad(x)) return y;
   Tensor y_saved = y.detach();
   return record_op(y, "exp", {x}, [=](const Tensor& g) { return std::vector<Tensor>{mul(g, y_saved)}; });
 }
 
 Tensor log(const Tensor& x) {
   Tensor y = unary_forward("log", UnaryOp::Log, x);
-  Tensor x_saved = x.detach();
+  if (!needs_grad(x)) return y;
+  Tensor x_saved = x;
   return record_op(y, "log", {x}, [=](const Tensor& g) { return std::vector<Tensor>{div(g, x_saved)}; });
 }
 
 // d√x = 1 / (2√x)
 Tensor sqrt(const Tensor& x) {
   Tensor y = unary_forward("sqrt", UnaryOp::Sqrt, x);
+  if (!needs_grad(x)) return y;
   Tensor y_saved = y.detach();
   return record_op(y, "sqrt", {x}, [=](const Tensor& g) {
     return std::vector<Tensor>{div(g, affine(y_saved, 2.0, 0.0))};
@@ -148,6 +164,7 @@ Tensor sqrt(const Tensor& x) {
 
 Tensor tanh(const Tensor& x) {
   Tensor y = unary_forward("tanh", UnaryOp::Tanh, x);
+  if (!needs_grad(x)) return y;
   Tensor y_saved = y.detach();
   return record_op(y, "tanh", {x}, [=](const Tensor& g) {
     return std::vector<Tensor>{binary_forward("tanh_backward", BinaryOp::TanhBackward, y_saved, g)};
@@ -156,13 +173,15 @@ Tensor tanh(const Tensor& x) {
 
 Tensor sin(const Tensor& x) {
   Tensor y = unary_forward("sin", UnaryOp::Sin, x);
-  Tensor x_saved = x.detach();
+  if (!needs_grad(x)) return y;
+  Tensor x_saved = x;
   return record_op(y, "sin", {x}, [=](const Tensor& g) { return std::vector<Tensor>{mul(g, cos(x_saved))}; });
 }
 
 Tensor cos(const Tensor& x) {
   Tensor y = unary_forward("cos", UnaryOp::Cos, x);
-  Tensor x_saved = x.detach();
+  if (!needs_grad(x)) return y;
+  Tensor x_saved = x;
   return record_op(y, "cos", {x}, [=](const Tensor& g) {
     return std::vector<Tensor>{neg(mul(g, sin(x_saved)))};
   });
@@ -170,6 +189,7 @@ Tensor cos(const Tensor& x) {
 
 Tensor sigmoid(const Tensor& x) {
   Tensor y = unary_forward("sigmoid", UnaryOp::Sigmoid, x);
+  if (!needs_grad(x)) return y;
   Tensor y_saved = y.detach();
   return record_op(y, "sigmoid", {x}, [=](const Tensor& g) {
     return std::vector<Tensor>{binary_forward("sigmoid_backward", BinaryOp::SigmoidBackward, y_saved, g)};
@@ -178,7 +198,8 @@ Tensor sigmoid(const Tensor& x) {
 
 Tensor relu(const Tensor& x) {
   Tensor y = unary_forward("relu", UnaryOp::Relu, x);
-  Tensor x_saved = x.detach();
+  if (!needs_grad(x)) return y;
+  Tensor x_saved = x;
   return record_op(y, "relu", {x}, [=](const Tensor& g) {
     return std::vector<Tensor>{binary_forward("relu_backward", BinaryOp::ReluBackward, x_saved, g)};
   });
@@ -187,7 +208,6 @@ Tensor relu(const Tensor& x) {
 // SiLU on CUDA runs the dedicated vectorised kernels (kernels/cuda/activation.cu) when the input is
 // contiguous; everything else (the CPU, strided views) goes through the generic elementwise maps.
 Tensor silu(const Tensor& x) {
-  Tensor x_saved = x.detach();
   const bool dedicated = x.defined() && x.is_cuda() && x.is_contiguous();
   Tensor y;
   if (dedicated) {
@@ -199,6 +219,8 @@ Tensor silu(const Tensor& x) {
   } else {
     y = unary_forward("silu", UnaryOp::Silu, x);
   }
+  if (!needs_grad(x)) return y;
+  Tensor x_saved = x;
   return record_op(y, "silu", {x}, [=](const Tensor& g) {
     if (!dedicated)
       return std::vector<Tensor>{binary_forward("silu_backward", BinaryOp::SiluBackward, x_saved, g)};
@@ -214,7 +236,8 @@ Tensor silu(const Tensor& x) {
 
 Tensor gelu(const Tensor& x) {
   Tensor y = unary_forward("gelu", UnaryOp::Gelu, x);
-  Tensor x_saved = x.detach();
+  if (!needs_grad(x)) return y;
+  Tensor x_saved = x;
   return record_op(y, "gelu", {x}, [=](const Tensor& g) {
     return std::vector<Tensor>{binary_forward("gelu_backward", BinaryOp::GeluBackward, x_saved, g)};
   });

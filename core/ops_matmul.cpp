@@ -1,7 +1,9 @@
-// core/ops_matmul.cpp — matrix products on CPU loops or cuBLAS.
+// core/ops_matmul.cpp — matrix products on CPU loops or cuBLAS, and the Linear layer's x·Wᵀ + b.
 //
 // A transposed view (e.g. Wᵀ in a Linear layer) is passed to GEMM as a transpose flag rather than
 // copied. Backward: for C = A·B, dA = dC·Bᵀ and dB = Aᵀ·dC (summed over the batch when B is shared).
+// linear() starts C at the bias rows and lets GEMM add the product onto them (beta = 1): one pass
+// over the output instead of GEMM's zero-fill plus a separate broadcast add, and one autograd node.
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
@@ -38,8 +40,9 @@ GemmOperand as_gemm_operand(const Tensor& t) {
   return {c, false, int(std::max<std::int64_t>(cols, 1))};
 }
 
-// C[batch] = A[batch]·B[batch] (B may be shared: stride 0). No autograd.
-Tensor matmul_forward(const Tensor& a, const Tensor& b) {
+// C[batch] = A[batch]·B[batch] (B may be shared: stride 0), plus `bias` broadcast over C's rows
+// when it is given (a [N] tensor). No autograd.
+Tensor matmul_forward(const Tensor& a, const Tensor& b, const Tensor& bias = Tensor()) {
   internal::check_same_dtype_device("matmul", {&a, &b});
   FM_CHECK(a.dim() >= 2 && b.dim() >= 2, ShapeError, "matmul: inputs need at least 2 dims, got ",
            shape_str(a.shape()), " and ", shape_str(b.shape()));
@@ -58,8 +61,15 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
   Shape out_shape = batch_shape;
   out_shape.push_back(M);
   out_shape.push_back(N);
+  // With a bias, C starts as the bias rows and GEMM accumulates onto them (beta = 1). For K no
+  // deeper than the CPU GEMM's slice (kernels/cpu/gemm.cpp) every element is bias + (its dot
+  // product), rounded once: bitwise what matmul followed by add gives.
+  // (A fresh tensor either way: contiguous() of a one-row expand is the bias itself, which GEMM would
+  // then overwrite.)
   Tensor c = Tensor::empty(out_shape, a.dtype(), a.device());
-  if (c.numel() == 0) return c;
+  if (bias.defined()) c.copy_(bias.expand(out_shape));
+  const double beta = bias.defined() ? 1.0 : 0.0;
+  if (c.numel() == 0 || (K == 0 && bias.defined())) return c;
   if (K == 0) return c.fill_(0.0), c;
 
   GemmOperand A = as_gemm_operand(a), B = as_gemm_operand(b);
@@ -74,16 +84,34 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
       [&](auto type) {
         using T = element_type<decltype(type)>;
         kernels::gemm_batched_cpu<T>(int(batch), A.transposed, B.transposed, int(M), int(N), int(K), T(1),
-                                     A.tensor.data<T>(), A.ld, stride_a, B.tensor.data<T>(), B.ld, stride_b, T(0),
+                                     A.tensor.data<T>(), A.ld, stride_a, B.tensor.data<T>(), B.ld, stride_b, T(beta),
                                      c.data<T>(), int(N), stride_c);
       },
       [&](auto type) {
         using T = element_type<decltype(type)>;
         kernels::gemm_batched_cublas(int(batch), A.transposed, B.transposed, int(M), int(N), int(K), T(1),
-                                     A.tensor.data<T>(), A.ld, stride_a, B.tensor.data<T>(), B.ld, stride_b, T(0),
+                                     A.tensor.data<T>(), A.ld, stride_a, B.tensor.data<T>(), B.ld, stride_b, T(beta),
                                      c.data<T>(), int(N), stride_c);
       });
   return c;
+}
+
+// The gradients of C = A·B for the inputs that need one.
+std::vector<Tensor> matmul_backward(const Tensor& g, const Tensor& a_saved, const Tensor& b_saved, bool need_a,
+                                    bool need_b) {
+  Tensor ga, gb;
+  if (need_a) ga = matmul_forward(g, b_saved.transpose(-1, -2));
+  if (need_b) {
+    if (b_saved.dim() == 2 && g.dim() > 2) {
+      // Shared B: dB = Σ_batch Aᵀ·dC = (A flattened over batch)ᵀ · (dC flattened over batch).
+      Tensor a2 = a_saved.reshape({-1, a_saved.size(-1)});
+      Tensor g2 = g.reshape({-1, g.size(-1)});
+      gb = matmul_forward(a2.transpose(0, 1), g2);
+    } else {
+      gb = matmul_forward(a_saved.transpose(-1, -2), g);
+    }
+  }
+  return {ga, gb};
 }
 
 }  // namespace
@@ -92,20 +120,32 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   Tensor c = matmul_forward(a, b);
   Tensor a_saved = a.detach(), b_saved = b.detach();
   bool need_a = a.requires_grad(), need_b = b.requires_grad();
-  return record_op(c, "matmul", {a, b}, [=](const Tensor& g) {
-    Tensor ga, gb;
-    if (need_a) ga = matmul_forward(g, b_saved.transpose(-1, -2));
-    if (need_b) {
-      if (b_saved.dim() == 2 && g.dim() > 2) {
-        // Shared B: dB = Σ_batch Aᵀ·dC = (A flattened over batch)ᵀ · (dC flattened over batch).
-        Tensor a2 = a_saved.reshape({-1, a_saved.size(-1)});
-        Tensor g2 = g.reshape({-1, g.size(-1)});
-        gb = matmul_forward(a2.transpose(0, 1), g2);
-      } else {
-        gb = matmul_forward(a_saved.transpose(-1, -2), g);
-      }
-    }
-    return std::vector<Tensor>{ga, gb};
+  return record_op(c, "matmul", {a, b},
+                   [=](const Tensor& g) { return matmul_backward(g, a_saved, b_saved, need_a, need_b); });
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  FM_CHECK(x.defined() && weight.defined(), ValueError, "linear: input or weight is undefined");
+  FM_CHECK(weight.dim() == 2, ShapeError, "linear: weight has shape ", shape_str(weight.shape()),
+           ", expected 2 dims (out, in)");
+  FM_CHECK(x.dim() >= 2 && x.size(-1) == weight.size(1), ShapeError, "linear: input ", shape_str(x.shape()),
+           " does not end in ", weight.size(1), " features (weight ", shape_str(weight.shape()),
+           "); expected [..., ", weight.size(1), "]");
+  if (!bias.defined()) return matmul(x, weight.transpose(0, 1));
+  FM_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), ShapeError, "linear: bias has shape ",
+           shape_str(bias.shape()), ", expected [", weight.size(0), "]");
+  internal::check_same_dtype_device("linear", {&x, &weight, &bias});
+  // The transposed view goes to GEMM as a flag, not a copy.
+  Tensor weight_t = weight.transpose(0, 1);
+  Tensor y = matmul_forward(x, weight_t, bias);
+  Tensor x_saved = x.detach(), weight_t_saved = weight_t.detach();
+  bool need_x = x.requires_grad(), need_weight = weight.requires_grad(), need_bias = bias.requires_grad();
+  Shape bias_shape = bias.shape();
+  return record_op(y, "linear", {x, weight, bias}, [=](const Tensor& g) {
+    std::vector<Tensor> product = matmul_backward(g, x_saved, weight_t_saved, need_x, need_weight);
+    // The product's gradient is for Wᵀ; W's is its transpose (a view, as transpose's backward gives).
+    Tensor g_weight = product[1].defined() ? product[1].transpose(0, 1) : Tensor();
+    return std::vector<Tensor>{product[0], g_weight, need_bias ? sum_to_shape(g, bias_shape) : Tensor()};
   });
 }
 

@@ -39,8 +39,14 @@ Tensor sum(const Tensor& x, std::vector<int> dims, bool keepdim) {
     }
   }
   Tensor y = Tensor::empty(keepdim ? keepdim_shape : kept_shape, x.dtype(), x.device());
-  // Kept dims first, reduced dims last: each output's elements become one contiguous row.
-  auto permuted = [&] { return (ndim == 0 ? x.detach() : x.detach().permute(order)).contiguous(); };
+  // Kept dims first, reduced dims last: each output's elements become one contiguous row. A
+  // contiguous x whose reduced dims are already the trailing ones is that matrix as it is.
+  bool in_order = true;
+  for (std::size_t i = 0; i < order.size(); ++i) in_order = in_order && order[i] == int(i);
+  auto permuted = [&]() -> Tensor {
+    if (in_order && x.is_contiguous()) return x;
+    return (ndim == 0 ? x.detach() : x.detach().permute(order)).contiguous();
+  };
   // The reduced dims are the leading ones of a contiguous tensor (Σ over the batch): the CPU sums
   // down the columns in place, with the same bits as the row sums of the transposed copy.
   std::size_t leading = 0;
@@ -64,9 +70,12 @@ Tensor sum(const Tensor& x, std::vector<int> dims, bool keepdim) {
         Tensor source = permuted();
         kernels::sum_rows_cuda(source.data<T>(), y.data<T>(), rows, cols);
       });
+  if (!needs_grad(x)) return y;
   Shape input_shape = x.shape();
   return record_op(y, "sum", {x}, [=](const Tensor& g) {
-    return std::vector<Tensor>{g.reshape(keepdim_shape).expand(input_shape).contiguous()};
+    // A broadcast view (stride 0 over the reduced dims), not a copy: the ops that consume it read
+    // strided inputs, and a leaf's gradient is made contiguous when it is stored (Tensor::backward).
+    return std::vector<Tensor>{g.reshape(keepdim_shape).expand(input_shape)};
   });
 }
 

@@ -63,7 +63,7 @@ Storage::~Storage() {
 
 // ---------------------------------------------------------------- factories
 namespace {
-std::shared_ptr<TensorImpl> new_impl(const Shape& shape, DType dtype, Device device) {
+std::shared_ptr<TensorImpl> new_impl(Shape shape, DType dtype, Device device) {
   for (auto s : shape)
     FM_CHECK(s >= 0, ShapeError, "tensor: negative size in shape ", shape_str(shape));
   if (device == Device::CUDA)
@@ -71,8 +71,8 @@ std::shared_ptr<TensorImpl> new_impl(const Shape& shape, DType dtype, Device dev
              dtype_name(dtype));
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(std::size_t(shape_numel(shape)) * dtype_size(dtype), device);
-  impl->shape = shape;
   impl->strides = contiguous_strides(shape);
+  impl->shape = std::move(shape);  // taken by value: an op's freshly computed shape is moved, not copied
   impl->dtype = dtype;
   impl->device = device;
   return impl;
@@ -91,8 +91,8 @@ Tensor make_view(const Tensor& base, Shape shape, Shape strides, std::int64_t of
 }
 }  // namespace
 
-Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-  return Tensor(new_impl(shape, dtype, device));
+Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
+  return Tensor(new_impl(std::move(shape), dtype, device));
 }
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   return full(shape, 0.0, dtype, device);
@@ -136,16 +136,18 @@ Tensor Tensor::arange(std::int64_t n, DType dtype, Device device) {
 }
 
 // ---------------------------------------------------------------- metadata
-#define FM_REQUIRE_DEFINED(op) FM_CHECK(impl_, Error, op, ": called on an undefined tensor")
+void throw_undefined_tensor(const char* accessor) {
+  throw Error(cat(accessor, ": called on an undefined tensor"));
+}
+#define FM_REQUIRE_DEFINED(op)              \
+  do {                                      \
+    if (!impl_) throw_undefined_tensor(op); \
+  } while (0)
 
-const Shape& Tensor::shape() const { FM_REQUIRE_DEFINED("shape"); return impl_->shape; }
-const Shape& Tensor::strides() const { FM_REQUIRE_DEFINED("strides"); return impl_->strides; }
 int Tensor::dim() const { return int(shape().size()); }
 std::int64_t Tensor::size(int d) const { return shape()[internal::normalize_dim("size", d, dim())]; }
 std::int64_t Tensor::numel() const { return shape_numel(shape()); }
 std::int64_t Tensor::offset() const { FM_REQUIRE_DEFINED("offset"); return impl_->offset; }
-DType Tensor::dtype() const { FM_REQUIRE_DEFINED("dtype"); return impl_->dtype; }
-Device Tensor::device() const { FM_REQUIRE_DEFINED("device"); return impl_->device; }
 const std::shared_ptr<Storage>& Tensor::storage() const { FM_REQUIRE_DEFINED("storage"); return impl_->storage; }
 
 bool Tensor::is_contiguous() const {
@@ -201,7 +203,9 @@ Tensor Tensor::view(const Shape& requested) const {
   }
   FM_CHECK(shape_numel(shape) == numel(), ShapeError, "view: cannot view ", describe(), " as ",
            shape_str(requested), " (", numel(), " elements vs ", shape_numel(shape), ")");
-  Tensor out = make_view(*this, shape, contiguous_strides(shape), offset());
+  Shape view_strides = contiguous_strides(shape);
+  Tensor out = make_view(*this, std::move(shape), std::move(view_strides), offset());
+  if (!needs_grad(*this)) return out;
   Shape input_shape = this->shape();
   return record_op(out, "view", {*this}, [input_shape](const Tensor& g) {
     return std::vector<Tensor>{g.reshape(input_shape)};
@@ -224,7 +228,8 @@ Tensor Tensor::permute(const std::vector<int>& dims) const {
     new_shape[i] = shape()[d];
     new_strides[i] = strides()[d];
   }
-  Tensor out = make_view(*this, new_shape, new_strides, offset());
+  Tensor out = make_view(*this, std::move(new_shape), std::move(new_strides), offset());
+  if (!needs_grad(*this)) return out;
   return record_op(out, "permute", {*this}, [inverse](const Tensor& g) {
     return std::vector<Tensor>{g.permute(inverse)};
   });
@@ -244,7 +249,8 @@ Tensor Tensor::narrow(int d, std::int64_t start, std::int64_t length) const {
            start, ", ", start + length, ") outside dim ", d, " of ", describe());
   Shape new_shape = shape();
   new_shape[d] = length;
-  Tensor out = make_view(*this, new_shape, strides(), offset() + start * strides()[d]);
+  Tensor out = make_view(*this, std::move(new_shape), strides(), offset() + start * strides()[d]);
+  if (!needs_grad(*this)) return out;
   Shape input_shape = shape();
   DType dt = dtype();
   Device dev = device();
@@ -269,7 +275,8 @@ Tensor Tensor::expand(const Shape& target) const {
       FM_CHECK(s == 1, ShapeError, "expand: cannot expand ", describe(), " to ", shape_str(target));
     }
   }
-  Tensor out = make_view(*this, target, new_strides, offset());
+  Tensor out = make_view(*this, target, std::move(new_strides), offset());
+  if (!needs_grad(*this)) return out;
   Shape input_shape = shape();
   return record_op(out, "expand", {*this}, [input_shape](const Tensor& g) {
     return std::vector<Tensor>{sum_to_shape(g, input_shape)};
@@ -310,6 +317,7 @@ Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
 Tensor Tensor::clone() const {
   Tensor out = empty(shape(), dtype(), device());
   internal::copy_same_device(*this, out);
+  if (!needs_grad(*this)) return out;
   return record_op(out, "clone", {*this}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
 }
 
@@ -402,8 +410,6 @@ Tensor& Tensor::fill_(double value) {
 }
 
 // ---------------------------------------------------------------- autograd accessors
-bool Tensor::requires_grad() const { return impl_ && impl_->requires_grad; }
-
 Tensor& Tensor::set_requires_grad(bool enabled) {
   FM_REQUIRE_DEFINED("set_requires_grad");
   FM_CHECK(!impl_->grad_fn, AutogradError,

@@ -49,7 +49,8 @@ class Tensor {
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
   // ---- factories ----
-  static Tensor empty(const Shape& shape, DType dtype = DType::Float32, Device device = Device::CPU);
+  // The elements of empty() are not initialised: for outputs a kernel writes in full.
+  static Tensor empty(Shape shape, DType dtype = DType::Float32, Device device = Device::CPU);
   static Tensor zeros(const Shape& shape, DType dtype = DType::Float32, Device device = Device::CPU);
   static Tensor ones(const Shape& shape, DType dtype = DType::Float32, Device device = Device::CPU);
   static Tensor full(const Shape& shape, double value, DType dtype = DType::Float32,
@@ -63,6 +64,7 @@ class Tensor {
   static Tensor arange(std::int64_t n, DType dtype = DType::Float32, Device device = Device::CPU);
 
   // ---- metadata ----
+  // (The accessors every op calls are inline, below TensorImpl: a tiny op calls them dozens of times.)
   bool defined() const { return impl_ != nullptr; }
   const Shape& shape() const;
   const Shape& strides() const;
@@ -137,6 +139,28 @@ struct TensorImpl {
   Tensor grad;                    // accumulated gradient (leaves, or retained)
   std::shared_ptr<Node> grad_fn;  // the op that produced this tensor, if recorded
 };
+
+// Throws fm::Error "<accessor>: called on an undefined tensor" (out of line: the message is built
+// only when it is thrown).
+[[noreturn]] void throw_undefined_tensor(const char* accessor);
+
+inline const Shape& Tensor::shape() const {
+  if (!impl_) throw_undefined_tensor("shape");
+  return impl_->shape;
+}
+inline const Shape& Tensor::strides() const {
+  if (!impl_) throw_undefined_tensor("strides");
+  return impl_->strides;
+}
+inline DType Tensor::dtype() const {
+  if (!impl_) throw_undefined_tensor("dtype");
+  return impl_->dtype;
+}
+inline Device Tensor::device() const {
+  if (!impl_) throw_undefined_tensor("device");
+  return impl_->device;
+}
+inline bool Tensor::requires_grad() const { return impl_ && impl_->requires_grad; }
 
 // Arithmetic operators (defined in core/ops_elementwise.cpp; all broadcast and are differentiable).
 Tensor operator+(const Tensor& a, const Tensor& b);

@@ -63,10 +63,25 @@ Shape broadcast_strides(const Tensor& t, const Shape& out_shape) {
   return strides;
 }
 
-kernels::ElementwiseGeometry make_geometry(const Shape& sizes, const Shape& out_strides,
-                                           const Shape& a_strides, const Shape& b_strides) {
+namespace {
+void check_geometry_dims(const Shape& sizes) {
   FM_CHECK(int(sizes.size()) <= kernels::kMaxDims, ShapeError, "elementwise: ", sizes.size(),
            " dims, at most ", kernels::kMaxDims, " supported");
+}
+// After the size-1 dims are dropped: a scalar is one element, and an empty tensor has numel() == 0.
+void finish_geometry(kernels::ElementwiseGeometry& g, const Shape& sizes) {
+  if (g.ndim == 0) {
+    g.ndim = 1;
+    g.sizes[0] = 1;
+  }
+  for (auto s : sizes)
+    if (s == 0) g.sizes[0] = 0;
+}
+}  // namespace
+
+kernels::ElementwiseGeometry make_geometry(const Shape& sizes, const Shape& out_strides,
+                                           const Shape& a_strides, const Shape& b_strides) {
+  check_geometry_dims(sizes);
   kernels::ElementwiseGeometry g;
   // Drop size-1 dims: they contribute nothing and keep the index arithmetic short.
   for (std::size_t d = 0; d < sizes.size(); ++d) {
@@ -77,12 +92,29 @@ kernels::ElementwiseGeometry make_geometry(const Shape& sizes, const Shape& out_
     g.b_strides[g.ndim] = b_strides.empty() ? 0 : b_strides[d];
     ++g.ndim;
   }
-  if (g.ndim == 0) {  // a scalar: one element
-    g.ndim = 1;
-    g.sizes[0] = 1;
+  finish_geometry(g, sizes);
+  return g;
+}
+
+kernels::ElementwiseGeometry broadcast_geometry(const Tensor& y, const Tensor& a, const Tensor& b) {
+  const Shape& sizes = y.shape();
+  check_geometry_dims(sizes);
+  const std::size_t n = sizes.size();
+  const std::size_t lead_a = n - a.shape().size(), lead_b = n - b.shape().size();
+  // An operand's stride over output dim d (right-aligned; 0 where it is broadcast), as broadcast_strides.
+  auto stride_of = [&](const Tensor& t, std::size_t lead, std::size_t d) -> std::int64_t {
+    return d < lead || t.shape()[d - lead] == 1 ? 0 : t.strides()[d - lead];
+  };
+  kernels::ElementwiseGeometry g;
+  for (std::size_t d = 0; d < n; ++d) {  // size-1 dims dropped, as in make_geometry
+    if (sizes[d] == 1) continue;
+    g.sizes[g.ndim] = sizes[d];
+    g.out_strides[g.ndim] = y.strides()[d];
+    g.a_strides[g.ndim] = stride_of(a, lead_a, d);
+    g.b_strides[g.ndim] = stride_of(b, lead_b, d);
+    ++g.ndim;
   }
-  for (auto s : sizes)
-    if (s == 0) g.sizes[0] = 0;  // empty tensors: numel() == 0
+  finish_geometry(g, sizes);
   return g;
 }
 

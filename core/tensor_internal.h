@@ -24,6 +24,11 @@ Shape broadcast_strides(const Tensor& t, const Shape& out_shape);
 
 kernels::ElementwiseGeometry make_geometry(const Shape& sizes, const Shape& out_strides,
                                            const Shape& a_strides, const Shape& b_strides = {});
+// The geometry of y = f(a, b) with a and b broadcast to y's shape: the same as
+// make_geometry(y.shape(), y.strides(), broadcast_strides(a, y.shape()), broadcast_strides(b, y.shape())),
+// written straight into the fixed arrays (a tiny op would otherwise pay more for the stride vectors'
+// allocations than for its arithmetic).
+kernels::ElementwiseGeometry broadcast_geometry(const Tensor& y, const Tensor& a, const Tensor& b);
 
 // Strided copy src -> dst on one device (shapes equal, or src broadcastable to dst).
 void copy_same_device(const Tensor& src, const Tensor& dst);

@@ -6,18 +6,6 @@
 
 namespace fm::nn {
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  FM_CHECK(x.defined() && weight.defined(), ValueError, "linear: input or weight is undefined");
-  FM_CHECK(weight.dim() == 2, ShapeError, "linear: weight has shape ", shape_str(weight.shape()),
-           ", expected 2 dims (out, in)");
-  FM_CHECK(x.dim() >= 2 && x.size(-1) == weight.size(1), ShapeError, "linear: input ",
-           shape_str(x.shape()), " does not end in ", weight.size(1),
-           " features (weight ", shape_str(weight.shape()), "); expected [..., ", weight.size(1), "]");
-  // The transposed view goes to GEMM as a flag, not a copy (core/ops_matmul.cpp).
-  Tensor y = matmul(x, weight.transpose(0, 1));
-  return bias.defined() ? add(y, bias) : y;
-}
-
 Linear::Linear(std::int64_t in_features, std::int64_t out_features, Generator& gen, bool with_bias)
     : Layer("Linear"), in_features_(in_features), out_features_(out_features) {
   FM_CHECK(in_features > 0 && out_features > 0, ValueError, "Linear: sizes must be positive, got ",

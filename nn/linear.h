@@ -1,7 +1,8 @@
 // nn/linear.h — the fully connected layer y = x·Wᵀ + b (torch.nn.Linear).
 //
 // Layer: nn/ (uses core/ only). Weight [out, in], bias [out], PyTorch default initialisation
-// (nn/init.h). Also the functional form used by the attention block's packed in-projection.
+// (nn/init.h). The product itself is core's linear() (core/ops.h), which the attention block's
+// packed in-projection also calls.
 #pragma once
 #include <cstdint>
 
@@ -9,9 +10,6 @@
 #include "nn/module.h"
 
 namespace fm::nn {
-
-// x [..., in] (at least 2 dims) → [..., out]. bias may be undefined.
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 
 class Linear : public Layer {
  public:

@@ -162,3 +162,39 @@ TEST_CASE("MultiheadSelfAttention: PyTorch names and init, numbers equal to writ
   REQUIRE_THROWS_WITH(MultiheadSelfAttention(6, 4, gen), Catch::Contains("embed_dim 6 is not divisible by num_heads 4"));
   REQUIRE_THROWS_WITH(attention.forward(randn({2, 3, 5}, gen, DType::Float64)), Catch::Contains("expected [batch, tokens, 4]"));
 }
+
+TEST_CASE("linear: x·Wᵀ + b in one GEMM is bitwise matmul then add, gradients too, and leaves the bias alone",
+          "[nn][linear]") {
+  Generator gen(21);
+  for (DType dtype : {DType::Float32, DType::Float64}) {
+    // One row (where an expanded bias is already "contiguous"), many rows, a batch of rows, and a
+    // longer product. Bitwise because every K here fits in one slice of the CPU GEMM
+    // (kernels/cpu/gemm.cpp), so each output is bias + its whole dot product, rounded once.
+    for (const Shape& x_shape : {Shape{1, 5}, Shape{7, 5}, Shape{2, 3, 5}, Shape{33, 100}}) {
+      const std::int64_t in = x_shape.back(), out = 6;
+      Tensor x = randn(x_shape, gen, dtype).set_requires_grad(true);
+      Tensor weight = randn({out, in}, gen, dtype).set_requires_grad(true);
+      Tensor bias = randn({out}, gen, dtype).set_requires_grad(true);
+      const std::vector<double> bias_before = bias.to_vector();
+      Tensor fused = linear(x, weight, bias);
+      Tensor separate = add(matmul(x, weight.transpose(0, 1)), bias);
+      REQUIRE(fused.shape() == separate.shape());
+      REQUIRE(fused.to_vector() == separate.to_vector());
+      REQUIRE(bias.to_vector() == bias_before);
+
+      Tensor upstream = randn(fused.shape(), gen, dtype);
+      fused.backward(upstream);
+      const std::vector<double> gx = x.grad().to_vector(), gw = weight.grad().to_vector(), gb = bias.grad().to_vector();
+      x.zero_grad();
+      weight.zero_grad();
+      bias.zero_grad();
+      separate.backward(upstream);
+      REQUIRE(gx == x.grad().to_vector());
+      REQUIRE(gw == weight.grad().to_vector());
+      REQUIRE(gb == bias.grad().to_vector());
+    }
+  }
+  Tensor x = randn({2, 4}, gen);
+  REQUIRE_THROWS_WITH(linear(x, randn({3, 5}, gen), Tensor()), Catch::Contains("does not end in 5 features"));
+  REQUIRE_THROWS_WITH(linear(x, randn({3, 4}, gen), randn({4}, gen)), Catch::Contains("bias has shape [4], expected [3]"));
+}
