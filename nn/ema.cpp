@@ -6,6 +6,7 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "core/ops_optim.h"
 
 namespace fm::nn {
 
@@ -25,9 +26,32 @@ void EMA::set_num_updates(std::int64_t count) {
   num_updates_ = count;
 }
 
+const Tensor& EMA::flat_shadows(const FlatParameters& layout) {
+  flat_shadows_.bind(layout);
+  for (std::size_t k = 0; k < layout.size(); ++k) {
+    auto found = shadows_.find(layout.name(k));
+    FM_CHECK(found != shadows_.end(), ValueError, "EMA.update: the model has a parameter '", layout.name(k),
+             "' that the EMA was not built with");
+    flat_shadows_.home(k, found->second, /*zero_missing=*/false);
+  }
+  return flat_shadows_.flat();
+}
+
 void EMA::update() {
   NoGradGuard no_grad;
   const double decay = current_decay();
+  if (const FlatParameters* flat = model_->flat_parameters()) {  // one pass over the flat buffers
+    FusedStepBuffers buffers;
+    buffers.param = flat->values();
+    buffers.shadow = flat_shadows(*flat);
+    FusedStepHyperparameters hyper;
+    hyper.ema = true;
+    hyper.ema_decay = decay;
+    hyper.ema_one_minus_decay = 1.0 - decay;
+    fused_step(buffers, 0, flat->total(), hyper);
+    ++num_updates_;
+    return;
+  }
   for (const auto& [name, parameter] : model_->named_parameters()) {
     auto found = shadows_.find(name);
     FM_CHECK(found != shadows_.end(), ValueError, "EMA.update: the model has a parameter '", name,

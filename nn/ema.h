@@ -6,10 +6,15 @@
 // update n (counting from 0) is min(decay, (1 + n)/(10 + n)), so early shadows are not dominated by
 // the random initialisation. For sampling, swap the shadows into the model (ScopedEMAWeights does
 // it for a scope and swaps back), or copy them in for good with copy_to().
+//
+// When the model is flattened (Module::flatten_parameters) the shadows live in one flat buffer laid
+// out like the parameters and update() is one pass over it; the optimiser's fused step
+// (Optimizer::clip_step_and_update_ema) folds that pass into its own. The numbers are the same.
 #pragma once
 #include <cstdint>
 #include <map>
 
+#include "nn/flat_parameters.h"
 #include "nn/module.h"
 
 namespace fm::nn {
@@ -36,12 +41,20 @@ class EMA {
   void load_state_dict(const StateDict& state);
   void to(Device device);  // keep the shadows next to the parameters after moving the model
 
+  // For the fused step (nn/optim.cpp): the model this EMA follows, the shadows as one flat buffer
+  // laid out like `layout` (each shadow becomes a view of it; values unchanged), and the count of
+  // an update done there.
+  Module& model() const { return *model_; }
+  const Tensor& flat_shadows(const FlatParameters& layout);
+  void count_update() { ++num_updates_; }
+
  private:
   Module* model_;
   double decay_;
   bool warmup_;
   std::int64_t num_updates_ = 0;
   std::map<std::string, Tensor> shadows_;
+  FlatState flat_shadows_;
 };
 
 // Swaps the EMA weights into the model for the lifetime of the guard, then swaps them back.

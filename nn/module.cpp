@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "nn/activation.h"
+#include "nn/flat_parameters.h"
 
 namespace fm::nn {
 
@@ -149,8 +150,32 @@ void Module::convert_slots(Device device, DType dtype) {
   }
 }
 
-void Module::to(Device device) { convert_slots(device, dtype()); }
-void Module::to(DType dtype) { convert_slots(device(), dtype); }
+// A flattened module is flattened again at its new place (the old flat buffers are let go first,
+// so their gradient homes are unregistered before the slots change).
+void Module::to(Device device) {
+  const bool was_flat = flat_ != nullptr;
+  if (was_flat && device != this->device()) flat_.reset();
+  convert_slots(device, dtype());
+  if (was_flat && !flat_) flatten_parameters();
+}
+void Module::to(DType dtype) {
+  const bool was_flat = flat_ != nullptr;
+  if (was_flat && dtype != this->dtype()) flat_.reset();
+  convert_slots(device(), dtype);
+  if (was_flat && !flat_) flatten_parameters();
+}
+
+void Module::flatten_parameters() {
+  std::vector<std::pair<std::string, Tensor*>> slots;
+  collect_slots("", true, false, slots);
+  if (slots.empty()) return;
+  flat_.reset();  // unregister the old layout's gradient homes first
+  flat_ = std::make_shared<FlatParameters>(std::move(slots));
+}
+
+const FlatParameters* Module::flat_parameters() const {
+  return flat_ && flat_->intact() ? flat_.get() : nullptr;
+}
 
 Device Module::device() const {
   std::vector<std::pair<std::string, Tensor*>> slots;

@@ -11,6 +11,8 @@
 // why children are held by std::shared_ptr. to(Device) / to(DType) replace the Tensors in those
 // slots (handles taken before the move keep pointing at the old tensors), so move the model first and
 // then build its optimiser and EMA: their state is allocated next to the parameters they saw.
+// flatten_parameters() moves all parameters into one flat buffer (nn/flat_parameters.h), so that the
+// optimiser, gradient clipping and the EMA run over the whole model in one pass.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -22,6 +24,8 @@
 #include "core/tensor.h"
 
 namespace fm::nn {
+
+class FlatParameters;
 
 using NamedTensor = std::pair<std::string, Tensor>;
 // name → tensor; the same type core/io/tensor_io.h saves and loads (fm::io::NamedTensors).
@@ -68,6 +72,14 @@ class Module {
   DType dtype() const;
   void zero_grad();  // drops every parameter's gradient (PyTorch's set_to_none=True)
 
+  // ---- one flat buffer for all parameters (nn/flat_parameters.h) ----
+  // Moves every parameter (values and any gradient) into one flat buffer and their future gradients
+  // into another; the parameters stay the same tensors (handles keep working). Needs one dtype and
+  // one device. to() keeps a flattened module flat. Call it on the model the optimiser is built on.
+  void flatten_parameters();
+  // The flat layout while it is intact (no slot replaced since), else null.
+  const FlatParameters* flat_parameters() const;
+
  protected:
   // Records `*slot` as a parameter called `name` and marks it requires_grad. The slot must be a
   // member of the derived class (it is read and replaced through this pointer later).
@@ -93,6 +105,7 @@ class Module {
   std::vector<std::pair<std::string, Tensor*>> parameters_;
   std::vector<std::pair<std::string, Tensor*>> buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  std::shared_ptr<FlatParameters> flat_;  // set by flatten_parameters()
 };
 
 // A Module with one tensor in and one tensor out (Linear, Conv2d, GroupNorm, activations, ...).

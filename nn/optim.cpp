@@ -7,11 +7,13 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "core/ops_optim.h"
+#include "nn/ema.h"
 
 namespace fm::nn {
 
 // ---------------------------------------------------------------- Optimizer
-Optimizer::Optimizer(Module& module) : lr_(0) {
+Optimizer::Optimizer(Module& module) : lr_(0), module_(&module) {
   Module* source = &module;
   parameter_source_ = [source] { return source->named_parameters(); };
 }
@@ -74,6 +76,38 @@ std::map<std::string, std::map<std::string, Tensor>> Optimizer::split_state(
 
 namespace {
 
+// Σ over the parameters with a gradient of sum(square(grad)), added as tensors in parameter order:
+// the norm clip_grad_norm has always computed. Undefined when no parameter has a gradient.
+Tensor sum_of_squares_by_tensor_ops(const std::vector<Tensor>& parameters) {
+  NoGradGuard no_grad;
+  Tensor total_squares;
+  for (const Tensor& parameter : parameters) {
+    Tensor grad = parameter.grad();
+    if (!grad.defined()) continue;
+    Tensor squares = sum(square(grad));
+    if (total_squares.defined() && squares.dtype() != total_squares.dtype()) squares = squares.to(total_squares.dtype());
+    total_squares = total_squares.defined() ? total_squares + squares : squares;
+  }
+  return total_squares;
+}
+
+// Calls fm::fused_step once per run of consecutive parameters with equal group_of(k) (parameters
+// without a gradient, or at another Adam step count, need other scalars). Usually one run: the
+// whole model in one pass.
+template <typename GroupOf, typename HyperparametersOf>
+void fused_step_by_runs(const FlatParameters& layout, const FusedStepBuffers& buffers, GroupOf group_of,
+                        HyperparametersOf hyperparameters_of) {
+  std::size_t k = 0;
+  while (k < layout.size()) {
+    const auto group = group_of(k);
+    std::size_t end = k + 1;
+    while (end < layout.size() && group_of(end) == group) ++end;
+    const std::int64_t begin = layout.offset(k);
+    fused_step(buffers, begin, layout.offset(end - 1) + layout.numel(end - 1) - begin, hyperparameters_of(k));
+    k = end;
+  }
+}
+
 // A private copy of a loaded state tensor on the parameter's device and dtype.
 Tensor copy_like(const Tensor& source, const Tensor& parameter) {
   Tensor out = Tensor::empty(parameter.shape(), parameter.dtype(), parameter.device());
@@ -88,6 +122,54 @@ Tensor snapshot(const Tensor& t) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------- the fused step
+const FlatParameters* Optimizer::fused_layout() const {
+  const FlatParameters* layout = module_ ? module_->flat_parameters() : nullptr;
+  if (layout && !layout->gradients_home()) layout->move_gradients_home();
+  return layout;
+}
+
+double Optimizer::clip_step_and_update_ema(Module& model, double max_norm, EMA* ema) {
+  const FlatParameters* layout = &model == module_ && (!ema || &ema->model() == module_) ? fused_layout() : nullptr;
+  if (!layout) {  // the reference: three calls, one tensor op after another
+    const double norm = clip_grad_norm(model, max_norm);
+    step();
+    if (ema) ema->update();
+    return norm;
+  }
+  FM_CHECK(max_norm > 0, ValueError, "clip_grad_norm: max_norm must be positive, got ", max_norm);
+  NoGradGuard no_grad;
+  // The norm: a read-only pass, per parameter and combined in clip_grad_norm's order (same bits).
+  bool any_gradient = false;
+  double norm = 0.0;
+  if (layout->values().device() == Device::CPU) {
+    norm_offsets_.clear();
+    norm_counts_.clear();
+    for (std::size_t k = 0; k < layout->size(); ++k)
+      if (has_grad(*layout, k)) {
+        norm_offsets_.push_back(layout->offset(k));
+        norm_counts_.push_back(layout->numel(k));
+      }
+    any_gradient = !norm_offsets_.empty();
+    if (any_gradient)
+      norm = std::sqrt(segment_sum_of_squares(layout->grads(), norm_offsets_, norm_counts_, norm_scratch_));
+  } else {
+    Tensor total_squares = sum_of_squares_by_tensor_ops(layout->parameters());
+    any_gradient = total_squares.defined();
+    if (any_gradient) norm = std::sqrt(total_squares.item());
+  }
+  // The update pass: clip (as clip_grad_norm decides), the rule, the EMA.
+  FusedExtras extras;
+  extras.ema = ema;
+  if (any_gradient && std::isfinite(norm)) {
+    const double coefficient = max_norm / (norm + 1e-6);
+    extras.clip = coefficient < 1.0;
+    extras.clip_scale = coefficient;
+  }
+  fused_update(*layout, extras);
+  return norm;
+}
 
 // ---------------------------------------------------------------- SGD
 SGD::SGD(Module& module, SGDOptions options) : Optimizer(module), options_(options) { check_options(); }
@@ -106,6 +188,7 @@ void SGD::check_options() {
 }
 
 void SGD::step() {
+  if (const FlatParameters* layout = fused_layout()) return fused_update(*layout, {});
   NoGradGuard no_grad;
   for (auto& [name, parameter] : current_parameters()) {
     Tensor grad = parameter.grad();
@@ -124,6 +207,59 @@ void SGD::step() {
     }
     parameter.copy_(value - grad * lr_);
   }
+}
+
+void SGD::fused_update(const FlatParameters& layout, const FusedExtras& extras) {
+  NoGradGuard no_grad;
+  const bool has_momentum = options_.momentum != 0;
+  FusedStepBuffers buffers;
+  buffers.param = layout.values();
+  buffers.grad = layout.grads();
+  if (has_momentum) {
+    flat_momentum_.bind(layout);
+    buffers.momentum = flat_momentum_.flat();
+    first_momentum_step_.assign(layout.size(), 0);
+    for (std::size_t k = 0; k < layout.size(); ++k) {
+      if (!has_grad(layout, k)) continue;
+      auto found = momentum_buffers_.find(layout.name(k));
+      if (found == momentum_buffers_.end()) {  // the kernel writes the first buffer (the gradient)
+        first_momentum_step_[k] = 1;
+        momentum_buffers_.emplace(layout.name(k), flat_momentum_.view(k));
+      } else {
+        flat_momentum_.home(k, found->second, /*zero_missing=*/false);
+      }
+    }
+  }
+  if (extras.ema) buffers.shadow = extras.ema->flat_shadows(layout);
+  FusedStepHyperparameters hyper;
+  hyper.clip = extras.clip;
+  hyper.clip_scale = extras.clip_scale;
+  hyper.rule = FusedUpdateRule::SGD;
+  hyper.weight_decay = options_.weight_decay != 0;
+  hyper.weight_decay_value = options_.weight_decay;
+  hyper.has_momentum = has_momentum;
+  hyper.nesterov = options_.nesterov;
+  hyper.momentum = options_.momentum;
+  hyper.one_minus_dampening = 1.0 - options_.dampening;
+  hyper.lr = lr_;
+  if (extras.ema) {
+    hyper.ema = true;
+    hyper.ema_decay = extras.ema->current_decay();
+    hyper.ema_one_minus_decay = 1.0 - hyper.ema_decay;
+  }
+  // Groups: no gradient (-1), later step (0), first momentum step (1).
+  auto group_of = [&](std::size_t k) {
+    return !has_grad(layout, k) ? -1 : has_momentum && first_momentum_step_[k] ? 1 : 0;
+  };
+  auto hyperparameters_of = [&](std::size_t k) {
+    FusedStepHyperparameters h = hyper;
+    const int group = group_of(k);
+    if (group < 0) h.rule = FusedUpdateRule::None;
+    h.first_momentum_step = group == 1;
+    return h;
+  };
+  fused_step_by_runs(layout, buffers, group_of, hyperparameters_of);
+  if (extras.ema) extras.ema->count_update();
 }
 
 StateDict SGD::state_dict() const {
@@ -157,6 +293,7 @@ void Adam::check_options() {
 }
 
 void Adam::step() {
+  if (const FlatParameters* layout = fused_layout()) return fused_update(*layout, {});
   NoGradGuard no_grad;
   const double beta1 = options_.beta1, beta2 = options_.beta2, eps = options_.eps;
   const double weight_decay = options_.weight_decay;
@@ -184,6 +321,64 @@ void Adam::step() {
     Tensor denominator = sqrt(state.exp_avg_sq) / std::sqrt(bias_correction2) + eps;
     parameter.copy_(value + (state.exp_avg / denominator) * (-step_size));
   }
+}
+
+void Adam::fused_update(const FlatParameters& layout, const FusedExtras& extras) {
+  NoGradGuard no_grad;
+  flat_exp_avg_.bind(layout);
+  flat_exp_avg_sq_.bind(layout);
+  step_of_.assign(layout.size(), -1);  // -1: no gradient, the parameter and its state stay as they are
+  for (std::size_t k = 0; k < layout.size(); ++k) {
+    if (!has_grad(layout, k)) continue;
+    auto found = state_.find(layout.name(k));
+    if (found == state_.end()) found = state_.emplace(layout.name(k), ParameterState{}).first;
+    ParameterState& state = found->second;
+    flat_exp_avg_.home(k, state.exp_avg, /*zero_missing=*/true);  // a first step starts from zeros
+    flat_exp_avg_sq_.home(k, state.exp_avg_sq, /*zero_missing=*/true);
+    state.step += 1;
+    step_of_[k] = state.step;
+  }
+  FusedStepBuffers buffers;
+  buffers.param = layout.values();
+  buffers.grad = layout.grads();
+  buffers.exp_avg = flat_exp_avg_.flat();
+  buffers.exp_avg_sq = flat_exp_avg_sq_.flat();
+  if (extras.ema) buffers.shadow = extras.ema->flat_shadows(layout);
+  const double beta1 = options_.beta1, beta2 = options_.beta2, weight_decay = options_.weight_decay;
+  FusedStepHyperparameters hyper;
+  hyper.clip = extras.clip;
+  hyper.clip_scale = extras.clip_scale;
+  hyper.rule = FusedUpdateRule::Adam;
+  hyper.weight_decay = weight_decay != 0;
+  hyper.decoupled = decoupled_weight_decay_;
+  hyper.weight_decay_value = weight_decay;
+  hyper.decoupled_factor = 1.0 - lr_ * weight_decay;
+  hyper.one_minus_beta1 = 1.0 - beta1;
+  hyper.beta2 = beta2;
+  hyper.one_minus_beta2 = 1.0 - beta2;
+  hyper.eps = options_.eps;
+  if (extras.ema) {
+    hyper.ema = true;
+    hyper.ema_decay = extras.ema->current_decay();
+    hyper.ema_one_minus_decay = 1.0 - hyper.ema_decay;
+  }
+  auto group_of = [&](std::size_t k) { return step_of_[k]; };
+  auto hyperparameters_of = [&](std::size_t k) {
+    FusedStepHyperparameters h = hyper;
+    if (step_of_[k] < 0) {
+      h.rule = FusedUpdateRule::None;
+      return h;
+    }
+    // The scalars of the per-parameter code, computed the same way in double.
+    const double bias_correction1 = 1.0 - std::pow(beta1, double(step_of_[k]));
+    const double bias_correction2 = 1.0 - std::pow(beta2, double(step_of_[k]));
+    const double step_size = lr_ / bias_correction1;
+    h.inverse_sqrt_bias2 = 1.0 / std::sqrt(bias_correction2);  // x / b is affine(x, 1/b, 0)
+    h.neg_step_size = -step_size;
+    return h;
+  };
+  fused_step_by_runs(layout, buffers, group_of, hyperparameters_of);
+  if (extras.ema) extras.ema->count_update();
 }
 
 StateDict Adam::state_dict() const {
@@ -225,14 +420,7 @@ double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm) {
   FM_CHECK(max_norm > 0, ValueError, "clip_grad_norm: max_norm must be positive, got ", max_norm);
   NoGradGuard no_grad;
   // Sum of squares on the gradients' device, one host read at the end (not one per parameter).
-  Tensor total_squares;
-  for (const Tensor& parameter : parameters) {
-    Tensor grad = parameter.grad();
-    if (!grad.defined()) continue;
-    Tensor squares = sum(square(grad));
-    if (total_squares.defined() && squares.dtype() != total_squares.dtype()) squares = squares.to(total_squares.dtype());
-    total_squares = total_squares.defined() ? total_squares + squares : squares;
-  }
+  Tensor total_squares = sum_of_squares_by_tensor_ops(parameters);
   if (!total_squares.defined()) return 0.0;
   const double norm = std::sqrt(total_squares.item());
   if (!std::isfinite(norm)) return norm;

@@ -18,6 +18,14 @@
 // the optimiser was built is still the one updated; its state must then be moved too) or from a
 // fixed list. State keys are "<parameter name>.<field>": exp_avg, exp_avg_sq, step (Adam/AdamW),
 // momentum_buffer (SGD); step is a float64 CPU scalar, the rest live with the parameter.
+//
+// The fused step: when the module was flattened (Module::flatten_parameters), step() runs as one
+// pass over the flat buffers (kernels/optimizer.h) with the state tensors kept as views of flat
+// state buffers, and clip_step_and_update_ema() folds the gradient clipping and the EMA update into
+// that same pass. The numbers are those of the per-parameter code below, bit for bit (the kernel
+// replays its Tensor ops element by element; tests/test_nn_fused_optim.cpp compares them), and a
+// step allocates no tensor memory on the CPU. The per-parameter code stays the reference and runs
+// whenever the module is not flat (or the optimiser was given a list of tensors).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -25,9 +33,12 @@
 #include <string>
 #include <vector>
 
+#include "nn/flat_parameters.h"
 #include "nn/module.h"
 
 namespace fm::nn {
+
+class EMA;
 
 class Optimizer {
  public:
@@ -41,6 +52,12 @@ class Optimizer {
 
   double lr() const { return lr_; }
   void set_lr(double lr);  // e.g. from an LRSchedule before each step
+
+  // The end of a training step: exactly
+  //     norm = clip_grad_norm(model, max_norm); step(); if (ema) ema->update(); return norm;
+  // (max_norm = INFINITY measures without clipping). When this optimiser was built on `model`, the
+  // model is flat and the EMA (if any) follows it, it runs as one fused pass with the same results.
+  double clip_step_and_update_ema(Module& model, double max_norm, EMA* ema);
 
   // name → tensor (copies, safe to keep); see the header comment for the keys.
   virtual StateDict state_dict() const = 0;
@@ -59,8 +76,27 @@ class Optimizer {
 
   double lr_;
 
+  // ---- the fused path ----
+  // What the fused pass adds to the update rule.
+  struct FusedExtras {
+    bool clip = false;
+    double clip_scale = 1.0;
+    EMA* ema = nullptr;
+  };
+  // The module's flat layout when the fused path can run (gradients moved into their homes), else null.
+  const FlatParameters* fused_layout() const;
+  // One pass over `layout`: clip, this optimiser's rule, the EMA.
+  virtual void fused_update(const FlatParameters& layout, const FusedExtras& extras) = 0;
+  static bool has_grad(const FlatParameters& layout, std::size_t k) {
+    return layout.parameter(k).impl()->grad.defined();
+  }
+
  private:
   std::function<std::vector<NamedTensor>()> parameter_source_;
+  Module* module_ = nullptr;  // set when built on a module
+  // Per-step scratch of the fused gradient norm, kept so that a step allocates nothing.
+  std::vector<std::int64_t> norm_offsets_, norm_counts_;
+  std::vector<double> norm_scratch_;
 };
 
 struct SGDOptions {
@@ -82,8 +118,11 @@ class SGD : public Optimizer {
 
  private:
   void check_options();
+  void fused_update(const FlatParameters& layout, const FusedExtras& extras) override;
   SGDOptions options_;
   std::map<std::string, Tensor> momentum_buffers_;
+  FlatState flat_momentum_;
+  std::vector<char> first_momentum_step_;  // per parameter, for the fused pass
 };
 
 struct AdamOptions {
@@ -112,8 +151,11 @@ class Adam : public Optimizer {
     Tensor exp_avg, exp_avg_sq;
     std::int64_t step = 0;
   };
+  void fused_update(const FlatParameters& layout, const FusedExtras& extras) override;
   AdamOptions options_;
   std::map<std::string, ParameterState> state_;
+  FlatState flat_exp_avg_, flat_exp_avg_sq_;
+  std::vector<std::int64_t> step_of_;  // per parameter, for the fused pass
 };
 
 // PyTorch's AdamW defaults to weight_decay = 0.01.

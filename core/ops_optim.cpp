@@ -1,0 +1,124 @@
+// core/ops_optim.cpp — in-place optimiser operations over flat buffers (see core/ops_optim.h).
+#include "core/ops_optim.h"
+
+#include "core/dispatch.h"
+#include "core/tensor_internal.h"
+#include "kernels/optimizer.h"
+
+namespace fm {
+namespace {
+
+template <typename T>
+T* pointer_at(const Tensor& buffer, std::int64_t begin) {
+  return buffer.defined() ? buffer.data<T>() + begin : nullptr;
+}
+
+// The kernel's arguments: each double converted to T as UnaryOp::Affine converts alpha and beta.
+template <typename T>
+kernels::FusedStepArgs<T> kernel_arguments(const FusedStepBuffers& b, std::int64_t begin, std::int64_t count,
+                                           const FusedStepHyperparameters& h) {
+  kernels::FusedStepArgs<T> a;
+  a.param = pointer_at<T>(b.param, begin);
+  a.grad = pointer_at<T>(b.grad, begin);
+  a.exp_avg = pointer_at<T>(b.exp_avg, begin);
+  a.exp_avg_sq = pointer_at<T>(b.exp_avg_sq, begin);
+  a.momentum = pointer_at<T>(b.momentum, begin);
+  a.shadow = h.ema ? pointer_at<T>(b.shadow, begin) : nullptr;
+  a.count = count;
+  a.clip = h.clip;
+  a.clip_scale = T(h.clip_scale);
+  a.rule = h.rule == FusedUpdateRule::SGD    ? kernels::UpdateRule::SGD
+           : h.rule == FusedUpdateRule::Adam ? kernels::UpdateRule::Adam
+                                             : kernels::UpdateRule::None;
+  a.weight_decay = h.weight_decay;
+  a.weight_decay_value = T(h.weight_decay_value);
+  a.decoupled = h.decoupled;
+  a.decoupled_factor = T(h.decoupled_factor);
+  a.one_minus_beta1 = T(h.one_minus_beta1);
+  a.beta2 = T(h.beta2);
+  a.one_minus_beta2 = T(h.one_minus_beta2);
+  a.inverse_sqrt_bias2 = T(h.inverse_sqrt_bias2);
+  a.eps = T(h.eps);
+  a.neg_step_size = T(h.neg_step_size);
+  a.has_momentum = h.has_momentum;
+  a.first_momentum_step = h.first_momentum_step;
+  a.nesterov = h.nesterov;
+  a.momentum_value = T(h.momentum);
+  a.one_minus_dampening = T(h.one_minus_dampening);
+  a.lr = T(h.lr);
+  a.ema_decay = T(h.ema_decay);
+  a.ema_one_minus_decay = T(h.ema_one_minus_decay);
+  return a;
+}
+
+}  // namespace
+
+void fused_step(const FusedStepBuffers& buffers, std::int64_t begin, std::int64_t count,
+                const FusedStepHyperparameters& hyper) {
+  const Tensor& param = buffers.param;
+  internal::check_defined("fused_step", param, "parameters");
+  FM_CHECK(param.dim() == 1 && param.is_contiguous() && begin >= 0 && count >= 0 && begin + count <= param.numel(),
+           ShapeError, "fused_step: range [", begin, ", ", begin + count, ") outside the flat buffer ",
+           param.describe());
+  for (const Tensor* t : {&buffers.grad, &buffers.exp_avg, &buffers.exp_avg_sq, &buffers.momentum, &buffers.shadow})
+    if (t->defined()) {
+      FM_CHECK(t->shape() == param.shape() && t->is_contiguous(), ShapeError, "fused_step: buffer ", t->describe(),
+               " does not match the parameters ", param.describe());
+      FM_CHECK(t->dtype() == param.dtype() && t->device() == param.device(), DTypeError, "fused_step: buffer ",
+               t->describe(), " does not match the parameters ", param.describe());
+    }
+  dispatch_kernel(
+      "fused_step", param.device(), param.dtype(),
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::fused_step_cpu<T>(kernel_arguments<T>(buffers, begin, count, hyper));
+      },
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::fused_step_cuda(kernel_arguments<T>(buffers, begin, count, hyper));
+      });
+}
+
+double segment_sum_of_squares(const Tensor& flat_grad, const std::vector<std::int64_t>& offsets,
+                              const std::vector<std::int64_t>& counts, std::vector<double>& scratch) {
+  FM_CHECK(flat_grad.defined() && flat_grad.dim() == 1 && flat_grad.is_contiguous(), ShapeError,
+           "segment_sum_of_squares: expects a flat contiguous gradient");
+  FM_CHECK(offsets.size() == counts.size(), ValueError, "segment_sum_of_squares: ", offsets.size(), " offsets but ",
+           counts.size(), " counts");
+  FM_CHECK(flat_grad.device() == Device::CPU, DeviceError, "segment_sum_of_squares: CPU buffers only");
+  if (offsets.empty()) return 0.0;
+  scratch.resize(offsets.size());  // no allocation once the scratch has the size
+  double total = 0;
+  dispatch_kernel<CpuTypes, TypeList<>>(
+      "segment_sum_of_squares", flat_grad.device(), flat_grad.dtype(),
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::segment_sum_of_squares_cpu<T>(flat_grad.data<T>(), offsets.data(), counts.data(),
+                                               int(offsets.size()), scratch.data());
+        // clip_grad_norm adds the per-parameter sums as tensors of the element type, in order.
+        T sum = T(scratch[0]);
+        for (std::size_t k = 1; k < scratch.size(); ++k) sum = sum + T(scratch[k]);
+        total = double(sum);
+      },
+      [](auto) {});
+  return total;
+}
+
+void add_into(const Tensor& dst, const Tensor& src) {
+  internal::check_same_dtype_device("add_into", {&dst, &src});
+  FM_CHECK(dst.shape() == src.shape() && dst.is_contiguous(), ShapeError, "add_into: ", dst.describe(), " += ",
+           src.describe());
+  Tensor source = src.contiguous();
+  dispatch_kernel(
+      "add_into", dst.device(), dst.dtype(),
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::add_into_cpu<T>(dst.data<T>(), source.data<T>(), dst.numel());
+      },
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::add_into_cuda(dst.data<T>(), source.data<T>(), dst.numel());
+      });
+}
+
+}  // namespace fm

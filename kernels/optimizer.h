@@ -1,0 +1,157 @@
+// kernels/optimizer.h — the fused optimiser step over flat buffers: gradient clipping, one update rule
+// (SGD, Adam/AdamW) and the EMA of the weights in a single pass over memory.
+//
+// The parameters, gradients and optimiser state of a whole model sit in flat buffers at the same
+// offsets (nn/flat_parameters.h), so one loop visits element i of each buffer once instead of a dozen
+// tensor ops each reading and writing the whole model. The arithmetic per element is exactly the
+// chain of Tensor ops nn/optim.cpp and nn/ema.cpp perform, in the same order and the same precision
+// (element type T; the double hyperparameters converted to T as an affine op converts them), so
+// the results are the same bits (tests/test_nn_fused_optim.cpp). Each "a·x + b" below is written as
+// kernels/elementwise_math.h writes UnaryOp::Affine, so a compiler that contracts it into an FMA does
+// so in both places. The formulas, element by element (g gradient, θ parameter):
+//   clip      g ← c·g + 0                                     (when clipping scales)
+//   SGD       g ← g + (λ·θ + 0)                               (weight decay λ)
+//             b ← g (first step) or (μ·b + 0) + ((1−d)·g + 0);   g ← g + (μ·b + 0) (Nesterov) or b
+//             θ ← θ − (lr·g + 0)
+//   Adam      g ← g + (λ·θ + 0)  (L2)   or   θ' ← (1−lr·λ)·θ + 0  (AdamW)
+//             m ← m + ((1−β1)·(g − m) + 0);   v ← (β2·v + 0) + ((1−β2)·g² + 0)
+//             θ ← θ' + (−s·(m / (1·((1/√bc2)·√v + 0) + ε)) + 0)
+//   EMA       e ← (δ·e + 0) + ((1−δ)·θ + 0)
+//
+// Layer: kernels/ (plain functions over pointers). CPU: kernels/cpu/optimizer.cpp (float, double;
+// OpenMP over elements). CUDA: kernels/cuda/optimizer.cu (float, device pointers, one thread per
+// element, on cuda_stream()).
+#pragma once
+#include <cstdint>
+
+#include "kernels/elementwise_math.h"
+
+namespace fm::kernels {
+
+enum class UpdateRule { None, SGD, Adam };
+
+// Everything the update of one range needs. Pointers are to the range's first element; a buffer a
+// rule does not use may be null. The scalars are already of the element type.
+template <typename T>
+struct FusedStepArgs {
+  T* param = nullptr;
+  T* grad = nullptr;        // read; written back scaled when clipping scales
+  T* exp_avg = nullptr;     // Adam m
+  T* exp_avg_sq = nullptr;  // Adam v
+  T* momentum = nullptr;    // SGD b
+  T* shadow = nullptr;      // EMA e (null: no EMA)
+  std::int64_t count = 0;
+
+  bool clip = false;
+  T clip_scale = 0;
+  UpdateRule rule = UpdateRule::None;  // None: the parameter is left alone (no gradient)
+  bool weight_decay = false;           // Adam L2 / SGD
+  T weight_decay_value = 0;
+  bool decoupled = false;  // AdamW
+  T decoupled_factor = 0;  // 1 − lr·λ
+  T one_minus_beta1 = 0, beta2 = 0, one_minus_beta2 = 0, inverse_sqrt_bias2 = 0, eps = 0, neg_step_size = 0;
+  bool has_momentum = false, first_momentum_step = false, nesterov = false;
+  T momentum_value = 0, one_minus_dampening = 0, lr = 0;
+  T ema_decay = 0, ema_one_minus_decay = 0;
+};
+
+// a·x + b, exactly as UnaryOp::Affine computes it.
+template <typename T>
+FM_HOST_DEVICE T affine_scalar(T x, T a, T b) {
+  return apply_unary(UnaryOp::Affine, x, a, b);
+}
+
+// ---- the formulas, stage by stage. The GPU runs all stages for one element per thread
+// (fused_step_element); the CPU runs each stage over a chunk of elements, a loop the compiler
+// vectorises (kernels/cpu/optimizer.cpp). Both call these functions, so the arithmetic is written once.
+template <typename T>
+FM_HOST_DEVICE T clip_stage(T g, const FusedStepArgs<T>& a) {
+  return affine_scalar(g, a.clip_scale, T(0));
+}
+// Adam's L2 term and SGD's weight decay: g + λθ.
+template <typename T>
+FM_HOST_DEVICE T weight_decay_stage(T g, T theta, const FusedStepArgs<T>& a) {
+  return g + affine_scalar(theta, a.weight_decay_value, T(0));
+}
+// SGD momentum after the first step: μ·b + (1 − dampening)·g.
+template <typename T>
+FM_HOST_DEVICE T momentum_stage(T b, T g, const FusedStepArgs<T>& a) {
+  return affine_scalar(b, a.momentum_value, T(0)) + affine_scalar(g, a.one_minus_dampening, T(0));
+}
+template <typename T>
+FM_HOST_DEVICE T nesterov_stage(T g, T b, const FusedStepArgs<T>& a) {
+  return g + affine_scalar(b, a.momentum_value, T(0));
+}
+template <typename T>
+FM_HOST_DEVICE T sgd_update_stage(T theta, T g, const FusedStepArgs<T>& a) {
+  return theta - affine_scalar(g, a.lr, T(0));
+}
+// AdamW's decoupled decay: (1 − lr·λ)·θ.
+template <typename T>
+FM_HOST_DEVICE T decoupled_decay_stage(T theta, const FusedStepArgs<T>& a) {
+  return affine_scalar(theta, a.decoupled_factor, T(0));
+}
+// Adam's moments (updated in m and v) and the new parameter.
+template <typename T>
+FM_HOST_DEVICE T adam_stage(T theta, T g, T& m, T& v, const FusedStepArgs<T>& a) {
+  m = m + affine_scalar(g - m, a.one_minus_beta1, T(0));
+  v = affine_scalar(v, a.beta2, T(0)) + affine_scalar(g * g, a.one_minus_beta2, T(0));
+  const T denominator =
+      affine_scalar(affine_scalar(apply_unary(UnaryOp::Sqrt, v, T(0), T(0)), a.inverse_sqrt_bias2, T(0)), T(1), a.eps);
+  return theta + affine_scalar(m / denominator, a.neg_step_size, T(0));
+}
+template <typename T>
+FM_HOST_DEVICE T ema_stage(T shadow, T theta, const FusedStepArgs<T>& a) {
+  return affine_scalar(shadow, a.ema_decay, T(0)) + affine_scalar(theta, a.ema_one_minus_decay, T(0));
+}
+
+// One element of the fused step, all stages in order (the CUDA kernel's body; the CPU runs the same
+// stages chunk by chunk).
+template <typename T>
+FM_HOST_DEVICE void fused_step_element(const FusedStepArgs<T>& a, std::int64_t i) {
+  T theta = a.param[i];
+  if (a.rule != UpdateRule::None) {
+    T g = a.grad[i];
+    if (a.clip) {
+      g = clip_stage(g, a);
+      a.grad[i] = g;
+    }
+    if (a.rule == UpdateRule::SGD) {
+      if (a.weight_decay) g = weight_decay_stage(g, theta, a);
+      if (a.has_momentum) {
+        const T b = a.first_momentum_step ? g : momentum_stage(a.momentum[i], g, a);
+        a.momentum[i] = b;
+        g = a.nesterov ? nesterov_stage(g, b, a) : b;
+      }
+      theta = sgd_update_stage(theta, g, a);
+    } else {
+      if (a.weight_decay) {
+        if (a.decoupled)
+          theta = decoupled_decay_stage(theta, a);
+        else
+          g = weight_decay_stage(g, theta, a);
+      }
+      theta = adam_stage(theta, g, a.exp_avg[i], a.exp_avg_sq[i], a);
+    }
+    a.param[i] = theta;
+  }
+  if (a.shadow) a.shadow[i] = ema_stage(a.shadow[i], theta, a);
+}
+
+template <typename T>
+void fused_step_cpu(const FusedStepArgs<T>& args);
+void fused_step_cuda(const FusedStepArgs<float>& args);
+
+// sums[k] = Σ_i g² over segment k: the squares (in T) summed in double in index order, then rounded
+// to T — what fm::sum(fm::square(g)) computes on the CPU — and stored as double (exactly).
+// Segments are [offsets[k], offsets[k] + counts[k]).
+template <typename T>
+void segment_sum_of_squares_cpu(const T* grad, const std::int64_t* offsets, const std::int64_t* counts,
+                                int segments, double* sums);
+
+// dst[i] = dst[i] + src[i]: a gradient added into the buffer it accumulates in.
+template <typename T>
+void add_into_cpu(T* dst, const T* src, std::int64_t count);
+void add_into_cuda(float* dst, const float* src, std::int64_t count);
+
+}  // namespace fm::kernels
