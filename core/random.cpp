@@ -1,4 +1,5 @@
-// core/random.cpp — xoshiro256** with splitmix64 seeding and Box–Muller normals (see random.h).
+// core/random.cpp — xoshiro256** with splitmix64 seeding and Box–Muller normals, and the single
+// Philox values and per-sample draws (see random.h; the Philox tensors are core/ops_random.cpp).
 #include "core/random.h"
 
 #include <bit>
@@ -6,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/philox.h"
 
 namespace fm {
 namespace {
@@ -90,6 +92,37 @@ Tensor randn(const Shape& shape, Generator& gen, DType dtype, Device device) {
   std::vector<double> values(std::size_t(shape_numel(shape)));
   for (double& v : values) v = gen.normal();
   return Tensor::from_vector(values, shape, dtype, device);
+}
+
+namespace {
+// The counter's 32-bit fields (kernels/philox.h): step and sample must fit.
+void check_place(std::int64_t step, std::int64_t sample, std::int64_t element) {
+  FM_CHECK(step >= 0 && step < (std::int64_t(1) << 32) && sample >= 0 && sample < (std::int64_t(1) << 32) &&
+               element >= 0 && element < (std::int64_t(1) << 33),
+           ValueError, "philox: step ", step, ", sample ", sample, ", element ", element,
+           " outside the counter's range (step and sample below 2^32, element below 2^33)");
+}
+}  // namespace
+
+double philox_uniform_at(PhiloxKey key, std::int64_t step, std::int64_t sample, std::int64_t element) {
+  return kernels::philox::uniform_double(philox_word_at(key, step, sample, element));
+}
+
+double philox_normal_at(PhiloxKey key, std::int64_t step, std::int64_t sample, std::int64_t element) {
+  check_place(step, sample, element);
+  return kernels::philox::normal_at(key.seed, key.stream, std::uint32_t(step), std::uint32_t(sample),
+                                    std::uint64_t(element));
+}
+
+std::uint64_t philox_word_at(PhiloxKey key, std::int64_t step, std::int64_t sample, std::int64_t element) {
+  check_place(step, sample, element);
+  return kernels::philox::word_at(key.seed, key.stream, std::uint32_t(step), std::uint32_t(sample),
+                                  std::uint64_t(element));
+}
+
+std::uint64_t PhiloxSampleDraws::below(std::uint64_t n) {
+  const std::uint64_t word = philox_word_at(key_, step_, sample_, 2 * next_++);
+  return std::uint64_t((static_cast<unsigned __int128>(word) * n) >> 64);
 }
 
 }  // namespace fm

@@ -16,7 +16,7 @@ nn::StateDict tensors_with_prefix(const io::NamedTensors& tensors, const std::st
   return out;
 }
 
-void save_training_checkpoint(const std::string& path, const TrainingStateRefs& state, const Generator& gen,
+void save_training_checkpoint(const std::string& path, const TrainingStateRefs& state, std::uint64_t seed,
                               std::int64_t step, std::map<std::string, std::string> metadata) {
   io::NamedTensors tensors;
   for (const auto& [name, t] : state.model.state_dict()) tensors[kCheckpointModelPrefix + name] = t;
@@ -24,14 +24,19 @@ void save_training_checkpoint(const std::string& path, const TrainingStateRefs& 
     for (const auto& [name, t] : state.ema->state_dict()) tensors[kCheckpointEmaPrefix + name] = t;
   for (const auto& [name, t] : state.optimizer.state_dict()) tensors[kCheckpointOptimizerPrefix + name] = t;
   std::map<std::string, std::vector<std::uint64_t>> words = state.data.state();
-  words[kCheckpointGeneratorKey] = generator_words(gen);
+  words[kCheckpointSeedKey] = {seed};
   words[kCheckpointStepKey] = {std::uint64_t(step)};
   metadata["step"] = std::to_string(step);
   io::save_safetensors_with_words(path, tensors, words, metadata);
 }
 
-RestoredTraining load_training_checkpoint(const std::string& path, const TrainingStateRefs& state, Generator& gen) {
+RestoredTraining load_training_checkpoint(const std::string& path, const TrainingStateRefs& state) {
   io::LoadedCheckpoint ckpt = io::load_safetensors_with_words(path);
+  // Checked first: everything else in such a file may load, but its noise cannot be continued.
+  FM_CHECK(!ckpt.words.count(kCheckpointOldGeneratorKey), FormatError, path,
+           ": written by an older version whose training noise came from a xoshiro256** generator (",
+           kCheckpointOldGeneratorKey, "); training noise is now Philox by (seed, step), so this run cannot be "
+           "resumed bitwise: start a new run (the weights still load for sampling)");
   // The tensors stay on the host as loaded: each load_state_dict copies them into its own tensors,
   // which sit on the training device (and the optimiser's float64 step counters could not move to
   // a float32-only CUDA device anyway).
@@ -46,13 +51,13 @@ RestoredTraining load_training_checkpoint(const std::string& path, const Trainin
     state.ema->load_state_dict(ema_state);
   }
   state.optimizer.load_state_dict(tensors_with_prefix(ckpt.tensors, kCheckpointOptimizerPrefix));
-  auto gen_words = ckpt.words.find(kCheckpointGeneratorKey);
+  auto seed_words = ckpt.words.find(kCheckpointSeedKey);
   auto step_words = ckpt.words.find(kCheckpointStepKey);
-  FM_CHECK(gen_words != ckpt.words.end() && step_words != ckpt.words.end() && step_words->second.size() == 1,
-           FormatError, path, ": missing ", kCheckpointGeneratorKey, " or ", kCheckpointStepKey);
-  set_generator_words(gen, gen_words->second);
+  FM_CHECK(seed_words != ckpt.words.end() && seed_words->second.size() == 1 && step_words != ckpt.words.end() &&
+               step_words->second.size() == 1,
+           FormatError, path, ": missing ", kCheckpointSeedKey, " or ", kCheckpointStepKey);
   state.data.load_state(ckpt.words);
-  return {std::int64_t(step_words->second[0]), ckpt.metadata};
+  return {seed_words->second[0], std::int64_t(step_words->second[0]), ckpt.metadata};
 }
 
 }  // namespace fm::flow

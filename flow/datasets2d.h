@@ -1,11 +1,15 @@
 // flow/datasets2d.h — 2D toy data distributions (moons, spiral, 8 gaussians, checkerboard),
-// generated in code from an fm::Generator: fresh, unlimited samples for the laptop-CPU toy runs and
-// for testing the sampler against a known distribution.
+// generated in code: fresh, unlimited samples for the laptop-CPU toy runs and for testing the sampler
+// against a known distribution.
 //
-// Sits in flow/ on top of core/ (Tensor, Generator). Every distribution returns a Tensor [N, 2];
-// numbers are drawn on the host in double (same seed, same points on every device) and are sized
-// to roughly match the N(0, I) source: each lies within about ±3 of the origin.
+// Sits in flow/ on top of core/ (Tensor, random). Each distribution says once how point i is made from
+// a few draws (point(), on the host in double); the draws come either from an fm::Generator in order,
+// or — in training — from point i's own Philox place in NoiseStream::DataPoint at (seed, step, global
+// index) (flow/step_noise.h), so any slice of a batch is the same points whoever draws it. Every
+// distribution returns a Tensor [N, 2] sized to roughly match the N(0, I) source: each point lies
+// within about ±3 of the origin.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -13,6 +17,7 @@
 
 #include "core/random.h"
 #include "core/tensor.h"
+#include "flow/step_noise.h"
 
 namespace fm::flow {
 
@@ -20,11 +25,16 @@ class ToyDistribution2D {
  public:
   virtual ~ToyDistribution2D() = default;
   virtual std::string name() const = 0;
-  // n points [n, 2].
+  // Point number `index` (some shapes alternate by index) from its draws.
+  virtual std::array<double, 2> point(std::int64_t index, RandomDraws& draws) const = 0;
+  // n points [n, 2], drawn in order from `gen`.
   Tensor sample(std::int64_t n, Generator& gen, DType dtype = DType::Float32,
                 Device device = Device::CPU) const;
   // The same points as interleaved (x, y) pairs on the host.
-  virtual std::vector<double> sample_host(std::int64_t n, Generator& gen) const = 0;
+  std::vector<double> sample_host(std::int64_t n, Generator& gen) const;
+  // Points noise.first_sample … + n − 1 of step noise.step, each from its own Philox place.
+  Tensor sample(std::int64_t n, const StepNoise& noise, DType dtype = DType::Float32,
+                Device device = Device::CPU) const;
 };
 
 // Two interleaving half circles, scikit-learn's make_moons (seed 004: make_moons(256, noise=0.05)):
@@ -42,7 +52,7 @@ class MoonsDistribution final : public ToyDistribution2D {
   static constexpr double kCenterX = 0.5, kCenterY = 0.25, kScale = 2.0;
   explicit MoonsDistribution(double noise = 0.05, bool normalize = true);
   std::string name() const override { return "moons"; }
-  std::vector<double> sample_host(std::int64_t n, Generator& gen) const override;
+  std::array<double, 2> point(std::int64_t index, RandomDraws& draws) const override;
   double noise() const { return noise_; }
   bool normalized() const { return normalize_; }
 
@@ -57,7 +67,7 @@ class SpiralDistribution final : public ToyDistribution2D {
  public:
   explicit SpiralDistribution(double scale = 1.0);
   std::string name() const override { return "spiral"; }
-  std::vector<double> sample_host(std::int64_t n, Generator& gen) const override;
+  std::array<double, 2> point(std::int64_t index, RandomDraws& draws) const override;
 
  private:
   double scale_;
@@ -70,7 +80,7 @@ class EightGaussiansDistribution final : public ToyDistribution2D {
  public:
   explicit EightGaussiansDistribution(double radius = 2.0, double std = 0.1);
   std::string name() const override { return "8gaussians"; }
-  std::vector<double> sample_host(std::int64_t n, Generator& gen) const override;
+  std::array<double, 2> point(std::int64_t index, RandomDraws& draws) const override;
   double radius() const { return radius_; }
   double std() const { return std_; }
 
@@ -85,7 +95,7 @@ class CheckerboardDistribution final : public ToyDistribution2D {
  public:
   explicit CheckerboardDistribution(double scale = 1.0);
   std::string name() const override { return "checkerboard"; }
-  std::vector<double> sample_host(std::int64_t n, Generator& gen) const override;
+  std::array<double, 2> point(std::int64_t index, RandomDraws& draws) const override;
 
  private:
   double scale_;

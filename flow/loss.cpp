@@ -11,18 +11,43 @@
 
 namespace fm::flow {
 
-FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
-                                                const AffineProbabilityPath& path,
-                                                const TimeSampler& time_sampler, Generator& gen) {
-  FM_CHECK(static_cast<bool>(model), ValueError, "flow matching loss: the model is empty");
+namespace {
+void check_batch(const Tensor& x1) {
   FM_CHECK(x1.defined() && x1.dim() >= 1 && x1.size(0) > 0, ShapeError,
            "flow matching loss: data batch has shape ",
            x1.defined() ? shape_str(x1.shape()) : "undefined", ", expected [N, ...] with N > 0");
+}
+}  // namespace
+
+FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
+                                                const AffineProbabilityPath& path,
+                                                const TimeSampler& time_sampler, const StepNoise& noise) {
+  check_batch(x1);
   const std::int64_t n = x1.size(0);
-  FlowMatchingLoss out;
+  Tensor t = time_sampler.sample(n, noise, x1.dtype(), x1.device());
+  Tensor x0 = philox_normal(x1.shape(), noise.key(NoiseStream::X0), noise.step, noise.first_sample, x1.dtype(),
+                            x1.device());
+  return conditional_flow_matching_loss(model, x1, path, std::move(t), std::move(x0));
+}
+
+FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
+                                                const AffineProbabilityPath& path,
+                                                const TimeSampler& time_sampler, Generator& gen) {
+  check_batch(x1);
+  const std::int64_t n = x1.size(0);
   // Order of draws fixed (t, then x0) so a seed reproduces a run exactly.
-  out.t = time_sampler.sample(n, gen, x1.dtype(), x1.device());
-  out.x0 = randn(x1.shape(), gen, x1.dtype(), x1.device());
+  Tensor t = time_sampler.sample(n, gen, x1.dtype(), x1.device());
+  Tensor x0 = randn(x1.shape(), gen, x1.dtype(), x1.device());
+  return conditional_flow_matching_loss(model, x1, path, std::move(t), std::move(x0));
+}
+
+FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
+                                                const AffineProbabilityPath& path, Tensor t, Tensor x0) {
+  FM_CHECK(static_cast<bool>(model), ValueError, "flow matching loss: the model is empty");
+  check_batch(x1);
+  FlowMatchingLoss out;
+  out.t = std::move(t);
+  out.x0 = std::move(x0);
   PathSample s = path.sample(out.x0, x1, out.t);
   Tensor prediction = model(s.x_t, out.t);
   FM_CHECK(prediction.defined() && prediction.shape() == x1.shape(), ShapeError,

@@ -1,6 +1,6 @@
 // flow/loss.h — the conditional flow-matching loss and the per-time-bin bookkeeping the trainer logs.
 //
-// Sits in flow/ on top of core/ (ops, Generator), flow/path.h and flow/time_sampler.h; the model is
+// Sits in flow/ on top of core/ (ops, random), flow/path.h and flow/time_sampler.h; the model is
 // any callable (an nn/ network wrapped in a lambda).
 //
 // L_CFM(θ) = E_{t, x0 ~ N(0, I), x1 ~ data} ‖u_θ(x_t, t) − (α̇_t·x1 + σ̇_t·x0)‖²
@@ -13,6 +13,7 @@
 #include "core/random.h"
 #include "core/tensor.h"
 #include "flow/path.h"
+#include "flow/step_noise.h"
 #include "flow/time_sampler.h"
 #include "flow/model_fn.h"
 
@@ -25,12 +26,21 @@ struct FlowMatchingLoss {
   Tensor x0;                    // the noise drawn, x1's shape (detached; for inspection and tests)
 };
 
-// Draws t ~ time_sampler (N values) and then x0 ~ N(0, I) (x1's shape) from `gen`, in that order,
-// builds (x_t, target) = path.sample(x0, x1, t), evaluates model(x_t, t) and returns the loss.
-// Everything is created in x1's dtype and on x1's device; x1 is [N, ...].
+// Draws t ~ time_sampler (N values) and x0 ~ N(0, I) (x1's shape), builds (x_t, target) =
+// path.sample(x0, x1, t), evaluates model(x_t, t) and returns the loss. Everything is created in x1's
+// dtype and on x1's device; x1 is [N, ...].
+// The training form: sample b's t and x0 come from the Philox streams Time and X0 at (seed, step,
+// noise.first_sample + b) (flow/step_noise.h); x0 is made directly on x1's device.
+FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
+                                                const AffineProbabilityPath& path,
+                                                const TimeSampler& time_sampler, const StepNoise& noise);
+// The same with t and then x0 drawn in order from `gen` (on the host).
 FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
                                                 const AffineProbabilityPath& path,
                                                 const TimeSampler& time_sampler, Generator& gen);
+// The same with given t [N] and x0 (x1's shape).
+FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
+                                                const AffineProbabilityPath& path, Tensor t, Tensor x0);
 
 // Per-sample losses grouped into K equal bins of t ∈ [0, 1]: bin k holds t ∈ [k/K, (k+1)/K)
 // (t = 1 goes to the last bin). Accumulates across batches until reset(); a bin with no samples

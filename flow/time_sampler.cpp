@@ -22,23 +22,40 @@ double polynomial_time_warp(double t, double s) {
   return ((4.0 * (1.0 - s) * t + 6.0 * (s - 1.0)) * t + (3.0 - 2.0 * s)) * t;
 }
 
+double TimeSampler::draw(Generator& gen) const {
+  GeneratorDraws draws(gen);
+  return draw(draws);
+}
+
 Tensor TimeSampler::sample(std::int64_t n, Generator& gen, DType dtype, Device device) const {
   FM_CHECK(n >= 0, ValueError, "time sampler '", name(), "': sample count ", n, " is negative");
   const double upper = largest_below_one(dtype);
+  GeneratorDraws draws(gen);
   std::vector<double> values(static_cast<std::size_t>(n));
-  for (double& v : values) v = std::min(std::max(draw(gen), 0.0), upper);
+  for (double& v : values) v = std::min(std::max(draw(draws), 0.0), upper);
   return Tensor::from_vector(values, {n}, dtype, device);
 }
 
-double UniformTimeSampler::draw(Generator& gen) const { return gen.uniform(); }
+Tensor TimeSampler::sample(std::int64_t n, const StepNoise& noise, DType dtype, Device device) const {
+  FM_CHECK(n >= 0, ValueError, "time sampler '", name(), "': sample count ", n, " is negative");
+  const double upper = largest_below_one(dtype);
+  std::vector<double> values(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) {
+    PhiloxSampleDraws draws(noise.key(NoiseStream::Time), noise.step, noise.first_sample + i);
+    values[std::size_t(i)] = std::min(std::max(draw(draws), 0.0), upper);
+  }
+  return Tensor::from_vector(values, {n}, dtype, device);
+}
+
+double UniformTimeSampler::draw(RandomDraws& draws) const { return draws.uniform(); }
 
 LogitNormalTimeSampler::LogitNormalTimeSampler(double mean, double std) : mean_(mean), std_(std) {
   FM_CHECK(std > 0 && std::isfinite(std) && std::isfinite(mean), ValueError,
            "logit_normal time sampler: need a finite mean and std > 0, got mean ", mean, ", std ", std);
 }
 
-double LogitNormalTimeSampler::draw(Generator& gen) const {
-  const double z = mean_ + std_ * gen.normal();
+double LogitNormalTimeSampler::draw(RandomDraws& draws) const {
+  const double z = mean_ + std_ * draws.normal();
   return 1.0 / (1.0 + std::exp(-z));
 }
 
@@ -48,8 +65,8 @@ WarpedUniformTimeSampler::WarpedUniformTimeSampler(double slope) : slope_(slope)
            "warp time sampler: slope ", slope, " is outside [0, 1.5], where the warp is monotone");
 }
 
-double WarpedUniformTimeSampler::draw(Generator& gen) const {
-  return polynomial_time_warp(gen.uniform(), slope_);
+double WarpedUniformTimeSampler::draw(RandomDraws& draws) const {
+  return polynomial_time_warp(draws.uniform(), slope_);
 }
 
 std::vector<std::string> time_sampler_names() { return {"uniform", "logit_normal", "warp"}; }

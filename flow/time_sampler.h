@@ -1,8 +1,10 @@
 // flow/time_sampler.h — distributions of the training time t ∈ [0, 1] (t = 0 noise, t = 1 data).
 //
-// Sits in flow/ on top of core/ (Tensor, Generator). Draws happen on the host in double from an
-// fm::Generator, so a seed gives the same times on every device; the result is a Tensor [N] of the
-// requested dtype/device. Values are kept strictly below 1 after rounding to the dtype (a float32
+// Sits in flow/ on top of core/ (Tensor, random). Each sampler maps one sample's draws (a uniform or
+// a normal, from core/random.h's RandomDraws) to a time, on the host in double, so the times do not
+// depend on the device. In training the draws come from the Philox stream NoiseStream::Time at
+// (seed, step, sample index) (flow/step_noise.h); a Generator can drive the same samplers too. The
+// result is a Tensor [N] of the requested dtype/device. Values are kept strictly below 1 after rounding to the dtype (a float32
 // draw of 0.99999998 would otherwise round to 1.0f, where some paths' targets are singular).
 #pragma once
 #include <cstdint>
@@ -12,6 +14,7 @@
 
 #include "core/random.h"
 #include "core/tensor.h"
+#include "flow/step_noise.h"
 
 namespace fm::flow {
 
@@ -24,18 +27,24 @@ double polynomial_time_warp(double t, double slope);
 class TimeSampler {
  public:
   virtual ~TimeSampler() = default;
-  // One draw in [0, 1].
-  virtual double draw(Generator& gen) const = 0;
+  // One time in [0, 1] from one sample's draws.
+  virtual double draw(RandomDraws& draws) const = 0;
+  double draw(Generator& gen) const;
   virtual std::string name() const = 0;
-  // n independent draws as a Tensor [n].
+  // n independent draws as a Tensor [n], drawn in order from `gen`.
   Tensor sample(std::int64_t n, Generator& gen, DType dtype = DType::Float32,
+                Device device = Device::CPU) const;
+  // The times of samples noise.first_sample … + n − 1 at noise.step: sample i's time comes from its own
+  // Philox place in NoiseStream::Time, whatever n and first_sample are.
+  Tensor sample(std::int64_t n, const StepNoise& noise, DType dtype = DType::Float32,
                 Device device = Device::CPU) const;
 };
 
 // t ~ U[0, 1): the recipe of seeds 000–004.
 class UniformTimeSampler final : public TimeSampler {
  public:
-  double draw(Generator& gen) const override;
+  using TimeSampler::draw;
+  double draw(RandomDraws& draws) const override;
   std::string name() const override { return "uniform"; }
 };
 
@@ -45,7 +54,8 @@ class UniformTimeSampler final : public TimeSampler {
 class LogitNormalTimeSampler final : public TimeSampler {
  public:
   explicit LogitNormalTimeSampler(double mean = 0.0, double std = 1.0);
-  double draw(Generator& gen) const override;
+  using TimeSampler::draw;
+  double draw(RandomDraws& draws) const override;
   std::string name() const override { return "logit_normal"; }
   double mean() const { return mean_; }
   double std() const { return std_; }
@@ -58,7 +68,8 @@ class LogitNormalTimeSampler final : public TimeSampler {
 class WarpedUniformTimeSampler final : public TimeSampler {
  public:
   explicit WarpedUniformTimeSampler(double slope = 0.5);
-  double draw(Generator& gen) const override;
+  using TimeSampler::draw;
+  double draw(RandomDraws& draws) const override;
   std::string name() const override { return "warp"; }
   double slope() const { return slope_; }
 

@@ -2,10 +2,11 @@
 //
 // One step: draw a batch x1 from the data, noise x0 ~ N(0, I) and times t, regress the model's
 // velocity on the path's target (flow/loss.h), backpropagate, clip, step the optimiser at the
-// scheduled learning rate, update the EMA. Everything random comes from one Generator, so a run is
-// a pure function of its config and seed; the checkpoint (flow/checkpoint_format.h) stores that
-// generator's state, the data order, the optimiser and the EMA, so a resumed run continues bitwise
-// where it stopped.
+// scheduled learning rate, update the EMA. Everything random in step s is drawn from the Philox
+// streams of the run's seed at step s, per sample index (flow/step_noise.h), so a run is a pure
+// function of its config and seed; the checkpoint (flow/checkpoint_format.h) stores the seed, the
+// step, the data position, the optimiser and the EMA, so a resumed run continues bitwise where it
+// stopped.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -49,9 +50,9 @@ class FlowTrainer {
 
   StepStats train_step();
   std::int64_t step() const { return step_; }
-  Generator& generator() { return gen_; }
+  std::uint64_t seed() const { return seed_; }
 
-  // Checkpoint (the layout of flow/checkpoint_format.h): weights, EMA, optimiser, step, generator and
+  // Checkpoint (the layout of flow/checkpoint_format.h): weights, EMA, optimiser, step, seed and
   // data state, and `metadata` (the run's config), written atomically as safetensors.
   void save_checkpoint(const std::string& path, std::map<std::string, std::string> metadata) const;
   // Restores everything save_checkpoint wrote; returns the file's metadata.
@@ -66,7 +67,7 @@ class FlowTrainer {
   std::shared_ptr<const AffineProbabilityPath> path_;
   std::shared_ptr<const TimeSampler> time_sampler_;
   TrainerOptions options_;
-  Generator gen_;
+  std::uint64_t seed_;
   std::int64_t step_ = 0;
 
   TrainingStateRefs checkpointed_state() const { return {model_, ema_, optimizer_, data_}; }

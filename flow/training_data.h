@@ -1,17 +1,21 @@
 // flow/training_data.h — where training batches come from: a stream of fresh 2-D samples, or
 // shuffled epochs over an image data set (MNIST-format IDX files, e.g. Fashion-MNIST).
 //
-// Batches are produced on the host and moved to the training device by the trainer. The shuffle
-// state (permutation, position, epoch) is exported so a resumed run draws the very same batches.
+// Batches are produced on the host and moved to the training device by the trainer. Randomness comes
+// from the run's Philox streams (flow/step_noise.h): a toy point from (seed, step, sample index), an
+// epoch's order from (seed, epoch). The only state is therefore the position in the epoch and the
+// epoch number; exported, it lets a resumed run draw the very same batches.
 #pragma once
 #include <cstdint>
-#include <functional>
+#include <memory>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "core/random.h"
 #include "core/tensor.h"
+#include "flow/datasets2d.h"
+#include "flow/step_noise.h"
 
 namespace fm::flow {
 
@@ -20,8 +24,9 @@ using WordState = std::map<std::string, std::vector<std::uint64_t>>;
 class TrainingData {
  public:
   virtual ~TrainingData() = default;
-  // The next batch [batch_size, ...] (CPU, float32). `gen` is the run's generator.
-  virtual Tensor next_batch(std::int64_t batch_size, Generator& gen) = 0;
+  // The next batch [batch_size, ...] (CPU, float32) for the step noise.step; sample b of the batch is
+  // global sample noise.first_sample + b.
+  virtual Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) = 0;
   virtual Shape example_shape() const = 0;  // {2} for points, {1, 28, 28} for images
   virtual std::int64_t epoch() const { return 0; }
   virtual WordState state() const { return {}; }
@@ -29,27 +34,33 @@ class TrainingData {
   virtual std::string describe() const = 0;
 };
 
-// Fresh draws from a 2-D distribution each step (an infinite data set).
+// Fresh draws from a 2-D distribution each step (an infinite data set): point i of step s is made
+// from the Philox place (seed, DataPoint, s, i).
 class PointStream : public TrainingData {
  public:
-  using Sampler = std::function<Tensor(std::int64_t n, Generator& gen)>;
-  PointStream(std::string name, Sampler sampler) : name_(std::move(name)), sampler_(std::move(sampler)) {}
-  Tensor next_batch(std::int64_t batch_size, Generator& gen) override { return sampler_(batch_size, gen); }
+  explicit PointStream(std::shared_ptr<const ToyDistribution2D> distribution)
+      : distribution_(std::move(distribution)) {}
+  Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) override {
+    return distribution_->sample(batch_size, noise);
+  }
   Shape example_shape() const override { return {2}; }
-  std::string describe() const override { return name_ + " (fresh samples every step)"; }
+  std::string describe() const override { return distribution_->name() + " (fresh samples every step)"; }
 
  private:
-  std::string name_;
-  Sampler sampler_;
+  std::shared_ptr<const ToyDistribution2D> distribution_;
 };
 
 // Images from an IDX file scaled to [-1, 1], visited in a fresh random order every epoch; the
-// last incomplete batch of an epoch is dropped so every batch has the same size.
+// last incomplete batch of an epoch is dropped so every batch has the same size. Epoch e's order is a
+// Fisher–Yates shuffle whose swap i takes its 64-bit word from the Philox place (seed, DataOrder, e, i):
+// a function of (seed, e) alone, recomputed after a resume instead of being stored. It serves whole
+// batches (noise.first_sample must be 0): a data-parallel rank takes its rows of the batch, which
+// every rank can compute alike from (seed, epoch, position).
 class ImageEpochs : public TrainingData {
  public:
   // Reads the file (gzip or plain IDX); limit > 0 keeps only the first `limit` images.
   ImageEpochs(const std::string& images_path, std::int64_t limit = 0);
-  Tensor next_batch(std::int64_t batch_size, Generator& gen) override;
+  Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) override;
   Shape example_shape() const override { return {1, rows_, cols_}; }
   std::int64_t epoch() const override { return epoch_; }
   std::int64_t size() const { return count_; }
@@ -58,13 +69,16 @@ class ImageEpochs : public TrainingData {
   std::string describe() const override;
   // All images as one tensor [count, 1, rows, cols] in [-1, 1] (for evaluation).
   Tensor all_images() const;
+  // The order of epoch `epoch` for `seed`: a permutation of 0 … count − 1.
+  static std::vector<std::uint64_t> epoch_order(std::int64_t count, std::uint64_t seed, std::int64_t epoch);
 
  private:
   std::string path_;
   std::int64_t count_ = 0, rows_ = 0, cols_ = 0;
   std::vector<float> pixels_;  // count × rows × cols, scaled to [-1, 1]
-  std::vector<std::uint64_t> order_;
-  std::int64_t position_ = 0, epoch_ = -1;  // epoch -1: no permutation drawn yet
+  std::vector<std::uint64_t> order_;        // the order of epoch order_epoch_ (a cache)
+  std::int64_t order_epoch_ = -1;
+  std::int64_t position_ = 0, epoch_ = -1;  // epoch -1: no epoch started yet
 };
 
 // Pixels 0..255 → [-1, 1] (and back for pictures): x = p / 127.5 − 1.

@@ -1,6 +1,7 @@
 // tests/test_flow_datasets.cpp — the 2D toy distributions (flow/datasets2d.h): shapes and dtypes,
 // determinism by seed, and each distribution's geometry (moons on their arcs within the noise,
-// the spiral's radius, the 8 modes, the checkerboard's filled cells).
+// the spiral's radius, the 8 modes, the checkerboard's filled cells); the training form drawn by
+// (seed, step, sample index), independent of the batch split.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -147,4 +148,41 @@ TEST_CASE("checkerboard points fill only the dark cells of the square from -2 to
   REQUIRE(filled == 8);
   REQUIRE(mean_x / 8000 == Approx(0.0).margin(0.05));
   REQUIRE(mean_y / 8000 == Approx(0.0).margin(0.05));
+}
+
+TEST_CASE("training points are drawn by (seed, step, index), whatever the batch split", "[flow][data]") {
+  for (const std::string& name : toy_distribution_names()) {
+    auto dist = make_toy_distribution(name);
+    INFO(name);
+    const std::vector<double> whole = dist->sample(50, StepNoise{3, 8, 0}, DType::Float64).to_vector();
+    // Points [11, 30) drawn alone — an odd start, so the moons' alternation follows the global index.
+    const std::vector<double> part = dist->sample(19, StepNoise{3, 8, 11}, DType::Float64).to_vector();
+    REQUIRE(part == std::vector<double>(whole.begin() + 22, whole.begin() + 60));
+    REQUIRE(whole == dist->sample(50, StepNoise{3, 8, 0}, DType::Float64).to_vector());
+    REQUIRE(whole != dist->sample(50, StepNoise{3, 9, 0}, DType::Float64).to_vector());
+    REQUIRE(whole != dist->sample(50, StepNoise{4, 8, 0}, DType::Float64).to_vector());
+    std::vector<double> f32 = dist->sample(50, StepNoise{3, 8, 0}).to_vector();
+    for (std::size_t i = 0; i < f32.size(); ++i) REQUIRE(f32[i] == double(float(whole[i])));
+  }
+}
+
+TEST_CASE("training points by step and index have each distribution's geometry", "[flow][data]") {
+  // Noise-free moons on their arcs, chosen by the global index (first_sample 1: point 0 is inner).
+  std::vector<Point> moons = points_of(MoonsDistribution(0.0, false).sample(400, StepNoise{1, 0, 1}, DType::Float64));
+  for (std::size_t i = 0; i < moons.size(); ++i) {
+    const bool outer = (i + 1) % 2 == 0;
+    const double r = outer ? std::hypot(moons[i].x, moons[i].y) : std::hypot(moons[i].x - 1.0, moons[i].y - 0.5);
+    REQUIRE(r == Approx(1.0).epsilon(1e-12));
+  }
+  // 8 gaussians: all modes used equally over 8000 points of 40 steps (the draws' below(8)).
+  std::vector<int> count(8, 0);
+  for (std::int64_t step = 0; step < 40; ++step)
+    for (const Point& q : points_of(EightGaussiansDistribution().sample(200, StepNoise{2, step, 0}, DType::Float64))) {
+      const double angle = std::atan2(q.y, q.x);
+      ++count[std::size_t((int(std::lround(angle / (M_PI / 4))) + 8) % 8)];
+    }
+  for (int c : count) REQUIRE(c == Approx(1000).margin(150));  // binomial sd ≈ 30
+  // Checkerboard: only dark cells.
+  for (const Point& q : points_of(CheckerboardDistribution().sample(2000, StepNoise{5, 3, 0}, DType::Float64)))
+    REQUIRE((int(std::floor(q.x)) + int(std::floor(q.y))) % 2 == 0);
 }

@@ -1,6 +1,7 @@
 // tests/test_flow_time_sampler.cpp — training-time distributions (flow/time_sampler.h): ranges,
 // moments against closed forms or quadrature, the polynomial warp's endpoints and slope,
-// dtype/device of the result, t < 1 after float32 rounding, determinism, bad parameters.
+// dtype/device of the result, t < 1 after float32 rounding, determinism, bad parameters; the training
+// form drawn by (seed, step, sample index): the same moments, and independent of the batch split.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -143,7 +144,8 @@ TEST_CASE("time samplers give one time per sample in the asked dtype, below 1 af
   }
   // A draw of 1 − 2⁻⁴⁰ would round to 1.0f in float32: it is kept just below 1 instead.
   struct AlmostOne : TimeSampler {
-    double draw(Generator&) const override { return 1.0 - std::ldexp(1.0, -40); }
+    using TimeSampler::draw;
+    double draw(RandomDraws&) const override { return 1.0 - std::ldexp(1.0, -40); }
     std::string name() const override { return "almost_one"; }
   };
   Tensor t = AlmostOne().sample(3, gen);
@@ -152,6 +154,7 @@ TEST_CASE("time samplers give one time per sample in the asked dtype, below 1 af
     REQUIRE(v == std::nextafter(1.0f, 0.0f));
   }
   REQUIRE(AlmostOne().sample(1, gen, DType::Float64).item() == 1.0 - std::ldexp(1.0, -40));
+  for (float v : AlmostOne().sample(3, StepNoise{1, 2, 3}).to_float_vector()) REQUIRE(v == std::nextafter(1.0f, 0.0f));
 }
 
 TEST_CASE("time samplers are deterministic by seed", "[flow][time]") {
@@ -163,6 +166,53 @@ TEST_CASE("time samplers are deterministic by seed", "[flow][time]") {
     REQUIRE(va == sampler->sample(100, b).to_vector());
     REQUIRE(va != sampler->sample(100, c).to_vector());
   }
+}
+
+TEST_CASE("training times are drawn by (seed, step, sample index), whatever the batch split", "[flow][time]") {
+  for (const std::string& name : time_sampler_names()) {
+    auto sampler = make_time_sampler(name);
+    INFO(name);
+    const StepNoise step{42, 17, 0};
+    const std::vector<double> whole = sampler->sample(64, step, DType::Float64).to_vector();
+    // Samples [16, 40) drawn by another "rank" are the same 24 times.
+    const std::vector<double> part = sampler->sample(24, StepNoise{42, 17, 16}, DType::Float64).to_vector();
+    REQUIRE(part == std::vector<double>(whole.begin() + 16, whole.begin() + 40));
+    // Sample i's time is its own draw at (seed, Time, step, i).
+    PhiloxSampleDraws draws(step.key(NoiseStream::Time), 17, 5);
+    REQUIRE(whole[5] == std::min(sampler->draw(draws), std::nextafter(1.0, 0.0)));
+    REQUIRE(whole == sampler->sample(64, step, DType::Float64).to_vector());
+    REQUIRE(whole != sampler->sample(64, StepNoise{42, 18, 0}, DType::Float64).to_vector());
+    REQUIRE(whole != sampler->sample(64, StepNoise{43, 17, 0}, DType::Float64).to_vector());
+    // float32 is the float64 time rounded (and kept below 1).
+    std::vector<float> f32 = sampler->sample(64, step).to_float_vector();
+    for (std::size_t i = 0; i < f32.size(); ++i)
+      REQUIRE(f32[i] == std::min(float(whole[i]), std::nextafter(1.0f, 0.0f)));
+  }
+}
+
+TEST_CASE("training times drawn by step and sample have the samplers' moments", "[flow][time]") {
+  // kDraws times spread over steps and samples, as training draws them.
+  auto draw_all = [](const TimeSampler& sampler) {
+    std::vector<double> v;
+    for (std::int64_t step = 0; step < kDraws / 1000; ++step) {
+      std::vector<double> t = sampler.sample(1000, StepNoise{7, step, 0}, DType::Float64).to_vector();
+      v.insert(v.end(), t.begin(), t.end());
+    }
+    return v;
+  };
+  Moments u = moments(draw_all(UniformTimeSampler()));
+  REQUIRE(u.mean == Approx(0.5).margin(kMeanMargin));
+  REQUIRE(u.variance == Approx(1.0 / 12).margin(0.002));
+  REQUIRE(u.min >= 0.0);
+  REQUIRE(u.max < 1.0);
+  // Logit-normal(0, 1): symmetric about 1/2; E[sigmoid(z)²] by quadrature against the normal density.
+  Moments ln = moments(draw_all(LogitNormalTimeSampler()));
+  const double pi = 3.14159265358979323846;
+  const double second = simpson(
+      [&](double z) { return std::pow(1.0 / (1.0 + std::exp(-z)), 2) * std::exp(-z * z / 2) / std::sqrt(2 * pi); }, -12,
+      12);
+  REQUIRE(ln.mean == Approx(0.5).margin(kMeanMargin));
+  REQUIRE(ln.variance == Approx(second - 0.25).margin(0.002));
 }
 
 TEST_CASE("time sampler parameters are validated and unknown names refused", "[flow][time]") {

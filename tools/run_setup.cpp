@@ -58,9 +58,7 @@ std::string images_path(const Json& config) {
 std::unique_ptr<flow::TrainingData> build_training_data(const Json& config) {
   std::string name = config.at("data").at("name");
   if (is_2d_dataset(name)) {
-    auto toy = build_toy_distribution(config);
-    return std::make_unique<flow::PointStream>(
-        name, [toy](std::int64_t n, Generator& gen) { return toy->sample(n, gen); });
+    return std::make_unique<flow::PointStream>(build_toy_distribution(config));
   }
   return std::make_unique<flow::ImageEpochs>(images_path(config), config.at("data").at("limit").get<std::int64_t>());
 }
@@ -136,8 +134,8 @@ RunObjects build_run_objects(const Json& config, Device device) {
   options.batch_size = batch_size;
   options.grad_clip = train["grad_clip"];
   options.device = device;
-  // The trainer's generator is seeded apart from the initialisation stream (seed + 1) so that the
-  // noise/time/data stream does not depend on how many numbers the model's initialisation drew.
+  // The trainer's Philox noise is keyed by seed + 1 (the initialisation Generator uses seed): the
+  // offset dates from when both were generator streams and is kept so a seed means what it meant.
   objects.trainer = std::make_unique<flow::FlowTrainer>(
       *objects.model, *objects.optimizer, build_lr_schedule(config), objects.ema.get(), *objects.data,
       flow::make_path(config["path"]["scheduler"]), build_time_sampler(config),

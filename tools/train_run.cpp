@@ -274,7 +274,10 @@ class TrainingLoop {
     flow::TrainingData& data = *objects_.data;
     SampleResult s = generate_samples_with_ema(*objects_.model, use, *objects_.solver, data.example_shape(), count,
                                                gen, device_);
-    Tensor reference = data.example_shape().size() == 1 ? data.next_batch(count, picture_gen_) : Tensor();
+    // Fresh reference points per picture: a new noise seed from the picture generator each time.
+    Tensor reference = data.example_shape().size() == 1
+                           ? data.next_batch(count, flow::StepNoise{picture_gen_.next_u64(), 0, 0})
+                           : Tensor();
     write_samples_png((paths_.dir / file).string(), s.samples, reference, cat(title_, " · step ", trainer_.step()));
   }
 

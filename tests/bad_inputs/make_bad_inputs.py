@@ -131,6 +131,10 @@ def make_checkpoints(good_path):
     out["stray_tensor"] = encode_safetensors(metadata, tensors + [("notes", "F32", [1], b"\0" * 4)])
     out["no_ema"] = encode_safetensors(metadata, [t for t in tensors if not t[0].startswith("ema.")])
     out["no_step"] = encode_safetensors(metadata, [t for t in tensors if t[0] != "trainer.step"])
+    # The older format: a xoshiro256** generator's six state words in place of the noise seed.
+    out["old_generator"] = encode_safetensors(
+        metadata, [t for t in tensors if t[0] != "trainer.seed"] +
+        [("trainer.generator", "U64", [6], struct.pack("<6Q", 1, 2, 3, 4, 0, 0))])
     no_config = {k: v for k, v in metadata.items() if k != "config"}
     out["no_config"] = encode_safetensors(no_config, tensors)
     out["config_not_json"] = encode_safetensors(dict(metadata, config="{\"data\": "), tensors)

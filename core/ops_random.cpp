@@ -1,0 +1,52 @@
+// core/ops_random.cpp — philox_uniform / philox_normal: counter-based random tensors made on their own
+// device (see core/random.h for what they draw, kernels/random.h for the kernels).
+#include "core/dispatch.h"
+#include "core/random.h"
+#include "kernels/random.h"
+
+namespace fm {
+namespace {
+
+enum class Distribution { Uniform, Normal };
+
+Tensor philox_tensor(const char* op, Distribution distribution, const Shape& shape, PhiloxKey key,
+                     std::int64_t step, std::int64_t first_sample, DType dtype, Device device) {
+  const std::int64_t samples = shape.empty() ? 1 : shape[0];
+  const std::int64_t per_sample = samples == 0 ? 0 : shape_numel(shape) / samples;
+  FM_CHECK(step >= 0 && step < (std::int64_t(1) << 32), ValueError, op, ": step ", step,
+           " outside [0, 2^32) (the counter holds 32 bits of it)");
+  FM_CHECK(first_sample >= 0 && first_sample + samples <= (std::int64_t(1) << 32), ValueError, op, ": samples [",
+           first_sample, ", ", first_sample + samples, ") outside [0, 2^32)");
+  FM_CHECK(per_sample <= (std::int64_t(1) << 33), ValueError, op, ": ", per_sample,
+           " values per sample, at most 2^33");
+  Tensor out = Tensor::empty(shape, dtype, device);
+  const kernels::PhiloxPlace place{key.seed, key.stream, std::uint32_t(step), std::uint32_t(first_sample)};
+  const bool normal = distribution == Distribution::Normal;
+  dispatch_kernel(
+      op, device, dtype,
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        if (normal) kernels::philox_normal_cpu<T>(out.data<T>(), samples, per_sample, place);
+        else kernels::philox_uniform_cpu<T>(out.data<T>(), samples, per_sample, place);
+      },
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        if (normal) kernels::philox_normal_cuda(out.data<T>(), samples, per_sample, place);
+        else kernels::philox_uniform_cuda(out.data<T>(), samples, per_sample, place);
+      });
+  return out;
+}
+
+}  // namespace
+
+Tensor philox_uniform(const Shape& shape, PhiloxKey key, std::int64_t step, std::int64_t first_sample, DType dtype,
+                      Device device) {
+  return philox_tensor("philox_uniform", Distribution::Uniform, shape, key, step, first_sample, dtype, device);
+}
+
+Tensor philox_normal(const Shape& shape, PhiloxKey key, std::int64_t step, std::int64_t first_sample, DType dtype,
+                     Device device) {
+  return philox_tensor("philox_normal", Distribution::Normal, shape, key, step, first_sample, dtype, device);
+}
+
+}  // namespace fm

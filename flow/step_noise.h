@@ -1,0 +1,31 @@
+// flow/step_noise.h — where a training step's random numbers come from: counter-based Philox streams
+// (core/random.h) keyed by the run's seed and addressed by (step, sample index).
+//
+// Everything random in a training step — the data points of a 2-D toy stream, the times t, the noise
+// x0 — is a pure function of (seed, stream, step, global sample index, element). So a resumed run
+// needs only the seed and the step, and a batch split across data-parallel ranks (rank r draws
+// samples [a, b) with first_sample = a) gets exactly the numbers one process would. An image data
+// set's per-epoch order comes from the same seed with the epoch in place of the step.
+#pragma once
+#include <cstdint>
+
+#include "core/random.h"
+
+namespace fm::flow {
+
+// The stream ids (the counter's fourth word). Never renumber: checkpoints resume by them.
+enum class NoiseStream : std::uint32_t {
+  X0 = 1,          // the source noise x0 ~ N(0, I)
+  Time = 2,        // t, one draw per sample (flow/time_sampler.h)
+  DataPoint = 3,   // a 2-D toy point's draws (flow/datasets2d.h)
+  DataOrder = 4,   // an image epoch's shuffle (flow/training_data.h), step = epoch
+};
+
+struct StepNoise {
+  std::uint64_t seed = 0;
+  std::int64_t step = 0;          // the training step (0-based: the steps completed before it)
+  std::int64_t first_sample = 0;  // the global index of this batch's first sample
+  PhiloxKey key(NoiseStream stream) const { return {seed, static_cast<std::uint32_t>(stream)}; }
+};
+
+}  // namespace fm::flow
