@@ -2,8 +2,9 @@
 #include "kernels/cpu/cpu_isa.h"
 
 #include <cstdlib>
-#include <stdexcept>
 #include <string>
+
+#include "core/error.h"
 
 namespace fm::kernels {
 namespace {
@@ -27,11 +28,10 @@ CpuIsa choose() {
   if (value == "avx2" || value == "portable") return CpuIsa::Portable;
   if (value == "avx512") {
     if (!cpu_has_avx512())
-      throw std::runtime_error("FM_CPU_ISA=avx512: this CPU or this build has no AVX-512 kernels; "
-                               "expected auto or avx2");
+      throw ConfigError("FM_CPU_ISA=avx512: this CPU or this build has no AVX-512 kernels; expected auto or avx2");
     return CpuIsa::Avx512;
   }
-  throw std::runtime_error("FM_CPU_ISA=" + value + ": expected auto, avx2 or avx512");
+  throw ConfigError("FM_CPU_ISA=" + value + ": expected auto, avx2 or avx512");
 }
 
 }  // namespace

@@ -17,8 +17,8 @@ namespace fm::kernels {
 
 enum class CpuIsa { Portable, Avx512 };
 
-// The choice for this process (read once from the CPU and FM_CPU_ISA; throws std::runtime_error
-// naming the variable for a value it does not know or for avx512 on a CPU without it).
+// The choice for this process (read once from the CPU and FM_CPU_ISA; throws fm::ConfigError naming
+// the variable for a value it does not know or for avx512 on a CPU without it).
 CpuIsa cpu_isa();
 const char* cpu_isa_name(CpuIsa isa);
 
