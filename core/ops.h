@@ -42,6 +42,19 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // x·Wᵀ + b for x [..., in], weight [out, in], bias [out] (or undefined: no bias), the Linear layer.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 
+// ---- a whole MLP forward for inference (core/ops_mlp.cpp) ----
+enum class Activation { Silu, Gelu, Relu, Tanh };
+Tensor activate(const Tensor& x, Activation activation);  // silu, gelu, relu or tanh of x
+struct DenseLayer {
+  Tensor weight, bias;  // [out, in] and [out] (bias may be undefined: no bias)
+};
+// x [N, in] through the layers: h = x·Wᵀ + b, then `activation` after every layer but the last.
+// Without autograd (sampling, evaluation): throws ValueError when grad mode is on and any input
+// requires grad. Bitwise what linear() and activate() give layer by layer, and that is how it runs
+// on CUDA and in double; on the CPU in float the layers run fused, a block of rows at a time
+// (kernels/mlp_inference.h), which is several times fewer parallel regions and memory passes.
+Tensor mlp_inference(const Tensor& x, const std::vector<DenseLayer>& layers, Activation activation);
+
 // ---- joining and copying (core/ops_shape.cpp) ----
 Tensor concat(const std::vector<Tensor>& tensors, int dim);
 

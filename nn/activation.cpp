@@ -14,6 +14,15 @@ bool is_known_activation(const std::string& name) {
   return name == "silu" || name == "gelu" || name == "relu" || name == "tanh";
 }
 
+Activation activation_kind(const std::string& name, const std::string& config_key) {
+  if (name == "silu") return Activation::Silu;
+  if (name == "gelu") return Activation::Gelu;
+  if (name == "relu") return Activation::Relu;
+  if (name == "tanh") return Activation::Tanh;
+  throw ConfigError(cat(config_key, ": unknown activation '", name,
+                        "', expected one of \"silu\", \"gelu\", \"relu\", \"tanh\""));
+}
+
 std::shared_ptr<Layer> make_activation(const std::string& name, const std::string& config_key) {
   if (name == "silu") return std::make_shared<SiLU>();
   if (name == "gelu") return std::make_shared<GELU>();

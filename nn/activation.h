@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "core/ops.h"
 #include "nn/module.h"
 
 namespace fm::nn {
@@ -38,5 +39,7 @@ class Tanh : public Layer {
 // "silu" | "gelu" | "relu" | "tanh"; anything else throws fm::ConfigError naming `config_key`.
 std::shared_ptr<Layer> make_activation(const std::string& name, const std::string& config_key);
 bool is_known_activation(const std::string& name);
+// The same names as core's Activation (for the fused core::mlp_inference); throws like make_activation.
+Activation activation_kind(const std::string& name, const std::string& config_key);
 
 }  // namespace fm::nn

@@ -1,10 +1,10 @@
 // nn/mlp.cpp — the 2-D velocity MLP (see mlp.h).
 #include "nn/mlp.h"
 
+#include "core/autograd.h"
 #include "core/ops.h"
 #include "nn/activation.h"
 #include "nn/config_json.h"
-#include "nn/linear.h"
 
 namespace fm::nn {
 
@@ -60,12 +60,13 @@ VelocityMLP::VelocityMLP(const MLPConfig& config, Generator& gen) : VelocityMode
     time_embedding_ = std::make_shared<SinusoidalTimeEmbedding>(config_.time_embedding_dim, config_.time_scale);
   net = register_module("net", std::make_shared<Sequential>());
   int width = config_.input_features();
+  activation_kind_ = activation_kind(config_.activation, "model.activation");
   for (int layer = 0; layer < config_.hidden_layers; ++layer) {
-    net->push_back(std::make_shared<Linear>(width, config_.hidden_width, gen));
+    net->push_back(linears_.emplace_back(std::make_shared<Linear>(width, config_.hidden_width, gen)));
     net->push_back(make_activation(config_.activation, "model.activation"));
     width = config_.hidden_width;
   }
-  net->push_back(std::make_shared<Linear>(width, config_.data_dim, gen));
+  net->push_back(linears_.emplace_back(std::make_shared<Linear>(width, config_.data_dim, gen)));
 }
 
 Tensor VelocityMLP::forward(const Tensor& x, const Tensor& t) {
@@ -73,7 +74,11 @@ Tensor VelocityMLP::forward(const Tensor& x, const Tensor& t) {
            x.defined() ? shape_str(x.shape()) : "undefined", ", expected [N, ", config_.data_dim, "]");
   Tensor time = expand_time(t, x, "VelocityMLP");
   Tensor time_features = time_embedding_ ? time_embedding_->forward(time) : time.reshape({x.size(0), 1});
-  return net->forward(concat({x, time_features}, 1));
+  Tensor features = concat({x, time_features}, 1);
+  if (grad_mode_enabled()) return net->forward(features);
+  std::vector<DenseLayer> layers;
+  for (const auto& linear : linears_) layers.push_back({linear->weight, linear->bias});
+  return mlp_inference(features, layers, activation_kind_);
 }
 
 }  // namespace fm::nn

@@ -5,13 +5,17 @@
 //   time_input = "raw":         the single column t (seed 003 appends t to the position)
 //   time_input = "sinusoidal":  the seed-002 sinusoid of time_scale·t with time_embedding_dim features
 // Parameter names: net.0.weight, net.0.bias, net.2.weight, ... (a Sequential of Linear/activation).
+// Without grad mode (sampling, evaluation) forward runs the layers as core's mlp_inference(), one
+// fused pass on the CPU, bitwise the same numbers as the Sequential.
 #pragma once
 #include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "core/ops.h"
 #include "core/random.h"
+#include "nn/linear.h"
 #include "nn/module.h"
 #include "nn/time_embedding.h"
 #include "nn/velocity_model.h"
@@ -51,6 +55,8 @@ class VelocityMLP : public VelocityModel {
  private:
   MLPConfig config_;
   std::shared_ptr<SinusoidalTimeEmbedding> time_embedding_;  // null for "raw"
+  std::vector<std::shared_ptr<Linear>> linears_;              // net's Linear layers, in order
+  Activation activation_kind_;
 };
 
 }  // namespace fm::nn

@@ -152,3 +152,51 @@ TEST_CASE("same seed, same initialisation, bitwise the same loss sequence", "[nn
   std::vector<double> other = train_losses(config, 8, 20);
   REQUIRE(other != a);
 }
+
+// The fused inference forward (core's mlp_inference, kernels/mlp_inference.h) against the op-by-op
+// Sequential: bitwise equal, for row counts that are and are not multiples of the kernel's row block,
+// enough rows to take the threaded path, every activation and an odd width.
+TEST_CASE("without grad mode VelocityMLP runs fused, bitwise equal to the recorded forward", "[nn][mlp][inference]") {
+  for (const char* activation : {"gelu", "silu", "relu", "tanh"}) {
+    for (int width : {64, 37}) {
+      Generator gen(7);
+      MLPConfig config;
+      config.activation = activation;
+      config.hidden_width = width;
+      VelocityMLP model(config, gen);
+      for (std::int64_t rows : {1, 5, 128, 129, 2000}) {
+        Tensor x = randn({rows, 2}, gen), t = rand_uniform({rows}, gen);
+        std::vector<double> recorded = model.forward(x, t).to_vector();  // grad mode: the Sequential
+        NoGradGuard no_grad;
+        std::vector<double> fused = model.forward(x, t).to_vector();
+        INFO(activation << " width " << width << " rows " << rows);
+        REQUIRE(fused == recorded);
+      }
+    }
+  }
+}
+
+TEST_CASE("mlp_inference checks its layers and refuses inputs that need a gradient", "[nn][mlp][inference]") {
+  Generator gen(3);
+  Tensor x = randn({4, 3}, gen), w0 = randn({5, 3}, gen), b0 = randn({5}, gen), w1 = randn({2, 5}, gen);
+  // No bias on the last layer: the op-by-op path, the same numbers as linear() and gelu().
+  std::vector<DenseLayer> layers{{w0, b0}, {w1, Tensor()}};
+  std::vector<double> expected = linear(gelu(linear(x, w0, b0)), w1, Tensor()).to_vector();
+  REQUIRE(mlp_inference(x, layers, Activation::Gelu).to_vector() == expected);
+  // double runs layer by layer too (the gradcheck type)
+  Tensor xd = x.to(DType::Float64);
+  std::vector<DenseLayer> layers_d{{w0.to(DType::Float64), b0.to(DType::Float64)}, {w1.to(DType::Float64), Tensor()}};
+  REQUIRE(mlp_inference(xd, layers_d, Activation::Relu).shape() == Shape{4, 2});
+
+  REQUIRE_THROWS_WITH(mlp_inference(x, {{w1, Tensor()}}, Activation::Gelu),
+                      Catch::Contains("mlp_inference: layer 0 weight [2, 5], expected [out, 3]"));
+  REQUIRE_THROWS_WITH(mlp_inference(x, {{w0, w1}}, Activation::Gelu),
+                      Catch::Contains("mlp_inference: layer 0 bias [2, 5], expected [5]"));
+  REQUIRE_THROWS_AS(mlp_inference(x, {}, Activation::Gelu), ValueError);
+  REQUIRE_THROWS_AS(mlp_inference(xd, layers, Activation::Gelu), DTypeError);
+  Tensor w_trained = w0.detach();
+  w_trained.set_requires_grad();
+  REQUIRE_THROWS_WITH(mlp_inference(x, {{w_trained, b0}}, Activation::Gelu), Catch::Contains("NoGradGuard"));
+  NoGradGuard no_grad;  // under the guard a trainable weight is fine
+  REQUIRE(mlp_inference(x, {{w_trained, b0}}, Activation::Gelu).shape() == Shape{4, 5});
+}

@@ -1,0 +1,88 @@
+// kernels/cpu/mlp_inference.cpp — the fused MLP forward of kernels/mlp_inference.h.
+//
+//   for each block of kRowBlock rows (blocks shared out among the OpenMP threads):
+//     for each layer:  out = bias rows;  out += in · Wᵀ (gemm_cpu, beta = 1);  out = act(out)
+//     (out and in: two per-thread scratch buffers, swapped after every layer; the last layer writes
+//      straight into the output)
+//
+// Each step is the call linear() and the activation op make (core/ops_matmul.cpp: C starts as the
+// bias rows and GEMM adds the product onto them), so every value matches the op-by-op forward
+// bitwise. Inside the block loop the GEMMs are small (kRowBlock × width × width, under the GEMM's own
+// threading threshold) and run on the calling thread.
+#include "kernels/mlp_inference.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/gemm.h"
+
+namespace fm::kernels {
+namespace {
+
+// Rows per block: big enough that packing a layer's weights for the GEMM (once per block and layer)
+// is small next to the block's multiply, small enough that the block's activations (128 × 64 floats
+// = 32 KiB per buffer) stay in the core's L2 between layers and that 2,000 points make 16 blocks to
+// share among the threads.
+constexpr std::int64_t kRowBlock = 128;
+
+// Below about this many multiply-adds per evaluation one thread does it all (waking a second one
+// costs a few microseconds; see kParallelWork in kernels/cpu/elementwise_loops.h).
+constexpr std::int64_t kParallelMacs = std::int64_t(1) << 18;
+
+ElementwiseGeometry dense_geometry(std::int64_t numel) {
+  ElementwiseGeometry g;
+  g.ndim = 1;
+  g.sizes[0] = numel;
+  g.out_strides[0] = g.a_strides[0] = g.b_strides[0] = 1;
+  return g;
+}
+
+void run_block(const std::vector<DenseLayerView>& layers, const float* input, std::int64_t rows,
+               float* output, std::vector<float>& scratch_a, std::vector<float>& scratch_b) {
+  const float* in = input;
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const DenseLayerView& layer = layers[l];
+    const bool last = l + 1 == layers.size();
+    std::vector<float>& scratch = (l % 2 == 0) ? scratch_a : scratch_b;
+    float* out = last ? output : scratch.data();
+    const int width = layer.out_features;
+    for (std::int64_t r = 0; r < rows; ++r) std::memcpy(out + r * width, layer.bias, sizeof(float) * width);
+    gemm_cpu<float>(false, true, int(rows), width, layer.in_features, 1.0f, in, layer.in_features, layer.weight,
+                    layer.in_features, 1.0f, out, width);
+    if (layer.activation != UnaryOp::Identity)
+      unary_cpu<float>(layer.activation, out, out, dense_geometry(rows * width), 0.0, 0.0);
+    in = out;
+  }
+}
+
+}  // namespace
+
+void mlp_inference_cpu(const std::vector<DenseLayerView>& layers, const float* input, std::int64_t rows,
+                       float* output) {
+  if (layers.empty() || rows <= 0) return;
+  int widest = 0;
+  std::int64_t macs_per_row = 0;
+  for (const DenseLayerView& layer : layers) {
+    widest = std::max(widest, layer.out_features);
+    macs_per_row += std::int64_t(layer.in_features) * layer.out_features;
+  }
+  const int in_features = layers.front().in_features, out_features = layers.back().out_features;
+  const std::int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+  const bool parallel = blocks > 1 && rows * macs_per_row > kParallelMacs;
+
+#pragma omp parallel if (parallel)
+  {
+    // Scratch for the hidden layers: per thread, reused across blocks and across calls.
+    thread_local std::vector<float> scratch_a, scratch_b;
+    const std::size_t scratch_size = std::size_t(kRowBlock) * widest;
+    if (scratch_a.size() < scratch_size) scratch_a.resize(scratch_size);
+    if (scratch_b.size() < scratch_size) scratch_b.resize(scratch_size);
+#pragma omp for schedule(static)
+    for (std::int64_t block = 0; block < blocks; ++block) {
+      const std::int64_t r0 = block * kRowBlock, block_rows = std::min(kRowBlock, rows - r0);
+      run_block(layers, input + r0 * in_features, block_rows, output + r0 * out_features, scratch_a, scratch_b);
+    }
+  }
+}
+
+}  // namespace fm::kernels
