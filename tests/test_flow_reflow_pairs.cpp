@@ -1,0 +1,120 @@
+// tests/test_flow_reflow_pairs.cpp — reflow pairs files (flow/reflow_pairs.h): the pairs are the
+// teacher's solves of the source's draws, an interrupted generation resumes to bitwise the same file,
+// a file made with another recipe is refused, and a corrupt or inconsistent file is a FormatError.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <stdexcept>
+
+#include "core/io/atomic_file.h"
+#include "core/io/tensor_io.h"
+#include "core/ops.h"
+#include "core/random.h"
+#include "flow/reflow_pairs.h"
+#include "test_util.h"
+
+using namespace fm;
+using namespace fm::flow;
+
+namespace {
+
+// x0 of pair i: a fixed function of i (as the Philox source is), so resumes can be compared.
+Tensor source_rows(std::int64_t first, std::int64_t count) {
+  std::vector<double> values;
+  for (std::int64_t i = first; i < first + count; ++i) values.insert(values.end(), {double(i), -0.5 * double(i)});
+  return Tensor::from_vector(values, {count, 2});
+}
+
+PairsRecipe recipe_of(std::int64_t count, std::int64_t chunk) {
+  PairsRecipe recipe;
+  recipe.solver = "euler";
+  recipe.steps = 4;
+  recipe.count = count;
+  recipe.chunk = chunk;
+  recipe.seed = 3;
+  recipe.provenance["teacher"] = "analytic shift";
+  return recipe;
+}
+
+}  // namespace
+
+TEST_CASE("pairs are (x0, teacher's solve of x0), joined from chunks, parts removed", "[flow][reflow]") {
+  fm::test::TempDir dir("fm_test_pairs");
+  const std::string path = dir.file("pairs.safetensors");
+  // v = (1, 2) everywhere: the solve is x0 + (1, 2) whatever the solver.
+  VelocityField shift = [](const Tensor& x, double) { return x * 0.0 + Tensor::from_vector({1.0, 2.0}, {2}); };
+  std::vector<std::int64_t> seen;
+  generate_pairs(shift, source_rows, recipe_of(10, 4), path,
+                 [&](std::int64_t done, std::int64_t total) {
+                   REQUIRE(total == 10);
+                   seen.push_back(done);
+                 });
+  REQUIRE(seen == std::vector<std::int64_t>{4, 8, 10});
+  REQUIRE(dir.entries() == std::vector<std::string>{"pairs.safetensors"});
+  ReflowPairs pairs = load_pairs(path);
+  REQUIRE(pairs.x0.shape() == Shape{10, 2});
+  REQUIRE(pairs.x0.to_vector() == source_rows(0, 10).to_vector());
+  std::vector<double> x1 = pairs.x1.to_vector();
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(x1[2 * i] == Approx(i + 1.0));
+    REQUIRE(x1[2 * i + 1] == Approx(-0.5 * i + 2.0));
+  }
+  REQUIRE(pairs.metadata.at("pairs.solver") == "euler");
+  REQUIRE(pairs.metadata.at("teacher") == "analytic shift");
+  // Asking again for the same pairs keeps the file; another recipe is refused by name.
+  generate_pairs(shift, source_rows, recipe_of(10, 4), path);
+  PairsRecipe other = recipe_of(10, 4);
+  other.seed = 4;
+  REQUIRE_THROWS_WITH(generate_pairs(shift, source_rows, other, path),
+                      Catch::Contains("pairs.seed is \"3\", expected \"4\""));
+}
+
+TEST_CASE("an interrupted generation resumes at the first missing part, to the same file", "[flow][reflow]") {
+  fm::test::TempDir dir("fm_test_pairs_resume");
+  VelocityField rotate = [](const Tensor& x, double t) {
+    return concat({x.narrow(1, 1, 1) * -1.0, x.narrow(1, 0, 1) * (1.0 + t)}, 1);
+  };
+  const std::string whole = dir.file("whole.safetensors"), resumed = dir.file("resumed.safetensors");
+  generate_pairs(rotate, source_rows, recipe_of(11, 3), whole);
+
+  int evaluations = 0;
+  VelocityField dies_in_third_chunk = [&](const Tensor& x, double t) {
+    if (++evaluations > 2 * 4) throw std::runtime_error("killed");  // chunks 0 and 1 finish (4 steps each)
+    return rotate(x, t);
+  };
+  REQUIRE_THROWS_WITH(generate_pairs(dies_in_third_chunk, source_rows, recipe_of(11, 3), resumed), "killed");
+  REQUIRE(std::filesystem::exists(pairs_part_path(resumed, 0)));
+  REQUIRE(std::filesystem::exists(pairs_part_path(resumed, 1)));
+  REQUIRE(!std::filesystem::exists(resumed));
+
+  int resumed_evaluations = 0;
+  VelocityField counting = [&](const Tensor& x, double t) { return ++resumed_evaluations, rotate(x, t); };
+  generate_pairs(counting, source_rows, recipe_of(11, 3), resumed);
+  REQUIRE(resumed_evaluations == 2 * 4);  // chunks 2 and 3 only
+  REQUIRE(load_pairs(resumed).x1.to_vector() == load_pairs(whole).x1.to_vector());
+  REQUIRE(!std::filesystem::exists(pairs_part_path(resumed, 0)));
+}
+
+TEST_CASE("load_pairs refuses corrupt and inconsistent files by name", "[flow][reflow]") {
+  fm::test::TempDir dir("fm_test_pairs_bad");
+  Tensor a = Tensor::zeros({3, 2}), b = Tensor::ones({3, 2});
+  auto write = [&](const std::string& name, const io::NamedTensors& tensors, const std::string& count) {
+    io::save_safetensors(dir.file(name), tensors, {{"pairs.count", count}});
+    return dir.file(name);
+  };
+  REQUIRE(load_pairs(write("good.safetensors", {{"x0", a}, {"x1", b}}, "3")).x1.shape() == Shape{3, 2});
+  REQUIRE_THROWS_WITH(load_pairs(write("no_x1.safetensors", {{"x0", a}}, "3")), Catch::Contains("no tensor 'x1'"));
+  REQUIRE_THROWS_WITH(load_pairs(write("count.safetensors", {{"x0", a}, {"x1", b}}, "4")),
+                      Catch::Contains("holds 3 pairs but its metadata says pairs.count = 4"));
+  REQUIRE_THROWS_WITH(load_pairs(write("shape.safetensors", {{"x0", a}, {"x1", Tensor::zeros({3, 3})}}, "3")),
+                      Catch::Contains("must have the same shape"));
+  REQUIRE_THROWS_WITH(load_pairs(write("f64.safetensors", {{"x0", a.to(DType::Float64)}, {"x1", b}}, "3")),
+                      Catch::Contains("expected float32"));
+  Tensor with_nan = Tensor::from_vector({0, 1, std::nan(""), 3, 4, 5}, {3, 2});
+  REQUIRE_THROWS_WITH(load_pairs(write("nan.safetensors", {{"x0", a}, {"x1", with_nan}}, "3")),
+                      Catch::Contains("x1 has a non-finite value"));
+  const std::string good = dir.file("good.safetensors");
+  std::string bytes = io::read_file_bytes(good);
+  const std::string truncated = dir.write("truncated.safetensors", bytes.substr(0, bytes.size() - 5));
+  REQUIRE_THROWS_AS(load_pairs(truncated), FormatError);
+}
