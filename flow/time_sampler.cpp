@@ -1,4 +1,4 @@
-// flow/time_sampler.cpp — uniform, logit-normal and polynomially warped training times.
+// flow/time_sampler.cpp — uniform, logit-normal, polynomially warped and grid training times.
 #include "flow/time_sampler.h"
 
 #include <algorithm>
@@ -69,7 +69,16 @@ double WarpedUniformTimeSampler::draw(RandomDraws& draws) const {
   return polynomial_time_warp(draws.uniform(), slope_);
 }
 
-std::vector<std::string> time_sampler_names() { return {"uniform", "logit_normal", "warp"}; }
+GridTimeSampler::GridTimeSampler(int points) : points_(points) {
+  FM_CHECK(points >= 1, ValueError, "grid time sampler: the number of grid points must be >= 1, got ", points);
+}
+
+double GridTimeSampler::draw(RandomDraws& draws) const {
+  const int index = std::min(points_ - 1, int(draws.uniform() * points_));
+  return double(index) / points_;
+}
+
+std::vector<std::string> time_sampler_names() { return {"uniform", "logit_normal", "warp", "grid"}; }
 
 std::shared_ptr<const TimeSampler> make_time_sampler(const std::string& name,
                                                      const TimeSamplerOptions& options) {
@@ -79,8 +88,9 @@ std::shared_ptr<const TimeSampler> make_time_sampler(const std::string& name,
                                                     options.logit_normal_std);
   if (name == "warp" || name == "polynomial_warp")
     return std::make_shared<WarpedUniformTimeSampler>(options.warp_slope);
+  if (name == "grid") return std::make_shared<GridTimeSampler>(options.grid_points);
   throw ConfigError(cat("time sampler: unknown name '", name,
-                        "', expected one of uniform, logit_normal, warp"));
+                        "', expected one of uniform, logit_normal, warp, grid"));
 }
 
 }  // namespace fm::flow

@@ -77,13 +77,31 @@ class WarpedUniformTimeSampler final : public TimeSampler {
   double slope_;
 };
 
+// t uniform on the grid {0, 1/k, …, (k − 1)/k}: the times a k-step Euler sampler evaluates the field at.
+// Training on pairs with these times only is the rectified-flow paper's distillation to k steps
+// (Liu et al. 2023, §2.3 / eq. 8 for k = 1): the student has to be right exactly where k Euler steps
+// will ask it, and nowhere else.
+class GridTimeSampler final : public TimeSampler {
+ public:
+  explicit GridTimeSampler(int points);
+  using TimeSampler::draw;
+  double draw(RandomDraws& draws) const override;
+  std::string name() const override { return "grid"; }
+  int points() const { return points_; }
+
+ private:
+  int points_;
+};
+
 // Parameters a config may set; each sampler reads only its own.
 struct TimeSamplerOptions {
   double logit_normal_mean = 0.0;
   double logit_normal_std = 1.0;
   double warp_slope = 0.5;
+  int grid_points = 1;
 };
-// "uniform", "logit_normal" (or "logitnormal"), "warp" (or "polynomial_warp"); ConfigError otherwise.
+// "uniform", "logit_normal" (or "logitnormal"), "warp" (or "polynomial_warp"), "grid"; ConfigError
+// otherwise.
 std::shared_ptr<const TimeSampler> make_time_sampler(const std::string& name,
                                                      const TimeSamplerOptions& options = {});
 std::vector<std::string> time_sampler_names();

@@ -5,19 +5,29 @@
 #include <cstring>
 
 #include "core/io/idx.h"
+#include "flow/reflow_pairs.h"
 
 namespace fm::flow {
 
-ImageEpochs::ImageEpochs(const std::string& images_path, std::int64_t limit) : path_(images_path) {
-  io::IdxImages images = io::read_idx_images(images_path);
-  count_ = limit > 0 ? std::min(limit, images.count) : images.count;
+namespace {
+std::int64_t image_count(const io::IdxImages& images, std::int64_t limit) {
+  return limit > 0 ? std::min(limit, images.count) : images.count;
+}
+}  // namespace
+
+ImageEpochs::ImageEpochs(const std::string& images_path, std::int64_t limit)
+    : ImageEpochs(images_path, io::read_idx_images(images_path), limit) {}
+
+ImageEpochs::ImageEpochs(const std::string& images_path, const io::IdxImages& images, std::int64_t limit)
+    : path_(images_path), cursor_(image_count(images, limit), cat("the ", image_count(images, limit), " images in ", images_path)) {
+  count_ = image_count(images, limit);
   rows_ = images.rows;
   cols_ = images.cols;
   pixels_.resize(std::size_t(count_ * rows_ * cols_));
   for (std::size_t i = 0; i < pixels_.size(); ++i) pixels_[i] = pixel_to_unit(images.pixels[i]);
 }
 
-std::vector<std::uint64_t> ImageEpochs::epoch_order(std::int64_t count, std::uint64_t seed, std::int64_t epoch) {
+std::vector<std::uint64_t> EpochCursor::epoch_order(std::int64_t count, std::uint64_t seed, std::int64_t epoch) {
   std::vector<std::uint64_t> order(static_cast<std::size_t>(count));
   for (std::int64_t i = 0; i < count; ++i) order[std::size_t(i)] = std::uint64_t(i);
   const PhiloxKey key = StepNoise{seed, epoch, 0}.key(NoiseStream::DataOrder);
@@ -28,10 +38,9 @@ std::vector<std::uint64_t> ImageEpochs::epoch_order(std::int64_t count, std::uin
   return order;
 }
 
-Tensor ImageEpochs::next_batch(std::int64_t batch_size, const StepNoise& noise) {
-  FM_CHECK(batch_size <= count_, ValueError, "train.batch_size: ", batch_size, " is larger than the ",
-           count_, " images in ", path_);
-  FM_CHECK(noise.first_sample == 0, ValueError, "image epochs serve whole batches (first sample ",
+const std::uint64_t* EpochCursor::next(std::int64_t batch_size, const StepNoise& noise) {
+  FM_CHECK(batch_size <= count_, ValueError, "train.batch_size: ", batch_size, " is larger than ", what_);
+  FM_CHECK(noise.first_sample == 0, ValueError, "epochs over stored examples serve whole batches (first sample ",
            noise.first_sample, " asked); take a rank's rows from the full batch");
   if (epoch_ < 0 || position_ + batch_size > count_) {  // a new epoch
     position_ = 0;
@@ -41,30 +50,34 @@ Tensor ImageEpochs::next_batch(std::int64_t batch_size, const StepNoise& noise) 
     order_ = epoch_order(count_, noise.seed, epoch_);
     order_epoch_ = epoch_;
   }
-  const std::int64_t image_size = rows_ * cols_;
-  Tensor batch = Tensor::empty({batch_size, 1, rows_, cols_});
-  float* out = batch.data<float>();
-  for (std::int64_t b = 0; b < batch_size; ++b) {
-    std::uint64_t index = order_[std::size_t(position_ + b)];
-    std::memcpy(out + b * image_size, pixels_.data() + index * image_size, sizeof(float) * image_size);
-  }
+  const std::uint64_t* indices = order_.data() + position_;
   position_ += batch_size;
-  return batch;
+  return indices;
 }
 
-WordState ImageEpochs::state() const {
+WordState EpochCursor::state() const {
   return {{"data.position_epoch", {std::uint64_t(position_), std::uint64_t(epoch_ + 1)}}};
 }
 
-void ImageEpochs::load_state(const WordState& state) {
+void EpochCursor::load_state(const WordState& state) {
   auto pos = state.find("data.position_epoch");
-  FM_CHECK(pos != state.end() && pos->second.size() == 2, FormatError,
-           "checkpoint: missing the data position of ", path_);
+  FM_CHECK(pos != state.end() && pos->second.size() == 2, FormatError, "checkpoint: missing the data position of ",
+           what_);
   position_ = std::int64_t(pos->second[0]);
   epoch_ = std::int64_t(pos->second[1]) - 1;
   FM_CHECK(position_ >= 0 && position_ <= count_, FormatError, "checkpoint: data position ", position_,
-           " is past the ", count_, " images in ", path_, " (was data.limit changed?)");
+           " is past ", what_, " (was data.limit changed?)");
   order_epoch_ = -1;
+}
+
+Tensor ImageEpochs::next_batch(std::int64_t batch_size, const StepNoise& noise) {
+  const std::uint64_t* indices = cursor_.next(batch_size, noise);
+  const std::int64_t image_size = rows_ * cols_;
+  Tensor batch = Tensor::empty({batch_size, 1, rows_, cols_});
+  float* out = batch.data<float>();
+  for (std::int64_t b = 0; b < batch_size; ++b)
+    std::memcpy(out + b * image_size, pixels_.data() + indices[b] * image_size, sizeof(float) * image_size);
+  return batch;
 }
 
 std::string ImageEpochs::describe() const {
@@ -75,6 +88,38 @@ Tensor ImageEpochs::all_images() const {
   Tensor t = Tensor::empty({count_, 1, rows_, cols_});
   std::memcpy(t.data<float>(), pixels_.data(), pixels_.size() * sizeof(float));
   return t;
+}
+
+}  // namespace fm::flow
+
+namespace fm::flow {
+
+PairEpochs::PairEpochs(const std::string& pairs_path)
+    : PairEpochs(pairs_path, load_pairs(pairs_path)) {}
+
+PairEpochs::PairEpochs(const std::string& pairs_path, ReflowPairs pairs)
+    : path_(pairs_path), x0_(pairs.x0), x1_(pairs.x1), metadata_(std::move(pairs.metadata)),
+      cursor_(pairs.x1.size(0), cat("the ", pairs.x1.size(0), " pairs in ", pairs_path)) {}
+
+Tensor PairEpochs::next_batch(std::int64_t batch_size, const StepNoise& noise) {
+  const std::uint64_t* indices = cursor_.next(batch_size, noise);
+  const std::int64_t row = x1_.numel() / x1_.size(0);
+  Shape shape = x1_.shape();
+  shape[0] = batch_size;
+  Tensor x0 = Tensor::empty(shape), x1 = Tensor::empty(shape);
+  const float *x0_all = x0_.data<float>(), *x1_all = x1_.data<float>();
+  for (std::int64_t b = 0; b < batch_size; ++b) {
+    std::memcpy(x0.data<float>() + b * row, x0_all + indices[b] * row, sizeof(float) * row);
+    std::memcpy(x1.data<float>() + b * row, x1_all + indices[b] * row, sizeof(float) * row);
+  }
+  last_x0_ = x0;
+  return x1;
+}
+
+Shape PairEpochs::example_shape() const { return Shape(x1_.shape().begin() + 1, x1_.shape().end()); }
+
+std::string PairEpochs::describe() const {
+  return cat(path_, " (", x1_.size(0), " reflow pairs of ", shape_str(example_shape()), ")");
 }
 
 }  // namespace fm::flow

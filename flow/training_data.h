@@ -1,5 +1,6 @@
-// flow/training_data.h — where training batches come from: a stream of fresh 2-D samples, or
-// shuffled epochs over an image data set (MNIST-format IDX files, e.g. Fashion-MNIST).
+// flow/training_data.h — where training batches come from: a stream of fresh 2-D samples, shuffled
+// epochs over an image data set (MNIST-format IDX files, e.g. Fashion-MNIST), or shuffled epochs over
+// reflow pairs (x0 and x1 both given).
 //
 // Batches are produced on the host and moved to the training device by the trainer. Randomness comes
 // from the run's Philox streams (flow/step_noise.h): a toy point from (seed, step, sample index), an
@@ -12,9 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "core/io/idx.h"
 #include "core/random.h"
 #include "core/tensor.h"
 #include "flow/datasets2d.h"
+#include "flow/reflow_pairs.h"
 #include "flow/step_noise.h"
 
 namespace fm::flow {
@@ -32,6 +35,9 @@ class TrainingData {
   virtual WordState state() const { return {}; }
   virtual void load_state(const WordState&) {}
   virtual std::string describe() const = 0;
+  // Data that brings its own source points (reflow pairs): the x0 rows paired with the last
+  // next_batch, same shape; undefined for data that does not (the trainer then draws x0 itself).
+  virtual Tensor paired_source() const { return Tensor(); }
 };
 
 // Fresh draws from a 2-D distribution each step (an infinite data set): point i of step s is made
@@ -50,35 +56,79 @@ class PointStream : public TrainingData {
   std::shared_ptr<const ToyDistribution2D> distribution_;
 };
 
-// Images from an IDX file scaled to [-1, 1], visited in a fresh random order every epoch; the
-// last incomplete batch of an epoch is dropped so every batch has the same size. Epoch e's order is a
-// Fisher–Yates shuffle whose swap i takes its 64-bit word from the Philox place (seed, DataOrder, e, i):
-// a function of (seed, e) alone, recomputed after a resume instead of being stored. It serves whole
-// batches (noise.first_sample must be 0): a data-parallel rank takes its rows of the batch, which
-// every rank can compute alike from (seed, epoch, position).
+// Shuffled epochs over `count` stored examples: which examples the next batch takes. Epoch e's order
+// is a Fisher–Yates shuffle whose swap i takes its 64-bit word from the Philox place (seed, DataOrder,
+// e, i): a function of (seed, e) alone, recomputed after a resume instead of being stored. The last
+// incomplete batch of an epoch is dropped so every batch has the same size. It serves whole batches
+// (noise.first_sample must be 0): a data-parallel rank takes its rows of the batch, which every rank
+// can compute alike from (seed, epoch, position).
+class EpochCursor {
+ public:
+  EpochCursor(std::int64_t count, std::string what) : count_(count), what_(std::move(what)) {}
+  // The example indices of the next batch (starting a new epoch when this one has too few left).
+  const std::uint64_t* next(std::int64_t batch_size, const StepNoise& noise);
+  std::int64_t epoch() const { return epoch_; }
+  WordState state() const;
+  void load_state(const WordState& state);
+  // The order of epoch `epoch` for `seed`: a permutation of 0 … count − 1.
+  static std::vector<std::uint64_t> epoch_order(std::int64_t count, std::uint64_t seed, std::int64_t epoch);
+
+ private:
+  std::int64_t count_;
+  std::string what_;                        // "the 60000 images in FILE", for messages
+  std::vector<std::uint64_t> order_;        // the order of epoch order_epoch_ (a cache)
+  std::int64_t order_epoch_ = -1;
+  std::int64_t position_ = 0, epoch_ = -1;  // epoch -1: no epoch started yet
+};
+
+// Images from an IDX file scaled to [-1, 1], visited in shuffled epochs (EpochCursor).
 class ImageEpochs : public TrainingData {
  public:
   // Reads the file (gzip or plain IDX); limit > 0 keeps only the first `limit` images.
   ImageEpochs(const std::string& images_path, std::int64_t limit = 0);
   Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) override;
   Shape example_shape() const override { return {1, rows_, cols_}; }
-  std::int64_t epoch() const override { return epoch_; }
+  std::int64_t epoch() const override { return cursor_.epoch(); }
   std::int64_t size() const { return count_; }
-  WordState state() const override;
-  void load_state(const WordState& state) override;
+  WordState state() const override { return cursor_.state(); }
+  void load_state(const WordState& state) override { cursor_.load_state(state); }
   std::string describe() const override;
   // All images as one tensor [count, 1, rows, cols] in [-1, 1] (for evaluation).
   Tensor all_images() const;
-  // The order of epoch `epoch` for `seed`: a permutation of 0 … count − 1.
-  static std::vector<std::uint64_t> epoch_order(std::int64_t count, std::uint64_t seed, std::int64_t epoch);
+  static std::vector<std::uint64_t> epoch_order(std::int64_t count, std::uint64_t seed, std::int64_t epoch) {
+    return EpochCursor::epoch_order(count, seed, epoch);
+  }
 
  private:
   std::string path_;
   std::int64_t count_ = 0, rows_ = 0, cols_ = 0;
   std::vector<float> pixels_;  // count × rows × cols, scaled to [-1, 1]
-  std::vector<std::uint64_t> order_;        // the order of epoch order_epoch_ (a cache)
-  std::int64_t order_epoch_ = -1;
-  std::int64_t position_ = 0, epoch_ = -1;  // epoch -1: no epoch started yet
+  EpochCursor cursor_;
+  ImageEpochs(const std::string& images_path, const io::IdxImages& images, std::int64_t limit);
+};
+
+// Reflow pairs (flow/reflow_pairs.h) visited in shuffled epochs: next_batch gives the x1 rows and
+// paired_source() the x0 rows they were made from, in the same order.
+class PairEpochs : public TrainingData {
+ public:
+  explicit PairEpochs(const std::string& pairs_path);
+  Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) override;
+  Tensor paired_source() const override { return last_x0_; }
+  Shape example_shape() const override;
+  std::int64_t epoch() const override { return cursor_.epoch(); }
+  std::int64_t size() const { return x1_.size(0); }
+  WordState state() const override { return cursor_.state(); }
+  void load_state(const WordState& state) override { cursor_.load_state(state); }
+  std::string describe() const override;
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+ private:
+  std::string path_;
+  Tensor x0_, x1_;  // [count, ...] float32, CPU
+  std::map<std::string, std::string> metadata_;
+  EpochCursor cursor_;
+  Tensor last_x0_;
+  PairEpochs(const std::string& pairs_path, ReflowPairs pairs);
 };
 
 // Pixels 0..255 → [-1, 1] (and back for pictures): x = p / 127.5 − 1.

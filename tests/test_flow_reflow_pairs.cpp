@@ -3,6 +3,7 @@
 // a file made with another recipe is refused, and a corrupt or inconsistent file is a FormatError.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <stdexcept>
 
@@ -11,6 +12,7 @@
 #include "core/ops.h"
 #include "core/random.h"
 #include "flow/reflow_pairs.h"
+#include "flow/training_data.h"
 #include "test_util.h"
 
 using namespace fm;
@@ -117,4 +119,37 @@ TEST_CASE("load_pairs refuses corrupt and inconsistent files by name", "[flow][r
   std::string bytes = io::read_file_bytes(good);
   const std::string truncated = dir.write("truncated.safetensors", bytes.substr(0, bytes.size() - 5));
   REQUIRE_THROWS_AS(load_pairs(truncated), FormatError);
+}
+
+TEST_CASE("PairEpochs serves x1 rows with their own x0 rows, in resumable shuffled epochs", "[flow][reflow]") {
+  fm::test::TempDir dir("fm_test_pair_epochs");
+  const std::string path = dir.file("pairs.safetensors");
+  // x1 = x0 + (100, 200): each served row can be checked against its partner.
+  VelocityField shift = [](const Tensor& x, double) { return x * 0.0 + Tensor::from_vector({100.0, 200.0}, {2}); };
+  generate_pairs(shift, source_rows, recipe_of(10, 4), path);
+  PairEpochs data(path);
+  REQUIRE(data.size() == 10);
+  REQUIRE(data.example_shape() == Shape{2});
+  std::vector<double> first_epoch_x0;
+  for (int step = 0; step < 3; ++step) {  // batches of 3: epoch 0 serves 9 of the 10 pairs
+    std::vector<double> x1 = data.next_batch(3, StepNoise{7, step, 0}).to_vector();
+    std::vector<double> x0 = data.paired_source().to_vector();
+    REQUIRE(x0.size() == 6);
+    for (int i = 0; i < 6; ++i) REQUIRE(x1[i] == Approx(x0[i] + (i % 2 ? 200.0 : 100.0)));
+    first_epoch_x0.insert(first_epoch_x0.end(), x0.begin(), x0.end());
+  }
+  std::vector<double> rows;
+  for (std::size_t i = 0; i < first_epoch_x0.size(); i += 2) rows.push_back(first_epoch_x0[i]);
+  std::sort(rows.begin(), rows.end());
+  REQUIRE(std::adjacent_find(rows.begin(), rows.end()) == rows.end());  // no pair twice in an epoch
+  REQUIRE(data.epoch() == 0);
+  // A copy restored from the state continues with exactly the same batches.
+  PairEpochs resumed(path);
+  resumed.load_state(data.state());
+  for (int step = 3; step < 6; ++step) {
+    REQUIRE(resumed.next_batch(3, StepNoise{7, step, 0}).to_vector() == data.next_batch(3, StepNoise{7, step, 0}).to_vector());
+    REQUIRE(resumed.paired_source().to_vector() == data.paired_source().to_vector());
+  }
+  REQUIRE(data.epoch() == 1);
+  REQUIRE_THROWS_WITH(data.next_batch(11, StepNoise{7, 9, 0}), Catch::Contains("larger than the 10 pairs in"));
 }

@@ -157,9 +157,18 @@ TEST_CASE("time samplers give one time per sample in the asked dtype, below 1 af
   for (float v : AlmostOne().sample(3, StepNoise{1, 2, 3}).to_float_vector()) REQUIRE(v == std::nextafter(1.0f, 0.0f));
 }
 
+namespace {
+// Options under which every sampler is random (the grid sampler's default single point, t = 0, is not).
+TimeSamplerOptions random_options() {
+  TimeSamplerOptions options;
+  options.grid_points = 8;
+  return options;
+}
+}  // namespace
+
 TEST_CASE("time samplers are deterministic by seed", "[flow][time]") {
   for (const std::string& name : time_sampler_names()) {
-    auto sampler = make_time_sampler(name);
+    auto sampler = make_time_sampler(name, random_options());
     Generator a(42), b(42), c(43);
     std::vector<double> va = sampler->sample(100, a).to_vector();
     INFO(name);
@@ -170,7 +179,7 @@ TEST_CASE("time samplers are deterministic by seed", "[flow][time]") {
 
 TEST_CASE("training times are drawn by (seed, step, sample index), whatever the batch split", "[flow][time]") {
   for (const std::string& name : time_sampler_names()) {
-    auto sampler = make_time_sampler(name);
+    auto sampler = make_time_sampler(name, random_options());
     INFO(name);
     const StepNoise step{42, 17, 0};
     const std::vector<double> whole = sampler->sample(64, step, DType::Float64).to_vector();
@@ -229,4 +238,25 @@ TEST_CASE("time sampler parameters are validated and unknown names refused", "[f
   auto ln = std::dynamic_pointer_cast<const LogitNormalTimeSampler>(make_time_sampler("logit_normal", options));
   REQUIRE(ln->mean() == -0.5);
   REQUIRE(ln->std() == 1.0);
+}
+
+TEST_CASE("the grid sampler draws the k Euler times, each about 1/k of the time", "[flow][time]") {
+  Generator gen(4);
+  for (int k : {1, 2, 4}) {
+    GridTimeSampler grid(k);
+    std::vector<double> t = grid.sample(4000, gen, DType::Float64).to_vector();
+    std::vector<int> counts(k, 0);
+    for (double v : t) {
+      const double scaled = v * k;
+      REQUIRE(scaled == std::round(scaled));  // on the grid
+      REQUIRE(v >= 0.0);
+      REQUIRE(v < 1.0);
+      ++counts[int(scaled)];
+    }
+    for (int c : counts) REQUIRE(std::abs(c - 4000.0 / k) < 5 * std::sqrt(4000.0 / k));  // 5 sigma
+  }
+  TimeSamplerOptions options;
+  options.grid_points = 2;
+  REQUIRE(make_time_sampler("grid", options)->sample(50, gen, DType::Float64).to_vector().size() == 50);
+  REQUIRE_THROWS_AS(GridTimeSampler(0), ValueError);
 }

@@ -67,6 +67,7 @@ const std::vector<KeySpec>& schema() {
       {"train.time_warp_s", KeyType::Number, 0.5, 0, 1.5, {}, "warp: slope at t = 1/2 (seed 003)"},
       {"train.logit_normal_mean", KeyType::Number, 0.0, -10, 10, {}, "logit_normal: mean"},
       {"train.logit_normal_std", KeyType::Number, 1.0, 1e-3, 10, {}, "logit_normal: std"},
+      {"train.time_grid", KeyType::Integer, 1, 1, 1000, {}, "grid: t on {0, 1/k, ..., (k-1)/k} (k-step distillation on reflow pairs)"},
       {"train.log_every", KeyType::Integer, 50, 1, 1e9, {}, "steps between metrics.jsonl lines"},
       {"train.checkpoint_every", KeyType::Integer, 1000, 1, 1e9, {}, "steps between checkpoints"},
       {"train.detect_anomaly", KeyType::Bool, false, -kInf, kInf, {}, "check every op's output and gradient for NaN/Inf and stop at the first one, naming it (slow: for debugging)"},

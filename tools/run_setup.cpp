@@ -69,6 +69,7 @@ std::shared_ptr<const flow::TimeSampler> build_time_sampler(const Json& config) 
   options.logit_normal_mean = train.at("logit_normal_mean");
   options.logit_normal_std = train.at("logit_normal_std");
   options.warp_slope = train.at("time_warp_s");
+  options.grid_points = train.at("time_grid");
   return flow::make_time_sampler(train.at("time_sampler"), options);
 }
 
