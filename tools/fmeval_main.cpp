@@ -7,6 +7,7 @@
 //          [--classifier FILE] [--n 2000] [--solver NAME] [--steps N] [--rtol X] [--atol X]
 //          [--weights ema|raw] [--seed S] [--floor-draws 5] [--data-dir DIR] [--device auto|cpu|cuda]
 //          [--kernels custom|library]
+//   fmeval straight --checkpoint FILE [--n 2000] [--nfe 1,2,4,8,16,100] [--tolerance 1e-5] [--seed S] ...
 //   fmeval sweep RUN_DIR [--classifier FILE] [--n 1000] [--only steps|nfe] [--nfe 4,8,16,32]
 //                [--solvers euler,midpoint,heun,rk4,dopri5] [--tolerances 1e-2,1e-3,1e-4] [--data-dir DIR]
 //                [--device auto|cpu|cuda] [--kernels custom|library]
@@ -29,6 +30,7 @@
 #include "tools/eval_classifier.h"
 #include "tools/quality_sweep.h"
 #include "tools/run_setup.h"
+#include "tools/straight_eval.h"
 
 namespace {
 
@@ -42,6 +44,10 @@ const char* kUsage =
     "       fmeval sweep RUN_DIR [--classifier FILE] [--n 1000] [--only steps|nfe] [--nfe 4,8,16,32]\n"
     "              [--solvers euler,midpoint,heun,rk4,dopri5] [--tolerances 1e-2,1e-3,1e-4] [--data-dir DIR]\n"
     "              [--device auto|cpu|cuda] [--kernels custom|library]\n"
+    "       fmeval straight --checkpoint FILE [--n 2000] [--nfe 1,2,4,8,16,100] [--tolerance 1e-5] [--seed S]\n"
+    "              [--weights ema|raw] [--device auto|cpu|cuda] [--kernels custom|library]\n"
+    "  straight (2-D models): sliced W2 to fresh data after Euler with each --nfe, and dopri5 at --tolerance\n"
+    "  (0 = skip), from the same n source draws; and the flow's straightness S along 100-step Euler paths.\n"
     "  Prints the Frechet distance between classifier features of n samples and of n real t10k images,\n"
     "  and the floor: the same distance between n real train images and those t10k images (mean and\n"
     "  spread over --floor-draws draws of train images; a model within that spread is as good as real data).\n"
@@ -168,12 +174,45 @@ int sweep_command(int argc, char** argv) {
   return 0;
 }
 
+int straight_command(int argc, char** argv) {
+  using namespace fm;
+  tools::CliArgs args(argc, argv, tools::fmeval_straight_flags().value_flags, tools::fmeval_straight_flags().switch_flags);
+  if (args.has("--help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  FM_CHECK(args.positional().empty(), ConfigError, "straight: unexpected argument \"", args.positional()[0],
+           "\" (the checkpoint goes after --checkpoint)");
+  tools::StraightEvalRequest request;
+  if (args.has("--n")) request.n = args.integer("--n", 2, 10000000);
+  if (args.has("--nfe")) request.euler_steps = tools::parse_list<int>("--nfe", args.required("--nfe"));
+  for (int steps : request.euler_steps)
+    FM_CHECK(steps >= 1 && steps <= 100000, ConfigError, "--nfe: Euler step counts must be in [1, 100000], got ", steps);
+  if (args.has("--tolerance")) request.dopri5_tolerance = args.number("--tolerance", 0.0, 1.0);
+  if (args.has("--seed")) request.seed = std::uint64_t(args.integer("--seed", 0, 1LL << 53));
+  const Device device = tools::pick_device(args.get("--device", "auto"));
+  if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));
+  tools::CheckpointModel loaded =
+      tools::load_checkpoint_model(args.required("--checkpoint"), device, args.get("--weights", "ema"));
+  tools::StraightEvalResult result = tools::evaluate_straightness_2d(loaded, request);
+  std::printf("straightness S = %.5f (relative to E|x1 - x0|^2: %.5f; 0 = straight paths), %d Euler steps, n = %lld\n",
+              result.straightness, result.relative_straightness, request.straightness_steps, (long long)request.n);
+  std::printf("| solver | NFE | sliced W2 | / floor |\n|---|---|---|---|\n");
+  for (const tools::NfeQuality& row : result.rows)
+    std::printf("| %s | %lld | %.4f | %.2f |\n", row.solver.c_str(), (long long)row.nfe, row.sliced_w2,
+                row.sliced_w2 / result.sliced_w2_floor);
+  std::printf("sliced W2 floor (two data samples of n points) %.4f\n", result.sliced_w2_floor);
+  std::printf("%s\n", result.to_json().dump().c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
     if (argc >= 2 && std::strcmp(argv[1], "train-classifier") == 0) return train_classifier_command(argc - 1, argv + 1);
     if (argc >= 2 && std::strcmp(argv[1], "sweep") == 0) return sweep_command(argc - 1, argv + 1);
+    if (argc >= 2 && std::strcmp(argv[1], "straight") == 0) return straight_command(argc - 1, argv + 1);
     return evaluate_command(argc, argv);
   } catch (const fm::Error& e) {
     std::fprintf(stderr, "fmeval: %s\n", e.what());

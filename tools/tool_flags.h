@@ -19,6 +19,13 @@ inline const ToolFlags& fmsample_flags() {
   return flags;
 }
 
+inline const ToolFlags& fmreflow_flags() {
+  static const ToolFlags flags{{"--teacher", "--out", "--count", "--solver", "--steps", "--seed", "--chunk", "--weights",
+                                "--device", "--kernels"},
+                               {"--help", "--quiet"}};
+  return flags;
+}
+
 inline const ToolFlags& fmeval_train_classifier_flags() {
   static const ToolFlags flags{{"--out", "--epochs", "--data-dir", "--seed", "--batch-size", "--lr", "--device"},
                                {"--help"}};
@@ -28,6 +35,12 @@ inline const ToolFlags& fmeval_train_classifier_flags() {
 inline const ToolFlags& fmeval_evaluate_flags() {
   static const ToolFlags flags{{"--checkpoint", "--samples", "--classifier", "--n", "--solver", "--steps", "--rtol",
                                 "--atol", "--weights", "--seed", "--data-dir", "--device", "--kernels", "--floor-draws"},
+                               {"--help"}};
+  return flags;
+}
+
+inline const ToolFlags& fmeval_straight_flags() {
+  static const ToolFlags flags{{"--checkpoint", "--n", "--nfe", "--tolerance", "--seed", "--weights", "--device", "--kernels"},
                                {"--help"}};
   return flags;
 }
