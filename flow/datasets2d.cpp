@@ -25,12 +25,13 @@ std::vector<double> ToyDistribution2D::sample_host(std::int64_t n, Generator& ge
   return points;
 }
 
-Tensor ToyDistribution2D::sample(std::int64_t n, const StepNoise& noise, DType dtype, Device device) const {
+Tensor ToyDistribution2D::sample(std::int64_t n, const StepNoise& noise, DType dtype, Device device,
+                                 NoiseStream stream) const {
   FM_CHECK(n >= 0, ValueError, name(), ": sample count ", n, " is negative");
   std::vector<double> points(std::size_t(2 * n));
   for (std::int64_t i = 0; i < n; ++i) {
     const std::int64_t index = noise.first_sample + i;  // the global index: alternation and draws follow it
-    PhiloxSampleDraws draws(noise.key(NoiseStream::DataPoint), noise.step, index);
+    PhiloxSampleDraws draws(noise.key(stream), noise.step, index);
     const std::array<double, 2> p = point(index, draws);
     points[std::size_t(2 * i)] = p[0];
     points[std::size_t(2 * i + 1)] = p[1];

@@ -32,9 +32,10 @@ class ToyDistribution2D {
                 Device device = Device::CPU) const;
   // The same points as interleaved (x, y) pairs on the host.
   std::vector<double> sample_host(std::int64_t n, Generator& gen) const;
-  // Points noise.first_sample … + n − 1 of step noise.step, each from its own Philox place.
+  // Points noise.first_sample … + n − 1 of step noise.step, each from its own Philox place in `stream`
+  // (DataPoint for training data; SourcePoint when the distribution is a flow's source).
   Tensor sample(std::int64_t n, const StepNoise& noise, DType dtype = DType::Float32,
-                Device device = Device::CPU) const;
+                Device device = Device::CPU, NoiseStream stream = NoiseStream::DataPoint) const;
 };
 
 // Two interleaving half circles, scikit-learn's make_moons (seed 004: make_moons(256, noise=0.05)):
