@@ -5,8 +5,10 @@
 #include <cmath>
 #include <limits>
 
+#include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/ops_nn.h"
 
 namespace fm::flow {
 
@@ -138,6 +140,53 @@ SinkhornResult sinkhorn_plan(const Tensor& cost, double epsilon, int max_iterati
   }
   result.plan = exp(f + g - scaled_cost);
   return result;
+}
+
+CouplingKind parse_coupling(const std::string& name) {
+  if (name == "independent") return CouplingKind::Independent;
+  if (name == "minibatch_ot") return CouplingKind::MinibatchOT;
+  if (name == "sinkhorn") return CouplingKind::Sinkhorn;
+  throw ConfigError(cat("train.coupling: unknown coupling \"", name, "\", expected one of independent, minibatch_ot, sinkhorn"));
+}
+
+std::vector<std::string> coupling_names() { return {"independent", "minibatch_ot", "sinkhorn"}; }
+
+Tensor couple(const Tensor& x0, const Tensor& x1, const CouplingOptions& options, const StepNoise& noise) {
+  if (options.kind == CouplingKind::Independent) return x1;
+  FM_CHECK(x0.defined() && x1.defined() && x0.shape() == x1.shape() && x0.dim() >= 1, ShapeError,
+           "coupling: x0 ", x0.defined() ? shape_str(x0.shape()) : "undefined", " and x1 ",
+           x1.defined() ? shape_str(x1.shape()) : "undefined", " must have the same shape [N, ...]");
+  NoGradGuard no_grad;
+  const std::int64_t n = x0.size(0);
+  Tensor cost = squared_distances(x0, x1);
+  std::vector<std::int32_t> partner(static_cast<std::size_t>(n));
+  if (options.kind == CouplingKind::MinibatchOT) {
+    std::vector<std::int64_t> sigma = optimal_assignment(cost.to(DType::Float64).to_vector(), n);
+    for (std::int64_t i = 0; i < n; ++i) partner[std::size_t(i)] = std::int32_t(sigma[std::size_t(i)]);
+  } else {
+    // ε is relative to the mean cost, so one setting suits any data scale.
+    const double mean_cost = mean(cost).item();
+    SinkhornResult plan = sinkhorn_plan(cost * (1.0 / std::max(mean_cost, 1e-30)), options.sinkhorn_epsilon,
+                                        options.sinkhorn_iterations, 1e-3);
+    std::vector<double> pi = plan.plan.to_vector();
+    for (std::int64_t i = 0; i < n; ++i) {
+      const double* row = pi.data() + i * n;
+      double total = 0;
+      for (std::int64_t j = 0; j < n; ++j) total += row[j];
+      PhiloxSampleDraws draws(noise.key(NoiseStream::Coupling), noise.step, noise.first_sample + i);
+      double target = draws.uniform() * total, running = 0;
+      std::int64_t chosen = n - 1;
+      for (std::int64_t j = 0; j < n; ++j) {
+        running += row[j];
+        if (running > target) {
+          chosen = j;
+          break;
+        }
+      }
+      partner[std::size_t(i)] = std::int32_t(chosen);
+    }
+  }
+  return embedding(x1.reshape({n, -1}), partner).reshape(x1.shape());
 }
 
 }  // namespace fm::flow

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "flow/step_noise.h"
 
 namespace fm::flow {
 
@@ -40,5 +41,25 @@ struct SinkhornResult {
 // `tolerance` (relative) or after max_iterations.
 SinkhornResult sinkhorn_plan(const Tensor& cost, double epsilon, int max_iterations = 1000,
                              double tolerance = 1e-6);
+
+// How a training batch's x0 and x1 are paired.
+enum class CouplingKind {
+  Independent,  // as drawn (plain conditional flow matching)
+  MinibatchOT,  // the exact assignment (a permutation of x1)
+  Sinkhorn,     // a partner per x0 drawn from its row of the entropic plan (on the batch's device)
+};
+struct CouplingOptions {
+  CouplingKind kind = CouplingKind::Independent;
+  double sinkhorn_epsilon = 0.05;  // relative to the batch's mean cost
+  int sinkhorn_iterations = 200;
+};
+// "independent", "minibatch_ot", "sinkhorn"; ConfigError otherwise.
+CouplingKind parse_coupling(const std::string& name);
+std::vector<std::string> coupling_names();
+
+// x1 reordered so that row i is x0[i]'s partner under the coupling (x1 itself for Independent). x0 and
+// x1 are [N, ...] of the same shape on the same device. Sinkhorn's draws come from the Philox place
+// (seed, Coupling, step, sample), so a resumed run pairs alike.
+Tensor couple(const Tensor& x0, const Tensor& x1, const CouplingOptions& options, const StepNoise& noise);
 
 }  // namespace fm::flow

@@ -21,6 +21,7 @@ enum class NoiseStream : std::uint32_t {
   DataOrder = 4,   // an image epoch's shuffle (flow/training_data.h), step = epoch
   PairSource = 5,  // reflow pairs: pair i's x0 (tools/fmreflow_main.cpp), step 0, sample = pair index
   SourcePoint = 6, // a 2-D source distribution's point x0 (flow/source.h), in place of X0's normals
+  Coupling = 7,    // Sinkhorn coupling: the draw of x0[i]'s partner (flow/coupling.h)
 };
 
 struct StepNoise {

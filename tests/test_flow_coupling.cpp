@@ -111,3 +111,42 @@ TEST_CASE("the Sinkhorn plan has uniform marginals and tends to the exact assign
   // float32 and a tiny epsilon: the cheapest cost of some row is far over 87·epsilon → a clear error.
   REQUIRE_THROWS_WITH(sinkhorn_plan((cost + 100.0).to(DType::Float32), 1e-3), Catch::Contains("raise epsilon"));
 }
+
+TEST_CASE("couple() re-pairs a batch: the exact assignment, or Sinkhorn draws near it", "[flow][coupling]") {
+  Generator gen(21);
+  const std::int64_t n = 64;
+  Tensor x0 = randn({n, 2}, gen, DType::Float64), x1 = randn({n, 2}, gen, DType::Float64) * 2.0 + 3.0;
+  const StepNoise noise{1, 4, 0};
+  auto total_cost = [&](const Tensor& partner) { return sum(square(x0 - partner)).item(); };
+  CouplingOptions independent;
+  REQUIRE(couple(x0, x1, independent, noise).to_vector() == x1.to_vector());
+
+  CouplingOptions ot;
+  ot.kind = parse_coupling("minibatch_ot");
+  Tensor paired = couple(x0, x1, ot, noise);
+  std::vector<double> c = squared_distances(x0, x1).to_vector();
+  REQUIRE(total_cost(paired) == Approx(assignment_cost(c, n, optimal_assignment(c, n))).epsilon(1e-12));
+  REQUIRE(total_cost(paired) < 0.9 * total_cost(x1));
+  // A permutation of x1's rows: same multiset of first coordinates.
+  auto first_coordinates = [](const Tensor& t) {
+    std::vector<double> v = t.to_vector(), out;
+    for (std::size_t i = 0; i < v.size(); i += 2) out.push_back(v[i]);
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  REQUIRE(first_coordinates(paired) == first_coordinates(x1));
+  // Images: rows are flattened for the cost and reshaped back.
+  Tensor images0 = randn({5, 1, 3, 3}, gen), images1 = randn({5, 1, 3, 3}, gen);
+  REQUIRE(couple(images0, images1, ot, noise).shape() == Shape{5, 1, 3, 3});
+
+  CouplingOptions sinkhorn;
+  sinkhorn.kind = CouplingKind::Sinkhorn;
+  sinkhorn.sinkhorn_epsilon = 0.01;
+  sinkhorn.sinkhorn_iterations = 2000;
+  Tensor drawn = couple(x0, x1, sinkhorn, noise);
+  REQUIRE(drawn.to_vector() == couple(x0, x1, sinkhorn, noise).to_vector());  // keyed draws: reproducible
+  REQUIRE(total_cost(drawn) < 1.1 * total_cost(paired));                     // close to the optimum
+  REQUIRE(total_cost(drawn) < 0.9 * total_cost(x1));                         // far below independent
+  REQUIRE_THROWS_WITH(parse_coupling("greedy"), Catch::Contains("expected one of independent, minibatch_ot, sinkhorn"));
+  REQUIRE_THROWS_AS(couple(x0, x1.narrow(0, 0, 10), ot, noise), ShapeError);
+}
