@@ -7,6 +7,9 @@
 //   fmbench --list [OP]                           (the case tables of cases/; no GPU)
 //   fmbench cpu-ops [--quick] [--repeats N] [--iterations N] [--filter TEXT] [--csv FILE]
 //                                                 (per-op overhead of tiny CPU ops; bench/cpu_ops.h; no GPU)
+//   fmbench step [--shapes small] [--steps N] [--warmup-steps N] [--batch N] [--device cpu|cuda|auto]
+//                                                 (a training step's device-runtime counters; bench/step.h;
+//                                                 any device: CUDA, the CUDA emulator, the CPU)
 //
 // `all` runs peaks, silu, group_norm, conv2d, conv_transpose2d, attention, unet in that order (the
 // ceilings first, then the ops from cheapest to most expensive, then the whole model).
@@ -16,7 +19,8 @@
 // No CUDA call happens before the arguments are parsed and fm::kernels::cuda_available() says there
 // is a device: on a machine with the toolkit but no GPU, `fmbench all` prints one line and exits 0,
 // so scripts can call it anywhere. plot, --list and cpu-ops never reach that check: they make no CUDA
-// call. A build without the CUDA backend (-DFM_CUDA=OFF) has only those three (FM_BENCH_GPU unset).
+// call. A build without the CUDA backend (-DFM_CUDA=OFF) has only those three and step (FM_BENCH_GPU
+// unset); the CUDA emulator build has the same four.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -28,6 +32,7 @@
 #include "bench/cpu_ops.h"
 #include "bench/harness.h"
 #include "bench/plot.h"
+#include "bench/step.h"
 #include "cases/case_table.h"
 #include "core/error.h"
 #include "kernels/runtime.h"
@@ -56,6 +61,11 @@ const char* kUsage =
     "                      (<= 300 ns / <= 400 ns); no GPU needed, also in CPU-only builds.\n"
     "                      --quick: a short smoke run; --iterations N: exactly N ops per repeat\n"
     "                      (for callgrind); --repeats N (default 21), --filter TEXT, --csv FILE\n"
+    "    step              per training step of the moons MLP and a U-Net (FlowTrainer, as fmtrain trains):\n"
+    "                      kernel launches, library calls, host<->device syncs, cudaMalloc calls, allocator\n"
+    "                      requests, copies and bytes each way, ms/step; any device (CUDA, the emulator:\n"
+    "                      use --shapes small; CPU: no counters). --steps N (default 5) counted after\n"
+    "                      --warmup-steps N (default 3); --batch N: the U-Net's batch; --device cpu|cuda|auto\n"
     "  options:\n"
     "    --shapes default|small   the seed U-Net at batch 256 (default), or a quick run on small sizes\n"
     "    --repeats N              timed runs per version (default 50; slow versions get fewer)\n"
@@ -90,6 +100,23 @@ const std::vector<std::pair<std::string, Runner>>& subcommands() {
       {"unet", FM_GPU_RUNNER(run_unet)},
   };
   return list;
+}
+
+// `fmbench step`: its own options (bench/step.h).
+int step_main(const fm::tools::CliArgs& args) {
+  using fm::ConfigError;
+  for (const char* flag : {"--seed", "--seconds-per-version", "--repeats", "--csv", "--filter"})
+    if (args.has(flag)) throw ConfigError(fm::cat(flag, ": not an option of fmbench step"));
+  fm::bench::StepBenchOptions options;
+  const std::string shapes = args.get("--shapes", "default");
+  if (shapes != "default" && shapes != "small")
+    throw ConfigError(fm::cat("--shapes: expected default or small, got \"", shapes, "\""));
+  options.small_shapes = shapes == "small";
+  if (args.has("--steps")) options.steps = int(args.integer("--steps", 1, 1000000));
+  if (args.has("--warmup-steps")) options.warmup_steps = int(args.integer("--warmup-steps", 0, 1000000));
+  if (args.has("--batch")) options.batch = int(args.integer("--batch", 1, 1 << 20));
+  options.device = args.get("--device", "auto");
+  return fm::bench::run_step_bench(options);
 }
 
 // `fmbench cpu-ops`: its own options (bench/cpu_ops.h); the GPU lab's options are refused.
@@ -156,7 +183,7 @@ int main(int argc, char** argv) {
   try {
     tools::CliArgs args(argc, argv,
                         {"--shapes", "--repeats", "--csv", "--seed", "--seconds-per-version", "--steps",
-                         "--warmup-steps", "--batch", "--filter", "--out", "--iterations"},
+                         "--warmup-steps", "--batch", "--filter", "--out", "--iterations", "--device"},
                         {"--help", "--list", "--quick"});
     if (args.has("--help")) {
       std::fputs(kUsage, stdout);
@@ -199,11 +226,14 @@ int main(int argc, char** argv) {
     if (name == "cpu-ops") return cpu_ops_main(args);
     if (args.has("--quick") || args.has("--iterations"))
       throw ConfigError("--quick, --iterations: only for fmbench cpu-ops");
+    // A training step's counters: any device, every build with fmbench.
+    if (name == "step") return step_main(args);
+    if (args.has("--device")) throw ConfigError("--device: only for fmbench step");
     for (const auto& entry : subcommands())
       if (name == "all" || name == entry.first) selected.push_back(entry);
     if (selected.empty())
       throw ConfigError(cat("fmbench: unknown subcommand \"", name,
-                            "\"; expected peaks, silu, group_norm, conv2d, conv_transpose2d, attention, unet, all, plot or cpu-ops"));
+                            "\"; expected peaks, silu, group_norm, conv2d, conv_transpose2d, attention, unet, all, plot, cpu-ops or step"));
     const std::string shapes = args.get("--shapes", "default");
     if (shapes != "default" && shapes != "small")
       throw ConfigError(cat("--shapes: expected default or small, got \"", shapes, "\""));

@@ -1,9 +1,12 @@
 // core/ops_optim.cpp — in-place optimiser operations over flat buffers (see core/ops_optim.h).
 #include "core/ops_optim.h"
 
+#include <algorithm>
+
 #include "core/dispatch.h"
 #include "core/tensor_internal.h"
 #include "kernels/optimizer.h"
+#include "kernels/runtime.h"
 
 namespace fm {
 namespace {
@@ -27,6 +30,8 @@ kernels::FusedStepArgs<T> kernel_arguments(const FusedStepBuffers& b, std::int64
   a.count = count;
   a.clip = h.clip;
   a.clip_scale = T(h.clip_scale);
+  a.clip_sum_of_squares = h.clip_on_device ? b.clip_sum_of_squares.data<T>() : nullptr;
+  a.clip_max_norm = h.clip_max_norm;
   a.rule = h.rule == FusedUpdateRule::SGD    ? kernels::UpdateRule::SGD
            : h.rule == FusedUpdateRule::Adam ? kernels::UpdateRule::Adam
                                              : kernels::UpdateRule::None;
@@ -67,6 +72,15 @@ void fused_step(const FusedStepBuffers& buffers, std::int64_t begin, std::int64_
       FM_CHECK(t->dtype() == param.dtype() && t->device() == param.device(), DTypeError, "fused_step: buffer ",
                t->describe(), " does not match the parameters ", param.describe());
     }
+  if (hyper.clip_on_device) {
+    const Tensor& squares = buffers.clip_sum_of_squares;
+    FM_CHECK(param.device() == Device::CUDA, DeviceError,
+             "fused_step: clipping decided on the device is for CUDA buffers (the CPU decides on the host)");
+    FM_CHECK(squares.defined() && squares.numel() == 1 && squares.dtype() == param.dtype() &&
+                 squares.device() == param.device(),
+             ShapeError, "fused_step: the squared norm for clipping must be one element like the parameters, got ",
+             squares.defined() ? squares.describe() : std::string("undefined"));
+  }
   dispatch_kernel(
       "fused_step", param.device(), param.dtype(),
       [&](auto type) {
@@ -102,6 +116,53 @@ double segment_sum_of_squares(const Tensor& flat_grad, const std::vector<std::in
       },
       [](auto) {});
   return total;
+}
+
+LossAccumulator::~LossAccumulator() { kernels::cuda_free(device_slots_); }
+
+void LossAccumulator::add(const Tensor& loss, bool begins_epoch) {
+  internal::check_defined("LossAccumulator::add", loss, "loss");
+  FM_CHECK(loss.numel() == 1, ShapeError, "LossAccumulator::add: the loss must be one element, got ", loss.describe());
+  if (loss.device() == Device::CUDA && !device_slots_) {
+    device_slots_ = static_cast<double*>(kernels::cuda_malloc(sizeof host_slots_));
+    kernels::cuda_copy_to_device(device_slots_, host_slots_, sizeof host_slots_);  // the sums so far
+  }
+  FM_CHECK(loss.device() == Device::CUDA || !device_slots_, DeviceError,
+           "LossAccumulator::add: a CPU loss after CUDA losses (the sums live on the device)");
+  dispatch_kernel(
+      "accumulate_loss", loss.device(), loss.dtype(),
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::accumulate_loss_cpu<T>(host_slots_, loss.data<T>(), begins_epoch);
+      },
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::accumulate_loss_cuda(device_slots_, loss.data<T>(), begins_epoch);
+      });
+}
+
+LossAccumulator::Sums LossAccumulator::read() const {
+  double slots[4];
+  if (device_slots_)
+    kernels::cuda_copy_to_host(slots, device_slots_, sizeof slots);
+  else
+    std::copy(host_slots_, host_slots_ + 4, slots);
+  Sums sums;
+  sums.last = slots[kernels::kLossLast];
+  sums.since_restart = slots[kernels::kLossSinceRestart];
+  sums.epoch = slots[kernels::kLossEpoch];
+  sums.finished_epoch = slots[kernels::kLossFinishedEpoch];
+  return sums;
+}
+
+void LossAccumulator::restart_sum() {
+  host_slots_[kernels::kLossSinceRestart] = 0;
+  if (device_slots_) kernels::cuda_memset_zero(device_slots_ + kernels::kLossSinceRestart, sizeof(double));
+}
+
+void LossAccumulator::clear() {
+  std::fill(host_slots_, host_slots_ + 4, 0.0);
+  if (device_slots_) kernels::cuda_memset_zero(device_slots_, sizeof host_slots_);
 }
 
 void add_into(const Tensor& dst, const Tensor& src) {

@@ -1,6 +1,7 @@
 // core/ops_optim.h — in-place operations for optimisers over flat buffers (not recorded by autograd):
 // the fused step (clip + SGD/Adam/AdamW + EMA in one pass), the per-parameter sums of squares of a
-// flat gradient, and adding a gradient into the buffer it accumulates in.
+// flat gradient, adding a gradient into the buffer it accumulates in; and the training loop's running
+// loss sums kept on the device (LossAccumulator).
 //
 // Layer: core/ (the nn/ optimisers call these; the kernels are kernels/optimizer.h). Hyperparameters
 // arrive in double, as the Tensor ops of nn/optim.cpp receive them, and are converted to the element
@@ -19,6 +20,10 @@ enum class FusedUpdateRule { None, SGD, Adam };
 struct FusedStepHyperparameters {
   bool clip = false;  // g ← clip_scale·g (written back to the gradient buffer)
   double clip_scale = 1.0;
+  // Instead of clip/clip_scale: clip as clip_grad_norm would with max_norm clip_max_norm, decided on
+  // the device from buffers.clip_sum_of_squares (CUDA only), so the host never reads the norm.
+  bool clip_on_device = false;
+  double clip_max_norm = 0.0;
   FusedUpdateRule rule = FusedUpdateRule::None;
   bool weight_decay = false;  // Adam L2 or SGD decay with weight_decay_value
   double weight_decay_value = 0.0;
@@ -35,6 +40,7 @@ struct FusedStepHyperparameters {
 // to the same parameter element. A buffer the step does not use may be undefined.
 struct FusedStepBuffers {
   Tensor param, grad, exp_avg, exp_avg_sq, momentum, shadow;
+  Tensor clip_sum_of_squares;  // one element, the gradients' squared L2 norm (hyper.clip_on_device)
 };
 
 // Runs the fused step on elements [begin, begin + count) of the buffers. CPU (float, double) and
@@ -51,5 +57,35 @@ double segment_sum_of_squares(const Tensor& flat_grad, const std::vector<std::in
 
 // dst ← dst + src, elementwise (same shape, dtype and device; dst contiguous).
 void add_into(const Tensor& dst, const Tensor& src);
+
+// Running sums of a training loss in float64, kept where the loss is computed, so that a step adds
+// its loss without the host reading it (on CUDA: one one-thread launch, no wait). The host reads them
+// when it needs a number (a log line), one copy of four doubles. CUDA tensors are float32, so the
+// sums are raw device memory. The sums are those of a host loop adding each loss's item() in order:
+// the same bits (kernels/optimizer.h, accumulate_loss_slots).
+class LossAccumulator {
+ public:
+  struct Sums {
+    double last = 0;            // the loss last added
+    double since_restart = 0;   // the sum of the losses added since restart_sum() (or clear())
+    double epoch = 0;           // the sum since the last add that began an epoch, that loss included
+    double finished_epoch = 0;  // `epoch` as it was just before that add: the finished epoch's sum
+  };
+  LossAccumulator() = default;
+  ~LossAccumulator();
+  LossAccumulator(const LossAccumulator&) = delete;
+  LossAccumulator& operator=(const LossAccumulator&) = delete;
+
+  // Adds a one-element loss (CPU float/double, CUDA float). Once a CUDA loss was added the sums
+  // live on the device, and CPU losses are refused.
+  void add(const Tensor& loss, bool begins_epoch);
+  Sums read() const;      // all zero before the first add; on CUDA, a copy to the host (a sync)
+  void restart_sum();     // since_restart ← 0, without waiting
+  void clear();           // every sum ← 0, without waiting
+
+ private:
+  double host_slots_[4] = {0, 0, 0, 0};  // the sums of CPU losses
+  double* device_slots_ = nullptr;       // the sums of CUDA losses (cuda_malloc'd on the first add)
+};
 
 }  // namespace fm

@@ -17,38 +17,18 @@ void check_batch(const Tensor& x1) {
            "flow matching loss: data batch has shape ",
            x1.defined() ? shape_str(x1.shape()) : "undefined", ", expected [N, ...] with N > 0");
 }
-}  // namespace
 
-FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
-                                                const AffineProbabilityPath& path,
-                                                const TimeSampler& time_sampler, const StepNoise& noise) {
-  check_batch(x1);
-  const std::int64_t n = x1.size(0);
-  Tensor t = time_sampler.sample(n, noise, x1.dtype(), x1.device());
-  Tensor x0 = philox_normal(x1.shape(), noise.key(NoiseStream::X0), noise.step, noise.first_sample, x1.dtype(),
-                            x1.device());
-  return conditional_flow_matching_loss(model, x1, path, std::move(t), std::move(x0));
-}
-
-FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
-                                                const AffineProbabilityPath& path,
-                                                const TimeSampler& time_sampler, Generator& gen) {
-  check_batch(x1);
-  const std::int64_t n = x1.size(0);
-  // Order of draws fixed (t, then x0) so a seed reproduces a run exactly.
-  Tensor t = time_sampler.sample(n, gen, x1.dtype(), x1.device());
-  Tensor x0 = randn(x1.shape(), gen, x1.dtype(), x1.device());
-  return conditional_flow_matching_loss(model, x1, path, std::move(t), std::move(x0));
-}
-
-FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
-                                                const AffineProbabilityPath& path, Tensor t, Tensor x0) {
+// The loss with times t (x1's device) whose values the path reads from t_for_path: t itself, or the
+// same values on the host when t was made there, so the path's per-sample coefficients cost no
+// copy back from the device (a host sync per step).
+FlowMatchingLoss loss_with_times(const ModelFn& model, const Tensor& x1, const AffineProbabilityPath& path, Tensor t,
+                                 Tensor x0, const Tensor& t_for_path) {
   FM_CHECK(static_cast<bool>(model), ValueError, "flow matching loss: the model is empty");
   check_batch(x1);
   FlowMatchingLoss out;
   out.t = std::move(t);
   out.x0 = std::move(x0);
-  PathSample s = path.sample(out.x0, x1, out.t);
+  PathSample s = path.sample(out.x0, x1, t_for_path.defined() ? t_for_path : out.t);
   Tensor prediction = model(s.x_t, out.t);
   FM_CHECK(prediction.defined() && prediction.shape() == x1.shape(), ShapeError,
            "flow matching loss: the model returned ",
@@ -66,6 +46,36 @@ FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tens
   out.loss = mean(per_sample);
   out.per_sample_loss = per_sample.detach();
   return out;
+}
+}  // namespace
+
+FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
+                                                const AffineProbabilityPath& path,
+                                                const TimeSampler& time_sampler, const StepNoise& noise) {
+  check_batch(x1);
+  const std::int64_t n = x1.size(0);
+  // The times are drawn on the host (in x1's dtype: the values the device will hold) and copied over;
+  // the path takes its coefficients from the host copy.
+  Tensor t_host = time_sampler.sample(n, noise, x1.dtype(), Device::CPU);
+  Tensor x0 = philox_normal(x1.shape(), noise.key(NoiseStream::X0), noise.step, noise.first_sample, x1.dtype(),
+                            x1.device());
+  return loss_with_times(model, x1, path, t_host.to(x1.device()), std::move(x0), t_host);
+}
+
+FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
+                                                const AffineProbabilityPath& path,
+                                                const TimeSampler& time_sampler, Generator& gen) {
+  check_batch(x1);
+  const std::int64_t n = x1.size(0);
+  // Order of draws fixed (t, then x0) so a seed reproduces a run exactly.
+  Tensor t = time_sampler.sample(n, gen, x1.dtype(), x1.device());
+  Tensor x0 = randn(x1.shape(), gen, x1.dtype(), x1.device());
+  return conditional_flow_matching_loss(model, x1, path, std::move(t), std::move(x0));
+}
+
+FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
+                                                const AffineProbabilityPath& path, Tensor t, Tensor x0) {
+  return loss_with_times(model, x1, path, std::move(t), std::move(x0), Tensor());
 }
 
 LossByTimeBins::LossByTimeBins(int bins) {

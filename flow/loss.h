@@ -30,7 +30,9 @@ struct FlowMatchingLoss {
 // path.sample(x0, x1, t), evaluates model(x_t, t) and returns the loss. Everything is created in x1's
 // dtype and on x1's device; x1 is [N, ...].
 // The training form: sample b's t and x0 come from the Philox streams Time and X0 at (seed, step,
-// noise.first_sample + b) (flow/step_noise.h); x0 is made directly on x1's device.
+// noise.first_sample + b) (flow/step_noise.h); x0 is made directly on x1's device, t on the host and
+// copied over, and the path takes its per-sample coefficients from the host copy, so nothing is read
+// back from the device.
 FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
                                                 const AffineProbabilityPath& path,
                                                 const TimeSampler& time_sampler, const StepNoise& noise);

@@ -7,6 +7,13 @@
 // function of its config and seed; the checkpoint (flow/checkpoint_format.h) stores the seed, the
 // step, the data position, the optimiser and the EMA, so a resumed run continues bitwise where it
 // stopped.
+//
+// Nothing in a step reads the device (issue 14): run_step() leaves the loss, the per-sample losses
+// and times, and the gradient norm where they were computed, and adds the loss to float64 running sums
+// on the device (core/ops_optim.h, LossAccumulator). The loop reads them when it logs
+// (last_step_stats, take_loss_sum, finished_epoch_loss): on CUDA a step then costs the host no wait,
+// and the numbers are bitwise those of reading every step (the sums add the same doubles in order).
+// train_step() is run_step() followed by last_step_stats(), for callers that want every step's numbers.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -14,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "core/ops_optim.h"
 #include "core/random.h"
 #include "flow/checkpoint_format.h"
 #include "flow/loss.h"
@@ -42,13 +50,34 @@ struct StepStats {
   std::vector<double> loss_by_t_bin;
 };
 
+// The losses of a run of steps: their sum (float64, added in step order) and how many there were.
+struct LossSum {
+  double sum = 0;
+  std::int64_t steps = 0;
+  double mean() const { return sum / double(steps > 0 ? steps : 1); }
+};
+
 class FlowTrainer {
  public:
   FlowTrainer(nn::VelocityModel& model, nn::Optimizer& optimizer, nn::LRSchedule schedule, nn::EMA* ema,
               TrainingData& data, std::shared_ptr<const AffineProbabilityPath> path,
               std::shared_ptr<const TimeSampler> time_sampler, std::uint64_t seed, TrainerOptions options);
 
+  // One step, then its numbers (reads the device: a sync per step on CUDA).
   StepStats train_step();
+  // One step that reads nothing back from the device (see the header comment).
+  void run_step();
+  // The last step's numbers (reads the device on CUDA). Before any step: step() and zeros.
+  StepStats last_step_stats() const;
+  // The sum of the losses of the steps since the previous take_loss_sum() (or since construction or
+  // load_checkpoint), then a fresh sum. loss_sum() is the same without restarting.
+  LossSum take_loss_sum();
+  LossSum loss_sum() const;
+  // Whether the last step's batch was the first of a new data epoch (TrainingData::epoch() moved), and
+  // the loss of the epoch before it: its steps since construction or load_checkpoint.
+  bool last_step_began_epoch() const { return began_epoch_; }
+  LossSum finished_epoch_loss() const;
+
   std::int64_t step() const { return step_; }
   std::uint64_t seed() const { return seed_; }
 
@@ -69,6 +98,19 @@ class FlowTrainer {
   TrainerOptions options_;
   std::uint64_t seed_;
   std::int64_t step_ = 0;
+
+  // What the last step left on the device, read only when asked.
+  struct LastStep {
+    double lr = 0;
+    nn::GradNorm grad_norm;
+    Tensor per_sample_loss, t;
+  };
+  LastStep last_;
+  LossAccumulator losses_;
+  std::int64_t steps_in_sum_ = 0, steps_in_epoch_ = 0, steps_in_finished_epoch_ = 0;
+  std::int64_t batch_epoch_;  // the data epoch of the last batch drawn (TrainingData::epoch())
+  bool began_epoch_ = false;
+  void restart_loss_sums();
 
   TrainingStateRefs checkpointed_state() const { return {model_, ema_, optimizer_, data_}; }
 };

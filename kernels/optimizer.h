@@ -44,6 +44,10 @@ struct FusedStepArgs {
 
   bool clip = false;
   T clip_scale = 0;
+  // Clipping decided on the device (CUDA): when set, each thread takes clip and clip_scale from
+  // clip_decision(√(*clip_sum_of_squares), clip_max_norm) instead, so the host need not read the norm.
+  const T* clip_sum_of_squares = nullptr;
+  double clip_max_norm = 0;
   UpdateRule rule = UpdateRule::None;  // None: the parameter is left alone (no gradient)
   bool weight_decay = false;           // Adam L2 / SGD
   T weight_decay_value = 0;
@@ -59,6 +63,18 @@ struct FusedStepArgs {
 template <typename T>
 FM_HOST_DEVICE T affine_scalar(T x, T a, T b) {
   return apply_unary(UnaryOp::Affine, x, a, b);
+}
+
+// clip_grad_norm's rule (nn/optim.h): scale every gradient by max_norm / (norm + 1e-6) when that is
+// below 1; a non-finite norm leaves the gradients alone. In double, as the host computes it.
+struct ClipDecision {
+  bool clip;
+  double coefficient;
+};
+FM_HOST_DEVICE ClipDecision clip_decision(double norm, double max_norm) {
+  const double coefficient = max_norm / (norm + 1e-6);
+  const bool finite = norm >= 0.0 && norm <= 1.7976931348623157e308;  // false for NaN and ∞
+  return {finite && coefficient < 1.0, coefficient};
 }
 
 // ---- the formulas, stage by stage. The GPU runs all stages for one element per thread
@@ -107,13 +123,14 @@ FM_HOST_DEVICE T ema_stage(T shadow, T theta, const FusedStepArgs<T>& a) {
 
 // One element of the fused step, all stages in order (the CUDA kernel's body; the CPU runs the same
 // stages chunk by chunk).
+// `clip` and `clip_scale` are a.clip and a.clip_scale, or what the device decided (fused_step_kernel).
 template <typename T>
-FM_HOST_DEVICE void fused_step_element(const FusedStepArgs<T>& a, std::int64_t i) {
+FM_HOST_DEVICE void fused_step_element(const FusedStepArgs<T>& a, std::int64_t i, bool clip, T clip_scale) {
   T theta = a.param[i];
   if (a.rule != UpdateRule::None) {
     T g = a.grad[i];
-    if (a.clip) {
-      g = clip_stage(g, a);
+    if (clip) {
+      g = affine_scalar(g, clip_scale, T(0));  // clip_stage with this scale
       a.grad[i] = g;
     }
     if (a.rule == UpdateRule::SGD) {
@@ -137,6 +154,10 @@ FM_HOST_DEVICE void fused_step_element(const FusedStepArgs<T>& a, std::int64_t i
   }
   if (a.shadow) a.shadow[i] = ema_stage(a.shadow[i], theta, a);
 }
+template <typename T>
+FM_HOST_DEVICE void fused_step_element(const FusedStepArgs<T>& a, std::int64_t i) {
+  fused_step_element(a, i, a.clip, a.clip_scale);
+}
 
 template <typename T>
 void fused_step_cpu(const FusedStepArgs<T>& args);
@@ -148,6 +169,27 @@ void fused_step_cuda(const FusedStepArgs<float>& args);
 template <typename T>
 void segment_sum_of_squares_cpu(const T* grad, const std::int64_t* offsets, const std::int64_t* counts,
                                 int segments, double* sums);
+
+// The trainer's running loss statistics (core/ops_optim.h, LossAccumulator): float64 slots where the
+// loss was computed, so a step adds its loss without the host reading it. With l = double(loss):
+//   slots[0] = l (the last loss);  slots[1] += l (the sum since the caller last restarted it);
+//   a step that begins an epoch: slots[3] = slots[2] (the finished epoch's sum), slots[2] = l;
+//   any other step: slots[2] += l.
+// The same double additions in the same order as a host loop over item() values: the same bits.
+enum LossSlot { kLossLast = 0, kLossSinceRestart = 1, kLossEpoch = 2, kLossFinishedEpoch = 3, kLossSlotCount = 4 };
+FM_HOST_DEVICE void accumulate_loss_slots(double* slots, double loss, bool begins_epoch) {
+  slots[kLossLast] = loss;
+  slots[kLossSinceRestart] = slots[kLossSinceRestart] + loss;
+  if (begins_epoch) {
+    slots[kLossFinishedEpoch] = slots[kLossEpoch];
+    slots[kLossEpoch] = loss;
+  } else {
+    slots[kLossEpoch] = slots[kLossEpoch] + loss;
+  }
+}
+template <typename T>
+void accumulate_loss_cpu(double* slots, const T* loss, bool begins_epoch);
+void accumulate_loss_cuda(double* slots, const float* loss, bool begins_epoch);  // one thread, one launch
 
 // dst[i] = dst[i] + src[i]: a gradient added into the buffer it accumulates in.
 template <typename T>

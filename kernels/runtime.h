@@ -40,11 +40,39 @@ std::size_t cuda_bytes_in_use();
 std::size_t cuda_peak_bytes();
 void cuda_reset_peak();
 
-// Copies between host and device (or device to device) on cuda_stream(); blocking.
+// Copies between host and device (or device to device) on cuda_stream(). A copy to the host blocks
+// until the data is there (a synchronisation). A copy to the device does not wait for the device:
+// it is queued behind the work already on the stream, and the source may be reused as soon as the
+// call returns (CUDA stages a pageable host buffer before cudaMemcpyAsync returns; the project
+// allocates no pinned host memory), so feeding a batch to the device costs the step no sync.
 void cuda_copy_to_device(void* dst, const void* src, std::size_t bytes);
 void cuda_copy_to_host(void* dst, const void* src, std::size_t bytes);
 void cuda_copy_device_to_device(void* dst, const void* src, std::size_t bytes);
 void cuda_memset_zero(void* dst, std::size_t bytes);
 void cuda_synchronize();
+
+// ---- counters: what the device runtime did (issue 14: a steady-state training step should launch
+// few kernels, never wait for the device, never reach cudaMalloc, copy nothing between log points).
+// Counted by the process since the last reset, on every thread (relaxed atomics: a count, not an
+// ordering). A CPU-only build counts nothing (all zero). `fmbench step` prints them per step.
+struct RuntimeCounters {
+  std::uint64_t kernel_launches = 0;     // our kernels (every FM_CUDA_CHECK_LAUNCH after a <<<...>>>)
+  std::uint64_t library_calls = 0;       // cuBLAS and cuDNN compute calls (each launches kernels of its own)
+  std::uint64_t synchronizations = 0;    // the host waited for the device: a copy to the host,
+                                         // cuda_synchronize, a free with FM_CUDA_ALLOCATOR=direct
+  std::uint64_t device_allocations = 0;  // cudaMalloc calls: the caching allocator's misses
+  std::uint64_t allocator_requests = 0;  // cuda_malloc calls, served from the cache or not
+  std::uint64_t host_to_device_copies = 0, host_to_device_bytes = 0;
+  std::uint64_t device_to_host_copies = 0, device_to_host_bytes = 0;
+};
+RuntimeCounters runtime_counters();
+void reset_runtime_counters();
+// Field by field a − b: what happened between two snapshots (b taken first).
+RuntimeCounters operator-(const RuntimeCounters& a, const RuntimeCounters& b);
+
+// Called by FM_CUDA_CHECK_LAUNCH (kernels/cuda/cuda_check.h) after every launch that started, and by
+// the cuBLAS/cuDNN wrappers after each compute call: the one place each kind is counted.
+void count_kernel_launch();
+void count_library_call();
 
 }  // namespace fm::kernels

@@ -130,13 +130,32 @@ const FlatParameters* Optimizer::fused_layout() const {
   return layout;
 }
 
+void Optimizer::set_clip(const FusedExtras& extras, FusedStepHyperparameters& hyper, FusedStepBuffers& buffers) {
+  hyper.clip = extras.clip;
+  hyper.clip_scale = extras.clip_scale;
+  if (extras.clip_sum_of_squares.defined()) {
+    hyper.clip_on_device = true;
+    hyper.clip_max_norm = extras.clip_max_norm;
+    buffers.clip_sum_of_squares = extras.clip_sum_of_squares;
+  }
+}
+
+double GradNorm::value() const {
+  // √ in double of the float sum, as clip_grad_norm computes it from item().
+  return sum_of_squares_.defined() ? std::sqrt(sum_of_squares_.item()) : host_value_;
+}
+
 double Optimizer::clip_step_and_update_ema(Module& model, double max_norm, EMA* ema) {
+  return clip_step_and_update_ema_async(model, max_norm, ema).value();
+}
+
+GradNorm Optimizer::clip_step_and_update_ema_async(Module& model, double max_norm, EMA* ema) {
   const FlatParameters* layout = &model == module_ && (!ema || &ema->model() == module_) ? fused_layout() : nullptr;
   if (!layout) {  // the reference: three calls, one tensor op after another
     const double norm = clip_grad_norm(model, max_norm);
     step();
     if (ema) ema->update();
-    return norm;
+    return GradNorm(norm);
   }
   FM_CHECK(max_norm > 0, ValueError, "clip_grad_norm: max_norm must be positive, got ", max_norm);
   NoGradGuard no_grad;
@@ -155,20 +174,28 @@ double Optimizer::clip_step_and_update_ema(Module& model, double max_norm, EMA* 
     if (any_gradient)
       norm = std::sqrt(segment_sum_of_squares(layout->grads(), norm_offsets_, norm_counts_, norm_scratch_));
   } else {
+    // The squared norm stays on the device: the kernel decides the clip from it (no host sync).
     Tensor total_squares = sum_of_squares_by_tensor_ops(layout->parameters());
-    any_gradient = total_squares.defined();
-    if (any_gradient) norm = std::sqrt(total_squares.item());
+    FusedExtras extras;
+    extras.ema = ema;
+    if (total_squares.defined() && std::isfinite(max_norm)) {
+      extras.clip_sum_of_squares = total_squares;
+      extras.clip_max_norm = max_norm;
+    }
+    fused_update(*layout, extras);
+    return total_squares.defined() ? GradNorm(total_squares) : GradNorm(0.0);
   }
   // The update pass: clip (as clip_grad_norm decides), the rule, the EMA.
   FusedExtras extras;
   extras.ema = ema;
+  // (kernels/optimizer.h's clip_decision makes the same decision on the device.)
   if (any_gradient && std::isfinite(norm)) {
     const double coefficient = max_norm / (norm + 1e-6);
     extras.clip = coefficient < 1.0;
     extras.clip_scale = coefficient;
   }
   fused_update(*layout, extras);
-  return norm;
+  return GradNorm(norm);
 }
 
 // ---------------------------------------------------------------- SGD
@@ -232,8 +259,7 @@ void SGD::fused_update(const FlatParameters& layout, const FusedExtras& extras) 
   }
   if (extras.ema) buffers.shadow = extras.ema->flat_shadows(layout);
   FusedStepHyperparameters hyper;
-  hyper.clip = extras.clip;
-  hyper.clip_scale = extras.clip_scale;
+  set_clip(extras, hyper, buffers);
   hyper.rule = FusedUpdateRule::SGD;
   hyper.weight_decay = options_.weight_decay != 0;
   hyper.weight_decay_value = options_.weight_decay;
@@ -346,8 +372,7 @@ void Adam::fused_update(const FlatParameters& layout, const FusedExtras& extras)
   if (extras.ema) buffers.shadow = extras.ema->flat_shadows(layout);
   const double beta1 = options_.beta1, beta2 = options_.beta2, weight_decay = options_.weight_decay;
   FusedStepHyperparameters hyper;
-  hyper.clip = extras.clip;
-  hyper.clip_scale = extras.clip_scale;
+  set_clip(extras, hyper, buffers);
   hyper.rule = FusedUpdateRule::Adam;
   hyper.weight_decay = weight_decay != 0;
   hyper.decoupled = decoupled_weight_decay_;

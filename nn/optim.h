@@ -36,9 +36,29 @@
 #include "nn/flat_parameters.h"
 #include "nn/module.h"
 
+namespace fm {
+struct FusedStepHyperparameters;  // core/ops_optim.h
+struct FusedStepBuffers;
+}  // namespace fm
+
 namespace fm::nn {
 
 class EMA;
+
+// The global gradient norm a step measured (before clipping). A CPU step has it as a number; a CUDA
+// step leaves it on the device as the float sum of squares, read by value() (a host sync) only when
+// someone asks, e.g. at a log step.
+class GradNorm {
+ public:
+  GradNorm() = default;  // no gradient: 0
+  explicit GradNorm(double norm) : host_value_(norm) {}
+  explicit GradNorm(Tensor sum_of_squares) : sum_of_squares_(std::move(sum_of_squares)) {}
+  double value() const;
+
+ private:
+  double host_value_ = 0.0;
+  Tensor sum_of_squares_;  // defined: the norm is √ of this one-element device tensor
+};
 
 class Optimizer {
  public:
@@ -58,6 +78,9 @@ class Optimizer {
   // (max_norm = INFINITY measures without clipping). When this optimiser was built on `model`, the
   // model is flat and the EMA (if any) follows it, it runs as one fused pass with the same results.
   double clip_step_and_update_ema(Module& model, double max_norm, EMA* ema);
+  // The same, without waiting for the device: on CUDA the fused kernel decides the clip from the norm
+  // on the device, and the norm is returned unread (GradNorm::value() reads it).
+  GradNorm clip_step_and_update_ema_async(Module& model, double max_norm, EMA* ema);
 
   // name → tensor (copies, safe to keep); see the header comment for the keys.
   virtual StateDict state_dict() const = 0;
@@ -81,8 +104,13 @@ class Optimizer {
   struct FusedExtras {
     bool clip = false;
     double clip_scale = 1.0;
+    // Defined: clip is decided on the device from this squared norm with clip_max_norm (CUDA).
+    Tensor clip_sum_of_squares;
+    double clip_max_norm = 0.0;
     EMA* ema = nullptr;
   };
+  // Puts the extras' clipping into the fused step's hyperparameters and buffers.
+  static void set_clip(const FusedExtras& extras, FusedStepHyperparameters& hyper, FusedStepBuffers& buffers);
   // The module's flat layout when the fused path can run (gradients moved into their homes), else null.
   const FlatParameters* fused_layout() const;
   // One pass over `layout`: clip, this optimiser's rule, the EMA.

@@ -162,6 +162,13 @@ void open_run_directory(const ResolvedRun& run, flow::FlowTrainer& trainer, std:
 // The loop from the trainer's step to train.steps, and what it does on the way: a metrics line every
 // train.log_every steps, the progress line, an epoch summary, a checkpoint every
 // train.checkpoint_every steps and a sample picture every train.sample_every steps.
+//
+// A step reads nothing back from the device (flow/trainer.h): the loss, its running sums, the
+// per-t-bin losses and the gradient norm are read at log steps, at the end of an epoch and before a
+// checkpoint. So divergence (a non-finite loss) is caught there, not at the step it happened: a log
+// step checks its own loss and the sum of every loss since the previous log step (one non-finite loss
+// makes the sum non-finite), and a checkpoint checks the sum before it writes, so no checkpoint ever
+// holds a diverged model. The progress line shows the loss of the last log step.
 class TrainingLoop {
  public:
   TrainingLoop(const ResolvedRun& run, RunObjects& objects, Device device, const std::string& title,
@@ -180,18 +187,14 @@ class TrainingLoop {
     const bool detect_anomaly = train_["detect_anomaly"];
     while (trainer_.step() < total_steps_) {
       if (g_stop_requested) return true;
-      flow::StepStats stats;
       try {
         AnomalyModeGuard anomaly_mode(detect_anomaly);
-        stats = trainer_.train_step();
+        trainer_.run_step();
       } catch (const NumericError& e) {
         throw NumericError(cat("step ", trainer_.step() + 1, ": ", e.what(), "; ", checkpoint_note()));
       }
-      FM_CHECK(std::isfinite(stats.loss), NumericError, "training diverged: loss is ", stats.loss, " at step ",
-               stats.step, " (lower train.lr or set train.grad_clip; train.detect_anomaly=true names the first op "
-               "with NaN/Inf); ", checkpoint_note());
-      const std::int64_t step = stats.step;
-      record_step(stats);
+      const std::int64_t step = trainer_.step();
+      record_step(step);
       if (step % checkpoint_every == 0 && step != total_steps_) {
         save_checkpoint();
         last_checkpoint_step_ = step;
@@ -208,6 +211,8 @@ class TrainingLoop {
   // checkpoint.safetensors (and a kept copy under the step's name when train.keep_checkpoints), then
   // a fresh loss.png.
   void save_checkpoint() {
+    // A diverged model is never saved: the losses since the last log step must all be finite.
+    check_finite_losses(trainer_.loss_sum());
     // The metrics lines up to this step reach the disk before the checkpoint that claims them.
     metrics_.sync();
     trainer_.save_checkpoint(paths_.checkpoint().string(), {{"config", config_.dump()}});
@@ -231,28 +236,30 @@ class TrainingLoop {
  private:
   // The bookkeeping of one finished step: the loss averages, the epoch summary, the metrics line and
   // the progress line.
-  void record_step(const flow::StepStats& stats) {
-    const std::int64_t step = stats.step;
-    loss_sum_ += stats.loss;
-    ++loss_count_;
+  // The loss sums live on the device (flow/trainer.h); this reads them only at the end of an epoch
+  // and at log steps.
+  void record_step(std::int64_t step) {
     // This step's batch came from data->epoch(). When that moved on, the previous epoch ended with
-    // the step before (epoch −1 means "no batch drawn yet": nothing to summarise).
+    // the step before (epoch −1 means "no batch drawn yet": nothing to summarise). The trainer saw
+    // the same change (it compares the epoch of each batch with the one before).
     flow::TrainingData& data = *objects_.data;
     if (data.epoch() != epoch_) {
       if (epoch_ >= 0)
         log_line(quiet_, cat("\nepoch ", epoch_, " done at step ", step - 1, ": mean loss ",
-                             epoch_loss_sum_ / double(std::max<std::int64_t>(epoch_steps_, 1)), ", ",
+                             trainer_.finished_epoch_loss().mean(), ", ",
                              progress_.steps_per_second() * double(batch_size_), " images/s"));
       epoch_ = data.epoch();
-      epoch_loss_sum_ = 0;
-      epoch_steps_ = 0;
     }
-    epoch_loss_sum_ += stats.loss;
-    ++epoch_steps_;
     if (step % log_every_ == 0 || step == total_steps_) {
+      const flow::StepStats stats = trainer_.last_step_stats();
+      FM_CHECK(std::isfinite(stats.loss), NumericError, "training diverged: loss is ", stats.loss, " at step ",
+               stats.step, " (lower train.lr or set train.grad_clip; train.detect_anomaly=true names the first op "
+               "with NaN/Inf); ", checkpoint_note());
+      const flow::LossSum since_last_log = trainer_.take_loss_sum();
+      check_finite_losses(since_last_log);
       Json line = {{"step", step},
                    {"loss", stats.loss},
-                   {"loss_avg", loss_sum_ / double(loss_count_)},
+                   {"loss_avg", since_last_log.mean()},
                    {"loss_by_t", stats.loss_by_t_bin},
                    {"lr", stats.lr},
                    {"grad_norm", stats.grad_norm},
@@ -261,10 +268,22 @@ class TrainingLoop {
                    {"epoch", data.epoch()}};
       if (device_ == Device::CUDA) line["gpu_peak_mb"] = double(kernels::cuda_peak_bytes()) / (1 << 20);
       metrics_.append(line);
-      loss_sum_ = 0;
-      loss_count_ = 0;
+      progress_text_ = cat("loss ", stats.loss);
     }
-    progress_.update(step, cat("loss ", stats.loss));
+    progress_.update(step, progress_text_);
+  }
+
+  // Divergence between log steps: some loss of the steps summed is NaN or ±∞ (the loss is read only
+  // at log steps; see the class comment).
+  void check_finite_losses(const flow::LossSum& sum) const {
+    if (std::isfinite(sum.sum)) return;
+    const std::int64_t last = trainer_.step(), first = last - sum.steps + 1;
+    throw NumericError(cat("training diverged: loss is ",
+                           first == last ? cat(sum.sum, " at step ", last)
+                                         : cat("not finite at a step in steps ", first, "-", last, " (their sum is ",
+                                               sum.sum, "; the loss is read at train.log_every steps)"),
+                           " (lower train.lr or set train.grad_clip; train.detect_anomaly=true names the first op "
+                           "with NaN/Inf); ", checkpoint_note()));
   }
 
   // samples_step_*.png: `count` samples with the sampling weights, over fresh data on 2-D data.
@@ -301,11 +320,8 @@ class TrainingLoop {
   const double elapsed_before_;
   ProgressLine progress_;
   const std::chrono::steady_clock::time_point begin_;
-  double loss_sum_ = 0;
-  std::int64_t loss_count_ = 0;
   std::int64_t epoch_;  // the data epoch of the last step's batch
-  double epoch_loss_sum_ = 0;
-  std::int64_t epoch_steps_ = 0;
+  std::string progress_text_;  // "loss X" of the last log step
   const std::int64_t start_step_;
   Generator picture_gen_;  // the reference points of the sample pictures
   std::int64_t last_checkpoint_step_;  // -1: none saved yet

@@ -120,6 +120,13 @@ void add_into_cpu(T* dst, const T* src, std::int64_t count) {
   for (std::int64_t i = 0; i < count; ++i) dst[i] = dst[i] + src[i];
 }
 
+template <typename T>
+void accumulate_loss_cpu(double* slots, const T* loss, bool begins_epoch) {
+  accumulate_loss_slots(slots, double(*loss), begins_epoch);
+}
+
+template void accumulate_loss_cpu<float>(double*, const float*, bool);
+template void accumulate_loss_cpu<double>(double*, const double*, bool);
 template void fused_step_cpu<float>(const FusedStepArgs<float>&);
 template void fused_step_cpu<double>(const FusedStepArgs<double>&);
 template void add_into_cpu<float>(float*, const float*, std::int64_t);

@@ -256,6 +256,7 @@ void run_with_choice(AlgorithmChoice<Algo>& choice, const char* op, Call call) {
       continue;
     }
     FM_CUDNN_CHECK(status);
+    count_library_call();  // kernels/runtime.h's counters
     choice.confirmed = true;
     return;
   }
@@ -275,9 +276,11 @@ void run_forward(const Conv2dParams& p, const float* input, const float* weight,
         return cudnnConvolutionForward(handle, &one, plan.input, input, plan.filter, weight,
                                        plan.conv, algo, ws, bytes, &zero, plan.output, output);
       });
-  if (output_bias)
+  if (output_bias) {
     FM_CUDNN_CHECK(
         cudnnAddTensor(handle, &one, plan.output_bias, output_bias, &one, plan.output, output));
+    count_library_call();
+  }
 }
 
 void run_backward_data(const Conv2dParams& p, const float* output_grad, const float* weight,
@@ -294,9 +297,11 @@ void run_backward_data(const Conv2dParams& p, const float* output_grad, const fl
                                                         plan.output, output_grad, plan.conv, algo,
                                                         ws, bytes, &zero, plan.input, input_grad);
                   });
-  if (input_bias)
+  if (input_bias) {
     FM_CUDNN_CHECK(
         cudnnAddTensor(handle, &one, plan.input_bias, input_bias, &one, plan.input, input_grad));
+    count_library_call();
+  }
 }
 
 void run_backward_filter(const Conv2dParams& p, const float* input, const float* output_grad,
@@ -327,6 +332,7 @@ void run_backward_bias(const Conv2dParams& p, bool over_output, const float* gra
   FM_CUDNN_CHECK(cudnnConvolutionBackwardBias(
       handle, &one, over_output ? plan.output : plan.input, grad, &zero,
       over_output ? plan.output_bias : plan.input_bias, bias_grad));
+  count_library_call();
 }
 
 }  // namespace

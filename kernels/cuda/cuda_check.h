@@ -10,6 +10,7 @@
 #include <cudnn.h>
 
 #include "core/error.h"
+#include "kernels/runtime.h"
 
 namespace fm::cuda_detail {
 [[noreturn]] inline void fail(const char* what, const char* msg, const char* file, int line) {
@@ -25,12 +26,15 @@ const char* cublas_status_string(cublasStatus_t status);
       ::fm::cuda_detail::fail(#call, cudaGetErrorString(fm_err_), __FILE__, __LINE__);           \
   } while (0)
 
-// After every <<<...>>> launch: catches bad launch configurations immediately.
+// After every <<<...>>> launch (exactly one per launch that ran): catches bad launch configurations
+// immediately, and counts the launch (kernels/runtime.h's runtime_counters; the emulator's test
+// checks that the count equals the grids it ran, so a launch without this check shows up).
 #define FM_CUDA_CHECK_LAUNCH()                                                                   \
   do {                                                                                           \
     cudaError_t fm_err_ = cudaGetLastError();                                                    \
     if (fm_err_ != cudaSuccess)                                                                  \
       ::fm::cuda_detail::fail("kernel launch", cudaGetErrorString(fm_err_), __FILE__, __LINE__); \
+    ::fm::kernels::count_kernel_launch();                                                        \
   } while (0)
 
 #define FM_CUBLAS_CHECK(call)                                                                    \

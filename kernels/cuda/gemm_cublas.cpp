@@ -5,6 +5,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/library_handles.h"
 #include "kernels/gemm.h"
+#include "kernels/runtime.h"
 
 namespace fm::kernels {
 
@@ -16,6 +17,7 @@ void gemm_batched_cublas(int batch, bool trans_a, bool trans_b, int M, int N, in
   FM_CUBLAS_CHECK(cublasSgemmStridedBatched(cublas_handle(), op_b, op_a, N, M, K, &alpha, B, ldb,
                                             stride_b, A, lda, stride_a, &beta, C, ldc, stride_c,
                                             batch));
+  count_library_call();  // kernels/runtime.h's counters
 }
 
 }  // namespace fm::kernels

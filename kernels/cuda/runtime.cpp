@@ -1,4 +1,6 @@
-// kernels/cuda/runtime.cpp — device probing, the one stream, the caching allocator, library handles.
+// kernels/cuda/runtime.cpp — device probing, the one stream, the caching allocator, library handles,
+// and the counting of what reaches the device (kernels/runtime_counters.h): every wait, every
+// cudaMalloc, every copy between host and device passes through a function of this file.
 //
 // Nothing runs at static-initialisation time: the first call to any function here is the first CUDA
 // call of the process, so CPU-only runs never touch the driver.
@@ -12,6 +14,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/library_handles.h"
 #include "kernels/runtime.h"
+#include "kernels/runtime_counters.h"
 
 namespace fm::cuda_detail {
 const char* cublas_status_string(cublasStatus_t status) {
@@ -148,6 +151,7 @@ void* cuda_malloc(std::size_t bytes) {
   if (bytes == 0) bytes = 1;
   CachingAllocator& a = allocator();
   std::lock_guard<std::mutex> lock(a.mutex);
+  counters::add(counters::cells.allocator_requests);
   std::size_t size = a.direct ? bytes : round_block(bytes);
   void* ptr = nullptr;
   auto it = a.direct ? a.free_blocks.end() : a.free_blocks.lower_bound(size);
@@ -157,6 +161,7 @@ void* cuda_malloc(std::size_t bytes) {
     ptr = it->second;
     a.free_blocks.erase(it);
   } else {
+    counters::add(counters::cells.device_allocations);
     cudaError_t err = cudaMalloc(&ptr, size);
     if (err != cudaSuccess && !a.free_blocks.empty()) {
       // Out of memory: give the cache back to the driver and try once more.
@@ -186,6 +191,7 @@ void cuda_free(void* ptr) {
   a.in_use -= it->second;
   if (a.direct) {
     // Kernels may still be reading this buffer on the stream; wait before handing it back.
+    counters::synchronization();
     cudaStreamSynchronize(state().stream);
     cudaFree(ptr);
   } else {
@@ -202,13 +208,19 @@ std::size_t cuda_bytes_in_use() { return allocator().in_use; }
 std::size_t cuda_peak_bytes() { return allocator().peak; }
 void cuda_reset_peak() { allocator().peak = allocator().in_use; }
 
+// No wait after the copy: `src` is pageable host memory (nothing in the project pins any), and for
+// such a source cudaMemcpyAsync returns only once it has taken the bytes (into its staging buffer),
+// so the caller may free or overwrite `src` at once; the copy is ordered before later work on the
+// one stream. (With pinned memory this would not hold: the copy could still be reading.)
 void cuda_copy_to_device(void* dst, const void* src, std::size_t bytes) {
   cudaStream_t s = cuda_stream();
+  counters::host_to_device(bytes);
   FM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
-  FM_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 void cuda_copy_to_host(void* dst, const void* src, std::size_t bytes) {
   cudaStream_t s = cuda_stream();
+  counters::device_to_host(bytes);
+  counters::synchronization();
   FM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));
   FM_CUDA_CHECK(cudaStreamSynchronize(s));
 }
@@ -220,6 +232,7 @@ void cuda_memset_zero(void* dst, std::size_t bytes) {
 }
 void cuda_synchronize() {
   if (!cuda_available()) return;
+  counters::synchronization();
   FM_CUDA_CHECK(cudaStreamSynchronize(cuda_stream()));
 }
 

@@ -201,6 +201,9 @@ dim3 to_dim3(Int n) {
 // cudaErrorInvalidConfiguration instead when the configuration would not launch on an H100.
 void run_grid(const LaunchConfig& config, const void* kernel, void (*thread_body)(void* context),
               void* context);
+// Grids run so far by this process (launches that started): the test of the runtime's launch
+// counter (kernels/runtime.h) holds the two equal over a training step.
+std::uint64_t grids_run();
 
 template <typename... Args>
 struct BoundLaunch {

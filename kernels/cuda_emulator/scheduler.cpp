@@ -282,4 +282,6 @@ void run_grid(const LaunchConfig& config, const void* kernel, void (*thread_body
       }
 }
 
+std::uint64_t grids_run() { return g_launch_count; }
+
 }  // namespace fm_emu

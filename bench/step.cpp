@@ -1,0 +1,173 @@
+// bench/step.cpp — `fmbench step` (see step.h): a training step's device-runtime counters and time.
+#include "bench/step.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <memory>
+
+#include "core/error.h"
+#include "core/ops.h"
+#include "core/random.h"
+#include "flow/datasets2d.h"
+#include "flow/path.h"
+#include "flow/time_sampler.h"
+#include "flow/trainer.h"
+#include "kernels/runtime.h"
+#include "nn/ema.h"
+#include "nn/mlp.h"
+#include "nn/optim.h"
+#include "nn/unet.h"
+
+namespace fm::bench {
+namespace {
+
+// Images for the U-Net: one fixed random batch in [-1, 1], served every step (the step's work does
+// not depend on pixel values, and the bench must not need the dataset). One epoch, as a stream.
+class RandomImages : public flow::TrainingData {
+ public:
+  RandomImages(std::int64_t batch, std::int64_t side) : shape_{1, side, side} {
+    Generator gen(20240601);
+    batch_ = rand_uniform({batch, 1, side, side}, gen, -1.0, 1.0, DType::Float32, Device::CPU);
+  }
+  Tensor next_batch(std::int64_t batch_size, const flow::StepNoise&) override {
+    FM_CHECK(batch_size == batch_.size(0), ValueError, "RandomImages: batch ", batch_size, " asked, ",
+             batch_.size(0), " made");
+    return batch_;
+  }
+  Shape example_shape() const override { return shape_; }
+  std::string describe() const override { return "random images"; }
+
+ private:
+  Shape shape_;
+  Tensor batch_;
+};
+
+// A U-Net small enough for the emulator: two levels, 4 and 8 channels, attention in the lower one.
+nn::UNetConfig tiny_unet_config() {
+  nn::UNetConfig config;
+  config.in_channels = 1;
+  config.down_channels = {4, 8};
+  config.mid_channels = {8, 4};
+  config.down_sample = {true};
+  config.attention = {true};
+  config.time_emb_dim = 8;
+  config.num_heads = 2;
+  config.groups = 2;
+  config.final_channels = 4;
+  return config;
+}
+
+struct StepRow {
+  std::string model;
+  std::int64_t parameters = 0, batch = 0;
+  double ms_per_step = 0;
+  kernels::RuntimeCounters steps;     // over the counted steps
+  kernels::RuntimeCounters log_read;  // one log step's reads (last_step_stats + take_loss_sum)
+  int counted_steps = 0;
+  double last_loss = 0;
+};
+
+// Trains `model` with the fmtrain recipe (Adam 1e-3, EMA 0.999, clip 1.0, CondOT, logit-normal t).
+StepRow measure(const std::string& name, nn::VelocityModel& model, flow::TrainingData& data, std::int64_t batch,
+                Device device, const StepBenchOptions& options) {
+  model.to(device);
+  nn::Adam optimizer(model);
+  nn::EMA ema(model, 0.999);
+  flow::TrainerOptions trainer_options;
+  trainer_options.batch_size = batch;
+  trainer_options.grad_clip = 1.0;
+  trainer_options.device = device;
+  flow::FlowTrainer trainer(model, optimizer, nn::LRSchedule{}, &ema, data, flow::make_path("condot"),
+                            flow::make_time_sampler("logit_normal"), 1234, trainer_options);
+  for (int i = 0; i < options.warmup_steps; ++i) trainer.run_step();
+  trainer.take_loss_sum();
+  kernels::cuda_synchronize();  // nothing of the warm-up left running in the timed window
+
+  StepRow row;
+  row.model = name;
+  row.parameters = model.parameter_count();
+  row.batch = batch;
+  row.counted_steps = options.steps;
+  const kernels::RuntimeCounters before = kernels::runtime_counters();
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < options.steps; ++i) trainer.run_step();
+  row.steps = kernels::runtime_counters() - before;
+  kernels::cuda_synchronize();
+  row.ms_per_step =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / options.steps;
+
+  const kernels::RuntimeCounters before_read = kernels::runtime_counters();
+  const flow::StepStats stats = trainer.last_step_stats();
+  const flow::LossSum sum = trainer.take_loss_sum();
+  row.log_read = kernels::runtime_counters() - before_read;
+  row.last_loss = stats.loss;
+  FM_CHECK(std::isfinite(stats.loss) && std::isfinite(sum.sum), NumericError, "fmbench step: ", name,
+           " diverged (loss ", stats.loss, ")");
+  return row;
+}
+
+void print_row(const StepRow& r, bool counters_apply) {
+  const double n = r.counted_steps;
+  auto per = [n](std::uint64_t v) { return double(v) / n; };
+  std::printf("%-10s %9lld %6lld %9.3f", r.model.c_str(), (long long)r.parameters, (long long)r.batch, r.ms_per_step);
+  if (counters_apply) {
+    const kernels::RuntimeCounters& c = r.steps;
+    std::printf(" %9.1f %8.1f %6.1f %8.1f %9.1f %8.1f %10.0f %8.1f %10.0f", per(c.kernel_launches),
+                per(c.library_calls), per(c.synchronizations), per(c.device_allocations), per(c.allocator_requests),
+                per(c.host_to_device_copies), per(c.host_to_device_bytes), per(c.device_to_host_copies),
+                per(c.device_to_host_bytes));
+  } else {
+    std::printf("  (CPU: no device runtime, the counters do not apply)");
+  }
+  std::printf("   loss %.4f\n", r.last_loss);
+  if (counters_apply)
+    std::printf("%-10s a log step's read of the numbers adds: %llu syncs, %llu D2H copies (%llu bytes), %llu launches\n",
+                "", (unsigned long long)r.log_read.synchronizations, (unsigned long long)r.log_read.device_to_host_copies,
+                (unsigned long long)r.log_read.device_to_host_bytes, (unsigned long long)r.log_read.kernel_launches);
+}
+
+}  // namespace
+
+int run_step_bench(const StepBenchOptions& options) {
+  try {
+    Device device = Device::CPU;
+    if (options.device == "cuda" || (options.device == "auto" && kernels::cuda_available())) {
+      FM_CHECK(kernels::cuda_available(), DeviceError, "fmbench step --device cuda: no CUDA device here");
+      device = Device::CUDA;
+    } else {
+      FM_CHECK(options.device == "cpu" || options.device == "auto", ConfigError,
+               "--device: expected cpu, cuda or auto, got \"", options.device, "\"");
+    }
+    const bool counters_apply = device == Device::CUDA;
+    std::printf("fmbench step: device %s%s | %d warm-up steps, then %d counted; per step:\n",
+                device == Device::CUDA ? kernels::cuda_device_name() : "cpu",
+                device == Device::CUDA && kernels::cuda_emulated() ? " (times are the emulator's, not a GPU's)" : "",
+                options.warmup_steps, options.steps);
+    std::printf("%-10s %9s %6s %9s", "model", "params", "batch", "ms/step");
+    if (counters_apply)
+      std::printf(" %9s %8s %6s %8s %9s %8s %10s %8s %10s", "launches", "library", "syncs", "mallocs", "alloc-req",
+                  "H2D", "H2D bytes", "D2H", "D2H bytes");
+    std::printf("\n");
+
+    Generator init(3);
+    nn::MLPConfig mlp_config;  // fmtrain's moons model (configs/moons.json keeps the defaults)
+    nn::VelocityMLP mlp(mlp_config, init);
+    flow::PointStream moons(flow::make_toy_distribution("moons"));
+    print_row(measure("moons MLP", mlp, moons, options.small_shapes ? 64 : 256, device, options), counters_apply);
+    std::fflush(stdout);
+
+    const std::int64_t unet_batch = options.batch > 0 ? options.batch : options.small_shapes ? 2 : 64;
+    nn::UNet unet(options.small_shapes ? tiny_unet_config() : nn::UNetConfig{}, init);
+    RandomImages images(unet_batch, options.small_shapes ? 8 : 28);
+    print_row(measure(options.small_shapes ? "tiny U-Net" : "U-Net", unet, images, unet_batch, device, options),
+              counters_apply);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "fmbench step: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}
+
+}  // namespace fm::bench

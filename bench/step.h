@@ -1,0 +1,29 @@
+// bench/step.h — `fmbench step`: what one steady-state training step asks of the device runtime.
+//
+// For the moons MLP and a U-Net, each trained by flow/trainer.h's FlowTrainer exactly as fmtrain
+// trains (Adam, EMA, gradient clipping, the loss sums on the device), it runs warm-up steps, then
+// counts over the timed steps (kernels/runtime.h, runtime_counters): kernel launches, cuBLAS/cuDNN
+// calls, host<->device synchronisations, cudaMalloc calls (cache misses) and allocator requests, and
+// the copies and bytes each way; and, apart, what one log step's read of the numbers costs. Issue 14's
+// targets for a steady-state step: 0 syncs, 0 allocations, 0 host->device bytes between log points.
+//
+// Runs on whatever device is there: CUDA, the CUDA emulator (use --shapes small: it runs every GPU
+// thread on the CPU) or the CPU, where there is no device runtime and the counters do not apply.
+// No timing assertion anywhere; the CTest smoke run only checks that both rows print.
+#pragma once
+#include <string>
+
+namespace fm::bench {
+
+struct StepBenchOptions {
+  bool small_shapes = false;  // --shapes small: moons batch 64, a tiny U-Net on 8x8 images, batch 2
+  int steps = 5;              // --steps N: counted steps
+  int warmup_steps = 3;       // --warmup-steps N: steps before (allocator cache and plans warm up)
+  int batch = 0;              // --batch N: the U-Net's batch (0: 64, or 2 with --shapes small)
+  std::string device = "auto";  // --device cpu|cuda|auto
+};
+
+// Prints the table; returns the exit code (0, or 2 when a step fails).
+int run_step_bench(const StepBenchOptions& options);
+
+}  // namespace fm::bench
