@@ -53,12 +53,22 @@ FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tens
                                                 const AffineProbabilityPath& path,
                                                 const TimeSampler& time_sampler, const StepNoise& noise) {
   check_batch(x1);
+  Tensor x0 = philox_normal(x1.shape(), noise.key(NoiseStream::X0), noise.step, noise.first_sample, x1.dtype(),
+                            x1.device());
+  return conditional_flow_matching_loss(model, x1, path, time_sampler, noise, std::move(x0));
+}
+
+FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
+                                                const AffineProbabilityPath& path,
+                                                const TimeSampler& time_sampler, const StepNoise& noise, Tensor x0) {
+  check_batch(x1);
+  FM_CHECK(x0.defined() && x0.shape() == x1.shape() && x0.dtype() == x1.dtype() && x0.device() == x1.device(),
+           ShapeError, "flow matching loss: x0 ", x0.defined() ? x0.describe() : "undefined",
+           " must match the data batch ", x1.describe());
   const std::int64_t n = x1.size(0);
   // The times are drawn on the host (in x1's dtype: the values the device will hold) and copied over;
   // the path takes its coefficients from the host copy.
   Tensor t_host = time_sampler.sample(n, noise, x1.dtype(), Device::CPU);
-  Tensor x0 = philox_normal(x1.shape(), noise.key(NoiseStream::X0), noise.step, noise.first_sample, x1.dtype(),
-                            x1.device());
   return loss_with_times(model, x1, path, t_host.to(x1.device()), std::move(x0), t_host);
 }
 

@@ -36,6 +36,11 @@ struct FlowMatchingLoss {
 FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
                                                 const AffineProbabilityPath& path,
                                                 const TimeSampler& time_sampler, const StepNoise& noise);
+// The same with x0 given (x1's shape, dtype and device: a coupled or paired source batch); t from the
+// Time stream as above.
+FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
+                                                const AffineProbabilityPath& path,
+                                                const TimeSampler& time_sampler, const StepNoise& noise, Tensor x0);
 // The same with t and then x0 drawn in order from `gen` (on the host).
 FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tensor& x1,
                                                 const AffineProbabilityPath& path,

@@ -24,8 +24,17 @@ void FlowTrainer::run_step() {
   Tensor x1 = data_.next_batch(options_.batch_size, noise).to(options_.device);
   began_epoch_ = data_.epoch() != batch_epoch_;
   batch_epoch_ = data_.epoch();
+  // x0: the pairs' own (reflow), or a draw from the source re-paired with the batch by the coupling.
+  Tensor x0 = data_.paired_source();
+  if (x0.defined()) {
+    x0 = x0.to(options_.device);
+  } else {
+    x0 = options_.source ? options_.source->sample(x1.shape(), noise, x1.dtype(), x1.device())
+                         : GaussianSource().sample(x1.shape(), noise, x1.dtype(), x1.device());
+    x1 = couple(x0, x1, options_.coupling, noise);
+  }
   ModelFn velocity = [this](const Tensor& x_t, const Tensor& t) { return model_.forward(x_t, t); };
-  FlowMatchingLoss result = conditional_flow_matching_loss(velocity, x1, *path_, *time_sampler_, noise);
+  FlowMatchingLoss result = conditional_flow_matching_loss(velocity, x1, *path_, *time_sampler_, noise, std::move(x0));
 
   optimizer_.zero_grad();
   result.loss.backward();

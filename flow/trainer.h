@@ -24,7 +24,9 @@
 #include "core/ops_optim.h"
 #include "core/random.h"
 #include "flow/checkpoint_format.h"
+#include "flow/coupling.h"
 #include "flow/loss.h"
+#include "flow/source.h"
 #include "flow/path.h"
 #include "flow/time_sampler.h"
 #include "flow/training_data.h"
@@ -40,6 +42,10 @@ struct TrainerOptions {
   double grad_clip = 0.0;  // 0: off
   int loss_bins = 5;       // loss per t-bin in the statistics
   Device device = Device::CPU;
+  // Where x0 comes from (null: N(0, I)) and how it is paired with the data batch. Data that brings
+  // its own x0 (reflow pairs, TrainingData::paired_source) uses neither.
+  std::shared_ptr<const SourceDistribution> source;
+  CouplingOptions coupling;
 };
 
 struct StepStats {

@@ -18,6 +18,8 @@
 #include "core/error.h"
 #include "flow/scheduler.h"
 #include "flow/solver.h"
+#include "flow/coupling.h"
+#include "flow/source.h"
 #include "flow/time_sampler.h"
 #include "nn/mlp.h"
 #include "nn/unet.h"
@@ -48,6 +50,8 @@ const std::vector<KeySpec>& schema() {
       {"data.dir", KeyType::String, "/usr/share/datasets/fashion-mnist", -kInf, kInf, {}, "image data: folder of IDX files"},
       {"data.images", KeyType::String, "train-images-idx3-ubyte.gz", -kInf, kInf, {}, "image data: training images file (in data.dir, or a path)"},
       {"data.limit", KeyType::Integer, 0, 0, 1e9, {}, "image data: use only the first N images (0 = all)"},
+      {"data.source", KeyType::String, "gaussian", -kInf, kInf, flow::source_names(), "the source x0 is drawn from: N(0, I), or a 2-D data set (2-D data only)"},
+      {"data.pairs", KeyType::String, "", -kInf, kInf, {}, "reflow pairs file (made by fmreflow): train on its (x0, x1) pairs instead of fresh data and noise (\"\" = off)"},
       {"model.type", KeyType::String, "mlp", -kInf, kInf, {"mlp", "unet"}, "velocity network (default: mlp for 2-D data, unet for images); its other keys are listed below"},
       {"path.scheduler", KeyType::String, "condot", -kInf, kInf, flow::scheduler_names(), "probability path x_t = a_t x1 + s_t x0"},
       {"train.steps", KeyType::Integer, 5000, 1, 1e9, {}, "optimisation steps"},
@@ -55,6 +59,9 @@ const std::vector<KeySpec>& schema() {
       {"train.lr", KeyType::Number, 1e-3, 0, 10, {}, "peak learning rate"},
       {"train.seed", KeyType::Integer, 0, 0, 9.007199254740991e15, {}, "seed for initialisation, data order, noise and times"},
       {"train.optimizer", KeyType::String, "adam", -kInf, kInf, {"adam", "adamw", "sgd"}, "optimiser"},
+      {"train.coupling", KeyType::String, "independent", -kInf, kInf, flow::coupling_names(), "pairing of x0 and x1 in a batch: as drawn, the exact minibatch OT assignment, or Sinkhorn draws"},
+      {"train.sinkhorn_epsilon", KeyType::Number, 0.05, 1e-4, 10, {}, "sinkhorn: entropic regularisation, relative to the batch's mean squared distance"},
+      {"train.init_from", KeyType::String, "", -kInf, kInf, {}, "start from this checkpoint's weights (its EMA weights when it has them; the model sections must match): a reflow student starts from its teacher (\"\" = random initialisation)"},
       {"train.weight_decay", KeyType::Number, 0.0, 0, 1, {}, "AdamW decoupled weight decay"},
       {"train.momentum", KeyType::Number, 0.9, 0, 1, {}, "SGD momentum"},
       {"train.beta1", KeyType::Number, 0.9, 0, 0.999999, {}, "Adam beta1"},
@@ -243,6 +250,10 @@ Json resolve_config(const Json& user_config_in) {
 
   // The model type defaults from the data: an MLP for 2-D points, the U-Net for images.
   std::string data = resolved["data"]["name"];
+  // A 2-D data set as the source carries points to points: images need the Gaussian.
+  if (!is_2d_dataset(data) && resolved["data"]["source"] != "gaussian")
+    throw ConfigError(cat("data.source: \"", resolved["data"]["source"].get<std::string>(), "\" gives 2-D points, but data.name \"",
+                          data, "\" is images (only \"gaussian\" works there)"));
   if (model.contains("type")) check_value(*known["model.type"], model["type"]);
   std::string model_type = model.value("type", is_2d_dataset(data) ? "mlp" : "unet");
   model["type"] = model_type;

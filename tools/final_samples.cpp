@@ -21,7 +21,8 @@ void write_final_samples(const FinishedRun& run, io::JsonlWriter& metrics) {
   Generator sample_gen(sample_config["seed"].get<std::uint64_t>());
   const std::int64_t n = sample_config["n"];
   SampleResult result =
-      generate_samples_with_ema(model, use, *run.objects.solver, data.example_shape(), n, sample_gen, run.device);
+      generate_samples_with_ema(model, use, *run.objects.solver, data.example_shape(), n, sample_gen, run.device,
+                                run.objects.source.get());
   io::save_npy(run.paths.samples_npy().string(), result.samples);
   Json summary = {{"step", step},
                   {"solver", sample_config["solver"]},

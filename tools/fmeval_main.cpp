@@ -7,7 +7,7 @@
 //          [--classifier FILE] [--n 2000] [--solver NAME] [--steps N] [--rtol X] [--atol X]
 //          [--weights ema|raw] [--seed S] [--floor-draws 5] [--data-dir DIR] [--device auto|cpu|cuda]
 //          [--kernels custom|library]
-//   fmeval straight --checkpoint FILE [--n 2000] [--nfe 1,2,4,8,16,100] [--tolerance 1e-5] [--seed S] ...
+//   fmeval straight CHECKPOINT... [--labels a,b] [--nfe 1,2,4,8,16,100] [--csv F] [--png F] [--trajectories P] ...
 //   fmeval sweep RUN_DIR [--classifier FILE] [--n 1000] [--only steps|nfe] [--nfe 4,8,16,32]
 //                [--solvers euler,midpoint,heun,rk4,dopri5] [--tolerances 1e-2,1e-3,1e-4] [--data-dir DIR]
 //                [--device auto|cpu|cuda] [--kernels custom|library]
@@ -44,10 +44,12 @@ const char* kUsage =
     "       fmeval sweep RUN_DIR [--classifier FILE] [--n 1000] [--only steps|nfe] [--nfe 4,8,16,32]\n"
     "              [--solvers euler,midpoint,heun,rk4,dopri5] [--tolerances 1e-2,1e-3,1e-4] [--data-dir DIR]\n"
     "              [--device auto|cpu|cuda] [--kernels custom|library]\n"
-    "       fmeval straight --checkpoint FILE [--n 2000] [--nfe 1,2,4,8,16,100] [--tolerance 1e-5] [--seed S]\n"
-    "              [--weights ema|raw] [--device auto|cpu|cuda] [--kernels custom|library]\n"
+    "       fmeval straight CHECKPOINT... [--labels a,b] [--n 2000] [--nfe 1,2,4,8,16,100] [--tolerance 1e-5]\n"
+    "              [--seed S] [--csv FILE] [--png FILE] [--trajectories PREFIX] [--weights ema|raw]\n"
+    "              [--device auto|cpu|cuda] [--kernels custom|library]\n"
     "  straight (2-D models): sliced W2 to fresh data after Euler with each --nfe, and dopri5 at --tolerance\n"
-    "  (0 = skip), from the same n source draws; and the flow's straightness S along 100-step Euler paths.\n"
+    "  (0 = skip), from the same n source draws; and the flow's straightness S along 100-step Euler paths;\n"
+    "  --png plots W2 against NFE for all checkpoints, --trajectories writes PREFIX_<label>.png path pictures.\n"
     "  Prints the Frechet distance between classifier features of n samples and of n real t10k images,\n"
     "  and the floor: the same distance between n real train images and those t10k images (mean and\n"
     "  spread over --floor-draws draws of train images; a model within that spread is as good as real data).\n"
@@ -181,8 +183,17 @@ int straight_command(int argc, char** argv) {
     std::fputs(kUsage, stdout);
     return 0;
   }
-  FM_CHECK(args.positional().empty(), ConfigError, "straight: unexpected argument \"", args.positional()[0],
-           "\" (the checkpoint goes after --checkpoint)");
+  std::vector<std::string> checkpoints = args.positional();
+  if (args.has("--checkpoint")) checkpoints.insert(checkpoints.begin(), args.required("--checkpoint"));
+  FM_CHECK(!checkpoints.empty(), ConfigError, "straight: expected a checkpoint (--checkpoint FILE, or files after the subcommand)");
+  std::vector<std::string> labels;
+  if (args.has("--labels")) {
+    labels = tools::parse_list<std::string>("--labels", args.required("--labels"));
+    FM_CHECK(labels.size() == checkpoints.size(), ConfigError, "--labels: ", labels.size(), " labels for ",
+             checkpoints.size(), " checkpoints");
+  } else {
+    for (const std::string& c : checkpoints) labels.push_back(c);
+  }
   tools::StraightEvalRequest request;
   if (args.has("--n")) request.n = args.integer("--n", 2, 10000000);
   if (args.has("--nfe")) request.euler_steps = tools::parse_list<int>("--nfe", args.required("--nfe"));
@@ -190,19 +201,43 @@ int straight_command(int argc, char** argv) {
     FM_CHECK(steps >= 1 && steps <= 100000, ConfigError, "--nfe: Euler step counts must be in [1, 100000], got ", steps);
   if (args.has("--tolerance")) request.dopri5_tolerance = args.number("--tolerance", 0.0, 1.0);
   if (args.has("--seed")) request.seed = std::uint64_t(args.integer("--seed", 0, 1LL << 53));
+  const std::string csv = args.get("--csv", ""), png = args.get("--png", ""), trajectories = args.get("--trajectories", "");
   const Device device = tools::pick_device(args.get("--device", "auto"));
   if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));
-  tools::CheckpointModel loaded =
-      tools::load_checkpoint_model(args.required("--checkpoint"), device, args.get("--weights", "ema"));
-  tools::StraightEvalResult result = tools::evaluate_straightness_2d(loaded, request);
-  std::printf("straightness S = %.5f (relative to E|x1 - x0|^2: %.5f; 0 = straight paths), %d Euler steps, n = %lld\n",
-              result.straightness, result.relative_straightness, request.straightness_steps, (long long)request.n);
-  std::printf("| solver | NFE | sliced W2 | / floor |\n|---|---|---|---|\n");
-  for (const tools::NfeQuality& row : result.rows)
-    std::printf("| %s | %lld | %.4f | %.2f |\n", row.solver.c_str(), (long long)row.nfe, row.sliced_w2,
-                row.sliced_w2 / result.sliced_w2_floor);
-  std::printf("sliced W2 floor (two data samples of n points) %.4f\n", result.sliced_w2_floor);
-  std::printf("%s\n", result.to_json().dump().c_str());
+
+  std::vector<tools::LabelledStraightResult> results;
+  for (std::size_t i = 0; i < checkpoints.size(); ++i) {
+    tools::CheckpointModel loaded = tools::load_checkpoint_model(checkpoints[i], device, args.get("--weights", "ema"));
+    results.push_back({labels[i], tools::evaluate_straightness_2d(loaded, request, trajectories.empty() ? 0 : 96)});
+    if (!trajectories.empty()) {
+      Generator data_gen(request.seed + 2000);
+      const std::string file = cat(trajectories, "_", labels[i], ".png");
+      tools::write_trajectory_png(file, results.back().result, tools::build_toy_distribution(loaded.config)->sample(1000, data_gen),
+                                  cat(labels[i], ": 96 Euler paths, S = ", results.back().result.straightness));
+      std::printf("wrote %s\n", file.c_str());
+    }
+  }
+  std::printf("| checkpoint | S | S relative |");
+  for (const tools::NfeQuality& row : results.front().result.rows) std::printf(" %s %lld |", row.solver.c_str(), (long long)row.nfe);
+  std::printf("\n|---|---|---|");
+  for (std::size_t k = 0; k < results.front().result.rows.size(); ++k) std::printf("---|");
+  std::printf("\n");
+  for (const auto& [label, r] : results) {
+    std::printf("| %s | %.4f | %.4f |", label.c_str(), r.straightness, r.relative_straightness);
+    for (const tools::NfeQuality& row : r.rows) std::printf(" %.4f (%.2f×) |", row.sliced_w2, row.sliced_w2 / r.sliced_w2_floor);
+    std::printf("\n");
+  }
+  std::printf("cells: sliced W2 to %lld fresh data points (× the floor %.4f: two data samples); dopri5's cell names its NFE "
+              "in the header only for the first checkpoint, see the JSON for each\n",
+              (long long)request.n, results.front().result.sliced_w2_floor);
+  for (const std::string& file : tools::write_straight_comparison(results, csv, png)) std::printf("wrote %s\n", file.c_str());
+  tools::Json all = tools::Json::array();
+  for (const auto& [label, r] : results) {
+    tools::Json j = r.to_json();
+    j["label"] = label;
+    all.push_back(j);
+  }
+  std::printf("%s\n", all.dump().c_str());
   return 0;
 }
 

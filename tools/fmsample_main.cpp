@@ -69,7 +69,8 @@ int main(int argc, char** argv) {
       example = data->example_shape();
     }
     Generator gen(seed);
-    tools::SampleResult result = tools::generate_samples(*loaded.model, *solver, example, n, gen, device);
+    auto source = tools::build_source(loaded.config);
+    tools::SampleResult result = tools::generate_samples(*loaded.model, *solver, example, n, gen, device, 512, source.get());
     io::save_npy(npy, result.samples);
     Tensor reference;
     if (points) {

@@ -12,6 +12,7 @@
 #include "kernels/runtime.h"
 #include "nn/mlp.h"
 #include "nn/unet.h"
+#include "tools/checkpoint_model.h"
 
 namespace fm::tools {
 
@@ -48,6 +49,10 @@ std::shared_ptr<const flow::ToyDistribution2D> build_toy_distribution(const Json
   return flow::make_toy_distribution(name);
 }
 
+std::shared_ptr<const flow::SourceDistribution> build_source(const Json& config) {
+  return flow::make_source(config.at("data").at("source"));  // resolve_config checked it fits the data
+}
+
 std::string images_path(const Json& config) {
   const Json& data = config.at("data");
   std::filesystem::path images = data.at("images").get<std::string>();
@@ -57,6 +62,15 @@ std::string images_path(const Json& config) {
 
 std::unique_ptr<flow::TrainingData> build_training_data(const Json& config) {
   std::string name = config.at("data").at("name");
+  const std::string pairs = config.at("data").at("pairs");
+  if (!pairs.empty()) {
+    auto data = std::make_unique<flow::PairEpochs>(pairs);
+    // The pairs must live where the data does: 2-D points for a 2-D set, the image shape otherwise.
+    if (is_2d_dataset(name))
+      FM_CHECK(data->example_shape() == Shape{2}, ConfigError, "data.pairs: ", pairs, " holds pairs of ",
+               shape_str(data->example_shape()), ", but data.name \"", name, "\" is 2-D points (expected [2])");
+    return data;
+  }
   if (is_2d_dataset(name)) {
     return std::make_unique<flow::PointStream>(build_toy_distribution(config));
   }
@@ -116,14 +130,23 @@ std::unique_ptr<flow::OdeSolver> build_solver(const Json& sample) {
   return flow::make_solver(sample.at("solver"), options);
 }
 
-RunObjects build_run_objects(const Json& config, Device device) {
+RunObjects build_run_objects(const Json& config, Device device, bool initialise_from_checkpoint) {
   const Json& train = config["train"];
   const std::int64_t batch_size = train["batch_size"];
   RunObjects objects;
   Generator init_gen(train["seed"].get<std::uint64_t>());
   objects.model = build_model(config, init_gen);
   objects.model->to(device);
+  const std::string init_from = train["init_from"];
+  if (!init_from.empty() && initialise_from_checkpoint) {
+    CheckpointModel start = load_checkpoint_model(init_from, device, "ema");
+    FM_CHECK(start.config["model"] == config["model"], ConfigError, "train.init_from: ", init_from,
+             " holds the model ", start.config["model"].dump(), ", but this run's model section is ",
+             config["model"].dump(), " (they must match)");
+    objects.model->load_state_dict(start.model->state_dict());
+  }
   objects.data = build_training_data(config);
+  objects.source = build_source(config);
   // A batch larger than the image set would fail at the first step, after the run directory exists.
   if (const auto* images = dynamic_cast<const flow::ImageEpochs*>(objects.data.get()))
     FM_CHECK(batch_size <= images->size(), ConfigError, "train.batch_size: ", batch_size, " is larger than the ",
@@ -135,6 +158,18 @@ RunObjects build_run_objects(const Json& config, Device device) {
   options.batch_size = batch_size;
   options.grad_clip = train["grad_clip"];
   options.device = device;
+  options.source = objects.source;
+  options.coupling.kind = flow::parse_coupling(train["coupling"]);
+  options.coupling.sinkhorn_epsilon = train["sinkhorn_epsilon"];
+  if (const auto* pairs = dynamic_cast<const flow::PairEpochs*>(objects.data.get())) {
+    // The pairs bring their x0, drawn from the teacher's source: the run samples from that source too.
+    FM_CHECK(options.coupling.kind == flow::CouplingKind::Independent, ConfigError,
+             "train.coupling: reflow pairs (data.pairs) are already coupled; expected \"independent\"");
+    auto made_from = pairs->metadata().find("source");
+    FM_CHECK(made_from == pairs->metadata().end() || made_from->second == config["data"]["source"], ConfigError,
+             "data.source: \"", config["data"]["source"].get<std::string>(), "\", but the pairs in data.pairs were drawn from \"",
+             made_from == pairs->metadata().end() ? std::string() : made_from->second, "\" (set data.source to match)");
+  }
   // The trainer's Philox noise is keyed by seed + 1 (the initialisation Generator uses seed): the
   // offset dates from when both were generator streams and is kept so a seed means what it meant.
   objects.trainer = std::make_unique<flow::FlowTrainer>(
@@ -146,7 +181,10 @@ RunObjects build_run_objects(const Json& config, Device device) {
 }
 
 SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& solver, const Shape& example_shape,
-                              std::int64_t n, Generator& gen, Device device, std::int64_t chunk) {
+                              std::int64_t n, Generator& gen, Device device, std::int64_t chunk,
+                              const flow::SourceDistribution* source) {
+  const flow::GaussianSource gaussian;
+  if (source == nullptr) source = &gaussian;
   NoGradGuard no_grad;
   model.eval();
   auto begin = std::chrono::steady_clock::now();
@@ -161,7 +199,7 @@ SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& s
     std::int64_t count = std::min(chunk, n - start);
     Shape shape = example_shape;
     shape.insert(shape.begin(), count);
-    Tensor noise = randn(shape, gen, DType::Float32, device);
+    Tensor noise = source->sample(shape, gen, DType::Float32, device);
     flow::SolveResult solved = solver.solve(field, noise);
     out.narrow(0, start, count).copy_(solved.x.to(Device::CPU));
     evaluations += double(count) * double(solved.nfe);
@@ -174,10 +212,11 @@ SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& s
 }
 
 SampleResult generate_samples_with_ema(nn::VelocityModel& model, nn::EMA* ema, const flow::OdeSolver& solver,
-                                       const Shape& example_shape, std::int64_t n, Generator& gen, Device device) {
+                                       const Shape& example_shape, std::int64_t n, Generator& gen, Device device,
+                                       const flow::SourceDistribution* source) {
   std::optional<nn::ScopedEMAWeights> ema_weights;
   if (ema) ema_weights.emplace(*ema);
-  return generate_samples(model, solver, example_shape, n, gen, device);
+  return generate_samples(model, solver, example_shape, n, gen, device, 512, source);
 }
 
 void write_samples_png(const std::string& path, const Tensor& samples, const Tensor& reference,

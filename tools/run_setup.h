@@ -9,6 +9,7 @@
 #include "flow/datasets2d.h"
 #include "flow/path.h"
 #include "flow/solver.h"
+#include "flow/source.h"
 #include "flow/time_sampler.h"
 #include "flow/trainer.h"
 #include "flow/training_data.h"
@@ -26,6 +27,7 @@ Device pick_device(const std::string& setting);
 
 std::unique_ptr<nn::VelocityModel> build_model(const Json& config, Generator& gen);
 std::shared_ptr<const flow::ToyDistribution2D> build_toy_distribution(const Json& config);
+std::shared_ptr<const flow::SourceDistribution> build_source(const Json& config);  // data.source
 std::unique_ptr<flow::TrainingData> build_training_data(const Json& config);
 std::string images_path(const Json& config);  // data.images resolved against data.dir
 std::shared_ptr<const flow::TimeSampler> build_time_sampler(const Json& config);
@@ -38,6 +40,7 @@ std::unique_ptr<flow::OdeSolver> build_solver(const Json& sample_section);
 struct RunObjects {
   std::unique_ptr<nn::VelocityModel> model;
   std::unique_ptr<flow::TrainingData> data;
+  std::shared_ptr<const flow::SourceDistribution> source;  // data.source
   std::unique_ptr<nn::Optimizer> optimizer;
   std::unique_ptr<nn::EMA> ema;  // null when train.ema_decay is 0
   std::unique_ptr<flow::FlowTrainer> trainer;
@@ -45,7 +48,9 @@ struct RunObjects {
 };
 // Builds them from a resolved config, the model on `device`. Data files are read here, so a missing
 // file (or a batch larger than the image set) fails before fmtrain creates the run directory.
-RunObjects build_run_objects(const Json& config, Device device);
+// train.init_from's weights are loaded unless initialise_from_checkpoint is false (a resume, whose
+// checkpoint replaces them anyway).
+RunObjects build_run_objects(const Json& config, Device device, bool initialise_from_checkpoint = true);
 
 struct SampleResult {
   Tensor samples;  // CPU float32 [n, ...]
@@ -54,15 +59,16 @@ struct SampleResult {
   std::int64_t nfe = 0;
   double seconds = 0;
 };
-// Integrates n noise draws from t = 0 to 1 through the model (in chunks of at most `chunk`, to bound
-// memory), on the model's device.
+// Integrates n source draws (from `gen`; source null: N(0, I)) from t = 0 to 1 through the model (in
+// chunks of at most `chunk`, to bound memory), on the model's device.
 SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& solver,
                               const Shape& example_shape, std::int64_t n, Generator& gen, Device device,
-                              std::int64_t chunk = 512);
+                              std::int64_t chunk = 512, const flow::SourceDistribution* source = nullptr);
 // The same with the EMA's weights swapped into the model for the call (`ema` null: the model's own
 // weights), as fmtrain samples its pictures.
 SampleResult generate_samples_with_ema(nn::VelocityModel& model, nn::EMA* ema, const flow::OdeSolver& solver,
-                                       const Shape& example_shape, std::int64_t n, Generator& gen, Device device);
+                                       const Shape& example_shape, std::int64_t n, Generator& gen, Device device,
+                                       const flow::SourceDistribution* source = nullptr);
 
 // The picture of a set of samples: 2-D points → a scatter over `reference` points (may be
 // undefined); images → a grid.

@@ -1,7 +1,14 @@
 // tools/straight_eval.cpp — quality against NFE and straightness of a 2-D checkpoint (see straight_eval.h).
 #include "tools/straight_eval.h"
 
+#include <algorithm>
+#include <cstdio>
+#include <map>
+
 #include "core/autograd.h"
+#include "core/io/atomic_file.h"
+#include "core/io/png.h"
+#include "core/ops.h"
 #include "flow/metrics.h"
 #include "flow/model_fn.h"
 #include "flow/straightness.h"
@@ -20,7 +27,8 @@ Json StraightEvalResult::to_json() const {
           {"relative_straightness", relative_straightness}};
 }
 
-StraightEvalResult evaluate_straightness_2d(CheckpointModel& loaded, const StraightEvalRequest& request) {
+StraightEvalResult evaluate_straightness_2d(CheckpointModel& loaded, const StraightEvalRequest& request,
+                                            std::int64_t trajectory_count) {
   FM_CHECK(is_2d_dataset(loaded.config["data"]["name"]), ConfigError, "straight: the checkpoint's data \"",
            loaded.config["data"]["name"].get<std::string>(), "\" is not 2-D points (this report is for 2-D models)");
   NoGradGuard no_grad;
@@ -30,7 +38,7 @@ StraightEvalResult evaluate_straightness_2d(CheckpointModel& loaded, const Strai
   flow::VelocityField field = flow::velocity_field_from_model(
       [&model](const Tensor& x, const Tensor& t) { return model.forward(x, t); });
   Generator gen(request.seed);
-  const Tensor x0 = randn({request.n, 2}, gen, DType::Float32, device);
+  const Tensor x0 = build_source(loaded.config)->sample({request.n, 2}, gen, DType::Float32, device);
   auto toy = build_toy_distribution(loaded.config);
   Generator data_gen(request.seed + 1000);
   const Tensor fresh = toy->sample(request.n, data_gen);
@@ -55,7 +63,70 @@ StraightEvalResult evaluate_straightness_2d(CheckpointModel& loaded, const Strai
   flow::Straightness s = flow::measure_straightness(field, x0, request.straightness_steps);
   result.straightness = s.straightness;
   result.relative_straightness = s.relative_straightness;
+  if (trajectory_count > 0) {
+    const std::int64_t count = std::min(trajectory_count, request.n);
+    std::vector<Tensor> states{x0.narrow(0, 0, count).to(Device::CPU)};
+    flow::SolverOptions options;
+    options.steps = request.straightness_steps;
+    flow::make_solver("euler", options)
+        ->solve(field, x0.narrow(0, 0, count), [&](double, const Tensor& x) { states.push_back(x.to(Device::CPU)); });
+    for (Tensor& state : states) state = state.reshape({1, count, 2});
+    result.trajectories = concat(states, 0);
+  }
   return result;
+}
+
+std::vector<std::string> write_straight_comparison(const std::vector<LabelledStraightResult>& results,
+                                                   const std::string& csv_path, const std::string& png_path) {
+  std::vector<std::string> files;
+  if (!csv_path.empty()) {
+    std::string csv = "label,solver,nfe,sliced_w2,sliced_w2_floor,ratio_to_floor,straightness,relative_straightness\n";
+    for (const auto& [label, r] : results)
+      for (const NfeQuality& row : r.rows)
+        csv += cat(label, ",", row.solver, ",", row.nfe, ",", row.sliced_w2, ",", r.sliced_w2_floor, ",",
+                   row.sliced_w2 / r.sliced_w2_floor, ",", r.straightness, ",", r.relative_straightness, "\n");
+    io::write_file_atomically(csv_path, csv);
+    files.push_back(csv_path);
+  }
+  if (!png_path.empty() && !results.empty()) {
+    std::vector<io::LineSeries> series;
+    double lowest = 1e300, highest = 0, floor = 0;
+    for (const auto& [label, r] : results) {
+      char straightness[32];
+      std::snprintf(straightness, sizeof(straightness), "%.3g", r.straightness);
+      io::LineSeries line{{}, {}, cat(label, " (S = ", straightness, ")")};
+      for (const NfeQuality& row : r.rows) {
+        if (row.solver != "euler") continue;
+        line.x.push_back(double(row.nfe));
+        line.y.push_back(row.sliced_w2);
+        lowest = std::min(lowest, double(row.nfe));
+        highest = std::max(highest, double(row.nfe));
+      }
+      floor = r.sliced_w2_floor;
+      series.push_back(line);
+    }
+    series.push_back({{lowest, highest}, {floor, floor}, "floor: two data samples"});
+    io::LinePlotOptions options;
+    options.title = "sliced W2 to the data against Euler steps";
+    options.x_label = "Euler steps (NFE)";
+    options.y_label = "sliced W2";
+    options.log_y = true;
+    io::write_line_plot_png(png_path, series, options);
+    files.push_back(png_path);
+  }
+  return files;
+}
+
+void write_trajectory_png(const std::string& path, const StraightEvalResult& result, const Tensor& data_points,
+                          const std::string& title) {
+  FM_CHECK(result.trajectories.defined(), ValueError, "write_trajectory_png: no trajectories were kept");
+  std::vector<float> trail = result.trajectories.to_float_vector(), data = data_points.to_float_vector();
+  io::ScatterOptions options;
+  options.title = title;
+  options.label_a = "trajectories (x0 to x1)";
+  options.label_b = "data";
+  options.point_radius = 0.9f;
+  io::write_scatter_png(path, trail.data(), int(trail.size() / 2), data.data(), int(data.size() / 2), options);
 }
 
 }  // namespace fm::tools

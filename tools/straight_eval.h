@@ -32,10 +32,25 @@ struct StraightEvalResult {
   std::vector<NfeQuality> rows;
   double sliced_w2_floor = 0;
   double straightness = 0, relative_straightness = 0;
+  Tensor trajectories;  // [steps + 1, trajectory_count, 2]: Euler paths of the first few draws (CPU)
   Json to_json() const;
 };
 
-// ConfigError when the checkpoint is not a 2-D model.
-StraightEvalResult evaluate_straightness_2d(CheckpointModel& loaded, const StraightEvalRequest& request);
+// ConfigError when the checkpoint is not a 2-D model. trajectory_count paths are kept for pictures.
+StraightEvalResult evaluate_straightness_2d(CheckpointModel& loaded, const StraightEvalRequest& request,
+                                            std::int64_t trajectory_count = 0);
+
+// Several evaluated checkpoints side by side: a CSV (label, solver, nfe, sliced_w2, ratio_to_floor,
+// straightness), and a log-log plot of sliced W2 against Euler NFE, one line per checkpoint, with the
+// floor. Returns the files written.
+struct LabelledStraightResult {
+  std::string label;
+  StraightEvalResult result;
+};
+std::vector<std::string> write_straight_comparison(const std::vector<LabelledStraightResult>& results,
+                                                   const std::string& csv_path, const std::string& png_path);
+// The kept trajectories drawn over fresh data points: each path as a trail of dots from x0 to x1.
+void write_trajectory_png(const std::string& path, const StraightEvalResult& result, const Tensor& data_points,
+                          const std::string& title);
 
 }  // namespace fm::tools

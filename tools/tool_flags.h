@@ -40,7 +40,8 @@ inline const ToolFlags& fmeval_evaluate_flags() {
 }
 
 inline const ToolFlags& fmeval_straight_flags() {
-  static const ToolFlags flags{{"--checkpoint", "--n", "--nfe", "--tolerance", "--seed", "--weights", "--device", "--kernels"},
+  static const ToolFlags flags{{"--checkpoint", "--labels", "--n", "--nfe", "--tolerance", "--seed", "--csv", "--png",
+                                "--trajectories", "--weights", "--device", "--kernels"},
                                {"--help"}};
   return flags;
 }

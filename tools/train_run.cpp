@@ -292,10 +292,11 @@ class TrainingLoop {
     Generator gen(sample_config_["seed"].get<std::uint64_t>());
     flow::TrainingData& data = *objects_.data;
     SampleResult s = generate_samples_with_ema(*objects_.model, use, *objects_.solver, data.example_shape(), count,
-                                               gen, device_);
-    // Fresh reference points per picture: a new noise seed from the picture generator each time.
+                                               gen, device_, objects_.source.get());
+    // Fresh reference points per picture, from the data set itself (not the training stream, which may
+    // be reflow pairs with a position to keep): a new noise seed from the picture generator each time.
     Tensor reference = data.example_shape().size() == 1
-                           ? data.next_batch(count, flow::StepNoise{picture_gen_.next_u64(), 0, 0})
+                           ? build_toy_distribution(config_)->sample(count, flow::StepNoise{picture_gen_.next_u64(), 0, 0})
                            : Tensor();
     write_samples_png((paths_.dir / file).string(), s.samples, reference, cat(title_, " · step ", trainer_.step()));
   }
@@ -339,7 +340,7 @@ int run_training(const TrainRequest& request) {
   const std::int64_t total_steps = config["train"]["steps"];
   const Device device = pick_device(config["device"]);
   select_kernels(config);
-  RunObjects objects = build_run_objects(config, device);
+  RunObjects objects = build_run_objects(config, device, /*initialise_from_checkpoint=*/ !run.resuming);
   open_run_directory(run, *objects.trainer, total_steps, request.quiet);
 
   const std::string title = cat(config["data"]["name"].get<std::string>(), " · ",

@@ -1,0 +1,176 @@
+// tests/test_tools_straight.cpp — the straight-paths pipeline through fmtrain's and fmreflow's library
+// halves on tiny moons runs: a student starts from its teacher (train.init_from) and trains on reflow
+// pairs (data.pairs); OT-coupled, Sinkhorn-coupled, 2-D-source and pairs runs resume bitwise; the
+// combinations that make no sense are refused before anything is written; fmeval straight's numbers.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/io/jsonl.h"
+#include "core/io/safetensors.h"
+#include "flow/reflow_pairs.h"
+#include "tools/checkpoint_model.h"
+#include "tools/config.h"
+#include "tools/reflow_run.h"
+#include "tools/run_setup.h"
+#include "tools/straight_eval.h"
+#include "tools/train_run.h"
+
+namespace fs = std::filesystem;
+using fm::tools::Json;
+
+namespace {
+
+fs::path scratch_dir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("fm_test_straight_" + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+Json tiny_moons(const Json& extra = Json::object()) {
+  Json config = {{"device", "cpu"},
+                 {"data", {{"name", "moons"}}},
+                 {"model", {{"type", "mlp"}, {"hidden_width", 16}, {"hidden_layers", 2}}},
+                 {"train", {{"steps", 30}, {"batch_size", 32}, {"lr", 3e-3}, {"seed", 3}, {"log_every", 1},
+                            {"checkpoint_every", 15}, {"ema_decay", 0.9}}},
+                 {"sample", {{"solver", "euler"}, {"steps", 4}, {"n", 64}}},
+                 {"eval", {{"n", 64}, {"projections", 8}}}};
+  config.merge_patch(extra);
+  return config;
+}
+
+fs::path write_config(const fs::path& dir, const Json& config) {
+  fs::create_directories(dir);
+  fs::path path = dir / "config.json";
+  std::ofstream(path) << config.dump(2);
+  return path;
+}
+
+int train(const fs::path& config, const fs::path& out, std::vector<std::string> overrides = {}) {
+  fm::tools::TrainRequest request;
+  request.config_path = config.string();
+  request.out_dir = out.string();
+  request.overrides = std::move(overrides);
+  request.quiet = true;
+  return fm::tools::run_training(request);
+}
+
+int resume(const fs::path& run, std::vector<std::string> overrides) {
+  fm::tools::TrainRequest request;
+  request.resume_dir = run.string();
+  request.overrides = std::move(overrides);
+  request.quiet = true;
+  return fm::tools::run_training(request);
+}
+
+std::vector<double> losses(const fs::path& run) {
+  std::vector<double> out;
+  for (const auto& line : fm::io::read_jsonl((run / "metrics.jsonl").string()).lines)
+    if (line.record.contains("loss") && !line.record.contains("event")) out.push_back(line.record["loss"].get<double>());
+  return out;
+}
+
+// Whole and split (15 steps, then --resume to 30) runs of a config log the same losses.
+void require_bitwise_resume(const fs::path& dir, const Json& config) {
+  const fs::path cfg = write_config(dir, config);
+  REQUIRE(train(cfg, dir / "whole") == 0);
+  REQUIRE(train(cfg, dir / "split", {"train.steps=15"}) == 0);
+  REQUIRE(resume(dir / "split", {"train.steps=30"}) == 0);
+  REQUIRE(losses(dir / "whole").size() == 30);
+  REQUIRE(losses(dir / "whole") == losses(dir / "split"));
+}
+
+}  // namespace
+
+TEST_CASE("minibatch OT, Sinkhorn and a 2-D source train and resume bitwise", "[tools][straight]") {
+  fs::path dir = scratch_dir("couplings");
+  SECTION("minibatch_ot") { require_bitwise_resume(dir, tiny_moons({{"train", {{"coupling", "minibatch_ot"}}}})); }
+  SECTION("sinkhorn") { require_bitwise_resume(dir, tiny_moons({{"train", {{"coupling", "sinkhorn"}}}})); }
+  SECTION("8 gaussians to moons") { require_bitwise_resume(dir, tiny_moons({{"data", {{"source", "8gaussians"}}}})); }
+  // The OT pairing changes what is learned: not the independent run's losses.
+  fs::path plain = scratch_dir("couplings_plain"), ot = scratch_dir("couplings_ot");
+  REQUIRE(train(write_config(plain, tiny_moons()), plain / "run") == 0);
+  REQUIRE(train(write_config(ot, tiny_moons({{"train", {{"coupling", "minibatch_ot"}}}})), ot / "run") == 0);
+  REQUIRE(losses(plain / "run") != losses(ot / "run"));
+}
+
+TEST_CASE("a reflow student starts from its teacher, trains on the pairs and resumes bitwise", "[tools][straight]") {
+  fs::path dir = scratch_dir("reflow");
+  REQUIRE(train(write_config(dir, tiny_moons()), dir / "teacher") == 0);
+  fm::tools::ReflowPairsRequest request;
+  request.teacher = (dir / "teacher" / "checkpoint.safetensors").string();
+  request.out = (dir / "pairs.safetensors").string();
+  request.count = 300;
+  request.chunk = 128;
+  request.steps = 4;
+  fm::tools::make_reflow_pairs(request);
+  fm::flow::ReflowPairs pairs = fm::flow::load_pairs(request.out);
+  REQUIRE(pairs.x0.shape() == fm::Shape{300, 2});
+  REQUIRE(pairs.metadata.at("source") == "gaussian");
+
+  Json student = tiny_moons({{"data", {{"pairs", request.out}}},
+                             {"train", {{"init_from", request.teacher}, {"time_sampler", "warp"}}}});
+  require_bitwise_resume(dir / "student", student);
+
+  // The student's run objects start with the teacher's EMA weights.
+  fm::tools::RunObjects objects = fm::tools::build_run_objects(fm::tools::resolve_config(student), fm::Device::CPU);
+  fm::tools::CheckpointModel teacher = fm::tools::load_checkpoint_model(request.teacher, fm::Device::CPU, "ema");
+  REQUIRE(teacher.ema_weights);
+  auto teacher_state = teacher.model->state_dict(), student_state = objects.model->state_dict();
+  REQUIRE(student_state.size() == teacher_state.size());
+  for (const auto& [name, tensor] : teacher_state) REQUIRE(student_state.at(name).to_vector() == tensor.to_vector());
+
+  // Nonsense combinations fail before the run directory exists.
+  auto refused = [&](const Json& config, const std::string& message) {
+    fs::path where = dir / "bad";
+    fs::remove_all(where);
+    fs::create_directories(where);
+    try {
+      train(write_config(where, config), where / "run");
+    } catch (const fm::ConfigError& e) {
+      REQUIRE_THAT(e.what(), Catch::Contains(message));
+      REQUIRE_FALSE(fs::exists(where / "run"));
+      return;
+    }
+    FAIL("no ConfigError for " << config.dump());
+  };
+  Json coupled = student;
+  coupled["train"]["coupling"] = "minibatch_ot";
+  refused(coupled, "reflow pairs (data.pairs) are already coupled");
+  Json other_source = student;
+  other_source["data"]["source"] = "moons";
+  refused(other_source, "were drawn from \"gaussian\"");
+  Json wider = student;
+  wider["model"]["hidden_width"] = 24;
+  refused(wider, "train.init_from: ");
+  refused(tiny_moons({{"data", {{"name", "fashion_mnist"}, {"source", "moons"}}}}), "only \"gaussian\" works there");
+}
+
+TEST_CASE("fmeval straight: quality at each NFE and the straightness of a trained flow", "[tools][straight]") {
+  fs::path dir = scratch_dir("eval");
+  REQUIRE(train(write_config(dir, tiny_moons()), dir / "run") == 0);
+  fm::tools::CheckpointModel loaded =
+      fm::tools::load_checkpoint_model((dir / "run" / "checkpoint.safetensors").string(), fm::Device::CPU, "ema");
+  fm::tools::StraightEvalRequest request;
+  request.n = 200;
+  request.euler_steps = {1, 4};
+  request.straightness_steps = 10;
+  fm::tools::StraightEvalResult result = fm::tools::evaluate_straightness_2d(loaded, request, 5);
+  REQUIRE(result.rows.size() == 3);  // euler 1, euler 4, dopri5
+  REQUIRE(result.rows[0].nfe == 1);
+  REQUIRE(result.rows[1].nfe == 4);
+  REQUIRE(result.rows[2].solver == "dopri5");
+  REQUIRE(result.sliced_w2_floor > 0);
+  for (const auto& row : result.rows) REQUIRE(row.sliced_w2 > 0);
+  REQUIRE(result.straightness >= 0);
+  REQUIRE(result.trajectories.shape() == fm::Shape{11, 5, 2});
+  const std::vector<std::string> files = fm::tools::write_straight_comparison(
+      {{"a", result}, {"b", result}}, (dir / "q.csv").string(), (dir / "q.png").string());
+  REQUIRE(files.size() == 2);
+  std::ifstream csv(dir / "q.csv");
+  std::string header;
+  std::getline(csv, header);
+  REQUIRE(header.rfind("label,solver,nfe,sliced_w2", 0) == 0);
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# tools/straight_pipeline.sh — the straight-paths pipeline on a 2-D data set, end to end on the CPU:
+#
+#   1-RF      flow matching as usual (configs/moons.json)
+#   OT-CFM    the same with minibatch OT coupling (configs/moons_ot.json)
+#   VP        the same model on the variance-preserving path (seed 004's design-space question)
+#   2-RF      fmreflow: 100k (x0, x1) pairs from 1-RF (RK4 x 20); a student from 1-RF trained on them
+#   3-RF      the same again from 2-RF
+#   2-RF+D1   2-RF distilled to one Euler step (t on {0} only, on 2-RF's own pairs)
+#
+# then `fmeval straight` on all of them: sliced W2 against Euler NFE (1 … 100) and dopri5, the
+# straightness S, a CSV, a plot and trajectory pictures, in OUT (default runs/straight_<data>).
+#
+#   bash tools/straight_pipeline.sh [moons|spiral|8gaussians|checkerboard] [BIN_DIR]
+#
+# BIN_DIR holds fmtrain, fmreflow, fmeval (default: build/bin). Every run keeps its directory, so a
+# second call reuses what is finished (delete OUT to start over).
+set -euo pipefail
+data=${1:-moons}
+bin=${2:-build/bin}
+out=${OUT:-runs/straight_${data}}
+pairs=${PAIRS:-100000}
+mkdir -p "$out"
+start=$SECONDS
+
+train() {  # train NAME CONFIG [--set ...]
+  local name=$1 config=$2
+  shift 2
+  if [[ -f "$out/$name/summary.json" ]]; then
+    echo "== $name: done already ($out/$name)"
+    return
+  fi
+  rm -rf "${out:?}/$name"
+  echo "== $name"
+  "$bin/fmtrain" "$config" --out "$out/$name" --quiet --set data.name="\"$data\"" --set device='"cpu"' "$@"
+}
+pairs_from() {  # pairs_from TEACHER_RUN FILE
+  echo "== pairs from $1"
+  "$bin/fmreflow" --teacher "$out/$1/checkpoint.safetensors" --out "$out/$2" --count "$pairs" --device cpu --quiet
+}
+
+train 1rf configs/moons.json
+train ot configs/moons_ot.json
+train vp configs/moons.json --set path.scheduler='"vp"'
+pairs_from 1rf pairs_1rf.safetensors
+train 2rf configs/moons_reflow.json --set data.pairs="\"$out/pairs_1rf.safetensors\"" \
+  --set train.init_from="\"$out/1rf/checkpoint.safetensors\""
+pairs_from 2rf pairs_2rf.safetensors
+train 3rf configs/moons_reflow.json --set data.pairs="\"$out/pairs_2rf.safetensors\"" \
+  --set train.init_from="\"$out/2rf/checkpoint.safetensors\""
+train 2rf_distill1 configs/moons_distill.json --set data.pairs="\"$out/pairs_2rf.safetensors\"" \
+  --set train.init_from="\"$out/2rf/checkpoint.safetensors\""
+
+echo "== evaluation"
+runs=(1rf ot vp 2rf 3rf 2rf_distill1)
+checkpoints=()
+for r in "${runs[@]}"; do checkpoints+=("$out/$r/checkpoint.safetensors"); done
+"$bin/fmeval" straight "${checkpoints[@]}" --labels "$(IFS=,; echo "${runs[*]}")" --device cpu \
+  --csv "$out/quality_vs_nfe.csv" --png "$out/quality_vs_nfe.png" --trajectories "$out/paths" | tee "$out/report.txt"
+echo "pipeline for $data: $((SECONDS - start)) s; report in $out/report.txt"
