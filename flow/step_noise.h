@@ -19,9 +19,8 @@ enum class NoiseStream : std::uint32_t {
   Time = 2,        // t, one draw per sample (flow/time_sampler.h)
   DataPoint = 3,   // a 2-D toy point's draws (flow/datasets2d.h)
   DataOrder = 4,   // an image epoch's shuffle (flow/training_data.h), step = epoch
-  PairSource = 5,  // reflow pairs: pair i's x0 (tools/fmreflow_main.cpp), step 0, sample = pair index
-  SourcePoint = 6, // a 2-D source distribution's point x0 (flow/source.h), in place of X0's normals
-  Coupling = 7,    // Sinkhorn coupling: the draw of x0[i]'s partner (flow/coupling.h)
+  SourcePoint = 5, // a 2-D source distribution's point x0 (flow/source.h), in place of X0's normals
+  Coupling = 6,    // Sinkhorn coupling: the draw of x0[i]'s partner (flow/coupling.h)
 };
 
 struct StepNoise {
