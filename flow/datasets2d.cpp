@@ -109,4 +109,12 @@ std::shared_ptr<const ToyDistribution2D> make_toy_distribution(const std::string
                         "', expected one of moons, spiral, 8gaussians, checkerboard"));
 }
 
+Tensor to_data_coordinates(const Tensor& points, const ToyDistribution2D::Normalization& normalization) {
+  FM_CHECK(points.dim() == 2 && points.size(1) == 2, ShapeError, "to_data_coordinates: points ",
+           shape_str(points.shape()), ", expected [N, 2]");
+  FM_CHECK(normalization.scale > 0, ValueError, "to_data_coordinates: scale ", normalization.scale, " must be positive");
+  Tensor center = Tensor::from_vector({normalization.center_x, normalization.center_y}, {2}, points.dtype(), points.device());
+  return points * (1.0 / normalization.scale) + center;
+}
+
 }  // namespace fm::flow

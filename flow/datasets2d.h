@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "core/random.h"
 #include "core/tensor.h"
 #include "flow/step_noise.h"
@@ -32,6 +34,14 @@ class ToyDistribution2D {
                 Device device = Device::CPU) const;
   // The same points as interleaved (x, y) pairs on the host.
   std::vector<double> sample_host(std::int64_t n, Generator& gen) const;
+  // How the points were normalised for the model: model = (data − center)·scale. Samples are turned
+  // back with to_data_coordinates before they are written (.npy), so they compare directly with the
+  // data set as its own code draws it (e.g. scikit-learn's make_moons). Identity unless overridden.
+  struct Normalization {
+    double scale = 1, center_x = 0, center_y = 0;
+    nlohmann::json to_json() const { return {{"scale", scale}, {"center", {center_x, center_y}}}; }
+  };
+  virtual Normalization normalization() const { return {}; }
   // Points noise.first_sample … + n − 1 of step noise.step, each from its own Philox place in `stream`
   // (DataPoint for training data; SourcePoint when the distribution is a flow's source).
   Tensor sample(std::int64_t n, const StepNoise& noise, DType dtype = DType::Float32,
@@ -56,6 +66,9 @@ class MoonsDistribution final : public ToyDistribution2D {
   std::array<double, 2> point(std::int64_t index, RandomDraws& draws) const override;
   double noise() const { return noise_; }
   bool normalized() const { return normalize_; }
+  Normalization normalization() const override {
+    return normalize_ ? Normalization{kScale, kCenterX, kCenterY} : Normalization{};
+  }
 
  private:
   double noise_;
@@ -101,6 +114,9 @@ class CheckerboardDistribution final : public ToyDistribution2D {
  private:
   double scale_;
 };
+
+// Points [N, 2] in model coordinates → the data set's own coordinates (data = model/scale + center).
+Tensor to_data_coordinates(const Tensor& points, const ToyDistribution2D::Normalization& normalization);
 
 // "moons", "spiral", "8gaussians" (or "eight_gaussians"), "checkerboard" with default parameters;
 // ConfigError listing the valid names otherwise.

@@ -4,11 +4,14 @@
 // combinations that make no sense are refused before anything is written; fmeval straight's numbers.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include "core/io/jsonl.h"
+#include "core/io/npy.h"
 #include "core/io/safetensors.h"
+#include "flow/datasets2d.h"
 #include "flow/reflow_pairs.h"
 #include "tools/checkpoint_model.h"
 #include "tools/config.h"
@@ -173,4 +176,24 @@ TEST_CASE("fmeval straight: quality at each NFE and the straightness of a traine
   std::string header;
   std::getline(csv, header);
   REQUIRE(header.rfind("label,solver,nfe,sliced_w2", 0) == 0);
+}
+
+TEST_CASE("2-D samples are written in the data's own coordinates; the checkpoint keeps the normalisation",
+          "[tools][straight]") {
+  fs::path dir = scratch_dir("coordinates");
+  REQUIRE(train(write_config(dir, tiny_moons()), dir / "run") == 0);
+  fm::io::SafetensorsFile ckpt = fm::io::read_safetensors((dir / "run" / "checkpoint.safetensors").string());
+  REQUIRE(Json::parse(ckpt.metadata.at("data.normalization")) == Json::parse(R"({"scale": 2.0, "center": [0.5, 0.25]})"));
+  // The model works on (data − (0.5, 0.25))·2, centred at 0; the .npy must be back around the raw
+  // moons' centre (0.5, 0.25) (without the transform its mean would be about (0, 0)).
+  fm::io::NpyArray samples = fm::io::read_npy((dir / "run" / "samples.npy").string());
+  REQUIRE(samples.shape == std::vector<std::int64_t>{64, 2});
+  std::vector<double> values(samples.float32_data(), samples.float32_data() + samples.element_count());
+  double mean_x = 0, mean_y = 0;
+  for (std::size_t i = 0; i < values.size(); i += 2) mean_x += values[i] / 64, mean_y += values[i + 1] / 64;
+  REQUIRE(std::abs(mean_x - 0.5) < 0.25);
+  REQUIRE(std::abs(mean_y - 0.25) < 0.2);
+  fm::Tensor model_points = fm::Tensor::from_vector({0.0, 0.0, 2.0, -1.0}, {2, 2}, fm::DType::Float64);
+  fm::flow::ToyDistribution2D::Normalization n{2.0, 0.5, 0.25};
+  REQUIRE(fm::flow::to_data_coordinates(model_points, n).to_vector() == std::vector<double>{0.5, 0.25, 1.5, -0.25});
 }

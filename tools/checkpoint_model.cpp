@@ -36,6 +36,7 @@ CheckpointModel load_checkpoint_model(const std::string& path, Device device, co
   }
   out.model->to(device);
   out.model->eval();
+  out.metadata = ckpt.metadata;
   auto step = ckpt.words.find(flow::kCheckpointStepKey);
   if (step != ckpt.words.end() && step->second.size() == 1) out.step = std::int64_t(step->second[0]);
   return out;

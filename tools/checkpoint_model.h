@@ -1,6 +1,7 @@
 // tools/checkpoint_model.h — rebuilding a trained model from a checkpoint alone: the run's config
 // travels in the checkpoint's metadata, the weights (raw or EMA) in its tensors.
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 
@@ -14,6 +15,7 @@ struct CheckpointModel {
   std::unique_ptr<nn::VelocityModel> model;
   std::int64_t step = 0;
   bool ema_weights = false;  // whether the EMA weights were loaded
+  std::map<std::string, std::string> metadata;  // the checkpoint's __metadata__ (config, data.normalization, ...)
 };
 
 // weights: "ema" (falls back to raw weights when the run had no EMA), or "raw".

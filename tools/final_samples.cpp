@@ -23,7 +23,8 @@ void write_final_samples(const FinishedRun& run, io::JsonlWriter& metrics) {
   SampleResult result =
       generate_samples_with_ema(model, use, *run.objects.solver, data.example_shape(), n, sample_gen, run.device,
                                 run.objects.source.get());
-  io::save_npy(run.paths.samples_npy().string(), result.samples);
+  // The .npy in the data's own coordinates (2-D data is normalised for the model: tools/run_setup.h).
+  io::save_npy(run.paths.samples_npy().string(), samples_in_data_coordinates(result.samples, config));
   Json summary = {{"step", step},
                   {"solver", sample_config["solver"]},
                   {"nfe", result.nfe},
@@ -55,7 +56,8 @@ void write_final_samples(const FinishedRun& run, io::JsonlWriter& metrics) {
                 "with %s, %lld NFE, %lld points\n",
                 config["data"]["name"].get<std::string>().c_str(), distance, floor, distance / floor,
                 sample_config["solver"].get<std::string>().c_str(), (long long)result.nfe, (long long)generated.size(0));
-    write_samples_png(run.paths.samples_png().string(), result.samples, fresh,
+    write_samples_png(run.paths.samples_png().string(), samples_in_data_coordinates(result.samples, config),
+                      samples_in_data_coordinates(fresh, config),
                       cat(run.title, " · ", sample_config["solver"].get<std::string>(), " ", result.nfe, " NFE"));
   } else {
     std::int64_t shown = std::min<std::int64_t>(n, 64);

@@ -71,13 +71,16 @@ int main(int argc, char** argv) {
     Generator gen(seed);
     auto source = tools::build_source(loaded.config);
     tools::SampleResult result = tools::generate_samples(*loaded.model, *solver, example, n, gen, device, 512, source.get());
-    io::save_npy(npy, result.samples);
+    // In the data's own coordinates (2-D data is normalised for the model; the checkpoint says how).
+    const Tensor samples = tools::samples_in_data_coordinates(result.samples, loaded.config, loaded.metadata);
+    io::save_npy(npy, samples);
     Tensor reference;
     if (points) {
       Generator data_gen(seed + 1000);
-      reference = tools::build_toy_distribution(loaded.config)->sample(n, data_gen);
+      reference = tools::samples_in_data_coordinates(tools::build_toy_distribution(loaded.config)->sample(n, data_gen),
+                                                     loaded.config, loaded.metadata);
     }
-    tools::write_samples_png(out, result.samples, reference,
+    tools::write_samples_png(out, samples, reference,
                              cat("step ", loaded.step, " · ", sample["solver"].get<std::string>(), " ", result.nfe,
                                  " NFE · ", loaded.ema_weights ? "EMA" : "raw", " weights"));
     std::printf("fmsample: %lld samples with %s (%lld NFE, %s weights) in %.2f s -> %s, %s\n", (long long)n,

@@ -219,6 +219,30 @@ SampleResult generate_samples_with_ema(nn::VelocityModel& model, nn::EMA* ema, c
   return generate_samples(model, solver, example_shape, n, gen, device, 512, source);
 }
 
+std::map<std::string, std::string> checkpoint_metadata(const Json& config) {
+  std::map<std::string, std::string> metadata{{"config", config.dump()}};
+  if (is_2d_dataset(config["data"]["name"]))
+    metadata["data.normalization"] = build_toy_distribution(config)->normalization().to_json().dump();
+  return metadata;
+}
+
+Tensor samples_in_data_coordinates(const Tensor& samples, const Json& config,
+                                   const std::map<std::string, std::string>& checkpoint_metadata) {
+  if (!is_2d_dataset(config["data"]["name"])) return samples;
+  flow::ToyDistribution2D::Normalization normalization = build_toy_distribution(config)->normalization();
+  auto stored = checkpoint_metadata.find("data.normalization");
+  if (stored != checkpoint_metadata.end()) {
+    const Json json = parse_config_text(stored->second, "data.normalization in the checkpoint");
+    FM_CHECK(json.is_object() && json.contains("scale") && json["scale"].is_number() && json.contains("center") &&
+                 json["center"].is_array() && json["center"].size() == 2 && json["center"][0].is_number() &&
+                 json["center"][1].is_number() && json["scale"].get<double>() > 0,
+             FormatError, "checkpoint: data.normalization ", stored->second,
+             " is not {\"scale\": positive number, \"center\": [x, y]}");
+    normalization = {json["scale"].get<double>(), json["center"][0].get<double>(), json["center"][1].get<double>()};
+  }
+  return flow::to_data_coordinates(samples, normalization);
+}
+
 void write_samples_png(const std::string& path, const Tensor& samples, const Tensor& reference,
                        const std::string& title) {
   std::vector<float> points = samples.to_float_vector();

@@ -2,6 +2,7 @@
 // path, time sampler, optimiser, solver, and all of them with the trainer for fmtrain; and the
 // sampling + picture-writing shared by fmtrain and fmsample.
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 
@@ -69,6 +70,14 @@ SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& s
 SampleResult generate_samples_with_ema(nn::VelocityModel& model, nn::EMA* ema, const flow::OdeSolver& solver,
                                        const Shape& example_shape, std::int64_t n, Generator& gen, Device device,
                                        const flow::SourceDistribution* source = nullptr);
+
+// A checkpoint's metadata: the resolved config, and for 2-D data the normalisation between the
+// data's coordinates and the model's ("data.normalization": {"scale": s, "center": [x, y]}).
+std::map<std::string, std::string> checkpoint_metadata(const Json& config);
+// Samples in the data's own coordinates: 2-D points through the normalisation (the checkpoint's
+// "data.normalization" when `checkpoint_metadata` has one, else the data set's), images unchanged.
+Tensor samples_in_data_coordinates(const Tensor& samples, const Json& config,
+                                   const std::map<std::string, std::string>& checkpoint_metadata = {});
 
 // The picture of a set of samples: 2-D points → a scatter over `reference` points (may be
 // undefined); images → a grid.

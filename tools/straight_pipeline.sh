@@ -12,13 +12,17 @@
 # straightness S, a CSV, a plot and trajectory pictures, in OUT (default runs/straight_<data>).
 #
 #   bash tools/straight_pipeline.sh [moons|spiral|8gaussians|checkerboard] [BIN_DIR]
+#   SOURCE=8gaussians bash tools/straight_pipeline.sh moons    (a 2-D data set as the source, not N(0, I))
 #
 # BIN_DIR holds fmtrain, fmreflow, fmeval (default: build/bin). Every run keeps its directory, so a
-# second call reuses what is finished (delete OUT to start over).
+# second call reuses what is finished (delete OUT to start over). PAIRS sets the pairs per reflow
+# (default 100000).
 set -euo pipefail
 data=${1:-moons}
 bin=${2:-build/bin}
-out=${OUT:-runs/straight_${data}}
+source=${SOURCE:-gaussian}
+if [[ "$source" == gaussian ]]; then default_out=runs/straight_${data}; else default_out=runs/straight_${data}_from_${source}; fi
+out=${OUT:-$default_out}
 pairs=${PAIRS:-100000}
 mkdir -p "$out"
 start=$SECONDS
@@ -32,7 +36,8 @@ train() {  # train NAME CONFIG [--set ...]
   fi
   rm -rf "${out:?}/$name"
   echo "== $name"
-  "$bin/fmtrain" "$config" --out "$out/$name" --quiet --set data.name="\"$data\"" --set device='"cpu"' "$@"
+  "$bin/fmtrain" "$config" --out "$out/$name" --quiet --set data.name="\"$data\"" --set data.source="\"$source\"" \
+    --set device='"cpu"' "$@"
 }
 pairs_from() {  # pairs_from TEACHER_RUN FILE
   echo "== pairs from $1"
@@ -57,4 +62,4 @@ checkpoints=()
 for r in "${runs[@]}"; do checkpoints+=("$out/$r/checkpoint.safetensors"); done
 "$bin/fmeval" straight "${checkpoints[@]}" --labels "$(IFS=,; echo "${runs[*]}")" --device cpu \
   --csv "$out/quality_vs_nfe.csv" --png "$out/quality_vs_nfe.png" --trajectories "$out/paths" | tee "$out/report.txt"
-echo "pipeline for $data: $((SECONDS - start)) s; report in $out/report.txt"
+echo "pipeline for $data (source $source): $((SECONDS - start)) s; report in $out/report.txt"

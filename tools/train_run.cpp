@@ -215,12 +215,12 @@ class TrainingLoop {
     check_finite_losses(trainer_.loss_sum());
     // The metrics lines up to this step reach the disk before the checkpoint that claims them.
     metrics_.sync();
-    trainer_.save_checkpoint(paths_.checkpoint().string(), {{"config", config_.dump()}});
+    trainer_.save_checkpoint(paths_.checkpoint().string(), checkpoint_metadata(config_));
     // A kept copy is a second atomic write rather than a copy, so no half-copied file can exist.
     if (train_["keep_checkpoints"].get<bool>()) {
       char name[64];
       std::snprintf(name, sizeof name, "checkpoint_step_%07lld.safetensors", (long long)trainer_.step());
-      trainer_.save_checkpoint((paths_.dir / name).string(), {{"config", config_.dump()}});
+      trainer_.save_checkpoint((paths_.dir / name).string(), checkpoint_metadata(config_));
     }
     draw_loss_curve(paths_, title_);
   }
