@@ -1,6 +1,7 @@
 // flow/trainer.cpp — the training step (see trainer.h); the checkpoint's layout is flow/checkpoint_format.cpp.
 #include "flow/trainer.h"
 
+#include <chrono>
 #include <cmath>
 #include <utility>
 
@@ -31,7 +32,11 @@ void FlowTrainer::run_step() {
   } else {
     x0 = options_.source ? options_.source->sample(x1.shape(), noise, x1.dtype(), x1.device())
                          : GaussianSource().sample(x1.shape(), noise, x1.dtype(), x1.device());
-    x1 = couple(x0, x1, options_.coupling, noise);
+    if (options_.coupling.kind != CouplingKind::Independent) {
+      const auto begin = std::chrono::steady_clock::now();
+      x1 = couple(x0, x1, options_.coupling, noise);
+      coupling_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+    }
   }
   ModelFn velocity = [this](const Tensor& x_t, const Tensor& t) { return model_.forward(x_t, t); };
   FlowMatchingLoss result = conditional_flow_matching_loss(velocity, x1, *path_, *time_sampler_, noise, std::move(x0));
@@ -74,6 +79,12 @@ StepStats FlowTrainer::last_step_stats() const {
   stats.grad_norm = last_.grad_norm.value();
   stats.loss_by_t_bin = loss_by_time_bins(last_.per_sample_loss, last_.t, options_.loss_bins);
   return stats;
+}
+
+double FlowTrainer::take_coupling_seconds() {
+  const double seconds = coupling_seconds_;
+  coupling_seconds_ = 0;
+  return seconds;
 }
 
 LossSum FlowTrainer::loss_sum() const { return {losses_.read().since_restart, steps_in_sum_}; }

@@ -82,6 +82,10 @@ class FlowTrainer {
   // Whether the last step's batch was the first of a new data epoch (TrainingData::epoch() moved), and
   // the loss of the epoch before it: its steps since construction or load_checkpoint.
   bool last_step_began_epoch() const { return began_epoch_; }
+  // Host seconds spent pairing x0 with x1 (train.coupling) since the previous take_coupling_seconds();
+  // 0 for independent pairs. On CUDA the Sinkhorn iterations are queued, not waited for, so this
+  // is what the host spent, a lower bound of their cost.
+  double take_coupling_seconds();
   LossSum finished_epoch_loss() const;
 
   std::int64_t step() const { return step_; }
@@ -116,6 +120,7 @@ class FlowTrainer {
   std::int64_t steps_in_sum_ = 0, steps_in_epoch_ = 0, steps_in_finished_epoch_ = 0;
   std::int64_t batch_epoch_;  // the data epoch of the last batch drawn (TrainingData::epoch())
   bool began_epoch_ = false;
+  double coupling_seconds_ = 0;
   void restart_loss_sums();
 
   TrainingStateRefs checkpointed_state() const { return {model_, ema_, optimizer_, data_}; }

@@ -97,6 +97,16 @@ TEST_CASE("minibatch OT, Sinkhorn and a 2-D source train and resume bitwise", "[
   REQUIRE(train(write_config(plain, tiny_moons()), plain / "run") == 0);
   REQUIRE(train(write_config(ot, tiny_moons({{"train", {{"coupling", "minibatch_ot"}}}})), ot / "run") == 0);
   REQUIRE(losses(plain / "run") != losses(ot / "run"));
+  // The OT run logs what the pairing cost per step; the independent run has nothing to log.
+  bool logged = false;
+  for (const auto& line : fm::io::read_jsonl((ot / "run" / "metrics.jsonl").string()).lines)
+    if (line.record.contains("loss") && !line.record.contains("event")) {
+      REQUIRE(line.record.at("coupling_ms_per_step").get<double>() >= 0);
+      logged = true;
+    }
+  REQUIRE(logged);
+  for (const auto& line : fm::io::read_jsonl((plain / "run" / "metrics.jsonl").string()).lines)
+    REQUIRE_FALSE(line.record.contains("coupling_ms_per_step"));
 }
 
 TEST_CASE("a reflow student starts from its teacher, trains on the pairs and resumes bitwise", "[tools][straight]") {

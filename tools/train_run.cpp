@@ -266,6 +266,10 @@ class TrainingLoop {
                    {"examples_per_s", progress_.steps_per_second() * double(batch_size_)},
                    {"elapsed_s", elapsed()},
                    {"epoch", data.epoch()}};
+      // The pairing's cost per step beside the step's own (train.coupling other than independent).
+      const double coupling_seconds = trainer_.take_coupling_seconds();
+      if (config_["train"]["coupling"] != "independent")
+        line["coupling_ms_per_step"] = 1e3 * coupling_seconds / double(std::max<std::int64_t>(since_last_log.steps, 1));
       if (device_ == Device::CUDA) line["gpu_peak_mb"] = double(kernels::cuda_peak_bytes()) / (1 << 20);
       metrics_.append(line);
       progress_text_ = cat("loss ", stats.loss);
