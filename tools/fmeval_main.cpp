@@ -45,10 +45,11 @@ const char* kUsage =
     "              [--solvers euler,midpoint,heun,rk4,dopri5] [--tolerances 1e-2,1e-3,1e-4] [--data-dir DIR]\n"
     "              [--device auto|cpu|cuda] [--kernels custom|library]\n"
     "       fmeval straight CHECKPOINT... [--labels a,b] [--n 2000] [--nfe 1,2,4,8,16,100] [--tolerance 1e-5]\n"
-    "              [--seed S] [--csv FILE] [--png FILE] [--trajectories PREFIX] [--weights ema|raw]\n"
+    "              [--seed S] [--repeats 5] [--csv FILE] [--png FILE] [--trajectories PREFIX] [--weights ema|raw]\n"
     "              [--device auto|cpu|cuda] [--kernels custom|library]\n"
     "  straight (2-D models): sliced W2 to fresh data after Euler with each --nfe, and dopri5 at --tolerance\n"
-    "  (0 = skip), from the same n source draws; and the flow's straightness S along 100-step Euler paths;\n"
+    "  (0 = skip), from the same n source draws, each a mean over --repeats draws; and the flow's straightness\n"
+    "  S along 100-step Euler paths;\n"
     "  --png plots W2 against NFE for all checkpoints, --trajectories writes PREFIX_<label>.png path pictures.\n"
     "  Prints the Frechet distance between classifier features of n samples and of n real t10k images,\n"
     "  and the floor: the same distance between n real train images and those t10k images (mean and\n"
@@ -201,6 +202,7 @@ int straight_command(int argc, char** argv) {
     FM_CHECK(steps >= 1 && steps <= 100000, ConfigError, "--nfe: Euler step counts must be in [1, 100000], got ", steps);
   if (args.has("--tolerance")) request.dopri5_tolerance = args.number("--tolerance", 0.0, 1.0);
   if (args.has("--seed")) request.seed = std::uint64_t(args.integer("--seed", 0, 1LL << 53));
+  if (args.has("--repeats")) request.repeats = int(args.integer("--repeats", 1, 1000));
   const std::string csv = args.get("--csv", ""), png = args.get("--png", ""), trajectories = args.get("--trajectories", "");
   const Device device = tools::pick_device(args.get("--device", "auto"));
   if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));
@@ -224,12 +226,14 @@ int straight_command(int argc, char** argv) {
   std::printf("\n");
   for (const auto& [label, r] : results) {
     std::printf("| %s | %.4f | %.4f |", label.c_str(), r.straightness, r.relative_straightness);
-    for (const tools::NfeQuality& row : r.rows) std::printf(" %.4f (%.2f×) |", row.sliced_w2, row.sliced_w2 / r.sliced_w2_floor);
+    for (const tools::NfeQuality& row : r.rows)
+      std::printf(" %.4f ± %.4f (%.2f×) |", row.sliced_w2, row.sliced_w2_std, row.sliced_w2 / r.sliced_w2_floor);
     std::printf("\n");
   }
-  std::printf("cells: sliced W2 to %lld fresh data points (× the floor %.4f: two data samples); dopri5's cell names its NFE "
-              "in the header only for the first checkpoint, see the JSON for each\n",
-              (long long)request.n, results.front().result.sliced_w2_floor);
+  std::printf("cells: sliced W2 to %lld fresh data points, mean ± std over %d draws of x0 and data (× the floor %.4f: two "
+              "data samples); S: mean over the same draws; dopri5's NFE in the header is the first checkpoint's, see the "
+              "JSON for each\n",
+              (long long)request.n, request.repeats, results.front().result.sliced_w2_floor);
   for (const std::string& file : tools::write_straight_comparison(results, csv, png)) std::printf("wrote %s\n", file.c_str());
   tools::Json all = tools::Json::array();
   for (const auto& [label, r] : results) {

@@ -2,6 +2,7 @@
 #include "tools/straight_eval.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 
@@ -19,7 +20,7 @@ namespace fm::tools {
 Json StraightEvalResult::to_json() const {
   Json table = Json::array();
   for (const NfeQuality& row : rows)
-    table.push_back({{"solver", row.solver}, {"nfe", row.nfe}, {"sliced_w2", row.sliced_w2},
+    table.push_back({{"solver", row.solver}, {"nfe", row.nfe}, {"sliced_w2", row.sliced_w2}, {"sliced_w2_std", row.sliced_w2_std},
                      {"ratio_to_floor", row.sliced_w2 / sliced_w2_floor}});
   return {{"quality_vs_nfe", table},
           {"sliced_w2_floor", sliced_w2_floor},
@@ -31,47 +32,63 @@ StraightEvalResult evaluate_straightness_2d(CheckpointModel& loaded, const Strai
                                             std::int64_t trajectory_count) {
   FM_CHECK(is_2d_dataset(loaded.config["data"]["name"]), ConfigError, "straight: the checkpoint's data \"",
            loaded.config["data"]["name"].get<std::string>(), "\" is not 2-D points (this report is for 2-D models)");
+  FM_CHECK(request.repeats >= 1, ConfigError, "straight: repeats must be >= 1, got ", request.repeats);
   NoGradGuard no_grad;
   nn::VelocityModel& model = *loaded.model;
   model.eval();
   const Device device = model.parameters().front().device();
   flow::VelocityField field = flow::velocity_field_from_model(
       [&model](const Tensor& x, const Tensor& t) { return model.forward(x, t); });
-  Generator gen(request.seed);
-  const Tensor x0 = build_source(loaded.config)->sample({request.n, 2}, gen, DType::Float32, device);
   auto toy = build_toy_distribution(loaded.config);
-  Generator data_gen(request.seed + 1000);
-  const Tensor fresh = toy->sample(request.n, data_gen);
+  auto source = build_source(loaded.config);
   flow::SlicedWassersteinOptions sw;
   sw.seed = 7;
-  StraightEvalResult result;
-  result.sliced_w2_floor = flow::sliced_wasserstein2(toy->sample(request.n, data_gen), toy->sample(request.n, data_gen), sw);
-  auto measure = [&](const std::string& name, const flow::SolverOptions& options) {
-    flow::SolveResult solved = flow::make_solver(name, options)->solve(field, x0);
-    result.rows.push_back({name, solved.nfe, flow::sliced_wasserstein2(solved.x.to(Device::CPU), fresh, sw)});
-  };
+  std::vector<std::pair<std::string, flow::SolverOptions>> solvers;
   for (int steps : request.euler_steps) {
     flow::SolverOptions options;
     options.steps = steps;
-    measure("euler", options);
+    solvers.push_back({"euler", options});
   }
   if (request.dopri5_tolerance > 0) {
     flow::SolverOptions options;
     options.adaptive.rtol = options.adaptive.atol = request.dopri5_tolerance;
-    measure("dopri5", options);
+    solvers.push_back({"dopri5", options});
   }
-  flow::Straightness s = flow::measure_straightness(field, x0, request.straightness_steps);
-  result.straightness = s.straightness;
-  result.relative_straightness = s.relative_straightness;
-  if (trajectory_count > 0) {
-    const std::int64_t count = std::min(trajectory_count, request.n);
-    std::vector<Tensor> states{x0.narrow(0, 0, count).to(Device::CPU)};
-    flow::SolverOptions options;
-    options.steps = request.straightness_steps;
-    flow::make_solver("euler", options)
-        ->solve(field, x0.narrow(0, 0, count), [&](double, const Tensor& x) { states.push_back(x.to(Device::CPU)); });
-    for (Tensor& state : states) state = state.reshape({1, count, 2});
-    result.trajectories = concat(states, 0);
+  // Per solver: Σ W2, Σ W2², Σ NFE over the repeats.
+  std::vector<double> w2_sum(solvers.size(), 0), w2_squares(solvers.size(), 0), nfe_sum(solvers.size(), 0);
+  StraightEvalResult result;
+  const double repeats = request.repeats;
+  for (int r = 0; r < request.repeats; ++r) {
+    Generator gen(request.seed + std::uint64_t(r)), data_gen(request.seed + 1000 + std::uint64_t(r));
+    const Tensor x0 = source->sample({request.n, 2}, gen, DType::Float32, device);
+    const Tensor fresh = toy->sample(request.n, data_gen);
+    result.sliced_w2_floor +=
+        flow::sliced_wasserstein2(toy->sample(request.n, data_gen), toy->sample(request.n, data_gen), sw) / repeats;
+    for (std::size_t k = 0; k < solvers.size(); ++k) {
+      flow::SolveResult solved = flow::make_solver(solvers[k].first, solvers[k].second)->solve(field, x0);
+      const double w2 = flow::sliced_wasserstein2(solved.x.to(Device::CPU), fresh, sw);
+      w2_sum[k] += w2;
+      w2_squares[k] += w2 * w2;
+      nfe_sum[k] += double(solved.nfe);
+    }
+    flow::Straightness s = flow::measure_straightness(field, x0, request.straightness_steps);
+    result.straightness += s.straightness / repeats;
+    result.relative_straightness += s.relative_straightness / repeats;
+    if (r == 0 && trajectory_count > 0) {
+      const std::int64_t count = std::min(trajectory_count, request.n);
+      std::vector<Tensor> states{x0.narrow(0, 0, count).to(Device::CPU)};
+      flow::SolverOptions options;
+      options.steps = request.straightness_steps;
+      flow::make_solver("euler", options)
+          ->solve(field, x0.narrow(0, 0, count), [&](double, const Tensor& x) { states.push_back(x.to(Device::CPU)); });
+      for (Tensor& state : states) state = state.reshape({1, count, 2});
+      result.trajectories = concat(states, 0);
+    }
+  }
+  for (std::size_t k = 0; k < solvers.size(); ++k) {
+    const double mean = w2_sum[k] / repeats;
+    const double variance = std::max(0.0, w2_squares[k] / repeats - mean * mean) * repeats / std::max(1.0, repeats - 1);
+    result.rows.push_back({solvers[k].first, std::llround(nfe_sum[k] / repeats), mean, std::sqrt(variance)});
   }
   return result;
 }
@@ -80,10 +97,10 @@ std::vector<std::string> write_straight_comparison(const std::vector<LabelledStr
                                                    const std::string& csv_path, const std::string& png_path) {
   std::vector<std::string> files;
   if (!csv_path.empty()) {
-    std::string csv = "label,solver,nfe,sliced_w2,sliced_w2_floor,ratio_to_floor,straightness,relative_straightness\n";
+    std::string csv = "label,solver,nfe,sliced_w2,sliced_w2_std,sliced_w2_floor,ratio_to_floor,straightness,relative_straightness\n";
     for (const auto& [label, r] : results)
       for (const NfeQuality& row : r.rows)
-        csv += cat(label, ",", row.solver, ",", row.nfe, ",", row.sliced_w2, ",", r.sliced_w2_floor, ",",
+        csv += cat(label, ",", row.solver, ",", row.nfe, ",", row.sliced_w2, ",", row.sliced_w2_std, ",", r.sliced_w2_floor, ",",
                    row.sliced_w2 / r.sliced_w2_floor, ",", r.straightness, ",", r.relative_straightness, "\n");
     io::write_file_atomically(csv_path, csv);
     files.push_back(csv_path);

@@ -40,7 +40,7 @@ inline const ToolFlags& fmeval_evaluate_flags() {
 }
 
 inline const ToolFlags& fmeval_straight_flags() {
-  static const ToolFlags flags{{"--checkpoint", "--labels", "--n", "--nfe", "--tolerance", "--seed", "--csv", "--png",
+  static const ToolFlags flags{{"--checkpoint", "--labels", "--n", "--nfe", "--tolerance", "--seed", "--repeats", "--csv", "--png",
                                 "--trajectories", "--weights", "--device", "--kernels"},
                                {"--help"}};
   return flags;
