@@ -86,7 +86,7 @@ void generate_pairs(const VelocityField& teacher, const SourceBatch& source, con
     io::save_safetensors(part, {{"x0", x0.to(Device::CPU)}, {"x1", x1.to(Device::CPU)}}, wanted);
     if (progress) progress(first + n, recipe.count);
   }
-  // Join the parts (in memory: a pairs file is at most a few hundred MB) and remove them.
+  // Join the parts in memory (10k Fashion-MNIST pairs are 63 MB, 200k 1.25 GB) and remove them.
   std::vector<Tensor> x0_parts, x1_parts;
   for (std::int64_t k = 0; k < chunks; ++k) {
     io::LoadedTensors loaded = io::load_safetensors(pairs_part_path(path, k));

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -75,13 +76,14 @@ std::vector<double> losses(const fs::path& run) {
   return out;
 }
 
-// Whole and split (15 steps, then --resume to 30) runs of a config log the same losses.
-void require_bitwise_resume(const fs::path& dir, const Json& config) {
+// Whole and split (half the steps, then --resume to all) runs of a config log the same losses. The
+// config's train.steps must be 2·half and its checkpoint_every half.
+void require_bitwise_resume(const fs::path& dir, const Json& config, int half = 15) {
   const fs::path cfg = write_config(dir, config);
   REQUIRE(train(cfg, dir / "whole") == 0);
-  REQUIRE(train(cfg, dir / "split", {"train.steps=15"}) == 0);
-  REQUIRE(resume(dir / "split", {"train.steps=30"}) == 0);
-  REQUIRE(losses(dir / "whole").size() == 30);
+  REQUIRE(train(cfg, dir / "split", {"train.steps=" + std::to_string(half)}) == 0);
+  REQUIRE(resume(dir / "split", {"train.steps=" + std::to_string(2 * half)}) == 0);
+  REQUIRE(losses(dir / "whole").size() == std::size_t(2 * half));
   REQUIRE(losses(dir / "whole") == losses(dir / "split"));
 }
 
@@ -206,4 +208,51 @@ TEST_CASE("2-D samples are written in the data's own coordinates; the checkpoint
   fm::Tensor model_points = fm::Tensor::from_vector({0.0, 0.0, 2.0, -1.0}, {2, 2}, fm::DType::Float64);
   fm::flow::ToyDistribution2D::Normalization n{2.0, 0.5, 0.25};
   REQUIRE(fm::flow::to_data_coordinates(model_points, n).to_vector() == std::vector<double>{0.5, 0.25, 1.5, -0.25});
+}
+
+TEST_CASE("reflow on images: pairs from a tiny U-Net teacher train a student that resumes bitwise", "[tools][straight]") {
+  const fs::path images = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+  if (!fs::exists(images)) {
+    WARN("SKIPPED: " << images.string() << " not found (install dataset-fashion-mnist)");
+    if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);  // CTest shows "Skipped", not "Passed"
+    return;
+  }
+  fs::path dir = scratch_dir("reflow_images");
+  Json unet = {{"device", "cpu"},
+               {"data", {{"name", "fashion_mnist"}, {"limit", 48}}},
+               {"model", {{"type", "unet"}, {"down_channels", {8, 8}}, {"mid_channels", {8, 8}},
+                          {"down_sample", {true}}, {"attention", {false}}, {"groups", 4}, {"num_heads", 2},
+                          {"time_emb_dim", 16}, {"final_channels", 8}}},
+               {"train", {{"steps", 4}, {"batch_size", 16}, {"checkpoint_every", 2}, {"log_every", 1}, {"seed", 5}}},
+               {"sample", {{"steps", 2}, {"n", 4}}}};
+  REQUIRE(train(write_config(dir, unet), dir / "teacher") == 0);
+  fm::tools::ReflowPairsRequest request;
+  request.teacher = (dir / "teacher" / "checkpoint.safetensors").string();
+  request.out = (dir / "pairs.safetensors").string();
+  request.count = 40;  // 2 batches of 16 per epoch (the last 8 pairs are dropped each epoch)
+  request.chunk = 16;
+  request.steps = 2;
+  request.solver = "euler";
+  fm::tools::make_reflow_pairs(request);
+  REQUIRE(fm::flow::load_pairs(request.out).x1.shape() == fm::Shape{40, 1, 28, 28});
+  Json student = unet;
+  student["data"]["pairs"] = request.out;
+  student["train"]["init_from"] = request.teacher;
+  student["train"]["steps"] = 6;  // pairs epochs of 2 batches: the split falls inside the second epoch
+  student["train"]["checkpoint_every"] = 3;
+  require_bitwise_resume(dir / "student", student, 3);
+}
+
+TEST_CASE("the straight-path configs resolve", "[tools][straight]") {
+  for (const char* name : {"moons_ot", "moons_reflow", "moons_distill", "fashion_mnist_cpu_reflow",
+                           "fashion_mnist_cpu_distill", "fashion_mnist_reflow", "fashion_mnist_distill"}) {
+    INFO(name);
+    const fs::path path = fs::path(FM_SOURCE_DIR) / "configs" / (std::string(name) + ".json");
+    std::ifstream in(path);
+    REQUIRE(in.good());
+    const Json resolved = fm::tools::resolve_config(Json::parse(in));
+    // A student on pairs starts from the teacher that made them; a config without pairs has no teacher.
+    const bool on_pairs = !resolved["data"]["pairs"].get<std::string>().empty();
+    REQUIRE(on_pairs == !resolved["train"]["init_from"].get<std::string>().empty());
+  }
 }

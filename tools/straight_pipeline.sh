@@ -6,7 +6,7 @@
 #   VP        the same model on the variance-preserving path (seed 004's design-space question)
 #   2-RF      fmreflow: 100k (x0, x1) pairs from 1-RF (RK4 x 20); a student from 1-RF trained on them
 #   3-RF      the same again from 2-RF
-#   2-RF+D1   2-RF distilled to one Euler step (t on {0} only, on 2-RF's own pairs)
+#   2-RF+Dk   2-RF distilled to k = 1, 2, 4 Euler steps (t on {0, 1/k, ...} only, on 2-RF's own pairs)
 #
 # then `fmeval straight` on all of them: sliced W2 against Euler NFE (1 … 100) and dopri5, the
 # straightness S, a CSV, a plot and trajectory pictures, in OUT (default runs/straight_<data>).
@@ -53,11 +53,13 @@ train 2rf configs/moons_reflow.json --set data.pairs="\"$out/pairs_1rf.safetenso
 pairs_from 2rf pairs_2rf.safetensors
 train 3rf configs/moons_reflow.json --set data.pairs="\"$out/pairs_2rf.safetensors\"" \
   --set train.init_from="\"$out/2rf/checkpoint.safetensors\""
-train 2rf_distill1 configs/moons_distill.json --set data.pairs="\"$out/pairs_2rf.safetensors\"" \
-  --set train.init_from="\"$out/2rf/checkpoint.safetensors\""
+for k in 1 2 4; do
+  train "2rf_distill$k" configs/moons_distill.json --set data.pairs="\"$out/pairs_2rf.safetensors\"" \
+    --set train.init_from="\"$out/2rf/checkpoint.safetensors\"" --set train.time_grid=$k --set sample.steps=$k
+done
 
 echo "== evaluation"
-runs=(1rf ot vp 2rf 3rf 2rf_distill1)
+runs=(1rf ot vp 2rf 3rf 2rf_distill1 2rf_distill2 2rf_distill4)
 checkpoints=()
 for r in "${runs[@]}"; do checkpoints+=("$out/$r/checkpoint.safetensors"); done
 "$bin/fmeval" straight "${checkpoints[@]}" --labels "$(IFS=,; echo "${runs[*]}")" --device cpu \
