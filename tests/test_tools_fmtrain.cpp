@@ -14,10 +14,12 @@
 #include "tools/config.h"
 #include "tools/run_setup.h"
 #include "tools/train_run.h"
+#include "fmtrain_runs.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
 using fm::tools::Json;
+using fm::test::logged_losses;
 
 namespace {
 
@@ -43,37 +45,15 @@ fs::path write_config(const fs::path& where, const Json& extra = Json::object())
   return path;
 }
 
-std::vector<double> losses(const fs::path& run) {
-  std::vector<double> out;
-  for (const auto& line : fm::io::read_jsonl((run / "metrics.jsonl").string()).lines)
-    if (line.record.contains("loss") && !line.record.contains("event")) out.push_back(line.record["loss"].get<double>());
-  return out;
-}
 
-int train(const fs::path& config, const fs::path& out, std::vector<std::string> overrides = {}) {
-  fm::tools::TrainRequest request;
-  request.config_path = config.string();
-  request.out_dir = out.string();
-  request.overrides = std::move(overrides);
-  request.quiet = true;
-  return fm::tools::run_training(request);
-}
 
-// fmtrain --resume RUN with overrides (train.steps=N to extend the run).
-int resume(const fs::path& run, std::vector<std::string> overrides) {
-  fm::tools::TrainRequest request;
-  request.resume_dir = run.string();
-  request.overrides = std::move(overrides);
-  request.quiet = true;
-  return fm::tools::run_training(request);
-}
 
 }  // namespace
 
 TEST_CASE("fmtrain writes the whole run directory", "[fmtrain]") {
   fs::path dir = scratch_dir("files");
   fs::path config = write_config(dir / "cfg");
-  REQUIRE(train(config, dir / "run") == 0);
+  REQUIRE(fm::test::train_run(config, dir / "run") == 0);
   for (const char* file : {"config.json", "metrics.jsonl", "checkpoint.safetensors", "samples.npy", "samples.png",
                            "loss.png", "summary.json"})
     REQUIRE(fs::exists(dir / "run" / file));
@@ -86,7 +66,7 @@ TEST_CASE("fmtrain writes the whole run directory", "[fmtrain]") {
   Json summary = Json::parse(std::ifstream(dir / "run" / "summary.json"));
   REQUIRE(summary["sliced_w2"].get<double>() > 0);
   REQUIRE(summary["sliced_w2_floor"].get<double>() > 0);
-  REQUIRE(losses(dir / "run").size() == 40);
+  REQUIRE(logged_losses(dir / "run").size() == 40);
   // The resolved config records every default.
   Json resolved = Json::parse(std::ifstream(dir / "run" / "config.json"));
   REQUIRE(resolved["path"]["scheduler"] == "condot");
@@ -96,7 +76,7 @@ TEST_CASE("fmtrain writes the whole run directory", "[fmtrain]") {
 TEST_CASE("train.keep_checkpoints keeps a loadable checkpoint per save", "[fmtrain]") {
   fs::path dir = scratch_dir("keep");
   fs::path config = write_config(dir / "cfg", {{"train", {{"keep_checkpoints", true}}}});
-  REQUIRE(train(config, dir / "run") == 0);
+  REQUIRE(fm::test::train_run(config, dir / "run") == 0);
   // checkpoint_every = 20 of 40 steps: saves at step 20 and at the end.
   for (int step : {20, 40}) {
     char name[64];
@@ -118,10 +98,10 @@ TEST_CASE("train.keep_checkpoints keeps a loadable checkpoint per save", "[fmtra
 TEST_CASE("same config and seed give bitwise the same losses", "[fmtrain][determinism]") {
   fs::path dir = scratch_dir("determinism");
   fs::path config = write_config(dir / "cfg");
-  REQUIRE(train(config, dir / "a") == 0);
-  REQUIRE(train(config, dir / "b") == 0);
-  REQUIRE(train(config, dir / "c", {"train.seed=4"}) == 0);
-  std::vector<double> a = losses(dir / "a"), b = losses(dir / "b"), c = losses(dir / "c");
+  REQUIRE(fm::test::train_run(config, dir / "a") == 0);
+  REQUIRE(fm::test::train_run(config, dir / "b") == 0);
+  REQUIRE(fm::test::train_run(config, dir / "c", {"train.seed=4"}) == 0);
+  std::vector<double> a = logged_losses(dir / "a"), b = logged_losses(dir / "b"), c = logged_losses(dir / "c");
   REQUIRE(a.size() == 40);
   REQUIRE(a == b);
   REQUIRE(a != c);
@@ -130,11 +110,11 @@ TEST_CASE("same config and seed give bitwise the same losses", "[fmtrain][determ
 TEST_CASE("an interrupted and resumed run logs bitwise the same losses", "[fmtrain][resume]") {
   fs::path dir = scratch_dir("resume");
   fs::path config = write_config(dir / "cfg");
-  REQUIRE(train(config, dir / "whole") == 0);
+  REQUIRE(fm::test::train_run(config, dir / "whole") == 0);
   // Stop after 20 steps (a checkpoint), then extend to 40 with --resume.
-  REQUIRE(train(config, dir / "split", {"train.steps=20"}) == 0);
-  REQUIRE(resume(dir / "split", {"train.steps=40"}) == 0);
-  std::vector<double> whole = losses(dir / "whole"), split = losses(dir / "split");
+  REQUIRE(fm::test::train_run(config, dir / "split", {"train.steps=20"}) == 0);
+  REQUIRE(fm::test::resume_run(dir / "split", {"train.steps=40"}) == 0);
+  std::vector<double> whole = logged_losses(dir / "whole"), split = logged_losses(dir / "split");
   REQUIRE(split.size() == 40);
   REQUIRE(whole == split);
 }
@@ -157,10 +137,10 @@ TEST_CASE("an interrupted and resumed U-Net run on images logs bitwise the same 
                 {"train", {{"steps", 8}, {"batch_size", 16}, {"checkpoint_every", 4}, {"log_every", 1}}},
                 {"sample", {{"steps", 2}, {"n", 4}}}};
   fs::path config = write_config(dir / "cfg", extra);
-  REQUIRE(train(config, dir / "whole") == 0);
-  REQUIRE(train(config, dir / "split", {"train.steps=4"}) == 0);
-  REQUIRE(resume(dir / "split", {"train.steps=8"}) == 0);
-  std::vector<double> whole = losses(dir / "whole"), split = losses(dir / "split");
+  REQUIRE(fm::test::train_run(config, dir / "whole") == 0);
+  REQUIRE(fm::test::train_run(config, dir / "split", {"train.steps=4"}) == 0);
+  REQUIRE(fm::test::resume_run(dir / "split", {"train.steps=8"}) == 0);
+  std::vector<double> whole = logged_losses(dir / "whole"), split = logged_losses(dir / "split");
   REQUIRE(whole.size() == 8);
   REQUIRE(whole == split);
 }
@@ -169,11 +149,11 @@ TEST_CASE("a moons run on CUDA tracks the CPU run and resumes bitwise", "[fmtrai
   FM_REQUIRE_GPU();
   fs::path dir = scratch_dir("cuda");
   fs::path config = write_config(dir / "cfg");
-  REQUIRE(train(config, dir / "cpu", {"device=cpu"}) == 0);
-  REQUIRE(train(config, dir / "cuda", {"device=cuda"}) == 0);
-  REQUIRE(train(config, dir / "split", {"device=cuda", "train.steps=20"}) == 0);
-  REQUIRE(resume(dir / "split", {"train.steps=40"}) == 0);
-  std::vector<double> cpu = losses(dir / "cpu"), cuda = losses(dir / "cuda"), split = losses(dir / "split");
+  REQUIRE(fm::test::train_run(config, dir / "cpu", {"device=cpu"}) == 0);
+  REQUIRE(fm::test::train_run(config, dir / "cuda", {"device=cuda"}) == 0);
+  REQUIRE(fm::test::train_run(config, dir / "split", {"device=cuda", "train.steps=20"}) == 0);
+  REQUIRE(fm::test::resume_run(dir / "split", {"train.steps=40"}) == 0);
+  std::vector<double> cpu = logged_losses(dir / "cpu"), cuda = logged_losses(dir / "cuda"), split = logged_losses(dir / "split");
   REQUIRE(cuda.size() == 40);
   // The device's reductions use no atomics, so a resumed device run is bitwise the whole one.
   REQUIRE(cuda == split);
@@ -192,16 +172,16 @@ TEST_CASE("a moons run on CUDA tracks the CPU run and resumes bitwise", "[fmtrai
 TEST_CASE("resuming drops metrics logged after the last checkpoint", "[fmtrain][resume]") {
   fs::path dir = scratch_dir("crash");
   fs::path config = write_config(dir / "cfg");
-  REQUIRE(train(config, dir / "whole") == 0);
-  REQUIRE(train(config, dir / "crash", {"train.steps=20"}) == 0);
+  REQUIRE(fm::test::train_run(config, dir / "whole") == 0);
+  REQUIRE(fm::test::train_run(config, dir / "crash", {"train.steps=20"}) == 0);
   // Simulate a crash after step 20: lines for steps 21..25 were logged but no checkpoint was made.
   {
     std::ofstream metrics(dir / "crash" / "metrics.jsonl", std::ios::app);
     for (int step = 21; step <= 25; ++step) metrics << Json{{"step", step}, {"loss", 123.0}, {"loss_avg", 123.0}}.dump() << "\n";
     metrics << "{\"step\": 26, \"loss\"";  // a torn last line
   }
-  REQUIRE(resume(dir / "crash", {"train.steps=40"}) == 0);
-  REQUIRE(losses(dir / "crash") == losses(dir / "whole"));
+  REQUIRE(fm::test::resume_run(dir / "crash", {"train.steps=40"}) == 0);
+  REQUIRE(logged_losses(dir / "crash") == logged_losses(dir / "whole"));
 }
 
 TEST_CASE("bad configs are refused before anything is written", "[fmtrain][errors]") {
@@ -224,22 +204,22 @@ TEST_CASE("bad configs are refused before anything is written", "[fmtrain][error
     fs::path config = write_config(dir / ("cfg" + std::to_string(index)), c.patch);
     fs::path out = dir / ("run" + std::to_string(index++));
     INFO("case expecting: " << c.message);
-    REQUIRE_THROWS_WITH(train(config, out, c.overrides), Catch::Contains(c.message));
+    REQUIRE_THROWS_WITH(fm::test::train_run(config, out, c.overrides), Catch::Contains(c.message));
     REQUIRE_FALSE(fs::exists(out));
   }
   // A config that is not JSON at all.
   fs::path broken = dir / "broken.json";
   std::ofstream(broken) << "{ \"train\": ";
-  REQUIRE_THROWS_WITH(train(broken, dir / "broken_run"), Catch::Contains("not valid JSON"));
-  REQUIRE_THROWS_WITH(train(dir / "missing.json", dir / "missing_run"), Catch::Contains("cannot open"));
+  REQUIRE_THROWS_WITH(fm::test::train_run(broken, dir / "broken_run"), Catch::Contains("not valid JSON"));
+  REQUIRE_THROWS_WITH(fm::test::train_run(dir / "missing.json", dir / "missing_run"), Catch::Contains("cannot open"));
 }
 
 TEST_CASE("an existing run is never overwritten", "[fmtrain][errors]") {
   fs::path dir = scratch_dir("existing");
   fs::path config = write_config(dir / "cfg");
-  REQUIRE(train(config, dir / "run", {"train.steps=5"}) == 0);
-  REQUIRE_THROWS_WITH(train(config, dir / "run"), Catch::Contains("already holds a run"));
-  REQUIRE_THROWS_WITH(resume(dir / "run", {"train.lr=0.5"}), Catch::Contains("a resumed run may only change"));
+  REQUIRE(fm::test::train_run(config, dir / "run", {"train.steps=5"}) == 0);
+  REQUIRE_THROWS_WITH(fm::test::train_run(config, dir / "run"), Catch::Contains("already holds a run"));
+  REQUIRE_THROWS_WITH(fm::test::resume_run(dir / "run", {"train.lr=0.5"}), Catch::Contains("a resumed run may only change"));
 }
 
 TEST_CASE("generate_samples reports dopri5's NFE averaged over its chunks", "[fmtrain][sampling]") {

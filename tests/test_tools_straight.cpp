@@ -21,8 +21,11 @@
 #include "tools/straight_eval.h"
 #include "tools/train_run.h"
 
+#include "fmtrain_runs.h"
+
 namespace fs = std::filesystem;
 using fm::tools::Json;
+using fm::test::logged_losses;
 
 namespace {
 
@@ -52,39 +55,18 @@ fs::path write_config(const fs::path& dir, const Json& config) {
   return path;
 }
 
-int train(const fs::path& config, const fs::path& out, std::vector<std::string> overrides = {}) {
-  fm::tools::TrainRequest request;
-  request.config_path = config.string();
-  request.out_dir = out.string();
-  request.overrides = std::move(overrides);
-  request.quiet = true;
-  return fm::tools::run_training(request);
-}
 
-int resume(const fs::path& run, std::vector<std::string> overrides) {
-  fm::tools::TrainRequest request;
-  request.resume_dir = run.string();
-  request.overrides = std::move(overrides);
-  request.quiet = true;
-  return fm::tools::run_training(request);
-}
 
-std::vector<double> losses(const fs::path& run) {
-  std::vector<double> out;
-  for (const auto& line : fm::io::read_jsonl((run / "metrics.jsonl").string()).lines)
-    if (line.record.contains("loss") && !line.record.contains("event")) out.push_back(line.record["loss"].get<double>());
-  return out;
-}
 
 // Whole and split (half the steps, then --resume to all) runs of a config log the same losses. The
 // config's train.steps must be 2·half and its checkpoint_every half.
 void require_bitwise_resume(const fs::path& dir, const Json& config, int half = 15) {
   const fs::path cfg = write_config(dir, config);
-  REQUIRE(train(cfg, dir / "whole") == 0);
-  REQUIRE(train(cfg, dir / "split", {"train.steps=" + std::to_string(half)}) == 0);
-  REQUIRE(resume(dir / "split", {"train.steps=" + std::to_string(2 * half)}) == 0);
-  REQUIRE(losses(dir / "whole").size() == std::size_t(2 * half));
-  REQUIRE(losses(dir / "whole") == losses(dir / "split"));
+  REQUIRE(fm::test::train_run(cfg, dir / "whole") == 0);
+  REQUIRE(fm::test::train_run(cfg, dir / "split", {"train.steps=" + std::to_string(half)}) == 0);
+  REQUIRE(fm::test::resume_run(dir / "split", {"train.steps=" + std::to_string(2 * half)}) == 0);
+  REQUIRE(logged_losses(dir / "whole").size() == std::size_t(2 * half));
+  REQUIRE(logged_losses(dir / "whole") == logged_losses(dir / "split"));
 }
 
 }  // namespace
@@ -96,9 +78,9 @@ TEST_CASE("minibatch OT, Sinkhorn and a 2-D source train and resume bitwise", "[
   SECTION("8 gaussians to moons") { require_bitwise_resume(dir, tiny_moons({{"data", {{"source", "8gaussians"}}}})); }
   // The OT pairing changes what is learned: not the independent run's losses.
   fs::path plain = scratch_dir("couplings_plain"), ot = scratch_dir("couplings_ot");
-  REQUIRE(train(write_config(plain, tiny_moons()), plain / "run") == 0);
-  REQUIRE(train(write_config(ot, tiny_moons({{"train", {{"coupling", "minibatch_ot"}}}})), ot / "run") == 0);
-  REQUIRE(losses(plain / "run") != losses(ot / "run"));
+  REQUIRE(fm::test::train_run(write_config(plain, tiny_moons()), plain / "run") == 0);
+  REQUIRE(fm::test::train_run(write_config(ot, tiny_moons({{"train", {{"coupling", "minibatch_ot"}}}})), ot / "run") == 0);
+  REQUIRE(logged_losses(plain / "run") != logged_losses(ot / "run"));
   // The OT run logs what the pairing cost per step; the independent run has nothing to log.
   bool logged = false;
   for (const auto& line : fm::io::read_jsonl((ot / "run" / "metrics.jsonl").string()).lines)
@@ -113,7 +95,7 @@ TEST_CASE("minibatch OT, Sinkhorn and a 2-D source train and resume bitwise", "[
 
 TEST_CASE("a reflow student starts from its teacher, trains on the pairs and resumes bitwise", "[tools][straight]") {
   fs::path dir = scratch_dir("reflow");
-  REQUIRE(train(write_config(dir, tiny_moons()), dir / "teacher") == 0);
+  REQUIRE(fm::test::train_run(write_config(dir, tiny_moons()), dir / "teacher") == 0);
   fm::tools::ReflowPairsRequest request;
   request.teacher = (dir / "teacher" / "checkpoint.safetensors").string();
   request.out = (dir / "pairs.safetensors").string();
@@ -143,7 +125,7 @@ TEST_CASE("a reflow student starts from its teacher, trains on the pairs and res
     fs::remove_all(where);
     fs::create_directories(where);
     try {
-      train(write_config(where, config), where / "run");
+      fm::test::train_run(write_config(where, config), where / "run");
     } catch (const fm::ConfigError& e) {
       REQUIRE_THAT(e.what(), Catch::Contains(message));
       REQUIRE_FALSE(fs::exists(where / "run"));
@@ -165,7 +147,7 @@ TEST_CASE("a reflow student starts from its teacher, trains on the pairs and res
 
 TEST_CASE("fmeval straight: quality at each NFE and the straightness of a trained flow", "[tools][straight]") {
   fs::path dir = scratch_dir("eval");
-  REQUIRE(train(write_config(dir, tiny_moons()), dir / "run") == 0);
+  REQUIRE(fm::test::train_run(write_config(dir, tiny_moons()), dir / "run") == 0);
   fm::tools::CheckpointModel loaded =
       fm::tools::load_checkpoint_model((dir / "run" / "checkpoint.safetensors").string(), fm::Device::CPU, "ema");
   fm::tools::StraightEvalRequest request;
@@ -193,7 +175,7 @@ TEST_CASE("fmeval straight: quality at each NFE and the straightness of a traine
 TEST_CASE("2-D samples are written in the data's own coordinates; the checkpoint keeps the normalisation",
           "[tools][straight]") {
   fs::path dir = scratch_dir("coordinates");
-  REQUIRE(train(write_config(dir, tiny_moons()), dir / "run") == 0);
+  REQUIRE(fm::test::train_run(write_config(dir, tiny_moons()), dir / "run") == 0);
   fm::io::SafetensorsFile ckpt = fm::io::read_safetensors((dir / "run" / "checkpoint.safetensors").string());
   REQUIRE(Json::parse(ckpt.metadata.at("data.normalization")) == Json::parse(R"({"scale": 2.0, "center": [0.5, 0.25]})"));
   // The model works on (data − (0.5, 0.25))·2, centred at 0; the .npy must be back around the raw
@@ -225,7 +207,7 @@ TEST_CASE("reflow on images: pairs from a tiny U-Net teacher train a student tha
                           {"time_emb_dim", 16}, {"final_channels", 8}}},
                {"train", {{"steps", 4}, {"batch_size", 16}, {"checkpoint_every", 2}, {"log_every", 1}, {"seed", 5}}},
                {"sample", {{"steps", 2}, {"n", 4}}}};
-  REQUIRE(train(write_config(dir, unet), dir / "teacher") == 0);
+  REQUIRE(fm::test::train_run(write_config(dir, unet), dir / "teacher") == 0);
   fm::tools::ReflowPairsRequest request;
   request.teacher = (dir / "teacher" / "checkpoint.safetensors").string();
   request.out = (dir / "pairs.safetensors").string();
