@@ -38,6 +38,28 @@ void scores(const T* qh, const T* kh, T* s, int L, int D, T scale) {
   gemm_cpu<T>(false, true, L, L, D, scale, qh, D, kh, D, T(0), s, L);
 }
 
+// Outputs at most this wide are computed transposed (see gemm_narrow).
+constexpr int kNarrowOutput = 16;
+
+// C[M×N] = op(A)·op(B) for the head-sized products (N = D, K = L): O = P·V, dV = Pᵀ·dO,
+// dQ = dS·K, dK = dSᵀ·Q. With a small head dim (D = 8 in the small U-Net) the GEMM's 8×32
+// micro-kernel would run half empty on an 8-wide C, and pack all L² values of the big operand
+// 8×8-transposed. So compute Cᵀ[N×M] = op(B)ᵀ·op(A)ᵀ into scratch (N·M values) instead — full
+// vectors, the big operand as the GEMM's B — and transpose it into C. Bitwise the same C: each
+// element is the same products summed over k in the same order (the micro-kernel's a·b + acc is
+// symmetric in a and b). alpha is 1: the caller pre-scales, as the GEMM would have scaled A.
+template <typename T>
+void gemm_narrow(bool trans_a, bool trans_b, int M, int N, int K, const T* A, int lda, const T* B,
+                 int ldb, T* C, int ldc, T* scratch) {
+  if (N > kNarrowOutput) {
+    gemm_cpu<T>(trans_a, trans_b, M, N, K, T(1), A, lda, B, ldb, T(0), C, ldc);
+    return;
+  }
+  gemm_cpu<T>(!trans_b, !trans_a, N, M, K, T(1), B, ldb, A, lda, T(0), scratch, M);
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) C[std::int64_t(i) * ldc + j] = scratch[std::int64_t(j) * M + i];
+}
+
 }  // namespace
 
 template <typename T>
@@ -48,6 +70,7 @@ void attention_forward_cpu_gemm(const T* q, const T* k, const T* v, T* o, T* lse
 #pragma omp parallel if (worth_threads(B, H, L, D))
   {
     std::vector<T> p(std::size_t(L) * L);  // this thread's score / probability matrix
+    std::vector<T> transposed(std::size_t(L) * D);  // gemm_narrow's scratch
 #pragma omp for schedule(static)
     for (int bh = 0; bh < B * H; ++bh) {
       const std::int64_t base = bh * head_size;
@@ -71,7 +94,7 @@ void attention_forward_cpu_gemm(const T* q, const T* k, const T* v, T* o, T* lse
         for (int j = 0; j < L; ++j) row[j] *= inv_sum;
         lse[std::int64_t(bh) * L + i] = row_max + std::log(sum);
       }
-      gemm_cpu<T>(false, false, L, D, L, T(1), p.data(), L, v + base, D, T(0), o + base, D);  // O = P·V
+      gemm_narrow<T>(false, false, L, D, L, p.data(), L, v + base, D, o + base, D, transposed.data());  // O = P·V
     }
   }
 }
@@ -85,7 +108,8 @@ void attention_backward_cpu_gemm(const T* q, const T* k, const T* v, const T* o,
 #pragma omp parallel if (worth_threads(B, H, L, D))
   {
     std::vector<T> p(std::size_t(L) * L);   // P, recomputed from the saved log-sum-exp
-    std::vector<T> ds(std::size_t(L) * L);  // dP, then dS in place
+    std::vector<T> ds(std::size_t(L) * L);  // dP, then scale·dS in place
+    std::vector<T> transposed(std::size_t(L) * D);  // gemm_narrow's scratch
 #pragma omp for schedule(static)
     for (int bh = 0; bh < B * H; ++bh) {
       const std::int64_t base = bh * head_size;
@@ -100,19 +124,23 @@ void attention_backward_cpu_gemm(const T* q, const T* k, const T* v, const T* o,
         const T row_lse = lse[std::int64_t(bh) * L + i];
         for (int j = 0; j < L; ++j) row[j] = fast_exp(row[j] - row_lse);
       }
-      gemm_cpu<T>(true, false, L, D, L, T(1), p.data(), L, doh, D, T(0), dv + base, D);  // dV = Pᵀ·dO
+      gemm_narrow<T>(true, false, L, D, L, p.data(), L, doh, D, dv + base, D, transposed.data());  // dV = Pᵀ·dO
       gemm_cpu<T>(false, true, L, L, D, T(1), doh, D, vh, D, T(0), ds.data(), L);        // dP = dO·Vᵀ
       for (int i = 0; i < L; ++i) {
-        // D_i = Σ_d dO_id·O_id; then dS_ij = P_ij (dP_ij − D_i).
+        // D_i = Σ_d dO_id·O_id; then dS_ij = P_ij (dP_ij − D_i), stored times scale (the GEMM
+        // would scale it as alpha when packing: the same product, so the same bits).
         T row_term = 0;
         for (int d = 0; d < D; ++d) row_term += doh[std::int64_t(i) * D + d] * oh[std::int64_t(i) * D + d];
         const T* p_row = p.data() + std::int64_t(i) * L;
         T* ds_row = ds.data() + std::int64_t(i) * L;
 #pragma omp simd
-        for (int j = 0; j < L; ++j) ds_row[j] = p_row[j] * (ds_row[j] - row_term);
+        for (int j = 0; j < L; ++j) {
+          const T ds_ij = p_row[j] * (ds_row[j] - row_term);
+          ds_row[j] = scale * ds_ij;
+        }
       }
-      gemm_cpu<T>(false, false, L, D, L, scale, ds.data(), L, kh, D, T(0), dq + base, D);  // dQ = scale·dS·K
-      gemm_cpu<T>(true, false, L, D, L, scale, ds.data(), L, qh, D, T(0), dk + base, D);   // dK = scale·dSᵀ·Q
+      gemm_narrow<T>(false, false, L, D, L, ds.data(), L, kh, D, dq + base, D, transposed.data());  // dQ = scale·dS·K
+      gemm_narrow<T>(true, false, L, D, L, ds.data(), L, qh, D, dk + base, D, transposed.data());   // dK = scale·dSᵀ·Q
     }
   }
 }

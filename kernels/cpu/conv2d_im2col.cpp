@@ -10,11 +10,13 @@
 //     backward weight  dW   = Σ_n dy_n · col_nᵀ,  db = Σ_{n,pixels} dy
 // (Chellapilla et al., "High Performance Convolutional Neural Networks for Document Processing",
 // 2006.) The GEMMs are kernels/cpu/gemm.cpp; a 1×1 stride-1 unpadded conv needs no unfolding at all
-// (col_n is the image itself).
+// (col_n is the image itself). Where col is GEMM input (forward, weight gradient) it is never
+// materialised: the GEMM's B panels are packed straight from the image (gemm_cpu_pack_b,
+// kernels/cpu/gemm_pack_b.h). Only the backward input writes col (the GEMM's output) for col2im.
 //
-// Threads: with a batch of several images per thread, each thread takes whole images with its own
-// K·P scratch buffer (per-image GEMMs are too small to split well: M = C_out is 16–128 rows).
-// With fewer images, one image at a time, with threads inside im2col/col2im and the GEMM.
+// Threads: with a batch of several images per thread, each thread takes whole images (with its own
+// K·P col scratch for the backward input; per-image GEMMs are too small to split well: M = C_out is
+// 16–128 rows). With fewer images, one image at a time, with threads inside col2im and the GEMM.
 //
 // conv_transpose2d reuses conv2d (see ConvTranspose2dParams::as_conv2d): its forward is conv2d's
 // backward input, its backward input is conv2d's forward, and its weight gradient is conv2d's
@@ -25,11 +27,14 @@
 // chunk's partial sum added in chunk order, so the result does not depend on the thread count.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include <omp.h>
 
 #include "kernels/conv2d.h"
+#include "kernels/cpu/gemm_pack_b.h"
 #include "kernels/gemm.h"
 
 namespace fm::kernels {
@@ -58,93 +63,263 @@ void valid_output_range(int out_size, int in_size, int stride, int pad, int tap,
 
 // A stride-1 "same" convolution (Wo == W, e.g. 3×3 with padding 1): row i of tap (r, s)'s col
 // row is image row i + r − P shifted by s − P columns, so the valid rows of the whole tap row are
-// ONE contiguous stretch of the plane, shifted. im2col_same_width_row copies it in one loop and then
-// zeroes the padding columns, which the shifted copy filled from the neighbouring image rows,
-// instead of one short copy per output row (28 floats at 28×28: loop overhead, not bandwidth).
+// ONE contiguous stretch of the plane, shifted; only the padding columns, which the shifted stretch
+// would take from the neighbouring image rows, need zeroing. The packers and col2im below work on
+// such stretches instead of one short copy per output row (28 floats at 28×28: loop overhead, not
+// bandwidth).
 bool same_width_stride_one(const Conv2dParams& p) {
   return p.stride_h == 1 && p.stride_w == 1 && p.out_width() == p.in_width;
 }
 
+// ---- im2col straight into the GEMM's packed panels (kernels/cpu/gemm_pack_b.h) ----------------
+// The forward and weight-gradient GEMMs' B operand, col[K, P] (or colᵀ), is packed panel by panel
+// from the image itself, so the K×P col matrix is never written and read back: the GEMM's own copy
+// into its panels is the only copy. For the stride-1 "same" convolutions (3×3, padding 1: most of
+// the U-Net's) panel row k is 32 (or 16) consecutive pixels of tap row k, i.e. a shifted stretch of
+// one input plane with the padding columns zeroed; other convolutions gather through a table.
+
+// What a tap row (c, r, s) of col reads, computed once per convolution for every row k.
+struct TapRow {
+  std::int64_t offset;  // col[k, t] = image[offset + t] for t in [t_begin, t_end), else 0 ...
+  int t_begin, t_end;
+  int s;                // ... and 0 in the padding columns of kernel column s
+};
+
+// The fused packer's view of one image (GemmPackB::context).
 template <typename T>
-void im2col_same_width_row(const T* plane, const Conv2dParams& p, int r, int s, T* dst) {
+struct SameWidthIm2col {
+  const T* image;
+  const Conv2dParams* p;
+  const std::vector<TapRow>* rows;  // one per row k of col
+};
+
+std::vector<TapRow> same_width_tap_rows(const Conv2dParams& p) {
   const int H = p.in_height, W = p.in_width, Ho = p.out_height();
-  // Output rows i whose image row h = i + r − P is inside: [i_begin, i_end).
-  const int i_begin = std::clamp(p.pad_h - r, 0, Ho), i_end = std::clamp(H + p.pad_h - r, i_begin, Ho);
-  std::fill(dst, dst + std::int64_t(i_begin) * W, T(0));
-  std::fill(dst + std::int64_t(i_end) * W, dst + std::int64_t(Ho) * W, T(0));
-  // dst[t] = plane[t + shift] for t over the valid rows, clipped to the plane (the clipped ends
-  // are padding columns, zeroed below).
-  const std::int64_t shift = std::int64_t(r - p.pad_h) * W + (s - p.pad_w);
-  const std::int64_t t_begin = std::max<std::int64_t>(std::int64_t(i_begin) * W, -shift);
-  const std::int64_t t_end = std::min<std::int64_t>(std::int64_t(i_end) * W, std::int64_t(H) * W - shift);
-  const T* src = plane + (t_begin + shift);
-  T* dst_valid = dst + t_begin;
+  const int taps = p.kernel_h * p.kernel_w;
+  std::vector<TapRow> rows(std::size_t(p.in_channels) * taps);
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    const int c = int(k) / taps, r = int(k) % taps / p.kernel_w, s = int(k) % p.kernel_w;
+    const int i_begin = std::clamp(p.pad_h - r, 0, Ho), i_end = std::clamp(H + p.pad_h - r, i_begin, Ho);
+    const std::int64_t shift = std::int64_t(r - p.pad_h) * W + (s - p.pad_w);
+    TapRow& row = rows[k];
+    row.offset = std::int64_t(c) * H * W + shift;
+    row.t_begin = int(std::max<std::int64_t>(std::int64_t(i_begin) * W, -shift));
+    row.t_end = int(std::max<std::int64_t>(row.t_begin, std::min<std::int64_t>(std::int64_t(i_end) * W, std::int64_t(H) * W - shift)));
+    row.s = s;
+  }
+  return rows;
+}
+
+// panel[k·width + j] = col[k0 + k, j0 + j] (0 for j ≥ cols): a gemm_cpu_pack_b callback.
+template <typename T>
+void pack_same_width_im2col(const void* context, int k0, int kc, int j0, int cols, int width,
+                            T* panel) {
+  const auto& source = *static_cast<const SameWidthIm2col<T>*>(context);
+  const Conv2dParams& p = *source.p;
+  const int W = p.in_width;
+  // keep[s][j]: all ones where pixel j0 + j is a real column for kernel column s (not padding, not
+  // past cols), else 0. Built per panel (kernel_w × width masks), used by every row of it: a row is
+  // then one masked copy, bit-and with the mask (a vector AND, where a select would be a blend).
+  using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  typedef Bits AliasedBits __attribute__((may_alias));
+  constexpr int kMaxWidth = 2 * 64 / int(sizeof(T));
+  constexpr int kMaxKernelWidth = 8;
+  alignas(64) Bits keep[kMaxKernelWidth][kMaxWidth];
+  for (int s = 0; s < p.kernel_w; ++s) {
+    int j_begin, j_end;
+    valid_output_range(p.out_width(), W, 1, p.pad_w, s, j_begin, j_end);
+    for (int j = 0; j < width; ++j) {
+      const int column = (j0 + j) % W;
+      keep[s][j] = j < cols && column >= j_begin && column < j_end ? ~Bits(0) : Bits(0);
+    }
+  }
+  for (int k = 0; k < kc; ++k) {
+    const TapRow& row = (*source.rows)[std::size_t(k0 + k)];
+    AliasedBits* dst = reinterpret_cast<AliasedBits*>(panel + std::size_t(k) * width);
+    // Pixels [lo, hi) of this panel read inside the image; the rest of the row is 0.
+    const int lo = std::clamp(row.t_begin - j0, 0, cols), hi = std::clamp(row.t_end - j0, lo, cols);
+    // src[j] is col[k0 + k, j0 + j] for j in [lo, hi)
+    const AliasedBits* src = reinterpret_cast<const AliasedBits*>(source.image + row.offset + j0);
+    const Bits* row_keep = keep[row.s];
+    if (lo == 0 && hi == kMaxWidth && width == kMaxWidth) {  // the common case: fixed trip count
 #pragma omp simd
-  for (std::int64_t t = 0; t < t_end - t_begin; ++t) dst_valid[t] = src[t];
-  int j_begin, j_end;  // the columns of each row that read inside the image
-  valid_output_range(p.out_width(), W, 1, p.pad_w, s, j_begin, j_end);
-  for (int i = i_begin; i < i_end; ++i) {
-    T* dst_row = dst + std::int64_t(i) * W;
-    // Columns [0, j_begin) and [j_end, W) in one loop of a few stores; two std::fill calls would
-    // each become a memset call per image row.
-    for (int e = 0; e < j_begin + (W - j_end); ++e)
-      dst_row[e < j_begin ? e : j_end + (e - j_begin)] = T(0);
+      for (int j = 0; j < kMaxWidth; ++j) dst[j] = src[j] & row_keep[j];
+      continue;
+    }
+    for (int j = 0; j < lo; ++j) dst[j] = 0;
+#pragma omp simd
+    for (int j = lo; j < hi; ++j) dst[j] = src[j] & row_keep[j];
+    for (int j = hi; j < width; ++j) dst[j] = 0;
   }
 }
 
-// col[K, Ho·Wo] from one image [C_in, H, W].
+// The weight gradient's GEMM reads col transposed: op(B)[k, j] = col[j, k], k a pixel, j a tap row.
+// panel[k·width + j] = col[j0 + j, k0 + k] (0 for j ≥ cols): each group of 8 tap rows is unfolded
+// into a small row-major block (8 × kc, in L1) and transposed into the panel 8×8 at a time.
 template <typename T>
-void im2col(const T* image, const Conv2dParams& p, T* col) {
-  const int Ho = p.out_height(), Wo = p.out_width();
-  const int taps = p.kernel_h * p.kernel_w;
-  const int rows = p.in_channels * taps;
-  const std::int64_t pixels = std::int64_t(Ho) * Wo;
-#pragma omp parallel for schedule(static) if (rows * pixels > kParallelThreshold)
-  for (int row = 0; row < rows; ++row) {
-    const int c = row / taps, r = row % taps / p.kernel_w, s = row % p.kernel_w;
-    const T* plane = image + std::int64_t(c) * p.in_height * p.in_width;
-    T* dst = col + row * pixels;
-    if (same_width_stride_one(p)) {
-      im2col_same_width_row(plane, p, r, s, dst);
-      continue;
-    }
-    int j_begin, j_end;
-    valid_output_range(Wo, p.in_width, p.stride_w, p.pad_w, s, j_begin, j_end);
-    for (int i = 0; i < Ho; ++i) {
-      T* dst_row = dst + std::int64_t(i) * Wo;
-      const int h = i * p.stride_h - p.pad_h + r;
-      if (h < 0 || h >= p.in_height) {
-        std::fill(dst_row, dst_row + Wo, T(0));
+void pack_same_width_im2col_transposed(const void* context, int k0, int kc, int j0, int cols,
+                                       int width, T* panel) {
+  const auto& source = *static_cast<const SameWidthIm2col<T>*>(context);
+  const Conv2dParams& p = *source.p;
+  const int W = p.in_width;
+  constexpr int kGroup = 8;
+  alignas(64) T block[kGroup][kGemmMaxSliceDepth];
+  const int column0 = k0 % W;  // image column of pixel k0
+  for (int g = 0; g < width; g += kGroup) {
+    for (int jj = 0; jj < kGroup; ++jj) {
+      T* dst = block[jj];
+      if (g + jj >= cols) {
+        std::fill(dst, dst + kc, T(0));
         continue;
       }
-      // x[c, h, j·S − P + s] = plane[row_start + j·S]; only j in [j_begin, j_end) is inside.
-      const std::int64_t row_start = std::int64_t(h) * p.in_width - p.pad_w + s;
-      std::fill(dst_row, dst_row + j_begin, T(0));
-      if (p.stride_w == 1) {  // the common case: a unit-stride copy that vectorises inline
-        const T* src = plane + row_start + j_begin;
-        T* dst_valid = dst_row + j_begin;
+      const TapRow& row = (*source.rows)[std::size_t(j0 + g + jj)];
+      const int lo = std::clamp(row.t_begin - k0, 0, kc), hi = std::clamp(row.t_end - k0, lo, kc);
+      const T* src = source.image + row.offset + k0;
+      for (int k = 0; k < lo; ++k) dst[k] = T(0);
 #pragma omp simd
-        for (int j = 0; j < j_end - j_begin; ++j) dst_valid[j] = src[j];
-      } else {
-        for (int j = j_begin; j < j_end; ++j) dst_row[j] = plane[row_start + j * p.stride_w];
+      for (int k = lo; k < hi; ++k) dst[k] = src[k];
+      for (int k = hi; k < kc; ++k) dst[k] = T(0);
+      // The padding columns e of kernel column s: pixels k0 + k with (column0 + k) % W == e.
+      int j_begin, j_end;
+      valid_output_range(p.out_width(), W, 1, p.pad_w, row.s, j_begin, j_end);
+      for (int e = 0; e < j_begin + (W - j_end); ++e) {
+        const int column = e < j_begin ? e : j_end + (e - j_begin);
+        for (int k = (column - column0 + W) % W; k < kc; k += W) dst[k] = T(0);
       }
-      std::fill(dst_row + j_end, dst_row + Wo, T(0));
     }
+    int k = 0;
+    if constexpr (std::is_same_v<T, float>)
+      for (; k + 8 <= kc; k += 8)
+        transpose_8x8(&block[0][k], kGemmMaxSliceDepth, 1.0f,
+                      panel + std::size_t(k) * width + g, width);
+    for (; k < kc; ++k)
+      for (int jj = 0; jj < kGroup; ++jj) panel[std::size_t(k) * width + g + jj] = block[jj][k];
   }
+}
+
+// Any other convolution (the 4×4 stride-2 ones) is packed through a gather table: for each tap
+// (r, s) and output pixel t, the index of the input pixel it reads inside one channel plane, or −1
+// in the padding. The pattern is the same for every channel, so the table is taps × P entries,
+// built once per convolution.
+template <typename T>
+struct GatherIm2col {
+  const T* image;
+  const Conv2dParams* p;
+  const std::vector<int>* index;  // index[tap·P + t]
+};
+
+std::vector<int> gather_table(const Conv2dParams& p) {
+  const int Ho = p.out_height(), Wo = p.out_width(), taps = p.kernel_h * p.kernel_w;
+  std::vector<int> index(std::size_t(taps) * Ho * Wo);
+  for (int tap = 0; tap < taps; ++tap) {
+    const int r = tap / p.kernel_w, s = tap % p.kernel_w;
+    for (int i = 0; i < Ho; ++i)
+      for (int j = 0; j < Wo; ++j) {
+        const int h = i * p.stride_h - p.pad_h + r, w = j * p.stride_w - p.pad_w + s;
+        const bool inside = h >= 0 && h < p.in_height && w >= 0 && w < p.in_width;
+        index[(std::size_t(tap) * Ho + i) * Wo + j] = inside ? h * p.in_width + w : -1;
+      }
+  }
+  return index;
+}
+
+// dst[t] = col[row, t0 + t] for t < count through the gather table.
+template <typename T>
+inline void gather_col_row(const GatherIm2col<T>& source, int row, int t0, int count, T* dst) {
+  const Conv2dParams& p = *source.p;
+  const int taps = p.kernel_h * p.kernel_w, pixels = p.out_height() * p.out_width();
+  const T* plane = source.image + std::int64_t(row / taps) * p.in_height * p.in_width;
+  const int* index = source.index->data() + std::size_t(row % taps) * pixels + t0;
+  for (int t = 0; t < count; ++t) dst[t] = index[t] >= 0 ? plane[index[t]] : T(0);
+}
+
+// The forward's panel (as pack_same_width_im2col) through the gather table.
+template <typename T>
+void pack_gather_im2col(const void* context, int k0, int kc, int j0, int cols, int width,
+                        T* panel) {
+  const auto& source = *static_cast<const GatherIm2col<T>*>(context);
+  for (int k = 0; k < kc; ++k) {
+    T* dst = panel + std::size_t(k) * width;
+    gather_col_row(source, k0 + k, j0, cols, dst);
+    for (int j = cols; j < width; ++j) dst[j] = T(0);
+  }
+}
+
+// The weight gradient's transposed panel (as pack_same_width_im2col_transposed) through the
+// gather table.
+template <typename T>
+void pack_gather_im2col_transposed(const void* context, int k0, int kc, int j0, int cols,
+                                   int width, T* panel) {
+  const auto& source = *static_cast<const GatherIm2col<T>*>(context);
+  constexpr int kGroup = 8;
+  alignas(64) T block[kGroup][kGemmMaxSliceDepth];
+  for (int g = 0; g < width; g += kGroup) {
+    for (int jj = 0; jj < kGroup; ++jj) {
+      if (g + jj < cols)
+        gather_col_row(source, j0 + g + jj, k0, kc, block[jj]);
+      else
+        std::fill(block[jj], block[jj] + kc, T(0));
+    }
+    int k = 0;
+    if constexpr (std::is_same_v<T, float>)
+      for (; k + 8 <= kc; k += 8)
+        transpose_8x8(&block[0][k], kGemmMaxSliceDepth, 1.0f, panel + std::size_t(k) * width + g,
+                      width);
+    for (; k < kc; ++k)
+      for (int jj = 0; jj < kGroup; ++jj) panel[std::size_t(k) * width + g + jj] = block[jj][k];
+  }
+}
+
+// Whether the fused packer handles this convolution (its per-panel tables have fixed sizes).
+bool packs_same_width(const Conv2dParams& p) {
+  return same_width_stride_one(p) && p.kernel_w <= 8 && !is_pointwise(p);
 }
 
 // image[C_in, H, W] = Σ of the col entries that im2col copied from each pixel (the adjoint of
 // im2col). One thread per channel, taps in a fixed order: deterministic.
+//
+// For a stride-1 "same" convolution each tap row of col adds onto ONE contiguous, shifted stretch
+// of the plane (see same_width_stride_one), once its padding columns, which would land on the
+// neighbouring image rows, are zeroed in col (col is scratch). One long vector loop per tap
+// instead of one short one per image row. Adding those zeros leaves the sums bitwise unchanged: a
+// plane sum that starts at +0 is never −0, and x + (+0) = x for every other x.
 template <typename T>
-void col2im(const T* col, const Conv2dParams& p, T* image) {
+void col2im(T* col, const Conv2dParams& p, T* image) {
   const int Ho = p.out_height(), Wo = p.out_width();
   const int taps = p.kernel_h * p.kernel_w;
   const std::int64_t pixels = std::int64_t(Ho) * Wo;
   const std::int64_t plane_size = std::int64_t(p.in_height) * p.in_width;
+  const bool same_width = same_width_stride_one(p);
 #pragma omp parallel for schedule(static) if (p.in_channels * taps * pixels > kParallelThreshold)
   for (int c = 0; c < p.in_channels; ++c) {
     T* plane = image + c * plane_size;
     std::fill(plane, plane + plane_size, T(0));
+    if (same_width) {
+      const int W = p.in_width, H = p.in_height;
+      for (int r = 0; r < p.kernel_h; ++r) {
+        const int i_begin = std::clamp(p.pad_h - r, 0, Ho), i_end = std::clamp(H + p.pad_h - r, i_begin, Ho);
+        for (int s = 0; s < p.kernel_w; ++s) {
+          T* src = col + (std::int64_t(c) * taps + r * p.kernel_w + s) * pixels;
+          int j_begin, j_end;
+          valid_output_range(Wo, W, 1, p.pad_w, s, j_begin, j_end);
+          for (int i = i_begin; i < i_end; ++i) {
+            T* src_row = src + std::int64_t(i) * W;
+            for (int e = 0; e < j_begin + (W - j_end); ++e)
+              src_row[e < j_begin ? e : j_end + (e - j_begin)] = T(0);
+          }
+          // plane[t + shift] += src[t] over the valid rows, clipped to the plane (the clipped
+          // ends are padding columns).
+          const std::int64_t shift = std::int64_t(r - p.pad_h) * W + (s - p.pad_w);
+          const std::int64_t t_begin = std::max<std::int64_t>(std::int64_t(i_begin) * W, -shift);
+          const std::int64_t t_end = std::min<std::int64_t>(std::int64_t(i_end) * W, std::int64_t(H) * W - shift);
+          T* dst = plane + (t_begin + shift);
+          const T* src_valid = src + t_begin;
+#pragma omp simd
+          for (std::int64_t t = 0; t < t_end - t_begin; ++t) dst[t] += src_valid[t];
+        }
+      }
+      continue;
+    }
     for (int r = 0; r < p.kernel_h; ++r)
       for (int s = 0; s < p.kernel_w; ++s) {
         const T* src = col + (std::int64_t(c) * taps + r * p.kernel_w + s) * pixels;
@@ -178,17 +353,40 @@ void add_channel_bias(T* y, const T* bias, int batch, int channels, std::int64_t
     }
 }
 
-// sums[c] = Σ_{n, pixels} a[n, c, pixel]: the bias gradient.
+// sums[c] = Σ_{n, pixels} a[n, c, pixel]: the bias gradient. Each channel is one running sum in
+// a fixed order (n, then pixels ascending), whatever the threads. One such sum is a chain of
+// dependent adds (one per add latency), so a block of kChains channels is summed side by side:
+// independent chains that overlap, each still in its own order, so the same bits.
 template <typename T>
 void channel_sums(const T* a, int batch, int channels, std::int64_t pixels, T* sums) {
-  for (int c = 0; c < channels; ++c) {
-    T total = T(0);
+  constexpr int kChains = 8;
+  const int blocks = (channels + kChains - 1) / kChains;
+#pragma omp parallel for schedule(static) if (std::int64_t(batch) * channels * pixels > (std::int64_t(1) << 18))
+  for (int block = 0; block < blocks; ++block) {
+    const int c0 = block * kChains, count = std::min(kChains, channels - c0);
+    T total[kChains] = {};
     for (int n = 0; n < batch; ++n) {
-      const T* plane = a + (std::int64_t(n) * channels + c) * pixels;
-      for (std::int64_t i = 0; i < pixels; ++i) total += plane[i];
+      const T* planes = a + (std::int64_t(n) * channels + c0) * pixels;
+      if (count == kChains) {
+        for (std::int64_t i = 0; i < pixels; ++i)
+          for (int chain = 0; chain < kChains; ++chain) total[chain] += planes[chain * pixels + i];
+      } else {
+        for (int chain = 0; chain < count; ++chain)
+          for (std::int64_t i = 0; i < pixels; ++i) total[chain] += planes[chain * pixels + i];
+      }
     }
-    sums[c] = total;
+    for (int chain = 0; chain < count; ++chain) sums[c0 + chain] = total[chain];
   }
+}
+
+// This thread's scratch of at least `size` elements, kept between calls: a fresh zero-filled
+// vector per call cost a memset of K·P floats (up to 1 MB) per convolution pass, and every entry
+// is overwritten before it is read anyway. Slot 0: col; slot 1: the weight gradient's partial sums.
+template <typename T, int kSlot = 0>
+T* scratch_buffer(std::size_t size) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < size) buffer.resize(size);
+  return buffer.data();
 }
 
 // Calls body(r, first, end, col) for the consecutive ranges r = 0 .. ranges−1 of images
@@ -205,9 +403,9 @@ void for_each_image_range(int batch, int ranges, std::size_t col_size, std::int6
   const bool across_ranges = threads > 1 && ranges >= 2 * threads && macs > (std::int64_t(1) << 20);
 #pragma omp parallel if (across_ranges)
   {
-    std::vector<T> col(col_size);
+    T* col = scratch_buffer<T>(col_size);
 #pragma omp for schedule(static)
-    for (int r = 0; r < ranges; ++r) body(r, range_begin(r), range_begin(r + 1), col.data());
+    for (int r = 0; r < ranges; ++r) body(r, range_begin(r), range_begin(r + 1), col);
   }
 }
 
@@ -231,13 +429,37 @@ void conv2d_forward_im2col(const T* x, const T* weight, const T* bias, T* y,
   const int pixels = p.out_height() * p.out_width();
   const std::int64_t image_size = std::int64_t(p.in_channels) * p.in_height * p.in_width;
   const bool pointwise = is_pointwise(p);
-  for_each_image_range<T>(p.batch, p.batch, pointwise ? 0 : std::size_t(K) * pixels, macs(p),
-                          [&](int, int first, int end, T* col) {
+  if (packs_same_width(p)) {  // col packed straight from the image (see pack_same_width_im2col)
+    const std::vector<TapRow> rows = same_width_tap_rows(p);
+    for_each_image_range<T>(p.batch, p.batch, 0, macs(p), [&](int, int first, int end, T*) {
+      for (int n = first; n < end; ++n) {
+        const SameWidthIm2col<T> source{x + n * image_size, &p, &rows};
+        gemm_cpu_pack_b<T>(false, p.out_channels, pixels, K, T(1), weight, K,
+                           GemmPackB<T>{pack_same_width_im2col<T>, &source}, T(0),
+                           y + std::int64_t(n) * p.out_channels * pixels, pixels);
+      }
+    });
+    if (bias) add_channel_bias(y, bias, p.batch, p.out_channels, pixels);
+    return;
+  }
+  if (!pointwise) {  // col packed straight from the image through a gather table
+    const std::vector<int> index = gather_table(p);
+    for_each_image_range<T>(p.batch, p.batch, 0, macs(p), [&](int, int first, int end, T*) {
+      for (int n = first; n < end; ++n) {
+        const GatherIm2col<T> source{x + n * image_size, &p, &index};
+        gemm_cpu_pack_b<T>(false, p.out_channels, pixels, K, T(1), weight, K,
+                           GemmPackB<T>{pack_gather_im2col<T>, &source}, T(0),
+                           y + std::int64_t(n) * p.out_channels * pixels, pixels);
+      }
+    });
+    if (bias) add_channel_bias(y, bias, p.batch, p.out_channels, pixels);
+    return;
+  }
+  // A pointwise convolution: col_n is x_n itself.
+  for_each_image_range<T>(p.batch, p.batch, 0, macs(p), [&](int, int first, int end, T*) {
     for (int n = first; n < end; ++n) {
-      const T* x_n = x + n * image_size;
-      if (!pointwise) im2col(x_n, p, col);
-      // y_n[C_out, P] = W[C_out, K] · col[K, P]
-      gemm_cpu<T>(false, false, p.out_channels, pixels, K, T(1), weight, K, pointwise ? x_n : col,
+      // y_n[C_out, P] = W[C_out, K] · x_n[K, P]
+      gemm_cpu<T>(false, false, p.out_channels, pixels, K, T(1), weight, K, x + n * image_size,
                   pixels, T(0), y + std::int64_t(n) * p.out_channels * pixels, pixels);
     }
   });
@@ -275,21 +497,37 @@ void conv2d_backward_weight_im2col(const T* x, const T* dy, T* dweight, T* dbias
   // Chunk 0 sums straight into dweight, chunk c > 0 into partial[c − 1]; then the partial sums
   // are added to dweight in chunk order.
   const int chunks = std::min(p.batch, kWeightGradChunks);
-  std::vector<T> partial(std::size_t(std::max(chunks - 1, 0)) * weight_size);
-  for_each_image_range<T>(p.batch, chunks, pointwise ? 0 : std::size_t(K) * pixels, macs(p),
-                          [&](int chunk, int first, int end, T* col) {
-    T* target = chunk == 0 ? dweight : partial.data() + std::size_t(chunk - 1) * weight_size;
+  T* partial = scratch_buffer<T, 1>(std::size_t(std::max(chunks - 1, 0)) * weight_size);
+  // colᵀ packed straight from the image: same-width convolutions by shifted stretches, the
+  // others through a gather table.
+  const bool same_width = packs_same_width(p), gather = !pointwise && !same_width;
+  const std::vector<TapRow> rows = same_width ? same_width_tap_rows(p) : std::vector<TapRow>();
+  const std::vector<int> index = gather ? gather_table(p) : std::vector<int>();
+  for_each_image_range<T>(p.batch, chunks, 0, macs(p), [&](int chunk, int first, int end, T*) {
+    T* target = chunk == 0 ? dweight : partial + std::size_t(chunk - 1) * weight_size;
     for (int n = first; n < end; ++n) {
       const T* x_n = x + n * image_size;
-      if (!pointwise) im2col(x_n, p, col);
-      // target[C_out, K] (+)= dy_n[C_out, P] · col[K, P]ᵀ; the chunk's first image overwrites.
-      gemm_cpu<T>(false, true, p.out_channels, K, pixels, T(1),
-                  dy + std::int64_t(n) * p.out_channels * pixels, pixels, pointwise ? x_n : col,
-                  pixels, n == first ? T(0) : T(1), target, K);
+      const T* dy_n = dy + std::int64_t(n) * p.out_channels * pixels;
+      const T beta = n == first ? T(0) : T(1);  // the chunk's first image overwrites
+      // target[C_out, K] (+)= dy_n[C_out, P] · col[K, P]ᵀ; for a pointwise conv col is x_n itself.
+      if (same_width) {
+        const SameWidthIm2col<T> source{x_n, &p, &rows};
+        gemm_cpu_pack_b<T>(false, p.out_channels, K, pixels, T(1), dy_n, pixels,
+                           GemmPackB<T>{pack_same_width_im2col_transposed<T>, &source}, beta,
+                           target, K);
+      } else if (gather) {
+        const GatherIm2col<T> source{x_n, &p, &index};
+        gemm_cpu_pack_b<T>(false, p.out_channels, K, pixels, T(1), dy_n, pixels,
+                           GemmPackB<T>{pack_gather_im2col_transposed<T>, &source}, beta, target,
+                           K);
+      } else {
+        gemm_cpu<T>(false, true, p.out_channels, K, pixels, T(1), dy_n, pixels, x_n, pixels, beta,
+                    target, K);
+      }
     }
   });
   for (int chunk = 1; chunk < chunks; ++chunk) {
-    const T* source = partial.data() + std::size_t(chunk - 1) * weight_size;
+    const T* source = partial + std::size_t(chunk - 1) * weight_size;
     for (std::size_t i = 0; i < weight_size; ++i) dweight[i] += source[i];
   }
   if (dbias) channel_sums(dy, p.batch, p.out_channels, pixels, dbias);

@@ -9,6 +9,11 @@
 //     for each MR-tall row panel of op(A) (split across OpenMP threads):
 //       pack alpha · op(A)[panel, slice]              (k-major: MR values per k, zero-padded)
 //       for each NR-wide panel of B: the micro-kernel adds the MR×NR block of A·B into C
+//         (stores it, for the first slice of a beta = 0 product: C is never zero-filled first)
+//
+// B's panels come from pack_b_panel for a matrix B (gemm_cpu), or from a caller's packing function
+// (gemm_cpu_pack_b, kernels/cpu/gemm_pack_b.h: the convolution packs im2col panels straight from the
+// image).
 //
 // The micro-kernel (kernels/cpu/gemm_micro_kernel.h) keeps its MR×NR block of C in vector registers
 // and does one rank-1 update per k. It comes in two copies, picked at run time by
@@ -22,6 +27,7 @@
 // and AVX-512 copies give bitwise the same C too; a build without FMA (plain x86-64) rounds each
 // product separately and differs from them in the last bits.
 #include <algorithm>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -29,6 +35,7 @@
 
 #include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/gemm_micro_kernel.h"
+#include "kernels/cpu/gemm_pack_b.h"
 #include "kernels/gemm.h"
 
 namespace fm::kernels {
@@ -46,7 +53,7 @@ constexpr int portable_cols() {
 // (8 × 320 floats, 10 KiB) stays in L1, and no slice is left a few k deep (K = 288 is one slice,
 // 784 is 3 × 261/262, not 3 × 256 + 16) — a thin slice costs a full read and write of C for little
 // work. The cut depends on K only (see Determinism above).
-constexpr int kMaxSliceDepth = 320;
+constexpr int kMaxSliceDepth = kGemmMaxSliceDepth;  // kernels/cpu/gemm_pack_b.h
 int slice_count(int K) { return std::max(1, (K + kMaxSliceDepth - 1) / kMaxSliceDepth); }
 int slice_begin(int K, int slice) { return int(std::int64_t(K) * slice / slice_count(K)); }
 
@@ -59,45 +66,27 @@ int slice_width(int bytes, int NR) {
   return std::max(NR, bytes / int(kMaxSliceDepth * sizeof(T)) / NR * NR);
 }
 
-// dst[c·dst_stride + r] = alpha · src[r·src_stride + c] for an 8×8 block of floats: eight vector
-// loads, the classic three rounds of shuffles (pairs of floats, pairs of pairs, 128-bit halves),
-// eight vector stores. Packing a panel against the grain of its rows (A not transposed, B
-// transposed) is such a transpose; one element at a time it cost as much as the multiply for the
-// conv's weight-gradient GEMM (M = 32 rows share each packed B).
-inline void transpose_8x8(const float* src, std::size_t src_stride, float alpha, float* dst,
-                          std::size_t dst_stride) {
-  typedef float V8 __attribute__((vector_size(32)));
-  // Unaligned vector loads and stores. Not memcpy into the arrays below: GCC then copies through
-  // the stack in 16-byte halves and each 32-byte reload stalls on store forwarding.
-  typedef float V8Unaligned __attribute__((vector_size(32), aligned(4), may_alias));
-  V8 r[8], t[8], u[8];
-  for (int i = 0; i < 8; ++i)
-    r[i] = alpha * *reinterpret_cast<const V8Unaligned*>(src + i * src_stride);
-  for (int i = 0; i < 8; i += 2) {  // interleave rows 2i, 2i+1
-    t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-    t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-  }
-  for (int i = 0; i < 8; i += 4) {  // then pairs of those
-    u[i] = __builtin_shufflevector(t[i], t[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-    u[i + 1] = __builtin_shufflevector(t[i], t[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-    u[i + 2] = __builtin_shufflevector(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
-    u[i + 3] = __builtin_shufflevector(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
-  }
-  for (int i = 0; i < 4; ++i) {  // then 128-bit halves: column i and column i + 4
-    const V8 low = __builtin_shufflevector(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-    const V8 high = __builtin_shufflevector(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
-    *reinterpret_cast<V8Unaligned*>(dst + i * dst_stride) = low;
-    *reinterpret_cast<V8Unaligned*>(dst + (i + 4) * dst_stride) = high;
-  }
-}
-
-// Packs op(B)[k0 : k0+kc, j0 : j0+NR] into b_panel[k * W + j], W = gemm_packed_width(NR, cols)
-// (one vector when the valid columns fit in one); columns past N are zero.
-template <typename T, int NR>
-void pack_b_panel(const T* B, int ldb, bool trans_b, int k0, int kc, int j0, int N, T* b_panel) {
-  const int cols = std::min(NR, N - j0);
-  const int width = gemm_packed_width(NR, cols);
+// Packs op(B)[k0 : k0+kc, j0 : j0+cols] into b_panel[k * width + j], width =
+// gemm_packed_width(NR, cols) (one vector when the valid columns fit in one); columns past cols are
+// zero.
+template <typename T>
+void pack_b_panel(const T* B, int ldb, bool trans_b, int k0, int kc, int j0, int cols, int width,
+                  T* b_panel) {
   if (!trans_b) {
+    // A full panel of two or one 64-byte vectors per row (the AVX-512 copy's widths): a
+    // fixed-size row copy that the compiler turns into a few vector moves.
+    if (cols == width) {
+      if (width == 2 * 64 / int(sizeof(T))) {
+        for (int k = 0; k < kc; ++k)
+          std::memcpy(b_panel + std::size_t(k) * width, B + std::size_t(k0 + k) * ldb + j0, 128);
+        return;
+      }
+      if (width == 64 / int(sizeof(T))) {
+        for (int k = 0; k < kc; ++k)
+          std::memcpy(b_panel + std::size_t(k) * width, B + std::size_t(k0 + k) * ldb + j0, 64);
+        return;
+      }
+    }
     for (int k = 0; k < kc; ++k) {
       T* dst = b_panel + std::size_t(k) * width;
       const T* src = B + std::size_t(k0 + k) * ldb + j0;
@@ -165,7 +154,7 @@ void pack_a_panel(const T* A, int lda, bool trans_a, T alpha, int i0, int M, int
 
 template <typename T>
 using MicroKernel = void (*)(int kc, const T* a_panel, const T* b_panel, T* C, int ldc, int rows,
-                             int cols);
+                             int cols, bool overwrite);
 
 // The packed B slice, kept per calling thread between calls (no allocation or zero-fill per GEMM:
 // the conv calls one GEMM per image). The whole team of a parallel GEMM shares the caller's.
@@ -176,11 +165,12 @@ T* b_slice_buffer(std::size_t size) {
   return buffer.data();
 }
 
-// The blocked GEMM around one micro-kernel with an MR×NR block.
-template <typename T, int MR, int NR>
-void gemm_blocked(MicroKernel<T> micro_kernel, int slice_bytes, bool trans_a, bool trans_b, int M,
-                  int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C,
-                  int ldc) {
+// The blocked GEMM around one micro-kernel with an MR×NR block. pack_b(k0, kc, j0, cols, width,
+// panel) packs op(B)[k0 : k0+kc, j0 : j0+cols] (pack_b_panel for a matrix B; the convolution packs
+// straight from the image, see kernels/cpu/gemm_pack_b.h).
+template <typename T, int MR, int NR, typename PackB>
+void gemm_blocked(MicroKernel<T> micro_kernel, int slice_bytes, bool trans_a, int M, int N, int K,
+                  T alpha, const T* A, int lda, const PackB& pack_b, T beta, T* C, int ldc) {
   const int NC = slice_width<T>(slice_bytes, NR);
   // Threads pay off only for products of at least ~10^6 multiply-adds (~0.1 ms on one core);
   // below that, waking and joining them costs more than it saves.
@@ -194,14 +184,17 @@ void gemm_blocked(MicroKernel<T> micro_kernel, int slice_bytes, bool trans_a, bo
 
 #pragma omp parallel num_threads(max_threads) if (parallel)
   {
-    // beta · C first (beta == 0 overwrites, so NaN or garbage in C never leaks into the result).
+    // beta · C first. beta == 0 needs no pass: the first K slice's micro-kernels overwrite C (so
+    // NaN or garbage in C never leaks into the result), unless K == 0 leaves nothing to write.
+    if (beta != T(1) && (beta != T(0) || slices == 0)) {
 #pragma omp for schedule(static)
-    for (int i = 0; i < M; ++i) {
-      T* c_row = C + std::size_t(i) * ldc;
-      if (beta == T(0))
-        std::fill(c_row, c_row + N, T(0));
-      else if (beta != T(1))
-        for (int j = 0; j < N; ++j) c_row[j] *= beta;
+      for (int i = 0; i < M; ++i) {
+        T* c_row = C + std::size_t(i) * ldc;
+        if (beta == T(0))
+          std::fill(c_row, c_row + N, T(0));
+        else
+          for (int j = 0; j < N; ++j) c_row[j] *= beta;
+      }
     }
 
     alignas(64) T a_panel[MR * kMaxSliceDepth];
@@ -220,11 +213,13 @@ void gemm_blocked(MicroKernel<T> micro_kernel, int slice_bytes, bool trans_a, bo
         // the packed slice complete before anyone reads it.
 #pragma omp for schedule(static)
         for (int jp = 0; jp < col_panels; ++jp) {
-          pack_b_panel<T, NR>(B, ldb, trans_b, k0, kc, j0 + jp * NR, N,
-                              b_packed + std::size_t(jp) * kc * NR);
+          const int col = j0 + jp * NR, cols = std::min(NR, N - col);
+          pack_b(k0, kc, col, cols, gemm_packed_width(NR, cols),
+                 b_packed + std::size_t(jp) * kc * NR);
         }
         // Multiply; the implicit barrier at the end also keeps anyone from repacking B for the
         // next slice while another thread still reads this one.
+        const bool overwrite = beta == T(0) && slice == 0;
 #pragma omp for schedule(static)
         for (int item = 0; item < row_panels * col_chunks; ++item) {
           const int ip = item / col_chunks, chunk = item % col_chunks;
@@ -235,11 +230,26 @@ void gemm_blocked(MicroKernel<T> micro_kernel, int slice_bytes, bool trans_a, bo
             const int col = j0 + jp * NR;
             micro_kernel(kc, a_panel, b_packed + std::size_t(jp) * kc * NR,
                          C + std::size_t(i0) * ldc + col, ldc, std::min(MR, M - i0),
-                         std::min(NR, N - col));
+                         std::min(NR, N - col), overwrite);
           }
         }
       }
     }
+  }
+}
+
+// gemm_blocked with the micro-kernel copy `isa` names.
+template <typename T, typename PackB>
+void gemm_on_copy(CpuIsa isa, bool trans_a, int M, int N, int K, T alpha, const T* A, int lda,
+                  const PackB& pack_b, T beta, T* C, int ldc) {
+  if (isa == CpuIsa::Avx512) {
+    constexpr int NR = avx512_gemm_cols<T>();
+    gemm_blocked<T, kAvx512GemmRows, NR>(gemm_micro_kernel_avx512, 1 << 20, trans_a, M, N, K,
+                                         alpha, A, lda, pack_b, beta, C, ldc);
+  } else {
+    constexpr int NR = portable_cols<T>();
+    gemm_blocked<T, kPortableRows, NR>(gemm_micro_kernel<T, 32, kPortableRows, NR>, 256 << 10,
+                                       trans_a, M, N, K, alpha, A, lda, pack_b, beta, C, ldc);
   }
 }
 
@@ -249,16 +259,20 @@ template <typename T>
 void gemm_cpu_on(CpuIsa isa, bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A,
                  int lda, const T* B, int ldb, T beta, T* C, int ldc) {
   if (M <= 0 || N <= 0) return;
-  if (isa == CpuIsa::Avx512) {
-    constexpr int NR = avx512_gemm_cols<T>();
-    gemm_blocked<T, kAvx512GemmRows, NR>(gemm_micro_kernel_avx512, 1 << 20, trans_a, trans_b, M,
-                                         N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  } else {
-    constexpr int NR = portable_cols<T>();
-    gemm_blocked<T, kPortableRows, NR>(gemm_micro_kernel<T, 32, kPortableRows, NR>, 256 << 10,
-                                       trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
-                                       ldc);
-  }
+  const auto pack_matrix = [=](int k0, int kc, int j0, int cols, int width, T* panel) {
+    pack_b_panel<T>(B, ldb, trans_b, k0, kc, j0, cols, width, panel);
+  };
+  gemm_on_copy<T>(isa, trans_a, M, N, K, alpha, A, lda, pack_matrix, beta, C, ldc);
+}
+
+template <typename T>
+void gemm_cpu_pack_b(bool trans_a, int M, int N, int K, T alpha, const T* A, int lda,
+                     const GemmPackB<T>& b, T beta, T* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  const auto pack_source = [&b](int k0, int kc, int j0, int cols, int width, T* panel) {
+    b.pack(b.context, k0, kc, j0, cols, width, panel);
+  };
+  gemm_on_copy<T>(cpu_isa(), trans_a, M, N, K, alpha, A, lda, pack_source, beta, C, ldc);
 }
 
 template <typename T>
@@ -280,6 +294,10 @@ template void gemm_cpu_on<float>(CpuIsa, bool, bool, int, int, int, float, const
                                  const float*, int, float, float*, int);
 template void gemm_cpu_on<double>(CpuIsa, bool, bool, int, int, int, double, const double*, int,
                                   const double*, int, double, double*, int);
+template void gemm_cpu_pack_b<float>(bool, int, int, int, float, const float*, int,
+                                     const GemmPackB<float>&, float, float*, int);
+template void gemm_cpu_pack_b<double>(bool, int, int, int, double, const double*, int,
+                                      const GemmPackB<double>&, double, double*, int);
 template void gemm_cpu<float>(bool, bool, int, int, int, float, const float*, int, const float*,
                               int, float, float*, int);
 template void gemm_cpu<double>(bool, bool, int, int, int, double, const double*, int, const double*,

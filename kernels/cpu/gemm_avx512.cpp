@@ -7,15 +7,15 @@
 namespace fm::kernels {
 
 void gemm_micro_kernel_avx512(int kc, const float* a_panel, const float* b_panel, float* C, int ldc,
-                              int rows, int cols) {
+                              int rows, int cols, bool overwrite) {
   gemm_micro_kernel<float, 64, kAvx512GemmRows, avx512_gemm_cols<float>()>(kc, a_panel, b_panel, C,
-                                                                          ldc, rows, cols);
+                                                                          ldc, rows, cols, overwrite);
 }
 
 void gemm_micro_kernel_avx512(int kc, const double* a_panel, const double* b_panel, double* C,
-                              int ldc, int rows, int cols) {
+                              int ldc, int rows, int cols, bool overwrite) {
   gemm_micro_kernel<double, 64, kAvx512GemmRows, avx512_gemm_cols<double>()>(
-      kc, a_panel, b_panel, C, ldc, rows, cols);
+      kc, a_panel, b_panel, C, ldc, rows, cols, overwrite);
 }
 
 }  // namespace fm::kernels
