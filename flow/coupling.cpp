@@ -58,16 +58,20 @@ std::vector<std::int64_t> optimal_assignment(const std::vector<double>& cost, st
   settled.reserve(n);
   for (std::int64_t r = 0; r < n; ++r) {
     if (column_of[r] != kFree) continue;
-    for (std::int64_t j = 0; j < n; ++j) distance[j] = c(r, j) - u[r] - v[j], previous_row[j] = r, unsettled[j] = j;
+    // `best` is the position in `unsettled` of the closest unsettled column (the first one on ties);
+    // each pass that updates the distances also finds the next one, so a tree step reads the
+    // unsettled columns once.
+    std::int64_t best = 0;
+    for (std::int64_t j = 0; j < n; ++j) {
+      distance[j] = c(r, j) - u[r] - v[j], previous_row[j] = r, unsettled[j] = j;
+      if (distance[j] < distance[best]) best = j;
+    }
     std::int64_t unsettled_count = n;
     settled.clear();
     std::int64_t free_column = kFree;
     double reached = 0;
     while (free_column == kFree) {
       // Settle the closest unsettled column.
-      std::int64_t best = 0;
-      for (std::int64_t p = 1; p < unsettled_count; ++p)
-        if (distance[unsettled[p]] < distance[unsettled[best]]) best = p;
       const std::int64_t j = unsettled[best];
       unsettled[best] = unsettled[--unsettled_count];
       reached = distance[j];
@@ -80,10 +84,13 @@ std::vector<std::int64_t> optimal_assignment(const std::vector<double>& cost, st
       const std::int64_t i = row_of[j];
       const double base = reached - u[i];
       const double* cost_row = cost.data() + std::size_t(i * n);
+      best = 0;
+      double best_distance = std::numeric_limits<double>::infinity();
       for (std::int64_t p = 0; p < unsettled_count; ++p) {
         const std::int64_t k = unsettled[p];
         const double through_i = base + cost_row[k] - v[k];
         if (through_i < distance[k]) distance[k] = through_i, previous_row[k] = i;
+        if (distance[k] < best_distance) best_distance = distance[k], best = p;
       }
     }
     // Potentials: keep reduced costs ≥ 0 and 0 along the new assignment.
