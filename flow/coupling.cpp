@@ -112,25 +112,49 @@ std::vector<std::int64_t> optimal_assignment(const std::vector<double>& cost, st
   return column_of;
 }
 
+namespace {
+
+// The maximum of each row of x [n, m], as [n, 1]: a tree of pairwise maxima, max(a, b) = b + relu(a − b),
+// in core ops so it runs on x's device. (b + (a − b) may differ from a in the last bit; the log-sum-exp
+// below needs a value near the maximum, not the exact one.)
+Tensor row_max(Tensor x) {
+  while (x.size(1) > 1) {
+    const std::int64_t half = x.size(1) / 2;
+    Tensor a = x.narrow(1, 0, half), b = x.narrow(1, half, half);
+    Tensor larger = b + relu(a - b);
+    x = x.size(1) % 2 ? concat({larger, x.narrow(1, 2 * half, 1)}, 1) : larger;
+  }
+  return x;
+}
+
+// log Σ_j exp(x_ij) per row, as [n, 1], stable for any values: the row's maximum is taken out first,
+// so the largest term is e^0 and nothing overflows or underflows to a zero sum.
+Tensor row_logsumexp(const Tensor& x) {
+  Tensor m = row_max(x);
+  return m + log(sum(exp(x - m), {1}, true));
+}
+
+}  // namespace
+
 SinkhornResult sinkhorn_plan(const Tensor& cost, double epsilon, int max_iterations, double tolerance) {
   FM_CHECK(cost.defined() && cost.dim() == 2 && cost.size(0) > 0 && cost.size(1) > 0, ShapeError,
            "sinkhorn_plan: cost must be a non-empty [n, m] matrix");
   FM_CHECK(epsilon > 0 && std::isfinite(epsilon), ValueError, "sinkhorn_plan: epsilon must be positive, got ", epsilon);
   FM_CHECK(max_iterations >= 1, ValueError, "sinkhorn_plan: max_iterations must be >= 1");
   const std::int64_t n = cost.size(0), m = cost.size(1);
-  // Scaled potentials f [n, 1], g [1, m]: π_ij = exp(f_i + g_j − C_ij/ε). Each half-step divides the
-  // rows (columns) by their sums times n (m), i.e. subtracts log(n·row sum) from f: the plan is
-  // rescaled in place ("absorption" into the potentials), so its entries stay ≤ ~1 and nothing
-  // overflows; only entries negligible next to their row's largest can underflow to 0.
+  // Log-domain Sinkhorn with scaled potentials f [n, 1], g [1, m]: π_ij = exp(f_i + g_j − C_ij/ε).
+  // Each half-step sets the rows (columns) to sum to 1/n (1/m) exactly:
+  //   f_i = −log n − logsumexp_j(g_j − C_ij/ε),   g_j = −log m − logsumexp_i(f_i − C_ij/ε),
+  // with the maximum taken out of every log-sum-exp, so a far outlier or a small ε cannot turn a
+  // row's sum into 0 (and its potential into infinity).
   Tensor scaled_cost = cost * (1.0 / epsilon);
   Tensor f = Tensor::zeros({n, 1}, cost.dtype(), cost.device());
   Tensor g = Tensor::zeros({1, m}, cost.dtype(), cost.device());
+  const double log_n = std::log(double(n)), log_m = std::log(double(m));
   SinkhornResult result;
   for (int iteration = 1; iteration <= max_iterations; ++iteration) {
-    Tensor row_sums = sum(exp(f + g - scaled_cost), {1}, true);
-    f = f - log(row_sums * double(n));
-    Tensor column_sums = sum(exp(f + g - scaled_cost), {0}, true);
-    g = g - log(column_sums * double(m));
+    f = row_logsumexp(g - scaled_cost) * -1.0 - log_n;
+    g = (row_logsumexp((f - scaled_cost).transpose(0, 1)) * -1.0 - log_m).transpose(0, 1);
     result.iterations = iteration;
     // After the column update the columns are exact; the rows show how far from converged we are.
     // Read back every 10 iterations (a host sync on the GPU) and at the end.
@@ -140,8 +164,8 @@ SinkhornResult sinkhorn_plan(const Tensor& cost, double epsilon, int max_iterati
       double error = 0;
       for (double r : values) error = std::max(error, std::isfinite(r) ? std::fabs(r - 1.0) : std::numeric_limits<double>::infinity());
       result.marginal_error = error;
-      FM_CHECK(std::isfinite(error), NumericError, "sinkhorn_plan: the plan under- or overflowed at epsilon ",
-               epsilon, " (a row's cheapest cost is over ~87·epsilon in float32); raise epsilon or use the exact solver");
+      FM_CHECK(std::isfinite(error), NumericError, "sinkhorn_plan: the plan is not finite at epsilon ", epsilon,
+               " (is the cost matrix finite?)");
       if (error <= tolerance) break;
     }
   }

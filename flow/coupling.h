@@ -11,7 +11,7 @@
 //    method with dual potentials, on the host, in double. O(n³) in the worst case, much less on the
 //    random point clouds of a batch (a few ms for 512 points on one core).
 //  - sinkhorn: entropic OT, π = diag(u)·exp(−C/ε)·diag(v) with both marginals uniform, iterated in the
-//    log domain with core ops, so it runs on whatever device the batch is on. Each x0[i] is then paired
+//    log domain (stabilised log-sum-exps) with core ops, so it runs on whatever device the batch is on. Each x0[i] is then paired
 //    with a column drawn from its row of π (so the pairing is random, not a permutation, and tends to the
 //    exact assignment as ε → 0).
 #pragma once

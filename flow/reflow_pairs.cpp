@@ -28,9 +28,13 @@ bool same_recipe(const std::map<std::string, std::string>& stored, const std::ma
   return true;
 }
 
+// t is a float32 CPU tensor as load_safetensors returns it (scanned in place: a pairs file can be
+// a gigabyte).
 void check_finite(const Tensor& t, const std::string& what) {
-  for (double v : t.to_vector())
-    if (!std::isfinite(v)) throw FormatError(what + " has a non-finite value");
+  const Tensor c = t.contiguous();
+  const float* values = c.data<float>();
+  for (std::int64_t i = 0; i < c.numel(); ++i)
+    if (!std::isfinite(values[i])) throw FormatError(what + " has a non-finite value");
 }
 
 }  // namespace
@@ -61,6 +65,9 @@ void generate_pairs(const VelocityField& teacher, const SourceBatch& source, con
     ReflowPairs existing = load_pairs(path);
     FM_CHECK(same_recipe(existing.metadata, wanted, difference), ValueError, path,
              ": a pairs file made with another recipe is in the way (", difference, "); remove it or choose another path");
+    // Parts left by a run killed between writing the joined file and removing them.
+    for (std::int64_t k = 0; k < (recipe.count + recipe.chunk - 1) / recipe.chunk; ++k)
+      std::filesystem::remove(pairs_part_path(path, k));
     if (progress) progress(recipe.count, recipe.count);
     return;
   }

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "core/ops.h"
@@ -108,8 +109,17 @@ TEST_CASE("the Sinkhorn plan has uniform marginals and tends to the exact assign
   }
   REQUIRE(previous_gap < 0.01 * exact);
   REQUIRE_THROWS_AS(sinkhorn_plan(cost, 0.0), ValueError);
-  // float32 and a tiny epsilon: the cheapest cost of some row is far over 87·epsilon → a clear error.
-  REQUIRE_THROWS_WITH(sinkhorn_plan((cost + 100.0).to(DType::Float32), 1e-3), Catch::Contains("raise epsilon"));
+  // float32 and a tiny epsilon, every cost far over 87·epsilon (exp(−C/ε) alone would be 0 everywhere):
+  // the stabilised log-sum-exps still give a plan with the right marginals. To float32's resolution:
+  // C/ε is about 1e5 here, stored to ±0.004, and e^±0.004 moves an entry by 0.4%.
+  SinkhornResult tiny = sinkhorn_plan((cost + 100.0).to(DType::Float32), 1e-3, 50, 1e-4);
+  std::vector<double> tiny_plan = tiny.plan.to_vector();
+  for (double p : tiny_plan) REQUIRE(std::isfinite(p));
+  for (std::int64_t j = 0; j < n; ++j) {
+    double column = 0;
+    for (std::int64_t i = 0; i < n; ++i) column += tiny_plan[i * n + j];
+    REQUIRE(column == Approx(1.0 / n).epsilon(1e-2));
+  }
 }
 
 TEST_CASE("couple() re-pairs a batch: the exact assignment, or Sinkhorn draws near it", "[flow][coupling]") {
@@ -147,6 +157,14 @@ TEST_CASE("couple() re-pairs a batch: the exact assignment, or Sinkhorn draws ne
   REQUIRE(drawn.to_vector() == couple(x0, x1, sinkhorn, noise).to_vector());  // keyed draws: reproducible
   REQUIRE(total_cost(drawn) < 1.1 * total_cost(paired));                     // close to the optimum
   REQUIRE(total_cost(drawn) < 0.9 * total_cost(x1));                         // far below independent
+  // One far outlier in a batch of identical points (its row's costs are 160 / ε-units above the rest's):
+  // the Sinkhorn coupling pairs it without under- or overflow.
+  std::vector<double> outlier_x0{10, 0};
+  for (int i = 1; i < 8; ++i) outlier_x0.insert(outlier_x0.end(), {0.0, 0.0});
+  Tensor lonely = Tensor::from_vector(outlier_x0, {8, 2}), crowd = Tensor::zeros({8, 2});
+  CouplingOptions default_sinkhorn;
+  default_sinkhorn.kind = CouplingKind::Sinkhorn;
+  REQUIRE(couple(lonely, crowd, default_sinkhorn, noise).to_vector() == crowd.to_vector());
   REQUIRE_THROWS_WITH(parse_coupling("greedy"), Catch::Contains("expected one of independent, minibatch_ot, sinkhorn"));
   REQUIRE_THROWS_AS(couple(x0, x1.narrow(0, 0, 10), ot, noise), ShapeError);
 }

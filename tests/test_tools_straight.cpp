@@ -143,6 +143,12 @@ TEST_CASE("a reflow student starts from its teacher, trains on the pairs and res
   wider["model"]["hidden_width"] = 24;
   refused(wider, "train.init_from: ");
   refused(tiny_moons({{"data", {{"name", "fashion_mnist"}, {"source", "moons"}}}}), "only \"gaussian\" works there");
+  Json other_data = student;
+  other_data["data"]["name"] = "spiral";
+  refused(other_data, "was made by a teacher of data \"moons\"");
+  Json big_batch = student;
+  big_batch["train"]["batch_size"] = 301;
+  refused(big_batch, "train.batch_size: 301 is larger than the 300 pairs");
 }
 
 TEST_CASE("fmeval straight: quality at each NFE and the straightness of a trained flow", "[tools][straight]") {

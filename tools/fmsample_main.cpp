@@ -62,12 +62,8 @@ int main(int argc, char** argv) {
 
     std::unique_ptr<flow::OdeSolver> solver = tools::build_solver(sample);
     bool points = tools::is_2d_dataset(loaded.config["data"]["name"]);
-    Shape example = points ? Shape{2} : Shape{loaded.config["model"]["in_channels"].get<std::int64_t>(), 28, 28};
-    if (!points) {
-      // The image size comes from the training data's IDX header (28×28 for Fashion-MNIST).
-      auto data = tools::build_training_data(loaded.config);
-      example = data->example_shape();
-    }
+    // Images: the size from the training data's IDX header (28×28 for Fashion-MNIST).
+    const Shape example = tools::example_shape(loaded.config);
     Generator gen(seed);
     auto source = tools::build_source(loaded.config);
     tools::SampleResult result = tools::generate_samples(*loaded.model, *solver, example, n, gen, device, 512, source.get());

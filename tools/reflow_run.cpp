@@ -46,8 +46,7 @@ void make_reflow_pairs(const ReflowPairsRequest& request,
   recipe.provenance["teacher.weights"] = teacher.ema_weights ? "ema" : "raw";
   recipe.provenance["teacher.config"] = teacher.config.dump();
 
-  const Shape example = is_2d_dataset(teacher.config["data"]["name"]) ? Shape{2}
-                                                                      : build_training_data(teacher.config)->example_shape();
+  const Shape example = example_shape(teacher.config);
   // The teacher's own source (data.source: N(0, I) or a 2-D data set), its training draws at
   // (pairs seed, step 0, pair index).
   std::shared_ptr<const flow::SourceDistribution> teacher_source = build_source(teacher.config);

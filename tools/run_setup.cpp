@@ -65,16 +65,30 @@ std::unique_ptr<flow::TrainingData> build_training_data(const Json& config) {
   const std::string pairs = config.at("data").at("pairs");
   if (!pairs.empty()) {
     auto data = std::make_unique<flow::PairEpochs>(pairs);
-    // The pairs must live where the data does: 2-D points for a 2-D set, the image shape otherwise.
-    if (is_2d_dataset(name))
-      FM_CHECK(data->example_shape() == Shape{2}, ConfigError, "data.pairs: ", pairs, " holds pairs of ",
-               shape_str(data->example_shape()), ", but data.name \"", name, "\" is 2-D points (expected [2])");
+    // The pairs must live where the data does: 2-D points for a 2-D set, the images' shape otherwise.
+    const Shape expected = example_shape(config);
+    FM_CHECK(data->example_shape() == expected, ConfigError, "data.pairs: ", pairs, " holds pairs of ",
+             shape_str(data->example_shape()), ", but data.name \"", name, "\" has examples of ", shape_str(expected));
+    // ... and be made by a teacher of the same data: 2-D pairs are in its normalised coordinates.
+    auto teacher = data->metadata().find("teacher.config");
+    if (teacher != data->metadata().end()) {
+      const Json teacher_data = parse_config_text(teacher->second, "the teacher config in data.pairs")["data"];
+      FM_CHECK(teacher_data["name"] == config["data"]["name"] && teacher_data["noise"] == config["data"]["noise"],
+               ConfigError, "data.pairs: ", pairs, " was made by a teacher of data ", teacher_data["name"].dump(),
+               " (noise ", teacher_data["noise"].dump(), "), but this run's data is ", config["data"]["name"].dump(),
+               " (noise ", config["data"]["noise"].dump(), ")");
+    }
     return data;
   }
   if (is_2d_dataset(name)) {
     return std::make_unique<flow::PointStream>(build_toy_distribution(config));
   }
   return std::make_unique<flow::ImageEpochs>(images_path(config), config.at("data").at("limit").get<std::int64_t>());
+}
+
+Shape example_shape(const Json& config) {
+  if (is_2d_dataset(config.at("data").at("name"))) return {2};
+  return flow::ImageEpochs(images_path(config), config.at("data").at("limit").get<std::int64_t>()).example_shape();
 }
 
 std::shared_ptr<const flow::TimeSampler> build_time_sampler(const Json& config) {
@@ -151,6 +165,9 @@ RunObjects build_run_objects(const Json& config, Device device, bool initialise_
   if (const auto* images = dynamic_cast<const flow::ImageEpochs*>(objects.data.get()))
     FM_CHECK(batch_size <= images->size(), ConfigError, "train.batch_size: ", batch_size, " is larger than the ",
              images->size(), " images in ", images_path(config), " (expected at most that many)");
+  if (const auto* pairs = dynamic_cast<const flow::PairEpochs*>(objects.data.get()))
+    FM_CHECK(batch_size <= pairs->size(), ConfigError, "train.batch_size: ", batch_size, " is larger than the ",
+             pairs->size(), " pairs in ", config["data"]["pairs"].get<std::string>(), " (expected at most that many)");
   objects.optimizer = build_optimizer(config, *objects.model);
   if (train["ema_decay"].get<double>() > 0)
     objects.ema = std::make_unique<nn::EMA>(*objects.model, train["ema_decay"].get<double>());

@@ -31,6 +31,9 @@ std::shared_ptr<const flow::ToyDistribution2D> build_toy_distribution(const Json
 std::shared_ptr<const flow::SourceDistribution> build_source(const Json& config);  // data.source
 std::unique_ptr<flow::TrainingData> build_training_data(const Json& config);
 std::string images_path(const Json& config);  // data.images resolved against data.dir
+// One training example's shape: {2} for 2-D points, the IDX header's {1, rows, cols} for images
+// (read from data.images, never from a pairs file: a run trained on reflow pairs has the same shape).
+Shape example_shape(const Json& config);
 std::shared_ptr<const flow::TimeSampler> build_time_sampler(const Json& config);
 std::unique_ptr<nn::Optimizer> build_optimizer(const Json& config, nn::Module& model);
 nn::LRSchedule build_lr_schedule(const Json& config);

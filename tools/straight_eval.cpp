@@ -98,10 +98,18 @@ std::vector<std::string> write_straight_comparison(const std::vector<LabelledStr
   std::vector<std::string> files;
   if (!csv_path.empty()) {
     std::string csv = "label,solver,nfe,sliced_w2,sliced_w2_std,sliced_w2_floor,ratio_to_floor,straightness,relative_straightness\n";
-    for (const auto& [label, r] : results)
+    for (const auto& [raw_label, r] : results) {
+      // RFC 4180: a label with a comma or a quote (a checkpoint path) goes in quotes, quotes doubled.
+      std::string label = raw_label;
+      if (label.find_first_of(",\"\n") != std::string::npos) {
+        std::string quoted = "\"";
+        for (char ch : label) quoted += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+        label = quoted + "\"";
+      }
       for (const NfeQuality& row : r.rows)
         csv += cat(label, ",", row.solver, ",", row.nfe, ",", row.sliced_w2, ",", row.sliced_w2_std, ",", r.sliced_w2_floor, ",",
                    row.sliced_w2 / r.sliced_w2_floor, ",", r.straightness, ",", r.relative_straightness, "\n");
+    }
     io::write_file_atomically(csv_path, csv);
     files.push_back(csv_path);
   }
