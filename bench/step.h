@@ -4,7 +4,8 @@
 // trains (Adam, EMA, gradient clipping, the loss sums on the device), it runs warm-up steps, then
 // counts over the timed steps (kernels/runtime.h, runtime_counters): kernel launches, cuBLAS/cuDNN
 // calls, host<->device synchronisations, cudaMalloc calls (cache misses) and allocator requests, and
-// the copies and bytes each way; and, apart, what one log step's read of the numbers costs. Issue 14's
+// the copies and bytes each way; and, apart, what one log step's read of the numbers costs and the
+// launches of the step's clip + Adam + EMA pass (issue 14: at most 10, whatever the model). Issue 14's
 // targets for a steady-state step: 0 syncs, 0 allocations, 0 host->device bytes between log points.
 //
 // Runs on whatever device is there: CUDA, the CUDA emulator (use --shapes small: it runs every GPU

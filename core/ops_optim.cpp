@@ -2,6 +2,7 @@
 #include "core/ops_optim.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/dispatch.h"
 #include "core/tensor_internal.h"
@@ -118,6 +119,39 @@ double segment_sum_of_squares(const Tensor& flat_grad, const std::vector<std::in
   return total;
 }
 
+Tensor device_sum_of_squares(const Tensor& flat_grad, const std::vector<std::int64_t>& offsets,
+                             const std::vector<std::int64_t>& counts) {
+  FM_CHECK(flat_grad.defined() && flat_grad.dim() == 1 && flat_grad.is_contiguous(), ShapeError,
+           "device_sum_of_squares: expects a flat contiguous gradient");
+  FM_CHECK(flat_grad.device() == Device::CUDA, DeviceError, "device_sum_of_squares: CUDA buffers only, got ",
+           flat_grad.describe());
+  FM_CHECK(offsets.size() == counts.size(), ValueError, "device_sum_of_squares: ", offsets.size(),
+           " offsets but ", counts.size(), " counts");
+  std::int64_t blocks = 0;
+  for (std::size_t k = 0; k < offsets.size(); ++k) {
+    FM_CHECK(offsets[k] >= 0 && counts[k] >= 0 && offsets[k] + counts[k] <= flat_grad.numel(), ShapeError,
+             "device_sum_of_squares: range [", offsets[k], ", ", offsets[k] + counts[k], ") outside ",
+             flat_grad.describe());
+    blocks += kernels::norm_blocks(counts[k]);
+  }
+  Tensor total = Tensor::empty({}, flat_grad.dtype(), Device::CUDA);
+  dispatch_cuda_kernel("device_sum_of_squares", flat_grad.dtype(), [&](auto type) {
+    using T = element_type<decltype(type)>;
+    // The partials live only between the two launches. Freed at once: the caching allocator hands
+    // the block out again only to work queued after these launches on the one stream.
+    const std::size_t bytes = std::size_t(std::max<std::int64_t>(blocks, 1)) * sizeof(double);
+    double* partials = static_cast<double*>(kernels::cuda_malloc(bytes));
+    std::int64_t written = 0;
+    for (std::size_t k = 0; k < offsets.size(); ++k) {
+      kernels::sum_of_squares_partials_cuda(flat_grad.data<T>() + offsets[k], counts[k], partials + written);
+      written += kernels::norm_blocks(counts[k]);
+    }
+    kernels::sum_partials_cuda(partials, blocks, total.data<T>());
+    kernels::cuda_free(partials);
+  });
+  return total;
+}
+
 LossAccumulator::~LossAccumulator() { kernels::cuda_free(device_slots_); }
 
 void LossAccumulator::add(const Tensor& loss, bool begins_epoch) {
@@ -139,6 +173,81 @@ void LossAccumulator::add(const Tensor& loss, bool begins_epoch) {
         using T = element_type<decltype(type)>;
         kernels::accumulate_loss_cuda(device_slots_, loss.data<T>(), begins_epoch);
       });
+}
+
+int LossAccumulator::queue(HostReadback& readback) const {
+  return device_slots_ ? readback.add_doubles(device_slots_, 4, true) : readback.add_doubles(host_slots_, 4, false);
+}
+
+LossAccumulator::Sums LossAccumulator::sums_in(const HostReadback& readback, int region) {
+  Sums sums;
+  sums.last = readback.value(region, kernels::kLossLast);
+  sums.since_restart = readback.value(region, kernels::kLossSinceRestart);
+  sums.epoch = readback.value(region, kernels::kLossEpoch);
+  sums.finished_epoch = readback.value(region, kernels::kLossFinishedEpoch);
+  return sums;
+}
+
+HostReadback::~HostReadback() { kernels::cuda_free(staging_); }
+
+void HostReadback::clear() { regions_.clear(); }
+
+int HostReadback::add_doubles(const double* src, std::int64_t count, bool on_device) {
+  const std::size_t offset = regions_.empty() ? 0 : regions_.back().offset + regions_.back().bytes;
+  regions_.push_back({src, std::size_t(count) * sizeof(double), (offset + 7) / 8 * 8, DType::Float64, on_device, {}});
+  return int(regions_.size()) - 1;
+}
+
+int HostReadback::add(const Tensor& tensor) {
+  internal::check_defined("HostReadback::add", tensor, "tensor");
+  Tensor contiguous = tensor.detach().contiguous();
+  const std::size_t offset = regions_.empty() ? 0 : regions_.back().offset + regions_.back().bytes;
+  regions_.push_back({contiguous.raw_data(), std::size_t(contiguous.numel()) * dtype_size(contiguous.dtype()),
+                      (offset + 7) / 8 * 8, contiguous.dtype(), contiguous.device() == Device::CUDA, contiguous});
+  return int(regions_.size()) - 1;
+}
+
+void HostReadback::read() {
+  const std::size_t total = regions_.empty() ? 0 : regions_.back().offset + regions_.back().bytes;
+  host_.resize(total);
+  std::size_t device_end = 0;  // the staging buffer holds every region; only device ones are copied into it
+  for (const Region& r : regions_)
+    if (r.on_device) device_end = r.offset + r.bytes;
+  if (device_end > 0) {
+    if (staging_bytes_ < device_end) {
+      kernels::cuda_free(staging_);
+      staging_ = kernels::cuda_malloc(device_end);
+      staging_bytes_ = device_end;
+    }
+    for (const Region& r : regions_)
+      if (r.on_device && r.bytes > 0)
+        kernels::cuda_copy_device_to_device(static_cast<unsigned char*>(staging_) + r.offset, r.src, r.bytes);
+    kernels::cuda_copy_to_host(host_.data(), staging_, device_end);  // the one wait
+  }
+  for (const Region& r : regions_)
+    if (!r.on_device && r.bytes > 0) std::memcpy(host_.data() + r.offset, r.src, r.bytes);
+}
+
+double HostReadback::value(int k, std::int64_t i) const {
+  const Region& r = regions_.at(std::size_t(k));
+  FM_CHECK(i >= 0 && std::size_t(i) * dtype_size(r.dtype) < r.bytes, ValueError, "HostReadback: element ", i,
+           " outside region ", k);
+  const unsigned char* p = host_.data() + r.offset + std::size_t(i) * dtype_size(r.dtype);
+  if (r.dtype == DType::Float32) {
+    float f;
+    std::memcpy(&f, p, sizeof f);
+    return f;
+  }
+  double d;
+  std::memcpy(&d, p, sizeof d);
+  return d;
+}
+
+std::vector<double> HostReadback::values(int k) const {
+  const Region& r = regions_.at(std::size_t(k));
+  std::vector<double> out(r.bytes / dtype_size(r.dtype));
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = value(k, std::int64_t(i));
+  return out;
 }
 
 LossAccumulator::Sums LossAccumulator::read() const {

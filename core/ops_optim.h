@@ -1,6 +1,6 @@
 // core/ops_optim.h — in-place operations for optimisers over flat buffers (not recorded by autograd):
 // the fused step (clip + SGD/Adam/AdamW + EMA in one pass), the per-parameter sums of squares of a
-// flat gradient, adding a gradient into the buffer it accumulates in; and the training loop's running
+// flat gradient (CPU) and its global squared norm in two launches (CUDA), adding a gradient into the buffer it accumulates in; and the training loop's running
 // loss sums kept on the device (LossAccumulator).
 //
 // Layer: core/ (the nn/ optimisers call these; the kernels are kernels/optimizer.h). Hyperparameters
@@ -55,8 +55,55 @@ void fused_step(const FusedStepBuffers& buffers, std::int64_t begin, std::int64_
 double segment_sum_of_squares(const Tensor& flat_grad, const std::vector<std::int64_t>& offsets,
                               const std::vector<std::int64_t>& counts, std::vector<double>& scratch);
 
+// The squared L2 norm of the ranges [offsets[k], offsets[k] + counts[k]) of a flat CUDA float32
+// gradient, left on the device as a one-element float32 tensor (no host wait): one launch per range
+// and one more (kernels/optimizer.h, a deterministic two-stage reduction with the squares summed in
+// double). Adjacent ranges should be merged by the caller: one range, two launches. The result is
+// the exact squared norm rounded to float (within 2⁻²⁴ relative plus the double sums' n·2⁻⁵³), not
+// the bits of the per-parameter float sums of clip_grad_norm's Tensor ops.
+Tensor device_sum_of_squares(const Tensor& flat_grad, const std::vector<std::int64_t>& offsets,
+                             const std::vector<std::int64_t>& counts);
+
 // dst ← dst + src, elementwise (same shape, dtype and device; dst contiguous).
 void add_into(const Tensor& dst, const Tensor& src);
+
+// Several values read back to the host with one copy (a log step's loss sums, gradient norm and
+// per-sample losses and times: one wait instead of one per value). read() queues a device-to-device
+// copy of each device region into one staging buffer (no wait; the buffer is kept and grows only
+// when a read needs more) and copies that buffer to the host once; host regions are copied directly.
+// The values are the bits of the regions, so whatever is computed from them is what reading each
+// region on its own would give.
+class HostReadback {
+ public:
+  HostReadback() = default;
+  ~HostReadback();
+  HostReadback(const HostReadback&) = delete;
+  HostReadback& operator=(const HostReadback&) = delete;
+
+  void clear();  // forgets the regions (keeps the staging buffer)
+  // A region: `count` doubles at `src` (device memory when on_device) or a tensor's elements (kept
+  // alive until the next clear()). Returns the region's index.
+  int add_doubles(const double* src, std::int64_t count, bool on_device);
+  int add(const Tensor& tensor);
+  // Copies every region to the host: at most one copy back (one wait) whatever the number of regions.
+  void read();
+  // Region k's elements as doubles (each element converted exactly), after read().
+  std::vector<double> values(int k) const;
+  double value(int k, std::int64_t i = 0) const;
+
+ private:
+  struct Region {
+    const void* src;
+    std::size_t bytes, offset;  // offset: in the staging buffer and in host_
+    DType dtype;
+    bool on_device;
+    Tensor keep;  // the tensor the region reads, if any
+  };
+  std::vector<Region> regions_;
+  std::vector<unsigned char> host_;
+  void* staging_ = nullptr;  // device
+  std::size_t staging_bytes_ = 0;
+};
 
 // Running sums of a training loss in float64, kept where the loss is computed, so that a step adds
 // its loss without the host reading it (on CUDA: one one-thread launch, no wait). The host reads them
@@ -80,6 +127,10 @@ class LossAccumulator {
   // live on the device, and CPU losses are refused.
   void add(const Tensor& loss, bool begins_epoch);
   Sums read() const;      // all zero before the first add; on CUDA, a copy to the host (a sync)
+  // The same numbers through a HostReadback shared with other values: queue(), then after the
+  // readback's read(), sums_in() with the index queue() returned.
+  int queue(HostReadback& readback) const;
+  static Sums sums_in(const HostReadback& readback, int region);
   void restart_sum();     // since_restart ← 0, without waiting
   void clear();           // every sum ← 0, without waiting
 

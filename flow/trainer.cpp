@@ -18,6 +18,7 @@ FlowTrainer::FlowTrainer(nn::VelocityModel& model, nn::Optimizer& optimizer, nn:
       time_sampler_(std::move(time_sampler)), options_(options), seed_(seed), batch_epoch_(data.epoch()) {}
 
 void FlowTrainer::run_step() {
+  log_read_.valid = false;  // the numbers kept for the readers are the previous step's
   model_.train();
   // The whole batch is samples 0 … batch_size − 1 of this step; a data-parallel rank would pass its
   // own first_sample and get exactly its slice of these numbers.
@@ -70,14 +71,45 @@ StepStats FlowTrainer::train_step() {
   return last_step_stats();
 }
 
+// The loss sums, the gradient norm and the per-t-bin losses of the last step, in one copy back
+// (one wait on CUDA), kept until the next step. The same arithmetic on the same bits as reading each
+// one on its own (LossAccumulator::read, GradNorm::value, loss_by_time_bins).
+const FlowTrainer::LogRead& FlowTrainer::read_logged_values() const {
+  if (log_read_.valid) return log_read_;
+  readback_.clear();
+  const int sums = losses_.queue(readback_);
+  const bool stepped = last_.t.defined();
+  int norm = -1, per_sample_loss = -1, t = -1;
+  if (stepped) {
+    norm = last_.grad_norm.queue(readback_);
+    per_sample_loss = readback_.add(last_.per_sample_loss);
+    t = readback_.add(last_.t);
+  }
+  readback_.read();
+  log_read_.sums = LossAccumulator::sums_in(readback_, sums);
+  log_read_.grad_norm = stepped ? last_.grad_norm.value_in(readback_, norm) : 0.0;
+  log_read_.loss_by_t_bin.clear();
+  if (stepped) {
+    FM_CHECK(last_.per_sample_loss.dim() == 1 && last_.t.dim() == 1, ShapeError, "LossByTimeBins: per-sample loss ",
+             shape_str(last_.per_sample_loss.shape()), " and t ", shape_str(last_.t.shape()), " must both be [N]");
+    LossByTimeBins binned(options_.loss_bins);
+    binned.add(readback_.values(per_sample_loss), readback_.values(t));
+    log_read_.loss_by_t_bin = binned.means();
+  }
+  readback_.clear();  // drops the tensors it kept
+  log_read_.valid = true;
+  return log_read_;
+}
+
 StepStats FlowTrainer::last_step_stats() const {
   StepStats stats;
   stats.step = step_;
   if (!last_.t.defined()) return stats;  // no step taken by this trainer yet
+  const LogRead& read = read_logged_values();
   stats.lr = last_.lr;
-  stats.loss = losses_.read().last;
-  stats.grad_norm = last_.grad_norm.value();
-  stats.loss_by_t_bin = loss_by_time_bins(last_.per_sample_loss, last_.t, options_.loss_bins);
+  stats.loss = read.sums.last;
+  stats.grad_norm = read.grad_norm;
+  stats.loss_by_t_bin = read.loss_by_t_bin;
   return stats;
 }
 
@@ -87,20 +119,22 @@ double FlowTrainer::take_coupling_seconds() {
   return seconds;
 }
 
-LossSum FlowTrainer::loss_sum() const { return {losses_.read().since_restart, steps_in_sum_}; }
+LossSum FlowTrainer::loss_sum() const { return {read_logged_values().sums.since_restart, steps_in_sum_}; }
 
 LossSum FlowTrainer::take_loss_sum() {
   const LossSum sum = loss_sum();
   losses_.restart_sum();
+  log_read_.sums.since_restart = 0;  // what the device now holds, so the kept read stays true
   steps_in_sum_ = 0;
   return sum;
 }
 
 LossSum FlowTrainer::finished_epoch_loss() const {
-  return {losses_.read().finished_epoch, steps_in_finished_epoch_};
+  return {read_logged_values().sums.finished_epoch, steps_in_finished_epoch_};
 }
 
 void FlowTrainer::restart_loss_sums() {
+  log_read_.valid = false;
   losses_.clear();
   steps_in_sum_ = steps_in_epoch_ = steps_in_finished_epoch_ = 0;
   began_epoch_ = false;

@@ -13,6 +13,8 @@
 // on the device (core/ops_optim.h, LossAccumulator). The loop reads them when it logs
 // (last_step_stats, take_loss_sum, finished_epoch_loss): on CUDA a step then costs the host no wait,
 // and the numbers are bitwise those of reading every step (the sums add the same doubles in order).
+// Whatever they read is gathered on the device and copied back once (core/ops_optim.h, HostReadback),
+// so a log step waits for the device once, however many numbers it logs.
 // train_step() is run_step() followed by last_step_stats(), for callers that want every step's numbers.
 #pragma once
 #include <cstdint>
@@ -117,6 +119,17 @@ class FlowTrainer {
   };
   LastStep last_;
   LossAccumulator losses_;
+  // What the readers (last_step_stats, loss_sum, finished_epoch_loss) want, read back in one copy
+  // the first time one of them asks after a step, and kept until the next step.
+  struct LogRead {
+    bool valid = false;
+    LossAccumulator::Sums sums;
+    double grad_norm = 0;
+    std::vector<double> loss_by_t_bin;
+  };
+  mutable LogRead log_read_;
+  mutable HostReadback readback_;
+  const LogRead& read_logged_values() const;
   std::int64_t steps_in_sum_ = 0, steps_in_epoch_ = 0, steps_in_finished_epoch_ = 0;
   std::int64_t batch_epoch_;  // the data epoch of the last batch drawn (TrainingData::epoch())
   bool began_epoch_ = false;

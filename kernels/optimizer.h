@@ -191,6 +191,33 @@ template <typename T>
 void accumulate_loss_cpu(double* slots, const T* loss, bool begins_epoch);
 void accumulate_loss_cuda(double* slots, const float* loss, bool begins_epoch);  // one thread, one launch
 
+// ---- the global squared gradient norm on CUDA, in two launches whatever the number of parameters
+// (clip_step_and_update_ema on the device, nn/optim.h). A deterministic two-stage reduction:
+//   stage 1 (one launch per contiguous range of the flat gradient; one range when every parameter
+//     has a gradient): block b sums double(g)·double(g) over its fixed slice of the range in double,
+//     each thread over a fixed stride, then a fixed shared-memory tree; partials[b] ← that sum;
+//   stage 2 (one launch, one block): the partials summed in a fixed order in double, rounded once
+//     to float into *out (the one-element squared norm the fused step decides its clip from).
+// How a range is cut into blocks depends only on its length (norm_blocks), never on the device, so
+// the bits are the same on every GPU and every run. Why double: a float's square is exact in double
+// (24 + 24 bits < 53), so the only roundings are the double additions (relative error below
+// n·2⁻⁵³, ~1e-10 for 10⁶ elements) and the final one to float (2⁻²⁴): the result is the exact
+// squared norm to float precision, closer to it than the per-parameter float sums it replaces — but
+// not their bits (tests/test_nn_grad_norm_cuda.cpp bounds it against the CPU float64 norm). Double
+// costs nothing that matters here: the pass reads each gradient once and is bound by memory.
+constexpr int kNormThreads = 256;
+constexpr std::int64_t kNormElementsPerBlock = 8 * kNormThreads;
+constexpr std::int64_t kNormMaxBlocks = 1024;
+// Stage 1's blocks for a range of `count` elements (≥ 1 when count > 0), and each block's slice.
+inline std::int64_t norm_blocks(std::int64_t count) {
+  const std::int64_t blocks = (count + kNormElementsPerBlock - 1) / kNormElementsPerBlock;
+  return blocks < kNormMaxBlocks ? blocks : kNormMaxBlocks;
+}
+// partials[b] for b < norm_blocks(count): the squares of grad[0, count) by block, in double.
+void sum_of_squares_partials_cuda(const float* grad, std::int64_t count, double* partials);
+// *out = float(Σ partials[0, count)), one block, fixed order.
+void sum_partials_cuda(const double* partials, std::int64_t count, float* out);
+
 // dst[i] = dst[i] + src[i]: a gradient added into the buffer it accumulates in.
 template <typename T>
 void add_into_cpu(T* dst, const T* src, std::int64_t count);

@@ -145,6 +145,15 @@ double GradNorm::value() const {
   return sum_of_squares_.defined() ? std::sqrt(sum_of_squares_.item()) : host_value_;
 }
 
+int GradNorm::queue(HostReadback& readback) const {
+  return sum_of_squares_.defined() ? readback.add(sum_of_squares_) : readback.add_doubles(&host_value_, 1, false);
+}
+
+double GradNorm::value_in(const HostReadback& readback, int region) const {
+  const double read = readback.value(region);
+  return sum_of_squares_.defined() ? std::sqrt(read) : read;  // value()'s arithmetic on the same bits
+}
+
 double Optimizer::clip_step_and_update_ema(Module& model, double max_norm, EMA* ema) {
   return clip_step_and_update_ema_async(model, max_norm, ema).value();
 }
@@ -174,8 +183,24 @@ GradNorm Optimizer::clip_step_and_update_ema_async(Module& model, double max_nor
     if (any_gradient)
       norm = std::sqrt(segment_sum_of_squares(layout->grads(), norm_offsets_, norm_counts_, norm_scratch_));
   } else {
-    // The squared norm stays on the device: the kernel decides the clip from it (no host sync).
-    Tensor total_squares = sum_of_squares_by_tensor_ops(layout->parameters());
+    // The squared norm stays on the device: the kernel decides the clip from it (no host sync). It is
+    // summed over the flat gradient in two launches (one more per gap left by a parameter without a
+    // gradient), whatever the number of parameters: the ranges of adjacent parameters are merged.
+    // Not the bits of clip_grad_norm's per-parameter float sums: the squares are summed in double
+    // and rounded once (core/ops_optim.h, device_sum_of_squares).
+    norm_offsets_.clear();
+    norm_counts_.clear();
+    for (std::size_t k = 0; k < layout->size(); ++k) {
+      if (!has_grad(*layout, k)) continue;
+      if (!norm_offsets_.empty() && norm_offsets_.back() + norm_counts_.back() == layout->offset(k))
+        norm_counts_.back() += layout->numel(k);
+      else {
+        norm_offsets_.push_back(layout->offset(k));
+        norm_counts_.push_back(layout->numel(k));
+      }
+    }
+    Tensor total_squares;
+    if (!norm_offsets_.empty()) total_squares = device_sum_of_squares(layout->grads(), norm_offsets_, norm_counts_);
     FusedExtras extras;
     extras.ema = ema;
     if (total_squares.defined() && std::isfinite(max_norm)) {

@@ -24,7 +24,10 @@
 // state buffers, and clip_step_and_update_ema() folds the gradient clipping and the EMA update into
 // that same pass. The numbers are those of the per-parameter code below, bit for bit (the kernel
 // replays its Tensor ops element by element; tests/test_nn_fused_optim.cpp compares them), and a
-// step allocates no tensor memory on the CPU. The per-parameter code stays the reference and runs
+// step allocates no tensor memory on the CPU. One exception, on CUDA only: the global gradient norm
+// is one two-stage reduction over the flat gradient summed in double (two launches instead of about
+// three per parameter tensor), within 2⁻²⁴ relative of the float64 norm rather than the bits of the
+// per-parameter float sums (tests/test_nn_grad_norm_cuda.cpp); everything after it is the same bits. The per-parameter code stays the reference and runs
 // whenever the module is not flat (or the optimiser was given a list of tensors).
 #pragma once
 #include <cstdint>
@@ -39,6 +42,7 @@
 namespace fm {
 struct FusedStepHyperparameters;  // core/ops_optim.h
 struct FusedStepBuffers;
+class HostReadback;
 }  // namespace fm
 
 namespace fm::nn {
@@ -47,13 +51,19 @@ class EMA;
 
 // The global gradient norm a step measured (before clipping). A CPU step has it as a number; a CUDA
 // step leaves it on the device as the float sum of squares, read by value() (a host sync) only when
-// someone asks, e.g. at a log step.
+// someone asks, e.g. at a log step. (The fused CUDA step sums the squares in two launches, in double,
+// rounded once to float: within float rounding of the float64 norm, not the bits of the
+// per-parameter float sums; the CPU's fused norm is those bits. core/ops_optim.h.)
 class GradNorm {
  public:
   GradNorm() = default;  // no gradient: 0
   explicit GradNorm(double norm) : host_value_(norm) {}
   explicit GradNorm(Tensor sum_of_squares) : sum_of_squares_(std::move(sum_of_squares)) {}
   double value() const;
+  // value() through a HostReadback shared with other values (one copy back for them all): queue()
+  // before the readback's read(), value_in() after, with the index queue() returned.
+  int queue(HostReadback& readback) const;
+  double value_in(const HostReadback& readback, int region) const;
 
  private:
   double host_value_ = 0.0;
@@ -79,7 +89,9 @@ class Optimizer {
   // model is flat and the EMA (if any) follows it, it runs as one fused pass with the same results.
   double clip_step_and_update_ema(Module& model, double max_norm, EMA* ema);
   // The same, without waiting for the device: on CUDA the fused kernel decides the clip from the norm
-  // on the device, and the norm is returned unread (GradNorm::value() reads it).
+  // on the device, and the norm is returned unread (GradNorm::value() reads it). On CUDA the fused
+  // pass is three launches whatever the number of parameter tensors (the norm's two stages, the
+  // update), plus one per extra run of parameters that need other scalars or have no gradient.
   GradNorm clip_step_and_update_ema_async(Module& model, double max_norm, EMA* ema);
 
   // name → tensor (copies, safe to keep); see the header comment for the keys.

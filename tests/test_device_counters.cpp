@@ -4,6 +4,8 @@
 //   * every kernel launch is counted: on the emulator, the count equals the grids it ran over whole
 //     training steps of the moons MLP and a U-Net (a launch without FM_CUDA_CHECK_LAUNCH would show);
 //   * a steady-state moons step between log points: no sync, no cudaMalloc, nothing copied back;
+//   * a log step reads everything it logs in one copy (one sync), and clip + Adam + EMA is at most
+//     10 launches;
 //   * the numbers read at a log step (the loss, its running sums, the epoch's mean, the grad norm,
 //     the per-t-bin losses) are bitwise those of reading every step, on the CPU and on the device.
 // This file's cases keep the caching allocator in the emulator build (tests/CMakeLists.txt), since
@@ -241,10 +243,87 @@ TEST_CASE("a steady-state training step waits for nothing and reaches no cudaMal
   REQUIRE(d.device_allocations == 0);
   REQUIRE(d.device_to_host_copies == 0);
   REQUIRE(d.device_to_host_bytes == 0);
-  // The log step's read is where the waiting happens, and it sees every step.
+  // The log step's read is where the waiting happens, and it sees every step: everything a log step
+  // reads (the loss, the sums, the epoch's, the grad norm, the t-bins) comes back in one copy.
   const kernels::RuntimeCounters before_read = kernels::runtime_counters();
+  const StepStats stats = run.trainer->last_step_stats();
   const LossSum sum = run.trainer->take_loss_sum();
+  const LossSum epoch = run.trainer->finished_epoch_loss();
+  const kernels::RuntimeCounters read = kernels::runtime_counters() - before_read;
   REQUIRE(sum.steps == 3 + steps);
   REQUIRE(std::isfinite(sum.sum));
-  REQUIRE((kernels::runtime_counters() - before_read).synchronizations >= 1);
+  REQUIRE(std::isfinite(stats.loss));
+  REQUIRE(std::isfinite(stats.grad_norm));
+  REQUIRE(std::isfinite(epoch.sum));
+  REQUIRE(read.synchronizations == 1);
+  REQUIRE(read.device_to_host_copies == 1);
+  REQUIRE(read.kernel_launches == 0);
+  // Read again before the next step: nothing more is copied. After a step: one copy again.
+  const kernels::RuntimeCounters before_again = kernels::runtime_counters();
+  REQUIRE(run.trainer->last_step_stats().loss == stats.loss);
+  REQUIRE(run.trainer->loss_sum().sum == 0.0);  // take_loss_sum restarted it
+  REQUIRE((kernels::runtime_counters() - before_again).synchronizations == 0);
+  run.trainer->run_step();
+  const kernels::RuntimeCounters before_next = kernels::runtime_counters();
+  const LossSum next = run.trainer->take_loss_sum();
+  REQUIRE(next.steps == 1);
+  REQUIRE(next.sum == run.trainer->last_step_stats().loss);
+  REQUIRE((kernels::runtime_counters() - before_next).synchronizations == 1);
+}
+
+TEST_CASE("clip + Adam + EMA of a moons training step take at most 10 launches",
+          "[flow][counters][gpu]") {
+  FM_REQUIRE_GPU();
+  // Counted around the optimiser's one call, on a step's real gradients (in the flat buffer). The
+  // per-parameter norm took about 3 launches per parameter tensor (a U-Net has dozens).
+  MoonsRun run(Device::CUDA);
+  for (int i = 0; i < 2; ++i) run.trainer->run_step();
+  const kernels::RuntimeCounters before = kernels::runtime_counters();
+  run.optimizer->clip_step_and_update_ema_async(run.model, 0.5, run.ema.get());
+  const kernels::RuntimeCounters d = kernels::runtime_counters() - before;
+  WARN("moons clip + Adam + EMA: " << d.kernel_launches << " launches");
+  REQUIRE(d.kernel_launches <= 10);
+  REQUIRE(d.synchronizations == 0);
+  // The U-Net case is tests/test_nn_grad_norm_cuda.cpp's (the same count through a backward pass).
+}
+
+namespace {
+
+// A HostReadback of a loss accumulator, a gradient norm left on the device, and two tensors gives the
+// bits of reading each on its own (LossAccumulator::read, GradNorm::value, Tensor::to_vector), with
+// one copy back when they live on the device.
+void require_readback_equals_separate_reads(Device device) {
+  Generator gen(21);
+  const Tensor losses = randn({6}, gen).to(device);
+  LossAccumulator accumulator;
+  for (std::int64_t i = 0; i < 6; ++i) accumulator.add(losses.narrow(0, i, 1), i == 3);
+  const Tensor a = randn({37}, gen).to(device), b = rand_uniform({5}, gen, 0.0, 1.0, DType::Float32, Device::CPU);
+  const nn::GradNorm norm = device == Device::CUDA ? nn::GradNorm(sum(square(a))) : nn::GradNorm(1.25);
+  HostReadback readback;
+  const int sums_at = accumulator.queue(readback), norm_at = norm.queue(readback), a_at = readback.add(a),
+            b_at = readback.add(b);
+  const kernels::RuntimeCounters before = kernels::runtime_counters();
+  readback.read();
+  const kernels::RuntimeCounters d = kernels::runtime_counters() - before;
+  REQUIRE(d.device_to_host_copies == (device == Device::CUDA ? 1u : 0u));
+  REQUIRE(d.synchronizations == (device == Device::CUDA ? 1u : 0u));
+  const LossAccumulator::Sums together = LossAccumulator::sums_in(readback, sums_at), alone = accumulator.read();
+  REQUIRE(together.last == alone.last);
+  REQUIRE(together.since_restart == alone.since_restart);
+  REQUIRE(together.epoch == alone.epoch);
+  REQUIRE(together.finished_epoch == alone.finished_epoch);
+  REQUIRE(norm.value_in(readback, norm_at) == norm.value());
+  REQUIRE(readback.values(a_at) == a.to_vector());
+  REQUIRE(readback.values(b_at) == b.to_vector());
+}
+
+}  // namespace
+
+TEST_CASE("a HostReadback reads the bits each value read alone gives (CPU)", "[core][counters]") {
+  require_readback_equals_separate_reads(Device::CPU);
+}
+
+TEST_CASE("a HostReadback reads the bits each value read alone gives, in one copy (CUDA)", "[core][counters][gpu]") {
+  FM_REQUIRE_GPU();
+  require_readback_equals_separate_reads(Device::CUDA);
 }

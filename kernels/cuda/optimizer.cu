@@ -1,5 +1,6 @@
 // kernels/cuda/optimizer.cu — the fused optimiser step, in-place gradient accumulation and the
-// trainer's running loss sums on the GPU (see kernels/optimizer.h).
+// trainer's running loss sums, and the global squared gradient norm (two-stage, deterministic) on the GPU
+// (see kernels/optimizer.h).
 //
 // One thread per element of the flat range, running the same fused_step_element as the CPU loop.
 // When the clip is decided on the device (args.clip_sum_of_squares), every thread computes the same
@@ -41,7 +42,55 @@ __global__ void accumulate_loss_kernel(double* slots, const float* loss, bool be
   accumulate_loss_slots(slots, double(*loss), begins_epoch);
 }
 
+// Block b sums the squares of its slice [b·per_block, min((b + 1)·per_block, count)); thread t takes
+// elements t, t + kNormThreads, … of the slice; then the tree. All in double (kernels/optimizer.h).
+__global__ void sum_of_squares_partials_kernel(const float* grad, std::int64_t count, std::int64_t per_block,
+                                               double* partials) {
+  __shared__ double partial[kNormThreads];
+  const std::int64_t begin = blockIdx.x * per_block;
+  const std::int64_t end = begin + per_block < count ? begin + per_block : count;
+  double acc = 0.0;
+  for (std::int64_t i = begin + threadIdx.x; i < end; i += kNormThreads) {
+    const double g = double(grad[i]);
+    acc += g * g;  // the product is exact, so a fused multiply-add rounds the same
+  }
+  partial[threadIdx.x] = acc;
+  __syncthreads();
+  for (int width = kNormThreads / 2; width > 0; width /= 2) {
+    if (int(threadIdx.x) < width) partial[threadIdx.x] += partial[threadIdx.x + width];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partials[blockIdx.x] = partial[0];
+}
+
+__global__ void sum_partials_kernel(const double* partials, std::int64_t count, float* out) {
+  __shared__ double partial[kNormThreads];
+  double acc = 0.0;
+  for (std::int64_t i = threadIdx.x; i < count; i += kNormThreads) acc += partials[i];
+  partial[threadIdx.x] = acc;
+  __syncthreads();
+  for (int width = kNormThreads / 2; width > 0; width /= 2) {
+    if (int(threadIdx.x) < width) partial[threadIdx.x] += partial[threadIdx.x + width];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) *out = float(partial[0]);
+}
+
 }  // namespace
+
+void sum_of_squares_partials_cuda(const float* grad, std::int64_t count, double* partials) {
+  if (count == 0) return;
+  const std::int64_t blocks = norm_blocks(count);
+  const std::int64_t per_block = (count + blocks - 1) / blocks;
+  sum_of_squares_partials_kernel<<<unsigned(blocks), kNormThreads, 0, cuda_stream()>>>(grad, count, per_block,
+                                                                                      partials);
+  FM_CUDA_CHECK_LAUNCH();
+}
+
+void sum_partials_cuda(const double* partials, std::int64_t count, float* out) {
+  sum_partials_kernel<<<1, kNormThreads, 0, cuda_stream()>>>(partials, count, out);
+  FM_CUDA_CHECK_LAUNCH();
+}
 
 void accumulate_loss_cuda(double* slots, const float* loss, bool begins_epoch) {
   accumulate_loss_kernel<<<1, 1, 0, cuda_stream()>>>(slots, loss, begins_epoch);
