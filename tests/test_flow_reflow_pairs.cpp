@@ -1,6 +1,7 @@
 // tests/test_flow_reflow_pairs.cpp — reflow pairs files (flow/reflow_pairs.h): the pairs are the
-// teacher's solves of the source's draws, an interrupted generation resumes to bitwise the same file,
-// a file made with another recipe is refused, and a corrupt or inconsistent file is a FormatError.
+// teacher's solves of the source's draws (on Gaussians: the known straight coupling), an interrupted
+// generation resumes to bitwise the same file, a file made with another recipe is refused, and a
+// corrupt or inconsistent file is a FormatError.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include "core/ops.h"
 #include "core/random.h"
 #include "flow/reflow_pairs.h"
+#include "flow/straightness.h"
 #include "flow/training_data.h"
 #include "test_util.h"
 
@@ -152,4 +154,41 @@ TEST_CASE("PairEpochs serves x1 rows with their own x0 rows, in resumable shuffl
   }
   REQUIRE(data.epoch() == 1);
   REQUIRE_THROWS_WITH(data.next_batch(11, StepNoise{7, 9, 0}), Catch::Contains("larger than the 10 pairs in"));
+}
+
+// Reflow on a case solved on paper. From x0 ~ N(0, 1) to data N(mu, s²) (per coordinate) with the
+// CondOT path, the marginal velocity is v(x, t) = mu + (x − t·mu)·(t·s² − (1 − t)) / ((1 − t)² + t²·s²),
+// and its flow carries x0 to mu + s·x0: the straight (optimal) coupling, reached although the teacher's
+// own paths are curved (S > 0 for s ≠ 1). The pairs must be that coupling, and the field a student
+// learns from them, v(x, t) = mu + (s − 1)·(x − t·mu)/(1 − t + t·s), has S = 0.
+TEST_CASE("reflow on Gaussians: the pairs are the straight coupling and their field has S = 0", "[flow][reflow]") {
+  const double mu = 2.0, s = 0.5;
+  VelocityField teacher = [&](const Tensor& x, double t) {
+    const double variance = (1 - t) * (1 - t) + t * t * s * s;
+    return (x - t * mu) * ((t * s * s - (1 - t)) / variance) + mu;
+  };
+  fm::test::TempDir dir("fm_test_pairs_gaussian");
+  PairsRecipe recipe;
+  recipe.count = 200;
+  recipe.chunk = 64;
+  recipe.steps = 20;  // RK4
+  auto normals = [](std::int64_t first, std::int64_t count) {
+    return philox_normal({count, 2}, PhiloxKey{9, 1}, 0, first, DType::Float64);
+  };
+  // The pairs file stores float32: the straight map holds to float32 rounding plus RK4's error.
+  generate_pairs(teacher, [&](std::int64_t first, std::int64_t count) { return normals(first, count).to(DType::Float32); },
+                 recipe, dir.file("pairs.safetensors"));
+  ReflowPairs pairs = load_pairs(dir.file("pairs.safetensors"));
+  std::vector<double> x0 = pairs.x0.to_vector(), x1 = pairs.x1.to_vector();
+  for (std::size_t i = 0; i < x0.size(); ++i) REQUIRE(x1[i] == Approx(mu + s * x0[i]).margin(2e-5));
+
+  Tensor start = normals(0, 500);
+  const double teacher_s = measure_straightness(teacher, start, 100).straightness;
+  VelocityField student = [&](const Tensor& x, double t) { return (x - t * mu) * ((s - 1) / (1 - t + t * s)) + mu; };
+  const Straightness straight = measure_straightness(student, start, 100);
+  REQUIRE(teacher_s > 0.01);
+  REQUIRE(straight.straightness == Approx(0).margin(1e-9));
+  // And its one Euler step lands where the teacher's hundred do.
+  std::vector<double> one_step = (start + student(start, 0.0)).to_vector(), end = straight.end.to_vector();
+  for (std::size_t i = 0; i < end.size(); ++i) REQUIRE(one_step[i] == Approx(end[i]).margin(1e-9));
 }
