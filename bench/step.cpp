@@ -45,19 +45,7 @@ class RandomImages : public flow::TrainingData {
 };
 
 // A U-Net small enough for the emulator: two levels, 4 and 8 channels, attention in the lower one.
-nn::UNetConfig tiny_unet_config() {
-  nn::UNetConfig config;
-  config.in_channels = 1;
-  config.down_channels = {4, 8};
-  config.mid_channels = {8, 4};
-  config.down_sample = {true};
-  config.attention = {true};
-  config.time_emb_dim = 8;
-  config.num_heads = 2;
-  config.groups = 2;
-  config.final_channels = 4;
-  return config;
-}
+nn::UNetConfig tiny_unet_config() { return nn::UNetConfig::tiny(); }
 
 struct StepRow {
   std::string model;

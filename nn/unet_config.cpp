@@ -111,4 +111,18 @@ nlohmann::json UNetConfig::to_json() const {
                         {"fuse_group_norm_silu", fuse_group_norm_silu}};
 }
 
+UNetConfig UNetConfig::tiny() {
+  UNetConfig config;
+  config.in_channels = 1;
+  config.down_channels = {4, 8};
+  config.mid_channels = {8, 4};
+  config.down_sample = {true};
+  config.attention = {true};
+  config.time_emb_dim = 8;
+  config.num_heads = 2;
+  config.groups = 2;
+  config.final_channels = 4;
+  return config;
+}
+
 }  // namespace fm::nn

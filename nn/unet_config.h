@@ -32,6 +32,9 @@ struct UNetConfig {
   // Unknown keys and bad values → fm::ConfigError ("model.down_channels: expected an array of
   // positive integers, got ..."). An optional "type" key must be "unet". The result is validated.
   static UNetConfig from_json(const nlohmann::json& json, const std::string& prefix = "model");
+  // Two levels of 4 and 8 channels with attention in the lower one: every kind of block, small enough
+  // for gradchecks, the CUDA emulator and `fmbench step`.
+  static UNetConfig tiny();
   nlohmann::json to_json() const;  // every field, plus "type": "unet"
 };
 

@@ -181,16 +181,7 @@ TEST_CASE("every kernel launch of a training step is counted", "[runtime][counte
   FM_REQUIRE_GPU();
   // A moons step, then a U-Net step (convolutions, GroupNorm, attention, the optimiser).
   Generator init(5);
-  nn::UNetConfig config;
-  config.in_channels = 1;
-  config.down_channels = {4, 8};
-  config.mid_channels = {8, 4};
-  config.down_sample = {true};
-  config.attention = {true};
-  config.time_emb_dim = 8;
-  config.num_heads = 2;
-  config.groups = 2;
-  config.final_channels = 4;
+  nn::UNetConfig config = nn::UNetConfig::tiny();
   nn::UNet unet(config, init);
   unet.to(Device::CUDA);
   nn::Adam optimizer(unet);

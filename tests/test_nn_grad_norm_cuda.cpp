@@ -151,16 +151,7 @@ TEST_CASE("clip + Adam + EMA on CUDA take at most 10 launches, whatever the numb
   FM_REQUIRE_GPU();
   Generator init(3);
   nn::VelocityMLP moons(nn::MLPConfig{2, 32, 2}, init);
-  nn::UNetConfig config;
-  config.in_channels = 1;
-  config.down_channels = {4, 8};
-  config.mid_channels = {8, 4};
-  config.down_sample = {true};
-  config.attention = {true};
-  config.time_emb_dim = 8;
-  config.num_heads = 2;
-  config.groups = 2;
-  config.final_channels = 4;
+  nn::UNetConfig config = nn::UNetConfig::tiny();
   nn::UNet unet(config, init);
   const std::size_t unet_tensors = unet.parameters().size();
   const std::uint64_t moons_launches = launches_of_fused_step(moons, {2});

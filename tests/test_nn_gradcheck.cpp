@@ -174,15 +174,7 @@ TEST_CASE("gradcheck: multi-head self-attention and the U-Net attention block", 
 }
 
 TEST_CASE("gradcheck: a tiny U-Net (channels [4, 8], groups 2, 8x8), sampled elements", "[nn][gradcheck][unet]") {
-  UNetConfig config;
-  config.down_channels = {4, 8};
-  config.mid_channels = {8, 4};
-  config.down_sample = {true};
-  config.attention = {true};
-  config.time_emb_dim = 8;
-  config.num_heads = 2;
-  config.groups = 2;
-  config.final_channels = 4;
+  UNetConfig config = UNetConfig::tiny();
   config.time_scale = 10.0;
   Generator gen(13);
   UNet model(config, gen);

@@ -52,19 +52,7 @@ std::string config_error(const char* text) {
   return "no error";
 }
 
-UNetConfig tiny_config() {
-  UNetConfig config;
-  config.in_channels = 1;
-  config.down_channels = {4, 8};
-  config.mid_channels = {8, 4};
-  config.down_sample = {true};
-  config.attention = {true};
-  config.time_emb_dim = 8;
-  config.num_heads = 2;
-  config.groups = 2;
-  config.final_channels = 4;
-  return config;
-}
+UNetConfig tiny_config() { return UNetConfig::tiny(); }
 
 }  // namespace
 
