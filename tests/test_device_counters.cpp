@@ -67,7 +67,7 @@ struct MoonsRun {
     ema = std::make_unique<nn::EMA>(model, 0.9);
     trainer = std::make_unique<FlowTrainer>(model, *optimizer, nn::LRSchedule{}, ema.get(), data, make_path("condot"),
                                             make_time_sampler("logit_normal"), 1234,
-                                            TrainerOptions{32, grad_clip, 5, device});
+                                            TrainerOptions{32, grad_clip, 5, device, nullptr, {}});
   }
 };
 
@@ -196,7 +196,7 @@ TEST_CASE("every kernel launch of a training step is counted", "[runtime][counte
     std::string describe() const override { return "random images"; }
   } images;
   FlowTrainer unet_trainer(unet, optimizer, nn::LRSchedule{}, &ema, images, make_path("condot"),
-                           make_time_sampler("uniform"), 7, TrainerOptions{2, 1.0, 5, Device::CUDA});
+                           make_time_sampler("uniform"), 7, TrainerOptions{2, 1.0, 5, Device::CUDA, nullptr, {}});
   MoonsRun moons(Device::CUDA);
 
   const kernels::RuntimeCounters before = kernels::runtime_counters();

@@ -87,7 +87,7 @@ struct SmallRun {
   nn::EMA ema{model, 0.9};
   PointStream data{make_toy_distribution("moons")};
   FlowTrainer trainer{model, optimizer, nn::LRSchedule{}, &ema, data, make_path("condot"),
-                      make_time_sampler("logit_normal"), 1234, TrainerOptions{16, 1.0, 5, Device::CPU}};
+                      make_time_sampler("logit_normal"), 1234, TrainerOptions{16, 1.0, 5, Device::CPU, nullptr, {}}};
   std::vector<double> weights() const {
     std::vector<double> all;
     for (const auto& [name, t] : model.state_dict()) {
