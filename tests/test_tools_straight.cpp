@@ -178,7 +178,7 @@ TEST_CASE("fmeval straight: quality at each NFE and the straightness of a traine
   REQUIRE(header.rfind("label,solver,nfe,sliced_w2", 0) == 0);
 }
 
-TEST_CASE("2-D samples are written in the data's own coordinates; the checkpoint keeps the normalisation",
+TEST_CASE("2-D samples are written in the data's own coordinates and the checkpoint keeps the normalisation",
           "[tools][straight]") {
   fs::path dir = scratch_dir("coordinates");
   REQUIRE(fm::test::train_run(write_config(dir, tiny_moons()), dir / "run") == 0);
