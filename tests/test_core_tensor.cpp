@@ -21,7 +21,7 @@ TEST_CASE("contiguous strides and element layout", "[tensor]") {
   REQUIRE(t.describe() == "float64 cpu [2, 3, 4]");
 }
 
-TEST_CASE("views share storage; contiguous() copies", "[tensor]") {
+TEST_CASE("views share storage and contiguous() copies", "[tensor]") {
   Tensor t = Tensor::arange(6, DType::Float64).view({2, 3});
   Tensor tt = t.transpose(0, 1);
   REQUIRE(tt.shape() == Shape{3, 2});
@@ -47,7 +47,7 @@ TEST_CASE("views share storage; contiguous() copies", "[tensor]") {
   REQUIRE(e.permute({1, 0}).reshape({6}).to_vector() == std::vector<double>{1, 1, 2, 2, 3, 3});
 }
 
-TEST_CASE("view of a non-contiguous tensor is refused; reshape copies", "[tensor]") {
+TEST_CASE("view of a non-contiguous tensor is refused and reshape copies", "[tensor]") {
   Tensor t = Tensor::zeros({2, 3}).transpose(0, 1);
   REQUIRE_THROWS_WITH(t.view({6}), Catch::Contains("not contiguous"));
   REQUIRE(t.reshape({6}).shape() == Shape{6});

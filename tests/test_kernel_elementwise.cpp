@@ -64,7 +64,7 @@ TEST_CASE("fast_normal_cdf and fast_normal_pdf are within a few float ulp of the
   CHECK(worst_pdf < 2e-6);
 }
 
-TEST_CASE("float unary maps match their float64 formula; dense and strided loops agree bitwise", "[elementwise]") {
+TEST_CASE("float unary maps match their float64 formula and dense and strided loops agree bitwise", "[elementwise]") {
   const std::vector<float> x = test_inputs();
   const std::int64_t n = std::int64_t(x.size());
   std::vector<float> x_strided(2 * x.size());
