@@ -15,4 +15,10 @@ Tensor expand_time(const Tensor& t, const Tensor& x, const char* who) {
                        batch, ", 1], [1] or [] for a batch of ", batch));
 }
 
+Tensor VelocityModel::forward(const Tensor& x, const Tensor& t, const std::vector<std::int32_t>& labels) {
+  FM_CHECK(labels.empty(), ConfigError, "this model is unconditional (model.num_classes = 0) but was given ",
+           labels.size(), " class labels");
+  return forward(x, t);
+}
+
 }  // namespace fm::nn

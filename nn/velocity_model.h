@@ -5,6 +5,8 @@
 // (images, nn/unet.h). Convention: t = 0 is noise, t = 1 is data.
 #pragma once
 #include <cstdint>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
 #include "nn/module.h"
@@ -17,6 +19,14 @@ class VelocityModel : public Module {
   // x: [N, ...]; t: [N], [N, 1], [1] or [] (one time shared by the whole batch, as a sampler passes).
   virtual Tensor forward(const Tensor& x, const Tensor& t) = 0;
   Tensor operator()(const Tensor& x, const Tensor& t) { return forward(x, t); }
+
+  // Class-conditional models (num_classes() > 0) also take one label per sample: 0..num_classes()-1,
+  // or null_class() = num_classes(), the "no label" class that classifier-free guidance trains with
+  // label dropout and samples as the unconditional branch. For a conditional model the two-argument
+  // forward means the null class for every sample. An unconditional model accepts only empty labels.
+  virtual Tensor forward(const Tensor& x, const Tensor& t, const std::vector<std::int32_t>& labels);
+  virtual int num_classes() const { return 0; }
+  int null_class() const { return num_classes(); }
   // The config that rebuilds this architecture (with "type"), for checkpoints and run folders.
   virtual nlohmann::json config_json() const = 0;
 };
