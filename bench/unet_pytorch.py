@@ -12,6 +12,19 @@ Two modes:
       calls; prints images/s, ms/step and peak memory (torch.cuda.max_memory_allocated over model,
       optimiser and steps, minus what was allocated before: the same count as fmbench's).
 
+  python3 bench/unet_pytorch.py --precision fp32|defaults|tf32|bf16 [--compile none|default|max-autotune]
+                                [--cudnn-benchmark] [--csv FILE] [--device cuda|cpu]
+      The same training step as a user would run it (issue 14's baselines):
+        fp32      strict FP32: no TF32 in matmuls or convolutions (the default of this script)
+        defaults  PyTorch's own defaults: TF32 convolutions (cudnn.allow_tf32 = True), FP32 matmuls
+        tf32      TF32 in convolutions and matmuls (torch.backends.*.allow_tf32 = True)
+        bf16      bf16 autocast around forward + loss, FP32 weights and Adam state (no loss scale:
+                  bf16 has FP32's exponent range)
+      --compile wraps the model in torch.compile (compile time is spent in the warm-up steps and
+      printed separately). --csv appends one row (framework, precision, compile, cudnn.benchmark,
+      batch, ms/step, images/s, peak bytes, first loss, last loss) for tools/gpu_bench.sh's table.
+      --device cpu runs the same code on the CPU (a smoke test of this script where no GPU is lent).
+
   python3 bench/unet_pytorch.py --compare-bench [--shapes default|small] [--repeats 50]
       PyTorch's own kernels at the kernel lab's shapes, timed the way fmbench times (CUDA events, the
       L2 flushed by reading a buffer of twice its size before every repeat, median and min):
@@ -184,52 +197,88 @@ class UNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(out)))
 
 
+def set_precision(precision, cudnn_benchmark):
+    """The backend switches of one precision mode (see the module docstring)."""
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = precision in ("tf32", "defaults")
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def train_throughput(args):
-    device = torch.device("cuda")
+    device = torch.device(args.device)
     torch.manual_seed(args.seed)
-    torch.cuda.synchronize()
-    allocated_before = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
+    set_precision(args.precision, args.cudnn_benchmark)
+    synchronize(device)
+    if device.type == "cuda":
+        allocated_before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
 
     model = UNet(need_weights=args.need_weights).to(device)
     model.train()
     parameters = sum(p.numel() for p in model.parameters())
     adam_kwargs = {"foreach": {"foreach": True}, "fused": {"fused": True}, "for-loop": {"foreach": False}}[args.adam]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, **adam_kwargs)
+    forward = model if args.compile == "none" else torch.compile(
+        model, mode=None if args.compile == "default" else args.compile)
     x1 = torch.rand(args.batch, 1, 28, 28, device=device) * 2 - 1  # a fixed batch in [-1, 1]
+    autocast_dtype = torch.bfloat16 if args.precision == "bf16" else None
 
     def step():
         t = torch.rand(args.batch, device=device)
         x0 = torch.randn_like(x1)
         t4 = t[:, None, None, None]
         x_t = (1 - t4) * x0 + t4 * x1          # CondOT path: t = 0 noise, t = 1 data
-        loss = F.mse_loss(model(x_t, t), x1 - x0)
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
+                            enabled=autocast_dtype is not None):
+            loss = F.mse_loss(forward(x_t, t).float(), x1 - x0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         return loss.detach()
 
+    warmup_start = time.perf_counter()
     first_loss = step().item()
     for _ in range(args.warmup_steps - 1):
         step()
-    torch.cuda.synchronize()
+    synchronize(device)
+    warmup_seconds = time.perf_counter() - warmup_start
     start = time.perf_counter()
     for _ in range(args.steps):
         loss = step()
-    torch.cuda.synchronize()
+    synchronize(device)
     seconds = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated() - allocated_before
+    peak = torch.cuda.max_memory_allocated() - allocated_before if device.type == "cuda" else 0
+    last_loss = loss.item()
+    if not (math.isfinite(first_loss) and math.isfinite(last_loss)):
+        print(f"unet_pytorch.py: a loss is not finite (first {first_loss}, last {last_loss})")
+        return 1
 
+    ms_per_step = seconds * 1e3 / args.steps
+    images_per_s = args.batch * args.steps / seconds
     print(f"== PyTorch {torch.__version__}: seed 002 U-Net training, batch {args.batch}, CondOT, uniform t, "
-          f"Adam 1e-3 ({args.adam}), FP32 without TF32 ==")
-    print(f"   device: {torch.cuda.get_device_name(0)} | cuDNN {torch.backends.cudnn.version()} | "
-          f"need_weights={args.need_weights} | cudnn.benchmark={torch.backends.cudnn.benchmark}")
+          f"Adam 1e-3 ({args.adam}), precision {args.precision}, compile {args.compile} ==")
+    if device.type == "cuda":
+        print(f"   device: {torch.cuda.get_device_name(0)} | cuDNN {torch.backends.cudnn.version()} | "
+              f"need_weights={args.need_weights} | cudnn.benchmark={torch.backends.cudnn.benchmark}")
+    else:
+        print(f"   device: cpu ({torch.get_num_threads()} threads)")
     print(f"   parameters: {parameters} (must equal the count `fmbench unet` prints)")
-    print(f"   {args.warmup_steps} warm-up steps, then {args.steps} timed steps between two synchronisations")
+    print(f"   {args.warmup_steps} warm-up steps ({warmup_seconds:.1f} s, compilation included), then "
+          f"{args.steps} timed steps between two synchronisations")
     print(f"{'framework':<10} {'ms/step':>10} {'images/s':>12} {'peak GPU memory':>16} {'first loss':>12} "
           f"{'last loss':>12}")
-    print(f"{'pytorch':<10} {seconds * 1e3 / args.steps:>10.2f} {args.batch * args.steps / seconds:>12.0f} "
-          f"{peak / 1e6:>13.1f} MB {first_loss:>12.6f} {loss.item():>12.6f}")
+    print(f"{'pytorch':<10} {ms_per_step:>10.2f} {images_per_s:>12.0f} "
+          f"{peak / 1e6:>13.1f} MB {first_loss:>12.6f} {last_loss:>12.6f}")
+    if args.csv:
+        with open(args.csv, "a") as f:
+            f.write(f"pytorch,{args.precision},{args.compile},{int(args.cudnn_benchmark)},{args.batch},"
+                    f"{ms_per_step:.4f},{images_per_s:.1f},{peak},{first_loss:.6g},{last_loss:.6g}\n")
+    return 0
 
 
 # =====================================================================================================
@@ -426,22 +475,24 @@ def main():
                         help="time PyTorch's kernels at the kernel lab's shapes instead of training")
     parser.add_argument("--shapes", choices=["default", "small"], default="default")
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--precision", choices=["fp32", "defaults", "tf32", "bf16"], default="fp32")
+    parser.add_argument("--compile", choices=["none", "default", "max-autotune"], default="none")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--csv", help="append the training row to this CSV file")
     args = parser.parse_args()
     if args.steps < 1 or args.warmup_steps < 1 or args.batch < 1 or args.repeats < 1:
         parser.error("--batch, --steps, --warmup-steps and --repeats must be at least 1")
+    if args.compare_bench and (args.device != "cuda" or args.precision != "fp32" or args.compile != "none"):
+        parser.error("--compare-bench times FP32 kernels on the GPU: --device, --precision and --compile do not apply")
 
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("unet_pytorch.py: no CUDA device; nothing to measure")
         return 0
-    # FP32 everywhere, as the engine computes: no TF32 in matmuls or convolutions.
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if args.compare_bench:
+        set_precision("fp32", args.cudnn_benchmark)  # FP32 everywhere, as the engine's kernels compute
         compare_bench(args)
-    else:
-        train_throughput(args)
-    return 0
+        return 0
+    return train_throughput(args)
 
 
 if __name__ == "__main__":
