@@ -18,12 +18,13 @@
 # Environment: FM_SKIP_TESTS=1 skips stage 2; FM_SKIP_COMPILE=1 skips the torch.compile rows;
 # FM_COMPILE_LIMIT_S (default 150) limits each compiled run; FM_BATCH (default 256).
 # Headers and libraries the machine cannot install come from .deps/ (tools/fetch_device_deps.sh).
-# Logs and the CSV go to $OUT (if set) or build-gpu/logs.
+# Logs and CSVs go to build-gpu/bench_logs; with $OUT set (the device tool brings back at most 8 files)
+# they are packed into $OUT/gpu_bench_logs.tar.gz, and the two CSVs copied beside it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build_dir=build-gpu
-logs="${OUT:-$build_dir/logs}"
-mkdir -p "$logs"
+logs="$build_dir/bench_logs"
+rm -rf "$logs" && mkdir -p "$logs"
 export PATH=/usr/local/cuda/bin:$PATH
 batch="${FM_BATCH:-256}"
 compile_limit="${FM_COMPILE_LIMIT_S:-150}"
@@ -134,5 +135,9 @@ if [[ -f "$pytorch_csv" ]]; then
       name = "PyTorch " $2 (($3 != "none") ? ", torch.compile " $3 : ", eager") (($4 == 1) ? ", cudnn.benchmark" : "")
       printf "| %s | %.2f | %.0f | %.2fx |\n", name, $6, $7, (ours > 0 ? ours / $7 : 0)
     }' "$pytorch_csv"
+fi
+if [[ -n "${OUT:-}" ]]; then
+  tar czf "$OUT/gpu_bench_logs.tar.gz" -C "$logs" . && cp "$logs"/*.csv "$OUT"/ 2>/dev/null
+  logs="\$OUT/gpu_bench_logs.tar.gz"
 fi
 echo "gpu_bench: tests $tests_status; total $(elapsed); logs in $logs"
