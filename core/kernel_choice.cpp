@@ -1,4 +1,4 @@
-// core/kernel_choice.cpp — the process-wide custom/library switch (see kernel_choice.h).
+// core/kernel_choice.cpp — the process-wide custom/library and precision switches (see kernel_choice.h).
 #include "core/kernel_choice.h"
 
 #include <cstdlib>
@@ -33,5 +33,30 @@ void set_kernel_impl(KernelImpl impl) { current() = impl; }
 const char* kernel_impl_name(KernelImpl impl) {
   return impl == KernelImpl::Custom ? "custom" : "library";
 }
+
+namespace {
+std::optional<Precision>& current_precision() {
+  static std::optional<Precision> precision;
+  return precision;
+}
+}  // namespace
+
+Precision parse_precision(const std::string& name) {
+  if (name == "fp32") return Precision::FP32;
+  if (name == "tf32") return Precision::TF32;
+  throw ConfigError(cat("precision: got \"", name, "\", expected \"fp32\" or \"tf32\""));
+}
+
+Precision precision() {
+  if (!current_precision()) {
+    const char* env = std::getenv("FM_PRECISION");
+    current_precision() = env && *env ? parse_precision(env) : Precision::FP32;
+  }
+  return *current_precision();
+}
+
+void set_precision(Precision precision) { current_precision() = precision; }
+
+const char* precision_name(Precision precision) { return precision == Precision::FP32 ? "fp32" : "tf32"; }
 
 }  // namespace fm

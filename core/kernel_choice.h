@@ -16,4 +16,17 @@ void set_kernel_impl(KernelImpl impl);
 KernelImpl parse_kernel_impl(const std::string& name);  // throws ConfigError on anything else
 const char* kernel_impl_name(KernelImpl impl);
 
+// The arithmetic of matrix products on CUDA: strict FP32 (the default; the CPU reference's precision)
+// or TF32 tensor cores (inputs rounded to 10 mantissa bits, FP32 accumulation; about 2^-10 relative
+// error per product). With TF32, the "custom" kernels are ours (kernels/cuda/gemm_tf32.cu) and
+// "library" is cuBLAS with TF32 math. Set by FM_PRECISION=fp32|tf32 (read on first use) or
+// set_precision. So far only matmul (Linear, the attention projections) honours it; convolutions and
+// attention still compute in FP32 (issue 14). CPU runs ignore it.
+enum class Precision { FP32, TF32 };
+
+Precision precision();
+void set_precision(Precision precision);
+Precision parse_precision(const std::string& name);  // "fp32" | "tf32"; ConfigError otherwise
+const char* precision_name(Precision precision);
+
 }  // namespace fm

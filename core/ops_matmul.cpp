@@ -8,6 +8,7 @@
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/tensor_internal.h"
+#include "core/kernel_choice.h"
 #include "kernels/gemm.h"
 
 namespace fm {
@@ -89,9 +90,12 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, const Tensor& bias = Ten
       },
       [&](auto type) {
         using T = element_type<decltype(type)>;
-        kernels::gemm_batched_cublas(int(batch), A.transposed, B.transposed, int(M), int(N), int(K), T(1),
-                                     A.tensor.data<T>(), A.ld, stride_a, B.tensor.data<T>(), B.ld, stride_b, T(beta),
-                                     c.data<T>(), int(N), stride_c);
+        // Strict FP32 through cuBLAS, or TF32 tensor cores: ours or cuBLAS's (core/kernel_choice.h).
+        auto* gemm = precision() == Precision::FP32      ? kernels::gemm_batched_cublas
+                     : kernel_impl() == KernelImpl::Custom ? kernels::gemm_batched_cuda_tf32
+                                                           : kernels::gemm_batched_cublas_tf32;
+        gemm(int(batch), A.transposed, B.transposed, int(M), int(N), int(K), T(1), A.tensor.data<T>(), A.ld,
+             stride_a, B.tensor.data<T>(), B.ld, stride_b, T(beta), c.data<T>(), int(N), stride_c);
       });
   return c;
 }

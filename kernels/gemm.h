@@ -24,4 +24,17 @@ void gemm_batched_cublas(int batch, bool trans_a, bool trans_b, int M, int N, in
                          const float* A, int lda, std::int64_t stride_a, const float* B, int ldb,
                          std::int64_t stride_b, float beta, float* C, int ldc, std::int64_t stride_c);
 
+// The same through cuBLAS with TF32 tensor-core math allowed (CUBLAS_TF32_TENSOR_OP_MATH for this
+// call only): the library baseline of the TF32 path. (The emulator's cuBLAS computes it in FP32.)
+void gemm_batched_cublas_tf32(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                              const float* A, int lda, std::int64_t stride_a, const float* B, int ldb,
+                              std::int64_t stride_b, float beta, float* C, int ldc, std::int64_t stride_c);
+
+// Our own TF32 tensor-core GEMM (kernels/cuda/gemm_tf32.cu, WMMA m16n16k8, FP32 accumulation), on
+// cuda_stream(); sm_80 or newer. Error: the inputs' rounding to TF32 (about 2^-10 relative per
+// product) plus FP32 accumulation. beta = 0 does not read C.
+void gemm_batched_cuda_tf32(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                            const float* A, int lda, std::int64_t stride_a, const float* B, int ldb,
+                            std::int64_t stride_b, float beta, float* C, int ldc, std::int64_t stride_c);
+
 }  // namespace fm::kernels

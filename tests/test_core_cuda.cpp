@@ -3,9 +3,12 @@
 // non-contiguous views. Skipped (visibly) without a GPU.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <functional>
+#include <tuple>
 
 #include "core/autograd.h"
+#include "core/kernel_choice.h"
 #include "core/ops.h"
 #include "core/ops_nn.h"
 #include "core/random.h"
@@ -84,6 +87,40 @@ TEST_CASE("cuda: matmul through cuBLAS matches the CPU loops", "[cuda][gpu]") {
                          {{9, 31}, {13, 31}}, 14, 1e-4, 1e-4);
   check_cuda_matches_cpu([](const Inputs& x) { return matmul(x[0].transpose(-1, -2), x[1]); },
                          {{2, 31, 9}, {2, 31, 13}}, 15, 1e-4, 1e-4);
+}
+
+TEST_CASE("cuda: matmul under precision tf32 runs on the TF32 kernel, within its error bound", "[cuda][gpu]") {
+  FM_REQUIRE_GPU();
+  struct RestorePrecision {
+    Precision saved = precision();
+    KernelImpl saved_impl = kernel_impl();
+    ~RestorePrecision() { set_precision(saved), set_kernel_impl(saved_impl); }
+  } restore;
+  set_kernel_impl(KernelImpl::Custom);
+  Generator gen(21);
+  // Batched with a shared B, and a transposed operand: the shapes Linear and attention produce.
+  for (auto [a_shape, b_shape, transpose_b] : {std::tuple<Shape, Shape, bool>{{4, 17, 33}, {33, 8}, false},
+                                               std::tuple<Shape, Shape, bool>{{9, 70}, {13, 70}, true}}) {
+    Tensor a = rand_uniform(a_shape, gen, -1.0, 1.0), b = rand_uniform(b_shape, gen, -1.0, 1.0);
+    auto product = [&](const Tensor& x, const Tensor& y) { return matmul(x, transpose_b ? y.transpose(0, 1) : y); };
+    const Tensor cpu = product(a, b);
+    set_precision(Precision::FP32);
+    const std::vector<float> fp32 = product(a.to(Device::CUDA), b.to(Device::CUDA)).to_float_vector();
+    set_precision(Precision::TF32);
+    const std::vector<float> tf32 = product(a.to(Device::CUDA), b.to(Device::CUDA)).to_float_vector();
+    const std::vector<float> want = cpu.to_float_vector();
+    // |a|, |b| <= 1, so Σ_k |a_k·b_k| <= K, and tests/test_kernel_gemm.cpp's bound becomes
+    // about (2^-10 + (K + 2)·2^-23)·K; the CPU's own FP32 error (K·2^-24·K) is added.
+    const double K = double(a_shape.back());
+    const double bound = (0x1p-10 + 0x1p-20 + (K + 2) * 0x1p-23) * K + K * K * 0x1p-24;
+    bool differs_from_fp32 = false;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      REQUIRE(std::abs(double(tf32[i]) - double(want[i])) <= bound);
+      differs_from_fp32 = differs_from_fp32 || tf32[i] != fp32[i];
+    }
+    REQUIRE(differs_from_fp32);  // the TF32 kernel ran, not the FP32 one
+  }
+  REQUIRE_THROWS_AS(parse_precision("bf17"), ConfigError);
 }
 
 TEST_CASE("cuda: views, concat and copies match the CPU", "[cuda][gpu]") {

@@ -12,10 +12,13 @@
 
 #include <cmath>
 #include <csignal>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include "kernels/runtime.h"
 
@@ -65,6 +68,23 @@ __global__ void read_static_shared_then_write(float* out) {
 __global__ void read_dynamic_shared(float* out) {
   float* shared = fm_emu::dynamic_shared<float>();
   out[threadIdx.x] = shared[threadIdx.x];  // never written: garbage on a GPU
+}
+
+// One warp: C[16×16] = A[16×8]·B[8×16] on the (emulated) tensor cores, inputs rounded to TF32 first.
+// `offset` shifts every pointer by that many floats (0 is the aligned, legal use).
+__global__ void wmma_tf32_tile(const float* a, const float* b, float* c, int offset, bool all_lanes) {
+  using namespace nvcuda;
+  if (!all_lanes && threadIdx.x >= 16) return;  // half a warp: illegal for warp-collective calls
+  wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb;
+  wmma::fragment<wmma::accumulator, 16, 16, 8, float> fc;
+  wmma::fill_fragment(fc, 0.f);
+  wmma::load_matrix_sync(fa, a + offset, 8);
+  wmma::load_matrix_sync(fb, b + offset, 16);
+  for (int i = 0; i < fa.num_elements; ++i) fa.x[i] = wmma::__float_to_tf32(fa.x[i]);
+  for (int i = 0; i < fb.num_elements; ++i) fb.x[i] = wmma::__float_to_tf32(fb.x[i]);
+  wmma::mma_sync(fc, fa, fb, fc);
+  wmma::store_matrix_sync(c + offset, fc, 16, wmma::mem_row_major);
 }
 
 // ---- kernels that are wrong -----------------------------------------------------------------------
@@ -235,3 +255,49 @@ TEST_CASE("emulator: out-of-bounds device accesses stop the program", "[emulator
           }) == 0);
   REQUIRE(cudaFree(buffer) == cudaSuccess);
 }
+
+// TF32 of a float as the hardware's cvt.rna.tf32.f32 makes it: round to nearest at mantissa bit 13,
+// ties away from zero (written out here independently of the emulator's mma.h).
+static float tf32_rna(float value) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  bits = (bits + 0x1000u) & 0xffffe000u;
+  std::memcpy(&value, &bits, 4);
+  return value;
+}
+
+TEST_CASE("emulator: WMMA TF32 tiles multiply exactly in TF32, and misuse is reported", "[emulator]") {
+  // Inputs with low mantissa bits set, so that TF32 rounding changes them: 1 + 2^-12 rounds to 1
+  // and 1 + 3·2^-12 rounds up to 1 + 2^-10 (nearest), so FP32 and TF32 products differ.
+  std::vector<float> a(16 * 8), b(8 * 16);
+  for (int i = 0; i < 16 * 8; ++i) a[i] = (i % 3 == 0 ? 1.f + 0x1p-12f : 1.f + 3 * 0x1p-12f) * float(1 + i % 5);
+  for (int i = 0; i < 8 * 16; ++i) b[i] = (i % 2 == 0 ? -0.5f : 0.25f) * float(1 + i % 7) + 0x1p-14f;
+  // Exact TF32 products (11-bit × 11-bit mantissas fit in a float), summed in k order in float: what
+  // the emulator promises (a GPU may sum in another order, so GPU tests bound the error instead).
+  std::vector<float> expected(16 * 16);
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 16; ++j) {
+      float sum = 0.f;
+      for (int k = 0; k < 8; ++k) sum += tf32_rna(a[i * 8 + k]) * tf32_rna(b[k * 16 + j]);
+      expected[i * 16 + j] = sum;
+    }
+  float* a_dev = device_alloc<float>(16 * 8 + 8);
+  float* b_dev = device_alloc<float>(8 * 16 + 8);
+  float* c_dev = device_alloc<float>(16 * 16 + 8);
+  fm::kernels::cuda_copy_to_device(a_dev, a.data(), a.size() * 4);
+  fm::kernels::cuda_copy_to_device(b_dev, b.data(), b.size() * 4);
+  wmma_tf32_tile | Launch{1, 32}(a_dev, b_dev, c_dev, 0, true);
+  REQUIRE(cudaGetLastError() == cudaSuccess);
+  const std::vector<float> c = to_host(c_dev, 16 * 16);
+  for (int i = 0; i < 16 * 16; ++i) REQUIRE(c[i] == expected[i]);
+  // The FP32 product differs (the rounding is real, not skipped).
+  float fp32 = 0.f;
+  for (int k = 0; k < 8; ++k) fp32 += a[k] * b[k * 16];
+  REQUIRE(fp32 != expected[0]);
+
+  REQUIRE_THROWS_WITH((wmma_tf32_tile | Launch{1, 32}(a_dev, b_dev, c_dev, 4, true)),
+                      Catch::Contains("load_matrix_sync: pointer not 32-byte aligned"));
+  REQUIRE_THROWS((wmma_tf32_tile | Launch{1, 32}(a_dev, b_dev, c_dev, 0, false)));  // half a warp
+  for (float* p : {a_dev, b_dev, c_dev}) fm::kernels::cuda_free(p);
+}
+

@@ -1,8 +1,10 @@
 // tests/test_kernel_gemm.cpp — the GEMM kernels: CPU against a direct triple loop (all transpose
 // combinations, awkward sizes, the cache blocking with strided operands; each micro-kernel copy this
-// CPU runs, float and double), cuBLAS against the CPU on the GPU.
+// CPU runs, float and double), cuBLAS against the CPU on the GPU, and the TF32 tensor-core GEMMs
+// (ours and cuBLAS's) against the float64 definition within a derived error bound.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstring>
 #include <tuple>
 #include <utility>
@@ -197,5 +199,100 @@ TEST_CASE("gemm_batched_cublas matches gemm_batched_cpu", "[gemm][gpu]") {
       // K = 70 products summed in float in a different order: allow a few ulps of the sum's scale.
       FM_REQUIRE_CLOSE(C_gpu.data(), C.data(), C.size(), 1e-5, 1e-4);
     }
+}
+#endif
+
+#ifdef FM_WITH_CUDA
+namespace {
+// The TF32 GEMMs against the float64 definition, element by element within a derived bound. With
+// u = the inputs' TF32 rounding (2^-11 for round-to-nearest, as our kernel rounds; 2^-10 for
+// truncation, which cuBLAS may use), each product ã·b̃ is within (2u + u²)·|a·b| of a·b and is exact in
+// FP32; summing K of them in FP32 in any order adds at most γ·Σ|ã·b̃| with γ = (K + 2)·v / (1 − (K + 2)·v)
+// (the + 2 for alpha's product and beta's sum); v = 2^-23 rather than 2^-24, since the tensor cores'
+// FP32 accumulation is not documented to round to nearest (truncation is the worst case). So
+//   |C − C_exact| ≤ |alpha|·((2u + u²) + (1 + u)²·γ)·Σ_k |a_k·b_k| + 2v·|beta·C_old|.
+// A wrong index or a lost tile edge is off by whole products, far outside this; the bound is tight
+// enough (about 1e-3 relative) that FP32-vs-TF32 differences are not what it tests.
+template <typename Gemm>
+void require_tf32_gemm_within_bound(const char* name, Gemm gemm, double input_rounding) {
+  struct Case { int batch, M, N, K; };
+  std::size_t checked = 0, expected_checks = 0;
+  for (Case cs : {Case{1, 1, 1, 1}, Case{2, 37, 19, 70}, Case{1, 64, 64, 16}, Case{3, 130, 65, 33},
+                  Case{1, 5, 200, 9}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (float beta : {0.f, 0.5f}) {
+          const int batch = cs.batch, M = cs.M, N = cs.N, K = cs.K;
+          const float alpha = 0.75f;
+          std::vector<float> A(std::size_t(batch) * M * K), B(std::size_t(batch) * K * N),
+              C0(std::size_t(batch) * M * N);
+          fm::test::fill_uniform(A.data(), A.size(), 11);
+          fm::test::fill_uniform(B.data(), B.size(), 12);
+          fm::test::fill_uniform(C0.data(), C0.size(), 13);
+          std::vector<float> C_in = C0;
+          if (beta == 0.f) fm::test::poison(C_in.data(), C_in.size());  // beta = 0 must not read C
+          float *dA = (float*)fm::kernels::cuda_malloc(A.size() * 4), *dB = (float*)fm::kernels::cuda_malloc(B.size() * 4),
+                *dC = (float*)fm::kernels::cuda_malloc(C_in.size() * 4);
+          fm::kernels::cuda_copy_to_device(dA, A.data(), A.size() * 4);
+          fm::kernels::cuda_copy_to_device(dB, B.data(), B.size() * 4);
+          fm::kernels::cuda_copy_to_device(dC, C_in.data(), C_in.size() * 4);
+          gemm(batch, ta, tb, M, N, K, alpha, dA, ta ? M : K, std::int64_t(M) * K, dB, tb ? K : N,
+               std::int64_t(K) * N, beta, dC, N, std::int64_t(M) * N);
+          std::vector<float> C(C_in.size());
+          fm::kernels::cuda_copy_to_host(C.data(), dC, C.size() * 4);
+          fm::kernels::cuda_free(dA), fm::kernels::cuda_free(dB), fm::kernels::cuda_free(dC);
+
+          expected_checks += std::size_t(batch) * M * N;
+          const double u = input_rounding, v = 0x1p-23;
+          const double gamma = (K + 2) * v / (1 - (K + 2) * v);
+          for (int b = 0; b < batch; ++b) {
+            std::vector<double> Ab(A.begin() + std::size_t(b) * M * K, A.begin() + std::size_t(b + 1) * M * K);
+            std::vector<double> Bb(B.begin() + std::size_t(b) * K * N, B.begin() + std::size_t(b + 1) * K * N);
+            std::vector<double> absA(Ab), absB(Bb);
+            for (double& x : absA) x = std::abs(x);
+            for (double& x : absB) x = std::abs(x);
+            const std::vector<double> exact = reference_gemm(ta, tb, M, N, K, Ab, Bb);
+            const std::vector<double> magnitude = reference_gemm(ta, tb, M, N, K, absA, absB);  // Σ|a·b|
+            for (int i = 0; i < M * N; ++i, ++checked) {
+              const std::size_t at = std::size_t(b) * M * N + std::size_t(i);
+              const double want = alpha * exact[std::size_t(i)] + beta * double(C0[at]);
+              const double bound = alpha * ((2 * u + u * u) + (1 + u) * (1 + u) * gamma) * magnitude[std::size_t(i)] +
+                                   2 * v * std::abs(beta * double(C0[at]));
+              if (!(std::abs(double(C[at]) - want) <= bound))
+                FAIL(name << " batch " << batch << " M " << M << " N " << N << " K " << K << " ta " << ta
+                          << " tb " << tb << " beta " << beta << ": element " << at << " = " << C[at]
+                          << ", exact " << want << ", allowed error " << bound);
+            }
+          }
+        }
+  REQUIRE(checked == expected_checks);  // every element of every case was held to its bound
+}
+}  // namespace
+
+TEST_CASE("gemm_batched_cuda_tf32 (our WMMA kernel) is within the TF32 error bound", "[gemm][gpu]") {
+  FM_REQUIRE_GPU();
+  require_tf32_gemm_within_bound("gemm_batched_cuda_tf32", fm::kernels::gemm_batched_cuda_tf32, 0x1p-11);
+}
+
+TEST_CASE("gemm_batched_cuda_tf32 rounds its inputs to TF32, to nearest", "[gemm][gpu]") {
+  FM_REQUIRE_GPU();
+  // A row of 1 + 3·2^-12 times a column of ones, K = 8. Rounded to nearest TF32 (10 mantissa bits)
+  // each is 1 + 2^-10, so the sum is exactly 8 + 2^-7; truncated to TF32 it would be 8, and in FP32
+  // 8 + 3·2^-9. All three are exact in FP32, so the test tells them apart.
+  const int K = 8;
+  std::vector<float> A(K, 1.f + 3 * 0x1p-12f), B(K, 1.f), C(1, -1.f);
+  float *dA = (float*)fm::kernels::cuda_malloc(K * 4), *dB = (float*)fm::kernels::cuda_malloc(K * 4),
+        *dC = (float*)fm::kernels::cuda_malloc(4);
+  fm::kernels::cuda_copy_to_device(dA, A.data(), K * 4);
+  fm::kernels::cuda_copy_to_device(dB, B.data(), K * 4);
+  fm::kernels::gemm_batched_cuda_tf32(1, false, false, 1, 1, K, 1.f, dA, K, K, dB, 1, K, 0.f, dC, 1, 1);
+  fm::kernels::cuda_copy_to_host(C.data(), dC, 4);
+  fm::kernels::cuda_free(dA), fm::kernels::cuda_free(dB), fm::kernels::cuda_free(dC);
+  REQUIRE(C[0] == 8.f + 0x1p-7f);
+}
+
+TEST_CASE("gemm_batched_cublas_tf32 is within the TF32 error bound", "[gemm][gpu]") {
+  FM_REQUIRE_GPU();
+  require_tf32_gemm_within_bound("gemm_batched_cublas_tf32", fm::kernels::gemm_batched_cublas_tf32, 0x1p-10);
 }
 #endif

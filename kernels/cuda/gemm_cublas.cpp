@@ -20,4 +20,14 @@ void gemm_batched_cublas(int batch, bool trans_a, bool trans_b, int M, int N, in
   count_library_call();  // kernels/runtime.h's counters
 }
 
+void gemm_batched_cublas_tf32(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                              const float* A, int lda, std::int64_t stride_a, const float* B, int ldb,
+                              std::int64_t stride_b, float beta, float* C, int ldc, std::int64_t stride_c) {
+  // The handle stays in plain FP32 math (kernels/cuda/runtime.cpp) for every other caller.
+  FM_CUBLAS_CHECK(cublasSetMathMode(cublas_handle(), CUBLAS_TF32_TENSOR_OP_MATH));
+  gemm_batched_cublas(batch, trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C,
+                      ldc, stride_c);
+  FM_CUBLAS_CHECK(cublasSetMathMode(cublas_handle(), CUBLAS_DEFAULT_MATH));
+}
+
 }  // namespace fm::kernels

@@ -139,6 +139,9 @@ void block_barrier();
 std::uint64_t warp_exchange(unsigned mask, std::uint64_t value, int source_lane);
 // This thread's lane (0..31) within its warp.
 int lane_id();
+// Stop the running kernel with a fault naming this thread and `what` (an illegal use that a GPU would
+// punish with undefined results or an error, e.g. a misaligned WMMA pointer); the launch then fails.
+[[noreturn]] void device_fault(const char* what);
 // Dynamic shared memory of the running block (poisoned with NaN bytes at every block start).
 void* dynamic_shared_memory();
 // A static __shared__ variable of the running kernel, poisoned at the start of each later block.

@@ -219,6 +219,8 @@ std::string check_configuration(const LaunchConfig& c, const void* kernel) {
 
 void block_barrier() { pause_current(ThreadState::AtBlockBarrier); }
 
+void device_fault(const char* what) { thread_fault(what); }
+
 int lane_id() { return block().current % kWarp; }
 
 std::uint64_t warp_exchange(unsigned mask, std::uint64_t value, int source_lane) {

@@ -1,0 +1,155 @@
+// kernels/cuda_emulator/mma.h — the warp matrix (WMMA) API of <mma.h> for the emulator build: the
+// part our tensor-core kernels use, TF32 inputs with FP32 accumulators in 16×16×8 tiles.
+//
+// On a GPU a fragment's elements are spread over the 32 lanes of a warp in an unspecified layout, and
+// load/store/mma are warp-collective: every lane must call them together, with the same pointer and
+// leading dimension. A program may rely only on what the API promises: whole-fragment loads, stores
+// and products, and element-wise updates of x[0..num_elements) that are the same for every element.
+// The emulator keeps that contract with the simplest layout there is: every lane holds the whole
+// tile (num_elements = all of it) and computes the whole product itself. Results are therefore what
+// the tile maths says, whatever layout the real hardware uses.
+//
+// What it checks, as a GPU would punish it (fault naming the thread, the launch fails):
+//   * all 32 lanes of the warp take part in each call (a warp-wide barrier, like a full-mask shuffle),
+//   * the pointer is 256-bit (32-byte) aligned and ldm is a multiple of 4 elements (the documented
+//     requirements for 32-bit element types; misuse gives wrong results on hardware, not an error).
+// Arithmetic: mma_sync reads only the TF32 part of each input (sign, exponent, 10 mantissa bits; the
+// low 13 bits are ignored, as the tensor cores ignore them), multiplies exactly (an 11-bit by 11-bit
+// product fits in FP32) and accumulates in FP32 in k order. __float_to_tf32 rounds to nearest, ties
+// away from zero (PTX cvt.rna.tf32.f32). The hardware's summation order inside a tile is unspecified,
+// so tests bound the error instead of comparing bits (tests/test_kernel_gemm.cpp says how).
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "cuda_runtime.h"
+
+namespace nvcuda {
+namespace wmma {
+
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+namespace precision {
+struct tf32 {};
+}  // namespace precision
+
+namespace detail {
+template <class Use, int M, int N, int K>
+struct TileShape;
+template <int M, int N, int K>
+struct TileShape<matrix_a, M, N, K> {
+  static constexpr int rows = M, cols = K;
+};
+template <int M, int N, int K>
+struct TileShape<matrix_b, M, N, K> {
+  static constexpr int rows = K, cols = N;
+};
+template <int M, int N, int K>
+struct TileShape<accumulator, M, N, K> {
+  static constexpr int rows = M, cols = N;
+};
+
+// Every lane must arrive: a warp-wide exchange with the full mask faults on a lane that is missing.
+inline void warp_collective() { fm_emu::warp_exchange(0xffffffffu, 0, 0); }
+
+inline void check_pointer_and_ldm(const void* pointer, unsigned ldm, const char* who) {
+  if (reinterpret_cast<std::uintptr_t>(pointer) % 32 != 0) fm_emu::device_fault(who);
+  if (ldm % 4 != 0) fm_emu::device_fault(who);
+}
+
+inline float tf32_bits_only(float value) {  // what the tensor cores read of an FP32 register
+  std::uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  bits &= 0xffffe000u;
+  std::memcpy(&value, &bits, 4);
+  return value;
+}
+}  // namespace detail
+
+// Only the 16×16×8 TF32 shape (the one the hardware offers for TF32) is defined.
+template <class Use, int M, int N, int K, class T, class Layout = void>
+struct fragment {
+  static_assert(M == 16 && N == 16 && K == 8, "the emulator has the m16n16k8 shape only");
+  using element_type = float;  // tf32 fragments hold floats; accumulators too
+  static constexpr int rows = detail::TileShape<Use, M, N, K>::rows;
+  static constexpr int cols = detail::TileShape<Use, M, N, K>::cols;
+  static constexpr int num_elements = rows * cols;
+  float x[num_elements];  // row-major rows × cols, the whole tile in every lane (see the header)
+};
+
+template <class Use, int M, int N, int K, class T, class Layout>
+inline void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, float value) {
+  detail::warp_collective();
+  for (float& e : f.x) e = value;
+}
+
+// matrix_a / matrix_b: the layout is part of the fragment's type.
+template <class Use, int M, int N, int K, class T, class Layout>
+inline void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const float* pointer, unsigned ldm) {
+  static_assert(std::is_same_v<Layout, row_major> || std::is_same_v<Layout, col_major>,
+                "operand fragments need a row_major or col_major layout");
+  detail::warp_collective();
+  detail::check_pointer_and_ldm(pointer, ldm, "load_matrix_sync: pointer not 32-byte aligned or ldm not a multiple of 4");
+  using F = fragment<Use, M, N, K, T, Layout>;
+  for (int r = 0; r < F::rows; ++r)
+    for (int c = 0; c < F::cols; ++c)
+      f.x[r * F::cols + c] = std::is_same_v<Layout, row_major> ? pointer[r * ldm + c] : pointer[c * ldm + r];
+}
+
+// accumulator: the memory layout is an argument.
+template <int M, int N, int K>
+inline void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* pointer, unsigned ldm,
+                             layout_t layout) {
+  detail::warp_collective();
+  detail::check_pointer_and_ldm(pointer, ldm, "load_matrix_sync: pointer not 32-byte aligned or ldm not a multiple of 4");
+  for (int r = 0; r < M; ++r)
+    for (int c = 0; c < N; ++c)
+      f.x[r * N + c] = layout == mem_row_major ? pointer[r * ldm + c] : pointer[c * ldm + r];
+}
+
+template <int M, int N, int K>
+inline void store_matrix_sync(float* pointer, const fragment<accumulator, M, N, K, float>& f, unsigned ldm,
+                              layout_t layout) {
+  detail::warp_collective();
+  detail::check_pointer_and_ldm(pointer, ldm, "store_matrix_sync: pointer not 32-byte aligned or ldm not a multiple of 4");
+  for (int r = 0; r < M; ++r)
+    for (int c = 0; c < N; ++c) (layout == mem_row_major ? pointer[r * ldm + c] : pointer[c * ldm + r]) = f.x[r * N + c];
+  detail::warp_collective();  // no lane reads the stored tile before every lane has written it
+}
+
+// d = a·b + c (d may be c).
+template <int M, int N, int K, class LayoutA, class LayoutB>
+inline void mma_sync(fragment<accumulator, M, N, K, float>& d,
+                     const fragment<matrix_a, M, N, K, precision::tf32, LayoutA>& a,
+                     const fragment<matrix_b, M, N, K, precision::tf32, LayoutB>& b,
+                     const fragment<accumulator, M, N, K, float>& c) {
+  detail::warp_collective();
+  float result[M * N];
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      float sum = c.x[i * N + j];
+      for (int k = 0; k < K; ++k)
+        sum += detail::tf32_bits_only(a.x[i * K + k]) * detail::tf32_bits_only(b.x[k * N + j]);
+      result[i * N + j] = sum;
+    }
+  std::memcpy(d.x, result, sizeof result);
+}
+
+// FP32 → TF32 (kept in a float): round to nearest, ties away from zero, at mantissa bit 13.
+inline float __float_to_tf32(float value) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  if ((bits & 0x7f800000u) != 0x7f800000u) {  // finite: round; inf and NaN pass through
+    bits += 0x1000u;
+    bits &= 0xffffe000u;
+  }
+  std::memcpy(&value, &bits, 4);
+  return value;
+}
+
+}  // namespace wmma
+}  // namespace nvcuda
