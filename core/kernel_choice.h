@@ -20,8 +20,9 @@ const char* kernel_impl_name(KernelImpl impl);
 // or TF32 tensor cores (inputs rounded to 10 mantissa bits, FP32 accumulation; about 2^-10 relative
 // error per product). With TF32, the "custom" kernels are ours (kernels/cuda/gemm_tf32.cu) and
 // "library" is cuBLAS with TF32 math. Set by FM_PRECISION=fp32|tf32 (read on first use) or
-// set_precision. So far only matmul (Linear, the attention projections) honours it; convolutions and
-// attention still compute in FP32 (issue 14). CPU runs ignore it.
+// set_precision. Matmul (Linear, the attention projections) and our convolutions (forward, input and
+// weight gradients) honour it; cuDNN convolutions and attention still compute in FP32 (issue 14).
+// CPU runs ignore it.
 enum class Precision { FP32, TF32 };
 
 Precision precision();

@@ -131,6 +131,21 @@ void conv_transpose2d_backward_input_cuda(const float* dy, const float* weight, 
 void conv_transpose2d_backward_weight_cuda(const float* x, const float* dy, float* dweight,
                                            float* dbias, const ConvTranspose2dParams& p);
 
+// ---- CUDA v2 on the TF32 tensor cores: the same implicit GEMM with its multiply done by WMMA
+// m16n16k8 fragments (inputs rounded to TF32, FP32 accumulation; docs/ops/tensor_cores.md). sm_80+.
+// The one- and two-column layers still take the direct FP32 kernels.
+void conv2d_forward_cuda_tf32(const float* x, const float* weight, const float* bias, float* y,
+                              const Conv2dParams& p);
+void conv2d_backward_input_cuda_tf32(const float* dy, const float* weight, float* dx, const Conv2dParams& p);
+void conv2d_backward_weight_cuda_tf32(const float* x, const float* dy, float* dweight, float* dbias,
+                                      const Conv2dParams& p);
+void conv_transpose2d_forward_cuda_tf32(const float* x, const float* weight, const float* bias, float* y,
+                                        const ConvTranspose2dParams& p);
+void conv_transpose2d_backward_input_cuda_tf32(const float* dy, const float* weight, float* dx,
+                                               const ConvTranspose2dParams& p);
+void conv_transpose2d_backward_weight_cuda_tf32(const float* x, const float* dy, float* dweight, float* dbias,
+                                                const ConvTranspose2dParams& p);
+
 // ---- cuDNN baseline, FP32 math without TF32 (kernels/cuda/conv2d_cudnn.cpp) ---------------------
 void conv2d_forward_cudnn(const float* x, const float* weight, const float* bias, float* y,
                           const Conv2dParams& p);

@@ -9,6 +9,8 @@
 #pragma once
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -140,6 +142,66 @@ int check_implementations(const char* op, const std::vector<ConvCase<Params>>& t
       require_outputs_match(out, problem, kind);
       ++checked;
     }
+  }
+  return checked;
+}
+
+// A TF32 implementation (device pointers) against the float64 reference on every test case of the
+// table, element by element within the derived TF32 bound (tests/test_kernel_gemm.cpp derives it for a
+// GEMM; a convolution pass is one): with u = 2^-11 (inputs rounded to nearest TF32), v = 2^-23 (FP32
+// accumulation, truncation as the worst case) and γ = (K + 258)·v / (1 − (K + 258)·v) for a reduction
+// of K products split into at most 256 slices added afterwards (+ 2 for the bias or split sums):
+//   |out − exact| ≤ ((2u + u²) + (1 + u)²·γ)·m + 2v·(m + 1),
+// where m is the same pass on |x|, |w|, |dy| (Σ|products|) and the 1 covers a bias with |b| ≤ 1.
+// K is taken as the largest of the passes' reductions (a bound for each). The bias gradient is
+// an FP32 channel sum in both paths: the table's tolerance. Returns the number of cases checked.
+template <typename Params>
+int check_tf32_within_bound(const char* op, const std::vector<ConvCase<Params>>& table,
+                            const ConvImplementation<Params>& impl, const ConvReference<Params>& reference,
+                            std::uint64_t seed) {
+  int checked = 0;
+  for (const ConvCase<Params>& c : table) {
+    if (!(c.uses & cases::kTest)) continue;
+    const Params& p = c.params;
+    const ConvProblem<Params> problem = make_problem(p, reference, seed);
+    INFO(impl.name << ": " << op << " " << cases::conv::shape_name(p) << " (" << c.where << ")");
+    const ConvOutputs out = run_on_device(impl, problem);
+    // Σ|products| of each pass: the reference on absolute values.
+    auto absolute = [](std::vector<float> v) {
+      std::vector<double> a(v.size());
+      for (std::size_t i = 0; i < v.size(); ++i) a[i] = std::abs(double(v[i]));
+      return a;
+    };
+    const std::vector<double> ax = absolute(problem.x), aw = absolute(problem.w), ady = absolute(problem.dy);
+    std::vector<double> my = nan_doubles(output_count(p)), mdx = nan_doubles(input_count(p)),
+                        mdw = nan_doubles(weight_count(p)), mdb = nan_doubles(bias_count(p));
+    reference.forward(ax.data(), aw.data(), nullptr, my.data(), p);
+    reference.backward_input(ady.data(), aw.data(), mdx.data(), p);
+    reference.backward_weight(ax.data(), ady.data(), mdw.data(), mdb.data(), p);
+    // Reductions: channels × taps (forward, input gradient) or batch × pixels (weight gradient; the
+    // output's pixels for conv2d, the input's for conv_transpose2d).
+    const double taps = double(p.kernel_h) * p.kernel_w;
+    const double reduction = std::max({p.in_channels * taps, p.out_channels * taps,
+                                       double(p.batch) * p.out_height() * p.out_width(),
+                                       double(p.batch) * p.in_height * p.in_width});
+    const double u = 0x1p-11, v = 0x1p-23, gamma = (reduction + 258) * v / (1 - (reduction + 258) * v);
+    const double scale = (2 * u + u * u) + (1 + u) * (1 + u) * gamma;
+    auto require_within = [&](const char* what, const std::vector<float>& got, const std::vector<double>& want,
+                              const std::vector<double>& magnitude) {
+      REQUIRE(got.size() == want.size());
+      for (std::size_t i = 0; i < got.size(); ++i) {
+        const double bound = scale * magnitude[i] + 2 * v * (magnitude[i] + 1);
+        if (!(std::abs(double(got[i]) - want[i]) <= bound))
+          FAIL(what << ": element " << i << " = " << got[i] << ", exact " << want[i] << ", allowed error " << bound);
+      }
+    };
+    require_within("forward", out.y, problem.y, my);
+    require_within("forward without bias", out.y_no_bias, problem.y_no_bias, my);
+    require_within("backward input", out.dx, problem.dx, mdx);
+    require_within("backward weight: dW", out.dw, problem.dw, mdw);
+    require_within("backward weight without dbias", out.dw_no_dbias, problem.dw, mdw);
+    require_matches_reference("backward weight: db", out.db, problem.db, cases::conv::backward_bias_tolerance(p));
+    ++checked;
   }
   return checked;
 }

@@ -89,7 +89,8 @@ TEST_CASE("cuda: matmul through cuBLAS matches the CPU loops", "[cuda][gpu]") {
                          {{2, 31, 9}, {2, 31, 13}}, 15, 1e-4, 1e-4);
 }
 
-TEST_CASE("cuda: matmul under precision tf32 runs on the TF32 kernel, within its error bound", "[cuda][gpu]") {
+TEST_CASE("cuda: matmul and conv2d under precision tf32 run on the TF32 kernels, within their error bound",
+          "[cuda][gpu]") {
   FM_REQUIRE_GPU();
   struct RestorePrecision {
     Precision saved = precision();
@@ -119,6 +120,23 @@ TEST_CASE("cuda: matmul under precision tf32 runs on the TF32 kernel, within its
       differs_from_fp32 = differs_from_fp32 || tf32[i] != fp32[i];
     }
     REQUIRE(differs_from_fp32);  // the TF32 kernel ran, not the FP32 one
+  }
+  // A convolution (our implicit GEMM, forward) the same way: K = 8 channels × 9 taps.
+  {
+    Tensor x = rand_uniform({2, 8, 9, 9}, gen, -1.0, 1.0), w = rand_uniform({16, 8, 3, 3}, gen, -1.0, 1.0);
+    const std::vector<float> want = conv2d(x, w, Tensor(), 1, 1).to_float_vector();
+    set_precision(Precision::FP32);
+    const std::vector<float> fp32 = conv2d(x.to(Device::CUDA), w.to(Device::CUDA), Tensor(), 1, 1).to_float_vector();
+    set_precision(Precision::TF32);
+    const std::vector<float> tf32 = conv2d(x.to(Device::CUDA), w.to(Device::CUDA), Tensor(), 1, 1).to_float_vector();
+    const double K = 72;
+    const double bound = (0x1p-10 + 0x1p-20 + (K + 258) * 0x1p-23) * K + K * K * 0x1p-24;
+    bool differs_from_fp32 = false;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      REQUIRE(std::abs(double(tf32[i]) - double(want[i])) <= bound);
+      differs_from_fp32 = differs_from_fp32 || tf32[i] != fp32[i];
+    }
+    REQUIRE(differs_from_fp32);
   }
   REQUIRE_THROWS_AS(parse_precision("bf17"), ConfigError);
 }

@@ -46,7 +46,16 @@
 //   keeping the FMA pipes fed (register blocking, few address instructions per FMA), not bandwidth.
 //   The 4×4 stride-2 downsample 64→64, 28→14: M = 50 176, K = 1024: 6.6 GFLOP, same bound.
 //
+// TF32 (the *_cuda_tf32 entry points, docs/ops/tensor_cores.md): the same loaders, shared-memory
+// tiles and epilogues; only the multiply changes. Each warp owns a 32-row slice of the block tile and
+// multiplies it on the tensor cores with WMMA m16n16k8 fragments loaded from the shared tiles (A is
+// stored k-major there, i.e. column-major for WMMA), rounded to TF32 as they are loaded. At the end
+// the fragments are moved, 16 rows at a time through the (then idle) A tile, into the per-thread
+// TM×TN layout the epilogues expect. Not yet run on a GPU: checked on the CUDA emulator only.
+//
 // Everything runs on fm::kernels::cuda_stream(). Flat offsets are 32-bit (checked on the host).
+#include <mma.h>
+
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -195,6 +204,89 @@ __device__ __forceinline__ int tile_col(int j, int tx) {
   return (j / 4) * Cfg::kColRunStride + tx * 4 + (j % 4);
 }
 
+// ---- TF32 tensor cores (WMMA) --------------------------------------------------------------------
+// The block's warps split the tile 4 × (warps / 4): a warp owns 32 rows (BM = 128) and BN / (warps / 4)
+// columns, as 2 × kFragsN accumulator fragments of 16×16.
+template <class Cfg>
+struct WarpTiling {
+  static constexpr int kWarps = Cfg::kThreads / 32;
+  static constexpr int kWarpsM = 4, kWarpsN = kWarps / kWarpsM;
+  static constexpr int kRows = Cfg::BM / kWarpsM, kCols = Cfg::BN / kWarpsN;
+  static constexpr int kFragsM = kRows / 16, kFragsN = kCols / 16;
+  static_assert(kWarps % kWarpsM == 0 && Cfg::BM % (16 * kWarpsM) == 0 && Cfg::BN % (16 * kWarpsN) == 0,
+                "the warp tiling must cover the block tile with 16×16 fragments");
+  static_assert(Cfg::BK % 8 == 0, "WMMA TF32 steps are 8 deep");
+  static_assert(Cfg::kLdA % 4 == 0 && Cfg::kLdB % 4 == 0 && (8 * Cfg::kLdA) % 8 == 0,
+                "WMMA needs leading dimensions that are multiples of 4 floats");
+};
+
+template <class Cfg>
+using TensorAccumulators =
+    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 8, float>[WarpTiling<Cfg>::kFragsM]
+                                                                       [WarpTiling<Cfg>::kFragsN];
+
+// acc += A_tile · B_tile for one BK-deep step on the tensor cores. A is stored k-major (a_tile[k][m]),
+// which is a column-major M×K matrix with leading dimension kLdA; B is a row-major K×N one.
+template <class Cfg>
+__device__ __forceinline__ void multiply_tile_tf32(const float (*a_tile)[Cfg::kLdA],
+                                                   const float (*b_tile)[Cfg::kLdB],
+                                                   TensorAccumulators<Cfg>& acc, int warp_row, int warp_col) {
+  using namespace nvcuda;
+  using W = WarpTiling<Cfg>;
+#pragma unroll
+  for (int kk = 0; kk < Cfg::BK; kk += 8) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> a_frag[W::kFragsM];
+    wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> b_frag[W::kFragsN];
+#pragma unroll
+    for (int i = 0; i < W::kFragsM; ++i) {
+      wmma::load_matrix_sync(a_frag[i], &a_tile[kk][warp_row + 16 * i], Cfg::kLdA);
+#pragma unroll
+      for (int e = 0; e < a_frag[i].num_elements; ++e) a_frag[i].x[e] = wmma::__float_to_tf32(a_frag[i].x[e]);
+    }
+#pragma unroll
+    for (int j = 0; j < W::kFragsN; ++j) {
+      wmma::load_matrix_sync(b_frag[j], &b_tile[kk][warp_col + 16 * j], Cfg::kLdB);
+#pragma unroll
+      for (int e = 0; e < b_frag[j].num_elements; ++e) b_frag[j].x[e] = wmma::__float_to_tf32(b_frag[j].x[e]);
+    }
+#pragma unroll
+    for (int i = 0; i < W::kFragsM; ++i)
+#pragma unroll
+      for (int j = 0; j < W::kFragsN; ++j) wmma::mma_sync(acc[i][j], a_frag[i], b_frag[j], acc[i][j]);
+  }
+}
+
+// The fragments' values into the per-thread layout of the FP32 path (tile_row / tile_col), 16 rows
+// of the block tile at a time through `scratch` (≥ 16 × (BN + 4) floats, 32-byte aligned, free: the
+// main loop has ended with a barrier). Every thread of the block calls it.
+template <class Cfg>
+__device__ __forceinline__ void tensor_accumulators_to_thread_tile(const TensorAccumulators<Cfg>& frags,
+                                                                   float* scratch, int warp_row, int warp_col,
+                                                                   float (&acc)[Cfg::TM][Cfg::TN], int ty,
+                                                                   int tx) {
+  using namespace nvcuda;
+  using W = WarpTiling<Cfg>;
+  constexpr int kLd = Cfg::BN + 4;
+#pragma unroll 1
+  for (int band = 0; band < Cfg::BM / 16; ++band) {
+    const int i = band - warp_row / 16;  // this warp's fragment row holding the band, if any
+    if (i >= 0 && i < W::kFragsM) {      // uniform across the warp
+#pragma unroll
+      for (int j = 0; j < W::kFragsN; ++j)
+        wmma::store_matrix_sync(scratch + warp_col + 16 * j, frags[i][j], kLd, wmma::mem_row_major);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int r = 0; r < Cfg::TM; ++r) {
+      const int row = tile_row<Cfg>(r, ty);
+      if (row / 16 != band) continue;
+#pragma unroll
+      for (int c = 0; c < Cfg::TN; ++c) acc[r][c] = scratch[(row % 16) * kLd + tile_col<Cfg>(c, tx)];
+    }
+    __syncthreads();  // the next band overwrites the scratch rows
+  }
+}
+
 // The epilogue's output layout. A thread's TM rows come in runs of 4 consecutive GEMM rows (see
 // TileConfig), and in the forward (and the stride-1 dgrad) consecutive rows are consecutive pixels
 // of one channel plane. When a plane's pixel count is a multiple of 4, a run never straddles two
@@ -226,11 +318,19 @@ __device__ __forceinline__ void store_row_run(float* plane_start, int pixels, in
 //
 // The kernel parameter is __grid_constant__ so the loaders can hold a reference to it without the
 // compiler copying the whole struct into local memory.
-template <class Cfg, class Pass>
+// kTf32: the multiply runs on the tensor cores (see the file's header); everything else is shared.
+template <class Cfg, class Pass, bool kTf32>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocksPerSm)
     implicit_gemm_kernel(const __grid_constant__ typename Pass::Params params) {
-  __shared__ __align__(16) float a_tile[2][Cfg::BK][Cfg::kLdA];
-  __shared__ __align__(16) float b_tile[2][Cfg::BK][Cfg::kLdB];
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  if constexpr (kTf32) {
+    __trap();  // TF32 tensor cores start with sm_80
+    return;
+  }
+#endif
+  // 32-byte alignment: WMMA fragment pointers must be 256-bit aligned (float4 needs 16).
+  __shared__ __align__(32) float a_tile[2][Cfg::BK][Cfg::kLdA];
+  __shared__ __align__(32) float b_tile[2][Cfg::BK][Cfg::kLdB];
   __shared__ typename Pass::template Shared<Cfg> shared;
 
   const BlockProblem slice = Pass::block_problem(params, int(blockIdx.z));
@@ -243,10 +343,21 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocksPerSm)
   __syncthreads();  // the loader may have built tables in `shared`
 
   float acc[Cfg::TM][Cfg::TN];
+  TensorAccumulators<Cfg> tensor_acc;  // the TF32 path's accumulators (unused, and removed, in FP32)
+  const int warp = tid / 32;
+  const int warp_row = (warp % WarpTiling<Cfg>::kWarpsM) * WarpTiling<Cfg>::kRows;
+  const int warp_col = (warp / WarpTiling<Cfg>::kWarpsM) * WarpTiling<Cfg>::kCols;
+  if constexpr (kTf32) {
 #pragma unroll
-  for (int i = 0; i < Cfg::TM; ++i)
+    for (int i = 0; i < WarpTiling<Cfg>::kFragsM; ++i)
 #pragma unroll
-    for (int j = 0; j < Cfg::TN; ++j) acc[i][j] = 0.f;
+      for (int j = 0; j < WarpTiling<Cfg>::kFragsN; ++j) nvcuda::wmma::fill_fragment(tensor_acc[i][j], 0.f);
+  } else {
+#pragma unroll
+    for (int i = 0; i < Cfg::TM; ++i)
+#pragma unroll
+      for (int j = 0; j < Cfg::TN; ++j) acc[i][j] = 0.f;
+  }
 
   const int k_steps = (slice.k_end - slice.k_begin + Cfg::BK - 1) / Cfg::BK;
   if (k_steps > 0) {
@@ -259,12 +370,19 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocksPerSm)
       const bool has_next = step + 1 < k_steps;
       // Issue the next step's global loads first; they complete while this step multiplies.
       if (has_next) loader.load(slice.k_begin + (step + 1) * Cfg::BK, slice.k_end, a_regs, b_regs);
-      multiply_tile<Cfg>(a_tile[current], b_tile[current], acc, ty, tx);
+      if constexpr (kTf32)
+        multiply_tile_tf32<Cfg>(a_tile[current], b_tile[current], tensor_acc, warp_row, warp_col);
+      else
+        multiply_tile<Cfg>(a_tile[current], b_tile[current], acc, ty, tx);
       // The other buffer was last read in the previous step, which every thread finished before the
       // __syncthreads that ended it: safe to overwrite.
       if (has_next) loader.store(a_tile[current ^ 1], b_tile[current ^ 1], a_regs, b_regs);
       __syncthreads();
     }
+  }
+  if constexpr (kTf32) {
+    static_assert(sizeof(a_tile) >= 16 * (Cfg::BN + 4) * sizeof(float), "the A tile holds 16 output rows");
+    tensor_accumulators_to_thread_tile<Cfg>(tensor_acc, &a_tile[0][0][0], warp_row, warp_col, acc, ty, tx);
   }
   Pass::template store_results<Cfg>(params, slice, int(blockIdx.z), m0, n0, ty, tx, acc);
 }
@@ -776,10 +894,13 @@ ConvGeometry geometry_of(const Conv2dParams& p, const char* op) {
 }
 
 template <class Cfg, class Pass>
-void launch(const typename Pass::Params& params, std::int64_t max_rows, int cols, int slices) {
+void launch(const typename Pass::Params& params, std::int64_t max_rows, int cols, int slices, bool tf32) {
   const dim3 grid(unsigned(ceil_div(max_rows, Cfg::BM)), unsigned(ceil_div(cols, Cfg::BN)),
                   unsigned(slices));
-  implicit_gemm_kernel<Cfg, Pass><<<grid, Cfg::kThreads, 0, cuda_stream()>>>(params);
+  if (tf32)
+    implicit_gemm_kernel<Cfg, Pass, true><<<grid, Cfg::kThreads, 0, cuda_stream()>>>(params);
+  else
+    implicit_gemm_kernel<Cfg, Pass, false><<<grid, Cfg::kThreads, 0, cuda_stream()>>>(params);
   FM_CUDA_CHECK_LAUNCH();
 }
 
@@ -804,11 +925,11 @@ int resident_blocks_per_sm(Tile tile) {
 
 template <class Pass>
 void launch_tile(Tile tile, const typename Pass::Params& params, std::int64_t max_rows, int cols,
-                 int slices) {
+                 int slices, bool tf32) {
   switch (tile) {
-    case Tile::Wide: return launch<WideTile, Pass>(params, max_rows, cols, slices);
-    case Tile::Medium: return launch<MediumTile, Pass>(params, max_rows, cols, slices);
-    case Tile::Narrow: return launch<NarrowTile, Pass>(params, max_rows, cols, slices);
+    case Tile::Wide: return launch<WideTile, Pass>(params, max_rows, cols, slices, tf32);
+    case Tile::Medium: return launch<MediumTile, Pass>(params, max_rows, cols, slices, tf32);
+    case Tile::Narrow: return launch<NarrowTile, Pass>(params, max_rows, cols, slices, tf32);
   }
 }
 
@@ -874,7 +995,7 @@ OutputSplit make_output_split(int k_splits, std::int64_t size) {
 }
 
 void run_forward(const float* x, const float* weight, const float* bias, float* y,
-                 const ConvGeometry& g) {
+                 const ConvGeometry& g, bool tf32) {
   const std::int64_t rows = std::int64_t(g.batch) * g.out_height * g.out_width;
   if (rows == 0) return;
   const int K = g.in_channels * g.kernel_h * g.kernel_w;
@@ -884,12 +1005,12 @@ void run_forward(const float* x, const float* weight, const float* bias, float* 
   const OutputSplit split = make_output_split(
       output_k_splits(output_tiles(row_tiles, g.out_channels, tile), tile, K), size);
   launch_tile<ForwardPass>(tile, {g, x, weight, bias, y, split}, rows, g.out_channels,
-                           split.k_splits);
+                           split.k_splits, tf32);
   finish_output_split(split, bias, y, size, g.out_channels, g.out_height * g.out_width);
 }
 
 void run_dgrad(const float* dy, const float* weight, const float* bias, float* dx,
-               const ConvGeometry& g) {
+               const ConvGeometry& g, bool tf32) {
   // Largest parity class: ceil(H / stride) × ceil(W / stride) pixels per image.
   const std::int64_t max_rows = std::int64_t(g.batch) *
                                 ((g.in_height + g.stride_h - 1) / g.stride_h) *
@@ -908,7 +1029,7 @@ void run_dgrad(const float* dy, const float* weight, const float* bias, float* d
   const std::int64_t size = std::int64_t(g.batch) * g.in_channels * g.in_height * g.in_width;
   const OutputSplit split = make_output_split(k_splits, size);
   launch_tile<DgradPass>(tile, {g, dy, weight, bias, dx, split}, max_rows, g.in_channels,
-                         classes * k_splits);
+                         classes * k_splits, tf32);
   finish_output_split(split, bias, dx, size, g.in_channels, g.in_height * g.in_width);
 }
 
@@ -928,7 +1049,7 @@ void run_channel_sum(const float* a, float* sums, int batch, int channels, int p
   cuda_free(partial);  // safe without a sync: later users of the block run after us on the stream
 }
 
-void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeometry& g) {
+void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeometry& g, bool tf32) {
   const int M = g.in_channels * g.kernel_h * g.kernel_w, N = g.out_channels;
   const int K = g.batch * g.out_height * g.out_width;
   if (K == 0) {  // empty batch: the gradient is zero
@@ -954,12 +1075,12 @@ void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeomet
   const int k_per_split = steps_per_split * kStep;
 
   if (splits == 1) {
-    launch_tile<WgradPass>(tile, {g, x, dy, dweight, k_per_split}, M, N, 1);
+    launch_tile<WgradPass>(tile, {g, x, dy, dweight, k_per_split}, M, N, 1, tf32);
     return;
   }
   const std::size_t size = std::size_t(M) * N;
   float* partial = static_cast<float*>(cuda_malloc(size * splits * sizeof(float)));
-  launch_tile<WgradPass>(tile, {g, x, dy, partial, k_per_split}, M, N, splits);
+  launch_tile<WgradPass>(tile, {g, x, dy, partial, k_per_split}, M, N, splits, tf32);
   sum_splits_kernel<<<unsigned(ceil_div(std::int64_t(size), 256)), 256, 0, cuda_stream()>>>(
       partial, nullptr, dweight, splits, int(size), 1, 1);
   FM_CUDA_CHECK_LAUNCH();
@@ -977,52 +1098,102 @@ void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeomet
 constexpr int kDirectMaxColumns = 2;
 
 // ---- conv2d -------------------------------------------------------------------------------------
+// Each pass in FP32 (*_cuda) and on the TF32 tensor cores (*_cuda_tf32). The one- and two-column
+// layers go to the direct FP32 kernels either way: too little work to be worth a tensor-core tile.
 
-void conv2d_forward_cuda(const float* x, const float* weight, const float* bias, float* y,
-                         const Conv2dParams& p) {
+namespace {
+
+void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, const Conv2dParams& p,
+                    bool tf32) {
   const ConvGeometry g = geometry_of(p, "conv2d_forward_cuda");
   if (g.out_channels <= kDirectMaxColumns) return conv2d_forward_cuda_naive(x, weight, bias, y, p);
-  run_forward(x, weight, bias, y, g);
+  run_forward(x, weight, bias, y, g, tf32);
 }
 
-void conv2d_backward_input_cuda(const float* dy, const float* weight, float* dx,
-                                const Conv2dParams& p) {
+void conv2d_backward_input(const float* dy, const float* weight, float* dx, const Conv2dParams& p, bool tf32) {
   const ConvGeometry g = geometry_of(p, "conv2d_backward_input_cuda");
   if (g.in_channels <= kDirectMaxColumns) return conv2d_backward_input_cuda_naive(dy, weight, dx, p);
-  run_dgrad(dy, weight, nullptr, dx, g);
+  run_dgrad(dy, weight, nullptr, dx, g, tf32);
 }
 
-void conv2d_backward_weight_cuda(const float* x, const float* dy, float* dweight, float* dbias,
-                                 const Conv2dParams& p) {
+void conv2d_backward_weight(const float* x, const float* dy, float* dweight, float* dbias, const Conv2dParams& p,
+                            bool tf32) {
   const ConvGeometry g = geometry_of(p, "conv2d_backward_weight_cuda");
-  run_wgrad(x, dy, dweight, g);
+  run_wgrad(x, dy, dweight, g, tf32);
   if (dbias) run_channel_sum(dy, dbias, g.batch, g.out_channels, g.out_height * g.out_width);
 }
 
-// ---- conv_transpose2d: the conv2d passes with roles swapped -------------------------------------
-
-void conv_transpose2d_forward_cuda(const float* x, const float* weight, const float* bias, float* y,
-                                   const ConvTranspose2dParams& p) {
+// conv_transpose2d: the conv2d passes with roles swapped.
+void conv_transpose2d_forward(const float* x, const float* weight, const float* bias, float* y,
+                              const ConvTranspose2dParams& p, bool tf32) {
   // Forward = dgrad of the equivalent conv2d; the bias lands on its input channels (our C_out).
   const ConvGeometry g = geometry_of(p.as_conv2d(), "conv_transpose2d_forward_cuda");
   if (g.in_channels <= kDirectMaxColumns) return conv_transpose2d_forward_cuda_naive(x, weight, bias, y, p);
-  run_dgrad(x, weight, bias, y, g);
+  run_dgrad(x, weight, bias, y, g, tf32);
 }
 
-void conv_transpose2d_backward_input_cuda(const float* dy, const float* weight, float* dx,
-                                          const ConvTranspose2dParams& p) {
+void conv_transpose2d_backward_input(const float* dy, const float* weight, float* dx,
+                                     const ConvTranspose2dParams& p, bool tf32) {
   const ConvGeometry g = geometry_of(p.as_conv2d(), "conv_transpose2d_backward_input_cuda");
-  if (g.out_channels <= kDirectMaxColumns)
-    return conv_transpose2d_backward_input_cuda_naive(dy, weight, dx, p);
-  run_forward(dy, weight, nullptr, dx, g);
+  if (g.out_channels <= kDirectMaxColumns) return conv_transpose2d_backward_input_cuda_naive(dy, weight, dx, p);
+  run_forward(dy, weight, nullptr, dx, g, tf32);
 }
 
-void conv_transpose2d_backward_weight_cuda(const float* x, const float* dy, float* dweight,
-                                           float* dbias, const ConvTranspose2dParams& p) {
+void conv_transpose2d_backward_weight(const float* x, const float* dy, float* dweight, float* dbias,
+                                      const ConvTranspose2dParams& p, bool tf32) {
   // The equivalent conv2d reads dy as its input and x as its output gradient.
   const ConvGeometry g = geometry_of(p.as_conv2d(), "conv_transpose2d_backward_weight_cuda");
-  run_wgrad(dy, x, dweight, g);
+  run_wgrad(dy, x, dweight, g, tf32);
   if (dbias) run_channel_sum(dy, dbias, p.batch, p.out_channels, p.out_height() * p.out_width());
+}
+
+}  // namespace
+
+void conv2d_forward_cuda(const float* x, const float* weight, const float* bias, float* y, const Conv2dParams& p) {
+  conv2d_forward(x, weight, bias, y, p, false);
+}
+void conv2d_backward_input_cuda(const float* dy, const float* weight, float* dx, const Conv2dParams& p) {
+  conv2d_backward_input(dy, weight, dx, p, false);
+}
+void conv2d_backward_weight_cuda(const float* x, const float* dy, float* dweight, float* dbias,
+                                 const Conv2dParams& p) {
+  conv2d_backward_weight(x, dy, dweight, dbias, p, false);
+}
+void conv_transpose2d_forward_cuda(const float* x, const float* weight, const float* bias, float* y,
+                                   const ConvTranspose2dParams& p) {
+  conv_transpose2d_forward(x, weight, bias, y, p, false);
+}
+void conv_transpose2d_backward_input_cuda(const float* dy, const float* weight, float* dx,
+                                          const ConvTranspose2dParams& p) {
+  conv_transpose2d_backward_input(dy, weight, dx, p, false);
+}
+void conv_transpose2d_backward_weight_cuda(const float* x, const float* dy, float* dweight, float* dbias,
+                                           const ConvTranspose2dParams& p) {
+  conv_transpose2d_backward_weight(x, dy, dweight, dbias, p, false);
+}
+
+void conv2d_forward_cuda_tf32(const float* x, const float* weight, const float* bias, float* y,
+                              const Conv2dParams& p) {
+  conv2d_forward(x, weight, bias, y, p, true);
+}
+void conv2d_backward_input_cuda_tf32(const float* dy, const float* weight, float* dx, const Conv2dParams& p) {
+  conv2d_backward_input(dy, weight, dx, p, true);
+}
+void conv2d_backward_weight_cuda_tf32(const float* x, const float* dy, float* dweight, float* dbias,
+                                      const Conv2dParams& p) {
+  conv2d_backward_weight(x, dy, dweight, dbias, p, true);
+}
+void conv_transpose2d_forward_cuda_tf32(const float* x, const float* weight, const float* bias, float* y,
+                                        const ConvTranspose2dParams& p) {
+  conv_transpose2d_forward(x, weight, bias, y, p, true);
+}
+void conv_transpose2d_backward_input_cuda_tf32(const float* dy, const float* weight, float* dx,
+                                               const ConvTranspose2dParams& p) {
+  conv_transpose2d_backward_input(dy, weight, dx, p, true);
+}
+void conv_transpose2d_backward_weight_cuda_tf32(const float* x, const float* dy, float* dweight, float* dbias,
+                                                const ConvTranspose2dParams& p) {
+  conv_transpose2d_backward_weight(x, dy, dweight, dbias, p, true);
 }
 
 }  // namespace fm::kernels

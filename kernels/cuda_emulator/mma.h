@@ -6,11 +6,12 @@
 // leading dimension. A program may rely only on what the API promises: whole-fragment loads, stores
 // and products, and element-wise updates of x[0..num_elements) that are the same for every element.
 // The emulator keeps that contract with the simplest layout there is: every lane holds the whole
-// tile (num_elements = all of it) and computes the whole product itself. Results are therefore what
-// the tile maths says, whatever layout the real hardware uses.
+// tile (num_elements = all of it); lane 0 computes each product and the others copy it. Results are
+// therefore what the tile maths says, whatever layout the real hardware uses.
 //
 // What it checks, as a GPU would punish it (fault naming the thread, the launch fails):
 //   * all 32 lanes of the warp take part in each call (a warp-wide barrier, like a full-mask shuffle),
+//   * every lane passes the same pointer and ldm to a load or store,
 //   * the pointer is 256-bit (32-byte) aligned and ldm is a multiple of 4 elements (the documented
 //     requirements for 32-bit element types; misuse gives wrong results on hardware, not an error).
 // Arithmetic: mma_sync reads only the TF32 part of each input (sign, exponent, 10 mantissa bits; the
@@ -56,9 +57,29 @@ struct TileShape<accumulator, M, N, K> {
 // Every lane must arrive: a warp-wide exchange with the full mask faults on a lane that is missing.
 inline void warp_collective() { fm_emu::warp_exchange(0xffffffffu, 0, 0); }
 
+// The start of every load and store: one warp-wide exchange (so every lane must arrive) that also
+// compares this lane's pointer and ldm with lane 0's (they must be the same in every lane: the API's
+// rule; the hardware would mix tiles). One exchange, not three: each is 64 fiber switches.
 inline void check_pointer_and_ldm(const void* pointer, unsigned ldm, const char* who) {
   if (reinterpret_cast<std::uintptr_t>(pointer) % 32 != 0) fm_emu::device_fault(who);
   if (ldm % 4 != 0) fm_emu::device_fault(who);
+  // User-space x86-64 pointers fit in 47 bits: ldm goes above them, so equal keys mean equal pairs.
+  const std::uint64_t key = std::uint64_t(reinterpret_cast<std::uintptr_t>(pointer)) ^ (std::uint64_t(ldm & 0xffffu) << 48);
+  if (fm_emu::shuffle_from(0xffffffffu, key, 0) != key)
+    fm_emu::device_fault("a WMMA load/store with a different pointer or ldm than lane 0's");
+}
+
+// Lane 0's product of each mma_sync, per warp of the running block, double-buffered: lane 0 can be
+// at most one mma_sync ahead of the slowest lane (each exchange waits for all), so the buffer it
+// writes next is never one a lane still copies from. Blocks run one at a time, so per-block-warp
+// storage is enough.
+inline float* mma_result_buffer(int warp, unsigned parity) {
+  static float buffers[32][2][16 * 16];
+  return buffers[warp % 32][parity & 1u];
+}
+inline unsigned& mma_call_count(int warp) {
+  static unsigned counts[32];
+  return counts[warp % 32];
 }
 
 inline float tf32_bits_only(float value) {  // what the tensor cores read of an FP32 register
@@ -92,7 +113,6 @@ template <class Use, int M, int N, int K, class T, class Layout>
 inline void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const float* pointer, unsigned ldm) {
   static_assert(std::is_same_v<Layout, row_major> || std::is_same_v<Layout, col_major>,
                 "operand fragments need a row_major or col_major layout");
-  detail::warp_collective();
   detail::check_pointer_and_ldm(pointer, ldm, "load_matrix_sync: pointer not 32-byte aligned or ldm not a multiple of 4");
   using F = fragment<Use, M, N, K, T, Layout>;
   for (int r = 0; r < F::rows; ++r)
@@ -104,7 +124,6 @@ inline void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const float* 
 template <int M, int N, int K>
 inline void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* pointer, unsigned ldm,
                              layout_t layout) {
-  detail::warp_collective();
   detail::check_pointer_and_ldm(pointer, ldm, "load_matrix_sync: pointer not 32-byte aligned or ldm not a multiple of 4");
   for (int r = 0; r < M; ++r)
     for (int c = 0; c < N; ++c)
@@ -114,7 +133,6 @@ inline void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const flo
 template <int M, int N, int K>
 inline void store_matrix_sync(float* pointer, const fragment<accumulator, M, N, K, float>& f, unsigned ldm,
                               layout_t layout) {
-  detail::warp_collective();
   detail::check_pointer_and_ldm(pointer, ldm, "store_matrix_sync: pointer not 32-byte aligned or ldm not a multiple of 4");
   for (int r = 0; r < M; ++r)
     for (int c = 0; c < N; ++c) (layout == mem_row_major ? pointer[r * ldm + c] : pointer[c * ldm + r]) = f.x[r * N + c];
@@ -127,16 +145,23 @@ inline void mma_sync(fragment<accumulator, M, N, K, float>& d,
                      const fragment<matrix_a, M, N, K, precision::tf32, LayoutA>& a,
                      const fragment<matrix_b, M, N, K, precision::tf32, LayoutB>& b,
                      const fragment<accumulator, M, N, K, float>& c) {
-  detail::warp_collective();
-  float result[M * N];
-  for (int i = 0; i < M; ++i)
-    for (int j = 0; j < N; ++j) {
-      float sum = c.x[i * N + j];
-      for (int k = 0; k < K; ++k)
-        sum += detail::tf32_bits_only(a.x[i * K + k]) * detail::tf32_bits_only(b.x[k * N + j]);
-      result[i * N + j] = sum;
-    }
-  std::memcpy(d.x, result, sizeof result);
+  // Every lane holds the same tiles (they were loaded from the same pointers), so lane 0 computes
+  // the product once and the others copy it: the emulator then does a warp's work, not 32 times it.
+  float* result = nullptr;
+  if (fm_emu::lane_id() == 0) {
+    const int warp = int(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) / 32;
+    result = detail::mma_result_buffer(warp, ++detail::mma_call_count(warp));
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < N; ++j) {
+        float sum = c.x[i * N + j];
+        for (int k = 0; k < K; ++k)
+          sum += detail::tf32_bits_only(a.x[i * K + k]) * detail::tf32_bits_only(b.x[k * N + j]);
+        result[i * N + j] = sum;
+      }
+  }
+  // The exchange is the warp-wide meeting point: it returns once lane 0 has computed.
+  const float* product = fm_emu::shuffle_from(0xffffffffu, static_cast<const float*>(result), 0);
+  std::memcpy(d.x, product, sizeof(float) * M * N);
 }
 
 // FP32 → TF32 (kept in a float): round to nearest, ties away from zero, at mantissa bit 13.
