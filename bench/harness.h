@@ -147,6 +147,7 @@ enum class Bound { Memory, Compute };
 struct Version {
   std::string name;             // "v1 naive", "v2 implicit GEMM", "cudnn", ...
   std::function<void()> run;    // enqueues the pass on cuda_stream(); writes the case's outputs
+  std::function<Check()> check; // this version's own check (e.g. a TF32 bound); empty: the case's
 };
 
 struct BenchCase {

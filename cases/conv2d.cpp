@@ -154,12 +154,17 @@ std::vector<Conv2dImplementation> compiled_conv2d_implementations() {
   // v2 implicit GEMM:  each pass as a tiled GEMM read straight out of NCHW (no im2col buffer),
   //                    double-buffered shared memory, register blocking; stride parity classes for
   //                    the strided bwd-data, split-K for bwd-weight (kernels/cuda/conv2d_implicit_gemm.cu)
+  // v2 TF32:           v2 with its multiply on the TF32 tensor cores (WMMA m16n16k8), the same
+  //                    loaders and epilogues (docs/ops/tensor_cores.md)
   // cudnn:             cuDNN's heuristically best FP32 algorithm without TF32 (CUDNN_FMA_MATH),
   //                    deterministic where possible — the baseline (kernels/cuda/conv2d_cudnn.cpp)
   list.push_back({"v1 naive", ImplKind::CudaNaive, fk::conv2d_forward_cuda_naive,
                   fk::conv2d_backward_input_cuda_naive, fk::conv2d_backward_weight_cuda_naive});
   list.push_back({"v2 implicit GEMM", ImplKind::CudaCustom, fk::conv2d_forward_cuda, fk::conv2d_backward_input_cuda,
                   fk::conv2d_backward_weight_cuda});
+  list.push_back({"v2 TF32 (WMMA)", ImplKind::CudaCustom, fk::conv2d_forward_cuda_tf32,
+                  fk::conv2d_backward_input_cuda_tf32, fk::conv2d_backward_weight_cuda_tf32, /*baseline=*/false,
+                  /*tf32=*/true});
   list.push_back({"cudnn", ImplKind::Library, fk::conv2d_forward_cudnn, fk::conv2d_backward_input_cudnn,
                   fk::conv2d_backward_weight_cudnn, /*baseline=*/true});
 #endif

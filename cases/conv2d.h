@@ -115,6 +115,9 @@ struct ConvImplementation {
   void (*backward_input)(const float* dy, const float* weight, float* dx, const Params& p);
   void (*backward_weight)(const float* x, const float* dy, float* dweight, float* dbias, const Params& p);
   bool baseline = false;
+  // Computes on the TF32 tensor cores: validated against the TF32 error bound, not the table's FP32
+  // tolerances (tests/conv_test_util.h check_tf32_within_bound; the lab's tf32_tolerance).
+  bool tf32 = false;
 };
 
 // The float64 reference of an op: its three passes on double.

@@ -53,12 +53,16 @@ std::vector<ConvTranspose2dImplementation> compiled_conv_transpose2d_implementat
   // v2 implicit GEMM:  the tiled implicit GEMM with roles swapped; the forward (a strided dgrad)
   //                    is split into stride_h·stride_w parity classes, each a dense GEMM over only
   //                    the taps that reach it (otherwise 3 multiplies in 4 would be by zero)
+  // v2 TF32:           v2 with its multiply on the TF32 tensor cores (WMMA)
   // cudnn:             cuDNN FP32 without TF32 (cudnnConvolutionBackwardData for the forward) — the
   //                    baseline
   list.push_back({"v1 naive", ImplKind::CudaNaive, fk::conv_transpose2d_forward_cuda_naive,
                   fk::conv_transpose2d_backward_input_cuda_naive, fk::conv_transpose2d_backward_weight_cuda_naive});
   list.push_back({"v2 implicit GEMM", ImplKind::CudaCustom, fk::conv_transpose2d_forward_cuda,
                   fk::conv_transpose2d_backward_input_cuda, fk::conv_transpose2d_backward_weight_cuda});
+  list.push_back({"v2 TF32 (WMMA)", ImplKind::CudaCustom, fk::conv_transpose2d_forward_cuda_tf32,
+                  fk::conv_transpose2d_backward_input_cuda_tf32, fk::conv_transpose2d_backward_weight_cuda_tf32,
+                  /*baseline=*/false, /*tf32=*/true});
   list.push_back({"cudnn", ImplKind::Library, fk::conv_transpose2d_forward_cudnn,
                   fk::conv_transpose2d_backward_input_cudnn, fk::conv_transpose2d_backward_weight_cudnn,
                   /*baseline=*/true});

@@ -136,7 +136,7 @@ int check_implementations(const char* op, const std::vector<ConvCase<Params>>& t
     if (!(c.uses & cases::kTest)) continue;
     const ConvProblem<Params> problem = make_problem(c.params, reference, seed);
     for (const ConvImplementation<Params>& impl : implementations) {
-      if (impl.kind != kind) continue;
+      if (impl.kind != kind || impl.tf32) continue;  // TF32 entries: check_tf32_within_bound
       INFO(impl.name << ": " << op << " " << cases::conv::shape_name(c.params) << " (" << c.where << ")");
       const ConvOutputs out = cases::impl_on_gpu(kind) ? run_on_device(impl, problem) : run_on_host(impl, problem);
       require_outputs_match(out, problem, kind);
@@ -202,6 +202,18 @@ int check_tf32_within_bound(const char* op, const std::vector<ConvCase<Params>>&
     require_within("backward weight without dbias", out.dw_no_dbias, problem.dw, mdw);
     require_matches_reference("backward weight: db", out.db, problem.db, cases::conv::backward_bias_tolerance(p));
     ++checked;
+  }
+  return checked;
+}
+
+// Every TF32 implementation of a table (ConvImplementation::tf32) through the check above.
+template <typename Params>
+int check_tf32_within_bound(const char* op, const std::vector<ConvCase<Params>>& table,
+                            const std::vector<ConvImplementation<Params>>& implementations,
+                            const ConvReference<Params>& reference, std::uint64_t seed) {
+  int checked = 0;
+  for (const ConvImplementation<Params>& impl : implementations) {
+    if (impl.tf32) checked += check_tf32_within_bound(op, table, impl, reference, seed);
   }
   return checked;
 }

@@ -163,12 +163,8 @@ TEST_CASE("conv2d CUDA custom versions (implicit GEMM) match the reference on ev
 TEST_CASE("conv2d CUDA TF32 versions (implicit GEMM on WMMA) are within the TF32 bound on every test case",
           "[conv2d][gpu]") {
   FM_REQUIRE_GPU();
-  namespace fk = fm::kernels;
-  const fm::cases::conv::ConvImplementation<Conv2dParams> tf32{
-      "v2 implicit GEMM, TF32", ImplKind::CudaCustom, fk::conv2d_forward_cuda_tf32,
-      fk::conv2d_backward_input_cuda_tf32, fk::conv2d_backward_weight_cuda_tf32};
-  REQUIRE(fm::test::conv::check_tf32_within_bound("conv2d", fm::cases::conv2d_cases(), tf32,
-                                                  fm::cases::conv2d_reference(), 52) > 0);
+  REQUIRE(check_tf32_within_bound("conv2d", fm::cases::conv2d_cases(), fm::cases::conv2d_implementations(),
+                                  fm::cases::conv2d_reference(), 52) > 0);
 }
 
 TEST_CASE("conv2d cuDNN matches the reference on every test case", "[conv2d][gpu]") {

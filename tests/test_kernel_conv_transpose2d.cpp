@@ -118,12 +118,9 @@ TEST_CASE("conv_transpose2d CUDA custom versions (implicit GEMM) match the refer
 TEST_CASE("conv_transpose2d CUDA TF32 versions (implicit GEMM on WMMA) are within the TF32 bound on every test case",
           "[conv_transpose2d][gpu]") {
   FM_REQUIRE_GPU();
-  namespace fk = fm::kernels;
-  const fm::cases::conv::ConvImplementation<fk::ConvTranspose2dParams> tf32{
-      "v2 implicit GEMM, TF32", ImplKind::CudaCustom, fk::conv_transpose2d_forward_cuda_tf32,
-      fk::conv_transpose2d_backward_input_cuda_tf32, fk::conv_transpose2d_backward_weight_cuda_tf32};
-  REQUIRE(check_tf32_within_bound("conv_transpose2d", fm::cases::conv_transpose2d_cases(), tf32,
-                                  fm::cases::conv_transpose2d_reference(), 62) > 0);
+  REQUIRE(check_tf32_within_bound("conv_transpose2d", fm::cases::conv_transpose2d_cases(),
+                                  fm::cases::conv_transpose2d_implementations(), fm::cases::conv_transpose2d_reference(),
+                                  62) > 0);
 }
 
 TEST_CASE("conv_transpose2d cuDNN matches the reference on every test case", "[conv_transpose2d][gpu]") {
