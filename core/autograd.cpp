@@ -60,6 +60,8 @@ void check_backward_gradients(const Node& node, const Tensor& grad_output, const
 bool grad_mode_enabled() { return g_grad_mode; }
 NoGradGuard::NoGradGuard() : previous_(g_grad_mode) { g_grad_mode = false; }
 NoGradGuard::~NoGradGuard() { g_grad_mode = previous_; }
+EnableGradGuard::EnableGradGuard() : previous_(g_grad_mode) { g_grad_mode = true; }
+EnableGradGuard::~EnableGradGuard() { g_grad_mode = previous_; }
 
 bool anomaly_mode_enabled() { return g_anomaly_mode; }
 AnomalyModeGuard::AnomalyModeGuard(bool enabled) : previous_(g_anomaly_mode) { g_anomaly_mode = enabled; }

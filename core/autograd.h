@@ -40,6 +40,23 @@ class NoGradGuard {
   bool previous_;
 };
 
+// The inverse of NoGradGuard: grad mode on for its scope, the previous mode back after. For code that
+// must build a graph of its own inside a region that runs under NoGradGuard — the likelihood's
+// divergence (flow/likelihood.cpp) needs vector-Jacobian products of the velocity at every stage of an
+// ODE solver (flow/solver.h), and the solvers combine their stages under NoGradGuard. Whoever turns grad
+// mode on this way must drop the graph it builds before the scope ends (nothing may link it to the
+// tensors around it), or memory grows with every call.
+class EnableGradGuard {
+ public:
+  EnableGradGuard();
+  ~EnableGradGuard();
+  EnableGradGuard(const EnableGradGuard&) = delete;
+  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
 // Anomaly mode: off by default; on inside an AnomalyModeGuard (fmtrain's train.detect_anomaly).
 // While on, every recorded op's forward output and every gradient a backward closure returns is
 // checked for NaN/Inf, and the first one found throws fm::NumericError naming the op, the shapes and

@@ -184,6 +184,30 @@ std::vector<std::string> coupling_names() { return {"independent", "minibatch_ot
 
 Tensor couple(const Tensor& x0, const Tensor& x1, const CouplingOptions& options, const StepNoise& noise) {
   if (options.kind == CouplingKind::Independent) return x1;
+  return take_partners(x1, coupling_partners(x0, x1, options, noise));
+}
+
+Tensor take_partners(const Tensor& x1, const std::vector<std::int32_t>& partners) {
+  if (partners.empty()) return x1;
+  NoGradGuard no_grad;
+  return embedding(x1.reshape({x1.size(0), -1}), partners).reshape(x1.shape());
+}
+
+std::vector<std::int32_t> take_partners(const std::vector<std::int32_t>& values,
+                                        const std::vector<std::int32_t>& partners) {
+  if (partners.empty()) return values;
+  std::vector<std::int32_t> taken(partners.size());
+  for (std::size_t i = 0; i < partners.size(); ++i) {
+    FM_CHECK(partners[i] >= 0 && std::size_t(partners[i]) < values.size(), ValueError, "take_partners: partner ",
+             partners[i], " of row ", i, " outside the ", values.size(), " values");
+    taken[i] = values[std::size_t(partners[i])];
+  }
+  return taken;
+}
+
+std::vector<std::int32_t> coupling_partners(const Tensor& x0, const Tensor& x1, const CouplingOptions& options,
+                                            const StepNoise& noise) {
+  if (options.kind == CouplingKind::Independent) return {};
   FM_CHECK(x0.defined() && x1.defined() && x0.shape() == x1.shape() && x0.dim() >= 1, ShapeError,
            "coupling: x0 ", x0.defined() ? shape_str(x0.shape()) : "undefined", " and x1 ",
            x1.defined() ? shape_str(x1.shape()) : "undefined", " must have the same shape [N, ...]");
@@ -192,7 +216,8 @@ Tensor couple(const Tensor& x0, const Tensor& x1, const CouplingOptions& options
   Tensor cost = squared_distances(x0, x1);
   std::vector<std::int32_t> partner(static_cast<std::size_t>(n));
   if (options.kind == CouplingKind::MinibatchOT) {
-    std::vector<std::int64_t> sigma = optimal_assignment(cost.to(DType::Float64).to_vector(), n);
+    // Solved on the host in double: bring the costs over first (CUDA tensors are float32 only).
+    std::vector<std::int64_t> sigma = optimal_assignment(cost.to(Device::CPU).to(DType::Float64).to_vector(), n);
     for (std::int64_t i = 0; i < n; ++i) partner[std::size_t(i)] = std::int32_t(sigma[std::size_t(i)]);
   } else {
     // ε is relative to the mean cost, so one setting suits any data scale.
@@ -217,7 +242,7 @@ Tensor couple(const Tensor& x0, const Tensor& x1, const CouplingOptions& options
       partner[std::size_t(i)] = std::int32_t(chosen);
     }
   }
-  return embedding(x1.reshape({n, -1}), partner).reshape(x1.shape());
+  return partner;
 }
 
 }  // namespace fm::flow

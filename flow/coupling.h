@@ -61,5 +61,13 @@ std::vector<std::string> coupling_names();
 // x1 are [N, ...] of the same shape on the same device. Sinkhorn's draws come from the Philox place
 // (seed, Coupling, step, sample), so a resumed run pairs alike.
 Tensor couple(const Tensor& x0, const Tensor& x1, const CouplingOptions& options, const StepNoise& noise);
+// The partner of each x0[i] under the coupling: couple() is x1's rows taken in this order. Empty for
+// Independent (each x0[i] keeps x1[i]). What belongs to a data row (its class label) follows it here.
+std::vector<std::int32_t> coupling_partners(const Tensor& x0, const Tensor& x1, const CouplingOptions& options,
+                                            const StepNoise& noise);
+// x1's rows in the order of `partners` (couple()'s last step); x1 itself when partners is empty.
+Tensor take_partners(const Tensor& x1, const std::vector<std::int32_t>& partners);
+// The same for per-row values of x1 (class labels): values[partners[i]]; values itself when empty.
+std::vector<std::int32_t> take_partners(const std::vector<std::int32_t>& values, const std::vector<std::int32_t>& partners);
 
 }  // namespace fm::flow

@@ -25,25 +25,74 @@ std::vector<double> ToyDistribution2D::sample_host(std::int64_t n, Generator& ge
   return points;
 }
 
-Tensor ToyDistribution2D::sample(std::int64_t n, const StepNoise& noise, DType dtype, Device device,
-                                 NoiseStream stream) const {
+ToyDistribution2D::LabelledPoints ToyDistribution2D::sample_labelled(std::int64_t n, Generator& gen,
+                                                                     DType dtype, Device device) const {
   FM_CHECK(n >= 0, ValueError, name(), ": sample count ", n, " is negative");
   std::vector<double> points(std::size_t(2 * n));
+  std::vector<std::int32_t> labels(static_cast<std::size_t>(n));
+  GeneratorDraws draws(gen);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const DrawnPoint p = labelled_point(i, draws);
+    points[std::size_t(2 * i)] = p.xy[0];
+    points[std::size_t(2 * i + 1)] = p.xy[1];
+    labels[std::size_t(i)] = p.label;
+  }
+  return {Tensor::from_vector(points, {n, 2}, dtype, device), std::move(labels)};
+}
+
+ToyDistribution2D::LabelledPoints ToyDistribution2D::sample_labelled(std::int64_t n, const StepNoise& noise,
+                                                                     DType dtype, Device device,
+                                                                     NoiseStream stream) const {
+  FM_CHECK(n >= 0, ValueError, name(), ": sample count ", n, " is negative");
+  std::vector<double> points(std::size_t(2 * n));
+  std::vector<std::int32_t> labels(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) {
     const std::int64_t index = noise.first_sample + i;  // the global index: alternation and draws follow it
     PhiloxSampleDraws draws(noise.key(stream), noise.step, index);
-    const std::array<double, 2> p = point(index, draws);
-    points[std::size_t(2 * i)] = p[0];
-    points[std::size_t(2 * i + 1)] = p[1];
+    const DrawnPoint p = labelled_point(index, draws);
+    points[std::size_t(2 * i)] = p.xy[0];
+    points[std::size_t(2 * i + 1)] = p.xy[1];
+    labels[std::size_t(i)] = p.label;
   }
-  return Tensor::from_vector(points, {n, 2}, dtype, device);
+  return {Tensor::from_vector(points, {n, 2}, dtype, device), std::move(labels)};
 }
+
+Tensor ToyDistribution2D::sample(std::int64_t n, const StepNoise& noise, DType dtype, Device device,
+                                 NoiseStream stream) const {
+  return sample_labelled(n, noise, dtype, device, stream).points;
+}
+
+std::vector<std::int32_t> ToyDistribution2D::class_of(const Tensor& points) const {
+  FM_CHECK(points.dim() == 2 && points.size(1) == 2, ShapeError, name(), ": class_of: points ",
+           shape_str(points.shape()), ", expected [N, 2]");
+  const std::vector<double> xy = points.to_vector();
+  std::vector<std::int32_t> labels(std::size_t(points.size(0)));
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = class_of_point(xy[2 * i], xy[2 * i + 1]);
+  return labels;
+}
+
+namespace {
+
+// Distance from p to the arc {c + (cos a, sin a) : a ∈ [a0, a0 + π]} of the unit circle around c:
+// | |p − c| − 1 | when p's angle falls inside the arc, else the distance to the nearer end.
+double distance_to_half_circle(double px, double py, double cx, double cy, double a0) {
+  const double dx = px - cx, dy = py - cy;
+  double angle = std::atan2(dy, dx) - a0;  // relative to the arc's start, brought into [0, 2π)
+  angle -= 2.0 * std::numbers::pi * std::floor(angle / (2.0 * std::numbers::pi));
+  if (angle <= std::numbers::pi) return std::abs(std::hypot(dx, dy) - 1.0);
+  const double end0 = std::hypot(px - (cx + std::cos(a0)), py - (cy + std::sin(a0)));
+  const double end1 = std::hypot(px - (cx + std::cos(a0 + std::numbers::pi)),
+                                 py - (cy + std::sin(a0 + std::numbers::pi)));
+  return std::min(end0, end1);
+}
+
+}  // namespace
 
 MoonsDistribution::MoonsDistribution(double noise, bool normalize) : noise_(noise), normalize_(normalize) {
   FM_CHECK(noise >= 0, ValueError, "moons: noise ", noise, " must be >= 0");
 }
 
-std::array<double, 2> MoonsDistribution::point(std::int64_t index, RandomDraws& draws) const {
+ToyDistribution2D::DrawnPoint MoonsDistribution::labelled_point(std::int64_t index, RandomDraws& draws) const {
   const double theta = std::numbers::pi * draws.uniform();
   double x, y;
   if (index % 2 == 0) {
@@ -54,19 +103,36 @@ std::array<double, 2> MoonsDistribution::point(std::int64_t index, RandomDraws& 
   x += noise_ * draws.normal();
   y += noise_ * draws.normal();
   if (normalize_) x = (x - kCenterX) * kScale, y = (y - kCenterY) * kScale;
-  return {x, y};
+  return {{x, y}, std::int32_t(index % 2)};
+}
+
+std::int32_t MoonsDistribution::class_of_point(double x, double y) const {
+  if (normalize_) x = x / kScale + kCenterX, y = y / kScale + kCenterY;
+  // Outer moon: the upper half of the unit circle around (0, 0); inner: the lower half around (1, 0.5).
+  const double outer = distance_to_half_circle(x, y, 0.0, 0.0, 0.0);
+  const double inner = distance_to_half_circle(x, y, 1.0, 0.5, std::numbers::pi);
+  return inner < outer ? 1 : 0;
 }
 
 SpiralDistribution::SpiralDistribution(double scale) : scale_(scale) {
   FM_CHECK(scale > 0, ValueError, "spiral: scale ", scale, " must be > 0");
 }
 
-std::array<double, 2> SpiralDistribution::point(std::int64_t, RandomDraws& draws) const {
+ToyDistribution2D::DrawnPoint SpiralDistribution::labelled_point(std::int64_t, RandomDraws& draws) const {
   const double radius_per_radian = scale_ / (2.0 * std::numbers::pi);
   const double theta = 6.0 * std::numbers::pi * draws.uniform();
   const double x = radius_per_radian * theta * std::cos(theta) + 0.1 * scale_ * draws.normal();
   const double y = radius_per_radian * theta * std::sin(theta) + 0.1 * scale_ * draws.normal();
-  return {x, y};
+  const std::int32_t turn = std::min<std::int32_t>(2, std::int32_t(theta / (2.0 * std::numbers::pi)));
+  return {{x, y}, turn};
+}
+
+std::int32_t SpiralDistribution::class_of_point(double x, double y) const {
+  // At the point's angle φ ∈ [0, 2π) turn k passes at radius scale·(φ/2π + k): take the nearest.
+  double phi = std::atan2(y, x);
+  if (phi < 0) phi += 2.0 * std::numbers::pi;
+  const double radius_in_turns = std::hypot(x, y) / scale_ - phi / (2.0 * std::numbers::pi);
+  return std::int32_t(std::clamp(std::lround(radius_in_turns), 0L, 2L));
 }
 
 EightGaussiansDistribution::EightGaussiansDistribution(double radius, double std)
@@ -75,24 +141,56 @@ EightGaussiansDistribution::EightGaussiansDistribution(double radius, double std
            radius, ", ", std);
 }
 
-std::array<double, 2> EightGaussiansDistribution::point(std::int64_t, RandomDraws& draws) const {
-  const double angle = 2.0 * std::numbers::pi * double(draws.below(8)) / 8.0;
+ToyDistribution2D::DrawnPoint EightGaussiansDistribution::labelled_point(std::int64_t,
+                                                                        RandomDraws& draws) const {
+  const std::uint64_t mode = draws.below(8);
+  const double angle = 2.0 * std::numbers::pi * double(mode) / 8.0;
   const double x = radius_ * std::cos(angle) + std_ * draws.normal();
   const double y = radius_ * std::sin(angle) + std_ * draws.normal();
-  return {x, y};
+  return {{x, y}, std::int32_t(mode)};
+}
+
+std::int32_t EightGaussiansDistribution::class_of_point(double x, double y) const {
+  // The centres share one radius, so the nearest centre is the nearest angle.
+  const long nearest = std::lround(std::atan2(y, x) / (2.0 * std::numbers::pi / 8.0));
+  return std::int32_t(((nearest % 8) + 8) % 8);
 }
 
 CheckerboardDistribution::CheckerboardDistribution(double scale) : scale_(scale) {
   FM_CHECK(scale > 0, ValueError, "checkerboard: scale ", scale, " must be > 0");
 }
 
-std::array<double, 2> CheckerboardDistribution::point(std::int64_t, RandomDraws& draws) const {
+ToyDistribution2D::DrawnPoint CheckerboardDistribution::labelled_point(std::int64_t,
+                                                                      RandomDraws& draws) const {
   const double x = -2.0 + 4.0 * draws.uniform();
   const int column = int(std::floor(x));  // −2 … 1
   // The filled rows of this column: those with column + row even, i.e. {−2, 0} or {−1, 1}.
-  const int row = -2 + 2 * int(draws.below(2)) + ((column % 2 + 2) % 2);
+  const int upper = int(draws.below(2));
+  const int row = -2 + 2 * upper + ((column % 2 + 2) % 2);
   const double y = double(row) + draws.uniform();
-  return {scale_ * x, scale_ * y};
+  return {{scale_ * x, scale_ * y}, std::int32_t(2 * (column + 2) + upper)};
+}
+
+std::int32_t CheckerboardDistribution::class_of_point(double x, double y) const {
+  x /= scale_, y /= scale_;
+  // Inside a filled cell [column, column + 1) × [row, row + 1): that cell, as labelled_point drew it.
+  const double column_of_x = std::floor(x), row_of_y = std::floor(y);
+  if (column_of_x >= -2 && column_of_x <= 1 && row_of_y >= -2 && row_of_y <= 1 &&
+      (long(column_of_x) + long(row_of_y)) % 2 == 0)
+    return std::int32_t(2 * (long(column_of_x) + 2) + (row_of_y >= 0 ? 1 : 0));
+  // Elsewhere the filled square at the least distance; ties go to the lower class.
+  std::int32_t best = 0;
+  double best_distance = INFINITY;
+  for (int column = -2; column <= 1; ++column) {
+    for (int upper = 0; upper <= 1; ++upper) {
+      const int row = -2 + 2 * upper + ((column % 2 + 2) % 2);
+      const double dx = std::max({double(column) - x, 0.0, x - double(column + 1)});
+      const double dy = std::max({double(row) - y, 0.0, y - double(row + 1)});
+      const double distance = std::hypot(dx, dy);
+      if (distance < best_distance) best_distance = distance, best = std::int32_t(2 * (column + 2) + upper);
+    }
+  }
+  return best;
 }
 
 std::vector<std::string> toy_distribution_names() {

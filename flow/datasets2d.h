@@ -8,6 +8,11 @@
 // index) (flow/step_noise.h), so any slice of a batch is the same points whoever draws it. Every
 // distribution returns a Tensor [N, 2] sized to roughly match the N(0, I) source: each point lies
 // within about ±3 of the origin.
+//
+// Labels (class-conditional training, issue 16): each distribution has num_classes() classes, one per
+// mode — 8 gaussians' Gaussian, moons' moon, checkerboard's filled square, spiral's turn — and
+// labelled_point() says which class the drawn point came from; class_of() gives the class of any point (the
+// nearest mode), e.g. to check where a conditional model's samples landed.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -27,8 +32,25 @@ class ToyDistribution2D {
  public:
   virtual ~ToyDistribution2D() = default;
   virtual std::string name() const = 0;
-  // Point number `index` (some shapes alternate by index) from its draws.
-  virtual std::array<double, 2> point(std::int64_t index, RandomDraws& draws) const = 0;
+  // A drawn point and the class (mode) it was drawn from, 0 … num_classes() − 1.
+  struct DrawnPoint {
+    std::array<double, 2> xy;
+    std::int32_t label;
+  };
+  // Point number `index` (some shapes alternate by index) from its draws, with its class.
+  virtual DrawnPoint labelled_point(std::int64_t index, RandomDraws& draws) const = 0;
+  std::array<double, 2> point(std::int64_t index, RandomDraws& draws) const {
+    return labelled_point(index, draws).xy;
+  }
+  // How many classes (modes) the distribution's labels have.
+  virtual int num_classes() const = 0;
+  // The class of each point of `points` [N, 2] (any dtype/device; read on the host), given in the
+  // coordinates sample() returns (for moons that is after its normalisation; to_data_coordinates'
+  // output must be mapped back first): the nearest mode. For a point drawn by sample() it is the drawn
+  // label, except where modes overlap (moons' noise, spiral's turn ends; see each class).
+  virtual std::vector<std::int32_t> class_of(const Tensor& points) const;
+  // The class of one point (same coordinates as class_of).
+  virtual std::int32_t class_of_point(double x, double y) const = 0;
   // n points [n, 2], drawn in order from `gen`.
   Tensor sample(std::int64_t n, Generator& gen, DType dtype = DType::Float32,
                 Device device = Device::CPU) const;
@@ -46,6 +68,16 @@ class ToyDistribution2D {
   // (DataPoint for training data; SourcePoint when the distribution is a flow's source).
   Tensor sample(std::int64_t n, const StepNoise& noise, DType dtype = DType::Float32,
                 Device device = Device::CPU, NoiseStream stream = NoiseStream::DataPoint) const;
+  // The same draws as the two sample() overloads (bitwise the same points), with each point's label.
+  struct LabelledPoints {
+    Tensor points;                     // [n, 2]
+    std::vector<std::int32_t> labels;  // [n], 0 … num_classes() − 1
+  };
+  LabelledPoints sample_labelled(std::int64_t n, Generator& gen, DType dtype = DType::Float32,
+                                 Device device = Device::CPU) const;
+  LabelledPoints sample_labelled(std::int64_t n, const StepNoise& noise, DType dtype = DType::Float32,
+                                 Device device = Device::CPU,
+                                 NoiseStream stream = NoiseStream::DataPoint) const;
 };
 
 // Two interleaving half circles, scikit-learn's make_moons (seed 004: make_moons(256, noise=0.05)):
@@ -63,7 +95,11 @@ class MoonsDistribution final : public ToyDistribution2D {
   static constexpr double kCenterX = 0.5, kCenterY = 0.25, kScale = 2.0;
   explicit MoonsDistribution(double noise = 0.05, bool normalize = true);
   std::string name() const override { return "moons"; }
-  std::array<double, 2> point(std::int64_t index, RandomDraws& draws) const override;
+  DrawnPoint labelled_point(std::int64_t index, RandomDraws& draws) const override;
+  // Class 0 = outer moon (even index), 1 = inner moon (odd index); class_of: the nearer half circle.
+  // With noise 0.05 the moons (0.5 apart at their closest) overlap only in the far tails.
+  int num_classes() const override { return 2; }
+  std::int32_t class_of_point(double x, double y) const override;
   double noise() const { return noise_; }
   bool normalized() const { return normalize_; }
   Normalization normalization() const override {
@@ -81,7 +117,12 @@ class SpiralDistribution final : public ToyDistribution2D {
  public:
   explicit SpiralDistribution(double scale = 1.0);
   std::string name() const override { return "spiral"; }
-  std::array<double, 2> point(std::int64_t index, RandomDraws& draws) const override;
+  DrawnPoint labelled_point(std::int64_t index, RandomDraws& draws) const override;
+  // One arm, so the classes are its three turns: class k for θ ∈ [2πk, 2π(k + 1)). Neighbouring turns
+  // lie `scale` apart (10 noise std), so class_of (the turn whose radius at the point's angle is
+  // nearest) errs only where one turn runs into the next (θ near 2π and 4π, within the noise).
+  int num_classes() const override { return 3; }
+  std::int32_t class_of_point(double x, double y) const override;
 
  private:
   double scale_;
@@ -94,7 +135,10 @@ class EightGaussiansDistribution final : public ToyDistribution2D {
  public:
   explicit EightGaussiansDistribution(double radius = 2.0, double std = 0.1);
   std::string name() const override { return "8gaussians"; }
-  std::array<double, 2> point(std::int64_t index, RandomDraws& draws) const override;
+  DrawnPoint labelled_point(std::int64_t index, RandomDraws& draws) const override;
+  // Class k = the Gaussian at angle 2πk/8; class_of: the nearest centre (the nearest angle).
+  int num_classes() const override { return 8; }
+  std::int32_t class_of_point(double x, double y) const override;
   double radius() const { return radius_; }
   double std() const { return std_; }
 
@@ -109,7 +153,11 @@ class CheckerboardDistribution final : public ToyDistribution2D {
  public:
   explicit CheckerboardDistribution(double scale = 1.0);
   std::string name() const override { return "checkerboard"; }
-  std::array<double, 2> point(std::int64_t index, RandomDraws& draws) const override;
+  DrawnPoint labelled_point(std::int64_t index, RandomDraws& draws) const override;
+  // Class = the filled square: 2·(column + 2) + (0 for the lower, 1 for the upper filled cell of the
+  // column). class_of: the square the point lies in, or the nearest filled square (exact for data).
+  int num_classes() const override { return 8; }
+  std::int32_t class_of_point(double x, double y) const override;
 
  private:
   double scale_;

@@ -2,10 +2,11 @@
 // (core/random.h) keyed by the run's seed and addressed by (step, sample index).
 //
 // Everything random in a training step — the data points of a 2-D toy stream, the times t, the noise
-// x0 — is a pure function of (seed, stream, step, global sample index, element). So a resumed run
-// needs only the seed and the step, and a batch split across data-parallel ranks (rank r draws
-// samples [a, b) with first_sample = a) gets exactly the numbers one process would. An image data
-// set's per-epoch order comes from the same seed with the epoch in place of the step.
+// x0, the label dropout of a class-conditional model — is a pure function of (seed, stream, step,
+// global sample index, element). So a resumed run needs only the seed and the step, and a batch split
+// across data-parallel ranks (rank r draws samples [a, b) with first_sample = a) gets exactly the
+// numbers one process would. An image data set's per-epoch order comes from the same seed with the
+// epoch in place of the step.
 #pragma once
 #include <cstdint>
 
@@ -21,6 +22,7 @@ enum class NoiseStream : std::uint32_t {
   DataOrder = 4,   // an image epoch's shuffle (flow/training_data.h), step = epoch
   SourcePoint = 5, // a 2-D source distribution's point x0 (flow/source.h), in place of X0's normals
   Coupling = 6,    // Sinkhorn coupling: the draw of x0[i]'s partner (flow/coupling.h)
+  LabelDropout = 7,  // class-conditional training: whether sample i's label becomes the null class (flow/trainer.h)
 };
 
 struct StepNoise {

@@ -15,7 +15,24 @@ FlowTrainer::FlowTrainer(nn::VelocityModel& model, nn::Optimizer& optimizer, nn:
                          std::shared_ptr<const TimeSampler> time_sampler, std::uint64_t seed,
                          TrainerOptions options)
     : model_(model), optimizer_(optimizer), schedule_(schedule), ema_(ema), data_(data), path_(std::move(path)),
-      time_sampler_(std::move(time_sampler)), options_(options), seed_(seed), batch_epoch_(data.epoch()) {}
+      time_sampler_(std::move(time_sampler)), options_(options), seed_(seed), batch_epoch_(data.epoch()) {
+  const int classes = model_.num_classes();
+  FM_CHECK(classes == 0 || data_.num_classes() > 0, ConfigError, "model.num_classes: ", classes,
+           ", but the training data (", data_.describe(), ") has no labels (expected model.num_classes = 0)");
+  FM_CHECK(classes == 0 || data_.num_classes() == classes, ConfigError, "model.num_classes: ", classes,
+           ", but the training data (", data_.describe(), ") has ", data_.num_classes(), " classes");
+  FM_CHECK(options_.label_dropout >= 0 && options_.label_dropout < 1, ConfigError, "train.label_dropout: got ",
+           options_.label_dropout, ", expected a number in [0, 1)");
+}
+
+std::vector<std::int32_t> drop_labels(std::vector<std::int32_t> labels, double dropout, std::int32_t null_class,
+                                      const StepNoise& noise) {
+  if (dropout <= 0) return labels;
+  const PhiloxKey key = noise.key(NoiseStream::LabelDropout);
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    if (philox_uniform_at(key, noise.step, noise.first_sample + std::int64_t(i), 0) < dropout) labels[i] = null_class;
+  return labels;
+}
 
 void FlowTrainer::run_step() {
   log_read_.valid = false;  // the numbers kept for the readers are the previous step's
@@ -24,6 +41,10 @@ void FlowTrainer::run_step() {
   // own first_sample and get exactly its slice of these numbers.
   const StepNoise noise{seed_, step_, 0};
   Tensor x1 = data_.next_batch(options_.batch_size, noise).to(options_.device);
+  const bool conditional = model_.num_classes() > 0;
+  std::vector<std::int32_t> labels = conditional ? data_.batch_labels() : std::vector<std::int32_t>{};
+  FM_CHECK(!conditional || std::int64_t(labels.size()) == x1.size(0), ShapeError, "trainer: ", labels.size(),
+           " labels for a batch of ", x1.size(0), " (", data_.describe(), ")");
   began_epoch_ = data_.epoch() != batch_epoch_;
   batch_epoch_ = data_.epoch();
   // x0: the pairs' own (reflow), or a draw from the source re-paired with the batch by the coupling.
@@ -35,11 +56,17 @@ void FlowTrainer::run_step() {
                          : GaussianSource().sample(x1.shape(), noise, x1.dtype(), x1.device());
     if (options_.coupling.kind != CouplingKind::Independent) {
       const auto begin = std::chrono::steady_clock::now();
-      x1 = couple(x0, x1, options_.coupling, noise);
+      const std::vector<std::int32_t> partners = coupling_partners(x0, x1, options_.coupling, noise);
+      x1 = take_partners(x1, partners);
+      if (conditional) labels = take_partners(labels, partners);  // a label belongs to its data point
       coupling_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
     }
   }
-  ModelFn velocity = [this](const Tensor& x_t, const Tensor& t) { return model_.forward(x_t, t); };
+  if (conditional) labels = drop_labels(std::move(labels), options_.label_dropout, model_.null_class(), noise);
+  ModelFn velocity = conditional ? ModelFn([this, &labels](const Tensor& x_t, const Tensor& t) {
+                                     return model_.forward(x_t, t, labels);
+                                   })
+                                 : ModelFn([this](const Tensor& x_t, const Tensor& t) { return model_.forward(x_t, t); });
   FlowMatchingLoss result = conditional_flow_matching_loss(velocity, x1, *path_, *time_sampler_, noise, std::move(x0));
 
   optimizer_.zero_grad();

@@ -16,6 +16,13 @@
 // Whatever they read is gathered on the device and copied back once (core/ops_optim.h, HostReadback),
 // so a log step waits for the device once, however many numbers it logs.
 // train_step() is run_step() followed by last_step_stats(), for callers that want every step's numbers.
+//
+// Class-conditional models (model.num_classes() > 0) train on the data's labels (TrainingData::
+// batch_labels; the data must have exactly the model's classes). A coupling re-pairs x1's rows, and
+// each label moves with its row: it belongs to the data point. Then each sample's label is replaced
+// by the null class with probability label_dropout (classifier-free guidance's unconditional
+// branch, Ho & Salimans 2022), decided by a uniform from the Philox place (seed, LabelDropout, step,
+// sample index): nothing to store, so a resumed run drops the same labels.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -48,7 +55,13 @@ struct TrainerOptions {
   // its own x0 (reflow pairs, TrainingData::paired_source) uses neither.
   std::shared_ptr<const SourceDistribution> source;
   CouplingOptions coupling;
+  double label_dropout = 0.1;  // class-conditional models: P(label → null class), in [0, 1)
 };
+
+// The labels of a conditional step after dropout: labels[i], or null_class when the Philox uniform
+// of (noise.seed, LabelDropout, noise.step, noise.first_sample + i) is below `dropout`.
+std::vector<std::int32_t> drop_labels(std::vector<std::int32_t> labels, double dropout, std::int32_t null_class,
+                                      const StepNoise& noise);
 
 struct StepStats {
   std::int64_t step = 0;   // steps completed after this one

@@ -15,12 +15,31 @@ std::int64_t image_count(const io::IdxImages& images, std::int64_t limit) {
 }
 }  // namespace
 
-ImageEpochs::ImageEpochs(const std::string& images_path, std::int64_t limit)
-    : ImageEpochs(images_path, io::read_idx_images(images_path), limit) {}
+ImageEpochs::ImageEpochs(const std::string& images_path, std::int64_t limit, const std::string& labels_path,
+                         int classes)
+    : ImageEpochs(images_path, io::read_idx_images(images_path), limit) {
+  if (!labels_path.empty()) read_labels(labels_path, classes);
+}
+
+void ImageEpochs::read_labels(const std::string& labels_path, int classes) {
+  const io::IdxLabels labels = io::read_idx_labels(labels_path);
+  FM_CHECK(labels.count == images_in_file_, FormatError, labels_path, ": ", labels.count, " labels, but ", path_,
+           " has ", images_in_file_, " images (expected one label per image)");
+  num_classes_ = classes;
+  for (std::size_t i = 0; i < labels.labels.size(); ++i) {
+    const int label = labels.labels[i];
+    FM_CHECK(classes == 0 || label < classes, FormatError, labels_path, ": label ", label, " at position ", i,
+             ", expected a class below ", classes);
+    if (classes == 0) num_classes_ = std::max(num_classes_, label + 1);
+  }
+  labels_.resize(std::size_t(count_));
+  for (std::int64_t i = 0; i < count_; ++i) labels_[std::size_t(i)] = std::int32_t(labels.labels[std::size_t(i)]);
+}
 
 ImageEpochs::ImageEpochs(const std::string& images_path, const io::IdxImages& images, std::int64_t limit)
     : path_(images_path), cursor_(image_count(images, limit), cat("the ", image_count(images, limit), " images in ", images_path)) {
   count_ = image_count(images, limit);
+  images_in_file_ = images.count;
   rows_ = images.rows;
   cols_ = images.cols;
   pixels_.resize(std::size_t(count_ * rows_ * cols_));
@@ -77,6 +96,10 @@ Tensor ImageEpochs::next_batch(std::int64_t batch_size, const StepNoise& noise) 
   float* out = batch.data<float>();
   for (std::int64_t b = 0; b < batch_size; ++b)
     std::memcpy(out + b * image_size, pixels_.data() + indices[b] * image_size, sizeof(float) * image_size);
+  if (!labels_.empty()) {
+    last_labels_.resize(std::size_t(batch_size));
+    for (std::int64_t b = 0; b < batch_size; ++b) last_labels_[std::size_t(b)] = labels_[indices[b]];
+  }
   return batch;
 }
 

@@ -38,22 +38,32 @@ class TrainingData {
   // Data that brings its own source points (reflow pairs): the x0 rows paired with the last
   // next_batch, same shape; undefined for data that does not (the trainer then draws x0 itself).
   virtual Tensor paired_source() const { return Tensor(); }
+  // Labelled data (class-conditional training): how many classes its labels have (0: unlabelled),
+  // and the label of each row of the last next_batch (empty when unlabelled).
+  virtual int num_classes() const { return 0; }
+  virtual std::vector<std::int32_t> batch_labels() const { return {}; }
 };
 
 // Fresh draws from a 2-D distribution each step (an infinite data set): point i of step s is made
-// from the Philox place (seed, DataPoint, s, i).
+// from the Philox place (seed, DataPoint, s, i). Each point's label is the mode it was drawn from
+// (ToyDistribution2D::labelled_point), made by the same draws.
 class PointStream : public TrainingData {
  public:
   explicit PointStream(std::shared_ptr<const ToyDistribution2D> distribution)
       : distribution_(std::move(distribution)) {}
   Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) override {
-    return distribution_->sample(batch_size, noise);
+    auto drawn = distribution_->sample_labelled(batch_size, noise);
+    last_labels_ = std::move(drawn.labels);
+    return drawn.points;
   }
   Shape example_shape() const override { return {2}; }
   std::string describe() const override { return distribution_->name() + " (fresh samples every step)"; }
+  int num_classes() const override { return distribution_->num_classes(); }
+  std::vector<std::int32_t> batch_labels() const override { return last_labels_; }
 
  private:
   std::shared_ptr<const ToyDistribution2D> distribution_;
+  std::vector<std::int32_t> last_labels_;
 };
 
 // Shuffled epochs over `count` stored examples: which examples the next batch takes. Epoch e's order
@@ -81,11 +91,17 @@ class EpochCursor {
   std::int64_t position_ = 0, epoch_ = -1;  // epoch -1: no epoch started yet
 };
 
-// Images from an IDX file scaled to [-1, 1], visited in shuffled epochs (EpochCursor).
+// Images from an IDX file scaled to [-1, 1], visited in shuffled epochs (EpochCursor), with their
+// labels from an IDX label file when one is given (class-conditional training).
 class ImageEpochs : public TrainingData {
  public:
-  // Reads the file (gzip or plain IDX); limit > 0 keeps only the first `limit` images.
-  ImageEpochs(const std::string& images_path, std::int64_t limit = 0);
+  // Reads the file (gzip or plain IDX); limit > 0 keeps only the first `limit` images. labels_path
+  // (optional): the matching label file; it must hold as many labels as the image file has images.
+  // classes: how many classes the labels have (every label must be below it: FormatError naming the
+  // file otherwise); 0 takes the largest label + 1 over the whole file (a small file may not show
+  // every class, so a caller that knows the data set's count passes it).
+  ImageEpochs(const std::string& images_path, std::int64_t limit = 0, const std::string& labels_path = "",
+              int classes = 0);
   Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) override;
   Shape example_shape() const override { return {1, rows_, cols_}; }
   std::int64_t epoch() const override { return cursor_.epoch(); }
@@ -93,6 +109,8 @@ class ImageEpochs : public TrainingData {
   WordState state() const override { return cursor_.state(); }
   void load_state(const WordState& state) override { cursor_.load_state(state); }
   std::string describe() const override;
+  int num_classes() const override { return num_classes_; }
+  std::vector<std::int32_t> batch_labels() const override { return last_labels_; }
   // All images as one tensor [count, 1, rows, cols] in [-1, 1] (for evaluation).
   Tensor all_images() const;
   static std::vector<std::uint64_t> epoch_order(std::int64_t count, std::uint64_t seed, std::int64_t epoch) {
@@ -101,10 +119,13 @@ class ImageEpochs : public TrainingData {
 
  private:
   std::string path_;
-  std::int64_t count_ = 0, rows_ = 0, cols_ = 0;
+  std::int64_t count_ = 0, rows_ = 0, cols_ = 0, images_in_file_ = 0;
   std::vector<float> pixels_;  // count × rows × cols, scaled to [-1, 1]
+  std::vector<std::int32_t> labels_, last_labels_;  // labels_: one per kept image (empty: unlabelled)
+  int num_classes_ = 0;
   EpochCursor cursor_;
   ImageEpochs(const std::string& images_path, const io::IdxImages& images, std::int64_t limit);
+  void read_labels(const std::string& labels_path, int classes);  // fills labels_, num_classes_
 };
 
 // Reflow pairs (flow/reflow_pairs.h) visited in shuffled epochs: next_batch gives the x1 rows and

@@ -4,6 +4,7 @@
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "nn/activation.h"
+#include "nn/class_embedding.h"
 #include "nn/config_json.h"
 
 namespace fm::nn {
@@ -23,6 +24,10 @@ void MLPConfig::validate(const std::string& prefix) const {
   check(time_embedding_dim > 0 && time_embedding_dim % 2 == 0,
         cat(key("time_embedding_dim"), ": expected a positive even integer, got ", time_embedding_dim));
   check(time_scale > 0, cat(key("time_scale"), ": expected a positive number, got ", time_scale));
+  check(num_classes >= 0, cat(key("num_classes"), ": expected a non-negative integer (0 = unconditional), got ",
+                              num_classes));
+  check(class_embedding_dim > 0, cat(key("class_embedding_dim"), ": expected a positive integer, got ",
+                                     class_embedding_dim));
 }
 
 MLPConfig MLPConfig::from_json(const nlohmann::json& json, const std::string& prefix) {
@@ -38,13 +43,20 @@ MLPConfig MLPConfig::from_json(const nlohmann::json& json, const std::string& pr
   reader.read_string("time_input", config.time_input);
   reader.read_positive_int("time_embedding_dim", config.time_embedding_dim);
   reader.read_positive_number("time_scale", config.time_scale);
+  reader.read_nonnegative_int("num_classes", config.num_classes);
+  reader.read_positive_int("class_embedding_dim", config.class_embedding_dim);
   reader.reject_unknown_keys();
+  // The width would be dropped (an unconditional model has no class table): say so rather than ignore it.
+  if (config.num_classes == 0 && json.is_object() && json.contains("class_embedding_dim"))
+    throw ConfigError(cat(reader.path("class_embedding_dim"), ": got ", config.class_embedding_dim,
+                          ", but the model is unconditional (", reader.path("num_classes"),
+                          " = 0); set ", reader.path("num_classes"), " or drop the key"));
   config.validate(prefix);
   return config;
 }
 
 nlohmann::json MLPConfig::to_json() const {
-  return nlohmann::json{{"type", "mlp"},
+  nlohmann::json json{{"type", "mlp"},
                         {"data_dim", data_dim},
                         {"hidden_width", hidden_width},
                         {"hidden_layers", hidden_layers},
@@ -52,6 +64,11 @@ nlohmann::json MLPConfig::to_json() const {
                         {"time_input", time_input},
                         {"time_embedding_dim", time_embedding_dim},
                         {"time_scale", time_scale}};
+  if (num_classes > 0) {
+    json["num_classes"] = num_classes;
+    json["class_embedding_dim"] = class_embedding_dim;
+  }
+  return json;
 }
 
 VelocityMLP::VelocityMLP(const MLPConfig& config, Generator& gen) : VelocityModel("VelocityMLP"), config_(config) {
@@ -67,14 +84,26 @@ VelocityMLP::VelocityMLP(const MLPConfig& config, Generator& gen) : VelocityMode
     width = config_.hidden_width;
   }
   net->push_back(linears_.emplace_back(std::make_shared<Linear>(width, config_.data_dim, gen)));
+  // Drawn after the layers, so the layers take the same draws as in an unconditional model.
+  if (config_.num_classes > 0) {
+    class_embedding = make_class_embedding_table(config_.num_classes, config_.class_embedding_dim, gen);
+    register_parameter("class_embedding", &class_embedding);
+  }
 }
 
-Tensor VelocityMLP::forward(const Tensor& x, const Tensor& t) {
+Tensor VelocityMLP::forward(const Tensor& x, const Tensor& t) { return forward(x, t, {}); }
+
+Tensor VelocityMLP::forward(const Tensor& x, const Tensor& t, const std::vector<std::int32_t>& labels) {
+  FM_CHECK(config_.num_classes > 0 || labels.empty(), ConfigError, "VelocityMLP: this model is unconditional "
+           "(model.num_classes = 0) but was given ", labels.size(), " class labels");
   FM_CHECK(x.defined() && x.dim() == 2 && x.size(1) == config_.data_dim, ShapeError, "VelocityMLP: input ",
            x.defined() ? shape_str(x.shape()) : "undefined", ", expected [N, ", config_.data_dim, "]");
   Tensor time = expand_time(t, x, "VelocityMLP");
   Tensor time_features = time_embedding_ ? time_embedding_->forward(time) : time.reshape({x.size(0), 1});
-  Tensor features = concat({x, time_features}, 1);
+  Tensor features = config_.num_classes > 0
+                        ? concat({x, time_features, class_embedding_rows(class_embedding, labels, x.size(0),
+                                                                         "VelocityMLP")}, 1)
+                        : concat({x, time_features}, 1);
   if (grad_mode_enabled()) return net->forward(features);
   std::vector<DenseLayer> layers;
   for (const auto& linear : linears_) layers.push_back({linear->weight, linear->bias});

@@ -7,6 +7,10 @@
 // Parameter names: net.0.weight, net.0.bias, net.2.weight, ... (a Sequential of Linear/activation).
 // Without grad mode (sampling, evaluation) forward runs the layers as core's mlp_inference(), one
 // fused pass on the CPU, bitwise the same numbers as the Sequential.
+// Class-conditional (num_classes > 0): a learned table class_embedding [num_classes + 1,
+// class_embedding_dim] (nn/class_embedding.h; the last row is the null class) and the sample's row is
+// concatenated after the time feature: input = [x, time feature, class row]. num_classes = 0 (the
+// default) builds exactly the unconditional network of before: same parameters, same numbers.
 #pragma once
 #include <memory>
 #include <string>
@@ -34,11 +38,17 @@ struct MLPConfig {
   std::string time_input = "raw";
   int time_embedding_dim = 16;  // features of the sinusoid (even); used with "sinusoidal"
   double time_scale = 1.0;      // t is multiplied by this before the sinusoid (seed 002: 1)
+  int num_classes = 0;           // 0: unconditional; else labels 0 … num_classes − 1 (+ the null class)
+  int class_embedding_dim = 16;  // width of a class's learned vector (used when num_classes > 0)
 
-  int input_features() const { return data_dim + (time_input == "raw" ? 1 : time_embedding_dim); }
+  int input_features() const {
+    return data_dim + (time_input == "raw" ? 1 : time_embedding_dim) + (num_classes > 0 ? class_embedding_dim : 0);
+  }
   void validate(const std::string& prefix = "model") const;
   // Unknown keys and bad values → fm::ConfigError naming the key; an optional "type" must be "mlp".
   static MLPConfig from_json(const nlohmann::json& json, const std::string& prefix = "model");
+  // num_classes and class_embedding_dim appear only for a conditional model, so an unconditional
+  // model's JSON (and the checkpoints and run folders that store it) is what it was before.
   nlohmann::json to_json() const;
 };
 
@@ -47,10 +57,15 @@ class VelocityMLP : public VelocityModel {
   VelocityMLP(const MLPConfig& config, Generator& gen);
   // x [N, data_dim], t as in VelocityModel → velocity [N, data_dim]
   Tensor forward(const Tensor& x, const Tensor& t) override;
+  // labels: one per sample (0 … num_classes, num_classes = null), or empty = null class for all.
+  Tensor forward(const Tensor& x, const Tensor& t, const std::vector<std::int32_t>& labels) override;
+  using VelocityModel::forward;
+  int num_classes() const override { return config_.num_classes; }
   nlohmann::json config_json() const override { return config_.to_json(); }
   const MLPConfig& config() const { return config_; }
 
   std::shared_ptr<Sequential> net;
+  Tensor class_embedding;  // [num_classes + 1, class_embedding_dim]; undefined when unconditional
 
  private:
   MLPConfig config_;

@@ -2,6 +2,7 @@
 #include "nn/unet.h"
 
 #include "core/ops.h"
+#include "nn/class_embedding.h"
 
 namespace fm::nn {
 
@@ -31,9 +32,18 @@ UNet::UNet(const UNetConfig& config, Generator& gen) : VelocityModel("UNet"), co
   norm_out = register_module("norm_out", std::make_shared<GroupNorm>(config_.groups, config_.final_channels));
   conv_out = register_module("conv_out", std::make_shared<Conv2d>(config_.final_channels,
                                                                   config_.resolved_out_channels(), 3, 1, 1, gen));
+  // Drawn last, so every other parameter takes the same draws as in an unconditional model.
+  if (config_.num_classes > 0) {
+    class_embedding = make_class_embedding_table(config_.num_classes, config_.time_emb_dim, gen);
+    register_parameter("class_embedding", &class_embedding);
+  }
 }
 
-Tensor UNet::forward(const Tensor& x, const Tensor& t) {
+Tensor UNet::forward(const Tensor& x, const Tensor& t) { return forward(x, t, {}); }
+
+Tensor UNet::forward(const Tensor& x, const Tensor& t, const std::vector<std::int32_t>& labels) {
+  FM_CHECK(config_.num_classes > 0 || labels.empty(), ConfigError, "UNet: this model is unconditional "
+           "(model.num_classes = 0) but was given ", labels.size(), " class labels");
   FM_CHECK(x.defined() && x.dim() == 4 && x.size(1) == config_.in_channels, ShapeError, "UNet: input ",
            x.defined() ? shape_str(x.shape()) : "undefined", ", expected [N, ", config_.in_channels, ", H, W]");
   const std::int64_t multiple = std::int64_t(1) << config_.downsample_count();
@@ -42,6 +52,7 @@ Tensor UNet::forward(const Tensor& x, const Tensor& t) {
            multiple, " (the image is halved ", config_.downsample_count(), " times and doubled back)");
   Tensor time = expand_time(t, x, "UNet");
   Tensor t_emb = t_proj->forward(time_embedding->forward(time));
+  if (config_.num_classes > 0) t_emb = t_emb + class_embedding_rows(class_embedding, labels, x.size(0), "UNet");
 
   Tensor out = conv_in->forward(x);
   std::vector<Tensor> skips;

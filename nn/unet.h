@@ -11,6 +11,12 @@
 //     ups.1 (ConvT 32→32 up, concat skip → 64 → 16)        → 16@28² ←──────────────────────┘
 //   → norm_out GroupNorm(8, 16) → SiLU → conv_out 3×3 → velocity [N,1,28,28]
 // Down block i uses down_sample[i] and attention[i]; its mirror up block uses the same two flags.
+// Class-conditional (num_classes > 0): class_embedding [num_classes + 1, time_emb_dim] (last row = the
+// null class, nn/class_embedding.h) and t_emb = t_proj(sinusoid(t)) + class_embedding[label], the
+// sum every block receives. Added after t_proj, as ADM does (Dhariwal & Nichol 2021, guided-diffusion's
+// emb + label_emb(y)): t_proj keeps seeing only the sinusoid it was designed for, the class shifts
+// the embedding by a learned vector of its own scale, and each block's SiLU → Linear of t_emb mixes
+// time and class nonlinearly. num_classes = 0 builds exactly the unconditional network.
 // Parameter names equal the PyTorch module's state_dict keys (t_proj.0.weight, downs.1.attentions.
 // in_proj_weight, ...), so weights move between the two.
 #pragma once
@@ -35,6 +41,10 @@ class UNet : public VelocityModel {
   UNet(const UNetConfig& config, Generator& gen);
   // x [N, in_channels, H, W] with H and W divisible by 2^downsample_count(); t as in VelocityModel.
   Tensor forward(const Tensor& x, const Tensor& t) override;
+  // labels: one per sample (0 … num_classes, num_classes = null), or empty = null class for all.
+  Tensor forward(const Tensor& x, const Tensor& t, const std::vector<std::int32_t>& labels) override;
+  using VelocityModel::forward;
+  int num_classes() const override { return config_.num_classes; }
   nlohmann::json config_json() const override { return config_.to_json(); }
   const UNetConfig& config() const { return config_; }
 
@@ -46,6 +56,7 @@ class UNet : public VelocityModel {
   std::shared_ptr<ModuleList<UpBlock>> ups;
   std::shared_ptr<GroupNorm> norm_out;
   std::shared_ptr<Conv2d> conv_out;
+  Tensor class_embedding;  // [num_classes + 1, time_emb_dim]; undefined when unconditional
 
  private:
   UNetConfig config_;

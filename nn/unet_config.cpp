@@ -47,6 +47,8 @@ void UNetConfig::validate(const std::string& prefix) const {
   check(groups > 0, cat(key("groups"), ": expected a positive integer, got ", groups));
   check(final_channels > 0, cat(key("final_channels"), ": expected a positive integer, got ", final_channels));
   check(time_scale > 0, cat(key("time_scale"), ": expected a positive number, got ", time_scale));
+  check(num_classes >= 0, cat(key("num_classes"), ": expected a non-negative integer (0 = unconditional), got ",
+                              num_classes));
   // Every GroupNorm input width is one of these (the up blocks' inputs are 2·down_channels[i]).
   auto divisible = [&](int channels, const std::string& where) {
     check(channels % groups == 0, cat(key("groups"), ": ", groups, " does not divide ", where, " = ", channels,
@@ -90,13 +92,14 @@ UNetConfig UNetConfig::from_json(const nlohmann::json& json, const std::string& 
   reader.read_positive_int("final_channels", config.final_channels);
   reader.read_positive_number("time_scale", config.time_scale);
   reader.read_bool("fuse_group_norm_silu", config.fuse_group_norm_silu);
+  reader.read_nonnegative_int("num_classes", config.num_classes);
   reader.reject_unknown_keys();
   config.validate(prefix);
   return config;
 }
 
 nlohmann::json UNetConfig::to_json() const {
-  return nlohmann::json{{"type", "unet"},
+  nlohmann::json json{{"type", "unet"},
                         {"in_channels", in_channels},
                         {"out_channels", out_channels},
                         {"down_channels", down_channels},
@@ -109,6 +112,8 @@ nlohmann::json UNetConfig::to_json() const {
                         {"final_channels", final_channels},
                         {"time_scale", time_scale},
                         {"fuse_group_norm_silu", fuse_group_norm_silu}};
+  if (num_classes > 0) json["num_classes"] = num_classes;
+  return json;
 }
 
 UNetConfig UNetConfig::tiny() {

@@ -24,6 +24,7 @@ struct UNetConfig {
   int final_channels = 16;                      // last up block's output (the seed's hard-coded 16)
   double time_scale = 1.0;                      // t is multiplied by this before the sinusoid (seed: 1)
   bool fuse_group_norm_silu = true;             // GroupNorm → SiLU as one op (same numbers)
+  int num_classes = 0;                          // 0: unconditional; else class labels (nn/unet.h)
 
   int resolved_out_channels() const { return out_channels == 0 ? in_channels : out_channels; }
   int downsample_count() const;  // how many times the image is halved
@@ -35,7 +36,9 @@ struct UNetConfig {
   // Two levels of 4 and 8 channels with attention in the lower one: every kind of block, small enough
   // for gradchecks, the CUDA emulator and `fmbench step`.
   static UNetConfig tiny();
-  nlohmann::json to_json() const;  // every field, plus "type": "unet"
+  // Every field, plus "type": "unet"; num_classes only when > 0, so an unconditional model's JSON
+  // (stored in checkpoints and run folders) is what it was before conditioning existed.
+  nlohmann::json to_json() const;
 };
 
 }  // namespace fm::nn

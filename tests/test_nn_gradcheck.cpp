@@ -186,3 +186,32 @@ TEST_CASE("gradcheck: a tiny U-Net (channels [4, 8], groups 2, 8x8), sampled ele
   options.max_elements_per_tensor = 2;  // ~70 tensors: every one is checked, at 2 random elements
   FM_REQUIRE_MODULE_GRADCHECK([&] { return model.forward(x, t); }, with_inputs(model, {{"x", x}}), options);
 }
+
+TEST_CASE("gradcheck: the class-conditional MLP and tiny U-Net through the class embedding", "[nn][gradcheck][conditional]") {
+  // Labels repeat (rows 0 and 3 share class 1: the table's gradient scatter-adds) and include the
+  // null class (3 of 3 classes); class 2 is unused, so its row must get an exact zero gradient.
+  const std::vector<std::int32_t> labels{1, 0, 3, 1};
+  Generator gen(21);
+  MLPConfig mlp_config;
+  mlp_config.hidden_width = 8;
+  mlp_config.hidden_layers = 2;
+  mlp_config.num_classes = 3;
+  mlp_config.class_embedding_dim = 3;
+  VelocityMLP mlp(mlp_config, gen);
+  mlp.to(DType::Float64);
+  Tensor points = input_tensor({4, 2}, 22);
+  Tensor t = Tensor::from_vector({0.0, 0.3, 0.7, 1.0}, {4}, DType::Float64);
+  FM_REQUIRE_MODULE_GRADCHECK([&] { return mlp.forward(points, t, labels); }, with_inputs(mlp, {{"x", points}}));
+  const std::vector<double> unused_row_grad = mlp.class_embedding.grad().to_vector();
+  for (int k = 6; k < 9; ++k) REQUIRE(unused_row_grad[std::size_t(k)] == 0.0);
+
+  UNetConfig unet_config = UNetConfig::tiny();
+  unet_config.num_classes = 3;
+  UNet model(unet_config, gen);
+  model.to(DType::Float64);
+  randomise_parameters(model, 23);
+  Tensor x = input_tensor({4, 1, 8, 8}, 24);
+  // Every element of the table [4, 8]; the rest of the U-Net is covered by the unconditional case.
+  FM_REQUIRE_MODULE_GRADCHECK([&] { return model.forward(x, t, labels); },
+                              {{"class_embedding", model.class_embedding}, {"x", x}});
+}

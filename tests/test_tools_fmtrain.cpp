@@ -149,22 +149,7 @@ TEST_CASE("a moons run on CUDA tracks the CPU run and resumes bitwise", "[fmtrai
   FM_REQUIRE_GPU();
   fs::path dir = scratch_dir("cuda");
   fs::path config = write_config(dir / "cfg");
-  REQUIRE(fm::test::train_run(config, dir / "cpu", {"device=cpu"}) == 0);
-  REQUIRE(fm::test::train_run(config, dir / "cuda", {"device=cuda"}) == 0);
-  REQUIRE(fm::test::train_run(config, dir / "split", {"device=cuda", "train.steps=20"}) == 0);
-  REQUIRE(fm::test::resume_run(dir / "split", {"train.steps=40"}) == 0);
-  std::vector<double> cpu = logged_losses(dir / "cpu"), cuda = logged_losses(dir / "cuda"), split = logged_losses(dir / "split");
-  REQUIRE(cuda.size() == 40);
-  // The device's reductions use no atomics, so a resumed device run is bitwise the whole one.
-  REQUIRE(cuda == split);
-  // Same data, same initial weights: the losses differ only by float32 summation order, which
-  // Adam's steps carry forward. On the CUDA emulator (2026-11-22) all 40 agree to 9.5e-8 relative;
-  // 1e-5 leaves room for the GPU's fused multiply-adds and expf.
-  REQUIRE(cuda.size() == cpu.size());
-  for (std::size_t i = 0; i < cpu.size(); ++i) {
-    INFO("step " << i + 1);
-    REQUIRE(cuda[i] == Approx(cpu[i]).epsilon(1e-5));
-  }
+  fm::test::require_cuda_tracks_cpu_and_resumes(config, dir);
   for (const char* file : {"checkpoint.safetensors", "samples.npy", "samples.png", "summary.json"})
     REQUIRE(fs::exists(dir / "cuda" / file));
 }

@@ -19,6 +19,7 @@
 #include "flow/scheduler.h"
 #include "flow/solver.h"
 #include "flow/coupling.h"
+#include "flow/datasets2d.h"
 #include "flow/source.h"
 #include "flow/time_sampler.h"
 #include "nn/mlp.h"
@@ -45,10 +46,12 @@ const std::vector<KeySpec>& schema() {
   static const std::vector<KeySpec> keys = {
       {"device", KeyType::String, "auto", -kInf, kInf, {"auto", "cpu", "cuda"}, "where to run: auto picks cuda when a GPU is present"},
       {"kernels", KeyType::String, "custom", -kInf, kInf, {"custom", "library"}, "CUDA image ops: the project's kernels or cuDNN/cuBLAS"},
+      {"precision", KeyType::String, "fp32", -kInf, kInf, {"fp32", "tf32"}, "CUDA matrix products and our convolutions: strict FP32, or TF32 tensor cores (docs/ops/tensor_cores.md; FM_PRECISION overrides; CPU runs ignore it)"},
       {"data.name", KeyType::String, "moons", -kInf, kInf, {"moons", "spiral", "8gaussians", "checkerboard", "fashion_mnist"}, "training data"},
       {"data.noise", KeyType::NullableNumber, nullptr, 0, 10, {}, "2-D data: noise level (null = the data set's default)"},
       {"data.dir", KeyType::String, "/usr/share/datasets/fashion-mnist", -kInf, kInf, {}, "image data: folder of IDX files"},
       {"data.images", KeyType::String, "train-images-idx3-ubyte.gz", -kInf, kInf, {}, "image data: training images file (in data.dir, or a path)"},
+      {"data.labels", KeyType::String, "train-labels-idx1-ubyte.gz", -kInf, kInf, {}, "image data: the images' label file (in data.dir, or a path), read when model.num_classes > 0"},
       {"data.limit", KeyType::Integer, 0, 0, 1e9, {}, "image data: use only the first N images (0 = all)"},
       {"data.source", KeyType::String, "gaussian", -kInf, kInf, flow::source_names(), "the source x0 is drawn from: N(0, I), or a 2-D data set (2-D data only)"},
       {"data.pairs", KeyType::String, "", -kInf, kInf, {}, "reflow pairs file (made by fmreflow): train on its (x0, x1) pairs instead of fresh data and noise (\"\" = off)"},
@@ -61,6 +64,7 @@ const std::vector<KeySpec>& schema() {
       {"train.optimizer", KeyType::String, "adam", -kInf, kInf, {"adam", "adamw", "sgd"}, "optimiser"},
       {"train.coupling", KeyType::String, "independent", -kInf, kInf, flow::coupling_names(), "pairing of x0 and x1 in a batch: as drawn, the exact minibatch OT assignment, or Sinkhorn draws"},
       {"train.sinkhorn_epsilon", KeyType::Number, 0.05, 1e-4, 10, {}, "sinkhorn: entropic regularisation, relative to the batch's mean squared distance"},
+      {"train.label_dropout", KeyType::Number, 0.1, 0, 1, {}, "class-conditional models (model.num_classes > 0): probability that a sample's label is replaced by the null class (classifier-free guidance), in [0, 1)"},
       {"train.init_from", KeyType::String, "", -kInf, kInf, {}, "start from this checkpoint's weights (its EMA weights when it has them; the model sections must match): a reflow student starts from its teacher (\"\" = random initialisation)"},
       {"train.weight_decay", KeyType::Number, 0.0, 0, 1, {}, "AdamW decoupled weight decay"},
       {"train.momentum", KeyType::Number, 0.9, 0, 1, {}, "SGD momentum"},
@@ -223,6 +227,35 @@ void set_path(Json& root, const std::string& path, const Json& value) {
 
 bool is_2d_dataset(const std::string& name) { return name != "fashion_mnist"; }
 
+int dataset_class_count(const std::string& name) {
+  return is_2d_dataset(name) ? flow::make_toy_distribution(name)->num_classes() : 10;
+}
+
+namespace {
+
+// model.num_classes against the data's labels, and train.label_dropout against the model.
+void check_class_conditioning(const Json& resolved, bool label_dropout_given) {
+  const int classes = resolved["model"].value("num_classes", 0);
+  const double dropout = resolved["train"]["label_dropout"];
+  const std::string data = resolved["data"]["name"];
+  if (classes == 0) {
+    if (label_dropout_given && dropout != 0.1)
+      throw ConfigError(cat("train.label_dropout: got ", shortest_text(dropout),
+                            ", but the model is unconditional (model.num_classes = 0); set model.num_classes or drop the key"));
+    return;
+  }
+  if (!(dropout < 1))
+    throw ConfigError(cat("train.label_dropout: got ", shortest_text(dropout), ", expected a number in [0, 1) (1 would never train the labels)"));
+  if (!resolved["data"]["pairs"].get<std::string>().empty())
+    throw ConfigError(cat("model.num_classes: ", classes, ", but reflow pairs (data.pairs) carry no labels; expected 0"));
+  const int data_classes = dataset_class_count(data);
+  if (classes != data_classes)
+    throw ConfigError(cat("model.num_classes: got ", classes, ", but data \"", data, "\" has ", data_classes,
+                          " classes (expected ", data_classes, " or 0 for an unconditional model)"));
+}
+
+}  // namespace
+
 Json resolve_config(const Json& user_config_in) {
   if (!user_config_in.is_object())
     throw ConfigError(cat("config: expected a JSON object at the top level, got ", user_config_in.dump()));
@@ -263,6 +296,7 @@ Json resolve_config(const Json& user_config_in) {
     throw ConfigError(cat("model.type: \"", model_type, "\" does not fit image data \"", data, "\"; expected \"unet\""));
   resolved["model"] = model_type == "mlp" ? nn::MLPConfig::from_json(model, "model").to_json()
                                           : nn::UNetConfig::from_json(model, "model").to_json();
+  check_class_conditioning(resolved, given.count("train.label_dropout") > 0);
   return resolved;
 }
 
@@ -344,6 +378,9 @@ std::string describe_schema() {
   }
   os << "  model (mlp): " << nn::MLPConfig().to_json().dump() << "\n";
   os << "  model (unet): " << nn::UNetConfig().to_json().dump() << "\n";
+  os << "  model.num_classes = 0 (mlp and unet)  — an integer >= 0; 0 = unconditional, else class-conditional on the "
+        "data's labels (equal to its class count: 8gaussians 8, moons 2, checkerboard 8, spiral 3, fashion_mnist 10)\n";
+  os << "  model.class_embedding_dim = 16 (mlp)  — a positive integer; width of a class's learned vector\n";
   return os.str();
 }
 

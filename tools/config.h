@@ -32,5 +32,7 @@ std::string describe_schema();
 
 // True for data sets of 2-D points; false for image data sets.
 bool is_2d_dataset(const std::string& name);
+// How many classes a data set's labels have (2-D: one per mode, flow/datasets2d.h; fashion_mnist: 10).
+int dataset_class_count(const std::string& name);
 
 }  // namespace fm::tools

@@ -19,6 +19,7 @@
 #include "nn/lr_schedule.h"
 #include "nn/optim.h"
 #include "tools/checkpoint_model.h"
+#include "tools/conditional_sampling.h"
 #include "tools/progress.h"
 #include "tools/run_setup.h"
 
@@ -353,11 +354,17 @@ FrechetEvalResult run_frechet_evaluation(const FrechetEvalRequest& request,
     result.solver = sample["solver"].get<std::string>();
     result.checkpoint_step = loaded.step;
     result.weights = loaded.ema_weights ? "ema" : "raw";
-    Generator gen(request.seed ? *request.seed : sample["seed"].get<std::uint64_t>());
+    const std::uint64_t seed = request.seed ? *request.seed : sample["seed"].get<std::uint64_t>();
     say(log, classifier_line);
+    // A class-conditional model samples as fmtrain's final samples: labels drawn uniformly from the seed,
+    // guidance 0 (tools/conditional_sampling.h); `fmeval guidance` measures other weights.
+    const int classes = loaded.model->num_classes();
     say(log, cat("sampling ", request.n, " images from ", request.checkpoint, " (step ", loaded.step, ", ",
-                 loaded.ema_weights ? "EMA" : "raw", " weights) with ", result.solver, "..."));
-    SampleResult sampled = generate_samples(*loaded.model, *solver, example, request.n, gen, request.device);
+                 loaded.ema_weights ? "EMA" : "raw", " weights) with ", result.solver,
+                 classes > 0 ? cat(", class-conditional: ", classes, " classes drawn uniformly, guidance 0") : "",
+                 "..."));
+    SampleResult sampled =
+        generate_run_samples(*loaded.model, nullptr, *solver, example, request.n, seed, request.device).result;
     samples = sampled.samples;
     result.nfe = sampled.nfe;
     result.sampling_seconds = sampled.seconds;

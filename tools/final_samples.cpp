@@ -8,6 +8,7 @@
 #include "core/io/tensor_io.h"
 #include "core/kernel_choice.h"
 #include "flow/metrics.h"
+#include "tools/conditional_sampling.h"
 
 namespace fm::tools {
 
@@ -18,11 +19,15 @@ void write_final_samples(const FinishedRun& run, io::JsonlWriter& metrics) {
   const flow::TrainingData& data = *run.objects.data;
   const std::int64_t step = run.objects.trainer->step();
   nn::EMA* use = sample_config["use_ema"].get<bool>() ? run.objects.ema.get() : nullptr;
-  Generator sample_gen(sample_config["seed"].get<std::uint64_t>());
   const std::int64_t n = sample_config["n"];
-  SampleResult result =
-      generate_samples_with_ema(model, use, *run.objects.solver, data.example_shape(), n, sample_gen, run.device,
-                                run.objects.source.get());
+  // A class-conditional model samples labels drawn uniformly (from sample.seed, as fmsample does) at
+  // guidance 0; the labels are written beside the samples and colour the 2-D picture.
+  const bool conditional = model.num_classes() > 0;
+  RunSamples sampled = generate_run_samples(model, use, *run.objects.solver, data.example_shape(), n,
+                                            sample_config["seed"].get<std::uint64_t>(), run.device,
+                                            run.objects.source.get());
+  const SampleResult& result = sampled.result;
+  const std::vector<std::int32_t>& labels = sampled.labels;
   // The .npy in the data's own coordinates (2-D data is normalised for the model: tools/run_setup.h).
   io::save_npy(run.paths.samples_npy().string(), samples_in_data_coordinates(result.samples, config));
   Json summary = {{"step", step},
@@ -33,7 +38,14 @@ void write_final_samples(const FinishedRun& run, io::JsonlWriter& metrics) {
                   {"weights", use ? "ema" : "raw"},
                   {"train_seconds", run.train_seconds},
                   {"kernels", kernel_impl_name(kernel_impl())},
+                  {"precision", precision_name(precision())},
                   {"parameters", model.parameter_count()}};
+  if (conditional) {
+    const std::string labels_file = (run.paths.dir / "samples_labels.npy").string();
+    save_labels_npy(labels_file, labels);
+    summary["labels"] = "samples_labels.npy";
+    summary["guidance"] = 0.0;
+  }
   if (data.example_shape().size() == 1) {
     // Quality on 2-D data: sliced W2 to fresh data, next to the same distance between two
     // independent data samples of the same size (the floor a perfect model would sit at).
@@ -56,9 +68,22 @@ void write_final_samples(const FinishedRun& run, io::JsonlWriter& metrics) {
                 "with %s, %lld NFE, %lld points\n",
                 config["data"]["name"].get<std::string>().c_str(), distance, floor, distance / floor,
                 sample_config["solver"].get<std::string>().c_str(), (long long)result.nfe, (long long)generated.size(0));
-    write_samples_png(run.paths.samples_png().string(), samples_in_data_coordinates(result.samples, config),
-                      samples_in_data_coordinates(fresh, config),
-                      cat(run.title, " · ", sample_config["solver"].get<std::string>(), " ", result.nfe, " NFE"));
+    const std::string picture_title = cat(run.title, " · ", sample_config["solver"].get<std::string>(), " ", result.nfe, " NFE");
+    if (conditional) {
+      // The fraction of samples in the mode of their label (flow/datasets2d.h's class_of, in the model's coordinates).
+      const std::vector<std::int32_t> landed = toy->class_of(result.samples);
+      std::int64_t hits = 0;
+      for (std::size_t i = 0; i < landed.size(); ++i) hits += landed[i] == labels[i];
+      summary["mode_fraction"] = double(hits) / double(std::max<std::int64_t>(n, 1));
+      std::printf("conditional: %.4f of the %lld samples landed in the mode of their label (guidance 0; fmeval guidance "
+                  "%s measures other weights)\n",
+                  double(hits) / double(std::max<std::int64_t>(n, 1)), (long long)n, run.paths.checkpoint().string().c_str());
+      write_class_scatter_png(run.paths.samples_png().string(), samples_in_data_coordinates(result.samples, config), labels,
+                              model.num_classes(), samples_in_data_coordinates(fresh, config), picture_title);
+    } else {
+      write_samples_png(run.paths.samples_png().string(), samples_in_data_coordinates(result.samples, config),
+                        samples_in_data_coordinates(fresh, config), picture_title);
+    }
   } else {
     std::int64_t shown = std::min<std::int64_t>(n, 64);
     write_samples_png(run.paths.samples_png().string(), result.samples.narrow(0, 0, shown), Tensor(),

@@ -1,6 +1,8 @@
 // tools/final_samples.h — fmtrain's last stage, after the last step: samples from the trained model
 // (EMA weights when sample.use_ema), their quality on 2-D data (sliced W2 to fresh data, next to its
-// floor), and the files that report them: samples.npy, samples.png and summary.json.
+// floor), and the files that report them: samples.npy, samples.png and summary.json. A class-conditional
+// model samples uniformly drawn labels at guidance 0 and also writes samples_labels.npy (and on 2-D data
+// the mode fraction, with the picture coloured by label).
 #pragma once
 #include <string>
 

@@ -11,6 +11,8 @@
 //   fmeval sweep RUN_DIR [--classifier FILE] [--n 1000] [--only steps|nfe] [--nfe 4,8,16,32]
 //                [--solvers euler,midpoint,heun,rk4,dopri5] [--tolerances 1e-2,1e-3,1e-4] [--data-dir DIR]
 //                [--device auto|cpu|cuda] [--kernels custom|library]
+//   fmeval guidance CHECKPOINT [--weights-list 0,0.5,1,2,4] [--n PER_CLASS] [--csv F] [--png F] ...
+//   fmeval nll CHECKPOINT [--divergence exact|hutchinson] [--probes K] [--steps N] [--n N] ... (tools/nll_eval.h)
 //
 // The evaluation prints the distance of the samples to n real t10k images, the floor (n real train
 // images against the same t10k images: what a perfect model scores at this n; mean and standard
@@ -21,6 +23,8 @@
 // (tools/eval_classifier.h, tools/quality_sweep.h) are what the tests drive.
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -28,6 +32,8 @@
 #include "tools/cli_args.h"
 #include "tools/tool_flags.h"
 #include "tools/eval_classifier.h"
+#include "tools/guidance_eval.h"
+#include "tools/nll_eval.h"
 #include "tools/quality_sweep.h"
 #include "tools/run_setup.h"
 #include "tools/straight_eval.h"
@@ -47,6 +53,19 @@ const char* kUsage =
     "       fmeval straight CHECKPOINT... [--labels a,b] [--n 2000] [--nfe 1,2,4,8,16,100] [--tolerance 1e-5]\n"
     "              [--seed S] [--repeats 5] [--csv FILE] [--png FILE] [--trajectories PREFIX] [--weights ema|raw]\n"
     "              [--device auto|cpu|cuda] [--kernels custom|library]\n"
+    "       fmeval guidance CHECKPOINT [--weights-list 0,0.5,1,2,4] [--n PER_CLASS] [--csv FILE] [--png FILE]\n"
+    "              [--solver NAME] [--steps N] [--rtol X] [--atol X] [--weights ema|raw] [--seed S]\n"
+    "              [--classifier FILE] [--data-dir DIR] [--device auto|cpu|cuda] [--kernels custom|library]\n"
+    "       fmeval nll CHECKPOINT [--divergence exact|hutchinson] [--probes 1] [--probe rademacher|gaussian]\n"
+    "              [--solver rk4|...|dopri5] [--steps 50] [--rtol X] [--atol X] [--n N] [--batch 500] [--seed S]\n"
+    "              [--weights ema|raw] [--device ...]\n"
+    "              [--data-dir DIR] [--csv FILE]   (log-likelihood; `fmeval nll --help` for details)\n"
+    "  guidance (class-conditional models): for each guidance weight w, --n samples per class (default 500 for\n"
+    "  2-D, 200 for images) from the same noise; 2-D: the fraction landing in the asked mode and the sliced W2\n"
+    "  to data of that class; images: the classifier's accuracy against the asked class and the Frechet\n"
+    "  distance to t10k images of that class; per class and overall, each distance with its floor (two real\n"
+    "  samples). --png writes FILE (fidelity against w) and FILE_distance.png (distance against w). The\n"
+    "  checkpoint may also be given as --checkpoint FILE.\n"
     "  straight (2-D models): sliced W2 to fresh data after Euler with each --nfe, and dopri5 at --tolerance\n"
     "  (0 = skip), from the same n source draws, each a mean over --repeats draws; and the flow's straightness\n"
     "  S along 100-step Euler paths;\n"
@@ -102,7 +121,7 @@ int evaluate_command(int argc, char** argv) {
     return 0;
   }
   FM_CHECK(args.positional().empty(), ConfigError, "unexpected argument \"", args.positional()[0],
-           "\" (the subcommands are train-classifier and sweep)");
+           "\" (the subcommands are train-classifier, sweep, straight, guidance and nll)");
   tools::FrechetEvalRequest request;
   request.checkpoint = args.get("--checkpoint", "");
   request.samples_path = args.get("--samples", "");
@@ -245,6 +264,49 @@ int straight_command(int argc, char** argv) {
   return 0;
 }
 
+int guidance_command(int argc, char** argv) {
+  using namespace fm;
+  tools::CliArgs args(argc, argv, tools::fmeval_guidance_flags().value_flags, tools::fmeval_guidance_flags().switch_flags);
+  if (args.has("--help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  // One checkpoint: after the subcommand (as nll and straight take it) or after --checkpoint.
+  std::vector<std::string> checkpoints = args.positional();
+  if (args.has("--checkpoint")) checkpoints.insert(checkpoints.begin(), args.required("--checkpoint"));
+  FM_CHECK(checkpoints.size() == 1, ConfigError,
+           "guidance: expected one checkpoint (CHECKPOINT or --checkpoint FILE), got ", checkpoints.size(), checkpoints.size() > 1 ? cat(" (\"", checkpoints[1], "\" is one too many)") : "");
+  tools::GuidanceEvalRequest request;
+  request.checkpoint_path = checkpoints[0];
+  if (args.has("--weights-list")) request.weights = tools::parse_list<double>("--weights-list", args.required("--weights-list"));
+  if (args.has("--n")) request.n_per_class = args.integer("--n", 2, 1000000);
+  if (args.has("--seed")) request.seed = std::uint64_t(args.integer("--seed", 0, 1LL << 53));
+  if (args.has("--solver")) request.sample_overrides["solver"] = args.required("--solver");
+  if (args.has("--steps")) request.sample_overrides["steps"] = args.integer("--steps", 1, 1000000);
+  if (args.has("--rtol")) request.sample_overrides["rtol"] = args.number("--rtol", 1e-12, 1.0);
+  if (args.has("--atol")) request.sample_overrides["atol"] = args.number("--atol", 1e-12, 1.0);
+  request.classifier = args.get("--classifier", "");
+  request.data_dir = args.get("--data-dir", tools::kFashionMnistDir);
+  const std::string csv = args.get("--csv", ""), png = args.get("--png", "");
+  // The files are written after all the sampling: a missing folder is found now, not after the work.
+  for (const auto& [flag, file] : {std::pair{"--csv", csv}, std::pair{"--png", png}}) {
+    const std::filesystem::path folder = std::filesystem::path(file).parent_path();
+    FM_CHECK(file.empty() || folder.empty() || std::filesystem::is_directory(folder), IOError, flag, ": folder ",
+             folder.string(), " does not exist");
+  }
+  request.device = tools::pick_device(args.get("--device", "auto"));
+  if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));
+  tools::CheckpointModel loaded = tools::load_checkpoint_model(request.checkpoint_path, request.device, args.get("--weights", "ema"));
+  tools::GuidanceEvalResult result = tools::evaluate_guidance(loaded, request, print_line);
+  std::printf("%s", tools::guidance_table(result).c_str());
+  std::printf("%s: %lld samples per class from the same noise at every w, %s %lld NFE; each distance next to its floor "
+              "(two real samples of the same size)\n",
+              result.hit_name.c_str(), (long long)result.n_per_class, result.solver.c_str(), (long long)result.nfe);
+  for (const std::string& file : tools::write_guidance_outputs(result, csv, png)) std::printf("wrote %s\n", file.c_str());
+  std::printf("%s\n", result.to_json().dump().c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -252,6 +314,8 @@ int main(int argc, char** argv) {
     if (argc >= 2 && std::strcmp(argv[1], "train-classifier") == 0) return train_classifier_command(argc - 1, argv + 1);
     if (argc >= 2 && std::strcmp(argv[1], "sweep") == 0) return sweep_command(argc - 1, argv + 1);
     if (argc >= 2 && std::strcmp(argv[1], "straight") == 0) return straight_command(argc - 1, argv + 1);
+    if (argc >= 2 && std::strcmp(argv[1], "guidance") == 0) return guidance_command(argc - 1, argv + 1);
+    if (argc >= 2 && std::strcmp(argv[1], "nll") == 0) return fm::tools::nll_command(argc - 1, argv + 1);
     return evaluate_command(argc, argv);
   } catch (const fm::Error& e) {
     std::fprintf(stderr, "fmeval: %s\n", e.what());

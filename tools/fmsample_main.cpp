@@ -2,19 +2,26 @@
 //
 //   fmsample --checkpoint FILE [--n 64] [--out grid.png] [--npy samples.npy] [--solver rk4]
 //            [--steps 20] [--rtol 1e-5 --atol 1e-5] [--weights ema|raw] [--seed 1] [--device auto]
-//            [--kernels custom|library]
+//            [--kernels custom|library] [--guidance W] [--class K | --grid-by-class]
 //
 // Writes a PNG (an image grid, or for 2-D models a scatter over fresh data) and a float32 .npy of
-// the N samples, and prints the NFE and the time taken.
+// the N samples, and prints the NFE and the time taken. A class-conditional model samples with
+// classifier-free guidance (tools/conditional_sampling.h): every sample of --class K, or one row per
+// class sharing its source noise (--grid-by-class), or labels drawn uniformly from the seed; the
+// labels go to a float32 .npy beside the samples (samples_labels.npy), and a 2-D picture is coloured
+// by the asked class.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <string>
 #include <utility>
 
+#include "core/io/png.h"
 #include "core/io/tensor_io.h"
 #include "core/kernel_choice.h"
 #include "tools/checkpoint_model.h"
 #include "tools/cli_args.h"
+#include "tools/conditional_sampling.h"
 #include "tools/tool_flags.h"
 #include "tools/run_setup.h"
 
@@ -23,8 +30,16 @@ const char* kUsage =
     "usage: fmsample --checkpoint FILE [--n 64] [--out samples.png] [--npy FILE] [--solver NAME]\n"
     "                [--steps N] [--rtol X] [--atol X] [--weights ema|raw] [--seed S]\n"
     "                [--device auto|cpu|cuda] [--kernels custom|library]\n"
+    "                [--guidance W] [--class K | --grid-by-class]   (class-conditional models only)\n"
     "  solvers: euler, midpoint, heun, rk4 (fixed --steps), dopri5 (adaptive --rtol/--atol)\n"
-    "  defaults: the sample section of the run's config; --out samples.png; --npy next to --out\n";
+    "  defaults: the sample section of the run's config; --out samples.png; --npy next to --out\n"
+    "  class-conditional models (model.num_classes > 0) sample with classifier-free guidance\n"
+    "    v = (1 + W) v(x, t, y) - W v(x, t, null), both branches in one batched forward (--guidance 0, the\n"
+    "    default, is plain conditional sampling); --class K: all --n samples of class K; --grid-by-class:\n"
+    "    one row per class of --n / classes samples each, row k from the same source noise as every other\n"
+    "    row (rows differ only by the label); neither: labels drawn uniformly from --seed. The labels go to\n"
+    "    NPY_labels.npy beside --npy (float32 class indices); a 2-D picture is coloured by asked class.\n"
+    "    For an unconditional model these three flags are an error.\n";
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -60,28 +75,74 @@ int main(int argc, char** argv) {
                " does not exist");
     }
 
+    const bool conditional = loaded.model->num_classes() > 0;
+    const int classes = loaded.model->num_classes();
+    for (const char* flag : {"--guidance", "--class", "--grid-by-class"})
+      if (args.has(flag)) tools::require_conditional_model(*loaded.model, flag);
+    const double guidance = args.has("--guidance") ? args.number("--guidance", 0.0, 1000.0) : 0.0;
+    FM_CHECK(!(args.has("--class") && args.has("--grid-by-class")), ConfigError,
+             "--class and --grid-by-class: give one (all samples of one class, or one row per class)");
+    const int asked_class = args.has("--class") ? int(args.integer("--class", 0, classes - 1)) : -1;
+    const bool grid_by_class = args.has("--grid-by-class");
+    const std::string labels_npy =
+        std::filesystem::path(npy).replace_extension("").string() + "_labels.npy";
+
     std::unique_ptr<flow::OdeSolver> solver = tools::build_solver(sample);
     bool points = tools::is_2d_dataset(loaded.config["data"]["name"]);
     // Images: the size from the training data's IDX header (28×28 for Fashion-MNIST).
     const Shape example = tools::example_shape(loaded.config);
     Generator gen(seed);
     auto source = tools::build_source(loaded.config);
-    tools::SampleResult result = tools::generate_samples(*loaded.model, *solver, example, n, gen, device, 512, source.get());
+    tools::SampleResult result;
+    std::vector<std::int32_t> labels;  // conditional models: the asked class of each sample
+    std::int64_t grid_columns = 0;
+    if (!conditional) {
+      result = tools::generate_samples(*loaded.model, *solver, example, n, gen, device, 512, source.get());
+    } else if (grid_by_class) {
+      grid_columns = std::max<std::int64_t>(1, n / classes);
+      tools::ClassGrid grid = tools::class_grid_noise(classes, grid_columns, example, gen, device, source.get());
+      labels = grid.labels;
+      result = tools::generate_guided_samples_from_noise(*loaded.model, *solver, grid.noise, labels, guidance);
+    } else {
+      // Labels from a generator of their own: the source noise stays that of an unconditional run.
+      labels = asked_class >= 0 ? std::vector<std::int32_t>(std::size_t(n), asked_class)
+                                : tools::labels_from_seed(n, classes, seed);
+      result = tools::generate_guided_samples(*loaded.model, *solver, example, labels, guidance, gen, device, 512,
+                                              source.get());
+    }
+    const std::int64_t produced = result.samples.size(0);
     // In the data's own coordinates (2-D data is normalised for the model; the checkpoint says how).
     const Tensor samples = tools::samples_in_data_coordinates(result.samples, loaded.config, loaded.metadata);
     io::save_npy(npy, samples);
+    if (conditional) tools::save_labels_npy(labels_npy, labels);
     Tensor reference;
     if (points) {
       Generator data_gen(seed + 1000);
-      reference = tools::samples_in_data_coordinates(tools::build_toy_distribution(loaded.config)->sample(n, data_gen),
+      reference = tools::samples_in_data_coordinates(tools::build_toy_distribution(loaded.config)->sample(produced, data_gen),
                                                      loaded.config, loaded.metadata);
     }
-    tools::write_samples_png(out, samples, reference,
-                             cat("step ", loaded.step, " · ", sample["solver"].get<std::string>(), " ", result.nfe,
-                                 " NFE · ", loaded.ema_weights ? "EMA" : "raw", " weights"));
-    std::printf("fmsample: %lld samples with %s (%lld NFE, %s weights) in %.2f s -> %s, %s\n", (long long)n,
+    std::string title = cat("step ", loaded.step, " · ", sample["solver"].get<std::string>(), " ", result.nfe, " NFE · ",
+                            loaded.ema_weights ? "EMA" : "raw", " weights");
+    if (conditional) title += cat(" · guidance ", guidance);
+    if (conditional && points) {
+      tools::write_class_scatter_png(out, samples, labels, classes, reference, title);
+    } else if (grid_by_class) {
+      // One row per class: the grid's columns are the shared source draws.
+      std::vector<float> pixels = samples.to_float_vector();
+      io::write_image_grid_png(out, pixels.data(), int(produced), int(samples.size(1)), int(samples.size(2)),
+                               int(samples.size(3)), int(grid_columns), -1.f, 1.f, 2);
+    } else {
+      tools::write_samples_png(out, samples, reference, title);
+    }
+    std::printf("fmsample: %lld samples with %s (%lld NFE, %s weights) in %.2f s -> %s, %s\n", (long long)produced,
                 sample["solver"].get<std::string>().c_str(), (long long)result.nfe,
                 loaded.ema_weights ? "EMA" : "raw", result.seconds, out.c_str(), npy.c_str());
+    if (conditional)
+      std::printf("fmsample: class-conditional (%d classes), guidance %g, %s; labels -> %s\n", classes, guidance,
+                  grid_by_class ? cat("one row per class, ", grid_columns, " columns sharing their noise").c_str()
+                  : asked_class >= 0 ? cat("all of class ", asked_class).c_str()
+                                     : "labels drawn uniformly from the seed",
+                  labels_npy.c_str());
     return 0;
   } catch (const fm::Error& e) {
     std::fprintf(stderr, "fmsample: %s\n", e.what());

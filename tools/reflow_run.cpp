@@ -34,6 +34,10 @@ void make_reflow_pairs(const ReflowPairsRequest& request,
   FM_CHECK(request.solver != "dopri5", ConfigError,
            "--solver: dopri5 picks its own steps; use a fixed-step solver (euler, midpoint, heun, rk4)");
   CheckpointModel teacher = load_checkpoint_model(request.teacher, request.device, request.weights);
+  // Reflow pairs carry no labels (a student on them is unconditional): the teacher runs with its null class.
+  if (teacher.model->num_classes() > 0)
+    std::fprintf(stderr, "fmreflow: %s is class-conditional (%d classes); its pairs come from its null class "
+                 "(unconditional)\n", request.teacher.c_str(), teacher.model->num_classes());
 
   flow::PairsRecipe recipe;
   recipe.solver = request.solver;

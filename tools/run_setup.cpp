@@ -1,6 +1,7 @@
 // tools/run_setup.cpp — config → run objects (see run_setup.h).
 #include "tools/run_setup.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -60,6 +61,13 @@ std::string images_path(const Json& config) {
   return (std::filesystem::path(data.at("dir").get<std::string>()) / images).string();
 }
 
+std::string labels_path(const Json& config) {
+  const Json& data = config.at("data");
+  std::filesystem::path labels = data.at("labels").get<std::string>();
+  if (labels.is_absolute() || labels.string().rfind("./", 0) == 0) return labels.string();
+  return (std::filesystem::path(data.at("dir").get<std::string>()) / labels).string();
+}
+
 std::unique_ptr<flow::TrainingData> build_training_data(const Json& config) {
   std::string name = config.at("data").at("name");
   const std::string pairs = config.at("data").at("pairs");
@@ -83,7 +91,13 @@ std::unique_ptr<flow::TrainingData> build_training_data(const Json& config) {
   if (is_2d_dataset(name)) {
     return std::make_unique<flow::PointStream>(build_toy_distribution(config));
   }
-  return std::make_unique<flow::ImageEpochs>(images_path(config), config.at("data").at("limit").get<std::int64_t>());
+  // A class-conditional model trains on the images' labels; an unconditional one reads no label file.
+  // The class count is the data set's (checked against model.num_classes with the config), not the
+  // largest label of a file that may hold only some of the classes.
+  const bool labelled = config.at("model").value("num_classes", 0) > 0;
+  return std::make_unique<flow::ImageEpochs>(images_path(config), config.at("data").at("limit").get<std::int64_t>(),
+                                             labelled ? labels_path(config) : std::string(),
+                                             labelled ? dataset_class_count(name) : 0);
 }
 
 Shape example_shape(const Json& config) {
@@ -178,6 +192,7 @@ RunObjects build_run_objects(const Json& config, Device device, bool initialise_
   options.source = objects.source;
   options.coupling.kind = flow::parse_coupling(train["coupling"]);
   options.coupling.sinkhorn_epsilon = train["sinkhorn_epsilon"];
+  options.label_dropout = train["label_dropout"];
   if (const auto* pairs = dynamic_cast<const flow::PairEpochs*>(objects.data.get())) {
     // The pairs bring their x0, drawn from the teacher's source: the run samples from that source too.
     FM_CHECK(options.coupling.kind == flow::CouplingKind::Independent, ConfigError,
@@ -197,35 +212,52 @@ RunObjects build_run_objects(const Json& config, Device device, bool initialise_
   return objects;
 }
 
-SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& solver, const Shape& example_shape,
-                              std::int64_t n, Generator& gen, Device device, std::int64_t chunk,
-                              const flow::SourceDistribution* source) {
-  const flow::GaussianSource gaussian;
-  if (source == nullptr) source = &gaussian;
+SampleResult sample_in_chunks(nn::VelocityModel& model, const flow::OdeSolver& solver, const Shape& example_shape,
+                              std::int64_t n, std::int64_t chunk, const ChunkNoise& noise_for,
+                              const ChunkField& field_for) {
+  FM_CHECK(chunk >= 1, ValueError, "sampling: chunk ", chunk, ", expected at least 1");
   NoGradGuard no_grad;
   model.eval();
   auto begin = std::chrono::steady_clock::now();
-  flow::VelocityField field = flow::velocity_field_from_model(
-      [&model](const Tensor& x, const Tensor& t) { return model.forward(x, t); });
   Shape full = example_shape;
   full.insert(full.begin(), n);
   Tensor out = Tensor::empty(full);
   SampleResult result;
   double evaluations = 0;  // Σ over chunks of (samples in the chunk × its NFE)
-  for (std::int64_t start = 0; start < n; start += chunk) {
-    std::int64_t count = std::min(chunk, n - start);
-    Shape shape = example_shape;
-    shape.insert(shape.begin(), count);
-    Tensor noise = source->sample(shape, gen, DType::Float32, device);
-    flow::SolveResult solved = solver.solve(field, noise);
-    out.narrow(0, start, count).copy_(solved.x.to(Device::CPU));
-    evaluations += double(count) * double(solved.nfe);
+  try {
+    for (std::int64_t start = 0; start < n; start += chunk) {
+      std::int64_t count = std::min(chunk, n - start);
+      Tensor noise = noise_for(start, count);
+      flow::SolveResult solved = solver.solve(field_for(start, count), noise);
+      out.narrow(0, start, count).copy_(solved.x.to(Device::CPU));
+      evaluations += double(count) * double(solved.nfe);
+    }
+  } catch (...) {
+    model.train();
+    throw;
   }
   result.nfe = n > 0 ? std::llround(evaluations / double(n)) : 0;
   model.train();
   result.samples = out;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
   return result;
+}
+
+SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& solver, const Shape& example_shape,
+                              std::int64_t n, Generator& gen, Device device, std::int64_t chunk,
+                              const flow::SourceDistribution* source) {
+  const flow::GaussianSource gaussian;
+  if (source == nullptr) source = &gaussian;
+  const flow::VelocityField field = flow::velocity_field_from_model(
+      [&model](const Tensor& x, const Tensor& t) { return model.forward(x, t); });
+  return sample_in_chunks(
+      model, solver, example_shape, n, chunk,
+      [&](std::int64_t, std::int64_t count) {
+        Shape shape = example_shape;
+        shape.insert(shape.begin(), count);
+        return source->sample(shape, gen, DType::Float32, device);
+      },
+      [&](std::int64_t, std::int64_t) { return field; });
 }
 
 SampleResult generate_samples_with_ema(nn::VelocityModel& model, nn::EMA* ema, const flow::OdeSolver& solver,
@@ -246,6 +278,12 @@ std::map<std::string, std::string> checkpoint_metadata(const Json& config) {
 Tensor samples_in_data_coordinates(const Tensor& samples, const Json& config,
                                    const std::map<std::string, std::string>& checkpoint_metadata) {
   if (!is_2d_dataset(config["data"]["name"])) return samples;
+  return flow::to_data_coordinates(samples, data_normalization(config, checkpoint_metadata));
+}
+
+flow::ToyDistribution2D::Normalization data_normalization(const Json& config,
+                                                          const std::map<std::string, std::string>& checkpoint_metadata) {
+  if (!is_2d_dataset(config["data"]["name"])) return {};
   flow::ToyDistribution2D::Normalization normalization = build_toy_distribution(config)->normalization();
   auto stored = checkpoint_metadata.find("data.normalization");
   if (stored != checkpoint_metadata.end()) {
@@ -257,7 +295,7 @@ Tensor samples_in_data_coordinates(const Tensor& samples, const Json& config,
              " is not {\"scale\": positive number, \"center\": [x, y]}");
     normalization = {json["scale"].get<double>(), json["center"][0].get<double>(), json["center"][1].get<double>()};
   }
-  return flow::to_data_coordinates(samples, normalization);
+  return normalization;
 }
 
 void write_samples_png(const std::string& path, const Tensor& samples, const Tensor& reference,

@@ -2,6 +2,7 @@
 // path, time sampler, optimiser, solver, and all of them with the trainer for fmtrain; and the
 // sampling + picture-writing shared by fmtrain and fmsample.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -31,6 +32,7 @@ std::shared_ptr<const flow::ToyDistribution2D> build_toy_distribution(const Json
 std::shared_ptr<const flow::SourceDistribution> build_source(const Json& config);  // data.source
 std::unique_ptr<flow::TrainingData> build_training_data(const Json& config);
 std::string images_path(const Json& config);  // data.images resolved against data.dir
+std::string labels_path(const Json& config);  // data.labels resolved against data.dir
 // One training example's shape: {2} for 2-D points, the IDX header's {1, rows, cols} for images
 // (read from data.images, never from a pairs file: a run trained on reflow pairs has the same shape).
 Shape example_shape(const Json& config);
@@ -63,6 +65,16 @@ struct SampleResult {
   std::int64_t nfe = 0;
   double seconds = 0;
 };
+// The chunk loop under every sampler (generate_samples here, the guided ones of
+// tools/conditional_sampling.h): n samples, at most `chunk` at a time; noise_for(start, count) gives a
+// chunk's source draws (on the model's device), called chunk by chunk in order, and field_for(start, count)
+// the field they are integrated through. Runs in eval mode without autograd (training mode again after,
+// also after an exception); the NFE is averaged over the samples.
+using ChunkNoise = std::function<Tensor(std::int64_t start, std::int64_t count)>;
+using ChunkField = std::function<flow::VelocityField(std::int64_t start, std::int64_t count)>;
+SampleResult sample_in_chunks(nn::VelocityModel& model, const flow::OdeSolver& solver, const Shape& example_shape,
+                              std::int64_t n, std::int64_t chunk, const ChunkNoise& noise_for,
+                              const ChunkField& field_for);
 // Integrates n source draws (from `gen`; source null: N(0, I)) from t = 0 to 1 through the model (in
 // chunks of at most `chunk`, to bound memory), on the model's device.
 SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& solver,
@@ -81,6 +93,10 @@ std::map<std::string, std::string> checkpoint_metadata(const Json& config);
 // "data.normalization" when `checkpoint_metadata` has one, else the data set's), images unchanged.
 Tensor samples_in_data_coordinates(const Tensor& samples, const Json& config,
                                    const std::map<std::string, std::string>& checkpoint_metadata = {});
+// The normalisation that samples_in_data_coordinates uses (identity for images and unnormalised data);
+// FormatError when the checkpoint's stored one is malformed.
+flow::ToyDistribution2D::Normalization data_normalization(
+    const Json& config, const std::map<std::string, std::string>& checkpoint_metadata = {});
 
 // The picture of a set of samples: 2-D points → a scatter over `reference` points (may be
 // undefined); images → a grid.

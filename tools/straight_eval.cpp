@@ -35,6 +35,10 @@ StraightEvalResult evaluate_straightness_2d(CheckpointModel& loaded, const Strai
   FM_CHECK(request.repeats >= 1, ConfigError, "straight: repeats must be >= 1, got ", request.repeats);
   NoGradGuard no_grad;
   nn::VelocityModel& model = *loaded.model;
+  // Straightness is a property of one field; a class-conditional model is measured through its null class.
+  if (model.num_classes() > 0)
+    std::fprintf(stderr, "straight: a class-conditional model (%d classes), evaluated with its null class "
+                 "(unconditional)\n", model.num_classes());
   model.eval();
   const Device device = model.parameters().front().device();
   flow::VelocityField field = flow::velocity_field_from_model(

@@ -14,8 +14,8 @@ struct ToolFlags {
 
 inline const ToolFlags& fmsample_flags() {
   static const ToolFlags flags{{"--checkpoint", "--n", "--out", "--npy", "--solver", "--steps", "--rtol", "--atol",
-                                "--weights", "--seed", "--device", "--kernels"},
-                               {"--help"}};
+                                "--weights", "--seed", "--device", "--kernels", "--guidance", "--class"},
+                               {"--help", "--grid-by-class"}};
   return flags;
 }
 
@@ -49,6 +49,22 @@ inline const ToolFlags& fmeval_straight_flags() {
 inline const ToolFlags& fmeval_sweep_flags() {
   static const ToolFlags flags{{"--classifier", "--n", "--only", "--nfe", "--solvers", "--tolerances", "--data-dir",
                                 "--device", "--kernels"},
+                               {"--help"}};
+  return flags;
+}
+
+// `fmeval guidance` (tools/guidance_eval.h).
+inline const ToolFlags& fmeval_guidance_flags() {
+  static const ToolFlags flags{{"--checkpoint", "--weights-list", "--n", "--classifier", "--data-dir", "--solver", "--steps",
+                                "--rtol", "--atol", "--weights", "--seed", "--csv", "--png", "--device", "--kernels"},
+                               {"--help"}};
+  return flags;
+}
+
+// `fmeval nll` (tools/nll_eval.h).
+inline const ToolFlags& fmeval_nll_flags() {
+  static const ToolFlags flags{{"--checkpoint", "--divergence", "--probes", "--probe", "--solver", "--steps", "--rtol",
+                                "--atol", "--n", "--batch", "--seed", "--weights", "--device", "--data-dir", "--csv"},
                                {"--help"}};
   return flags;
 }

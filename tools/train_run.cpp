@@ -24,6 +24,7 @@
 #include "core/kernel_choice.h"
 #include "flow/trainer.h"
 #include "kernels/runtime.h"
+#include "tools/conditional_sampling.h"
 #include "tools/config.h"
 #include "tools/final_samples.h"
 #include "tools/progress.h"
@@ -117,12 +118,14 @@ ResolvedRun resolve_run(const TrainRequest& request) {
   return run;
 }
 
-// The kernel implementation for this process. The environment variable FM_KERNELS, when set, wins
-// over the config key (handy for A/B runs of the same config); the choice in effect is printed when
-// the run starts and recorded in summary.json.
+// The kernel implementation and the precision for this process. The environment variables
+// FM_KERNELS and FM_PRECISION, when set, win over the config keys (handy for A/B runs of the same
+// config); the choice in effect is printed when the run starts and recorded in summary.json.
 void select_kernels(const Json& config) {
   const char* kernels_env = std::getenv("FM_KERNELS");
   set_kernel_impl(parse_kernel_impl(kernels_env && *kernels_env ? kernels_env : config["kernels"].get<std::string>()));
+  const char* precision_env = std::getenv("FM_PRECISION");
+  set_precision(parse_precision(precision_env && *precision_env ? precision_env : config["precision"].get<std::string>()));
 }
 
 // ---- 2. the run directory (once run_setup.h's build_run_objects has built the run) -------------
@@ -290,19 +293,25 @@ class TrainingLoop {
                            "with NaN/Inf); ", checkpoint_note()));
   }
 
-  // samples_step_*.png: `count` samples with the sampling weights, over fresh data on 2-D data.
+  // samples_step_*.png: `count` samples with the sampling weights, over fresh data on 2-D data. A
+  // class-conditional model samples as the final samples do (tools/final_samples.cpp): labels drawn
+  // uniformly from sample.seed at guidance 0, its 2-D points coloured by label.
   void sample_picture(const std::string& file, std::int64_t count) {
     nn::EMA* use = sample_config_["use_ema"].get<bool>() ? objects_.ema.get() : nullptr;
-    Generator gen(sample_config_["seed"].get<std::uint64_t>());
     flow::TrainingData& data = *objects_.data;
-    SampleResult s = generate_samples_with_ema(*objects_.model, use, *objects_.solver, data.example_shape(), count,
-                                               gen, device_, objects_.source.get());
+    const RunSamples s = generate_run_samples(*objects_.model, use, *objects_.solver, data.example_shape(), count,
+                                              sample_config_["seed"].get<std::uint64_t>(), device_,
+                                              objects_.source.get());
     // Fresh reference points per picture, from the data set itself (not the training stream, which may
     // be reflow pairs with a position to keep): a new noise seed from the picture generator each time.
     Tensor reference = data.example_shape().size() == 1
                            ? build_toy_distribution(config_)->sample(count, flow::StepNoise{picture_gen_.next_u64(), 0, 0})
                            : Tensor();
-    write_samples_png((paths_.dir / file).string(), s.samples, reference, cat(title_, " · step ", trainer_.step()));
+    const std::string path = (paths_.dir / file).string(), title = cat(title_, " · step ", trainer_.step());
+    if (!s.labels.empty() && reference.defined())
+      write_class_scatter_png(path, s.result.samples, s.labels, objects_.model->num_classes(), reference, title);
+    else
+      write_samples_png(path, s.result.samples, reference, title);
   }
 
   // What a failed step leaves behind, for its error message.
@@ -351,7 +360,9 @@ int run_training(const TrainRequest& request) {
                                 config["model"]["type"].get<std::string>(), " (",
                                 objects.model->parameter_count(), " parameters)");
   const std::string gpu_note =
-      device == Device::CUDA ? cat(" (", kernels::cuda_device_name(), ", ", kernel_impl_name(kernel_impl()), " kernels)") : "";
+      device == Device::CUDA ? cat(" (", kernels::cuda_device_name(), ", ", kernel_impl_name(kernel_impl()), " kernels, ",
+                                   precision_name(precision()), ")")
+                             : "";
   log_line(request.quiet, cat("fmtrain: ", title, " on ", device_name(device), gpu_note, "; data ",
                               objects.data->describe(), "; run directory ", run.paths.dir.string()));
 

@@ -145,6 +145,8 @@ def make_checkpoints(good_path):
     wider["model"]["hidden_width"] = 2 * wider["model"]["hidden_width"]
     out["shape_mismatch"] = encode_safetensors(dict(metadata, config=json.dumps(wider)), tensors)
     out["metadata_not_string"] = _metadata_number(metadata, tensors)
+    # Not broken: a class-conditional model (the refusals of --class, --grid-by-class, guidance weights).
+    out["conditional"] = _conditional_file(metadata, tensors, first_weight[len("model."):])
     for name, data in out.items():
         write(os.path.join("checkpoints", name + ".safetensors"), data)
 
@@ -173,6 +175,34 @@ def _metadata_number(metadata, tensors):
     text = '{"__metadata__":' + meta + "," + text.strip()[1:]
     text += " " * ((8 - len(text) % 8) % 8)
     return struct.pack("<Q", len(text)) + text.encode() + b"".join(t[3] for t in tensors)
+
+
+def _conditional_file(metadata, tensors, first_layer, embedding_dim=2):
+    """The good checkpoint as a class-conditional model (model.num_classes = the data's classes): the
+    first layer's weights (and their Adam moments) get embedding_dim more input columns, zero, so the
+    labels change nothing; model./ema. class_embedding [classes + 1, embedding_dim] and its Adam state."""
+    config = json.loads(metadata["config"])
+    classes = {"moons": 2, "8gaussians": 8}[config["data"]["name"]]
+    config["model"]["num_classes"] = classes
+    config["model"]["class_embedding_dim"] = embedding_dim
+    out = []
+    for name, dtype, shape, payload in tensors:
+        if first_layer in name and name.split(first_layer)[1] in ("", ".exp_avg", ".exp_avg_sq"):
+            rows, cols = shape
+            row_bytes = 4 * cols
+            payload = b"".join(payload[r * row_bytes:(r + 1) * row_bytes] + b"\0" * (4 * embedding_dim)
+                               for r in range(rows))
+            shape = [rows, cols + embedding_dim]
+        out.append((name, dtype, shape, payload))
+    count = (classes + 1) * embedding_dim
+    table = struct.pack("<%df" % count, *[0.1 * (i + 1) for i in range(count)])
+    step = next(payload for name, _, _, payload in tensors if name.endswith(".step"))
+    out += [("model.class_embedding", "F32", [classes + 1, embedding_dim], table),
+            ("ema.class_embedding", "F32", [classes + 1, embedding_dim], table),
+            ("optim.class_embedding.exp_avg", "F32", [classes + 1, embedding_dim], b"\0" * (4 * count)),
+            ("optim.class_embedding.exp_avg_sq", "F32", [classes + 1, embedding_dim], b"\0" * (4 * count)),
+            ("optim.class_embedding.step", "F64", [], step)]
+    return encode_safetensors(dict(metadata, config=json.dumps(config)), sorted(out))
 
 
 # ---- IDX ----------------------------------------------------------------------------------------------

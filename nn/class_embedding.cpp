@@ -1,0 +1,27 @@
+// nn/class_embedding.cpp — the class embedding table and its per-sample lookup (see class_embedding.h).
+#include "nn/class_embedding.h"
+
+#include "core/error.h"
+#include "core/ops_nn.h"
+
+namespace fm::nn {
+
+Tensor make_class_embedding_table(int num_classes, int dim, Generator& gen) {
+  FM_CHECK(num_classes > 0 && dim > 0, ValueError, "class embedding: need num_classes > 0 and dim > 0, got ",
+           num_classes, " and ", dim);
+  return randn({num_classes + 1, dim}, gen);
+}
+
+Tensor class_embedding_rows(const Tensor& table, const std::vector<std::int32_t>& labels, std::int64_t batch,
+                            const char* who) {
+  const std::int32_t null_class = std::int32_t(table.size(0) - 1);
+  if (labels.empty()) return embedding(table, std::vector<std::int32_t>(std::size_t(batch), null_class));
+  FM_CHECK(std::int64_t(labels.size()) == batch, ShapeError, who, ": ", labels.size(),
+           " class labels for a batch of ", batch, ", expected one per sample");
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    FM_CHECK(labels[i] >= 0 && labels[i] <= null_class, ValueError, who, ": class label ", labels[i],
+             " at position ", i, ", expected 0 … ", null_class - 1, " or the null class ", null_class);
+  return embedding(table, labels);
+}
+
+}  // namespace fm::nn

@@ -1,0 +1,312 @@
+// tests/test_tools_nll.cpp — `fmeval nll`'s library half (tools/nll_eval.h) on tiny trained 2-D
+// checkpoints: finite numbers with a standard error, exact and Hutchinson divergences agreeing within
+// the probes' standard error, the normalisation's Jacobian, the 8-gaussians entropy against its
+// closed-form value, the CSV, dopri5, bits per dimension of a zero field against its closed form (the
+// dequantisation and the D·log 128 constant), the caller's model left as it was, and bad flags and
+// checkpoints refused with one-line errors.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <numbers>
+#include <unistd.h>
+
+#include "core/autograd.h"
+#include "core/io/idx.h"
+#include "core/random.h"
+#include "tools/checkpoint_model.h"
+#include "tools/config.h"
+#include "tools/nll_eval.h"
+
+#include "fmtrain_runs.h"
+
+namespace fs = std::filesystem;
+using fm::tools::Json;
+
+namespace {
+
+fs::path scratch_dir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("fm_test_nll_" + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// A tiny 2-D run (30 steps): far from converged, which is all these tests need.
+fs::path tiny_checkpoint(const fs::path& dir, const std::string& data) {
+  Json config = {{"device", "cpu"},
+                 {"data", {{"name", data}}},
+                 {"model", {{"type", "mlp"}, {"hidden_width", 16}, {"hidden_layers", 2}}},
+                 {"train", {{"steps", 30}, {"batch_size", 32}, {"lr", 3e-3}, {"seed", 3}, {"log_every", 10},
+                            {"checkpoint_every", 30}, {"ema_decay", 0.9}}},
+                 {"sample", {{"solver", "euler"}, {"steps", 4}, {"n", 64}}},
+                 {"eval", {{"n", 64}, {"projections", 8}}}};
+  fs::create_directories(dir);
+  std::ofstream(dir / "config.json") << config.dump(2);
+  REQUIRE(fm::test::train_run(dir / "config.json", dir / "run") == 0);
+  return dir / "run" / "checkpoint.safetensors";
+}
+
+fm::tools::NllEvalRequest parse(std::vector<std::string> words) {
+  words.insert(words.begin(), "nll");
+  std::vector<char*> argv;
+  for (std::string& w : words) argv.push_back(w.data());
+  return fm::tools::parse_nll_args(int(argv.size()), argv.data());
+}
+
+}  // namespace
+
+TEST_CASE("fmeval nll gives finite numbers and exact and Hutchinson agree within the probes' error", "[tools][nll]") {
+  const fs::path checkpoint = tiny_checkpoint(scratch_dir("moons"), "moons");
+  fm::tools::NllEvalRequest request = parse({checkpoint.string(), "--n", "300", "--steps", "8", "--device", "cpu"});
+  fm::tools::CheckpointModel loaded = fm::tools::load_checkpoint_model(request.checkpoint, fm::Device::CPU, "ema");
+  const fm::tools::NllEvalResult exact = fm::tools::evaluate_nll(loaded, request);
+  REQUIRE(exact.divergence == "exact");  // the 2-D default
+  REQUIRE(exact.n == 300);
+  REQUIRE(exact.per_example_nll.size() == 300);
+  REQUIRE(std::isfinite(exact.nll));
+  REQUIRE(exact.nll_se > 0);
+  REQUIRE(exact.nfe_per_example == 32);  // rk4: 4 per step
+  // Moons are scaled by 2 for the model: log p_data = log p_model + 2·log 2.
+  REQUIRE(exact.normalization_log_jacobian == Approx(2 * std::log(2.0)).epsilon(1e-12));
+  REQUIRE_FALSE(exact.entropy_known);
+
+  // The same points (same seed) with one Rademacher probe each: the per-point differences are the
+  // probes' noise alone, with mean zero; their mean must lie within 4 of its standard errors.
+  request.likelihood.divergence = fm::flow::DivergenceMethod::Hutchinson;
+  request.divergence_given = true;
+  const fm::tools::NllEvalResult hutchinson = fm::tools::evaluate_nll(loaded, request);
+  double mean = 0, squares = 0;
+  const double n = 300;
+  for (std::size_t i = 0; i < 300; ++i) mean += (hutchinson.per_example_nll[i] - exact.per_example_nll[i]) / n;
+  for (std::size_t i = 0; i < 300; ++i) {
+    const double d = hutchinson.per_example_nll[i] - exact.per_example_nll[i] - mean;
+    squares += d * d;
+  }
+  const double standard_error = std::sqrt(squares / (n - 1) / n);
+  INFO("exact " << exact.nll << " +- " << exact.nll_se << ", hutchinson " << hutchinson.nll << " +- " << hutchinson.nll_se
+                << ", paired difference " << mean << " +- " << standard_error);
+  REQUIRE(standard_error > 0);  // the probes do add noise: otherwise this compares a thing with itself
+  REQUIRE(std::abs(mean) <= 4 * standard_error);
+  REQUIRE(std::abs(hutchinson.nll - exact.nll) <= 4 * std::hypot(exact.nll_se, hutchinson.nll_se));
+
+  // dopri5 through the tool: its NFE (1 + 1 + 6 per attempted step, FSAL) is reported.
+  fm::tools::NllEvalRequest adaptive =
+      parse({checkpoint.string(), "--n", "300", "--solver", "dopri5", "--rtol", "1e-6", "--atol", "1e-6", "--device", "cpu"});
+  const fm::tools::NllEvalResult dopri5 = fm::tools::evaluate_nll(loaded, adaptive);
+  INFO("dopri5: NLL " << dopri5.nll << " +- " << dopri5.nll_se << ", " << dopri5.nfe_per_example << " NFE");
+  REQUIRE(dopri5.solver == "dopri5");
+  REQUIRE(std::isfinite(dopri5.nll));
+  REQUIRE(dopri5.nfe_per_example > 2);
+  REQUIRE((dopri5.nfe_per_example - 2) % 6 == 0);
+  REQUIRE(dopri5.to_json()["nfe"].get<std::int64_t>() == dopri5.nfe_per_example);
+}
+
+TEST_CASE("fmeval nll on 8 gaussians reports the data entropy and it matches its closed form", "[tools][nll]") {
+  const fs::path dir = scratch_dir("gaussians");
+  const fs::path checkpoint = tiny_checkpoint(dir, "8gaussians");
+  const std::string csv = (dir / "nll.csv").string();
+  std::vector<std::string> words{"nll", checkpoint.string(), "--n", "50", "--steps", "4", "--device", "cpu", "--csv", csv};
+  std::vector<char*> argv;
+  for (std::string& w : words) argv.push_back(w.data());
+  REQUIRE(fm::tools::nll_command(int(argv.size()), argv.data()) == 0);
+  std::ifstream in(csv);
+  std::string line;
+  std::getline(in, line);
+  REQUIRE(line == "index,nll_nats");
+  int rows = 0;
+  while (std::getline(in, line)) ++rows;
+  REQUIRE(rows == 50);
+
+  // Modes 15 σ apart barely overlap, so H ≈ log 8 + log(2πe·σ²) (σ = 0.1); the overlap changes it by
+  // far less than the Monte-Carlo error.
+  double entropy = 0, se = 0;
+  std::string note;
+  fm::tools::CheckpointModel loaded = fm::tools::load_checkpoint_model(checkpoint.string(), fm::Device::CPU, "ema");
+  REQUIRE(fm::tools::toy_entropy(loaded.config, 100000, 5, entropy, se, note));
+  const double closed_form = std::log(8.0) + std::log(2 * std::numbers::pi * std::exp(1.0) * 0.01);
+  INFO("Monte-Carlo " << entropy << " +- " << se << ", closed form " << closed_form);
+  REQUIRE(se > 0);
+  REQUIRE(std::abs(entropy - closed_form) <= 4 * se);
+}
+
+TEST_CASE("as 8-gaussians training goes on the NLL falls toward the data entropy and stays above it", "[tools][nll]") {
+  // The cross-entropy E_data[−log p_model] is at least the data's entropy H for any density p_model,
+  // with equality only for p_model = p_data; a flow's density (solved to RK4's accuracy) is one.
+  // Training (about 5 s on one core) for 3000 steps, keeping checkpoints along the way.
+  const fs::path dir = scratch_dir("progress");
+  Json config = {{"device", "cpu"},
+                 {"data", {{"name", "8gaussians"}}},
+                 {"model", {{"type", "mlp"}, {"hidden_width", 64}, {"hidden_layers", 3}, {"activation", "gelu"}}},
+                 {"train", {{"steps", 3000}, {"batch_size", 512}, {"lr", 3e-3}, {"seed", 0}, {"lr_schedule", "cosine"},
+                            {"warmup_steps", 100}, {"ema_decay", 0.99}, {"log_every", 500}, {"checkpoint_every", 250},
+                            {"keep_checkpoints", true}}},
+                 {"sample", {{"solver", "euler"}, {"steps", 10}, {"n", 64}}},
+                 {"eval", {{"n", 64}, {"projections", 8}}}};
+  std::ofstream(dir / "config.json") << config.dump(2);
+  REQUIRE(fm::test::train_run(dir / "config.json", dir / "run") == 0);
+  std::vector<double> nll, se;
+  double entropy = 0, entropy_se = 0;
+  for (const char* step : {"0000250", "0001000", "0003000"}) {
+    const fs::path checkpoint = dir / "run" / (std::string("checkpoint_step_") + step + ".safetensors");
+    fm::tools::NllEvalRequest request = parse({checkpoint.string(), "--n", "1000", "--steps", "20", "--device", "cpu"});
+    fm::tools::CheckpointModel loaded = fm::tools::load_checkpoint_model(request.checkpoint, fm::Device::CPU, "ema");
+    const fm::tools::NllEvalResult result = fm::tools::evaluate_nll(loaded, request);
+    REQUIRE(result.entropy_known);
+    nll.push_back(result.nll), se.push_back(result.nll_se);
+    entropy = result.entropy, entropy_se = result.entropy_se;
+    INFO("step " << step << ": NLL " << result.nll << " +- " << result.nll_se << ", entropy " << entropy << " +- " << entropy_se);
+    CHECK(result.nll >= entropy - 4 * std::hypot(result.nll_se, entropy_se));
+    // The same on the evaluated points themselves: KL(data ‖ model) = mean(NLL_i + log p_data(x_i)) ≥ 0.
+    CHECK(result.kl >= -4 * result.kl_se);
+  }
+  INFO("NLL at steps 250, 1000, 3000: " << nll[0] << ", " << nll[1] << ", " << nll[2] << "; entropy " << entropy);
+  // Falling by more than the noise (the same 1000 points at every checkpoint) ...
+  REQUIRE(nll[0] - nll[1] > 2 * std::hypot(se[0], se[1]));
+  REQUIRE(nll[1] - nll[2] > 0);
+  // ... and most of the way to the floor: the gap to the entropy at least halves.
+  REQUIRE(nll[2] - entropy < 0.5 * (nll[0] - entropy));
+}
+
+TEST_CASE("fmeval nll on an image model gives bits per dimension with a standard error", "[tools][nll]") {
+  const fs::path t10k = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+  if (!fs::exists(t10k)) {
+    WARN("SKIPPED: " << t10k.string() << " not found (install dataset-fashion-mnist)");
+    if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);  // CTest shows "Skipped", not "Passed"
+    return;
+  }
+  // A tiny U-Net trained for 2 steps on 32 images: the numbers are poor, the path is the point.
+  const fs::path dir = scratch_dir("images");
+  Json config = {{"device", "cpu"},
+                 {"data", {{"name", "fashion_mnist"}, {"limit", 32}}},
+                 {"model", {{"type", "unet"}, {"down_channels", {4, 4}}, {"mid_channels", {4, 4}}, {"down_sample", {true}},
+                            {"attention", {false}}, {"groups", 2}, {"num_heads", 1}, {"time_emb_dim", 8}, {"final_channels", 4}}},
+                 {"train", {{"steps", 2}, {"batch_size", 16}, {"checkpoint_every", 2}, {"log_every", 1}}},
+                 {"sample", {{"steps", 2}, {"n", 4}}}};
+  std::ofstream(dir / "config.json") << config.dump(2);
+  REQUIRE(fm::test::train_run(dir / "config.json", dir / "run") == 0);
+  const std::string checkpoint = (dir / "run" / "checkpoint.safetensors").string();
+  fm::tools::NllEvalRequest request = parse({checkpoint, "--n", "6", "--batch", "4", "--steps", "2", "--device", "cpu"});
+  fm::tools::CheckpointModel loaded = fm::tools::load_checkpoint_model(checkpoint, fm::Device::CPU, "ema");
+  const fm::tools::NllEvalResult result = fm::tools::evaluate_nll(loaded, request);
+  REQUIRE(result.images);
+  REQUIRE(result.divergence == "hutchinson");  // the image default: 784 backward passes per stage would be slow
+  REQUIRE(result.dims == 784);
+  REQUIRE(result.per_example_nll.size() == 6);
+  REQUIRE(std::isfinite(result.bpd));
+  REQUIRE(result.bpd_se > 0);
+  // bpd = NLL / (D ln 2), both for the mean and its standard error.
+  REQUIRE(result.bpd == Approx(result.nll / (784 * std::log(2.0))).epsilon(1e-12));
+  REQUIRE(result.bpd_se == Approx(result.nll_se / (784 * std::log(2.0))).epsilon(1e-12));
+  // Batches of 4 and one batch of 6 see the same dequantisation noise and the same probes per image.
+  request.batch = 6;
+  const fm::tools::NllEvalResult whole = fm::tools::evaluate_nll(loaded, request);
+  for (std::size_t i = 0; i < 6; ++i)
+    REQUIRE(whole.per_example_nll[i] == Approx(result.per_example_nll[i]).epsilon(1e-5));
+  request.data_dir = (dir / "nowhere").string();
+  REQUIRE_THROWS_WITH(fm::tools::evaluate_nll(loaded, request), Catch::Contains("t10k-images-idx3-ubyte.gz"));
+}
+
+TEST_CASE("bits per dimension of a zero velocity field equal the Gaussian bound on the dequantised pixels",
+          "[tools][nll]") {
+  // v ≡ 0 (every parameter of a tiny U-Net set to zero: its last convolution then outputs exactly 0) gives
+  // x0 = x1 and div v = 0, so NLL_i = ½|x_i|² + (D/2)·log 2π + D·log 128 on the dequantised image
+  // x_i = 2·(p + u)/256 − 1. The x is rebuilt here from the pixels and the same seed, independently of the
+  // tool: this checks the +D·log 128 constant and the dequantisation map together.
+  const std::string idx_dir = std::string(FM_SOURCE_DIR) + "/tests/bad_inputs/idx/good";  // 8 t10k images
+  const fs::path dir = scratch_dir("zero_field");
+  Json config = {{"device", "cpu"},
+                 {"data", {{"name", "fashion_mnist"}, {"dir", idx_dir}}},
+                 {"model", {{"type", "unet"}, {"down_channels", {4, 4}}, {"mid_channels", {4, 4}}, {"down_sample", {true}},
+                            {"attention", {false}}, {"groups", 2}, {"num_heads", 1}, {"time_emb_dim", 8}, {"final_channels", 4}}},
+                 {"train", {{"steps", 1}, {"batch_size", 4}, {"checkpoint_every", 1}, {"log_every", 1}}},
+                 {"sample", {{"steps", 2}, {"n", 4}}}};
+  std::ofstream(dir / "config.json") << config.dump(2);
+  REQUIRE(fm::test::train_run(dir / "config.json", dir / "run") == 0);
+  const std::string checkpoint = (dir / "run" / "checkpoint.safetensors").string();
+  fm::tools::CheckpointModel loaded = fm::tools::load_checkpoint_model(checkpoint, fm::Device::CPU, "ema");
+  {
+    fm::NoGradGuard no_grad;
+    for (fm::Tensor& p : loaded.model->parameters()) p.zero_();
+  }
+  // evaluate_nll must hand the model back as it found it: training mode and requires_grad here.
+  loaded.model->train(true);
+  for (fm::Tensor& p : loaded.model->parameters()) p.set_requires_grad(true);
+  auto model_untouched = [&] {
+    bool all_require = true;
+    for (const fm::Tensor& p : loaded.model->parameters()) all_require = all_require && p.requires_grad();
+    return all_require && loaded.model->is_training();
+  };
+
+  const std::uint64_t seed = 77;
+  fm::tools::NllEvalRequest request =
+      parse({checkpoint, "--n", "8", "--batch", "3", "--steps", "3", "--seed", std::to_string(seed), "--data-dir", idx_dir,
+             "--device", "cpu"});
+  const fm::tools::NllEvalResult result = fm::tools::evaluate_nll(loaded, request);
+  REQUIRE(model_untouched());
+  REQUIRE(result.images);
+  REQUIRE(result.per_example_nll.size() == 8);
+
+  const fm::io::IdxImages images = fm::io::read_idx_images(idx_dir + "/t10k-images-idx3-ubyte.gz");
+  const std::int64_t d = 784;
+  fm::Generator gen(seed);  // the tool's dequantisation stream: one uniform per pixel, in file order
+  std::vector<double> want_x;
+  for (std::int64_t i = 0; i < 8; ++i) {
+    double squared = 0;
+    for (std::int64_t j = 0; j < d; ++j) {
+      const double x = 2.0 * (double(images.pixels[std::size_t(i * d + j)]) + gen.uniform()) / 256.0 - 1.0;
+      want_x.push_back(x);
+      squared += x * x;
+    }
+    const double want = 0.5 * squared + 0.5 * double(d) * std::log(2 * std::numbers::pi) + double(d) * std::log(128.0);
+    INFO("image " << i << ": tool " << result.per_example_nll[std::size_t(i)] << ", closed form " << want);
+    // The tool works in float32 (x rounded to 2^-24 relative, sums of 784 terms): 1e-5 relative is far
+    // above that, and far below what a wrong constant or map would change (p/127.5 − 1 instead of
+    // 2(p + u)/256 − 1 moves ½|x|² by about 1 nat in ~4700, 2e-4).
+    REQUIRE(result.per_example_nll[std::size_t(i)] == Approx(want).epsilon(1e-5));
+  }
+  // The exposed dequantisation is the same map.
+  const std::vector<double> got_x = fm::tools::dequantised_test_images(idx_dir, 8, {1, 28, 28}, seed).to_vector();
+  REQUIRE(got_x.size() == want_x.size());
+  for (std::size_t k = 0; k < got_x.size(); ++k) REQUIRE(std::abs(got_x[k] - want_x[k]) < 1e-6);
+
+  // Restored also when the evaluation throws.
+  request.data_dir = (dir / "nowhere").string();
+  REQUIRE_THROWS(fm::tools::evaluate_nll(loaded, request));
+  REQUIRE(model_untouched());
+}
+
+TEST_CASE("fmeval nll refuses bad flags and a non-Gaussian source", "[tools][nll]") {
+  using fm::ConfigError;
+  REQUIRE_THROWS_WITH(parse({}), Catch::Contains("expected one checkpoint"));
+  REQUIRE_THROWS_WITH(parse({"a", "b"}), Catch::Contains("expected one checkpoint"));
+  REQUIRE_THROWS_WITH(parse({"c", "--divergence", "trace"}), "--divergence: got \"trace\", expected exact or hutchinson");
+  REQUIRE_THROWS_WITH(parse({"c", "--probes", "0"}), Catch::StartsWith("--probes: got \"0\""));
+  REQUIRE_THROWS_WITH(parse({"c", "--probe", "uniform"}), "--probe: got \"uniform\", expected rademacher or gaussian");
+  REQUIRE_THROWS_WITH(parse({"c", "--divergence", "exact", "--probes", "4"}), Catch::Contains("only with --divergence hutchinson"));
+  REQUIRE_THROWS_WITH(parse({"c", "--solver", "rk5"}), Catch::Contains("expected euler, midpoint, heun, rk4 or dopri5"));
+  REQUIRE(parse({"c", "--solver", "dopri5", "--rtol", "1e-4"}).likelihood.rtol == 1e-4);
+  REQUIRE_THROWS_WITH(parse({"c", "--solver", "rk4", "--atol", "1e-4"}), Catch::Contains("only with --solver dopri5"));
+  REQUIRE_THROWS_AS(parse({"c", "--solver", "dopri5", "--rtol", "0"}), ConfigError);
+  REQUIRE_THROWS_AS(parse({"c", "--steps", "0"}), ConfigError);
+  REQUIRE_THROWS_AS(parse({"c", "--n", "1"}), ConfigError);
+  REQUIRE_THROWS_AS(parse({"c", "--batch", "0"}), ConfigError);
+  REQUIRE_THROWS_AS(parse({"c", "--weights", "best"}), ConfigError);
+  REQUIRE_THROWS_AS(parse({"c", "--device", "tpu"}), ConfigError);
+  REQUIRE_THROWS_AS(parse({"c", "--sigma", "1"}), ConfigError);
+  // As `fmeval guidance` words it: IOError, "--csv: folder X does not exist".
+  REQUIRE_THROWS_AS(parse({"c", "--csv", "/nonexistent_folder_fm/x.csv"}), fm::IOError);
+  REQUIRE_THROWS_WITH(parse({"c", "--csv", "/nonexistent_folder_fm/x.csv"}), "--csv: folder /nonexistent_folder_fm does not exist");
+  const fm::tools::NllEvalRequest ok = parse({"c", "--divergence", "hutchinson", "--probes", "3", "--probe", "gaussian"});
+  REQUIRE(ok.likelihood.probes == 3);
+  REQUIRE(ok.likelihood.probe == fm::flow::ProbeDistribution::Gaussian);
+
+  // A model whose source is a 2-D data set: its log-density is unknown, so the likelihood is refused.
+  const fs::path checkpoint = tiny_checkpoint(scratch_dir("source"), "moons");
+  fm::tools::CheckpointModel loaded = fm::tools::load_checkpoint_model(checkpoint.string(), fm::Device::CPU, "ema");
+  loaded.config["data"]["source"] = "8gaussians";
+  fm::tools::NllEvalRequest request = parse({checkpoint.string(), "--n", "10", "--device", "cpu"});
+  REQUIRE_THROWS_WITH(fm::tools::evaluate_nll(loaded, request), Catch::Contains("known here only for \"gaussian\""));
+}

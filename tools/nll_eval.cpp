@@ -1,0 +1,350 @@
+// tools/nll_eval.cpp — `fmeval nll` (see nll_eval.h).
+//
+// Bits per dimension of images, the standard definition (Theis, van den Oord & Bethge 2016; the
+// dequantisation of RealNVP, Glow, FFJORD). An image is D pixels p ∈ {0, …, 255}. Dequantised, it is
+// y = (p + u)/256 ∈ [0, 1)^D with u ~ U[0, 1)^D, and y maps to model space as training maps pixels,
+// [0, 1] → [−1, 1]: x = 2y − 1 (flow/training_data.h: x = p/127.5 − 1 = 2·(p/255) − 1). The model's
+// density q_X on x gives a density on y, q_Y(y) = q_X(2y − 1)·2^D, and a discrete model
+//   P(p) = ∫_{[p, p+1)/256} q_Y(y) dy = 256^−D · E_u[q_Y((p + u)/256)].
+// By Jensen, log P(p) ≥ −D·log 256 + E_u[log q_Y] = −D·log 256 + D·log 2 + E_u[log q_X(x)], so
+//   −log P(p) ≤ E_u[−log q_X(x)] + D·log 128,    bpd = −log P(p) / (D·ln 2) ≤ E_u[−log q_X(x)]/(D ln 2) + 7.
+// We report that bound (one u per image; its mean over the test images estimates the expectation, and
+// the standard error covers the data, the dequantisation noise and the Hutchinson probes together).
+//
+// 2-D data: the model works on m = (d − center)·scale (flow/datasets2d.h), so p_data(d) = p_model(m)·scale^D
+// and −log p_data = −log p_model − D·log scale. The normalisation is the checkpoint's own (the one it was
+// trained with; tools/run_setup.h data_normalization), and the data set's closed-form density (8
+// gaussians) is evaluated on the same points mapped back to data coordinates, where it is defined.
+#include "tools/nll_eval.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <numbers>
+
+#include "core/autograd.h"
+#include "core/io/atomic_file.h"
+#include "core/io/idx.h"
+#include "flow/datasets2d.h"
+#include "flow/model_fn.h"
+#include "tools/cli_args.h"
+#include "tools/run_setup.h"
+#include "tools/tool_flags.h"
+
+namespace fm::tools {
+
+const char* const kNllUsage =
+    "usage: fmeval nll CHECKPOINT [--divergence exact|hutchinson] [--probes 1] [--probe rademacher|gaussian]\n"
+    "              [--solver euler|midpoint|heun|rk4|dopri5] [--steps 50] [--rtol 1e-5] [--atol 1e-5]\n"
+    "              [--n N] [--batch 500] [--seed S]\n"
+    "              [--weights ema|raw] [--device auto|cpu|cuda] [--data-dir DIR] [--csv FILE]\n"
+    "  The negative log-likelihood of held-out data under the model (instantaneous change of variables,\n"
+    "  integrating x and the divergence from t = 1 back to t = 0): mean nats per example +- standard error.\n"
+    "  2-D models: --n fresh draws of the run's data set (default 2000), in the data's own coordinates,\n"
+    "  next to the data's entropy where it is known (8 gaussians). Images: the first --n Fashion-MNIST t10k\n"
+    "  images (default 1000) with uniform dequantisation, as bits per dimension. --divergence defaults to\n"
+    "  exact for 2-D (one backward pass per dimension) and hutchinson for images (--probes per evaluation).\n"
+    "  --solver dopri5 is adaptive (--rtol/--atol on the state [x, log-density]; the NFE reported is the most\n"
+    "  any batch needed); the others take --steps fixed steps. --csv writes one row per example.\n";
+
+namespace {
+
+// The mean and its standard error (sample standard deviation / √n).
+std::pair<double, double> mean_and_standard_error(const std::vector<double>& values) {
+  const double n = double(values.size());
+  double mean = 0;
+  for (double v : values) mean += v / n;
+  double squares = 0;
+  for (double v : values) squares += (v - mean) * (v - mean);
+  const double variance = values.size() > 1 ? squares / (n - 1) : 0.0;
+  return {mean, std::sqrt(variance / n)};
+}
+
+// For its scope: the model in evaluation mode with requires_grad off on every parameter (only the inputs
+// need gradients; parameters that required grad would get their own, wasted, backward). Afterwards both
+// are as the caller had them, so evaluate_nll leaves the caller's model unchanged.
+class EvaluationScope {
+ public:
+  explicit EvaluationScope(nn::VelocityModel& model) : model_(model), was_training_(model.is_training()) {
+    for (Tensor& p : model.parameters()) {
+      required_.emplace_back(p, p.requires_grad());
+      p.set_requires_grad(false);
+    }
+    model.eval();
+  }
+  ~EvaluationScope() {
+    for (auto& [p, required] : required_) p.set_requires_grad(required);
+    model_.train(was_training_);
+  }
+  EvaluationScope(const EvaluationScope&) = delete;
+  EvaluationScope& operator=(const EvaluationScope&) = delete;
+
+ private:
+  nn::VelocityModel& model_;
+  bool was_training_;
+  std::vector<std::pair<Tensor, bool>> required_;
+};
+
+}  // namespace
+
+Tensor dequantised_test_images(const std::string& data_dir, std::int64_t n, const Shape& example_shape,
+                               std::uint64_t seed) {
+  const std::string path = (std::filesystem::path(data_dir) / "t10k-images-idx3-ubyte.gz").string();
+  io::IdxImages images = io::read_idx_images(path);
+  const Shape file_shape{1, images.rows, images.cols};
+  FM_CHECK(file_shape == example_shape, ConfigError, "nll: ", path, " holds images of ", shape_str(file_shape),
+           ", but the model was trained on ", shape_str(example_shape));
+  FM_CHECK(n <= images.count, ConfigError, "--n: ", n, " is more than the ", images.count, " images in ", path);
+  const std::int64_t d = images.rows * images.cols;
+  Generator gen(seed);
+  std::vector<double> values(std::size_t(n * d));
+  for (std::size_t i = 0; i < values.size(); ++i)
+    values[i] = 2.0 * (double(images.pixels[i]) + gen.uniform()) / 256.0 - 1.0;
+  Shape shape = example_shape;
+  shape.insert(shape.begin(), n);
+  return Tensor::from_vector(values, shape, DType::Float32);
+}
+
+bool toy_log_density(const Json& config, const Tensor& data_points, std::vector<double>& log_density, std::string& note) {
+  auto toy = build_toy_distribution(config);
+  const auto* gaussians = dynamic_cast<const flow::EightGaussiansDistribution*>(toy.get());
+  if (gaussians == nullptr || gaussians->std() <= 0) {
+    note = cat("not available for ", config["data"]["name"].get<std::string>(), " (no closed-form density)");
+    return false;
+  }
+  // p = (1/8)·Σ_k N(c_k, σ² I), by log-sum-exp. The mixture's radius and σ are the data set's own
+  // definition, in data coordinates (as make_moons' are for moons), so no Jacobian enters here.
+  const double sigma = gaussians->std(), radius = gaussians->radius();
+  const std::vector<double> points = data_points.to_vector();
+  log_density.clear();
+  for (std::size_t i = 0; i + 1 < points.size(); i += 2) {
+    double exponents[8], largest = -std::numeric_limits<double>::infinity();
+    for (int k = 0; k < 8; ++k) {
+      const double angle = 2.0 * std::numbers::pi * k / 8.0;
+      const double dx = points[i] - radius * std::cos(angle), dy = points[i + 1] - radius * std::sin(angle);
+      exponents[k] = -0.5 * (dx * dx + dy * dy) / (sigma * sigma);
+      largest = std::max(largest, exponents[k]);
+    }
+    double sum = 0;
+    for (double e : exponents) sum += std::exp(e - largest);
+    log_density.push_back(largest + std::log(sum) - std::log(8.0) - std::log(2.0 * std::numbers::pi * sigma * sigma));
+  }
+  return true;
+}
+
+bool toy_entropy(const Json& config, std::int64_t samples, std::uint64_t seed, double& entropy, double& standard_error,
+                 std::string& note) {
+  Generator gen(seed);
+  std::vector<double> log_density;
+  // sample() draws in the model's coordinates; the density is defined in the data's.
+  const Tensor points = samples_in_data_coordinates(build_toy_distribution(config)->sample(samples, gen, DType::Float64), config);
+  if (!toy_log_density(config, points, log_density, note)) return false;
+  for (double& v : log_density) v = -v;
+  std::tie(entropy, standard_error) = mean_and_standard_error(log_density);
+  note = cat("Monte-Carlo over ", samples, " draws of the mixture");
+  return true;
+}
+
+NllEvalResult evaluate_nll(CheckpointModel& loaded, const NllEvalRequest& request,
+                           const std::function<void(const std::string&)>& progress) {
+  const std::string data_name = loaded.config["data"]["name"].get<std::string>();
+  const std::string source = loaded.config["data"].value("source", std::string("gaussian"));
+  FM_CHECK(source == "gaussian", ConfigError, "nll: the checkpoint's data.source is \"", source,
+           "\"; the log-likelihood needs the density of the source, known here only for \"gaussian\" (N(0, I))");
+  FM_CHECK(request.batch >= 1, ConfigError, "--batch: ", request.batch, " must be >= 1");
+  NllEvalResult result;
+  result.data = data_name;
+  result.images = !is_2d_dataset(data_name);
+  result.checkpoint_step = loaded.step;
+  const std::int64_t n = request.n > 0 ? request.n : (result.images ? 1000 : 2000);
+  result.n = n;
+
+  flow::LikelihoodOptions options = request.likelihood;
+  if (!request.divergence_given)
+    options.divergence = result.images ? flow::DivergenceMethod::Hutchinson : flow::DivergenceMethod::Exact;
+  options.seed = request.seed;
+
+  nn::VelocityModel& model = *loaded.model;
+  const EvaluationScope evaluation(model);
+  const Device device = model.parameters().front().device();
+
+  Tensor data;
+  if (result.images) {
+    data = dequantised_test_images(request.data_dir, n, example_shape(loaded.config), request.seed);
+  } else {
+    Generator gen(request.seed);
+    data = build_toy_distribution(loaded.config)->sample(n, gen);
+    result.normalization_log_jacobian = 2.0 * std::log(data_normalization(loaded.config, loaded.metadata).scale);
+  }
+  result.dims = data.numel() / n;
+  const double d = double(result.dims);
+
+  flow::VelocityField field = flow::velocity_field_from_model(
+      [&model](const Tensor& x, const Tensor& t) { return model.forward(x, t); });
+  const auto start = std::chrono::steady_clock::now();
+  std::int64_t nfe = 0;
+  for (std::int64_t first = 0; first < n; first += request.batch) {
+    const std::int64_t count = std::min(request.batch, n - first);
+    options.first_sample = first;
+    flow::LikelihoodResult batch = flow::log_likelihood(field, data.narrow(0, first, count).to(device), options);
+    nfe = std::max(nfe, batch.nfe);  // dopri5: batches differ; the most any needed
+    for (double log_prob : batch.log_prob.to_vector()) {
+      // Images: the discrete bound −log q_X(x) + D·log 128; 2-D: −log p in data coordinates.
+      result.per_example_nll.push_back(result.images ? -log_prob + d * std::log(128.0)
+                                                     : -(log_prob + result.normalization_log_jacobian));
+    }
+    if (progress) {
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      progress(cat("nll: ", first + count, "/", n, " examples, ", std::lround(seconds), " s"));
+    }
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (double v : result.per_example_nll)
+    FM_CHECK(std::isfinite(v), NumericError, "nll: a non-finite log-likelihood (", v, "); try more --steps");
+  std::tie(result.nll, result.nll_se) = mean_and_standard_error(result.per_example_nll);
+  if (result.images) {
+    result.bpd = result.nll / (d * std::log(2.0));
+    result.bpd_se = result.nll_se / (d * std::log(2.0));
+  } else {
+    result.entropy_known =
+        toy_entropy(loaded.config, 200000, request.seed + 1, result.entropy, result.entropy_se, result.entropy_note);
+    // KL(p_data ‖ p_model) = E_data[log p_data − log p_model] ≥ 0 on the very points evaluated: paired,
+    // so its standard error is far below that of NLL − entropy from two independent means.
+    std::vector<double> log_density;
+    std::string note;
+    if (toy_log_density(loaded.config, samples_in_data_coordinates(data, loaded.config, loaded.metadata), log_density,
+                        note)) {
+      std::vector<double> gap;
+      for (std::size_t i = 0; i < log_density.size(); ++i) gap.push_back(result.per_example_nll[i] + log_density[i]);
+      std::tie(result.kl, result.kl_se) = mean_and_standard_error(gap);
+    }
+  }
+  result.solver = options.solver;
+  result.steps = options.steps;
+  result.rtol = options.rtol;
+  result.atol = options.atol;
+  result.divergence = flow::divergence_method_name(options.divergence);
+  result.probe = flow::probe_distribution_name(options.probe);
+  result.probes = options.probes;
+  result.nfe_per_example = nfe;
+  return result;
+}
+
+Json NllEvalResult::to_json() const {
+  Json j = {{"data", data},           {"n", n},         {"dims", dims},   {"checkpoint_step", checkpoint_step},
+            {"nll", nll},             {"nll_se", nll_se}, {"solver", solver}, {"steps", steps},
+            {"divergence", divergence}, {"nfe", nfe_per_example}, {"seconds", seconds}};
+  if (divergence == "hutchinson") j["probes"] = probes, j["probe"] = probe;
+  if (solver == "dopri5") j.erase("steps"), j["rtol"] = rtol, j["atol"] = atol;
+  if (images) j["bpd"] = bpd, j["bpd_se"] = bpd_se;
+  if (entropy_known) j["entropy"] = entropy, j["entropy_se"] = entropy_se, j["kl"] = kl, j["kl_se"] = kl_se;
+  if (!images) j["entropy_note"] = entropy_note;
+  return j;
+}
+
+NllEvalRequest parse_nll_args(int argc, char** argv) {
+  CliArgs args(argc, argv, fmeval_nll_flags().value_flags, fmeval_nll_flags().switch_flags);
+  NllEvalRequest request;
+  std::vector<std::string> positional = args.positional();
+  if (args.has("--checkpoint")) positional.insert(positional.begin(), args.required("--checkpoint"));
+  FM_CHECK(positional.size() == 1, ConfigError, "nll: expected one checkpoint, got ", positional.size(),
+           " (fmeval nll CHECKPOINT [flags])");
+  request.checkpoint = positional[0];
+  if (args.has("--divergence")) {
+    const std::string name = args.required("--divergence");
+    FM_CHECK(name == "exact" || name == "hutchinson", ConfigError, "--divergence: got \"", name,
+             "\", expected exact or hutchinson");
+    request.likelihood.divergence = flow::parse_divergence_method(name);
+    request.divergence_given = true;
+  }
+  if (args.has("--probes")) request.likelihood.probes = int(args.integer("--probes", 1, 100000));
+  if (args.has("--probe")) {
+    const std::string name = args.required("--probe");
+    FM_CHECK(name == "rademacher" || name == "gaussian", ConfigError, "--probe: got \"", name,
+             "\", expected rademacher or gaussian");
+    request.likelihood.probe = flow::parse_probe_distribution(name);
+  }
+  FM_CHECK(!(request.divergence_given && request.likelihood.divergence == flow::DivergenceMethod::Exact &&
+             (args.has("--probes") || args.has("--probe"))),
+           ConfigError, "--probes/--probe: only with --divergence hutchinson");
+  request.likelihood.solver = args.get("--solver", "rk4");
+  const std::vector<std::string> solvers = flow::solver_names();
+  FM_CHECK(std::find(solvers.begin(), solvers.end(), request.likelihood.solver) != solvers.end(), ConfigError,
+           "--solver: got \"", request.likelihood.solver, "\", expected euler, midpoint, heun, rk4 or dopri5");
+  request.likelihood.steps = int(args.has("--steps") ? args.integer("--steps", 1, 1000000) : 50);
+  if (args.has("--rtol")) request.likelihood.rtol = args.number("--rtol", 1e-12, 1.0);
+  if (args.has("--atol")) request.likelihood.atol = args.number("--atol", 1e-12, 1.0);
+  FM_CHECK(request.likelihood.solver == "dopri5" || !(args.has("--rtol") || args.has("--atol")), ConfigError,
+           "--rtol/--atol: only with --solver dopri5 (the others take --steps)");
+  if (args.has("--n")) request.n = args.integer("--n", 2, 100000000);
+  if (args.has("--batch")) request.batch = args.integer("--batch", 1, 1 << 20);
+  if (args.has("--seed")) request.seed = std::uint64_t(args.integer("--seed", 0, 1LL << 53));
+  request.weights = args.get("--weights", "ema");
+  FM_CHECK(request.weights == "ema" || request.weights == "raw", ConfigError, "--weights: got \"", request.weights,
+           "\", expected ema or raw");
+  request.data_dir = args.get("--data-dir", request.data_dir);
+  request.csv = args.get("--csv", "");
+  // The CSV is written after all the work: a missing folder is found now, not after it.
+  const std::filesystem::path csv_folder = std::filesystem::path(request.csv).parent_path();
+  FM_CHECK(request.csv.empty() || csv_folder.empty() || std::filesystem::is_directory(csv_folder), IOError,
+           "--csv: folder ", csv_folder.string(), " does not exist");
+  request.device = pick_device(args.get("--device", "auto"));
+  return request;
+}
+
+int nll_command(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--help") {
+      std::fputs(kNllUsage, stdout);
+      return 0;
+    }
+  NllEvalRequest request = parse_nll_args(argc, argv);
+  CheckpointModel loaded = load_checkpoint_model(request.checkpoint, request.device, request.weights);
+  NllEvalResult r = evaluate_nll(loaded, request, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
+  std::string how = r.solver == "dopri5" ? cat("dopri5 rtol ", r.rtol, " atol ", r.atol, ", ", r.divergence, " divergence")
+                                         : cat(r.solver, " ", r.steps, " steps, ", r.divergence, " divergence");
+  if (r.divergence == "hutchinson") how += cat(" (", r.probes, " ", r.probe, " probe", r.probes > 1 ? "s" : "", ")");
+  std::printf("checkpoint %s (step %lld, %s weights), data %s\n", request.checkpoint.c_str(), (long long)r.checkpoint_step,
+              loaded.ema_weights ? "EMA" : "raw", r.data.c_str());
+  if (loaded.model->num_classes() > 0)
+    std::printf("note: a class-conditional model, evaluated with its null class (its unconditional density)\n");
+  if (r.images) {
+    std::printf("bits per dimension %.4f +- %.4f  (NLL %.2f +- %.2f nats per image, %lld t10k images, uniform "
+                "dequantisation; %s; %lld NFE, %.1f s)\n",
+                r.bpd, r.bpd_se, r.nll, r.nll_se, (long long)r.n, how.c_str(), (long long)r.nfe_per_example, r.seconds);
+  } else {
+    std::printf("NLL %.4f +- %.4f nats  (%lld fresh points, data coordinates; %s; %lld NFE, %.1f s)\n", r.nll, r.nll_se,
+                (long long)r.n, how.c_str(), (long long)r.nfe_per_example, r.seconds);
+    if (r.entropy_known)
+    {
+      std::printf("data entropy %.4f +- %.4f nats  (%s): a perfect model's NLL\n", r.entropy, r.entropy_se,
+                  r.entropy_note.c_str());
+      std::printf("KL(data || model) %.4f +- %.4f nats  (NLL minus the data's log-density, on the same points)\n", r.kl,
+                  r.kl_se);
+    }
+    else
+      std::printf("data entropy %s\n", r.entropy_note.c_str());
+  }
+  if (!request.csv.empty()) {
+    io::write_file_atomically(request.csv, [&](std::ostream& out) {
+      out << (r.images ? "index,nll_nats,bpd\n" : "index,nll_nats\n");
+      char line[96];
+      for (std::size_t i = 0; i < r.per_example_nll.size(); ++i) {
+        if (r.images)
+          std::snprintf(line, sizeof line, "%zu,%.9g,%.9g\n", i, r.per_example_nll[i],
+                        r.per_example_nll[i] / (double(r.dims) * std::log(2.0)));
+        else
+          std::snprintf(line, sizeof line, "%zu,%.9g\n", i, r.per_example_nll[i]);
+        out << line;
+      }
+    });
+    std::printf("wrote %s\n", request.csv.c_str());
+  }
+  std::printf("%s\n", r.to_json().dump().c_str());
+  return 0;
+}
+
+}  // namespace fm::tools
