@@ -100,10 +100,11 @@ Tensor VelocityMLP::forward(const Tensor& x, const Tensor& t, const std::vector<
            x.defined() ? shape_str(x.shape()) : "undefined", ", expected [N, ", config_.data_dim, "]");
   Tensor time = expand_time(t, x, "VelocityMLP");
   Tensor time_features = time_embedding_ ? time_embedding_->forward(time) : time.reshape({x.size(0), 1});
-  Tensor features = config_.num_classes > 0
-                        ? concat({x, time_features, class_embedding_rows(class_embedding, labels, x.size(0),
-                                                                         "VelocityMLP")}, 1)
-                        : concat({x, time_features}, 1);
+  // The class rows first, in a named tensor: GCC 12 mis-cleans an initializer list whose element
+  // throws inside a ?: (AddressSanitizer: stack-use-after-scope on the bad-label path).
+  std::vector<Tensor> parts = {x, time_features};
+  if (config_.num_classes > 0) parts.push_back(class_embedding_rows(class_embedding, labels, x.size(0), "VelocityMLP"));
+  Tensor features = concat(parts, 1);
   if (grad_mode_enabled()) return net->forward(features);
   std::vector<DenseLayer> layers;
   for (const auto& linear : linears_) layers.push_back({linear->weight, linear->bias});
