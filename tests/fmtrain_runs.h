@@ -5,14 +5,36 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/io/jsonl.h"
+#include "tools/config.h"
 #include "tools/train_run.h"
 
 namespace fm::test {
+
+// The small, fast run the fmtrain tests share (an MLP on moons, 40 steps: a few hundred
+// milliseconds) with `patch` and then `extra` merged in (JSON merge patches, applied in turn so a
+// null in either removes a key of the base), written to WHERE/config.json.
+inline std::filesystem::path write_small_run_config(const std::filesystem::path& where,
+                                                    const fm::tools::Json& patch = fm::tools::Json::object(),
+                                                    const fm::tools::Json& extra = fm::tools::Json::object()) {
+  fm::tools::Json config = {{"data", {{"name", "moons"}}},
+                            {"model", {{"type", "mlp"}, {"hidden_width", 32}, {"hidden_layers", 2}}},
+                            {"train", {{"steps", 40}, {"batch_size", 64}, {"lr", 1e-3}, {"seed", 3}, {"log_every", 1},
+                                       {"checkpoint_every", 20}, {"ema_decay", 0.9}}},
+                            {"sample", {{"solver", "euler"}, {"steps", 5}, {"n", 200}}},
+                            {"eval", {{"n", 200}, {"projections", 16}}}};
+  config.merge_patch(patch);
+  config.merge_patch(extra);
+  std::filesystem::create_directories(where);
+  const std::filesystem::path path = where / "config.json";
+  std::ofstream(path) << config.dump(2);
+  return path;
+}
 
 // fmtrain CONFIG --out OUT --set OVERRIDE... (quiet); returns the exit code.
 inline int train_run(const std::filesystem::path& config, const std::filesystem::path& out,

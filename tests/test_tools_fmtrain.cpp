@@ -32,21 +32,8 @@ fs::path scratch_dir(const std::string& name) {
 
 // A small, fast moons run (a few hundred milliseconds).
 fs::path write_config(const fs::path& where, const Json& extra = Json::object()) {
-  Json config = {{"data", {{"name", "moons"}}},
-                 {"model", {{"type", "mlp"}, {"hidden_width", 32}, {"hidden_layers", 2}}},
-                 {"train", {{"steps", 40}, {"batch_size", 64}, {"lr", 1e-3}, {"seed", 3}, {"log_every", 1},
-                            {"checkpoint_every", 20}, {"ema_decay", 0.9}}},
-                 {"sample", {{"solver", "euler"}, {"steps", 5}, {"n", 200}}},
-                 {"eval", {{"n", 200}, {"projections", 16}}}};
-  config.merge_patch(extra);
-  fs::create_directories(where);
-  fs::path path = where / "config.json";
-  std::ofstream(path) << config.dump(2);
-  return path;
+  return fm::test::write_small_run_config(where, extra);
 }
-
-
-
 
 }  // namespace
 

@@ -26,20 +26,12 @@ using fm::test::logged_losses;
 
 namespace {
 
-// A small, fast class-conditional 8-gaussians run.
+// A small, fast class-conditional 8-gaussians run: the shared small run made conditional.
 fs::path write_config(const fs::path& where, const Json& extra = Json::object()) {
-  Json config = {{"data", {{"name", "8gaussians"}}},
-                 {"model", {{"type", "mlp"}, {"hidden_width", 32}, {"hidden_layers", 2}, {"num_classes", 8},
-                            {"class_embedding_dim", 4}}},
-                 {"train", {{"steps", 40}, {"batch_size", 64}, {"lr", 1e-3}, {"seed", 3}, {"log_every", 1},
-                            {"checkpoint_every", 20}, {"ema_decay", 0.9}, {"label_dropout", 0.2}}},
-                 {"sample", {{"solver", "euler"}, {"steps", 5}, {"n", 200}}},
-                 {"eval", {{"n", 200}, {"projections", 16}}}};
-  config.merge_patch(extra);
-  fs::create_directories(where);
-  fs::path path = where / "config.json";
-  std::ofstream(path) << config.dump(2);
-  return path;
+  Json patch = {{"data", {{"name", "8gaussians"}}},
+                {"model", {{"num_classes", 8}, {"class_embedding_dim", 4}}},
+                {"train", {{"label_dropout", 0.2}}}};
+  return fm::test::write_small_run_config(where, patch, extra);
 }
 
 }  // namespace
