@@ -5,7 +5,8 @@
 // TF32 keeps FP32's 8-bit exponent and 10 of its 23 mantissa bits. The tensor cores multiply such
 // inputs exactly and accumulate in FP32, so the only new error is the rounding of A and B to TF32:
 // at most 2^-11 relative each, about 2^-10 per product (tests/test_kernel_gemm.cpp derives the full
-// bound it checks). An H100 runs TF32 at about 495 TFLOP/s (dense) against 67 TFLOP/s of FP32 FMA.
+// bound it checks). An H100 runs TF32 at about 495 TFLOP/s (dense) against 67 TFLOP/s of FP32 FMA
+// (NVIDIA's datasheet figures).
 //
 // Tiling. A block of 128 threads (4 warps) computes a 64×64 tile of C; each warp a 32×32 quarter as
 // 2×2 WMMA accumulators of 16×16. Per step of 16 along K the block stages op(A)[64×16] and
