@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <cmath>
+#include <unordered_map>
+#include <utility>
 
 #include "core/gradient_home.h"
 #include "core/ops.h"
@@ -62,6 +64,13 @@ NoGradGuard::NoGradGuard() : previous_(g_grad_mode) { g_grad_mode = false; }
 NoGradGuard::~NoGradGuard() { g_grad_mode = previous_; }
 EnableGradGuard::EnableGradGuard() : previous_(g_grad_mode) { g_grad_mode = true; }
 EnableGradGuard::~EnableGradGuard() { g_grad_mode = previous_; }
+
+namespace {
+thread_local BackwardObserver g_backward_observer;
+}  // namespace
+BackwardObserverGuard::BackwardObserverGuard(BackwardObserver observer)
+    : previous_(std::exchange(g_backward_observer, std::move(observer))) {}
+BackwardObserverGuard::~BackwardObserverGuard() { g_backward_observer = std::move(previous_); }
 
 bool anomaly_mode_enabled() { return g_anomaly_mode; }
 AnomalyModeGuard::AnomalyModeGuard(bool enabled) : previous_(g_anomaly_mode) { g_anomaly_mode = enabled; }
@@ -150,6 +159,7 @@ void Tensor::backward(const Tensor& grad_output) const {
 
   if (!impl()->grad_fn) {  // backward on a leaf: its gradient is grad_output itself
     accumulate(impl()->grad, grad_output);
+    if (g_backward_observer) g_backward_observer({impl()});
     return;
   }
 
@@ -176,12 +186,35 @@ void Tensor::backward(const Tensor& grad_output) const {
     }
   }
 
+  // With an observer: which leaves are final after which node — after the last node (in running
+  // order) that has them as an input, whether or not a gradient reached them.
+  std::vector<std::vector<TensorImpl*>> leaves_done_after;
+  if (g_backward_observer) {
+    leaves_done_after.resize(order.size());
+    std::unordered_map<TensorImpl*, std::size_t> last_reader;
+    for (std::size_t run = 0; run < order.size(); ++run)
+      for (const Tensor& input : order[order.size() - 1 - run]->grad_fn->inputs)
+        if (input.defined() && input.requires_grad() && !input.grad_fn()) last_reader[input.impl()] = run;
+    // In input order within a node, each leaf once (deterministic, for whoever logs them).
+    for (std::size_t run = 0; run < order.size(); ++run)
+      for (const Tensor& input : order[order.size() - 1 - run]->grad_fn->inputs) {
+        auto found = input.defined() ? last_reader.find(input.impl()) : last_reader.end();
+        if (found != last_reader.end() && found->second == run) {
+          leaves_done_after[run].push_back(found->first);
+          last_reader.erase(found);
+        }
+      }
+  }
+
   PendingGradients grads(order.size());
   grads[impl()] = grad_output;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     TensorImpl* t = *it;
     Tensor g = std::move(grads[t]);
-    if (!g.defined()) continue;  // no gradient flowed here
+    if (!g.defined()) {  // no gradient flowed here
+      if (g_backward_observer) g_backward_observer(leaves_done_after[std::size_t(it - order.rbegin())]);
+      continue;
+    }
     Node& node = *t->grad_fn;
     std::vector<Tensor> input_grads = node.backward(g);
     FM_CHECK(input_grads.size() == node.inputs.size(), AutogradError, "backward of ", node.op_name,
@@ -198,6 +231,7 @@ void Tensor::backward(const Tensor& grad_output) const {
       else
         accumulate(input.impl()->grad, input_grads[i].contiguous());
     }
+    if (g_backward_observer) g_backward_observer(leaves_done_after[std::size_t(it - order.rbegin())]);
   }
 }
 

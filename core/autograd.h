@@ -40,6 +40,25 @@ class NoGradGuard {
   bool previous_;
 };
 
+// Watching a backward pass: after each node's closure has run and its gradients were summed, the
+// observer is called with the leaves (tensors that require grad and have no grad_fn: parameters)
+// that no node still to run in this pass can add to — their gradients are final. Data-parallel
+// training starts reducing a bucket of gradients the moment all its parameters are final, while
+// the pass goes on (nn/gradient_sync.h); it is also called with an empty list after nodes that
+// finish no leaf, so it can let communication progress. Set for a scope (one backward()) with
+// BackwardObserverGuard; with none set, backward() spends nothing on it.
+using BackwardObserver = std::function<void(const std::vector<TensorImpl*>& finished_leaves)>;
+class BackwardObserverGuard {
+ public:
+  explicit BackwardObserverGuard(BackwardObserver observer);
+  ~BackwardObserverGuard();
+  BackwardObserverGuard(const BackwardObserverGuard&) = delete;
+  BackwardObserverGuard& operator=(const BackwardObserverGuard&) = delete;
+
+ private:
+  BackwardObserver previous_;
+};
+
 // The inverse of NoGradGuard: grad mode on for its scope, the previous mode back after. For code that
 // must build a graph of its own inside a region that runs under NoGradGuard — the likelihood's
 // divergence (flow/likelihood.cpp) needs vector-Jacobian products of the velocity at every stage of an

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "core/autograd.h"
+#include "core/distributed.h"
 #include "core/ops.h"
 
 namespace fm::flow {
@@ -37,9 +38,12 @@ std::vector<std::int32_t> drop_labels(std::vector<std::int32_t> labels, double d
 void FlowTrainer::run_step() {
   log_read_.valid = false;  // the numbers kept for the readers are the previous step's
   model_.train();
-  // The whole batch is samples 0 … batch_size − 1 of this step; a data-parallel rank would pass its
-  // own first_sample and get exactly its slice of these numbers.
+  // The whole (global) batch is samples 0 … batch_size − 1 of this step. Every rank of a
+  // data-parallel job draws the whole batch's x1, x0 and labels (cheap next to the model, and a
+  // coupling must see the whole batch to pair it as one process would), then keeps its slice
+  // [first, end) of them; its times come from the same Philox places with first_sample = first.
   const StepNoise noise{seed_, step_, 0};
+  const RankSlice slice = rank_slice(options_.batch_size);
   Tensor x1 = data_.next_batch(options_.batch_size, noise).to(options_.device);
   const bool conditional = model_.num_classes() > 0;
   std::vector<std::int32_t> labels = conditional ? data_.batch_labels() : std::vector<std::int32_t>{};
@@ -63,25 +67,46 @@ void FlowTrainer::run_step() {
     }
   }
   if (conditional) labels = drop_labels(std::move(labels), options_.label_dropout, model_.null_class(), noise);
+  if (slice.count != options_.batch_size) {
+    x1 = x1.narrow(0, slice.first, slice.count).contiguous();
+    x0 = x0.narrow(0, slice.first, slice.count).contiguous();
+    if (conditional) labels = std::vector<std::int32_t>(labels.begin() + slice.first, labels.begin() + slice.first + slice.count);
+  }
   ModelFn velocity = conditional ? ModelFn([this, &labels](const Tensor& x_t, const Tensor& t) {
                                      return model_.forward(x_t, t, labels);
                                    })
                                  : ModelFn([this](const Tensor& x_t, const Tensor& t) { return model_.forward(x_t, t); });
-  FlowMatchingLoss result = conditional_flow_matching_loss(velocity, x1, *path_, *time_sampler_, noise, std::move(x0));
+  FlowMatchingLoss result = conditional_flow_matching_loss(velocity, x1, *path_, *time_sampler_,
+                                                          StepNoise{seed_, step_, slice.first}, std::move(x0));
+  // A rank's loss is the mean over its slice; weighted by the slice's share of the batch, the ranks'
+  // losses (and gradients) sum to the mean over the whole batch. One rank: the loss as it is.
+  Tensor loss = result.loss;
+  if (dist::active()) loss = loss * (double(slice.count) / double(options_.batch_size));
 
+  if (!model_.flat_parameters()) model_.flatten_parameters();
   optimizer_.zero_grad();
-  result.loss.backward();
+  if (dist::active()) {
+    // The gradients are summed over the ranks bucket by bucket while backward() runs (nn/gradient_sync.h).
+    if (!sync_ || &sync_->layout() != model_.flat_parameters())
+      sync_ = std::make_unique<nn::GradientSync>(*model_.flat_parameters());
+    {
+      BackwardObserverGuard watch = sync_->watch_backward();
+      loss.backward();
+    }
+    sync_->finish();
+  } else {
+    loss.backward();
+  }
   // Always measure the norm (logged); clip only when asked (an infinite max_norm never scales).
   // Clip, step and EMA run as one pass over the model's flat parameter buffers (nn/flat_parameters.h,
   // kernels/optimizer.h), with the numbers of clip_grad_norm, step() and update() one after another.
   last_.lr = schedule_.lr_at(step_);
   optimizer_.set_lr(last_.lr);
-  if (!model_.flat_parameters()) model_.flatten_parameters();
   last_.grad_norm = optimizer_.clip_step_and_update_ema_async(
       model_, options_.grad_clip > 0 ? options_.grad_clip : INFINITY, ema_);
   ++step_;
 
-  losses_.add(result.loss, began_epoch_);
+  losses_.add(loss, began_epoch_);
   ++steps_in_sum_;
   if (began_epoch_) {
     steps_in_finished_epoch_ = steps_in_epoch_;
@@ -91,6 +116,31 @@ void FlowTrainer::run_step() {
   // Kept (not read) for last_step_stats: its per-t-bin losses.
   last_.per_sample_loss = result.per_sample_loss;
   last_.t = result.t;
+}
+
+RankSlice rank_slice(std::int64_t batch_size) {
+  const std::int64_t ranks = dist::world_size(), me = dist::rank();
+  FM_CHECK(batch_size >= ranks, ConfigError, "train.batch_size: ", batch_size, " is smaller than the number of ranks (",
+           ranks, "); expected at least one sample per rank");
+  const std::int64_t first = batch_size * me / ranks, end = batch_size * (me + 1) / ranks;
+  return {first, end - first};
+}
+
+void FlowTrainer::check_ranks_agree() const {
+  if (!dist::active()) return;
+  const nn::FlatParameters* layout = model_.flat_parameters();
+  std::uint64_t mine = layout ? dist::bit_checksum(layout->values()) : 0;
+  if (ema_)
+    for (const auto& [name, shadow] : ema_->state_dict()) mine = mine * 0x9e3779b97f4a7c15ull ^ dist::bit_checksum(shadow);
+  // Two 32-bit halves, gathered: every rank sees every rank's checksum and can name the odd ones.
+  const std::vector<std::int32_t> all =
+      dist::allgather(std::vector<std::int32_t>{std::int32_t(mine >> 32), std::int32_t(mine & 0xffffffffu)});
+  std::string differing;
+  for (std::size_t r = 1; 2 * r < all.size(); ++r)
+    if (all[2 * r] != all[0] || all[2 * r + 1] != all[1]) differing += cat(differing.empty() ? "" : ", ", r);
+  FM_CHECK(differing.empty(), NumericError, "data-parallel ranks drifted apart: at step ", step_,
+           " the weights of rank(s) ", differing, " differ from rank 0's (they must stay bitwise equal: same "
+           "gradients, same optimiser; a non-deterministic kernel or a rank-dependent input is the usual cause)");
 }
 
 StepStats FlowTrainer::train_step() {
@@ -115,12 +165,21 @@ const FlowTrainer::LogRead& FlowTrainer::read_logged_values() const {
   readback_.read();
   log_read_.sums = LossAccumulator::sums_in(readback_, sums);
   log_read_.grad_norm = stepped ? last_.grad_norm.value_in(readback_, norm) : 0.0;
+  // Data parallel: each rank summed its weighted share of the losses; the whole batch's are the sum
+  // over the ranks (every rank reads at the same steps: the log steps are the same everywhere).
+  if (dist::active()) {
+    double shares[4] = {log_read_.sums.last, log_read_.sums.since_restart, log_read_.sums.epoch,
+                        log_read_.sums.finished_epoch};
+    dist::allreduce_sum(shares, 4);
+    log_read_.sums = {shares[0], shares[1], shares[2], shares[3]};
+  }
   log_read_.loss_by_t_bin.clear();
   if (stepped) {
     FM_CHECK(last_.per_sample_loss.dim() == 1 && last_.t.dim() == 1, ShapeError, "LossByTimeBins: per-sample loss ",
              shape_str(last_.per_sample_loss.shape()), " and t ", shape_str(last_.t.shape()), " must both be [N]");
     LossByTimeBins binned(options_.loss_bins);
-    binned.add(readback_.values(per_sample_loss), readback_.values(t));
+    // The whole batch's per-sample numbers, in global sample order (rank order is slice order).
+    binned.add(dist::allgather(readback_.values(per_sample_loss)), dist::allgather(readback_.values(t)));
     log_read_.loss_by_t_bin = binned.means();
   }
   readback_.clear();  // drops the tensors it kept

@@ -17,6 +17,14 @@
 // so a log step waits for the device once, however many numbers it logs.
 // train_step() is run_step() followed by last_step_stats(), for callers that want every step's numbers.
 //
+// Data parallel (core/distributed.h: several ranks under mpirun): each rank takes its slice of the
+// global batch (rank_slice), every random number of a sample still keyed by its global index, so N
+// ranks see exactly the samples one process would; the gradients are summed over the ranks during
+// backward (nn/gradient_sync.h) and the optimiser, clipping and EMA then run identically on every
+// rank. The logged numbers are the whole batch's (summed/gathered over the ranks when read), and
+// check_ranks_agree() compares the ranks' weights bit for bit. A checkpoint holds nothing per rank:
+// it resumes with any number of ranks.
+//
 // Class-conditional models (model.num_classes() > 0) train on the data's labels (TrainingData::
 // batch_labels; the data must have exactly the model's classes). A coupling re-pairs x1's rows, and
 // each label moves with its row: it belongs to the data point. Then each sample's label is replaced
@@ -40,6 +48,7 @@
 #include "flow/time_sampler.h"
 #include "flow/training_data.h"
 #include "nn/ema.h"
+#include "nn/gradient_sync.h"
 #include "nn/lr_schedule.h"
 #include "nn/optim.h"
 #include "nn/velocity_model.h"
@@ -62,6 +71,13 @@ struct TrainerOptions {
 // of (noise.seed, LabelDropout, noise.step, noise.first_sample + i) is below `dropout`.
 std::vector<std::int32_t> drop_labels(std::vector<std::int32_t> labels, double dropout, std::int32_t null_class,
                                       const StepNoise& noise);
+
+// This rank's share of a global batch of batch_size samples: [first, first + count), the ranks' slices
+// in rank order covering the batch (sizes differ by at most one). One rank: the whole batch.
+struct RankSlice {
+  std::int64_t first = 0, count = 0;
+};
+RankSlice rank_slice(std::int64_t batch_size);
 
 struct StepStats {
   std::int64_t step = 0;   // steps completed after this one
@@ -102,6 +118,12 @@ class FlowTrainer {
   // is what the host spent, a lower bound of their cost.
   double take_coupling_seconds();
   LossSum finished_epoch_loss() const;
+
+  // Data parallel: throws NumericError naming the ranks whose weights (and EMA weights) are not bitwise
+  // rank 0's. A collective: every rank calls it at the same step. One rank: nothing to check.
+  void check_ranks_agree() const;
+  // Data parallel: host seconds spent waiting for gradient reductions since the previous call.
+  double take_gradient_wait_seconds() { return sync_ ? sync_->take_wait_seconds() : 0.0; }
 
   std::int64_t step() const { return step_; }
   std::uint64_t seed() const { return seed_; }
@@ -147,6 +169,7 @@ class FlowTrainer {
   std::int64_t batch_epoch_;  // the data epoch of the last batch drawn (TrainingData::epoch())
   bool began_epoch_ = false;
   double coupling_seconds_ = 0;
+  std::unique_ptr<nn::GradientSync> sync_;  // data parallel only: the gradient all-reduce
   void restart_loss_sums();
 
   TrainingStateRefs checkpointed_state() const { return {model_, ema_, optimizer_, data_}; }

@@ -16,8 +16,11 @@ using CudaStream = CUstream_st*;
 
 // True when the build has CUDA and at least one device answers. The first call probes the driver.
 bool cuda_available();
-// Human-readable name of device 0 ("NVIDIA H100 80GB HBM3"), or "none".
+// Human-readable name of the device in use ("NVIDIA H100 80GB HBM3"), or "none".
 const char* cuda_device_name();
+// Picks the GPU this process uses: device `index` modulo the number of devices (a data-parallel rank
+// passes its rank on the machine, core/distributed.h). Call before the first CUDA use; default 0.
+void cuda_use_device(int index);
 
 // True in the CUDA emulator build (cmake -DFM_CUDA_EMULATOR=ON): the "device" is the host CPU running
 // our kernels thread by thread, for tests. It works, but far too slowly to train on.

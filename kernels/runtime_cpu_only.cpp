@@ -12,6 +12,7 @@ namespace {
 }  // namespace
 bool cuda_available() { return false; }
 const char* cuda_device_name() { return "none"; }
+void cuda_use_device(int) {}
 bool cudnn_available() { return false; }
 bool cuda_emulated() { return false; }
 CudaStream cuda_stream() { no_cuda("cuda_stream"); }

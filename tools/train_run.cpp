@@ -16,8 +16,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
+
+#include <omp.h>
 
 #include "core/autograd.h"
+#include "core/distributed.h"
 #include "core/io/atomic_file.h"
 #include "core/io/jsonl.h"
 #include "core/io/png.h"
@@ -138,10 +142,14 @@ void open_run_directory(const ResolvedRun& run, flow::FlowTrainer& trainer, std:
     // A run killed before its first checkpoint has config.json but no checkpoint: it starts again
     // from step 0 (what the first checkpoint would have held is the same initial state).
     const bool has_checkpoint = fs::exists(paths.checkpoint());
+    // Every rank of a data-parallel run reads the same checkpoint (nothing in it is per rank).
     if (has_checkpoint) trainer.load_checkpoint(paths.checkpoint().string());
     // Before anything in the run directory changes (temp files, metrics lines) or is said.
     FM_CHECK(trainer.step() <= total_steps, ConfigError, "train.steps: ", total_steps, " is below the checkpoint's step ",
              trainer.step(), "; pass --set train.steps=N with N >= ", trainer.step());
+    // Every rank has checked the run before rank 0 changes anything in it; the others write nothing.
+    dist::barrier();
+    if (!dist::is_root()) return;
     // Temp files of atomic writes that a killed process never renamed.
     std::int64_t stale = io::remove_stale_temp_files(paths.dir.string());
     // Event lines (the final evaluation) carry the step of the checkpoint they were written after,
@@ -152,6 +160,9 @@ void open_run_directory(const ResolvedRun& run, flow::FlowTrainer& trainer, std:
                         cut.dropped ? cat(" (dropped ", cut.dropped, " metrics lines written after that checkpoint)") : "",
                         stale ? cat(" (removed ", stale, " unfinished temp files)") : ""));
   } else {
+    // Every rank has found the folder free of runs before rank 0 writes config.json into it.
+    dist::barrier();
+    if (!dist::is_root()) return;
     // An existing folder holds no run (checked above), but may hold temp files of a first attempt
     // that was killed before it wrote config.json.
     if (fs::exists(paths.dir)) io::remove_stale_temp_files(paths.dir.string());
@@ -174,8 +185,9 @@ void open_run_directory(const ResolvedRun& run, flow::FlowTrainer& trainer, std:
 // holds a diverged model. The progress line shows the loss of the last log step.
 class TrainingLoop {
  public:
+  // metrics: null on the ranks other than 0 of a data-parallel run (only rank 0 writes files).
   TrainingLoop(const ResolvedRun& run, RunObjects& objects, Device device, const std::string& title,
-               io::JsonlWriter& metrics, bool quiet)
+               io::JsonlWriter* metrics, bool quiet)
       : paths_(run.paths), config_(run.config), train_(run.config["train"]), sample_config_(run.config["sample"]),
         objects_(objects), trainer_(*objects.trainer), device_(device), title_(title), metrics_(metrics),
         quiet_(quiet), total_steps_(train_["steps"]), batch_size_(train_["batch_size"]), log_every_(train_["log_every"]),
@@ -189,7 +201,8 @@ class TrainingLoop {
     const std::int64_t checkpoint_every = train_["checkpoint_every"], sample_every = train_["sample_every"];
     const bool detect_anomaly = train_["detect_anomaly"];
     while (trainer_.step() < total_steps_) {
-      if (g_stop_requested) return true;
+      // The ranks of a data-parallel run stop at the same step (a signal may reach them apart).
+      if (dist::active() ? dist::any_rank(g_stop_requested != 0) : g_stop_requested != 0) return true;
       try {
         AnomalyModeGuard anomaly_mode(detect_anomaly);
         trainer_.run_step();
@@ -202,7 +215,7 @@ class TrainingLoop {
         save_checkpoint();
         last_checkpoint_step_ = step;
       }
-      if (sample_every > 0 && step % sample_every == 0 && step != total_steps_) {
+      if (sample_every > 0 && step % sample_every == 0 && step != total_steps_ && dist::is_root()) {
         char name[64];
         std::snprintf(name, sizeof name, "samples_step_%07lld.png", (long long)step);
         sample_picture(name, objects_.data->example_shape().size() == 1 ? 1000 : 64);
@@ -215,9 +228,10 @@ class TrainingLoop {
   // a fresh loss.png.
   void save_checkpoint() {
     // A diverged model is never saved: the losses since the last log step must all be finite.
-    check_finite_losses(trainer_.loss_sum());
+    check_finite_losses(trainer_.loss_sum());  // every rank (it reads the ranks' losses together)
+    if (!dist::is_root()) return;  // the ranks' states are equal: rank 0's checkpoint holds them all
     // The metrics lines up to this step reach the disk before the checkpoint that claims them.
-    metrics_.sync();
+    metrics_->sync();
     trainer_.save_checkpoint(paths_.checkpoint().string(), checkpoint_metadata(config_));
     // A kept copy is a second atomic write rather than a copy, so no half-copied file can exist.
     if (train_["keep_checkpoints"].get<bool>()) {
@@ -260,6 +274,8 @@ class TrainingLoop {
                "with NaN/Inf); ", checkpoint_note());
       const flow::LossSum since_last_log = trainer_.take_loss_sum();
       check_finite_losses(since_last_log);
+      // Data parallel: the ranks' weights must still be bitwise equal (a collective; no-op on one rank).
+      trainer_.check_ranks_agree();
       Json line = {{"step", step},
                    {"loss", stats.loss},
                    {"loss_avg", since_last_log.mean()},
@@ -274,7 +290,14 @@ class TrainingLoop {
       if (config_["train"]["coupling"] != "independent")
         line["coupling_ms_per_step"] = 1e3 * coupling_seconds / double(std::max<std::int64_t>(since_last_log.steps, 1));
       if (device_ == Device::CUDA) line["gpu_peak_mb"] = double(kernels::cuda_peak_bytes()) / (1 << 20);
-      metrics_.append(line);
+      // Data parallel: the host's wait for gradient reductions per step (on rank 0), the part of the
+      // communication the backward pass did not hide.
+      if (dist::active()) {
+        line["ranks"] = dist::world_size();
+        line["allreduce_wait_ms_per_step"] =
+            1e3 * trainer_.take_gradient_wait_seconds() / double(std::max<std::int64_t>(since_last_log.steps, 1));
+      }
+      if (metrics_) metrics_->append(line);
       progress_text_ = cat("loss ", stats.loss);
     }
     progress_.update(step, progress_text_);
@@ -328,7 +351,7 @@ class TrainingLoop {
   flow::FlowTrainer& trainer_;
   const Device device_;
   const std::string title_;
-  io::JsonlWriter& metrics_;
+  io::JsonlWriter* metrics_;
   const bool quiet_;
   const std::int64_t total_steps_, batch_size_, log_every_;
   const double elapsed_before_;
@@ -353,8 +376,10 @@ int run_training(const TrainRequest& request) {
   const std::int64_t total_steps = config["train"]["steps"];
   const Device device = pick_device(config["device"]);
   select_kernels(config);
+  // Only rank 0 of a data-parallel run talks; the others report errors only (tools/ranks.h).
+  const bool quiet = request.quiet || !dist::is_root();
   RunObjects objects = build_run_objects(config, device, /*initialise_from_checkpoint=*/ !run.resuming);
-  open_run_directory(run, *objects.trainer, total_steps, request.quiet);
+  open_run_directory(run, *objects.trainer, total_steps, quiet);
 
   const std::string title = cat(config["data"]["name"].get<std::string>(), " · ",
                                 config["model"]["type"].get<std::string>(), " (",
@@ -363,25 +388,36 @@ int run_training(const TrainRequest& request) {
       device == Device::CUDA ? cat(" (", kernels::cuda_device_name(), ", ", kernel_impl_name(kernel_impl()), " kernels, ",
                                    precision_name(precision()), ")")
                              : "";
-  log_line(request.quiet, cat("fmtrain: ", title, " on ", device_name(device), gpu_note, "; data ",
-                              objects.data->describe(), "; run directory ", run.paths.dir.string()));
+  log_line(quiet, cat("fmtrain: ", title, " on ", device_name(device), gpu_note, "; data ",
+                      objects.data->describe(), "; run directory ", run.paths.dir.string()));
+  if (dist::active()) {
+    const std::int64_t batch = config["train"]["batch_size"];
+    log_line(quiet, cat("fmtrain: data parallel over ", dist::world_size(), " ranks (", dist::local_size(),
+                        " on this machine): global batch ", batch, ", ", flow::rank_slice(batch).count,
+                        " samples on rank 0, ", omp_get_max_threads(), " CPU threads per rank",
+                        device == Device::CUDA ? ", one GPU per rank (NCCL)" : ", gradients summed with MPI"));
+  }
+  // The ranks start equal (same seed, or the same checkpoint); check_ranks_agree() keeps them so.
+  objects.trainer->check_ranks_agree();
 
-  io::JsonlWriter metrics(run.paths.metrics().string());
-  TrainingLoop loop(run, objects, device, title, metrics, request.quiet);
+  std::optional<io::JsonlWriter> metrics;
+  if (dist::is_root()) metrics.emplace(run.paths.metrics().string());
+  TrainingLoop loop(run, objects, device, title, metrics ? &*metrics : nullptr, quiet);
   const bool stopped = loop.run();
   loop.save_checkpoint();
   loop.progress().finish("");
   const flow::FlowTrainer& trainer = *objects.trainer;
+  if (!dist::is_root()) return stopped ? 130 : 0;  // samples, summary and pictures are rank 0's
   if (stopped) {
     std::fprintf(stderr, "fmtrain: stopped at step %lld; checkpoint saved. Continue with: fmtrain --resume %s\n",
                  (long long)trainer.step(), run.paths.dir.string().c_str());
     return 130;
   }
-  log_line(request.quiet, cat("fmtrain: trained ", trainer.step() - loop.start_step(), " steps in ",
+  log_line(quiet, cat("fmtrain: trained ", trainer.step() - loop.start_step(), " steps in ",
                               format_duration(loop.elapsed() - loop.elapsed_before()), " (",
                               loop.progress().steps_per_second(), " steps/s)"));
 
-  write_final_samples({config, run.paths, objects, device, title, loop.elapsed()}, metrics);
+  write_final_samples({config, run.paths, objects, device, title, loop.elapsed()}, *metrics);
   draw_loss_curve(run.paths, title);
   std::printf("run directory: %s\n", run.paths.dir.string().c_str());
   return 0;

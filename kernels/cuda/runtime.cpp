@@ -53,6 +53,8 @@ std::mutex& state_mutex() {
   return m;
 }
 
+int g_requested_device = 0;  // cuda_use_device
+
 void probe_locked() {
   DeviceState& s = state();
   if (s.probed) return;
@@ -62,8 +64,16 @@ void probe_locked() {
     cudaGetLastError();  // clear the sticky "no device" error so later probes stay clean
     return;
   }
+  const int device = g_requested_device % count;
+#ifndef FM_CUDA_EMULATOR
+  // The main thread's current device; every stream, handle and allocation below is made on it.
+  if (cudaSetDevice(device) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
+#endif
   cudaDeviceProp prop{};
-  if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) s.name = prop.name;
+  if (cudaGetDeviceProperties(&prop, device) == cudaSuccess) s.name = prop.name;
   s.available = true;
 }
 
@@ -101,6 +111,13 @@ std::size_t round_block(std::size_t bytes) {
 }
 
 }  // namespace
+
+void cuda_use_device(int index) {
+  std::lock_guard<std::mutex> lock(state_mutex());
+  FM_CHECK(!state().probed || g_requested_device == index, DeviceError, "cuda_use_device(", index,
+           "): the device was already chosen (", g_requested_device, "); call it before any CUDA use");
+  g_requested_device = index < 0 ? 0 : index;
+}
 
 bool cuda_available() {
   std::lock_guard<std::mutex> lock(state_mutex());
