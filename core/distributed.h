@@ -85,8 +85,9 @@ PendingAllreduce start_allreduce_sum(const Tensor& buffer);
 // backward nodes, it is what makes CPU reductions overlap the computation.
 void make_progress();
 
-// A checksum of a tensor's bits (FNV-1a over its bytes, after a copy to the host): equal bits,
-// equal checksum. Used to check that every rank holds the same parameters.
+// A checksum of a tensor's bits (FNV-1a style over its 8-byte words, after a copy to the host): equal
+// bits, equal checksum; different bits almost surely a different one. Used to check that every rank
+// holds the same parameters (flow/trainer.h, check_ranks_agree).
 std::uint64_t bit_checksum(const Tensor& tensor);
 
 }  // namespace fm::dist
