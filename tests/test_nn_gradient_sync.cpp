@@ -2,9 +2,12 @@
 // the backward observer (core/autograd.h) reports each parameter exactly once, when its gradient is
 // final; gradient buckets (nn/gradient_sync.h) tile the flat buffer in whole parameters from the
 // end; and on one rank the synchronised backward leaves the gradients bitwise as a plain backward.
-// The collectives themselves run under mpirun in tests/test_data_parallel.cpp.
+// The collectives themselves run under mpirun in tests/test_data_parallel.cpp; NCCL's all-reduce is
+// checked here on one GPU when a machine has one.
 #include <catch2/catch.hpp>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -14,6 +17,7 @@
 #include "core/distributed.h"
 #include "core/ops.h"
 #include "core/random.h"
+#include "kernels/nccl_comm.h"
 #include "nn/activation.h"
 #include "nn/flat_parameters.h"
 #include "nn/gradient_sync.h"
@@ -150,4 +154,31 @@ TEST_CASE("a parameter without a gradient is refused by name when its bucket sta
     mean(net.last->forward(h)).backward();
   }
   CHECK_THROWS_WITH(sync.finish(), Catch::Contains("got no gradient") && Catch::Contains("second."));
+}
+
+// The NCCL path on the one GPU a lent machine has: a communicator of one rank, an all-reduce queued
+// right behind a kernel that writes the buffer. The sum over one rank is the buffer itself, so any
+// other result means the communication stream did not wait for the compute stream (or NCCL failed).
+// Multi-GPU correctness and scaling need a machine with several GPUs (docs/11_training_on_many_gpus.md).
+TEST_CASE("NCCL all-reduce on one GPU: waits for the compute stream and returns the buffer") {
+  FM_REQUIRE_GPU();
+  if (!dist::built_with_nccl()) {  // the CUDA emulator build: a GPU, but no NCCL
+    std::printf("SKIPPED: this build has no NCCL (the CUDA emulator build)\n");
+    if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);
+    return;
+  }
+#ifdef FM_WITH_NCCL
+  char id[kernels::kNcclIdBytes];
+  kernels::nccl_unique_id(id);
+  kernels::nccl_init(0, 1, id);
+  Generator gen(7);
+  const Tensor x = randn({std::int64_t(1) << 22}, gen);
+  Tensor doubled = (x.to(Device::CUDA) * 2.0).contiguous();  // queued on the compute stream
+  const std::uint64_t ticket = kernels::nccl_allreduce_sum_start(doubled.data<float>(), doubled.numel());
+  kernels::nccl_wait(ticket);
+  Tensor after = (doubled + 1.0).to(Device::CPU);  // queued after the wait
+  const std::vector<float> expected = values_of(x * 2.0 + 1.0), got = values_of(after);
+  CHECK(std::memcmp(expected.data(), got.data(), got.size() * sizeof(float)) == 0);
+  kernels::nccl_finalize();
+#endif
 }
