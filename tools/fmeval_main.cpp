@@ -13,6 +13,7 @@
 //                [--device auto|cpu|cuda] [--kernels custom|library]
 //   fmeval guidance CHECKPOINT [--weights-list 0,0.5,1,2,4] [--n PER_CLASS] [--csv F] [--png F] ...
 //   fmeval nll CHECKPOINT [--divergence exact|hutchinson] [--probes K] [--steps N] [--n N] ... (tools/nll_eval.h)
+//   mpirun -np R fmeval [--checkpoint ...|sweep|guidance|nll] ...   (R ranks share the sampling / examples)
 //
 // The evaluation prints the distance of the samples to n real t10k images, the floor (n real train
 // images against the same t10k images: what a perfect model scores at this n; mean and standard
@@ -21,6 +22,11 @@
 // checkpoints and over solvers × NFE budgets (tools/quality_sweep.h) and prints a table. Progress
 // goes to stderr. Errors are one line on stderr with exit code 2. The library halves
 // (tools/eval_classifier.h, tools/quality_sweep.h) are what the tests drive.
+//
+// Under mpirun the evaluation (--checkpoint), sweep, guidance and nll split their sampling (nll: its
+// examples) over the ranks (tools/sharded_sampling.h); every rank gets all the samples, computes the
+// same metrics from them, and rank 0 alone prints and writes: the numbers are one process's.
+// train-classifier and straight refuse to run on more than one rank.
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -28,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "core/distributed.h"
 #include "core/kernel_choice.h"
 #include "tools/cli_args.h"
 #include "tools/tool_flags.h"
@@ -35,7 +42,9 @@
 #include "tools/guidance_eval.h"
 #include "tools/nll_eval.h"
 #include "tools/quality_sweep.h"
+#include "tools/ranks.h"
 #include "tools/run_setup.h"
+#include "tools/sharded_sampling.h"
 #include "tools/straight_eval.h"
 
 namespace {
@@ -78,9 +87,22 @@ const char* kUsage =
     "  defaults: the sample section of the run's config. --data-dir: /usr/share/datasets/fashion-mnist\n"
     "  sweep: the distance of every checkpoint the run kept (train.keep_checkpoints) with the run's sampler,\n"
     "  and of the final checkpoint for each solver at each NFE budget (dopri5: at each tolerance); writes\n"
-    "  RUN_DIR/quality_vs_steps.{csv,png} and RUN_DIR/quality_vs_nfe.{csv,png}.\n";
+    "  RUN_DIR/quality_vs_steps.{csv,png} and RUN_DIR/quality_vs_nfe.{csv,png}.\n"
+    "  mpirun -np R fmeval --checkpoint|sweep|guidance|nll ...: R ranks share the sampling (nll: the examples);\n"
+    "  rank 0 prints and writes the same numbers as one process. train-classifier and straight run on one.\n";
 
-void print_line(const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }
+// Progress on stderr, from rank 0 only under mpirun (every rank does the same work).
+void print_line(const std::string& line) {
+  if (fm::dist::is_root()) std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+// Under mpirun with more than one rank, a subcommand that does not split its work refuses in one line:
+// rank 0 says it (and ends the job, tools/ranks.h); the others wait for that end instead of saying it too.
+void require_one_rank(const char* subcommand) {
+  if (!fm::dist::active()) return;
+  if (!fm::dist::is_root()) fm::dist::barrier();  // never completes: rank 0 aborts the job
+  throw fm::ConfigError(fm::cat(subcommand, ": not sharded over ranks; run it with one process"));
+}
 
 int train_classifier_command(int argc, char** argv) {
   using namespace fm;
@@ -88,11 +110,12 @@ int train_classifier_command(int argc, char** argv) {
   tools::CliArgs args(argc, argv, tools::fmeval_train_classifier_flags().value_flags,
                       tools::fmeval_train_classifier_flags().switch_flags);
   if (args.has("--help")) {
-    std::fputs(kUsage, stdout);
+    if (fm::dist::is_root()) std::fputs(kUsage, stdout);
     return 0;
   }
   FM_CHECK(args.positional().empty(), ConfigError, "train-classifier: unexpected argument \"", args.positional()[0],
            "\"");
+  require_one_rank("train-classifier");
   tools::TrainClassifierRequest request;
   request.out_path = args.get("--out", tools::kClassifierFileName);
   request.data_dir = args.get("--data-dir", tools::kFashionMnistDir);
@@ -117,7 +140,7 @@ int evaluate_command(int argc, char** argv) {
   using namespace fm;
   tools::CliArgs args(argc, argv, tools::fmeval_evaluate_flags().value_flags, tools::fmeval_evaluate_flags().switch_flags);
   if (args.has("--help")) {
-    std::fputs(kUsage, stdout);
+    if (fm::dist::is_root()) std::fputs(kUsage, stdout);
     return 0;
   }
   FM_CHECK(args.positional().empty(), ConfigError, "unexpected argument \"", args.positional()[0],
@@ -141,6 +164,7 @@ int evaluate_command(int argc, char** argv) {
   if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));  // else FM_KERNELS or custom
 
   tools::FrechetEvalResult result = tools::run_frechet_evaluation(request, print_line);
+  if (!dist::is_root()) return 0;
   std::printf("fd %.4f  (%lld %s vs %lld real t10k images)\n", result.fd, (long long)result.n,
               request.samples_path.empty() ? "samples" : "images from the file", (long long)result.n);
   std::printf("fd floor %.4f +- %.4f  (%lld real train images vs the same t10k images; mean +- std over %zu draws)\n",
@@ -160,7 +184,7 @@ int sweep_command(int argc, char** argv) {
   using namespace fm;
   tools::CliArgs args(argc, argv, tools::fmeval_sweep_flags().value_flags, tools::fmeval_sweep_flags().switch_flags);
   if (args.has("--help")) {
-    std::fputs(kUsage, stdout);
+    if (fm::dist::is_root()) std::fputs(kUsage, stdout);
     return 0;
   }
   FM_CHECK(args.positional().size() == 1, ConfigError, "sweep: expected one run directory, got ",
@@ -184,6 +208,7 @@ int sweep_command(int argc, char** argv) {
   if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));
 
   tools::QualitySweepResult result = tools::run_quality_sweep(request, print_line);
+  if (!dist::is_root()) return 0;  // run_quality_sweep wrote its files from rank 0
   std::printf("Frechet distance, n = %lld; floor (real train vs test) %.4f +- %.4f\n", (long long)result.n,
               result.floor, result.floor_std);
   std::printf("| sweep | checkpoint step | solver | steps | tolerance | NFE | FD | sampling s |\n");
@@ -200,9 +225,10 @@ int straight_command(int argc, char** argv) {
   using namespace fm;
   tools::CliArgs args(argc, argv, tools::fmeval_straight_flags().value_flags, tools::fmeval_straight_flags().switch_flags);
   if (args.has("--help")) {
-    std::fputs(kUsage, stdout);
+    if (fm::dist::is_root()) std::fputs(kUsage, stdout);
     return 0;
   }
+  require_one_rank("straight");
   std::vector<std::string> checkpoints = args.positional();
   if (args.has("--checkpoint")) checkpoints.insert(checkpoints.begin(), args.required("--checkpoint"));
   FM_CHECK(!checkpoints.empty(), ConfigError, "straight: expected a checkpoint (--checkpoint FILE, or files after the subcommand)");
@@ -268,7 +294,7 @@ int guidance_command(int argc, char** argv) {
   using namespace fm;
   tools::CliArgs args(argc, argv, tools::fmeval_guidance_flags().value_flags, tools::fmeval_guidance_flags().switch_flags);
   if (args.has("--help")) {
-    std::fputs(kUsage, stdout);
+    if (fm::dist::is_root()) std::fputs(kUsage, stdout);
     return 0;
   }
   // One checkpoint: after the subcommand (as nll and straight take it) or after --checkpoint.
@@ -298,6 +324,7 @@ int guidance_command(int argc, char** argv) {
   if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));
   tools::CheckpointModel loaded = tools::load_checkpoint_model(request.checkpoint_path, request.device, args.get("--weights", "ema"));
   tools::GuidanceEvalResult result = tools::evaluate_guidance(loaded, request, print_line);
+  if (!dist::is_root()) return 0;
   std::printf("%s", tools::guidance_table(result).c_str());
   std::printf("%s: %lld samples per class from the same noise at every w, %s %lld NFE; each distance next to its floor "
               "(two real samples of the same size)\n",
@@ -310,18 +337,16 @@ int guidance_command(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
+  // Under mpirun: one rank of the job (tools/ranks.h), its errors tagged with the rank. The samplers
+  // split their work over the ranks for the whole run (tools/sharded_sampling.h).
+  fm::tools::start_ranks(&argc, &argv);
+  return fm::tools::run_ranked("fmeval", [&] {
+    const fm::tools::ShardOverRanks shard_over_ranks;
     if (argc >= 2 && std::strcmp(argv[1], "train-classifier") == 0) return train_classifier_command(argc - 1, argv + 1);
     if (argc >= 2 && std::strcmp(argv[1], "sweep") == 0) return sweep_command(argc - 1, argv + 1);
     if (argc >= 2 && std::strcmp(argv[1], "straight") == 0) return straight_command(argc - 1, argv + 1);
     if (argc >= 2 && std::strcmp(argv[1], "guidance") == 0) return guidance_command(argc - 1, argv + 1);
     if (argc >= 2 && std::strcmp(argv[1], "nll") == 0) return fm::tools::nll_command(argc - 1, argv + 1);
     return evaluate_command(argc, argv);
-  } catch (const fm::Error& e) {
-    std::fprintf(stderr, "fmeval: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "fmeval: unexpected error: %s\n", e.what());
-    return 1;
-  }
+  });
 }

@@ -3,6 +3,7 @@
 //   fmsample --checkpoint FILE [--n 64] [--out grid.png] [--npy samples.npy] [--solver rk4]
 //            [--steps 20] [--rtol 1e-5 --atol 1e-5] [--weights ema|raw] [--seed 1] [--device auto]
 //            [--kernels custom|library] [--guidance W] [--class K | --grid-by-class]
+//   mpirun -np N fmsample ...   (each rank integrates its share of the samples; rank 0 writes)
 //
 // Writes a PNG (an image grid, or for 2-D models a scatter over fresh data) and a float32 .npy of
 // the N samples, and prints the NFE and the time taken. A class-conditional model samples with
@@ -10,20 +11,26 @@
 // class sharing its source noise (--grid-by-class), or labels drawn uniformly from the seed; the
 // labels go to a float32 .npy beside the samples (samples_labels.npy), and a 2-D picture is coloured
 // by the asked class.
+//
+// Under mpirun every rank loads the checkpoint, integrates its contiguous share of the N samples
+// (tools/sharded_sampling.h), and rank 0 alone writes the files and prints: the same bits as one process.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <string>
 #include <utility>
 
+#include "core/distributed.h"
 #include "core/io/png.h"
 #include "core/io/tensor_io.h"
 #include "core/kernel_choice.h"
 #include "tools/checkpoint_model.h"
 #include "tools/cli_args.h"
 #include "tools/conditional_sampling.h"
-#include "tools/tool_flags.h"
+#include "tools/ranks.h"
 #include "tools/run_setup.h"
+#include "tools/sharded_sampling.h"
+#include "tools/tool_flags.h"
 
 namespace {
 const char* kUsage =
@@ -39,15 +46,19 @@ const char* kUsage =
     "    one row per class of --n / classes samples each, row k from the same source noise as every other\n"
     "    row (rows differ only by the label); neither: labels drawn uniformly from --seed. The labels go to\n"
     "    NPY_labels.npy beside --npy (float32 class indices); a 2-D picture is coloured by asked class.\n"
-    "    For an unconditional model these three flags are an error.\n";
+    "    For an unconditional model these three flags are an error.\n"
+    "  mpirun -np R fmsample ...: R ranks share the samples (contiguous shares, every rank drawing the\n"
+    "    same noise stream); rank 0 writes the files and prints. The samples are bitwise one process's.\n";
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace fm;
-  try {
+  // Under mpirun: one rank of the job (tools/ranks.h), its errors tagged with the rank.
+  tools::start_ranks(&argc, &argv);
+  return tools::run_ranked("fmsample", [&] {
     tools::CliArgs args(argc, argv, tools::fmsample_flags().value_flags, tools::fmsample_flags().switch_flags);
     if (args.has("--help")) {
-      std::fputs(kUsage, stdout);
+      if (dist::is_root()) std::fputs(kUsage, stdout);
       return 0;
     }
     FM_CHECK(args.positional().empty(), ConfigError, "unexpected argument \"", args.positional()[0],
@@ -93,6 +104,8 @@ int main(int argc, char** argv) {
     const Shape example = tools::example_shape(loaded.config);
     Generator gen(seed);
     auto source = tools::build_source(loaded.config);
+    // Under mpirun the samplers below split the samples over the ranks and hand every rank all of them.
+    const tools::ShardOverRanks shard_over_ranks;
     tools::SampleResult result;
     std::vector<std::int32_t> labels;  // conditional models: the asked class of each sample
     std::int64_t grid_columns = 0;
@@ -111,6 +124,7 @@ int main(int argc, char** argv) {
                                               source.get());
     }
     const std::int64_t produced = result.samples.size(0);
+    if (!dist::is_root()) return 0;  // rank 0 writes and prints what every rank holds
     // In the data's own coordinates (2-D data is normalised for the model; the checkpoint says how).
     const Tensor samples = tools::samples_in_data_coordinates(result.samples, loaded.config, loaded.metadata);
     io::save_npy(npy, samples);
@@ -144,11 +158,5 @@ int main(int argc, char** argv) {
                                      : "labels drawn uniformly from the seed",
                   labels_npy.c_str());
     return 0;
-  } catch (const fm::Error& e) {
-    std::fprintf(stderr, "fmsample: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "fmsample: unexpected error: %s\n", e.what());
-    return 1;
-  }
+  });
 }

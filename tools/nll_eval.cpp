@@ -26,12 +26,14 @@
 #include <numbers>
 
 #include "core/autograd.h"
+#include "core/distributed.h"
 #include "core/io/atomic_file.h"
 #include "core/io/idx.h"
 #include "flow/datasets2d.h"
 #include "flow/model_fn.h"
 #include "tools/cli_args.h"
 #include "tools/run_setup.h"
+#include "tools/sharded_sampling.h"
 #include "tools/tool_flags.h"
 
 namespace fm::tools {
@@ -48,7 +50,9 @@ const char* const kNllUsage =
     "  images (default 1000) with uniform dequantisation, as bits per dimension. --divergence defaults to\n"
     "  exact for 2-D (one backward pass per dimension) and hutchinson for images (--probes per evaluation).\n"
     "  --solver dopri5 is adaptive (--rtol/--atol on the state [x, log-density]; the NFE reported is the most\n"
-    "  any batch needed); the others take --steps fixed steps. --csv writes one row per example.\n";
+    "  any batch needed); the others take --steps fixed steps. --csv writes one row per example.\n"
+    "  mpirun -np R fmeval nll ...: R ranks share the examples (dopri5: whole --batch batches); rank 0 prints\n"
+    "  and writes the same numbers as one process.\n";
 
 namespace {
 
@@ -186,10 +190,15 @@ NllEvalResult evaluate_nll(CheckpointModel& loaded, const NllEvalRequest& reques
       [&model](const Tensor& x, const Tensor& t) { return model.forward(x, t); });
   const auto start = std::chrono::steady_clock::now();
   std::int64_t nfe = 0;
+  // Under mpirun (tools/sharded_sampling.h) this rank evaluates only its share of the examples: each
+  // example's probes are keyed by its global index, and dopri5 (which steps by a whole batch's error)
+  // gets whole batches, so every value is the one a single process computes.
+  const ItemRange share = my_share(n, request.batch, options.solver == "dopri5");
   for (std::int64_t first = 0; first < n; first += request.batch) {
-    const std::int64_t count = std::min(request.batch, n - first);
-    options.first_sample = first;
-    flow::LikelihoodResult batch = flow::log_likelihood(field, data.narrow(0, first, count).to(device), options);
+    const std::int64_t from = std::max(first, share.begin), to = std::min({first + request.batch, n, share.end});
+    if (from >= to) continue;
+    options.first_sample = from;
+    flow::LikelihoodResult batch = flow::log_likelihood(field, data.narrow(0, from, to - from).to(device), options);
     nfe = std::max(nfe, batch.nfe);  // dopri5: batches differ; the most any needed
     for (double log_prob : batch.log_prob.to_vector()) {
       // Images: the discrete bound −log q_X(x) + D·log 128; 2-D: −log p in data coordinates.
@@ -198,10 +207,18 @@ NllEvalResult evaluate_nll(CheckpointModel& loaded, const NllEvalRequest& reques
     }
     if (progress) {
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      progress(cat("nll: ", first + count, "/", n, " examples, ", std::lround(seconds), " s"));
+      progress(share.count() == n ? cat("nll: ", to, "/", n, " examples, ", std::lround(seconds), " s")
+                                  : cat("nll: ", to - share.begin, "/", share.count(), " examples of this rank's share (",
+                                        n, " over all ranks), ", std::lround(seconds), " s"));
     }
   }
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (sharding_over_ranks()) {
+    result.per_example_nll = gather_over_ranks(result.per_example_nll);  // in example order: shares are in rank order
+    FM_CHECK(std::int64_t(result.per_example_nll.size()) == n, ValueError, "nll over ranks: gathered ",
+             result.per_example_nll.size(), " values, expected ", n);
+    nfe = std::int64_t(max_over_ranks(double(nfe)));
+  }
+  result.seconds = max_over_ranks(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   for (double v : result.per_example_nll)
     FM_CHECK(std::isfinite(v), NumericError, "nll: a non-finite log-likelihood (", v, "); try more --steps");
   std::tie(result.nll, result.nll_se) = mean_and_standard_error(result.per_example_nll);
@@ -298,12 +315,16 @@ NllEvalRequest parse_nll_args(int argc, char** argv) {
 int nll_command(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
     if (std::string(argv[i]) == "--help") {
-      std::fputs(kNllUsage, stdout);
+      if (dist::is_root()) std::fputs(kNllUsage, stdout);
       return 0;
     }
   NllEvalRequest request = parse_nll_args(argc, argv);
   CheckpointModel loaded = load_checkpoint_model(request.checkpoint, request.device, request.weights);
-  NllEvalResult r = evaluate_nll(loaded, request, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
+  // Under mpirun every rank ends with all the values (tools/sharded_sampling.h): rank 0 reports them.
+  NllEvalResult r = evaluate_nll(loaded, request, [](const std::string& line) {
+    if (dist::is_root()) std::fprintf(stderr, "%s\n", line.c_str());
+  });
+  if (!dist::is_root()) return 0;
   std::string how = r.solver == "dopri5" ? cat("dopri5 rtol ", r.rtol, " atol ", r.atol, ", ", r.divergence, " divergence")
                                          : cat(r.solver, " ", r.steps, " steps, ", r.divergence, " divergence");
   if (r.divergence == "hutchinson") how += cat(" (", r.probes, " ", r.probe, " probe", r.probes > 1 ? "s" : "", ")");

@@ -56,7 +56,8 @@ struct NllEvalResult {
 
 // ConfigError for a model whose source is not N(0, I), or images other than the t10k set's shape.
 // The model is evaluated in eval mode with requires_grad off on its parameters; both are restored on
-// return (also when it throws), so the caller's model is left as it was.
+// return (also when it throws), so the caller's model is left as it was. Inside a ShardOverRanks scope
+// under mpirun (tools/sharded_sampling.h) each rank evaluates its share and all ranks get every value.
 NllEvalResult evaluate_nll(CheckpointModel& loaded, const NllEvalRequest& request,
                            const std::function<void(const std::string&)>& progress = {});
 

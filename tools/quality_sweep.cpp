@@ -9,6 +9,7 @@
 #include <regex>
 #include <sstream>
 
+#include "core/distributed.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 #include "core/io/png.h"
@@ -164,7 +165,10 @@ QualitySweepResult run_quality_sweep(const QualitySweepRequest& request,
   }
 
   // ---- files ----
-  if (!step_points.empty()) {
+  // Under mpirun every rank holds the same points (the sampling is gathered, tools/sharded_sampling.h);
+  // rank 0 alone writes them.
+  const bool writes = dist::is_root();
+  if (writes && !step_points.empty()) {
     write_csv(run_dir / "quality_vs_steps.csv", step_points, result);
     io::LineSeries series{{}, {}, "samples (EMA weights, the run's sampler)"};
     for (const QualityPoint& p : step_points) {
@@ -181,7 +185,7 @@ QualitySweepResult run_quality_sweep(const QualitySweepRequest& request,
     result.files.push_back((run_dir / "quality_vs_steps.csv").string());
     result.files.push_back((run_dir / "quality_vs_steps.png").string());
   }
-  if (!nfe_points.empty()) {
+  if (writes && !nfe_points.empty()) {
     write_csv(run_dir / "quality_vs_nfe.csv", nfe_points, result);
     std::vector<io::LineSeries> series;
     double x_min = 1e300, x_max = 0;

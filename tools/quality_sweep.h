@@ -57,6 +57,7 @@ struct QualitySweepResult {
 
 // Checks the run directory and the flags before any sampling; then evaluates, writes the CSVs and
 // plots, and returns every point. `log` receives progress lines (may be null).
+// Under mpirun (inside fmeval's ShardOverRanks scope) every rank samples its share; rank 0 writes the files.
 QualitySweepResult run_quality_sweep(const QualitySweepRequest& request,
                                      const std::function<void(const std::string&)>& log);
 

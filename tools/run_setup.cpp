@@ -14,6 +14,7 @@
 #include "nn/mlp.h"
 #include "nn/unet.h"
 #include "tools/checkpoint_model.h"
+#include "tools/sharded_sampling.h"
 
 namespace fm::tools {
 
@@ -223,23 +224,40 @@ SampleResult sample_in_chunks(nn::VelocityModel& model, const flow::OdeSolver& s
   full.insert(full.begin(), n);
   Tensor out = Tensor::empty(full);
   SampleResult result;
+  // Under mpirun (tools/sharded_sampling.h) this rank integrates only its share; dopri5 chooses its
+  // steps from a whole chunk's error, so its shares are whole chunks. On one process: all of [0, n).
+  const bool adaptive = dynamic_cast<const flow::FixedStepSolver*>(&solver) == nullptr;
+  const ItemRange share = my_share(n, chunk, adaptive);
   double evaluations = 0;  // Σ over chunks of (samples in the chunk × its NFE)
   try {
     for (std::int64_t start = 0; start < n; start += chunk) {
       std::int64_t count = std::min(chunk, n - start);
+      // Every chunk's noise is drawn, also outside this rank's share: the stream then reaches each
+      // sample where a single process reaches it, and ends where it would end.
       Tensor noise = noise_for(start, count);
-      flow::SolveResult solved = solver.solve(field_for(start, count), noise);
-      out.narrow(0, start, count).copy_(solved.x.to(Device::CPU));
-      evaluations += double(count) * double(solved.nfe);
+      const std::int64_t first = std::max(start, share.begin), last = std::min(start + count, share.end);
+      if (first >= last) continue;
+      if (first != start || last != start + count) noise = noise.narrow(0, first - start, last - first);
+      flow::SolveResult solved = solver.solve(field_for(first, last - first), noise);
+      out.narrow(0, first, last - first).copy_(solved.x.to(Device::CPU));
+      evaluations += double(last - first) * double(solved.nfe);
     }
   } catch (...) {
     model.train();
     throw;
   }
+  if (sharding_over_ranks()) {
+    // Every rank gets every sample, in order: the shares are contiguous and in rank order.
+    const std::vector<float> all = gather_over_ranks(out.narrow(0, share.begin, share.count()).to_float_vector());
+    FM_CHECK(std::int64_t(all.size()) == out.numel(), ShapeError, "sampling over ranks: gathered ", all.size(),
+             " values, expected ", out.numel());
+    std::copy(all.begin(), all.end(), out.data<float>());
+    evaluations = sum_over_ranks(evaluations);
+  }
   result.nfe = n > 0 ? std::llround(evaluations / double(n)) : 0;
   model.train();
   result.samples = out;
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  result.seconds = max_over_ranks(std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());
   return result;
 }
 

@@ -69,7 +69,9 @@ struct SampleResult {
 // tools/conditional_sampling.h): n samples, at most `chunk` at a time; noise_for(start, count) gives a
 // chunk's source draws (on the model's device), called chunk by chunk in order, and field_for(start, count)
 // the field they are integrated through. Runs in eval mode without autograd (training mode again after,
-// also after an exception); the NFE is averaged over the samples.
+// also after an exception); the NFE is averaged over the samples. Inside a ShardOverRanks scope under
+// mpirun (tools/sharded_sampling.h) each rank integrates only its share, draws every chunk's noise all
+// the same, and returns all n samples gathered from the ranks: bitwise what one process returns.
 using ChunkNoise = std::function<Tensor(std::int64_t start, std::int64_t count)>;
 using ChunkField = std::function<flow::VelocityField(std::int64_t start, std::int64_t count)>;
 SampleResult sample_in_chunks(nn::VelocityModel& model, const flow::OdeSolver& solver, const Shape& example_shape,

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <optional>
 
 #include <omp.h>
@@ -373,6 +374,16 @@ void request_stop() { g_stop_requested = 1; }
 int run_training(const TrainRequest& request) {
   const ResolvedRun run = resolve_run(request);
   const Json& config = run.config;
+  // Data parallel: every rank must train the same config (a different file on one machine, or a
+  // different --set, would make the ranks compute different things and drift apart).
+  if (dist::active()) {
+    const std::string text = config.dump();
+    const std::uint64_t mine = std::hash<std::string>{}(text);
+    FM_CHECK(dist::allreduce_min(mine) == dist::allreduce_max(mine), ConfigError,
+             "the ranks resolved different configs (this rank's: ",
+             run.resuming ? run.paths.config().string() : request.config_path,
+             " with its --set overrides); expected the same config, overrides and run directory on every rank");
+  }
   const std::int64_t total_steps = config["train"]["steps"];
   const Device device = pick_device(config["device"]);
   select_kernels(config);

@@ -1,0 +1,199 @@
+// tests/test_sharded_sampling.cpp — sampling and evaluation split over the ranks of an mpirun job
+// (tools/sharded_sampling.h): the shares, and the real binaries under `mpirun -np 2/3` against one
+// process — fmsample's samples.npy bitwise, fmeval nll's and guidance's numbers and CSVs the same.
+// The mpirun cases skip themselves (exit 77 under CTest) when mpirun is not on PATH or the build has
+// no MPI.
+#include <catch2/catch.hpp>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "child_process.h"
+#include "core/distributed.h"
+#include "fmtrain_runs.h"
+#include "test_util.h"
+#include "tools/sharded_sampling.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read_all(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// mpirun's full path from PATH, or "" when there is none.
+std::string find_mpirun() {
+  const char* path = std::getenv("PATH");
+  std::stringstream folders(path ? path : "");
+  for (std::string folder; std::getline(folders, folder, ':');) {
+    const fs::path candidate = fs::path(folder.empty() ? "." : folder) / "mpirun";
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return "";
+}
+
+// True (after a SKIPPED line; under CTest, exit 77) when this machine cannot run an mpirun job.
+bool skip_without_mpirun() {
+  std::string why;
+  if (!fm::dist::built_with_mpi()) why = "this build has no MPI";
+  else if (find_mpirun().empty()) why = "mpirun is not on PATH";
+  if (why.empty()) return false;
+  std::printf("SKIPPED: \"%s\": %s\n", Catch::getResultCapture().getCurrentTestName().c_str(), why.c_str());
+  std::fflush(stdout);
+  if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);
+  return true;
+}
+
+struct Outcome {
+  int code = 0;
+  std::string out, err;
+};
+
+// `tool args...` on one process (ranks == 1, no launcher) or under `mpirun --oversubscribe -np ranks`.
+Outcome run_tool(int ranks, const std::string& tool, const std::vector<std::string>& args, const fs::path& scratch) {
+  // Containers run the tests as root, which Open MPI refuses unless told (children inherit these).
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  fm::test::SpawnOptions options;
+  options.stdout_path = (scratch / "stdout").string();
+  options.stderr_path = (scratch / "stderr").string();
+  options.timeout_seconds = 120;
+  options.one_omp_thread = true;  // the ranks share two cores in CI
+  const std::string binary = fm::test::tool_path(tool).string();
+  Outcome outcome;
+  if (ranks == 1) {
+    outcome.code = fm::test::spawn(binary, args, options).wait();
+  } else {
+    std::vector<std::string> launch = {"--oversubscribe", "-np", std::to_string(ranks), binary};
+    launch.insert(launch.end(), args.begin(), args.end());
+    outcome.code = fm::test::spawn(find_mpirun(), launch, options).wait();
+  }
+  outcome.out = read_all(options.stdout_path);
+  outcome.err = read_all(options.stderr_path);
+  return outcome;
+}
+
+// A printed report without what may differ between runs: timings and the names of the files written.
+std::string without_timings(const std::string& text, const std::string& file_stem) {
+  std::string s = std::regex_replace(text, std::regex("\"(sampling_)?seconds\":[-0-9.e+]+"), "\"seconds\":_");
+  s = std::regex_replace(s, std::regex("[0-9]+\\.[0-9]+ s\\b"), "_ s");
+  return std::regex_replace(s, std::regex(file_stem + "[0-9]"), file_stem + "_");
+}
+
+}  // namespace
+
+TEST_CASE("rank shares cover the items once, in rank order, and whole chunks under dopri5", "[sharding]") {
+  for (const std::int64_t n : {0, 1, 5, 512, 1000, 1100}) {
+    for (const int ranks : {1, 2, 3, 7}) {
+      for (const bool whole_chunks : {false, true}) {
+        std::int64_t next = 0;
+        for (int r = 0; r < ranks; ++r) {
+          const fm::tools::ItemRange share = fm::tools::rank_share(n, 512, whole_chunks, r, ranks);
+          REQUIRE(share.begin == next);
+          REQUIRE(share.end >= share.begin);
+          if (whole_chunks) REQUIRE((share.begin % 512 == 0 || share.begin == n));
+          next = share.end;
+        }
+        REQUIRE(next == n);
+      }
+    }
+  }
+  // The brief's split: samples [n·r/N, n·(r+1)/N); dopri5's: chunks [C·r/N, C·(r+1)/N).
+  CHECK(fm::tools::rank_share(1000, 512, false, 1, 2).begin == 500);
+  CHECK(fm::tools::rank_share(1100, 512, true, 1, 3).begin == 512);   // 3 chunks: one each
+  CHECK(fm::tools::rank_share(1100, 512, true, 2, 3).begin == 1024);
+  CHECK(fm::tools::rank_share(1000, 512, true, 0, 3).end == 0);       // 2 chunks over 3 ranks: rank 0 idle
+  REQUIRE_THROWS_AS(fm::tools::rank_share(10, 0, false, 0, 1), fm::ValueError);
+  // Not inside a ShardOverRanks scope of a job: all of the work is this process's.
+  CHECK(fm::tools::my_share(10, 4, false).begin == 0);
+  CHECK(fm::tools::my_share(10, 4, false).end == 10);
+}
+
+TEST_CASE("fmsample under mpirun -np 2 and 3 writes one process's samples bitwise", "[sharding][mpirun]") {
+  if (skip_without_mpirun()) return;
+  const fm::test::TempDir scratch("fm_test_sharded_fmsample");
+  const fs::path dir = scratch.path;
+  const fs::path config = fm::test::write_small_run_config(dir / "cfg");
+  REQUIRE(fm::test::train_run(config, dir / "run") == 0);
+  const std::string checkpoint = (dir / "run" / "checkpoint.safetensors").string();
+  // 1100 samples: three chunks of 512, so rank boundaries fall inside chunks (fixed-step solvers) or on
+  // them (dopri5).
+  for (const std::string& solver : {std::string("rk4"), std::string("dopri5")}) {
+    const std::string one = (dir / (solver + "_1.png")).string();
+    const Outcome single =
+        run_tool(1, "fmsample", {"--checkpoint", checkpoint, "--n", "1100", "--solver", solver, "--out", one}, dir);
+    REQUIRE(single.code == 0);
+    const std::string expected = read_all(dir / (solver + "_1.npy"));
+    REQUIRE(expected.size() > 1100 * 2 * 4);
+    for (const int ranks : {2, 3}) {
+      INFO(solver << " on " << ranks << " ranks");
+      const std::string many = (dir / (solver + "_" + std::to_string(ranks) + ".png")).string();
+      const Outcome sharded = run_tool(
+          ranks, "fmsample", {"--checkpoint", checkpoint, "--n", "1100", "--solver", solver, "--out", many}, dir);
+      INFO(sharded.err);
+      REQUIRE(sharded.code == 0);
+      CHECK(read_all(dir / (solver + "_" + std::to_string(ranks) + ".npy")) == expected);
+      // Rank 0 alone prints: one report line, with one process's NFE.
+      CHECK(without_timings(sharded.out, solver + "_") == without_timings(single.out, solver + "_"));
+    }
+  }
+}
+
+TEST_CASE("fmeval nll and guidance under mpirun print one process's numbers, and straight refuses", "[sharding][mpirun]") {
+  if (skip_without_mpirun()) return;
+  const fm::test::TempDir scratch("fm_test_sharded_fmeval");
+  const fs::path dir = scratch.path;
+  // A class-conditional moons model, for guidance (nll evaluates it with its null class).
+  const fs::path config = fm::test::write_small_run_config(
+      dir / "cfg", {{"model", {{"num_classes", 2}, {"class_embedding_dim", 4}}}, {"train", {{"label_dropout", 0.2}}}});
+  REQUIRE(fm::test::train_run(config, dir / "run") == 0);
+  const std::string checkpoint = (dir / "run" / "checkpoint.safetensors").string();
+
+  // nll: 300 points in batches of 128, Hutchinson probes keyed by the example's index; and dopri5, whose
+  // shares are whole batches.
+  for (const std::vector<std::string>& flags : {std::vector<std::string>{"--divergence", "hutchinson", "--steps", "6"},
+                                               std::vector<std::string>{"--solver", "dopri5"}}) {
+    auto nll_args = [&](int ranks) {
+      std::vector<std::string> args = {"nll", checkpoint, "--n", "300", "--batch", "128", "--csv",
+                                       (dir / ("nll" + std::to_string(ranks) + ".csv")).string()};
+      args.insert(args.end(), flags.begin(), flags.end());
+      return args;
+    };
+    const Outcome single = run_tool(1, "fmeval", nll_args(1), dir);
+    REQUIRE(single.code == 0);
+    const Outcome sharded = run_tool(3, "fmeval", nll_args(3), dir);
+    INFO(flags[1] << "\n" << sharded.err);
+    REQUIRE(sharded.code == 0);
+    CHECK(sharded.err.find("of this rank's share") != std::string::npos);  // the work was split, not repeated
+    CHECK(read_all(dir / "nll3.csv") == read_all(dir / "nll1.csv"));
+    CHECK(without_timings(sharded.out, "nll") == without_timings(single.out, "nll"));
+  }
+
+  // guidance: two weights, 150 points per class from the same noise (300 a weight: split inside a chunk).
+  auto guidance_args = [&](int ranks) {
+    return std::vector<std::string>{"guidance", checkpoint, "--weights-list", "0,1", "--n", "150", "--csv",
+                                    (dir / ("guidance" + std::to_string(ranks) + ".csv")).string()};
+  };
+  const Outcome single = run_tool(1, "fmeval", guidance_args(1), dir);
+  REQUIRE(single.code == 0);
+  const Outcome sharded = run_tool(2, "fmeval", guidance_args(2), dir);
+  INFO(sharded.err);
+  REQUIRE(sharded.code == 0);
+  CHECK(read_all(dir / "guidance2.csv") == read_all(dir / "guidance1.csv"));
+  CHECK(without_timings(sharded.out, "guidance") == without_timings(single.out, "guidance"));
+
+  // A subcommand that does not split its work refuses in one line, naming itself.
+  const Outcome straight = run_tool(2, "fmeval", {"straight", checkpoint, "--n", "50"}, dir);
+  CHECK(straight.code != 0);
+  CHECK(straight.err.find("straight: not sharded over ranks; run it with one process") != std::string::npos);
+}
