@@ -21,7 +21,10 @@ if [[ "$mode" != "run" && "$mode" != "test" ]]; then
   exit 2
 fi
 
-packages=(cmake ninja-build g++ catch2 nlohmann-json3-dev libstb-dev zlib1g-dev dataset-fashion-mnist)
+# libopenmpi-dev (headers, libraries, the mpicxx wrapper CMake's find_package(MPI) asks) and openmpi-bin
+# (mpirun): data-parallel runs, and the tests that launch them (tests/test_data_parallel.cpp).
+packages=(cmake ninja-build g++ catch2 nlohmann-json3-dev libstb-dev zlib1g-dev dataset-fashion-mnist
+          libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -167,7 +167,10 @@ void open_run_directory(const ResolvedRun& run, flow::FlowTrainer& trainer, std:
     // An existing folder holds no run (checked above), but may hold temp files of a first attempt
     // that was killed before it wrote config.json.
     if (fs::exists(paths.dir)) io::remove_stale_temp_files(paths.dir.string());
-    fs::create_directories(paths.dir);
+    std::error_code error;
+    fs::create_directories(paths.dir, error);
+    FM_CHECK(!error, IOError, "run directory ", paths.dir.string(), ": cannot create it (", error.message(),
+             "); expected a folder path whose parents are folders");
   }
   io::write_file_atomically(paths.config().string(), run.config.dump(2) + "\n");
 }
@@ -389,6 +392,7 @@ int run_training(const TrainRequest& request) {
   select_kernels(config);
   // Only rank 0 of a data-parallel run talks; the others report errors only (tools/ranks.h).
   const bool quiet = request.quiet || !dist::is_root();
+  if (dist::active()) flow::rank_slice(config["train"]["batch_size"].get<std::int64_t>());  // refuses B < ranks now
   RunObjects objects = build_run_objects(config, device, /*initialise_from_checkpoint=*/ !run.resuming);
   open_run_directory(run, *objects.trainer, total_steps, quiet);
 
