@@ -5,11 +5,8 @@
 // rank killed with SIGKILL or failing alone ends the whole job in seconds, naming the rank; a batch
 // smaller than the number of ranks is refused in one line.
 //
-// Every case skips itself (CTest "Skipped") when the build has no MPI or `mpirun` is not on PATH.
-// Each child gets the environment mpirun needs in CI (root, containers) and OMP_NUM_THREADS=1, so
-// ranks on a 2-core machine do not fight over cores. In the sanitizer build (FM_SANITIZE) the ranks'
-// LeakSanitizer ignores what Open MPI's own libraries leave allocated (tests/lsan_openmpi.supp), never
-// our code's leaks (child_environment).
+// Every case skips itself (CTest "Skipped") when the build has no MPI or `mpirun` is not on PATH; each
+// child gets the environment of tests/mpi_jobs.h.
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -35,6 +32,7 @@
 #include "core/io/safetensors.h"
 #include "tools/config.h"
 #include "child_process.h"
+#include "mpi_jobs.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -42,68 +40,15 @@ using fm::tools::Json;
 
 namespace {
 
+using fm::test::child_environment;
+using fm::test::find_on_path;
+using fm::test::skip_without_mpirun;
+
 // The ranks' logged numbers against one process's: they differ only by the order in which the
 // ranks' gradient shares are summed (about 6e-8 relative measured on moons and the U-Net).
 constexpr double kLoggedRelativeTolerance = 1e-6;
 
 // ---- launching ------------------------------------------------------------------------------------
-
-// The absolute path of `name` found on PATH, or "" when it is not there.
-std::string find_on_path(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    if (dir.empty()) continue;
-    const fs::path candidate = fs::path(dir) / name;
-    if (::access(candidate.c_str(), X_OK) == 0 && !fs::is_directory(candidate)) return candidate.string();
-  }
-  return "";
-}
-
-// True (after printing why, and ending the case as "Skipped" under CTest) when data-parallel runs
-// cannot be tested here.
-bool skip_without_mpirun() {
-  std::string why;
-  if (!fm::dist::built_with_mpi())
-    why = "this build has no MPI (install libopenmpi-dev and reconfigure)";
-  else if (find_on_path("mpirun").empty())
-    why = "mpirun is not on PATH (install openmpi-bin)";
-  if (why.empty()) return false;
-  std::printf("SKIPPED: \"%s\": %s\n", Catch::getResultCapture().getCurrentTestName().c_str(), why.c_str());
-  std::fflush(stdout);
-  if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);  // CTest shows "Skipped", not "Passed"
-  return true;
-}
-
-// VAR=value words for /usr/bin/env: what every fmtrain child (and mpirun) gets on top of ours.
-std::vector<std::string> child_environment(bool under_mpirun) {
-  std::vector<std::string> env = {
-      "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",  // CI runs as root
-      // Containers often forbid the cross-memory attach (ptrace) of Open MPI's shared-memory transport.
-      "OMPI_MCA_btl_vader_single_copy_mechanism=none",
-      "OMP_NUM_THREADS=1"};
-#if defined(__SANITIZE_ADDRESS__)
-  // The sanitizer build: Open MPI's libraries keep allocations until exit (ORTE's job state, the
-  // component registry, ...) that LeakSanitizer reports in every rank. The suppressions name only
-  // Open MPI's libraries, so a leak allocated by our code alone still fails the run. They can match
-  // only a complete allocation stack: Open MPI is built without frame pointers, and the fast
-  // unwinder's stacks stop at (or misread) the first frame inside it, so the ranks unwind malloc
-  // stacks with the slower DWARF unwinder (measured: a 200-step moons rank takes 1.6x as long).
-  // Both add to whatever options CTest's environment gives.
-  const auto with = [](const char* variable, const std::string& more) {
-    const char* given = std::getenv(variable);
-    return std::string(variable) + "=" + (given && *given ? std::string(given) + ":" : "") + more;
-  };
-  if (under_mpirun) {  // a process without a launcher never starts MPI
-    env.push_back(with("ASAN_OPTIONS", "fast_unwind_on_malloc=0"));
-    env.push_back(with("LSAN_OPTIONS", "suppressions=" + std::string(FM_SOURCE_DIR) + "/tests/lsan_openmpi.supp"));
-  }
-#else
-  (void)under_mpirun;
-#endif
-  return env;
-}
 
 struct Finished {
   int code = 0;       // as ChildProcess::wait gives it: exit code, or -signal

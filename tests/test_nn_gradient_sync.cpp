@@ -160,7 +160,7 @@ TEST_CASE("a parameter without a gradient is refused by name when its bucket sta
 // right behind a kernel that writes the buffer. The sum over one rank is the buffer itself, so any
 // other result means the communication stream did not wait for the compute stream (or NCCL failed).
 // Multi-GPU correctness and scaling need a machine with several GPUs (docs/11_training_on_many_gpus.md).
-TEST_CASE("NCCL all-reduce on one GPU: waits for the compute stream and returns the buffer") {
+TEST_CASE("NCCL all-reduce on one GPU: waits for the compute stream and returns the buffer", "[gpu]") {
   FM_REQUIRE_GPU();
   if (!dist::built_with_nccl()) {  // the CUDA emulator build: a GPU, but no NCCL
     std::printf("SKIPPED: this build has no NCCL (the CUDA emulator build)\n");

@@ -19,6 +19,7 @@
 #include "child_process.h"
 #include "core/distributed.h"
 #include "fmtrain_runs.h"
+#include "mpi_jobs.h"
 #include "test_util.h"
 #include "tools/sharded_sampling.h"
 
@@ -31,28 +32,7 @@ std::string read_all(const fs::path& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// mpirun's full path from PATH, or "" when there is none.
-std::string find_mpirun() {
-  const char* path = std::getenv("PATH");
-  std::stringstream folders(path ? path : "");
-  for (std::string folder; std::getline(folders, folder, ':');) {
-    const fs::path candidate = fs::path(folder.empty() ? "." : folder) / "mpirun";
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
-  }
-  return "";
-}
-
-// True (after a SKIPPED line; under CTest, exit 77) when this machine cannot run an mpirun job.
-bool skip_without_mpirun() {
-  std::string why;
-  if (!fm::dist::built_with_mpi()) why = "this build has no MPI";
-  else if (find_mpirun().empty()) why = "mpirun is not on PATH";
-  if (why.empty()) return false;
-  std::printf("SKIPPED: \"%s\": %s\n", Catch::getResultCapture().getCurrentTestName().c_str(), why.c_str());
-  std::fflush(stdout);
-  if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);
-  return true;
-}
+using fm::test::skip_without_mpirun;
 
 struct Outcome {
   int code = 0;
@@ -61,23 +41,20 @@ struct Outcome {
 
 // `tool args...` on one process (ranks == 1, no launcher) or under `mpirun --oversubscribe -np ranks`.
 Outcome run_tool(int ranks, const std::string& tool, const std::vector<std::string>& args, const fs::path& scratch) {
-  // Containers run the tests as root, which Open MPI refuses unless told (children inherit these).
-  ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-  ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
   fm::test::SpawnOptions options;
   options.stdout_path = (scratch / "stdout").string();
   options.stderr_path = (scratch / "stderr").string();
   options.timeout_seconds = 120;
-  options.one_omp_thread = true;  // the ranks share two cores in CI
-  const std::string binary = fm::test::tool_path(tool).string();
+  // Through /usr/bin/env with the ranks' environment (tests/mpi_jobs.h), mpirun first when ranks > 1.
+  std::vector<std::string> launch = fm::test::child_environment(ranks > 1);
+  if (ranks > 1)
+    for (const std::string& word : {fm::test::find_on_path("mpirun"), std::string("--oversubscribe"),
+                                    std::string("-np"), std::to_string(ranks)})
+      launch.push_back(word);
+  launch.push_back(fm::test::tool_path(tool).string());
+  launch.insert(launch.end(), args.begin(), args.end());
   Outcome outcome;
-  if (ranks == 1) {
-    outcome.code = fm::test::spawn(binary, args, options).wait();
-  } else {
-    std::vector<std::string> launch = {"--oversubscribe", "-np", std::to_string(ranks), binary};
-    launch.insert(launch.end(), args.begin(), args.end());
-    outcome.code = fm::test::spawn(find_mpirun(), launch, options).wait();
-  }
+  outcome.code = fm::test::spawn("/usr/bin/env", launch, options).wait();
   outcome.out = read_all(options.stdout_path);
   outcome.err = read_all(options.stderr_path);
   return outcome;
