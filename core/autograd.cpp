@@ -156,10 +156,17 @@ void Tensor::backward(const Tensor& grad_output) const {
   FM_CHECK(grad_output.shape() == shape(), AutogradError, "backward: gradient shape ",
            shape_str(grad_output.shape()), " does not match output shape ", shape_str(shape()));
   NoGradGuard no_grad;
+  // This pass's observer, taken off the thread for the pass: a backward() run inside a node's closure
+  // (a vector-Jacobian product, say) must not report this pass's leaves as final. Put back after.
+  struct TakeObserver {
+    BackwardObserver taken = std::exchange(g_backward_observer, nullptr);
+    ~TakeObserver() { g_backward_observer = std::move(taken); }
+  } take_observer;
+  const BackwardObserver& observer = take_observer.taken;
 
   if (!impl()->grad_fn) {  // backward on a leaf: its gradient is grad_output itself
     accumulate(impl()->grad, grad_output);
-    if (g_backward_observer) g_backward_observer({impl()});
+    if (observer) observer({impl()});
     return;
   }
 
@@ -189,7 +196,7 @@ void Tensor::backward(const Tensor& grad_output) const {
   // With an observer: which leaves are final after which node — after the last node (in running
   // order) that has them as an input, whether or not a gradient reached them.
   std::vector<std::vector<TensorImpl*>> leaves_done_after;
-  if (g_backward_observer) {
+  if (observer) {
     leaves_done_after.resize(order.size());
     std::unordered_map<TensorImpl*, std::size_t> last_reader;
     for (std::size_t run = 0; run < order.size(); ++run)
@@ -212,7 +219,7 @@ void Tensor::backward(const Tensor& grad_output) const {
     TensorImpl* t = *it;
     Tensor g = std::move(grads[t]);
     if (!g.defined()) {  // no gradient flowed here
-      if (g_backward_observer) g_backward_observer(leaves_done_after[std::size_t(it - order.rbegin())]);
+      if (observer) observer(leaves_done_after[std::size_t(it - order.rbegin())]);
       continue;
     }
     Node& node = *t->grad_fn;
@@ -231,7 +238,7 @@ void Tensor::backward(const Tensor& grad_output) const {
       else
         accumulate(input.impl()->grad, input_grads[i].contiguous());
     }
-    if (g_backward_observer) g_backward_observer(leaves_done_after[std::size_t(it - order.rbegin())]);
+    if (observer) observer(leaves_done_after[std::size_t(it - order.rbegin())]);
   }
 }
 

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstdint>
 #include <cstring>
 #include <type_traits>
 #include <utility>
@@ -37,7 +38,7 @@ int env_int(const char* name, int fallback) {
 
 // Started by an MPI launcher (mpirun / mpiexec / srun with PMI)?
 bool launched_by_mpi() {
-  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK"})
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK", "PMIX_NAMESPACE"})
     if (std::getenv(name)) return true;
   return false;
 }
@@ -79,11 +80,14 @@ void init_from_environment(int* argc, char*** argv) {
 #else
   (void)argc;
   (void)argv;
-  if (launched && env_int("OMPI_COMM_WORLD_SIZE", env_int("PMI_SIZE", 1)) > 1) {
+  // A launcher that says how many ranks it started, or only that it started this one (PMIx): either
+  // way N copies would each train alone and write the same run directory.
+  const int ranks = env_int("OMPI_COMM_WORLD_SIZE", env_int("PMI_SIZE", 0));
+  if (launched && ranks != 1) {
     std::fprintf(stderr,
-                 "started by mpirun with %d ranks, but this build has no MPI (install libopenmpi-dev and "
+                 "started by an MPI launcher (%s ranks), but this build has no MPI (install libopenmpi-dev and "
                  "rebuild: cmake finds it); expected a single process\n",
-                 env_int("OMPI_COMM_WORLD_SIZE", env_int("PMI_SIZE", 1)));
+                 ranks > 0 ? std::to_string(ranks).c_str() : "some");
     std::exit(2);
   }
 #endif
@@ -124,6 +128,12 @@ bool built_with_nccl() {
 #else
   return false;
 #endif
+}
+
+Share even_share(std::int64_t n, int rank, int ranks) {
+  FM_CHECK(ranks >= 1 && rank >= 0 && rank < ranks && n >= 0, ValueError, "even_share: rank ", rank, " of ", ranks,
+           " over ", n, " items; expected 0 <= rank < ranks and n >= 0");
+  return {n * rank / ranks, n * (rank + 1) / ranks};
 }
 
 std::string rank_tag() { return active() ? cat("rank ", rank(), "/", world_size()) : std::string(); }
@@ -197,10 +207,13 @@ std::vector<T> allgather_values(const std::vector<T>& values) {
   int mine = int(values.size());
   std::vector<int> counts(std::size_t(n), 0), offsets(std::size_t(n), 0);
   mpi_check(MPI_Allgather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather");
-  int total = 0;
+  std::int64_t total = 0;
   for (int r = 0; r < n; ++r) {
-    offsets[std::size_t(r)] = total;
+    offsets[std::size_t(r)] = int(total);
     total += counts[std::size_t(r)];
+    // MPI counts and displacements are ints.
+    FM_CHECK(total <= INT32_MAX, ValueError, "allgather: ", total, " values over the ranks; expected at most ",
+             INT32_MAX, " in one gather (gather fewer samples at a time)");
   }
   all.resize(std::size_t(total));
   const MPI_Datatype type = std::is_same_v<T, float> ? MPI_FLOAT : std::is_same_v<T, double> ? MPI_DOUBLE : MPI_INT32_T;

@@ -37,6 +37,15 @@ bool is_root();        // rank() == 0: the one that writes files and prints prog
 bool active();         // world_size() > 1
 bool built_with_mpi();
 bool built_with_nccl();
+// Items [first, end) of rank `rank` when n items are shared out among `ranks` in rank order:
+// ⌊n·rank/ranks⌋ … ⌊n·(rank+1)/ranks⌋, sizes differing by at most one (10 on 4 ranks: 2, 3, 2, 3).
+// The one formula behind the training batch's slices and the samplers' shares.
+struct Share {
+  std::int64_t first = 0, end = 0;
+  std::int64_t count() const { return end - first; }
+};
+Share even_share(std::int64_t n, int rank, int ranks);
+
 // "rank 2/4" when active(), else "" — for error messages and logs.
 std::string rank_tag();
 

@@ -87,8 +87,12 @@ void FlowTrainer::run_step() {
   optimizer_.zero_grad();
   if (dist::active()) {
     // The gradients are summed over the ranks bucket by bucket while backward() runs (nn/gradient_sync.h).
-    if (!sync_ || &sync_->layout() != model_.flat_parameters())
-      sync_ = std::make_unique<nn::GradientSync>(*model_.flat_parameters());
+    const nn::FlatParameters& layout = *model_.flat_parameters();
+    // The reduction runs over the flat buffer only: a layout that no longer holds every parameter
+    // would leave the optimiser stepping unsummed per-parameter gradients.
+    FM_CHECK(layout.intact(), ValueError, "data-parallel training: the model's flat parameter layout was replaced "
+             "(a parameter slot re-assigned after flattening); expected the layout of flatten_parameters()");
+    if (!sync_ || sync_->layout().id() != layout.id()) sync_ = std::make_unique<nn::GradientSync>(layout);
     {
       BackwardObserverGuard watch = sync_->watch_backward();
       loss.backward();
@@ -119,17 +123,22 @@ void FlowTrainer::run_step() {
 }
 
 RankSlice rank_slice(std::int64_t batch_size) {
-  const std::int64_t ranks = dist::world_size(), me = dist::rank();
-  FM_CHECK(batch_size >= ranks, ConfigError, "train.batch_size: ", batch_size, " is smaller than the number of ranks (",
-           ranks, "); expected at least one sample per rank");
-  const std::int64_t first = batch_size * me / ranks, end = batch_size * (me + 1) / ranks;
-  return {first, end - first};
+  FM_CHECK(batch_size >= dist::world_size(), ConfigError, "train.batch_size: ", batch_size,
+           " is smaller than the number of ranks (", dist::world_size(), "); expected at least one sample per rank");
+  const dist::Share share = dist::even_share(batch_size, dist::rank(), dist::world_size());
+  return {share.first, share.count()};
 }
 
 void FlowTrainer::check_ranks_agree() const {
   if (!dist::active()) return;
-  const nn::FlatParameters* layout = model_.flat_parameters();
-  std::uint64_t mine = layout ? dist::bit_checksum(layout->values()) : 0;
+  // The weights (one flat buffer once the first step flattened them, else parameter by parameter),
+  // then the EMA shadows.
+  std::uint64_t mine = 0;
+  if (const nn::FlatParameters* layout = model_.flat_parameters())
+    mine = dist::bit_checksum(layout->values());
+  else
+    for (const auto& [name, parameter] : model_.named_parameters())
+      mine = mine * 0x9e3779b97f4a7c15ull ^ dist::bit_checksum(parameter);
   if (ema_)
     for (const auto& [name, shadow] : ema_->state_dict()) mine = mine * 0x9e3779b97f4a7c15ull ^ dist::bit_checksum(shadow);
   // Two 32-bit halves, gathered: every rank sees every rank's checksum and can name the odd ones.

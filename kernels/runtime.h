@@ -21,6 +21,8 @@ const char* cuda_device_name();
 // Picks the GPU this process uses: device `index` modulo the number of devices (a data-parallel rank
 // passes its rank on the machine, core/distributed.h). Call before the first CUDA use; default 0.
 void cuda_use_device(int index);
+// How many CUDA devices this process sees (0 in a CPU-only build or without a GPU).
+int cuda_device_count();
 
 // True in the CUDA emulator build (cmake -DFM_CUDA_EMULATOR=ON): the "device" is the host CPU running
 // our kernels thread by thread, for tests. It works, but far too slowly to train on.

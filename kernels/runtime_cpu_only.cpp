@@ -13,6 +13,7 @@ namespace {
 bool cuda_available() { return false; }
 const char* cuda_device_name() { return "none"; }
 void cuda_use_device(int) {}
+int cuda_device_count() { return 0; }
 bool cudnn_available() { return false; }
 bool cuda_emulated() { return false; }
 CudaStream cuda_stream() { no_cuda("cuda_stream"); }

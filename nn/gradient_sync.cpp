@@ -20,8 +20,9 @@ std::vector<GradientBucket> make_gradient_buckets(const FlatParameters& layout, 
     }
     GradientBucket& bucket = buckets.back();
     // Parameters are contiguous in the flat buffer, so walking backwards extends the bucket down.
-    FM_CHECK(layout.offset(k) + layout.numel(k) == bucket.begin, ValueError,
-             "gradient buckets: parameter ", layout.name(k), " is not next to the one after it");
+    FM_CHECK(layout.offset(k) + layout.numel(k) == bucket.begin, ValueError, "gradient buckets: parameter ",
+             layout.name(k), " ends at ", layout.offset(k) + layout.numel(k), "; expected it to end where the next "
+             "parameter begins (", bucket.begin, ")");
     bucket.begin = layout.offset(k);
     bucket.parameters.push_back(k);
   }
@@ -36,12 +37,14 @@ GradientSync::GradientSync(const FlatParameters& layout, std::int64_t bucket_byt
   for (std::size_t b = 0; b < buckets_.size(); ++b)
     for (std::size_t k : buckets_[b].parameters) bucket_of_[layout.parameter(k).impl()] = b;
   waiting_.assign(buckets_.size(), 0);
+  on_host_ = layout.grads().device() == Device::CPU;
   pending_.resize(buckets_.size());
 }
 
 BackwardObserverGuard GradientSync::watch_backward() {
   FM_CHECK(next_to_start_ == 0 || next_to_start_ == buckets_.size(), ValueError,
-           "GradientSync: a backward pass began before finish() of the one before");
+           "GradientSync: a backward pass began with ", next_to_start_, " of ", buckets_.size(),
+           " buckets of the previous one started; expected finish() after every watched backward()");
   next_to_start_ = 0;
   for (std::size_t b = 0; b < buckets_.size(); ++b) waiting_[b] = std::int64_t(buckets_[b].parameters.size());
   return BackwardObserverGuard([this](const std::vector<TensorImpl*>& leaves) { leaves_finished(leaves); });
@@ -60,7 +63,7 @@ void GradientSync::leaves_finished(const std::vector<TensorImpl*>& leaves) {
     start_ready_buckets();
     started_in_backward_ += std::int64_t(next_to_start_ - before);
   }
-  dist::make_progress();  // MPI moves data only inside MPI calls
+  if (on_host_) dist::make_progress();  // MPI moves data only inside MPI calls (NCCL needs no help)
 }
 
 void GradientSync::start_ready_buckets() {

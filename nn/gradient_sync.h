@@ -42,7 +42,9 @@ class GradientSync {
   // its last parameter is final.
   BackwardObserverGuard watch_backward();
   // Starts the buckets not started yet and waits for every reduction; afterwards the flat gradient
-  // buffer holds the sum over all ranks. Every parameter must have a gradient on every rank.
+  // buffer holds the sum over all ranks. Every parameter must have a gradient on every rank. After a
+  // backward() that threw, finish() was never reached: build a new GradientSync (a data-parallel
+  // job ends anyway, tools/ranks.h).
   void finish();
 
   const std::vector<GradientBucket>& buckets() const { return buckets_; }
@@ -65,6 +67,7 @@ class GradientSync {
   std::vector<std::int64_t> waiting_;  // per bucket: parameters not yet final in this pass
   std::vector<dist::PendingAllreduce> pending_;
   std::size_t next_to_start_ = 0;
+  bool on_host_ = true;  // CPU gradients (MPI): poke MPI's progress engine between backward nodes
   double wait_seconds_ = 0;
   std::int64_t started_in_backward_ = 0, started_after_backward_ = 0;
 };

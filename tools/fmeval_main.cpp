@@ -339,8 +339,7 @@ int guidance_command(int argc, char** argv) {
 int main(int argc, char** argv) {
   // Under mpirun: one rank of the job (tools/ranks.h), its errors tagged with the rank. The samplers
   // split their work over the ranks for the whole run (tools/sharded_sampling.h).
-  fm::tools::start_ranks(&argc, &argv);
-  return fm::tools::run_ranked("fmeval", [&] {
+  return fm::tools::run_ranked("fmeval", &argc, &argv, [&] {
     const fm::tools::ShardOverRanks shard_over_ranks;
     if (argc >= 2 && std::strcmp(argv[1], "train-classifier") == 0) return train_classifier_command(argc - 1, argv + 1);
     if (argc >= 2 && std::strcmp(argv[1], "sweep") == 0) return sweep_command(argc - 1, argv + 1);

@@ -12,9 +12,11 @@
 #include <cstdio>
 #include <string>
 
+#include "core/distributed.h"
 #include "core/kernel_choice.h"
 #include "tools/cli_args.h"
 #include "tools/progress.h"
+#include "tools/ranks.h"
 #include "tools/reflow_run.h"
 #include "tools/run_setup.h"
 #include "tools/tool_flags.h"
@@ -30,7 +32,11 @@ const char* kUsage =
 
 int main(int argc, char** argv) {
   using namespace fm;
-  try {
+  // Not sharded over ranks: under mpirun with several ranks it refuses in one line (tools/ranks.h)
+  // rather than run N copies that write the same pairs file.
+  return tools::run_ranked("fmreflow", &argc, &argv, [&] {
+    FM_CHECK(!dist::active(), ConfigError, "not sharded over ranks (", dist::world_size(),
+             " under mpirun); expected one process: run fmreflow without mpirun");
     tools::CliArgs args(argc, argv, tools::fmreflow_flags().value_flags, tools::fmreflow_flags().switch_flags);
     if (args.has("--help")) {
       std::fputs(kUsage, stdout);
@@ -54,11 +60,5 @@ int main(int argc, char** argv) {
     progress.finish(cat("fmreflow: ", request.count, " pairs (", request.solver, " x ", request.steps, " steps) -> ",
                         request.out));
     return 0;
-  } catch (const fm::Error& e) {
-    std::fprintf(stderr, "fmreflow: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "fmreflow: unexpected error: %s\n", e.what());
-    return 1;
-  }
+  });
 }

@@ -54,8 +54,7 @@ const char* kUsage =
 int main(int argc, char** argv) {
   using namespace fm;
   // Under mpirun: one rank of the job (tools/ranks.h), its errors tagged with the rank.
-  tools::start_ranks(&argc, &argv);
-  return tools::run_ranked("fmsample", [&] {
+  return tools::run_ranked("fmsample", &argc, &argv, [&] {
     tools::CliArgs args(argc, argv, tools::fmsample_flags().value_flags, tools::fmsample_flags().switch_flags);
     if (args.has("--help")) {
       if (dist::is_root()) std::fputs(kUsage, stdout);

@@ -32,8 +32,7 @@ void on_signal(int) { fm::tools::request_stop(); }
 
 int main(int argc, char** argv) {
   // Under mpirun: one rank of a data-parallel job (tools/ranks.h); otherwise a single process.
-  fm::tools::start_ranks(&argc, &argv);
-  return fm::tools::run_ranked("fmtrain", [&] {
+  return fm::tools::run_ranked("fmtrain", &argc, &argv, [&] {
     fm::tools::TrainRequest request = fm::tools::parse_train_args(argc, argv);
     if (request.help) {
       if (fm::dist::is_root())

@@ -3,6 +3,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -29,19 +30,23 @@ void start_ranks(int* argc, char*** argv) {
   }
 }
 
-int run_ranked(const char* tool, const std::function<int()>& body) {
+int run_ranked(const char* tool, int* argc, char*** argv, const std::function<int()>& body) {
   int code = 0;
+  bool failed = false;
   std::string message;
   try {
+    start_ranks(argc, argv);
     code = body();
   } catch (const Error& e) {
+    failed = true;
     code = 2;
     message = e.what();
   } catch (const std::exception& e) {
+    failed = true;
     code = 1;
     message = cat("unexpected error: ", e.what());
   }
-  if (!message.empty()) {
+  if (failed) {
     const std::string tag = dist::active() ? cat(" [", dist::rank_tag(), "]") : std::string();
     std::fprintf(stderr, "%s%s: %s\n", tool, tag.c_str(), message.c_str());
     if (dist::active()) dist::abort_job(code);  // ends every rank now: none waits for this one

@@ -11,8 +11,9 @@
 
 namespace fm::tools {
 
+// start_ranks(argc, argv), then body; body's return value is the exit code; fm::Error → 2, any other
+// exception → 1 (also from the set-up itself).
+int run_ranked(const char* tool, int* argc, char*** argv, const std::function<int()>& body);
 void start_ranks(int* argc, char*** argv);
-// body's return value is the exit code; fm::Error → 2, any other exception → 1.
-int run_ranked(const char* tool, const std::function<int()>& body);
 
 }  // namespace fm::tools

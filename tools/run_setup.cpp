@@ -13,6 +13,7 @@
 #include "kernels/runtime.h"
 #include "nn/mlp.h"
 #include "nn/unet.h"
+#include "core/distributed.h"
 #include "tools/checkpoint_model.h"
 #include "tools/sharded_sampling.h"
 
@@ -24,13 +25,21 @@ Device pick_device(const std::string& setting) {
            "\", expected auto, cpu or cuda");
   if (setting == "cpu") return Device::CPU;
   bool gpu = kernels::cuda_available();
+  Device device = Device::CPU;
   if (setting == "cuda") {
     FM_CHECK(gpu, ConfigError, "device: \"cuda\" asked for, but no CUDA device is available",
              " (this build ", kernels::cuda_device_name(), "); use \"auto\" or \"cpu\"");
-    return Device::CUDA;
+    device = Device::CUDA;
+  } else {
+    // "auto" never picks the CUDA emulator: it is there for the tests, and would train at a crawl.
+    device = gpu && !kernels::cuda_emulated() ? Device::CUDA : Device::CPU;
   }
-  // "auto" never picks the CUDA emulator: it is there for the tests, and would train at a crawl.
-  return gpu && !kernels::cuda_emulated() ? Device::CUDA : Device::CPU;
+  // Data parallel (core/distributed.h): one GPU per rank; NCCL refuses two ranks on one GPU.
+  FM_CHECK(device == Device::CPU || !dist::active() || kernels::cuda_emulated() ||
+               dist::local_size() <= kernels::cuda_device_count(),
+           ConfigError, "device: ", dist::local_size(), " ranks on this machine share ", kernels::cuda_device_count(),
+           " GPU(s); expected at most one rank per GPU (fewer ranks per machine, or device \"cpu\")");
+  return device;
 }
 
 std::unique_ptr<nn::VelocityModel> build_model(const Json& config, Generator& gen) {

@@ -18,11 +18,13 @@ ShardOverRanks::~ShardOverRanks() { sharding_on = was_on_; }
 bool sharding_over_ranks() { return sharding_on && dist::active(); }
 
 ItemRange rank_share(std::int64_t n, std::int64_t chunk, bool whole_chunks, int rank, int ranks) {
-  FM_CHECK(ranks >= 1 && rank >= 0 && rank < ranks && chunk >= 1 && n >= 0, ValueError, "rank_share: rank ", rank,
-           " of ", ranks, ", ", n, " items in chunks of ", chunk, ", expected 0 <= rank < ranks and chunk >= 1");
-  if (!whole_chunks) return {n * rank / ranks, n * (rank + 1) / ranks};
-  const std::int64_t chunks = (n + chunk - 1) / chunk;
-  return {std::min(n, chunk * (chunks * rank / ranks)), std::min(n, chunk * (chunks * (rank + 1) / ranks))};
+  FM_CHECK(chunk >= 1, ValueError, "rank_share: chunks of ", chunk, " items; expected chunk >= 1");
+  if (!whole_chunks) {
+    const dist::Share items = dist::even_share(n, rank, ranks);
+    return {items.first, items.end};
+  }
+  const dist::Share chunks = dist::even_share((n + chunk - 1) / chunk, rank, ranks);
+  return {std::min(n, chunk * chunks.first), std::min(n, chunk * chunks.end)};
 }
 
 ItemRange my_share(std::int64_t n, std::int64_t chunk, bool whole_chunks) {

@@ -265,10 +265,12 @@ class TrainingLoop {
     // the same change (it compares the epoch of each batch with the one before).
     flow::TrainingData& data = *objects_.data;
     if (data.epoch() != epoch_) {
-      if (epoch_ >= 0)
-        log_line(quiet_, cat("\nepoch ", epoch_, " done at step ", step - 1, ": mean loss ",
-                             trainer_.finished_epoch_loss().mean(), ", ",
+      if (epoch_ >= 0) {
+        // Read on every rank, quiet or not: data parallel, it sums the ranks' losses (a collective).
+        const double epoch_loss = trainer_.finished_epoch_loss().mean();
+        log_line(quiet_, cat("\nepoch ", epoch_, " done at step ", step - 1, ": mean loss ", epoch_loss, ", ",
                              progress_.steps_per_second() * double(batch_size_), " images/s"));
+      }
       epoch_ = data.epoch();
     }
     if (step % log_every_ == 0 || step == total_steps_) {
@@ -377,19 +379,22 @@ void request_stop() { g_stop_requested = 1; }
 int run_training(const TrainRequest& request) {
   const ResolvedRun run = resolve_run(request);
   const Json& config = run.config;
-  // Data parallel: every rank must train the same config (a different file on one machine, or a
-  // different --set, would make the ranks compute different things and drift apart).
-  if (dist::active()) {
-    const std::string text = config.dump();
-    const std::uint64_t mine = std::hash<std::string>{}(text);
-    FM_CHECK(dist::allreduce_min(mine) == dist::allreduce_max(mine), ConfigError,
-             "the ranks resolved different configs (this rank's: ",
-             run.resuming ? run.paths.config().string() : request.config_path,
-             " with its --set overrides); expected the same config, overrides and run directory on every rank");
-  }
   const std::int64_t total_steps = config["train"]["steps"];
   const Device device = pick_device(config["device"]);
   select_kernels(config);
+  // Data parallel: every rank must train the same config on the same kind of device with the same
+  // kernels (a different file on one machine, a different --set, or a rank without a GPU would make
+  // the ranks compute different things, or issue different collectives and wait for each other).
+  if (dist::active()) {
+    const std::string text = cat(config.dump(), "|", device_name(device), "|", kernel_impl_name(kernel_impl()), "|",
+                                 precision_name(precision()));
+    const std::uint64_t mine = std::hash<std::string>{}(text);
+    FM_CHECK(dist::allreduce_min(mine) == dist::allreduce_max(mine), ConfigError,
+             "the ranks resolved different configs (this rank's: ",
+             run.resuming ? run.paths.config().string() : request.config_path, " with its --set overrides, on ",
+             device_name(device), ", ", kernel_impl_name(kernel_impl()), " kernels, ", precision_name(precision()),
+             "); expected the same config, overrides, run directory, device, FM_KERNELS and FM_PRECISION on every rank");
+  }
   // Only rank 0 of a data-parallel run talks; the others report errors only (tools/ranks.h).
   const bool quiet = request.quiet || !dist::is_root();
   if (dist::active()) flow::rank_slice(config["train"]["batch_size"].get<std::int64_t>());  // refuses B < ranks now

@@ -8,9 +8,9 @@
 
 #include <cstring>
 #include <deque>
-#include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/cuda_check.h"
 #include "kernels/runtime.h"
 
 namespace fm::kernels {
@@ -18,19 +18,20 @@ namespace {
 
 static_assert(sizeof(ncclUniqueId) == kNcclIdBytes, "kNcclIdBytes must match ncclUniqueId");
 
+// One-line DeviceErrors (core/error.h), like every CUDA failure: the tools print them and exit 2.
 void check(ncclResult_t result, const char* what) {
-  if (result != ncclSuccess)
-    throw std::runtime_error(std::string("NCCL: ") + what + " failed: " + ncclGetErrorString(result));
+  FM_CHECK(result == ncclSuccess, DeviceError, "NCCL: ", what, " failed: ", ncclGetErrorString(result),
+           result == ncclInvalidUsage ? " (two ranks on one GPU? expected one GPU per rank on each machine)" : "");
 }
 void check(cudaError_t result, const char* what) {
-  if (result != cudaSuccess)
-    throw std::runtime_error(std::string("NCCL set-up: ") + what + " failed: " + cudaGetErrorString(result));
+  FM_CHECK(result == cudaSuccess, DeviceError, "NCCL set-up: ", what, " failed: ", cudaGetErrorString(result));
 }
 
 struct NcclState {
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;  // the communication stream
-  // One "queued work done" event per started reduction, reused once waited for: tickets count up.
+  // One "reduction done" event per started reduction, destroyed once the compute stream waits on it
+  // (a few per step: cheap next to the reduction). Tickets count up.
   std::deque<cudaEvent_t> done;
   std::uint64_t first_ticket = 0;  // the ticket of done.front()
 };
@@ -61,7 +62,7 @@ bool nccl_ready() { return state().comm != nullptr; }
 
 std::uint64_t nccl_allreduce_sum_start(float* data, std::int64_t n) {
   NcclState& s = state();
-  if (!s.comm) throw std::runtime_error("NCCL: all-reduce before nccl_init");
+  FM_CHECK(s.comm != nullptr, DeviceError, "NCCL: all-reduce before nccl_init; expected nccl_init first");
   // The communication stream starts after everything the compute stream has queued (the bucket's
   // gradients are among it).
   cudaEvent_t ready;

@@ -38,6 +38,7 @@ namespace {
 struct DeviceState {
   bool probed = false;
   bool available = false;
+  int count = 0;  // devices visible
   std::string name = "none";
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
@@ -64,13 +65,12 @@ void probe_locked() {
     cudaGetLastError();  // clear the sticky "no device" error so later probes stay clean
     return;
   }
+  s.count = count;
   const int device = g_requested_device % count;
 #ifndef FM_CUDA_EMULATOR
-  // The main thread's current device; every stream, handle and allocation below is made on it.
-  if (cudaSetDevice(device) != cudaSuccess) {
-    cudaGetLastError();
-    return;
-  }
+  // The main thread's current device; every stream, handle and allocation below is made on it. Device
+  // 0 is CUDA's default already: a single process never calls this (it would create a context early).
+  if (device != 0) FM_CUDA_CHECK(cudaSetDevice(device));
 #endif
   cudaDeviceProp prop{};
   if (cudaGetDeviceProperties(&prop, device) == cudaSuccess) s.name = prop.name;
@@ -117,6 +117,12 @@ void cuda_use_device(int index) {
   FM_CHECK(!state().probed || g_requested_device == index, DeviceError, "cuda_use_device(", index,
            "): the device was already chosen (", g_requested_device, "); call it before any CUDA use");
   g_requested_device = index < 0 ? 0 : index;
+}
+
+int cuda_device_count() {
+  std::lock_guard<std::mutex> lock(state_mutex());
+  probe_locked();
+  return state().count;
 }
 
 bool cuda_available() {
