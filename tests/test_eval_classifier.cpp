@@ -24,6 +24,7 @@
 #include "tools/eval_classifier.h"
 #include "tools/quality_sweep.h"
 #include "tools/run_setup.h"
+#include "classifier_fixtures.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -60,26 +61,9 @@ bool fashion_mnist_missing() {
 #define REQUIRE_FASHION_MNIST() \
   if (fashion_mnist_missing()) return
 
-// A quarter-width classifier (about 29k parameters): trains on a thousand images in seconds.
-fm::nn::ClassifierConfig narrow_config() {
-  fm::nn::ClassifierConfig config;
-  config.stem_channels = 8;
-  config.middle_channels = 16;
-  config.last_channels = 16;
-  config.groups = 4;
-  config.feature_dim = 32;
-  return config;
-}
-
-fm::tools::ClassifierTrainingOptions quick_training(int epochs) {
-  fm::tools::ClassifierTrainingOptions options;
-  options.epochs = epochs;
-  options.batch_size = 32;
-  options.lr = 3e-3;
-  options.seed = 7;
-  options.quiet = true;
-  return options;
-}
+using fm::test::write_quick_classifier;
+fm::nn::ClassifierConfig narrow_config() { return fm::test::narrow_classifier_config(); }
+fm::tools::ClassifierTrainingOptions quick_training(int epochs) { return fm::test::quick_classifier_training(epochs); }
 
 // Noise "images" in [-1, 1], what an untrained sampler might produce.
 fm::Tensor noise_images(std::int64_t n, std::uint64_t seed) {
@@ -91,17 +75,6 @@ double mean_of(const std::vector<double>& v, std::size_t begin, std::size_t end)
   double sum = 0;
   for (std::size_t i = begin; i < end; ++i) sum += v[i];
   return sum / double(end - begin);
-}
-
-// A briefly trained narrow classifier saved to `path` (train_and_save_classifier on 1000 images).
-void write_quick_classifier(const fs::path& path) {
-  fm::tools::TrainClassifierRequest request;
-  request.out_path = path.string();
-  request.architecture = narrow_config();
-  request.training = quick_training(2);
-  request.train_limit = 1000;
-  request.test_limit = 500;
-  fm::tools::train_and_save_classifier(request, nullptr);
 }
 
 // A tiny untrained U-Net saved the way fmtrain saves one ("model." tensors, the step as a word, the
@@ -322,7 +295,7 @@ TEST_CASE("fmeval reports a missing checkpoint or classifier in one line before 
 TEST_CASE("fmeval scores real images near the floor and noise far above it", "[eval][pipeline]") {
   REQUIRE_FASHION_MNIST();
   fs::path dir = scratch_dir("samples");
-  write_quick_classifier(dir / "classifier.safetensors");
+  write_quick_classifier((dir / "classifier.safetensors").string());
   // "Samples" that are real images: train images the classifier never saw (it trained on the first 1000).
   fm::tools::LabelledImages train = fm::tools::load_fashion_mnist(fm::tools::kFashionMnistDir, "train", 50300);
   fm::io::save_npy((dir / "real.npy").string(), train.images.narrow(0, 50000, 300).contiguous());
@@ -366,7 +339,7 @@ TEST_CASE("fmeval samples a checkpoint with the chosen solver and reports its NF
   fs::create_directories(dir / "run");
   TinyUNetCheckpoint tiny(2);
   tiny.save(dir / "run" / "checkpoint.safetensors", 5);
-  write_quick_classifier(dir / "run" / "classifier.safetensors");  // found beside the checkpoint
+  write_quick_classifier((dir / "run" / "classifier.safetensors").string());  // found beside the checkpoint
 
   WorkingDirectory here(dir);
   fm::tools::FrechetEvalRequest request;
@@ -403,7 +376,7 @@ TEST_CASE("fmeval sweep scores kept checkpoints and every solver at each NFE bud
   tiny.save(dir / "run" / "checkpoint_step_0000010.safetensors", 10);
   tiny.save(dir / "run" / "checkpoint_step_0000005.safetensors", 5);
   tiny.save(dir / "run" / "checkpoint.safetensors", 10);
-  write_quick_classifier(dir / "run" / "classifier.safetensors");
+  write_quick_classifier((dir / "run" / "classifier.safetensors").string());
 
   fm::tools::QualitySweepRequest request;
   request.run_dir = (dir / "run").string();

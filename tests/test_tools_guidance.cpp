@@ -23,6 +23,7 @@
 #include "tools/guidance_eval.h"
 #include "tools/run_setup.h"
 #include "tools/tool_flags.h"
+#include "classifier_fixtures.h"
 #include "tensor_compare.h"
 #include "test_util.h"
 
@@ -279,22 +280,7 @@ class BlendedTemplates final : public nn::VelocityModel {
 TEST_CASE("guidance eval on images: the classifier's accuracy against the asked class rises with w", "[tools][guidance][images]") {
   if (fashion_mnist_missing()) return;
   fm::test::TempDir dir("fm_test_guidance_images");
-  // A quarter-width classifier trained briefly on 1000 images (as tests/test_eval_classifier.cpp does).
-  tools::TrainClassifierRequest classifier;
-  classifier.out_path = dir.file("classifier.safetensors");
-  classifier.architecture.stem_channels = 8;
-  classifier.architecture.middle_channels = 16;
-  classifier.architecture.last_channels = 16;
-  classifier.architecture.groups = 4;
-  classifier.architecture.feature_dim = 32;
-  classifier.training.epochs = 2;
-  classifier.training.batch_size = 32;
-  classifier.training.lr = 3e-3;
-  classifier.training.seed = 7;
-  classifier.training.quiet = true;
-  classifier.train_limit = 1000;
-  classifier.test_limit = 500;
-  tools::train_and_save_classifier(classifier, nullptr);
+  fm::test::write_quick_classifier(dir.file("classifier.safetensors"));
   // Templates: the mean of each class over 2000 train images.
   const tools::LabelledImages train = tools::load_fashion_mnist(tools::kFashionMnistDir, "train", 2000);
   std::vector<std::vector<double>> templates(10, std::vector<double>(784, 0.0));
@@ -316,7 +302,7 @@ TEST_CASE("guidance eval on images: the classifier's accuracy against the asked 
   tools::GuidanceEvalRequest request;
   request.weights = {0, 1 / lambda - 1};
   request.n_per_class = 8;
-  request.classifier = classifier.out_path;
+  request.classifier = dir.file("classifier.safetensors");
   tools::GuidanceEvalResult result = tools::evaluate_guidance(loaded, request, nullptr);
   INFO(tools::guidance_table(result));
   REQUIRE(result.images);

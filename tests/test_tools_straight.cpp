@@ -13,6 +13,8 @@
 #include "core/io/npy.h"
 #include "core/io/safetensors.h"
 #include "flow/datasets2d.h"
+#include "flow/model_fn.h"
+#include "flow/straightness.h"
 #include "flow/reflow_pairs.h"
 #include "tools/checkpoint_model.h"
 #include "tools/config.h"
@@ -21,6 +23,7 @@
 #include "tools/straight_eval.h"
 #include "tools/train_run.h"
 
+#include "classifier_fixtures.h"
 #include "fmtrain_runs.h"
 
 namespace fs = std::filesystem;
@@ -46,6 +49,30 @@ Json tiny_moons(const Json& extra = Json::object()) {
                  {"eval", {{"n", 64}, {"projections", 8}}}};
   config.merge_patch(extra);
   return config;
+}
+
+// A tiny U-Net on the first 48 Fashion-MNIST images, 4 training steps.
+Json tiny_unet(int checkpoint_every) {
+  return {{"device", "cpu"},
+          {"data", {{"name", "fashion_mnist"}, {"limit", 48}}},
+          {"model", {{"type", "unet"}, {"down_channels", {8, 8}}, {"mid_channels", {8, 8}},
+                     {"down_sample", {true}}, {"attention", {false}}, {"groups", 4}, {"num_heads", 2},
+                     {"time_emb_dim", 16}, {"final_channels", 8}}},
+          {"train", {{"steps", 4}, {"batch_size", 16}, {"checkpoint_every", checkpoint_every}, {"log_every", 1}, {"seed", 5}}},
+          {"sample", {{"steps", 2}, {"n", 4}}}};
+}
+
+// Reports the image tests as skipped where dataset-fashion-mnist is not installed.
+bool fashion_mnist_missing() {
+  for (const char* file : {"train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"}) {
+    const fs::path images = fs::path("/usr/share/datasets/fashion-mnist") / file;
+    if (!fs::exists(images)) {
+      WARN("SKIPPED: " << images.string() << " not found (install dataset-fashion-mnist)");
+      if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);  // CTest shows "Skipped", not "Passed"
+      return true;
+    }
+  }
+  return false;
 }
 
 fs::path write_config(const fs::path& dir, const Json& config) {
@@ -165,8 +192,10 @@ TEST_CASE("fmeval straight: quality at each NFE and the straightness of a traine
   REQUIRE(result.rows[0].nfe == 1);
   REQUIRE(result.rows[1].nfe == 4);
   REQUIRE(result.rows[2].solver == "dopri5");
-  REQUIRE(result.sliced_w2_floor > 0);
-  for (const auto& row : result.rows) REQUIRE(row.sliced_w2 > 0);
+  REQUIRE(result.metric == "sliced_w2");
+  REQUIRE(result.repeats == 5);  // the 2-D default
+  REQUIRE(result.floor > 0);
+  for (const auto& row : result.rows) REQUIRE(row.distance > 0);
   REQUIRE(result.straightness >= 0);
   REQUIRE(result.trajectories.shape() == fm::Shape{11, 5, 2});
   const std::vector<std::string> files = fm::tools::write_straight_comparison(
@@ -175,7 +204,10 @@ TEST_CASE("fmeval straight: quality at each NFE and the straightness of a traine
   std::ifstream csv(dir / "q.csv");
   std::string header;
   std::getline(csv, header);
-  REQUIRE(header.rfind("label,solver,nfe,sliced_w2", 0) == 0);
+  REQUIRE(header.rfind("label,solver,nfe,metric,distance", 0) == 0);
+  std::string first_row;
+  std::getline(csv, first_row);
+  REQUIRE(first_row.rfind("a,euler,1,sliced_w2,", 0) == 0);
 }
 
 TEST_CASE("2-D samples are written in the data's own coordinates and the checkpoint keeps the normalisation",
@@ -199,20 +231,9 @@ TEST_CASE("2-D samples are written in the data's own coordinates and the checkpo
 }
 
 TEST_CASE("reflow on images: pairs from a tiny U-Net teacher train a student that resumes bitwise", "[tools][straight]") {
-  const fs::path images = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
-  if (!fs::exists(images)) {
-    WARN("SKIPPED: " << images.string() << " not found (install dataset-fashion-mnist)");
-    if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);  // CTest shows "Skipped", not "Passed"
-    return;
-  }
+  if (fashion_mnist_missing()) return;
   fs::path dir = scratch_dir("reflow_images");
-  Json unet = {{"device", "cpu"},
-               {"data", {{"name", "fashion_mnist"}, {"limit", 48}}},
-               {"model", {{"type", "unet"}, {"down_channels", {8, 8}}, {"mid_channels", {8, 8}},
-                          {"down_sample", {true}}, {"attention", {false}}, {"groups", 4}, {"num_heads", 2},
-                          {"time_emb_dim", 16}, {"final_channels", 8}}},
-               {"train", {{"steps", 4}, {"batch_size", 16}, {"checkpoint_every", 2}, {"log_every", 1}, {"seed", 5}}},
-               {"sample", {{"steps", 2}, {"n", 4}}}};
+  Json unet = tiny_unet(2);
   REQUIRE(fm::test::train_run(write_config(dir, unet), dir / "teacher") == 0);
   fm::tools::ReflowPairsRequest request;
   request.teacher = (dir / "teacher" / "checkpoint.safetensors").string();
@@ -229,6 +250,70 @@ TEST_CASE("reflow on images: pairs from a tiny U-Net teacher train a student tha
   student["train"]["steps"] = 6;  // pairs epochs of 2 batches: the split falls inside the second epoch
   student["train"]["checkpoint_every"] = 3;
   require_bitwise_resume(dir / "student", student, 3);
+}
+
+TEST_CASE("fmeval straight on images: FD at each NFE, S measured on the way, and the path picture",
+          "[tools][straight][images]") {
+  if (fashion_mnist_missing()) return;
+  fs::path dir = scratch_dir("eval_images");
+  Json unet = tiny_unet(4);
+  REQUIRE(fm::test::train_run(write_config(dir, unet), dir / "run") == 0);
+  const std::string checkpoint = (dir / "run" / "checkpoint.safetensors").string();
+  fm::test::write_quick_classifier((dir / "run" / "classifier.safetensors").string());  // found beside the checkpoint
+  fm::tools::CheckpointModel loaded = fm::tools::load_checkpoint_model(checkpoint, fm::Device::CPU, "ema");
+
+  fm::tools::StraightEvalRequest request;
+  request.n = 40;
+  request.chunk = 16;  // chunks of 16, 16 and 8: S must be the whole batch's mean all the same
+  request.euler_steps = {1, 4};
+  request.straightness_steps = 4;  // measured on the Euler-4 run
+  request.dopri5_tolerance = 1e-2;
+  request.checkpoint_path = checkpoint;
+  fm::tools::StraightEvalResult result = fm::tools::evaluate_straightness(loaded, request, 3);
+  REQUIRE(result.metric == "fd");
+  REQUIRE(result.repeats == 1);  // the image default
+  REQUIRE(result.rows.size() == 3);
+  REQUIRE(result.rows[0].nfe == 1);
+  REQUIRE(result.rows[1].nfe == 4);
+  REQUIRE(result.rows[2].solver == "dopri5");
+  REQUIRE(result.rows[2].nfe >= 6);  // at least one accepted step (FSAL: 6 evaluations plus the first)
+  for (const auto& row : result.rows) REQUIRE((std::isfinite(row.distance) && row.distance > 0));
+  REQUIRE(result.floor > 0);
+  REQUIRE(result.floor_std > 0);  // five draws of real train images
+  // An untrained-ish model is far from real clothes at one step.
+  REQUIRE(result.rows[0].distance > result.floor);
+
+  // S from the chunked Euler-4 run equals S measured on the whole batch at once, from the same x0.
+  fm::Generator gen(request.seed);
+  const fm::Tensor x0 = fm::tools::build_source(loaded.config)->sample({40, 1, 28, 28}, gen, fm::DType::Float32, fm::Device::CPU);
+  fm::nn::VelocityModel& model = *loaded.model;
+  fm::flow::Straightness whole = fm::flow::measure_straightness(
+      fm::flow::velocity_field_from_model([&model](const fm::Tensor& x, const fm::Tensor& t) { return model.forward(x, t); }),
+      x0, 4);
+  REQUIRE(whole.straightness > 0);
+  REQUIRE(result.straightness == Approx(whole.straightness).epsilon(1e-5));
+  REQUIRE(result.relative_straightness == Approx(whole.relative_straightness).epsilon(1e-5));
+
+  // Paths: [2, 11 frames, 3 samples, 1, 28, 28]; at t = 1 the predicted endpoint is the position itself.
+  REQUIRE(result.trajectories.shape() == fm::Shape{2, 11, 3, 1, 28, 28});
+  const std::vector<float> at_end = result.trajectories.narrow(0, 0, 1).narrow(1, 10, 1).contiguous().to_float_vector();
+  const std::vector<float> predicted_at_end = result.trajectories.narrow(0, 1, 1).narrow(1, 10, 1).contiguous().to_float_vector();
+  REQUIRE(at_end == predicted_at_end);
+  // and at t = 0 the prediction is one Euler step of size 1 from x0, unlike x0 itself.
+  REQUIRE(result.trajectories.narrow(0, 0, 1).narrow(1, 0, 1).contiguous().to_float_vector() !=
+          result.trajectories.narrow(0, 1, 1).narrow(1, 0, 1).contiguous().to_float_vector());
+  fm::tools::write_image_paths_png((dir / "paths.png").string(), result);
+  REQUIRE(fs::file_size(dir / "paths.png") > 0);
+  const std::vector<std::string> files = fm::tools::write_straight_comparison({{"tiny", result}}, (dir / "q.csv").string(), "");
+  std::ifstream csv(dir / "q.csv");
+  std::string header, row;
+  std::getline(csv, header);
+  std::getline(csv, row);
+  REQUIRE(row.rfind("tiny,euler,1,fd,", 0) == 0);
+
+  // A missing classifier is said (with the command that makes one) before any sampling.
+  fs::remove(dir / "run" / "classifier.safetensors");
+  REQUIRE_THROWS_WITH(fm::tools::evaluate_straightness_images(loaded, request), Catch::Contains("fmeval train-classifier"));
 }
 
 TEST_CASE("the straight-path configs resolve", "[tools][straight]") {

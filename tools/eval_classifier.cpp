@@ -277,6 +277,59 @@ std::string find_classifier(const std::string& explicit_path, const std::string&
                         "); create one with: fmeval train-classifier --out classifier.safetensors"));
 }
 
+// ------------------------------------------------------------------------- the Fréchet distance's sides
+
+double FrechetReference::floor_mean() const {
+  double sum = 0;
+  for (double d : floor_draws) sum += d;
+  return floor_draws.empty() ? 0.0 : sum / double(floor_draws.size());
+}
+
+double FrechetReference::floor_std() const {
+  const double draws = double(floor_draws.size());
+  if (draws < 2) return 0.0;
+  const double mean = floor_mean();
+  double squares = 0;
+  for (double d : floor_draws) squares += (d - mean) * (d - mean);
+  return std::sqrt(squares / (draws - 1.0));
+}
+
+FrechetReference frechet_reference(nn::ConvClassifier& classifier, const LabelledImages& test,
+                                   const LabelledImages& train, std::int64_t n, int floor_draws) {
+  FM_CHECK(n >= 2 && n <= test.count(), ConfigError, "--n: got ", n, ", expected 2 to ", test.count(),
+           " (the test set's size)");
+  FM_CHECK(floor_draws >= 1, ConfigError, "--floor-draws: got ", floor_draws, ", expected at least 1");
+  FrechetReference reference;
+  Generator reference_gen(kReferenceSubsetSeed);
+  reference.test_statistics = flow::gaussian_statistics(classifier_features(classifier, random_subset(test.images, n, reference_gen)));
+  for (int draw = 0; draw < floor_draws; ++draw) {
+    Tensor train_images = random_subset(train.images, std::min(n, train.count()), reference_gen);
+    reference.floor_draws.push_back(flow::frechet_distance(
+        flow::gaussian_statistics(classifier_features(classifier, train_images)), reference.test_statistics));
+  }
+  return reference;
+}
+
+double frechet_distance_to_reference(nn::ConvClassifier& classifier, Tensor& samples, const FrechetReference& reference,
+                                     const std::string& where, std::int64_t* clamped) {
+  FM_CHECK(samples.device() == Device::CPU && samples.dtype() == DType::Float32 && samples.is_contiguous(), ValueError,
+           "frechet_distance_to_reference: expected contiguous CPU float32 samples");
+  float* values = samples.data<float>();
+  std::int64_t non_finite = 0, outside = 0;
+  for (std::int64_t i = 0; i < samples.numel(); ++i) {
+    if (!std::isfinite(values[i])) {
+      ++non_finite;
+    } else if (values[i] < -1.f || values[i] > 1.f) {
+      values[i] = std::clamp(values[i], -1.f, 1.f);
+      ++outside;
+    }
+  }
+  FM_CHECK(non_finite == 0, ValueError, where, ": ", non_finite, " values are NaN or infinite");
+  if (clamped) *clamped += outside;
+  return flow::frechet_distance(flow::gaussian_statistics(classifier_features(classifier, samples)),
+                                reference.test_statistics);
+}
+
 Json FrechetEvalResult::to_json() const {
   Json record = {{"fd", fd},
                  {"fd_floor_train_vs_test", fd_floor_train_vs_test},
@@ -371,49 +424,21 @@ FrechetEvalResult run_frechet_evaluation(const FrechetEvalRequest& request,
     say(log, cat("sampled in ", format_duration(sampled.seconds), " (", sampled.nfe, " NFE per sample)"));
   }
 
-  // A diverged sampler must not pass as a score; values just outside [-1, 1] are clamped, as they would
-  // be when written as a picture (the classifier only ever saw pixel values in [-1, 1]).
-  {
-    float* values = samples.data<float>();
-    std::int64_t non_finite = 0;
-    for (std::int64_t i = 0; i < samples.numel(); ++i) {
-      if (!std::isfinite(values[i])) {
-        ++non_finite;
-      } else if (values[i] < -1.f || values[i] > 1.f) {
-        values[i] = std::clamp(values[i], -1.f, 1.f);
-        ++result.clamped_values;
-      }
-    }
-    FM_CHECK(non_finite == 0, ValueError, "samples: ", non_finite, " values are NaN or infinite",
-             from_file ? cat(" in ", request.samples_path) : std::string(" (the sampler diverged)"));
-  }
+  // ---- features and distances ----
+  auto begin = std::chrono::steady_clock::now();
+  FrechetReference reference = frechet_reference(*classifier.model, test, train, request.n, request.floor_draws);
+  // A file with NaN in it is refused in one line, before anything is said about it.
+  result.fd = frechet_distance_to_reference(*classifier.model, samples, reference,
+                                            from_file ? cat("samples in ", request.samples_path)
+                                                      : std::string("samples (the sampler diverged)"),
+                                            &result.clamped_values);
   if (from_file) {
     say(log, classifier_line);
     say(log, cat("samples: the first ", request.n, " of ", request.samples_path));
   }
-
-  // ---- features and distances ----
-  auto begin = std::chrono::steady_clock::now();
-  Generator reference_gen(kReferenceSubsetSeed);
-  Tensor test_images = random_subset(test.images, request.n, reference_gen);
-  flow::GaussianStatistics test_stats = flow::gaussian_statistics(classifier_features(*classifier.model, test_images));
-  flow::GaussianStatistics sample_stats = flow::gaussian_statistics(classifier_features(*classifier.model, samples));
-  result.fd = flow::frechet_distance(sample_stats, test_stats);
-  // The floor: independent draws of n train images against the same test images.
-  double sum = 0, sum_of_squares = 0;
-  for (int draw = 0; draw < request.floor_draws; ++draw) {
-    Tensor train_images = random_subset(train.images, std::min(request.n, train.count()), reference_gen);
-    const double distance = flow::frechet_distance(
-        flow::gaussian_statistics(classifier_features(*classifier.model, train_images)), test_stats);
-    result.fd_floor_draws.push_back(distance);
-    sum += distance;
-    sum_of_squares += distance * distance;
-  }
-  const double draws = double(request.floor_draws);
-  result.fd_floor_train_vs_test = sum / draws;
-  // Sample standard deviation (N − 1); one draw has no spread to report.
-  result.fd_floor_std =
-      draws > 1 ? std::sqrt(std::max(0.0, (sum_of_squares - sum * sum / draws) / (draws - 1.0))) : 0.0;
+  result.fd_floor_draws = reference.floor_draws;
+  result.fd_floor_train_vs_test = reference.floor_mean();
+  result.fd_floor_std = reference.floor_std();
   say(log, cat("features and distances in ",
                format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count())));
   return result;

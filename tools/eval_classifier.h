@@ -16,6 +16,7 @@
 
 #include "core/random.h"
 #include "core/tensor.h"
+#include "flow/frechet.h"
 #include "nn/classifier.h"
 #include "tools/config.h"
 
@@ -97,6 +98,27 @@ struct TrainClassifierResult {
 // Trains, measures the t10k accuracy, saves. `log` receives human-readable lines (may be null).
 TrainClassifierResult train_and_save_classifier(const TrainClassifierRequest& request,
                                                 const std::function<void(const std::string&)>& log);
+
+// ---- the two sides of a Fréchet distance ----
+
+// The real side at n: the statistics of a fixed subset of n test images, and the floor: `floor_draws`
+// independent draws of n train images, each one's distance to those test statistics. Every call with
+// the same n and data compares against the very same real images.
+struct FrechetReference {
+  flow::GaussianStatistics test_statistics;
+  std::vector<double> floor_draws;
+  double floor_mean() const;
+  double floor_std() const;  // sample standard deviation (N − 1); 0 for one draw
+};
+FrechetReference frechet_reference(nn::ConvClassifier& classifier, const LabelledImages& test,
+                                   const LabelledImages& train, std::int64_t n, int floor_draws);
+
+// The distance of `samples` (CPU float32 [N, C, H, W]) to the reference's test images. A diverged sampler
+// must not pass as a score: NaN or infinite values are a ValueError naming `where`; values just outside
+// [-1, 1] are clamped in place first, as a picture would clamp them (the classifier only ever saw pixels
+// in [-1, 1]), and counted in `clamped` when given.
+double frechet_distance_to_reference(nn::ConvClassifier& classifier, Tensor& samples, const FrechetReference& reference,
+                                     const std::string& where, std::int64_t* clamped = nullptr);
 
 // ---- fmeval --checkpoint ----
 

@@ -60,8 +60,8 @@ const char* kUsage =
     "              [--solvers euler,midpoint,heun,rk4,dopri5] [--tolerances 1e-2,1e-3,1e-4] [--data-dir DIR]\n"
     "              [--device auto|cpu|cuda] [--kernels custom|library]\n"
     "       fmeval straight CHECKPOINT... [--labels a,b] [--n 2000] [--nfe 1,2,4,8,16,100] [--tolerance 1e-5]\n"
-    "              [--seed S] [--repeats 5] [--csv FILE] [--png FILE] [--trajectories PREFIX] [--weights ema|raw]\n"
-    "              [--device auto|cpu|cuda] [--kernels custom|library]\n"
+    "              [--seed S] [--repeats 5|1] [--csv FILE] [--png FILE] [--trajectories PREFIX] [--weights ema|raw]\n"
+    "              [--classifier FILE] [--data-dir DIR] [--device auto|cpu|cuda] [--kernels custom|library]\n"
     "       fmeval guidance CHECKPOINT [--weights-list 0,0.5,1,2,4] [--n PER_CLASS] [--csv FILE] [--png FILE]\n"
     "              [--solver NAME] [--steps N] [--rtol X] [--atol X] [--weights ema|raw] [--seed S]\n"
     "              [--classifier FILE] [--data-dir DIR] [--device auto|cpu|cuda] [--kernels custom|library]\n"
@@ -75,10 +75,12 @@ const char* kUsage =
     "  distance to t10k images of that class; per class and overall, each distance with its floor (two real\n"
     "  samples). --png writes FILE (fidelity against w) and FILE_distance.png (distance against w). The\n"
     "  checkpoint may also be given as --checkpoint FILE.\n"
-    "  straight (2-D models): sliced W2 to fresh data after Euler with each --nfe, and dopri5 at --tolerance\n"
-    "  (0 = skip), from the same n source draws, each a mean over --repeats draws; and the flow's straightness\n"
-    "  S along 100-step Euler paths;\n"
-    "  --png plots W2 against NFE for all checkpoints, --trajectories writes PREFIX_<label>.png path pictures.\n"
+    "  straight: the distance to the data after Euler with each --nfe, and dopri5 at --tolerance (0 = skip),\n"
+    "  from the same n source draws, and the flow's straightness S along 100-step Euler paths. 2-D models:\n"
+    "  sliced W2 to n fresh points, a mean over --repeats (5) draws; image models: the Frechet distance to n\n"
+    "  t10k images (--classifier, --data-dir as below; --repeats 1) with the floor's spread over 5 draws.\n"
+    "  --png plots the distance against NFE for all checkpoints, --trajectories writes PREFIX_<label>.png path\n"
+    "  pictures (images: 8 paths, x_t over t = 0..1 and under it the endpoint x_t + (1-t) v predicts).\n"
     "  Prints the Frechet distance between classifier features of n samples and of n real t10k images,\n"
     "  and the floor: the same distance between n real train images and those t10k images (mean and\n"
     "  spread over --floor-draws draws of train images; a model within that spread is as good as real data).\n"
@@ -248,6 +250,8 @@ int straight_command(int argc, char** argv) {
   if (args.has("--tolerance")) request.dopri5_tolerance = args.number("--tolerance", 0.0, 1.0);
   if (args.has("--seed")) request.seed = std::uint64_t(args.integer("--seed", 0, 1LL << 53));
   if (args.has("--repeats")) request.repeats = int(args.integer("--repeats", 1, 1000));
+  request.classifier = args.get("--classifier", "");
+  request.data_dir = args.get("--data-dir", tools::kFashionMnistDir);
   const std::string csv = args.get("--csv", ""), png = args.get("--png", ""), trajectories = args.get("--trajectories", "");
   const Device device = tools::pick_device(args.get("--device", "auto"));
   if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));
@@ -255,30 +259,52 @@ int straight_command(int argc, char** argv) {
   std::vector<tools::LabelledStraightResult> results;
   for (std::size_t i = 0; i < checkpoints.size(); ++i) {
     tools::CheckpointModel loaded = tools::load_checkpoint_model(checkpoints[i], device, args.get("--weights", "ema"));
-    results.push_back({labels[i], tools::evaluate_straightness_2d(loaded, request, trajectories.empty() ? 0 : 96)});
+    const bool images = !tools::is_2d_dataset(loaded.config["data"]["name"]);
+    FM_CHECK(i == 0 || images == (results.front().result.metric == "fd"), ConfigError, "straight: ", checkpoints[i],
+             " is ", images ? "an image" : "a 2-D", " model and ", checkpoints[0], " is not; compare like with like");
+    request.checkpoint_path = checkpoints[i];
+    std::fprintf(stderr, "straight: %s (%zu of %zu)...\n", checkpoints[i].c_str(), i + 1, checkpoints.size());
+    const std::int64_t kept_paths = trajectories.empty() ? 0 : images ? 8 : 96;
+    results.push_back({labels[i], tools::evaluate_straightness(loaded, request, kept_paths)});
+    const tools::StraightEvalResult& r = results.back().result;
     if (!trajectories.empty()) {
-      Generator data_gen(request.seed + 2000);
       const std::string file = cat(trajectories, "_", labels[i], ".png");
-      tools::write_trajectory_png(file, results.back().result, tools::build_toy_distribution(loaded.config)->sample(1000, data_gen),
-                                  cat(labels[i], ": 96 Euler paths, S = ", results.back().result.straightness));
+      if (images) {
+        tools::write_image_paths_png(file, r);
+      } else {
+        Generator data_gen(request.seed + 2000);
+        tools::write_trajectory_png(file, r, tools::build_toy_distribution(loaded.config)->sample(1000, data_gen),
+                                    cat(labels[i], ": 96 Euler paths, S = ", r.straightness));
+      }
       std::printf("wrote %s\n", file.c_str());
     }
   }
+  const tools::StraightEvalResult& first = results.front().result;
   std::printf("| checkpoint | S | S relative |");
-  for (const tools::NfeQuality& row : results.front().result.rows) std::printf(" %s %lld |", row.solver.c_str(), (long long)row.nfe);
+  for (const tools::NfeQuality& row : first.rows) std::printf(" %s %lld |", row.solver.c_str(), (long long)row.nfe);
   std::printf("\n|---|---|---|");
-  for (std::size_t k = 0; k < results.front().result.rows.size(); ++k) std::printf("---|");
+  for (std::size_t k = 0; k < first.rows.size(); ++k) std::printf("---|");
   std::printf("\n");
   for (const auto& [label, r] : results) {
     std::printf("| %s | %.4f | %.4f |", label.c_str(), r.straightness, r.relative_straightness);
-    for (const tools::NfeQuality& row : r.rows)
-      std::printf(" %.4f ± %.4f (%.2f×) |", row.sliced_w2, row.sliced_w2_std, row.sliced_w2 / r.sliced_w2_floor);
+    for (const tools::NfeQuality& row : r.rows) {
+      if (r.repeats > 1)
+        std::printf(" %.4f ± %.4f (%.2f×) |", row.distance, row.distance_std, row.distance / r.floor);
+      else
+        std::printf(" %.4f (%.2f×) |", row.distance, row.distance / r.floor);
+    }
     std::printf("\n");
   }
-  std::printf("cells: sliced W2 to %lld fresh data points, mean ± std over %d draws of x0 and data (× the floor %.4f: two "
-              "data samples); S: mean over the same draws; dopri5's NFE in the header is the first checkpoint's, see the "
-              "JSON for each\n",
-              (long long)request.n, request.repeats, results.front().result.sliced_w2_floor);
+  if (first.metric == "fd")
+    std::printf("cells: Frechet distance of %lld samples to %lld t10k images in classifier features, %d draw(s) of x0 (× the "
+                "floor %.4f ± %.4f: real train vs test, 5 draws); S: mean over the same draws; dopri5's NFE in the header is "
+                "the first checkpoint's, see the JSON for each\n",
+                (long long)request.n, (long long)request.n, first.repeats, first.floor, first.floor_std);
+  else
+    std::printf("cells: sliced W2 to %lld fresh data points, mean ± std over %d draws of x0 and data (× the floor %.4f: two "
+                "data samples); S: mean over the same draws; dopri5's NFE in the header is the first checkpoint's, see the "
+                "JSON for each\n",
+                (long long)request.n, first.repeats, first.floor);
   for (const std::string& file : tools::write_straight_comparison(results, csv, png)) std::printf("wrote %s\n", file.c_str());
   tools::Json all = tools::Json::array();
   for (const auto& [label, r] : results) {

@@ -1,4 +1,5 @@
-// tools/straight_eval.cpp — quality against NFE and straightness of a 2-D checkpoint (see straight_eval.h).
+// tools/straight_eval.cpp — quality against NFE and straightness of a 2-D checkpoint, the comparison
+// files and the 2-D path picture (see straight_eval.h; image models: straight_eval_images.cpp).
 #include "tools/straight_eval.h"
 
 #include <algorithm>
@@ -20,19 +21,43 @@ namespace fm::tools {
 Json StraightEvalResult::to_json() const {
   Json table = Json::array();
   for (const NfeQuality& row : rows)
-    table.push_back({{"solver", row.solver}, {"nfe", row.nfe}, {"sliced_w2", row.sliced_w2}, {"sliced_w2_std", row.sliced_w2_std},
-                     {"ratio_to_floor", row.sliced_w2 / sliced_w2_floor}});
-  return {{"quality_vs_nfe", table},
-          {"sliced_w2_floor", sliced_w2_floor},
+    table.push_back({{"solver", row.solver}, {"nfe", row.nfe}, {metric, row.distance}, {metric + "_std", row.distance_std},
+                     {"ratio_to_floor", row.distance / floor}});
+  return {{"metric", metric},
+          {"repeats", repeats},
+          {"quality_vs_nfe", table},
+          {metric + "_floor", floor},
+          {metric + "_floor_std", floor_std},
           {"straightness", straightness},
           {"relative_straightness", relative_straightness}};
+}
+
+std::vector<std::pair<std::string, flow::SolverOptions>> straight_eval_solvers(const StraightEvalRequest& request) {
+  std::vector<std::pair<std::string, flow::SolverOptions>> solvers;
+  for (int steps : request.euler_steps) {
+    flow::SolverOptions options;
+    options.steps = steps;
+    solvers.push_back({"euler", options});
+  }
+  if (request.dopri5_tolerance > 0) {
+    flow::SolverOptions options;
+    options.adaptive.rtol = options.adaptive.atol = request.dopri5_tolerance;
+    solvers.push_back({"dopri5", options});
+  }
+  return solvers;
+}
+
+StraightEvalResult evaluate_straightness(CheckpointModel& loaded, const StraightEvalRequest& request,
+                                         std::int64_t trajectory_count) {
+  return is_2d_dataset(loaded.config["data"]["name"]) ? evaluate_straightness_2d(loaded, request, trajectory_count)
+                                                      : evaluate_straightness_images(loaded, request, trajectory_count);
 }
 
 StraightEvalResult evaluate_straightness_2d(CheckpointModel& loaded, const StraightEvalRequest& request,
                                             std::int64_t trajectory_count) {
   FM_CHECK(is_2d_dataset(loaded.config["data"]["name"]), ConfigError, "straight: the checkpoint's data \"",
            loaded.config["data"]["name"].get<std::string>(), "\" is not 2-D points (this report is for 2-D models)");
-  FM_CHECK(request.repeats >= 1, ConfigError, "straight: repeats must be >= 1, got ", request.repeats);
+  FM_CHECK(request.repeats >= 0, ConfigError, "straight: repeats must be >= 1 (0: the default), got ", request.repeats);
   NoGradGuard no_grad;
   nn::VelocityModel& model = *loaded.model;
   // Straightness is a property of one field; a class-conditional model is measured through its null class.
@@ -47,26 +72,18 @@ StraightEvalResult evaluate_straightness_2d(CheckpointModel& loaded, const Strai
   auto source = build_source(loaded.config);
   flow::SlicedWassersteinOptions sw;
   sw.seed = 7;
-  std::vector<std::pair<std::string, flow::SolverOptions>> solvers;
-  for (int steps : request.euler_steps) {
-    flow::SolverOptions options;
-    options.steps = steps;
-    solvers.push_back({"euler", options});
-  }
-  if (request.dopri5_tolerance > 0) {
-    flow::SolverOptions options;
-    options.adaptive.rtol = options.adaptive.atol = request.dopri5_tolerance;
-    solvers.push_back({"dopri5", options});
-  }
+  const auto solvers = straight_eval_solvers(request);
   // Per solver: Σ W2, Σ W2², Σ NFE over the repeats.
   std::vector<double> w2_sum(solvers.size(), 0), w2_squares(solvers.size(), 0), nfe_sum(solvers.size(), 0);
   StraightEvalResult result;
-  const double repeats = request.repeats;
-  for (int r = 0; r < request.repeats; ++r) {
+  result.metric = "sliced_w2";
+  result.repeats = request.repeats > 0 ? request.repeats : 5;
+  const double repeats = result.repeats;
+  for (int r = 0; r < result.repeats; ++r) {
     Generator gen(request.seed + std::uint64_t(r)), data_gen(request.seed + 1000 + std::uint64_t(r));
     const Tensor x0 = source->sample({request.n, 2}, gen, DType::Float32, device);
     const Tensor fresh = toy->sample(request.n, data_gen);
-    result.sliced_w2_floor +=
+    result.floor +=
         flow::sliced_wasserstein2(toy->sample(request.n, data_gen), toy->sample(request.n, data_gen), sw) / repeats;
     for (std::size_t k = 0; k < solvers.size(); ++k) {
       flow::SolveResult solved = flow::make_solver(solvers[k].first, solvers[k].second)->solve(field, x0);
@@ -101,7 +118,7 @@ std::vector<std::string> write_straight_comparison(const std::vector<LabelledStr
                                                    const std::string& csv_path, const std::string& png_path) {
   std::vector<std::string> files;
   if (!csv_path.empty()) {
-    std::string csv = "label,solver,nfe,sliced_w2,sliced_w2_std,sliced_w2_floor,ratio_to_floor,straightness,relative_straightness\n";
+    std::string csv = "label,solver,nfe,metric,distance,distance_std,floor,floor_std,ratio_to_floor,straightness,relative_straightness\n";
     for (const auto& [raw_label, r] : results) {
       // RFC 4180: a label with a comma or a quote (a checkpoint path) goes in quotes, quotes doubled.
       std::string label = raw_label;
@@ -111,8 +128,8 @@ std::vector<std::string> write_straight_comparison(const std::vector<LabelledStr
         label = quoted + "\"";
       }
       for (const NfeQuality& row : r.rows)
-        csv += cat(label, ",", row.solver, ",", row.nfe, ",", row.sliced_w2, ",", row.sliced_w2_std, ",", r.sliced_w2_floor, ",",
-                   row.sliced_w2 / r.sliced_w2_floor, ",", r.straightness, ",", r.relative_straightness, "\n");
+        csv += cat(label, ",", row.solver, ",", row.nfe, ",", r.metric, ",", row.distance, ",", row.distance_std, ",", r.floor,
+                   ",", r.floor_std, ",", row.distance / r.floor, ",", r.straightness, ",", r.relative_straightness, "\n");
     }
     io::write_file_atomically(csv_path, csv);
     files.push_back(csv_path);
@@ -127,18 +144,19 @@ std::vector<std::string> write_straight_comparison(const std::vector<LabelledStr
       for (const NfeQuality& row : r.rows) {
         if (row.solver != "euler") continue;
         line.x.push_back(double(row.nfe));
-        line.y.push_back(row.sliced_w2);
+        line.y.push_back(row.distance);
         lowest = std::min(lowest, double(row.nfe));
         highest = std::max(highest, double(row.nfe));
       }
-      floor = r.sliced_w2_floor;
+      floor = r.floor;
       series.push_back(line);
     }
-    series.push_back({{lowest, highest}, {floor, floor}, "floor: two data samples"});
+    const bool images = results.front().result.metric == "fd";
+    series.push_back({{lowest, highest}, {floor, floor}, images ? "floor: real train vs test" : "floor: two data samples"});
     io::LinePlotOptions options;
-    options.title = "sliced W2 to the data against Euler steps";
+    options.title = images ? "Frechet distance to the test images against Euler steps" : "sliced W2 to the data against Euler steps";
     options.x_label = "Euler steps (NFE)";
-    options.y_label = "sliced W2";
+    options.y_label = images ? "Frechet distance (classifier features)" : "sliced W2";
     options.log_y = true;
     io::write_line_plot_png(png_path, series, options);
     files.push_back(png_path);

@@ -41,7 +41,7 @@ inline const ToolFlags& fmeval_evaluate_flags() {
 
 inline const ToolFlags& fmeval_straight_flags() {
   static const ToolFlags flags{{"--checkpoint", "--labels", "--n", "--nfe", "--tolerance", "--seed", "--repeats", "--csv", "--png",
-                                "--trajectories", "--weights", "--device", "--kernels"},
+                                "--trajectories", "--weights", "--device", "--kernels", "--classifier", "--data-dir"},
                                {"--help"}};
   return flags;
 }
