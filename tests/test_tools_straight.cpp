@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/autograd.h"
 #include "core/io/jsonl.h"
 #include "core/io/npy.h"
 #include "core/io/safetensors.h"
@@ -294,8 +295,26 @@ TEST_CASE("fmeval straight on images: FD at each NFE, S measured on the way, and
   REQUIRE(result.straightness == Approx(whole.straightness).epsilon(1e-5));
   REQUIRE(result.relative_straightness == Approx(whole.relative_straightness).epsilon(1e-5));
 
-  // Paths: [2, 11 frames, 3 samples, 1, 28, 28]; at t = 1 the predicted endpoint is the position itself.
+  // The Euler-1 row is the distance of one Euler step from that x0, measured independently here.
+  fm::tools::LoadedClassifier classifier =
+      fm::tools::load_classifier((dir / "run" / "classifier.safetensors").string(), fm::Device::CPU);
+  const fm::tools::LabelledImages test = fm::tools::load_fashion_mnist(fm::tools::kFashionMnistDir, "t10k");
+  const fm::tools::LabelledImages train = fm::tools::load_fashion_mnist(fm::tools::kFashionMnistDir, "train");
+  const fm::tools::FrechetReference reference = fm::tools::frechet_reference(*classifier.model, test, train, 40, 5);
+  REQUIRE(result.floor == reference.floor_mean());
+  fm::Tensor one_step;
+  {
+    fm::NoGradGuard no_grad;
+    one_step = (x0 + model.forward(x0, fm::Tensor::zeros({40}))).contiguous();
+  }
+  REQUIRE(result.rows[0].distance ==
+          Approx(fm::tools::frechet_distance_to_reference(*classifier.model, one_step, reference, "one step")).epsilon(1e-4));
+
+  // Paths: [2, 11 frames, 3 samples, 1, 28, 28]; they start at x0; at t = 1 the predicted endpoint is
+  // the position itself.
   REQUIRE(result.trajectories.shape() == fm::Shape{2, 11, 3, 1, 28, 28});
+  REQUIRE(result.trajectories.narrow(0, 0, 1).narrow(1, 0, 1).contiguous().to_float_vector() ==
+          x0.narrow(0, 0, 3).contiguous().to_float_vector());
   const std::vector<float> at_end = result.trajectories.narrow(0, 0, 1).narrow(1, 10, 1).contiguous().to_float_vector();
   const std::vector<float> predicted_at_end = result.trajectories.narrow(0, 1, 1).narrow(1, 10, 1).contiguous().to_float_vector();
   REQUIRE(at_end == predicted_at_end);

@@ -286,12 +286,15 @@ double FrechetReference::floor_mean() const {
 }
 
 double FrechetReference::floor_std() const {
+  // One pass over Σd and Σd², as fmeval has always computed it (the same bits in every report).
   const double draws = double(floor_draws.size());
   if (draws < 2) return 0.0;
-  const double mean = floor_mean();
-  double squares = 0;
-  for (double d : floor_draws) squares += (d - mean) * (d - mean);
-  return std::sqrt(squares / (draws - 1.0));
+  double sum = 0, sum_of_squares = 0;
+  for (double d : floor_draws) {
+    sum += d;
+    sum_of_squares += d * d;
+  }
+  return std::sqrt(std::max(0.0, (sum_of_squares - sum * sum / draws) / (draws - 1.0)));
 }
 
 FrechetReference frechet_reference(nn::ConvClassifier& classifier, const LabelledImages& test,
@@ -310,10 +313,9 @@ FrechetReference frechet_reference(nn::ConvClassifier& classifier, const Labelle
   return reference;
 }
 
-double frechet_distance_to_reference(nn::ConvClassifier& classifier, Tensor& samples, const FrechetReference& reference,
-                                     const std::string& where, std::int64_t* clamped) {
+std::int64_t clamp_samples_or_refuse(Tensor& samples, const std::string& where) {
   FM_CHECK(samples.device() == Device::CPU && samples.dtype() == DType::Float32 && samples.is_contiguous(), ValueError,
-           "frechet_distance_to_reference: expected contiguous CPU float32 samples");
+           "clamp_samples_or_refuse: expected contiguous CPU float32 samples");
   float* values = samples.data<float>();
   std::int64_t non_finite = 0, outside = 0;
   for (std::int64_t i = 0; i < samples.numel(); ++i) {
@@ -325,6 +327,12 @@ double frechet_distance_to_reference(nn::ConvClassifier& classifier, Tensor& sam
     }
   }
   FM_CHECK(non_finite == 0, ValueError, where, ": ", non_finite, " values are NaN or infinite");
+  return outside;
+}
+
+double frechet_distance_to_reference(nn::ConvClassifier& classifier, Tensor& samples, const FrechetReference& reference,
+                                     const std::string& where, std::int64_t* clamped) {
+  const std::int64_t outside = clamp_samples_or_refuse(samples, where);
   if (clamped) *clamped += outside;
   return flow::frechet_distance(flow::gaussian_statistics(classifier_features(classifier, samples)),
                                 reference.test_statistics);
@@ -424,14 +432,14 @@ FrechetEvalResult run_frechet_evaluation(const FrechetEvalRequest& request,
     say(log, cat("sampled in ", format_duration(sampled.seconds), " (", sampled.nfe, " NFE per sample)"));
   }
 
+  // A file with NaN in it is refused in one line, before any feature is computed or anything said about it.
+  result.clamped_values = clamp_samples_or_refuse(
+      samples, from_file ? cat("samples in ", request.samples_path) : std::string("samples (the sampler diverged)"));
+
   // ---- features and distances ----
   auto begin = std::chrono::steady_clock::now();
   FrechetReference reference = frechet_reference(*classifier.model, test, train, request.n, request.floor_draws);
-  // A file with NaN in it is refused in one line, before anything is said about it.
-  result.fd = frechet_distance_to_reference(*classifier.model, samples, reference,
-                                            from_file ? cat("samples in ", request.samples_path)
-                                                      : std::string("samples (the sampler diverged)"),
-                                            &result.clamped_values);
+  result.fd = frechet_distance_to_reference(*classifier.model, samples, reference, "samples");
   if (from_file) {
     say(log, classifier_line);
     say(log, cat("samples: the first ", request.n, " of ", request.samples_path));

@@ -113,10 +113,13 @@ struct FrechetReference {
 FrechetReference frechet_reference(nn::ConvClassifier& classifier, const LabelledImages& test,
                                    const LabelledImages& train, std::int64_t n, int floor_draws);
 
-// The distance of `samples` (CPU float32 [N, C, H, W]) to the reference's test images. A diverged sampler
-// must not pass as a score: NaN or infinite values are a ValueError naming `where`; values just outside
-// [-1, 1] are clamped in place first, as a picture would clamp them (the classifier only ever saw pixels
-// in [-1, 1]), and counted in `clamped` when given.
+// A diverged sampler must not pass as a score: NaN or infinite values in `samples` (CPU float32) are a
+// ValueError naming `where`; values just outside [-1, 1] are clamped in place, as a picture would clamp
+// them (the classifier only ever saw pixels in [-1, 1]). Returns how many were clamped.
+std::int64_t clamp_samples_or_refuse(Tensor& samples, const std::string& where);
+
+// The distance of `samples` (CPU float32 [N, C, H, W]) to the reference's test images, after
+// clamp_samples_or_refuse (the count added to `clamped` when given).
 double frechet_distance_to_reference(nn::ConvClassifier& classifier, Tensor& samples, const FrechetReference& reference,
                                      const std::string& where, std::int64_t* clamped = nullptr);
 

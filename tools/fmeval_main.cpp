@@ -60,7 +60,7 @@ const char* kUsage =
     "              [--solvers euler,midpoint,heun,rk4,dopri5] [--tolerances 1e-2,1e-3,1e-4] [--data-dir DIR]\n"
     "              [--device auto|cpu|cuda] [--kernels custom|library]\n"
     "       fmeval straight CHECKPOINT... [--labels a,b] [--n 2000] [--nfe 1,2,4,8,16,100] [--tolerance 1e-5]\n"
-    "              [--seed S] [--repeats 5|1] [--csv FILE] [--png FILE] [--trajectories PREFIX] [--weights ema|raw]\n"
+    "              [--seed S] [--repeats N] [--csv FILE] [--png FILE] [--trajectories PREFIX] [--weights ema|raw]\n"
     "              [--classifier FILE] [--data-dir DIR] [--device auto|cpu|cuda] [--kernels custom|library]\n"
     "       fmeval guidance CHECKPOINT [--weights-list 0,0.5,1,2,4] [--n PER_CLASS] [--csv FILE] [--png FILE]\n"
     "              [--solver NAME] [--steps N] [--rtol X] [--atol X] [--weights ema|raw] [--seed S]\n"
@@ -77,8 +77,9 @@ const char* kUsage =
     "  checkpoint may also be given as --checkpoint FILE.\n"
     "  straight: the distance to the data after Euler with each --nfe, and dopri5 at --tolerance (0 = skip),\n"
     "  from the same n source draws, and the flow's straightness S along 100-step Euler paths. 2-D models:\n"
-    "  sliced W2 to n fresh points, a mean over --repeats (5) draws; image models: the Frechet distance to n\n"
-    "  t10k images (--classifier, --data-dir as below; --repeats 1) with the floor's spread over 5 draws.\n"
+    "  sliced W2 to n fresh points, a mean over --repeats (default 5) draws; image models: the Frechet distance\n"
+    "  to n t10k images (--classifier and --data-dir as below, one classifier for all rows; --repeats default\n"
+    "  1), with the floor's spread over 5 draws of real train images.\n"
     "  --png plots the distance against NFE for all checkpoints, --trajectories writes PREFIX_<label>.png path\n"
     "  pictures (images: 8 paths, x_t over t = 0..1 and under it the endpoint x_t + (1-t) v predicts).\n"
     "  Prints the Frechet distance between classifier features of n samples and of n real t10k images,\n"
@@ -256,12 +257,23 @@ int straight_command(int argc, char** argv) {
   const Device device = tools::pick_device(args.get("--device", "auto"));
   if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));
 
+  // Every checkpoint is read and checked before any is evaluated: a bad last file must not cost the
+  // hours the first ones take. One kind of model per table, and one classifier for all image rows
+  // (each found beside its own checkpoint would measure each row with other features).
+  std::vector<tools::CheckpointModel> models;
+  for (const std::string& checkpoint : checkpoints) {
+    models.push_back(tools::load_checkpoint_model(checkpoint, device, args.get("--weights", "ema")));
+    const bool image = !tools::is_2d_dataset(models.back().config["data"]["name"]);
+    const bool first_image = !tools::is_2d_dataset(models.front().config["data"]["name"]);
+    FM_CHECK(image == first_image, ConfigError, "straight: ", checkpoint, " is ", image ? "an image" : "a 2-D",
+             " model and ", checkpoints[0], " is not; compare like with like");
+  }
+  const bool images = !tools::is_2d_dataset(models.front().config["data"]["name"]);
+  if (images) request.classifier = tools::find_classifier(request.classifier, checkpoints[0]);
+
   std::vector<tools::LabelledStraightResult> results;
   for (std::size_t i = 0; i < checkpoints.size(); ++i) {
-    tools::CheckpointModel loaded = tools::load_checkpoint_model(checkpoints[i], device, args.get("--weights", "ema"));
-    const bool images = !tools::is_2d_dataset(loaded.config["data"]["name"]);
-    FM_CHECK(i == 0 || images == (results.front().result.metric == "fd"), ConfigError, "straight: ", checkpoints[i],
-             " is ", images ? "an image" : "a 2-D", " model and ", checkpoints[0], " is not; compare like with like");
+    tools::CheckpointModel& loaded = models[i];
     request.checkpoint_path = checkpoints[i];
     std::fprintf(stderr, "straight: %s (%zu of %zu)...\n", checkpoints[i].c_str(), i + 1, checkpoints.size());
     const std::int64_t kept_paths = trajectories.empty() ? 0 : images ? 8 : 96;

@@ -23,13 +23,16 @@ Json StraightEvalResult::to_json() const {
   for (const NfeQuality& row : rows)
     table.push_back({{"solver", row.solver}, {"nfe", row.nfe}, {metric, row.distance}, {metric + "_std", row.distance_std},
                      {"ratio_to_floor", row.distance / floor}});
-  return {{"metric", metric},
-          {"repeats", repeats},
-          {"quality_vs_nfe", table},
-          {metric + "_floor", floor},
-          {metric + "_floor_std", floor_std},
-          {"straightness", straightness},
-          {"relative_straightness", relative_straightness}};
+  Json out = {{"metric", metric},
+              {"repeats", repeats},
+              {"quality_vs_nfe", table},
+              {metric + "_floor", floor},
+              {metric + "_floor_std", floor_std},
+              {"straightness", straightness},
+              {"relative_straightness", relative_straightness}};
+  if (!classifier_path.empty()) out["classifier"] = classifier_path;
+  if (chunk > 0) out["chunk"] = chunk;
+  return out;
 }
 
 std::vector<std::pair<std::string, flow::SolverOptions>> straight_eval_solvers(const StraightEvalRequest& request) {

@@ -32,7 +32,9 @@ struct StraightEvalRequest {
   std::string classifier;
   std::string checkpoint_path;
   std::string data_dir = kFashionMnistDir;
-  std::int64_t chunk = 500;  // images integrated at a time (memory)
+  // Images integrated at a time (memory). dopri5 picks its steps per chunk (its error norm spans the
+  // chunk), so its NFE and FD depend on this a little; the Euler rows do not.
+  std::int64_t chunk = 500;
 };
 
 struct NfeQuality {
@@ -53,6 +55,8 @@ struct StraightEvalResult {
   // [2, frames, count, C, H, W]: x_t at `frames` evenly spaced times along the Euler path, and the
   // endpoint each x_t predicts, x_t + (1 − t)·v(x_t, t), which never moves along a straight path.
   Tensor trajectories;
+  std::string classifier_path;  // images: the classifier behind the distances
+  std::int64_t chunk = 0;       // images: the request's chunk (dopri5's rows depend on it)
   Json to_json() const;
 };
 
@@ -71,7 +75,7 @@ StraightEvalResult evaluate_straightness_images(CheckpointModel& loaded, const S
                                                 std::int64_t trajectory_count = 0);
 
 // Several evaluated checkpoints side by side: a CSV (label, solver, nfe, metric, distance, its std,
-// floor, ratio_to_floor, straightness), and a log-log plot of the distance against Euler NFE, one line
+// floor, floor_std, ratio_to_floor, straightness, relative_straightness), and a log-log plot of the distance against Euler NFE, one line
 // per checkpoint, with the floor. Returns the files written.
 struct LabelledStraightResult {
   std::string label;

@@ -21,7 +21,7 @@
 namespace fm::tools {
 namespace {
 
-constexpr int kPathFrames = 11;  // t = 0, 0.1, …, 1 in the path picture
+constexpr int kPathFrames = 11;  // t = 0, 0.1, …, 1 in the path picture (when the steps are a multiple of 10)
 
 // A chunked Euler run that also measures S: the endpoints (CPU) and Σ S·count, Σ ‖Z1 − Z0‖²·count.
 struct ChunkedStraightness {
@@ -57,8 +57,9 @@ std::pair<Tensor, double> solve_in_chunks(const flow::OdeSolver& solver, const f
   return {concat(ends, 0).contiguous(), evaluations};
 }
 
-// [2, kPathFrames, count, ...]: x_t at evenly spaced times of a `steps`-step Euler path, and the
-// endpoint each predicts, x_t + (1 − t)·v(x_t, t).
+// [2, kPathFrames, count, ...]: x_t at the Euler steps nearest to t = 0, 0.1, …, 1 of a `steps`-step
+// path (evenly spaced when steps is a multiple of 10; fewer steps repeat frames), and the endpoint
+// each predicts, x_t + (1 − t)·v(x_t, t).
 Tensor image_paths(const flow::VelocityField& field, const Tensor& x0, int steps) {
   std::vector<Tensor> states{x0};
   flow::SolverOptions options;
@@ -104,6 +105,9 @@ StraightEvalResult evaluate_straightness_images(CheckpointModel& loaded, const S
            ", the classifier ", classifier_path, " takes ", shape_str(classifier_example));
   const LabelledImages test = load_fashion_mnist(request.data_dir, "t10k");
   const LabelledImages train = load_fashion_mnist(request.data_dir, "train");
+  const Shape data_example = {test.images.size(1), test.images.size(2), test.images.size(3)};
+  FM_CHECK(data_example == classifier_example, ConfigError, "straight: ", request.data_dir, " holds images ",
+           shape_str(data_example), ", the classifier ", classifier_path, " takes ", shape_str(classifier_example));
   const FrechetReference reference = frechet_reference(*classifier.model, test, train, request.n, 5);
 
   NoGradGuard no_grad;
@@ -118,6 +122,8 @@ StraightEvalResult evaluate_straightness_images(CheckpointModel& loaded, const S
 
   StraightEvalResult result;
   result.metric = "fd";
+  result.classifier_path = classifier_path;
+  result.chunk = request.chunk;
   result.repeats = request.repeats > 0 ? request.repeats : 1;
   result.floor = reference.floor_mean();
   result.floor_std = reference.floor_std();
@@ -146,7 +152,7 @@ StraightEvalResult evaluate_straightness_images(CheckpointModel& loaded, const S
       } else {
         std::tie(samples, evaluations) = solve_in_chunks(*flow::make_solver(name, options), field, x0, request.chunk);
       }
-      const std::string run = name == "euler" ? cat("Euler with ", options.steps, " steps")
+      const std::string run = name == "euler" ? cat("Euler with ", options.steps, options.steps == 1 ? " step" : " steps")
                                               : cat(name, " at tolerance ", request.dopri5_tolerance);
       const double fd = frechet_distance_to_reference(*classifier.model, samples, reference,
                                                       cat("straight: ", run, " diverged; its samples"));
@@ -170,7 +176,8 @@ StraightEvalResult evaluate_straightness_images(CheckpointModel& loaded, const S
 
 void write_image_paths_png(const std::string& path, const StraightEvalResult& result) {
   FM_CHECK(result.trajectories.defined() && result.trajectories.dim() == 6, ValueError,
-           "write_image_paths_png: no image paths were kept");
+           "write_image_paths_png: expected image paths [2, frames, count, C, H, W] (an image model evaluated with "
+           "trajectory_count > 0), got ", result.trajectories.defined() ? shape_str(result.trajectories.shape()) : "none");
   // [2, frames, count, C, H, W] → rows: sample i's positions, then its predictions; frames left to right.
   const Tensor& paths = result.trajectories;
   const std::int64_t frames = paths.size(1), count = paths.size(2), channels = paths.size(3);

@@ -20,8 +20,8 @@
 # BIN_DIR holds fmtrain, fmreflow, fmeval (default: build/bin). Every stage keeps its output in OUT
 # (default runs/straight_fashion_mnist_<profile>), so a second call resumes where the first stopped
 # (fmreflow resumes a half-written pairs file itself); delete OUT to start over. Override with
-# PAIRS, TEACHER_STEPS, N_EVAL, TOLERANCE (dopri5's rtol = atol), CLASSIFIER (an existing
-# classifier file; default: OUT/classifier.safetensors, trained here when missing).
+# PAIRS, TEACHER_STEPS, N_EVAL, TOLERANCE (dopri5's rtol = atol), CLASSIFIER (the classifier file;
+# default OUT/classifier.safetensors; trained at that path when missing).
 set -euo pipefail
 profile=${1:-cpu}
 bin=${2:-build/bin}
@@ -58,9 +58,16 @@ train() {  # train NAME CONFIG [--set ...]
     "$bin/fmtrain" "$config" --out "$out/$name" --set device="\"$device\"" "$@"
   fi
 }
-pairs_from() {  # pairs_from TEACHER_RUN FILE
-  stage "$pairs pairs from $1"
-  "$bin/fmreflow" --teacher "$out/$1/checkpoint.safetensors" --out "$out/$2" --count "$pairs" --device "$device"
+pairs_from() {  # pairs_from TEACHER_RUN FILE STUDENT_RUN...: skipped once every student is trained
+  local teacher=$1 file=$2 student pending=0
+  shift 2
+  for student in "$@"; do [[ -f "$out/$student/summary.json" ]] || pending=1; done
+  if (( ! pending )); then
+    echo "== pairs from $teacher: not needed (its students are trained)"
+    return
+  fi
+  stage "$pairs pairs from $teacher"
+  "$bin/fmreflow" --teacher "$out/$teacher/checkpoint.safetensors" --out "$out/$file" --count "$pairs" --device "$device"
 }
 
 train 1rf "configs/fashion_mnist$suffix.json" --set train.steps="$teacher_steps"
@@ -68,10 +75,10 @@ if [[ ! -f "$classifier" ]]; then
   stage "classifier"
   "$bin/fmeval" train-classifier --out "$classifier" --device "$device"
 fi
-pairs_from 1rf pairs_1rf.safetensors
+pairs_from 1rf pairs_1rf.safetensors 2rf
 train 2rf "configs/fashion_mnist${suffix}_reflow.json" --set data.pairs="\"$out/pairs_1rf.safetensors\"" \
   --set train.init_from="\"$out/1rf/checkpoint.safetensors\""
-pairs_from 2rf pairs_2rf.safetensors
+pairs_from 2rf pairs_2rf.safetensors 2rf_distill1 3rf
 train 2rf_distill1 "configs/fashion_mnist${suffix}_distill.json" --set data.pairs="\"$out/pairs_2rf.safetensors\"" \
   --set train.init_from="\"$out/2rf/checkpoint.safetensors\""
 train 3rf "configs/fashion_mnist${suffix}_reflow.json" --set data.pairs="\"$out/pairs_2rf.safetensors\"" \
