@@ -25,12 +25,15 @@ namespace {
 
 // Images for the U-Net: one fixed random batch in [-1, 1], served every step (the step's work does
 // not depend on pixel values, and the bench must not need the dataset). One epoch, as a stream.
+// Like a stored data set (flow::ImageEpochs) it is kept on the training device, so the counted steps
+// copy no batch from the host, as fmtrain's image steps do not.
 class RandomImages : public flow::TrainingData {
  public:
   RandomImages(std::int64_t batch, std::int64_t side) : shape_{1, side, side} {
     Generator gen(20240601);
     batch_ = rand_uniform({batch, 1, side, side}, gen, -1.0, 1.0, DType::Float32, Device::CPU);
   }
+  void keep_on(Device device) override { batch_ = batch_.to(device); }
   Tensor next_batch(std::int64_t batch_size, const flow::StepNoise&) override {
     FM_CHECK(batch_size == batch_.size(0), ValueError, "RandomImages: batch ", batch_size, " asked, ",
              batch_.size(0), " made");

@@ -7,6 +7,8 @@
 // the copies and bytes each way; and, apart, what one log step's read of the numbers costs and the
 // launches of the step's clip + Adam + EMA pass (issue 14: at most 10, whatever the model). Issue 14's
 // targets for a steady-state step: 0 syncs, 0 allocations, 0 host->device bytes between log points.
+// The U-Net's batch is kept on the device, as fmtrain keeps an image data set there
+// (TrainingData::keep_on); the moons points are drawn on the host each step and copied (512 bytes).
 //
 // Runs on whatever device is there: CUDA, the CUDA emulator (use --shapes small: it runs every GPU
 // thread on the CPU) or the CPU, where there is no device runtime and the counters do not apply.

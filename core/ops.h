@@ -4,6 +4,8 @@
 // allocates its output, dispatches to a CPU or CUDA kernel in kernels/, and records its backward
 // (core/autograd.h) beside the forward. Elementwise ops broadcast NumPy-style.
 #pragma once
+#include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/tensor.h"
@@ -57,6 +59,31 @@ Tensor mlp_inference(const Tensor& x, const std::vector<DenseLayer>& layers, Act
 
 // ---- joining and copying (core/ops_shape.cpp) ----
 Tensor concat(const std::vector<Tensor>& tensors, int dim);
+
+// ---- gathering rows by a device-resident index (core/ops_gather.cpp) ----
+// Row indices into a table, held where the table is: a host vector on the CPU, a device buffer on
+// CUDA, uploaded once when the RowIndex is made. A training set kept on the GPU gathers every batch
+// through one (its epoch order), so a step copies no indices and no data from the host. Every index
+// is checked here, once, against the table's row count (ValueError naming the first bad one); a
+// copy of a RowIndex shares its buffer.
+class RowIndex {
+ public:
+  RowIndex() = default;  // no rows, on the CPU
+  RowIndex(const std::vector<std::int32_t>& rows, std::int64_t table_rows, Device device);
+  std::int64_t size() const { return size_; }
+  std::int64_t table_rows() const { return table_rows_; }  // what every index was checked against
+  Device device() const { return device_; }
+  const std::int32_t* data() const;  // a host pointer on the CPU, a device pointer on CUDA
+
+ private:
+  std::shared_ptr<const std::int32_t> rows_;  // host array or device buffer (freed by its deleter)
+  std::int64_t size_ = 0, table_rows_ = 0;
+  Device device_ = Device::CPU;
+};
+// Rows index[first], …, index[first + count − 1] of table [rows, ...] (any trailing shape) stacked
+// into [count, ...], on the table's device, which must be the index's. Data only: the result has no
+// history (no gradient reaches the table; embedding() is the differentiable lookup).
+Tensor take_rows(const Tensor& table, const RowIndex& index, std::int64_t first, std::int64_t count);
 
 // ---- losses (core/ops_loss.cpp) ----
 Tensor mse_loss(const Tensor& prediction, const Tensor& target);  // mean((p - t)²)

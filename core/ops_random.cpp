@@ -1,5 +1,5 @@
-// core/ops_random.cpp — philox_uniform / philox_normal: counter-based random tensors made on their own
-// device (see core/random.h for what they draw, kernels/random.h for the kernels).
+// core/ops_random.cpp — philox_uniform / philox_normal / philox_times: counter-based random tensors
+// made on their own device (see core/random.h for what they draw, kernels/random.h for the kernels).
 #include "core/dispatch.h"
 #include "core/random.h"
 #include "kernels/random.h"
@@ -9,14 +9,18 @@ namespace {
 
 enum class Distribution { Uniform, Normal };
 
-Tensor philox_tensor(const char* op, Distribution distribution, const Shape& shape, PhiloxKey key,
-                     std::int64_t step, std::int64_t first_sample, DType dtype, Device device) {
-  const std::int64_t samples = shape.empty() ? 1 : shape[0];
-  const std::int64_t per_sample = samples == 0 ? 0 : shape_numel(shape) / samples;
+void check_place(const char* op, std::int64_t step, std::int64_t first_sample, std::int64_t samples) {
   FM_CHECK(step >= 0 && step < (std::int64_t(1) << 32), ValueError, op, ": step ", step,
            " outside [0, 2^32) (the counter holds 32 bits of it)");
   FM_CHECK(first_sample >= 0 && first_sample + samples <= (std::int64_t(1) << 32), ValueError, op, ": samples [",
            first_sample, ", ", first_sample + samples, ") outside [0, 2^32)");
+}
+
+Tensor philox_tensor(const char* op, Distribution distribution, const Shape& shape, PhiloxKey key,
+                     std::int64_t step, std::int64_t first_sample, DType dtype, Device device) {
+  const std::int64_t samples = shape.empty() ? 1 : shape[0];
+  const std::int64_t per_sample = samples == 0 ? 0 : shape_numel(shape) / samples;
+  check_place(op, step, first_sample, samples);
   FM_CHECK(per_sample <= (std::int64_t(1) << 33), ValueError, op, ": ", per_sample,
            " values per sample, at most 2^33");
   Tensor out = Tensor::empty(shape, dtype, device);
@@ -38,6 +42,27 @@ Tensor philox_tensor(const char* op, Distribution distribution, const Shape& sha
 }
 
 }  // namespace
+
+Tensor philox_times(std::int64_t n, PhiloxKey key, std::int64_t step, std::int64_t first_sample, const TimeLaw& law,
+                    DType dtype, Device device) {
+  FM_CHECK(n >= 0, ValueError, "philox_times: sample count ", n, " is negative");
+  check_place("philox_times", step, first_sample, n);
+  FM_CHECK(law.kind != TimeLawKind::Grid || law.points >= 1, ValueError, "philox_times: a grid law needs >= 1 point, got ",
+           law.points);
+  Tensor out = Tensor::empty({n}, dtype, device);
+  const kernels::PhiloxPlace place{key.seed, key.stream, std::uint32_t(step), std::uint32_t(first_sample)};
+  dispatch_kernel(
+      "philox_times", device, dtype,
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::philox_times_cpu<T>(out.data<T>(), n, place, law);
+      },
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::philox_times_cuda(out.data<T>(), n, place, law);
+      });
+  return out;
+}
 
 Tensor philox_uniform(const Shape& shape, PhiloxKey key, std::int64_t step, std::int64_t first_sample, DType dtype,
                       Device device) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/time_law.h"
 
 namespace fm {
 
@@ -68,6 +69,14 @@ Tensor philox_uniform(const Shape& shape, PhiloxKey key, std::int64_t step, std:
                       DType dtype = DType::Float32, Device device = Device::CPU);
 Tensor philox_normal(const Shape& shape, PhiloxKey key, std::int64_t step, std::int64_t first_sample = 0,
                      DType dtype = DType::Float32, Device device = Device::CPU);
+
+// Training times: element i is sample (first_sample + i)'s time under `law` (uniform, logit-normal,
+// polynomial warp or grid; kernels/time_law.h) from its place in stream key.stream at `step`, clamped
+// below 1 in dtype, made on `device` (CPU: float32/float64; CUDA: float32) with the same bits on both.
+using TimeLaw = kernels::TimeLaw;
+using TimeLawKind = kernels::TimeLawKind;
+Tensor philox_times(std::int64_t n, PhiloxKey key, std::int64_t step, std::int64_t first_sample, const TimeLaw& law,
+                    DType dtype = DType::Float32, Device device = Device::CPU);
 
 // Single values at a place, on the host: equal to element `element` of that sample's row in the
 // float64 tensors above; the word is the 64 bits the uniform is taken from.

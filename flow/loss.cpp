@@ -66,8 +66,13 @@ FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tens
            ShapeError, "flow matching loss: x0 ", x0.defined() ? x0.describe() : "undefined",
            " must match the data batch ", x1.describe());
   const std::int64_t n = x1.size(0);
-  // The times are drawn on the host (in x1's dtype: the values the device will hold) and copied over;
-  // the path takes its coefficients from the host copy.
+  // Where the times are made: on x1's device when the sampler has a device law and the path takes
+  // its coefficients from a device tensor (CondOT): no copy, no read back. Otherwise on the host (in
+  // x1's dtype: the values the device will hold), copied over, the path reading the host copy.
+  // Both give the same bits (kernels/time_law.h).
+  if (time_sampler.law() && path.samples_from_device_times())
+    return loss_with_times(model, x1, path, time_sampler.sample(n, noise, x1.dtype(), x1.device()), std::move(x0),
+                           Tensor());
   Tensor t_host = time_sampler.sample(n, noise, x1.dtype(), Device::CPU);
   return loss_with_times(model, x1, path, t_host.to(x1.device()), std::move(x0), t_host);
 }

@@ -147,6 +147,15 @@ CondOTPath::CondOTPath() : AffineProbabilityPath(std::make_shared<CondOTSchedule
 
 PathSample CondOTPath::sample(const Tensor& x0, const Tensor& x1, const TimeArgument& t) const {
   check_same_shape("path.sample", x0, "x0", x1, "x1");
+  const Tensor* t_tensor = t.tensor();
+  if (t_tensor && t_tensor->defined() && t_tensor->dim() == 1 && t_tensor->size(0) == x1.size(0) &&
+      x1.size(0) > 1 && t_tensor->device() == x1.device() && t_tensor->dtype() == x1.dtype()) {
+    // Per-sample times on x's device: the coefficients as [N, 1, ..., 1] tensors made there.
+    Shape shape(std::size_t(x1.dim()), 1);
+    shape[0] = x1.size(0);
+    const Tensor alpha = t_tensor->detach().contiguous().view(shape);
+    return {mul(x1, alpha) + mul(x0, 1.0 - alpha), x1 - x0};
+  }
   std::vector<double> times = t.values("path.sample", x1);
   // (1 − t)·x0 + t·x1 rather than x0 + t·(x1 − x0): exact at both ends (x_0 = x0, x_1 = x1).
   std::vector<double> one_minus_t(times.size());

@@ -38,7 +38,10 @@ class TimeArgument {
   TimeArgument(const Tensor& t) : tensor_(t) {}
   TimeArgument(double t) : scalar_(t), is_scalar_(true) {}
   // The values on the host, checked against x's batch size: N values, or one for the whole batch.
+  // (A tensor on the device is read back: a wait for the device.)
   std::vector<double> values(const char* op, const Tensor& x) const;
+  // The time tensor, or null for a plain double.
+  const Tensor* tensor() const { return is_scalar_ ? nullptr : &tensor_; }
 
  private:
   Tensor tensor_;
@@ -67,6 +70,10 @@ class AffineProbabilityPath {
   // x0 (noise) and x1 (data) of equal shape [N, ...]; t [N], one element or a double.
   // Differentiable in x0 and x1 (not in t).
   virtual PathSample sample(const Tensor& x0, const Tensor& x1, const TimeArgument& t) const;
+  // Whether sample() computes its coefficients from a time tensor on the tensor's own device (no
+  // read of t back to the host): the trainer then draws t on the device (flow/loss.cpp). Otherwise
+  // the coefficients come from the times' host values.
+  virtual bool samples_from_device_times() const { return false; }
 
   // The conversion table of Lipman et al. 2024 ("Flow Matching Guide and Code", Sec. 4.8.1,
   // eqs. 4.55–4.57 and the inverse relations). With D = α_t·σ̇_t − σ_t·α̇_t (never 0 for the
@@ -100,11 +107,14 @@ class AffineProbabilityPath {
 
 // The default path: α_t = t, σ_t = 1 − t. sample() is the textbook recipe (seed 000):
 // x_t = (1 − t)·x0 + t·x1 and the target x1 − x0 computed directly (one subtraction, no coefficient
-// tensors for α̇ = 1, σ̇ = −1).
+// tensors for α̇ = 1, σ̇ = −1). Its coefficients t and 1 − t are cheap tensor ops, so a per-sample
+// time tensor is used where it lives (on the device: no copy, no read back), with the same bits as
+// the host computation (t is exact in its dtype, and 1 − t rounds once either way).
 class CondOTPath final : public AffineProbabilityPath {
  public:
   CondOTPath();
   PathSample sample(const Tensor& x0, const Tensor& x1, const TimeArgument& t) const override;
+  bool samples_from_device_times() const override { return true; }
 };
 
 // An affine path from a scheduler name ("condot" gives a CondOTPath); ConfigError otherwise.

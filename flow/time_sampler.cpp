@@ -18,8 +18,8 @@ double largest_below_one(DType dtype) {
 }  // namespace
 
 double polynomial_time_warp(double t, double s) {
-  // Horner form of 4(1 − s)t³ + 6(s − 1)t² + (3 − 2s)t.
-  return ((4.0 * (1.0 - s) * t + 6.0 * (s - 1.0)) * t + (3.0 - 2.0 * s)) * t;
+  // Horner form of 4(1 − s)t³ + 6(s − 1)t² + (3 − 2s)t, with the time kernel's exact operations.
+  return kernels::philox::time_warp(t, s);
 }
 
 double TimeSampler::draw(Generator& gen) const {
@@ -38,6 +38,8 @@ Tensor TimeSampler::sample(std::int64_t n, Generator& gen, DType dtype, Device d
 
 Tensor TimeSampler::sample(std::int64_t n, const StepNoise& noise, DType dtype, Device device) const {
   FM_CHECK(n >= 0, ValueError, "time sampler '", name(), "': sample count ", n, " is negative");
+  if (const std::optional<TimeLaw> kernel_law = law())  // on the device itself: no copy
+    return philox_times(n, noise.key(NoiseStream::Time), noise.step, noise.first_sample, *kernel_law, dtype, device);
   const double upper = largest_below_one(dtype);
   std::vector<double> values(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) {
@@ -55,8 +57,15 @@ LogitNormalTimeSampler::LogitNormalTimeSampler(double mean, double std) : mean_(
 }
 
 double LogitNormalTimeSampler::draw(RandomDraws& draws) const {
-  const double z = mean_ + std_ * draws.normal();
-  return 1.0 / (1.0 + std::exp(-z));
+  // The time kernel's arithmetic (its own exp), so host and device draws agree bit for bit.
+  return kernels::philox::logistic_of_normal(draws.normal(), mean_, std_);
+}
+
+std::optional<TimeLaw> LogitNormalTimeSampler::law() const {
+  TimeLaw law;
+  law.kind = TimeLawKind::LogitNormal;
+  law.mean = mean_, law.std = std_;
+  return law;
 }
 
 WarpedUniformTimeSampler::WarpedUniformTimeSampler(double slope) : slope_(slope) {
@@ -69,13 +78,24 @@ double WarpedUniformTimeSampler::draw(RandomDraws& draws) const {
   return polynomial_time_warp(draws.uniform(), slope_);
 }
 
+std::optional<TimeLaw> WarpedUniformTimeSampler::law() const {
+  TimeLaw law;
+  law.kind = TimeLawKind::Warp;
+  law.slope = slope_;
+  return law;
+}
+
 GridTimeSampler::GridTimeSampler(int points) : points_(points) {
   FM_CHECK(points >= 1, ValueError, "grid time sampler: the number of grid points must be >= 1, got ", points);
 }
 
-double GridTimeSampler::draw(RandomDraws& draws) const {
-  const int index = std::min(points_ - 1, int(draws.uniform() * points_));
-  return double(index) / points_;
+double GridTimeSampler::draw(RandomDraws& draws) const { return kernels::philox::grid_time(draws.uniform(), points_); }
+
+std::optional<TimeLaw> GridTimeSampler::law() const {
+  TimeLaw law;
+  law.kind = TimeLawKind::Grid;
+  law.points = points_;
+  return law;
 }
 
 std::vector<std::string> time_sampler_names() { return {"uniform", "logit_normal", "warp", "grid"}; }

@@ -1,14 +1,16 @@
 // flow/time_sampler.h — distributions of the training time t ∈ [0, 1] (t = 0 noise, t = 1 data).
 //
 // Sits in flow/ on top of core/ (Tensor, random). Each sampler maps one sample's draws (a uniform or
-// a normal, from core/random.h's RandomDraws) to a time, on the host in double, so the times do not
-// depend on the device. In training the draws come from the Philox stream NoiseStream::Time at
-// (seed, step, sample index) (flow/step_noise.h); a Generator can drive the same samplers too. The
-// result is a Tensor [N] of the requested dtype/device. Values are kept strictly below 1 after rounding to the dtype (a float32
+// a normal, from core/random.h's RandomDraws) to a time in double. In training the draws come from the
+// Philox stream NoiseStream::Time at (seed, step, sample index) (flow/step_noise.h) and the times are
+// made on the training device by one kernel (core philox_times; every sampler here says its law()),
+// with the same bits on the CPU and on CUDA, so a step copies no times to the device; a Generator can
+// drive the same samplers too (on the host). The result is a Tensor [N] of the requested dtype/device. Values are kept strictly below 1 after rounding to the dtype (a float32
 // draw of 0.99999998 would otherwise round to 1.0f, where some paths' targets are singular).
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,10 @@ class TimeSampler {
   virtual ~TimeSampler() = default;
   // One time in [0, 1] from one sample's draws.
   virtual double draw(RandomDraws& draws) const = 0;
+  // The law as the Philox time kernel knows it (kernels/time_law.h), when it knows it: then
+  // sample(n, noise, ...) draws on the tensor's own device. A sampler without one is drawn on the host
+  // and copied. draw() and the kernel give the same numbers for the same draws.
+  virtual std::optional<TimeLaw> law() const { return std::nullopt; }
   double draw(Generator& gen) const;
   virtual std::string name() const = 0;
   // n independent draws as a Tensor [n], drawn in order from `gen`.
@@ -46,6 +52,7 @@ class UniformTimeSampler final : public TimeSampler {
   using TimeSampler::draw;
   double draw(RandomDraws& draws) const override;
   std::string name() const override { return "uniform"; }
+  std::optional<TimeLaw> law() const override { return TimeLaw{}; }
 };
 
 // t = sigmoid(mean + std·z), z ~ N(0, 1): the logit-normal of Esser et al. 2024 (Stable Diffusion 3,
@@ -57,6 +64,7 @@ class LogitNormalTimeSampler final : public TimeSampler {
   using TimeSampler::draw;
   double draw(RandomDraws& draws) const override;
   std::string name() const override { return "logit_normal"; }
+  std::optional<TimeLaw> law() const override;
   double mean() const { return mean_; }
   double std() const { return std_; }
 
@@ -71,6 +79,7 @@ class WarpedUniformTimeSampler final : public TimeSampler {
   using TimeSampler::draw;
   double draw(RandomDraws& draws) const override;
   std::string name() const override { return "warp"; }
+  std::optional<TimeLaw> law() const override;
   double slope() const { return slope_; }
 
  private:
@@ -87,6 +96,7 @@ class GridTimeSampler final : public TimeSampler {
   using TimeSampler::draw;
   double draw(RandomDraws& draws) const override;
   std::string name() const override { return "grid"; }
+  std::optional<TimeLaw> law() const override;
   int points() const { return points_; }
 
  private:

@@ -24,6 +24,9 @@ FlowTrainer::FlowTrainer(nn::VelocityModel& model, nn::Optimizer& optimizer, nn:
            ", but the training data (", data_.describe(), ") has ", data_.num_classes(), " classes");
   FM_CHECK(options_.label_dropout >= 0 && options_.label_dropout < 1, ConfigError, "train.label_dropout: got ",
            options_.label_dropout, ", expected a number in [0, 1)");
+  // A stored data set moves to the training device once, so the steps below gather their batches
+  // there; the .to(device) in run_step is then a no-op (it copies only data made on the host).
+  data_.keep_on(options_.device);
 }
 
 std::vector<std::int32_t> drop_labels(std::vector<std::int32_t> labels, double dropout, std::int32_t null_class,

@@ -1,4 +1,5 @@
-// flow/training_data.cpp — shuffled epochs over IDX images (see training_data.h).
+// flow/training_data.cpp — shuffled epochs over IDX images and reflow pairs, served from the host or
+// from a copy kept on the training device (see training_data.h).
 #include "flow/training_data.h"
 
 #include <algorithm>
@@ -68,10 +69,21 @@ const std::uint64_t* EpochCursor::next(std::int64_t batch_size, const StepNoise&
   if (order_epoch_ != epoch_) {  // also right after a resume: the order is recomputed, not stored
     order_ = epoch_order(count_, noise.seed, epoch_);
     order_epoch_ = epoch_;
+    ++order_version_;
   }
-  const std::uint64_t* indices = order_.data() + position_;
+  batch_start_ = position_;
   position_ += batch_size;
-  return indices;
+  return order_.data() + batch_start_;
+}
+
+const RowIndex& EpochCursor::order_on(Device device) {
+  if (device_order_version_ != order_version_ || device_order_.device() != device) {
+    // One copy of the order per epoch (4 bytes an example), instead of a batch of data per step.
+    const std::vector<std::int32_t> rows(order_.begin(), order_.end());
+    device_order_ = RowIndex(rows, count_, device);
+    device_order_version_ = order_version_;
+  }
+  return device_order_;
 }
 
 WordState EpochCursor::state() const {
@@ -89,17 +101,25 @@ void EpochCursor::load_state(const WordState& state) {
   order_epoch_ = -1;
 }
 
+void ImageEpochs::keep_on(Device device) {
+  device_ = device;
+  // The host pixels stay: the labels, all_images() and a later keep_on(CPU) read them.
+  device_images_ = device == Device::CPU ? Tensor() : all_images().to(device);
+}
+
 Tensor ImageEpochs::next_batch(std::int64_t batch_size, const StepNoise& noise) {
   const std::uint64_t* indices = cursor_.next(batch_size, noise);
+  if (!labels_.empty()) {  // labels stay on the host: the model's embedding takes a host vector
+    last_labels_.resize(std::size_t(batch_size));
+    for (std::int64_t b = 0; b < batch_size; ++b) last_labels_[std::size_t(b)] = labels_[indices[b]];
+  }
+  if (device_ != Device::CPU)  // the same rows in the same order, gathered on the device
+    return take_rows(device_images_, cursor_.order_on(device_), cursor_.batch_start(), batch_size);
   const std::int64_t image_size = rows_ * cols_;
   Tensor batch = Tensor::empty({batch_size, 1, rows_, cols_});
   float* out = batch.data<float>();
   for (std::int64_t b = 0; b < batch_size; ++b)
     std::memcpy(out + b * image_size, pixels_.data() + indices[b] * image_size, sizeof(float) * image_size);
-  if (!labels_.empty()) {
-    last_labels_.resize(std::size_t(batch_size));
-    for (std::int64_t b = 0; b < batch_size; ++b) last_labels_[std::size_t(b)] = labels_[indices[b]];
-  }
   return batch;
 }
 
@@ -124,8 +144,19 @@ PairEpochs::PairEpochs(const std::string& pairs_path, ReflowPairs pairs)
     : path_(pairs_path), x0_(pairs.x0), x1_(pairs.x1), metadata_(std::move(pairs.metadata)),
       cursor_(pairs.x1.size(0), cat("the ", pairs.x1.size(0), " pairs in ", pairs_path)) {}
 
+void PairEpochs::keep_on(Device device) {
+  device_ = device;
+  device_x0_ = device == Device::CPU ? Tensor() : x0_.to(device);
+  device_x1_ = device == Device::CPU ? Tensor() : x1_.to(device);
+}
+
 Tensor PairEpochs::next_batch(std::int64_t batch_size, const StepNoise& noise) {
   const std::uint64_t* indices = cursor_.next(batch_size, noise);
+  if (device_ != Device::CPU) {  // the same rows in the same order, gathered on the device
+    const RowIndex& order = cursor_.order_on(device_);
+    last_x0_ = take_rows(device_x0_, order, cursor_.batch_start(), batch_size);
+    return take_rows(device_x1_, order, cursor_.batch_start(), batch_size);
+  }
   const std::int64_t row = x1_.numel() / x1_.size(0);
   Shape shape = x1_.shape();
   shape[0] = batch_size;

@@ -2,7 +2,10 @@
 // epochs over an image data set (MNIST-format IDX files, e.g. Fashion-MNIST), or shuffled epochs over
 // reflow pairs (x0 and x1 both given).
 //
-// Batches are produced on the host and moved to the training device by the trainer. Randomness comes
+// Stored data sets (images, pairs) can be kept on the training device (TrainingData::keep_on): the
+// whole set is uploaded once and each batch is gathered there by the epoch's order, itself uploaded
+// once per epoch, so a steady-state step copies no data from the host. Data made on the host each step
+// (fresh 2-D points) is moved to the device by the trainer every step. Randomness comes
 // from the run's Philox streams (flow/step_noise.h): a toy point from (seed, step, sample index), an
 // epoch's order from (seed, epoch). The only state is therefore the position in the epoch and the
 // epoch number; exported, it lets a resumed run draw the very same batches.
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "core/io/idx.h"
+#include "core/ops.h"
 #include "core/random.h"
 #include "core/tensor.h"
 #include "flow/datasets2d.h"
@@ -27,9 +31,14 @@ using WordState = std::map<std::string, std::vector<std::uint64_t>>;
 class TrainingData {
  public:
   virtual ~TrainingData() = default;
-  // The next batch [batch_size, ...] (CPU, float32) for the step noise.step; sample b of the batch is
-  // global sample noise.first_sample + b.
+  // The next batch [batch_size, ...] (float32; on the device keep_on named, the CPU by default) for
+  // the step noise.step; sample b of the batch is global sample noise.first_sample + b.
   virtual Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) = 0;
+  // Serve the batches (and paired_source) on `device` from now on. Stored data sets move there once
+  // and gather each batch on the device; the batches are bitwise those served on the CPU. The default
+  // does nothing: data made on the host each step (PointStream's fresh points) stays a per-step copy
+  // to the device, made by the trainer (a few KB).
+  virtual void keep_on(Device) {}
   virtual Shape example_shape() const = 0;  // {2} for points, {1, 28, 28} for images
   virtual std::int64_t epoch() const { return 0; }
   virtual WordState state() const { return {}; }
@@ -77,6 +86,11 @@ class EpochCursor {
   EpochCursor(std::int64_t count, std::string what) : count_(count), what_(std::move(what)) {}
   // The example indices of the next batch (starting a new epoch when this one has too few left).
   const std::uint64_t* next(std::int64_t batch_size, const StepNoise& noise);
+  // Where the last batch of next() starts in its epoch's order.
+  std::int64_t batch_start() const { return batch_start_; }
+  // The order of the last batch's epoch as a RowIndex on `device`: uploaded when the order changes
+  // (once an epoch, and after a resume), then reused by every batch of the epoch (take_rows).
+  const RowIndex& order_on(Device device);
   std::int64_t epoch() const { return epoch_; }
   WordState state() const;
   void load_state(const WordState& state);
@@ -89,6 +103,10 @@ class EpochCursor {
   std::vector<std::uint64_t> order_;        // the order of epoch order_epoch_ (a cache)
   std::int64_t order_epoch_ = -1;
   std::int64_t position_ = 0, epoch_ = -1;  // epoch -1: no epoch started yet
+  std::int64_t batch_start_ = 0;            // of the last next()
+  std::uint64_t order_version_ = 0;         // counts recomputations of order_
+  RowIndex device_order_;                   // order_ on a device, as of device_order_version_
+  std::uint64_t device_order_version_ = 0;  // 0: none uploaded
 };
 
 // Images from an IDX file scaled to [-1, 1], visited in shuffled epochs (EpochCursor), with their
@@ -103,6 +121,7 @@ class ImageEpochs : public TrainingData {
   ImageEpochs(const std::string& images_path, std::int64_t limit = 0, const std::string& labels_path = "",
               int classes = 0);
   Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) override;
+  void keep_on(Device device) override;
   Shape example_shape() const override { return {1, rows_, cols_}; }
   std::int64_t epoch() const override { return cursor_.epoch(); }
   std::int64_t size() const { return count_; }
@@ -121,6 +140,8 @@ class ImageEpochs : public TrainingData {
   std::string path_;
   std::int64_t count_ = 0, rows_ = 0, cols_ = 0, images_in_file_ = 0;
   std::vector<float> pixels_;  // count × rows × cols, scaled to [-1, 1]
+  Device device_ = Device::CPU;  // where batches are served (keep_on)
+  Tensor device_images_;         // all_images() on device_ when that is not the CPU
   std::vector<std::int32_t> labels_, last_labels_;  // labels_: one per kept image (empty: unlabelled)
   int num_classes_ = 0;
   EpochCursor cursor_;
@@ -134,6 +155,7 @@ class PairEpochs : public TrainingData {
  public:
   explicit PairEpochs(const std::string& pairs_path);
   Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) override;
+  void keep_on(Device device) override;
   Tensor paired_source() const override { return last_x0_; }
   Shape example_shape() const override;
   std::int64_t epoch() const override { return cursor_.epoch(); }
@@ -146,6 +168,8 @@ class PairEpochs : public TrainingData {
  private:
   std::string path_;
   Tensor x0_, x1_;  // [count, ...] float32, CPU
+  Device device_ = Device::CPU;      // where batches are served (keep_on)
+  Tensor device_x0_, device_x1_;     // x0_ and x1_ on device_ when that is not the CPU
   std::map<std::string, std::string> metadata_;
   EpochCursor cursor_;
   Tensor last_x0_;

@@ -8,10 +8,14 @@
 // of the whole draw. Limits (checked by the caller, core/ops_random.cpp): first_sample + samples
 // and the step below 2^32, per_sample below 2^33.
 //
+// philox_times: one training time t per sample from its own place (the law: kernels/time_law.h).
+//
 // Layer: kernels/. CPU (float, double; OpenMP over blocks) in kernels/cpu/random.cpp; CUDA (float,
 // one thread per block of two values, on cuda_stream()) in kernels/cuda/random.cu.
 #pragma once
 #include <cstdint>
+
+#include "kernels/time_law.h"
 
 namespace fm::kernels {
 
@@ -27,8 +31,13 @@ void philox_uniform_cpu(T* out, std::int64_t samples, std::int64_t per_sample, c
 template <typename T>
 void philox_normal_cpu(T* out, std::int64_t samples, std::int64_t per_sample, const PhiloxPlace& place);
 
+// Training times (kernels/time_law.h): out[i] = the time of sample first_sample + i, one per sample.
+template <typename T>
+void philox_times_cpu(T* out, std::int64_t samples, const PhiloxPlace& place, const TimeLaw& law);
+
 // out is a device pointer.
 void philox_uniform_cuda(float* out, std::int64_t samples, std::int64_t per_sample, const PhiloxPlace& place);
 void philox_normal_cuda(float* out, std::int64_t samples, std::int64_t per_sample, const PhiloxPlace& place);
+void philox_times_cuda(float* out, std::int64_t samples, const PhiloxPlace& place, const TimeLaw& law);
 
 }  // namespace fm::kernels

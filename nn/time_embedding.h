@@ -15,6 +15,10 @@ namespace fm::nn {
 
 // t: [N] (any float dtype/device) → [N, dim]; dim must be even and positive.
 Tensor sinusoidal_time_embedding(const Tensor& t, int dim, double time_scale = 1.0);
+// The same with the frequency row [1, dim/2] (10000^(i/half), made by sinusoidal_frequencies on t's
+// dtype and device) given, so a layer builds it once instead of copying it to the device per call.
+Tensor sinusoidal_frequencies(int dim, DType dtype, Device device);
+Tensor sinusoidal_time_embedding(const Tensor& t, const Tensor& frequencies, double time_scale = 1.0);
 
 class SinusoidalTimeEmbedding : public Layer {
  public:
@@ -26,6 +30,7 @@ class SinusoidalTimeEmbedding : public Layer {
  private:
   int dim_;
   double time_scale_;
+  Tensor frequencies_;  // kept for the dtype and device of the last call (a constant, not a parameter)
 };
 
 // The seed's t_proj: Sequential(Linear(in, hidden), SiLU, Linear(hidden, out)); names "0.*", "2.*".

@@ -11,6 +11,7 @@
 
 #include "core/random.h"
 #include "kernels/philox.h"
+#include "kernels/time_law.h"
 #include "test_util.h"
 
 using namespace fm;
@@ -85,6 +86,30 @@ TEST_CASE("the exact-arithmetic log is within 3 ulp of the C library's on the un
       check(std::ldexp(f, 1 - e));
   INFO("worst: " << worst << " ulp");
   REQUIRE(worst <= 3.0);  // 2 ulp is the worst seen over 4·10⁶ random points; a float needs 2^29 ulp
+}
+
+TEST_CASE("the exact-arithmetic exp is within 2 ulp of the C library's, with its overflow and underflow",
+          "[core][random][philox]") {
+  double worst = 0;
+  auto check = [&](double x) {
+    const double mine = philox::exp_exact(x), libm = std::exp(x);
+    INFO("x = " << x);
+    if (libm == 0 || std::isinf(libm)) {
+      REQUIRE(mine == libm);
+      return;
+    }
+    worst = std::max(worst, ulps_apart(mine, libm));
+  };
+  Generator gen(12);
+  for (int i = 0; i < 1000000; ++i) check(-745.0 + 1454.7 * gen.uniform());  // the whole finite range
+  for (int i = 0; i < 100000; ++i) check(-40.0 + 80.0 * gen.uniform());       // what logit-normal times ask
+  for (double x : {0.0, -0.0, 1e-300, -1e-300, 0.5 * std::log(2.0), -0.5 * std::log(2.0), 1.0, -1.0, 709.78,
+                   709.7827128933, -708.39, -708.4, -740.0, -745.1, -745.3, 710.0, 1e10, -1e10})
+    check(x);
+  REQUIRE(philox::exp_exact(0.0) == 1.0);
+  REQUIRE(std::isnan(philox::exp_exact(std::nan(""))));
+  INFO("worst: " << worst << " ulp");
+  REQUIRE(worst <= 2.0);  // subnormal results included (rounded once)
 }
 
 TEST_CASE("the exact-arithmetic sincos of 2πk/2^53 is within 2^-52 of the long-double reference",
@@ -242,6 +267,26 @@ TEST_CASE("philox tensors on CUDA equal the CPU ones bit for bit", "[core][rando
       std::vector<double> cpu_u = philox_uniform(shape, key, 12, first).to_vector();
       std::vector<double> gpu_u = philox_uniform(shape, key, 12, first, DType::Float32, Device::CUDA).to_vector();
       REQUIRE(gpu_u == cpu_u);
+    }
+  }
+}
+
+TEST_CASE("philox training times on CUDA equal the CPU ones bit for bit, for every law", "[core][random][philox][gpu]") {
+  FM_REQUIRE_GPU();
+  const PhiloxKey key{987654321ull, 2};
+  std::vector<TimeLaw> laws(6);
+  laws[1].kind = TimeLawKind::LogitNormal;
+  laws[2].kind = TimeLawKind::LogitNormal, laws[2].mean = -0.5, laws[2].std = 3.0;
+  laws[3].kind = TimeLawKind::Warp, laws[3].slope = 0.5;
+  laws[4].kind = TimeLawKind::Grid, laws[4].points = 7;
+  laws[5].kind = TimeLawKind::Grid, laws[5].points = 1;
+  for (std::size_t k = 0; k < laws.size(); ++k) {
+    INFO("law " << k);
+    for (std::int64_t n : {1, 255, 2000}) {
+      const std::vector<double> cpu = philox_times(n, key, 9, 40, laws[k]).to_vector();
+      const Tensor gpu = philox_times(n, key, 9, 40, laws[k], DType::Float32, Device::CUDA);
+      REQUIRE(gpu.device() == Device::CUDA);
+      REQUIRE(gpu.to_vector() == cpu);
     }
   }
 }

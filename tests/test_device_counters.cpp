@@ -4,6 +4,9 @@
 //   * every kernel launch is counted: on the emulator, the count equals the grids it ran over whole
 //     training steps of the moons MLP and a U-Net (a launch without FM_CUDA_CHECK_LAUNCH would show);
 //   * a steady-state moons step between log points: no sync, no cudaMalloc, nothing copied back;
+//   * a U-Net step on an image data set kept on the device copies no batch from the host: one copy
+//     and a batch's bytes fewer than the same step fed from the host, the order's copy at an
+//     epoch's first step instead, and the same loss;
 //   * a log step reads everything it logs in one copy (one sync), and clip + Adam + EMA is at most
 //     10 launches;
 //   * the numbers read at a log step (the loss, its running sums, the epoch's mean, the grad norm,
@@ -19,6 +22,7 @@
 #include "core/ops.h"
 #include "flow/datasets2d.h"
 #include "flow/trainer.h"
+#include "flow/training_data.h"
 #include "kernels/runtime.h"
 #include "nn/ema.h"
 #include "nn/mlp.h"
@@ -317,4 +321,88 @@ TEST_CASE("a HostReadback reads the bits each value read alone gives (CPU)", "[c
 TEST_CASE("a HostReadback reads the bits each value read alone gives, in one copy (CUDA)", "[core][counters][gpu]") {
   FM_REQUIRE_GPU();
   require_readback_equals_separate_reads(Device::CUDA);
+}
+
+namespace {
+
+// Images served from the host every step, whatever the trainer's device: keep_on is the default
+// (nothing), so the trainer copies each batch to the device, as every step did before a data set
+// could stay there.
+class HostServedImages : public TrainingData {
+ public:
+  explicit HostServedImages(const std::string& path) : images_(path) {}
+  Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) override {
+    return images_.next_batch(batch_size, noise);
+  }
+  Shape example_shape() const override { return images_.example_shape(); }
+  std::int64_t epoch() const override { return images_.epoch(); }
+  std::string describe() const override { return images_.describe(); }
+
+ private:
+  ImageEpochs images_;
+};
+
+// A tiny U-Net trained on `data` on CUDA, from the same initial weights and seed every time.
+struct ImageRun {
+  Generator init{5};
+  nn::UNet model{nn::UNetConfig::tiny(), init};
+  std::unique_ptr<nn::Adam> optimizer;
+  std::unique_ptr<FlowTrainer> trainer;
+  ImageRun(TrainingData& data, std::int64_t batch) {
+    model.to(Device::CUDA);
+    optimizer = std::make_unique<nn::Adam>(model);
+    trainer = std::make_unique<FlowTrainer>(model, *optimizer, nn::LRSchedule{}, nullptr, data, make_path("condot"),
+                                            make_time_sampler("uniform"), 7,
+                                            TrainerOptions{batch, 1.0, 5, Device::CUDA, nullptr, {}});
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a steady-state step on images kept on the device copies no batch from the host",
+          "[flow][data][counters][gpu]") {
+  FM_REQUIRE_GPU();
+  // 9 images of 8x8 in batches of 2: 4 steps an epoch. The same run twice: the data kept on the
+  // device (the trainer asks ImageEpochs to keep it there), and fed from the host. Whatever else a
+  // step copies (the times, the path's coefficients, ...) is the same in both; the difference is the
+  // data's own.
+  fm::test::TempDir dir("fm_test_counters_images");
+  const std::string path = dir.file("images.idx");
+  fm::test::write_idx_images(path, 9, 8, 8);
+  const std::int64_t batch = 2, examples = 9;
+  const std::uint64_t batch_bytes = std::uint64_t(batch) * 8 * 8 * sizeof(float);
+  ImageEpochs kept_data(path);
+  HostServedImages host_data(path);
+  ImageRun kept(kept_data, batch), fed(host_data, batch);
+  for (int i = 0; i < 2; ++i) {  // warm-up: the allocator's cache fills with the step's block sizes
+    kept.trainer->run_step();
+    fed.trainer->run_step();
+  }
+  for (int step = 2; step < 6; ++step) {  // steps 2, 3 end epoch 0; step 4 begins epoch 1
+    INFO("step " << step);
+    kernels::RuntimeCounters before = kernels::runtime_counters();
+    kept.trainer->run_step();
+    const kernels::RuntimeCounters on_device = kernels::runtime_counters() - before;
+    before = kernels::runtime_counters();
+    fed.trainer->run_step();
+    const kernels::RuntimeCounters from_host = kernels::runtime_counters() - before;
+    const bool epoch_begins = kept.trainer->last_step_began_epoch();
+    REQUIRE(epoch_begins == (step == 4));
+    WARN("step " << step << ": H2D kept on the device " << on_device.host_to_device_copies << " copies ("
+                 << on_device.host_to_device_bytes << " bytes), fed from the host "
+                 << from_host.host_to_device_copies << " copies (" << from_host.host_to_device_bytes << " bytes)");
+    REQUIRE(on_device.synchronizations == 0);
+    REQUIRE(on_device.device_to_host_copies == 0);
+    if (epoch_begins) {  // the epoch's order (4 bytes an image) is copied instead of the batch
+      REQUIRE(on_device.host_to_device_copies == from_host.host_to_device_copies);
+      REQUIRE(on_device.host_to_device_bytes ==
+              from_host.host_to_device_bytes - batch_bytes + std::uint64_t(examples) * sizeof(std::int32_t));
+    } else {  // the batch is gathered on the device: one copy and a batch's bytes fewer
+      REQUIRE(on_device.host_to_device_copies + 1 == from_host.host_to_device_copies);
+      REQUIRE(on_device.host_to_device_bytes + batch_bytes == from_host.host_to_device_bytes);
+      REQUIRE(on_device.device_allocations == 0);
+    }
+  }
+  // The same batches, so the same training: the same loss, to the bit.
+  REQUIRE(kept.trainer->last_step_stats().loss == fed.trainer->last_step_stats().loss);
 }

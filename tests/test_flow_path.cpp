@@ -132,6 +132,29 @@ TEST_CASE("CondOTPath: target exactly x1 - x0 and exact endpoints", "[flow][path
   REQUIRE(dynamic_cast<const CondOTPath*>(make_path("condot").get()) != nullptr);
 }
 
+TEST_CASE("CondOTPath's coefficients from a time tensor are bitwise those from its host values", "[flow][path]") {
+  // The trainer hands CondOT a time tensor on the training device (no read back); the coefficients
+  // t and 1 − t made there by tensor ops must equal the host recipe: each time's double value, its
+  // complement in double, both rounded to the dtype, then broadcasting multiplies.
+  Generator gen(31);
+  for (DType dtype : {DType::Float32, DType::Float64}) {
+    const Tensor x0 = randn({64, 1, 3, 3}, gen, dtype), x1 = randn({64, 1, 3, 3}, gen, dtype);
+    // Times of every size: tiny ones (1 − t rounds), ones near 1, and a uniform spread.
+    std::vector<double> times;
+    for (int i = 0; i < 64; ++i) times.push_back(i < 8 ? std::ldexp(1.0, -3 * i - 20) : i < 16 ? 1.0 - std::ldexp(1.0, -i - 8) : gen.uniform());
+    const Tensor t = Tensor::from_vector(times, {64}, dtype);
+    const std::vector<double> held = t.to_vector();  // the values as the dtype holds them
+    std::vector<double> complement(held.size());
+    for (std::size_t i = 0; i < held.size(); ++i) complement[i] = 1.0 - held[i];
+    const Tensor expected = mul(x1, Tensor::from_vector(held, {64, 1, 1, 1}, dtype)) +
+                            mul(x0, Tensor::from_vector(complement, {64, 1, 1, 1}, dtype));
+    const PathSample s = CondOTPath().sample(x0, x1, t);
+    INFO(dtype_name(dtype));
+    REQUIRE(s.x_t.to_vector() == expected.to_vector());
+    REQUIRE(s.target_velocity.to_vector() == (x1 - x0).to_vector());
+  }
+}
+
 TEST_CASE("conversions recover x1, x0 and the velocity from exact data for every scheduler", "[flow][path]") {
   Batch b = make_batch({0.1, 0.5, 0.9});
   for (const std::string& name : scheduler_names()) {

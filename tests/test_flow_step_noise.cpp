@@ -14,6 +14,8 @@
 #include "flow/loss.h"
 #include "flow/trainer.h"
 #include "nn/mlp.h"
+#include "kernels/runtime.h"
+#include "kernels/runtime_counters.h"
 #include "test_util.h"
 
 using namespace fm;
@@ -160,4 +162,23 @@ TEST_CASE("training on CUDA draws the same x0 and t as on the CPU", "[flow][nois
   REQUIRE(gpu.x0.device() == Device::CUDA);
   REQUIRE(gpu.x0.to_vector() == cpu.x0.to_vector());
   REQUIRE(gpu.t.to_vector() == cpu.t.to_vector());
+  // Every sampler: the times are drawn on the device (no copy to it), and with CondOT the path's
+  // coefficients are made there too; x_t, hence the loss, is the CPU's bit for bit.
+  TimeSamplerOptions options;
+  options.grid_points = 4;
+  for (const std::string& name : time_sampler_names()) {
+    INFO(name);
+    auto sampler = make_time_sampler(name, options);
+    const Tensor x1 = x1_cpu.to(Device::CUDA);
+    const FlowMatchingLoss on_cpu = conditional_flow_matching_loss(half_of, x1_cpu, CondOTPath(), *sampler, step);
+    const kernels::RuntimeCounters before = kernels::runtime_counters();
+    const FlowMatchingLoss on_gpu = conditional_flow_matching_loss(half_of, x1, CondOTPath(), *sampler, step);
+    const kernels::RuntimeCounters used = kernels::runtime_counters() - before;
+    REQUIRE(used.host_to_device_copies == 0);
+    REQUIRE(used.device_to_host_copies == 0);
+    REQUIRE(on_gpu.t.to_vector() == on_cpu.t.to_vector());
+    REQUIRE(on_gpu.per_sample_loss.to_vector() == on_cpu.per_sample_loss.to_vector());
+    // The batch mean is a reduction whose order differs between the devices: equal to rounding.
+    REQUIRE(on_gpu.loss.item() == Approx(on_cpu.loss.item()).epsilon(1e-6));
+  }
 }

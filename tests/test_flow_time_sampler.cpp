@@ -199,6 +199,32 @@ TEST_CASE("training times are drawn by (seed, step, sample index), whatever the 
   }
 }
 
+TEST_CASE("the time kernel gives every sample exactly its sampler's host draw, in float64 and float32",
+          "[flow][time]") {
+  // The kernel (core philox_times, kernels/time_law.h) is what training uses; the host draw through
+  // PhiloxSampleDraws is the readable reference. Several parameter sets per sampler.
+  std::vector<std::shared_ptr<const TimeSampler>> samplers = {std::make_shared<UniformTimeSampler>(),
+                                                              std::make_shared<LogitNormalTimeSampler>(0.0, 1.0),
+                                                              std::make_shared<LogitNormalTimeSampler>(-0.5, 3.0),
+                                                              std::make_shared<WarpedUniformTimeSampler>(0.5),
+                                                              std::make_shared<WarpedUniformTimeSampler>(1.5),
+                                                              std::make_shared<GridTimeSampler>(1),
+                                                              std::make_shared<GridTimeSampler>(7)};
+  for (const auto& sampler : samplers) {
+    INFO(sampler->name());
+    REQUIRE(sampler->law().has_value());
+    const StepNoise step{987654321, 3, 100};
+    const std::vector<double> t64 = sampler->sample(500, step, DType::Float64).to_vector();
+    const std::vector<float> t32 = sampler->sample(500, step).to_float_vector();
+    for (std::int64_t i = 0; i < 500; ++i) {
+      PhiloxSampleDraws draws(step.key(NoiseStream::Time), step.step, step.first_sample + i);
+      const double host = std::min(std::max(sampler->draw(draws), 0.0), std::nextafter(1.0, 0.0));
+      REQUIRE(t64[std::size_t(i)] == host);
+      REQUIRE(t32[std::size_t(i)] == std::min(float(host), std::nextafter(1.0f, 0.0f)));
+    }
+  }
+}
+
 TEST_CASE("training times drawn by step and sample have the samplers' moments", "[flow][time]") {
   // kDraws times spread over steps and samples, as training draws them.
   auto draw_all = [](const TimeSampler& sampler) {

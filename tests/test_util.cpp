@@ -117,4 +117,23 @@ std::vector<std::string> TempDir::entries() const {
   return names;
 }
 
+namespace {
+void write_big_endian(std::ofstream& out, std::uint32_t value) {
+  const char bytes[4] = {char(value >> 24), char(value >> 16), char(value >> 8), char(value)};
+  out.write(bytes, 4);
+}
+}  // namespace
+
+void write_idx_images(const std::string& images_path, std::uint32_t count, std::uint32_t rows, std::uint32_t cols,
+                      const std::string& labels_path, int classes) {
+  std::ofstream images(images_path, std::ios::binary);
+  for (std::uint32_t word : {0x00000803u, count, rows, cols}) write_big_endian(images, word);
+  for (std::uint32_t i = 0; i < count; ++i)
+    for (std::uint32_t p = 0; p < rows * cols; ++p) images.put(char((37 * i + 11 * p) % 256));
+  if (labels_path.empty()) return;
+  std::ofstream labels(labels_path, std::ios::binary);
+  for (std::uint32_t word : {0x00000801u, count}) write_big_endian(labels, word);
+  for (std::uint32_t i = 0; i < count; ++i) labels.put(char(i % std::uint32_t(classes)));
+}
+
 }  // namespace fm::test

@@ -1,5 +1,5 @@
 // tests/test_util.h — helpers shared by the test suites: GPU skips, tolerance checks that print
-// useful failures, NaN poisoning, central-difference gradcheck, a temporary folder.
+// useful failures, NaN poisoning, central-difference gradcheck, a temporary folder, small IDX files.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -46,6 +46,12 @@ struct TempDir {
   std::string write(const std::string& name, const std::string& bytes) const;  // writes it, returns its path
   std::vector<std::string> entries() const;                                   // names inside, sorted
 };
+
+// Plain (not gzipped) MNIST-format IDX files for the data-set tests: `count` images of rows×cols whose
+// pixel p of image i is (37·i + 11·p) mod 256, so no two of the first 256 images are alike, and, when
+// labels_path is given, a label file giving image i the label i mod `classes`.
+void write_idx_images(const std::string& images_path, std::uint32_t count, std::uint32_t rows, std::uint32_t cols,
+                      const std::string& labels_path = "", int classes = 10);
 
 }  // namespace fm::test
 

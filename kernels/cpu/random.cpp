@@ -4,7 +4,10 @@
 // OpenMP split changes nothing in the result.
 #include "kernels/random.h"
 
+#include <cmath>
+
 #include "kernels/philox.h"
+#include "kernels/time_law.h"
 
 namespace fm::kernels {
 namespace {
@@ -52,9 +55,18 @@ void philox_normal_cpu(T* out, std::int64_t samples, std::int64_t per_sample, co
   });
 }
 
+template <typename T>
+void philox_times_cpu(T* out, std::int64_t samples, const PhiloxPlace& p, const TimeLaw& law) {
+  const double upper = double(std::nextafter(T(1), T(0)));  // the largest T below 1
+  for (std::int64_t i = 0; i < samples; ++i)
+    out[i] = T(philox::time_at(law, upper, p.seed, p.stream, p.step, std::uint32_t(p.first_sample + i)));
+}
+
 template void philox_uniform_cpu<float>(float*, std::int64_t, std::int64_t, const PhiloxPlace&);
 template void philox_uniform_cpu<double>(double*, std::int64_t, std::int64_t, const PhiloxPlace&);
 template void philox_normal_cpu<float>(float*, std::int64_t, std::int64_t, const PhiloxPlace&);
 template void philox_normal_cpu<double>(double*, std::int64_t, std::int64_t, const PhiloxPlace&);
+template void philox_times_cpu<float>(float*, std::int64_t, const PhiloxPlace&, const TimeLaw&);
+template void philox_times_cpu<double>(double*, std::int64_t, const PhiloxPlace&, const TimeLaw&);
 
 }  // namespace fm::kernels

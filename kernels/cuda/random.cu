@@ -6,6 +6,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/philox.h"
 #include "kernels/random.h"
+#include "kernels/time_law.h"
 #include "kernels/runtime.h"
 
 namespace fm::kernels {
@@ -45,7 +46,22 @@ void launch(float* out, std::int64_t samples, std::int64_t per_sample, const Phi
   FM_CUDA_CHECK_LAUNCH();
 }
 
+// One thread per sample: its time from its own Philox place (kernels/time_law.h), rounded once to float.
+__global__ void philox_times_kernel(float* out, std::int64_t samples, PhiloxPlace p, TimeLaw law) {
+  const std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
+  if (i >= samples) return;
+  const double upper = 0x1.fffffep-1;  // the largest float below 1
+  out[i] = float(philox::time_at(law, upper, p.seed, p.stream, p.step, std::uint32_t(p.first_sample + i)));
+}
+
 }  // namespace
+
+void philox_times_cuda(float* out, std::int64_t samples, const PhiloxPlace& place, const TimeLaw& law) {
+  if (samples == 0) return;
+  const unsigned grid = unsigned(ceil_div(samples, std::int64_t(kThreads)));
+  philox_times_kernel<<<grid, kThreads, 0, cuda_stream()>>>(out, samples, place, law);
+  FM_CUDA_CHECK_LAUNCH();
+}
 
 void philox_uniform_cuda(float* out, std::int64_t samples, std::int64_t per_sample, const PhiloxPlace& place) {
   launch<false>(out, samples, per_sample, place);

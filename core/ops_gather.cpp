@@ -1,0 +1,78 @@
+// core/ops_gather.cpp — RowIndex and take_rows (see core/ops.h): a batch gathered from a table that
+// stays on its device, through row indices that were uploaded once.
+//
+// No new kernel: gathering rows is the embedding lookup (kernels/embedding.h, out[i, d] =
+// table[index[i], d]) with dim = the size of one row, so take_rows reuses embedding_forward_*. What
+// differs from embedding() is where the indices live: embedding() copies its host indices to the
+// device on every call (a few labels); a RowIndex is on the device already, so a call copies nothing.
+#include <climits>
+
+#include "core/dispatch.h"
+#include "core/ops.h"
+#include "core/tensor_internal.h"
+#include "kernels/embedding.h"
+#include "kernels/runtime.h"
+
+namespace fm {
+
+RowIndex::RowIndex(const std::vector<std::int32_t>& rows, std::int64_t table_rows, Device device)
+    : size_(std::int64_t(rows.size())), table_rows_(table_rows), device_(device) {
+  // The kernels index with int: a larger table or list would overflow them.
+  FM_CHECK(table_rows >= 0 && table_rows <= INT_MAX && size_ <= INT_MAX, ValueError, "RowIndex: ", size_,
+           " indices into ", table_rows, " rows, expected at most ", INT_MAX, " of each");
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    FM_CHECK(rows[i] >= 0 && rows[i] < table_rows, ValueError, "RowIndex: index ", rows[i], " at position ", i,
+             " outside the table's ", table_rows, " rows");
+  if (rows.empty()) return;
+  if (device == Device::CPU) {
+    auto host = std::make_shared<std::vector<std::int32_t>>(rows);
+    rows_ = std::shared_ptr<const std::int32_t>(host, host->data());  // shares the vector's lifetime
+  } else {
+    const std::size_t bytes = rows.size() * sizeof(std::int32_t);
+    auto* buffer = static_cast<std::int32_t*>(kernels::cuda_malloc(bytes));
+    rows_ = std::shared_ptr<const std::int32_t>(buffer, [](const std::int32_t* p) {
+      kernels::cuda_free(const_cast<std::int32_t*>(p));
+    });
+    // Queued on the stream like every kernel, so the gathers that read it come after it.
+    kernels::cuda_copy_to_device(buffer, rows.data(), bytes);
+  }
+}
+
+const std::int32_t* RowIndex::data() const { return rows_.get(); }
+
+Tensor take_rows(const Tensor& table_in, const RowIndex& index, std::int64_t first, std::int64_t count) {
+  internal::check_defined("take_rows", table_in, "table");
+  FM_CHECK(table_in.dim() >= 1, ShapeError, "take_rows: table ", table_in.describe(),
+           " has no rows (expected [rows, ...])");
+  FM_CHECK(table_in.device() == index.device(), DeviceError, "take_rows: table ", table_in.describe(),
+           " and an index on ", device_name(index.device()), " (expected both on one device)");
+  FM_CHECK(first >= 0 && count >= 0 && first + count <= index.size(), ValueError, "take_rows: rows [", first, ", ",
+           first + count, ") of an index of ", index.size());
+  FM_CHECK(table_in.size(0) >= index.table_rows(), ShapeError, "take_rows: the index was checked against ",
+           index.table_rows(), " rows, but table ", table_in.describe(), " has fewer");
+  // contiguous() is the table itself when it already is (a data set: no copy per call).
+  const Tensor table = table_in.detach().contiguous();
+  const std::int64_t row_size = table.size(0) == 0 ? 0 : table.numel() / table.size(0);
+  FM_CHECK(row_size <= INT_MAX, ShapeError, "take_rows: rows of ", row_size, " elements, expected at most ",
+           INT_MAX);
+  Shape shape = table.shape();
+  shape[0] = count;
+  Tensor out = Tensor::empty(shape, table.dtype(), table.device());
+  if (count == 0 || row_size == 0) return out;
+  const std::int32_t* rows = index.data() + first;
+  const int table_rows = int(index.table_rows());  // every index is below it (checked at construction)
+  dispatch_kernel(
+      "take_rows", table.device(), table.dtype(),
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::embedding_forward_cpu<T>(table.data<T>(), rows, out.data<T>(), int(count), table_rows,
+                                          int(row_size));
+      },
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::embedding_forward_cuda(table.data<T>(), rows, out.data<T>(), int(count), table_rows, int(row_size));
+      });
+  return out;
+}
+
+}  // namespace fm

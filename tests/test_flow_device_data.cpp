@@ -1,0 +1,129 @@
+// tests/test_flow_device_data.cpp — stored training data kept on the device (TrainingData::keep_on,
+// flow/training_data.h, issue 14): ImageEpochs and PairEpochs upload their examples once and gather
+// each batch on the device by the epoch's order, uploaded once per epoch.
+//   * over several epochs the device batches (and pairs' x0) are bitwise the host path's, in the same
+//     order, with the same labels; a resumed copy continues with the same batches;
+//   * within an epoch a batch copies nothing from the host; an epoch's first batch copies its order;
+//   * keep_on(CPU) serves what a fresh object serves (the CPU path is today's).
+#include <catch2/catch.hpp>
+
+#include <vector>
+
+#include "core/io/tensor_io.h"
+#include "core/ops.h"
+#include "core/random.h"
+#include "flow/training_data.h"
+#include "kernels/runtime.h"
+#include "test_util.h"
+
+using namespace fm;
+using namespace fm::flow;
+
+namespace {
+
+constexpr std::uint32_t kImages = 23;  // batches of 4: 5 per epoch, 3 images left out of each epoch
+constexpr std::int64_t kBatch = 4;
+
+// Steps `device_data` (kept on `device`) and `host_data` (served from the host) side by side for
+// `steps` batches, requiring the same bits, labels and epochs, and counting what each device batch
+// copied from the host: nothing, except an epoch's first batch, which copies the epoch's order.
+void require_same_batches(TrainingData& device_data, TrainingData& host_data, Device device, std::int64_t first_step,
+                          std::int64_t steps, std::int64_t examples) {
+  for (std::int64_t step = first_step; step < first_step + steps; ++step) {
+    INFO("step " << step);
+    const StepNoise noise{7, step, 0};
+    const std::int64_t epoch_before = device_data.epoch();
+    const kernels::RuntimeCounters before = kernels::runtime_counters();
+    const Tensor on_device = device_data.next_batch(kBatch, noise);
+    const Tensor x0_on_device = device_data.paired_source();
+    const kernels::RuntimeCounters copied = kernels::runtime_counters() - before;
+    const Tensor on_host = host_data.next_batch(kBatch, noise);
+    REQUIRE(on_device.device() == device);
+    REQUIRE(on_host.device() == Device::CPU);
+    REQUIRE(on_device.shape() == on_host.shape());
+    REQUIRE(on_device.to_vector() == on_host.to_vector());
+    REQUIRE(x0_on_device.defined() == host_data.paired_source().defined());
+    if (x0_on_device.defined()) {
+      REQUIRE(x0_on_device.device() == device);
+      REQUIRE(x0_on_device.to_vector() == host_data.paired_source().to_vector());
+    }
+    REQUIRE(device_data.batch_labels() == host_data.batch_labels());
+    REQUIRE(device_data.epoch() == host_data.epoch());
+    if (device == Device::CUDA) {
+      const bool new_order = device_data.epoch() != epoch_before || step == first_step;  // also after a resume
+      REQUIRE(copied.host_to_device_copies == (new_order ? 1u : 0u));
+      REQUIRE(copied.host_to_device_bytes == (new_order ? std::uint64_t(examples) * sizeof(std::int32_t) : 0u));
+      // (No assertion on waits: with FM_CUDA_ALLOCATOR=direct, freeing the last batch waits for the
+      // device. A trainer's step with the caching allocator is tests/test_device_counters.cpp's.)
+    }
+  }
+}
+
+// Kept on `device`: three and a half epochs equal to the host's, then a copy resumed from the state
+// mid-epoch continues with the same batches.
+template <typename Data, typename... Args>
+void require_device_epochs_equal_host_epochs(Device device, std::int64_t examples, const Args&... args) {
+  Data kept(args...), host(args...);
+  kept.keep_on(device);
+  require_same_batches(kept, host, device, 0, 17, examples);  // 5 batches an epoch: epochs 0 … 3
+  REQUIRE(kept.epoch() == 3);
+  Data resumed(args...);
+  resumed.keep_on(device);
+  resumed.load_state(kept.state());
+  require_same_batches(resumed, host, device, 17, 6, examples);  // the rest of epoch 3, into epoch 4
+  REQUIRE(resumed.epoch() == 4);
+}
+
+struct ImageFiles {
+  fm::test::TempDir dir{"fm_test_device_images"};
+  std::string images = dir.file("images.idx"), labels = dir.file("labels.idx");
+  ImageFiles() { fm::test::write_idx_images(images, kImages, 3, 5, labels, 4); }  // not square: rows ≠ cols
+};
+
+struct PairsFile {
+  fm::test::TempDir dir{"fm_test_device_pairs"};
+  std::string path = dir.file("pairs.safetensors");
+  PairsFile() {
+    Generator gen(4);
+    const Tensor x0 = randn({kImages, 2, 3}, gen), x1 = randn({kImages, 2, 3}, gen);
+    io::save_safetensors(path, {{"x0", x0}, {"x1", x1}}, {{"pairs.count", std::to_string(kImages)}});
+  }
+};
+
+}  // namespace
+
+TEST_CASE("image epochs and pair epochs kept on the CPU serve today's batches", "[flow][data]") {
+  ImageFiles images;
+  require_device_epochs_equal_host_epochs<ImageEpochs>(Device::CPU, kImages, images.images, std::int64_t(0),
+                                                       images.labels, 0);
+  PairsFile pairs;
+  require_device_epochs_equal_host_epochs<PairEpochs>(Device::CPU, kImages, pairs.path);
+}
+
+TEST_CASE("image epochs kept on CUDA serve the host's batches and labels, copying only each epoch's order",
+          "[flow][data][gpu]") {
+  FM_REQUIRE_GPU();
+  ImageFiles images;
+  require_device_epochs_equal_host_epochs<ImageEpochs>(Device::CUDA, kImages, images.images, std::int64_t(0),
+                                                       images.labels, 0);
+  // A limit keeps the first images: the order indexes those only.
+  require_device_epochs_equal_host_epochs<ImageEpochs>(Device::CUDA, 21, images.images, std::int64_t(21),
+                                                       images.labels, 4);
+  // Unlabelled, and back on the CPU after the device.
+  ImageEpochs unlabelled(images.images), host(images.images);
+  unlabelled.keep_on(Device::CUDA);
+  unlabelled.keep_on(Device::CPU);
+  for (std::int64_t step = 0; step < 6; ++step) {
+    const Tensor batch = unlabelled.next_batch(kBatch, StepNoise{3, step, 0});
+    REQUIRE(batch.device() == Device::CPU);
+    REQUIRE(batch.to_vector() == host.next_batch(kBatch, StepNoise{3, step, 0}).to_vector());
+    REQUIRE(unlabelled.batch_labels().empty());
+  }
+}
+
+TEST_CASE("pair epochs kept on CUDA serve the host's x1 and x0 rows, copying only each epoch's order",
+          "[flow][data][reflow][gpu]") {
+  FM_REQUIRE_GPU();
+  PairsFile pairs;
+  require_device_epochs_equal_host_epochs<PairEpochs>(Device::CUDA, kImages, pairs.path);
+}
