@@ -6,11 +6,15 @@
 #include <cstdio>
 #include <exception>
 #include <memory>
+#include <vector>
 
+#include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/random.h"
+#include "flow/captured_solve.h"
 #include "flow/datasets2d.h"
+#include "flow/model_fn.h"
 #include "flow/path.h"
 #include "flow/time_sampler.h"
 #include "flow/trainer.h"
@@ -129,6 +133,42 @@ void print_row(const StepRow& r, bool counters_apply) {
                 (unsigned long long)r.optimizer.kernel_launches, (unsigned long long)r.optimizer.synchronizations);
 }
 
+// Sampling with the trained U-Net, chunk by chunk: an Euler solve issued eagerly, and the same solve
+// recorded once and replayed (flow/captured_solve.h). Per chunk: time, kernel launches the host
+// issues, graph replays; the replayed chunk must be bitwise the eager one (else the bench fails).
+void print_sampling(nn::UNet& unet, std::int64_t batch, std::int64_t side, const StepBenchOptions& options) {
+  NoGradGuard no_grad;
+  unet.eval();
+  const flow::EulerSolver solver(options.small_shapes ? 2 : 10);
+  const flow::VelocityField field =
+      flow::velocity_field_from_model([&unet](const Tensor& x, const Tensor& t) { return unet.forward(x, t); });
+  flow::CapturedSolve captured(solver, field);
+  Generator gen(11);
+  const Tensor noise = randn({batch, 1, side, side}, gen).to(Device::CUDA);
+  const std::vector<double> eager_bits = solver.solve(field, noise).x.to_vector();
+  captured.solve(noise);  // eager (fills the cache), then the recording with its first replay
+  FM_CHECK(captured.solve(noise).x.to_vector() == eager_bits, NumericError,
+           "fmbench step: the recorded solve differs from the eager one");
+  FM_CHECK(captured.recorded(), DeviceError, "fmbench step: the U-Net's solve could not be recorded");
+  auto per_chunk = [&](auto&& solve_chunk, kernels::RuntimeCounters& counted) {
+    kernels::cuda_synchronize();
+    const kernels::RuntimeCounters before = kernels::runtime_counters();
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < options.steps; ++i) solve_chunk();
+    counted = kernels::runtime_counters() - before;
+    kernels::cuda_synchronize();
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / options.steps;
+  };
+  kernels::RuntimeCounters eager, replayed;
+  const double eager_ms = per_chunk([&] { solver.solve(field, noise); }, eager);
+  const double replayed_ms = per_chunk([&] { captured.solve(noise); }, replayed);
+  std::printf("sampling, Euler %d steps, chunk %lld (per chunk): eager %.3f ms, %.1f launches | recorded graph "
+              "%.3f ms, %.1f launches + %.1f graph replay; same bits\n",
+              solver.steps(), (long long)batch, eager_ms, double(eager.kernel_launches) / options.steps, replayed_ms,
+              double(replayed.kernel_launches) / options.steps, double(replayed.graph_replays) / options.steps);
+  unet.train();
+}
+
 }  // namespace
 
 int run_step_bench(const StepBenchOptions& options) {
@@ -164,6 +204,7 @@ int run_step_bench(const StepBenchOptions& options) {
     RandomImages images(unet_batch, options.small_shapes ? 8 : 28);
     print_row(measure(options.small_shapes ? "tiny U-Net" : "U-Net", unet, images, unet_batch, device, options),
               counters_apply);
+    if (device == Device::CUDA) print_sampling(unet, unet_batch, options.small_shapes ? 8 : 28, options);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fmbench step: %s\n", e.what());
     return 2;

@@ -10,6 +10,9 @@
 // The U-Net's batch is kept on the device, as fmtrain keeps an image data set there
 // (TrainingData::keep_on); the moons points are drawn on the host each step and copied (512 bytes).
 //
+// On CUDA it then samples with the trained U-Net (Euler, a chunk of the batch's size), eagerly and
+// through a recorded graph replayed per chunk (flow/captured_solve.h), and prints both per chunk.
+//
 // Runs on whatever device is there: CUDA, the CUDA emulator (use --shapes small: it runs every GPU
 // thread on the CPU) or the CPU, where there is no device runtime and the counters do not apply.
 // No timing assertion anywhere; the CTest smoke run only checks that both rows print.

@@ -40,7 +40,9 @@ function(fm_add_cuda_emulator target)
   target_sources(${target} PRIVATE ${translated}
                  ${CMAKE_SOURCE_DIR}/kernels/cuda/runtime.cpp
                  ${CMAKE_SOURCE_DIR}/kernels/cuda/gemm_cublas.cpp
-                 ${emu}/scheduler.cpp ${emu}/runtime_api.cpp ${emu}/cublas_reference.cpp
+                 ${CMAKE_SOURCE_DIR}/kernels/cuda/graph.cpp
+                 ${emu}/scheduler.cpp ${emu}/runtime_api.cpp ${emu}/graph_capture.cpp
+                 ${emu}/cublas_reference.cpp
                  ${emu}/cudnn_unavailable.cpp)
   target_include_directories(${target} BEFORE PUBLIC ${emu})
   target_compile_definitions(${target} PUBLIC FM_WITH_CUDA=1 FM_CUDA_EMULATOR=1)

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 // cudaStream_t is `struct CUstream_st*`; naming it here keeps cuda_runtime.h out of CPU-only code.
 struct CUstream_st;
@@ -40,6 +41,8 @@ CudaStream cuda_stream();
 // Set FM_CUDA_ALLOCATOR=direct to bypass the cache (so compute-sanitizer sees every buffer).
 void* cuda_malloc(std::size_t bytes);
 void cuda_free(void* ptr);
+// True when FM_CUDA_ALLOCATOR=direct bypasses the cache (every request is a cudaMalloc).
+bool cuda_allocator_direct();
 // Bytes currently handed out / the most ever handed out at once (for peak-memory reports).
 std::size_t cuda_bytes_in_use();
 std::size_t cuda_peak_bytes();
@@ -56,6 +59,35 @@ void cuda_copy_device_to_device(void* dst, const void* src, std::size_t bytes);
 void cuda_memset_zero(void* dst, std::size_t bytes);
 void cuda_synchronize();
 
+// ---- captured work: CUDA Graphs (kernels/cuda/graph.cpp) ----
+// Work issued on cuda_stream() between begin_capture() and end_capture() is recorded, not run;
+// replay() then runs all of it again (the same kernels, arguments and buffers) as one graph launch,
+// so the host's cost per kernel (a few microseconds each, hundreds per training step) is paid once.
+// The recording may not wait for the device or read the host: a copy to the host, cuda_synchronize
+// or a copy from the host during a capture throws DeviceError and abandons the capture (the stream
+// stays usable). Memory: a buffer allocated or freed during the capture belongs to the graph until
+// the graph is destroyed or captured again, because every replay writes into it: nothing else is
+// handed that memory meanwhile. A buffer made before the capture that the recorded work touches
+// (parameters, gradients, the input batch) must outlive the graph: that is the caller's part.
+class CudaGraph {
+ public:
+  CudaGraph();
+  ~CudaGraph();
+  CudaGraph(const CudaGraph&) = delete;
+  CudaGraph& operator=(const CudaGraph&) = delete;
+  void begin_capture();      // a graph captured before is dropped first
+  void end_capture();        // throws if the capture was abandoned or never begun
+  void replay();             // throws unless a capture ended
+  void abandon();            // ends a capture in progress, keeping nothing; no-op otherwise
+  bool captured() const;     // a capture ended and can be replayed
+  bool capturing() const;    // between begin_capture and end_capture
+  std::size_t operations() const;  // the recorded kernels, copies, memsets, library calls
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
 // ---- counters: what the device runtime did (issue 14: a steady-state training step should launch
 // few kernels, never wait for the device, never reach cudaMalloc, copy nothing between log points).
 // Counted by the process since the last reset, on every thread (relaxed atomics: a count, not an
@@ -63,12 +95,19 @@ void cuda_synchronize();
 struct RuntimeCounters {
   std::uint64_t kernel_launches = 0;     // our kernels (every FM_CUDA_CHECK_LAUNCH after a <<<...>>>)
   std::uint64_t library_calls = 0;       // cuBLAS and cuDNN compute calls (each launches kernels of its own)
-  std::uint64_t synchronizations = 0;    // the host waited for the device: a copy to the host,
-                                         // cuda_synchronize, a free with FM_CUDA_ALLOCATOR=direct
+  std::uint64_t synchronizations = 0;    // the program made the host wait for the device: a copy to
+                                         // the host, cuda_synchronize
   std::uint64_t device_allocations = 0;  // cudaMalloc calls: the caching allocator's misses
   std::uint64_t allocator_requests = 0;  // cuda_malloc calls, served from the cache or not
   std::uint64_t host_to_device_copies = 0, host_to_device_bytes = 0;
   std::uint64_t device_to_host_copies = 0, device_to_host_bytes = 0;
+  // Frees that waited for the device because FM_CUDA_ALLOCATOR=direct (the test and sanitizer
+  // setting: every buffer its own allocation). Counted apart from `synchronizations`, so a count of
+  // the program's waits reads the same under either allocator.
+  std::uint64_t direct_free_waits = 0;
+  // Launches of captured graphs (CudaGraph::replay). A launch recorded during a capture is counted
+  // in kernel_launches once, when it is recorded, and not again at each replay.
+  std::uint64_t graph_replays = 0;
 };
 RuntimeCounters runtime_counters();
 void reset_runtime_counters();

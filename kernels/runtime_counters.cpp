@@ -19,6 +19,8 @@ RuntimeCounters runtime_counters() {
   r.host_to_device_bytes = load(c.host_to_device_bytes);
   r.device_to_host_copies = load(c.device_to_host_copies);
   r.device_to_host_bytes = load(c.device_to_host_bytes);
+  r.direct_free_waits = load(c.direct_free_waits);
+  r.graph_replays = load(c.graph_replays);
   return r;
 }
 
@@ -26,7 +28,8 @@ void reset_runtime_counters() {
   counters::Cells& c = counters::cells;
   for (std::atomic<std::uint64_t>* cell :
        {&c.kernel_launches, &c.library_calls, &c.synchronizations, &c.device_allocations, &c.allocator_requests,
-        &c.host_to_device_copies, &c.host_to_device_bytes, &c.device_to_host_copies, &c.device_to_host_bytes})
+        &c.host_to_device_copies, &c.host_to_device_bytes, &c.device_to_host_copies, &c.device_to_host_bytes,
+        &c.direct_free_waits, &c.graph_replays})
     cell->store(0, std::memory_order_relaxed);
 }
 
@@ -41,6 +44,8 @@ RuntimeCounters operator-(const RuntimeCounters& a, const RuntimeCounters& b) {
   d.host_to_device_bytes = a.host_to_device_bytes - b.host_to_device_bytes;
   d.device_to_host_copies = a.device_to_host_copies - b.device_to_host_copies;
   d.device_to_host_bytes = a.device_to_host_bytes - b.device_to_host_bytes;
+  d.direct_free_waits = a.direct_free_waits - b.direct_free_waits;
+  d.graph_replays = a.graph_replays - b.graph_replays;
   return d;
 }
 

@@ -19,6 +19,7 @@ bool cuda_emulated() { return false; }
 CudaStream cuda_stream() { no_cuda("cuda_stream"); }
 void* cuda_malloc(std::size_t) { no_cuda("cuda_malloc"); }
 void cuda_free(void*) {}
+bool cuda_allocator_direct() { return false; }
 std::size_t cuda_bytes_in_use() { return 0; }
 std::size_t cuda_peak_bytes() { return 0; }
 void cuda_reset_peak() {}
@@ -27,5 +28,15 @@ void cuda_copy_to_host(void*, const void*, std::size_t) { no_cuda("cuda_copy_to_
 void cuda_copy_device_to_device(void*, const void*, std::size_t) { no_cuda("cuda_copy"); }
 void cuda_memset_zero(void*, std::size_t) { no_cuda("cuda_memset_zero"); }
 void cuda_synchronize() {}
+struct CudaGraph::Impl {};
+CudaGraph::CudaGraph() = default;
+CudaGraph::~CudaGraph() = default;
+void CudaGraph::begin_capture() { no_cuda("CudaGraph::begin_capture"); }
+void CudaGraph::end_capture() { no_cuda("CudaGraph::end_capture"); }
+void CudaGraph::replay() { no_cuda("CudaGraph::replay"); }
+void CudaGraph::abandon() {}
+bool CudaGraph::captured() const { return false; }
+bool CudaGraph::capturing() const { return false; }
+std::size_t CudaGraph::operations() const { return 0; }
 }  // namespace fm::kernels
 #endif

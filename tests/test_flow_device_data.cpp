@@ -53,8 +53,7 @@ void require_same_batches(TrainingData& device_data, TrainingData& host_data, De
       const bool new_order = device_data.epoch() != epoch_before || step == first_step;  // also after a resume
       REQUIRE(copied.host_to_device_copies == (new_order ? 1u : 0u));
       REQUIRE(copied.host_to_device_bytes == (new_order ? std::uint64_t(examples) * sizeof(std::int32_t) : 0u));
-      // (No assertion on waits: with FM_CUDA_ALLOCATOR=direct, freeing the last batch waits for the
-      // device. A trainer's step with the caching allocator is tests/test_device_counters.cpp's.)
+      REQUIRE(copied.synchronizations == 0);  // (a direct allocator's frees are counted apart)
     }
   }
 }

@@ -289,7 +289,7 @@ TEST_CASE("a conditional training step on CUDA with minibatch OT waits for nothi
     const std::uint64_t expected_waits = kind == CouplingKind::MinibatchOT ? steps : 0;
     REQUIRE(d.synchronizations == expected_waits);
     REQUIRE(d.device_to_host_copies == expected_waits);
-    REQUIRE(d.device_allocations == 0);
+    if (!kernels::cuda_allocator_direct()) REQUIRE(d.device_allocations == 0);  // else each one is
     REQUIRE(std::isfinite(trainer.last_step_stats().loss));
   }
 }

@@ -72,11 +72,13 @@ struct SampleResult {
 // also after an exception); the NFE is averaged over the samples. Inside a ShardOverRanks scope under
 // mpirun (tools/sharded_sampling.h) each rank integrates only its share, draws every chunk's noise all
 // the same, and returns all n samples gathered from the ranks: bitwise what one process returns.
+// `one_field`: field_for returns the same field for every chunk (no per-chunk labels), so on the GPU a
+// fixed-step solve is recorded once and replayed per chunk (flow/captured_solve.h), with the same bits.
 using ChunkNoise = std::function<Tensor(std::int64_t start, std::int64_t count)>;
 using ChunkField = std::function<flow::VelocityField(std::int64_t start, std::int64_t count)>;
 SampleResult sample_in_chunks(nn::VelocityModel& model, const flow::OdeSolver& solver, const Shape& example_shape,
                               std::int64_t n, std::int64_t chunk, const ChunkNoise& noise_for,
-                              const ChunkField& field_for);
+                              const ChunkField& field_for, bool one_field = false);
 // Integrates n source draws (from `gen`; source null: N(0, I)) from t = 0 to 1 through the model (in
 // chunks of at most `chunk`, to bound memory), on the model's device.
 SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& solver,

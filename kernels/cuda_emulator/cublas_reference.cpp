@@ -15,6 +15,9 @@ cublasStatus_t cublasCreate(cublasHandle_t* handle) {
 }
 cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetWorkspace(cublasHandle_t handle, void*, std::size_t) {
+  return handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+}
 
 cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_t trans_a,
                                          cublasOperation_t trans_b, int m, int n, int k,
@@ -28,6 +31,10 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
   if (m < 0 || n < 0 || k < 0 || batch < 0 || lda < (rows_a > 1 ? rows_a : 1) ||
       ldb < (rows_b > 1 ? rows_b : 1) || ldc < (m > 1 ? m : 1))
     return CUBLAS_STATUS_INVALID_VALUE;
+  // Issued on the stream: recorded while it captures (with alpha and beta by value, as cuBLAS
+  // reads host-pointer scalars when the call is made).
+  const float alpha_value = *alpha, beta_value = *beta;
+  fm_emu::run_or_record([=] {
   for (int i = 0; i < batch; ++i) {
     const float* a = A + i * stride_a;
     const float* b = B + i * stride_b;
@@ -44,8 +51,10 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
         }
         float& out = c[row + std::int64_t(col) * ldc];
         // beta == 0 means C is not read (it may hold NaN), as in cuBLAS.
-        out = *beta == 0.f ? float(*alpha * acc) : float(*alpha * acc + double(*beta) * out);
+        out = beta_value == 0.f ? float(alpha_value * acc)
+                                : float(alpha_value * acc + double(beta_value) * out);
       }
   }
+  });
   return CUBLAS_STATUS_SUCCESS;
 }

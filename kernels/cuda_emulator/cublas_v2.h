@@ -28,6 +28,8 @@ using cublasHandle_t = cublasContext*;
 cublasStatus_t cublasCreate(cublasHandle_t* handle);
 cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream);
 cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode);
+// Accepted and unused: the reference GEMM needs no workspace.
+cublasStatus_t cublasSetWorkspace(cublasHandle_t handle, void* workspace, std::size_t bytes);
 // C_i = alpha·op(A_i)·op(B_i) + beta·C_i for i < batch, every matrix column-major; op(A) is m×k,
 // op(B) is k×n, C is m×n; A_i = A + i·stride_a and so on.
 cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_t trans_a,

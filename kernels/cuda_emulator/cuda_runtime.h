@@ -11,12 +11,15 @@
 //
 // Kernel launches: `k<<<grid, block, shared, stream>>>(args)` is not C++, so the build rewrites each
 // launch to `k | ::fm_emu::Launch{grid, block, shared, stream}(args)` (cmake/cuda_emulator.cmake);
-// operator| below then runs the grid.
+// operator| below then runs the grid, or, while the stream is capturing a graph
+// (cudaStreamBeginCapture, kernels/cuda_emulator/graph_capture.cpp), records it to run at replay.
 #pragma once
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -79,6 +82,9 @@ enum cudaError_t {
   cudaErrorInvalidConfiguration = 9,
   cudaErrorInvalidDevicePointer = 17,
   cudaErrorLaunchFailure = 719,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorIllegalState = 401,
 };
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost = 0,
@@ -93,6 +99,16 @@ constexpr unsigned cudaStreamNonBlocking = 1;
 
 struct CUstream_st;
 using cudaStream_t = CUstream_st*;
+struct CUgraph_st;
+struct CUgraphExec_st;
+struct CUgraphNode_st;
+using cudaGraph_t = CUgraph_st*;
+using cudaGraphExec_t = CUgraphExec_st*;
+using cudaGraphNode_t = CUgraphNode_st*;
+enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1,
+                             cudaStreamCaptureModeRelaxed = 2 };
+enum cudaStreamCaptureStatus { cudaStreamCaptureStatusNone = 0, cudaStreamCaptureStatusActive = 1,
+                               cudaStreamCaptureStatusInvalidated = 2 };
 
 struct cudaDeviceProp {
   char name[256];
@@ -119,6 +135,24 @@ cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpy
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t stream = nullptr);
 cudaError_t cudaMemsetAsync(void* dst, int value, std::size_t bytes, cudaStream_t stream = nullptr);
+// Graphs (kernels/cuda_emulator/graph_capture.cpp): work issued while the stream captures is recorded
+// in order; a launch of the instantiated graph runs the recorded work again, in that order.
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status);
+cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t* nodes, std::size_t* count);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+
+namespace fm_emu {
+// True while the stream captures: stream work (launches, async copies and memsets, cuBLAS calls) is
+// recorded, not run. A synchronising call during the capture invalidates it, as on a GPU.
+bool stream_capturing();
+// Runs `work` now, or records it into the graph being captured.
+void run_or_record(std::function<void()> work);
+}  // namespace fm_emu
 
 namespace fm_emu {
 // The opt-in to more than 48 KiB of dynamic shared memory, remembered per kernel.
@@ -204,6 +238,9 @@ dim3 to_dim3(Int n) {
 // cudaErrorInvalidConfiguration instead when the configuration would not launch on an H100.
 void run_grid(const LaunchConfig& config, const void* kernel, void (*thread_body)(void* context),
               void* context);
+// During a capture: checks the configuration now (a bad one fails at the launch, as on the GPU) and
+// records `run` (which calls run_grid) for the replays.
+void record_grid(const LaunchConfig& config, const void* kernel, std::function<void()> run);
 // Grids run so far by this process (launches that started): the test of the runtime's launch
 // counter (kernels/runtime.h) holds the two equal over a training step.
 std::uint64_t grids_run();
@@ -237,12 +274,23 @@ struct KernelCall {
 
 // `kernel | Launch{...}(args...)`: the arguments convert to the kernel's parameter types once, as
 // they do when nvcc packs them for the launch.
+// While the stream captures, the converted arguments are kept with the recorded launch (a graph's
+// kernel node holds its parameter values, not references to the caller's variables).
 template <typename... Params, typename... Args>
 void operator|(void (*kernel)(Params...), BoundLaunch<Args...>&& launch) {
-  KernelCall<Params...> call{kernel, std::make_from_tuple<std::tuple<Params...>>(
-                                         std::move(launch.args))};
-  run_grid(launch.config, reinterpret_cast<const void*>(kernel), &KernelCall<Params...>::run_thread,
-           &call);
+  using Call = KernelCall<Params...>;
+  const void* kernel_id = reinterpret_cast<const void*>(kernel);
+  if (stream_capturing()) {
+    auto call = std::make_shared<Call>(
+        Call{kernel, std::make_from_tuple<std::tuple<Params...>>(std::move(launch.args))});
+    const LaunchConfig config = launch.config;
+    record_grid(config, kernel_id, [call, config, kernel_id] {
+      run_grid(config, kernel_id, &Call::run_thread, call.get());
+    });
+    return;
+  }
+  Call call{kernel, std::make_from_tuple<std::tuple<Params...>>(std::move(launch.args))};
+  run_grid(launch.config, kernel_id, &Call::run_thread, &call);
 }
 
 }  // namespace fm_emu

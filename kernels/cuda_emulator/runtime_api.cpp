@@ -6,7 +6,8 @@
 // so reading or writing past its end stops the program at the faulting access; the up to 255 bytes
 // of alignment slack before the guard page are checked on cudaFree for writes that landed there.
 // Copies check that their device side lies inside one live buffer. There is one device and one
-// stream, and all work runs synchronously at launch.
+// stream, and all work runs synchronously at launch, or is recorded while the stream captures a
+// graph (graph_capture.cpp).
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -116,6 +117,9 @@ const char* cudaGetErrorString(cudaError_t error) {
       return runtime().last_error_reason.empty() ? "invalid configuration argument"
                                                  : runtime().last_error_reason.c_str();
     case cudaErrorInvalidDevicePointer: return "invalid device pointer (emulator)";
+    case cudaErrorIllegalState: return "operation not permitted in this state, e.g. a capture begun twice (emulator)";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing (emulator)";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture (emulator)";
     default: return "unknown error (emulator)";
   }
 }
@@ -170,9 +174,14 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) {
   *stream = reinterpret_cast<cudaStream_t>(&the_stream);
   return cudaSuccess;
 }
-// Kernels and copies ran when they were issued, so there is never anything to wait for.
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+// Kernels and copies ran when they were issued, so there is never anything to wait for; while the
+// stream captures, waiting is an error that invalidates the capture, as on a GPU.
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  return fm_emu::refuse_while_capturing() ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize() {
+  return fm_emu::refuse_while_capturing() ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+}
 
 cudaError_t cudaMalloc(void** ptr, std::size_t bytes) {
   using namespace fm_emu;
@@ -198,6 +207,7 @@ cudaError_t cudaMalloc(void** ptr, std::size_t bytes) {
 cudaError_t cudaFree(void* ptr) {
   using namespace fm_emu;
   if (!ptr) return cudaSuccess;
+  if (refuse_while_capturing()) return cudaErrorStreamCaptureUnsupported;
   auto& r = runtime();
   Allocation a;
   {
@@ -224,15 +234,31 @@ cudaError_t cudaFree(void* ptr) {
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
+  if (fm_emu::refuse_while_capturing()) return cudaErrorStreamCaptureUnsupported;
   return fm_emu::check_copy(dst, src, bytes, kind);
 }
+// While the stream captures, the copy is recorded: its buffers are checked now and again at each
+// replay (a buffer freed since then is an error at the replay).
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t) {
-  return fm_emu::check_copy(dst, src, bytes, kind);
+  if (!fm_emu::stream_capturing()) return fm_emu::check_copy(dst, src, bytes, kind);
+  const bool dst_on_device = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  const bool src_on_device = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  if (bytes && ((dst_on_device && !fm_emu::inside_allocation(dst, bytes)) ||
+                (src_on_device && !fm_emu::inside_allocation(src, bytes))))
+    return fm_emu::fail(cudaErrorInvalidValue, "captured copy is not inside device buffers");
+  fm_emu::run_or_record([=] { fm_emu::check_copy(dst, src, bytes, kind); });
+  return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void* dst, int value, std::size_t bytes, cudaStream_t) {
   if (bytes && !fm_emu::inside_allocation(dst, bytes))
     return fm_emu::fail(cudaErrorInvalidValue, "memset outside a device buffer");
-  std::memset(dst, value, bytes);
+  fm_emu::run_or_record([=] {
+    if (bytes && !fm_emu::inside_allocation(dst, bytes)) {
+      fm_emu::fail(cudaErrorInvalidValue, "replayed memset outside a device buffer");
+      return;
+    }
+    std::memset(dst, value, bytes);
+  });
   return cudaSuccess;
 }

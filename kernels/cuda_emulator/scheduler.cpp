@@ -284,6 +284,15 @@ void run_grid(const LaunchConfig& config, const void* kernel, void (*thread_body
       }
 }
 
+void record_grid(const LaunchConfig& config, const void* kernel, std::function<void()> run) {
+  const std::string bad = check_configuration(config, kernel);
+  if (!bad.empty()) {
+    record_launch_error(cudaErrorInvalidConfiguration, bad);
+    return;
+  }
+  run_or_record(std::move(run));
+}
+
 std::uint64_t grids_run() { return g_launch_count; }
 
 }  // namespace fm_emu

@@ -1,0 +1,132 @@
+// tests/test_flow_captured_solve.cpp — sampling through a recorded solve (flow/captured_solve.h):
+//   * chunk after chunk, a tiny U-Net's Euler and RK4 solves replayed from the graph are bitwise the
+//     eager solves, and a replayed chunk costs the host one graph launch, not a launch per kernel;
+//   * a chunk of another shape (the last, shorter one), dopri5 and the CPU are solved eagerly, correctly;
+//   * a model that uploads host values in its forward pass cannot be recorded: the solve falls back
+//     to eager work for good, with the same results; any other error while recording reaches the
+//     caller and leaves the stream as it was.
+#include <catch2/catch.hpp>
+
+#include <memory>
+#include <vector>
+
+#include "core/ops.h"
+#include "core/random.h"
+#include "flow/captured_solve.h"
+#include "flow/model_fn.h"
+#include "kernels/runtime.h"
+#include "nn/unet.h"
+#include "test_util.h"
+
+using namespace fm;
+using namespace fm::flow;
+
+namespace {
+
+Tensor noise_chunk(std::int64_t n, std::uint64_t seed) {
+  Generator gen(seed);
+  return randn({n, 1, 8, 8}, gen).to(Device::CUDA);
+}
+
+// Solves chunks of noise through a CapturedSolve and eagerly; every chunk must give the same bits.
+void require_replays_equal_eager(const FixedStepSolver& solver) {
+  Generator init(5);
+  nn::UNet unet(nn::UNetConfig::tiny(), init);
+  unet.to(Device::CUDA);
+  unet.eval();
+  const VelocityField field =
+      velocity_field_from_model([&unet](const Tensor& x, const Tensor& t) { return unet.forward(x, t); });
+  CapturedSolve captured(solver, field);
+  for (std::uint64_t chunk = 0; chunk < 4; ++chunk) {
+    const Tensor noise = noise_chunk(2, 100 + chunk);
+    const kernels::RuntimeCounters before = kernels::runtime_counters();
+    const SolveResult replayed = captured.solve(noise);
+    const kernels::RuntimeCounters host_work = kernels::runtime_counters() - before;
+    const SolveResult eager = solver.solve(field, noise);
+    INFO("chunk " << chunk);
+    REQUIRE(replayed.x.to_vector() == eager.x.to_vector());
+    REQUIRE(replayed.nfe == eager.nfe);
+    REQUIRE(replayed.steps == eager.steps);
+    if (chunk >= 2) {
+      // Recorded at chunk 1; from then on the host issues the noise copy, the graph, the result's copy.
+      REQUIRE(host_work.graph_replays == 1);
+      REQUIRE(host_work.kernel_launches <= 2);
+      REQUIRE(host_work.host_to_device_copies == 0);
+    }
+  }
+  REQUIRE(captured.recorded());
+  REQUIRE(captured.replays() == 3);  // chunk 0 eager, chunk 1 recorded and replayed, chunks 2 and 3
+}
+
+}  // namespace
+
+TEST_CASE("a recorded Euler solve of a U-Net replays chunk after chunk bitwise as the eager solve", "[gpu]") {
+  FM_REQUIRE_GPU();
+  require_replays_equal_eager(EulerSolver(2));
+}
+
+TEST_CASE("a recorded RK4 solve of a U-Net replays chunk after chunk bitwise as the eager solve", "[gpu]") {
+  FM_REQUIRE_GPU();
+  require_replays_equal_eager(RK4Solver(1));
+}
+
+TEST_CASE("another shape, dopri5 and the CPU are solved eagerly, and a forward pass that uploads is not recorded",
+          "[gpu]") {
+  FM_REQUIRE_GPU();
+  const EulerSolver solver(2);
+  // Shapes: the last chunk is shorter.
+  const VelocityField damped = [](const Tensor& x, double t) { return x * (-0.5 - t); };
+  CapturedSolve by_shape(solver, damped);
+  for (std::int64_t n : {4, 4, 4, 3}) {
+    const Tensor noise = noise_chunk(n, std::uint64_t(n) * 7);
+    const std::int64_t replays_before = by_shape.replays();
+    REQUIRE(by_shape.solve(noise).x.to_vector() == solver.solve(damped, noise).x.to_vector());
+    if (n == 3) REQUIRE(by_shape.replays() == replays_before);
+  }
+  REQUIRE(by_shape.replays() == 2);
+
+  // A field that makes a GPU tensor from host values on every call.
+  const VelocityField uploads = [](const Tensor& x, double t) {
+    const Tensor scale = Tensor::from_vector({-0.5 - t}, {1}, x.dtype(), Device::CUDA);
+    return x * scale;
+  };
+  CapturedSolve refused(solver, uploads);
+  for (int chunk = 0; chunk < 3; ++chunk) {
+    const Tensor noise = noise_chunk(4, 50 + std::uint64_t(chunk));
+    REQUIRE(refused.solve(noise).x.to_vector() == solver.solve(uploads, noise).x.to_vector());
+  }
+  REQUIRE(refused.eager_only());
+  REQUIRE_FALSE(refused.recorded());
+  REQUIRE(refused.replays() == 0);
+
+  // dopri5's steps depend on values read back every step: solved eagerly every chunk.
+  const Dopri5Solver dopri5(AdaptiveStepOptions{});
+  CapturedSolve adaptive(dopri5, damped);
+  for (int chunk = 0; chunk < 3; ++chunk) {
+    const Tensor noise = noise_chunk(4, 70 + std::uint64_t(chunk));
+    REQUIRE(adaptive.solve(noise).x.to_vector() == dopri5.solve(damped, noise).x.to_vector());
+  }
+  REQUIRE(adaptive.replays() == 0);
+  REQUIRE_FALSE(adaptive.recorded());
+
+  // An error while recording (not a refusal) reaches the caller, and the stream leaves capture mode.
+  int calls = 0;
+  const VelocityField fails_second_time = [&calls](const Tensor& x, double) {
+    if (++calls == 2) throw ValueError("this field fails once");
+    return x * 0.5;
+  };
+  const EulerSolver one_step(1);
+  CapturedSolve failing(one_step, fails_second_time);
+  const Tensor noise = noise_chunk(4, 60);
+  failing.solve(noise);
+  REQUIRE_THROWS_AS(failing.solve(noise), ValueError);
+  REQUIRE((noise * 2.0).to_vector() == (noise.to(Device::CPU) * 2.0).to_vector());  // eager again
+
+  // On the CPU there is nothing to record.
+  CapturedSolve on_cpu(solver, damped);
+  Generator gen(9);
+  const Tensor host_noise = randn({4, 2}, gen);
+  for (int chunk = 0; chunk < 3; ++chunk)
+    REQUIRE(on_cpu.solve(host_noise).x.to_vector() == solver.solve(damped, host_noise).x.to_vector());
+  REQUIRE(on_cpu.replays() == 0);
+}
