@@ -1,7 +1,7 @@
 // core/ops_cross_entropy.cpp — mean softmax cross-entropy (for the evaluation classifier).
 //
-// Labels live in a host vector; on CUDA they are copied to the device once per call (a few KB,
-// internal::DeviceIndices).
+// Labels live in a host vector; on CUDA they are copied to the device once per call (a few KB, a
+// RowIndex of core/ops.h) and the backward pass reads the same copy.
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
@@ -23,6 +23,7 @@ Tensor cross_entropy(const Tensor& logits_in, const std::vector<std::int32_t>& l
   Tensor logits = logits_in.detach().contiguous();
   Tensor row_loss = Tensor::empty({N}, logits.dtype(), logits.device());
   Tensor probs = Tensor::empty({N, C}, logits.dtype(), logits.device());
+  const RowIndex on_device = logits.device() == Device::CUDA ? RowIndex(labels, C, Device::CUDA) : RowIndex();
   dispatch_kernel(
       "cross_entropy", logits.device(), logits.dtype(),
       [&](auto type) {
@@ -31,8 +32,7 @@ Tensor cross_entropy(const Tensor& logits_in, const std::vector<std::int32_t>& l
       },
       [&](auto type) {
         using T = element_type<decltype(type)>;
-        internal::DeviceIndices device_labels(labels);
-        kernels::cross_entropy_forward_cuda(logits.data<T>(), device_labels.get(), row_loss.data<T>(), probs.data<T>(),
+        kernels::cross_entropy_forward_cuda(logits.data<T>(), on_device.data(), row_loss.data<T>(), probs.data<T>(),
                                             N, C);
       });
   Tensor loss = mean(row_loss);
@@ -50,8 +50,7 @@ Tensor cross_entropy(const Tensor& logits_in, const std::vector<std::int32_t>& l
         },
         [&](auto type) {
           using T = element_type<decltype(type)>;
-          internal::DeviceIndices device_labels(labels);
-          kernels::cross_entropy_backward_cuda(probs.data<T>(), device_labels.get(), row_scale.data<T>(),
+          kernels::cross_entropy_backward_cuda(probs.data<T>(), on_device.data(), row_scale.data<T>(),
                                                grad.data<T>(), N, C);
         });
     return std::vector<Tensor>{grad};

@@ -3,9 +3,11 @@
 //
 // The op that docs/03_ops_and_kernels.md §3.7 ("Quick start: adding an op") walks through: checks, a kernel
 // call per pass through dispatch_kernel, and the backward recorded beside the forward. Indices live
-// in a host vector, like cross_entropy's labels; on CUDA they go to the device for each call.
+// in a host vector, like cross_entropy's labels; on CUDA they go to the device once per call, as a
+// RowIndex (core/ops.h) that the backward pass shares.
 #include "core/autograd.h"
 #include "core/dispatch.h"
+#include "core/ops.h"
 #include "core/ops_nn.h"
 #include "core/tensor_internal.h"
 #include "kernels/embedding.h"
@@ -20,6 +22,7 @@ Tensor embedding(const Tensor& table_in, const std::vector<std::int32_t>& indice
              i, " outside the table's ", rows, " rows");
   Tensor table = table_in.detach().contiguous();
   Tensor out = Tensor::empty({count, dim}, table.dtype(), table.device());
+  const RowIndex on_device = table.device() == Device::CUDA ? RowIndex(indices, rows, Device::CUDA) : RowIndex();
   dispatch_kernel(
       "embedding", table.device(), table.dtype(),
       [&](auto type) {
@@ -28,8 +31,7 @@ Tensor embedding(const Tensor& table_in, const std::vector<std::int32_t>& indice
       },
       [&](auto type) {
         using T = element_type<decltype(type)>;
-        internal::DeviceIndices device_indices(indices);
-        kernels::embedding_forward_cuda(table.data<T>(), device_indices.get(), out.data<T>(), count, rows, dim);
+        kernels::embedding_forward_cuda(table.data<T>(), on_device.data(), out.data<T>(), count, rows, dim);
       });
   // d out[i, :] / d table[r, :] = [indices[i] = r]: the gradient scatter-adds the rows of g.
   return record_op(out, "embedding", {table_in}, [=](const Tensor& g_in) {
@@ -43,8 +45,7 @@ Tensor embedding(const Tensor& table_in, const std::vector<std::int32_t>& indice
         },
         [&](auto type) {
           using T = element_type<decltype(type)>;
-          internal::DeviceIndices device_indices(indices);
-          kernels::embedding_backward_cuda(g.data<T>(), device_indices.get(), dtable.data<T>(), count, rows, dim);
+          kernels::embedding_backward_cuda(g.data<T>(), on_device.data(), dtable.data<T>(), count, rows, dim);
         });
     return std::vector<Tensor>{dtable};
   });

@@ -137,10 +137,4 @@ void copy_same_device(const Tensor& src, const Tensor& dst) {
       });
 }
 
-DeviceIndices::DeviceIndices(const std::vector<std::int32_t>& indices) {
-  ptr_ = static_cast<std::int32_t*>(kernels::cuda_malloc(indices.size() * sizeof(std::int32_t)));
-  kernels::cuda_copy_to_device(ptr_, indices.data(), indices.size() * sizeof(std::int32_t));
-}
-DeviceIndices::~DeviceIndices() { kernels::cuda_free(ptr_); }
-
 }  // namespace fm::internal

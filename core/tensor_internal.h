@@ -33,18 +33,4 @@ kernels::ElementwiseGeometry broadcast_geometry(const Tensor& y, const Tensor& a
 // Strided copy src -> dst on one device (shapes equal, or src broadcastable to dst).
 void copy_same_device(const Tensor& src, const Tensor& dst);
 
-// Integer indices (class labels, table rows) kept by the ops in a host vector, copied to device
-// memory for the duration of one CUDA kernel call (a few KB).
-class DeviceIndices {
- public:
-  explicit DeviceIndices(const std::vector<std::int32_t>& indices);
-  ~DeviceIndices();
-  DeviceIndices(const DeviceIndices&) = delete;
-  DeviceIndices& operator=(const DeviceIndices&) = delete;
-  const std::int32_t* get() const { return ptr_; }
-
- private:
-  std::int32_t* ptr_ = nullptr;
-};
-
 }  // namespace fm::internal

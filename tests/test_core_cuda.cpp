@@ -174,6 +174,14 @@ TEST_CASE("cuda: cross_entropy matches the CPU", "[cuda][gpu]") {
     check_cuda_matches_cpu([&](const Inputs& x) { return cross_entropy(x[0], labels); }, {{N, 10}}, 21,
                            1e-6, 1e-5, -5.0, 5.0);
   }
+  // The labels go to the device once, for the forward and the backward pass.
+  const std::vector<std::int32_t> labels{3, 0, 9, 9};
+  Tensor logits = Tensor::zeros({4, 10}, DType::Float32, Device::CUDA).set_requires_grad();
+  const kernels::RuntimeCounters before = kernels::runtime_counters();
+  cross_entropy(logits, labels).backward();
+  const kernels::RuntimeCounters d = kernels::runtime_counters() - before;
+  REQUIRE(d.host_to_device_copies == 1);
+  REQUIRE(d.host_to_device_bytes == labels.size() * sizeof(std::int32_t));
 }
 
 TEST_CASE("cuda: embedding matches the CPU", "[cuda][gpu]") {
@@ -184,4 +192,12 @@ TEST_CASE("cuda: embedding matches the CPU", "[cuda][gpu]") {
     for (int i = 0; i < count; ++i) indices[i] = (i * 7) % 11;
     check_cuda_matches_cpu([&](const Inputs& x) { return embedding(x[0], indices); }, {{11, 37}}, 22, 0.0, 0.0);
   }
+  // The indices go to the device once, for the forward and the backward pass.
+  const std::vector<std::int32_t> indices{4, 4, 10, 0, 2};
+  Tensor table = Tensor::zeros({11, 37}, DType::Float32, Device::CUDA).set_requires_grad();
+  const kernels::RuntimeCounters before = kernels::runtime_counters();
+  sum(embedding(table, indices)).backward();
+  const kernels::RuntimeCounters d = kernels::runtime_counters() - before;
+  REQUIRE(d.host_to_device_copies == 1);
+  REQUIRE(d.host_to_device_bytes == indices.size() * sizeof(std::int32_t));
 }
