@@ -66,8 +66,9 @@ struct StepRow {
 };
 
 // Trains `model` with the fmtrain recipe (Adam 1e-3, EMA 0.999, clip 1.0, CondOT, logit-normal t).
+// `record`: the trainer records the forward and backward pass and replays it (TrainerOptions::record_steps).
 StepRow measure(const std::string& name, nn::VelocityModel& model, flow::TrainingData& data, std::int64_t batch,
-                Device device, const StepBenchOptions& options) {
+                Device device, const StepBenchOptions& options, bool record) {
   model.to(device);
   nn::Adam optimizer(model);
   nn::EMA ema(model, 0.999);
@@ -75,6 +76,7 @@ StepRow measure(const std::string& name, nn::VelocityModel& model, flow::Trainin
   trainer_options.batch_size = batch;
   trainer_options.grad_clip = 1.0;
   trainer_options.device = device;
+  trainer_options.record_steps = record;
   flow::FlowTrainer trainer(model, optimizer, nn::LRSchedule{}, &ema, data, flow::make_path("condot"),
                             flow::make_time_sampler("logit_normal"), 1234, trainer_options);
   for (int i = 0; i < options.warmup_steps; ++i) trainer.run_step();
@@ -113,11 +115,12 @@ StepRow measure(const std::string& name, nn::VelocityModel& model, flow::Trainin
 void print_row(const StepRow& r, bool counters_apply) {
   const double n = r.counted_steps;
   auto per = [n](std::uint64_t v) { return double(v) / n; };
-  std::printf("%-10s %9lld %6lld %9.3f", r.model.c_str(), (long long)r.parameters, (long long)r.batch, r.ms_per_step);
+  std::printf("%-18s %9lld %6lld %9.3f", r.model.c_str(), (long long)r.parameters, (long long)r.batch, r.ms_per_step);
   if (counters_apply) {
     const kernels::RuntimeCounters& c = r.steps;
-    std::printf(" %9.1f %8.1f %6.1f %8.1f %9.1f %8.1f %10.0f %8.1f %10.0f", per(c.kernel_launches),
-                per(c.library_calls), per(c.synchronizations), per(c.device_allocations), per(c.allocator_requests),
+    std::printf(" %9.1f %8.1f %6.1f %6.1f %8.1f %9.1f %8.1f %10.0f %8.1f %10.0f", per(c.kernel_launches),
+                per(c.library_calls), per(c.graph_replays), per(c.synchronizations), per(c.device_allocations),
+                per(c.allocator_requests),
                 per(c.host_to_device_copies), per(c.host_to_device_bytes), per(c.device_to_host_copies),
                 per(c.device_to_host_bytes));
   } else {
@@ -125,11 +128,11 @@ void print_row(const StepRow& r, bool counters_apply) {
   }
   std::printf("   loss %.4f\n", r.last_loss);
   if (counters_apply)
-    std::printf("%-10s a log step's read of the numbers adds: %llu syncs, %llu D2H copies (%llu bytes), %llu launches\n",
+    std::printf("%-18s a log step's read of the numbers adds: %llu syncs, %llu D2H copies (%llu bytes), %llu launches\n",
                 "", (unsigned long long)r.log_read.synchronizations, (unsigned long long)r.log_read.device_to_host_copies,
                 (unsigned long long)r.log_read.device_to_host_bytes, (unsigned long long)r.log_read.kernel_launches);
   if (counters_apply)
-    std::printf("%-10s of a step, clip + Adam + EMA (one fused pass): %llu launches, %llu syncs\n", "",
+    std::printf("%-18s of a step, clip + Adam + EMA (one fused pass): %llu launches, %llu syncs\n", "",
                 (unsigned long long)r.optimizer.kernel_launches, (unsigned long long)r.optimizer.synchronizations);
 }
 
@@ -186,25 +189,36 @@ int run_step_bench(const StepBenchOptions& options) {
                 device == Device::CUDA ? kernels::cuda_device_name() : "cpu",
                 device == Device::CUDA && kernels::cuda_emulated() ? " (times are the emulator's, not a GPU's)" : "",
                 options.warmup_steps, options.steps);
-    std::printf("%-10s %9s %6s %9s", "model", "params", "batch", "ms/step");
+    std::printf("%-18s %9s %6s %9s", "model", "params", "batch", "ms/step");
     if (counters_apply)
-      std::printf(" %9s %8s %6s %8s %9s %8s %10s %8s %10s", "launches", "library", "syncs", "mallocs", "alloc-req",
-                  "H2D", "H2D bytes", "D2H", "D2H bytes");
+      std::printf(" %9s %8s %6s %6s %8s %9s %8s %10s %8s %10s", "launches", "library", "graphs", "syncs", "mallocs",
+                  "alloc-req", "H2D", "H2D bytes", "D2H", "D2H bytes");
     std::printf("\n");
 
-    Generator init(3);
+    // On CUDA each model trains twice from the same initial weights: every step eager, then with the
+    // forward and backward pass recorded and replayed (", graph"); the two rows end on the same loss.
+    Generator init(3), copies_init(4);
     nn::MLPConfig mlp_config;  // fmtrain's moons model (configs/moons.json keeps the defaults)
-    nn::VelocityMLP mlp(mlp_config, init);
-    flow::PointStream moons(flow::make_toy_distribution("moons"));
-    print_row(measure("moons MLP", mlp, moons, options.small_shapes ? 64 : 256, device, options), counters_apply);
+    nn::VelocityMLP mlp(mlp_config, init), mlp_recorded(mlp_config, copies_init);
+    mlp_recorded.load_state_dict(mlp.state_dict());
+    const std::int64_t moons_batch = options.small_shapes ? 64 : 256;
+    flow::PointStream moons(flow::make_toy_distribution("moons")), moons_again(flow::make_toy_distribution("moons"));
+    print_row(measure("moons MLP", mlp, moons, moons_batch, device, options, false), counters_apply);
+    if (device == Device::CUDA)
+      print_row(measure("moons MLP, graph", mlp_recorded, moons_again, moons_batch, device, options, true), true);
     std::fflush(stdout);
 
     const std::int64_t unet_batch = options.batch > 0 ? options.batch : options.small_shapes ? 2 : 64;
-    nn::UNet unet(options.small_shapes ? tiny_unet_config() : nn::UNetConfig{}, init);
+    const nn::UNetConfig unet_config = options.small_shapes ? tiny_unet_config() : nn::UNetConfig{};
+    nn::UNet unet(unet_config, init), unet_recorded(unet_config, copies_init);
+    unet_recorded.load_state_dict(unet.state_dict());
     RandomImages images(unet_batch, options.small_shapes ? 8 : 28);
-    print_row(measure(options.small_shapes ? "tiny U-Net" : "U-Net", unet, images, unet_batch, device, options),
-              counters_apply);
-    if (device == Device::CUDA) print_sampling(unet, unet_batch, options.small_shapes ? 8 : 28, options);
+    const std::string unet_name = options.small_shapes ? "tiny U-Net" : "U-Net";
+    print_row(measure(unet_name, unet, images, unet_batch, device, options, false), counters_apply);
+    if (device == Device::CUDA) {
+      print_row(measure(unet_name + ", graph", unet_recorded, images, unet_batch, device, options, true), true);
+      print_sampling(unet, unet_batch, options.small_shapes ? 8 : 28, options);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fmbench step: %s\n", e.what());
     return 2;

@@ -3,12 +3,15 @@
 // For the moons MLP and a U-Net, each trained by flow/trainer.h's FlowTrainer exactly as fmtrain
 // trains (Adam, EMA, gradient clipping, the loss sums on the device), it runs warm-up steps, then
 // counts over the timed steps (kernels/runtime.h, runtime_counters): kernel launches, cuBLAS/cuDNN
-// calls, host<->device synchronisations, cudaMalloc calls (cache misses) and allocator requests, and
-// the copies and bytes each way; and, apart, what one log step's read of the numbers costs and the
+// calls, graph launches, host<->device synchronisations, cudaMalloc calls (cache misses) and
+// allocator requests, and the copies and bytes each way; and, apart, what one log step's read of the numbers costs and the
 // launches of the step's clip + Adam + EMA pass (issue 14: at most 10, whatever the model). Issue 14's
 // targets for a steady-state step: 0 syncs, 0 allocations, 0 host->device bytes between log points.
 // The U-Net's batch is kept on the device, as fmtrain keeps an image data set there
 // (TrainingData::keep_on); the moons points are drawn on the host each step and copied (512 bytes).
+// On CUDA each model has two rows from the same initial weights: every step eager, and ", graph",
+// with the forward and backward pass recorded once and replayed (TrainerOptions::record_steps, as
+// fmtrain trains); both end on the same loss.
 //
 // On CUDA it then samples with the trained U-Net (Euler, a chunk of the batch's size), eagerly and
 // through a recorded graph replayed per chunk (flow/captured_solve.h), and prints both per chunk.

@@ -6,10 +6,25 @@
 #include <utility>
 
 #include "core/autograd.h"
+#include "core/captured_work.h"
 #include "core/distributed.h"
 #include "core/ops.h"
 
 namespace fm::flow {
+
+// The model's forward and backward pass, recorded once and replayed every step (run_step). What a
+// step changes from one to the next is made eagerly and copied into the input buffers: the batch x1,
+// its source draws x0 and its times t (their Philox places move with the step). The recording
+// computes the loss from those buffers, zeroes nothing (its backward pass writes the first gradient
+// of each parameter into the flat gradient buffer, then adds the rest, as eagerly) and leaves the loss,
+// the per-sample losses and the gradients where the eager clip + Adam + EMA pass reads them.
+struct FlowTrainer::RecordedStep {
+  CapturedWork graph;
+  Tensor x1, x0, t;         // the inputs the recording reads, refilled before each replay
+  FlowMatchingLoss result;  // the recording's outputs, rewritten by each replay
+  std::uint64_t layout_id = 0;  // the flat parameter layout the recording reads and writes
+  bool failed = false;          // the pass needed the host: every later step runs eagerly
+};
 
 FlowTrainer::FlowTrainer(nn::VelocityModel& model, nn::Optimizer& optimizer, nn::LRSchedule schedule,
                          nn::EMA* ema, TrainingData& data, std::shared_ptr<const AffineProbabilityPath> path,
@@ -27,6 +42,60 @@ FlowTrainer::FlowTrainer(nn::VelocityModel& model, nn::Optimizer& optimizer, nn:
   // A stored data set moves to the training device once, so the steps below gather their batches
   // there; the .to(device) in run_step is then a no-op (it copies only data made on the host).
   data_.keep_on(options_.device);
+}
+
+FlowTrainer::~FlowTrainer() = default;
+
+bool FlowTrainer::can_record_step(bool conditional) const {
+  // Not recorded: the CPU; a data-parallel step (its backward pass talks to the other ranks); class
+  // labels (uploaded by the embedding, per step); times drawn on the host, or a path that reads them
+  // there; the first step after construction or a checkpoint load (it flattens the parameters and
+  // fills the caches the recording relies on, such as the time embedding's frequencies).
+  return options_.record_steps && options_.device == Device::CUDA && !dist::active() && !conditional &&
+         steps_since_reset_ >= 1 && model_.flat_parameters() && !(recorded_ && recorded_->failed) &&
+         time_sampler_->law() && path_->samples_from_device_times();
+}
+
+std::optional<FlowMatchingLoss> FlowTrainer::recorded_loss_and_gradients(const ModelFn& velocity, const Tensor& x1,
+                                                                         const Tensor& x0, const StepNoise& noise) {
+  const Tensor t = time_sampler_->sample(x1.size(0), noise, x1.dtype(), x1.device());
+  if (!recorded_) recorded_ = std::make_unique<RecordedStep>();
+  RecordedStep& r = *recorded_;
+  const std::uint64_t layout_id = model_.flat_parameters()->id();
+  const bool fits = r.graph.captured() && r.layout_id == layout_id && r.x1.shape() == x1.shape() &&
+                    r.x1.dtype() == x1.dtype();
+  if (!fits) {
+    r.x1 = Tensor::empty(x1.shape(), x1.dtype(), x1.device());
+    r.x0 = Tensor::empty(x0.shape(), x0.dtype(), x0.device());
+    r.t = Tensor::empty(t.shape(), t.dtype(), t.device());
+  }
+  r.x1.copy_(x1);
+  r.x0.copy_(x0);
+  r.t.copy_(t);
+  if (!fits) {
+    try {
+      r.graph.begin_capture();
+      r.result = conditional_flow_matching_loss(velocity, r.x1, *path_, r.t, r.x0);
+      optimizer_.zero_grad();
+      r.result.loss.backward();
+      r.graph.end_capture();
+      r.layout_id = layout_id;
+    } catch (const DeviceError& e) {
+      // Something in the pass needed the host (anomaly mode's checks, say): eager from now on.
+      recording_note_ = cat("the training step's forward and backward pass could not be recorded as a CUDA graph (",
+                            e.what(), "); every step runs eagerly, with the same numbers");
+      r.graph.abandon();
+      recorded_ = std::make_unique<RecordedStep>();  // buffers and graph let go
+      recorded_->failed = true;
+      return std::nullopt;
+    } catch (...) {
+      r.graph.abandon();
+      throw;
+    }
+  }
+  r.graph.replay();
+  ++replayed_steps_;
+  return r.result;
 }
 
 std::vector<std::int32_t> drop_labels(std::vector<std::int32_t> labels, double dropout, std::int32_t null_class,
@@ -79,16 +148,21 @@ void FlowTrainer::run_step() {
                                      return model_.forward(x_t, t, labels);
                                    })
                                  : ModelFn([this](const Tensor& x_t, const Tensor& t) { return model_.forward(x_t, t); });
-  FlowMatchingLoss result = conditional_flow_matching_loss(velocity, x1, *path_, *time_sampler_,
-                                                          StepNoise{seed_, step_, slice.first}, std::move(x0));
+  const StepNoise loss_noise{seed_, step_, slice.first};
+  std::optional<FlowMatchingLoss> recorded;
+  if (can_record_step(conditional)) recorded = recorded_loss_and_gradients(velocity, x1, x0, loss_noise);
+  FlowMatchingLoss result =
+      recorded ? *recorded : conditional_flow_matching_loss(velocity, x1, *path_, *time_sampler_, loss_noise, std::move(x0));
   // A rank's loss is the mean over its slice; weighted by the slice's share of the batch, the ranks'
   // losses (and gradients) sum to the mean over the whole batch. One rank: the loss as it is.
   Tensor loss = result.loss;
   if (dist::active()) loss = loss * (double(slice.count) / double(options_.batch_size));
 
   if (!model_.flat_parameters()) model_.flatten_parameters();
-  optimizer_.zero_grad();
-  if (dist::active()) {
+  if (!recorded) optimizer_.zero_grad();  // (a replay wrote the gradients already)
+  if (recorded) {
+    // Nothing to do: the replay ran the backward pass.
+  } else if (dist::active()) {
     // The gradients are summed over the ranks bucket by bucket while backward() runs (nn/gradient_sync.h).
     const nn::FlatParameters& layout = *model_.flat_parameters();
     // The reduction runs over the flat buffer only: a layout that no longer holds every parameter
@@ -112,6 +186,7 @@ void FlowTrainer::run_step() {
   last_.grad_norm = optimizer_.clip_step_and_update_ema_async(
       model_, options_.grad_clip > 0 ? options_.grad_clip : INFINITY, ema_);
   ++step_;
+  ++steps_since_reset_;
 
   losses_.add(loss, began_epoch_);
   ++steps_in_sum_;
@@ -245,6 +320,8 @@ void FlowTrainer::save_checkpoint(const std::string& path, std::map<std::string,
 }
 
 std::map<std::string, std::string> FlowTrainer::load_checkpoint(const std::string& path) {
+  recorded_.reset();  // the restored weights may live in other buffers than the recording's
+  steps_since_reset_ = 0;
   RestoredTraining restored = load_training_checkpoint(path, checkpointed_state());
   seed_ = restored.seed;
   step_ = restored.step;

@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,9 @@ struct TrainerOptions {
   std::shared_ptr<const SourceDistribution> source;
   CouplingOptions coupling;
   double label_dropout = 0.1;  // class-conditional models: P(label → null class), in [0, 1)
+  // On CUDA, record the model's forward and backward pass once (a CUDA graph, core/captured_work.h)
+  // and replay it every step, with the same bits (see FlowTrainer::run_step). Off: every step eager.
+  bool record_steps = true;
 };
 
 // The labels of a conditional step after dropout: labels[i], or null_class when the Philox uniform
@@ -99,6 +103,7 @@ class FlowTrainer {
   FlowTrainer(nn::VelocityModel& model, nn::Optimizer& optimizer, nn::LRSchedule schedule, nn::EMA* ema,
               TrainingData& data, std::shared_ptr<const AffineProbabilityPath> path,
               std::shared_ptr<const TimeSampler> time_sampler, std::uint64_t seed, TrainerOptions options);
+  ~FlowTrainer();
 
   // One step, then its numbers (reads the device: a sync per step on CUDA).
   StepStats train_step();
@@ -127,6 +132,11 @@ class FlowTrainer {
 
   std::int64_t step() const { return step_; }
   std::uint64_t seed() const { return seed_; }
+  // Steps whose forward and backward pass ran from the recorded graph (TrainerOptions::record_steps).
+  std::int64_t replayed_steps() const { return replayed_steps_; }
+  // Why the step could not be recorded (it then runs eagerly, with the same numbers); empty when it
+  // was, or was never tried.
+  const std::string& recording_note() const { return recording_note_; }
 
   // Checkpoint (the layout of flow/checkpoint_format.h): weights, EMA, optimiser, step, seed and
   // data state, and `metadata` (the run's config), written atomically as safetensors.
@@ -171,6 +181,18 @@ class FlowTrainer {
   double coupling_seconds_ = 0;
   std::unique_ptr<nn::GradientSync> sync_;  // data parallel only: the gradient all-reduce
   void restart_loss_sums();
+
+  // The recorded forward and backward pass (trainer.cpp): its input buffers, its outputs, its graph.
+  struct RecordedStep;
+  std::unique_ptr<RecordedStep> recorded_;
+  std::int64_t replayed_steps_ = 0;
+  std::int64_t steps_since_reset_ = 0;  // run_step calls since construction or load_checkpoint
+  std::string recording_note_;
+  bool can_record_step(bool conditional) const;
+  // The step's loss and gradients from the recording (made at the first call, or again after a
+  // shape or layout change); nullopt when it cannot be recorded (then never tried again).
+  std::optional<FlowMatchingLoss> recorded_loss_and_gradients(const ModelFn& velocity, const Tensor& x1,
+                                                              const Tensor& x0, const StepNoise& noise);
 
   TrainingStateRefs checkpointed_state() const { return {model_, ema_, optimizer_, data_}; }
 };

@@ -210,6 +210,10 @@ class TrainingLoop {
       try {
         AnomalyModeGuard anomaly_mode(detect_anomaly);
         trainer_.run_step();
+        if (!recording_noted_ && !trainer_.recording_note().empty()) {
+          log_line(quiet_ || !dist::is_root(), cat("fmtrain: note: ", trainer_.recording_note()));
+          recording_noted_ = true;
+        }
       } catch (const NumericError& e) {
         throw NumericError(cat("step ", trainer_.step() + 1, ": ", e.what(), "; ", checkpoint_note()));
       }
@@ -359,6 +363,7 @@ class TrainingLoop {
   const std::string title_;
   io::JsonlWriter* metrics_;
   const bool quiet_;
+  bool recording_noted_ = false;  // the trainer's recording_note() was printed
   const std::int64_t total_steps_, batch_size_, log_every_;
   const double elapsed_before_;
   ProgressLine progress_;
