@@ -22,6 +22,10 @@ struct FlowTrainer::RecordedStep {
   CapturedWork graph;
   Tensor x1, x0, t;         // the inputs the recording reads, refilled before each replay
   FlowMatchingLoss result;  // the recording's outputs, rewritten by each replay
+  // Each parameter and the gradient its slot held when the recording ended (its gradient home, or
+  // nothing): put back before every replay, since code between steps (a clip on the reference path,
+  // a zero_grad) may have replaced the slot, and the replay writes only into the homes.
+  std::vector<std::pair<Tensor, Tensor>> gradients;
   std::uint64_t layout_id = 0;  // the flat parameter layout the recording reads and writes
   bool failed = false;          // the pass needed the host: every later step runs eagerly
 };
@@ -64,6 +68,13 @@ std::optional<FlowMatchingLoss> FlowTrainer::recorded_loss_and_gradients(const M
   const std::uint64_t layout_id = model_.flat_parameters()->id();
   const bool fits = r.graph.captured() && r.layout_id == layout_id && r.x1.shape() == x1.shape() &&
                     r.x1.dtype() == x1.dtype();
+  if (!fits && r.graph.captured()) {
+    // A new shape or parameter layout (the model moved, say): this step eagerly, which fills the
+    // caches of the new setting, then a new recording at the next.
+    recorded_.reset();
+    steps_since_reset_ = 0;
+    return std::nullopt;
+  }
   if (!fits) {
     r.x1 = Tensor::empty(x1.shape(), x1.dtype(), x1.device());
     r.x0 = Tensor::empty(x0.shape(), x0.dtype(), x0.device());
@@ -80,6 +91,8 @@ std::optional<FlowMatchingLoss> FlowTrainer::recorded_loss_and_gradients(const M
       r.result.loss.backward();
       r.graph.end_capture();
       r.layout_id = layout_id;
+      r.gradients.clear();
+      for (const auto& [name, parameter] : model_.named_parameters()) r.gradients.emplace_back(parameter, parameter.grad());
     } catch (const DeviceError& e) {
       // Something in the pass needed the host (anomaly mode's checks, say): eager from now on.
       recording_note_ = cat("the training step's forward and backward pass could not be recorded as a CUDA graph (",
@@ -92,6 +105,10 @@ std::optional<FlowMatchingLoss> FlowTrainer::recorded_loss_and_gradients(const M
       r.graph.abandon();
       throw;
     }
+  }
+  for (const auto& [parameter, gradient] : r.gradients) {
+    if (gradient.defined()) parameter.set_grad(gradient);
+    else parameter.zero_grad();
   }
   r.graph.replay();
   ++replayed_steps_;

@@ -41,9 +41,9 @@ SinusoidalTimeEmbedding::SinusoidalTimeEmbedding(int dim, double time_scale)
 
 Tensor SinusoidalTimeEmbedding::forward(const Tensor& t) {
   // The frequencies are a constant: made once per dtype/device, not copied to the device every step.
-  if (!frequencies_.defined() || frequencies_.dtype() != t.dtype() || frequencies_.device() != t.device())
-    frequencies_ = sinusoidal_frequencies(dim_, t.dtype(), t.device());
-  return sinusoidal_time_embedding(t, frequencies_, time_scale_);
+  Tensor& frequencies = frequencies_[{t.dtype(), t.device()}];
+  if (!frequencies.defined()) frequencies = sinusoidal_frequencies(dim_, t.dtype(), t.device());
+  return sinusoidal_time_embedding(t, frequencies, time_scale_);
 }
 
 std::shared_ptr<Sequential> make_time_projection(int in_dim, int hidden_dim, int out_dim, Generator& gen) {

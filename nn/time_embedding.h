@@ -6,7 +6,9 @@
 // s is a time scale (1 in the seed, which feeds t ∈ [0, 1] unscaled; DDPM-style models feed step
 // numbers up to 1000). The U-Net then projects the embedding with Linear → SiLU → Linear (t_proj).
 #pragma once
+#include <map>
 #include <memory>
+#include <utility>
 
 #include "core/random.h"
 #include "nn/module.h"
@@ -30,7 +32,9 @@ class SinusoidalTimeEmbedding : public Layer {
  private:
   int dim_;
   double time_scale_;
-  Tensor frequencies_;  // kept for the dtype and device of the last call (a constant, not a parameter)
+  // One table per dtype and device seen (a constant, not a parameter). Never replaced once made: a
+  // recorded training step (flow/trainer.cpp) reads the table of its setting at every replay.
+  std::map<std::pair<DType, Device>, Tensor> frequencies_;
 };
 
 // The seed's t_proj: Sequential(Linear(in, hidden), SiLU, Linear(hidden, out)); names "0.*", "2.*".

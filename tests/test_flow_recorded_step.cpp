@@ -3,8 +3,11 @@
 //   * the moons MLP (points drawn on the host) and a tiny U-Net (images on the device) train bitwise
 //     as with every step eager: the same loss at every step, the same weights and EMA weights at the
 //     end; every step but the first is replayed, and a replayed step launches a fraction of the kernels;
+//   * the same with the optimiser's reference path, whose clipping replaces the gradient slots
+//     between replays (they are put back before each replay), reading every step or only the last;
 //   * a step that cannot be recorded runs eagerly with the same numbers: a path that reads its times
-//     on the host (cosine), anomaly mode (its checks read values back).
+//     on the host (cosine), anomaly mode (its checks read values back);
+//   * a resumed run records again after one eager step and continues as the eager run.
 #include <catch2/catch.hpp>
 
 #include <memory>
@@ -56,26 +59,38 @@ struct Run {
   kernels::RuntimeCounters last_step;  // the counters of the last step
 };
 
+struct TrainSetup {
+  bool anomaly_mode = false;
+  // The optimiser made from a list of parameters: the trainer's clip + Adam + EMA then takes the
+  // reference path (clip_grad_norm replaces each gradient slot with a scaled copy), and a tiny clip
+  // norm makes it scale every step.
+  bool optimizer_from_list = false;
+  bool read_every_step = true;  // else the loss is read at the last step only, as fmtrain's log steps do
+};
+
 // Trains `steps` steps (clip 0.5, Adam, EMA 0.9, logit-normal times) and keeps what must match.
 template <typename Model, typename Data>
-Run train(Model& model, Data& data, const std::string& scheduler, bool record, int steps, bool anomaly_mode = false) {
+Run train(Model& model, Data& data, const std::string& scheduler, bool record, int steps, TrainSetup setup = {}) {
   model.to(Device::CUDA);
-  nn::Adam optimizer(model);
+  std::unique_ptr<nn::Adam> optimizer_made = setup.optimizer_from_list
+                                                 ? std::make_unique<nn::Adam>(model.named_parameters())
+                                                 : std::make_unique<nn::Adam>(model);
+  nn::Adam& optimizer = *optimizer_made;
   nn::EMA ema(model, 0.9);
   TrainerOptions options;
   options.batch_size = std::is_same_v<Data, DeviceImages> ? 4 : 32;
-  options.grad_clip = 0.5;
+  options.grad_clip = setup.optimizer_from_list ? 1e-3 : 0.5;
   options.device = Device::CUDA;
   options.record_steps = record;
   FlowTrainer trainer(model, optimizer, nn::LRSchedule{}, &ema, data, make_path(scheduler),
                       make_time_sampler("logit_normal"), 77, options);
-  AnomalyModeGuard anomaly(anomaly_mode);
+  AnomalyModeGuard anomaly(setup.anomaly_mode);
   Run run;
   for (int i = 0; i < steps; ++i) {
     const kernels::RuntimeCounters before = kernels::runtime_counters();
     trainer.run_step();
     run.last_step = kernels::runtime_counters() - before;
-    run.losses.push_back(trainer.last_step_stats().loss);
+    if (setup.read_every_step || i + 1 == steps) run.losses.push_back(trainer.last_step_stats().loss);
   }
   for (const auto& [name, p] : model.named_parameters())
     for (double v : p.to_vector()) run.weights.push_back(v);
@@ -127,6 +142,26 @@ TEST_CASE("a recorded U-Net step replays bitwise the eager step", "[gpu]") {
       [] { return std::make_unique<DeviceImages>(); }, 4);
 }
 
+TEST_CASE("recorded steps match eager ones with the reference optimiser path clipping every step", "[gpu]") {
+  FM_REQUIRE_GPU();
+  // Also read only at the end, as between fmtrain's log steps.
+  for (bool read_every_step : {true, false}) {
+    INFO("read every step " << read_every_step);
+    TrainSetup setup;
+    setup.optimizer_from_list = true;
+    setup.read_every_step = read_every_step;
+    Generator init_a(3), init_b(3);
+    nn::VelocityMLP model_a(nn::MLPConfig{2, 32, 2}, init_a), model_b(nn::MLPConfig{2, 32, 2}, init_b);
+    PointStream data_a(make_toy_distribution("moons")), data_b(make_toy_distribution("moons"));
+    const Run eager = train(model_a, data_a, "condot", false, 5, setup);
+    const Run recorded = train(model_b, data_b, "condot", true, 5, setup);
+    REQUIRE(recorded.replayed == 4);
+    REQUIRE(recorded.losses == eager.losses);
+    REQUIRE(recorded.weights == eager.weights);
+    REQUIRE(recorded.ema_weights == eager.ema_weights);
+  }
+}
+
 TEST_CASE("a step that cannot be recorded runs eagerly with the same numbers", "[gpu]") {
   FM_REQUIRE_GPU();
   for (bool anomaly_mode : {false, true}) {
@@ -135,8 +170,10 @@ TEST_CASE("a step that cannot be recorded runs eagerly with the same numbers", "
     Generator init_a(3), init_b(3);
     nn::VelocityMLP model_a(nn::MLPConfig{2, 32, 2}, init_a), model_b(nn::MLPConfig{2, 32, 2}, init_b);
     PointStream data_a(make_toy_distribution("moons")), data_b(make_toy_distribution("moons"));
-    const Run eager = train(model_a, data_a, scheduler, false, 3, anomaly_mode);
-    const Run tried = train(model_b, data_b, scheduler, true, 3, anomaly_mode);
+    TrainSetup setup;
+    setup.anomaly_mode = anomaly_mode;
+    const Run eager = train(model_a, data_a, scheduler, false, 3, setup);
+    const Run tried = train(model_b, data_b, scheduler, true, 3, setup);
     REQUIRE(tried.replayed == 0);
     // Anomaly mode was tried and refused (and says so); cosine is never tried.
     if (anomaly_mode) REQUIRE_THAT(tried.note, Catch::Contains("could not be recorded"));
