@@ -107,18 +107,19 @@ void reference_backward_weight(const ConvReference<Params>& ref, const std::vect
   }
 }
 
-// The lab's check of a TF32 version (the tests hold every element to the exact bound of
+// The lab's check of a tensor-core version (the tests hold every element to the exact bound of
 // tests/conv_test_util.h; the lab has no Σ|products| per element, so it bounds them by their
 // largest possible value): inputs are in [-1, 1], so an output sums at most K products of size ≤ 1,
-// and the TF32 error is at most (2u + u² + (1 + u)²·γ)·K with u = 2^-11, γ = (K + 258)·2^-23 (see
-// docs/ops/tensor_cores.md), on top of the table's FP32 tolerance. K: the longest reduction of the
-// three passes. Loose next to the tests' bound, but an index error is off by O(√K), far outside it.
+// and the error is at most (2u + u² + (1 + u)²·γ)·K with u the inputs' rounding (2^-11 TF32, 2^-8
+// bfloat16: the entry's input_rounding), γ = (K + 258)·2^-23 (see docs/ops/tensor_cores.md), on top
+// of the table's FP32 tolerance. K: the longest reduction of the three passes. Loose next to the
+// tests' bound, but an index error is off by O(√K), far outside it.
 template <typename Params>
-Tolerance tf32_tolerance(const Params& p, Tolerance fp32) {
+Tolerance tensor_core_tolerance(const Params& p, double u, Tolerance fp32) {
   const double taps = double(p.kernel_h) * p.kernel_w;
   const double K = std::max({p.in_channels * taps, p.out_channels * taps, double(p.batch) * p.out_height() * p.out_width(),
                              double(p.batch) * p.in_height * p.in_width});
-  const double u = 0x1p-11, gamma = (K + 258) * 0x1p-23;
+  const double gamma = (K + 258) * 0x1p-23;
   fp32.atol += (2 * u + u * u + (1 + u) * (1 + u) * gamma) * K;
   return fp32;
 }
@@ -169,10 +170,11 @@ void bench_case(const char* op, const ConvCase<Params>& table_case, double flops
     for (const auto& impl : gpu_versions) {
       auto forward = impl.forward;
       c.versions.push_back({impl.name, [&, forward] { forward(x.get(), w.get(), b.get(), y.get(), p); }});
-      if (impl.tf32)
+      if (impl.input_rounding != 0)
         c.versions.back().check = [&] {
           Check check;
-          check.compare("y", y.to_host(), y_ref, tf32_tolerance(p, table::forward_tolerance(p)));
+          check.compare("y", y.to_host(), y_ref,
+                        tensor_core_tolerance(p, impl.input_rounding, table::forward_tolerance(p)));
           return check;
         };
     }
@@ -192,10 +194,11 @@ void bench_case(const char* op, const ConvCase<Params>& table_case, double flops
     for (const auto& impl : gpu_versions) {
       auto backward_input = impl.backward_input;
       c.versions.push_back({impl.name, [&, backward_input] { backward_input(dy.get(), w.get(), dx.get(), p); }});
-      if (impl.tf32)
+      if (impl.input_rounding != 0)
         c.versions.back().check = [&] {
           Check check;
-          check.compare("dx", dx.to_host(), dx_ref, tf32_tolerance(p, table::backward_input_tolerance(p)));
+          check.compare("dx", dx.to_host(), dx_ref,
+                        tensor_core_tolerance(p, impl.input_rounding, table::backward_input_tolerance(p)));
           return check;
         };
     }
@@ -216,10 +219,11 @@ void bench_case(const char* op, const ConvCase<Params>& table_case, double flops
       auto backward_weight = impl.backward_weight;
       c.versions.push_back(
           {impl.name, [&, backward_weight] { backward_weight(x.get(), dy.get(), dw.get(), db.get(), p); }});
-      if (impl.tf32)
+      if (impl.input_rounding != 0)
         c.versions.back().check = [&] {
           Check check;
-          check.compare("dW", dw.to_host(), dw_ref, tf32_tolerance(p, table::backward_weight_tolerance(p)));
+          check.compare("dW", dw.to_host(), dw_ref,
+                        tensor_core_tolerance(p, impl.input_rounding, table::backward_weight_tolerance(p)));
           check.compare("db", db.to_host(), db_ref, table::backward_bias_tolerance(p));  // an FP32 sum either way
           return check;
         };

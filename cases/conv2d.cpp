@@ -156,17 +156,40 @@ std::vector<Conv2dImplementation> compiled_conv2d_implementations() {
   //                    the strided bwd-data, split-K for bwd-weight (kernels/cuda/conv2d_implicit_gemm.cu)
   // v2 TF32:           v2 with its multiply on the TF32 tensor cores (WMMA m16n16k8), the same
   //                    loaders and epilogues (docs/ops/tensor_cores.md)
+  // v2 bf16:           the same on the bfloat16 tensor cores (bfloat16 shared tiles, WMMA m16n16k16)
   // cudnn:             cuDNN's heuristically best FP32 algorithm without TF32 (CUDNN_FMA_MATH),
-  //                    deterministic where possible — the baseline (kernels/cuda/conv2d_cudnn.cpp)
+  //                    spatial-domain, deterministic where possible — the baseline
+  //                    (kernels/cuda/conv2d_cudnn.cpp, CudnnAlgorithms::SpatialFp32)
+  // cudnn TF32:        the same with TF32 tensor-core math allowed (SpatialTf32)
+  // cudnn benchmark:   every algorithm, FFT and Winograd too, the fastest cudnnFind measures, in FP32
+  //                    and with TF32 allowed: what PyTorch picks with cudnn.benchmark = True
+  //                    (FastestFp32, FastestTf32); the lab says where they miss the tolerance
   list.push_back({"v1 naive", ImplKind::CudaNaive, fk::conv2d_forward_cuda_naive,
                   fk::conv2d_backward_input_cuda_naive, fk::conv2d_backward_weight_cuda_naive});
   list.push_back({"v2 implicit GEMM", ImplKind::CudaCustom, fk::conv2d_forward_cuda, fk::conv2d_backward_input_cuda,
                   fk::conv2d_backward_weight_cuda});
   list.push_back({"v2 TF32 (WMMA)", ImplKind::CudaCustom, fk::conv2d_forward_cuda_tf32,
                   fk::conv2d_backward_input_cuda_tf32, fk::conv2d_backward_weight_cuda_tf32, /*baseline=*/false,
-                  /*tf32=*/true});
+                  /*input_rounding=*/0x1p-11});
+  list.push_back({"v2 bf16 (WMMA)", ImplKind::CudaCustom, fk::conv2d_forward_cuda_bf16,
+                  fk::conv2d_backward_input_cuda_bf16, fk::conv2d_backward_weight_cuda_bf16, /*baseline=*/false,
+                  /*input_rounding=*/0x1p-8});
   list.push_back({"cudnn", ImplKind::Library, fk::conv2d_forward_cudnn, fk::conv2d_backward_input_cudnn,
                   fk::conv2d_backward_weight_cudnn, /*baseline=*/true});
+  using fk::CudnnAlgorithms;
+  list.push_back({"cudnn TF32", ImplKind::Library, fk::conv2d_forward_cudnn_as<CudnnAlgorithms::SpatialTf32>,
+                  fk::conv2d_backward_input_cudnn_as<CudnnAlgorithms::SpatialTf32>,
+                  fk::conv2d_backward_weight_cudnn_as<CudnnAlgorithms::SpatialTf32>, /*baseline=*/false,
+                  /*input_rounding=*/0x1p-10});  // cuDNN's rounding to TF32 is not documented: truncation
+  list.push_back({"cudnn benchmark", ImplKind::Library, fk::conv2d_forward_cudnn_as<CudnnAlgorithms::FastestFp32>,
+                  fk::conv2d_backward_input_cudnn_as<CudnnAlgorithms::FastestFp32>,
+                  fk::conv2d_backward_weight_cudnn_as<CudnnAlgorithms::FastestFp32>, /*baseline=*/false,
+                  /*input_rounding=*/0, /*no_error_bound=*/true});
+  list.push_back({"cudnn benchmark TF32", ImplKind::Library,
+                  fk::conv2d_forward_cudnn_as<CudnnAlgorithms::FastestTf32>,
+                  fk::conv2d_backward_input_cudnn_as<CudnnAlgorithms::FastestTf32>,
+                  fk::conv2d_backward_weight_cudnn_as<CudnnAlgorithms::FastestTf32>, /*baseline=*/false,
+                  /*input_rounding=*/0x1p-10, /*no_error_bound=*/true});
 #endif
   return list;
 }

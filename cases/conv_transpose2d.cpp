@@ -54,18 +54,38 @@ std::vector<ConvTranspose2dImplementation> compiled_conv_transpose2d_implementat
   //                    is split into stride_h·stride_w parity classes, each a dense GEMM over only
   //                    the taps that reach it (otherwise 3 multiplies in 4 would be by zero)
   // v2 TF32:           v2 with its multiply on the TF32 tensor cores (WMMA)
+  // v2 bf16:           the same on the bfloat16 tensor cores
   // cudnn:             cuDNN FP32 without TF32 (cudnnConvolutionBackwardData for the forward) — the
   //                    baseline
+  // cudnn TF32, cudnn benchmark, cudnn benchmark TF32: as in conv2d_implementations
   list.push_back({"v1 naive", ImplKind::CudaNaive, fk::conv_transpose2d_forward_cuda_naive,
                   fk::conv_transpose2d_backward_input_cuda_naive, fk::conv_transpose2d_backward_weight_cuda_naive});
   list.push_back({"v2 implicit GEMM", ImplKind::CudaCustom, fk::conv_transpose2d_forward_cuda,
                   fk::conv_transpose2d_backward_input_cuda, fk::conv_transpose2d_backward_weight_cuda});
   list.push_back({"v2 TF32 (WMMA)", ImplKind::CudaCustom, fk::conv_transpose2d_forward_cuda_tf32,
                   fk::conv_transpose2d_backward_input_cuda_tf32, fk::conv_transpose2d_backward_weight_cuda_tf32,
-                  /*baseline=*/false, /*tf32=*/true});
+                  /*baseline=*/false, /*input_rounding=*/0x1p-11});
+  list.push_back({"v2 bf16 (WMMA)", ImplKind::CudaCustom, fk::conv_transpose2d_forward_cuda_bf16,
+                  fk::conv_transpose2d_backward_input_cuda_bf16, fk::conv_transpose2d_backward_weight_cuda_bf16,
+                  /*baseline=*/false, /*input_rounding=*/0x1p-8});
   list.push_back({"cudnn", ImplKind::Library, fk::conv_transpose2d_forward_cudnn,
                   fk::conv_transpose2d_backward_input_cudnn, fk::conv_transpose2d_backward_weight_cudnn,
                   /*baseline=*/true});
+  using fk::CudnnAlgorithms;
+  list.push_back({"cudnn TF32", ImplKind::Library, fk::conv_transpose2d_forward_cudnn_as<CudnnAlgorithms::SpatialTf32>,
+                  fk::conv_transpose2d_backward_input_cudnn_as<CudnnAlgorithms::SpatialTf32>,
+                  fk::conv_transpose2d_backward_weight_cudnn_as<CudnnAlgorithms::SpatialTf32>, /*baseline=*/false,
+                  /*input_rounding=*/0x1p-10});
+  list.push_back({"cudnn benchmark", ImplKind::Library,
+                  fk::conv_transpose2d_forward_cudnn_as<CudnnAlgorithms::FastestFp32>,
+                  fk::conv_transpose2d_backward_input_cudnn_as<CudnnAlgorithms::FastestFp32>,
+                  fk::conv_transpose2d_backward_weight_cudnn_as<CudnnAlgorithms::FastestFp32>, /*baseline=*/false,
+                  /*input_rounding=*/0, /*no_error_bound=*/true});
+  list.push_back({"cudnn benchmark TF32", ImplKind::Library,
+                  fk::conv_transpose2d_forward_cudnn_as<CudnnAlgorithms::FastestTf32>,
+                  fk::conv_transpose2d_backward_input_cudnn_as<CudnnAlgorithms::FastestTf32>,
+                  fk::conv_transpose2d_backward_weight_cudnn_as<CudnnAlgorithms::FastestTf32>, /*baseline=*/false,
+                  /*input_rounding=*/0x1p-10, /*no_error_bound=*/true});
 #endif
   return list;
 }

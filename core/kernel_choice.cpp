@@ -44,7 +44,8 @@ std::optional<Precision>& current_precision() {
 Precision parse_precision(const std::string& name) {
   if (name == "fp32") return Precision::FP32;
   if (name == "tf32") return Precision::TF32;
-  throw ConfigError(cat("precision: got \"", name, "\", expected \"fp32\" or \"tf32\""));
+  if (name == "bf16") return Precision::BF16;
+  throw ConfigError(cat("precision: got \"", name, "\", expected \"fp32\", \"tf32\" or \"bf16\""));
 }
 
 Precision precision() {
@@ -57,6 +58,13 @@ Precision precision() {
 
 void set_precision(Precision precision) { current_precision() = precision; }
 
-const char* precision_name(Precision precision) { return precision == Precision::FP32 ? "fp32" : "tf32"; }
+const char* precision_name(Precision precision) {
+  switch (precision) {
+    case Precision::FP32: return "fp32";
+    case Precision::TF32: return "tf32";
+    case Precision::BF16: return "bf16";
+  }
+  return "?";
+}
 
 }  // namespace fm

@@ -16,18 +16,21 @@ void set_kernel_impl(KernelImpl impl);
 KernelImpl parse_kernel_impl(const std::string& name);  // throws ConfigError on anything else
 const char* kernel_impl_name(KernelImpl impl);
 
-// The arithmetic of matrix products on CUDA: strict FP32 (the default; the CPU reference's precision)
-// or TF32 tensor cores (inputs rounded to 10 mantissa bits, FP32 accumulation; about 2^-10 relative
-// error per product). With TF32, the "custom" kernels are ours (kernels/cuda/gemm_tf32.cu) and
-// "library" is cuBLAS with TF32 math. Set by FM_PRECISION=fp32|tf32 (read on first use) or
-// set_precision. Matmul (Linear, the attention projections) and our convolutions (forward, input and
-// weight gradients) honour it; cuDNN convolutions and attention still compute in FP32 (issue 14).
-// CPU runs ignore it.
-enum class Precision { FP32, TF32 };
+// The arithmetic of matrix products on CUDA: strict FP32 (the default; the CPU reference's precision),
+// TF32 tensor cores (inputs rounded to 10 mantissa bits, FP32 accumulation; about 2^-10 relative
+// error per product) or bfloat16 tensor cores (inputs rounded to 7 mantissa bits, FP32 accumulation;
+// about 2^-7). Tensors, weights and optimiser state stay FP32 in memory in every mode: the inputs of
+// each product are rounded as the kernel stages them. With TF32 or bf16, the "custom" kernels are
+// ours (kernels/cuda/gemm_tensor_cores.cu) and "library" is cuBLAS with that math. Set by
+// FM_PRECISION=fp32|tf32|bf16 (read on first use) or set_precision. Matmul (Linear, the attention
+// projections) and our convolutions (forward, input and weight gradients) honour all three; cuDNN
+// convolutions run TF32 under both tf32 and bf16 (it has no bfloat16 arithmetic for FP32 tensors);
+// attention's own products still compute in FP32 (issue 14). CPU runs ignore it.
+enum class Precision { FP32, TF32, BF16 };
 
 Precision precision();
 void set_precision(Precision precision);
-Precision parse_precision(const std::string& name);  // "fp32" | "tf32"; ConfigError otherwise
+Precision parse_precision(const std::string& name);  // "fp32" | "tf32" | "bf16"; ConfigError otherwise
 const char* precision_name(Precision precision);
 
 }  // namespace fm

@@ -67,34 +67,50 @@ void backward_weight_cpu(const T* x, const T* dy, T* dw, T* db, const ConvTransp
   kernels::conv_transpose2d_backward_weight_im2col<T>(x, dy, dw, db, p);
 }
 
-// Ours in FP32 or on the TF32 tensor cores (precision(), core/kernel_choice.h), or cuDNN (FP32 math
-// whatever the precision: its TF32 algorithms are not wired in yet).
-template <typename Fn> Fn pick(Fn cudnn, Fn fp32, Fn tf32) {
-  return use_library() ? cudnn : precision() == Precision::TF32 ? tf32 : fp32;
+// Ours in FP32 or on the TF32 or bfloat16 tensor cores (precision(), core/kernel_choice.h), or cuDNN:
+// its spatial-domain algorithms in FP32, or with TF32 allowed under tf32 and bf16 (cuDNN has no
+// bfloat16 arithmetic for FP32 tensors; kernels/conv2d.h CudnnAlgorithms).
+kernels::CudnnAlgorithms cudnn_algorithms() {
+  return precision() == Precision::FP32 ? kernels::CudnnAlgorithms::SpatialFp32 : kernels::CudnnAlgorithms::SpatialTf32;
+}
+template <typename Fn> Fn pick(Fn fp32, Fn tf32, Fn bf16) {
+  switch (precision()) {
+    case Precision::TF32: return tf32;
+    case Precision::BF16: return bf16;
+    case Precision::FP32: break;
+  }
+  return fp32;
 }
 template <typename T> void forward_cuda(const T* x, const T* w, const T* b, T* y, const Conv2dParams& p) {
-  pick(kernels::conv2d_forward_cudnn, kernels::conv2d_forward_cuda, kernels::conv2d_forward_cuda_tf32)(x, w, b, y, p);
+  if (use_library()) return kernels::conv2d_forward_cudnn_with(cudnn_algorithms(), x, w, b, y, p);
+  pick(kernels::conv2d_forward_cuda, kernels::conv2d_forward_cuda_tf32, kernels::conv2d_forward_cuda_bf16)(x, w, b, y, p);
 }
 template <typename T> void forward_cuda(const T* x, const T* w, const T* b, T* y, const ConvTranspose2dParams& p) {
-  pick(kernels::conv_transpose2d_forward_cudnn, kernels::conv_transpose2d_forward_cuda,
-       kernels::conv_transpose2d_forward_cuda_tf32)(x, w, b, y, p);
+  if (use_library()) return kernels::conv_transpose2d_forward_cudnn_with(cudnn_algorithms(), x, w, b, y, p);
+  pick(kernels::conv_transpose2d_forward_cuda, kernels::conv_transpose2d_forward_cuda_tf32,
+       kernels::conv_transpose2d_forward_cuda_bf16)(x, w, b, y, p);
 }
 template <typename T> void backward_input_cuda(const T* dy, const T* w, T* dx, const Conv2dParams& p) {
-  pick(kernels::conv2d_backward_input_cudnn, kernels::conv2d_backward_input_cuda,
-       kernels::conv2d_backward_input_cuda_tf32)(dy, w, dx, p);
+  if (use_library()) return kernels::conv2d_backward_input_cudnn_with(cudnn_algorithms(), dy, w, dx, p);
+  pick(kernels::conv2d_backward_input_cuda, kernels::conv2d_backward_input_cuda_tf32,
+       kernels::conv2d_backward_input_cuda_bf16)(dy, w, dx, p);
 }
 template <typename T> void backward_input_cuda(const T* dy, const T* w, T* dx, const ConvTranspose2dParams& p) {
-  pick(kernels::conv_transpose2d_backward_input_cudnn, kernels::conv_transpose2d_backward_input_cuda,
-       kernels::conv_transpose2d_backward_input_cuda_tf32)(dy, w, dx, p);
+  if (use_library()) return kernels::conv_transpose2d_backward_input_cudnn_with(cudnn_algorithms(), dy, w, dx, p);
+  pick(kernels::conv_transpose2d_backward_input_cuda, kernels::conv_transpose2d_backward_input_cuda_tf32,
+       kernels::conv_transpose2d_backward_input_cuda_bf16)(dy, w, dx, p);
 }
 template <typename T> void backward_weight_cuda(const T* x, const T* dy, T* dw, T* db, const Conv2dParams& p) {
-  pick(kernels::conv2d_backward_weight_cudnn, kernels::conv2d_backward_weight_cuda,
-       kernels::conv2d_backward_weight_cuda_tf32)(x, dy, dw, db, p);
+  if (use_library()) return kernels::conv2d_backward_weight_cudnn_with(cudnn_algorithms(), x, dy, dw, db, p);
+  pick(kernels::conv2d_backward_weight_cuda, kernels::conv2d_backward_weight_cuda_tf32,
+       kernels::conv2d_backward_weight_cuda_bf16)(x, dy, dw, db, p);
 }
 template <typename T>
 void backward_weight_cuda(const T* x, const T* dy, T* dw, T* db, const ConvTranspose2dParams& p) {
-  pick(kernels::conv_transpose2d_backward_weight_cudnn, kernels::conv_transpose2d_backward_weight_cuda,
-       kernels::conv_transpose2d_backward_weight_cuda_tf32)(x, dy, dw, db, p);
+  if (use_library())
+    return kernels::conv_transpose2d_backward_weight_cudnn_with(cudnn_algorithms(), x, dy, dw, db, p);
+  pick(kernels::conv_transpose2d_backward_weight_cuda, kernels::conv_transpose2d_backward_weight_cuda_tf32,
+       kernels::conv_transpose2d_backward_weight_cuda_bf16)(x, dy, dw, db, p);
 }
 
 // ---- one convolution op on Tensors (either kind) ------------------------------------------------

@@ -90,10 +90,12 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, const Tensor& bias = Ten
       },
       [&](auto type) {
         using T = element_type<decltype(type)>;
-        // Strict FP32 through cuBLAS, or TF32 tensor cores: ours or cuBLAS's (core/kernel_choice.h).
-        auto* gemm = precision() == Precision::FP32      ? kernels::gemm_batched_cublas
-                     : kernel_impl() == KernelImpl::Custom ? kernels::gemm_batched_cuda_tf32
-                                                           : kernels::gemm_batched_cublas_tf32;
+        // Strict FP32 through cuBLAS, or TF32 / bfloat16 tensor cores: ours or cuBLAS's
+        // (core/kernel_choice.h).
+        const bool ours = kernel_impl() == KernelImpl::Custom;
+        auto* gemm = precision() == Precision::TF32   ? (ours ? kernels::gemm_batched_cuda_tf32 : kernels::gemm_batched_cublas_tf32)
+                     : precision() == Precision::BF16 ? (ours ? kernels::gemm_batched_cuda_bf16 : kernels::gemm_batched_cublas_bf16)
+                                                      : kernels::gemm_batched_cublas;
         gemm(int(batch), A.transposed, B.transposed, int(M), int(N), int(K), T(1), A.tensor.data<T>(), A.ld,
              stride_a, B.tensor.data<T>(), B.ld, stride_b, T(beta), c.data<T>(), int(N), stride_c);
       });

@@ -146,18 +146,86 @@ void conv_transpose2d_backward_input_cuda_tf32(const float* dy, const float* wei
 void conv_transpose2d_backward_weight_cuda_tf32(const float* x, const float* dy, float* dweight, float* dbias,
                                                 const ConvTranspose2dParams& p);
 
-// ---- cuDNN baseline, FP32 math without TF32 (kernels/cuda/conv2d_cudnn.cpp) ---------------------
-void conv2d_forward_cudnn(const float* x, const float* weight, const float* bias, float* y,
-                          const Conv2dParams& p);
-void conv2d_backward_input_cudnn(const float* dy, const float* weight, float* dx,
-                                 const Conv2dParams& p);
-void conv2d_backward_weight_cudnn(const float* x, const float* dy, float* dweight, float* dbias,
-                                  const Conv2dParams& p);
-void conv_transpose2d_forward_cudnn(const float* x, const float* weight, const float* bias,
-                                    float* y, const ConvTranspose2dParams& p);
-void conv_transpose2d_backward_input_cudnn(const float* dy, const float* weight, float* dx,
-                                           const ConvTranspose2dParams& p);
-void conv_transpose2d_backward_weight_cudnn(const float* x, const float* dy, float* dweight,
-                                            float* dbias, const ConvTranspose2dParams& p);
+// ---- the same on the bfloat16 tensor cores: shared tiles of bfloat16 (inputs rounded to nearest
+// even as they are staged), WMMA m16n16k16, FP32 accumulation and FP32 tensors in memory. sm_80+.
+void conv2d_forward_cuda_bf16(const float* x, const float* weight, const float* bias, float* y,
+                              const Conv2dParams& p);
+void conv2d_backward_input_cuda_bf16(const float* dy, const float* weight, float* dx, const Conv2dParams& p);
+void conv2d_backward_weight_cuda_bf16(const float* x, const float* dy, float* dweight, float* dbias,
+                                      const Conv2dParams& p);
+void conv_transpose2d_forward_cuda_bf16(const float* x, const float* weight, const float* bias, float* y,
+                                        const ConvTranspose2dParams& p);
+void conv_transpose2d_backward_input_cuda_bf16(const float* dy, const float* weight, float* dx,
+                                               const ConvTranspose2dParams& p);
+void conv_transpose2d_backward_weight_cuda_bf16(const float* x, const float* dy, float* dweight, float* dbias,
+                                                const ConvTranspose2dParams& p);
+
+// ---- cuDNN (kernels/cuda/conv2d_cudnn.cpp): the library baseline, in four ways of choosing its
+// algorithm and arithmetic.
+enum class CudnnAlgorithms {
+  // The heuristics' best algorithm that sums in the spatial domain (GEMM-based or direct, no FFT or
+  // Winograd), FMA math (no TF32), deterministic where one is: the lab's baseline, and the engine's
+  // library path under precision fp32. Within the FP32 tolerance of the tests.
+  SpatialFp32,
+  // The same with TF32 tensor-core math allowed: the engine's library path under tf32 and bf16
+  // (cuDNN has no bfloat16 arithmetic for FP32 tensors). Within the TF32 bound.
+  SpatialTf32,
+  // Every algorithm, FFT and Winograd too, the fastest as cudnnFind times them, FMA math: PyTorch
+  // with cudnn.benchmark = True and allow_tf32 off. No error bound (transforms): the lab reports it.
+  FastestFp32,
+  // The same with TF32 allowed: PyTorch's default with cudnn.benchmark = True.
+  FastestTf32,
+};
+void conv2d_forward_cudnn_with(CudnnAlgorithms algorithms, const float* x, const float* weight, const float* bias,
+                               float* y, const Conv2dParams& p);
+void conv2d_backward_input_cudnn_with(CudnnAlgorithms algorithms, const float* dy, const float* weight, float* dx,
+                                      const Conv2dParams& p);
+void conv2d_backward_weight_cudnn_with(CudnnAlgorithms algorithms, const float* x, const float* dy, float* dweight,
+                                       float* dbias, const Conv2dParams& p);
+void conv_transpose2d_forward_cudnn_with(CudnnAlgorithms algorithms, const float* x, const float* weight,
+                                         const float* bias, float* y, const ConvTranspose2dParams& p);
+void conv_transpose2d_backward_input_cudnn_with(CudnnAlgorithms algorithms, const float* dy, const float* weight,
+                                                float* dx, const ConvTranspose2dParams& p);
+void conv_transpose2d_backward_weight_cudnn_with(CudnnAlgorithms algorithms, const float* x, const float* dy,
+                                                 float* dweight, float* dbias, const ConvTranspose2dParams& p);
+
+// The passes with one way fixed, as plain functions (the kernel lab's and the tests' tables hold
+// function pointers). *_cudnn: SpatialFp32, the baseline.
+template <CudnnAlgorithms kAlgorithms>
+void conv2d_forward_cudnn_as(const float* x, const float* weight, const float* bias, float* y, const Conv2dParams& p) {
+  conv2d_forward_cudnn_with(kAlgorithms, x, weight, bias, y, p);
+}
+template <CudnnAlgorithms kAlgorithms>
+void conv2d_backward_input_cudnn_as(const float* dy, const float* weight, float* dx, const Conv2dParams& p) {
+  conv2d_backward_input_cudnn_with(kAlgorithms, dy, weight, dx, p);
+}
+template <CudnnAlgorithms kAlgorithms>
+void conv2d_backward_weight_cudnn_as(const float* x, const float* dy, float* dweight, float* dbias,
+                                     const Conv2dParams& p) {
+  conv2d_backward_weight_cudnn_with(kAlgorithms, x, dy, dweight, dbias, p);
+}
+template <CudnnAlgorithms kAlgorithms>
+void conv_transpose2d_forward_cudnn_as(const float* x, const float* weight, const float* bias, float* y,
+                                       const ConvTranspose2dParams& p) {
+  conv_transpose2d_forward_cudnn_with(kAlgorithms, x, weight, bias, y, p);
+}
+template <CudnnAlgorithms kAlgorithms>
+void conv_transpose2d_backward_input_cudnn_as(const float* dy, const float* weight, float* dx,
+                                              const ConvTranspose2dParams& p) {
+  conv_transpose2d_backward_input_cudnn_with(kAlgorithms, dy, weight, dx, p);
+}
+template <CudnnAlgorithms kAlgorithms>
+void conv_transpose2d_backward_weight_cudnn_as(const float* x, const float* dy, float* dweight, float* dbias,
+                                               const ConvTranspose2dParams& p) {
+  conv_transpose2d_backward_weight_cudnn_with(kAlgorithms, x, dy, dweight, dbias, p);
+}
+inline constexpr auto conv2d_forward_cudnn = conv2d_forward_cudnn_as<CudnnAlgorithms::SpatialFp32>;
+inline constexpr auto conv2d_backward_input_cudnn = conv2d_backward_input_cudnn_as<CudnnAlgorithms::SpatialFp32>;
+inline constexpr auto conv2d_backward_weight_cudnn = conv2d_backward_weight_cudnn_as<CudnnAlgorithms::SpatialFp32>;
+inline constexpr auto conv_transpose2d_forward_cudnn = conv_transpose2d_forward_cudnn_as<CudnnAlgorithms::SpatialFp32>;
+inline constexpr auto conv_transpose2d_backward_input_cudnn =
+    conv_transpose2d_backward_input_cudnn_as<CudnnAlgorithms::SpatialFp32>;
+inline constexpr auto conv_transpose2d_backward_weight_cudnn =
+    conv_transpose2d_backward_weight_cudnn_as<CudnnAlgorithms::SpatialFp32>;
 
 }  // namespace fm::kernels

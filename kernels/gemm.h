@@ -30,9 +30,19 @@ void gemm_batched_cublas_tf32(int batch, bool trans_a, bool trans_b, int M, int 
                               const float* A, int lda, std::int64_t stride_a, const float* B, int ldb,
                               std::int64_t stride_b, float beta, float* C, int ldc, std::int64_t stride_c);
 
-// Our own TF32 tensor-core GEMM (kernels/cuda/gemm_tf32.cu, WMMA m16n16k8, FP32 accumulation), on
-// cuda_stream(); sm_80 or newer. Error: the inputs' rounding to TF32 (about 2^-10 relative per
-// product) plus FP32 accumulation. beta = 0 does not read C.
+// And with bfloat16 tensor-core math (cublasGemmStridedBatchedEx, CUBLAS_COMPUTE_32F_FAST_16BF: A and
+// B rounded to bfloat16, FP32 accumulation): the library baseline of the bfloat16 path.
+void gemm_batched_cublas_bf16(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                              const float* A, int lda, std::int64_t stride_a, const float* B, int ldb,
+                              std::int64_t stride_b, float beta, float* C, int ldc, std::int64_t stride_c);
+
+// Our own tensor-core GEMMs (kernels/cuda/gemm_tensor_cores.cu, WMMA, FP32 accumulation), on
+// cuda_stream(); sm_80 or newer. FP32 matrices in memory; the inputs are rounded as they are staged:
+// to TF32 (m16n16k8; about 2^-10 relative error per product) or to bfloat16 (m16n16k16; about 2^-7).
+// beta = 0 does not read C.
+void gemm_batched_cuda_bf16(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                            const float* A, int lda, std::int64_t stride_a, const float* B, int ldb,
+                            std::int64_t stride_b, float beta, float* C, int ldc, std::int64_t stride_c);
 void gemm_batched_cuda_tf32(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                             const float* A, int lda, std::int64_t stride_a, const float* B, int ldb,
                             std::int64_t stride_b, float beta, float* C, int ldc, std::int64_t stride_c);

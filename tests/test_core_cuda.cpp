@@ -89,14 +89,19 @@ TEST_CASE("cuda: matmul through cuBLAS matches the CPU loops", "[cuda][gpu]") {
                          {{2, 31, 9}, {2, 31, 13}}, 15, 1e-4, 1e-4);
 }
 
+namespace {
+// Puts the process-wide precision and kernel choice back when a test that changes them ends.
+struct RestorePrecision {
+  Precision saved = precision();
+  KernelImpl saved_impl = kernel_impl();
+  ~RestorePrecision() { set_precision(saved), set_kernel_impl(saved_impl); }
+};
+}  // namespace
+
 TEST_CASE("cuda: matmul and conv2d under precision tf32 run on the TF32 kernels, within their error bound",
           "[cuda][gpu]") {
   FM_REQUIRE_GPU();
-  struct RestorePrecision {
-    Precision saved = precision();
-    KernelImpl saved_impl = kernel_impl();
-    ~RestorePrecision() { set_precision(saved), set_kernel_impl(saved_impl); }
-  } restore;
+  RestorePrecision restore;
   set_kernel_impl(KernelImpl::Custom);
   Generator gen(21);
   // Batched with a shared B, and a transposed operand: the shapes Linear and attention produce.
@@ -139,6 +144,64 @@ TEST_CASE("cuda: matmul and conv2d under precision tf32 run on the TF32 kernels,
     REQUIRE(differs_from_fp32);
   }
   REQUIRE_THROWS_AS(parse_precision("bf17"), ConfigError);
+}
+
+namespace {
+Tensor absolute(const Tensor& t) {
+  std::vector<float> values = t.to_float_vector();
+  for (float& v : values) v = std::abs(v);
+  return Tensor::from_floats(values, t.shape());
+}
+
+// `op` on the CPU (the reference) and on CUDA in fp32, tf32 and bf16, with the current kernel choice:
+// every bf16 element within tests/test_kernel_gemm.cpp's bound with rounding u, taken over that
+// element's Σ|products| (op on |inputs|) and a reduction of at most `terms` (+ the CPU's own FP32
+// error), and the bf16 result differing from both the fp32 and the tf32 one somewhere (a bfloat16
+// kernel ran, not a fall-through to another precision).
+template <typename Op>
+void require_bf16_within_bound(Op op, const Tensor& a, const Tensor& b, double u, double terms) {
+  const std::vector<float> want = op(a, b).to_float_vector();
+  const std::vector<float> magnitude = op(absolute(a), absolute(b)).to_float_vector();
+  auto on_cuda = [&](Precision p) {
+    set_precision(p);
+    return op(a.to(Device::CUDA), b.to(Device::CUDA)).to_float_vector();
+  };
+  const std::vector<float> fp32 = on_cuda(Precision::FP32), tf32 = on_cuda(Precision::TF32),
+                           bf16 = on_cuda(Precision::BF16);
+  const double gamma = terms * 0x1p-23 / (1 - terms * 0x1p-23);
+  const double scale = (2 * u + u * u) + (1 + u) * (1 + u) * gamma + terms * 0x1p-24;
+  bool differs_from_fp32 = false, differs_from_tf32 = false;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    const double bound = scale * double(magnitude[i]) * (1 + 1e-6);  // the magnitude's own FP32 rounding
+    if (!(std::abs(double(bf16[i]) - double(want[i])) <= bound))
+      FAIL("element " << i << " = " << bf16[i] << ", reference " << want[i] << ", allowed error " << bound);
+    differs_from_fp32 = differs_from_fp32 || bf16[i] != fp32[i];
+    differs_from_tf32 = differs_from_tf32 || bf16[i] != tf32[i];
+  }
+  REQUIRE(differs_from_fp32);
+  REQUIRE(differs_from_tf32);
+}
+}  // namespace
+
+TEST_CASE("cuda: matmul and conv2d under precision bf16 run on the bfloat16 kernels, within their error bound",
+          "[cuda][gpu]") {
+  FM_REQUIRE_GPU();
+  RestorePrecision restore;
+  Generator gen(22);
+  Tensor a = rand_uniform({4, 17, 40}, gen, -1.0, 1.0), b = rand_uniform({40, 8}, gen, -1.0, 1.0);
+  auto product = [](const Tensor& x, const Tensor& y) { return matmul(x, y); };
+  // Ours rounds to nearest (u = 2^-8); cuBLAS's rounding mode is not documented (2^-7, truncation).
+  set_kernel_impl(KernelImpl::Custom);
+  require_bf16_within_bound(product, a, b, 0x1p-8, 40 + 2);
+  set_kernel_impl(KernelImpl::Library);
+  require_bf16_within_bound(product, a, b, 0x1p-7, 40 + 2);
+  // Our convolution (implicit GEMM, forward): K = 8 channels × 9 taps, split-K sums on top.
+  set_kernel_impl(KernelImpl::Custom);
+  Tensor x = rand_uniform({2, 8, 9, 9}, gen, -1.0, 1.0), w = rand_uniform({16, 8, 3, 3}, gen, -1.0, 1.0);
+  auto convolution = [](const Tensor& in, const Tensor& weight) { return conv2d(in, weight, Tensor(), 1, 1); };
+  require_bf16_within_bound(convolution, x, w, 0x1p-8, 72 + 258);
+  REQUIRE(parse_precision("bf16") == Precision::BF16);
+  REQUIRE(std::string(precision_name(Precision::BF16)) == "bf16");
 }
 
 TEST_CASE("cuda: views, concat and copies match the CPU", "[cuda][gpu]") {

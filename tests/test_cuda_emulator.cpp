@@ -17,6 +17,7 @@
 #include <cstring>
 #include <vector>
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <mma.h>
 
@@ -85,6 +86,20 @@ __global__ void wmma_tf32_tile(const float* a, const float* b, float* c, int off
   for (int i = 0; i < fb.num_elements; ++i) fb.x[i] = wmma::__float_to_tf32(fb.x[i]);
   wmma::mma_sync(fc, fa, fb, fc);
   wmma::store_matrix_sync(c + offset, fc, 16, wmma::mem_row_major);
+}
+
+// One warp: C[16×16] = A[16×16]·B[16×16] from bfloat16 tiles, A with leading dimension `lda`
+// (16 is legal; 12 bfloat16 = 24 bytes is not a multiple of 16 bytes).
+__global__ void wmma_bf16_tile(const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int lda) {
+  using namespace nvcuda;
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> fb;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> fc;
+  wmma::fill_fragment(fc, 0.f);
+  wmma::load_matrix_sync(fa, a, unsigned(lda));
+  wmma::load_matrix_sync(fb, b, 16);
+  wmma::mma_sync(fc, fa, fb, fc);
+  wmma::store_matrix_sync(c, fc, 16, wmma::mem_row_major);
 }
 
 // ---- kernels that are wrong -----------------------------------------------------------------------
@@ -301,3 +316,58 @@ TEST_CASE("emulator: WMMA TF32 tiles multiply exactly in TF32, and misuse is rep
   for (float* p : {a_dev, b_dev, c_dev}) fm::kernels::cuda_free(p);
 }
 
+namespace {
+float bits_to_float(std::uint32_t bits) {
+  float value;
+  std::memcpy(&value, &bits, 4);
+  return value;
+}
+float bf16_round_trip(float value) { return __bfloat162float(__float2bfloat16(value)); }
+}  // namespace
+
+TEST_CASE("emulator: bfloat16 conversions round to nearest, ties to even", "[emulator]") {
+  // bfloat16 keeps 7 mantissa bits: its spacing just above 1 is 2^-7.
+  REQUIRE(bf16_round_trip(1.f + 0x1p-9f) == 1.f);                 // a quarter step: down
+  REQUIRE(bf16_round_trip(1.f + 3 * 0x1p-9f) == 1.f + 0x1p-7f);   // three quarters: up
+  REQUIRE(bf16_round_trip(1.f + 0x1p-8f) == 1.f);                 // a tie, to the even neighbour (down)
+  REQUIRE(bf16_round_trip(1.f + 3 * 0x1p-8f) == 1.f + 0x1p-6f);   // a tie from an odd one: up, to even
+  REQUIRE(bf16_round_trip(2.f - 0x1p-9f) == 2.f);                 // the carry moves into the exponent
+  REQUIRE(bf16_round_trip(-3.14159f) == -3.140625f);
+  REQUIRE(bf16_round_trip(0x1p-130f) == 0x1p-130f);               // subnormals keep their top bits
+  REQUIRE(std::isinf(bf16_round_trip(3.4e38f)));                  // past the largest bfloat16: infinity
+  REQUIRE(std::isinf(bf16_round_trip(-INFINITY)));
+  REQUIRE(std::isnan(bf16_round_trip(NAN)));
+  REQUIRE(std::isnan(bf16_round_trip(bits_to_float(0x7f800001u))));  // a NaN whose payload rounding would clear
+}
+
+TEST_CASE("emulator: WMMA bfloat16 tiles multiply exactly, and a misaligned ldm is reported", "[emulator]") {
+  std::vector<__nv_bfloat16> a(16 * 16), b(16 * 16);
+  std::vector<float> a_values(a.size()), b_values(b.size());
+  for (int i = 0; i < 16 * 16; ++i) {
+    a_values[i] = bf16_round_trip((1.f + float(i % 13) * 0x1p-5f) * float(1 + i % 5));
+    b_values[i] = bf16_round_trip((i % 2 == 0 ? -0.5f : 0.25f) * float(1 + i % 7) + 0x1p-6f);
+    a[i] = __float2bfloat16(a_values[i]);
+    b[i] = __float2bfloat16(b_values[i]);
+  }
+  // bfloat16 products are exact in float (8 × 8 significant bits); summed in k order in float.
+  std::vector<float> expected(16 * 16);
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 16; ++j) {
+      float sum = 0.f;
+      for (int k = 0; k < 16; ++k) sum += a_values[i * 16 + k] * b_values[k * 16 + j];
+      expected[i * 16 + j] = sum;
+    }
+  auto* a_dev = static_cast<__nv_bfloat16*>(fm::kernels::cuda_malloc(a.size() * 2));
+  auto* b_dev = static_cast<__nv_bfloat16*>(fm::kernels::cuda_malloc(b.size() * 2));
+  float* c_dev = device_alloc<float>(16 * 16);
+  fm::kernels::cuda_copy_to_device(a_dev, a.data(), a.size() * 2);
+  fm::kernels::cuda_copy_to_device(b_dev, b.data(), b.size() * 2);
+  wmma_bf16_tile | Launch{1, 32}(a_dev, b_dev, c_dev, 16);
+  REQUIRE(cudaGetLastError() == cudaSuccess);
+  const std::vector<float> c = to_host(c_dev, 16 * 16);
+  for (int i = 0; i < 16 * 16; ++i) REQUIRE(c[i] == expected[i]);
+
+  REQUIRE_THROWS_WITH((wmma_bf16_tile | Launch{1, 32}(a_dev, b_dev, c_dev, 12)),
+                      Catch::Contains("ldm not a multiple of 16 bytes"));
+  fm::kernels::cuda_free(a_dev), fm::kernels::cuda_free(b_dev), fm::kernels::cuda_free(c_dev);
+}

@@ -163,8 +163,15 @@ TEST_CASE("conv2d CUDA custom versions (implicit GEMM) match the reference on ev
 TEST_CASE("conv2d CUDA TF32 versions (implicit GEMM on WMMA) are within the TF32 bound on every test case",
           "[conv2d][gpu]") {
   FM_REQUIRE_GPU();
-  REQUIRE(check_tf32_within_bound("conv2d", fm::cases::conv2d_cases(), fm::cases::conv2d_implementations(),
-                                  fm::cases::conv2d_reference(), 52) > 0);
+  REQUIRE(check_tensor_core_within_bound("conv2d", fm::cases::conv2d_cases(), fm::cases::conv2d_implementations(),
+                                         fm::cases::conv2d_reference(), 52, 0x1p-11) > 0);
+}
+
+TEST_CASE("conv2d CUDA bf16 versions (implicit GEMM on WMMA) are within the bfloat16 bound on every test case",
+          "[conv2d][gpu]") {
+  FM_REQUIRE_GPU();
+  REQUIRE(check_tensor_core_within_bound("conv2d", fm::cases::conv2d_cases(), fm::cases::conv2d_implementations(),
+                                         fm::cases::conv2d_reference(), 53, 0x1p-8) > 0);
 }
 
 TEST_CASE("conv2d cuDNN matches the reference on every test case", "[conv2d][gpu]") {
@@ -175,6 +182,28 @@ TEST_CASE("conv2d cuDNN matches the reference on every test case", "[conv2d][gpu
   }
   REQUIRE(check_implementations("conv2d", fm::cases::conv2d_cases(), fm::cases::conv2d_implementations(),
                                 ImplKind::Library, fm::cases::conv2d_reference(), 51) > 0);
+}
+
+TEST_CASE("conv2d cuDNN with TF32 allowed (spatial algorithms) is within the TF32 bound on every test case",
+          "[conv2d][gpu]") {
+  FM_REQUIRE_GPU();
+  if (!fm::kernels::cudnn_available()) {
+    WARN("cuDNN is not available in this build (CUDA emulator): its TF32 version is not tested here");
+    return;
+  }
+  REQUIRE(check_tensor_core_within_bound("conv2d", fm::cases::conv2d_cases(), fm::cases::conv2d_implementations(),
+                                         fm::cases::conv2d_reference(), 54, 0x1p-10) > 0);
+}
+
+TEST_CASE("conv2d cuDNN's benchmark choices (any algorithm) run and land near the reference on every test case",
+          "[conv2d][gpu]") {
+  FM_REQUIRE_GPU();
+  if (!fm::kernels::cudnn_available()) {
+    WARN("cuDNN is not available in this build (CUDA emulator): its benchmark choices are not tested here");
+    return;
+  }
+  REQUIRE(check_unbounded_near_reference("conv2d", fm::cases::conv2d_cases(), fm::cases::conv2d_implementations(),
+                                         fm::cases::conv2d_reference(), 55) > 0);
 }
 
 // =================================================================================================

@@ -118,9 +118,17 @@ TEST_CASE("conv_transpose2d CUDA custom versions (implicit GEMM) match the refer
 TEST_CASE("conv_transpose2d CUDA TF32 versions (implicit GEMM on WMMA) are within the TF32 bound on every test case",
           "[conv_transpose2d][gpu]") {
   FM_REQUIRE_GPU();
-  REQUIRE(check_tf32_within_bound("conv_transpose2d", fm::cases::conv_transpose2d_cases(),
-                                  fm::cases::conv_transpose2d_implementations(), fm::cases::conv_transpose2d_reference(),
-                                  62) > 0);
+  REQUIRE(check_tensor_core_within_bound("conv_transpose2d", fm::cases::conv_transpose2d_cases(),
+                                         fm::cases::conv_transpose2d_implementations(),
+                                         fm::cases::conv_transpose2d_reference(), 62, 0x1p-11) > 0);
+}
+
+TEST_CASE("conv_transpose2d CUDA bf16 versions (implicit GEMM on WMMA) are within the bfloat16 bound on every test case",
+          "[conv_transpose2d][gpu]") {
+  FM_REQUIRE_GPU();
+  REQUIRE(check_tensor_core_within_bound("conv_transpose2d", fm::cases::conv_transpose2d_cases(),
+                                         fm::cases::conv_transpose2d_implementations(),
+                                         fm::cases::conv_transpose2d_reference(), 63, 0x1p-8) > 0);
 }
 
 TEST_CASE("conv_transpose2d cuDNN matches the reference on every test case", "[conv_transpose2d][gpu]") {
@@ -132,5 +140,29 @@ TEST_CASE("conv_transpose2d cuDNN matches the reference on every test case", "[c
   REQUIRE(check_implementations("conv_transpose2d", fm::cases::conv_transpose2d_cases(),
                                 fm::cases::conv_transpose2d_implementations(), ImplKind::Library,
                                 fm::cases::conv_transpose2d_reference(), 61) > 0);
+}
+
+TEST_CASE("conv_transpose2d cuDNN with TF32 allowed (spatial algorithms) is within the TF32 bound on every test case",
+          "[conv_transpose2d][gpu]") {
+  FM_REQUIRE_GPU();
+  if (!fm::kernels::cudnn_available()) {
+    WARN("cuDNN is not available in this build (CUDA emulator): its TF32 version is not tested here");
+    return;
+  }
+  REQUIRE(check_tensor_core_within_bound("conv_transpose2d", fm::cases::conv_transpose2d_cases(),
+                                         fm::cases::conv_transpose2d_implementations(),
+                                         fm::cases::conv_transpose2d_reference(), 64, 0x1p-10) > 0);
+}
+
+TEST_CASE("conv_transpose2d cuDNN's benchmark choices (any algorithm) run and land near the reference on every test case",
+          "[conv_transpose2d][gpu]") {
+  FM_REQUIRE_GPU();
+  if (!fm::kernels::cudnn_available()) {
+    WARN("cuDNN is not available in this build (CUDA emulator): its benchmark choices are not tested here");
+    return;
+  }
+  REQUIRE(check_unbounded_near_reference("conv_transpose2d", fm::cases::conv_transpose2d_cases(),
+                                         fm::cases::conv_transpose2d_implementations(),
+                                         fm::cases::conv_transpose2d_reference(), 65) > 0);
 }
 #endif  // FM_WITH_CUDA

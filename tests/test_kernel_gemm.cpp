@@ -204,17 +204,18 @@ TEST_CASE("gemm_batched_cublas matches gemm_batched_cpu", "[gemm][gpu]") {
 
 #ifdef FM_WITH_CUDA
 namespace {
-// The TF32 GEMMs against the float64 definition, element by element within a derived bound. With
-// u = the inputs' TF32 rounding (2^-11 for round-to-nearest, as our kernel rounds; 2^-10 for
-// truncation, which cuBLAS may use), each product ã·b̃ is within (2u + u²)·|a·b| of a·b and is exact in
-// FP32; summing K of them in FP32 in any order adds at most γ·Σ|ã·b̃| with γ = (K + 2)·v / (1 − (K + 2)·v)
+// The tensor-core GEMMs (TF32 or bfloat16 inputs) against the float64 definition, element by element
+// within a derived bound. With u = the inputs' rounding (TF32: 2^-11 for round-to-nearest, as our
+// kernel rounds, 2^-10 for truncation, which cuBLAS may use; bfloat16: 2^-8 and 2^-7 likewise), each
+// product ã·b̃ is within (2u + u²)·|a·b| of a·b and is exact in FP32 (11×11 or 8×8 significant bits); summing K of them in FP32 in any order adds at most γ·Σ|ã·b̃| with γ = (K + 2)·v / (1 − (K + 2)·v)
 // (the + 2 for alpha's product and beta's sum); v = 2^-23 rather than 2^-24, since the tensor cores'
 // FP32 accumulation is not documented to round to nearest (truncation is the worst case). So
 //   |C − C_exact| ≤ |alpha|·((2u + u²) + (1 + u)²·γ)·Σ_k |a_k·b_k| + 2v·|beta·C_old|.
 // A wrong index or a lost tile edge is off by whole products, far outside this; the bound is tight
-// enough (about 1e-3 relative) that FP32-vs-TF32 differences are not what it tests.
+// enough (about 1e-3 relative for TF32, 1e-2 for bfloat16) that it is not FP32-vs-TF32 differences it
+// tests, and a kernel that skipped the rounding would still pass: the exact-rounding cases below check that.
 template <typename Gemm>
-void require_tf32_gemm_within_bound(const char* name, Gemm gemm, double input_rounding) {
+void require_tensor_core_gemm_within_bound(const char* name, Gemm gemm, double input_rounding) {
   struct Case { int batch, M, N, K; };
   std::size_t checked = 0, expected_checks = 0;
   for (Case cs : {Case{1, 1, 1, 1}, Case{2, 37, 19, 70}, Case{1, 64, 64, 16}, Case{3, 130, 65, 33},
@@ -271,28 +272,58 @@ void require_tf32_gemm_within_bound(const char* name, Gemm gemm, double input_ro
 
 TEST_CASE("gemm_batched_cuda_tf32 (our WMMA kernel) is within the TF32 error bound", "[gemm][gpu]") {
   FM_REQUIRE_GPU();
-  require_tf32_gemm_within_bound("gemm_batched_cuda_tf32", fm::kernels::gemm_batched_cuda_tf32, 0x1p-11);
+  require_tensor_core_gemm_within_bound("gemm_batched_cuda_tf32", fm::kernels::gemm_batched_cuda_tf32, 0x1p-11);
 }
+
+namespace {
+// Σ_k A[k] · 1 through a 1×1×K product on the device: what the kernel made of A's rounding.
+template <typename Gemm>
+float dot_with_ones(Gemm gemm, const std::vector<float>& A) {
+  const int K = int(A.size());
+  std::vector<float> B(A.size(), 1.f), C(1, -1.f);
+  float *dA = (float*)fm::kernels::cuda_malloc(A.size() * 4), *dB = (float*)fm::kernels::cuda_malloc(B.size() * 4),
+        *dC = (float*)fm::kernels::cuda_malloc(4);
+  fm::kernels::cuda_copy_to_device(dA, A.data(), A.size() * 4);
+  fm::kernels::cuda_copy_to_device(dB, B.data(), B.size() * 4);
+  gemm(1, false, false, 1, 1, K, 1.f, dA, K, K, dB, 1, K, 0.f, dC, 1, 1);
+  fm::kernels::cuda_copy_to_host(C.data(), dC, 4);
+  fm::kernels::cuda_free(dA), fm::kernels::cuda_free(dB), fm::kernels::cuda_free(dC);
+  return C[0];
+}
+}  // namespace
 
 TEST_CASE("gemm_batched_cuda_tf32 rounds its inputs to TF32, to nearest", "[gemm][gpu]") {
   FM_REQUIRE_GPU();
   // A row of 1 + 3·2^-12 times a column of ones, K = 8. Rounded to nearest TF32 (10 mantissa bits)
   // each is 1 + 2^-10, so the sum is exactly 8 + 2^-7; truncated to TF32 it would be 8, and in FP32
   // 8 + 3·2^-9. All three are exact in FP32, so the test tells them apart.
-  const int K = 8;
-  std::vector<float> A(K, 1.f + 3 * 0x1p-12f), B(K, 1.f), C(1, -1.f);
-  float *dA = (float*)fm::kernels::cuda_malloc(K * 4), *dB = (float*)fm::kernels::cuda_malloc(K * 4),
-        *dC = (float*)fm::kernels::cuda_malloc(4);
-  fm::kernels::cuda_copy_to_device(dA, A.data(), K * 4);
-  fm::kernels::cuda_copy_to_device(dB, B.data(), K * 4);
-  fm::kernels::gemm_batched_cuda_tf32(1, false, false, 1, 1, K, 1.f, dA, K, K, dB, 1, K, 0.f, dC, 1, 1);
-  fm::kernels::cuda_copy_to_host(C.data(), dC, 4);
-  fm::kernels::cuda_free(dA), fm::kernels::cuda_free(dB), fm::kernels::cuda_free(dC);
-  REQUIRE(C[0] == 8.f + 0x1p-7f);
+  REQUIRE(dot_with_ones(fm::kernels::gemm_batched_cuda_tf32, std::vector<float>(8, 1.f + 3 * 0x1p-12f)) ==
+          8.f + 0x1p-7f);
 }
 
 TEST_CASE("gemm_batched_cublas_tf32 is within the TF32 error bound", "[gemm][gpu]") {
   FM_REQUIRE_GPU();
-  require_tf32_gemm_within_bound("gemm_batched_cublas_tf32", fm::kernels::gemm_batched_cublas_tf32, 0x1p-10);
+  require_tensor_core_gemm_within_bound("gemm_batched_cublas_tf32", fm::kernels::gemm_batched_cublas_tf32, 0x1p-10);
+}
+
+TEST_CASE("gemm_batched_cuda_bf16 (our WMMA kernel) is within the bfloat16 error bound", "[gemm][gpu]") {
+  FM_REQUIRE_GPU();
+  require_tensor_core_gemm_within_bound("gemm_batched_cuda_bf16", fm::kernels::gemm_batched_cuda_bf16, 0x1p-8);
+}
+
+TEST_CASE("gemm_batched_cuda_bf16 rounds its inputs to bfloat16, to nearest with ties to even", "[gemm][gpu]") {
+  FM_REQUIRE_GPU();
+  // bfloat16's spacing above 1 is 2^-7. Eight of 1 + 3·2^-9 (rounds up to 1 + 2^-7) and eight of
+  // 1 + 2^-8 (a tie: to even, down to 1) times a column of ones, K = 16: the sum is exactly
+  // 16 + 2^-4. Ties away from zero would give 16 + 2^-3, truncation 16, FP32 16 + 5·2^-6, TF32 (no
+  // rounding at these bits) the same as FP32: all exact in FP32, so the test tells them apart.
+  std::vector<float> A(16);
+  for (int k = 0; k < 16; ++k) A[std::size_t(k)] = k < 8 ? 1.f + 3 * 0x1p-9f : 1.f + 0x1p-8f;
+  REQUIRE(dot_with_ones(fm::kernels::gemm_batched_cuda_bf16, A) == 16.f + 0x1p-4f);
+}
+
+TEST_CASE("gemm_batched_cublas_bf16 is within the bfloat16 error bound", "[gemm][gpu]") {
+  FM_REQUIRE_GPU();
+  require_tensor_core_gemm_within_bound("gemm_batched_cublas_bf16", fm::kernels::gemm_batched_cublas_bf16, 0x1p-7);
 }
 #endif

@@ -46,7 +46,7 @@ const std::vector<KeySpec>& schema() {
   static const std::vector<KeySpec> keys = {
       {"device", KeyType::String, "auto", -kInf, kInf, {"auto", "cpu", "cuda"}, "where to run: auto picks cuda when a GPU is present"},
       {"kernels", KeyType::String, "custom", -kInf, kInf, {"custom", "library"}, "CUDA image ops: the project's kernels or cuDNN/cuBLAS"},
-      {"precision", KeyType::String, "fp32", -kInf, kInf, {"fp32", "tf32"}, "CUDA matrix products and our convolutions: strict FP32, or TF32 tensor cores (docs/ops/tensor_cores.md; FM_PRECISION overrides; CPU runs ignore it)"},
+      {"precision", KeyType::String, "fp32", -kInf, kInf, {"fp32", "tf32", "bf16"}, "CUDA matrix products and our convolutions: strict FP32, or TF32 or bfloat16 tensor cores with FP32 accumulation and FP32 tensors (docs/ops/tensor_cores.md; FM_PRECISION overrides; CPU runs ignore it)"},
       {"data.name", KeyType::String, "moons", -kInf, kInf, {"moons", "spiral", "8gaussians", "checkerboard", "fashion_mnist"}, "training data"},
       {"data.noise", KeyType::NullableNumber, nullptr, 0, 10, {}, "2-D data: noise level (null = the data set's default)"},
       {"data.dir", KeyType::String, "/usr/share/datasets/fashion-mnist", -kInf, kInf, {}, "image data: folder of IDX files"},

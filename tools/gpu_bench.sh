@@ -6,7 +6,7 @@
 #   1. build fmbench, fmtrain and the test binaries with GPU cases (CUDA on, arch 90),
 #   2. the GPU test cases ("[gpu]") of every test binary (the full suite + sanitizer: tools/gpu_check.sh),
 #   3. `fmbench step` (launches, syncs, allocations, copies per step) and `fmbench unet` (the seed U-Net's
-#      step at batch 256, our kernels and cuDNN/cuBLAS), then again with FM_PRECISION=tf32,
+#      step at batch 256, our kernels and cuDNN/cuBLAS), then again with FM_PRECISION=tf32 and bf16,
 #   4. bench/unet_pytorch.py for the same step: strict FP32 (cudnn.benchmark off and on), PyTorch's
 #      defaults (TF32 convolutions), TF32 everywhere, bf16 autocast, then torch.compile
 #      (mode max-autotune) in TF32 and in bf16: each run in its own process with a time limit,
@@ -14,7 +14,8 @@
 #   5. a short table last: images/s of each, and ours (best of custom/library, FP32) / each.
 #
 # "ours" in the ratio column is our best FP32 row; the TF32 row (WMMA matmul and convolutions,
-# docs/ops/tensor_cores.md) is listed beside it. Attention and bf16 are not on tensor cores yet.
+# docs/ops/tensor_cores.md) is listed beside it, and the bf16 row (bfloat16 WMMA matmul and
+# convolutions). Attention's own products are not on tensor cores yet.
 # Environment: FM_SKIP_TESTS=1 skips stage 2; FM_SKIP_COMPILE=1 skips the torch.compile rows;
 # FM_COMPILE_LIMIT_S (default 150) limits each compiled run; FM_BATCH (default 256).
 # Headers and libraries the machine cannot install come from .deps/ (tools/fetch_device_deps.sh).
@@ -73,15 +74,21 @@ echo "fmbench step: rc $? ($(elapsed))"
 "$build_dir/bin/fmbench" unet --batch "$batch" --csv "$logs/bench_unet.csv" >"$logs/bench_unet.log" 2>&1
 echo "fmbench unet: rc $? ($(elapsed))"
 # The same with TF32 tensor cores (FM_PRECISION=tf32: our matmul and convolutions on WMMA; with the
-# library kernels, cuBLAS TF32 matmuls and cuDNN convolutions, which stay FP32 for now).
+# library kernels, cuBLAS TF32 matmuls and cuDNN convolutions with TF32 allowed, spatial algorithms).
 FM_PRECISION=tf32 "$build_dir/bin/fmbench" unet --batch "$batch" --csv "$logs/bench_unet_tf32.csv" \
   >"$logs/bench_unet_tf32.log" 2>&1
 echo "fmbench unet (tf32): rc $? ($(elapsed))"
+# bfloat16 (FM_PRECISION=bf16): our matmul and convolutions on bfloat16 WMMA (with the library kernels,
+# cuBLAS FAST_16BF matmuls and cuDNN convolutions in TF32: cuDNN has no bf16 math for FP32 tensors).
+FM_PRECISION=bf16 "$build_dir/bin/fmbench" unet --batch "$batch" --csv "$logs/bench_unet_bf16.csv" \
+  >"$logs/bench_unet_bf16.log" 2>&1
+echo "fmbench unet (bf16): rc $? ($(elapsed))"
 # Rows "custom <ms/step> <images/s> ..." and "library ..." of fmbench unet's table.
 engine_row() { awk -v k="$1" '$1 == k && $2 ~ /^[0-9.]+$/ { print $2, $3; exit }' "$2"; }
 read -r custom_ms custom_ips <<<"$(engine_row custom "$logs/bench_unet.log")"
 read -r library_ms library_ips <<<"$(engine_row library "$logs/bench_unet.log")"
 read -r tf32_ms tf32_ips <<<"$(engine_row custom "$logs/bench_unet_tf32.log")"
+read -r bf16_ms bf16_ips <<<"$(engine_row custom "$logs/bench_unet_bf16.log")"
 
 # 3b. The same step inside fmtrain (the full config's data, clipping, EMA, logging every 20 steps;
 # no sample grids or checkpoints inside the timed loop): what the loop around the step costs.
@@ -136,6 +143,7 @@ echo "|---|---|---|---|"
 echo "| ours, custom kernels, FP32 | ${custom_ms:-–} | ${custom_ips:-–} | |"
 echo "| ours, cuDNN/cuBLAS, FP32 | ${library_ms:-–} | ${library_ips:-–} | |"
 echo "| ours, custom kernels, TF32 (WMMA) | ${tf32_ms:-–} | ${tf32_ips:-–} | |"
+echo "| ours, custom kernels, bf16 (WMMA) | ${bf16_ms:-–} | ${bf16_ips:-–} | |"
 echo "| ours, fmtrain full loop (custom, FP32, 400 steps) | | ${fmtrain_ips:-–} | fmtrain / fmbench custom: $(awk -v a="${fmtrain_ips:-0}" -v b="${custom_ips:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "–" }') |"
 if [[ -f "$pytorch_csv" ]]; then
   awk -F, -v ours="$best_ips" '{

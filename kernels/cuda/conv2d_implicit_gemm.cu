@@ -53,7 +53,15 @@
 // the fragments are moved, 16 rows at a time through the (then idle) A tile, into the per-thread
 // TM×TN layout the epilogues expect. Not yet run on a GPU: checked on the CUDA emulator only.
 //
+// bfloat16 (the *_cuda_bf16 entry points): the same again with shared tiles of bfloat16 (converted,
+// round to nearest even, as the loaders store them: half the shared-memory bytes per step) and WMMA
+// m16n16k16 fragments. Its tile configurations differ from the FP32 ones in two constants only: every
+// BK is 16 (one m16n16k16 step; the wide tile's 8 would be half a step) and rows are padded by 8
+// elements (16 bytes) instead of 4, as WMMA wants leading dimensions that span a multiple of 16 bytes.
+// Block and thread counts, and so every host-side choice (tile, split-K), are the FP32 ones.
+//
 // Everything runs on fm::kernels::cuda_stream(). Flat offsets are 32-bit (checked on the host).
+#include <cuda_bf16.h>
 #include <mma.h>
 
 #include <algorithm>
@@ -71,7 +79,7 @@ namespace {
 // Tile configurations
 // =================================================================================================
 
-template <int BM_, int BN_, int BK_, int TM_, int TN_>
+template <int BM_, int BN_, int BK_, int TM_, int TN_, int kPad_ = 4>
 struct TileConfig {
   static constexpr int BM = BM_, BN = BN_, BK = BK_, TM = TM_, TN = TN_;
   static constexpr int kThreadsM = BM / TM, kThreadsN = BN / TN;
@@ -80,8 +88,8 @@ struct TileConfig {
   // float4 shared-memory load and consecutive threads read consecutive float4s); same for columns.
   static constexpr int kRowRunStride = 4 * kThreadsM, kColRunStride = 4 * kThreadsN;
   // Shared-memory rows padded by 4 floats: keeps float4 alignment and spreads the K-major stores
-  // (lanes walking k) over all 32 banks.
-  static constexpr int kLdA = BM + 4, kLdB = BN + 4;
+  // (lanes walking k) over all 32 banks. (8 for the bfloat16 tiles: 16 bytes, see the header.)
+  static constexpr int kLdA = BM + kPad_, kLdB = BN + kPad_;
   // Register budget via __launch_bounds__: 256-thread tiles ask for 2 resident blocks (≤ 128
   // registers), 128-thread tiles for 3 (≤ 168). ptxas (CUDA 13, sm_90) then fits the 8×8 tiles with
   // no spills except ~12 bytes in the wide dgrad; asking 4 blocks of the 128-thread tiles made them
@@ -98,6 +106,28 @@ using WideTile = TileConfig<128, 128, 8, 8, 8>;    // N > 64:  256 threads, 8×8
 using MediumTile = TileConfig<128, 64, 16, 8, 8>;  // 32 < N ≤ 64: 128 threads, 8×8 per thread
 using NarrowTile = TileConfig<128, 32, 16, 8, 4>;  // N ≤ 32: 128 threads, 8×4 per thread
 
+// The three arithmetics of the multiply (the kernel's template argument).
+enum class Math { Fp32, Tf32, Bf16 };
+
+// The tile configuration a launch of `Cfg` uses in arithmetic `kMath`: bfloat16 needs BK = 16 and
+// 16-byte row padding (see the header); the others use Cfg as it is.
+template <class Cfg, Math kMath>
+struct ConfigFor {
+  using type = Cfg;
+};
+template <class Cfg>
+struct ConfigFor<Cfg, Math::Bf16> {
+  using type = TileConfig<Cfg::BM, Cfg::BN, 16, Cfg::TM, Cfg::TN, 8>;
+};
+
+// What the shared tiles hold: floats (FP32, and TF32 values kept in floats) or bfloat16.
+template <Math kMath>
+using TileElement = std::conditional_t<kMath == Math::Bf16, __nv_bfloat16, float>;
+__device__ __forceinline__ float to_tile_element(float value, float*) { return value; }
+__device__ __forceinline__ __nv_bfloat16 to_tile_element(float value, __nv_bfloat16*) {
+  return __float2bfloat16(value);
+}
+
 // How the threads of a block cover a BK × E operand tile (E = BM or BN) when loading it. Both
 // layouts store into shared memory as tile[k][mn].
 //
@@ -110,10 +140,11 @@ struct AlongMnLayout {
   static_assert(Cfg::kThreads % E == 0 && Cfg::BK % kThreadsPerK == 0, "layout does not fit");
   int mn, k_first;
   __device__ explicit AlongMnLayout(int tid) : mn(tid % E), k_first(tid / E * kCount) {}
-  template <int LD>
-  __device__ void store(float (*tile)[LD], const float (&regs)[kCount]) const {
+  template <int LD, class Element>  // float or __nv_bfloat16 tiles
+  __device__ void store(Element (*tile)[LD], const float (&regs)[kCount]) const {
 #pragma unroll
-    for (int j = 0; j < kCount; ++j) tile[k_first + j][mn] = regs[j];
+    for (int j = 0; j < kCount; ++j)
+      tile[k_first + j][mn] = to_tile_element(regs[j], static_cast<Element*>(nullptr));
   }
 };
 
@@ -126,10 +157,11 @@ struct AlongKLayout {
   static_assert(Cfg::kThreads % Cfg::BK == 0 && E % kRowStep == 0, "layout does not fit");
   int k, mn_first;
   __device__ explicit AlongKLayout(int tid) : k(tid % Cfg::BK), mn_first(tid / Cfg::BK) {}
-  template <int LD>
-  __device__ void store(float (*tile)[LD], const float (&regs)[kCount]) const {
+  template <int LD, class Element>
+  __device__ void store(Element (*tile)[LD], const float (&regs)[kCount]) const {
 #pragma unroll
-    for (int j = 0; j < kCount; ++j) tile[k][mn_first + j * kRowStep] = regs[j];
+    for (int j = 0; j < kCount; ++j)
+      tile[k][mn_first + j * kRowStep] = to_tile_element(regs[j], static_cast<Element*>(nullptr));
   }
 };
 
@@ -204,7 +236,7 @@ __device__ __forceinline__ int tile_col(int j, int tx) {
   return (j / 4) * Cfg::kColRunStride + tx * 4 + (j % 4);
 }
 
-// ---- TF32 tensor cores (WMMA) --------------------------------------------------------------------
+// ---- TF32 and bfloat16 tensor cores (WMMA) ---------------------------------------------------------
 // The block's warps split the tile 4 × (warps / 4): a warp owns 32 rows (BM = 128) and BN / (warps / 4)
 // columns, as 2 × kFragsN accumulator fragments of 16×16.
 template <class Cfg>
@@ -215,39 +247,63 @@ struct WarpTiling {
   static constexpr int kFragsM = kRows / 16, kFragsN = kCols / 16;
   static_assert(kWarps % kWarpsM == 0 && Cfg::BM % (16 * kWarpsM) == 0 && Cfg::BN % (16 * kWarpsN) == 0,
                 "the warp tiling must cover the block tile with 16×16 fragments");
-  static_assert(Cfg::BK % 8 == 0, "WMMA TF32 steps are 8 deep");
-  static_assert(Cfg::kLdA % 4 == 0 && Cfg::kLdB % 4 == 0 && (8 * Cfg::kLdA) % 8 == 0,
-                "WMMA needs leading dimensions that are multiples of 4 floats");
 };
 
-template <class Cfg>
+// The WMMA step for each tensor-core arithmetic: fragment input type and depth.
+template <Math kMath>
+struct TensorStep;
+template <>
+struct TensorStep<Math::Tf32> {
+  using Input = nvcuda::wmma::precision::tf32;
+  static constexpr int kK = 8;  // m16n16k8
+};
+template <>
+struct TensorStep<Math::Bf16> {
+  using Input = __nv_bfloat16;
+  static constexpr int kK = 16;  // m16n16k16
+};
+template <>
+struct TensorStep<Math::Fp32> : TensorStep<Math::Tf32> {};  // unused (the FP32 multiply), keeps types valid
+
+template <class Cfg, Math kMath>
 using TensorAccumulators =
-    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 8, float>[WarpTiling<Cfg>::kFragsM]
-                                                                       [WarpTiling<Cfg>::kFragsN];
+    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, TensorStep<kMath>::kK,
+                           float>[WarpTiling<Cfg>::kFragsM][WarpTiling<Cfg>::kFragsN];
 
 // acc += A_tile · B_tile for one BK-deep step on the tensor cores. A is stored k-major (a_tile[k][m]),
-// which is a column-major M×K matrix with leading dimension kLdA; B is a row-major K×N one.
-template <class Cfg>
-__device__ __forceinline__ void multiply_tile_tf32(const float (*a_tile)[Cfg::kLdA],
-                                                   const float (*b_tile)[Cfg::kLdB],
-                                                   TensorAccumulators<Cfg>& acc, int warp_row, int warp_col) {
+// which is a column-major M×K matrix with leading dimension kLdA; B is a row-major K×N one. TF32
+// fragments are loaded from float tiles and rounded to TF32 here; bfloat16 tiles were converted
+// when the loaders stored them.
+template <class Cfg, Math kMath>
+__device__ __forceinline__ void multiply_tile_tensor(const TileElement<kMath> (*a_tile)[Cfg::kLdA],
+                                                     const TileElement<kMath> (*b_tile)[Cfg::kLdB],
+                                                     TensorAccumulators<Cfg, kMath>& acc, int warp_row,
+                                                     int warp_col) {
   using namespace nvcuda;
   using W = WarpTiling<Cfg>;
+  using Step = TensorStep<kMath>;
+  static_assert(Cfg::BK % Step::kK == 0, "a BK-deep step is a whole number of WMMA steps");
+  static_assert(Cfg::kLdA * sizeof(TileElement<kMath>) % 16 == 0 && Cfg::kLdB * sizeof(TileElement<kMath>) % 16 == 0,
+                "WMMA needs leading dimensions that span a multiple of 16 bytes");
 #pragma unroll
-  for (int kk = 0; kk < Cfg::BK; kk += 8) {
-    wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major> a_frag[W::kFragsM];
-    wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> b_frag[W::kFragsN];
+  for (int kk = 0; kk < Cfg::BK; kk += Step::kK) {
+    wmma::fragment<wmma::matrix_a, 16, 16, Step::kK, typename Step::Input, wmma::col_major> a_frag[W::kFragsM];
+    wmma::fragment<wmma::matrix_b, 16, 16, Step::kK, typename Step::Input, wmma::row_major> b_frag[W::kFragsN];
 #pragma unroll
     for (int i = 0; i < W::kFragsM; ++i) {
       wmma::load_matrix_sync(a_frag[i], &a_tile[kk][warp_row + 16 * i], Cfg::kLdA);
+      if constexpr (kMath == Math::Tf32) {
 #pragma unroll
-      for (int e = 0; e < a_frag[i].num_elements; ++e) a_frag[i].x[e] = wmma::__float_to_tf32(a_frag[i].x[e]);
+        for (int e = 0; e < a_frag[i].num_elements; ++e) a_frag[i].x[e] = wmma::__float_to_tf32(a_frag[i].x[e]);
+      }
     }
 #pragma unroll
     for (int j = 0; j < W::kFragsN; ++j) {
       wmma::load_matrix_sync(b_frag[j], &b_tile[kk][warp_col + 16 * j], Cfg::kLdB);
+      if constexpr (kMath == Math::Tf32) {
 #pragma unroll
-      for (int e = 0; e < b_frag[j].num_elements; ++e) b_frag[j].x[e] = wmma::__float_to_tf32(b_frag[j].x[e]);
+        for (int e = 0; e < b_frag[j].num_elements; ++e) b_frag[j].x[e] = wmma::__float_to_tf32(b_frag[j].x[e]);
+      }
     }
 #pragma unroll
     for (int i = 0; i < W::kFragsM; ++i)
@@ -259,8 +315,8 @@ __device__ __forceinline__ void multiply_tile_tf32(const float (*a_tile)[Cfg::kL
 // The fragments' values into the per-thread layout of the FP32 path (tile_row / tile_col), 16 rows
 // of the block tile at a time through `scratch` (≥ 16 × (BN + 4) floats, 32-byte aligned, free: the
 // main loop has ended with a barrier). Every thread of the block calls it.
-template <class Cfg>
-__device__ __forceinline__ void tensor_accumulators_to_thread_tile(const TensorAccumulators<Cfg>& frags,
+template <class Cfg, Math kMath>
+__device__ __forceinline__ void tensor_accumulators_to_thread_tile(const TensorAccumulators<Cfg, kMath>& frags,
                                                                    float* scratch, int warp_row, int warp_col,
                                                                    float (&acc)[Cfg::TM][Cfg::TN], int ty,
                                                                    int tx) {
@@ -269,11 +325,26 @@ __device__ __forceinline__ void tensor_accumulators_to_thread_tile(const TensorA
   constexpr int kLd = Cfg::BN + 4;
 #pragma unroll 1
   for (int band = 0; band < Cfg::BM / 16; ++band) {
-    const int i = band - warp_row / 16;  // this warp's fragment row holding the band, if any
-    if (i >= 0 && i < W::kFragsM) {      // uniform across the warp
+    // This warp's fragment row holding the band, if any (uniform across the warp). Indexed by this
+    // runtime value, the fragments leave the registers for a local-memory frame (128-256 bytes);
+    // indexed by an unrolled i compared with it, they stay. ptxas (sm_90, 2026-12-03) then keeps the
+    // 128-thread tiles free of both, but makes the 256-thread ones (128 registers) spill 160-190
+    // bytes, so those keep the frame.
+    const int band_row = band - warp_row / 16;
+    if constexpr (Cfg::kThreads >= 256) {
+      if (band_row >= 0 && band_row < W::kFragsM) {
 #pragma unroll
-      for (int j = 0; j < W::kFragsN; ++j)
-        wmma::store_matrix_sync(scratch + warp_col + 16 * j, frags[i][j], kLd, wmma::mem_row_major);
+        for (int j = 0; j < W::kFragsN; ++j)
+          wmma::store_matrix_sync(scratch + warp_col + 16 * j, frags[band_row][j], kLd, wmma::mem_row_major);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < W::kFragsM; ++i) {
+        if (i != band_row) continue;
+#pragma unroll
+        for (int j = 0; j < W::kFragsN; ++j)
+          wmma::store_matrix_sync(scratch + warp_col + 16 * j, frags[i][j], kLd, wmma::mem_row_major);
+      }
     }
     __syncthreads();
 #pragma unroll
@@ -318,19 +389,21 @@ __device__ __forceinline__ void store_row_run(float* plane_start, int pixels, in
 //
 // The kernel parameter is __grid_constant__ so the loaders can hold a reference to it without the
 // compiler copying the whole struct into local memory.
-// kTf32: the multiply runs on the tensor cores (see the file's header); everything else is shared.
-template <class Cfg, class Pass, bool kTf32>
+// kMath: Tf32 and Bf16 run the multiply on the tensor cores (see the file's header); everything else
+// is shared. Cfg is already ConfigFor<..., kMath>.
+template <class Cfg, class Pass, Math kMath>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocksPerSm)
     implicit_gemm_kernel(const __grid_constant__ typename Pass::Params params) {
+  constexpr bool kTensor = kMath != Math::Fp32;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-  if constexpr (kTf32) {
-    __trap();  // TF32 tensor cores start with sm_80
+  if constexpr (kTensor) {
+    __trap();  // TF32 and bfloat16 tensor cores start with sm_80
     return;
   }
 #endif
   // 32-byte alignment: WMMA fragment pointers must be 256-bit aligned (float4 needs 16).
-  __shared__ __align__(32) float a_tile[2][Cfg::BK][Cfg::kLdA];
-  __shared__ __align__(32) float b_tile[2][Cfg::BK][Cfg::kLdB];
+  __shared__ __align__(32) TileElement<kMath> a_tile[2][Cfg::BK][Cfg::kLdA];
+  __shared__ __align__(32) TileElement<kMath> b_tile[2][Cfg::BK][Cfg::kLdB];
   __shared__ typename Pass::template Shared<Cfg> shared;
 
   const BlockProblem slice = Pass::block_problem(params, int(blockIdx.z));
@@ -343,11 +416,11 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocksPerSm)
   __syncthreads();  // the loader may have built tables in `shared`
 
   float acc[Cfg::TM][Cfg::TN];
-  TensorAccumulators<Cfg> tensor_acc;  // the TF32 path's accumulators (unused, and removed, in FP32)
+  TensorAccumulators<Cfg, kMath> tensor_acc;  // the tensor-core accumulators (unused, and removed, in FP32)
   const int warp = tid / 32;
   const int warp_row = (warp % WarpTiling<Cfg>::kWarpsM) * WarpTiling<Cfg>::kRows;
   const int warp_col = (warp / WarpTiling<Cfg>::kWarpsM) * WarpTiling<Cfg>::kCols;
-  if constexpr (kTf32) {
+  if constexpr (kTensor) {
 #pragma unroll
     for (int i = 0; i < WarpTiling<Cfg>::kFragsM; ++i)
 #pragma unroll
@@ -370,8 +443,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocksPerSm)
       const bool has_next = step + 1 < k_steps;
       // Issue the next step's global loads first; they complete while this step multiplies.
       if (has_next) loader.load(slice.k_begin + (step + 1) * Cfg::BK, slice.k_end, a_regs, b_regs);
-      if constexpr (kTf32)
-        multiply_tile_tf32<Cfg>(a_tile[current], b_tile[current], tensor_acc, warp_row, warp_col);
+      if constexpr (kTensor)
+        multiply_tile_tensor<Cfg, kMath>(a_tile[current], b_tile[current], tensor_acc, warp_row, warp_col);
       else
         multiply_tile<Cfg>(a_tile[current], b_tile[current], acc, ty, tx);
       // The other buffer was last read in the previous step, which every thread finished before the
@@ -380,9 +453,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocksPerSm)
       __syncthreads();
     }
   }
-  if constexpr (kTf32) {
+  if constexpr (kTensor) {
     static_assert(sizeof(a_tile) >= 16 * (Cfg::BN + 4) * sizeof(float), "the A tile holds 16 output rows");
-    tensor_accumulators_to_thread_tile<Cfg>(tensor_acc, &a_tile[0][0][0], warp_row, warp_col, acc, ty, tx);
+    tensor_accumulators_to_thread_tile<Cfg, kMath>(tensor_acc, reinterpret_cast<float*>(&a_tile[0][0][0]), warp_row,
+                                                   warp_col, acc, ty, tx);
   }
   Pass::template store_results<Cfg>(params, slice, int(blockIdx.z), m0, n0, ty, tx, acc);
 }
@@ -473,7 +547,8 @@ struct ForwardPass {
       }
     }
 
-    __device__ void store(float (*a_tile)[Cfg::kLdA], float (*b_tile)[Cfg::kLdB],
+    template <class Element>  // float or __nv_bfloat16 tiles
+    __device__ void store(Element (*a_tile)[Cfg::kLdA], Element (*b_tile)[Cfg::kLdB],
                           const float (&a_regs)[kARegs], const float (&b_regs)[kBRegs]) const {
       a_layout.store(a_tile, a_regs);
       b_layout.store(b_tile, b_regs);
@@ -643,7 +718,8 @@ struct DgradPass {
       }
     }
 
-    __device__ void store(float (*a_tile)[Cfg::kLdA], float (*b_tile)[Cfg::kLdB],
+    template <class Element>  // float or __nv_bfloat16 tiles
+    __device__ void store(Element (*a_tile)[Cfg::kLdA], Element (*b_tile)[Cfg::kLdB],
                           const float (&a_regs)[kARegs], const float (&b_regs)[kBRegs]) const {
       a_layout.store(a_tile, a_regs);
       b_layout.store(b_tile, b_regs);
@@ -788,7 +864,8 @@ struct WgradPass {
       }
     }
 
-    __device__ void store(float (*a_tile)[Cfg::kLdA], float (*b_tile)[Cfg::kLdB],
+    template <class Element>  // float or __nv_bfloat16 tiles
+    __device__ void store(Element (*a_tile)[Cfg::kLdA], Element (*b_tile)[Cfg::kLdB],
                           const float (&a_regs)[kARegs], const float (&b_regs)[kBRegs]) const {
       a_layout.store(a_tile, a_regs);
       b_layout.store(b_tile, b_regs);
@@ -893,14 +970,22 @@ ConvGeometry geometry_of(const Conv2dParams& p, const char* op) {
           p.stride_w,     p.pad_h,       p.pad_w};
 }
 
+template <class Cfg, class Pass, Math kMath>
+void launch_in(const typename Pass::Params& params, const dim3& grid) {
+  using Config = typename ConfigFor<Cfg, kMath>::type;
+  static_assert(Config::BM == Cfg::BM && Config::BN == Cfg::BN && Config::kThreads == Cfg::kThreads);
+  implicit_gemm_kernel<Config, Pass, kMath><<<grid, Config::kThreads, 0, cuda_stream()>>>(params);
+}
+
 template <class Cfg, class Pass>
-void launch(const typename Pass::Params& params, std::int64_t max_rows, int cols, int slices, bool tf32) {
+void launch(const typename Pass::Params& params, std::int64_t max_rows, int cols, int slices, Math math) {
   const dim3 grid(unsigned(ceil_div(max_rows, Cfg::BM)), unsigned(ceil_div(cols, Cfg::BN)),
                   unsigned(slices));
-  if (tf32)
-    implicit_gemm_kernel<Cfg, Pass, true><<<grid, Cfg::kThreads, 0, cuda_stream()>>>(params);
-  else
-    implicit_gemm_kernel<Cfg, Pass, false><<<grid, Cfg::kThreads, 0, cuda_stream()>>>(params);
+  switch (math) {
+    case Math::Fp32: launch_in<Cfg, Pass, Math::Fp32>(params, grid); break;
+    case Math::Tf32: launch_in<Cfg, Pass, Math::Tf32>(params, grid); break;
+    case Math::Bf16: launch_in<Cfg, Pass, Math::Bf16>(params, grid); break;
+  }
   FM_CUDA_CHECK_LAUNCH();
 }
 
@@ -925,11 +1010,11 @@ int resident_blocks_per_sm(Tile tile) {
 
 template <class Pass>
 void launch_tile(Tile tile, const typename Pass::Params& params, std::int64_t max_rows, int cols,
-                 int slices, bool tf32) {
+                 int slices, Math math) {
   switch (tile) {
-    case Tile::Wide: return launch<WideTile, Pass>(params, max_rows, cols, slices, tf32);
-    case Tile::Medium: return launch<MediumTile, Pass>(params, max_rows, cols, slices, tf32);
-    case Tile::Narrow: return launch<NarrowTile, Pass>(params, max_rows, cols, slices, tf32);
+    case Tile::Wide: return launch<WideTile, Pass>(params, max_rows, cols, slices, math);
+    case Tile::Medium: return launch<MediumTile, Pass>(params, max_rows, cols, slices, math);
+    case Tile::Narrow: return launch<NarrowTile, Pass>(params, max_rows, cols, slices, math);
   }
 }
 
@@ -995,7 +1080,7 @@ OutputSplit make_output_split(int k_splits, std::int64_t size) {
 }
 
 void run_forward(const float* x, const float* weight, const float* bias, float* y,
-                 const ConvGeometry& g, bool tf32) {
+                 const ConvGeometry& g, Math math) {
   const std::int64_t rows = std::int64_t(g.batch) * g.out_height * g.out_width;
   if (rows == 0) return;
   const int K = g.in_channels * g.kernel_h * g.kernel_w;
@@ -1005,12 +1090,12 @@ void run_forward(const float* x, const float* weight, const float* bias, float* 
   const OutputSplit split = make_output_split(
       output_k_splits(output_tiles(row_tiles, g.out_channels, tile), tile, K), size);
   launch_tile<ForwardPass>(tile, {g, x, weight, bias, y, split}, rows, g.out_channels,
-                           split.k_splits, tf32);
+                           split.k_splits, math);
   finish_output_split(split, bias, y, size, g.out_channels, g.out_height * g.out_width);
 }
 
 void run_dgrad(const float* dy, const float* weight, const float* bias, float* dx,
-               const ConvGeometry& g, bool tf32) {
+               const ConvGeometry& g, Math math) {
   // Largest parity class: ceil(H / stride) × ceil(W / stride) pixels per image.
   const std::int64_t max_rows = std::int64_t(g.batch) *
                                 ((g.in_height + g.stride_h - 1) / g.stride_h) *
@@ -1029,7 +1114,7 @@ void run_dgrad(const float* dy, const float* weight, const float* bias, float* d
   const std::int64_t size = std::int64_t(g.batch) * g.in_channels * g.in_height * g.in_width;
   const OutputSplit split = make_output_split(k_splits, size);
   launch_tile<DgradPass>(tile, {g, dy, weight, bias, dx, split}, max_rows, g.in_channels,
-                         classes * k_splits, tf32);
+                         classes * k_splits, math);
   finish_output_split(split, bias, dx, size, g.in_channels, g.in_height * g.in_width);
 }
 
@@ -1049,7 +1134,7 @@ void run_channel_sum(const float* a, float* sums, int batch, int channels, int p
   cuda_free(partial);  // safe without a sync: later users of the block run after us on the stream
 }
 
-void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeometry& g, bool tf32) {
+void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeometry& g, Math math) {
   const int M = g.in_channels * g.kernel_h * g.kernel_w, N = g.out_channels;
   const int K = g.batch * g.out_height * g.out_width;
   if (K == 0) {  // empty batch: the gradient is zero
@@ -1075,12 +1160,12 @@ void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeomet
   const int k_per_split = steps_per_split * kStep;
 
   if (splits == 1) {
-    launch_tile<WgradPass>(tile, {g, x, dy, dweight, k_per_split}, M, N, 1, tf32);
+    launch_tile<WgradPass>(tile, {g, x, dy, dweight, k_per_split}, M, N, 1, math);
     return;
   }
   const std::size_t size = std::size_t(M) * N;
   float* partial = static_cast<float*>(cuda_malloc(size * splits * sizeof(float)));
-  launch_tile<WgradPass>(tile, {g, x, dy, partial, k_per_split}, M, N, splits, tf32);
+  launch_tile<WgradPass>(tile, {g, x, dy, partial, k_per_split}, M, N, splits, math);
   sum_splits_kernel<<<unsigned(ceil_div(std::int64_t(size), 256)), 256, 0, cuda_stream()>>>(
       partial, nullptr, dweight, splits, int(size), 1, 1);
   FM_CUDA_CHECK_LAUNCH();
@@ -1098,102 +1183,127 @@ void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeomet
 constexpr int kDirectMaxColumns = 2;
 
 // ---- conv2d -------------------------------------------------------------------------------------
-// Each pass in FP32 (*_cuda) and on the TF32 tensor cores (*_cuda_tf32). The one- and two-column
-// layers go to the direct FP32 kernels either way: too little work to be worth a tensor-core tile.
+// Each pass in FP32 (*_cuda) and on the tensor cores in TF32 (*_cuda_tf32) or bfloat16 (*_cuda_bf16).
+// The one- and two-column layers go to the direct FP32 kernels either way: too little work to be
+// worth a tensor-core tile.
 
 namespace {
 
 void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, const Conv2dParams& p,
-                    bool tf32) {
+                    Math math) {
   const ConvGeometry g = geometry_of(p, "conv2d_forward_cuda");
   if (g.out_channels <= kDirectMaxColumns) return conv2d_forward_cuda_naive(x, weight, bias, y, p);
-  run_forward(x, weight, bias, y, g, tf32);
+  run_forward(x, weight, bias, y, g, math);
 }
 
-void conv2d_backward_input(const float* dy, const float* weight, float* dx, const Conv2dParams& p, bool tf32) {
+void conv2d_backward_input(const float* dy, const float* weight, float* dx, const Conv2dParams& p, Math math) {
   const ConvGeometry g = geometry_of(p, "conv2d_backward_input_cuda");
   if (g.in_channels <= kDirectMaxColumns) return conv2d_backward_input_cuda_naive(dy, weight, dx, p);
-  run_dgrad(dy, weight, nullptr, dx, g, tf32);
+  run_dgrad(dy, weight, nullptr, dx, g, math);
 }
 
 void conv2d_backward_weight(const float* x, const float* dy, float* dweight, float* dbias, const Conv2dParams& p,
-                            bool tf32) {
+                            Math math) {
   const ConvGeometry g = geometry_of(p, "conv2d_backward_weight_cuda");
-  run_wgrad(x, dy, dweight, g, tf32);
+  run_wgrad(x, dy, dweight, g, math);
   if (dbias) run_channel_sum(dy, dbias, g.batch, g.out_channels, g.out_height * g.out_width);
 }
 
 // conv_transpose2d: the conv2d passes with roles swapped.
 void conv_transpose2d_forward(const float* x, const float* weight, const float* bias, float* y,
-                              const ConvTranspose2dParams& p, bool tf32) {
+                              const ConvTranspose2dParams& p, Math math) {
   // Forward = dgrad of the equivalent conv2d; the bias lands on its input channels (our C_out).
   const ConvGeometry g = geometry_of(p.as_conv2d(), "conv_transpose2d_forward_cuda");
   if (g.in_channels <= kDirectMaxColumns) return conv_transpose2d_forward_cuda_naive(x, weight, bias, y, p);
-  run_dgrad(x, weight, bias, y, g, tf32);
+  run_dgrad(x, weight, bias, y, g, math);
 }
 
 void conv_transpose2d_backward_input(const float* dy, const float* weight, float* dx,
-                                     const ConvTranspose2dParams& p, bool tf32) {
+                                     const ConvTranspose2dParams& p, Math math) {
   const ConvGeometry g = geometry_of(p.as_conv2d(), "conv_transpose2d_backward_input_cuda");
   if (g.out_channels <= kDirectMaxColumns) return conv_transpose2d_backward_input_cuda_naive(dy, weight, dx, p);
-  run_forward(dy, weight, nullptr, dx, g, tf32);
+  run_forward(dy, weight, nullptr, dx, g, math);
 }
 
 void conv_transpose2d_backward_weight(const float* x, const float* dy, float* dweight, float* dbias,
-                                      const ConvTranspose2dParams& p, bool tf32) {
+                                      const ConvTranspose2dParams& p, Math math) {
   // The equivalent conv2d reads dy as its input and x as its output gradient.
   const ConvGeometry g = geometry_of(p.as_conv2d(), "conv_transpose2d_backward_weight_cuda");
-  run_wgrad(dy, x, dweight, g, tf32);
+  run_wgrad(dy, x, dweight, g, math);
   if (dbias) run_channel_sum(dy, dbias, p.batch, p.out_channels, p.out_height() * p.out_width());
 }
 
 }  // namespace
 
 void conv2d_forward_cuda(const float* x, const float* weight, const float* bias, float* y, const Conv2dParams& p) {
-  conv2d_forward(x, weight, bias, y, p, false);
+  conv2d_forward(x, weight, bias, y, p, Math::Fp32);
 }
 void conv2d_backward_input_cuda(const float* dy, const float* weight, float* dx, const Conv2dParams& p) {
-  conv2d_backward_input(dy, weight, dx, p, false);
+  conv2d_backward_input(dy, weight, dx, p, Math::Fp32);
 }
 void conv2d_backward_weight_cuda(const float* x, const float* dy, float* dweight, float* dbias,
                                  const Conv2dParams& p) {
-  conv2d_backward_weight(x, dy, dweight, dbias, p, false);
+  conv2d_backward_weight(x, dy, dweight, dbias, p, Math::Fp32);
 }
 void conv_transpose2d_forward_cuda(const float* x, const float* weight, const float* bias, float* y,
                                    const ConvTranspose2dParams& p) {
-  conv_transpose2d_forward(x, weight, bias, y, p, false);
+  conv_transpose2d_forward(x, weight, bias, y, p, Math::Fp32);
 }
 void conv_transpose2d_backward_input_cuda(const float* dy, const float* weight, float* dx,
                                           const ConvTranspose2dParams& p) {
-  conv_transpose2d_backward_input(dy, weight, dx, p, false);
+  conv_transpose2d_backward_input(dy, weight, dx, p, Math::Fp32);
 }
 void conv_transpose2d_backward_weight_cuda(const float* x, const float* dy, float* dweight, float* dbias,
                                            const ConvTranspose2dParams& p) {
-  conv_transpose2d_backward_weight(x, dy, dweight, dbias, p, false);
+  conv_transpose2d_backward_weight(x, dy, dweight, dbias, p, Math::Fp32);
 }
 
 void conv2d_forward_cuda_tf32(const float* x, const float* weight, const float* bias, float* y,
                               const Conv2dParams& p) {
-  conv2d_forward(x, weight, bias, y, p, true);
+  conv2d_forward(x, weight, bias, y, p, Math::Tf32);
 }
 void conv2d_backward_input_cuda_tf32(const float* dy, const float* weight, float* dx, const Conv2dParams& p) {
-  conv2d_backward_input(dy, weight, dx, p, true);
+  conv2d_backward_input(dy, weight, dx, p, Math::Tf32);
 }
 void conv2d_backward_weight_cuda_tf32(const float* x, const float* dy, float* dweight, float* dbias,
                                       const Conv2dParams& p) {
-  conv2d_backward_weight(x, dy, dweight, dbias, p, true);
+  conv2d_backward_weight(x, dy, dweight, dbias, p, Math::Tf32);
 }
 void conv_transpose2d_forward_cuda_tf32(const float* x, const float* weight, const float* bias, float* y,
                                         const ConvTranspose2dParams& p) {
-  conv_transpose2d_forward(x, weight, bias, y, p, true);
+  conv_transpose2d_forward(x, weight, bias, y, p, Math::Tf32);
 }
 void conv_transpose2d_backward_input_cuda_tf32(const float* dy, const float* weight, float* dx,
                                                const ConvTranspose2dParams& p) {
-  conv_transpose2d_backward_input(dy, weight, dx, p, true);
+  conv_transpose2d_backward_input(dy, weight, dx, p, Math::Tf32);
 }
 void conv_transpose2d_backward_weight_cuda_tf32(const float* x, const float* dy, float* dweight, float* dbias,
                                                 const ConvTranspose2dParams& p) {
-  conv_transpose2d_backward_weight(x, dy, dweight, dbias, p, true);
+  conv_transpose2d_backward_weight(x, dy, dweight, dbias, p, Math::Tf32);
+}
+
+void conv2d_forward_cuda_bf16(const float* x, const float* weight, const float* bias, float* y,
+                              const Conv2dParams& p) {
+  conv2d_forward(x, weight, bias, y, p, Math::Bf16);
+}
+void conv2d_backward_input_cuda_bf16(const float* dy, const float* weight, float* dx, const Conv2dParams& p) {
+  conv2d_backward_input(dy, weight, dx, p, Math::Bf16);
+}
+void conv2d_backward_weight_cuda_bf16(const float* x, const float* dy, float* dweight, float* dbias,
+                                      const Conv2dParams& p) {
+  conv2d_backward_weight(x, dy, dweight, dbias, p, Math::Bf16);
+}
+void conv_transpose2d_forward_cuda_bf16(const float* x, const float* weight, const float* bias, float* y,
+                                        const ConvTranspose2dParams& p) {
+  conv_transpose2d_forward(x, weight, bias, y, p, Math::Bf16);
+}
+void conv_transpose2d_backward_input_cuda_bf16(const float* dy, const float* weight, float* dx,
+                                               const ConvTranspose2dParams& p) {
+  conv_transpose2d_backward_input(dy, weight, dx, p, Math::Bf16);
+}
+void conv_transpose2d_backward_weight_cuda_bf16(const float* x, const float* dy, float* dweight, float* dbias,
+                                                const ConvTranspose2dParams& p) {
+  conv_transpose2d_backward_weight(x, dy, dweight, dbias, p, Math::Bf16);
 }
 
 }  // namespace fm::kernels

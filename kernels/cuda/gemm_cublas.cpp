@@ -30,4 +30,16 @@ void gemm_batched_cublas_tf32(int batch, bool trans_a, bool trans_b, int M, int 
   FM_CUBLAS_CHECK(cublasSetMathMode(cublas_handle(), CUBLAS_DEFAULT_MATH));
 }
 
+void gemm_batched_cublas_bf16(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                              const float* A, int lda, std::int64_t stride_a, const float* B, int ldb,
+                              std::int64_t stride_b, float beta, float* C, int ldc, std::int64_t stride_c) {
+  // The same operand swap as gemm_batched_cublas; FP32 matrices, bfloat16 tensor-core compute.
+  cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  FM_CUBLAS_CHECK(cublasGemmStridedBatchedEx(cublas_handle(), op_b, op_a, N, M, K, &alpha, B, CUDA_R_32F, ldb,
+                                             stride_b, A, CUDA_R_32F, lda, stride_a, &beta, C, CUDA_R_32F, ldc,
+                                             stride_c, batch, CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
+  count_library_call();
+}
+
 }  // namespace fm::kernels

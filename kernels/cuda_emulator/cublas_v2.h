@@ -1,8 +1,9 @@
 // kernels/cuda_emulator/cublas_v2.h — the part of cuBLAS the project calls, for the emulator build.
 //
-// cublasSgemmStridedBatched is implemented in cublas_reference.cpp as plain loops that follow
-// cuBLAS's documented column-major contract, so our row-major wrapper (kernels/cuda/gemm_cublas.cpp)
-// is tested for the way it maps its arguments; cuBLAS's own speed and rounding are not emulated.
+// cublasSgemmStridedBatched and cublasGemmStridedBatchedEx are implemented in cublas_reference.cpp as
+// plain loops that follow cuBLAS's documented column-major contract, so our row-major wrapper
+// (kernels/cuda/gemm_cublas.cpp) is tested for the way it maps its arguments; cuBLAS's own speed and
+// rounding are not emulated, except that the bfloat16 compute type rounds its inputs to bfloat16.
 #pragma once
 #include <cstdint>
 
@@ -38,3 +39,24 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
                                          long long stride_a, const float* B, int ldb,
                                          long long stride_b, const float* beta, float* C, int ldc,
                                          long long stride_c, int batch);
+
+// The mixed-precision entry point, for what the project uses of it: FP32 matrices (CUDA_R_32F) with
+// FP32 compute, or FP32 compute on bfloat16 tensor cores (CUBLAS_COMPUTE_32F_FAST_16BF: the library
+// rounds A and B to bfloat16; here to nearest, ties to even) or TF32 ones (computed in FP32 here, as
+// CUBLAS_TF32_TENSOR_OP_MATH is). Anything else returns CUBLAS_STATUS_NOT_SUPPORTED. alpha and beta
+// point to floats. The numeric values are the toolkit's.
+enum cudaDataType_t { CUDA_R_32F = 0, CUDA_R_16BF = 14 };
+using cudaDataType = cudaDataType_t;
+enum cublasComputeType_t {
+  CUBLAS_COMPUTE_32F = 68,
+  CUBLAS_COMPUTE_32F_FAST_16BF = 75,
+  CUBLAS_COMPUTE_32F_FAST_TF32 = 77,
+};
+enum cublasGemmAlgo_t { CUBLAS_GEMM_DEFAULT = -1 };
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation_t trans_a,
+                                          cublasOperation_t trans_b, int m, int n, int k, const void* alpha,
+                                          const void* A, cudaDataType a_type, int lda, long long stride_a,
+                                          const void* B, cudaDataType b_type, int ldb, long long stride_b,
+                                          const void* beta, void* C, cudaDataType c_type, int ldc,
+                                          long long stride_c, int batch, cublasComputeType_t compute,
+                                          cublasGemmAlgo_t algo);

@@ -25,25 +25,27 @@ namespace {
 }
 }  // namespace
 
-void conv2d_forward_cudnn(const float*, const float*, const float*, float*, const Conv2dParams&) {
+void conv2d_forward_cudnn_with(CudnnAlgorithms, const float*, const float*, const float*, float*,
+                               const Conv2dParams&) {
   no_cudnn("conv2d_forward_cudnn");
 }
-void conv2d_backward_input_cudnn(const float*, const float*, float*, const Conv2dParams&) {
+void conv2d_backward_input_cudnn_with(CudnnAlgorithms, const float*, const float*, float*, const Conv2dParams&) {
   no_cudnn("conv2d_backward_input_cudnn");
 }
-void conv2d_backward_weight_cudnn(const float*, const float*, float*, float*, const Conv2dParams&) {
+void conv2d_backward_weight_cudnn_with(CudnnAlgorithms, const float*, const float*, float*, float*,
+                                       const Conv2dParams&) {
   no_cudnn("conv2d_backward_weight_cudnn");
 }
-void conv_transpose2d_forward_cudnn(const float*, const float*, const float*, float*,
-                                    const ConvTranspose2dParams&) {
+void conv_transpose2d_forward_cudnn_with(CudnnAlgorithms, const float*, const float*, const float*, float*,
+                                         const ConvTranspose2dParams&) {
   no_cudnn("conv_transpose2d_forward_cudnn");
 }
-void conv_transpose2d_backward_input_cudnn(const float*, const float*, float*,
-                                           const ConvTranspose2dParams&) {
+void conv_transpose2d_backward_input_cudnn_with(CudnnAlgorithms, const float*, const float*, float*,
+                                                const ConvTranspose2dParams&) {
   no_cudnn("conv_transpose2d_backward_input_cudnn");
 }
-void conv_transpose2d_backward_weight_cudnn(const float*, const float*, float*, float*,
-                                            const ConvTranspose2dParams&) {
+void conv_transpose2d_backward_weight_cudnn_with(CudnnAlgorithms, const float*, const float*, float*, float*,
+                                                 const ConvTranspose2dParams&) {
   no_cudnn("conv_transpose2d_backward_weight_cudnn");
 }
 }  // namespace fm::kernels
