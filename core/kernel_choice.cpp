@@ -58,6 +58,15 @@ Precision precision() {
 
 void set_precision(Precision precision) { current_precision() = precision; }
 
+kernels::GemmMath library_gemm_math() {
+  switch (precision()) {
+    case Precision::TF32: return kernels::GemmMath::Tf32;
+    case Precision::BF16: return kernels::GemmMath::Bf16;
+    case Precision::FP32: break;
+  }
+  return kernels::GemmMath::Fp32;
+}
+
 const char* precision_name(Precision precision) {
   switch (precision) {
     case Precision::FP32: return "fp32";

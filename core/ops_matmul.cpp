@@ -92,12 +92,14 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, const Tensor& bias = Ten
         using T = element_type<decltype(type)>;
         // Strict FP32 through cuBLAS, or TF32 / bfloat16 tensor cores: ours or cuBLAS's
         // (core/kernel_choice.h).
-        const bool ours = kernel_impl() == KernelImpl::Custom;
-        auto* gemm = precision() == Precision::TF32   ? (ours ? kernels::gemm_batched_cuda_tf32 : kernels::gemm_batched_cublas_tf32)
-                     : precision() == Precision::BF16 ? (ours ? kernels::gemm_batched_cuda_bf16 : kernels::gemm_batched_cublas_bf16)
-                                                      : kernels::gemm_batched_cublas;
-        gemm(int(batch), A.transposed, B.transposed, int(M), int(N), int(K), T(1), A.tensor.data<T>(), A.ld,
-             stride_a, B.tensor.data<T>(), B.ld, stride_b, T(beta), c.data<T>(), int(N), stride_c);
+        const int m = int(M), n = int(N), k = int(K);
+        if (kernel_impl() == KernelImpl::Library || precision() == Precision::FP32)
+          return kernels::gemm_batched_cublas_in(library_gemm_math(), int(batch), A.transposed, B.transposed, m, n,
+                                                 k, T(1), A.tensor.data<T>(), A.ld, stride_a, B.tensor.data<T>(),
+                                                 B.ld, stride_b, T(beta), c.data<T>(), n, stride_c);
+        auto* ours = precision() == Precision::TF32 ? kernels::gemm_batched_cuda_tf32 : kernels::gemm_batched_cuda_bf16;
+        ours(int(batch), A.transposed, B.transposed, m, n, k, T(1), A.tensor.data<T>(), A.ld, stride_a,
+             B.tensor.data<T>(), B.ld, stride_b, T(beta), c.data<T>(), n, stride_c);
       });
   return c;
 }

@@ -25,6 +25,7 @@
 #pragma once
 
 #include "core/error.h"
+#include "kernels/gemm.h"
 
 namespace fm::kernels {
 
@@ -67,11 +68,22 @@ void attention_backward_cuda_flash(const float* q, const float* k, const float* 
                                    float* dv, int B, int H, int L, int D, float scale);
 
 // ---- CUDA, unfused baseline (float): batched cuBLAS GEMMs plus row-softmax kernels, with the
-// L×L score matrices in scratch memory. The speed baseline the flash version must beat.
+// L×L score matrices in scratch memory. The speed baseline the flash version must beat. `math`: the
+// GEMMs' arithmetic (FP32, or cuBLAS's TF32 or bfloat16 tensor-core math; the softmax stays FP32).
 void attention_forward_cuda_unfused(const float* q, const float* k, const float* v, float* o,
-                                    float* lse, int B, int H, int L, int D, float scale);
+                                    float* lse, int B, int H, int L, int D, float scale, GemmMath math);
 void attention_backward_cuda_unfused(const float* q, const float* k, const float* v, const float* o,
                                      const float* dout, const float* lse, float* dq, float* dk,
-                                     float* dv, int B, int H, int L, int D, float scale);
+                                     float* dv, int B, int H, int L, int D, float scale, GemmMath math);
+// The same in FP32, with the signature of the other versions (the kernel lab's tables).
+inline void attention_forward_cuda_unfused(const float* q, const float* k, const float* v, float* o, float* lse,
+                                           int B, int H, int L, int D, float scale) {
+  attention_forward_cuda_unfused(q, k, v, o, lse, B, H, L, D, scale, GemmMath::Fp32);
+}
+inline void attention_backward_cuda_unfused(const float* q, const float* k, const float* v, const float* o,
+                                            const float* dout, const float* lse, float* dq, float* dk, float* dv,
+                                            int B, int H, int L, int D, float scale) {
+  attention_backward_cuda_unfused(q, k, v, o, dout, lse, dq, dk, dv, B, H, L, D, scale, GemmMath::Fp32);
+}
 
 }  // namespace fm::kernels

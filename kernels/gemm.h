@@ -30,6 +30,13 @@ void gemm_batched_cublas_tf32(int batch, bool trans_a, bool trans_b, int M, int 
                               const float* A, int lda, std::int64_t stride_a, const float* B, int ldb,
                               std::int64_t stride_b, float beta, float* C, int ldc, std::int64_t stride_c);
 
+// The arithmetic of a GEMM's products: the engine's precision switch (core/kernel_choice.h) as
+// kernels/ sees it. gemm_batched_cublas_in picks gemm_batched_cublas, _tf32 or _bf16 by it.
+enum class GemmMath { Fp32, Tf32, Bf16 };
+void gemm_batched_cublas_in(GemmMath math, int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                            const float* A, int lda, std::int64_t stride_a, const float* B, int ldb,
+                            std::int64_t stride_b, float beta, float* C, int ldc, std::int64_t stride_c);
+
 // And with bfloat16 tensor-core math (cublasGemmStridedBatchedEx, CUBLAS_COMPUTE_32F_FAST_16BF: A and
 // B rounded to bfloat16, FP32 accumulation): the library baseline of the bfloat16 path.
 void gemm_batched_cublas_bf16(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha,

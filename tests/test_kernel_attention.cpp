@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cases/attention.h"
@@ -255,6 +256,102 @@ TEST_CASE("CUDA attention (every GPU implementation) matches the CPU reference",
       p.require_backward_matches(dq.to_host(), dk.to_host(), dv.to_host());
     }
   }
+}
+
+// The unfused (library) version with its GEMMs in TF32 or bfloat16, the way `kernels = library` runs
+// under those precisions. Forward, against the float64 reference within a bound derived the way
+// tests/test_kernel_gemm.cpp derives the GEMM's: with u the GEMM inputs' rounding (cuBLAS's mode is
+// not documented: truncation, 2^-10 for TF32 and 2^-7 for bfloat16) and γ_n = (n + 2)·2^-23 / (1 − …),
+//   each score S_ij is off by at most e_ij = ((2u + u²) + (1 + u)²·γ_D)·scale·Σ_d |q_id·k_jd|;
+//   a softmax of scores each off by at most e_i = max_j e_ij (plus its own FP32 rounding, γ_L + 4·2^-24
+//   relative) gives probabilities within a factor exp(±2·e_i) of P_ij, and lse within e_i (+ γ_L and
+//   a few ulps);
+//   O = P̃·Ṽ, rounded to u and summed in FP32, is then within (exp(2·e_i)·(1 + 2u + u² + γ_L) − 1)·Σ_j P_ij·|v_jd|.
+// Backward: no bound derived (the softmax's Jacobian multiplies the errors by up to |dP|); a check
+// that it runs, writes finite gradients that differ from FP32's under bfloat16 (the rounding
+// happened), within 64·u of the largest reference gradient (a smoke bound, not a derived one).
+TEST_CASE("CUDA unfused attention with TF32 or bfloat16 GEMMs: the forward within its derived bound",
+          "[attention][gpu]") {
+  FM_REQUIRE_GPU();
+  struct Math {
+    fk::GemmMath math;
+    double u;
+  };
+  int checked = 0;
+  for (Math m : {Math{fk::GemmMath::Tf32, 0x1p-10}, Math{fk::GemmMath::Bf16, 0x1p-7}})
+    for (const fc::AttentionCase& s : fc::attention_cases()) {
+      if (!(s.uses & fc::kTest)) continue;
+      const AttentionProblem p(s);
+      const std::size_t n = s.elements();
+      INFO("GEMM math " << int(m.math) << " " << fc::shape_name(s));
+      const DeviceArray d_q(p.q), d_k(p.k), d_v(p.v), d_dout(p.dout), d_o_in(p.o_saved), d_lse_in(p.lse_saved);
+      DeviceArray o = DeviceArray::poisoned(n), lse = DeviceArray::poisoned(s.rows());
+      fk::attention_forward_cuda_unfused(d_q.get(), d_k.get(), d_v.get(), o.get(), lse.get(), s.B, s.H, s.L, s.D,
+                                         p.scale, m.math);
+      const std::vector<float> o_got = o.to_host(), lse_got = lse.to_host();
+      DeviceArray o32 = DeviceArray::poisoned(n), lse32 = DeviceArray::poisoned(s.rows());
+      fk::attention_forward_cuda_unfused(d_q.get(), d_k.get(), d_v.get(), o32.get(), lse32.get(), s.B, s.H, s.L, s.D,
+                                         p.scale, fk::GemmMath::Fp32);
+      if (m.math == fk::GemmMath::Bf16) REQUIRE(o_got != o32.to_host());  // the rounding happened
+      const double u = m.u, v = 0x1p-23;
+      const double gamma_d = (s.D + 2) * v / (1 - (s.D + 2) * v), gamma_l = (s.L + 2) * v / (1 - (s.L + 2) * v);
+      for (int head = 0; head < s.B * s.H; ++head)
+        for (int i = 0; i < s.L; ++i) {
+          const std::size_t row = std::size_t(head) * s.L + std::size_t(i);
+          const float* qi = &p.q[row * s.D];
+          std::vector<double> prob(std::size_t(s.L));
+          double e = 0;
+          for (int j = 0; j < s.L; ++j) {
+            const float* kj = &p.k[(std::size_t(head) * s.L + std::size_t(j)) * s.D];
+            double score = 0, magnitude = 0;
+            for (int d = 0; d < s.D; ++d) {
+              score += double(qi[d]) * double(kj[d]);
+              magnitude += std::abs(double(qi[d]) * double(kj[d]));
+            }
+            e = std::max(e, ((2 * u + u * u) + (1 + u) * (1 + u) * gamma_d) * double(p.scale) * magnitude);
+            prob[std::size_t(j)] = std::exp(double(p.scale) * score - p.lse_ref[row]);
+          }
+          e += gamma_l + 4 * 0x1p-24;
+          const double lse_bound = e + gamma_l + 4 * 0x1p-24 * (1 + std::abs(p.lse_ref[row]));
+          if (!(std::abs(double(lse_got[row]) - p.lse_ref[row]) <= lse_bound))
+            FAIL("lse row " << row << " = " << lse_got[row] << ", reference " << p.lse_ref[row] << ", allowed "
+                            << lse_bound);
+          const double factor = std::exp(2 * e) * (1 + 2 * u + u * u + gamma_l) - 1;
+          for (int d = 0; d < s.D; ++d) {
+            double magnitude = 0;
+            for (int j = 0; j < s.L; ++j)
+              magnitude += prob[std::size_t(j)] * std::abs(double(p.v[(std::size_t(head) * s.L + std::size_t(j)) * s.D + std::size_t(d)]));
+            const std::size_t at = row * s.D + std::size_t(d);
+            const double bound = factor * magnitude + 0x1p-24 * std::abs(p.o_ref[at]);
+            if (!(std::abs(double(o_got[at]) - p.o_ref[at]) <= bound))
+              FAIL("O element " << at << " = " << o_got[at] << ", reference " << p.o_ref[at] << ", allowed " << bound);
+          }
+        }
+      // The backward: runs, finite, near the reference, and (bfloat16) not the FP32 result.
+      DeviceArray dq = DeviceArray::poisoned(n), dk = DeviceArray::poisoned(n), dv = DeviceArray::poisoned(n);
+      fk::attention_backward_cuda_unfused(d_q.get(), d_k.get(), d_v.get(), d_o_in.get(), d_dout.get(), d_lse_in.get(),
+                                          dq.get(), dk.get(), dv.get(), s.B, s.H, s.L, s.D, p.scale, m.math);
+      DeviceArray dq32 = DeviceArray::poisoned(n), dk32 = DeviceArray::poisoned(n), dv32 = DeviceArray::poisoned(n);
+      fk::attention_backward_cuda_unfused(d_q.get(), d_k.get(), d_v.get(), d_o_in.get(), d_dout.get(), d_lse_in.get(),
+                                          dq32.get(), dk32.get(), dv32.get(), s.B, s.H, s.L, s.D, p.scale,
+                                          fk::GemmMath::Fp32);
+      bool differs = false;
+      double largest = 0;  // over all three (dQ and dK are exactly 0 at L = 1, their rounding is not)
+      for (const std::vector<double>* want : {&p.dq_ref, &p.dk_ref, &p.dv_ref})
+        for (double x : *want) largest = std::max(largest, std::abs(x));
+      for (auto [got, fp32, want] : {std::tuple{dq.to_host(), dq32.to_host(), &p.dq_ref},
+                                     std::tuple{dk.to_host(), dk32.to_host(), &p.dk_ref},
+                                     std::tuple{dv.to_host(), dv32.to_host(), &p.dv_ref}}) {
+        for (std::size_t at = 0; at < got.size(); ++at) {
+          REQUIRE(std::isfinite(got[at]));
+          REQUIRE(std::abs(double(got[at]) - (*want)[at]) <= 64 * u * largest);
+          differs = differs || got[at] != fp32[at];
+        }
+      }
+      if (m.math == fk::GemmMath::Bf16) REQUIRE(differs);
+      ++checked;
+    }
+  REQUIRE(checked > 0);
 }
 
 TEST_CASE("CUDA flash attention backward is bitwise reproducible", "[attention][gpu][determinism]") {

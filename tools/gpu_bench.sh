@@ -15,7 +15,7 @@
 #
 # "ours" in the ratio column is our best FP32 row; the TF32 row (WMMA matmul and convolutions,
 # docs/ops/tensor_cores.md) is listed beside it, and the bf16 row (bfloat16 WMMA matmul and
-# convolutions). Attention's own products are not on tensor cores yet.
+# convolutions). Attention's own products are on tensor cores only in the library rows (cuBLAS).
 # Environment: FM_SKIP_TESTS=1 skips stage 2; FM_SKIP_COMPILE=1 skips the torch.compile rows;
 # FM_COMPILE_LIMIT_S (default 150) limits each compiled run; FM_BATCH (default 256).
 # Headers and libraries the machine cannot install come from .deps/ (tools/fetch_device_deps.sh).

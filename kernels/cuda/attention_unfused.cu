@@ -2,7 +2,8 @@
 // kernels (float): the baseline the fused kernels in attention_flash.cu are measured against.
 // Formulas: kernels/attention.h. Reference: kernels/cpu/attention.cpp.
 //
-// Layer: kernels/cuda. GEMMs through fm::kernels::gemm_batched_cublas (FP32, no TF32), batched over
+// Layer: kernels/cuda. GEMMs through fm::kernels::gemm_batched_cublas_in (FP32 by default; TF32 or
+// bfloat16 tensor-core math when asked, the softmax kernels stay FP32), batched over
 // the B·H heads with strides; the L×L score matrices live in scratch from cuda_malloc.
 //
 // Cost, B=256, H=4 (B·H = 1024 heads; one L×L×D product is 2·L²·D flops per head), at the U-Net's
@@ -91,7 +92,7 @@ unsigned row_blocks(std::int64_t rows) {
 }  // namespace
 
 void attention_forward_cuda_unfused(const float* q, const float* k, const float* v, float* o,
-                                    float* lse, int B, int H, int L, int D, float scale) {
+                                    float* lse, int B, int H, int L, int D, float scale, GemmMath math) {
   check_unfused_sizes("attention_forward_cuda_unfused", B, H, L, D);
   const int heads = B * H;
   if (heads == 0) return;
@@ -99,20 +100,20 @@ void attention_forward_cuda_unfused(const float* q, const float* k, const float*
   const std::int64_t score_stride = std::int64_t(L) * L;
   float* scores = static_cast<float*>(cuda_malloc(std::size_t(heads) * score_stride * sizeof(float)));
   // S[L, L] = scale · Q[L, D] · K[L, D]ᵀ
-  gemm_batched_cublas(heads, false, true, L, L, D, scale, q, D, head_stride, k, D, head_stride, 0.f,
-                      scores, L, score_stride);
+  gemm_batched_cublas_in(math, heads, false, true, L, L, D, scale, q, D, head_stride, k, D, head_stride, 0.f,
+                         scores, L, score_stride);
   const std::int64_t rows = std::int64_t(heads) * L;
   softmax_rows_inplace_kernel<<<row_blocks(rows), kThreads, 0, cuda_stream()>>>(scores, lse, rows, L);
   FM_CUDA_CHECK_LAUNCH();
   // O[L, D] = P[L, L] · V[L, D]
-  gemm_batched_cublas(heads, false, false, L, D, L, 1.f, scores, L, score_stride, v, D, head_stride,
-                      0.f, o, D, head_stride);
+  gemm_batched_cublas_in(math, heads, false, false, L, D, L, 1.f, scores, L, score_stride, v, D, head_stride,
+                         0.f, o, D, head_stride);
   cuda_free(scores);  // stream-ordered reuse by the caching allocator: no sync needed
 }
 
 void attention_backward_cuda_unfused(const float* q, const float* k, const float* v, const float* o,
                                      const float* dout, const float* lse, float* dq, float* dk,
-                                     float* dv, int B, int H, int L, int D, float scale) {
+                                     float* dv, int B, int H, int L, int D, float scale, GemmMath math) {
   check_unfused_sizes("attention_backward_cuda_unfused", B, H, L, D);
   const int heads = B * H;
   if (heads == 0) return;
@@ -123,21 +124,21 @@ void attention_backward_cuda_unfused(const float* q, const float* k, const float
   float* probs = scratch;                                           // S, then P
   float* dscores = scratch + std::size_t(heads) * score_stride;     // dP, then dS
   // S = scale · Q · Kᵀ;  dP[L, L] = dO[L, D] · V[L, D]ᵀ
-  gemm_batched_cublas(heads, false, true, L, L, D, scale, q, D, head_stride, k, D, head_stride, 0.f,
-                      probs, L, score_stride);
-  gemm_batched_cublas(heads, false, true, L, L, D, 1.f, dout, D, head_stride, v, D, head_stride,
-                      0.f, dscores, L, score_stride);
+  gemm_batched_cublas_in(math, heads, false, true, L, L, D, scale, q, D, head_stride, k, D, head_stride, 0.f,
+                         probs, L, score_stride);
+  gemm_batched_cublas_in(math, heads, false, true, L, L, D, 1.f, dout, D, head_stride, v, D, head_stride,
+                         0.f, dscores, L, score_stride);
   const std::int64_t rows = std::int64_t(heads) * L;
   softmax_backward_rows_inplace_kernel<<<row_blocks(rows), kThreads, 0, cuda_stream()>>>(
       probs, dscores, lse, dout, o, rows, L, D);
   FM_CUDA_CHECK_LAUNCH();
   // dV[L, D] = Pᵀ · dO;  dQ = scale · dS · K;  dK = scale · dSᵀ · Q
-  gemm_batched_cublas(heads, true, false, L, D, L, 1.f, probs, L, score_stride, dout, D, head_stride,
-                      0.f, dv, D, head_stride);
-  gemm_batched_cublas(heads, false, false, L, D, L, scale, dscores, L, score_stride, k, D,
-                      head_stride, 0.f, dq, D, head_stride);
-  gemm_batched_cublas(heads, true, false, L, D, L, scale, dscores, L, score_stride, q, D,
-                      head_stride, 0.f, dk, D, head_stride);
+  gemm_batched_cublas_in(math, heads, true, false, L, D, L, 1.f, probs, L, score_stride, dout, D, head_stride,
+                         0.f, dv, D, head_stride);
+  gemm_batched_cublas_in(math, heads, false, false, L, D, L, scale, dscores, L, score_stride, k, D,
+                         head_stride, 0.f, dq, D, head_stride);
+  gemm_batched_cublas_in(math, heads, true, false, L, D, L, scale, dscores, L, score_stride, q, D,
+                         head_stride, 0.f, dk, D, head_stride);
   cuda_free(scratch);
 }
 

@@ -42,4 +42,13 @@ void gemm_batched_cublas_bf16(int batch, bool trans_a, bool trans_b, int M, int 
   count_library_call();
 }
 
+void gemm_batched_cublas_in(GemmMath math, int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                            const float* A, int lda, std::int64_t stride_a, const float* B, int ldb,
+                            std::int64_t stride_b, float beta, float* C, int ldc, std::int64_t stride_c) {
+  auto* gemm = math == GemmMath::Tf32   ? gemm_batched_cublas_tf32
+               : math == GemmMath::Bf16 ? gemm_batched_cublas_bf16
+                                        : gemm_batched_cublas;
+  gemm(batch, trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc, stride_c);
+}
+
 }  // namespace fm::kernels
