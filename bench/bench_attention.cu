@@ -8,7 +8,8 @@
 // kBench cases — the default U-Net's three attention layers at batch 256, 4 heads; kBenchSmall under
 // --shapes small), the FLOPs and fewest bytes of each pass (compute-bound on paper: "% peak" is
 // against the FP32 SGEMM rate), the tolerances, and the versions — the table's GPU implementations
-// (flash, and unfused cuBLAS as the baseline). A new version is one entry there.
+// (flash, unfused cuBLAS as the baseline, and both with TF32 and bfloat16 products on the tensor cores,
+// checked against attention_tensor_core_tolerance). A new version is one entry there.
 //
 // CPU reference: attention_{forward,backward}_cpu<double> (the tests' reference); the backward
 // reference takes the float O and lse the engine's GPU forward (flash) saved, as every GPU backward
@@ -76,9 +77,18 @@ void bench_shape(const fc::AttentionCase& s, const Options& options) {
     c.flops = fc::attention_forward_flops(s);
     c.bytes = fc::attention_forward_bytes(s);
     c.baseline = baseline_name();
-    for (const fc::AttentionImpl* impl : impls)
+    for (const fc::AttentionImpl* impl : impls) {
       c.versions.push_back(
           {impl->name, [&, impl] { impl->forward(q.get(), k.get(), v.get(), o.get(), lse.get(), B, H, L, D, scale); }});
+      if (impl->input_rounding != 0)
+        c.versions.back().check = [&, impl] {
+          Check check;
+          check.compare("O", o.to_host(), o_ref, fc::attention_tensor_core_tolerance(o_ref, impl->input_rounding));
+          check.compare("lse", lse.to_host(), lse_ref,
+                        fc::attention_tensor_core_tolerance(lse_ref, impl->input_rounding));
+          return check;
+        };
+    }
     c.poison_outputs = [&] {
       o.poison();
       lse.poison();
@@ -110,11 +120,21 @@ void bench_shape(const fc::AttentionCase& s, const Options& options) {
     c.flops = fc::attention_backward_flops(s);
     c.bytes = fc::attention_backward_bytes(s);
     c.baseline = baseline_name();
-    for (const fc::AttentionImpl* impl : impls)
+    for (const fc::AttentionImpl* impl : impls) {
       c.versions.push_back({impl->name, [&, impl] {
                               impl->backward(q.get(), k.get(), v.get(), o.get(), dout.get(), lse.get(), dq.get(),
                                              dk.get(), dv.get(), B, H, L, D, scale);
                             }});
+      if (impl->input_rounding != 0)
+        c.versions.back().check = [&, impl] {
+          const double u = impl->input_rounding;
+          Check check;
+          check.compare("dQ", dq.to_host(), dq_ref, fc::attention_tensor_core_tolerance(dq_ref, u));
+          check.compare("dK", dk.to_host(), dk_ref, fc::attention_tensor_core_tolerance(dk_ref, u));
+          check.compare("dV", dv.to_host(), dv_ref, fc::attention_tensor_core_tolerance(dv_ref, u));
+          return check;
+        };
+    }
     c.poison_outputs = [&] {
       dq.poison();
       dk.poison();
@@ -135,7 +155,8 @@ void bench_shape(const fc::AttentionCase& s, const Options& options) {
 
 void run_attention(const Options& options) {
   measured_peaks(options);
-  print_table_header("attention: softmax(Q K^T / sqrt(D)) V per head, FP32 (compute-bound: % of SGEMM FP32 peak)",
+  print_table_header("attention: softmax(Q K^T / sqrt(D)) V per head, FP32 tensors; TF32/bf16 rows: tensor-core products "
+                     "(compute-bound: % of SGEMM FP32 peak)",
                      "x base = unfused cuBLAS median / version median; FLOPs 4*B*H*L^2*D fwd, 8*B*H*L^2*D bwd");
   const unsigned wanted = options.small_shapes ? fc::kBenchSmall : fc::kBench;
   for (const fc::AttentionCase& s : fc::attention_cases())

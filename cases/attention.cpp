@@ -85,6 +85,29 @@ Tolerance attention_lse_tolerance(const std::vector<double>& reference) {
 Tolerance attention_gradient_tolerance(const std::vector<double>& reference) {
   return scaled_tolerance(reference, kAttentionBackwardRel, kAttentionBackwardRel);
 }
+Tolerance attention_tensor_core_tolerance(const std::vector<double>& reference, double u) {
+  return scaled_tolerance(reference, 64 * u, 64 * u);
+}
+
+#ifdef FM_WITH_CUDA
+namespace {
+// A GPU version with a product arithmetic (its last argument), in the table's signature.
+using ForwardIn = void (*)(const float*, const float*, const float*, float*, float*, int, int, int, int, float,
+                           fk::GemmMath);
+using BackwardIn = void (*)(const float*, const float*, const float*, const float*, const float*, const float*,
+                            float*, float*, float*, int, int, int, int, float, fk::GemmMath);
+template <ForwardIn kForward, fk::GemmMath kMath>
+void forward_in(const float* q, const float* k, const float* v, float* o, float* lse, int B, int H, int L, int D,
+                float scale) {
+  kForward(q, k, v, o, lse, B, H, L, D, scale, kMath);
+}
+template <BackwardIn kBackward, fk::GemmMath kMath>
+void backward_in(const float* q, const float* k, const float* v, const float* o, const float* dout, const float* lse,
+                 float* dq, float* dk, float* dv, int B, int H, int L, int D, float scale) {
+  kBackward(q, k, v, o, dout, lse, dq, dk, dv, B, H, L, D, scale, kMath);
+}
+}  // namespace
+#endif
 
 const std::vector<AttentionImpl>& attention_implementations() {
   static const std::vector<AttentionImpl> list = [] {
@@ -96,8 +119,21 @@ const std::vector<AttentionImpl>& attention_implementations() {
 #ifdef FM_WITH_CUDA
     impls.push_back({"flash", ImplKind::CudaCustom, fk::attention_forward_cuda_flash,
                      fk::attention_backward_cuda_flash, false, true});
+    using fk::GemmMath;
+    constexpr ForwardIn flash_forward = fk::attention_forward_cuda_flash,
+                        unfused_forward = fk::attention_forward_cuda_unfused;
+    constexpr BackwardIn flash_backward = fk::attention_backward_cuda_flash,
+                         unfused_backward = fk::attention_backward_cuda_unfused;
+    impls.push_back({"flash TF32", ImplKind::CudaCustom, forward_in<flash_forward, GemmMath::Tf32>,
+                     backward_in<flash_backward, GemmMath::Tf32>, false, false, GemmMath::Tf32, 0x1p-11});
+    impls.push_back({"flash bf16", ImplKind::CudaCustom, forward_in<flash_forward, GemmMath::Bf16>,
+                     backward_in<flash_backward, GemmMath::Bf16>, false, false, GemmMath::Bf16, 0x1p-8});
     impls.push_back({"unfused cuBLAS", ImplKind::Library, fk::attention_forward_cuda_unfused,
                      fk::attention_backward_cuda_unfused, true, false});
+    impls.push_back({"unfused cuBLAS TF32", ImplKind::Library, forward_in<unfused_forward, GemmMath::Tf32>,
+                     backward_in<unfused_backward, GemmMath::Tf32>, false, false, GemmMath::Tf32, 0x1p-10});
+    impls.push_back({"unfused cuBLAS bf16", ImplKind::Library, forward_in<unfused_forward, GemmMath::Bf16>,
+                     backward_in<unfused_backward, GemmMath::Bf16>, false, false, GemmMath::Bf16, 0x1p-7});
 #endif
     return impls;
   }();
@@ -129,6 +165,8 @@ OpListing attention_listing() {
       "lse: scaled_tolerance(ref, 1e-5, 0) (log L + the largest score: a few ulps of its scale)",
       "dQ, dK, dV: scaled_tolerance(ref, 5e-4, 5e-4) (kAttentionBackwardRel: dS = P*(dP - D_i) cancels "
       "before summing L terms)",
+      "TF32 / bf16 versions: scaled_tolerance(ref, 64u, 64u) for every output (u: their input rounding, "
+      "2^-11 / 2^-8 ours, 2^-10 / 2^-7 cuBLAS; the forward's derived bound is checked by the tests)",
       "FLOPs: fwd 4*B*H*L^2*D, bwd 8*B*H*L^2*D; CUDA versions need D <= 128",
   };
   return listing;

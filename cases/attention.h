@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cases/case_table.h"
+#include "kernels/gemm.h"
 
 namespace fm::cases {
 
@@ -66,6 +67,10 @@ Tolerance attention_lse_tolerance(const std::vector<double>& reference);
 // dQ, dK, dV: scaled_tolerance(ref, kAttentionBackwardRel, kAttentionBackwardRel); entries that
 // cancel to ~0 (L = 1 has dQ = dK = 0) are judged by the size of the whole output.
 Tolerance attention_gradient_tolerance(const std::vector<double>& reference);
+// A tensor-core version's outputs and gradients in the lab: scaled_tolerance(ref, 64·u, 64·u), the tests'
+// smoke bound for the backward (u: the entry's input_rounding); the forward's derived elementwise bound
+// is checked by tests/test_kernel_attention.cpp, not by the lab.
+Tolerance attention_tensor_core_tolerance(const std::vector<double>& reference, double u);
 
 // ---- the implementations ------------------------------------------------------------------------------
 // Exactly the kernels/ signatures (host pointers for the CPU entries, device pointers for the GPU
@@ -85,6 +90,12 @@ struct AttentionImpl {
   // What the engine runs on this kind of device by default (`kernels: "custom"`). The lab feeds
   // every backward the o and lse of the GPU one's forward, as in training.
   bool engine = false;
+  // Fp32: validated against the table's tolerances below. Tf32 or Bf16: the products run on the tensor
+  // cores with inputs rounded by input_rounding (u: 2^-11 / 2^-8 for ours, which rounds to nearest;
+  // 2^-10 / 2^-7 for cuBLAS, whose mode is not documented), validated in the lab against
+  // attention_tensor_core_tolerance; tests/test_kernel_attention.cpp checks the derived bound.
+  kernels::GemmMath math = kernels::GemmMath::Fp32;
+  double input_rounding = 0;
 };
 // CPU entries first, then (CUDA or emulator builds) the GPU ones in the lab's row order:
 //   cpu float:       the reference loops at float
@@ -93,11 +104,14 @@ struct AttentionImpl {
 //                    K/V tiles stream through shared memory with an online softmax, so the L×L scores
 //                    never reach memory; the backward recomputes P from lse in a key-tile pass (dK,
 //                    dV) and a query-tile pass (dQ), without atomics
+//   flash TF32, flash bf16: the fused kernels with their products on the tensor cores (what the engine
+//                    runs under precision tf32 / bf16)
 //   unfused cuBLAS:  batched cuBLAS GEMMs (FP32, no TF32) with the L×L score matrices in scratch
 //                    memory plus our row-softmax kernels — the baseline the fused version must beat.
 //                    Kind Library: it is what the engine runs under `kernels: "library"`
 //                    (core/kernel_choice.h). Unlike cuDNN it also runs in the CUDA emulator (whose
 //                    cuBLAS is a reference GEMM), so the tests check it there too.
+//   unfused cuBLAS TF32, unfused cuBLAS bf16: the same with cuBLAS's tensor-core math
 // The CUDA versions need D <= 128 (they throw ValueError before touching the device otherwise).
 const std::vector<AttentionImpl>& attention_implementations();
 

@@ -58,7 +58,7 @@ Precision precision() {
 
 void set_precision(Precision precision) { current_precision() = precision; }
 
-kernels::GemmMath library_gemm_math() {
+kernels::GemmMath precision_gemm_math() {
   switch (precision()) {
     case Precision::TF32: return kernels::GemmMath::Tf32;
     case Precision::BF16: return kernels::GemmMath::Bf16;

@@ -27,15 +27,16 @@ const char* kernel_impl_name(KernelImpl impl);
 // FM_PRECISION=fp32|tf32|bf16 (read on first use) or set_precision. Matmul (Linear, the attention
 // projections) and our convolutions (forward, input and weight gradients) honour all three; cuDNN
 // convolutions run TF32 under both tf32 and bf16 (it has no bfloat16 arithmetic for FP32 tensors);
-// attention's own products follow it with kernels = library (cuBLAS GEMMs in the unfused version)
-// and compute in FP32 in our fused kernels (issue 14). CPU runs ignore it.
+// attention's own products follow it in both: our fused kernels on the tensor cores
+// (kernels/cuda/attention_flash_tensor_cores.cu; the softmax stays FP32), cuBLAS GEMMs in the unfused
+// version of kernels = library. CPU runs ignore it.
 enum class Precision { FP32, TF32, BF16 };
 
 Precision precision();
 void set_precision(Precision precision);
-// The library GEMMs' arithmetic for the current precision (cuBLAS in matmul and in the unfused
-// attention of kernels = library).
-kernels::GemmMath library_gemm_math();
+// The matrix products' arithmetic for the current precision, as the kernel interfaces take it
+// (kernels::GemmMath: cuBLAS in matmul, both attention versions).
+kernels::GemmMath precision_gemm_math();
 Precision parse_precision(const std::string& name);  // "fp32" | "tf32" | "bf16"; ConfigError otherwise
 const char* precision_name(Precision precision);
 

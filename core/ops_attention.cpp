@@ -39,13 +39,13 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
       },
       [&](auto type) {
         using T = element_type<decltype(type)>;
-        // The library's GEMMs follow the precision; our fused kernels compute in FP32 (issue 14).
+        // Both versions' products follow the precision (tensor cores under tf32 and bf16).
         if (kernel_impl() == KernelImpl::Library)
           kernels::attention_forward_cuda_unfused(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<T>(),
-                                                  B, H, L, D, T(scale), library_gemm_math());
+                                                  B, H, L, D, T(scale), precision_gemm_math());
         else
           kernels::attention_forward_cuda_flash(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<T>(), B,
-                                                H, L, D, T(scale));
+                                                H, L, D, T(scale), precision_gemm_math());
       });
   Tensor o_saved = o.detach();
   return record_op(o, op, {q_in, k_in, v_in}, [=](const Tensor& g_in) {
@@ -66,11 +66,11 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
           if (kernel_impl() == KernelImpl::Library)
             kernels::attention_backward_cuda_unfused(q.data<T>(), k.data<T>(), v.data<T>(), o_saved.data<T>(),
                                                      g.data<T>(), lse.data<T>(), dq.data<T>(), dk.data<T>(),
-                                                     dv.data<T>(), B, H, L, D, T(scale), library_gemm_math());
+                                                     dv.data<T>(), B, H, L, D, T(scale), precision_gemm_math());
           else
             kernels::attention_backward_cuda_flash(q.data<T>(), k.data<T>(), v.data<T>(), o_saved.data<T>(),
                                                    g.data<T>(), lse.data<T>(), dq.data<T>(), dk.data<T>(),
-                                                   dv.data<T>(), B, H, L, D, T(scale));
+                                                   dv.data<T>(), B, H, L, D, T(scale), precision_gemm_math());
         });
     return std::vector<Tensor>{dq, dk, dv};
   });

@@ -94,7 +94,7 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, const Tensor& bias = Ten
         // (core/kernel_choice.h).
         const int m = int(M), n = int(N), k = int(K);
         if (kernel_impl() == KernelImpl::Library || precision() == Precision::FP32)
-          return kernels::gemm_batched_cublas_in(library_gemm_math(), int(batch), A.transposed, B.transposed, m, n,
+          return kernels::gemm_batched_cublas_in(precision_gemm_math(), int(batch), A.transposed, B.transposed, m, n,
                                                  k, T(1), A.tensor.data<T>(), A.ld, stride_a, B.tensor.data<T>(),
                                                  B.ld, stride_b, T(beta), c.data<T>(), n, stride_c);
         auto* ours = precision() == Precision::TF32 ? kernels::gemm_batched_cuda_tf32 : kernels::gemm_batched_cuda_bf16;

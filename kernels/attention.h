@@ -67,6 +67,16 @@ void attention_backward_cuda_flash(const float* q, const float* k, const float* 
                                    const float* dout, const float* lse, float* dq, float* dk,
                                    float* dv, int B, int H, int L, int D, float scale);
 
+// The same algorithm with its matrix products on the tensor cores (attention_flash_tensor_cores.cu):
+// `math` = Tf32 or Bf16 rounds each product's inputs to TF32 or bfloat16 as they are staged (P and dS
+// included), with FP32 accumulation, softmax and sums; Fp32 runs the kernels above. sm_80 or newer.
+// Sequences of more than 8 key tiles (L > 512 for D <= 64, L > 256 for D > 64) run the FP32 backward.
+void attention_forward_cuda_flash(const float* q, const float* k, const float* v, float* o, float* lse, int B,
+                                  int H, int L, int D, float scale, GemmMath math);
+void attention_backward_cuda_flash(const float* q, const float* k, const float* v, const float* o,
+                                   const float* dout, const float* lse, float* dq, float* dk, float* dv, int B,
+                                   int H, int L, int D, float scale, GemmMath math);
+
 // ---- CUDA, unfused baseline (float): batched cuBLAS GEMMs plus row-softmax kernels, with the
 // L×L score matrices in scratch memory. The speed baseline the flash version must beat. `math`: the
 // GEMMs' arithmetic (FP32, or cuBLAS's TF32 or bfloat16 tensor-core math; the softmax stays FP32).

@@ -204,6 +204,49 @@ TEST_CASE("cuda: matmul and conv2d under precision bf16 run on the bfloat16 kern
   REQUIRE(std::string(precision_name(Precision::BF16)) == "bf16");
 }
 
+// The attention op routes the precision to the fused kernels' tensor-core versions (kernels = custom):
+// tf32 and bf16 outputs and input gradients differ from fp32's and from each other (a fall-through to
+// another precision fails), and stay near the CPU's. The derived bounds are
+// tests/test_kernel_attention.cpp's; this checks the routing, with a smoke bound of 64·u of the
+// largest value (u = 2^-8).
+TEST_CASE("cuda: attention under precision tf32 and bf16 runs the fused kernels on the tensor cores",
+          "[cuda][gpu]") {
+  FM_REQUIRE_GPU();
+  RestorePrecision restore;
+  set_kernel_impl(KernelImpl::Custom);
+  Generator gen(23);
+  const Shape shape{2, 2, 70, 16};  // two key tiles, head dim 16
+  const Tensor q = rand_uniform(shape, gen, -1.0, 1.0), k = rand_uniform(shape, gen, -1.0, 1.0),
+               v = rand_uniform(shape, gen, -1.0, 1.0), weights = rand_uniform(shape, gen, -1.0, 1.0);
+  // The output and dQ of sum(attention(q, k, v) · weights), on `device`.
+  auto run = [&](Device device) {
+    Tensor q_leaf = q.to(device).detach();
+    q_leaf.set_requires_grad(true);
+    Tensor out = scaled_dot_product_attention(q_leaf, k.to(device), v.to(device));
+    sum(out * weights.to(device)).backward();
+    return std::pair{out.to_float_vector(), q_leaf.grad().to_float_vector()};
+  };
+  const auto cpu = run(Device::CPU);
+  std::vector<std::pair<std::vector<float>, std::vector<float>>> by_precision;
+  for (Precision p : {Precision::FP32, Precision::TF32, Precision::BF16}) {
+    set_precision(p);
+    by_precision.push_back(run(Device::CUDA));
+  }
+  for (int which = 0; which < 2; ++which) {
+    auto pick = [&](const auto& result) { return which == 0 ? result.first : result.second; };
+    const std::vector<float> want = pick(cpu);
+    double largest = 0;
+    for (float x : want) largest = std::max(largest, double(std::abs(x)));
+    for (const auto& result : by_precision)
+      for (std::size_t i = 0; i < want.size(); ++i)
+        if (!(std::abs(double(pick(result)[i]) - double(want[i])) <= 64 * 0x1p-8 * largest))
+          FAIL((which == 0 ? "output" : "dQ") << " element " << i << " = " << pick(result)[i] << ", CPU " << want[i]);
+    REQUIRE(pick(by_precision[1]) != pick(by_precision[0]));  // tf32 is not fp32
+    REQUIRE(pick(by_precision[2]) != pick(by_precision[0]));  // bf16 is not fp32
+    REQUIRE(pick(by_precision[2]) != pick(by_precision[1]));  // bf16 is not tf32
+  }
+}
+
 TEST_CASE("cuda: views, concat and copies match the CPU", "[cuda][gpu]") {
   FM_REQUIRE_GPU();
   check_cuda_matches_cpu([](const Inputs& x) { return x[0].permute({2, 0, 1}).contiguous(); }, {{3, 5, 7}}, 16, 0, 0);

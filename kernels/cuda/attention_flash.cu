@@ -49,13 +49,14 @@
 #include <cstdint>
 
 #include "kernels/attention.h"
+#include "kernels/cuda/attention_flash_parts.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/runtime.h"
 
 namespace fm::kernels {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = kFlashThreads;
 constexpr int kSide = 16;  // the thread grid is kSide × kSide
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
@@ -184,17 +185,8 @@ __device__ __forceinline__ void score_tile(const float* tile_a, const float* til
   }
 }
 
-// Output products (O += P·V, dV += Pᵀ·dO, ...) use a second thread layout: thread t owns the
-// float4 column group t mod (kHeadDimPad/4) of rows t / (kHeadDimPad/4) + kRowLanes·r. Per step
-// it reads one scalar weight per row and one float4 of the value row (shared by the whole group),
-// which is 2–4× fewer shared-memory reads per FMA than the 16×16 layout for small head dims.
-template <int kHeadDimPad>
-struct OutputLayout {
-  static constexpr int kDimGroups = kHeadDimPad / 4;
-  static constexpr int kRowLanes = kThreads / kDimGroups;
-  __device__ static int dim_group() { return threadIdx.x % kDimGroups; }
-  __device__ static int row_lane() { return threadIdx.x / kDimGroups; }
-};
+// Output products (O += P·V, dV += Pᵀ·dO, ...) use a second thread layout: FlashOutputLayout
+// (attention_flash_parts.cuh).
 
 // ---- forward ----------------------------------------------------------------------------------
 // grid (B·H, ⌈L / kQueries⌉). Per key tile: S = Q·Kᵀ in registers (16×16 layout), online-softmax
@@ -205,7 +197,7 @@ struct OutputLayout {
 template <int kHeadDimPad, int kQueries>
 struct ForwardState {
   static constexpr int kRowsPerThread = kQueries / kSide;
-  static constexpr int kOutRowsPerThread = kQueries / OutputLayout<kHeadDimPad>::kRowLanes;
+  static constexpr int kOutRowsPerThread = kQueries / FlashOutputLayout<kHeadDimPad>::kRowLanes;
   // Softmax state of rows ty + 16·i (16×16 layout; the 16 lanes of a row hold the same values).
   float row_max[kRowsPerThread], row_sum[kRowsPerThread];
   // Unnormalised output of rows row_lane + kRowLanes·r, columns 4·dim_group … +3 (output layout).
@@ -225,7 +217,7 @@ __device__ __forceinline__ void forward_key_tile(const float* __restrict__ k_hea
                                                  int L, int D, float scale_log2,
                                                  ForwardState<kHeadDimPad, kQueries>& state) {
   using State = ForwardState<kHeadDimPad, kQueries>;
-  using Out = OutputLayout<kHeadDimPad>;
+  using Out = FlashOutputLayout<kHeadDimPad>;
   constexpr int kStride = kTileStride<kHeadDimPad>;
   constexpr int kKeysPerThread = kTileKeys / kSide;
   static_assert(kTileKeys % kSide == 0 && kTileKeys < kProbStride, "tile does not fit P");
@@ -303,7 +295,7 @@ flash_attention_forward_kernel(const float* __restrict__ q, const float* __restr
   constexpr int kStride = kTileStride<kHeadDimPad>;
   constexpr int kProbStride = kKeys + 1;
   using State = ForwardState<kHeadDimPad, kQueries>;
-  using Out = OutputLayout<kHeadDimPad>;
+  using Out = FlashOutputLayout<kHeadDimPad>;
   static_assert(kQueries % Out::kRowLanes == 0, "output rows must split evenly over row lanes");
   extern __shared__ float shared[];
   float* q_tile = shared;                              // [kQueries][kStride]
@@ -398,7 +390,7 @@ flash_attention_backward_dkdv_kernel(const float* __restrict__ q, const float* _
   constexpr int kProbStride = kQueries + 1;
   constexpr int kKeysPerThread = kKeys / kSide;
   constexpr int kQueriesPerThread = kQueries / kSide;
-  using Out = OutputLayout<kHeadDimPad>;
+  using Out = FlashOutputLayout<kHeadDimPad>;
   static_assert(kKeys % Out::kRowLanes == 0, "output rows must split evenly over row lanes");
   static_assert(!kWithDq || kQueries % Out::kRowLanes == 0, "dQ rows must split evenly too");
   constexpr int kOutKeysPerThread = kKeys / Out::kRowLanes;
@@ -523,7 +515,7 @@ flash_attention_backward_dq_kernel(const float* __restrict__ q, const float* __r
   constexpr int kScoreStride = kKeys + 1;
   constexpr int kRowsPerThread = kQueries / kSide;
   constexpr int kKeysPerThread = kKeys / kSide;
-  using Out = OutputLayout<kHeadDimPad>;
+  using Out = FlashOutputLayout<kHeadDimPad>;
   static_assert(kQueries % Out::kRowLanes == 0, "output rows must split evenly over row lanes");
   constexpr int kOutRowsPerThread = kQueries / Out::kRowLanes;
   extern __shared__ float shared[];
@@ -605,13 +597,6 @@ __global__ void attention_sum_dq_kernel(const float* __restrict__ dq_partial,
 }
 
 // ---- host side --------------------------------------------------------------------------------
-void check_flash_sizes(const char* op, int B, int H, int L, int D) {
-  check_attention_sizes(op, B, H, L, D);
-  FM_CHECK(D <= 128, ValueError, op, ": head dim D=", D, " is above the supported maximum 128");
-  FM_CHECK(std::int64_t(L) <= std::int64_t(65535) * 16, ValueError, op, ": L=", L,
-           " needs more query tiles than grid.y allows");
-}
-
 template <int kHeadDimPad>
 void launch_forward(const float* q, const float* k, const float* v, float* o, float* lse, int BH,
                     int L, int D, float scale) {
@@ -627,12 +612,6 @@ void launch_forward(const float* q, const float* k, const float* v, float* o, fl
   kernel<<<grid, kThreads, kSharedBytes, cuda_stream()>>>(q, k, v, o, lse, L, D, scale * kLog2e);
   FM_CUDA_CHECK_LAUNCH();
 }
-
-// dQ from per-key-tile partials (kWithDq) when there are at most this many key tiles: the
-// partials take tiles × the size of dQ, and for the U-Net (L ≤ 196: at most 4 tiles) that traffic
-// costs far less than the dQ kernel's two recomputed score products. Longer sequences take the dQ
-// kernel, whose memory does not grow with L.
-constexpr int kMaxDqPartialTiles = 8;
 
 template <int kHeadDimPad>
 void launch_backward(const float* q, const float* k, const float* v, const float* dout,
@@ -662,9 +641,7 @@ void launch_backward(const float* q, const float* k, const float* v, const float
                                                        L, D, scale, scale * kLog2e);
       FM_CUDA_CHECK_LAUNCH();
       if (key_tiles > 1) {
-        attention_sum_dq_kernel<<<unsigned(ceil_div(dq_size, kThreads)), kThreads, 0,
-                                  stream>>>(partial, dq, dq_size, key_tiles);
-        FM_CUDA_CHECK_LAUNCH();
+        attention_sum_dq(partial, dq, dq_size, key_tiles);
         cuda_free(partial);  // stream-ordered reuse by the caching allocator: no sync needed
       }
       return;
@@ -693,6 +670,27 @@ void launch_backward(const float* q, const float* k, const float* v, const float
 
 }  // namespace
 
+void check_flash_sizes(const char* op, int B, int H, int L, int D) {
+  check_attention_sizes(op, B, H, L, D);
+  FM_CHECK(D <= 128, ValueError, op, ": head dim D=", D, " is above the supported maximum 128");
+  FM_CHECK(std::int64_t(L) <= std::int64_t(65535) * 16, ValueError, op, ": L=", L,
+           " needs more query tiles than grid.y allows");
+}
+
+float* attention_row_dots(const float* dout, const float* o, std::int64_t rows, int D) {
+  float* row_dot = static_cast<float*>(cuda_malloc(std::size_t(rows) * sizeof(float)));
+  const unsigned row_blocks = unsigned(ceil_div(rows, kThreads / 32));
+  attention_row_dot_kernel<<<row_blocks, kThreads, 0, cuda_stream()>>>(dout, o, row_dot, rows, D);
+  FM_CUDA_CHECK_LAUNCH();
+  return row_dot;
+}
+
+void attention_sum_dq(const float* partial, float* dq, std::int64_t size, int tiles) {
+  attention_sum_dq_kernel<<<unsigned(ceil_div(size, kThreads)), kThreads, 0, cuda_stream()>>>(partial, dq, size,
+                                                                                              tiles);
+  FM_CUDA_CHECK_LAUNCH();
+}
+
 void attention_forward_cuda_flash(const float* q, const float* k, const float* v, float* o,
                                   float* lse, int B, int H, int L, int D, float scale) {
   check_flash_sizes("attention_forward_cuda_flash", B, H, L, D);
@@ -710,11 +708,7 @@ void attention_backward_cuda_flash(const float* q, const float* k, const float* 
   check_flash_sizes("attention_backward_cuda_flash", B, H, L, D);
   const int BH = B * H;
   if (BH == 0) return;
-  const std::int64_t rows = std::int64_t(BH) * L;
-  float* row_dot = static_cast<float*>(cuda_malloc(std::size_t(rows) * sizeof(float)));
-  const unsigned row_blocks = unsigned(ceil_div(rows, kThreads / 32));
-  attention_row_dot_kernel<<<row_blocks, kThreads, 0, cuda_stream()>>>(dout, o, row_dot, rows, D);
-  FM_CUDA_CHECK_LAUNCH();
+  float* row_dot = attention_row_dots(dout, o, std::int64_t(BH) * L, D);
   if (D <= 16) launch_backward<16>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
   else if (D <= 32) launch_backward<32>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
   else if (D <= 64) launch_backward<64>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);

@@ -23,10 +23,10 @@
 //
 // Not yet: double-buffered cp.async staging, larger warp tiles, Hopper's wgmma — the speed work that
 // comes after this version has run on a GPU (it has run only on the CUDA emulator so far).
-#include <cuda_bf16.h>
 #include <mma.h>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/tensor_core_inputs.cuh"
 #include "kernels/gemm.h"
 #include "kernels/runtime.h"
 
@@ -40,23 +40,11 @@ constexpr int kThreads = 128;                 // 4 warps in a 2×2 arrangement
 constexpr int kWarpTileM = 32, kWarpTileN = 32;
 constexpr int kLdC = kTileN + 4;              // the FP32 epilogue tile: 68 floats
 
-// The two input formats: what the shared tiles hold, how a float becomes one, the WMMA shape.
-struct Tf32Inputs {
-  using Element = float;  // TF32 values live in float registers and float tiles
-  using Fragment = wmma::precision::tf32;
-  static constexpr int kStepK = 8;  // m16n16k8
-  static constexpr int kPad = 4;    // 16 bytes: rows of 20 and 68 floats
-  static constexpr const char* kName = "gemm_batched_cuda_tf32";
-  __device__ static float convert(float value) { return wmma::__float_to_tf32(value); }
-};
-struct Bf16Inputs {
-  using Element = __nv_bfloat16;
-  using Fragment = __nv_bfloat16;
-  static constexpr int kStepK = 16;  // m16n16k16
-  static constexpr int kPad = 8;     // 16 bytes: rows of 24 and 72 bfloat16
-  static constexpr const char* kName = "gemm_batched_cuda_bf16";
-  __device__ static __nv_bfloat16 convert(float value) { return __float2bfloat16(value); }
-};
+// The input format's name, for error messages.
+template <class Inputs>
+constexpr const char* kGemmName = "gemm_batched_cuda_tf32";
+template <>
+constexpr const char* kGemmName<Bf16Inputs> = "gemm_batched_cuda_bf16";
 
 struct GemmArgs {
   bool trans_a, trans_b;
@@ -147,7 +135,7 @@ template <class Inputs>
 void launch_gemm(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
                  std::int64_t stride_a, const float* B, int ldb, std::int64_t stride_b, float beta, float* C, int ldc,
                  std::int64_t stride_c) {
-  const char* name = Inputs::kName;
+  const char* name = kGemmName<Inputs>;
   FM_CHECK(batch >= 0 && M >= 0 && N >= 0 && K >= 0, ValueError, name, ": sizes must be >= 0, got batch=", batch,
            " M=", M, " N=", N, " K=", K);
   FM_CHECK(batch <= 65535, ValueError, name, ": batch ", batch, " exceeds the grid's z limit 65535");

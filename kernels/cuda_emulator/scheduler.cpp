@@ -45,6 +45,12 @@ struct EmulatedThread {
 constexpr std::size_t kStackBytes = 64 * 1024;
 constexpr int kWarp = 32;
 
+// Dynamic shared memory comes in 128-byte aligned chunks: a kernel may declare its extern __shared__
+// array with an alignment above 16 bytes (the WMMA kernels ask 32), which nvcc honours on a GPU.
+struct alignas(128) SharedChunk {
+  unsigned char bytes[128];
+};
+
 struct Block {
   std::vector<EmulatedThread> threads;
   std::vector<std::unique_ptr<char[]>> stacks;  // kept across blocks and launches
@@ -53,8 +59,8 @@ struct Block {
   void (*body)(void*) = nullptr;
   void* body_context = nullptr;
   std::string fault;
-  std::unique_ptr<float4[]> dynamic_shared;
-  std::size_t dynamic_shared_capacity = 0;  // in float4s
+  std::unique_ptr<SharedChunk[]> dynamic_shared;
+  std::size_t dynamic_shared_capacity = 0;  // in chunks
 };
 
 Block& block() {
@@ -260,10 +266,10 @@ void run_grid(const LaunchConfig& config, const void* kernel, void (*thread_body
   if (b.threads.size() < std::size_t(thread_count)) b.threads.resize(std::size_t(thread_count));
   while (b.stacks.size() < std::size_t(thread_count))
     b.stacks.push_back(std::make_unique<char[]>(kStackBytes));
-  const std::size_t shared_float4s = (config.shared_bytes + 15) / 16;
-  if (b.dynamic_shared_capacity < shared_float4s) {
-    b.dynamic_shared = std::make_unique<float4[]>(shared_float4s);
-    b.dynamic_shared_capacity = shared_float4s;
+  const std::size_t shared_chunks = (config.shared_bytes + sizeof(SharedChunk) - 1) / sizeof(SharedChunk);
+  if (b.dynamic_shared_capacity < shared_chunks) {
+    b.dynamic_shared = std::make_unique<SharedChunk[]>(shared_chunks);
+    b.dynamic_shared_capacity = shared_chunks;
   }
   b.body = thread_body;
   b.body_context = context;
@@ -277,7 +283,7 @@ void run_grid(const LaunchConfig& config, const void* kernel, void (*thread_body
       for (unsigned x = 0; x < config.grid.x; ++x) {
         blockIdx = uint3{x, y, z};
         // Shared memory starts as garbage on a GPU; NaN bytes make a read before write visible.
-        std::memset(b.dynamic_shared.get(), 0xff, shared_float4s * 16);
+        std::memset(b.dynamic_shared.get(), 0xff, shared_chunks * sizeof(SharedChunk));
         poison_static_shared(kernel);
         const std::uint64_t block_number = (std::uint64_t(z) * config.grid.y + y) * config.grid.x + x;
         run_block(thread_count, config.block, g_launch_count * 1000003u + block_number);
