@@ -15,7 +15,8 @@
 #   SOURCE=8gaussians bash tools/straight_pipeline.sh moons    (a 2-D data set as the source, not N(0, I))
 #
 # BIN_DIR holds fmtrain, fmreflow, fmeval (default: build/bin). Every run keeps its directory, so a
-# second call reuses what is finished (delete OUT to start over). PAIRS sets the pairs per reflow
+# second call reuses what is finished and resumes a run stopped after its first checkpoint
+# (tools/pipeline_stages.sh; delete OUT to start over). PAIRS sets the pairs per reflow
 # (default 100000).
 set -euo pipefail
 data=${1:-moons}
@@ -27,20 +28,12 @@ pairs=${PAIRS:-100000}
 mkdir -p "$out"
 start=$SECONDS
 
-train() {  # train NAME CONFIG [--set ...]
-  local name=$1 config=$2
-  shift 2
-  if [[ -f "$out/$name/summary.json" ]]; then
-    echo "== $name: done already ($out/$name)"
-    return
-  fi
-  rm -rf "${out:?}/$name"
-  echo "== $name"
-  "$bin/fmtrain" "$config" --out "$out/$name" --quiet --set data.name="\"$data\"" --set data.source="\"$source\"" \
-    --set device='"cpu"' "$@"
-}
+train_flags=(--quiet --set data.name="\"$data\"" --set data.source="\"$source\"" --set device='"cpu"')
+# shellcheck source=tools/pipeline_stages.sh
+source "$(dirname "$0")/pipeline_stages.sh"
+
 pairs_from() {  # pairs_from TEACHER_RUN FILE
-  echo "== pairs from $1"
+  stage "pairs from $1"
   "$bin/fmreflow" --teacher "$out/$1/checkpoint.safetensors" --out "$out/$2" --count "$pairs" --device cpu --quiet
 }
 
@@ -58,7 +51,7 @@ for k in 1 2 4; do
     --set train.init_from="\"$out/2rf/checkpoint.safetensors\"" --set train.time_grid=$k --set sample.steps=$k
 done
 
-echo "== evaluation"
+stage "evaluation"
 runs=(1rf ot vp 2rf 3rf 2rf_distill1 2rf_distill2 2rf_distill4)
 checkpoints=()
 for r in "${runs[@]}"; do checkpoints+=("$out/$r/checkpoint.safetensors"); done

@@ -19,7 +19,7 @@
 #
 # BIN_DIR holds fmtrain, fmreflow, fmeval (default: build/bin). Every stage keeps its output in OUT
 # (default runs/straight_fashion_mnist_<profile>), so a second call resumes where the first stopped
-# (fmreflow resumes a half-written pairs file itself); delete OUT to start over. Override with
+# (tools/pipeline_stages.sh; fmreflow resumes a half-written pairs file itself); delete OUT to start over. Override with
 # PAIRS, TEACHER_STEPS, N_EVAL, TOLERANCE (dopri5's rtol = atol), CLASSIFIER (the classifier file;
 # default OUT/classifier.safetensors; trained at that path when missing).
 set -euo pipefail
@@ -41,23 +41,10 @@ for tool in fmtrain fmreflow fmeval; do
 done
 mkdir -p "$out"
 start=$SECONDS
-stage() { echo "== $1 ($((SECONDS - start)) s since the start)"; }
+train_flags=(--set device="\"$device\"")
+# shellcheck source=tools/pipeline_stages.sh
+source "$(dirname "$0")/pipeline_stages.sh"
 
-train() {  # train NAME CONFIG [--set ...]
-  local name=$1 config=$2
-  shift 2
-  if [[ -f "$out/$name/summary.json" ]]; then
-    echo "== $name: done already ($out/$name)"
-    return
-  fi
-  stage "$name"
-  if [[ -f "$out/$name/checkpoint.safetensors" ]]; then
-    "$bin/fmtrain" --resume "$out/$name"
-  else
-    rm -rf "${out:?}/$name"
-    "$bin/fmtrain" "$config" --out "$out/$name" --set device="\"$device\"" "$@"
-  fi
-}
 pairs_from() {  # pairs_from TEACHER_RUN FILE STUDENT_RUN...: skipped once every student is trained
   local teacher=$1 file=$2 student pending=0
   shift 2

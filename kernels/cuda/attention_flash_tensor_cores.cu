@@ -15,7 +15,8 @@
 // (docs/ops/tensor_cores.md §5; the mma.sync PTX instructions define the layout and would avoid it).
 //
 // Tiles: 64 query rows per forward block (8 warps; each warp takes 16×16 output fragments in turn),
-// key tiles of 64 (32 for head dims above 64, to keep shared memory near 100 KB); the inputs' tiles
+// key tiles of 64 (32 for head dims above 64; shared memory per block then stays within 112 KB, which
+// sm_80 and sm_90 allow but sm_86 and sm_89, at 99 KB, do not; the build targets sm_90 by default); the inputs' tiles
 // hold TF32 values in floats or bfloat16, rows padded by 16 bytes (tensor_core_inputs.cuh). Head dims
 // are padded to 16, 32, 64 or 128 with zeros, as in the FP32 kernels, so every product's k extent is a
 // multiple of the WMMA step.
