@@ -357,8 +357,14 @@ TEST_CASE("data parallel: moons on 2 and 3 ranks logs the 1-rank losses and ends
     std::printf("  moons, %d ranks against 1: loss/grad_norm max relative difference %.3g; final weights max "
                 "|difference| %.3g; every float tensor within %.3g of its scale\n",
                 ranks, logged, weights_abs, scaled);
+    // The ranks shared the final sampling: its samples are the bits one process draws from the same
+    // checkpoint (a 1-rank resume at the last step trains nothing and samples again).
+    const std::string shared_samples = read_text(run / "samples.npy");
+    REQUIRE(!shared_samples.empty());
+    require_success(run_fmtrain(1, {"--resume", run.string()}, logs, "moons_" + std::to_string(ranks) + "_resampled"));
+    REQUIRE(read_text(run / "samples.npy") == shared_samples);
   }
-  REQUIRE(entries_of(logs).size() == 6);  // the three runs' .out and .err, nothing else
+  REQUIRE(entries_of(logs).size() == 10);  // the five runs' .out and .err, nothing else
 }
 
 TEST_CASE("data parallel: the small U-Net on 2 ranks logs the 1-rank losses", "[data_parallel][mpi]") {

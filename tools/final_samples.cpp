@@ -8,11 +8,20 @@
 #include "core/io/tensor_io.h"
 #include "core/kernel_choice.h"
 #include "flow/metrics.h"
-#include "tools/conditional_sampling.h"
 
 namespace fm::tools {
 
-void write_final_samples(const FinishedRun& run, io::JsonlWriter& metrics) {
+RunSamples draw_final_samples(const FinishedRun& run) {
+  const Json& sample_config = run.config["sample"];
+  nn::EMA* use = sample_config["use_ema"].get<bool>() ? run.objects.ema.get() : nullptr;
+  // A class-conditional model samples labels drawn uniformly (from sample.seed, as fmsample does) at
+  // guidance 0; the labels are written beside the samples and colour the 2-D picture.
+  return generate_run_samples(*run.objects.model, use, *run.objects.solver, run.objects.data->example_shape(),
+                              sample_config["n"].get<std::int64_t>(), sample_config["seed"].get<std::uint64_t>(),
+                              run.device, run.objects.source.get());
+}
+
+void write_final_samples(const FinishedRun& run, const RunSamples& sampled, io::JsonlWriter& metrics) {
   const Json& config = run.config;
   const Json& sample_config = config["sample"];
   nn::VelocityModel& model = *run.objects.model;
@@ -20,12 +29,7 @@ void write_final_samples(const FinishedRun& run, io::JsonlWriter& metrics) {
   const std::int64_t step = run.objects.trainer->step();
   nn::EMA* use = sample_config["use_ema"].get<bool>() ? run.objects.ema.get() : nullptr;
   const std::int64_t n = sample_config["n"];
-  // A class-conditional model samples labels drawn uniformly (from sample.seed, as fmsample does) at
-  // guidance 0; the labels are written beside the samples and colour the 2-D picture.
   const bool conditional = model.num_classes() > 0;
-  RunSamples sampled = generate_run_samples(model, use, *run.objects.solver, data.example_shape(), n,
-                                            sample_config["seed"].get<std::uint64_t>(), run.device,
-                                            run.objects.source.get());
   const SampleResult& result = sampled.result;
   const std::vector<std::int32_t>& labels = sampled.labels;
   // The .npy in the data's own coordinates (2-D data is normalised for the model: tools/run_setup.h).

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/io/jsonl.h"
+#include "tools/conditional_sampling.h"
 #include "tools/config.h"
 #include "tools/run_paths.h"
 #include "tools/run_setup.h"
@@ -23,8 +24,15 @@ struct FinishedRun {
   double train_seconds;
 };
 
-// Samples sample.n points or images, writes samples.npy and samples.png, and summary.json last (after
+// sample.n points or images from sample.seed (EMA weights when sample.use_ema; uniformly drawn labels for a
+// class-conditional model). Data parallel, every rank calls it inside a ShardOverRanks scope
+// (tools/sharded_sampling.h): each integrates its share and all get the whole result, the bits one
+// process draws.
+RunSamples draw_final_samples(const FinishedRun& run);
+
+// Writes `sampled` (from draw_final_samples) to samples.npy and samples.png, and summary.json last (after
 // `metrics` is synced); on 2-D data also appends an "eval" event to `metrics` and prints the quality.
-void write_final_samples(const FinishedRun& run, io::JsonlWriter& metrics);
+// Rank 0 only.
+void write_final_samples(const FinishedRun& run, const RunSamples& sampled, io::JsonlWriter& metrics);
 
 }  // namespace fm::tools

@@ -35,6 +35,7 @@
 #include "tools/progress.h"
 #include "tools/run_paths.h"
 #include "tools/run_setup.h"
+#include "tools/sharded_sampling.h"
 
 namespace fm::tools {
 namespace {
@@ -432,17 +433,27 @@ int run_training(const TrainRequest& request) {
   loop.save_checkpoint();
   loop.progress().finish("");
   const flow::FlowTrainer& trainer = *objects.trainer;
-  if (!dist::is_root()) return stopped ? 130 : 0;  // samples, summary and pictures are rank 0's
-  if (stopped) {
-    std::fprintf(stderr, "fmtrain: stopped at step %lld; checkpoint saved. Continue with: fmtrain --resume %s\n",
-                 (long long)trainer.step(), run.paths.dir.string().c_str());
+  if (stopped) {  // the ranks agree on it (TrainingLoop::run)
+    if (dist::is_root())
+      std::fprintf(stderr, "fmtrain: stopped at step %lld; checkpoint saved. Continue with: fmtrain --resume %s\n",
+                   (long long)trainer.step(), run.paths.dir.string().c_str());
     return 130;
   }
-  log_line(quiet, cat("fmtrain: trained ", trainer.step() - loop.start_step(), " steps in ",
-                              format_duration(loop.elapsed() - loop.elapsed_before()), " (",
-                              loop.progress().steps_per_second(), " steps/s)"));
+  if (dist::is_root())
+    log_line(quiet, cat("fmtrain: trained ", trainer.step() - loop.start_step(), " steps in ",
+                        format_duration(loop.elapsed() - loop.elapsed_before()), " (",
+                        loop.progress().steps_per_second(), " steps/s)"));
 
-  write_final_samples({config, run.paths, objects, device, title, loop.elapsed()}, *metrics);
+  // Data parallel: the ranks share the final sampling, and rank 0 writes it (with the summary and
+  // pictures). One process: the scope changes nothing.
+  const FinishedRun finished{config, run.paths, objects, device, title, loop.elapsed()};
+  RunSamples sampled;
+  {
+    const ShardOverRanks shard_over_ranks;
+    sampled = draw_final_samples(finished);
+  }
+  if (!dist::is_root()) return 0;
+  write_final_samples(finished, sampled, *metrics);
   draw_loss_curve(run.paths, title);
   std::printf("run directory: %s\n", run.paths.dir.string().c_str());
   return 0;
