@@ -258,9 +258,11 @@ struct BackwardShape {
   static constexpr std::size_t kSharedBytes =
       sizeof(Element) * (2 * (kKeys + kQueries) * kLd + 2 * kKeys * kProbLd) +
       sizeof(float) * (kScratchFloats + 2 * kQueries);
-  // dK and dV: (kKeys / 16)·(kHeadDimPad / 16) fragments each, dealt to the warps in turn.
+  // dV and dK: (kKeys / 16)·(kHeadDimPad / 16) fragments each. The 2·kOutFragments tasks (dV's fragments,
+  // then dK's) are dealt to the warps in turn, so at head dim 16 (4 fragments each) all 8 warps work.
   static constexpr int kOutFragments = (kKeys / kFragment) * (kHeadDimPad / kFragment);
-  static constexpr int kFragmentsPerWarp = (kOutFragments + kWarps - 1) / kWarps;
+  static constexpr int kTasks = 2 * kOutFragments;
+  static constexpr int kTasksPerWarp = (kTasks + kWarps - 1) / kWarps;
 };
 
 // Writes rows [row0, row0 + rows) × [0, D) of a shared FP32 tile (row stride ld), times factor, to a
@@ -308,13 +310,10 @@ flash_tc_backward_kernel(const float* __restrict__ q, const float* __restrict__ 
   load_tile<Inputs, kKeys, kHeadDimPad, kLd>(k_tile, k + head_offset, key0, L, D);
   load_tile<Inputs, kKeys, kHeadDimPad, kLd>(v_tile, v + head_offset, key0, L, D);
 
-  wmma::fragment<wmma::accumulator, 16, 16, kStep, float> acc_dk[Shape::kFragmentsPerWarp],
-      acc_dv[Shape::kFragmentsPerWarp];
+  // This warp's dV and dK fragments (tasks warp + kWarps·i), kept across all query tiles.
+  wmma::fragment<wmma::accumulator, 16, 16, kStep, float> acc[Shape::kTasksPerWarp];
 #pragma unroll
-  for (int i = 0; i < Shape::kFragmentsPerWarp; ++i) {
-    wmma::fill_fragment(acc_dk[i], 0.f);
-    wmma::fill_fragment(acc_dv[i], 0.f);
-  }
+  for (int i = 0; i < Shape::kTasksPerWarp; ++i) wmma::fill_fragment(acc[i], 0.f);
 
   for (int query0 = 0; query0 < L; query0 += kQueries) {
     __syncthreads();  // the previous tile's Q, dO, Pᵀ, dSᵀ and dQ share are no longer read
@@ -343,23 +342,25 @@ flash_tc_backward_kernel(const float* __restrict__ q, const float* __restrict__ 
     }
     __syncthreads();  // Pᵀ, dSᵀ complete; Sᵀ and dPᵀ are no longer read
 
-    // dV += Pᵀ·dO, dK += dSᵀ·Q: fragment f = warp + kWarps·i of the [kKeys, kHeadDimPad] outputs.
+    // dV += Pᵀ·dO (tasks below kOutFragments) and dK += dSᵀ·Q (the rest), fragment f = task mod
+    // kOutFragments of the [kKeys, kHeadDimPad] output.
 #pragma unroll
-    for (int i = 0; i < Shape::kFragmentsPerWarp; ++i) {
-      const int f = warp + kWarps * i;
-      // A test, not a break: the loop must unroll fully for acc_dk[i] and acc_dv[i] to stay in registers.
-      if (f >= Shape::kOutFragments) continue;  // uniform per warp
+    for (int i = 0; i < Shape::kTasksPerWarp; ++i) {
+      const int task = warp + kWarps * i;
+      // A test, not a break: the loop must unroll fully for acc[i] to stay in registers.
+      if (task >= Shape::kTasks) continue;  // uniform per warp
+      const bool dk_task = task >= Shape::kOutFragments;
+      const int f = task % Shape::kOutFragments;
       const int m0 = (f / kDimFragments) * kFragment, n0 = (f % kDimFragments) * kFragment;
-#pragma unroll 1
+      const Element* a = dk_task ? dst_tile : pt_tile;
+      const Element* b = dk_task ? q_tile : do_tile;
+#pragma unroll 2
       for (int k0 = 0; k0 < kQueries; k0 += kStep) {
         wmma::fragment<wmma::matrix_a, 16, 16, kStep, typename Inputs::Fragment, wmma::row_major> a_frag;
         wmma::fragment<wmma::matrix_b, 16, 16, kStep, typename Inputs::Fragment, wmma::row_major> b_frag;
-        wmma::load_matrix_sync(a_frag, pt_tile + m0 * kProbLd + k0, kProbLd);
-        wmma::load_matrix_sync(b_frag, do_tile + k0 * kLd + n0, kLd);
-        wmma::mma_sync(acc_dv[i], a_frag, b_frag, acc_dv[i]);
-        wmma::load_matrix_sync(a_frag, dst_tile + m0 * kProbLd + k0, kProbLd);
-        wmma::load_matrix_sync(b_frag, q_tile + k0 * kLd + n0, kLd);
-        wmma::mma_sync(acc_dk[i], a_frag, b_frag, acc_dk[i]);
+        wmma::load_matrix_sync(a_frag, a + m0 * kProbLd + k0, kProbLd);
+        wmma::load_matrix_sync(b_frag, b + k0 * kLd + n0, kLd);
+        wmma::mma_sync(acc[i], a_frag, b_frag, acc[i]);
       }
     }
     // dQ_t = dS·K for this query tile: dS is dSᵀ's tile read column-major.
@@ -371,20 +372,21 @@ flash_tc_backward_kernel(const float* __restrict__ q, const float* __restrict__ 
   }
 
   // dV, then dK, through the scratch tile to memory (keys past L skipped; dK gets the scale).
-  auto write_out = [&](const auto (&acc)[Shape::kFragmentsPerWarp], float* out, float factor) {
+  auto write_out = [&](bool dk_pass, float* out, float factor) {
     __syncthreads();  // the scratch tile is free
 #pragma unroll
-    for (int i = 0; i < Shape::kFragmentsPerWarp; ++i) {
-      const int f = warp + kWarps * i;
-      if (f >= Shape::kOutFragments) continue;
+    for (int i = 0; i < Shape::kTasksPerWarp; ++i) {
+      const int task = warp + kWarps * i;
+      if (task >= Shape::kTasks || (task >= Shape::kOutFragments) != dk_pass) continue;
+      const int f = task % Shape::kOutFragments;
       const int m0 = (f / kDimFragments) * kFragment, n0 = (f % kDimFragments) * kFragment;
       wmma::store_matrix_sync(scratch + m0 * kOutLd + n0, acc[i], kOutLd, wmma::mem_row_major);
     }
     __syncthreads();
     write_rows<kKeys, kHeadDimPad>(out + head_offset, scratch, kOutLd, key0, L, D, factor);
   };
-  write_out(acc_dv, dv, 1.f);
-  write_out(acc_dk, dk, scale);
+  write_out(false, dv, 1.f);
+  write_out(true, dk, scale);
 #endif
 }
 
