@@ -30,18 +30,31 @@ namespace {
 // Images for the U-Net: one fixed random batch in [-1, 1], served every step (the step's work does
 // not depend on pixel values, and the bench must not need the dataset). One epoch, as a stream.
 // Like a stored data set (flow::ImageEpochs) it is kept on the training device, so the counted steps
-// copy no batch from the host, as fmtrain's image steps do not.
+// copy no batch from the host, as fmtrain's image steps do not; and like one it can be gathered inside
+// a recorded step (its order: the rows as they are), so the ", graph" row records the whole step.
 class RandomImages : public flow::TrainingData {
  public:
   RandomImages(std::int64_t batch, std::int64_t side) : shape_{1, side, side} {
     Generator gen(20240601);
     batch_ = rand_uniform({batch, 1, side, side}, gen, -1.0, 1.0, DType::Float32, Device::CPU);
   }
-  void keep_on(Device device) override { batch_ = batch_.to(device); }
-  Tensor next_batch(std::int64_t batch_size, const flow::StepNoise&) override {
+  void keep_on(Device device) override {
+    batch_ = batch_.to(device);
+    std::vector<std::int32_t> rows(std::size_t(batch_.size(0)));
+    for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = std::int32_t(i);
+    order_ = RowIndex(rows, batch_.size(0), device);
+  }
+  Tensor next_batch(std::int64_t batch_size, const flow::StepNoise& noise) override {
+    skip_batch(batch_size, noise);
+    return batch_;
+  }
+  bool gathers_on_device() const override { return batch_.device() == Device::CUDA; }
+  void skip_batch(std::int64_t batch_size, const flow::StepNoise&) override {
     FM_CHECK(batch_size == batch_.size(0), ValueError, "RandomImages: batch ", batch_size, " asked, ",
              batch_.size(0), " made");
-    return batch_;
+  }
+  Tensor gather_batch(std::int64_t batch_size, std::int64_t position, const std::int64_t* position_on_device) override {
+    return take_rows(batch_, order_, position, batch_size, position_on_device);
   }
   Shape example_shape() const override { return shape_; }
   std::string describe() const override { return "random images"; }
@@ -49,6 +62,7 @@ class RandomImages : public flow::TrainingData {
  private:
   Shape shape_;
   Tensor batch_;
+  RowIndex order_;  // 0, 1, …, batch − 1 on the device
 };
 
 // A U-Net small enough for the emulator: two levels, 4 and 8 channels, attention in the lower one.
@@ -66,7 +80,7 @@ struct StepRow {
 };
 
 // Trains `model` with the fmtrain recipe (Adam 1e-3, EMA 0.999, clip 1.0, CondOT, logit-normal t).
-// `record`: the trainer records the forward and backward pass and replays it (TrainerOptions::record_steps).
+// `record`: the trainer records the step and replays it (TrainerOptions::record_steps).
 StepRow measure(const std::string& name, nn::VelocityModel& model, flow::TrainingData& data, std::int64_t batch,
                 Device device, const StepBenchOptions& options, bool record) {
   model.to(device);
@@ -196,7 +210,7 @@ int run_step_bench(const StepBenchOptions& options) {
     std::printf("\n");
 
     // On CUDA each model trains twice from the same initial weights: every step eager, then with the
-    // forward and backward pass recorded and replayed (", graph"); the two rows end on the same loss.
+    // step recorded and replayed (", graph"); the two rows end on the same loss.
     Generator init(3), copies_init(4);
     nn::MLPConfig mlp_config;  // fmtrain's moons model (configs/moons.json keeps the defaults)
     nn::VelocityMLP mlp(mlp_config, init), mlp_recorded(mlp_config, copies_init);

@@ -39,13 +39,18 @@ void cpu_forward(const float* table, const std::int32_t* index, float* out, int 
 void cpu_backward(const float* dout, const std::int32_t* index, float* dtable, int count, int rows, int dim) {
   kernels::embedding_backward_cpu<float>(dout, index, dtable, count, rows, dim);
 }
+#ifdef FM_WITH_CUDA
+void cuda_forward(const float* table, const std::int32_t* index, float* out, int count, int rows, int dim) {
+  kernels::embedding_forward_cuda(table, index, out, count, rows, dim);  // (no index offset)
+}
+#endif
 }  // namespace
 
 const std::vector<EmbeddingImpl>& embedding_implementations() {
   static const std::vector<EmbeddingImpl> list = [] {
     std::vector<EmbeddingImpl> impls = {{"cpu float", ImplKind::CpuReference, cpu_forward, cpu_backward}};
 #ifdef FM_WITH_CUDA
-    impls.push_back({"cuda", ImplKind::CudaCustom, kernels::embedding_forward_cuda, kernels::embedding_backward_cuda});
+    impls.push_back({"cuda", ImplKind::CudaCustom, cuda_forward, kernels::embedding_backward_cuda});
 #endif
     return impls;
   }();

@@ -74,6 +74,10 @@ class RowIndex {
   std::int64_t table_rows() const { return table_rows_; }  // what every index was checked against
   Device device() const { return device_; }
   const std::int32_t* data() const;  // a host pointer on the CPU, a device pointer on CUDA
+  // New indices in the same buffer (same count, same table rows, checked likewise): a recorded step
+  // that gathers through this index keeps reading it. On CUDA one copy queued on the stream, so
+  // gathers queued before it read the old indices.
+  void overwrite(const std::vector<std::int32_t>& rows);
 
  private:
   std::shared_ptr<const std::int32_t> rows_;  // host array or device buffer (freed by its deleter)
@@ -83,7 +87,11 @@ class RowIndex {
 // Rows index[first], …, index[first + count − 1] of table [rows, ...] (any trailing shape) stacked
 // into [count, ...], on the table's device, which must be the index's. Data only: the result has no
 // history (no gradient reaches the table; embedding() is the differentiable lookup).
-Tensor take_rows(const Tensor& table, const RowIndex& index, std::int64_t first, std::int64_t count);
+// first_on_device (CUDA only, a device word): the rows start at that position instead, read when the
+// gather runs (a recorded training step: one recording serves every batch of an epoch); `first` is
+// what the host checks, so the word must hold a position as valid as it.
+Tensor take_rows(const Tensor& table, const RowIndex& index, std::int64_t first, std::int64_t count,
+                 const std::int64_t* first_on_device = nullptr);
 
 // ---- losses (core/ops_loss.cpp) ----
 Tensor mse_loss(const Tensor& prediction, const Tensor& target);  // mean((p - t)²)

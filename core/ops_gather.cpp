@@ -5,6 +5,7 @@
 // table[index[i], d]) with dim = the size of one row, so take_rows reuses embedding_forward_*. What
 // differs from embedding() is where the indices live: embedding() copies its host indices to the
 // device on every call (a few labels); a RowIndex is on the device already, so a call copies nothing.
+#include <algorithm>
 #include <climits>
 
 #include "core/dispatch.h"
@@ -15,14 +16,20 @@
 
 namespace fm {
 
-RowIndex::RowIndex(const std::vector<std::int32_t>& rows, std::int64_t table_rows, Device device)
-    : size_(std::int64_t(rows.size())), table_rows_(table_rows), device_(device) {
+namespace {
+void check_rows(const std::vector<std::int32_t>& rows, std::int64_t table_rows) {
   // The kernels index with int: a larger table or list would overflow them.
-  FM_CHECK(table_rows >= 0 && table_rows <= INT_MAX && size_ <= INT_MAX, ValueError, "RowIndex: ", size_,
-           " indices into ", table_rows, " rows, expected at most ", INT_MAX, " of each");
+  FM_CHECK(table_rows >= 0 && table_rows <= INT_MAX && std::int64_t(rows.size()) <= INT_MAX, ValueError, "RowIndex: ",
+           rows.size(), " indices into ", table_rows, " rows, expected at most ", INT_MAX, " of each");
   for (std::size_t i = 0; i < rows.size(); ++i)
     FM_CHECK(rows[i] >= 0 && rows[i] < table_rows, ValueError, "RowIndex: index ", rows[i], " at position ", i,
              " outside the table's ", table_rows, " rows");
+}
+}  // namespace
+
+RowIndex::RowIndex(const std::vector<std::int32_t>& rows, std::int64_t table_rows, Device device)
+    : size_(std::int64_t(rows.size())), table_rows_(table_rows), device_(device) {
+  check_rows(rows, table_rows);
   if (rows.empty()) return;
   if (device == Device::CPU) {
     auto host = std::make_shared<std::vector<std::int32_t>>(rows);
@@ -40,8 +47,24 @@ RowIndex::RowIndex(const std::vector<std::int32_t>& rows, std::int64_t table_row
 
 const std::int32_t* RowIndex::data() const { return rows_.get(); }
 
-Tensor take_rows(const Tensor& table_in, const RowIndex& index, std::int64_t first, std::int64_t count) {
+void RowIndex::overwrite(const std::vector<std::int32_t>& rows) {
+  FM_CHECK(std::int64_t(rows.size()) == size_, ValueError, "RowIndex::overwrite: ", rows.size(),
+           " indices, expected the ", size_, " the buffer holds");
+  check_rows(rows, table_rows_);
+  if (rows.empty()) return;
+  // The buffer is this index's own (made by the constructor); const only to the gathers that read it.
+  auto* buffer = const_cast<std::int32_t*>(rows_.get());
+  if (device_ == Device::CPU)
+    std::copy(rows.begin(), rows.end(), buffer);
+  else
+    kernels::cuda_copy_to_device(buffer, rows.data(), rows.size() * sizeof(std::int32_t));
+}
+
+Tensor take_rows(const Tensor& table_in, const RowIndex& index, std::int64_t first, std::int64_t count,
+                 const std::int64_t* first_on_device) {
   internal::check_defined("take_rows", table_in, "table");
+  FM_CHECK(!first_on_device || index.device() == Device::CUDA, DeviceError,
+           "take_rows: a position read from device memory is for CUDA tables (a recorded step)");
   FM_CHECK(table_in.dim() >= 1, ShapeError, "take_rows: table ", table_in.describe(),
            " has no rows (expected [rows, ...])");
   FM_CHECK(table_in.device() == index.device(), DeviceError, "take_rows: table ", table_in.describe(),
@@ -59,7 +82,7 @@ Tensor take_rows(const Tensor& table_in, const RowIndex& index, std::int64_t fir
   shape[0] = count;
   Tensor out = Tensor::empty(shape, table.dtype(), table.device());
   if (count == 0 || row_size == 0) return out;
-  const std::int32_t* rows = index.data() + first;
+  const std::int32_t* rows = first_on_device ? index.data() : index.data() + first;
   const int table_rows = int(index.table_rows());  // every index is below it (checked at construction)
   dispatch_kernel(
       "take_rows", table.device(), table.dtype(),
@@ -70,7 +93,8 @@ Tensor take_rows(const Tensor& table_in, const RowIndex& index, std::int64_t fir
       },
       [&](auto type) {
         using T = element_type<decltype(type)>;
-        kernels::embedding_forward_cuda(table.data<T>(), rows, out.data<T>(), int(count), table_rows, int(row_size));
+        kernels::embedding_forward_cuda(table.data<T>(), rows, out.data<T>(), int(count), table_rows, int(row_size),
+                                        first_on_device);
       });
   return out;
 }

@@ -2,6 +2,7 @@
 #include "core/ops_optim.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 #include "core/dispatch.h"
@@ -54,6 +55,7 @@ kernels::FusedStepArgs<T> kernel_arguments(const FusedStepBuffers& b, std::int64
   a.lr = T(h.lr);
   a.ema_decay = T(h.ema_decay);
   a.ema_one_minus_decay = T(h.ema_one_minus_decay);
+  a.per_step = b.per_step;
   return a;
 }
 
@@ -82,6 +84,8 @@ void fused_step(const FusedStepBuffers& buffers, std::int64_t begin, std::int64_
              ShapeError, "fused_step: the squared norm for clipping must be one element like the parameters, got ",
              squares.defined() ? squares.describe() : std::string("undefined"));
   }
+  FM_CHECK(!buffers.per_step || param.device() == Device::CUDA, DeviceError,
+           "fused_step: per-step scalars from device memory are for CUDA buffers (a recorded step)");
   dispatch_kernel(
       "fused_step", param.device(), param.dtype(),
       [&](auto type) {
@@ -154,9 +158,11 @@ Tensor device_sum_of_squares(const Tensor& flat_grad, const std::vector<std::int
 
 LossAccumulator::~LossAccumulator() { kernels::cuda_free(device_slots_); }
 
-void LossAccumulator::add(const Tensor& loss, bool begins_epoch) {
+void LossAccumulator::add(const Tensor& loss, bool begins_epoch, const StepScalars* per_step) {
   internal::check_defined("LossAccumulator::add", loss, "loss");
   FM_CHECK(loss.numel() == 1, ShapeError, "LossAccumulator::add: the loss must be one element, got ", loss.describe());
+  FM_CHECK(!per_step || (loss.device() == Device::CUDA && device_slots_), DeviceError,
+           "LossAccumulator::add: a per-step row is for CUDA losses added after the first one, got ", loss.describe());
   if (loss.device() == Device::CUDA && !device_slots_) {
     device_slots_ = static_cast<double*>(kernels::cuda_malloc(sizeof host_slots_));
     kernels::cuda_copy_to_device(device_slots_, host_slots_, sizeof host_slots_);  // the sums so far
@@ -171,7 +177,7 @@ void LossAccumulator::add(const Tensor& loss, bool begins_epoch) {
       },
       [&](auto type) {
         using T = element_type<decltype(type)>;
-        kernels::accumulate_loss_cuda(device_slots_, loss.data<T>(), begins_epoch);
+        kernels::accumulate_loss_cuda(device_slots_, loss.data<T>(), begins_epoch, per_step);
       });
 }
 
@@ -289,6 +295,49 @@ void add_into(const Tensor& dst, const Tensor& src) {
         using T = element_type<decltype(type)>;
         kernels::add_into_cuda(dst.data<T>(), source.data<T>(), dst.numel());
       });
+}
+
+// The device memory: [the current row][the index of the next row, int64][padding to 64 bytes][rows].
+namespace {
+constexpr std::size_t kIndexOffset = sizeof(StepScalars);
+constexpr std::size_t kTableOffset = 64;
+static_assert(kIndexOffset + sizeof(std::int64_t) <= kTableOffset && kIndexOffset % 8 == 0,
+              "StepScalarsTable: the row must leave room for the index before the table");
+}  // namespace
+
+StepScalarsTable::StepScalarsTable(std::int64_t capacity) : capacity_(capacity) {
+  FM_CHECK(capacity >= 1, ValueError, "StepScalarsTable: capacity ", capacity, ", expected at least one row");
+  memory_ = static_cast<unsigned char*>(kernels::cuda_malloc(kTableOffset + std::size_t(capacity) * sizeof(StepScalars)));
+}
+
+StepScalarsTable::~StepScalarsTable() { kernels::cuda_free(memory_); }
+
+void StepScalarsTable::upload(const std::vector<StepScalars>& rows) {
+  FM_CHECK(!rows.empty() && std::int64_t(rows.size()) <= capacity_, ValueError, "StepScalarsTable::upload: ",
+           rows.size(), " rows, expected 1 to ", capacity_);
+  // One copy: the index (0) and the rows, from the index's offset on.
+  const std::size_t bytes = kTableOffset - kIndexOffset + rows.size() * sizeof(StepScalars);
+  staging_.assign(bytes, 0);
+  std::memcpy(staging_.data() + (kTableOffset - kIndexOffset), rows.data(), rows.size() * sizeof(StepScalars));
+  kernels::cuda_copy_to_device(memory_ + kIndexOffset, staging_.data(), bytes);
+}
+
+void StepScalarsTable::select_next() {
+  dispatch_cuda_kernel("select_step_scalars", DType::Float32, [&](auto) {
+    kernels::select_step_scalars_cuda(reinterpret_cast<StepScalars*>(memory_),
+                                      reinterpret_cast<std::int64_t*>(memory_ + kIndexOffset),
+                                      reinterpret_cast<const StepScalars*>(memory_ + kTableOffset));
+  });
+}
+
+const StepScalars* StepScalarsTable::current() const { return reinterpret_cast<const StepScalars*>(memory_); }
+
+const std::uint32_t* StepScalarsTable::current_philox_step() const {
+  return reinterpret_cast<const std::uint32_t*>(memory_ + offsetof(StepScalars, philox_step));
+}
+
+const std::int64_t* StepScalarsTable::current_batch_start() const {
+  return reinterpret_cast<const std::int64_t*>(memory_ + offsetof(StepScalars, batch_start));
 }
 
 }  // namespace fm

@@ -12,8 +12,13 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/optimizer.h"
 
 namespace fm {
+
+// A training step's step-dependent scalars as the device reads them in a recorded step (see
+// kernels/optimizer.h and StepScalarsTable below).
+using StepScalars = kernels::StepScalars;
 
 enum class FusedUpdateRule { None, SGD, Adam };
 
@@ -41,6 +46,9 @@ struct FusedStepHyperparameters {
 struct FusedStepBuffers {
   Tensor param, grad, exp_avg, exp_avg_sq, momentum, shadow;
   Tensor clip_sum_of_squares;  // one element, the gradients' squared L2 norm (hyper.clip_on_device)
+  // CUDA only: a device row whose scalars replace hyper's step-dependent ones (lr, decoupled_factor,
+  // neg_step_size, inverse_sqrt_bias2, ema_decay, ema_one_minus_decay), for a recorded step.
+  const StepScalars* per_step = nullptr;
 };
 
 // Runs the fused step on elements [begin, begin + count) of the buffers. CPU (float, double) and
@@ -124,8 +132,10 @@ class LossAccumulator {
   LossAccumulator& operator=(const LossAccumulator&) = delete;
 
   // Adds a one-element loss (CPU float/double, CUDA float). Once a CUDA loss was added the sums
-  // live on the device, and CPU losses are refused.
-  void add(const Tensor& loss, bool begins_epoch);
+  // live on the device, and CPU losses are refused. per_step (CUDA, a recorded step): begins_epoch
+  // is read from that device row instead; the sums must already live on the device (a graph
+  // cannot record their first upload).
+  void add(const Tensor& loss, bool begins_epoch, const StepScalars* per_step = nullptr);
   Sums read() const;      // all zero before the first add; on CUDA, a copy to the host (a sync)
   // The same numbers through a HostReadback shared with other values: queue(), then after the
   // readback's read(), sums_in() with the index queue() returned.
@@ -137,6 +147,37 @@ class LossAccumulator {
  private:
   double host_slots_[4] = {0, 0, 0, 0};  // the sums of CPU losses
   double* device_slots_ = nullptr;       // the sums of CUDA losses (cuda_malloc'd on the first add)
+};
+
+// The step-dependent scalars of a recorded training step on the device (CUDA). A CUDA graph replays
+// its launches with the arguments they were recorded with, so what changes from step to step (the
+// learning rate, Adam's bias corrections, the EMA's warm-up decay, whether the batch began an epoch)
+// cannot be a launch argument. Instead the host plans a window of steps ahead — it knows every one
+// of these numbers in advance — and uploads their rows in one copy; the graph's first launch,
+// select_next(), copies the next row into one fixed row that the recorded kernels read (current()).
+// So a step costs no copy to the device: one upload serves up to capacity() steps.
+class StepScalarsTable {
+ public:
+  explicit StepScalarsTable(std::int64_t capacity);
+  ~StepScalarsTable();
+  StepScalarsTable(const StepScalarsTable&) = delete;
+  StepScalarsTable& operator=(const StepScalarsTable&) = delete;
+
+  std::int64_t capacity() const { return capacity_; }
+  // The table's rows ← rows (at most capacity()), and the next select_next() takes row 0: one copy to
+  // the device, queued behind the work before it, so replays already queued read the old rows.
+  void upload(const std::vector<StepScalars>& rows);
+  // One launch (recorded into the graph): current ← the next row of the table.
+  void select_next();
+  const StepScalars* current() const;  // device memory
+  // Two of its fields, for the kernels that read one word (Philox draws, the batch's gather).
+  const std::uint32_t* current_philox_step() const;
+  const std::int64_t* current_batch_start() const;
+
+ private:
+  std::int64_t capacity_;
+  unsigned char* memory_ = nullptr;     // device: the current row, the index, the table
+  std::vector<unsigned char> staging_;  // host: the bytes of an upload (kept: no allocation per upload)
 };
 
 }  // namespace fm

@@ -16,15 +16,23 @@ void check_place(const char* op, std::int64_t step, std::int64_t first_sample, s
            first_sample, ", ", first_sample + samples, ") outside [0, 2^32)");
 }
 
+void check_step_on_device(const char* op, const std::uint32_t* step_on_device, Device device) {
+  FM_CHECK(!step_on_device || device == Device::CUDA, DeviceError, op,
+           ": a step read from device memory is for CUDA tensors (a recorded step)");
+}
+
 Tensor philox_tensor(const char* op, Distribution distribution, const Shape& shape, PhiloxKey key,
-                     std::int64_t step, std::int64_t first_sample, DType dtype, Device device) {
+                     std::int64_t step, std::int64_t first_sample, DType dtype, Device device,
+                     const std::uint32_t* step_on_device) {
+  check_step_on_device(op, step_on_device, device);
   const std::int64_t samples = shape.empty() ? 1 : shape[0];
   const std::int64_t per_sample = samples == 0 ? 0 : shape_numel(shape) / samples;
   check_place(op, step, first_sample, samples);
   FM_CHECK(per_sample <= (std::int64_t(1) << 33), ValueError, op, ": ", per_sample,
            " values per sample, at most 2^33");
   Tensor out = Tensor::empty(shape, dtype, device);
-  const kernels::PhiloxPlace place{key.seed, key.stream, std::uint32_t(step), std::uint32_t(first_sample)};
+  const kernels::PhiloxPlace place{key.seed, key.stream, std::uint32_t(step), std::uint32_t(first_sample),
+                                   step_on_device};
   const bool normal = distribution == Distribution::Normal;
   dispatch_kernel(
       op, device, dtype,
@@ -44,13 +52,15 @@ Tensor philox_tensor(const char* op, Distribution distribution, const Shape& sha
 }  // namespace
 
 Tensor philox_times(std::int64_t n, PhiloxKey key, std::int64_t step, std::int64_t first_sample, const TimeLaw& law,
-                    DType dtype, Device device) {
+                    DType dtype, Device device, const std::uint32_t* step_on_device) {
   FM_CHECK(n >= 0, ValueError, "philox_times: sample count ", n, " is negative");
+  check_step_on_device("philox_times", step_on_device, device);
   check_place("philox_times", step, first_sample, n);
   FM_CHECK(law.kind != TimeLawKind::Grid || law.points >= 1, ValueError, "philox_times: a grid law needs >= 1 point, got ",
            law.points);
   Tensor out = Tensor::empty({n}, dtype, device);
-  const kernels::PhiloxPlace place{key.seed, key.stream, std::uint32_t(step), std::uint32_t(first_sample)};
+  const kernels::PhiloxPlace place{key.seed, key.stream, std::uint32_t(step), std::uint32_t(first_sample),
+                                   step_on_device};
   dispatch_kernel(
       "philox_times", device, dtype,
       [&](auto type) {
@@ -66,12 +76,13 @@ Tensor philox_times(std::int64_t n, PhiloxKey key, std::int64_t step, std::int64
 
 Tensor philox_uniform(const Shape& shape, PhiloxKey key, std::int64_t step, std::int64_t first_sample, DType dtype,
                       Device device) {
-  return philox_tensor("philox_uniform", Distribution::Uniform, shape, key, step, first_sample, dtype, device);
+  return philox_tensor("philox_uniform", Distribution::Uniform, shape, key, step, first_sample, dtype, device, nullptr);
 }
 
 Tensor philox_normal(const Shape& shape, PhiloxKey key, std::int64_t step, std::int64_t first_sample, DType dtype,
-                     Device device) {
-  return philox_tensor("philox_normal", Distribution::Normal, shape, key, step, first_sample, dtype, device);
+                     Device device, const std::uint32_t* step_on_device) {
+  return philox_tensor("philox_normal", Distribution::Normal, shape, key, step, first_sample, dtype, device,
+                       step_on_device);
 }
 
 }  // namespace fm

@@ -67,8 +67,11 @@ struct PhiloxKey {
 // step and first_sample + n must be below 2^32 (ValueError otherwise); a rank-0 shape is one sample.
 Tensor philox_uniform(const Shape& shape, PhiloxKey key, std::int64_t step, std::int64_t first_sample = 0,
                       DType dtype = DType::Float32, Device device = Device::CPU);
+// step_on_device (CUDA only; philox_normal and philox_times): the step is read from that device word
+// when the kernel runs instead (a recorded training step: flow/trainer.cpp); `step` is still checked.
 Tensor philox_normal(const Shape& shape, PhiloxKey key, std::int64_t step, std::int64_t first_sample = 0,
-                     DType dtype = DType::Float32, Device device = Device::CPU);
+                     DType dtype = DType::Float32, Device device = Device::CPU,
+                     const std::uint32_t* step_on_device = nullptr);
 
 // Training times: element i is sample (first_sample + i)'s time under `law` (uniform, logit-normal,
 // polynomial warp or grid; kernels/time_law.h) from its place in stream key.stream at `step`, clamped
@@ -76,7 +79,8 @@ Tensor philox_normal(const Shape& shape, PhiloxKey key, std::int64_t step, std::
 using TimeLaw = kernels::TimeLaw;
 using TimeLawKind = kernels::TimeLawKind;
 Tensor philox_times(std::int64_t n, PhiloxKey key, std::int64_t step, std::int64_t first_sample, const TimeLaw& law,
-                    DType dtype = DType::Float32, Device device = Device::CPU);
+                    DType dtype = DType::Float32, Device device = Device::CPU,
+                    const std::uint32_t* step_on_device = nullptr);
 
 // Single values at a place, on the host: equal to element `element` of that sample's row in the
 // float64 tensors above; the word is the 64 bits the uniform is taken from.

@@ -6,7 +6,8 @@
 namespace fm::flow {
 
 Tensor GaussianSource::sample(const Shape& shape, const StepNoise& noise, DType dtype, Device device) const {
-  return philox_normal(shape, noise.key(NoiseStream::X0), noise.step, noise.first_sample, dtype, device);
+  return philox_normal(shape, noise.key(NoiseStream::X0), noise.step, noise.first_sample, dtype, device,
+                       noise.step_on_device);
 }
 
 Tensor GaussianSource::sample(const Shape& shape, Generator& gen, DType dtype, Device device) const {
@@ -22,6 +23,8 @@ void check_points(const std::string& name, const Shape& shape) {
 }  // namespace
 
 Tensor ToySource::sample(const Shape& shape, const StepNoise& noise, DType dtype, Device device) const {
+  FM_CHECK(!noise.step_on_device, DeviceError, "data.source: a 2-D source draws its points on the host, so a "
+           "recorded step cannot replay them (expected the Gaussian source)");
   check_points(name(), shape);
   return distribution_->sample(shape[0], noise, dtype, device, NoiseStream::SourcePoint);
 }

@@ -29,6 +29,10 @@ struct StepNoise {
   std::uint64_t seed = 0;
   std::int64_t step = 0;          // the training step (0-based: the steps completed before it)
   std::int64_t first_sample = 0;  // the global index of this batch's first sample
+  // A recorded training step (flow/trainer.cpp): the device word its kernels read the step from as
+  // they run (core/random.h, step_on_device). Only the draws made on the device follow it — the
+  // Gaussian source and the time samplers with a law() — so the trainer records only those.
+  const std::uint32_t* step_on_device = nullptr;
   PhiloxKey key(NoiseStream stream) const { return {seed, static_cast<std::uint32_t>(stream)}; }
 };
 

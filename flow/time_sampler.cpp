@@ -39,7 +39,10 @@ Tensor TimeSampler::sample(std::int64_t n, Generator& gen, DType dtype, Device d
 Tensor TimeSampler::sample(std::int64_t n, const StepNoise& noise, DType dtype, Device device) const {
   FM_CHECK(n >= 0, ValueError, "time sampler '", name(), "': sample count ", n, " is negative");
   if (const std::optional<TimeLaw> kernel_law = law())  // on the device itself: no copy
-    return philox_times(n, noise.key(NoiseStream::Time), noise.step, noise.first_sample, *kernel_law, dtype, device);
+    return philox_times(n, noise.key(NoiseStream::Time), noise.step, noise.first_sample, *kernel_law, dtype, device,
+                        noise.step_on_device);
+  FM_CHECK(!noise.step_on_device, DeviceError, "time sampler '", name(), "' draws its times on the host, so a "
+           "recorded step cannot replay them");
   const double upper = largest_below_one(dtype);
   std::vector<double> values(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) {

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <utility>
 
 #include "core/autograd.h"
@@ -12,12 +13,18 @@
 
 namespace fm::flow {
 
-// The model's forward and backward pass, recorded once and replayed every step (run_step). What a
-// step changes from one to the next is made eagerly and copied into the input buffers: the batch x1,
-// its source draws x0 and its times t (their Philox places move with the step). The recording
-// computes the loss from those buffers, zeroes nothing (its backward pass writes the first gradient
-// of each parameter into the flat gradient buffer, then adds the rest, as eagerly) and leaves the loss,
-// the per-sample losses and the gradients where the eager clip + Adam + EMA pass reads them.
+// The training step, recorded once and replayed every step (run_step). What a step changes from one
+// to the next is made eagerly and copied into the input buffers: the batch x1, its source draws x0 and
+// its times t (their Philox places move with the step). The recording computes the loss from those
+// buffers, zeroes nothing (its backward pass writes the first gradient of each parameter into the flat
+// gradient buffer, then adds the rest, as eagerly), then — when the optimiser's fused pass can read
+// its step-dependent scalars from the device (nn/optim.h, step_scalars_ahead) — clips, steps the
+// optimiser and the EMA, and adds the loss to the running sums. Those scalars (learning rate, bias
+// corrections, EMA decay, "this batch began an epoch") come from a StepScalarsTable (core/ops_optim.h):
+// the host plans them for the steps ahead, uploads them once per window of steps, and checks at every
+// step that the row the replay will take is the one it would compute now (else it plans again from
+// this step), so a replayed step has the bits of an eager one. Otherwise the recording stops after
+// the backward pass and the clip + optimiser + EMA pass runs eagerly after each replay.
 struct FlowTrainer::RecordedStep {
   CapturedWork graph;
   Tensor x1, x0, t;         // the inputs the recording reads, refilled before each replay
@@ -28,7 +35,23 @@ struct FlowTrainer::RecordedStep {
   std::vector<std::pair<Tensor, Tensor>> gradients;
   std::uint64_t layout_id = 0;  // the flat parameter layout the recording reads and writes
   bool failed = false;          // the pass needed the host: every later step runs eagerly
+  // The end of the step recorded too (see above).
+  bool with_update = false;
+  // The inputs made inside the recording too: x1 gathered from data kept on the device at the batch
+  // position of the step's row, x0 and t drawn at its Philox step. A step is then one graph launch.
+  bool inputs_recorded = false;
+  std::unique_ptr<StepScalarsTable> scalars;
+  std::vector<StepScalars> planned;  // the rows last uploaded: steps planned_from, planned_from + 1, …
+  std::int64_t planned_from = 0, replays_since_upload = 0;
+  nn::GradNorm grad_norm;  // the recorded pass's gradient norm (its tensor rewritten by each replay)
 };
+
+namespace {
+
+static_assert(sizeof(StepScalars) == 6 * 4 + 2 * 4 + 8, "StepScalars: rows are compared byte for byte (no padding)");
+bool same_scalars(const StepScalars& a, const StepScalars& b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+}  // namespace
 
 FlowTrainer::FlowTrainer(nn::VelocityModel& model, nn::Optimizer& optimizer, nn::LRSchedule schedule,
                          nn::EMA* ema, TrainingData& data, std::shared_ptr<const AffineProbabilityPath> path,
@@ -41,6 +64,8 @@ FlowTrainer::FlowTrainer(nn::VelocityModel& model, nn::Optimizer& optimizer, nn:
            ", but the training data (", data_.describe(), ") has no labels (expected model.num_classes = 0)");
   FM_CHECK(classes == 0 || data_.num_classes() == classes, ConfigError, "model.num_classes: ", classes,
            ", but the training data (", data_.describe(), ") has ", data_.num_classes(), " classes");
+  FM_CHECK(options_.step_scalars_window >= 1, ValueError, "trainer: step_scalars_window ", options_.step_scalars_window,
+           ", expected at least 1 step");
   FM_CHECK(options_.label_dropout >= 0 && options_.label_dropout < 1, ConfigError, "train.label_dropout: got ",
            options_.label_dropout, ", expected a number in [0, 1)");
   // A stored data set moves to the training device once, so the steps below gather their batches
@@ -60,39 +85,107 @@ bool FlowTrainer::can_record_step(bool conditional) const {
          time_sampler_->law() && path_->samples_from_device_times();
 }
 
+bool FlowTrainer::update_recorded() const { return recorded_ && recorded_->graph.captured() && recorded_->with_update; }
+
+bool FlowTrainer::step_scalars(std::int64_t ahead, StepScalars& row) const {
+  row = StepScalars{};
+  if (!optimizer_.step_scalars_ahead(model_, ema_, ahead, schedule_.lr_at(step_ + ahead), row)) return false;
+  // A window is planned at its first step, whose batch is drawn: later rows assume no new epoch (the
+  // batches follow one another in the epoch's order), and a step that does begin one no longer
+  // matches its row (it then plans again from itself).
+  row.begins_epoch = ahead == 0 && began_epoch_ ? 1 : 0;
+  row.philox_step = std::uint32_t(step_ + ahead);  // (the Philox draws check step < 2^32)
+  row.batch_start = data_.gathers_on_device() ? data_.batch_position(ahead, options_.batch_size) : 0;
+  return true;
+}
+
+bool FlowTrainer::inputs_recordable() const {
+  // The batch gathered on the device, x0 from the Gaussian source and t from a law (can_record_step):
+  // all three follow the step's row. Not: data made on the host (2-D points), pairs that bring their
+  // own x0, another source, a coupling (it pairs on the host).
+  const bool gaussian = !options_.source || dynamic_cast<const GaussianSource*>(options_.source.get());
+  return data_.gathers_on_device() && gaussian && options_.coupling.kind == CouplingKind::Independent &&
+         !data_.paired_source().defined();
+}
+
+void FlowTrainer::plan_step_scalars(RecordedStep& r, const StepScalars& now, bool recorded) {
+  const std::int64_t j = r.replays_since_upload;
+  if (recorded && j < std::int64_t(r.planned.size()) && r.planned_from + j == step_ &&
+      same_scalars(r.planned[std::size_t(j)], now))
+    return;  // the replay's row is the one planned
+  if (!r.scalars) r.scalars = std::make_unique<StepScalarsTable>(options_.step_scalars_window);
+  r.planned.assign(1, now);
+  StepScalars row;
+  for (std::int64_t ahead = 1; ahead < options_.step_scalars_window && step_scalars(ahead, row); ++ahead)
+    r.planned.push_back(row);
+  r.scalars->upload(r.planned);  // queued before the replay that reads it
+  r.planned_from = step_;
+  r.replays_since_upload = 0;
+}
+
+void FlowTrainer::replay(RecordedStep& r, bool just_recorded) {
+  for (const auto& [parameter, gradient] : r.gradients) {
+    if (gradient.defined()) parameter.set_grad(gradient);
+    else parameter.zero_grad();
+  }
+  r.graph.replay();
+  ++replayed_steps_;
+  if (r.with_update) {
+    if (!just_recorded) optimizer_.count_replayed_update(ema_);  // (recording counted the step it recorded)
+    ++r.replays_since_upload;
+  }
+}
+
 std::optional<FlowMatchingLoss> FlowTrainer::recorded_loss_and_gradients(const ModelFn& velocity, const Tensor& x1,
                                                                          const Tensor& x0, const StepNoise& noise) {
-  const Tensor t = time_sampler_->sample(x1.size(0), noise, x1.dtype(), x1.device());
   if (!recorded_) recorded_ = std::make_unique<RecordedStep>();
   RecordedStep& r = *recorded_;
   const std::uint64_t layout_id = model_.flat_parameters()->id();
   const bool fits = r.graph.captured() && r.layout_id == layout_id && r.x1.shape() == x1.shape() &&
                     r.x1.dtype() == x1.dtype();
-  if (!fits && r.graph.captured()) {
-    // A new shape or parameter layout (the model moved, say): this step eagerly, which fills the
-    // caches of the new setting, then a new recording at the next.
+  // This step's scalars, if the optimiser's pass can take them from the device. A recording that has
+  // the pass but can no longer run it from one row (not expected between checkpoint loads, which drop
+  // the recording) is dropped like one of another shape or parameter layout (the model moved, say):
+  // this step eagerly, which fills the caches of the new setting, then a new recording at the next.
+  StepScalars now;
+  const bool update_recordable = step_scalars(0, now);
+  if (r.graph.captured() && (!fits || (r.with_update && !update_recordable))) {
     recorded_.reset();
     steps_since_reset_ = 0;
     return std::nullopt;
   }
-  if (!fits) {
-    r.x1 = Tensor::empty(x1.shape(), x1.dtype(), x1.device());
-    r.x0 = Tensor::empty(x0.shape(), x0.dtype(), x0.device());
-    r.t = Tensor::empty(t.shape(), t.dtype(), t.device());
+  const bool with_update = fits ? r.with_update : update_recordable;
+  const bool with_inputs = fits ? r.inputs_recorded : with_update && inputs_recordable();
+  if (with_update) plan_step_scalars(r, now, fits);
+  if (!with_inputs) {  // the inputs made eagerly (above), copied into the recording's buffers
+    const Tensor t = time_sampler_->sample(x1.size(0), noise, x1.dtype(), x1.device());
+    if (!fits) {
+      r.x1 = Tensor::empty(x1.shape(), x1.dtype(), x1.device());
+      r.x0 = Tensor::empty(x0.shape(), x0.dtype(), x0.device());
+      r.t = Tensor::empty(t.shape(), t.dtype(), t.device());
+    }
+    r.x1.copy_(x1);
+    r.x0.copy_(x0);
+    r.t.copy_(t);
   }
-  r.x1.copy_(x1);
-  r.x0.copy_(x0);
-  r.t.copy_(t);
   if (!fits) {
     try {
       r.graph.begin_capture();
+      if (with_update) r.scalars->select_next();
+      if (with_inputs) {
+        // The batch, x0 and t made inside the recording, where the step's row says: its batch
+        // position and its Philox step are read from the device as the kernels run. (This step's
+        // eager x1 and x0 above were the same numbers; later steps make none.)
+        StepNoise device_noise = noise;
+        device_noise.step_on_device = r.scalars->current_philox_step();
+        r.x1 = data_.gather_batch(x1.size(0), data_.batch_position(0, x1.size(0)),
+                                  r.scalars->current_batch_start());
+        r.x0 = GaussianSource().sample(r.x1.shape(), device_noise, r.x1.dtype(), r.x1.device());
+        r.t = time_sampler_->sample(r.x1.size(0), device_noise, r.x1.dtype(), r.x1.device());
+      }
       r.result = conditional_flow_matching_loss(velocity, r.x1, *path_, r.t, r.x0);
       optimizer_.zero_grad();
       r.result.loss.backward();
-      r.graph.end_capture();
-      r.layout_id = layout_id;
-      r.gradients.clear();
-      for (const auto& [name, parameter] : model_.named_parameters()) r.gradients.emplace_back(parameter, parameter.grad());
     } catch (const DeviceError& e) {
       // Something in the pass needed the host (anomaly mode's checks, say): eager from now on.
       recording_note_ = cat("the training step's forward and backward pass could not be recorded as a CUDA graph (",
@@ -105,14 +198,51 @@ std::optional<FlowMatchingLoss> FlowTrainer::recorded_loss_and_gradients(const M
       r.graph.abandon();
       throw;
     }
+    try {
+      // The pass advances the host's bookkeeping (Adam's step counts, the EMA's update count) for
+      // this step as it records; a replay advances it with count_replayed_update.
+      if (with_update) {
+        r.grad_norm = optimizer_.clip_step_and_update_ema_async(
+            model_, options_.grad_clip > 0 ? options_.grad_clip : INFINITY, ema_, r.scalars->current());
+        losses_.add(r.result.loss, began_epoch_, r.scalars->current());
+      }
+      r.graph.end_capture();
+    } catch (...) {
+      r.graph.abandon();
+      throw;
+    }
+    r.with_update = with_update;
+    r.inputs_recorded = with_inputs;
+    r.layout_id = layout_id;
+    r.gradients.clear();
+    for (const auto& [name, parameter] : model_.named_parameters()) r.gradients.emplace_back(parameter, parameter.grad());
   }
-  for (const auto& [parameter, gradient] : r.gradients) {
-    if (gradient.defined()) parameter.set_grad(gradient);
-    else parameter.zero_grad();
-  }
-  r.graph.replay();
-  ++replayed_steps_;
+  replay(r, !fits);
   return r.result;
+}
+
+bool FlowTrainer::replay_whole_step() {
+  if (!recorded_ || !recorded_->graph.captured() || !recorded_->inputs_recorded) return false;
+  RecordedStep& r = *recorded_;
+  // Anything else (a moved model, say) takes the general path, which drops the recording.
+  const double lr = schedule_.lr_at(step_);
+  StepScalars now;
+  if (!can_record_step(model_.num_classes() > 0) || model_.flat_parameters()->id() != r.layout_id ||
+      !optimizer_.step_scalars_ahead(model_, ema_, 0, lr, now) || !inputs_recordable())
+    return false;
+  // The host's part of the step: the data's position (a new epoch's order copied into the buffer the
+  // recording gathers from), the step's row of scalars, one graph launch.
+  data_.skip_batch(options_.batch_size, StepNoise{seed_, step_, 0});
+  began_epoch_ = data_.epoch() != batch_epoch_;
+  batch_epoch_ = data_.epoch();
+  last_.lr = lr;
+  optimizer_.set_lr(lr);
+  step_scalars(0, now);  // (true: the optimiser's part was checked above)
+  plan_step_scalars(r, now, true);
+  replay(r, false);
+  last_.grad_norm = r.grad_norm;
+  finish_step(r.result, r.result.loss, /*loss_added=*/true);
+  return true;
 }
 
 std::vector<std::int32_t> drop_labels(std::vector<std::int32_t> labels, double dropout, std::int32_t null_class,
@@ -127,6 +257,7 @@ std::vector<std::int32_t> drop_labels(std::vector<std::int32_t> labels, double d
 void FlowTrainer::run_step() {
   log_read_.valid = false;  // the numbers kept for the readers are the previous step's
   model_.train();
+  if (replay_whole_step()) return;  // recorded inputs and all: the host only plans and launches
   // The whole (global) batch is samples 0 … batch_size − 1 of this step. Every rank of a
   // data-parallel job draws the whole batch's x1, x0 and labels (cheap next to the model, and a
   // coupling must see the whole batch to pair it as one process would), then keeps its slice
@@ -166,8 +297,12 @@ void FlowTrainer::run_step() {
                                    })
                                  : ModelFn([this](const Tensor& x_t, const Tensor& t) { return model_.forward(x_t, t); });
   const StepNoise loss_noise{seed_, step_, slice.first};
+  last_.lr = schedule_.lr_at(step_);
+  optimizer_.set_lr(last_.lr);
   std::optional<FlowMatchingLoss> recorded;
   if (can_record_step(conditional)) recorded = recorded_loss_and_gradients(velocity, x1, x0, loss_noise);
+  // The replay ran the clip + optimiser + EMA pass and added the loss to the sums too.
+  const bool update_replayed = recorded && recorded_ && recorded_->with_update;
   FlowMatchingLoss result =
       recorded ? *recorded : conditional_flow_matching_loss(velocity, x1, *path_, *time_sampler_, loss_noise, std::move(x0));
   // A rank's loss is the mean over its slice; weighted by the slice's share of the batch, the ranks'
@@ -198,14 +333,19 @@ void FlowTrainer::run_step() {
   // Always measure the norm (logged); clip only when asked (an infinite max_norm never scales).
   // Clip, step and EMA run as one pass over the model's flat parameter buffers (nn/flat_parameters.h,
   // kernels/optimizer.h), with the numbers of clip_grad_norm, step() and update() one after another.
-  last_.lr = schedule_.lr_at(step_);
-  optimizer_.set_lr(last_.lr);
-  last_.grad_norm = optimizer_.clip_step_and_update_ema_async(
-      model_, options_.grad_clip > 0 ? options_.grad_clip : INFINITY, ema_);
+  if (update_replayed)
+    last_.grad_norm = recorded_->grad_norm;
+  else
+    last_.grad_norm = optimizer_.clip_step_and_update_ema_async(
+        model_, options_.grad_clip > 0 ? options_.grad_clip : INFINITY, ema_);
+  finish_step(result, loss, update_replayed);
+}
+
+void FlowTrainer::finish_step(const FlowMatchingLoss& result, const Tensor& loss, bool loss_added) {
   ++step_;
   ++steps_since_reset_;
 
-  losses_.add(loss, began_epoch_);
+  if (!loss_added) losses_.add(loss, began_epoch_);
   ++steps_in_sum_;
   if (began_epoch_) {
     steps_in_finished_epoch_ = steps_in_epoch_;

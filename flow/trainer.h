@@ -17,6 +17,11 @@
 // so a log step waits for the device once, however many numbers it logs.
 // train_step() is run_step() followed by last_step_stats(), for callers that want every step's numbers.
 //
+// On CUDA the step is recorded once as a CUDA graph and replayed (TrainerOptions::record_steps): the
+// step-dependent numbers (learning rate, bias corrections, EMA decay, Philox step, batch position)
+// come from a device row the host plans ahead and checks every step, so a replay has the eager bits;
+// with images kept on the device a step is one graph launch (trainer.cpp, docs/ops/captured_work.md).
+//
 // Data parallel (core/distributed.h: several ranks under mpirun): each rank takes its slice of the
 // global batch (rank_slice), every random number of a sample still keyed by its global index, so N
 // ranks see exactly the samples one process would; the gradients are summed over the ranks during
@@ -66,9 +71,14 @@ struct TrainerOptions {
   std::shared_ptr<const SourceDistribution> source;
   CouplingOptions coupling;
   double label_dropout = 0.1;  // class-conditional models: P(label → null class), in [0, 1)
-  // On CUDA, record the model's forward and backward pass once (a CUDA graph, core/captured_work.h)
-  // and replay it every step, with the same bits (see FlowTrainer::run_step). Off: every step eager.
+  // On CUDA, record the training step once (a CUDA graph, core/captured_work.h): the model's forward
+  // and backward pass and, when the optimiser's fused pass allows, the clip + optimiser + EMA pass and
+  // the loss sums; then replay it every step, with the same bits (flow/trainer.cpp). Off: every step
+  // eager.
   bool record_steps = true;
+  // A recorded step's step-dependent scalars are planned and copied to the device for this many
+  // steps at a time (flow/trainer.cpp): one small copy per window instead of one per step.
+  std::int64_t step_scalars_window = 256;
 };
 
 // The labels of a conditional step after dropout: labels[i], or null_class when the Philox uniform
@@ -132,8 +142,11 @@ class FlowTrainer {
 
   std::int64_t step() const { return step_; }
   std::uint64_t seed() const { return seed_; }
-  // Steps whose forward and backward pass ran from the recorded graph (TrainerOptions::record_steps).
+  // Steps that ran from the recorded graph (TrainerOptions::record_steps).
   std::int64_t replayed_steps() const { return replayed_steps_; }
+  // Whether the recording also runs the clip + optimiser + EMA pass and the loss sums (see
+  // TrainerOptions::record_steps); false before a recording or when it has none.
+  bool update_recorded() const;
   // Why the step could not be recorded (it then runs eagerly, with the same numbers); empty when it
   // was, or was never tried.
   const std::string& recording_note() const { return recording_note_; }
@@ -193,6 +206,22 @@ class FlowTrainer {
   // shape or layout change); nullopt when it cannot be recorded (then never tried again).
   std::optional<FlowMatchingLoss> recorded_loss_and_gradients(const ModelFn& velocity, const Tensor& x1,
                                                               const Tensor& x0, const StepNoise& noise);
+  // The scalars of the step `ahead` steps after this one (0: this one), as a recorded step reads them
+  // (false: the optimiser's pass cannot take them from the device).
+  bool step_scalars(std::int64_t ahead, StepScalars& row) const;
+  // Makes sure the next replay reads `now`: unless the uploaded window (of a recording that exists:
+  // `recorded`) holds it as this step's row, a new window planned from this step and uploaded.
+  void plan_step_scalars(RecordedStep& r, const StepScalars& now, bool recorded);
+  // Whether the recording can make the step's inputs itself (x1, x0, t: see trainer.cpp).
+  bool inputs_recordable() const;
+  // The gradient slots put back, one graph launch, the host's bookkeeping of a replayed update.
+  void replay(RecordedStep& r, bool just_recorded);
+  // A whole step from a recording that makes its own inputs; false (nothing done) when there is none
+  // or the step must take the general path.
+  bool replay_whole_step();
+  // The end of every step: the counts, the loss sums (unless the replay added the loss), what
+  // last_step_stats reads.
+  void finish_step(const FlowMatchingLoss& result, const Tensor& loss, bool loss_added);
 
   TrainingStateRefs checkpointed_state() const { return {model_, ema_, optimizer_, data_}; }
 };

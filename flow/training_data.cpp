@@ -58,6 +58,15 @@ std::vector<std::uint64_t> EpochCursor::epoch_order(std::int64_t count, std::uin
   return order;
 }
 
+void TrainingData::skip_batch(std::int64_t, const StepNoise&) {
+  throw ValueError(cat("skip_batch: ", describe(), " makes its batches as it serves them (a recorded step gathers "
+                       "only data kept on the device)"));
+}
+
+Tensor TrainingData::gather_batch(std::int64_t, std::int64_t, const std::int64_t*) {
+  throw ValueError(cat("gather_batch: ", describe(), " is not gathered on the device"));
+}
+
 const std::uint64_t* EpochCursor::next(std::int64_t batch_size, const StepNoise& noise) {
   FM_CHECK(batch_size <= count_, ValueError, "train.batch_size: ", batch_size, " is larger than ", what_);
   FM_CHECK(noise.first_sample == 0, ValueError, "epochs over stored examples serve whole batches (first sample ",
@@ -80,7 +89,10 @@ const RowIndex& EpochCursor::order_on(Device device) {
   if (device_order_version_ != order_version_ || device_order_.device() != device) {
     // One copy of the order per epoch (4 bytes an example), instead of a batch of data per step.
     const std::vector<std::int32_t> rows(order_.begin(), order_.end());
-    device_order_ = RowIndex(rows, count_, device);
+    if (device_order_version_ != 0 && device_order_.device() == device)
+      device_order_.overwrite(rows);
+    else
+      device_order_ = RowIndex(rows, count_, device);
     device_order_version_ = order_version_;
   }
   return device_order_;
@@ -107,12 +119,27 @@ void ImageEpochs::keep_on(Device device) {
   device_images_ = device == Device::CPU ? Tensor() : all_images().to(device);
 }
 
-Tensor ImageEpochs::next_batch(std::int64_t batch_size, const StepNoise& noise) {
+const std::uint64_t* ImageEpochs::advance(std::int64_t batch_size, const StepNoise& noise) {
   const std::uint64_t* indices = cursor_.next(batch_size, noise);
   if (!labels_.empty()) {  // labels stay on the host: the model's embedding takes a host vector
     last_labels_.resize(std::size_t(batch_size));
     for (std::int64_t b = 0; b < batch_size; ++b) last_labels_[std::size_t(b)] = labels_[indices[b]];
   }
+  return indices;
+}
+
+void ImageEpochs::skip_batch(std::int64_t batch_size, const StepNoise& noise) {
+  advance(batch_size, noise);
+  if (device_ != Device::CPU) cursor_.order_on(device_);  // a new epoch's order, into the same buffer
+}
+
+Tensor ImageEpochs::gather_batch(std::int64_t batch_size, std::int64_t position, const std::int64_t* position_on_device) {
+  FM_CHECK(device_ != Device::CPU, DeviceError, "gather_batch: ", describe(), " is served from the host");
+  return take_rows(device_images_, cursor_.order_on(device_), position, batch_size, position_on_device);
+}
+
+Tensor ImageEpochs::next_batch(std::int64_t batch_size, const StepNoise& noise) {
+  const std::uint64_t* indices = advance(batch_size, noise);
   if (device_ != Device::CPU)  // the same rows in the same order, gathered on the device
     return take_rows(device_images_, cursor_.order_on(device_), cursor_.batch_start(), batch_size);
   const std::int64_t image_size = rows_ * cols_;

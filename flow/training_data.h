@@ -51,6 +51,20 @@ class TrainingData {
   // and the label of each row of the last next_batch (empty when unlabelled).
   virtual int num_classes() const { return 0; }
   virtual std::vector<std::int32_t> batch_labels() const { return {}; }
+
+  // ---- for a recorded training step (flow/trainer.cpp), which makes its batch inside the recording
+  // True for data whose batches are gathered on the device from a stored table through an epoch
+  // order that stays in one device buffer (ImageEpochs after keep_on(CUDA)).
+  virtual bool gathers_on_device() const { return false; }
+  // next_batch's bookkeeping without the gather: on to the next batch (a new epoch's order copied
+  // into the same buffer).
+  virtual void skip_batch(std::int64_t batch_size, const StepNoise& noise);
+  // Where in its epoch's order the batch `ahead` batches after the last one starts (0: the last one),
+  // if no new epoch begins before it: what a recording plans its gathers by.
+  virtual std::int64_t batch_position(std::int64_t /*ahead*/, std::int64_t /*batch_size*/) const { return 0; }
+  // The batch of batch_size rows from position *position_on_device of the current epoch's order (a
+  // device word, read when the gather runs); `position` is the host's value of it, which is checked.
+  virtual Tensor gather_batch(std::int64_t batch_size, std::int64_t position, const std::int64_t* position_on_device);
 };
 
 // Fresh draws from a 2-D distribution each step (an infinite data set): point i of step s is made
@@ -89,7 +103,8 @@ class EpochCursor {
   // Where the last batch of next() starts in its epoch's order.
   std::int64_t batch_start() const { return batch_start_; }
   // The order of the last batch's epoch as a RowIndex on `device`: uploaded when the order changes
-  // (once an epoch, and after a resume), then reused by every batch of the epoch (take_rows).
+  // (once an epoch, and after a resume), then reused by every batch of the epoch (take_rows). Always
+  // the same buffer once made (a new order is copied into it), so a recorded gather keeps reading it.
   const RowIndex& order_on(Device device);
   std::int64_t epoch() const { return epoch_; }
   WordState state() const;
@@ -122,6 +137,12 @@ class ImageEpochs : public TrainingData {
               int classes = 0);
   Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) override;
   void keep_on(Device device) override;
+  bool gathers_on_device() const override { return device_ == Device::CUDA; }
+  void skip_batch(std::int64_t batch_size, const StepNoise& noise) override;
+  std::int64_t batch_position(std::int64_t ahead, std::int64_t batch_size) const override {
+    return cursor_.batch_start() + ahead * batch_size;  // batches follow one another in the order
+  }
+  Tensor gather_batch(std::int64_t batch_size, std::int64_t position, const std::int64_t* position_on_device) override;
   Shape example_shape() const override { return {1, rows_, cols_}; }
   std::int64_t epoch() const override { return cursor_.epoch(); }
   std::int64_t size() const { return count_; }
@@ -147,6 +168,7 @@ class ImageEpochs : public TrainingData {
   EpochCursor cursor_;
   ImageEpochs(const std::string& images_path, const io::IdxImages& images, std::int64_t limit);
   void read_labels(const std::string& labels_path, int classes);  // fills labels_, num_classes_
+  const std::uint64_t* advance(std::int64_t batch_size, const StepNoise& noise);  // cursor and labels
 };
 
 // Reflow pairs (flow/reflow_pairs.h) visited in shuffled epochs: next_batch gives the x1 rows and

@@ -24,8 +24,10 @@ template <typename T>
 void embedding_backward_cpu(const T* dout, const std::int32_t* index, T* dtable, int count, int rows, int dim);
 
 // index is a device pointer too.
+// index_offset (optional, a device word): the lookup reads index[*index_offset + i] instead, the
+// offset read as the kernel runs (a recorded training step's batch position: core/ops.h take_rows).
 void embedding_forward_cuda(const float* table, const std::int32_t* index, float* out, int count, int rows,
-                            int dim);
+                            int dim, const std::int64_t* index_offset = nullptr);
 void embedding_backward_cuda(const float* dout, const std::int32_t* index, float* dtable, int count, int rows,
                              int dim);
 

@@ -32,6 +32,23 @@ enum class UpdateRule { None, SGD, Adam };
 
 // Everything the update of one range needs. Pointers are to the range's first element; a buffer a
 // rule does not use may be null. The scalars are already of the element type.
+// The scalars of a training step that change from one step to the next, as a recorded step (a CUDA
+// graph, flow/trainer.cpp) reads them from device memory: its launches cannot take new arguments,
+// so each replay first copies its step's row of a table the host uploaded ahead of time into one
+// fixed row (select_step_scalars_cuda), and the kernels below read that row in place of the matching
+// launch arguments. Each value is what the launch argument would have been (the host's double
+// converted to float), so a replayed step computes the bits of an eager one.
+struct StepScalars {
+  float lr = 0;                  // SGD
+  float decoupled_factor = 0;    // AdamW: 1 − lr·λ
+  float neg_step_size = 0;       // Adam: −lr / (1 − β1^t)
+  float inverse_sqrt_bias2 = 0;  // Adam: 1 / √(1 − β2^t)
+  float ema_decay = 0, ema_one_minus_decay = 0;
+  std::int32_t begins_epoch = 0;  // the step's batch began a data epoch (accumulate_loss)
+  std::uint32_t philox_step = 0;  // the step in its random numbers' Philox places (kernels/random.h)
+  std::int64_t batch_start = 0;   // where the step's batch starts in its epoch's order (take_rows)
+};
+
 template <typename T>
 struct FusedStepArgs {
   T* param = nullptr;
@@ -57,6 +74,9 @@ struct FusedStepArgs {
   bool has_momentum = false, first_momentum_step = false, nesterov = false;
   T momentum_value = 0, one_minus_dampening = 0, lr = 0;
   T ema_decay = 0, ema_one_minus_decay = 0;
+  // CUDA only: when set, lr, decoupled_factor, neg_step_size, inverse_sqrt_bias2 and the EMA's two
+  // scalars are read from this device row instead (a recorded step).
+  const StepScalars* per_step = nullptr;
 };
 
 // a·x + b, exactly as UnaryOp::Affine computes it.
@@ -189,7 +209,12 @@ FM_HOST_DEVICE void accumulate_loss_slots(double* slots, double loss, bool begin
 }
 template <typename T>
 void accumulate_loss_cpu(double* slots, const T* loss, bool begins_epoch);
-void accumulate_loss_cuda(double* slots, const float* loss, bool begins_epoch);  // one thread, one launch
+// One thread, one launch. With per_step set, its begins_epoch replaces the argument (a recorded step).
+void accumulate_loss_cuda(double* slots, const float* loss, bool begins_epoch, const StepScalars* per_step = nullptr);
+
+// *current ← table[*index]; *index ← *index + 1 (one thread, one launch; device pointers). The first
+// launch of a recorded step: the replay's row of the table uploaded for the steps ahead.
+void select_step_scalars_cuda(StepScalars* current, std::int64_t* index, const StepScalars* table);
 
 // ---- the global squared gradient norm on CUDA, in two launches whatever the number of parameters
 // (clip_step_and_update_ema on the device, nn/optim.h). A deterministic two-stage reduction:

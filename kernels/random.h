@@ -24,6 +24,9 @@ struct PhiloxPlace {
   std::uint32_t stream = 0;
   std::uint32_t step = 0;
   std::uint32_t first_sample = 0;
+  // CUDA only: when set, the step is read from this device word as the kernel runs, in place of
+  // `step` (a recorded training step, whose launches keep the arguments they were recorded with).
+  const std::uint32_t* step_on_device = nullptr;
 };
 
 template <typename T>

@@ -16,9 +16,9 @@ EMA::EMA(Module& model, double decay, bool warmup) : model_(&model), decay_(deca
   for (const auto& [name, parameter] : model.named_parameters()) shadows_[name] = parameter.detach().clone();
 }
 
-double EMA::current_decay() const {
+double EMA::decay_at(std::int64_t update) const {
   if (!warmup_) return decay_;
-  return std::min(decay_, (1.0 + double(num_updates_)) / (10.0 + double(num_updates_)));
+  return std::min(decay_, (1.0 + double(update)) / (10.0 + double(update)));
 }
 
 void EMA::set_num_updates(std::int64_t count) {

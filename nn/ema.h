@@ -31,7 +31,8 @@ class EMA {
   void copy_to(Module& model) const;  // overwrite another model of the same architecture
 
   double decay() const { return decay_; }
-  double current_decay() const;  // the decay the next update() will use
+  double current_decay() const { return decay_at(num_updates_); }  // the decay the next update() will use
+  double decay_at(std::int64_t update) const;  // the decay of update number `update` (from 0)
   std::int64_t num_updates() const { return num_updates_; }
   void set_num_updates(std::int64_t count);  // restore it from a checkpoint (it affects warm-up only)
 

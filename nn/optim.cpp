@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <tuple>
 
 #include "core/autograd.h"
 #include "core/ops.h"
@@ -130,7 +131,8 @@ const FlatParameters* Optimizer::fused_layout() const {
   return layout;
 }
 
-void Optimizer::set_clip(const FusedExtras& extras, FusedStepHyperparameters& hyper, FusedStepBuffers& buffers) {
+void Optimizer::set_extras(const FusedExtras& extras, FusedStepHyperparameters& hyper, FusedStepBuffers& buffers) {
+  buffers.per_step = extras.per_step;
   hyper.clip = extras.clip;
   hyper.clip_scale = extras.clip_scale;
   if (extras.clip_sum_of_squares.defined()) {
@@ -158,8 +160,32 @@ double Optimizer::clip_step_and_update_ema(Module& model, double max_norm, EMA* 
   return clip_step_and_update_ema_async(model, max_norm, ema).value();
 }
 
-GradNorm Optimizer::clip_step_and_update_ema_async(Module& model, double max_norm, EMA* ema) {
+bool Optimizer::step_scalars_ahead(const Module& model, const EMA* ema, std::int64_t ahead, double lr,
+                                   StepScalars& row) const {
+  // The conditions under which clip_step_and_update_ema_async runs the fused pass on CUDA.
+  if (&model != module_ || (ema && &ema->model() != module_)) return false;
+  const FlatParameters* layout = module_->flat_parameters();
+  if (!layout || layout->values().device() != Device::CUDA || !rule_scalars_ahead(*layout, ahead, lr, row)) return false;
+  // The EMA's scalars as fused_update converts them (EMA::current_decay() of that update).
+  const double decay = ema ? ema->decay_at(ema->num_updates() + ahead) : 0.0;
+  row.ema_decay = float(decay);
+  row.ema_one_minus_decay = float(ema ? 1.0 - decay : 0.0);
+  return true;
+}
+
+void Optimizer::count_replayed_update(EMA* ema) {
+  const FlatParameters* layout = fused_layout();
+  FM_CHECK(layout, ValueError, "count_replayed_update: the optimiser has no fused pass to have replayed");
+  count_replayed_rule_update(*layout);
+  if (ema) ema->count_update();
+}
+
+GradNorm Optimizer::clip_step_and_update_ema_async(Module& model, double max_norm, EMA* ema,
+                                                   const StepScalars* per_step) {
   const FlatParameters* layout = &model == module_ && (!ema || &ema->model() == module_) ? fused_layout() : nullptr;
+  FM_CHECK(!per_step || (layout && layout->values().device() == Device::CUDA), ValueError,
+           "clip_step_and_update_ema: per-step scalars from the device need the fused pass on CUDA (the optimiser "
+           "built on this model, flattened, on CUDA)");
   if (!layout) {  // the reference: three calls, one tensor op after another
     const double norm = clip_grad_norm(model, max_norm);
     step();
@@ -203,6 +229,7 @@ GradNorm Optimizer::clip_step_and_update_ema_async(Module& model, double max_nor
     if (!norm_offsets_.empty()) total_squares = device_sum_of_squares(layout->grads(), norm_offsets_, norm_counts_);
     FusedExtras extras;
     extras.ema = ema;
+    extras.per_step = per_step;
     if (total_squares.defined() && std::isfinite(max_norm)) {
       extras.clip_sum_of_squares = total_squares;
       extras.clip_max_norm = max_norm;
@@ -284,7 +311,7 @@ void SGD::fused_update(const FlatParameters& layout, const FusedExtras& extras) 
   }
   if (extras.ema) buffers.shadow = extras.ema->flat_shadows(layout);
   FusedStepHyperparameters hyper;
-  set_clip(extras, hyper, buffers);
+  set_extras(extras, hyper, buffers);
   hyper.rule = FusedUpdateRule::SGD;
   hyper.weight_decay = options_.weight_decay != 0;
   hyper.weight_decay_value = options_.weight_decay;
@@ -311,6 +338,22 @@ void SGD::fused_update(const FlatParameters& layout, const FusedExtras& extras) 
   };
   fused_step_by_runs(layout, buffers, group_of, hyperparameters_of);
   if (extras.ema) extras.ema->count_update();
+}
+
+bool SGD::rule_scalars_ahead(const FlatParameters& layout, std::int64_t, double lr, StepScalars& row) const {
+  // One row serves the pass unless a parameter is at its first momentum step (another group) or its
+  // buffer is not yet in the flat state buffer (that copy is work of one step, not of every replay).
+  if (options_.momentum != 0) {
+    if (!flat_momentum_.bound_to(layout)) return false;
+    for (std::size_t k = 0; k < layout.size(); ++k) {
+      if (!has_grad(layout, k)) continue;
+      const auto found = momentum_buffers_.find(layout.name(k));
+      if (found == momentum_buffers_.end() || found->second.impl() != flat_momentum_.view(k).impl()) return false;
+    }
+  }
+  row.lr = float(lr);
+  row.decoupled_factor = row.neg_step_size = row.inverse_sqrt_bias2 = 0;
+  return true;
 }
 
 StateDict SGD::state_dict() const {
@@ -397,7 +440,7 @@ void Adam::fused_update(const FlatParameters& layout, const FusedExtras& extras)
   if (extras.ema) buffers.shadow = extras.ema->flat_shadows(layout);
   const double beta1 = options_.beta1, beta2 = options_.beta2, weight_decay = options_.weight_decay;
   FusedStepHyperparameters hyper;
-  set_clip(extras, hyper, buffers);
+  set_extras(extras, hyper, buffers);
   hyper.rule = FusedUpdateRule::Adam;
   hyper.weight_decay = weight_decay != 0;
   hyper.decoupled = decoupled_weight_decay_;
@@ -419,16 +462,48 @@ void Adam::fused_update(const FlatParameters& layout, const FusedExtras& extras)
       h.rule = FusedUpdateRule::None;
       return h;
     }
-    // The scalars of the per-parameter code, computed the same way in double.
-    const double bias_correction1 = 1.0 - std::pow(beta1, double(step_of_[k]));
-    const double bias_correction2 = 1.0 - std::pow(beta2, double(step_of_[k]));
-    const double step_size = lr_ / bias_correction1;
-    h.inverse_sqrt_bias2 = 1.0 / std::sqrt(bias_correction2);  // x / b is affine(x, 1/b, 0)
-    h.neg_step_size = -step_size;
+    std::tie(h.inverse_sqrt_bias2, h.neg_step_size) = bias_corrected(step_of_[k], lr_);
     return h;
   };
   fused_step_by_runs(layout, buffers, group_of, hyperparameters_of);
   if (extras.ema) extras.ema->count_update();
+}
+
+std::pair<double, double> Adam::bias_corrected(std::int64_t t, double lr) const {
+  // The scalars of the per-parameter code, computed the same way in double.
+  const double bias_correction1 = 1.0 - std::pow(options_.beta1, double(t));
+  const double bias_correction2 = 1.0 - std::pow(options_.beta2, double(t));
+  const double step_size = lr / bias_correction1;
+  return {1.0 / std::sqrt(bias_correction2), -step_size};  // x / b is affine(x, 1/b, 0)
+}
+
+bool Adam::rule_scalars_ahead(const FlatParameters& layout, std::int64_t ahead, double lr, StepScalars& row) const {
+  // One row serves the pass when every parameter with a gradient is at the same step count (one
+  // group), and its moments already live in the flat state buffers: a first step's zeroing or a
+  // loaded state's copy into them is work of that step alone, not of every replay.
+  if (!flat_exp_avg_.bound_to(layout) || !flat_exp_avg_sq_.bound_to(layout)) return false;
+  std::int64_t count = -1;
+  for (std::size_t k = 0; k < layout.size(); ++k) {
+    if (!has_grad(layout, k)) continue;
+    const auto found = state_.find(layout.name(k));
+    if (found == state_.end() || found->second.exp_avg.impl() != flat_exp_avg_.view(k).impl() ||
+        found->second.exp_avg_sq.impl() != flat_exp_avg_sq_.view(k).impl())
+      return false;
+    if (count >= 0 && found->second.step != count) return false;
+    count = found->second.step;
+  }
+  if (count < 0) return false;  // no gradient at all: nothing to update
+  const auto [inverse_sqrt_bias2, neg_step_size] = bias_corrected(count + 1 + ahead, lr);
+  row.inverse_sqrt_bias2 = float(inverse_sqrt_bias2);
+  row.neg_step_size = float(neg_step_size);
+  row.decoupled_factor = float(1.0 - lr * options_.weight_decay);
+  row.lr = float(lr);
+  return true;
+}
+
+void Adam::count_replayed_rule_update(const FlatParameters& layout) {
+  for (std::size_t k = 0; k < layout.size(); ++k)
+    if (has_grad(layout, k)) state_[layout.name(k)].step += 1;
 }
 
 StateDict Adam::state_dict() const {

@@ -34,16 +34,12 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "core/ops_optim.h"
 #include "nn/flat_parameters.h"
 #include "nn/module.h"
-
-namespace fm {
-struct FusedStepHyperparameters;  // core/ops_optim.h
-struct FusedStepBuffers;
-class HostReadback;
-}  // namespace fm
 
 namespace fm::nn {
 
@@ -92,7 +88,23 @@ class Optimizer {
   // on the device, and the norm is returned unread (GradNorm::value() reads it). On CUDA the fused
   // pass is three launches whatever the number of parameter tensors (the norm's two stages, the
   // update), plus one per extra run of parameters that need other scalars or have no gradient.
-  GradNorm clip_step_and_update_ema_async(Module& model, double max_norm, EMA* ema);
+  // per_step (CUDA, the fused pass only): the pass reads its step-dependent scalars (learning rate,
+  // bias corrections, EMA decay) from that device row instead of its launch arguments, so that it can
+  // be recorded in a CUDA graph and replayed (flow/trainer.cpp). The host's bookkeeping (Adam's step
+  // counts, the EMA's update count) advances as for any step.
+  GradNorm clip_step_and_update_ema_async(Module& model, double max_norm, EMA* ema,
+                                          const StepScalars* per_step = nullptr);
+
+  // ---- for a recorded step, whose fused pass is replayed without the host
+  // The row of scalars the fused pass of clip_step_and_update_ema_async(model, ·, ema) will use `ahead`
+  // passes after the next one (0: the next), at learning rate lr: written to `row` (begins_epoch
+  // untouched). False, `row` unspecified, when that pass would not run from one row: not the fused
+  // CUDA pass, or parameters at different Adam step counts, or an SGD parameter at its first
+  // momentum step.
+  bool step_scalars_ahead(const Module& model, const EMA* ema, std::int64_t ahead, double lr, StepScalars& row) const;
+  // A replay ran the recorded pass: advances what the host keeps (Adam's step counts, the EMA's
+  // update count) as running the pass would have.
+  void count_replayed_update(EMA* ema);
 
   // name → tensor (copies, safe to keep); see the header comment for the keys.
   virtual StateDict state_dict() const = 0;
@@ -120,13 +132,19 @@ class Optimizer {
     Tensor clip_sum_of_squares;
     double clip_max_norm = 0.0;
     EMA* ema = nullptr;
+    const StepScalars* per_step = nullptr;  // see clip_step_and_update_ema_async
   };
-  // Puts the extras' clipping into the fused step's hyperparameters and buffers.
-  static void set_clip(const FusedExtras& extras, FusedStepHyperparameters& hyper, FusedStepBuffers& buffers);
+  // Puts the extras' clipping and per-step row into the fused step's hyperparameters and buffers.
+  static void set_extras(const FusedExtras& extras, FusedStepHyperparameters& hyper, FusedStepBuffers& buffers);
   // The module's flat layout when the fused path can run (gradients moved into their homes), else null.
   const FlatParameters* fused_layout() const;
   // One pass over `layout`: clip, this optimiser's rule, the EMA.
   virtual void fused_update(const FlatParameters& layout, const FusedExtras& extras) = 0;
+  // This rule's part of step_scalars_ahead (lr and, for Adam, the bias corrections and decay factor),
+  // and of count_replayed_update.
+  virtual bool rule_scalars_ahead(const FlatParameters& layout, std::int64_t ahead, double lr,
+                                  StepScalars& row) const = 0;
+  virtual void count_replayed_rule_update(const FlatParameters&) {}
   static bool has_grad(const FlatParameters& layout, std::size_t k) {
     return layout.parameter(k).impl()->grad.defined();
   }
@@ -159,6 +177,8 @@ class SGD : public Optimizer {
  private:
   void check_options();
   void fused_update(const FlatParameters& layout, const FusedExtras& extras) override;
+  bool rule_scalars_ahead(const FlatParameters& layout, std::int64_t ahead, double lr,
+                          StepScalars& row) const override;
   SGDOptions options_;
   std::map<std::string, Tensor> momentum_buffers_;
   FlatState flat_momentum_;
@@ -192,6 +212,12 @@ class Adam : public Optimizer {
     std::int64_t step = 0;
   };
   void fused_update(const FlatParameters& layout, const FusedExtras& extras) override;
+  bool rule_scalars_ahead(const FlatParameters& layout, std::int64_t ahead, double lr,
+                          StepScalars& row) const override;
+  void count_replayed_rule_update(const FlatParameters& layout) override;
+  // Adam's bias-corrected scalars at step count t (1 for the first step), in double as the
+  // per-parameter code computes them: {1/√(1 − β2^t), −lr/(1 − β1^t)}.
+  std::pair<double, double> bias_corrected(std::int64_t t, double lr) const;
   AdamOptions options_;
   std::map<std::string, ParameterState> state_;
   FlatState flat_exp_avg_, flat_exp_avg_sq_;

@@ -7,11 +7,16 @@
 //     between replays (they are put back before each replay), reading every step or only the last;
 //   * a step that cannot be recorded runs eagerly with the same numbers: a path that reads its times
 //     on the host (cosine), anomaly mode (its checks read values back);
-//   * a resumed run records again after one eager step and continues as the eager run.
+//   * a resumed run records again after one eager step and continues as the eager run;
+//   * the optimiser pass recorded too, its per-step scalars (learning rate, bias corrections, EMA decay,
+//     epoch starts) from the device: Adam, AdamW, SGD with moving schedules, windows of planned steps;
+//   * images kept on the device: the batch, x0 and t made inside the recording, a step one graph launch;
+//     resumed from a checkpoint into new objects, the run continues as the eager one.
 #include <catch2/catch.hpp>
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/autograd.h"
@@ -32,7 +37,8 @@ using namespace fm::flow;
 
 namespace {
 
-// Twelve random 8x8 images on the device, served four at a time in turn (a new batch every step).
+// Twelve random 8x8 images on the device, served four at a time in turn (a new batch every step);
+// an epoch is three batches.
 class DeviceImages : public TrainingData {
  public:
   DeviceImages() {
@@ -43,6 +49,7 @@ class DeviceImages : public TrainingData {
     REQUIRE(batch_size == 4);
     return table_.narrow(0, (batches_++ % 3) * 4, 4);
   }
+  std::int64_t epoch() const override { return (batches_ - 1) / 3; }
   Shape example_shape() const override { return {1, 8, 8}; }
   std::string describe() const override { return "device images"; }
 
@@ -52,11 +59,13 @@ class DeviceImages : public TrainingData {
 };
 
 struct Run {
-  std::vector<double> losses;
+  std::vector<double> losses, grad_norms, epoch_losses;
   std::vector<double> weights, ema_weights;
   std::int64_t replayed = 0;
+  bool update_recorded = false;        // FlowTrainer::update_recorded() at the end
   std::string note;                    // FlowTrainer::recording_note()
   kernels::RuntimeCounters last_step;  // the counters of the last step
+  kernels::RuntimeCounters replayed_steps;  // the counters of steps 3 … (all replayed), summed
 };
 
 struct TrainSetup {
@@ -66,23 +75,44 @@ struct TrainSetup {
   // norm makes it scale every step.
   bool optimizer_from_list = false;
   bool read_every_step = true;  // else the loss is read at the last step only, as fmtrain's log steps do
+  std::string optimizer = "adam";  // "adam", "adamw" (weight decay 0.1), "sgd" (Nesterov momentum)
+  // The learning rate and the EMA's decay change every step: warm-up, then cosine; EMA warm-up.
+  bool moving_scalars = false;
+  std::int64_t step_scalars_window = 256;  // TrainerOptions::step_scalars_window
 };
 
 // Trains `steps` steps (clip 0.5, Adam, EMA 0.9, logit-normal times) and keeps what must match.
 template <typename Model, typename Data>
 Run train(Model& model, Data& data, const std::string& scheduler, bool record, int steps, TrainSetup setup = {}) {
   model.to(Device::CUDA);
-  std::unique_ptr<nn::Adam> optimizer_made = setup.optimizer_from_list
-                                                 ? std::make_unique<nn::Adam>(model.named_parameters())
-                                                 : std::make_unique<nn::Adam>(model);
-  nn::Adam& optimizer = *optimizer_made;
-  nn::EMA ema(model, 0.9);
+  std::unique_ptr<nn::Optimizer> optimizer_made;
+  if (setup.optimizer == "sgd") {
+    optimizer_made = std::make_unique<nn::SGD>(model, nn::SGDOptions{0.05, 0.9, 0.0, 1e-3, true});
+  } else if (setup.optimizer == "adamw") {
+    nn::AdamOptions adamw = nn::AdamW::default_options();
+    adamw.weight_decay = 0.1;
+    optimizer_made = std::make_unique<nn::AdamW>(model, adamw);
+  } else {
+    optimizer_made = setup.optimizer_from_list ? std::make_unique<nn::Adam>(model.named_parameters())
+                                               : std::make_unique<nn::Adam>(model);
+  }
+  nn::Optimizer& optimizer = *optimizer_made;
+  nn::EMA ema(model, 0.9, /*warmup=*/setup.moving_scalars);
+  nn::LRSchedule schedule;
+  if (setup.moving_scalars) {
+    schedule.kind = nn::LRSchedule::Kind::Cosine;
+    schedule.base_lr = 3e-3;
+    schedule.warmup_steps = 3;
+    schedule.total_steps = steps;
+    schedule.final_lr = 1e-4;
+  }
   TrainerOptions options;
-  options.batch_size = std::is_same_v<Data, DeviceImages> ? 4 : 32;
+  options.batch_size = std::is_same_v<Data, PointStream> ? 32 : 4;
   options.grad_clip = setup.optimizer_from_list ? 1e-3 : 0.5;
   options.device = Device::CUDA;
   options.record_steps = record;
-  FlowTrainer trainer(model, optimizer, nn::LRSchedule{}, &ema, data, make_path(scheduler),
+  options.step_scalars_window = setup.step_scalars_window;
+  FlowTrainer trainer(model, optimizer, schedule, &ema, data, make_path(scheduler),
                       make_time_sampler("logit_normal"), 77, options);
   AnomalyModeGuard anomaly(setup.anomaly_mode);
   Run run;
@@ -90,15 +120,48 @@ Run train(Model& model, Data& data, const std::string& scheduler, bool record, i
     const kernels::RuntimeCounters before = kernels::runtime_counters();
     trainer.run_step();
     run.last_step = kernels::runtime_counters() - before;
-    if (setup.read_every_step || i + 1 == steps) run.losses.push_back(trainer.last_step_stats().loss);
+    if (i >= 2) {  // (the counters have no operator+: a − (−b) sums them field by field)
+      const kernels::RuntimeCounters none{};
+      run.replayed_steps = run.replayed_steps - (none - run.last_step);
+    }
+    if (setup.read_every_step || i + 1 == steps) {
+      const StepStats stats = trainer.last_step_stats();
+      run.losses.push_back(stats.loss);
+      run.grad_norms.push_back(stats.grad_norm);
+      if (trainer.last_step_began_epoch()) run.epoch_losses.push_back(trainer.finished_epoch_loss().sum);
+    }
   }
+  run.epoch_losses.push_back(trainer.take_loss_sum().sum);
   for (const auto& [name, p] : model.named_parameters())
     for (double v : p.to_vector()) run.weights.push_back(v);
   for (const auto& [name, shadow] : ema.state_dict())
     for (double v : shadow.to_vector()) run.ema_weights.push_back(v);
   run.replayed = trainer.replayed_steps();
+  run.update_recorded = trainer.update_recorded();
   run.note = trainer.recording_note();
   return run;
+}
+
+// The moons MLP trained eagerly and recorded, from the same weights and data.
+struct EagerAndRecorded {
+  Run eager, recorded;
+};
+EagerAndRecorded train_moons_both_ways(int steps, const TrainSetup& setup, const std::string& scheduler = "condot") {
+  Generator init_a(3), init_b(3);
+  nn::VelocityMLP model_a(nn::MLPConfig{2, 32, 2}, init_a), model_b(nn::MLPConfig{2, 32, 2}, init_b);
+  PointStream data_a(make_toy_distribution("moons")), data_b(make_toy_distribution("moons"));
+  EagerAndRecorded runs;
+  runs.eager = train(model_a, data_a, scheduler, false, steps, setup);
+  runs.recorded = train(model_b, data_b, scheduler, true, steps, setup);
+  return runs;
+}
+
+void require_same_training(const Run& recorded, const Run& eager) {
+  REQUIRE(recorded.losses == eager.losses);
+  REQUIRE(recorded.grad_norms == eager.grad_norms);
+  REQUIRE(recorded.epoch_losses == eager.epoch_losses);
+  REQUIRE(recorded.weights == eager.weights);
+  REQUIRE(recorded.ema_weights == eager.ema_weights);
 }
 
 template <typename MakeModel, typename MakeData>
@@ -112,9 +175,8 @@ void require_recorded_equals_eager(MakeModel make_model, MakeData make_data, int
   REQUIRE(eager.replayed == 0);
   REQUIRE(recorded.replayed == steps - 1);  // the first step flattens the parameters, eagerly
   REQUIRE(recorded.note.empty());
-  REQUIRE(recorded.losses == eager.losses);
-  REQUIRE(recorded.weights == eager.weights);
-  REQUIRE(recorded.ema_weights == eager.ema_weights);
+  REQUIRE(recorded.update_recorded);
+  require_same_training(recorded, eager);
   REQUIRE(recorded.last_step.graph_replays == 1);
   REQUIRE(recorded.last_step.synchronizations == 0);
   REQUIRE(recorded.last_step.kernel_launches * 3 < eager.last_step.kernel_launches);
@@ -150,16 +212,83 @@ TEST_CASE("recorded steps match eager ones with the reference optimiser path cli
     TrainSetup setup;
     setup.optimizer_from_list = true;
     setup.read_every_step = read_every_step;
-    Generator init_a(3), init_b(3);
-    nn::VelocityMLP model_a(nn::MLPConfig{2, 32, 2}, init_a), model_b(nn::MLPConfig{2, 32, 2}, init_b);
-    PointStream data_a(make_toy_distribution("moons")), data_b(make_toy_distribution("moons"));
-    const Run eager = train(model_a, data_a, "condot", false, 5, setup);
-    const Run recorded = train(model_b, data_b, "condot", true, 5, setup);
+    const auto [eager, recorded] = train_moons_both_ways(5, setup);
     REQUIRE(recorded.replayed == 4);
-    REQUIRE(recorded.losses == eager.losses);
-    REQUIRE(recorded.weights == eager.weights);
-    REQUIRE(recorded.ema_weights == eager.ema_weights);
+    REQUIRE_FALSE(recorded.update_recorded);  // the reference path: its pass stays eager
+    require_same_training(recorded, eager);
   }
+}
+
+TEST_CASE("a recorded step runs the optimiser pass in the graph with each step's scalars", "[gpu]") {
+  FM_REQUIRE_GPU();
+  // Warm-up then cosine learning rates and the EMA's warm-up change the scalars every step; a data
+  // epoch of three batches makes every third step's row differ from the plan (planned again there).
+  // Adam, AdamW and Nesterov SGD, each recorded against eager: the same bits.
+  for (const std::string optimizer : {"adam", "adamw", "sgd"}) {
+    INFO("optimizer " << optimizer);
+    TrainSetup setup;
+    setup.optimizer = optimizer;
+    setup.moving_scalars = true;
+    Generator init_a(5), init_b(5);
+    nn::UNet model_a(nn::UNetConfig::tiny(), init_a), model_b(nn::UNetConfig::tiny(), init_b);
+    DeviceImages data_a, data_b;
+    const Run eager = train(model_a, data_a, "condot", false, 8, setup);
+    const Run recorded = train(model_b, data_b, "condot", true, 8, setup);
+    REQUIRE(recorded.replayed == 7);
+    REQUIRE(recorded.update_recorded);
+    REQUIRE(eager.epoch_losses.size() == 3);  // two finished epochs and the sum of all eight
+    require_same_training(recorded, eager);
+    // Steps 3 … 8 are replays: nothing is read back, and the only copies to the device are the plans
+    // made again at the epochs' first steps (4 and 7), one copy each.
+    REQUIRE(recorded.replayed_steps.graph_replays == 6);
+    REQUIRE(recorded.replayed_steps.synchronizations == 0);
+    REQUIRE(recorded.replayed_steps.host_to_device_copies == 2);
+  }
+}
+
+TEST_CASE("a recorded step of images kept on the device is one graph launch and nothing else", "[gpu]") {
+  FM_REQUIRE_GPU();
+  // ImageEpochs on the device: the recording gathers the batch, draws x0 and t, steps Adam and the
+  // EMA and adds the loss, reading the batch position and the Philox step from the step's row. 14
+  // images in batches of 4: an epoch is 3 batches (the last 2 images dropped), with a new order.
+  test::TempDir dir("fm_recorded_images");
+  const std::string images = dir.file("images.idx");
+  test::write_idx_images(images, 14, 8, 8);
+  TrainSetup setup;
+  setup.moving_scalars = true;
+  Generator init_a(5), init_b(5);
+  nn::UNet model_a(nn::UNetConfig::tiny(), init_a), model_b(nn::UNetConfig::tiny(), init_b);
+  ImageEpochs data_a(images), data_b(images);
+  const Run eager = train(model_a, data_a, "condot", false, 8, setup);
+  const Run recorded = train(model_b, data_b, "condot", true, 8, setup);
+  REQUIRE(recorded.replayed == 7);
+  REQUIRE(recorded.update_recorded);
+  REQUIRE(eager.epoch_losses.size() == 4);  // epochs begin at steps 1, 4 and 7; then the sum of all eight
+  require_same_training(recorded, eager);
+  // Steps 3 … 8: no launch of the host's own, one graph each, no read back, no allocation; the only
+  // copies to the device are at the epochs' first steps (4 and 7): the new order (into the buffer the
+  // recording gathers from) and a new plan of scalars.
+  REQUIRE(recorded.replayed_steps.graph_replays == 6);
+  REQUIRE(recorded.replayed_steps.kernel_launches == 0);
+  REQUIRE(recorded.replayed_steps.library_calls == 0);
+  REQUIRE(recorded.replayed_steps.synchronizations == 0);
+  REQUIRE(recorded.replayed_steps.allocator_requests == 0);
+  REQUIRE(recorded.replayed_steps.host_to_device_copies == 4);
+}
+
+TEST_CASE("a recorded run longer than one upload of step scalars plans the next window", "[gpu]") {
+  FM_REQUIRE_GPU();
+  // 12 steps, windows of 4: the recording (step 2) plans steps 2-5, then steps 6 and 10 plan the
+  // next four. Over steps 3 … 12 that is two more copies to the device than the eager run's (the moons
+  // points, drawn on the host, are copied every step in both).
+  TrainSetup setup;
+  setup.moving_scalars = true;
+  setup.step_scalars_window = 4;
+  const auto [eager, recorded] = train_moons_both_ways(12, setup);
+  REQUIRE(recorded.replayed == 11);
+  REQUIRE(recorded.update_recorded);
+  require_same_training(recorded, eager);
+  REQUIRE(recorded.replayed_steps.host_to_device_copies == eager.replayed_steps.host_to_device_copies + 2);
 }
 
 TEST_CASE("a step that cannot be recorded runs eagerly with the same numbers", "[gpu]") {
@@ -167,13 +296,9 @@ TEST_CASE("a step that cannot be recorded runs eagerly with the same numbers", "
   for (bool anomaly_mode : {false, true}) {
     INFO("anomaly mode " << anomaly_mode);
     const std::string scheduler = anomaly_mode ? "condot" : "cosine";  // cosine reads its times on the host
-    Generator init_a(3), init_b(3);
-    nn::VelocityMLP model_a(nn::MLPConfig{2, 32, 2}, init_a), model_b(nn::MLPConfig{2, 32, 2}, init_b);
-    PointStream data_a(make_toy_distribution("moons")), data_b(make_toy_distribution("moons"));
     TrainSetup setup;
     setup.anomaly_mode = anomaly_mode;
-    const Run eager = train(model_a, data_a, scheduler, false, 3, setup);
-    const Run tried = train(model_b, data_b, scheduler, true, 3, setup);
+    const auto [eager, tried] = train_moons_both_ways(3, setup, scheduler);
     REQUIRE(tried.replayed == 0);
     // Anomaly mode was tried and refused (and says so); cosine is never tried.
     if (anomaly_mode) REQUIRE_THAT(tried.note, Catch::Contains("could not be recorded"));
@@ -213,4 +338,52 @@ TEST_CASE("a recorded run resumed from a checkpoint records again and continues 
     return losses;
   };
   REQUIRE(run(true) == run(false));
+}
+
+TEST_CASE("a recorded image run resumed into new objects continues as the eager run", "[gpu]") {
+  FM_REQUIRE_GPU();
+  // As fmtrain --resume does: four steps, a checkpoint, then a new model, optimiser, EMA and data
+  // set load it and take four more. Epochs of three batches, so the resumed run begins one (step 7)
+  // and its first replays gather from an order recomputed after the load.
+  test::TempDir dir("fm_recorded_resume");
+  const std::string images = dir.file("images.idx");
+  test::write_idx_images(images, 14, 8, 8);
+  auto run = [&](bool record) {
+    TrainerOptions options;
+    options.batch_size = 4;
+    options.grad_clip = 0.5;
+    options.device = Device::CUDA;
+    options.record_steps = record;
+    nn::LRSchedule schedule;
+    schedule.warmup_steps = 5;
+    const std::string checkpoint = dir.file(record ? "recorded.safetensors" : "eager.safetensors");
+    std::vector<double> losses, weights;
+    auto train_steps = [&](bool resume) {
+      Generator init(5);
+      nn::UNet model(nn::UNetConfig::tiny(), init);
+      model.to(Device::CUDA);
+      nn::AdamW optimizer(model);
+      nn::EMA ema(model, 0.99, /*warmup=*/true);
+      ImageEpochs data(images);
+      FlowTrainer trainer(model, optimizer, schedule, &ema, data, make_path("condot"),
+                          make_time_sampler("logit_normal"), 21, options);
+      if (resume) trainer.load_checkpoint(checkpoint);
+      for (int i = 0; i < 4; ++i) losses.push_back(trainer.train_step().loss);
+      if (!resume) trainer.save_checkpoint(checkpoint, {});
+      if (resume) {
+        REQUIRE(trainer.replayed_steps() == (record ? 3 : 0));  // the first step after the load is eager
+        REQUIRE(trainer.update_recorded() == record);
+        for (const auto& [name, p] : model.named_parameters())
+          for (double v : p.to_vector()) weights.push_back(v);
+        for (const auto& [name, shadow] : ema.state_dict())
+          for (double v : shadow.to_vector()) weights.push_back(v);
+      }
+    };
+    train_steps(false);
+    train_steps(true);
+    return std::make_pair(losses, weights);
+  };
+  const auto recorded = run(true), eager = run(false);
+  REQUIRE(recorded.first == eager.first);
+  REQUIRE(recorded.second == eager.second);
 }

@@ -20,6 +20,15 @@ constexpr int kThreads = 256;
 __global__ void fused_step_kernel(FusedStepArgs<float> args) {
   const std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
   if (i >= args.count) return;
+  if (args.per_step) {  // a recorded step: this step's scalars from the device (kernels/optimizer.h)
+    const StepScalars& row = *args.per_step;
+    args.lr = row.lr;
+    args.decoupled_factor = row.decoupled_factor;
+    args.neg_step_size = row.neg_step_size;
+    args.inverse_sqrt_bias2 = row.inverse_sqrt_bias2;
+    args.ema_decay = row.ema_decay;
+    args.ema_one_minus_decay = row.ema_one_minus_decay;
+  }
   bool clip = args.clip;
   float clip_scale = args.clip_scale;
   if (args.clip_sum_of_squares) {
@@ -38,8 +47,14 @@ __global__ void add_into_kernel(float* dst, const float* src, std::int64_t count
   dst[i] = dst[i] + src[i];
 }
 
-__global__ void accumulate_loss_kernel(double* slots, const float* loss, bool begins_epoch) {
-  accumulate_loss_slots(slots, double(*loss), begins_epoch);
+__global__ void accumulate_loss_kernel(double* slots, const float* loss, bool begins_epoch,
+                                       const StepScalars* per_step) {
+  accumulate_loss_slots(slots, double(*loss), per_step ? per_step->begins_epoch != 0 : begins_epoch);
+}
+
+__global__ void select_step_scalars_kernel(StepScalars* current, std::int64_t* index, const StepScalars* table) {
+  *current = table[*index];
+  *index = *index + 1;
 }
 
 // Block b sums the squares of its slice [b·per_block, min((b + 1)·per_block, count)); thread t takes
@@ -92,8 +107,13 @@ void sum_partials_cuda(const double* partials, std::int64_t count, float* out) {
   FM_CUDA_CHECK_LAUNCH();
 }
 
-void accumulate_loss_cuda(double* slots, const float* loss, bool begins_epoch) {
-  accumulate_loss_kernel<<<1, 1, 0, cuda_stream()>>>(slots, loss, begins_epoch);
+void accumulate_loss_cuda(double* slots, const float* loss, bool begins_epoch, const StepScalars* per_step) {
+  accumulate_loss_kernel<<<1, 1, 0, cuda_stream()>>>(slots, loss, begins_epoch, per_step);
+  FM_CUDA_CHECK_LAUNCH();
+}
+
+void select_step_scalars_cuda(StepScalars* current, std::int64_t* index, const StepScalars* table) {
+  select_step_scalars_kernel<<<1, 1, 0, cuda_stream()>>>(current, index, table);
   FM_CUDA_CHECK_LAUNCH();
 }
 

@@ -20,8 +20,9 @@ __global__ void philox_kernel(float* out, std::int64_t samples, std::int64_t per
   const std::int64_t k = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
   if (k >= samples * blocks_per_sample) return;
   const std::int64_t i = k / blocks_per_sample, b = k % blocks_per_sample;
+  const std::uint32_t step = p.step_on_device ? *p.step_on_device : p.step;
   const philox::Words w =
-      philox::block_at(p.seed, p.stream, p.step, std::uint32_t(p.first_sample + i), std::uint32_t(b));
+      philox::block_at(p.seed, p.stream, step, std::uint32_t(p.first_sample + i), std::uint32_t(b));
   float first, second;
   if (kNormal) {
     double a, c;
@@ -51,7 +52,8 @@ __global__ void philox_times_kernel(float* out, std::int64_t samples, PhiloxPlac
   const std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
   if (i >= samples) return;
   const double upper = 0x1.fffffep-1;  // the largest float below 1
-  out[i] = float(philox::time_at(law, upper, p.seed, p.stream, p.step, std::uint32_t(p.first_sample + i)));
+  const std::uint32_t step = p.step_on_device ? *p.step_on_device : p.step;
+  out[i] = float(philox::time_at(law, upper, p.seed, p.stream, step, std::uint32_t(p.first_sample + i)));
 }
 
 }  // namespace
