@@ -309,6 +309,18 @@ std::vector<std::string> lines_with(const std::string& text, const std::string& 
 std::string shipped_config(const std::string& name) { return std::string(FM_SOURCE_DIR) + "/configs/" + name; }
 
 // configs/moons.json on the CPU, short: `steps` steps logged every 20, a small final evaluation.
+// Waits (at most a minute) until a long job has logged its first step; fails if it ended before.
+void wait_for_first_log_step(FmtrainJob& job, const fs::path& run) {
+  const auto started = std::chrono::steady_clock::now();
+  while (!fs::exists(run / "metrics.jsonl") || fs::file_size(run / "metrics.jsonl") == 0) {
+    Finished early;
+    if (job.wait_for(0, &early))
+      FAIL("the job ended before its first log step (exit " << early.code << "):\n" << early.err);
+    REQUIRE(std::chrono::steady_clock::now() - started < std::chrono::seconds(60));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 std::vector<std::string> short_moons_args(const fs::path& out, std::int64_t steps, std::vector<std::string> more = {}) {
   std::vector<std::string> args = {shipped_config("moons.json"), "--out", out.string(),
                                    "--set", "device=cpu",  // not "auto": every rank on the CPU, GPU or not
@@ -435,14 +447,7 @@ TEST_CASE("data parallel: a rank killed with SIGKILL ends the whole job and the 
   // A run far longer than the test (it would take minutes); killed once it has logged a step.
   FmtrainJob job(2, short_moons_args(run, 1000000, {"train.log_every=10"}), scratch.path / "logs", "killed",
                  /*timeout_seconds=*/120);
-  const auto started = std::chrono::steady_clock::now();
-  while (!fs::exists(run / "metrics.jsonl") || fs::file_size(run / "metrics.jsonl") == 0) {
-    Finished early;
-    if (job.wait_for(0, &early))
-      FAIL("the job ended before its first log step (exit " << early.code << "):\n" << early.err);
-    REQUIRE(std::chrono::steady_clock::now() - started < std::chrono::seconds(60));
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  wait_for_first_log_step(job, run);
   const std::map<int, pid_t> ranks = job.rank_pids_by_rank();
   REQUIRE(ranks.size() == 2);
   REQUIRE(ranks.count(1));
@@ -465,6 +470,36 @@ TEST_CASE("data parallel: a rank killed with SIGKILL ends the whole job and the 
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     REQUIRE(!process_running(pid));
   }
+}
+
+TEST_CASE("data parallel: SIGINT to one rank stops every rank at the same step and the checkpoint resumes",
+          "[data_parallel][mpi]") {
+  if (skip_without_mpirun()) return;
+  const fm::test::TempDir scratch("fm_test_data_parallel_stop");
+  const fs::path run = scratch.path / "run", logs = scratch.path / "logs";
+  // A run far longer than the test; once it has logged a step, only rank 1 is asked to stop (as when
+  // a signal reaches the ranks apart). The ranks vote on it (tools/train_run.cpp): both stop at one
+  // step, rank 0 saves the checkpoint, and the job ends with fmtrain's stop code.
+  FmtrainJob job(2, short_moons_args(run, 1000000, {"train.log_every=10"}), logs, "stopped", /*timeout_seconds=*/120);
+  wait_for_first_log_step(job, run);
+  const std::map<int, pid_t> ranks = job.rank_pids_by_rank();
+  REQUIRE(ranks.count(1));
+  REQUIRE(::kill(ranks.at(1), SIGINT) == 0);
+  Finished done;
+  REQUIRE(job.wait_for(30, &done));  // else a rank waits in a collective the other never joins
+  INFO("stderr:\n" << done.err);
+  REQUIRE(done.code == 130);
+  const std::string said = "fmtrain: stopped at step ";
+  const std::size_t at = done.err.find(said);
+  REQUIRE(at != std::string::npos);
+  const long long stopped_at = std::atoll(done.err.c_str() + at + said.size());
+  REQUIRE(stopped_at > 0);
+  // The checkpoint holds that step on both ranks' behalf: two ranks resume from it and run 100 more
+  // (the shipped config's learning-rate warm-up is 100 steps: train.steps must exceed it).
+  const Finished resumed = run_fmtrain(
+      2, {"--resume", run.string(), "--set", "train.steps=" + std::to_string(stopped_at + 100)}, logs, "resumed");
+  require_success(resumed);
+  REQUIRE(resumed.err.find(" at step " + std::to_string(stopped_at)) != std::string::npos);  // "fmtrain: resuming RUN at step N"
 }
 
 TEST_CASE("data parallel: an error on one rank only ends the whole job in one tagged line", "[data_parallel][mpi]") {

@@ -206,8 +206,7 @@ class TrainingLoop {
     const std::int64_t checkpoint_every = train_["checkpoint_every"], sample_every = train_["sample_every"];
     const bool detect_anomaly = train_["detect_anomaly"];
     while (trainer_.step() < total_steps_) {
-      // The ranks of a data-parallel run stop at the same step (a signal may reach them apart).
-      if (dist::active() ? dist::any_rank(g_stop_requested != 0) : g_stop_requested != 0) return true;
+      if (stop_requested()) return true;
       try {
         AnomalyModeGuard anomaly_mode(detect_anomaly);
         trainer_.run_step();
@@ -230,6 +229,7 @@ class TrainingLoop {
         sample_picture(name, objects_.data->example_shape().size() == 1 ? 1000 : 64);
       }
     }
+    if (stop_vote_.pending()) stop_vote_.wait();  // the last vote, at the same point on every rank
     return false;
   }
 
@@ -365,6 +365,25 @@ class TrainingLoop {
   io::JsonlWriter* metrics_;
   const bool quiet_;
   bool recording_noted_ = false;  // the trainer's recording_note() was printed
+  // A stop request (SIGINT, SIGTERM) may reach the ranks of a data-parallel run apart, yet they must
+  // stop at the same step. They vote: before each step every rank starts an all-reduce of its flag
+  // and reads the one it started before the previous step, which travelled while that step ran (its
+  // gradient reductions drive MPI's progress). So no step waits on the others just to learn that
+  // nobody asked to stop; a stop takes effect one step later than the request. One process: the flag.
+  dist::PendingAllreduce stop_vote_;
+  Tensor stop_flag_ = Tensor::zeros({1});  // this rank's vote, summed over the ranks in place
+  bool stop_requested() {
+    if (!dist::active()) return g_stop_requested != 0;
+    bool stop = false;
+    if (stop_vote_.pending()) {
+      stop_vote_.wait();
+      stop = stop_flag_.data<float>()[0] > 0;
+    }
+    if (stop) return true;  // every rank read the same sum: all stop here
+    stop_flag_.data<float>()[0] = g_stop_requested != 0 ? 1.0f : 0.0f;
+    stop_vote_ = dist::start_allreduce_sum(stop_flag_);
+    return false;
+  }
   const std::int64_t total_steps_, batch_size_, log_every_;
   const double elapsed_before_;
   ProgressLine progress_;
