@@ -258,13 +258,17 @@ void FlowTrainer::run_step() {
   log_read_.valid = false;  // the numbers kept for the readers are the previous step's
   model_.train();
   if (replay_whole_step()) return;  // recorded inputs and all: the host only plans and launches
-  // The whole (global) batch is samples 0 … batch_size − 1 of this step. Every rank of a
-  // data-parallel job draws the whole batch's x1, x0 and labels (cheap next to the model, and a
-  // coupling must see the whole batch to pair it as one process would), then keeps its slice
-  // [first, end) of them; its times come from the same Philox places with first_sample = first.
-  const StepNoise noise{seed_, step_, 0};
+  // The whole (global) batch is samples 0 … batch_size − 1 of this step; a rank of a data-parallel
+  // job trains on its slice [first, first + count) of them. Where every number of a sample is keyed
+  // by its global index — fresh points (TrainingData::serves_slices), the source's x0, the label
+  // dropout, the times — the rank draws only its slice, the same bits. Otherwise it draws the whole
+  // batch and keeps its slice: stored data (an epoch's order serves whole batches) and a coupling,
+  // which must see the whole batch to pair it as one process would.
   const RankSlice slice = rank_slice(options_.batch_size);
-  Tensor x1 = data_.next_batch(options_.batch_size, noise).to(options_.device);
+  const bool draw_slice = slice.count != options_.batch_size && data_.serves_slices() &&
+                          options_.coupling.kind == CouplingKind::Independent;
+  const StepNoise noise{seed_, step_, draw_slice ? slice.first : 0};
+  Tensor x1 = data_.next_batch(draw_slice ? slice.count : options_.batch_size, noise).to(options_.device);
   const bool conditional = model_.num_classes() > 0;
   std::vector<std::int32_t> labels = conditional ? data_.batch_labels() : std::vector<std::int32_t>{};
   FM_CHECK(!conditional || std::int64_t(labels.size()) == x1.size(0), ShapeError, "trainer: ", labels.size(),
@@ -287,7 +291,7 @@ void FlowTrainer::run_step() {
     }
   }
   if (conditional) labels = drop_labels(std::move(labels), options_.label_dropout, model_.null_class(), noise);
-  if (slice.count != options_.batch_size) {
+  if (slice.count != options_.batch_size && !draw_slice) {
     x1 = x1.narrow(0, slice.first, slice.count).contiguous();
     x0 = x0.narrow(0, slice.first, slice.count).contiguous();
     if (conditional) labels = std::vector<std::int32_t>(labels.begin() + slice.first, labels.begin() + slice.first + slice.count);

@@ -41,6 +41,11 @@ class TrainingData {
   virtual void keep_on(Device) {}
   virtual Shape example_shape() const = 0;  // {2} for points, {1, 28, 28} for images
   virtual std::int64_t epoch() const { return 0; }
+  // True when next_batch(count, noise) with noise.first_sample = a serves samples a … a + count − 1
+  // of the step's batch, the same bits as those rows of the whole batch (every number of a sample
+  // keyed by its global index): a data-parallel rank then draws only its slice (flow/trainer.cpp).
+  // Stored data serves whole batches (an epoch's order walks them).
+  virtual bool serves_slices() const { return false; }
   virtual WordState state() const { return {}; }
   virtual void load_state(const WordState&) {}
   virtual std::string describe() const = 0;
@@ -80,6 +85,7 @@ class PointStream : public TrainingData {
     return drawn.points;
   }
   Shape example_shape() const override { return {2}; }
+  bool serves_slices() const override { return true; }  // point i is drawn from its place (seed, step, i)
   std::string describe() const override { return distribution_->name() + " (fresh samples every step)"; }
   int num_classes() const override { return distribution_->num_classes(); }
   std::vector<std::int32_t> batch_labels() const override { return last_labels_; }
