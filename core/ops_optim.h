@@ -155,7 +155,8 @@ class LossAccumulator {
 // cannot be a launch argument. Instead the host plans a window of steps ahead — it knows every one
 // of these numbers in advance — and uploads their rows in one copy; the graph's first launch,
 // select_next(), copies the next row into one fixed row that the recorded kernels read (current()).
-// So a step costs no copy to the device: one upload serves up to capacity() steps.
+// So a step costs no copy to the device: one upload serves up to capacity() steps (the trainer plans
+// again, one more upload, when a step's row differs from the plan, e.g. at an epoch's first step).
 class StepScalarsTable {
  public:
   explicit StepScalarsTable(std::int64_t capacity);

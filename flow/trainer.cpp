@@ -13,10 +13,10 @@
 
 namespace fm::flow {
 
-// The training step, recorded once and replayed every step (run_step). What a step changes from one
-// to the next is made eagerly and copied into the input buffers: the batch x1, its source draws x0 and
-// its times t (their Philox places move with the step). The recording computes the loss from those
-// buffers, zeroes nothing (its backward pass writes the first gradient of each parameter into the flat
+// The training step, recorded once and replayed every step (run_step). Its inputs — the batch x1, its
+// source draws x0 and its times t (their Philox places move with the step) — are either made eagerly
+// and copied into the recording's input buffers, or, for images kept on the device, made inside the
+// recording (inputs_recorded, below). The recording computes the loss from them, zeroes nothing (its backward pass writes the first gradient of each parameter into the flat
 // gradient buffer, then adds the rest, as eagerly), then — when the optimiser's fused pass can read
 // its step-dependent scalars from the device (nn/optim.h, step_scalars_ahead) — clips, steps the
 // optimiser and the EMA, and adds the loss to the running sums. Those scalars (learning rate, bias
@@ -94,7 +94,10 @@ bool FlowTrainer::step_scalars(std::int64_t ahead, StepScalars& row) const {
   // batches follow one another in the epoch's order), and a step that does begin one no longer
   // matches its row (it then plans again from itself).
   row.begins_epoch = ahead == 0 && began_epoch_ ? 1 : 0;
-  row.philox_step = std::uint32_t(step_ + ahead);  // (the Philox draws check step < 2^32)
+  // The Philox counter holds 32 bits of the step: beyond, the step is not recorded (the eager
+  // draws then refuse it with a clear error).
+  if (step_ + ahead >= (std::int64_t(1) << 32)) return false;
+  row.philox_step = std::uint32_t(step_ + ahead);
   row.batch_start = data_.gathers_on_device() ? data_.batch_position(ahead, options_.batch_size) : 0;
   return true;
 }
@@ -198,15 +201,27 @@ std::optional<FlowMatchingLoss> FlowTrainer::recorded_loss_and_gradients(const M
       r.graph.abandon();
       throw;
     }
+    bool update_counted = false;
     try {
       // The pass advances the host's bookkeeping (Adam's step counts, the EMA's update count) for
       // this step as it records; a replay advances it with count_replayed_update.
       if (with_update) {
         r.grad_norm = optimizer_.clip_step_and_update_ema_async(
             model_, options_.grad_clip > 0 ? options_.grad_clip : INFINITY, ema_, r.scalars->current());
+        update_counted = true;
         losses_.add(r.result.loss, began_epoch_, r.scalars->current());
       }
       r.graph.end_capture();
+    } catch (const DeviceError& e) {
+      // Nothing recorded has run: the counts the pass advanced are taken back, and this step and
+      // every later one run eagerly (this step's inputs are drawn already).
+      r.graph.abandon();
+      if (update_counted) optimizer_.uncount_recorded_update(ema_);
+      recording_note_ = cat("the training step could not be recorded as a CUDA graph (", e.what(),
+                            "); every step runs eagerly, with the same numbers");
+      recorded_ = std::make_unique<RecordedStep>();
+      recorded_->failed = true;
+      return std::nullopt;
     } catch (...) {
       r.graph.abandon();
       throw;

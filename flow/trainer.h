@@ -199,11 +199,14 @@ class FlowTrainer {
   struct RecordedStep;
   std::unique_ptr<RecordedStep> recorded_;
   std::int64_t replayed_steps_ = 0;
-  std::int64_t steps_since_reset_ = 0;  // run_step calls since construction or load_checkpoint
+  // run_step calls since construction, load_checkpoint or a dropped recording (a new recording
+  // waits for one eager step)
+  std::int64_t steps_since_reset_ = 0;
   std::string recording_note_;
   bool can_record_step(bool conditional) const;
   // The step's loss and gradients from the recording (made at the first call, or again after a
-  // shape or layout change); nullopt when it cannot be recorded (then never tried again).
+  // shape or layout change); nullopt when it runs eagerly: the recording failed (never tried again) or
+  // was dropped for a new shape or layout (recorded again after one eager step).
   std::optional<FlowMatchingLoss> recorded_loss_and_gradients(const ModelFn& velocity, const Tensor& x1,
                                                               const Tensor& x0, const StepNoise& noise);
   // The scalars of the step `ahead` steps after this one (0: this one), as a recorded step reads them

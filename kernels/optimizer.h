@@ -30,8 +30,6 @@ namespace fm::kernels {
 
 enum class UpdateRule { None, SGD, Adam };
 
-// Everything the update of one range needs. Pointers are to the range's first element; a buffer a
-// rule does not use may be null. The scalars are already of the element type.
 // The scalars of a training step that change from one step to the next, as a recorded step (a CUDA
 // graph, flow/trainer.cpp) reads them from device memory: its launches cannot take new arguments,
 // so each replay first copies its step's row of a table the host uploaded ahead of time into one
@@ -49,6 +47,8 @@ struct StepScalars {
   std::int64_t batch_start = 0;   // where the step's batch starts in its epoch's order (take_rows)
 };
 
+// Everything the update of one range needs. Pointers are to the range's first element; a buffer a
+// rule does not use may be null. The scalars are already of the element type.
 template <typename T>
 struct FusedStepArgs {
   T* param = nullptr;

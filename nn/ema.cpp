@@ -63,13 +63,24 @@ void EMA::update() {
 
 void EMA::swap() {
   NoGradGuard no_grad;
+  // Values exchanged in place: each shadow stays the tensor it was — a view of the flat shadow
+  // buffer once the fused pass made one, which a recorded training step keeps updating.
   for (const auto& [name, parameter] : model_->named_parameters()) {
     Tensor& shadow = shadows_.at(name);
     Tensor live = parameter.detach().clone();
     Tensor param = parameter;
     param.copy_(shadow);
-    shadow = live;
+    shadow.copy_(live);
   }
+}
+
+bool EMA::shadows_in(const FlatParameters& layout) const {
+  if (!flat_shadows_.bound_to(layout)) return false;
+  for (std::size_t k = 0; k < layout.size(); ++k) {
+    const auto found = shadows_.find(layout.name(k));
+    if (found == shadows_.end() || found->second.impl() != flat_shadows_.view(k).impl()) return false;
+  }
+  return true;
 }
 
 void EMA::copy_to(Module& model) const {

@@ -33,6 +33,9 @@ class EMA {
   double decay() const { return decay_; }
   double current_decay() const { return decay_at(num_updates_); }  // the decay the next update() will use
   double decay_at(std::int64_t update) const;  // the decay of update number `update` (from 0)
+  // Whether every shadow is its view of the flat shadow buffer for `layout` (after a fused update;
+  // load_state_dict replaces them): a recorded update may then run without flat_shadows().
+  bool shadows_in(const FlatParameters& layout) const;
   std::int64_t num_updates() const { return num_updates_; }
   void set_num_updates(std::int64_t count);  // restore it from a checkpoint (it affects warm-up only)
 

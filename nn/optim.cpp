@@ -166,6 +166,8 @@ bool Optimizer::step_scalars_ahead(const Module& model, const EMA* ema, std::int
   if (&model != module_ || (ema && &ema->model() != module_)) return false;
   const FlatParameters* layout = module_->flat_parameters();
   if (!layout || layout->values().device() != Device::CUDA || !rule_scalars_ahead(*layout, ahead, lr, row)) return false;
+  // The shadows already in the flat buffer: copying them in is work of one step, not of every replay.
+  if (ema && !ema->shadows_in(*layout)) return false;
   // The EMA's scalars as fused_update converts them (EMA::current_decay() of that update).
   const double decay = ema ? ema->decay_at(ema->num_updates() + ahead) : 0.0;
   row.ema_decay = float(decay);
@@ -176,8 +178,15 @@ bool Optimizer::step_scalars_ahead(const Module& model, const EMA* ema, std::int
 void Optimizer::count_replayed_update(EMA* ema) {
   const FlatParameters* layout = fused_layout();
   FM_CHECK(layout, ValueError, "count_replayed_update: the optimiser has no fused pass to have replayed");
-  count_replayed_rule_update(*layout);
+  count_replayed_rule_update(*layout, +1);
   if (ema) ema->count_update();
+}
+
+void Optimizer::uncount_recorded_update(EMA* ema) {
+  const FlatParameters* layout = fused_layout();
+  FM_CHECK(layout, ValueError, "uncount_recorded_update: the optimiser has no fused pass to take back");
+  count_replayed_rule_update(*layout, -1);
+  if (ema) ema->set_num_updates(ema->num_updates() - 1);
 }
 
 GradNorm Optimizer::clip_step_and_update_ema_async(Module& model, double max_norm, EMA* ema,
@@ -501,9 +510,9 @@ bool Adam::rule_scalars_ahead(const FlatParameters& layout, std::int64_t ahead, 
   return true;
 }
 
-void Adam::count_replayed_rule_update(const FlatParameters& layout) {
+void Adam::count_replayed_rule_update(const FlatParameters& layout, int by) {
   for (std::size_t k = 0; k < layout.size(); ++k)
-    if (has_grad(layout, k)) state_[layout.name(k)].step += 1;
+    if (has_grad(layout, k)) state_[layout.name(k)].step += by;
 }
 
 StateDict Adam::state_dict() const {

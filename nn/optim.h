@@ -98,13 +98,16 @@ class Optimizer {
   // ---- for a recorded step, whose fused pass is replayed without the host
   // The row of scalars the fused pass of clip_step_and_update_ema_async(model, ·, ema) will use `ahead`
   // passes after the next one (0: the next), at learning rate lr: written to `row` (begins_epoch
-  // untouched). False, `row` unspecified, when that pass would not run from one row: not the fused
-  // CUDA pass, or parameters at different Adam step counts, or an SGD parameter at its first
-  // momentum step.
+  // untouched). False, `row` unspecified, when that pass would not run from one row, or would first
+  // copy state into the flat buffers (work of one step that a recording would repeat every replay):
+  // not the fused CUDA pass; parameters at different Adam step counts; an SGD parameter at its first
+  // momentum step; Adam moments, SGD momenta or EMA shadows not yet in their flat buffers.
   bool step_scalars_ahead(const Module& model, const EMA* ema, std::int64_t ahead, double lr, StepScalars& row) const;
   // A replay ran the recorded pass: advances what the host keeps (Adam's step counts, the EMA's
-  // update count) as running the pass would have.
+  // update count) as running the pass would have. uncount_recorded_update takes that back for a pass
+  // whose recording was abandoned before it ever ran.
   void count_replayed_update(EMA* ema);
+  void uncount_recorded_update(EMA* ema);
 
   // name → tensor (copies, safe to keep); see the header comment for the keys.
   virtual StateDict state_dict() const = 0;
@@ -144,7 +147,7 @@ class Optimizer {
   // and of count_replayed_update.
   virtual bool rule_scalars_ahead(const FlatParameters& layout, std::int64_t ahead, double lr,
                                   StepScalars& row) const = 0;
-  virtual void count_replayed_rule_update(const FlatParameters&) {}
+  virtual void count_replayed_rule_update(const FlatParameters&, int /*by: +1 or −1*/) {}
   static bool has_grad(const FlatParameters& layout, std::size_t k) {
     return layout.parameter(k).impl()->grad.defined();
   }
@@ -214,7 +217,7 @@ class Adam : public Optimizer {
   void fused_update(const FlatParameters& layout, const FusedExtras& extras) override;
   bool rule_scalars_ahead(const FlatParameters& layout, std::int64_t ahead, double lr,
                           StepScalars& row) const override;
-  void count_replayed_rule_update(const FlatParameters& layout) override;
+  void count_replayed_rule_update(const FlatParameters& layout, int by) override;
   // Adam's bias-corrected scalars at step count t (1 for the first step), in double as the
   // per-parameter code computes them: {1/√(1 − β2^t), −lr/(1 − β1^t)}.
   std::pair<double, double> bias_corrected(std::int64_t t, double lr) const;

@@ -387,3 +387,39 @@ TEST_CASE("a recorded image run resumed into new objects continues as the eager 
   REQUIRE(recorded.first == eager.first);
   REQUIRE(recorded.second == eager.second);
 }
+
+TEST_CASE("sampling with the EMA weights between recorded steps leaves the EMA as in the eager run", "[gpu]") {
+  FM_REQUIRE_GPU();
+  // fmtrain's sample pictures swap the EMA weights into the model and back (ScopedEMAWeights) between
+  // steps; the recorded update keeps writing the flat shadow buffer, so the swap must leave every
+  // shadow there. Swapped after the first (eager) step, just before the recording, and later.
+  for (int swap_after : {1, 2, 4}) {
+    INFO("swap after step " << swap_after);
+    auto run = [&](bool record) {
+      Generator init(3);
+      nn::VelocityMLP model(nn::MLPConfig{2, 32, 2}, init);
+      model.to(Device::CUDA);
+      nn::Adam optimizer(model);
+      nn::EMA ema(model, 0.9);
+      PointStream data(make_toy_distribution("moons"));
+      TrainerOptions options;
+      options.batch_size = 32;
+      options.device = Device::CUDA;
+      options.record_steps = record;
+      FlowTrainer trainer(model, optimizer, nn::LRSchedule{}, &ema, data, make_path("condot"),
+                          make_time_sampler("uniform"), 9, options);
+      for (int i = 1; i <= 8; ++i) {
+        trainer.run_step();
+        if (i == swap_after) nn::ScopedEMAWeights with_ema(ema);  // in and out again
+      }
+      REQUIRE(trainer.update_recorded() == record);
+      std::vector<double> out;
+      for (const auto& [name, shadow] : ema.state_dict())
+        for (double v : shadow.to_vector()) out.push_back(v);
+      for (const auto& [name, p] : model.named_parameters())
+        for (double v : p.to_vector()) out.push_back(v);
+      return out;
+    };
+    REQUIRE(run(true) == run(false));
+  }
+}
