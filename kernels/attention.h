@@ -70,12 +70,24 @@ void attention_backward_cuda_flash(const float* q, const float* k, const float* 
 // The same algorithm with its matrix products on the tensor cores (attention_flash_tensor_cores.cu):
 // `math` = Tf32 or Bf16 rounds each product's inputs to TF32 or bfloat16 as they are staged (P and dS
 // included), with FP32 accumulation, softmax and sums; Fp32 runs the kernels above. sm_80 or newer.
-// Sequences of more than 8 key tiles (L > 512 for D <= 64, L > 256 for D > 64) run the FP32 backward.
+// Sequences of more than 8 key tiles (L > 512 for D <= 64, L > 256 for D > 64) run the FP32 backward:
+// attention_tensor_core_backward_runs says which.
 void attention_forward_cuda_flash(const float* q, const float* k, const float* v, float* o, float* lse, int B,
                                   int H, int L, int D, float scale, GemmMath math);
 void attention_backward_cuda_flash(const float* q, const float* k, const float* v, const float* o,
                                    const float* dout, const float* lse, float* dq, float* dk, float* dv, int B,
                                    int H, int L, int D, float scale, GemmMath math);
+
+// The fused backward sums dQ from per-key-tile shares up to this many key tiles (more: a dQ pass
+// whose memory does not grow with L; kernels/cuda/attention_flash_parts.cuh).
+constexpr int kAttentionMaxDqPartialTiles = 8;
+// The keys per block of the tensor-core backward at head dim D, and whether that backward runs for
+// sequence length L (else attention_backward_cuda_flash with Tf32/Bf16 runs the FP32 kernels).
+constexpr int attention_tensor_core_backward_keys(int D) { return D <= 64 ? 64 : 32; }
+constexpr bool attention_tensor_core_backward_runs(int L, int D) {
+  return (L + attention_tensor_core_backward_keys(D) - 1) / attention_tensor_core_backward_keys(D) <=
+         kAttentionMaxDqPartialTiles;
+}
 
 // ---- CUDA, unfused baseline (float): batched cuBLAS GEMMs plus row-softmax kernels, with the
 // L×L score matrices in scratch memory. The speed baseline the flash version must beat. `math`: the

@@ -365,7 +365,8 @@ TEST_CASE("CUDA attention with TF32 or bfloat16 products (unfused and fused): th
       }
       // The fused backward runs the FP32 kernels above 8 key tiles (kernels/attention.h): then it must
       // be FP32's result exactly; otherwise, under bfloat16, not FP32's.
-      const bool fp32_backward = version.kind == fc::ImplKind::CudaCustom && s.L > (s.D <= 64 ? 512 : 256);
+      const bool fp32_backward =
+          version.kind == fc::ImplKind::CudaCustom && !fk::attention_tensor_core_backward_runs(s.L, s.D);
       if (fp32_backward) REQUIRE_FALSE(differs);
       else if (bf16) REQUIRE(differs);
       ++checked;

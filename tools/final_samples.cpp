@@ -11,27 +11,30 @@
 
 namespace fm::tools {
 
-RunSamples draw_final_samples(const FinishedRun& run) {
+FinalSamples draw_final_samples(const FinishedRun& run) {
   const Json& sample_config = run.config["sample"];
+  FinalSamples sampled;
   nn::EMA* use = sample_config["use_ema"].get<bool>() ? run.objects.ema.get() : nullptr;
+  sampled.ema_weights = use != nullptr;
+  sampled.n = sample_config["n"].get<std::int64_t>();
   // A class-conditional model samples labels drawn uniformly (from sample.seed, as fmsample does) at
   // guidance 0; the labels are written beside the samples and colour the 2-D picture.
-  return generate_run_samples(*run.objects.model, use, *run.objects.solver, run.objects.data->example_shape(),
-                              sample_config["n"].get<std::int64_t>(), sample_config["seed"].get<std::uint64_t>(),
-                              run.device, run.objects.source.get());
+  sampled.drawn = generate_run_samples(*run.objects.model, use, *run.objects.solver, run.objects.data->example_shape(),
+                                       sampled.n, sample_config["seed"].get<std::uint64_t>(), run.device,
+                                       run.objects.source.get());
+  return sampled;
 }
 
-void write_final_samples(const FinishedRun& run, const RunSamples& sampled, io::JsonlWriter& metrics) {
+void write_final_samples(const FinishedRun& run, const FinalSamples& sampled, io::JsonlWriter& metrics) {
   const Json& config = run.config;
   const Json& sample_config = config["sample"];
   nn::VelocityModel& model = *run.objects.model;
   const flow::TrainingData& data = *run.objects.data;
   const std::int64_t step = run.objects.trainer->step();
-  nn::EMA* use = sample_config["use_ema"].get<bool>() ? run.objects.ema.get() : nullptr;
-  const std::int64_t n = sample_config["n"];
+  const std::int64_t n = sampled.n;
   const bool conditional = model.num_classes() > 0;
-  const SampleResult& result = sampled.result;
-  const std::vector<std::int32_t>& labels = sampled.labels;
+  const SampleResult& result = sampled.drawn.result;
+  const std::vector<std::int32_t>& labels = sampled.drawn.labels;
   // The .npy in the data's own coordinates (2-D data is normalised for the model: tools/run_setup.h).
   io::save_npy(run.paths.samples_npy().string(), samples_in_data_coordinates(result.samples, config));
   Json summary = {{"step", step},
@@ -39,7 +42,7 @@ void write_final_samples(const FinishedRun& run, const RunSamples& sampled, io::
                   {"nfe", result.nfe},
                   {"samples", n},
                   {"sampling_seconds", result.seconds},
-                  {"weights", use ? "ema" : "raw"},
+                  {"weights", sampled.ema_weights ? "ema" : "raw"},
                   {"train_seconds", run.train_seconds},
                   {"kernels", kernel_impl_name(kernel_impl())},
                   {"precision", precision_name(precision())},

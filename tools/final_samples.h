@@ -4,6 +4,7 @@
 // model samples uniformly drawn labels at guidance 0 and also writes samples_labels.npy (and on 2-D data
 // the mode fraction, with the picture coloured by label).
 #pragma once
+#include <cstdint>
 #include <string>
 
 #include "core/io/jsonl.h"
@@ -24,15 +25,22 @@ struct FinishedRun {
   double train_seconds;
 };
 
+// The final samples and how they were drawn (what summary.json reports of them).
+struct FinalSamples {
+  RunSamples drawn;
+  std::int64_t n = 0;        // sample.n
+  bool ema_weights = false;  // drawn with the EMA weights (sample.use_ema and the run has an EMA)
+};
+
 // sample.n points or images from sample.seed (EMA weights when sample.use_ema; uniformly drawn labels for a
 // class-conditional model). Data parallel, every rank calls it inside a ShardOverRanks scope
 // (tools/sharded_sampling.h): each integrates its share and all get the whole result, the bits one
 // process draws.
-RunSamples draw_final_samples(const FinishedRun& run);
+FinalSamples draw_final_samples(const FinishedRun& run);
 
 // Writes `sampled` (from draw_final_samples) to samples.npy and samples.png, and summary.json last (after
 // `metrics` is synced); on 2-D data also appends an "eval" event to `metrics` and prints the quality.
 // Rank 0 only.
-void write_final_samples(const FinishedRun& run, const RunSamples& sampled, io::JsonlWriter& metrics);
+void write_final_samples(const FinishedRun& run, const FinalSamples& sampled, io::JsonlWriter& metrics);
 
 }  // namespace fm::tools

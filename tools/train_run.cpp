@@ -466,7 +466,7 @@ int run_training(const TrainRequest& request) {
   // Data parallel: the ranks share the final sampling, and rank 0 writes it (with the summary and
   // pictures). One process: the scope changes nothing.
   const FinishedRun finished{config, run.paths, objects, device, title, loop.elapsed()};
-  RunSamples sampled;
+  FinalSamples sampled;
   {
     const ShardOverRanks shard_over_ranks;
     sampled = draw_final_samples(finished);

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/attention.h"
 #include "kernels/cuda/common.cuh"
 
 namespace fm::kernels {
@@ -31,7 +32,7 @@ void check_flash_sizes(const char* op, int B, int H, int L, int D);
 // take tiles × the size of dQ, and for the U-Net (L ≤ 196: at most 4 tiles) that traffic costs far less
 // than recomputing the score products in a dQ pass. Longer sequences take the FP32 kernels' dQ pass,
 // whose memory does not grow with L.
-constexpr int kMaxDqPartialTiles = 8;
+constexpr int kMaxDqPartialTiles = kAttentionMaxDqPartialTiles;  // (kernels/attention.h)
 
 // D_i = Σ_d dO_id·O_id for every row of the [rows, D] matrices, into a cuda_malloc'ed array of `rows`
 // floats that the caller frees with cuda_free.

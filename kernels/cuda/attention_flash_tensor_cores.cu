@@ -61,7 +61,7 @@ struct alignas(32) SharedChunk {
 template <int kHeadDimPad>
 struct TensorCoreTiles {
   static constexpr int kForwardQueries = 64, kForwardKeys = kHeadDimPad <= 64 ? 64 : 32;
-  static constexpr int kBackwardKeys = kHeadDimPad <= 64 ? 64 : 32;
+  static constexpr int kBackwardKeys = attention_tensor_core_backward_keys(kHeadDimPad);  // (kernels/attention.h)
   static constexpr int kBackwardQueries = kHeadDimPad <= 32 ? 64 : 32;
 };
 
@@ -445,15 +445,6 @@ void backward_for_head_dim(const float* q, const float* k, const float* v, const
   else launch_backward<Inputs, 128>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
 }
 
-// Key tiles of the head dim's backward block (the tensor-core kernels keep dQ's shares for all of them).
-int backward_key_tiles(int L, int D) {
-  const int keys = D <= 16   ? BackwardShape<Tf32Inputs, 16>::kKeys
-                   : D <= 32 ? BackwardShape<Tf32Inputs, 32>::kKeys
-                   : D <= 64 ? BackwardShape<Tf32Inputs, 64>::kKeys
-                             : BackwardShape<Tf32Inputs, 128>::kKeys;
-  return int(ceil_div(L, keys));
-}
-
 }  // namespace
 
 void attention_forward_cuda_flash(const float* q, const float* k, const float* v, float* o, float* lse, int B,
@@ -470,7 +461,7 @@ void attention_backward_cuda_flash(const float* q, const float* k, const float* 
                                    const float* dout, const float* lse, float* dq, float* dk, float* dv, int B,
                                    int H, int L, int D, float scale, GemmMath math) {
   // Long sequences: the FP32 kernels (their dQ pass needs no workspace that grows with L).
-  if (math == GemmMath::Fp32 || backward_key_tiles(L, D) > kMaxDqPartialTiles)
+  if (math == GemmMath::Fp32 || !attention_tensor_core_backward_runs(L, D))
     return attention_backward_cuda_flash(q, k, v, o, dout, lse, dq, dk, dv, B, H, L, D, scale);
   check_flash_sizes("attention_backward_cuda_flash", B, H, L, D);
   const int BH = B * H;
