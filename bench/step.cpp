@@ -32,17 +32,28 @@ namespace {
 // Like a stored data set (flow::ImageEpochs) it is kept on the training device, so the counted steps
 // copy no batch from the host, as fmtrain's image steps do not; and like one it can be gathered inside
 // a recorded step (its order: the rows as they are), so the ", graph" row records the whole step.
+// With classes > 0 image i has label i mod classes (a class-conditional model's step), its labels kept
+// on the device as well and made inside a recorded step with the label dropout, as ImageEpochs does.
 class RandomImages : public flow::TrainingData {
  public:
-  RandomImages(std::int64_t batch, std::int64_t side) : shape_{1, side, side} {
+  RandomImages(std::int64_t batch, std::int64_t side, int classes = 0) : shape_{1, side, side}, classes_(classes) {
     Generator gen(20240601);
     batch_ = rand_uniform({batch, 1, side, side}, gen, -1.0, 1.0, DType::Float32, Device::CPU);
+    for (std::int64_t i = 0; classes > 0 && i < batch; ++i) labels_.push_back(std::int32_t(i % classes));
   }
   void keep_on(Device device) override {
     batch_ = batch_.to(device);
     std::vector<std::int32_t> rows(std::size_t(batch_.size(0)));
     for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = std::int32_t(i);
     order_ = RowIndex(rows, batch_.size(0), device);
+    if (classes_ > 0) device_labels_ = RowIndex(labels_, classes_, device);
+  }
+  int num_classes() const override { return classes_; }
+  std::vector<std::int32_t> batch_labels() const override { return labels_; }
+  bool gathers_labels_on_device() const override { return classes_ > 0 && gathers_on_device(); }
+  void gather_labels(RowIndex& out, std::int64_t position, const std::int64_t* position_on_device,
+                     const LabelDropout& dropout) override {
+    take_labels(out, device_labels_, order_, position, dropout, position_on_device);
   }
   Tensor next_batch(std::int64_t batch_size, const flow::StepNoise& noise) override {
     skip_batch(batch_size, noise);
@@ -63,6 +74,9 @@ class RandomImages : public flow::TrainingData {
   Shape shape_;
   Tensor batch_;
   RowIndex order_;  // 0, 1, …, batch − 1 on the device
+  int classes_ = 0;
+  std::vector<std::int32_t> labels_;  // one per image (empty: unlabelled)
+  RowIndex device_labels_;
 };
 
 // A U-Net small enough for the emulator: two levels, 4 and 8 channels, attention in the lower one.
@@ -129,7 +143,7 @@ StepRow measure(const std::string& name, nn::VelocityModel& model, flow::Trainin
 void print_row(const StepRow& r, bool counters_apply) {
   const double n = r.counted_steps;
   auto per = [n](std::uint64_t v) { return double(v) / n; };
-  std::printf("%-18s %9lld %6lld %9.3f", r.model.c_str(), (long long)r.parameters, (long long)r.batch, r.ms_per_step);
+  std::printf("%-24s %9lld %6lld %9.3f", r.model.c_str(), (long long)r.parameters, (long long)r.batch, r.ms_per_step);
   if (counters_apply) {
     const kernels::RuntimeCounters& c = r.steps;
     std::printf(" %9.1f %8.1f %6.1f %6.1f %8.1f %9.1f %8.1f %10.0f %8.1f %10.0f", per(c.kernel_launches),
@@ -142,11 +156,11 @@ void print_row(const StepRow& r, bool counters_apply) {
   }
   std::printf("   loss %.4f\n", r.last_loss);
   if (counters_apply)
-    std::printf("%-18s a log step's read of the numbers adds: %llu syncs, %llu D2H copies (%llu bytes), %llu launches\n",
+    std::printf("%-24s a log step's read of the numbers adds: %llu syncs, %llu D2H copies (%llu bytes), %llu launches\n",
                 "", (unsigned long long)r.log_read.synchronizations, (unsigned long long)r.log_read.device_to_host_copies,
                 (unsigned long long)r.log_read.device_to_host_bytes, (unsigned long long)r.log_read.kernel_launches);
   if (counters_apply)
-    std::printf("%-18s of a step, clip + Adam + EMA (one fused pass): %llu launches, %llu syncs\n", "",
+    std::printf("%-24s of a step, clip + Adam + EMA (one fused pass): %llu launches, %llu syncs\n", "",
                 (unsigned long long)r.optimizer.kernel_launches, (unsigned long long)r.optimizer.synchronizations);
 }
 
@@ -203,7 +217,7 @@ int run_step_bench(const StepBenchOptions& options) {
                 device == Device::CUDA ? kernels::cuda_device_name() : "cpu",
                 device == Device::CUDA && kernels::cuda_emulated() ? " (times are the emulator's, not a GPU's)" : "",
                 options.warmup_steps, options.steps);
-    std::printf("%-18s %9s %6s %9s", "model", "params", "batch", "ms/step");
+    std::printf("%-24s %9s %6s %9s", "model", "params", "batch", "ms/step");
     if (counters_apply)
       std::printf(" %9s %8s %6s %6s %8s %9s %8s %10s %8s %10s", "launches", "library", "graphs", "syncs", "mallocs",
                   "alloc-req", "H2D", "H2D bytes", "D2H", "D2H bytes");
@@ -233,6 +247,21 @@ int run_step_bench(const StepBenchOptions& options) {
       print_row(measure(unet_name + ", graph", unet_recorded, images, unet_batch, device, options, true), true);
       print_sampling(unet, unet_batch, options.small_shapes ? 8 : 28, options);
     }
+    std::fflush(stdout);
+
+    // The same U-Net class-conditional (10 classes, label dropout 0.1, as configs/fashion_mnist_cond*.json):
+    // one more embedding lookup per step, and on CUDA the labels made inside the recording too.
+    nn::UNetConfig cond_config = unet_config;
+    cond_config.num_classes = 10;
+    Generator cond_init(5), cond_copies_init(6);
+    nn::UNet cond_unet(cond_config, cond_init), cond_unet_recorded(cond_config, cond_copies_init);
+    cond_unet_recorded.load_state_dict(cond_unet.state_dict());
+    RandomImages labelled(unet_batch, options.small_shapes ? 8 : 28, 10);
+    print_row(measure("cond " + unet_name, cond_unet, labelled, unet_batch, device, options, false), counters_apply);
+    if (device == Device::CUDA)
+      print_row(
+          measure("cond " + unet_name + ", graph", cond_unet_recorded, labelled, unet_batch, device, options, true),
+          true);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fmbench step: %s\n", e.what());
     return 2;

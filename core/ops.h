@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/random.h"
 #include "core/tensor.h"
 
 namespace fm {
@@ -66,6 +67,7 @@ Tensor concat(const std::vector<Tensor>& tensors, int dim);
 // through one (its epoch order), so a step copies no indices and no data from the host. Every index
 // is checked here, once, against the table's row count (ValueError naming the first bad one); a
 // copy of a RowIndex shares its buffer.
+struct LabelDropout;  // (below, with take_labels)
 class RowIndex {
  public:
   RowIndex() = default;  // no rows, on the CPU
@@ -80,6 +82,11 @@ class RowIndex {
   void overwrite(const std::vector<std::int32_t>& rows);
 
  private:
+  // take_labels writes its labels into a RowIndex's buffer (each below table_rows(), by its checks).
+  friend void take_labels(RowIndex& out, const RowIndex& labels, const RowIndex& index, std::int64_t first,
+                          const LabelDropout& dropout, const std::int64_t* first_on_device);
+  std::int32_t* data_to_write() { return const_cast<std::int32_t*>(rows_.get()); }
+
   std::shared_ptr<const std::int32_t> rows_;  // host array or device buffer (freed by its deleter)
   std::int64_t size_ = 0, table_rows_ = 0;
   Device device_ = Device::CPU;
@@ -92,6 +99,25 @@ class RowIndex {
 // what the host checks, so the word must hold a position as valid as it.
 Tensor take_rows(const Tensor& table, const RowIndex& index, std::int64_t first, std::int64_t count,
                  const std::int64_t* first_on_device = nullptr);
+
+// A class-conditional batch's labels written into `out` (its buffer, on its device; a recorded
+// training step's labels): out[i] = labels[index[first + i]] for i < out.size() — `labels` holds one
+// label per example, `index` the epoch's order — or dropout.null_class where sample
+// dropout.first_sample + i's label-dropout uniform, philox_uniform_at(dropout.key, dropout.step, ·, 0),
+// is below dropout.probability (flow/trainer.h's drop_labels on the host draws the same numbers).
+// first_on_device / dropout.step_on_device (CUDA only, device words): the position and the Philox
+// step read when the kernel runs, as take_rows and philox_times do in a recorded step.
+// Checked: one device for all three; the index's entries below labels.size(); labels below the null
+// class; out's table_rows() = null_class + 1; the step and samples within the Philox counter's 2^32.
+struct LabelDropout {
+  double probability = 0;  // in [0, 1)
+  std::int32_t null_class = 0;
+  PhiloxKey key;
+  std::int64_t step = 0, first_sample = 0;
+  const std::uint32_t* step_on_device = nullptr;
+};
+void take_labels(RowIndex& out, const RowIndex& labels, const RowIndex& index, std::int64_t first,
+                 const LabelDropout& dropout, const std::int64_t* first_on_device = nullptr);
 
 // ---- losses (core/ops_loss.cpp) ----
 Tensor mse_loss(const Tensor& prediction, const Tensor& target);  // mean((p - t)²)

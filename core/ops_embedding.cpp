@@ -3,8 +3,8 @@
 //
 // The op that docs/03_ops_and_kernels.md §3.7 ("Quick start: adding an op") walks through: checks, a kernel
 // call per pass through dispatch_kernel, and the backward recorded beside the forward. Indices live
-// in a host vector, like cross_entropy's labels; on CUDA they go to the device once per call, as a
-// RowIndex (core/ops.h) that the backward pass shares.
+// in a host vector, like cross_entropy's labels, and go to the device once per call as a RowIndex
+// (core/ops.h) that the backward pass shares; or they are a RowIndex already (a recorded step's labels).
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
@@ -16,13 +16,23 @@ namespace fm {
 
 Tensor embedding(const Tensor& table_in, const std::vector<std::int32_t>& indices) {
   internal::check_dim("embedding", table_in, 2, "table", "(rows, dim)");
-  const int rows = int(table_in.size(0)), dim = int(table_in.size(1)), count = int(indices.size());
+  const std::int64_t rows = table_in.size(0);
   for (std::size_t i = 0; i < indices.size(); ++i)
     FM_CHECK(indices[i] >= 0 && indices[i] < rows, ValueError, "embedding: index ", indices[i], " at position ",
              i, " outside the table's ", rows, " rows");
+  // On CUDA the indices go to the device here, once per call; the backward pass shares them.
+  return embedding_by_index(table_in, RowIndex(indices, rows, table_in.device()));
+}
+
+Tensor embedding_by_index(const Tensor& table_in, const RowIndex& indices) {
+  internal::check_dim("embedding", table_in, 2, "table", "(rows, dim)");
+  FM_CHECK(indices.device() == table_in.device(), DeviceError, "embedding: table ", table_in.describe(),
+           " and indices on ", device_name(indices.device()), " (expected both on one device)");
+  FM_CHECK(indices.table_rows() <= table_in.size(0), ValueError, "embedding: the indices were checked against ",
+           indices.table_rows(), " rows, but table ", table_in.describe(), " has fewer");
+  const int rows = int(table_in.size(0)), dim = int(table_in.size(1)), count = int(indices.size());
   Tensor table = table_in.detach().contiguous();
   Tensor out = Tensor::empty({count, dim}, table.dtype(), table.device());
-  const RowIndex on_device = table.device() == Device::CUDA ? RowIndex(indices, rows, Device::CUDA) : RowIndex();
   dispatch_kernel(
       "embedding", table.device(), table.dtype(),
       [&](auto type) {
@@ -31,9 +41,10 @@ Tensor embedding(const Tensor& table_in, const std::vector<std::int32_t>& indice
       },
       [&](auto type) {
         using T = element_type<decltype(type)>;
-        kernels::embedding_forward_cuda(table.data<T>(), on_device.data(), out.data<T>(), count, rows, dim);
+        kernels::embedding_forward_cuda(table.data<T>(), indices.data(), out.data<T>(), count, rows, dim);
       });
-  // d out[i, :] / d table[r, :] = [indices[i] = r]: the gradient scatter-adds the rows of g.
+  // d out[i, :] / d table[r, :] = [indices[i] = r]: the gradient scatter-adds the rows of g. (The
+  // copy of the RowIndex shares its buffer: the backward reads the indices the forward read.)
   return record_op(out, "embedding", {table_in}, [=](const Tensor& g_in) {
     Tensor g = g_in.contiguous();
     Tensor dtable = Tensor::empty({rows, dim}, g.dtype(), g.device());
@@ -45,7 +56,7 @@ Tensor embedding(const Tensor& table_in, const std::vector<std::int32_t>& indice
         },
         [&](auto type) {
           using T = element_type<decltype(type)>;
-          kernels::embedding_backward_cuda(g.data<T>(), on_device.data(), dtable.data<T>(), count, rows, dim);
+          kernels::embedding_backward_cuda(g.data<T>(), indices.data(), dtable.data<T>(), count, rows, dim);
         });
     return std::vector<Tensor>{dtable};
   });

@@ -5,6 +5,8 @@
 // table[index[i], d]) with dim = the size of one row, so take_rows reuses embedding_forward_*. What
 // differs from embedding() is where the indices live: embedding() copies its host indices to the
 // device on every call (a few labels); a RowIndex is on the device already, so a call copies nothing.
+// take_labels gathers a batch's class labels likewise (an index of labels, through the epoch order)
+// and applies the label dropout in the same pass (kernels/labels.h).
 #include <algorithm>
 #include <climits>
 
@@ -12,6 +14,7 @@
 #include "core/ops.h"
 #include "core/tensor_internal.h"
 #include "kernels/embedding.h"
+#include "kernels/labels.h"
 #include "kernels/runtime.h"
 
 namespace fm {
@@ -97,6 +100,48 @@ Tensor take_rows(const Tensor& table_in, const RowIndex& index, std::int64_t fir
                                         first_on_device);
       });
   return out;
+}
+
+void take_labels(RowIndex& out, const RowIndex& labels, const RowIndex& index, std::int64_t first,
+                 const LabelDropout& dropout, const std::int64_t* first_on_device) {
+  const std::int64_t count = out.size();
+  FM_CHECK(out.device() == labels.device() && out.device() == index.device(), DeviceError,
+           "take_labels: labels on ", device_name(labels.device()), ", an index on ", device_name(index.device()),
+           " and the output on ", device_name(out.device()), " (expected one device)");
+  FM_CHECK(!(first_on_device || dropout.step_on_device) || out.device() == Device::CUDA, DeviceError,
+           "take_labels: a position or step read from device memory is for CUDA (a recorded step)");
+  FM_CHECK(first >= 0 && first + count <= index.size(), ValueError, "take_labels: rows [", first, ", ", first + count,
+           ") of an index of ", index.size());
+  FM_CHECK(index.table_rows() <= labels.size(), ValueError, "take_labels: the index was checked against ",
+           index.table_rows(), " rows, but there are ", labels.size(), " labels");
+  FM_CHECK(dropout.null_class >= 0 && labels.table_rows() <= dropout.null_class &&
+               out.table_rows() == std::int64_t(dropout.null_class) + 1,
+           ValueError, "take_labels: labels below ", labels.table_rows(), ", null class ", dropout.null_class,
+           " and an output checked against ", out.table_rows(),
+           " classes (expected labels below the null class, the output's classes = null class + 1)");
+  FM_CHECK(dropout.probability >= 0 && dropout.probability < 1, ValueError, "take_labels: dropout probability ",
+           dropout.probability, ", expected a number in [0, 1)");
+  FM_CHECK(dropout.step >= 0 && dropout.step < (std::int64_t(1) << 32) && dropout.first_sample >= 0 &&
+               dropout.first_sample + count <= (std::int64_t(1) << 32),
+           ValueError, "take_labels: step ", dropout.step, " and samples [", dropout.first_sample, ", ",
+           dropout.first_sample + count, ") outside the Philox counter's [0, 2^32)");
+  FM_CHECK(count <= INT_MAX, ValueError, "take_labels: ", count, " labels, expected at most ", INT_MAX);
+  FM_CHECK(count == 0 || (out.data() != labels.data() && out.data() != index.data()), ValueError,
+           "take_labels: the output shares its buffer with the labels or the index (expected a buffer of its own)");
+  if (count == 0) return;
+  const kernels::PhiloxPlace place{dropout.key.seed, dropout.key.stream, std::uint32_t(dropout.step),
+                                   std::uint32_t(dropout.first_sample), dropout.step_on_device};
+  if (out.device() == Device::CPU) {
+    kernels::batch_labels_cpu(out.data_to_write(), labels.data(), index.data(), first, int(count), dropout.probability,
+                              dropout.null_class, place);
+    return;
+  }
+#ifdef FM_WITH_CUDA
+  kernels::batch_labels_cuda(out.data_to_write(), labels.data(), index.data(), first, first_on_device, int(count),
+                             dropout.probability, dropout.null_class, place);
+#else
+  throw DeviceError("take_labels: this build has no CUDA kernels (configure with the CUDA toolkit)");
+#endif
 }
 
 }  // namespace fm

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/ops.h"
 #include "core/tensor.h"
 
 namespace fm {
@@ -28,6 +29,10 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 // Rows indices[i] of table [rows, dim] stacked into [indices.size(), dim]; differentiable in the
 // table. Every index must lie in [0, rows).
 Tensor embedding(const Tensor& table, const std::vector<std::int32_t>& indices);
+// embedding() with indices already where the table is (a RowIndex, core/ops.h; checked when it was made
+// or overwritten against at most the table's rows): nothing is copied from the host, so a recorded
+// training step looks up each step's labels from one buffer that the host refills between replays.
+Tensor embedding_by_index(const Tensor& table, const RowIndex& indices);
 
 // Mean cross-entropy of logits [N, classes] against integer labels (one per row).
 Tensor cross_entropy(const Tensor& logits, const std::vector<std::int32_t>& labels);

@@ -14,7 +14,8 @@
 namespace fm::flow {
 
 // The training step, recorded once and replayed every step (run_step). Its inputs — the batch x1, its
-// source draws x0 and its times t (their Philox places move with the step) — are either made eagerly
+// source draws x0 and its times t (their Philox places move with the step), a conditional model's
+// labels (in a device buffer the class-embedding lookup reads, RecordedStep::labels) — are either made eagerly
 // and copied into the recording's input buffers, or, for images kept on the device, made inside the
 // recording (inputs_recorded, below). The recording computes the loss from them, zeroes nothing (its backward pass writes the first gradient of each parameter into the flat
 // gradient buffer, then adds the rest, as eagerly), then — when the optimiser's fused pass can read
@@ -28,6 +29,7 @@ namespace fm::flow {
 struct FlowTrainer::RecordedStep {
   CapturedWork graph;
   Tensor x1, x0, t;         // the inputs the recording reads, refilled before each replay
+  RowIndex labels;          // a conditional model's labels, likewise (on the device; none when unconditional)
   FlowMatchingLoss result;  // the recording's outputs, rewritten by each replay
   // Each parameter and the gradient its slot held when the recording ended (its gradient home, or
   // nothing): put back before every replay, since code between steps (a clip on the reference path,
@@ -75,12 +77,14 @@ FlowTrainer::FlowTrainer(nn::VelocityModel& model, nn::Optimizer& optimizer, nn:
 
 FlowTrainer::~FlowTrainer() = default;
 
-bool FlowTrainer::can_record_step(bool conditional) const {
-  // Not recorded: the CPU; a data-parallel step (its backward pass talks to the other ranks); class
-  // labels (uploaded by the embedding, per step); times drawn on the host, or a path that reads them
-  // there; the first step after construction or a checkpoint load (it flattens the parameters and
-  // fills the caches the recording relies on, such as the time embedding's frequencies).
-  return options_.record_steps && options_.device == Device::CUDA && !dist::active() && !conditional &&
+bool FlowTrainer::can_record_step() const {
+  // Not recorded: the CPU; a data-parallel step (its backward pass talks to the other ranks); times
+  // drawn on the host, or a path that reads them there; the first step after construction or a
+  // checkpoint load (it flattens the parameters and fills the caches the recording relies on, such as
+  // the time embedding's frequencies). A conditional step is recorded with its labels read from a
+  // device buffer (RecordedStep::labels): the host refills it before each replay, or, for labels kept
+  // on the device, the recording fills it itself (inputs_recordable).
+  return options_.record_steps && options_.device == Device::CUDA && !dist::active() &&
          steps_since_reset_ >= 1 && model_.flat_parameters() && !(recorded_ && recorded_->failed) &&
          time_sampler_->law() && path_->samples_from_device_times();
 }
@@ -105,10 +109,12 @@ bool FlowTrainer::step_scalars(std::int64_t ahead, StepScalars& row) const {
 bool FlowTrainer::inputs_recordable() const {
   // The batch gathered on the device, x0 from the Gaussian source and t from a law (can_record_step):
   // all three follow the step's row. Not: data made on the host (2-D points), pairs that bring their
-  // own x0, another source, a coupling (it pairs on the host).
+  // own x0, another source, a coupling (it pairs on the host). A conditional model's labels too, when
+  // the data keeps them on the device (gathered through the same order, dropped at the same step).
   const bool gaussian = !options_.source || dynamic_cast<const GaussianSource*>(options_.source.get());
-  return data_.gathers_on_device() && gaussian && options_.coupling.kind == CouplingKind::Independent &&
-         !data_.paired_source().defined();
+  const bool labels_recordable = model_.num_classes() == 0 || data_.gathers_labels_on_device();
+  return labels_recordable && data_.gathers_on_device() && gaussian &&
+         options_.coupling.kind == CouplingKind::Independent && !data_.paired_source().defined();
 }
 
 void FlowTrainer::plan_step_scalars(RecordedStep& r, const StepScalars& now, bool recorded) {
@@ -139,11 +145,13 @@ void FlowTrainer::replay(RecordedStep& r, bool just_recorded) {
   }
 }
 
-std::optional<FlowMatchingLoss> FlowTrainer::recorded_loss_and_gradients(const ModelFn& velocity, const Tensor& x1,
-                                                                         const Tensor& x0, const StepNoise& noise) {
+std::optional<FlowMatchingLoss> FlowTrainer::recorded_loss_and_gradients(const Tensor& x1, const Tensor& x0,
+                                                                         const std::vector<std::int32_t>& labels,
+                                                                         const StepNoise& noise) {
   if (!recorded_) recorded_ = std::make_unique<RecordedStep>();
   RecordedStep& r = *recorded_;
   const std::uint64_t layout_id = model_.flat_parameters()->id();
+  const bool conditional = model_.num_classes() > 0;
   const bool fits = r.graph.captured() && r.layout_id == layout_id && r.x1.shape() == x1.shape() &&
                     r.x1.dtype() == x1.dtype();
   // This step's scalars, if the optimiser's pass can take them from the device. A recording that has
@@ -170,7 +178,12 @@ std::optional<FlowMatchingLoss> FlowTrainer::recorded_loss_and_gradients(const M
     r.x1.copy_(x1);
     r.x0.copy_(x0);
     r.t.copy_(t);
+    // The labels into the buffer the recorded class-embedding lookup reads (forward and backward).
+    if (conditional && fits) r.labels.overwrite(labels);
   }
+  // A new recording's label buffer, holding this step's labels (a recording that makes its inputs
+  // writes them again inside, the same numbers).
+  if (conditional && !fits) r.labels = RowIndex(labels, model_.null_class() + 1, x1.device());
   if (!fits) {
     try {
       r.graph.begin_capture();
@@ -185,7 +198,23 @@ std::optional<FlowMatchingLoss> FlowTrainer::recorded_loss_and_gradients(const M
                                   r.scalars->current_batch_start());
         r.x0 = GaussianSource().sample(r.x1.shape(), device_noise, r.x1.dtype(), r.x1.device());
         r.t = time_sampler_->sample(r.x1.size(0), device_noise, r.x1.dtype(), r.x1.device());
+        if (conditional) {
+          // The batch's labels through the same order, dropped at run_step's places: the step's row
+          // for the Philox step, samples from 0 (a recorded step is one process's whole batch).
+          const LabelDropout dropout{options_.label_dropout, std::int32_t(model_.null_class()),
+                                     noise.key(NoiseStream::LabelDropout), noise.step, 0,
+                                     r.scalars->current_philox_step()};
+          data_.gather_labels(r.labels, data_.batch_position(0, x1.size(0)), r.scalars->current_batch_start(), dropout);
+        }
       }
+      // A conditional model reads the labels from the recording's buffer (whatever it holds at a replay).
+      const RowIndex& labels_buffer = r.labels;
+      const ModelFn velocity =
+          conditional
+              ? ModelFn([this, &labels_buffer](const Tensor& x_t, const Tensor& t) {
+                  return model_.forward(x_t, t, labels_buffer);
+                })
+              : ModelFn([this](const Tensor& x_t, const Tensor& t) { return model_.forward(x_t, t); });
       r.result = conditional_flow_matching_loss(velocity, r.x1, *path_, r.t, r.x0);
       optimizer_.zero_grad();
       r.result.loss.backward();
@@ -242,7 +271,7 @@ bool FlowTrainer::replay_whole_step() {
   // Anything else (a moved model, say) takes the general path, which drops the recording.
   const double lr = schedule_.lr_at(step_);
   StepScalars now;
-  if (!can_record_step(model_.num_classes() > 0) || model_.flat_parameters()->id() != r.layout_id ||
+  if (!can_record_step() || model_.flat_parameters()->id() != r.layout_id ||
       !optimizer_.step_scalars_ahead(model_, ema_, 0, lr, now) || !inputs_recordable())
     return false;
   // The host's part of the step: the data's position (a new epoch's order copied into the buffer the
@@ -319,7 +348,7 @@ void FlowTrainer::run_step() {
   last_.lr = schedule_.lr_at(step_);
   optimizer_.set_lr(last_.lr);
   std::optional<FlowMatchingLoss> recorded;
-  if (can_record_step(conditional)) recorded = recorded_loss_and_gradients(velocity, x1, x0, loss_noise);
+  if (can_record_step()) recorded = recorded_loss_and_gradients(x1, x0, labels, loss_noise);
   // The replay ran the clip + optimiser + EMA pass and added the loss to the sums too.
   const bool update_replayed = recorded && recorded_ && recorded_->with_update;
   FlowMatchingLoss result =

@@ -203,12 +203,14 @@ class FlowTrainer {
   // waits for one eager step)
   std::int64_t steps_since_reset_ = 0;
   std::string recording_note_;
-  bool can_record_step(bool conditional) const;
+  bool can_record_step() const;
   // The step's loss and gradients from the recording (made at the first call, or again after a
   // shape or layout change); nullopt when it runs eagerly: the recording failed (never tried again) or
   // was dropped for a new shape or layout (recorded again after one eager step).
-  std::optional<FlowMatchingLoss> recorded_loss_and_gradients(const ModelFn& velocity, const Tensor& x1,
-                                                              const Tensor& x0, const StepNoise& noise);
+  // labels: a conditional step's (after dropout), one per sample; empty for an unconditional model.
+  std::optional<FlowMatchingLoss> recorded_loss_and_gradients(const Tensor& x1, const Tensor& x0,
+                                                              const std::vector<std::int32_t>& labels,
+                                                              const StepNoise& noise);
   // The scalars of the step `ahead` steps after this one (0: this one), as a recorded step reads them
   // (false: the optimiser's pass cannot take them from the device).
   bool step_scalars(std::int64_t ahead, StepScalars& row) const;

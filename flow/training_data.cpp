@@ -67,6 +67,10 @@ Tensor TrainingData::gather_batch(std::int64_t, std::int64_t, const std::int64_t
   throw ValueError(cat("gather_batch: ", describe(), " is not gathered on the device"));
 }
 
+void TrainingData::gather_labels(RowIndex&, std::int64_t, const std::int64_t*, const LabelDropout&) {
+  throw ValueError(cat("gather_labels: ", describe(), " has no labels kept on the device"));
+}
+
 const std::uint64_t* EpochCursor::next(std::int64_t batch_size, const StepNoise& noise) {
   FM_CHECK(batch_size <= count_, ValueError, "train.batch_size: ", batch_size, " is larger than ", what_);
   FM_CHECK(noise.first_sample == 0, ValueError, "epochs over stored examples serve whole batches (first sample ",
@@ -117,11 +121,13 @@ void ImageEpochs::keep_on(Device device) {
   device_ = device;
   // The host pixels stay: the labels, all_images() and a later keep_on(CPU) read them.
   device_images_ = device == Device::CPU ? Tensor() : all_images().to(device);
+  // The labels too (4 bytes an image), for a recorded step that makes its batch's labels there.
+  device_labels_ = device == Device::CPU || labels_.empty() ? RowIndex() : RowIndex(labels_, num_classes_, device);
 }
 
 const std::uint64_t* ImageEpochs::advance(std::int64_t batch_size, const StepNoise& noise) {
   const std::uint64_t* indices = cursor_.next(batch_size, noise);
-  if (!labels_.empty()) {  // labels stay on the host: the model's embedding takes a host vector
+  if (!labels_.empty()) {  // the host copy: the eager step and a coupling read it
     last_labels_.resize(std::size_t(batch_size));
     for (std::int64_t b = 0; b < batch_size; ++b) last_labels_[std::size_t(b)] = labels_[indices[b]];
   }
@@ -136,6 +142,13 @@ void ImageEpochs::skip_batch(std::int64_t batch_size, const StepNoise& noise) {
 Tensor ImageEpochs::gather_batch(std::int64_t batch_size, std::int64_t position, const std::int64_t* position_on_device) {
   FM_CHECK(device_ != Device::CPU, DeviceError, "gather_batch: ", describe(), " is served from the host");
   return take_rows(device_images_, cursor_.order_on(device_), position, batch_size, position_on_device);
+}
+
+void ImageEpochs::gather_labels(RowIndex& out, std::int64_t position, const std::int64_t* position_on_device,
+                                const LabelDropout& dropout) {
+  FM_CHECK(gathers_labels_on_device(), DeviceError, "gather_labels: ", describe(),
+           labels_.empty() ? " has no labels" : " is served from the host");
+  take_labels(out, device_labels_, cursor_.order_on(device_), position, dropout, position_on_device);
 }
 
 Tensor ImageEpochs::next_batch(std::int64_t batch_size, const StepNoise& noise) {

@@ -70,6 +70,12 @@ class TrainingData {
   // The batch of batch_size rows from position *position_on_device of the current epoch's order (a
   // device word, read when the gather runs); `position` is the host's value of it, which is checked.
   virtual Tensor gather_batch(std::int64_t batch_size, std::int64_t position, const std::int64_t* position_on_device);
+  // Labelled data kept on the device: the labels of gather_batch's rows, made on the device too,
+  // with the label dropout applied as they are gathered (core/ops.h take_labels), into `out` (the
+  // recording's buffer, one label per row of the batch).
+  virtual bool gathers_labels_on_device() const { return false; }
+  virtual void gather_labels(RowIndex& out, std::int64_t position, const std::int64_t* position_on_device,
+                             const LabelDropout& dropout);
 };
 
 // Fresh draws from a 2-D distribution each step (an infinite data set): point i of step s is made
@@ -149,6 +155,9 @@ class ImageEpochs : public TrainingData {
     return cursor_.batch_start() + ahead * batch_size;  // batches follow one another in the order
   }
   Tensor gather_batch(std::int64_t batch_size, std::int64_t position, const std::int64_t* position_on_device) override;
+  bool gathers_labels_on_device() const override { return device_ == Device::CUDA && !labels_.empty(); }
+  void gather_labels(RowIndex& out, std::int64_t position, const std::int64_t* position_on_device,
+                     const LabelDropout& dropout) override;
   Shape example_shape() const override { return {1, rows_, cols_}; }
   std::int64_t epoch() const override { return cursor_.epoch(); }
   std::int64_t size() const { return count_; }
@@ -170,6 +179,7 @@ class ImageEpochs : public TrainingData {
   Device device_ = Device::CPU;  // where batches are served (keep_on)
   Tensor device_images_;         // all_images() on device_ when that is not the CPU
   std::vector<std::int32_t> labels_, last_labels_;  // labels_: one per kept image (empty: unlabelled)
+  RowIndex device_labels_;  // labels_ on device_ when that is not the CPU (for gather_labels)
   int num_classes_ = 0;
   EpochCursor cursor_;
   ImageEpochs(const std::string& images_path, const io::IdxImages& images, std::int64_t limit);

@@ -12,12 +12,18 @@ Tensor make_class_embedding_table(int num_classes, int dim, Generator& gen) {
   return randn({num_classes + 1, dim}, gen);
 }
 
-Tensor class_embedding_rows(const Tensor& table, const std::vector<std::int32_t>& labels, std::int64_t batch,
-                            const char* who) {
+Tensor class_embedding_rows(const Tensor& table, ClassLabelsRef given, std::int64_t batch, const char* who) {
   const std::int32_t null_class = std::int32_t(table.size(0) - 1);
-  if (labels.empty()) return embedding(table, std::vector<std::int32_t>(std::size_t(batch), null_class));
-  FM_CHECK(std::int64_t(labels.size()) == batch, ShapeError, who, ": ", labels.size(),
-           " class labels for a batch of ", batch, ", expected one per sample");
+  if (!given.on_device && (!given.host || given.host->empty()))
+    return embedding(table, std::vector<std::int32_t>(std::size_t(batch), null_class));
+  FM_CHECK(given.size() == batch, ShapeError, who, ": ", given.size(), " class labels for a batch of ", batch,
+           ", expected one per sample");
+  if (given.on_device) {
+    FM_CHECK(given.on_device->table_rows() <= null_class + 1, ValueError, who, ": class labels checked against ",
+             given.on_device->table_rows(), " classes, expected at most ", null_class + 1, " (with the null class)");
+    return embedding_by_index(table, *given.on_device);
+  }
+  const std::vector<std::int32_t>& labels = *given.host;
   for (std::size_t i = 0; i < labels.size(); ++i)
     FM_CHECK(labels[i] >= 0 && labels[i] <= null_class, ValueError, who, ": class label ", labels[i],
              " at position ", i, ", expected 0 … ", null_class - 1, " or the null class ", null_class);

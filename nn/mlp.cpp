@@ -91,10 +91,18 @@ VelocityMLP::VelocityMLP(const MLPConfig& config, Generator& gen) : VelocityMode
   }
 }
 
-Tensor VelocityMLP::forward(const Tensor& x, const Tensor& t) { return forward(x, t, {}); }
+Tensor VelocityMLP::forward(const Tensor& x, const Tensor& t) { return forward_labelled(x, t, ClassLabelsRef{}); }
 
 Tensor VelocityMLP::forward(const Tensor& x, const Tensor& t, const std::vector<std::int32_t>& labels) {
-  FM_CHECK(config_.num_classes > 0 || labels.empty(), ConfigError, "VelocityMLP: this model is unconditional "
+  return forward_labelled(x, t, ClassLabelsRef{&labels, nullptr});
+}
+
+Tensor VelocityMLP::forward(const Tensor& x, const Tensor& t, const RowIndex& labels) {
+  return forward_labelled(x, t, ClassLabelsRef{nullptr, &labels});
+}
+
+Tensor VelocityMLP::forward_labelled(const Tensor& x, const Tensor& t, ClassLabelsRef labels) {
+  FM_CHECK(config_.num_classes > 0 || labels.size() == 0, ConfigError, "VelocityMLP: this model is unconditional "
            "(model.num_classes = 0) but was given ", labels.size(), " class labels");
   FM_CHECK(x.defined() && x.dim() == 2 && x.size(1) == config_.data_dim, ShapeError, "VelocityMLP: input ",
            x.defined() ? shape_str(x.shape()) : "undefined", ", expected [N, ", config_.data_dim, "]");

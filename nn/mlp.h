@@ -19,6 +19,7 @@
 
 #include "core/ops.h"
 #include "core/random.h"
+#include "nn/class_embedding.h"
 #include "nn/linear.h"
 #include "nn/module.h"
 #include "nn/time_embedding.h"
@@ -59,6 +60,7 @@ class VelocityMLP : public VelocityModel {
   Tensor forward(const Tensor& x, const Tensor& t) override;
   // labels: one per sample (0 … num_classes, num_classes = null), or empty = null class for all.
   Tensor forward(const Tensor& x, const Tensor& t, const std::vector<std::int32_t>& labels) override;
+  Tensor forward(const Tensor& x, const Tensor& t, const RowIndex& labels) override;
   using VelocityModel::forward;
   int num_classes() const override { return config_.num_classes; }
   nlohmann::json config_json() const override { return config_.to_json(); }
@@ -68,6 +70,8 @@ class VelocityMLP : public VelocityModel {
   Tensor class_embedding;  // [num_classes + 1, class_embedding_dim]; undefined when unconditional
 
  private:
+  // Both labelled forwards: the labels from the host or the device (nn/class_embedding.h).
+  Tensor forward_labelled(const Tensor& x, const Tensor& t, ClassLabelsRef labels);
   MLPConfig config_;
   std::shared_ptr<SinusoidalTimeEmbedding> time_embedding_;  // null for "raw"
   std::vector<std::shared_ptr<Linear>> linears_;              // net's Linear layers, in order

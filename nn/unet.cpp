@@ -39,10 +39,18 @@ UNet::UNet(const UNetConfig& config, Generator& gen) : VelocityModel("UNet"), co
   }
 }
 
-Tensor UNet::forward(const Tensor& x, const Tensor& t) { return forward(x, t, {}); }
+Tensor UNet::forward(const Tensor& x, const Tensor& t) { return forward_labelled(x, t, ClassLabelsRef{}); }
 
 Tensor UNet::forward(const Tensor& x, const Tensor& t, const std::vector<std::int32_t>& labels) {
-  FM_CHECK(config_.num_classes > 0 || labels.empty(), ConfigError, "UNet: this model is unconditional "
+  return forward_labelled(x, t, ClassLabelsRef{&labels, nullptr});
+}
+
+Tensor UNet::forward(const Tensor& x, const Tensor& t, const RowIndex& labels) {
+  return forward_labelled(x, t, ClassLabelsRef{nullptr, &labels});
+}
+
+Tensor UNet::forward_labelled(const Tensor& x, const Tensor& t, ClassLabelsRef labels) {
+  FM_CHECK(config_.num_classes > 0 || labels.size() == 0, ConfigError, "UNet: this model is unconditional "
            "(model.num_classes = 0) but was given ", labels.size(), " class labels");
   FM_CHECK(x.defined() && x.dim() == 4 && x.size(1) == config_.in_channels, ShapeError, "UNet: input ",
            x.defined() ? shape_str(x.shape()) : "undefined", ", expected [N, ", config_.in_channels, ", H, W]");

@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/random.h"
+#include "nn/class_embedding.h"
 #include "nn/conv.h"
 #include "nn/group_norm.h"
 #include "nn/module.h"
@@ -43,6 +44,7 @@ class UNet : public VelocityModel {
   Tensor forward(const Tensor& x, const Tensor& t) override;
   // labels: one per sample (0 … num_classes, num_classes = null), or empty = null class for all.
   Tensor forward(const Tensor& x, const Tensor& t, const std::vector<std::int32_t>& labels) override;
+  Tensor forward(const Tensor& x, const Tensor& t, const RowIndex& labels) override;
   using VelocityModel::forward;
   int num_classes() const override { return config_.num_classes; }
   nlohmann::json config_json() const override { return config_.to_json(); }
@@ -59,6 +61,8 @@ class UNet : public VelocityModel {
   Tensor class_embedding;  // [num_classes + 1, time_emb_dim]; undefined when unconditional
 
  private:
+  // Both labelled forwards: the labels from the host or the device (nn/class_embedding.h).
+  Tensor forward_labelled(const Tensor& x, const Tensor& t, ClassLabelsRef labels);
   UNetConfig config_;
 };
 

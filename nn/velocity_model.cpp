@@ -21,4 +21,10 @@ Tensor VelocityModel::forward(const Tensor& x, const Tensor& t, const std::vecto
   return forward(x, t);
 }
 
+Tensor VelocityModel::forward(const Tensor&, const Tensor&, const RowIndex& labels) {
+  // DeviceError: a recorded training step that tries this falls back to eager steps (flow/trainer.cpp).
+  throw DeviceError(cat("this model takes its class labels from the host only (model.num_classes = ", num_classes(),
+                        "), not ", labels.size(), " labels from the device"));
+}
+
 }  // namespace fm::nn

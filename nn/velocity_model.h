@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/ops.h"
 #include "nn/module.h"
 
 namespace fm::nn {
@@ -25,6 +26,11 @@ class VelocityModel : public Module {
   // label dropout and samples as the unconditional branch. For a conditional model the two-argument
   // forward means the null class for every sample. An unconditional model accepts only empty labels.
   virtual Tensor forward(const Tensor& x, const Tensor& t, const std::vector<std::int32_t>& labels);
+  // The same with the labels already on the model's device, one per sample (a recorded training step
+  // reads each step's labels from one buffer; see core/ops.h's RowIndex). An unconditional UNet or
+  // VelocityMLP refuses them (ConfigError); a model that takes only host labels (this default) throws
+  // DeviceError, so a recorded step falls back to eager ones.
+  virtual Tensor forward(const Tensor& x, const Tensor& t, const RowIndex& labels);
   virtual int num_classes() const { return 0; }
   int null_class() const { return num_classes(); }
   // The config that rebuilds this architecture (with "type"), for checkpoints and run folders.

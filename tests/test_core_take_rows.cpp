@@ -4,9 +4,13 @@
 //   * on CUDA, the same bits as the CPU, and a gather copies nothing from the host (the index was
 //     uploaded once, when it was made);
 //   * a bad index is refused when the RowIndex is made, naming it and the row count; a range past
-//     the index, a table smaller than the index was checked against, or another device are refused.
+//     the index, a table smaller than the index was checked against, or another device are refused;
+//   * take_labels: a batch's labels through an order, with label dropout at each sample's Philox
+//     place, as a hand loop over philox_uniform_at; on CUDA the same bits, also with the position and
+//     the Philox step read from device words (a recorded step); bad arguments refused.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <vector>
 
 #include "core/ops.h"
@@ -29,7 +33,94 @@ std::vector<double> hand_gather(const Tensor& table, const std::vector<std::int3
   return out;
 }
 
+// The reference of take_labels: labels[order[first + i]], or the null class where sample
+// first_sample + i's uniform (element 0 at the dropout's place) is below the probability.
+std::vector<std::int32_t> hand_labels(const std::vector<std::int32_t>& labels, const std::vector<std::int32_t>& order,
+                                      std::int64_t first, std::int64_t count, const LabelDropout& dropout) {
+  std::vector<std::int32_t> out;
+  for (std::int64_t i = 0; i < count; ++i) {
+    const bool dropped = philox_uniform_at(dropout.key, dropout.step, dropout.first_sample + i, 0) < dropout.probability;
+    out.push_back(dropped ? dropout.null_class : labels[std::size_t(order[std::size_t(first + i)])]);
+  }
+  return out;
+}
+
+// Sixty examples of 10 classes, a shuffled order, a batch of 40 from position 12 (first sample 3).
+struct LabelCase {
+  std::vector<std::int32_t> labels, order;
+  LabelDropout dropout;
+  LabelCase() {
+    for (int i = 0; i < 60; ++i) labels.push_back((7 * i + 3) % 10);
+    for (int i = 0; i < 60; ++i) order.push_back((37 * i + 11) % 60);
+    dropout = LabelDropout{0.3, 10, PhiloxKey{2024, 7}, 19, 3, nullptr};
+  }
+};
+
+std::vector<std::int32_t> to_host(const RowIndex& index) {
+  std::vector<std::int32_t> out(std::size_t(index.size()));
+  if (index.device() == Device::CPU) std::copy(index.data(), index.data() + index.size(), out.begin());
+  else kernels::cuda_copy_to_host(out.data(), index.data(), out.size() * sizeof(std::int32_t));
+  return out;
+}
+
 }  // namespace
+
+TEST_CASE("take_labels gathers a batch's labels and drops them at their Philox places (CPU)", "[core][gather]") {
+  const LabelCase c;
+  const RowIndex labels(c.labels, 10, Device::CPU), order(c.order, 60, Device::CPU);
+  RowIndex out(std::vector<std::int32_t>(40, 0), 11, Device::CPU);
+  take_labels(out, labels, order, 12, c.dropout);
+  const std::vector<std::int32_t> got = to_host(out), expected = hand_labels(c.labels, c.order, 12, 40, c.dropout);
+  REQUIRE(got == expected);
+  // Both kinds occur: some labels dropped, some kept.
+  const auto dropped = std::count(got.begin(), got.end(), 10);
+  REQUIRE(dropped > 0);
+  REQUIRE(dropped < 40);
+  // Probability 0 keeps every label.
+  LabelDropout none = c.dropout;
+  none.probability = 0;
+  take_labels(out, labels, order, 12, none);
+  const std::vector<std::int32_t> kept = to_host(out);
+  REQUIRE(kept == hand_labels(c.labels, c.order, 12, 40, none));
+  REQUIRE(std::count(kept.begin(), kept.end(), 10) == 0);
+  // Refused: a range past the order, labels not below the null class, an output of other classes, a
+  // probability outside [0, 1), a step read from the device on the CPU.
+  REQUIRE_THROWS_WITH(take_labels(out, labels, order, 30, c.dropout), Catch::Contains("rows [30, 70)"));
+  LabelDropout low = c.dropout;
+  low.null_class = 9;
+  REQUIRE_THROWS_AS(take_labels(out, labels, order, 0, low), ValueError);
+  LabelDropout certain = c.dropout;
+  certain.probability = 1;
+  REQUIRE_THROWS_WITH(take_labels(out, labels, order, 0, certain), Catch::Contains("expected a number in [0, 1)"));
+  const std::uint32_t word = 0;
+  LabelDropout from_device = c.dropout;
+  from_device.step_on_device = &word;
+  REQUIRE_THROWS_AS(take_labels(out, labels, order, 0, from_device), DeviceError);
+}
+
+TEST_CASE("take_labels on CUDA gives the CPU's bits with the position and step read from the device", "[core][gather][gpu]") {
+  FM_REQUIRE_GPU();
+  const LabelCase c;
+  const RowIndex labels(c.labels, 10, Device::CUDA), order(c.order, 60, Device::CUDA);
+  RowIndex out(std::vector<std::int32_t>(40, 0), 11, Device::CUDA);
+  take_labels(out, labels, order, 12, c.dropout);
+  REQUIRE(to_host(out) == hand_labels(c.labels, c.order, 12, 40, c.dropout));
+  // Position 17 and step 23 from device words; the host's arguments (position 0, step 19) ignored.
+  const std::int64_t position = 17;
+  const std::uint32_t step = 23;
+  auto* words = static_cast<char*>(kernels::cuda_malloc(16));
+  kernels::cuda_copy_to_device(words, &position, 8);
+  kernels::cuda_copy_to_device(words + 8, &step, 4);
+  LabelDropout from_device = c.dropout;
+  from_device.step_on_device = reinterpret_cast<const std::uint32_t*>(words + 8);
+  take_labels(out, labels, order, 0, from_device, reinterpret_cast<const std::int64_t*>(words));
+  LabelDropout at_23 = c.dropout;
+  at_23.step = 23;
+  const std::vector<std::int32_t> got = to_host(out);
+  kernels::cuda_free(words);
+  REQUIRE(got == hand_labels(c.labels, c.order, 17, 40, at_23));
+  REQUIRE(got != hand_labels(c.labels, c.order, 0, 40, c.dropout));
+}
 
 TEST_CASE("take_rows gathers rows of any trailing shape as a hand loop does (CPU)", "[core][gather]") {
   Generator gen(11);

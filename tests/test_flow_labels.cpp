@@ -2,7 +2,8 @@
 // the labelled draw gives bitwise the points of the plain draw, class_of recovers the drawn label,
 // exactly where the modes are disjoint and nearly always where noise lets them touch), the labels of
 // the training data (flow/training_data.h: 2-D streams, IDX label files), label dropout
-// (flow/trainer.h: its rate, and its numbers fixed by seed, step and sample index), labels following
+// (flow/trainer.h: its rate, and its numbers fixed by seed, step and sample index; core's take_labels,
+// which a recorded step makes its labels with, drops the same ones), labels following
 // their rows through a coupling (flow/coupling.h), and the trainer's refusal of mismatched data.
 #include <catch2/catch.hpp>
 
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/ops.h"
 #include "flow/coupling.h"
 #include "flow/datasets2d.h"
 #include "flow/trainer.h"
@@ -191,6 +193,27 @@ TEST_CASE("image epochs carry the label file's labels with their images", "[flow
                       Catch::Contains("11 labels") && Catch::Contains("12 images"));
 }
 
+TEST_CASE("take_labels drops the labels drop_labels drops", "[flow][labels]") {
+  // A recorded step makes its labels with core's take_labels (kernels/labels.h); an eager step with
+  // drop_labels on the host. Both at run_step's places: the same labels, for several seeds and steps.
+  std::vector<std::int32_t> labels, order;
+  for (int i = 0; i < 300; ++i) labels.push_back(i % 10);
+  for (int i = 0; i < 300; ++i) order.push_back((101 * i + 7) % 300);
+  const RowIndex on_cpu(labels, 10, Device::CPU), order_on_cpu(order, 300, Device::CPU);
+  RowIndex out(std::vector<std::int32_t>(256, 0), 11, Device::CPU);
+  for (const StepNoise noise : {StepNoise{1, 0, 0}, StepNoise{9, 4, 0}, StepNoise{77, 123456, 0}}) {
+    INFO("seed " << noise.seed << " step " << noise.step);
+    const std::int64_t first = 30;
+    std::vector<std::int32_t> gathered;
+    for (std::int64_t i = 0; i < 256; ++i) gathered.push_back(labels[std::size_t(order[std::size_t(first + i)])]);
+    take_labels(out, on_cpu, order_on_cpu, first,
+                LabelDropout{0.1, 10, noise.key(NoiseStream::LabelDropout), noise.step, 0, nullptr});
+    const std::vector<std::int32_t> made(out.data(), out.data() + out.size());
+    REQUIRE(made == drop_labels(gathered, 0.1, 10, noise));
+    REQUIRE(made != gathered);  // some were dropped
+  }
+}
+
 TEST_CASE("label dropout replaces labels by the null class at its rate by seed step and index", "[flow][labels]") {
   const std::size_t n = 20000;
   const std::vector<std::int32_t> labels(n, 3);
@@ -264,9 +287,10 @@ TEST_CASE("the trainer refuses a conditional model on data without its classes",
 
 TEST_CASE("a conditional training step on CUDA with minibatch OT waits for nothing but the coupling", "[flow][labels][counters][gpu]") {
   FM_REQUIRE_GPU();
-  // The labels reach the device inside the embedding op's call (an asynchronous copy), so label
-  // conditioning and dropout add no wait: the only one per step is the exact OT assignment's read of
-  // the cost matrix (it is solved on the host). Independent pairs: no wait at all.
+  // The labels reach the device by an asynchronous copy (into the recorded step's label buffer, or
+  // with the embedding op's call when a step runs eagerly), so label conditioning and dropout add no
+  // wait: the only one per step is the exact OT assignment's read of the cost matrix (it is solved on
+  // the host). Independent pairs: no wait at all.
   for (CouplingKind kind : {CouplingKind::Independent, CouplingKind::MinibatchOT}) {
     Generator gen(1);
     nn::MLPConfig config;

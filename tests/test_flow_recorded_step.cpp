@@ -10,6 +10,9 @@
 //   * a resumed run records again after one eager step and continues as the eager run;
 //   * the optimiser pass recorded too, its per-step scalars (learning rate, bias corrections, EMA decay,
 //     epoch starts) from the device: Adam, AdamW, SGD with moving schedules, windows of planned steps;
+//   * class-conditional models: 8 gaussians' MLP, whose labels (after a dropout that changes them
+//     every step) are copied into a device buffer before each replay; a U-Net on labelled images kept
+//     on the device, whose labels are gathered and dropped inside the recording (one graph launch);
 //   * images kept on the device: the batch, x0 and t made inside the recording, a step one graph launch;
 //     resumed from a checkpoint into new objects, the run continues as the eager one.
 #include <catch2/catch.hpp>
@@ -79,6 +82,8 @@ struct TrainSetup {
   // The learning rate and the EMA's decay change every step: warm-up, then cosine; EMA warm-up.
   bool moving_scalars = false;
   std::int64_t step_scalars_window = 256;  // TrainerOptions::step_scalars_window
+  double label_dropout = 0.1;              // TrainerOptions::label_dropout (conditional models)
+  CouplingKind coupling = CouplingKind::Independent;  // TrainerOptions::coupling.kind
 };
 
 // Trains `steps` steps (clip 0.5, Adam, EMA 0.9, logit-normal times) and keeps what must match.
@@ -112,6 +117,8 @@ Run train(Model& model, Data& data, const std::string& scheduler, bool record, i
   options.device = Device::CUDA;
   options.record_steps = record;
   options.step_scalars_window = setup.step_scalars_window;
+  options.label_dropout = setup.label_dropout;
+  options.coupling.kind = setup.coupling;
   FlowTrainer trainer(model, optimizer, schedule, &ema, data, make_path(scheduler),
                       make_time_sampler("logit_normal"), 77, options);
   AnomalyModeGuard anomaly(setup.anomaly_mode);
@@ -162,6 +169,34 @@ void require_same_training(const Run& recorded, const Run& eager) {
   REQUIRE(recorded.epoch_losses == eager.epoch_losses);
   REQUIRE(recorded.weights == eager.weights);
   REQUIRE(recorded.ema_weights == eager.ema_weights);
+}
+
+// model_a trained on data_a eagerly and model_b on data_b recorded, from the same weights and data:
+// every step but the first replayed, nothing refused, the optimiser's pass recorded, the same bits.
+// Returns the recorded run.
+template <typename Model, typename Data>
+Run require_recorded_like_eager(Model& model_a, Data& data_a, Model& model_b, Data& data_b, int steps,
+                                const TrainSetup& setup) {
+  const Run eager = train(model_a, data_a, "condot", false, steps, setup);
+  const Run recorded = train(model_b, data_b, "condot", true, steps, setup);
+  REQUIRE(recorded.replayed == steps - 1);
+  REQUIRE(recorded.note.empty());
+  REQUIRE(recorded.update_recorded);
+  require_same_training(recorded, eager);
+  return recorded;
+}
+
+// An 8-step run on 14 stored images in batches of 4 (epochs begin at steps 1, 4 and 7) whose steps
+// are recorded whole: steps 3 … 8 launch no kernel of the host's own, one graph each, read nothing
+// back, allocate nothing; the only copies to the device are at the epochs' first steps (4 and 7): the
+// new order (into the buffer the recording gathers from) and a new plan of scalars.
+void require_whole_steps_replayed(const Run& recorded) {
+  REQUIRE(recorded.replayed_steps.graph_replays == 6);
+  REQUIRE(recorded.replayed_steps.kernel_launches == 0);
+  REQUIRE(recorded.replayed_steps.library_calls == 0);
+  REQUIRE(recorded.replayed_steps.synchronizations == 0);
+  REQUIRE(recorded.replayed_steps.allocator_requests == 0);
+  REQUIRE(recorded.replayed_steps.host_to_device_copies == 4);
 }
 
 template <typename MakeModel, typename MakeData>
@@ -265,15 +300,7 @@ TEST_CASE("a recorded step of images kept on the device is one graph launch and 
   REQUIRE(recorded.update_recorded);
   REQUIRE(eager.epoch_losses.size() == 4);  // epochs begin at steps 1, 4 and 7; then the sum of all eight
   require_same_training(recorded, eager);
-  // Steps 3 … 8: no launch of the host's own, one graph each, no read back, no allocation; the only
-  // copies to the device are at the epochs' first steps (4 and 7): the new order (into the buffer the
-  // recording gathers from) and a new plan of scalars.
-  REQUIRE(recorded.replayed_steps.graph_replays == 6);
-  REQUIRE(recorded.replayed_steps.kernel_launches == 0);
-  REQUIRE(recorded.replayed_steps.library_calls == 0);
-  REQUIRE(recorded.replayed_steps.synchronizations == 0);
-  REQUIRE(recorded.replayed_steps.allocator_requests == 0);
-  REQUIRE(recorded.replayed_steps.host_to_device_copies == 4);
+  require_whole_steps_replayed(recorded);
 }
 
 TEST_CASE("a recorded run longer than one upload of step scalars plans the next window", "[gpu]") {
@@ -421,5 +448,46 @@ TEST_CASE("sampling with the EMA weights between recorded steps leaves the EMA a
       return out;
     };
     REQUIRE(run(true) == run(false));
+  }
+}
+
+TEST_CASE("a recorded class-conditional step reads each step's labels from the device", "[gpu]") {
+  FM_REQUIRE_GPU();
+  // Label dropout 0.3: the labels differ from step to step, and so would the losses of a recording
+  // that kept its first step's labels. Both models, recorded against eager: the same bits.
+  TrainSetup setup;
+  setup.label_dropout = 0.3;
+  setup.moving_scalars = true;
+  SECTION("8 gaussians MLP (points and labels drawn on the host)") {
+    nn::MLPConfig config{2, 32, 2};
+    config.num_classes = 8;
+    Generator init_a(3), init_b(3);
+    nn::VelocityMLP model_a(config, init_a), model_b(config, init_b);
+    PointStream data_a(make_toy_distribution("8gaussians")), data_b(make_toy_distribution("8gaussians"));
+    const Run recorded = require_recorded_like_eager(model_a, data_a, model_b, data_b, 6, setup);
+    REQUIRE(recorded.last_step.graph_replays == 1);
+    REQUIRE(recorded.last_step.synchronizations == 0);
+  }
+  SECTION("8 gaussians MLP with minibatch OT (the labels re-paired with their points on the host)") {
+    setup.coupling = CouplingKind::MinibatchOT;
+    nn::MLPConfig config{2, 32, 2};
+    config.num_classes = 8;
+    Generator init_a(3), init_b(3);
+    nn::VelocityMLP model_a(config, init_a), model_b(config, init_b);
+    PointStream data_a(make_toy_distribution("8gaussians")), data_b(make_toy_distribution("8gaussians"));
+    const Run recorded = require_recorded_like_eager(model_a, data_a, model_b, data_b, 6, setup);
+    REQUIRE(recorded.last_step.graph_replays == 1);
+  }
+  SECTION("U-Net on labelled images kept on the device (labels gathered and dropped in the recording)") {
+    test::TempDir dir("fm_recorded_labels");
+    const std::string images = dir.file("images.idx"), labels = dir.file("labels.idx");
+    test::write_idx_images(images, 14, 8, 8, labels, 10);
+    nn::UNetConfig config = nn::UNetConfig::tiny();
+    config.num_classes = 10;
+    Generator init_a(5), init_b(5);
+    nn::UNet model_a(config, init_a), model_b(config, init_b);
+    ImageEpochs data_a(images, 0, labels, 10), data_b(images, 0, labels, 10);
+    const Run recorded = require_recorded_like_eager(model_a, data_a, model_b, data_b, 8, setup);
+    require_whole_steps_replayed(recorded);  // the labels too are made in the recording
   }
 }

@@ -1,7 +1,8 @@
 // tests/test_nn_conditional.cpp — class-conditional velocity models (nn/class_embedding.h, the
 // num_classes key of nn/mlp.h and nn/unet.h): the unconditional models are unchanged, the two-argument
 // forward is the null class, a sample's output depends on its own label only, the fused no-grad MLP
-// path agrees with the graph path, the config round-trips, and bad labels are refused.
+// path agrees with the graph path, labels held in a RowIndex (a recorded step's) give the host labels'
+// numbers, the config round-trips, and bad labels are refused.
 // (The float64 gradchecks through the embedding are in test_nn_gradcheck.cpp.)
 #include <catch2/catch.hpp>
 
@@ -72,7 +73,7 @@ TEST_CASE("conditional models: two-argument forward is the null class and labels
     NoGradGuard no_grad;
     const Tensor plain = model->forward(x, t);
     REQUIRE(plain.to_vector() == model->forward(x, t, {4, 4, 4}).to_vector());
-    REQUIRE(plain.to_vector() == model->forward(x, t, {}).to_vector());
+    REQUIRE(plain.to_vector() == model->forward(x, t, std::vector<std::int32_t>{}).to_vector());
     const Tensor a = model->forward(x, t, {0, 1, 2});
     const Tensor b = model->forward(x, t, {0, 3, 2});
     REQUIRE(row(a, 0) == row(b, 0));  // the same label gives the same output, whatever the others get
@@ -134,13 +135,50 @@ TEST_CASE("num_classes round-trips through the config and the unconditional JSON
                       Catch::Contains("model.num_classes"));
 }
 
+TEST_CASE("labels held in a RowIndex give the host labels' outputs and gradients", "[nn][conditional]") {
+  // A recorded training step reads its labels from a buffer on the device (core/ops.h's RowIndex);
+  // here the same path on the CPU: forward and the table's gradient are the host labels' bits.
+  Generator gen(13);
+  MLPConfig mlp_config{2, 16, 2};
+  mlp_config.num_classes = 4;
+  UNetConfig unet_config = UNetConfig::tiny();
+  unet_config.num_classes = 4;
+  std::vector<std::shared_ptr<VelocityModel>> models{std::make_shared<VelocityMLP>(mlp_config, gen),
+                                                     std::make_shared<UNet>(unet_config, gen)};
+  const std::vector<std::int32_t> labels{3, 0, 4};  // 4: the null class
+  for (auto& model : models) {
+    INFO(model->type_name());
+    const Shape shape = model->type_name() == "UNet" ? Shape{3, 1, 8, 8} : Shape{3, 2};
+    Tensor x = randn(shape, gen);
+    Tensor t = Tensor::from_vector({0.2, 0.6, 0.7}, {3});
+    auto table_gradient = [&](const Tensor& out) {
+      for (const auto& [name, p] : model->named_parameters()) p.zero_grad();
+      sum(out).backward();
+      for (const auto& [name, p] : model->named_parameters())
+        if (name == "class_embedding") return p.grad().to_vector();
+      FAIL("no class_embedding parameter");
+      return std::vector<double>{};
+    };
+    const Tensor from_host = model->forward(x, t, labels);
+    const std::vector<double> host_gradient = table_gradient(from_host);
+    const Tensor from_index = model->forward(x, t, RowIndex(labels, 5, Device::CPU));
+    REQUIRE(from_index.to_vector() == from_host.to_vector());
+    REQUIRE(table_gradient(from_index) == host_gradient);
+    // One label per sample, checked against at most the table's rows (classes + the null class).
+    REQUIRE_THROWS_AS(model->forward(x, t, RowIndex({0, 1}, 5, Device::CPU)), ShapeError);
+    REQUIRE_THROWS_WITH(model->forward(x, t, RowIndex({0, 1, 2}, 6, Device::CPU)),
+                        Catch::Contains("checked against 6 classes"));
+  }
+}
+
 TEST_CASE("an unconditional model refuses labels", "[nn][conditional]") {
   Generator gen(9);
   VelocityMLP mlp(MLPConfig{}, gen);
   Tensor x = randn({2, 2}, gen);
   Tensor t = Tensor::from_vector({0.5, 0.5}, {2});
   REQUIRE_THROWS_AS(mlp.forward(x, t, {0, 1}), ConfigError);
-  REQUIRE(mlp.forward(x, t, {}).to_vector() == mlp.forward(x, t).to_vector());
+  REQUIRE_THROWS_AS(mlp.forward(x, t, RowIndex({0, 1}, 2, Device::CPU)), ConfigError);
+  REQUIRE(mlp.forward(x, t, std::vector<std::int32_t>{}).to_vector() == mlp.forward(x, t).to_vector());
 }
 
 TEST_CASE("conditional models on CUDA: forward and the class embedding's gradient track the CPU", "[nn][conditional][gpu]") {

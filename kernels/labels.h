@@ -1,0 +1,33 @@
+// kernels/labels.h — a class-conditional training batch's labels, made on the device: each sample's
+// label looked up through the epoch's order, then replaced by the null class with the label-dropout
+// probability (classifier-free guidance trains its unconditional branch on those samples).
+//
+//   out[i] = u_i < dropout ? null_class : labels[order[position + i]]          i < count
+//   u_i    = the uniform of sample first_sample + i, element 0, at the Philox place (seed, stream, step)
+//
+// u_i is kernels/philox.h's uniform_double of word_at(…, element 0): the numbers flow/trainer.h's
+// drop_labels draws on the host (core/random.h philox_uniform_at), so a recorded step drops the labels
+// an eager step drops. Indices and labels are checked by the caller (core/ops_gather.cpp take_labels):
+// every order entry below the label count, every label below null_class.
+//
+// Layer: kernels/. CPU reference loop in kernels/cpu/labels.cpp; CUDA (one thread per sample, on
+// cuda_stream()) in kernels/cuda/labels.cu. A few hundred integers a step: the point is not speed but
+// that a recorded step needs no labels from the host.
+#pragma once
+#include <cstdint>
+
+#include "kernels/random.h"
+
+namespace fm::kernels {
+
+void batch_labels_cpu(std::int32_t* out, const std::int32_t* labels, const std::int32_t* order, std::int64_t position,
+                      int count, double dropout, std::int32_t null_class, const PhiloxPlace& place);
+
+// Device pointers. position_on_device (optional, a device word): the batch starts at that position of
+// the order instead, read as the kernel runs; place.step_on_device likewise for the Philox step (a
+// recorded training step, whose launches keep the arguments they were recorded with).
+void batch_labels_cuda(std::int32_t* out, const std::int32_t* labels, const std::int32_t* order, std::int64_t position,
+                       const std::int64_t* position_on_device, int count, double dropout, std::int32_t null_class,
+                       const PhiloxPlace& place);
+
+}  // namespace fm::kernels
