@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/autograd.h"
@@ -14,6 +16,7 @@
 #include "core/random.h"
 #include "flow/captured_solve.h"
 #include "flow/datasets2d.h"
+#include "flow/guidance.h"
 #include "flow/model_fn.h"
 #include "flow/path.h"
 #include "flow/time_sampler.h"
@@ -164,28 +167,36 @@ void print_row(const StepRow& r, bool counters_apply) {
                 (unsigned long long)r.optimizer.kernel_launches, (unsigned long long)r.optimizer.synchronizations);
 }
 
-// Sampling with the trained U-Net, chunk by chunk: an Euler solve issued eagerly, and the same solve
+// Sampling with a trained U-Net, chunk by chunk: an Euler solve issued eagerly, and the same solve
 // recorded once and replayed (flow/captured_solve.h). Per chunk: time, kernel launches the host
-// issues, graph replays; the replayed chunk must be bitwise the eager one (else the bench fails).
-void print_sampling(nn::UNet& unet, std::int64_t batch, std::int64_t side, const StepBenchOptions& options) {
+// issues, graph replays, copies from the host; the replayed chunk must be bitwise the eager one (else
+// the bench fails). before_chunk runs before every chunk's solve, eager or replayed (a guided
+// sampler sets the chunk's labels there).
+void print_sampling(const std::string& name, nn::UNet& unet, std::int64_t batch, std::int64_t side,
+                    const StepBenchOptions& options, const flow::VelocityField& field,
+                    const std::function<void()>& before_chunk) {
   NoGradGuard no_grad;
   unet.eval();
   const flow::EulerSolver solver(options.small_shapes ? 2 : 10);
-  const flow::VelocityField field =
-      flow::velocity_field_from_model([&unet](const Tensor& x, const Tensor& t) { return unet.forward(x, t); });
   flow::CapturedSolve captured(solver, field);
   Generator gen(11);
   const Tensor noise = randn({batch, 1, side, side}, gen).to(Device::CUDA);
+  before_chunk();
   const std::vector<double> eager_bits = solver.solve(field, noise).x.to_vector();
+  before_chunk();
   captured.solve(noise);  // eager (fills the cache), then the recording with its first replay
-  FM_CHECK(captured.solve(noise).x.to_vector() == eager_bits, NumericError,
-           "fmbench step: the recorded solve differs from the eager one");
-  FM_CHECK(captured.recorded(), DeviceError, "fmbench step: the U-Net's solve could not be recorded");
+  before_chunk();
+  FM_CHECK(captured.solve(noise).x.to_vector() == eager_bits, NumericError, "fmbench step: the recorded ", name,
+           " solve differs from the eager one");
+  FM_CHECK(captured.recorded(), DeviceError, "fmbench step: the U-Net's ", name, " solve could not be recorded");
   auto per_chunk = [&](auto&& solve_chunk, kernels::RuntimeCounters& counted) {
     kernels::cuda_synchronize();
     const kernels::RuntimeCounters before = kernels::runtime_counters();
     const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < options.steps; ++i) solve_chunk();
+    for (int i = 0; i < options.steps; ++i) {
+      before_chunk();
+      solve_chunk();
+    }
     counted = kernels::runtime_counters() - before;
     kernels::cuda_synchronize();
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / options.steps;
@@ -193,11 +204,33 @@ void print_sampling(nn::UNet& unet, std::int64_t batch, std::int64_t side, const
   kernels::RuntimeCounters eager, replayed;
   const double eager_ms = per_chunk([&] { solver.solve(field, noise); }, eager);
   const double replayed_ms = per_chunk([&] { captured.solve(noise); }, replayed);
-  std::printf("sampling, Euler %d steps, chunk %lld (per chunk): eager %.3f ms, %.1f launches | recorded graph "
-              "%.3f ms, %.1f launches + %.1f graph replay; same bits\n",
-              solver.steps(), (long long)batch, eager_ms, double(eager.kernel_launches) / options.steps, replayed_ms,
-              double(replayed.kernel_launches) / options.steps, double(replayed.graph_replays) / options.steps);
+  const double steps = options.steps;
+  std::printf("%s, Euler %d steps, chunk %lld (per chunk): eager %.3f ms, %.1f launches, %.1f H2D | recorded graph "
+              "%.3f ms, %.1f launches + %.1f graph replay, %.1f H2D; same bits\n",
+              name.c_str(), solver.steps(), (long long)batch, eager_ms, double(eager.kernel_launches) / steps,
+              double(eager.host_to_device_copies) / steps, replayed_ms, double(replayed.kernel_launches) / steps,
+              double(replayed.graph_replays) / steps, double(replayed.host_to_device_copies) / steps);
   unet.train();
+}
+
+void print_unconditional_sampling(nn::UNet& unet, std::int64_t batch, std::int64_t side,
+                                  const StepBenchOptions& options) {
+  const flow::VelocityField field =
+      flow::velocity_field_from_model([&unet](const Tensor& x, const Tensor& t) { return unet.forward(x, t); });
+  print_sampling("sampling", unet, batch, side, options, field, [] {});
+}
+
+// Classifier-free guidance at w = 1 (flow/guidance.h): one forward of [x; x] with labels [y; ∅] per
+// evaluation, the chunk's labels set in the device buffer the field reads before each chunk.
+void print_guided_sampling(nn::UNet& unet, std::int64_t batch, std::int64_t side, const StepBenchOptions& options) {
+  auto labels = std::make_shared<flow::GuidanceLabels>(1.0, unet.num_classes(), Device::CUDA);
+  const flow::ConditionalModelFn forward = [&unet](const Tensor& x, const Tensor& t, const RowIndex& y) {
+    return unet.forward(x, t, y);
+  };
+  std::vector<std::int32_t> chunk_labels(static_cast<std::size_t>(batch));
+  for (std::size_t i = 0; i < chunk_labels.size(); ++i) chunk_labels[i] = std::int32_t(i % std::size_t(unet.num_classes()));
+  print_sampling("guided sampling (w = 1)", unet, batch, side, options, flow::guided_velocity_field(forward, labels),
+                 [&] { labels->set(chunk_labels); });
 }
 
 }  // namespace
@@ -245,7 +278,7 @@ int run_step_bench(const StepBenchOptions& options) {
     print_row(measure(unet_name, unet, images, unet_batch, device, options, false), counters_apply);
     if (device == Device::CUDA) {
       print_row(measure(unet_name + ", graph", unet_recorded, images, unet_batch, device, options, true), true);
-      print_sampling(unet, unet_batch, options.small_shapes ? 8 : 28, options);
+      print_unconditional_sampling(unet, unet_batch, options.small_shapes ? 8 : 28, options);
     }
     std::fflush(stdout);
 
@@ -258,10 +291,12 @@ int run_step_bench(const StepBenchOptions& options) {
     cond_unet_recorded.load_state_dict(cond_unet.state_dict());
     RandomImages labelled(unet_batch, options.small_shapes ? 8 : 28, 10);
     print_row(measure("cond " + unet_name, cond_unet, labelled, unet_batch, device, options, false), counters_apply);
-    if (device == Device::CUDA)
+    if (device == Device::CUDA) {
       print_row(
           measure("cond " + unet_name + ", graph", cond_unet_recorded, labelled, unet_batch, device, options, true),
           true);
+      print_guided_sampling(cond_unet, unet_batch, options.small_shapes ? 8 : 28, options);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fmbench step: %s\n", e.what());
     return 2;

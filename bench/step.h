@@ -16,7 +16,8 @@
 // On CUDA it then samples with the trained U-Net (Euler, a chunk of the batch's size), eagerly and
 // through a recorded graph replayed per chunk (flow/captured_solve.h), and prints both per chunk.
 // Last, the same U-Net class-conditional (10 classes, label dropout 0.1), eager and ", graph": its
-// labels, too, kept on the device and made inside the recording.
+// labels, too, kept on the device and made inside the recording; then its guided sampling (w = 1),
+// eager and recorded, the labels set per chunk in the device buffer the field reads.
 //
 // Runs on whatever device is there: CUDA, the CUDA emulator (use --shapes small: it runs every GPU
 // thread on the CPU) or the CPU, where there is no device runtime and the counters do not apply.

@@ -80,6 +80,9 @@ class RowIndex {
   // that gathers through this index keeps reading it. On CUDA one copy queued on the stream, so
   // gathers queued before it read the old indices.
   void overwrite(const std::vector<std::int32_t>& rows);
+  // The indices as a host vector: on CUDA one copy to the host and a wait (refused while a graph is
+  // recorded: a model that reads its labels on the host cannot be recorded).
+  std::vector<std::int32_t> to_vector() const;
 
  private:
   // take_labels writes its labels into a RowIndex's buffer (each below table_rows(), by its checks).

@@ -63,6 +63,16 @@ void RowIndex::overwrite(const std::vector<std::int32_t>& rows) {
     kernels::cuda_copy_to_device(buffer, rows.data(), rows.size() * sizeof(std::int32_t));
 }
 
+std::vector<std::int32_t> RowIndex::to_vector() const {
+  std::vector<std::int32_t> rows(static_cast<std::size_t>(size_));
+  if (rows.empty()) return rows;
+  if (device_ == Device::CPU)
+    std::copy(rows_.get(), rows_.get() + size_, rows.begin());
+  else
+    kernels::cuda_copy_to_host(rows.data(), rows_.get(), rows.size() * sizeof(std::int32_t));
+  return rows;
+}
+
 Tensor take_rows(const Tensor& table_in, const RowIndex& index, std::int64_t first, std::int64_t count,
                  const std::int64_t* first_on_device) {
   internal::check_defined("take_rows", table_in, "table");

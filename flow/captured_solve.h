@@ -11,10 +11,12 @@
 //
 // Falls back to the eager solve, with the same results, when the graph cannot help or cannot be made:
 // an adaptive solver (dopri5 reads its error back every step), CPU tensors, a chunk of another shape
-// or dtype (the last, shorter chunk), or a model whose forward
-// pass needs the host (class labels uploaded per call): the failed recording is dropped and every
-// later chunk runs eagerly. The model's weights must stay the same buffers while the object lives
-// (make one per sampling run, inside any EMA-weights scope).
+// or dtype (the last, shorter chunk), or a model whose forward pass needs the host (values uploaded
+// or read back per call): the failed recording is dropped and every later chunk runs eagerly. The
+// model's weights must stay the same buffers while the object lives (make one per sampling run,
+// inside any EMA-weights scope). What else the field reads must stay in its buffers too: a guided
+// field's labels are overwritten in place per chunk (flow/guidance.h's GuidanceLabels), never
+// replaced.
 #pragma once
 #include <cstdint>
 

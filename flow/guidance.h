@@ -25,9 +25,11 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <vector>
 
+#include "core/ops.h"
 #include "core/tensor.h"
 #include "flow/model_fn.h"
 #include "flow/path.h"
@@ -36,26 +38,60 @@
 namespace fm::flow {
 
 // A class-conditional network's forward pass: x_t [N, ...], t [N] (or one element shared by the
-// batch), labels (N class indices, num_classes = the null class) → a prediction of x_t's shape.
-using ConditionalModelFn =
-    std::function<Tensor(const Tensor& x_t, const Tensor& t, const std::vector<std::int32_t>& labels)>;
+// batch), labels (N class indices in a RowIndex on x_t's device, num_classes = the null class) → a
+// prediction of x_t's shape. (nn::VelocityModel::forward(x, t, const RowIndex&) is one.)
+using ConditionalModelFn = std::function<Tensor(const Tensor& x_t, const Tensor& t, const RowIndex& labels)>;
 
 // (1 + w)·conditional − w·unconditional (same shapes). w = 0 returns `conditional` itself.
 Tensor combine_guidance(const Tensor& conditional, const Tensor& unconditional, double weight);
 
-// The guided ModelFn for a fixed batch of labels: calling it with x_t [N, ...] (N = labels.size())
-// runs `model` once on [x_t; x_t] with labels [labels; null], times [t; t], and combines the halves.
-// With weight = 0 the null branch is skipped: one forward on x_t with `labels`, returned unchanged
-// (bitwise the conditional prediction, at half the cost).
-// Labels must be in [0, num_classes]; the null class num_classes is allowed (that sample is then
-// unconditional, whatever w). ValueError for num_classes < 1, a non-finite weight or a label out of
-// range (at construction); ShapeError when x_t's batch is not labels.size() or the model's output is
-// not twice x_t's shape (at call time).
+// The labels a guided model reads, set by the host before each batch it samples: y itself for w = 0,
+// [y; ∅] (the batch's labels, then as many null classes) otherwise, held on `device`.
+// Why a buffer the host refills rather than labels fixed in the field: a chunked sampler runs one
+// field over every chunk, and a solve recorded once as a graph (flow/captured_solve.h) reads the
+// buffer it was recorded with at every replay. So there is one buffer per batch size, kept while the
+// object lives and overwritten in place (one small copy queued on the stream, after the work that
+// read the previous labels): the last, shorter chunk gets a buffer of its own and leaves the
+// recorded one alone.
+// ValueError for num_classes < 1 or a non-finite weight (construction), a label outside
+// [0, num_classes] (set; the null class num_classes is allowed: that sample is then unconditional,
+// whatever w), or batch_labels() before any set().
+class GuidanceLabels {
+ public:
+  GuidanceLabels(double weight, int num_classes, Device device);
+  void set(const std::vector<std::int32_t>& labels);  // the next batch's y (N labels)
+  void check(const std::vector<std::int32_t>& labels) const;  // set()'s range check alone (labels up front)
+  const RowIndex& batch_labels() const;                // N labels for w = 0, else 2N
+  std::int64_t batch() const { return batch_; }        // N of the last set()
+  double weight() const { return weight_; }
+  int num_classes() const { return num_classes_; }
+  Device device() const { return device_; }
+
+ private:
+  double weight_;
+  int num_classes_;
+  Device device_;
+  std::map<std::int64_t, RowIndex> buffers_;  // by batch size N
+  const RowIndex* current_ = nullptr;
+  std::int64_t batch_ = 0;
+};
+
+// The guided ModelFn reading its labels from `labels` when called: x_t [N, ...] (N = labels->batch())
+// runs `model` once on [x_t; x_t] with labels [y; ∅], times [t; t], and combines the halves. With
+// weight 0 the null branch is skipped: one forward on x_t with y, returned unchanged (bitwise the
+// conditional prediction, at half the cost). ValueError for an empty model or labels (construction);
+// ShapeError when x_t's batch is not labels->batch() or the model's output is not twice x_t's shape,
+// DeviceError when x_t is not on the labels' device (call).
+ModelFn classifier_free_guidance(ConditionalModelFn model, std::shared_ptr<const GuidanceLabels> labels);
+// The same for one fixed batch of labels (checked at construction), held on the device of the first x_t.
 ModelFn classifier_free_guidance(ConditionalModelFn model, std::vector<std::int32_t> labels, double weight,
                                  int num_classes);
 
 // The solver-facing field of a guided model: classifier_free_guidance, then velocity_field_from_model
 // (which converts an x1 / x0 prediction to a velocity through `path`).
+VelocityField guided_velocity_field(ConditionalModelFn model, std::shared_ptr<const GuidanceLabels> labels,
+                                    Parameterization output = Parameterization::Velocity,
+                                    std::shared_ptr<const AffineProbabilityPath> path = nullptr);
 VelocityField guided_velocity_field(ConditionalModelFn model, std::vector<std::int32_t> labels, double weight,
                                     int num_classes, Parameterization output = Parameterization::Velocity,
                                     std::shared_ptr<const AffineProbabilityPath> path = nullptr);

@@ -21,10 +21,11 @@ Tensor VelocityModel::forward(const Tensor& x, const Tensor& t, const std::vecto
   return forward(x, t);
 }
 
-Tensor VelocityModel::forward(const Tensor&, const Tensor&, const RowIndex& labels) {
-  // DeviceError: a recorded training step that tries this falls back to eager steps (flow/trainer.cpp).
-  throw DeviceError(cat("this model takes its class labels from the host only (model.num_classes = ", num_classes(),
-                        "), not ", labels.size(), " labels from the device"));
+Tensor VelocityModel::forward(const Tensor& x, const Tensor& t, const RowIndex& labels) {
+  // The labels read back to the host. While a graph is recorded that read is refused (DeviceError),
+  // so a recorded training step or solve that tries this falls back to eager ones (flow/trainer.cpp,
+  // flow/captured_solve.cpp); eagerly it costs one copy and a wait.
+  return forward(x, t, labels.to_vector());
 }
 
 }  // namespace fm::nn

@@ -27,9 +27,10 @@ class VelocityModel : public Module {
   // forward means the null class for every sample. An unconditional model accepts only empty labels.
   virtual Tensor forward(const Tensor& x, const Tensor& t, const std::vector<std::int32_t>& labels);
   // The same with the labels already on the model's device, one per sample (a recorded training step
-  // reads each step's labels from one buffer; see core/ops.h's RowIndex). An unconditional UNet or
-  // VelocityMLP refuses them (ConfigError); a model that takes only host labels (this default) throws
-  // DeviceError, so a recorded step falls back to eager ones.
+  // or guided solve reads each batch's labels from one buffer; see core/ops.h's RowIndex). An
+  // unconditional UNet or VelocityMLP refuses them (ConfigError). This default, for a model that takes
+  // only host labels, reads them back and calls the overload above; while a graph is recorded that
+  // read throws DeviceError, so a recorded step or solve falls back to eager ones.
   virtual Tensor forward(const Tensor& x, const Tensor& t, const RowIndex& labels);
   virtual int num_classes() const { return 0; }
   int null_class() const { return num_classes(); }

@@ -2,6 +2,8 @@
 //   * chunk after chunk, a tiny U-Net's Euler and RK4 solves replayed from the graph are bitwise the
 //     eager solves, and a replayed chunk costs the host one graph launch, not a launch per kernel;
 //   * a chunk of another shape (the last, shorter one), dopri5 and the CPU are solved eagerly, correctly;
+//   * a guided solve of a class-conditional U-Net, its labels set per chunk in a device buffer
+//     (flow/guidance.h's GuidanceLabels), is recorded and replayed with each chunk's labels;
 //   * a model that uploads host values in its forward pass cannot be recorded: the solve falls back
 //     to eager work for good, with the same results; any other error while recording reaches the
 //     caller and leaves the stream as it was.
@@ -13,6 +15,7 @@
 #include "core/ops.h"
 #include "core/random.h"
 #include "flow/captured_solve.h"
+#include "flow/guidance.h"
 #include "flow/model_fn.h"
 #include "kernels/runtime.h"
 #include "nn/unet.h"
@@ -68,6 +71,47 @@ TEST_CASE("a recorded Euler solve of a U-Net replays chunk after chunk bitwise a
 TEST_CASE("a recorded RK4 solve of a U-Net replays chunk after chunk bitwise as the eager solve", "[gpu]") {
   FM_REQUIRE_GPU();
   require_replays_equal_eager(RK4Solver(1));
+}
+
+TEST_CASE("a recorded guided solve of a conditional U-Net reads each chunk's labels from the device", "[gpu]") {
+  FM_REQUIRE_GPU();
+  Generator init(7);
+  nn::UNetConfig config = nn::UNetConfig::tiny();
+  config.num_classes = 4;
+  nn::UNet unet(config, init);
+  unet.to(Device::CUDA);
+  unet.eval();
+  const ConditionalModelFn forward = [&unet](const Tensor& x, const Tensor& t, const RowIndex& y) {
+    return unet.forward(x, t, y);
+  };
+  const EulerSolver solver(3);
+  // Chunks of 3 with labels that differ from chunk to chunk (the null class too), then a shorter one.
+  const std::vector<std::vector<std::int32_t>> chunks{{0, 1, 2}, {3, 4, 0}, {2, 2, 1}, {4, 3, 1}, {1, 0}};
+  for (double w : {0.0, 1.5}) {
+    auto labels = std::make_shared<GuidanceLabels>(w, config.num_classes, Device::CUDA);
+    CapturedSolve captured(solver, guided_velocity_field(forward, labels));
+    for (std::size_t chunk = 0; chunk < chunks.size(); ++chunk) {
+      const Tensor noise = noise_chunk(std::int64_t(chunks[chunk].size()), 300 + chunk);
+      const kernels::RuntimeCounters before = kernels::runtime_counters();
+      labels->set(chunks[chunk]);
+      const SolveResult replayed = captured.solve(noise);
+      const kernels::RuntimeCounters host_work = kernels::runtime_counters() - before;
+      // Eagerly, with the chunk's labels fixed in a field of their own.
+      const SolveResult eager =
+          solver.solve(guided_velocity_field(forward, chunks[chunk], w, config.num_classes), noise);
+      INFO("guidance " << w << ", chunk " << chunk);
+      REQUIRE(replayed.x.to_vector() == eager.x.to_vector());
+      if (chunk >= 2 && chunk <= 3) {
+        // Replays: the labels' copy and the noise's, one graph launch, the result's copy.
+        REQUIRE(host_work.graph_replays == 1);
+        REQUIRE(host_work.kernel_launches <= 2);
+        REQUIRE(host_work.host_to_device_copies == 1);
+        REQUIRE(host_work.synchronizations == 0);
+      }
+    }
+    REQUIRE(captured.recorded());
+    REQUIRE(captured.replays() == 3);  // chunks 1 (recorded), 2 and 3; chunk 0 and the short one eagerly
+  }
 }
 
 TEST_CASE("another shape, dopri5 and the CPU are solved eagerly, and a forward pass that uploads is not recorded",

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "core/error.h"
 #include "core/ops.h"
@@ -40,13 +41,18 @@ struct FakeConditionalModel {
   std::int64_t last_batch = 0;
   std::vector<std::int32_t> last_labels;
   ConditionalModelFn fn() {
-    return [this](const Tensor& x, const Tensor& t, const std::vector<std::int32_t>& labels) {
+    return [this](const Tensor& x, const Tensor& t, const RowIndex& index) {
+      const std::vector<std::int32_t> labels = index.to_vector();
       ++calls;
       last_batch = x.size(0);
       last_labels = labels;
       const Tensor time = t.numel() == 1 ? t.reshape({1, 1}) : t.reshape({t.size(0), 1});
       return (centres(labels, x.dtype()) - x) * (time + 1.0) + x * 0.25;
     };
+  }
+  // One direct call with host labels.
+  Tensor run(const Tensor& x, const Tensor& t, const std::vector<std::int32_t>& labels) {
+    return fn()(x, t, RowIndex(labels, kClasses + 1, Device::CPU));
   }
 };
 
@@ -91,7 +97,7 @@ TEST_CASE("guidance: w = 0 is exactly the conditional output from one forward wi
   CHECK(fake.last_batch == 4);
   CHECK(fake.last_labels == labels);
   FakeConditionalModel direct;
-  REQUIRE(max_abs_diff(got, direct.fn()(x, t, labels)) == 0.0);
+  REQUIRE(max_abs_diff(got, direct.run(x, t, labels)) == 0.0);
 }
 
 TEST_CASE("guidance: one batched forward on [x x] with labels [y null] equals two separate forwards", "[flow][guidance]") {
@@ -106,8 +112,8 @@ TEST_CASE("guidance: one batched forward on [x x] with labels [y null] equals tw
   CHECK(fake.last_labels == std::vector<std::int32_t>{1, 0, 2, kClasses, kClasses, kClasses});
 
   FakeConditionalModel separate;
-  const Tensor conditional = separate.fn()(x, t, labels);
-  const Tensor unconditional = separate.fn()(x, t, {kClasses, kClasses, kClasses});
+  const Tensor conditional = separate.run(x, t, labels);
+  const Tensor unconditional = separate.run(x, t, {kClasses, kClasses, kClasses});
   // The fake model works row by row, so the stacked batch gives bitwise the same rows.
   REQUIRE(max_abs_diff(got, conditional * (1.0 + w) - unconditional * w) == 0.0);
 
@@ -132,9 +138,9 @@ TEST_CASE("guidance: for x1 and x0 predictions combining then converting equals 
         VelocityField field = guided_velocity_field(fake.fn(), labels, w, kClasses, kind, path);
         const Tensor combined_then_converted = field(x, time);
         const Tensor t = Tensor::full({4}, time, DType::Float64);
-        const Tensor v_y = path->convert(fake.fn()(x, t, labels), kind, Parameterization::Velocity, x, time);
+        const Tensor v_y = path->convert(fake.run(x, t, labels), kind, Parameterization::Velocity, x, time);
         const Tensor v_null =
-            path->convert(fake.fn()(x, t, std::vector<std::int32_t>(4, kClasses)), kind, Parameterization::Velocity, x, time);
+            path->convert(fake.run(x, t, std::vector<std::int32_t>(4, kClasses)), kind, Parameterization::Velocity, x, time);
         const Tensor converted_then_combined = v_y * (1.0 + w) - v_null * w;
         // Equal up to rounding: the conversion coefficients reach 1/σ_t or 1/α_t (≤ 20 here) on values
         // of order 10, in float64 (eps 2.2e-16): a bound of 1e-11 leaves a wide margin over rounding
@@ -162,8 +168,43 @@ TEST_CASE("guidance: bad input is a clear error", "[flow][guidance]") {
     REQUIRE_THROWS_WITH(guided(x, t), Catch::Contains("2 labels were given, expected one label per sample"));
   }
   // A model that ignores the stacked batch (returns N rows instead of 2N).
-  ConditionalModelFn broken = [](const Tensor& x_t, const Tensor&, const std::vector<std::int32_t>&) {
+  ConditionalModelFn broken = [](const Tensor& x_t, const Tensor&, const RowIndex&) {
     return x_t.narrow(0, 0, x_t.size(0) / 2);
   };
   REQUIRE_THROWS_AS(classifier_free_guidance(broken, {0, 1, 2}, 1.0, kClasses)(x, t), ShapeError);
+}
+
+TEST_CASE("guidance: labels refilled per batch give the fixed labels' predictions", "[flow][guidance]") {
+  // One guided field over three batches, the host setting each batch's labels before it (as a chunked
+  // sampler does): each batch's prediction is bitwise that of a field made for its labels alone.
+  for (double w : {0.0, 2.0}) {
+    FakeConditionalModel fake;
+    auto labels = std::make_shared<GuidanceLabels>(w, kClasses, Device::CPU);
+    const ModelFn guided = classifier_free_guidance(fake.fn(), labels);
+    const std::vector<std::vector<std::int32_t>> batches{{0, 2, 1}, {kClasses, 1, 0}, {2}};
+    const RowIndex* first_buffer = nullptr;
+    for (std::size_t b = 0; b < batches.size(); ++b) {
+      const std::int64_t n = std::int64_t(batches[b].size());
+      const Tensor x = random_points(n, 20 + b);
+      const Tensor t = Tensor::full({n}, 0.3 + 0.2 * double(b), DType::Float64);
+      labels->set(batches[b]);
+      REQUIRE(labels->batch() == n);
+      // w = 0 holds y; otherwise [y; ∅].
+      std::vector<std::int32_t> expected_buffer = batches[b];
+      if (w != 0.0) expected_buffer.insert(expected_buffer.end(), batches[b].size(), kClasses);
+      REQUIRE(labels->batch_labels().to_vector() == expected_buffer);
+      // Batches of one size share one buffer (a recorded solve keeps reading it); another size has its own.
+      if (b == 0) first_buffer = &labels->batch_labels();
+      REQUIRE((&labels->batch_labels() == first_buffer) == (n == 3));
+      const Tensor got = guided(x, t);
+      const Tensor fixed = classifier_free_guidance(fake.fn(), batches[b], w, kClasses)(x, t);
+      REQUIRE(got.to_vector() == fixed.to_vector());
+    }
+  }
+  auto unset = std::make_shared<GuidanceLabels>(1.0, kClasses, Device::CPU);
+  REQUIRE_THROWS_WITH(unset->batch_labels(), Catch::Contains("no labels were set"));
+  REQUIRE_THROWS_WITH(unset->set({0, kClasses + 1}), Catch::Contains("label 4 (sample 1) out of range"));
+  REQUIRE_THROWS_AS(GuidanceLabels(1.0, 0, Device::CPU), ValueError);
+  FakeConditionalModel fake;
+  REQUIRE_THROWS_AS(classifier_free_guidance(fake.fn(), std::shared_ptr<const GuidanceLabels>{}), ValueError);
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <optional>
 
 #include "core/autograd.h"
@@ -35,15 +36,24 @@ std::vector<std::int32_t> labels_from_seed(std::int64_t n, int num_classes, std:
 
 namespace {
 
-// The guided field of one chunk's labels.
-ChunkField guided_fields(nn::VelocityModel& model, const std::vector<std::int32_t>& labels, double guidance) {
-  return [&model, &labels, guidance](std::int64_t start, std::int64_t count) {
-    flow::ConditionalModelFn forward = [&model](const Tensor& x, const Tensor& t, const std::vector<std::int32_t>& y) {
-      return model.forward(x, t, y);
-    };
-    std::vector<std::int32_t> chunk_labels(labels.begin() + start, labels.begin() + start + count);
-    return flow::guided_velocity_field(forward, std::move(chunk_labels), guidance, model.num_classes());
+// The guided field of the model and the hook that sets each chunk's labels in the buffer it reads.
+struct GuidedChunks {
+  flow::VelocityField field;
+  BeforeChunk set_labels;
+};
+GuidedChunks guided_chunks(nn::VelocityModel& model, const std::vector<std::int32_t>& labels, double guidance,
+                           Device device) {
+  auto buffer = std::make_shared<flow::GuidanceLabels>(guidance, model.num_classes(), device);
+  buffer->check(labels);  // all of them before the first chunk, not when a bad one's chunk comes
+  flow::ConditionalModelFn forward = [&model](const Tensor& x, const Tensor& t, const RowIndex& y) {
+    return model.forward(x, t, y);
   };
+  GuidedChunks out;
+  out.field = flow::guided_velocity_field(forward, buffer);
+  out.set_labels = [buffer, &labels](std::int64_t first, std::int64_t count) {
+    buffer->set(std::vector<std::int32_t>(labels.begin() + first, labels.begin() + first + count));
+  };
+  return out;
 }
 
 }  // namespace
@@ -56,10 +66,11 @@ SampleResult generate_guided_samples_from_noise(nn::VelocityModel& model, const 
            shape_str(noise.shape()), " for ", labels.size(), " labels, expected one label per sample");
   Shape example = noise.shape();
   example.erase(example.begin());
+  const GuidedChunks guided = guided_chunks(model, labels, guidance, noise.device());
   return sample_in_chunks(
       model, solver, example, noise.size(0), chunk,
-      [&noise](std::int64_t start, std::int64_t count) { return noise.narrow(0, start, count); },
-      guided_fields(model, labels, guidance));
+      [&noise](std::int64_t start, std::int64_t count) { return noise.narrow(0, start, count); }, guided.field,
+      guided.set_labels);
 }
 
 SampleResult generate_guided_samples(nn::VelocityModel& model, const flow::OdeSolver& solver,
@@ -69,6 +80,7 @@ SampleResult generate_guided_samples(nn::VelocityModel& model, const flow::OdeSo
   require_conditional_model(model, "guided sampling");
   const flow::GaussianSource gaussian;
   if (source == nullptr) source = &gaussian;
+  const GuidedChunks guided = guided_chunks(model, labels, guidance, device);
   // Each chunk's noise drawn just before it, as generate_samples draws it.
   return sample_in_chunks(
       model, solver, example_shape, std::int64_t(labels.size()), chunk,
@@ -77,7 +89,7 @@ SampleResult generate_guided_samples(nn::VelocityModel& model, const flow::OdeSo
         shape.insert(shape.begin(), count);
         return source->sample(shape, gen, DType::Float32, device);
       },
-      guided_fields(model, labels, guidance));
+      guided.field, guided.set_labels);
 }
 
 RunSamples generate_run_samples(nn::VelocityModel& model, nn::EMA* ema, const flow::OdeSolver& solver,

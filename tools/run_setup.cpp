@@ -225,7 +225,7 @@ RunObjects build_run_objects(const Json& config, Device device, bool initialise_
 
 SampleResult sample_in_chunks(nn::VelocityModel& model, const flow::OdeSolver& solver, const Shape& example_shape,
                               std::int64_t n, std::int64_t chunk, const ChunkNoise& noise_for,
-                              const ChunkField& field_for, bool one_field) {
+                              const flow::VelocityField& field, const BeforeChunk& before_chunk) {
   FM_CHECK(chunk >= 1, ValueError, "sampling: chunk ", chunk, ", expected at least 1");
   NoGradGuard no_grad;
   model.eval();
@@ -239,8 +239,7 @@ SampleResult sample_in_chunks(nn::VelocityModel& model, const flow::OdeSolver& s
   const bool adaptive = dynamic_cast<const flow::FixedStepSolver*>(&solver) == nullptr;
   const ItemRange share = my_share(n, chunk, adaptive);
   // One field for all chunks: a fixed-step solve is recorded once and replayed (on the GPU).
-  std::optional<flow::CapturedSolve> captured;
-  if (one_field) captured.emplace(solver, field_for(0, 0));
+  flow::CapturedSolve captured(solver, field);
   double evaluations = 0;  // Σ over chunks of (samples in the chunk × its NFE)
   try {
     for (std::int64_t start = 0; start < n; start += chunk) {
@@ -251,8 +250,8 @@ SampleResult sample_in_chunks(nn::VelocityModel& model, const flow::OdeSolver& s
       const std::int64_t first = std::max(start, share.begin), last = std::min(start + count, share.end);
       if (first >= last) continue;
       if (first != start || last != start + count) noise = noise.narrow(0, first - start, last - first);
-      flow::SolveResult solved =
-          captured ? captured->solve(noise) : solver.solve(field_for(first, last - first), noise);
+      if (before_chunk) before_chunk(first, last - first);
+      flow::SolveResult solved = captured.solve(noise);
       out.narrow(0, first, last - first).copy_(solved.x.to(Device::CPU));
       evaluations += double(last - first) * double(solved.nfe);
     }
@@ -289,7 +288,7 @@ SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& s
         shape.insert(shape.begin(), count);
         return source->sample(shape, gen, DType::Float32, device);
       },
-      [&](std::int64_t, std::int64_t) { return field; }, /*one_field=*/true);
+      field);
 }
 
 SampleResult generate_samples_with_ema(nn::VelocityModel& model, nn::EMA* ema, const flow::OdeSolver& solver,

@@ -67,18 +67,20 @@ struct SampleResult {
 };
 // The chunk loop under every sampler (generate_samples here, the guided ones of
 // tools/conditional_sampling.h): n samples, at most `chunk` at a time; noise_for(start, count) gives a
-// chunk's source draws (on the model's device), called chunk by chunk in order, and field_for(start, count)
-// the field they are integrated through. Runs in eval mode without autograd (training mode again after,
-// also after an exception); the NFE is averaged over the samples. Inside a ShardOverRanks scope under
-// mpirun (tools/sharded_sampling.h) each rank integrates only its share, draws every chunk's noise all
-// the same, and returns all n samples gathered from the ranks: bitwise what one process returns.
-// `one_field`: field_for returns the same field for every chunk (no per-chunk labels), so on the GPU a
-// fixed-step solve is recorded once and replayed per chunk (flow/captured_solve.h), with the same bits.
+// chunk's source draws (on the model's device), called chunk by chunk in order, and all are integrated
+// through one `field`. before_chunk(first, count), when given, runs just before samples
+// [first, first + count) are integrated: a guided sampler sets their labels there
+// (flow::GuidanceLabels), so the field itself stays the same for every chunk. That is what lets a
+// fixed-step solve on the GPU be recorded once and replayed per chunk (flow/captured_solve.h), with
+// the eager solve's bits. Runs in eval mode without autograd (training mode again after, also after
+// an exception); the NFE is averaged over the samples. Inside a ShardOverRanks scope under mpirun
+// (tools/sharded_sampling.h) each rank integrates only its share, draws every chunk's noise all the
+// same, and returns all n samples gathered from the ranks: bitwise what one process returns.
 using ChunkNoise = std::function<Tensor(std::int64_t start, std::int64_t count)>;
-using ChunkField = std::function<flow::VelocityField(std::int64_t start, std::int64_t count)>;
+using BeforeChunk = std::function<void(std::int64_t first, std::int64_t count)>;
 SampleResult sample_in_chunks(nn::VelocityModel& model, const flow::OdeSolver& solver, const Shape& example_shape,
                               std::int64_t n, std::int64_t chunk, const ChunkNoise& noise_for,
-                              const ChunkField& field_for, bool one_field = false);
+                              const flow::VelocityField& field, const BeforeChunk& before_chunk = {});
 // Integrates n source draws (from `gen`; source null: N(0, I)) from t = 0 to 1 through the model (in
 // chunks of at most `chunk`, to bound memory), on the model's device.
 SampleResult generate_samples(nn::VelocityModel& model, const flow::OdeSolver& solver,
