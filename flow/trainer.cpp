@@ -303,16 +303,19 @@ void FlowTrainer::run_step() {
   model_.train();
   if (replay_whole_step()) return;  // recorded inputs and all: the host only plans and launches
   // The whole (global) batch is samples 0 … batch_size − 1 of this step; a rank of a data-parallel
-  // job trains on its slice [first, first + count) of them. Where every number of a sample is keyed
-  // by its global index — fresh points (TrainingData::serves_slices), the source's x0, the label
-  // dropout, the times — the rank draws only its slice, the same bits. Otherwise it draws the whole
-  // batch and keeps its slice: stored data (an epoch's order serves whole batches) and a coupling,
-  // which must see the whole batch to pair it as one process would.
+  // job trains on its slice [first, first + count) of them. Every number of a sample is keyed by its
+  // global index — fresh points, the source's x0, the label dropout, the times — and a stored set's
+  // rows come from an epoch order every rank computes alike, so the rank makes only its slice
+  // (TrainingData::next_slice), the same bits. Except under a coupling, which must see the whole
+  // batch to pair it as one process would: then the rank makes the whole batch and keeps its slice.
   const RankSlice slice = rank_slice(options_.batch_size);
   const bool draw_slice = slice.count != options_.batch_size && data_.serves_slices() &&
                           options_.coupling.kind == CouplingKind::Independent;
   const StepNoise noise{seed_, step_, draw_slice ? slice.first : 0};
-  Tensor x1 = data_.next_batch(draw_slice ? slice.count : options_.batch_size, noise).to(options_.device);
+  const StepNoise whole_batch{seed_, step_, 0};
+  Tensor x1 = (draw_slice ? data_.next_slice(options_.batch_size, slice.first, slice.count, whole_batch)
+                          : data_.next_batch(options_.batch_size, whole_batch))
+                  .to(options_.device);
   const bool conditional = model_.num_classes() > 0;
   std::vector<std::int32_t> labels = conditional ? data_.batch_labels() : std::vector<std::int32_t>{};
   FM_CHECK(!conditional || std::int64_t(labels.size()) == x1.size(0), ShapeError, "trainer: ", labels.size(),

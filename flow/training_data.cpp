@@ -58,6 +58,26 @@ std::vector<std::uint64_t> EpochCursor::epoch_order(std::int64_t count, std::uin
   return order;
 }
 
+Tensor TrainingData::next_slice(std::int64_t, std::int64_t, std::int64_t, const StepNoise&) {
+  throw ValueError(cat("next_slice: ", describe(), " serves whole batches only"));
+}
+
+namespace {
+// A slice [first, first + count) of a batch of batch_size, with a whole-batch noise (first_sample 0).
+void check_slice(std::int64_t batch_size, std::int64_t first, std::int64_t count, const StepNoise& noise) {
+  FM_CHECK(first >= 0 && count >= 1 && first + count <= batch_size && noise.first_sample == 0, ValueError,
+           "next_slice: rows [", first, ", ", first + count, ") of a batch of ", batch_size, " (noise from sample ",
+           noise.first_sample, "), expected a non-empty slice of the batch and the whole batch's noise");
+}
+}  // namespace
+
+Tensor PointStream::next_slice(std::int64_t batch_size, std::int64_t first, std::int64_t count, const StepNoise& noise) {
+  check_slice(batch_size, first, count, noise);
+  StepNoise from_first = noise;
+  from_first.first_sample = first;  // point i is drawn from its own place: the slice alone
+  return next_batch(count, from_first);
+}
+
 void TrainingData::skip_batch(std::int64_t, const StepNoise&) {
   throw ValueError(cat("skip_batch: ", describe(), " makes its batches as it serves them (a recorded step gathers "
                        "only data kept on the device)"));
@@ -125,17 +145,9 @@ void ImageEpochs::keep_on(Device device) {
   device_labels_ = device == Device::CPU || labels_.empty() ? RowIndex() : RowIndex(labels_, num_classes_, device);
 }
 
-const std::uint64_t* ImageEpochs::advance(std::int64_t batch_size, const StepNoise& noise) {
-  const std::uint64_t* indices = cursor_.next(batch_size, noise);
-  if (!labels_.empty()) {  // the host copy: the eager step and a coupling read it
-    last_labels_.resize(std::size_t(batch_size));
-    for (std::int64_t b = 0; b < batch_size; ++b) last_labels_[std::size_t(b)] = labels_[indices[b]];
-  }
-  return indices;
-}
-
 void ImageEpochs::skip_batch(std::int64_t batch_size, const StepNoise& noise) {
-  advance(batch_size, noise);
+  cursor_.next(batch_size, noise);
+  last_labels_.clear();  // a skipped batch has no host labels (the recording makes its own)
   if (device_ != Device::CPU) cursor_.order_on(device_);  // a new epoch's order, into the same buffer
 }
 
@@ -152,13 +164,22 @@ void ImageEpochs::gather_labels(RowIndex& out, std::int64_t position, const std:
 }
 
 Tensor ImageEpochs::next_batch(std::int64_t batch_size, const StepNoise& noise) {
-  const std::uint64_t* indices = advance(batch_size, noise);
+  return next_slice(batch_size, 0, batch_size, noise);
+}
+
+Tensor ImageEpochs::next_slice(std::int64_t batch_size, std::int64_t first, std::int64_t count, const StepNoise& noise) {
+  check_slice(batch_size, first, count, noise);
+  const std::uint64_t* indices = cursor_.next(batch_size, noise) + first;  // the whole batch's place in the order
+  if (!labels_.empty()) {  // the host copy: the eager step and a coupling read it
+    last_labels_.resize(std::size_t(count));
+    for (std::int64_t b = 0; b < count; ++b) last_labels_[std::size_t(b)] = labels_[indices[b]];
+  }
   if (device_ != Device::CPU)  // the same rows in the same order, gathered on the device
-    return take_rows(device_images_, cursor_.order_on(device_), cursor_.batch_start(), batch_size);
+    return take_rows(device_images_, cursor_.order_on(device_), cursor_.batch_start() + first, count);
   const std::int64_t image_size = rows_ * cols_;
-  Tensor batch = Tensor::empty({batch_size, 1, rows_, cols_});
+  Tensor batch = Tensor::empty({count, 1, rows_, cols_});
   float* out = batch.data<float>();
-  for (std::int64_t b = 0; b < batch_size; ++b)
+  for (std::int64_t b = 0; b < count; ++b)
     std::memcpy(out + b * image_size, pixels_.data() + indices[b] * image_size, sizeof(float) * image_size);
   return batch;
 }
@@ -191,18 +212,23 @@ void PairEpochs::keep_on(Device device) {
 }
 
 Tensor PairEpochs::next_batch(std::int64_t batch_size, const StepNoise& noise) {
-  const std::uint64_t* indices = cursor_.next(batch_size, noise);
+  return next_slice(batch_size, 0, batch_size, noise);
+}
+
+Tensor PairEpochs::next_slice(std::int64_t batch_size, std::int64_t first, std::int64_t count, const StepNoise& noise) {
+  check_slice(batch_size, first, count, noise);
+  const std::uint64_t* indices = cursor_.next(batch_size, noise) + first;  // the whole batch's place in the order
   if (device_ != Device::CPU) {  // the same rows in the same order, gathered on the device
     const RowIndex& order = cursor_.order_on(device_);
-    last_x0_ = take_rows(device_x0_, order, cursor_.batch_start(), batch_size);
-    return take_rows(device_x1_, order, cursor_.batch_start(), batch_size);
+    last_x0_ = take_rows(device_x0_, order, cursor_.batch_start() + first, count);
+    return take_rows(device_x1_, order, cursor_.batch_start() + first, count);
   }
   const std::int64_t row = x1_.numel() / x1_.size(0);
   Shape shape = x1_.shape();
-  shape[0] = batch_size;
+  shape[0] = count;
   Tensor x0 = Tensor::empty(shape), x1 = Tensor::empty(shape);
   const float *x0_all = x0_.data<float>(), *x1_all = x1_.data<float>();
-  for (std::int64_t b = 0; b < batch_size; ++b) {
+  for (std::int64_t b = 0; b < count; ++b) {
     std::memcpy(x0.data<float>() + b * row, x0_all + indices[b] * row, sizeof(float) * row);
     std::memcpy(x1.data<float>() + b * row, x1_all + indices[b] * row, sizeof(float) * row);
   }

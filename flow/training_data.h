@@ -41,11 +41,14 @@ class TrainingData {
   virtual void keep_on(Device) {}
   virtual Shape example_shape() const = 0;  // {2} for points, {1, 28, 28} for images
   virtual std::int64_t epoch() const { return 0; }
-  // True when next_batch(count, noise) with noise.first_sample = a serves samples a … a + count − 1
-  // of the step's batch, the same bits as those rows of the whole batch (every number of a sample
-  // keyed by its global index): a data-parallel rank then draws only its slice (flow/trainer.cpp).
-  // Stored data serves whole batches (an epoch's order walks them).
+  // A data-parallel rank's slice (flow/trainer.cpp): rows [first, first + count) of the step's whole
+  // batch of batch_size, the same bits as those rows of next_batch(batch_size, noise) (noise for the
+  // whole batch: first_sample 0); batch_labels() and paired_source() then hold those rows' too. Fresh
+  // points draw only the slice (every number of a sample keyed by its global index); a stored set
+  // moves its epoch's order past the whole batch and gathers only the slice's rows. serves_slices()
+  // says whether next_slice is there (the default throws ValueError).
   virtual bool serves_slices() const { return false; }
+  virtual Tensor next_slice(std::int64_t batch_size, std::int64_t first, std::int64_t count, const StepNoise& noise);
   virtual WordState state() const { return {}; }
   virtual void load_state(const WordState&) {}
   virtual std::string describe() const = 0;
@@ -92,6 +95,7 @@ class PointStream : public TrainingData {
   }
   Shape example_shape() const override { return {2}; }
   bool serves_slices() const override { return true; }  // point i is drawn from its place (seed, step, i)
+  Tensor next_slice(std::int64_t batch_size, std::int64_t first, std::int64_t count, const StepNoise& noise) override;
   std::string describe() const override { return distribution_->name() + " (fresh samples every step)"; }
   int num_classes() const override { return distribution_->num_classes(); }
   std::vector<std::int32_t> batch_labels() const override { return last_labels_; }
@@ -105,8 +109,8 @@ class PointStream : public TrainingData {
 // is a Fisher–Yates shuffle whose swap i takes its 64-bit word from the Philox place (seed, DataOrder,
 // e, i): a function of (seed, e) alone, recomputed after a resume instead of being stored. The last
 // incomplete batch of an epoch is dropped so every batch has the same size. It serves whole batches
-// (noise.first_sample must be 0): a data-parallel rank takes its rows of the batch, which every rank
-// can compute alike from (seed, epoch, position).
+// (noise.first_sample must be 0): a data-parallel rank gathers only its rows of the batch, which
+// every rank can compute alike from (seed, epoch, position).
 class EpochCursor {
  public:
   EpochCursor(std::int64_t count, std::string what) : count_(count), what_(std::move(what)) {}
@@ -148,6 +152,8 @@ class ImageEpochs : public TrainingData {
   ImageEpochs(const std::string& images_path, std::int64_t limit = 0, const std::string& labels_path = "",
               int classes = 0);
   Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) override;
+  bool serves_slices() const override { return true; }  // the rank's rows of the epoch's order
+  Tensor next_slice(std::int64_t batch_size, std::int64_t first, std::int64_t count, const StepNoise& noise) override;
   void keep_on(Device device) override;
   bool gathers_on_device() const override { return device_ == Device::CUDA; }
   void skip_batch(std::int64_t batch_size, const StepNoise& noise) override;
@@ -184,7 +190,6 @@ class ImageEpochs : public TrainingData {
   EpochCursor cursor_;
   ImageEpochs(const std::string& images_path, const io::IdxImages& images, std::int64_t limit);
   void read_labels(const std::string& labels_path, int classes);  // fills labels_, num_classes_
-  const std::uint64_t* advance(std::int64_t batch_size, const StepNoise& noise);  // cursor and labels
 };
 
 // Reflow pairs (flow/reflow_pairs.h) visited in shuffled epochs: next_batch gives the x1 rows and
@@ -193,6 +198,8 @@ class PairEpochs : public TrainingData {
  public:
   explicit PairEpochs(const std::string& pairs_path);
   Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) override;
+  bool serves_slices() const override { return true; }  // the rank's rows of the epoch's order
+  Tensor next_slice(std::int64_t batch_size, std::int64_t first, std::int64_t count, const StepNoise& noise) override;
   void keep_on(Device device) override;
   Tensor paired_source() const override { return last_x0_; }
   Shape example_shape() const override;

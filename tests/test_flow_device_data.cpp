@@ -4,9 +4,13 @@
 //   * over several epochs the device batches (and pairs' x0) are bitwise the host path's, in the same
 //     order, with the same labels; a resumed copy continues with the same batches;
 //   * within an epoch a batch copies nothing from the host; an epoch's first batch copies its order;
-//   * keep_on(CPU) serves what a fresh object serves (the CPU path is today's).
+//   * keep_on(CPU) serves what a fresh object serves (the CPU path is today's);
+//   * a data-parallel rank's slice (next_slice) is bitwise those rows of the whole batch, with their
+//     labels and x0, on the CPU and on CUDA, and the slices of 3 ranks walk the epochs in step with
+//     one process; a bad slice is refused.
 #include <catch2/catch.hpp>
 
+#include <memory>
 #include <vector>
 
 #include "core/io/tensor_io.h"
@@ -89,7 +93,72 @@ struct PairsFile {
   }
 };
 
+// Three ranks' slices of a batch of 7 ([0, 3), [3, 5), [5, 7)), each from its own copy of the data
+// kept on `device`, against the whole batch of a fourth copy (on the CPU), for 10 steps (3 epochs of
+// 3 batches): the rows, labels and x0 of each slice are those of the whole batch.
+template <typename Data, typename... Args>
+void require_slices_equal_whole_batches(Device device, const Args&... args) {
+  constexpr std::int64_t batch = 7;
+  const std::int64_t firsts[3] = {0, 3, 5}, counts[3] = {3, 2, 2};
+  Data whole(args...);
+  std::vector<std::unique_ptr<Data>> ranks;
+  for (int r = 0; r < 3; ++r) {
+    ranks.push_back(std::make_unique<Data>(args...));
+    ranks.back()->keep_on(device);
+  }
+  for (std::int64_t step = 0; step < 10; ++step) {
+    const StepNoise noise{9, step, 0};
+    const Tensor all = whole.next_batch(batch, noise);
+    const std::vector<std::int32_t> all_labels = whole.batch_labels();
+    for (int r = 0; r < 3; ++r) {
+      INFO("step " << step << ", rank " << r);
+      const Tensor rows = ranks[std::size_t(r)]->next_slice(batch, firsts[r], counts[r], noise);
+      REQUIRE(rows.device() == device);
+      REQUIRE(rows.to_vector() == all.narrow(0, firsts[r], counts[r]).to_vector());
+      if (whole.paired_source().defined())
+        REQUIRE(ranks[std::size_t(r)]->paired_source().to_vector() ==
+                whole.paired_source().narrow(0, firsts[r], counts[r]).to_vector());
+      const std::vector<std::int32_t> labels = ranks[std::size_t(r)]->batch_labels();
+      if (all_labels.empty()) {
+        REQUIRE(labels.empty());
+      } else {
+        REQUIRE(labels == std::vector<std::int32_t>(all_labels.begin() + firsts[r],
+                                                    all_labels.begin() + firsts[r] + counts[r]));
+      }
+      REQUIRE(ranks[std::size_t(r)]->epoch() == whole.epoch());
+    }
+  }
+  REQUIRE(whole.epoch() == 3);
+  // Refused: an empty slice, one past the batch, and a noise that does not start at the batch.
+  REQUIRE_THROWS_WITH(ranks[0]->next_slice(batch, 3, 0, StepNoise{9, 10, 0}), Catch::Contains("rows [3, 3) of a batch of 7"));
+  REQUIRE_THROWS_AS(ranks[0]->next_slice(batch, 5, 3, StepNoise{9, 10, 0}), ValueError);
+  REQUIRE_THROWS_AS(ranks[0]->next_slice(batch, 0, 3, StepNoise{9, 10, 3}), ValueError);
+}
+
 }  // namespace
+
+TEST_CASE("a rank's slice of a stored set's batch is those rows of the whole batch", "[flow][data]") {
+  ImageFiles images;
+  require_slices_equal_whole_batches<ImageEpochs>(Device::CPU, images.images, std::int64_t(0), images.labels, 0);
+  require_slices_equal_whole_batches<ImageEpochs>(Device::CPU, images.images);  // unlabelled
+  PairsFile pairs;
+  require_slices_equal_whole_batches<PairEpochs>(Device::CPU, pairs.path);
+  // Fresh points: the slice is drawn from its own samples' places, the same bits.
+  PointStream whole(make_toy_distribution("moons")), rank(make_toy_distribution("moons"));
+  const Tensor all = whole.next_batch(9, StepNoise{2, 4, 0});
+  REQUIRE(rank.next_slice(9, 4, 5, StepNoise{2, 4, 0}).to_vector() == all.narrow(0, 4, 5).to_vector());
+  const std::vector<std::int32_t> all_labels = whole.batch_labels();
+  REQUIRE(all_labels.size() == 9);
+  REQUIRE(rank.batch_labels() == std::vector<std::int32_t>(all_labels.begin() + 4, all_labels.end()));
+}
+
+TEST_CASE("a rank's slice of a stored set kept on CUDA is those rows of the whole batch", "[flow][data][gpu]") {
+  FM_REQUIRE_GPU();
+  ImageFiles images;
+  require_slices_equal_whole_batches<ImageEpochs>(Device::CUDA, images.images, std::int64_t(0), images.labels, 0);
+  PairsFile pairs;
+  require_slices_equal_whole_batches<PairEpochs>(Device::CUDA, pairs.path);
+}
 
 TEST_CASE("image epochs and pair epochs kept on the CPU serve today's batches", "[flow][data]") {
   ImageFiles images;
