@@ -71,7 +71,8 @@ struct LabelDropout;  // (below, with take_labels)
 class RowIndex {
  public:
   RowIndex() = default;  // no rows, on the CPU
-  RowIndex(const std::vector<std::int32_t>& rows, std::int64_t table_rows, Device device);
+  // Each index checked against table_rows once, here; `what` names the caller in the error.
+  RowIndex(const std::vector<std::int32_t>& rows, std::int64_t table_rows, Device device, const char* what = "RowIndex");
   std::int64_t size() const { return size_; }
   std::int64_t table_rows() const { return table_rows_; }  // what every index was checked against
   Device device() const { return device_; }

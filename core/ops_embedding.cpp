@@ -16,12 +16,9 @@ namespace fm {
 
 Tensor embedding(const Tensor& table_in, const std::vector<std::int32_t>& indices) {
   internal::check_dim("embedding", table_in, 2, "table", "(rows, dim)");
-  const std::int64_t rows = table_in.size(0);
-  for (std::size_t i = 0; i < indices.size(); ++i)
-    FM_CHECK(indices[i] >= 0 && indices[i] < rows, ValueError, "embedding: index ", indices[i], " at position ",
-             i, " outside the table's ", rows, " rows");
+  // Each index is checked once, by the RowIndex, against the table's rows (the error names this op).
   // On CUDA the indices go to the device here, once per call; the backward pass shares them.
-  return embedding_by_index(table_in, RowIndex(indices, rows, table_in.device()));
+  return embedding_by_index(table_in, RowIndex(indices, table_in.size(0), table_in.device(), "embedding"));
 }
 
 Tensor embedding_by_index(const Tensor& table_in, const RowIndex& indices) {

@@ -20,19 +20,19 @@
 namespace fm {
 
 namespace {
-void check_rows(const std::vector<std::int32_t>& rows, std::int64_t table_rows) {
+void check_rows(const std::vector<std::int32_t>& rows, std::int64_t table_rows, const char* what) {
   // The kernels index with int: a larger table or list would overflow them.
-  FM_CHECK(table_rows >= 0 && table_rows <= INT_MAX && std::int64_t(rows.size()) <= INT_MAX, ValueError, "RowIndex: ",
+  FM_CHECK(table_rows >= 0 && table_rows <= INT_MAX && std::int64_t(rows.size()) <= INT_MAX, ValueError, what, ": ",
            rows.size(), " indices into ", table_rows, " rows, expected at most ", INT_MAX, " of each");
   for (std::size_t i = 0; i < rows.size(); ++i)
-    FM_CHECK(rows[i] >= 0 && rows[i] < table_rows, ValueError, "RowIndex: index ", rows[i], " at position ", i,
+    FM_CHECK(rows[i] >= 0 && rows[i] < table_rows, ValueError, what, ": index ", rows[i], " at position ", i,
              " outside the table's ", table_rows, " rows");
 }
 }  // namespace
 
-RowIndex::RowIndex(const std::vector<std::int32_t>& rows, std::int64_t table_rows, Device device)
+RowIndex::RowIndex(const std::vector<std::int32_t>& rows, std::int64_t table_rows, Device device, const char* what)
     : size_(std::int64_t(rows.size())), table_rows_(table_rows), device_(device) {
-  check_rows(rows, table_rows);
+  check_rows(rows, table_rows, what);
   if (rows.empty()) return;
   if (device == Device::CPU) {
     auto host = std::make_shared<std::vector<std::int32_t>>(rows);
@@ -53,7 +53,7 @@ const std::int32_t* RowIndex::data() const { return rows_.get(); }
 void RowIndex::overwrite(const std::vector<std::int32_t>& rows) {
   FM_CHECK(std::int64_t(rows.size()) == size_, ValueError, "RowIndex::overwrite: ", rows.size(),
            " indices, expected the ", size_, " the buffer holds");
-  check_rows(rows, table_rows_);
+  check_rows(rows, table_rows_, "RowIndex::overwrite");
   if (rows.empty()) return;
   // The buffer is this index's own (made by the constructor); const only to the gathers that read it.
   auto* buffer = const_cast<std::int32_t*>(rows_.get());

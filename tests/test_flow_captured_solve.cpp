@@ -20,6 +20,7 @@
 #include "kernels/runtime.h"
 #include "nn/unet.h"
 #include "test_util.h"
+#include "unet_fixtures.h"
 
 using namespace fm;
 using namespace fm::flow;
@@ -75,15 +76,10 @@ TEST_CASE("a recorded RK4 solve of a U-Net replays chunk after chunk bitwise as 
 
 TEST_CASE("a recorded guided solve of a conditional U-Net reads each chunk's labels from the device", "[gpu]") {
   FM_REQUIRE_GPU();
-  Generator init(7);
-  nn::UNetConfig config = nn::UNetConfig::tiny();
-  config.num_classes = 4;
-  nn::UNet unet(config, init);
-  unet.to(Device::CUDA);
-  unet.eval();
-  const ConditionalModelFn forward = [&unet](const Tensor& x, const Tensor& t, const RowIndex& y) {
-    return unet.forward(x, t, y);
-  };
+  const test::ConditionalTinyUNet model = test::conditional_tiny_unet(4, 7, Device::CUDA);
+  const nn::UNetConfig& config = model.config;
+  model.unet->eval();
+  const ConditionalModelFn forward = model.forward();
   const EulerSolver solver(3);
   // Chunks of 3 with labels that differ from chunk to chunk (the null class too), then a shorter one.
   const std::vector<std::vector<std::int32_t>> chunks{{0, 1, 2}, {3, 4, 0}, {2, 2, 1}, {4, 3, 1}, {1, 0}};

@@ -13,6 +13,7 @@
 #include "nn/unet.h"
 #include "tensor_compare.h"
 #include "test_util.h"
+#include "unet_fixtures.h"
 #include "tools/conditional_sampling.h"
 #include "tools/run_setup.h"
 
@@ -74,11 +75,9 @@ TEST_CASE("sampling in chunks through a recorded solve gives the eager loop's sa
 
 TEST_CASE("guided sampling in chunks is recorded once and reads each chunk's labels", "[gpu]") {
   FM_REQUIRE_GPU();
-  Generator init(9);
-  nn::UNetConfig config = nn::UNetConfig::tiny();
-  config.num_classes = 3;
-  nn::UNet unet(config, init);
-  unet.to(Device::CUDA);
+  const test::ConditionalTinyUNet model = test::conditional_tiny_unet(3, 9, Device::CUDA);
+  const nn::UNetConfig& config = model.config;
+  nn::UNet& unet = *model.unet;
   const flow::EulerSolver solver(2);
   Generator gen(23);
   const Tensor noise = randn({7, 1, 8, 8}, gen).to(Device::CUDA);
@@ -88,9 +87,7 @@ TEST_CASE("guided sampling in chunks is recorded once and reads each chunk's lab
   const SampleResult recorded = generate_guided_samples_from_noise(unet, solver, noise, labels, guidance, 2);
   REQUIRE((kernels::runtime_counters() - before).graph_replays == 2);
   // Eagerly, each chunk through a field made for its own labels.
-  const flow::ConditionalModelFn forward = [&unet](const Tensor& x, const Tensor& t, const RowIndex& y) {
-    return unet.forward(x, t, y);
-  };
+  const flow::ConditionalModelFn forward = model.forward();
   std::vector<float> eager;
   unet.eval();
   for (std::int64_t start = 0; start < 7; start += 2) {

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "core/autograd.h"
+#include "core/io/gif.h"
 #include "core/io/jsonl.h"
 #include "core/io/npy.h"
 #include "core/io/safetensors.h"
@@ -199,6 +200,13 @@ TEST_CASE("fmeval straight: quality at each NFE and the straightness of a traine
   for (const auto& row : result.rows) REQUIRE(row.distance > 0);
   REQUIRE(result.straightness >= 0);
   REQUIRE(result.trajectories.shape() == fm::Shape{11, 5, 2});
+  // The kept paths as a picture and as an animation: one frame per state of the 10-step Euler grid.
+  const fm::Tensor data_points = fm::Tensor::from_floats({0.f, 0.f, 1.f, 0.5f}, {2, 2});
+  fm::tools::write_trajectory_png((dir / "paths.png").string(), result, data_points, "paths");
+  fm::tools::write_trajectory_gif((dir / "paths.gif").string(), result, data_points, "paths");
+  const fm::io::GifAnimation animation = fm::io::read_gif((dir / "paths.gif").string());
+  REQUIRE(animation.frames.size() == 11);
+  REQUIRE(animation.frames.front().rgb != animation.frames.back().rgb);
   const std::vector<std::string> files = fm::tools::write_straight_comparison(
       {{"a", result}, {"b", result}}, (dir / "q.csv").string(), (dir / "q.png").string());
   REQUIRE(files.size() == 2);

@@ -23,7 +23,7 @@ fi
 
 # libopenmpi-dev (headers, libraries, the mpicxx wrapper CMake's find_package(MPI) asks) and openmpi-bin
 # (mpirun): data-parallel runs, and the tests that launch them (tests/test_data_parallel.cpp).
-packages=(cmake ninja-build g++ catch2 nlohmann-json3-dev libstb-dev zlib1g-dev dataset-fashion-mnist
+packages=(cmake ninja-build g++ catch2 nlohmann-json3-dev libstb-dev zlib1g-dev libgif-dev dataset-fashion-mnist
           libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do

@@ -148,37 +148,15 @@ void write_class_scatter_png(const std::string& path, const Tensor& points, cons
   const int width = 760, height = 700 + 20 * legend_rows;
   PlotFrame f;
   f.left = 72, f.right = width - 24, f.top = 56 + 20 * legend_rows, f.bottom = height - 58;
-  double x_lo = std::numeric_limits<double>::infinity(), x_hi = -x_lo, y_lo = x_lo, y_hi = -x_lo;
-  auto extend = [&](const std::vector<float>& v) {
-    for (std::size_t i = 0; i + 1 < v.size(); i += 2)
-      if (std::isfinite(v[i]) && std::isfinite(v[i + 1]))
-        x_lo = std::min(x_lo, double(v[i])), x_hi = std::max(x_hi, double(v[i])),
-        y_lo = std::min(y_lo, double(v[i + 1])), y_hi = std::max(y_hi, double(v[i + 1]));
-  };
-  extend(xy);
-  extend(ref);
-  if (!(x_hi >= x_lo)) x_lo = -1, x_hi = 1, y_lo = -1, y_hi = 1;
-  widen_if_flat(x_lo, x_hi, 1.0);
-  widen_if_flat(y_lo, y_hi, 1.0);
-  // Equal aspect, padded 5%: one unit as long on both axes (modes keep their shapes).
-  const double units = 1.1 * std::max((x_hi - x_lo) / (f.right - f.left), (y_hi - y_lo) / (f.bottom - f.top));
-  const double cx = (x_lo + x_hi) / 2, cy = (y_lo + y_hi) / 2;
-  x_lo = cx - units * (f.right - f.left) / 2, x_hi = cx + units * (f.right - f.left) / 2;
-  y_lo = cy - units * (f.bottom - f.top) / 2, y_hi = cy + units * (f.bottom - f.top) / 2;
-  f.x = {x_lo, x_hi, float(f.left), float(f.right), false};
-  f.y = {y_lo, y_hi, float(f.bottom), float(f.top), false};
-  f.x_ticks = linear_ticks(x_lo, x_hi, std::max(3, (f.right - f.left) / 90));
-  f.y_ticks = linear_ticks(y_lo, y_hi, std::max(3, (f.bottom - f.top) / 70));
+  PointBounds bounds;
+  bounds.add(xy.data(), xy.size() / 2);
+  bounds.add(ref.data(), ref.size() / 2);
+  set_point_axes(f, bounds, true);  // padded 5%, one unit as long on both axes (modes keep their shapes)
 
   Canvas canvas(width, height, kWhite);
   draw_grid(canvas, f);
   canvas.set_clip({float(f.left), float(f.top), float(f.right), float(f.bottom)});
-  auto dot = [&](float px, float py, Color c, float alpha) {
-    if (!std::isfinite(px) || !std::isfinite(py)) return;
-    const float x = f.x.to_pixel(px), y = f.y.to_pixel(py);
-    if (x < f.left - 4 || x > f.right + 4 || y < f.top - 4 || y > f.bottom + 4) return;
-    canvas.fill_disc(x, y, 1.6f, c, alpha);
-  };
+  auto dot = [&](float px, float py, Color c, float alpha) { draw_point(canvas, f, px, py, 1.6f, c, alpha); };
   for (std::size_t i = 0; i + 1 < ref.size(); i += 2) dot(ref[i], ref[i + 1], grey, 0.5f);
   for (std::size_t i = 0; i < labels.size(); ++i)
     dot(xy[2 * i], xy[2 * i + 1], class_color(labels[i]), 0.55f);

@@ -4,7 +4,7 @@
 # Run here (with apt access); then carry .deps to the GPU machine and run tools/gpu_check.sh there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(catch2 nlohmann-json3-dev libstb-dev libstb0 zlib1g-dev dataset-fashion-mnist)
+packages=(catch2 nlohmann-json3-dev libstb-dev libstb0 zlib1g-dev libgif-dev libgif7 dataset-fashion-mnist)
 rm -rf .deps && mkdir -p .deps/debs .deps/root
 (cd .deps/debs && apt-get download "${packages[@]}" >/dev/null)
 for deb in .deps/debs/*.deb; do dpkg -x "$deb" .deps/root; done

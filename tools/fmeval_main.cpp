@@ -81,7 +81,8 @@ const char* kUsage =
     "  to n t10k images (--classifier and --data-dir as below, one classifier for all rows; --repeats default\n"
     "  1), with the floor's spread over 5 draws of real train images.\n"
     "  --png plots the distance against NFE for all checkpoints, --trajectories writes PREFIX_<label>.png path\n"
-    "  pictures (images: 8 paths, x_t over t = 0..1 and under it the endpoint x_t + (1-t) v predicts).\n"
+    "  pictures (2-D: 96 Euler paths over the data, and PREFIX_<label>.gif, the points travelling along them;\n"
+    "  images: 8 paths, x_t over t = 0..1 and under it the endpoint x_t + (1-t) v predicts).\n"
     "  Prints the Frechet distance between classifier features of n samples and of n real t10k images,\n"
     "  and the floor: the same distance between n real train images and those t10k images (mean and\n"
     "  spread over --floor-draws draws of train images; a model within that spread is as good as real data).\n"
@@ -285,8 +286,11 @@ int straight_command(int argc, char** argv) {
         tools::write_image_paths_png(file, r);
       } else {
         Generator data_gen(request.seed + 2000);
-        tools::write_trajectory_png(file, r, tools::build_toy_distribution(loaded.config)->sample(1000, data_gen),
-                                    cat(labels[i], ": 96 Euler paths, S = ", r.straightness));
+        const Tensor data = tools::build_toy_distribution(loaded.config)->sample(1000, data_gen);
+        tools::write_trajectory_png(file, r, data, cat(labels[i], ": 96 Euler paths, S = ", r.straightness));
+        const std::string animation = cat(trajectories, "_", labels[i], ".gif");
+        tools::write_trajectory_gif(animation, r, data, labels[i]);
+        std::printf("wrote %s\n", animation.c_str());
       }
       std::printf("wrote %s\n", file.c_str());
     }

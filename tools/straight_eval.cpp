@@ -9,6 +9,7 @@
 
 #include "core/autograd.h"
 #include "core/io/atomic_file.h"
+#include "core/io/path_animation.h"
 #include "core/io/png.h"
 #include "core/ops.h"
 #include "flow/metrics.h"
@@ -177,6 +178,18 @@ void write_trajectory_png(const std::string& path, const StraightEvalResult& res
   options.label_b = "data";
   options.point_radius = 0.9f;
   io::write_scatter_png(path, trail.data(), int(trail.size() / 2), data.data(), int(data.size() / 2), options);
+}
+
+void write_trajectory_gif(const std::string& path, const StraightEvalResult& result, const Tensor& data_points,
+                          const std::string& title) {
+  FM_CHECK(result.trajectories.defined() && result.trajectories.dim() == 3 && result.trajectories.size(2) == 2,
+           ValueError, "write_trajectory_gif: no 2-D trajectories were kept");
+  std::vector<float> states = result.trajectories.to_float_vector(), data = data_points.to_float_vector();
+  io::PathAnimationOptions options;
+  options.title = title;
+  options.label_paths = "Euler paths (x0 to x1)";
+  io::write_path_animation_gif(path, states.data(), int(result.trajectories.size(0)), int(result.trajectories.size(1)),
+                               data.data(), int(data.size() / 2), options);
 }
 
 }  // namespace fm::tools

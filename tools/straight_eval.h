@@ -86,6 +86,10 @@ std::vector<std::string> write_straight_comparison(const std::vector<LabelledStr
 // The kept 2-D trajectories drawn over fresh data points: each path as a trail of dots from x0 to x1.
 void write_trajectory_png(const std::string& path, const StraightEvalResult& result, const Tensor& data_points,
                           const std::string& title);
+// The same paths animated (core/io/path_animation.h): the points travel from x0 to x1, each frame one
+// time of the Euler grid, trails behind them.
+void write_trajectory_gif(const std::string& path, const StraightEvalResult& result, const Tensor& data_points,
+                          const std::string& title);
 // The kept image paths as a grid: per sample two rows, x_t left to right (t = 0 … 1), and under it the
 // endpoint x_t predicts at each t.
 void write_image_paths_png(const std::string& path, const StraightEvalResult& result);

@@ -272,6 +272,49 @@ void widen_if_flat(double& lo, double& hi, double fallback_half_width) {
   }
 }
 
+int PointBounds::add(const float* points, std::size_t n) {
+  int skipped = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const float px = points[2 * i], py = points[2 * i + 1];
+    if (!std::isfinite(px) || !std::isfinite(py)) {
+      ++skipped;
+      continue;
+    }
+    x_lo = std::min(x_lo, double(px)), x_hi = std::max(x_hi, double(px));
+    y_lo = std::min(y_lo, double(py)), y_hi = std::max(y_hi, double(py));
+  }
+  return skipped;
+}
+
+void set_point_axes(PlotFrame& f, double x_lo, double x_hi, double y_lo, double y_hi, bool equal_aspect) {
+  if (equal_aspect) {
+    const double units_per_pixel = std::max((x_hi - x_lo) / (f.right - f.left), (y_hi - y_lo) / (f.bottom - f.top));
+    const double cx = (x_lo + x_hi) / 2, cy = (y_lo + y_hi) / 2;
+    x_lo = cx - units_per_pixel * (f.right - f.left) / 2, x_hi = cx + units_per_pixel * (f.right - f.left) / 2;
+    y_lo = cy - units_per_pixel * (f.bottom - f.top) / 2, y_hi = cy + units_per_pixel * (f.bottom - f.top) / 2;
+  }
+  f.x = {x_lo, x_hi, float(f.left), float(f.right), false};
+  f.y = {y_lo, y_hi, float(f.bottom), float(f.top), false};  // pixel y grows downwards
+  f.x_ticks = linear_ticks(x_lo, x_hi, std::max(3, (f.right - f.left) / 90));
+  f.y_ticks = linear_ticks(y_lo, y_hi, std::max(3, (f.bottom - f.top) / 70));
+}
+
+void set_point_axes(PlotFrame& f, const PointBounds& bounds, bool equal_aspect) {
+  double x_lo = bounds.x_lo, x_hi = bounds.x_hi, y_lo = bounds.y_lo, y_hi = bounds.y_hi;
+  if (!(x_hi >= x_lo)) x_lo = -1, x_hi = 1, y_lo = -1, y_hi = 1;  // no finite point at all
+  widen_if_flat(x_lo, x_hi, 1.0);
+  widen_if_flat(y_lo, y_hi, 1.0);
+  const double pad_x = 0.05 * (x_hi - x_lo), pad_y = 0.05 * (y_hi - y_lo);
+  set_point_axes(f, x_lo - pad_x, x_hi + pad_x, y_lo - pad_y, y_hi + pad_y, equal_aspect);
+}
+
+void draw_point(Canvas& canvas, const PlotFrame& f, float px, float py, float radius, Color c, float alpha) {
+  if (!std::isfinite(px) || !std::isfinite(py)) return;
+  const float x = f.x.to_pixel(px), y = f.y.to_pixel(py), margin = radius + 2;
+  if (x < f.left - margin || x > f.right + margin || y < f.top - margin || y > f.bottom + margin) return;
+  canvas.fill_disc(x, y, radius, c, alpha);
+}
+
 void check_plot_size(const char* what, int width, int height) {
   if (width < 200 || height < 150 || width > 8192 || height > 8192)
     throw ValueError(cat(what, ": image size ", width, "x", height, ", expected 200..8192 x 150..8192 pixels"));

@@ -153,6 +153,28 @@ void draw_axes(Canvas& canvas, const PlotFrame& f, const std::string& title, con
 // Expands a degenerate range so the axis still has a length.
 void widen_if_flat(double& lo, double& hi, double fallback_half_width);
 
+// ---- 2-D point plots (scatter plots, class plots, path animations) ----------------------------------
+
+// The bounding box of the finite points added so far.
+struct PointBounds {
+  double x_lo = HUGE_VAL, x_hi = -HUGE_VAL, y_lo = HUGE_VAL, y_hi = -HUGE_VAL;
+  // Adds the finite points of an interleaved (x0, y0, x1, y1, ...) array of n points; returns how
+  // many were skipped as not finite.
+  int add(const float* points, std::size_t n);
+};
+
+// Sets f's axes and ticks (its pixel area already laid out) to show [x_lo, x_hi] x [y_lo, y_hi]. With
+// equal_aspect the shorter range grows around its centre until one unit is as long in pixels on both
+// axes (circles look like circles).
+void set_point_axes(PlotFrame& f, double x_lo, double x_hi, double y_lo, double y_hi, bool equal_aspect);
+// The same for the points' bounds padded 5% on each side: [-1, 1]^2 when there are none, a flat side
+// widened (widen_if_flat).
+void set_point_axes(PlotFrame& f, const PointBounds& bounds, bool equal_aspect);
+
+// A disc at data point (px, py); nothing for a non-finite point or one far outside the plot area
+// (clipped anyway, and far-away pixel coordinates must not reach int).
+void draw_point(Canvas& canvas, const PlotFrame& f, float px, float py, float radius, Color c, float alpha);
+
 // Throws fm::ValueError unless the image is 200..8192 x 150..8192 pixels (`what` names the caller).
 void check_plot_size(const char* what, int width, int height);
 

@@ -90,63 +90,26 @@ void write_scatter_png(const std::string& path, const float* points_a, int n_a, 
     throw ValueError(cat("write_scatter_png: ", path, ": point counts ", n_a, " and ", n_b, " with their pointers, "
                          "expected non-negative counts and non-null pointers"));
 
-  // Range: the finite points of both sets, or the fixed range.
-  double x_lo = std::numeric_limits<double>::infinity(), x_hi = -x_lo, y_lo = x_lo, y_hi = -x_lo;
-  int skipped_a = 0, skipped_b = 0;
-  auto extend = [&](const float* points, int n, int& skipped) {
-    for (int i = 0; i < n; ++i) {
-      float px = points[2 * i], py = points[2 * i + 1];
-      if (!std::isfinite(px) || !std::isfinite(py)) {
-        ++skipped;
-        continue;
-      }
-      x_lo = std::min(x_lo, double(px)), x_hi = std::max(x_hi, double(px));
-      y_lo = std::min(y_lo, double(py)), y_hi = std::max(y_hi, double(py));
-    }
-  };
-  extend(points_a, n_a, skipped_a);
-  extend(points_b, n_b, skipped_b);
+  PointBounds bounds;
+  const int skipped_a = n_a > 0 ? bounds.add(points_a, std::size_t(n_a)) : 0;
+  const int skipped_b = n_b > 0 ? bounds.add(points_b, std::size_t(n_b)) : 0;
+  PlotFrame f;
+  f.left = 72, f.right = options.width - 24, f.top = 74, f.bottom = options.height - 58;
   if (options.fixed_range) {
     if (!(options.x_max > options.x_min) || !(options.y_max > options.y_min))
       throw ValueError(cat("write_scatter_png: ", path, ": fixed range x [", options.x_min, ", ", options.x_max, "] y [",
                            options.y_min, ", ", options.y_max, "], expected min < max"));
-    x_lo = options.x_min, x_hi = options.x_max, y_lo = options.y_min, y_hi = options.y_max;
+    set_point_axes(f, options.x_min, options.x_max, options.y_min, options.y_max, options.equal_aspect);
   } else {
-    if (!(x_hi >= x_lo)) x_lo = -1, x_hi = 1, y_lo = -1, y_hi = 1;  // no finite point at all
-    widen_if_flat(x_lo, x_hi, 1.0);
-    widen_if_flat(y_lo, y_hi, 1.0);
-    double pad_x = 0.05 * (x_hi - x_lo), pad_y = 0.05 * (y_hi - y_lo);
-    x_lo -= pad_x, x_hi += pad_x, y_lo -= pad_y, y_hi += pad_y;
+    set_point_axes(f, bounds, options.equal_aspect);  // both sets, padded 5%
   }
-
-  PlotFrame f;
-  f.left = 72, f.right = options.width - 24, f.top = 74, f.bottom = options.height - 58;
-  if (options.equal_aspect) {
-    // Grow the shorter range around its centre until a unit has the same length in pixels on both axes.
-    double units_per_pixel = std::max((x_hi - x_lo) / (f.right - f.left), (y_hi - y_lo) / (f.bottom - f.top));
-    double cx = (x_lo + x_hi) / 2, cy = (y_lo + y_hi) / 2;
-    x_lo = cx - units_per_pixel * (f.right - f.left) / 2, x_hi = cx + units_per_pixel * (f.right - f.left) / 2;
-    y_lo = cy - units_per_pixel * (f.bottom - f.top) / 2, y_hi = cy + units_per_pixel * (f.bottom - f.top) / 2;
-  }
-  f.x = {x_lo, x_hi, float(f.left), float(f.right), false};
-  f.y = {y_lo, y_hi, float(f.bottom), float(f.top), false};  // pixel y grows downwards
-  f.x_ticks = linear_ticks(x_lo, x_hi, std::max(3, (f.right - f.left) / 90));
-  f.y_ticks = linear_ticks(y_lo, y_hi, std::max(3, (f.bottom - f.top) / 70));
 
   Canvas canvas(options.width, options.height, kWhite);
   draw_grid(canvas, f);
   canvas.set_clip({float(f.left), float(f.top), float(f.right), float(f.bottom)});
   const Color color_a = kPalette[1], color_b = kPalette[0];
   auto draw_points = [&](const float* points, int n, Color c, float alpha) {
-    for (int i = 0; i < n; ++i) {
-      float px = points[2 * i], py = points[2 * i + 1];
-      if (!std::isfinite(px) || !std::isfinite(py)) continue;
-      float x = f.x.to_pixel(px), y = f.y.to_pixel(py);
-      // Outside a fixed range: clipped anyway, and far-away pixel coordinates must not reach int.
-      float margin = options.point_radius + 2;
-      if (x < f.left - margin || x > f.right + margin || y < f.top - margin || y > f.bottom + margin) continue;
-      canvas.fill_disc(x, y, options.point_radius, c, alpha);
-    }
+    for (int i = 0; i < n; ++i) draw_point(canvas, f, points[2 * i], points[2 * i + 1], options.point_radius, c, alpha);
   };
   // Translucent points: dense regions read darker, so the two densities can be compared by eye.
   draw_points(points_b, n_b, color_b, 0.35f);

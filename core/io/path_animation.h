@@ -1,0 +1,33 @@
+// core/io/path_animation.h — an animated GIF of 2-D points travelling along their paths: the picture
+// of a flow's trajectories that a still image cannot give (curved paths that bend and cross against
+// straight ones travelled at constant speed).
+//
+// Part of core/io/ (float buffers in, a GIF file out; no Tensor). Frames are drawn with the plot kit
+// of core/io/plot_canvas.h (the scatter plot's layout, axes fixed over the whole animation) and
+// encoded by core/io/gif.h.
+#pragma once
+#include <string>
+
+namespace fm::io {
+
+struct PathAnimationOptions {
+  std::string title;                           // each frame appends "  t = 0.40"
+  std::string label_paths = "paths (x0 to x1)";
+  std::string label_data = "data";
+  int width = 520, height = 520;               // pixels per frame
+  int max_frames = 41;                         // states shown, evenly spaced (the first and last always)
+  int frame_delay_cs = 8;                      // hundredths of a second per frame...
+  int last_frame_delay_cs = 200;               // ...and on the last, before the loop starts again
+  float point_radius = 2.4f;                   // the moving points, pixels
+};
+
+// `states` holds state_count states of path_count points, interleaved (x, y): state k of path i is
+// states[2 * (k * path_count + i)], at time t = k / (state_count − 1) (a uniform solver grid, x0 at
+// t = 0). Frame j shows, over the `data` points (n_data of them, drawn faint underneath), each path's
+// trail from its start to its state at that frame and a dot where it is. A path is drawn up to its
+// first non-finite state. fm::ValueError for fewer than 2 states, no paths, null pointers, bad sizes
+// or max_frames < 2; writing as write_gif.
+void write_path_animation_gif(const std::string& path, const float* states, int state_count, int path_count,
+                              const float* data, int n_data, const PathAnimationOptions& options = {});
+
+}  // namespace fm::io
