@@ -10,6 +10,7 @@
 
 #include "core/random.h"
 #include "core/tensor.h"
+#include "kernels/path_law.h"
 
 namespace fm {
 
@@ -122,6 +123,17 @@ struct LabelDropout {
 };
 void take_labels(RowIndex& out, const RowIndex& labels, const RowIndex& index, std::int64_t first,
                  const LabelDropout& dropout, const std::int64_t* first_on_device = nullptr);
+
+// ---- an affine path's coefficients at per-sample times (core/ops_path.cpp) ----
+// Rows α_t, σ_t, α̇_t, σ̇_t of each time t[i] (t [N]; the result [4, N] on t's device, in its dtype),
+// computed in double by kernels/path_law.h and rounded once: the numbers path_at gives on the host,
+// made where t is (a recorded training step reads no time back). Data only: no gradient reaches t.
+using PathLaw = kernels::PathLaw;
+using PathLawKind = kernels::PathLawKind;
+using PathCoefficients = kernels::PathCoefficients;
+Tensor path_coefficients(const Tensor& t, const PathLaw& law);
+// The same at one time, on the host.
+PathCoefficients path_coefficients_at(const PathLaw& law, double t);
 
 // ---- losses (core/ops_loss.cpp) ----
 Tensor mse_loss(const Tensor& prediction, const Tensor& target);  // mean((p - t)²)

@@ -67,9 +67,9 @@ FlowMatchingLoss conditional_flow_matching_loss(const ModelFn& model, const Tens
            " must match the data batch ", x1.describe());
   const std::int64_t n = x1.size(0);
   // Where the times are made: on x1's device when the sampler has a device law and the path takes
-  // its coefficients from a device tensor (CondOT): no copy, no read back. Otherwise on the host (in
-  // x1's dtype: the values the device will hold), copied over, the path reading the host copy.
-  // Both give the same bits (kernels/time_law.h).
+  // its coefficients from a device tensor (every scheduler with a law(): kernels/path_law.h): no
+  // copy, no read back. Otherwise on the host (in x1's dtype: the values the device will hold),
+  // copied over, the path reading the host copy. Both give the same bits (kernels/time_law.h).
   if (time_sampler.law() && path.samples_from_device_times())
     return loss_with_times(model, x1, path, time_sampler.sample(n, noise, x1.dtype(), x1.device()), std::move(x0),
                            Tensor());

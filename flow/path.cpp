@@ -66,6 +66,17 @@ AffineProbabilityPath::AffineProbabilityPath(std::shared_ptr<const Scheduler> sc
 
 PathSample AffineProbabilityPath::sample(const Tensor& x0, const Tensor& x1, const TimeArgument& t) const {
   check_same_shape("path.sample", x0, "x0", x1, "x1");
+  const Tensor* per_sample = t.tensor();
+  const std::optional<PathLaw> law = scheduler_->law();
+  if (law && per_sample && x1.dim() >= 1 && per_sample->dim() == 1 && per_sample->size(0) == x1.size(0) &&
+      per_sample->device() == x1.device() && per_sample->dtype() == x1.dtype()) {
+    // Per-sample times where the batch is: the coefficients made there (no read back), rows [N, 1, ...].
+    const Tensor c = path_coefficients(*per_sample, *law);
+    Shape shape(std::size_t(x1.dim()), 1);
+    shape[0] = x1.size(0);
+    auto row = [&](std::int64_t k) { return c.narrow(0, k, 1).reshape(shape); };
+    return {mul(x1, row(0)) + mul(x0, row(1)), mul(x1, row(2)) + mul(x0, row(3))};
+  }
   std::vector<double> times = t.values("path.sample", x1);
   std::vector<double> alpha(times.size()), sigma(times.size()), d_alpha(times.size()),
       d_sigma(times.size());

@@ -8,8 +8,10 @@
 //   u_t = α̇_t·x1 + σ̇_t·x0                        (its conditional velocity, the training target)
 //
 // Every time argument t is a Tensor [N] (one time per sample; N = x.size(0)), a one-element
-// Tensor or a double (one time for the whole batch). Coefficients are computed in double on the host
-// from t's values and applied with broadcasting multiplies, so everything runs on x's device/dtype.
+// Tensor or a double (one time for the whole batch). Coefficients are computed in double — on t's
+// device for per-sample times of x's device and dtype (core's path_coefficients), on the host from
+// t's values otherwise, the same bits either way — and applied with broadcasting multiplies, so
+// everything runs on x's device/dtype.
 #pragma once
 #include <memory>
 #include <string>
@@ -71,9 +73,11 @@ class AffineProbabilityPath {
   // Differentiable in x0 and x1 (not in t).
   virtual PathSample sample(const Tensor& x0, const Tensor& x1, const TimeArgument& t) const;
   // Whether sample() computes its coefficients from a time tensor on the tensor's own device (no
-  // read of t back to the host): the trainer then draws t on the device (flow/loss.cpp). Otherwise
-  // the coefficients come from the times' host values.
-  virtual bool samples_from_device_times() const { return false; }
+  // read of t back to the host): the trainer then draws t on the device (flow/loss.cpp). True when
+  // the scheduler has a law() (every scheduler here): sample() then takes per-sample coefficients
+  // from core's path_coefficients where t is, with the bits of the scheduler's at(). Otherwise the
+  // coefficients come from the times' host values.
+  virtual bool samples_from_device_times() const { return scheduler_->law().has_value(); }
 
   // The conversion table of Lipman et al. 2024 ("Flow Matching Guide and Code", Sec. 4.8.1,
   // eqs. 4.55–4.57 and the inverse relations). With D = α_t·σ̇_t − σ_t·α̇_t (never 0 for the

@@ -1,7 +1,9 @@
 // flow/scheduler.h — schedulers (α_t, σ_t) of affine conditional probability paths, and the one
 // helper that clamps t away from the ends where a formula divides by a vanishing α_t or σ_t.
 //
-// Sits in flow/ (above nn/ and core/); pure scalar math in double, no Tensors. flow/path.h turns a
+// Sits in flow/ (above nn/ and core/); scalar math in double, no Tensors. The cosine and VP formulas
+// live in kernels/path_law.h (path_at, reached through core/ops.h's path_coefficients_at), so the
+// host's values and the device's per-sample coefficients are the same bits. flow/path.h turns a
 // scheduler into a probability path over Tensors.
 //
 // Convention (docs, GUIDE.md): t = 0 is noise, t = 1 is data. An affine conditional path is
@@ -11,8 +13,11 @@
 // d/dt x_t = α̇_t·x1 + σ̇_t·x0.
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "core/ops.h"  // PathLaw: the schedulers' formulas, shared with the kernels
 
 namespace fm::flow {
 
@@ -36,6 +41,10 @@ class Scheduler {
   virtual ~Scheduler() = default;
   virtual SchedulerValues at(double t) const = 0;
   virtual std::string name() const = 0;
+  // The scheduler as the path-coefficient kernels know it (kernels/path_law.h), when they do (every
+  // scheduler here): then a batch's coefficients are made on the device from its time tensor, with
+  // the bits of at(), and a training step on that path can be recorded.
+  virtual std::optional<PathLaw> law() const { return std::nullopt; }
 };
 
 // Conditional optimal transport (Lipman et al. 2023, Sec. 4.1 Example II with σ_min = 0):
@@ -45,14 +54,16 @@ class CondOTScheduler final : public Scheduler {
  public:
   SchedulerValues at(double t) const override;
   std::string name() const override { return "condot"; }
+  std::optional<PathLaw> law() const override { return PathLaw{PathLawKind::CondOT}; }
 };
 
 // Cosine / trigonometric (the Guide's Sec. 4.8 cosine scheduler; Nichol & Dhariwal 2021 in spirit):
 // α_t = sin(πt/2), σ_t = cos(πt/2); α_t² + σ_t² = 1 (variance preserving for unit-variance data).
 class CosineScheduler final : public Scheduler {
  public:
-  SchedulerValues at(double t) const override;
+  SchedulerValues at(double t) const override;  // path_coefficients_at(law(), t)
   std::string name() const override { return "cosine"; }
+  std::optional<PathLaw> law() const override { return PathLaw{PathLawKind::Cosine}; }
 };
 
 // Variance preserving, the VP-SDE of Song et al. 2021 ("Score-Based Generative Modeling through
@@ -68,8 +79,9 @@ class CosineScheduler final : public Scheduler {
 class VPScheduler final : public Scheduler {
  public:
   explicit VPScheduler(double beta_min = 0.1, double beta_max = 20.0);
-  SchedulerValues at(double t) const override;
+  SchedulerValues at(double t) const override;  // path_coefficients_at(law(), t)
   std::string name() const override { return "vp"; }
+  std::optional<PathLaw> law() const override;
   double beta_min() const { return beta_min_; }
   double beta_max() const { return beta_max_; }
 

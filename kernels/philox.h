@@ -132,14 +132,9 @@ FM_PHILOX_FN double log_unit_interval(double u) {
   return fma_exact(e, kLn2Hi, small);
 }
 
-// (sin, cos) of 2π·k/2^53 for a 53-bit integer k (a uniform angle). The reduction is exact integer
-// arithmetic: q = the nearest quarter turn, f = the remainder in quarter turns ∈ [−½, ½), so the
-// polynomials see |πf/2| ≤ π/4 where Taylor series of 10–11 terms are below double rounding.
-FM_PHILOX_FN void sincos_turns(std::uint64_t k, double& sin_out, double& cos_out) {
-  const std::uint64_t quarter = std::uint64_t(1) << 51;  // one quarter turn in units of 2^-53 turns
-  const std::uint64_t q = (k + (quarter >> 1)) >> 51;     // 0 … 4
-  const std::int64_t r = std::int64_t(k) - std::int64_t(q << 51);
-  const double f = double(r) * 0x1p-51;                   // exact: |r| < 2^50
+// (sin, cos) of π·f/2 for f ∈ [−½, ½] quarter turns: |πf/2| ≤ π/4, where Taylor series of 10–11
+// terms are below double rounding.
+FM_PHILOX_FN void sincos_quarter_turn(double f, double& sin_out, double& cos_out) {
   const double f2 = mul_exact(f, f);
   // sin(πf/2)/f: coefficients (−1)^j (π/2)^{2j+1}/(2j+1)!, j = 9 … 0.
   double sp = -0x1.8a404211f9547p-45;
@@ -164,7 +159,18 @@ FM_PHILOX_FN void sincos_turns(std::uint64_t k, double& sin_out, double& cos_out
   cp = fma_exact(cp, f2, 0x1.03c1f081b5ac4p-2);
   cp = fma_exact(cp, f2, -0x1.3bd3cc9be45dep+0);
   cp = fma_exact(cp, f2, 1.0);
-  const double s = mul_exact(f, sp), c = cp;
+  sin_out = mul_exact(f, sp), cos_out = cp;
+}
+
+// (sin, cos) of 2π·k/2^53 for a 53-bit integer k (a uniform angle). The reduction is exact integer
+// arithmetic: q = the nearest quarter turn, f = the remainder in quarter turns ∈ [−½, ½).
+FM_PHILOX_FN void sincos_turns(std::uint64_t k, double& sin_out, double& cos_out) {
+  const std::uint64_t quarter = std::uint64_t(1) << 51;  // one quarter turn in units of 2^-53 turns
+  const std::uint64_t q = (k + (quarter >> 1)) >> 51;     // 0 … 4
+  const std::int64_t r = std::int64_t(k) - std::int64_t(q << 51);
+  const double f = double(r) * 0x1p-51;                   // exact: |r| < 2^50
+  double s, c;
+  sincos_quarter_turn(f, s, c);
   switch (q & 3) {  // rotate by q quarter turns
     case 0: sin_out = s, cos_out = c; break;
     case 1: sin_out = c, cos_out = -s; break;

@@ -30,6 +30,20 @@ struct TimeLaw {
 
 namespace philox {
 
+// (e^r − 1)/r = Σ r^(n−1)/n!, n = 1 … terms (terms ≤ 18), in Horner form from 1/terms! with exact
+// fmas: the series behind exp_exact (13 terms) and expm1_exact (kernels/path_law.h, 18 terms).
+FM_PHILOX_FN double exp_series_quotient(double r, int terms) {
+  constexpr double kInverseFactorial[19] = {
+      1.0,                   1.0,                   0.5,                   0x1.5555555555555p-3, 0x1.5555555555555p-5,
+      0x1.1111111111111p-7,  0x1.6c16c16c16c17p-10, 0x1.a01a01a01a01ap-13, 0x1.a01a01a01a01ap-16,
+      0x1.71de3a556c734p-19, 0x1.27e4fb7789f5cp-22, 0x1.ae64567f544e4p-26, 0x1.1eed8eff8d898p-29,
+      0x1.6124613a86d09p-33, 0x1.93974a8c07c9dp-37, 0x1.ae7f3e733b81fp-41, 0x1.ae7f3e733b81fp-45,
+      0x1.952c77030ad4ap-49, 0x1.6827863b97d97p-53};  // 1/n!, n = 0 … 18
+  double p = kInverseFactorial[terms];
+  for (int n = terms - 1; n >= 1; --n) p = fma_exact(p, r, kInverseFactorial[n]);
+  return p;
+}
+
 // exp(x) in double, within about one ulp, from IEEE-exact operations only. x = k·ln 2 + r with
 // k = round(x / ln 2) and |r| ≤ ½ ln 2 (ln 2 split so k·hi is exact), e^r from its Taylor series to
 // r¹³ (the next term is below 2^-57 relative), then scaled by 2^k with two exact power-of-two
@@ -43,21 +57,8 @@ FM_PHILOX_FN double exp_exact(double x) {
   const double k = floor(fma_exact(x, kInvLn2, 0.5));  // floor is exact
   double r = fma_exact(-k, kLn2Hi, x);                  // exact: k·hi has trailing zeros
   r = fma_exact(-k, kLn2Lo, r);
-  // Taylor coefficients 1/n!, n = 13 … 0.
-  double p = 0x1.6124613a86d09p-33;
-  p = fma_exact(p, r, 0x1.1eed8eff8d898p-29);
-  p = fma_exact(p, r, 0x1.ae64567f544e4p-26);
-  p = fma_exact(p, r, 0x1.27e4fb7789f5cp-22);
-  p = fma_exact(p, r, 0x1.71de3a556c734p-19);
-  p = fma_exact(p, r, 0x1.a01a01a01a01ap-16);
-  p = fma_exact(p, r, 0x1.a01a01a01a01ap-13);
-  p = fma_exact(p, r, 0x1.6c16c16c16c17p-10);
-  p = fma_exact(p, r, 0x1.1111111111111p-7);
-  p = fma_exact(p, r, 0x1.5555555555555p-5);
-  p = fma_exact(p, r, 0x1.5555555555555p-3);
-  p = fma_exact(p, r, 0.5);
-  p = fma_exact(p, r, 1.0);
-  p = fma_exact(p, r, 1.0);
+  // e^r = 1 + r·(e^r − 1)/r, the series to r¹³.
+  const double p = fma_exact(exp_series_quotient(r, 13), r, 1.0);
   // 2^k as two normal powers of two (k ∈ [−1075, 1024]): the first product is exact, the second
   // rounds once if the result is subnormal.
   const int ki = int(k);

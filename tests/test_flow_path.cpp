@@ -1,16 +1,22 @@
 // tests/test_flow_path.cpp — schedulers and affine probability paths (flow/scheduler.h,
 // flow/path.h): endpoint values, derivatives against finite differences, sample() against the
 // formulas and against d/dt x_t, CondOT's exact target, and the velocity / x1 / x0 conversions
-// (correct on exact data, round-trips for every pair, finite at the clamped ends).
+// (correct on exact data, round-trips for every pair, finite at the clamped ends); the schedulers'
+// exact-operation formulas (kernels/path_law.h) against the C library's, and the per-sample
+// coefficients made where the times are against the host's, on the CPU and on CUDA.
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "core/ops.h"
 #include "core/random.h"
 #include "flow/path.h"
 #include "flow/scheduler.h"
 #include "tensor_compare.h"
+#include "test_util.h"
 
 using namespace fm;
 using fm::test::max_abs_diff;
@@ -40,7 +46,119 @@ Batch make_batch(std::vector<double> times) {
   return b;
 }
 
+// A scheduler's values without its law(): a path over it takes its coefficients from the times'
+// host values (the recipe every path used before the coefficient kernels).
+class HostValuesOnly final : public Scheduler {
+ public:
+  explicit HostValuesOnly(std::shared_ptr<const Scheduler> inner) : inner_(std::move(inner)) {}
+  SchedulerValues at(double t) const override { return inner_->at(t); }
+  std::string name() const override { return inner_->name() + " (host values)"; }
+
+ private:
+  std::shared_ptr<const Scheduler> inner_;
+};
+
+// Times of every kind: the ends, tiny ones, ones just below 1, a uniform spread.
+std::vector<double> awkward_times(int n, std::uint64_t seed) {
+  Generator gen(seed);
+  std::vector<double> times{0.0, 1.0, 0.5, 1e-5, 1.0 - 1e-5};
+  for (int i = 0; times.size() < std::size_t(n); ++i)
+    times.push_back(i % 4 == 0 ? std::ldexp(1.0, -(i % 40) - 10)
+                               : i % 4 == 1 ? 1.0 - std::ldexp(1.0, -(i % 20) - 4) : gen.uniform());
+  return times;
+}
+
 }  // namespace
+
+TEST_CASE("the cosine and VP formulas from exact operations agree with the C library's", "[flow][path]") {
+  // kernels/path_law.h computes sin, cos, exp and expm1 from IEEE-exact operations (so the CPU and
+  // CUDA agree bit for bit); here they are checked against the C library at double precision.
+  for (double x = -3.0; x <= 3.0; x += 0.013) {
+    INFO("x = " << x);
+    REQUIRE(kernels::philox::expm1_exact(x) == Approx(std::expm1(x)).epsilon(4e-16).margin(1e-300));
+  }
+  REQUIRE(kernels::philox::expm1_exact(0.0) == 0.0);
+  REQUIRE(kernels::philox::expm1_exact(1e-300) == 1e-300);
+  const double beta_min = 0.1, beta_max = 20.0;
+  for (double t : awkward_times(400, 5)) {
+    INFO("t = " << t);
+    const SchedulerValues c = CosineScheduler().at(t);
+    const double half_pi = 0.5 * std::acos(-1.0);
+    REQUIRE(std::abs(c.alpha - std::sin(half_pi * t)) < 4e-16);
+    REQUIRE(std::abs(c.sigma - std::cos(half_pi * t)) < 4e-16);
+    REQUIRE(std::abs(c.d_alpha - half_pi * std::cos(half_pi * t)) < 8e-16);
+    REQUIRE(std::abs(c.d_sigma + half_pi * std::sin(half_pi * t)) < 8e-16);
+    // The VP formulas of flow/scheduler.h, with the C library.
+    const VPScheduler vp(beta_min, beta_max);
+    const SchedulerValues v = vp.at(t);
+    auto integrated = [&](double s) { return beta_min * s + 0.5 * (beta_max - beta_min) * s * s; };
+    auto rate = [&](double s) { return beta_min + s * (beta_max - beta_min); };
+    const double T = integrated(1.0 - t), alpha = std::exp(-0.5 * T);
+    REQUIRE(v.alpha == Approx(alpha).epsilon(1e-14));
+    REQUIRE(v.sigma == Approx(std::sqrt(-std::expm1(-T))).epsilon(1e-14).margin(1e-300));
+    REQUIRE(v.d_alpha == Approx(0.5 * rate(1.0 - t) * alpha).epsilon(1e-14));
+    const double tc = clamp_time(t), Tc = integrated(1.0 - tc), alpha_c = std::exp(-0.5 * Tc);
+    REQUIRE(v.d_sigma == Approx(-0.5 * rate(1.0 - tc) * alpha_c * alpha_c / std::sqrt(-std::expm1(-Tc))).epsilon(1e-13));
+  }
+}
+
+TEST_CASE("per-sample coefficients from a time tensor are bitwise those of the scheduler's host values",
+          "[flow][path]") {
+  // Every scheduler has a law(), so a path over it takes a batch's coefficients from core's
+  // path_coefficients where the times are (the trainer's recorded steps read no time back). They
+  // must equal the host recipe: the scheduler's values at each time, rounded to the dtype.
+  Generator gen(41);
+  const std::vector<double> times = awkward_times(96, 9);
+  for (const std::string& name : scheduler_names()) {
+    const AffineProbabilityPath with_law(make_scheduler(name));
+    const AffineProbabilityPath host(std::make_shared<HostValuesOnly>(make_scheduler(name)));
+    REQUIRE(with_law.samples_from_device_times());
+    REQUIRE_FALSE(host.samples_from_device_times());
+    for (DType dtype : {DType::Float32, DType::Float64}) {
+      INFO(name << " " << dtype_name(dtype));
+      const Tensor x0 = randn({96, 1, 2, 3}, gen, dtype), x1 = randn({96, 1, 2, 3}, gen, dtype);
+      const Tensor t = Tensor::from_vector(times, {96}, dtype);
+      const PathSample a = with_law.sample(x0, x1, t), b = host.sample(x0, x1, t);
+      REQUIRE(a.x_t.to_vector() == b.x_t.to_vector());
+      REQUIRE(a.target_velocity.to_vector() == b.target_velocity.to_vector());
+      // The coefficient rows themselves: path_at at each time the dtype holds, rounded once.
+      const Tensor c = path_coefficients(t, *make_scheduler(name)->law());
+      REQUIRE(c.shape() == Shape{4, 96});
+      const std::vector<double> held = t.to_vector(), rows = c.to_vector();
+      for (std::size_t i = 0; i < held.size(); ++i) {
+        const SchedulerValues v = make_scheduler(name)->at(held[i]);
+        const std::vector<double> expected =
+            Tensor::from_vector({v.alpha, v.sigma, v.d_alpha, v.d_sigma}, {4}, dtype).to_vector();
+        for (std::size_t k = 0; k < 4; ++k) REQUIRE(rows[k * held.size() + i] == expected[k]);
+      }
+    }
+  }
+  // Bad input: not one time per sample, or a VP law with bad rates.
+  REQUIRE_THROWS_WITH(path_coefficients(Tensor::zeros({2, 2}), PathLaw{}), Catch::Contains("path_coefficients"));
+  PathLaw bad{PathLawKind::VP};
+  bad.beta_min = 0;
+  REQUIRE_THROWS_WITH(path_coefficients(Tensor::zeros({2}), bad), Catch::Contains("0 < beta_min <= beta_max"));
+}
+
+TEST_CASE("path coefficients on CUDA are bitwise the CPU's for every scheduler", "[gpu]") {
+  FM_REQUIRE_GPU();
+  const Tensor t = Tensor::from_vector(awkward_times(1000, 13), {1000}, DType::Float32);
+  for (const std::string& name : scheduler_names()) {
+    INFO(name);
+    const PathLaw law = *make_scheduler(name)->law();
+    const Tensor on_cpu = path_coefficients(t, law), on_cuda = path_coefficients(t.to(Device::CUDA), law);
+    REQUIRE(on_cuda.device() == Device::CUDA);
+    REQUIRE(on_cuda.to_vector() == on_cpu.to_vector());
+    // And the path's sample on CUDA equals the CPU's.
+    Generator gen(3);
+    const Tensor x0 = randn({1000, 2}, gen), x1 = randn({1000, 2}, gen);
+    const AffineProbabilityPath path(make_scheduler(name));
+    const PathSample cpu = path.sample(x0, x1, t);
+    const PathSample cuda = path.sample(x0.to(Device::CUDA), x1.to(Device::CUDA), t.to(Device::CUDA));
+    REQUIRE(cuda.x_t.to_vector() == cpu.x_t.to_vector());
+    REQUIRE(cuda.target_velocity.to_vector() == cpu.target_velocity.to_vector());
+  }
+}
 
 TEST_CASE("schedulers reach noise at t = 0 and data at t = 1", "[flow][path]") {
   for (std::string name : {"condot", "cosine"}) {

@@ -26,6 +26,8 @@
 #include "core/ops.h"
 #include "core/random.h"
 #include "flow/datasets2d.h"
+#include "flow/path.h"
+#include "flow/scheduler.h"
 #include "flow/trainer.h"
 #include "flow/training_data.h"
 #include "kernels/runtime.h"
@@ -60,6 +62,19 @@ class DeviceImages : public TrainingData {
   Tensor table_;
   std::int64_t batches_ = 0;
 };
+
+// The cosine scheduler without its law(): its path reads the times' host values, so a step on it is
+// never recorded (the path every non-CondOT scheduler took before the coefficient kernels).
+class HostCosine final : public Scheduler {
+ public:
+  SchedulerValues at(double t) const override { return CosineScheduler().at(t); }
+  std::string name() const override { return "cosine (host values)"; }
+};
+
+std::shared_ptr<const AffineProbabilityPath> path_named(const std::string& name) {
+  if (name == "host_cosine") return std::make_shared<AffineProbabilityPath>(std::make_shared<HostCosine>());
+  return make_path(name);
+}
 
 struct Run {
   std::vector<double> losses, grad_norms, epoch_losses;
@@ -119,7 +134,7 @@ Run train(Model& model, Data& data, const std::string& scheduler, bool record, i
   options.step_scalars_window = setup.step_scalars_window;
   options.label_dropout = setup.label_dropout;
   options.coupling.kind = setup.coupling;
-  FlowTrainer trainer(model, optimizer, schedule, &ema, data, make_path(scheduler),
+  FlowTrainer trainer(model, optimizer, schedule, &ema, data, path_named(scheduler),
                       make_time_sampler("logit_normal"), 77, options);
   AnomalyModeGuard anomaly(setup.anomaly_mode);
   Run run;
@@ -322,17 +337,40 @@ TEST_CASE("a step that cannot be recorded runs eagerly with the same numbers", "
   FM_REQUIRE_GPU();
   for (bool anomaly_mode : {false, true}) {
     INFO("anomaly mode " << anomaly_mode);
-    const std::string scheduler = anomaly_mode ? "condot" : "cosine";  // cosine reads its times on the host
+    // A path whose scheduler has no law() reads its times on the host.
+    const std::string scheduler = anomaly_mode ? "condot" : "host_cosine";
     TrainSetup setup;
     setup.anomaly_mode = anomaly_mode;
     const auto [eager, tried] = train_moons_both_ways(3, setup, scheduler);
     REQUIRE(tried.replayed == 0);
-    // Anomaly mode was tried and refused (and says so); cosine is never tried.
+    // Anomaly mode was tried and refused (and says so); the host-values path is never tried.
     if (anomaly_mode) REQUIRE_THAT(tried.note, Catch::Contains("could not be recorded"));
     else REQUIRE(tried.note.empty());
     REQUIRE(tried.losses == eager.losses);
     REQUIRE(tried.weights == eager.weights);
   }
+}
+
+TEST_CASE("steps on the cosine and VP paths are recorded and replay bitwise the eager steps", "[gpu]") {
+  FM_REQUIRE_GPU();
+  // Their per-sample coefficients are made on the device from the device times (core's
+  // path_coefficients), so the whole step records as CondOT's does.
+  for (const std::string scheduler : {"cosine", "vp"}) {
+    INFO(scheduler);
+    const auto [eager, recorded] = train_moons_both_ways(5, TrainSetup{}, scheduler);
+    REQUIRE(recorded.replayed == 4);
+    REQUIRE(recorded.note.empty());
+    REQUIRE(recorded.update_recorded);
+    require_same_training(recorded, eager);
+    REQUIRE(recorded.last_step.graph_replays == 1);
+    REQUIRE(recorded.last_step.synchronizations == 0);
+  }
+  // The device's coefficients are the host's: an eager cosine run equals one whose path reads the
+  // times' host values, bit for bit.
+  const Run on_device = train_moons_both_ways(3, TrainSetup{}, "cosine").eager;
+  const Run on_host = train_moons_both_ways(3, TrainSetup{}, "host_cosine").eager;
+  REQUIRE(on_host.losses == on_device.losses);
+  REQUIRE(on_host.weights == on_device.weights);
 }
 
 TEST_CASE("a recorded run resumed from a checkpoint records again and continues as the eager run", "[gpu]") {
