@@ -31,10 +31,17 @@ command -v ninja >/dev/null || cmake_args[3]="Unix Makefiles"
 gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 echo "gpu_check: $(date -u +%Y-%m-%dT%H:%MZ) on ${gpu_name:-no GPU found}"
 
+# Keep going past a file that fails (-k): the binaries that did build are still run (ctest reports
+# the missing ones as not run), so one compiler incompatibility does not cost the whole device call.
 status_build=ok
-{ cmake "${cmake_args[@]}" && cmake --build "$build_dir" -j "$(nproc)"; } >"$logs/build.log" 2>&1 || status_build=FAILED
+keep_going=(-k 0); [[ ${cmake_args[3]} == Ninja ]] || keep_going=(-k)
+{ cmake "${cmake_args[@]}" && cmake --build "$build_dir" -j "$(nproc)" -- "${keep_going[@]}"; } >"$logs/build.log" 2>&1 \
+  || status_build=FAILED
 echo "build: $status_build (log: $logs/build.log)"
-if [[ $status_build != ok ]]; then tail -30 "$logs/build.log"; exit 1; fi
+if [[ $status_build != ok ]]; then
+  grep -E "error|Error" "$logs/build.log" | head -10
+  [[ -f $build_dir/CTestTestfile.cmake ]] || exit 1
+fi
 
 (cd "$build_dir" && ctest -j 8 --timeout 900 --output-on-failure) >"$logs/ctest.log" 2>&1
 ctest_rc=$?

@@ -209,7 +209,7 @@ RunObjects build_run_objects(const Json& config, Device device, bool initialise_
     FM_CHECK(options.coupling.kind == flow::CouplingKind::Independent, ConfigError,
              "train.coupling: reflow pairs (data.pairs) are already coupled; expected \"independent\"");
     auto made_from = pairs->metadata().find("source");
-    FM_CHECK(made_from == pairs->metadata().end() || made_from->second == config["data"]["source"], ConfigError,
+    FM_CHECK(made_from == pairs->metadata().end() || made_from->second == config["data"]["source"].get<std::string>(), ConfigError,
              "data.source: \"", config["data"]["source"].get<std::string>(), "\", but the pairs in data.pairs were drawn from \"",
              made_from == pairs->metadata().end() ? std::string() : made_from->second, "\" (set data.source to match)");
   }
