@@ -11,12 +11,9 @@ namespace fm::flow {
 
 double clamp_time(double t, double eps) { return std::min(std::max(t, eps), 1.0 - eps); }
 
-SchedulerValues CondOTScheduler::at(double t) const { return {t, 1.0 - t, 1.0, -1.0}; }
+SchedulerValues CondOTScheduler::at(double t) const { return path_coefficients_at(*law(), t); }
 
-SchedulerValues CosineScheduler::at(double t) const {
-  const PathCoefficients c = path_coefficients_at(*law(), t);
-  return {c.alpha, c.sigma, c.d_alpha, c.d_sigma};
-}
+SchedulerValues CosineScheduler::at(double t) const { return path_coefficients_at(*law(), t); }
 
 VPScheduler::VPScheduler(double beta_min, double beta_max) : beta_min_(beta_min), beta_max_(beta_max) {
   FM_CHECK(beta_min > 0 && beta_max >= beta_min, ValueError,
@@ -30,10 +27,7 @@ std::optional<PathLaw> VPScheduler::law() const {
   return law;
 }
 
-SchedulerValues VPScheduler::at(double t) const {
-  const PathCoefficients c = path_coefficients_at(*law(), t);
-  return {c.alpha, c.sigma, c.d_alpha, c.d_sigma};
-}
+SchedulerValues VPScheduler::at(double t) const { return path_coefficients_at(*law(), t); }
 
 std::vector<std::string> scheduler_names() { return {"condot", "cosine", "vp"}; }
 

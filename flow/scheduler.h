@@ -21,10 +21,9 @@
 
 namespace fm::flow {
 
-// α_t, σ_t and their time derivatives at one t.
-struct SchedulerValues {
-  double alpha = 0, sigma = 0, d_alpha = 0, d_sigma = 0;
-};
+// α_t, σ_t and their time derivatives at one t: the kernels' PathCoefficients (kernels/path_law.h),
+// so a scheduler's values and the device's per-sample coefficients are one type as well as one formula.
+using SchedulerValues = PathCoefficients;
 
 // How far from the ends of [0, 1] clamp_time keeps t. A compromise: smaller keeps the formulas
 // closer to exact near the ends, larger keeps 1/σ_t (1/(1 − t) for CondOT) from amplifying the
@@ -52,7 +51,7 @@ class Scheduler {
 // The project's default.
 class CondOTScheduler final : public Scheduler {
  public:
-  SchedulerValues at(double t) const override;
+  SchedulerValues at(double t) const override;  // path_coefficients_at(law(), t), as for every scheduler
   std::string name() const override { return "condot"; }
   std::optional<PathLaw> law() const override { return PathLaw{PathLawKind::CondOT}; }
 };

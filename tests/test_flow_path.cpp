@@ -16,6 +16,7 @@
 #include "flow/path.h"
 #include "flow/scheduler.h"
 #include "tensor_compare.h"
+#include "scheduler_fixtures.h"
 #include "test_util.h"
 
 using namespace fm;
@@ -45,18 +46,6 @@ Batch make_batch(std::vector<double> times) {
   b.t = Tensor::from_vector(times, {3}, DType::Float64);
   return b;
 }
-
-// A scheduler's values without its law(): a path over it takes its coefficients from the times'
-// host values (the recipe every path used before the coefficient kernels).
-class HostValuesOnly final : public Scheduler {
- public:
-  explicit HostValuesOnly(std::shared_ptr<const Scheduler> inner) : inner_(std::move(inner)) {}
-  SchedulerValues at(double t) const override { return inner_->at(t); }
-  std::string name() const override { return inner_->name() + " (host values)"; }
-
- private:
-  std::shared_ptr<const Scheduler> inner_;
-};
 
 // Times of every kind: the ends, tiny ones, ones just below 1, a uniform spread.
 std::vector<double> awkward_times(int n, std::uint64_t seed) {
@@ -111,7 +100,7 @@ TEST_CASE("per-sample coefficients from a time tensor are bitwise those of the s
   const std::vector<double> times = awkward_times(96, 9);
   for (const std::string& name : scheduler_names()) {
     const AffineProbabilityPath with_law(make_scheduler(name));
-    const AffineProbabilityPath host(std::make_shared<HostValuesOnly>(make_scheduler(name)));
+    const AffineProbabilityPath host(std::make_shared<fm::test::HostValuesOnly>(make_scheduler(name)));
     REQUIRE(with_law.samples_from_device_times());
     REQUIRE_FALSE(host.samples_from_device_times());
     for (DType dtype : {DType::Float32, DType::Float64}) {

@@ -35,6 +35,7 @@
 #include "nn/mlp.h"
 #include "nn/optim.h"
 #include "nn/unet.h"
+#include "scheduler_fixtures.h"
 #include "test_util.h"
 
 using namespace fm;
@@ -63,16 +64,9 @@ class DeviceImages : public TrainingData {
   std::int64_t batches_ = 0;
 };
 
-// The cosine scheduler without its law(): its path reads the times' host values, so a step on it is
-// never recorded (the path every non-CondOT scheduler took before the coefficient kernels).
-class HostCosine final : public Scheduler {
- public:
-  SchedulerValues at(double t) const override { return CosineScheduler().at(t); }
-  std::string name() const override { return "cosine (host values)"; }
-};
-
 std::shared_ptr<const AffineProbabilityPath> path_named(const std::string& name) {
-  if (name == "host_cosine") return std::make_shared<AffineProbabilityPath>(std::make_shared<HostCosine>());
+  if (name == "host_cosine")
+    return std::make_shared<AffineProbabilityPath>(std::make_shared<fm::test::HostValuesOnly>(make_scheduler("cosine")));
   return make_path(name);
 }
 

@@ -1,7 +1,8 @@
 // tests/test_io_gif.cpp — animated GIFs (core/io/gif.h) and the path animation drawn into them
 // (core/io/path_animation.h): lossless round trips when the frames use at most 256 colours, median
 // cut's palette against a brute-force nearest search when they use more, the loop and delay
-// extensions, refusal of bad input and of damaged files, and the frames of a path animation.
+// extensions, refusal of bad input and of damaged files, and the frames of a path animation (2-D points)
+// and of an image path animation (rows of tiles).
 //
 // Environment: FM_IO_SAMPLE_DIR, as in tests/test_io.cpp: the animations are written there too, to look at.
 #include <catch2/catch.hpp>
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "core/io/atomic_file.h"
 #include "core/io/gif.h"
 #include "core/io/path_animation.h"
+#include "core/io/plot_canvas.h"
 #include "png_test_util.h"
 #include "test_util.h"
 
@@ -254,4 +257,74 @@ TEST_CASE("a path animation shows each path's point moving from x0 to x1", "[io]
   REQUIRE_THROWS_WITH(fm::io::write_path_animation_gif(dir.file("x.gif"), trajectory.data(), states, paths, nullptr, 0,
                                                        options),
                       Catch::Contains("max_frames 1, expected >= 2"));
+}
+
+TEST_CASE("an image path animation shows each frame's tiles in 7-bit grey, exactly", "[io][gif][png]") {
+  // Two rows of three 4x5 images over five frames; pixel (x, y) of image i in row r at frame j has the
+  // value v = -1 + 2 * ((r * 5 + j) * 3 + i + 1) / 31 + (x + 4 y) / 1000 (within [-1, 1]), except one NaN.
+  const int rows = 2, frames = 5, count = 3, height = 4, width = 5;
+  std::vector<float> images;
+  auto value = [&](int r, int j, int i, int x, int y) {
+    return -1.f + 2.f * float((r * frames + j) * count + i + 1) / 31.f + float(x + 4 * y) / 1000.f;
+  };
+  for (int r = 0; r < rows; ++r)
+    for (int j = 0; j < frames; ++j)
+      for (int i = 0; i < count; ++i)
+        for (int y = 0; y < height; ++y)
+          for (int x = 0; x < width; ++x) images.push_back(value(r, j, i, x, y));
+  auto index = [&](int r, int j, int i, int x, int y) {
+    return std::size_t((((r * frames + j) * count + i) * height + y) * width + x);
+  };
+  images[index(1, 4, 2, 3, 1)] = std::nanf("");
+  const std::vector<double> times = {0, 0.25, 0.5, 0.75, 1};
+  fm::io::ImagePathAnimationOptions options;
+  options.title = "tiles";
+  options.row_labels = {"x_t", "predicted"};
+  TempDir dir;
+  const std::string path = sample_path(dir, "image_paths.gif");
+  fm::io::write_image_path_animation_gif(path, images.data(), rows, frames, count, 1, height, width, times, options);
+  const GifAnimation read = fm::io::read_gif(path);
+  REQUIRE(read.frames.size() == std::size_t(frames));
+  REQUIRE(read.frames.back().delay_cs == options.last_frame_delay_cs);
+  REQUIRE(read.frames.front().delay_cs == options.frame_delay_cs);
+
+  // Where the tiles are: right of the widest label (+ 20), under the 36-pixel title band, 2-pixel borders.
+  const int left = int(std::ceil(fm::io::plot::text_width("predicted", fm::io::plot::kLabelScale))) + 20;
+  const int tile_width = width * options.scale + 2, tile_height = height * options.scale + 2;
+  int checked = 0;
+  for (int r = 0; r < rows; ++r)
+    for (int j = 0; j < frames; ++j)
+      for (int i = 0; i < count; ++i)
+        for (int y = 0; y < height; ++y)
+          for (int x = 0; x < width; ++x) {
+            // The middle of the pixel's scale x scale block.
+            const int px = left + 2 + i * tile_width + x * options.scale + 1;
+            const int py = 36 + r * tile_height + 2 + y * options.scale + 1;
+            const Rgb got = pixel(read.frames[std::size_t(j)], read.width, px, py);
+            const float v = images[index(r, j, i, x, y)];
+            if (std::isnan(v)) {
+              REQUIRE(got == Rgb{255, 0, 0});
+              continue;
+            }
+            const int grey = int(std::lround(std::clamp((v + 1.f) * 127.5f, 0.f, 255.f))) & 0xFE;
+            INFO("row " << r << " frame " << j << " image " << i << " at " << x << "," << y);
+            REQUIRE(got == Rgb{std::uint8_t(grey), std::uint8_t(grey), std::uint8_t(grey)});
+            ++checked;
+          }
+  REQUIRE(checked == rows * frames * count * height * width - 1);
+  // Between the tiles: the grid's grey border (128, even already).
+  REQUIRE(pixel(read.frames[0], read.width, left + 1, 36 + 5) == Rgb{128, 128, 128});
+
+  // Bad arguments are refused before any file is written.
+  REQUIRE_THROWS_WITH(fm::io::write_image_path_animation_gif(dir.file("x.gif"), images.data(), rows, frames, count, 2,
+                                                             height, width, times, options),
+                      Catch::Contains("expected at least one of each with 1 or 3 channels"));
+  REQUIRE_THROWS_WITH(fm::io::write_image_path_animation_gif(dir.file("x.gif"), images.data(), rows, frames, count, 1,
+                                                             height, width, {0, 1}, options),
+                      Catch::Contains("2 times and 2 row labels for 5 frames"));
+  options.scale = 0;
+  REQUIRE_THROWS_WITH(fm::io::write_image_path_animation_gif(dir.file("x.gif"), images.data(), rows, frames, count, 1,
+                                                             height, width, times, options),
+                      Catch::Contains("scale 0"));
+  REQUIRE_FALSE(std::filesystem::exists(dir.file("x.gif")));
 }

@@ -82,7 +82,8 @@ const char* kUsage =
     "  1), with the floor's spread over 5 draws of real train images.\n"
     "  --png plots the distance against NFE for all checkpoints, --trajectories writes PREFIX_<label>.png path\n"
     "  pictures (2-D: 96 Euler paths over the data, and PREFIX_<label>.gif, the points travelling along them;\n"
-    "  images: 8 paths, x_t over t = 0..1 and under it the endpoint x_t + (1-t) v predicts).\n"
+    "  images: 8 paths, x_t over t = 0..1 and under it the endpoint x_t + (1-t) v predicts, and\n"
+    "  PREFIX_<label>.gif, the same 8 paths over 41 times).\n"
     "  Prints the Frechet distance between classifier features of n samples and of n real t10k images,\n"
     "  and the floor: the same distance between n real train images and those t10k images (mean and\n"
     "  spread over --floor-draws draws of train images; a model within that spread is as good as real data).\n"
@@ -284,6 +285,9 @@ int straight_command(int argc, char** argv) {
       const std::string file = cat(trajectories, "_", labels[i], ".png");
       if (images) {
         tools::write_image_paths_png(file, r);
+        const std::string animation = cat(trajectories, "_", labels[i], ".gif");
+        tools::write_image_paths_gif(animation, r, labels[i]);
+        std::printf("wrote %s\n", animation.c_str());
       } else {
         Generator data_gen(request.seed + 2000);
         const Tensor data = tools::build_toy_distribution(loaded.config)->sample(1000, data_gen);

@@ -55,6 +55,7 @@ struct StraightEvalResult {
   // [2, frames, count, C, H, W]: x_t at `frames` evenly spaced times along the Euler path, and the
   // endpoint each x_t predicts, x_t + (1 − t)·v(x_t, t), which never moves along a straight path.
   Tensor trajectories;
+  std::vector<double> trajectory_times;  // images: each frame's t
   std::string classifier_path;  // images: the classifier behind the distances
   std::int64_t chunk = 0;       // images: the request's chunk (dopri5's rows depend on it)
   Json to_json() const;
@@ -90,8 +91,11 @@ void write_trajectory_png(const std::string& path, const StraightEvalResult& res
 // time of the Euler grid, trails behind them.
 void write_trajectory_gif(const std::string& path, const StraightEvalResult& result, const Tensor& data_points,
                           const std::string& title);
-// The kept image paths as a grid: per sample two rows, x_t left to right (t = 0 … 1), and under it the
-// endpoint x_t predicts at each t.
+// The kept image paths as a grid: per sample two rows, x_t left to right (t = 0, 0.1, … 1), and under
+// it the endpoint x_t predicts at each t.
 void write_image_paths_png(const std::string& path, const StraightEvalResult& result);
+// The same paths animated over all their frames (core/io/path_animation.h): a row of x_t, one tile per
+// sample, over the row of the endpoints they predict; `title` heads each frame, before its t.
+void write_image_paths_gif(const std::string& path, const StraightEvalResult& result, const std::string& title);
 
 }  // namespace fm::tools

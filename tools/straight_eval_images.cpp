@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "core/autograd.h"
+#include "core/io/path_animation.h"
 #include "core/io/png.h"
 #include "core/ops.h"
 #include "flow/captured_solve.h"
@@ -22,7 +23,10 @@
 namespace fm::tools {
 namespace {
 
-constexpr int kPathFrames = 11;  // t = 0, 0.1, …, 1 in the path picture (when the steps are a multiple of 10)
+// The kept paths' states: t = 0, 0.025, …, 1 (when the steps are a multiple of 40), every one a frame
+// of the animation; every kPictureEvery-th (t = 0, 0.1, …, 1) a column of the still picture.
+constexpr int kPathFrames = 41;
+constexpr int kPictureEvery = 4;
 
 // A chunked Euler run that also measures S: the endpoints (CPU) and Σ S·count, Σ ‖Z1 − Z0‖²·count.
 struct ChunkedStraightness {
@@ -59,10 +63,10 @@ std::pair<Tensor, double> solve_in_chunks(const flow::OdeSolver& solver, const f
   return {concat(ends, 0).contiguous(), evaluations};
 }
 
-// [2, kPathFrames, count, ...]: x_t at the Euler steps nearest to t = 0, 0.1, …, 1 of a `steps`-step
-// path (evenly spaced when steps is a multiple of 10; fewer steps repeat frames), and the endpoint
-// each predicts, x_t + (1 − t)·v(x_t, t).
-Tensor image_paths(const flow::VelocityField& field, const Tensor& x0, int steps) {
+// [2, kPathFrames, count, ...]: x_t at the Euler steps nearest to t = 0, 0.025, …, 1 of a `steps`-step
+// path (evenly spaced when steps is a multiple of 40; fewer steps repeat frames), and the endpoint
+// each predicts, x_t + (1 − t)·v(x_t, t); `times` gets each frame's t.
+Tensor image_paths(const flow::VelocityField& field, const Tensor& x0, int steps, std::vector<double>& times) {
   std::vector<Tensor> states{x0};
   flow::SolverOptions options;
   options.steps = steps;
@@ -73,6 +77,7 @@ Tensor image_paths(const flow::VelocityField& field, const Tensor& x0, int steps
   for (int frame = 0; frame < kPathFrames; ++frame) {
     const int k = int((std::int64_t(frame) * steps + (kPathFrames - 1) / 2) / (kPathFrames - 1));  // nearest step
     const double t = double(k) / steps;
+    times.push_back(t);
     const Tensor& x = states[std::size_t(k)];
     positions.push_back(x.to(Device::CPU).reshape(frame_shape));
     predictions.push_back((x + field(x, t) * (1.0 - t)).to(Device::CPU).reshape(frame_shape));
@@ -165,7 +170,8 @@ StraightEvalResult evaluate_straightness_images(CheckpointModel& loaded, const S
     if (!measured_straightness)
       add_straightness(straightness_in_chunks(field, x0, request.straightness_steps, request.chunk));
     if (r == 0 && trajectory_count > 0)
-      result.trajectories = image_paths(field, x0.narrow(0, 0, std::min(trajectory_count, request.n)), request.straightness_steps);
+      result.trajectories = image_paths(field, x0.narrow(0, 0, std::min(trajectory_count, request.n)),
+                                        request.straightness_steps, result.trajectory_times);
   }
   for (std::size_t k = 0; k < solvers.size(); ++k) {
     const double mean = fd_sum[k] / repeats;
@@ -176,18 +182,42 @@ StraightEvalResult evaluate_straightness_images(CheckpointModel& loaded, const S
   return result;
 }
 
+namespace {
+void check_image_paths(const char* caller, const StraightEvalResult& result) {
+  FM_CHECK(result.trajectories.defined() && result.trajectories.dim() == 6 &&
+               result.trajectory_times.size() == std::size_t(result.trajectories.size(1)),
+           ValueError, caller, ": expected image paths [2, frames, count, C, H, W] with a time per frame (an image "
+           "model evaluated with trajectory_count > 0), got ",
+           result.trajectories.defined() ? shape_str(result.trajectories.shape()) : "none");
+}
+}  // namespace
+
 void write_image_paths_png(const std::string& path, const StraightEvalResult& result) {
-  FM_CHECK(result.trajectories.defined() && result.trajectories.dim() == 6, ValueError,
-           "write_image_paths_png: expected image paths [2, frames, count, C, H, W] (an image model evaluated with "
-           "trajectory_count > 0), got ", result.trajectories.defined() ? shape_str(result.trajectories.shape()) : "none");
-  // [2, frames, count, C, H, W] → rows: sample i's positions, then its predictions; frames left to right.
-  const Tensor& paths = result.trajectories;
+  check_image_paths("write_image_paths_png", result);
+  // [2, frames, count, C, H, W] → rows: sample i's positions, then its predictions; every
+  // kPictureEvery-th frame (t = 0, 0.1, …, 1) left to right.
+  std::vector<Tensor> columns;
+  for (std::int64_t frame = 0; frame < result.trajectories.size(1); frame += kPictureEvery)
+    columns.push_back(result.trajectories.narrow(1, frame, 1));
+  const Tensor paths = concat(columns, 1);
   const std::int64_t frames = paths.size(1), count = paths.size(2), channels = paths.size(3);
   const std::int64_t height = paths.size(4), width = paths.size(5);
   Tensor rows = paths.permute({2, 0, 1, 3, 4, 5}).contiguous();  // [count, 2, frames, C, H, W]
   std::vector<float> pixels = rows.to_float_vector();
   io::write_image_grid_png(path, pixels.data(), int(count * 2 * frames), int(channels), int(height), int(width),
                            int(frames), -1.f, 1.f, 2);
+}
+
+void write_image_paths_gif(const std::string& path, const StraightEvalResult& result, const std::string& title) {
+  check_image_paths("write_image_paths_gif", result);
+  const Tensor& paths = result.trajectories;  // [2, frames, count, C, H, W]: the layout the animation reads
+  std::vector<float> pixels = paths.contiguous().to_float_vector();
+  io::ImagePathAnimationOptions options;
+  options.title = title;
+  options.row_labels = {"x_t", "x_t + (1-t) v"};
+  io::write_image_path_animation_gif(path, pixels.data(), int(paths.size(0)), int(paths.size(1)), int(paths.size(2)),
+                                     int(paths.size(3)), int(paths.size(4)), int(paths.size(5)),
+                                     result.trajectory_times, options);
 }
 
 }  // namespace fm::tools

@@ -142,12 +142,8 @@ struct EncoderCloser {
   }
 };
 
-}  // namespace
-
-PalettedFrames reduce_to_palette(const GifAnimation& animation, int max_colors) {
-  check_animation("reduce_to_palette", "(in memory)", animation);
-  if (max_colors < 2 || max_colors > 256)
-    throw ValueError(cat("reduce_to_palette: ", max_colors, " colours, expected 2..256"));
+// reduce_to_palette for an animation already checked (write_gif checks it once, with the file named).
+PalettedFrames palette_of_checked(const GifAnimation& animation, int max_colors) {
   const std::size_t pixels = std::size_t(animation.width) * std::size_t(animation.height);
   PalettedFrames out;
   // First try: the exact colours, if there are few enough.
@@ -200,6 +196,15 @@ PalettedFrames reduce_to_palette(const GifAnimation& animation, int max_colors) 
   return out;
 }
 
+}  // namespace
+
+PalettedFrames reduce_to_palette(const GifAnimation& animation, int max_colors) {
+  check_animation("reduce_to_palette", "(in memory)", animation);
+  if (max_colors < 2 || max_colors > 256)
+    throw ValueError(cat("reduce_to_palette: ", max_colors, " colours, expected 2..256"));
+  return palette_of_checked(animation, max_colors);
+}
+
 namespace {
 
 // The rectangle a frame stores: where its indices differ from the previous frame's (the whole frame
@@ -228,7 +233,7 @@ void write_gif(const std::string& path, const GifAnimation& animation) {
   check_animation("write_gif", path, animation);
   // With more than one frame, one index is kept for "unchanged" (transparent) pixels.
   const bool animated = animation.frames.size() > 1;
-  const PalettedFrames paletted = reduce_to_palette(animation, animated ? 255 : 256);
+  const PalettedFrames paletted = palette_of_checked(animation, animated ? 255 : 256);
   const int transparent = animated ? int(paletted.palette.size()) : NO_TRANSPARENT_COLOR;
   auto fail = [&path](const char* step, int error) {
     return IOError(cat(path, ": GIF encoding failed at ", step, " (", GifErrorString(error), ")"));

@@ -1,5 +1,5 @@
-// core/io/path_animation.cpp — the frames of core/io/path_animation.h, drawn and handed to the GIF
-// encoder.
+// core/io/path_animation.cpp — the frames of core/io/path_animation.h (points on a plot, or rows of
+// image tiles), drawn with the plot kit and handed to the GIF encoder.
 #include "core/io/path_animation.h"
 
 #include <algorithm>
@@ -70,6 +70,71 @@ void write_path_animation_gif(const std::string& path, const float* states, int 
     const std::uint8_t* pixels = canvas.pixels();
     GifFrame frame;
     frame.rgb.assign(pixels, pixels + std::size_t(options.width) * std::size_t(options.height) * 3);
+    frame.delay_cs = j + 1 == frames ? options.last_frame_delay_cs : options.frame_delay_cs;
+    animation.frames.push_back(std::move(frame));
+  }
+  write_gif(path, animation);
+}
+
+void write_image_path_animation_gif(const std::string& path, const float* images, int rows, int frames, int count,
+                                    int channels, int height, int width, const std::vector<double>& times,
+                                    const ImagePathAnimationOptions& options) {
+  if (!images || rows < 1 || frames < 1 || count < 1 || (channels != 1 && channels != 3) || height < 1 || width < 1)
+    throw ValueError(cat("write_image_path_animation_gif: ", path, ": ", rows, " rows of ", frames, " frames of ",
+                         count, " images of ", channels, "x", height, "x", width,
+                         ", expected at least one of each with 1 or 3 channels (and a non-null pointer)"));
+  if (times.size() != std::size_t(frames) || options.row_labels.size() > std::size_t(rows))
+    throw ValueError(cat("write_image_path_animation_gif: ", path, ": ", times.size(), " times and ",
+                         options.row_labels.size(), " row labels for ", frames, " frames of ", rows,
+                         " rows, expected one time per frame and at most one label per row"));
+  if (!(options.lo < options.hi) || !std::isfinite(options.lo) || !std::isfinite(options.hi) || options.scale < 1 ||
+      options.scale > 16)
+    throw ValueError(cat("write_image_path_animation_gif: ", path, ": range [", options.lo, ", ", options.hi,
+                         "] and scale ", options.scale, ", expected finite lo < hi and a scale of 1..16"));
+
+  // Layout: the title band on top, the row labels on the left, tiles with a 2-pixel grey border.
+  const int border = 2, title_band = 36;
+  float label_width = 0;
+  for (const std::string& label : options.row_labels) label_width = std::max(label_width, text_width(label, kLabelScale));
+  const int left = label_width > 0 ? int(std::ceil(label_width)) + 20 : 0;
+  const int tile_width = width * options.scale + border, tile_height = height * options.scale + border;
+  const std::int64_t canvas_width = std::max<std::int64_t>(left + std::int64_t(count) * tile_width + border, 320);
+  const std::int64_t canvas_height = title_band + std::int64_t(rows) * tile_height + border + 8;
+  if (canvas_width > 16384 || canvas_height > 16384)
+    throw ValueError(cat("write_image_path_animation_gif: ", path, ": frames would be ", canvas_width, "x",
+                         canvas_height, " pixels, expected at most 16384 a side (fewer images or a smaller scale)"));
+
+  const std::size_t image_size = std::size_t(channels) * std::size_t(height) * std::size_t(width);
+  GifAnimation animation;
+  animation.width = int(canvas_width), animation.height = int(canvas_height);
+  for (int j = 0; j < frames; ++j) {
+    Canvas canvas(animation.width, animation.height, kWhite);
+    char time[32];
+    std::snprintf(time, sizeof time, "t = %.2f", times[std::size_t(j)]);
+    draw_label(canvas, canvas_width / 2.f, 12 + kCapHeight * kTitleScale / 2,
+               options.title.empty() ? time : cat(options.title, "  ", time), kText, kTitleScale, Align::Center);
+    for (int r = 0; r < rows; ++r) {
+      const int top = title_band + r * tile_height;
+      canvas.fill_rect({float(left), float(top), float(left + count * tile_width + border), float(top + tile_height + border)},
+                       kGridBorder, 1.f);
+      if (std::size_t(r) < options.row_labels.size())
+        draw_label(canvas, float(left - 10), top + tile_height / 2.f, options.row_labels[std::size_t(r)], kText,
+                   kLabelScale, Align::Right);
+      for (int i = 0; i < count; ++i) {
+        const float* image = images + ((std::size_t(r) * frames + std::size_t(j)) * count + std::size_t(i)) * image_size;
+        draw_image_tile(canvas, left + border + i * tile_width, top + border, image, channels, height, width,
+                        options.lo, options.hi, options.scale);
+      }
+    }
+    const std::uint8_t* pixels = canvas.pixels();
+    GifFrame frame;
+    frame.rgb.assign(pixels, pixels + std::size_t(animation.width) * std::size_t(animation.height) * 3);
+    // 256 greys, the text's blends (grey too) and red are one colour too many for an exact shared
+    // palette (255 entries with the transparent one); 128 greys and red always fit.
+    if (channels == 1)
+      for (std::size_t p = 0; p < frame.rgb.size(); p += 3)
+        if (frame.rgb[p] == frame.rgb[p + 1] && frame.rgb[p] == frame.rgb[p + 2])
+          for (int c = 0; c < 3; ++c) frame.rgb[p + std::size_t(c)] &= 0xFE;
     frame.delay_cs = j + 1 == frames ? options.last_frame_delay_cs : options.frame_delay_cs;
     animation.frames.push_back(std::move(frame));
   }

@@ -1,6 +1,8 @@
 // core/io/plot_canvas.cpp — the canvas, text, ticks and plot frame of plot_canvas.h.
 #include "core/io/plot_canvas.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <utility>
 
@@ -313,6 +315,25 @@ void draw_point(Canvas& canvas, const PlotFrame& f, float px, float py, float ra
   const float x = f.x.to_pixel(px), y = f.y.to_pixel(py), margin = radius + 2;
   if (x < f.left - margin || x > f.right + margin || y < f.top - margin || y > f.bottom + margin) return;
   canvas.fill_disc(x, y, radius, c, alpha);
+}
+
+void draw_image_tile(Canvas& canvas, int x, int y, const float* image, int channels, int height, int width,
+                     float lo, float hi, int scale) {
+  const float to_byte = 255.f / (hi - lo);
+  const std::size_t plane = std::size_t(height) * std::size_t(width);
+  for (int row = 0; row < height; ++row)
+    for (int col = 0; col < width; ++col) {
+      std::uint8_t rgb[3];
+      bool finite = true;
+      for (int ch = 0; ch < 3; ++ch) {
+        const float v = image[std::size_t(channels == 1 ? 0 : ch) * plane + std::size_t(row) * width + col];
+        finite = finite && std::isfinite(v);
+        rgb[ch] = finite ? std::uint8_t(std::lround(std::clamp((v - lo) * to_byte, 0.f, 255.f))) : 0;
+      }
+      const Color c = finite ? Color{rgb[0], rgb[1], rgb[2]} : kNonFinite;
+      for (int dy = 0; dy < scale; ++dy)
+        for (int dx = 0; dx < scale; ++dx) canvas.set(x + col * scale + dx, y + row * scale + dy, c);
+    }
 }
 
 void check_plot_size(const char* what, int width, int height) {

@@ -175,6 +175,14 @@ void set_point_axes(PlotFrame& f, const PointBounds& bounds, bool equal_aspect);
 // (clipped anyway, and far-away pixel coordinates must not reach int).
 void draw_point(Canvas& canvas, const PlotFrame& f, float px, float py, float radius, Color c, float alpha);
 
+// ---- images -----------------------------------------------------------------------------------------
+
+// One image of a sample grid, each pixel a scale x scale block with its top-left corner at (x, y):
+// `image` is channels (1 or 3) planes of height x width floats, [lo, hi] mapped onto 0..255 (clamped);
+// a pixel with a non-finite channel is drawn kNonFinite.
+void draw_image_tile(Canvas& canvas, int x, int y, const float* image, int channels, int height, int width,
+                     float lo, float hi, int scale);
+
 // Throws fm::ValueError unless the image is 200..8192 x 150..8192 pixels (`what` names the caller).
 void check_plot_size(const char* what, int width, int height);
 

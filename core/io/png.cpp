@@ -61,25 +61,10 @@ void write_image_grid_png(const std::string& path, const float* images, int coun
                          " pixels, expected at most 32768 per side (fewer images or a smaller scale)"));
 
   Canvas canvas(int(out_width), int(out_height), kGridBorder);
-  const float to_byte = 255.f / (hi - lo);
-  const std::size_t plane = std::size_t(height) * width;
-  for (int n = 0; n < count; ++n) {
-    int origin_x = border + int((n % cols) * tile_width), origin_y = border + int((n / cols) * tile_height);
-    const float* image = images + std::size_t(n) * channels * plane;
-    for (int row = 0; row < height; ++row)
-      for (int col = 0; col < width; ++col) {
-        std::uint8_t rgb[3];
-        bool finite = true;
-        for (int ch = 0; ch < 3; ++ch) {
-          float v = image[std::size_t(channels == 1 ? 0 : ch) * plane + std::size_t(row) * width + col];
-          finite = finite && std::isfinite(v);
-          rgb[ch] = finite ? std::uint8_t(std::lround(std::clamp((v - lo) * to_byte, 0.f, 255.f))) : 0;
-        }
-        Color c = finite ? Color{rgb[0], rgb[1], rgb[2]} : kNonFinite;
-        for (int dy = 0; dy < scale; ++dy)
-          for (int dx = 0; dx < scale; ++dx) canvas.set(origin_x + col * scale + dx, origin_y + row * scale + dy, c);
-      }
-  }
+  const std::size_t image_size = std::size_t(channels) * std::size_t(height) * std::size_t(width);
+  for (int n = 0; n < count; ++n)
+    draw_image_tile(canvas, border + int((n % cols) * tile_width), border + int((n / cols) * tile_height),
+                    images + std::size_t(n) * image_size, channels, height, width, lo, hi, scale);
   write_canvas(path, canvas);
 }
 
