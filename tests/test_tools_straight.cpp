@@ -321,15 +321,15 @@ TEST_CASE("fmeval straight on images: FD at each NFE, S measured on the way, and
   REQUIRE(result.rows[0].distance ==
           Approx(fm::tools::frechet_distance_to_reference(*classifier.model, one_step, reference, "one step")).epsilon(1e-4));
 
-  // Paths: [2, 41 frames, 3 samples, 1, 28, 28] at the Euler-4 steps nearest t = 0, 0.025, …, 1; they
+  // Paths: [2, 21 frames, 3 samples, 1, 28, 28] at the Euler-4 steps nearest t = 0, 0.05, …, 1; they
   // start at x0; at t = 1 the predicted endpoint is the position itself.
-  REQUIRE(result.trajectories.shape() == fm::Shape{2, 41, 3, 1, 28, 28});
-  REQUIRE(result.trajectory_times.size() == 41);
-  for (std::size_t j = 0; j < 41; ++j) REQUIRE(result.trajectory_times[j] == std::floor((double(j) * 4 + 20) / 40) / 4);
+  REQUIRE(result.trajectories.shape() == fm::Shape{2, 21, 3, 1, 28, 28});
+  REQUIRE(result.trajectory_times.size() == 21);
+  for (std::size_t j = 0; j < 21; ++j) REQUIRE(result.trajectory_times[j] == std::floor((double(j) * 4 + 10) / 20) / 4);
   REQUIRE(result.trajectories.narrow(0, 0, 1).narrow(1, 0, 1).contiguous().to_float_vector() ==
           x0.narrow(0, 0, 3).contiguous().to_float_vector());
-  const std::vector<float> at_end = result.trajectories.narrow(0, 0, 1).narrow(1, 40, 1).contiguous().to_float_vector();
-  const std::vector<float> predicted_at_end = result.trajectories.narrow(0, 1, 1).narrow(1, 40, 1).contiguous().to_float_vector();
+  const std::vector<float> at_end = result.trajectories.narrow(0, 0, 1).narrow(1, 20, 1).contiguous().to_float_vector();
+  const std::vector<float> predicted_at_end = result.trajectories.narrow(0, 1, 1).narrow(1, 20, 1).contiguous().to_float_vector();
   REQUIRE(at_end == predicted_at_end);
   // and at t = 0 the prediction is one Euler step of size 1 from x0, unlike x0 itself.
   REQUIRE(result.trajectories.narrow(0, 0, 1).narrow(1, 0, 1).contiguous().to_float_vector() !=
@@ -340,14 +340,14 @@ TEST_CASE("fmeval straight on images: FD at each NFE, S measured on the way, and
   const fm::test::DecodedPng still = fm::test::decode_png((dir / "paths.png").string());
   REQUIRE(still.width == 2 + 11 * (28 * 2 + 2));
   REQUIRE(still.height == 2 + 6 * (28 * 2 + 2));
-  for (int column = 0; column < 11; ++column) {  // column m shows frame 4m: sample 0's centre pixel
-    const float v = result.trajectories.narrow(0, 0, 1).narrow(1, 4 * column, 1).narrow(2, 0, 1).contiguous()
+  for (int column = 0; column < 11; ++column) {  // column m shows frame 2m: sample 0's centre pixel
+    const float v = result.trajectories.narrow(0, 0, 1).narrow(1, 2 * column, 1).narrow(2, 0, 1).contiguous()
                         .to_float_vector()[14 * 28 + 14];
     const auto grey = std::uint8_t(std::lround(std::clamp((v + 1.f) * 127.5f, 0.f, 255.f)));
     REQUIRE(still.at(2 + column * 58 + 28, 2 + 28) == std::array<std::uint8_t, 3>{grey, grey, grey});
   }
   fm::tools::write_image_paths_gif((dir / "paths.gif").string(), result, "tiny");
-  REQUIRE(fm::io::read_gif((dir / "paths.gif").string()).frames.size() == 41);
+  REQUIRE(fm::io::read_gif((dir / "paths.gif").string()).frames.size() == 21);
   const std::vector<std::string> files = fm::tools::write_straight_comparison({{"tiny", result}}, (dir / "q.csv").string(), "");
   std::ifstream csv(dir / "q.csv");
   std::string header, row;

@@ -83,7 +83,7 @@ const char* kUsage =
     "  --png plots the distance against NFE for all checkpoints, --trajectories writes PREFIX_<label>.png path\n"
     "  pictures (2-D: 96 Euler paths over the data, and PREFIX_<label>.gif, the points travelling along them;\n"
     "  images: 8 paths, x_t over t = 0..1 and under it the endpoint x_t + (1-t) v predicts, and\n"
-    "  PREFIX_<label>.gif, the same 8 paths over 41 times).\n"
+    "  PREFIX_<label>.gif, the same 8 paths over 21 times).\n"
     "  Prints the Frechet distance between classifier features of n samples and of n real t10k images,\n"
     "  and the floor: the same distance between n real train images and those t10k images (mean and\n"
     "  spread over --floor-draws draws of train images; a model within that spread is as good as real data).\n"
