@@ -107,7 +107,7 @@ Tensor take_rows(const Tensor& table_in, const RowIndex& index, std::int64_t fir
       [&](auto type) {
         using T = element_type<decltype(type)>;
         kernels::embedding_forward_cuda(table.data<T>(), rows, out.data<T>(), int(count), table_rows, int(row_size),
-                                        first_on_device);
+                                        first_on_device, index.size());
       });
   return out;
 }
@@ -147,8 +147,8 @@ void take_labels(RowIndex& out, const RowIndex& labels, const RowIndex& index, s
     return;
   }
 #ifdef FM_WITH_CUDA
-  kernels::batch_labels_cuda(out.data_to_write(), labels.data(), index.data(), first, first_on_device, int(count),
-                             dropout.probability, dropout.null_class, place);
+  kernels::batch_labels_cuda(out.data_to_write(), labels.data(), labels.size(), index.data(), index.size(), first,
+                             first_on_device, int(count), dropout.probability, dropout.null_class, place);
 #else
   throw DeviceError("take_labels: this build has no CUDA kernels (configure with the CUDA toolkit)");
 #endif

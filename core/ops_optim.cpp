@@ -297,12 +297,14 @@ void add_into(const Tensor& dst, const Tensor& src) {
       });
 }
 
-// The device memory: [the current row][the index of the next row, int64][padding to 64 bytes][rows].
+// The device memory: [the current row][the index of the next row, int64][the rows uploaded, int64]
+// [padding to 64 bytes][rows].
 namespace {
 constexpr std::size_t kIndexOffset = sizeof(StepScalars);
+constexpr std::size_t kRowCountOffset = kIndexOffset + sizeof(std::int64_t);
 constexpr std::size_t kTableOffset = 64;
-static_assert(kIndexOffset + sizeof(std::int64_t) <= kTableOffset && kIndexOffset % 8 == 0,
-              "StepScalarsTable: the row must leave room for the index before the table");
+static_assert(kRowCountOffset + sizeof(std::int64_t) <= kTableOffset && kIndexOffset % 8 == 0,
+              "StepScalarsTable: the row must leave room for the index and the row count before the table");
 }  // namespace
 
 StepScalarsTable::StepScalarsTable(std::int64_t capacity) : capacity_(capacity) {
@@ -315,9 +317,11 @@ StepScalarsTable::~StepScalarsTable() { kernels::cuda_free(memory_); }
 void StepScalarsTable::upload(const std::vector<StepScalars>& rows) {
   FM_CHECK(!rows.empty() && std::int64_t(rows.size()) <= capacity_, ValueError, "StepScalarsTable::upload: ",
            rows.size(), " rows, expected 1 to ", capacity_);
-  // One copy: the index (0) and the rows, from the index's offset on.
+  // One copy: the index (0), the row count and the rows, from the index's offset on.
   const std::size_t bytes = kTableOffset - kIndexOffset + rows.size() * sizeof(StepScalars);
   staging_.assign(bytes, 0);
+  const std::int64_t row_count = std::int64_t(rows.size());
+  std::memcpy(staging_.data() + (kRowCountOffset - kIndexOffset), &row_count, sizeof row_count);
   std::memcpy(staging_.data() + (kTableOffset - kIndexOffset), rows.data(), rows.size() * sizeof(StepScalars));
   kernels::cuda_copy_to_device(memory_ + kIndexOffset, staging_.data(), bytes);
 }
@@ -326,6 +330,7 @@ void StepScalarsTable::select_next() {
   dispatch_cuda_kernel("select_step_scalars", DType::Float32, [&](auto) {
     kernels::select_step_scalars_cuda(reinterpret_cast<StepScalars*>(memory_),
                                       reinterpret_cast<std::int64_t*>(memory_ + kIndexOffset),
+                                      reinterpret_cast<const std::int64_t*>(memory_ + kRowCountOffset),
                                       reinterpret_cast<const StepScalars*>(memory_ + kTableOffset));
   });
 }

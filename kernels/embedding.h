@@ -25,9 +25,12 @@ void embedding_backward_cpu(const T* dout, const std::int32_t* index, T* dtable,
 
 // index is a device pointer too.
 // index_offset (optional, a device word): the lookup reads index[*index_offset + i] instead, the
-// offset read as the kernel runs (a recorded training step's batch position: core/ops.h take_rows).
+// offset read as the kernel runs (a recorded training step's batch position: core/ops.h take_rows),
+// and index holds index_size entries. What the kernel reads when it runs is checked there too
+// (FM_DEVICE_CHECK, kernels/cuda/common.cuh): each position within [0, index_size) and each index
+// within [0, rows); a value outside stops the kernel instead of reading outside a buffer.
 void embedding_forward_cuda(const float* table, const std::int32_t* index, float* out, int count, int rows,
-                            int dim, const std::int64_t* index_offset = nullptr);
+                            int dim, const std::int64_t* index_offset = nullptr, std::int64_t index_size = 0);
 void embedding_backward_cuda(const float* dout, const std::int32_t* index, float* dtable, int count, int rows,
                              int dim);
 

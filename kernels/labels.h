@@ -25,8 +25,11 @@ void batch_labels_cpu(std::int32_t* out, const std::int32_t* labels, const std::
 
 // Device pointers. position_on_device (optional, a device word): the batch starts at that position of
 // the order instead, read as the kernel runs; place.step_on_device likewise for the Philox step (a
-// recorded training step, whose launches keep the arguments they were recorded with).
-void batch_labels_cuda(std::int32_t* out, const std::int32_t* labels, const std::int32_t* order, std::int64_t position,
+// recorded training step, whose launches keep the arguments they were recorded with). order holds
+// order_size entries, each below label_count: the kernel checks the positions it reads and the entries
+// it finds (FM_DEVICE_CHECK, kernels/cuda/common.cuh), stopping rather than reading outside a buffer.
+void batch_labels_cuda(std::int32_t* out, const std::int32_t* labels, std::int64_t label_count,
+                       const std::int32_t* order, std::int64_t order_size, std::int64_t position,
                        const std::int64_t* position_on_device, int count, double dropout, std::int32_t null_class,
                        const PhiloxPlace& place);
 

@@ -213,8 +213,11 @@ void accumulate_loss_cpu(double* slots, const T* loss, bool begins_epoch);
 void accumulate_loss_cuda(double* slots, const float* loss, bool begins_epoch, const StepScalars* per_step = nullptr);
 
 // *current ← table[*index]; *index ← *index + 1 (one thread, one launch; device pointers). The first
-// launch of a recorded step: the replay's row of the table uploaded for the steps ahead.
-void select_step_scalars_cuda(StepScalars* current, std::int64_t* index, const StepScalars* table);
+// launch of a recorded step: the replay's row of the table uploaded for the steps ahead. *rows is how
+// many rows the last upload wrote: an index at or past it (more replays than planned rows) stops the
+// kernel (FM_DEVICE_CHECK, kernels/cuda/common.cuh) rather than reading a stale or unwritten row.
+void select_step_scalars_cuda(StepScalars* current, std::int64_t* index, const std::int64_t* rows,
+                              const StepScalars* table);
 
 // ---- the global squared gradient norm on CUDA, in two launches whatever the number of parameters
 // (clip_step_and_update_ema on the device, nn/optim.h). A deterministic two-stage reduction:

@@ -104,6 +104,12 @@ __global__ void wmma_bf16_tile(const __nv_bfloat16* a, const __nv_bfloat16* b, f
 
 // ---- kernels that are wrong -----------------------------------------------------------------------
 
+// Thread `stopper` of block 1 calls __trap() (a failed device-side check); the others write.
+__global__ void trap_in_one_thread(int* out, int stopper) {
+  if (blockIdx.x == 1 && int(threadIdx.x) == stopper) __trap();
+  out[blockIdx.x * blockDim.x + threadIdx.x] = 1;
+}
+
 __global__ void shuffle_after_some_lanes_exit(float* out) {
   if (threadIdx.x >= 16) return;
   out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.f, 1);  // mask names lanes 16..31, gone
@@ -212,6 +218,15 @@ TEST_CASE("emulator: misused shuffles and mixed barriers are reported, not run",
                       Catch::Contains("shuffle mask names lane 16, which has already exited"));
   REQUIRE_THROWS_WITH((barrier_and_shuffle_mixed | Launch{1, 32}(out)),
                       Catch::Contains("waits at __syncthreads() instead (deadlock)"));
+  fm::kernels::cuda_free(out);
+}
+
+TEST_CASE("emulator: a __trap() stops the kernel and names the thread", "[emulator]") {
+  int* out = device_alloc<int>(64);
+  REQUIRE_THROWS_WITH((trap_in_one_thread | Launch{2, 32}(out, 5)),
+                      Catch::Contains("block (1,0,0) thread (5,0,0)") && Catch::Contains("__trap()"));
+  trap_in_one_thread | Launch{2, 32}(out, 32);  // no thread 32: nobody traps, and the emulator runs on
+  for (int v : to_host(out, 64)) REQUIRE(v == 1);
   fm::kernels::cuda_free(out);
 }
 

@@ -22,6 +22,19 @@
 
 namespace fm::kernels {
 
+// ---- device side: checks of what the host could not check --------------------------------------
+
+// A recorded training step reads some positions when its kernels run (the batch's place in the
+// epoch's order, the row of the step-scalar table): the host checked the values it planned, but a
+// replay reads whatever the device words hold. A kernel that finds such a value out of range stops
+// (__trap(): the launch fails with cudaErrorLaunchFailure, the context with it, and the next
+// synchronisation throws) instead of reading or writing outside its buffers. One comparison a
+// thread; the emulator reports the trap with the thread that hit it (tests/test_device_checks.cpp).
+#define FM_DEVICE_CHECK(condition) \
+  do {                             \
+    if (!(condition)) __trap();    \
+  } while (0)
+
 // ---- host side: launch arithmetic -----------------------------------------------------------
 
 // ⌈a / b⌉ for a ≥ 0, b > 0: the blocks (or tiles, or chunks) needed to cover a items b at a time.

@@ -14,12 +14,16 @@ namespace {
 constexpr int kThreads = 256;
 
 __global__ void embedding_forward_kernel(const float* table, const std::int32_t* index, float* out,
-                                         std::int64_t total, int dim, const std::int64_t* index_offset) {
+                                         std::int64_t total, int dim, int rows, const std::int64_t* index_offset,
+                                         std::int64_t index_size) {
   const std::int64_t k = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
   if (k >= total) return;
   const std::int64_t i = k / dim, d = k % dim;
   const std::int64_t position = index_offset ? *index_offset + i : i;
-  out[k] = table[std::int64_t(index[position]) * dim + d];
+  FM_DEVICE_CHECK(!index_offset || (position >= 0 && position < index_size));
+  const std::int32_t row = index[position];
+  FM_DEVICE_CHECK(row >= 0 && row < rows);
+  out[k] = table[std::int64_t(row) * dim + d];
 }
 
 __global__ void embedding_backward_kernel(const float* dout, const std::int32_t* index, float* dtable,
@@ -36,12 +40,12 @@ __global__ void embedding_backward_kernel(const float* dout, const std::int32_t*
 }  // namespace
 
 void embedding_forward_cuda(const float* table, const std::int32_t* index, float* out, int count, int rows,
-                            int dim, const std::int64_t* index_offset) {
-  (void)rows;
+                            int dim, const std::int64_t* index_offset, std::int64_t index_size) {
   const std::int64_t total = std::int64_t(count) * dim;
   if (total == 0) return;
   const unsigned blocks = unsigned(ceil_div(total, kThreads));
-  embedding_forward_kernel<<<blocks, kThreads, 0, cuda_stream()>>>(table, index, out, total, dim, index_offset);
+  embedding_forward_kernel<<<blocks, kThreads, 0, cuda_stream()>>>(table, index, out, total, dim, rows, index_offset,
+                                                                   index_size);
   FM_CUDA_CHECK_LAUNCH();
 }
 

@@ -52,7 +52,9 @@ __global__ void accumulate_loss_kernel(double* slots, const float* loss, bool be
   accumulate_loss_slots(slots, double(*loss), per_step ? per_step->begins_epoch != 0 : begins_epoch);
 }
 
-__global__ void select_step_scalars_kernel(StepScalars* current, std::int64_t* index, const StepScalars* table) {
+__global__ void select_step_scalars_kernel(StepScalars* current, std::int64_t* index, const std::int64_t* rows,
+                                           const StepScalars* table) {
+  FM_DEVICE_CHECK(*index >= 0 && *index < *rows);
   *current = table[*index];
   *index = *index + 1;
 }
@@ -112,8 +114,9 @@ void accumulate_loss_cuda(double* slots, const float* loss, bool begins_epoch, c
   FM_CUDA_CHECK_LAUNCH();
 }
 
-void select_step_scalars_cuda(StepScalars* current, std::int64_t* index, const StepScalars* table) {
-  select_step_scalars_kernel<<<1, 1, 0, cuda_stream()>>>(current, index, table);
+void select_step_scalars_cuda(StepScalars* current, std::int64_t* index, const std::int64_t* rows,
+                              const StepScalars* table) {
+  select_step_scalars_kernel<<<1, 1, 0, cuda_stream()>>>(current, index, rows, table);
   FM_CUDA_CHECK_LAUNCH();
 }
 

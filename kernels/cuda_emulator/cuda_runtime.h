@@ -198,6 +198,9 @@ T* dynamic_shared() {
 }  // namespace fm_emu
 
 inline void __syncthreads() { fm_emu::block_barrier(); }
+// A GPU stops the kernel (the launch fails with cudaErrorLaunchFailure and the context with it); the
+// emulator reports it as a fault naming the thread, so a test can see a device-side check fire.
+[[noreturn]] inline void __trap() { fm_emu::device_fault("__trap(): a device-side check failed"); }
 
 // The CUDA rules: lanes are grouped in segments of `width`; a source outside the caller's segment
 // (shfl_down past its end, shfl_xor beyond it) returns the caller's own value.
