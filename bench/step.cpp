@@ -55,7 +55,7 @@ class RandomImages : public flow::TrainingData {
   std::vector<std::int32_t> batch_labels() const override { return labels_; }
   bool gathers_labels_on_device() const override { return classes_ > 0 && gathers_on_device(); }
   void gather_labels(RowIndex& out, std::int64_t position, const std::int64_t* position_on_device,
-                     const LabelDropout& dropout) override {
+                     const LabelDropout& dropout, const flow::StepNoise&) override {
     take_labels(out, device_labels_, order_, position, dropout, position_on_device);
   }
   Tensor next_batch(std::int64_t batch_size, const flow::StepNoise& noise) override {
@@ -67,7 +67,8 @@ class RandomImages : public flow::TrainingData {
     FM_CHECK(batch_size == batch_.size(0), ValueError, "RandomImages: batch ", batch_size, " asked, ",
              batch_.size(0), " made");
   }
-  Tensor gather_batch(std::int64_t batch_size, std::int64_t position, const std::int64_t* position_on_device) override {
+  Tensor gather_batch(std::int64_t batch_size, std::int64_t position, const std::int64_t* position_on_device,
+                      const flow::StepNoise&) override {
     return take_rows(batch_, order_, position, batch_size, position_on_device);
   }
   Shape example_shape() const override { return shape_; }

@@ -90,6 +90,8 @@ class RowIndex {
   // take_labels writes its labels into a RowIndex's buffer (each below table_rows(), by its checks).
   friend void take_labels(RowIndex& out, const RowIndex& labels, const RowIndex& index, std::int64_t first,
                           const LabelDropout& dropout, const std::int64_t* first_on_device);
+  friend void toy_labels(RowIndex& out, const ToyLaw& law, std::int32_t num_classes, PhiloxKey key, std::int64_t step,
+                         std::int64_t first_sample, const std::uint32_t* step_on_device, const LabelDropout& dropout);
   std::int32_t* data_to_write() { return const_cast<std::int32_t*>(rows_.get()); }
 
   std::shared_ptr<const std::int32_t> rows_;  // host array or device buffer (freed by its deleter)
@@ -123,6 +125,13 @@ struct LabelDropout {
 };
 void take_labels(RowIndex& out, const RowIndex& labels, const RowIndex& index, std::int64_t first,
                  const LabelDropout& dropout, const std::int64_t* first_on_device = nullptr);
+// The labels (num_classes of them) of 2-D toy points first_sample … first_sample + out.size() − 1 of
+// `law` at `step` in key's stream — the modes their points are drawn from (core/random.h
+// philox_toy_points) — with the label dropout applied as take_labels applies it, into `out` (checked
+// as take_labels' output): a recorded step of a class-conditional model on fresh points makes its
+// labels on the device. step_on_device (CUDA): the points' step read from that word as the kernel runs.
+void toy_labels(RowIndex& out, const ToyLaw& law, std::int32_t num_classes, PhiloxKey key, std::int64_t step,
+                std::int64_t first_sample, const std::uint32_t* step_on_device, const LabelDropout& dropout);
 
 // ---- an affine path's coefficients at per-sample times (core/ops_path.cpp) ----
 // Rows α_t, σ_t, α̇_t, σ̇_t of each time t[i] (t [N]; the result [4, N] on t's device, in its dtype),

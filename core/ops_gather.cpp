@@ -6,7 +6,8 @@
 // differs from embedding() is where the indices live: embedding() copies its host indices to the
 // device on every call (a few labels); a RowIndex is on the device already, so a call copies nothing.
 // take_labels gathers a batch's class labels likewise (an index of labels, through the epoch order)
-// and applies the label dropout in the same pass (kernels/labels.h).
+// and applies the label dropout in the same pass (kernels/labels.h); toy_labels makes the labels of
+// fresh 2-D toy points the same way, from their draws (kernels/toy_law.h).
 #include <algorithm>
 #include <climits>
 
@@ -151,6 +152,38 @@ void take_labels(RowIndex& out, const RowIndex& labels, const RowIndex& index, s
                              first_on_device, int(count), dropout.probability, dropout.null_class, place);
 #else
   throw DeviceError("take_labels: this build has no CUDA kernels (configure with the CUDA toolkit)");
+#endif
+}
+
+void toy_labels(RowIndex& out, const ToyLaw& law, std::int32_t num_classes, PhiloxKey key, std::int64_t step,
+                std::int64_t first_sample, const std::uint32_t* step_on_device, const LabelDropout& dropout) {
+  const std::int64_t count = out.size();
+  FM_CHECK(!(step_on_device || dropout.step_on_device) || out.device() == Device::CUDA, DeviceError,
+           "toy_labels: a step read from device memory is for CUDA (a recorded step)");
+  FM_CHECK(num_classes >= 1 && dropout.null_class >= num_classes && out.table_rows() == std::int64_t(dropout.null_class) + 1,
+           ValueError, "toy_labels: ", num_classes, " classes, null class ", dropout.null_class,
+           " and an output checked against ", out.table_rows(),
+           " classes (expected the null class at or past the classes, the output's classes = null class + 1)");
+  FM_CHECK(dropout.probability >= 0 && dropout.probability < 1, ValueError, "toy_labels: dropout probability ",
+           dropout.probability, ", expected a number in [0, 1)");
+  const std::int64_t limit = std::int64_t(1) << 32;
+  FM_CHECK(step >= 0 && step < limit && dropout.step >= 0 && dropout.step < limit && first_sample >= 0 &&
+               first_sample + count <= limit && dropout.first_sample >= 0 && dropout.first_sample + count <= limit,
+           ValueError, "toy_labels: steps ", step, " and ", dropout.step, ", samples [", first_sample, ", ",
+           first_sample + count, ") and [", dropout.first_sample, ", ", dropout.first_sample + count,
+           ") outside the Philox counter's [0, 2^32)");
+  if (count == 0) return;
+  const kernels::PhiloxPlace place{key.seed, key.stream, std::uint32_t(step), std::uint32_t(first_sample), step_on_device};
+  const kernels::PhiloxPlace dropout_place{dropout.key.seed, dropout.key.stream, std::uint32_t(dropout.step),
+                                           std::uint32_t(dropout.first_sample), dropout.step_on_device};
+  if (out.device() == Device::CPU) {
+    kernels::toy_labels_cpu(out.data_to_write(), count, place, law, dropout.probability, dropout.null_class, dropout_place);
+    return;
+  }
+#ifdef FM_WITH_CUDA
+  kernels::toy_labels_cuda(out.data_to_write(), count, place, law, dropout.probability, dropout.null_class, dropout_place);
+#else
+  throw DeviceError("toy_labels: this build has no CUDA kernels (configure with the CUDA toolkit)");
 #endif
 }
 

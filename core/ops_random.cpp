@@ -1,4 +1,5 @@
-// core/ops_random.cpp — philox_uniform / philox_normal / philox_times: counter-based random tensors
+// core/ops_random.cpp — philox_uniform / philox_normal / philox_times / philox_toy_points: counter-based
+// random tensors
 // made on their own device (see core/random.h for what they draw, kernels/random.h for the kernels).
 #include "core/dispatch.h"
 #include "core/random.h"
@@ -70,6 +71,27 @@ Tensor philox_times(std::int64_t n, PhiloxKey key, std::int64_t step, std::int64
       [&](auto type) {
         using T = element_type<decltype(type)>;
         kernels::philox_times_cuda(out.data<T>(), n, place, law);
+      });
+  return out;
+}
+
+Tensor philox_toy_points(std::int64_t n, const ToyLaw& law, PhiloxKey key, std::int64_t step, std::int64_t first_sample,
+                         DType dtype, Device device, const std::uint32_t* step_on_device) {
+  FM_CHECK(n >= 0, ValueError, "philox_toy_points: sample count ", n, " is negative");
+  check_step_on_device("philox_toy_points", step_on_device, device);
+  check_place("philox_toy_points", step, first_sample, n);
+  Tensor out = Tensor::empty({n, 2}, dtype, device);
+  const kernels::PhiloxPlace place{key.seed, key.stream, std::uint32_t(step), std::uint32_t(first_sample),
+                                   step_on_device};
+  dispatch_kernel(
+      "philox_toy_points", device, dtype,
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::toy_points_cpu<T>(out.data<T>(), nullptr, n, place, law);
+      },
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        kernels::toy_points_cuda(out.data<T>(), nullptr, n, place, law);
       });
   return out;
 }

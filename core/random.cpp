@@ -122,7 +122,7 @@ std::uint64_t philox_word_at(PhiloxKey key, std::int64_t step, std::int64_t samp
 
 std::uint64_t PhiloxSampleDraws::below(std::uint64_t n) {
   const std::uint64_t word = philox_word_at(key_, step_, sample_, 2 * next_++);
-  return std::uint64_t((static_cast<unsigned __int128>(word) * n) >> 64);
+  return kernels::philox::mul_high_64(word, n);
 }
 
 }  // namespace fm

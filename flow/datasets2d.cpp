@@ -59,7 +59,21 @@ ToyDistribution2D::LabelledPoints ToyDistribution2D::sample_labelled(std::int64_
 
 Tensor ToyDistribution2D::sample(std::int64_t n, const StepNoise& noise, DType dtype, Device device,
                                  NoiseStream stream) const {
-  return sample_labelled(n, noise, dtype, device, stream).points;
+  const bool drawn_there = dtype == DType::Float32 || (dtype == DType::Float64 && device == Device::CPU);
+  if (!drawn_there) return sample_labelled(n, noise, dtype, device, stream).points;
+  FM_CHECK(n >= 0, ValueError, name(), ": sample count ", n, " is negative");
+  return philox_toy_points(n, law(), noise.key(stream), noise.step, noise.first_sample, dtype, device,
+                           noise.step_on_device);
+}
+
+void ToyDistribution2D::labels_into(RowIndex& out, const StepNoise& noise, const LabelDropout& dropout,
+                                    NoiseStream stream) const {
+  toy_labels(out, law(), num_classes(), noise.key(stream), noise.step, noise.first_sample, noise.step_on_device, dropout);
+}
+
+ToyDistribution2D::DrawnPoint ToyDistribution2D::labelled_point(std::int64_t index, RandomDraws& draws) const {
+  const kernels::ToyPoint p = kernels::toy_point(law(), index, draws);
+  return {{p.x, p.y}, p.label};
 }
 
 std::vector<std::int32_t> ToyDistribution2D::class_of(const Tensor& points) const {
@@ -92,18 +106,13 @@ MoonsDistribution::MoonsDistribution(double noise, bool normalize) : noise_(nois
   FM_CHECK(noise >= 0, ValueError, "moons: noise ", noise, " must be >= 0");
 }
 
-ToyDistribution2D::DrawnPoint MoonsDistribution::labelled_point(std::int64_t index, RandomDraws& draws) const {
-  const double theta = std::numbers::pi * draws.uniform();
-  double x, y;
-  if (index % 2 == 0) {
-    x = std::cos(theta), y = std::sin(theta);  // outer moon
-  } else {
-    x = 1.0 - std::cos(theta), y = 0.5 - std::sin(theta);  // inner moon
-  }
-  x += noise_ * draws.normal();
-  y += noise_ * draws.normal();
-  if (normalize_) x = (x - kCenterX) * kScale, y = (y - kCenterY) * kScale;
-  return {{x, y}, std::int32_t(index % 2)};
+kernels::ToyLaw MoonsDistribution::law() const {
+  kernels::ToyLaw law;
+  law.kind = kernels::ToyLawKind::Moons;
+  law.noise = noise_;
+  law.normalize = normalize_ ? 1 : 0;
+  law.center_x = kCenterX, law.center_y = kCenterY, law.normalize_scale = kScale;
+  return law;
 }
 
 std::int32_t MoonsDistribution::class_of_point(double x, double y) const {
@@ -118,13 +127,11 @@ SpiralDistribution::SpiralDistribution(double scale) : scale_(scale) {
   FM_CHECK(scale > 0, ValueError, "spiral: scale ", scale, " must be > 0");
 }
 
-ToyDistribution2D::DrawnPoint SpiralDistribution::labelled_point(std::int64_t, RandomDraws& draws) const {
-  const double radius_per_radian = scale_ / (2.0 * std::numbers::pi);
-  const double theta = 6.0 * std::numbers::pi * draws.uniform();
-  const double x = radius_per_radian * theta * std::cos(theta) + 0.1 * scale_ * draws.normal();
-  const double y = radius_per_radian * theta * std::sin(theta) + 0.1 * scale_ * draws.normal();
-  const std::int32_t turn = std::min<std::int32_t>(2, std::int32_t(theta / (2.0 * std::numbers::pi)));
-  return {{x, y}, turn};
+kernels::ToyLaw SpiralDistribution::law() const {
+  kernels::ToyLaw law;
+  law.kind = kernels::ToyLawKind::Spiral;
+  law.scale = scale_;
+  return law;
 }
 
 std::int32_t SpiralDistribution::class_of_point(double x, double y) const {
@@ -141,13 +148,11 @@ EightGaussiansDistribution::EightGaussiansDistribution(double radius, double std
            radius, ", ", std);
 }
 
-ToyDistribution2D::DrawnPoint EightGaussiansDistribution::labelled_point(std::int64_t,
-                                                                        RandomDraws& draws) const {
-  const std::uint64_t mode = draws.below(8);
-  const double angle = 2.0 * std::numbers::pi * double(mode) / 8.0;
-  const double x = radius_ * std::cos(angle) + std_ * draws.normal();
-  const double y = radius_ * std::sin(angle) + std_ * draws.normal();
-  return {{x, y}, std::int32_t(mode)};
+kernels::ToyLaw EightGaussiansDistribution::law() const {
+  kernels::ToyLaw law;
+  law.kind = kernels::ToyLawKind::EightGaussians;
+  law.radius = radius_, law.std = std_;
+  return law;
 }
 
 std::int32_t EightGaussiansDistribution::class_of_point(double x, double y) const {
@@ -160,15 +165,11 @@ CheckerboardDistribution::CheckerboardDistribution(double scale) : scale_(scale)
   FM_CHECK(scale > 0, ValueError, "checkerboard: scale ", scale, " must be > 0");
 }
 
-ToyDistribution2D::DrawnPoint CheckerboardDistribution::labelled_point(std::int64_t,
-                                                                      RandomDraws& draws) const {
-  const double x = -2.0 + 4.0 * draws.uniform();
-  const int column = int(std::floor(x));  // −2 … 1
-  // The filled rows of this column: those with column + row even, i.e. {−2, 0} or {−1, 1}.
-  const int upper = int(draws.below(2));
-  const int row = -2 + 2 * upper + ((column % 2 + 2) % 2);
-  const double y = double(row) + draws.uniform();
-  return {{scale_ * x, scale_ * y}, std::int32_t(2 * (column + 2) + upper)};
+kernels::ToyLaw CheckerboardDistribution::law() const {
+  kernels::ToyLaw law;
+  law.kind = kernels::ToyLawKind::Checkerboard;
+  law.scale = scale_;
+  return law;
 }
 
 std::int32_t CheckerboardDistribution::class_of_point(double x, double y) const {

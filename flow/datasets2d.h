@@ -2,10 +2,12 @@
 // generated in code: fresh, unlimited samples for the laptop-CPU toy runs and for testing the sampler
 // against a known distribution.
 //
-// Sits in flow/ on top of core/ (Tensor, random). Each distribution says once how point i is made from
-// a few draws (point(), on the host in double); the draws come either from an fm::Generator in order,
+// Sits in flow/ on top of core/ (Tensor, random). How point i is made from a few draws is said once,
+// in kernels/toy_law.h (toy_point, in double with IEEE-exact operations); each distribution here gives
+// its law() (which formula, which parameters). The draws come either from an fm::Generator in order,
 // or — in training — from point i's own Philox place in NoiseStream::DataPoint at (seed, step, global
-// index) (flow/step_noise.h), so any slice of a batch is the same points whoever draws it. Every
+// index) (flow/step_noise.h), so any slice of a batch is the same points whoever draws it, on the host
+// or on the device (core/random.h philox_toy_points, the same bits). Every
 // distribution returns a Tensor [N, 2] sized to roughly match the N(0, I) source: each point lies
 // within about ±3 of the origin.
 //
@@ -22,9 +24,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/ops.h"
 #include "core/random.h"
 #include "core/tensor.h"
 #include "flow/step_noise.h"
+#include "kernels/toy_law.h"
 
 namespace fm::flow {
 
@@ -37,8 +41,11 @@ class ToyDistribution2D {
     std::array<double, 2> xy;
     std::int32_t label;
   };
+  // The distribution's formulas and parameters (kernels/toy_law.h): the host's draws and the device's
+  // kernel compute every point by them, with the same bits.
+  virtual kernels::ToyLaw law() const = 0;
   // Point number `index` (some shapes alternate by index) from its draws, with its class.
-  virtual DrawnPoint labelled_point(std::int64_t index, RandomDraws& draws) const = 0;
+  DrawnPoint labelled_point(std::int64_t index, RandomDraws& draws) const;
   std::array<double, 2> point(std::int64_t index, RandomDraws& draws) const {
     return labelled_point(index, draws).xy;
   }
@@ -65,9 +72,16 @@ class ToyDistribution2D {
   };
   virtual Normalization normalization() const { return {}; }
   // Points noise.first_sample … + n − 1 of step noise.step, each from its own Philox place in `stream`
-  // (DataPoint for training data; SourcePoint when the distribution is a flow's source).
+  // (DataPoint for training data; SourcePoint when the distribution is a flow's source), drawn on
+  // `device` itself (core/random.h philox_toy_points; float32 on CUDA, float32/float64 on the CPU;
+  // other dtypes are drawn on the host and converted). noise.step_on_device is followed on CUDA.
   Tensor sample(std::int64_t n, const StepNoise& noise, DType dtype = DType::Float32,
                 Device device = Device::CPU, NoiseStream stream = NoiseStream::DataPoint) const;
+  // The labels of sample(out.size(), noise, ..., stream)'s points, each replaced by the null class where
+  // `dropout` says (its own key and step), made on out's device (core/ops.h toy_labels): a recorded
+  // step of a class-conditional model on fresh points makes its labels there.
+  void labels_into(RowIndex& out, const StepNoise& noise, const LabelDropout& dropout,
+                   NoiseStream stream = NoiseStream::DataPoint) const;
   // The same draws as the two sample() overloads (bitwise the same points), with each point's label.
   struct LabelledPoints {
     Tensor points;                     // [n, 2]
@@ -95,7 +109,7 @@ class MoonsDistribution final : public ToyDistribution2D {
   static constexpr double kCenterX = 0.5, kCenterY = 0.25, kScale = 2.0;
   explicit MoonsDistribution(double noise = 0.05, bool normalize = true);
   std::string name() const override { return "moons"; }
-  DrawnPoint labelled_point(std::int64_t index, RandomDraws& draws) const override;
+  kernels::ToyLaw law() const override;
   // Class 0 = outer moon (even index), 1 = inner moon (odd index); class_of: the nearer half circle.
   // With noise 0.05 the moons (0.5 apart at their closest) overlap only in the far tails.
   int num_classes() const override { return 2; }
@@ -117,7 +131,7 @@ class SpiralDistribution final : public ToyDistribution2D {
  public:
   explicit SpiralDistribution(double scale = 1.0);
   std::string name() const override { return "spiral"; }
-  DrawnPoint labelled_point(std::int64_t index, RandomDraws& draws) const override;
+  kernels::ToyLaw law() const override;
   // One arm, so the classes are its three turns: class k for θ ∈ [2πk, 2π(k + 1)). Neighbouring turns
   // lie `scale` apart (10 noise std), so class_of (the turn whose radius at the point's angle is
   // nearest) errs only where one turn runs into the next (θ near 2π and 4π, within the noise).
@@ -135,7 +149,7 @@ class EightGaussiansDistribution final : public ToyDistribution2D {
  public:
   explicit EightGaussiansDistribution(double radius = 2.0, double std = 0.1);
   std::string name() const override { return "8gaussians"; }
-  DrawnPoint labelled_point(std::int64_t index, RandomDraws& draws) const override;
+  kernels::ToyLaw law() const override;
   // Class k = the Gaussian at angle 2πk/8; class_of: the nearest centre (the nearest angle).
   int num_classes() const override { return 8; }
   std::int32_t class_of_point(double x, double y) const override;
@@ -153,7 +167,7 @@ class CheckerboardDistribution final : public ToyDistribution2D {
  public:
   explicit CheckerboardDistribution(double scale = 1.0);
   std::string name() const override { return "checkerboard"; }
-  DrawnPoint labelled_point(std::int64_t index, RandomDraws& draws) const override;
+  kernels::ToyLaw law() const override;
   // Class = the filled square: 2·(column + 2) + (0 for the lower, 1 for the upper filled cell of the
   // column). class_of: the square the point lies in, or the nearest filled square (exact for data).
   int num_classes() const override { return 8; }

@@ -107,10 +107,10 @@ bool FlowTrainer::step_scalars(std::int64_t ahead, StepScalars& row) const {
 }
 
 bool FlowTrainer::inputs_recordable() const {
-  // The batch gathered on the device, x0 from the Gaussian source and t from a law (can_record_step):
-  // all three follow the step's row. Not: data made on the host (2-D points), pairs that bring their
-  // own x0, another source, a coupling (it pairs on the host). A conditional model's labels too, when
-  // the data keeps them on the device (gathered through the same order, dropped at the same step).
+  // The batch made on the device (gathered, or fresh 2-D points drawn there), x0 from the Gaussian
+  // source and t from a law (can_record_step): all three follow the step's row. Not: pairs that bring
+  // their own x0, another source, a coupling (it pairs on the host). A conditional model's labels too,
+  // when the data keeps them on the device (gathered through the same order, dropped at the same step).
   const bool gaussian = !options_.source || dynamic_cast<const GaussianSource*>(options_.source.get());
   const bool labels_recordable = model_.num_classes() == 0 || data_.gathers_labels_on_device();
   return labels_recordable && data_.gathers_on_device() && gaussian &&
@@ -195,7 +195,7 @@ std::optional<FlowMatchingLoss> FlowTrainer::recorded_loss_and_gradients(const T
         StepNoise device_noise = noise;
         device_noise.step_on_device = r.scalars->current_philox_step();
         r.x1 = data_.gather_batch(x1.size(0), data_.batch_position(0, x1.size(0)),
-                                  r.scalars->current_batch_start());
+                                  r.scalars->current_batch_start(), device_noise);
         r.x0 = GaussianSource().sample(r.x1.shape(), device_noise, r.x1.dtype(), r.x1.device());
         r.t = time_sampler_->sample(r.x1.size(0), device_noise, r.x1.dtype(), r.x1.device());
         if (conditional) {
@@ -204,7 +204,8 @@ std::optional<FlowMatchingLoss> FlowTrainer::recorded_loss_and_gradients(const T
           const LabelDropout dropout{options_.label_dropout, std::int32_t(model_.null_class()),
                                      noise.key(NoiseStream::LabelDropout), noise.step, 0,
                                      r.scalars->current_philox_step()};
-          data_.gather_labels(r.labels, data_.batch_position(0, x1.size(0)), r.scalars->current_batch_start(), dropout);
+          data_.gather_labels(r.labels, data_.batch_position(0, x1.size(0)), r.scalars->current_batch_start(), dropout,
+                              device_noise);
         }
       }
       // A conditional model reads the labels from the recording's buffer (whatever it holds at a replay).

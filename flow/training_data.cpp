@@ -71,6 +71,38 @@ void check_slice(std::int64_t batch_size, std::int64_t first, std::int64_t count
 }
 }  // namespace
 
+Tensor PointStream::next_batch(std::int64_t batch_size, const StepNoise& noise) {
+  if (device_ == Device::CPU) {
+    auto drawn = distribution_->sample_labelled(batch_size, noise);
+    last_labels_ = std::move(drawn.labels);
+    last_count_ = batch_size;
+    return drawn.points;
+  }
+  Tensor points = distribution_->sample(batch_size, noise, DType::Float32, device_);
+  last_labels_.clear();  // drawn on the host only if asked for (batch_labels)
+  last_count_ = batch_size;
+  last_noise_ = noise;
+  return points;
+}
+
+std::vector<std::int32_t> PointStream::batch_labels() const {
+  if (std::int64_t(last_labels_.size()) != last_count_)
+    last_labels_ = distribution_->sample_labelled(last_count_, last_noise_).labels;
+  return last_labels_;
+}
+
+Tensor PointStream::gather_batch(std::int64_t batch_size, std::int64_t, const std::int64_t*, const StepNoise& noise) {
+  FM_CHECK(device_ == Device::CUDA, DeviceError, "gather_batch: ", describe(), " is drawn on the host");
+  last_labels_.clear(), last_count_ = 0;  // (a recording reads no host labels)
+  return distribution_->sample(batch_size, noise, DType::Float32, device_);
+}
+
+void PointStream::gather_labels(RowIndex& out, std::int64_t, const std::int64_t*, const LabelDropout& dropout,
+                                const StepNoise& noise) {
+  FM_CHECK(device_ == Device::CUDA, DeviceError, "gather_labels: ", describe(), " is drawn on the host");
+  distribution_->labels_into(out, noise, dropout);
+}
+
 Tensor PointStream::next_slice(std::int64_t batch_size, std::int64_t first, std::int64_t count, const StepNoise& noise) {
   check_slice(batch_size, first, count, noise);
   StepNoise from_first = noise;
@@ -83,11 +115,11 @@ void TrainingData::skip_batch(std::int64_t, const StepNoise&) {
                        "only data kept on the device)"));
 }
 
-Tensor TrainingData::gather_batch(std::int64_t, std::int64_t, const std::int64_t*) {
+Tensor TrainingData::gather_batch(std::int64_t, std::int64_t, const std::int64_t*, const StepNoise&) {
   throw ValueError(cat("gather_batch: ", describe(), " is not gathered on the device"));
 }
 
-void TrainingData::gather_labels(RowIndex&, std::int64_t, const std::int64_t*, const LabelDropout&) {
+void TrainingData::gather_labels(RowIndex&, std::int64_t, const std::int64_t*, const LabelDropout&, const StepNoise&) {
   throw ValueError(cat("gather_labels: ", describe(), " has no labels kept on the device"));
 }
 
@@ -151,13 +183,14 @@ void ImageEpochs::skip_batch(std::int64_t batch_size, const StepNoise& noise) {
   if (device_ != Device::CPU) cursor_.order_on(device_);  // a new epoch's order, into the same buffer
 }
 
-Tensor ImageEpochs::gather_batch(std::int64_t batch_size, std::int64_t position, const std::int64_t* position_on_device) {
+Tensor ImageEpochs::gather_batch(std::int64_t batch_size, std::int64_t position, const std::int64_t* position_on_device,
+                                 const StepNoise&) {
   FM_CHECK(device_ != Device::CPU, DeviceError, "gather_batch: ", describe(), " is served from the host");
   return take_rows(device_images_, cursor_.order_on(device_), position, batch_size, position_on_device);
 }
 
 void ImageEpochs::gather_labels(RowIndex& out, std::int64_t position, const std::int64_t* position_on_device,
-                                const LabelDropout& dropout) {
+                                const LabelDropout& dropout, const StepNoise&) {
   FM_CHECK(gathers_labels_on_device(), DeviceError, "gather_labels: ", describe(),
            labels_.empty() ? " has no labels" : " is served from the host");
   take_labels(out, device_labels_, cursor_.order_on(device_), position, dropout, position_on_device);

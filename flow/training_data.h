@@ -35,9 +35,8 @@ class TrainingData {
   // the step noise.step; sample b of the batch is global sample noise.first_sample + b.
   virtual Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) = 0;
   // Serve the batches (and paired_source) on `device` from now on. Stored data sets move there once
-  // and gather each batch on the device; the batches are bitwise those served on the CPU. The default
-  // does nothing: data made on the host each step (PointStream's fresh points) stays a per-step copy
-  // to the device, made by the trainer (a few KB).
+  // and gather each batch on the device; fresh points (PointStream) are drawn there. The batches are
+  // bitwise those served on the CPU. The default does nothing: the trainer copies each batch.
   virtual void keep_on(Device) {}
   virtual Shape example_shape() const = 0;  // {2} for points, {1, 28, 28} for images
   virtual std::int64_t epoch() const { return 0; }
@@ -61,8 +60,9 @@ class TrainingData {
   virtual std::vector<std::int32_t> batch_labels() const { return {}; }
 
   // ---- for a recorded training step (flow/trainer.cpp), which makes its batch inside the recording
-  // True for data whose batches are gathered on the device from a stored table through an epoch
-  // order that stays in one device buffer (ImageEpochs after keep_on(CUDA)).
+  // True for data whose batches are made on the device: gathered from a stored table through an epoch
+  // order that stays in one device buffer (ImageEpochs after keep_on(CUDA)), or drawn there from
+  // each point's Philox place (PointStream after keep_on(CUDA)).
   virtual bool gathers_on_device() const { return false; }
   // next_batch's bookkeeping without the gather: on to the next batch (a new epoch's order copied
   // into the same buffer).
@@ -72,37 +72,53 @@ class TrainingData {
   virtual std::int64_t batch_position(std::int64_t /*ahead*/, std::int64_t /*batch_size*/) const { return 0; }
   // The batch of batch_size rows from position *position_on_device of the current epoch's order (a
   // device word, read when the gather runs); `position` is the host's value of it, which is checked.
-  virtual Tensor gather_batch(std::int64_t batch_size, std::int64_t position, const std::int64_t* position_on_device);
+  // Data drawn fresh each step (PointStream) draws it instead from `noise`, its step read from
+  // noise.step_on_device as the kernel runs.
+  virtual Tensor gather_batch(std::int64_t batch_size, std::int64_t position, const std::int64_t* position_on_device,
+                              const StepNoise& noise);
   // Labelled data kept on the device: the labels of gather_batch's rows, made on the device too,
-  // with the label dropout applied as they are gathered (core/ops.h take_labels), into `out` (the
-  // recording's buffer, one label per row of the batch).
+  // with the label dropout applied as they are gathered (core/ops.h take_labels; fresh points:
+  // toy_labels, from `noise` as gather_batch), into `out` (the recording's buffer, one label per row).
   virtual bool gathers_labels_on_device() const { return false; }
   virtual void gather_labels(RowIndex& out, std::int64_t position, const std::int64_t* position_on_device,
-                             const LabelDropout& dropout);
+                             const LabelDropout& dropout, const StepNoise& noise);
 };
 
 // Fresh draws from a 2-D distribution each step (an infinite data set): point i of step s is made
 // from the Philox place (seed, DataPoint, s, i). Each point's label is the mode it was drawn from
-// (ToyDistribution2D::labelled_point), made by the same draws.
+// (ToyDistribution2D::labelled_point), made by the same draws. Kept on CUDA (keep_on), the points are
+// drawn there by the distribution's kernel (core/random.h philox_toy_points, the host's bits): a step
+// copies nothing, and a recorded step draws its batch inside the recording, its labels too
+// (gather_labels); an eager step's labels, which only a class-conditional model reads, are drawn on
+// the host when batch_labels() asks for them.
 class PointStream : public TrainingData {
  public:
   explicit PointStream(std::shared_ptr<const ToyDistribution2D> distribution)
       : distribution_(std::move(distribution)) {}
-  Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) override {
-    auto drawn = distribution_->sample_labelled(batch_size, noise);
-    last_labels_ = std::move(drawn.labels);
-    return drawn.points;
-  }
+  Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) override;
+  void keep_on(Device device) override { device_ = device; }
   Shape example_shape() const override { return {2}; }
   bool serves_slices() const override { return true; }  // point i is drawn from its place (seed, step, i)
   Tensor next_slice(std::int64_t batch_size, std::int64_t first, std::int64_t count, const StepNoise& noise) override;
   std::string describe() const override { return distribution_->name() + " (fresh samples every step)"; }
   int num_classes() const override { return distribution_->num_classes(); }
-  std::vector<std::int32_t> batch_labels() const override { return last_labels_; }
+  std::vector<std::int32_t> batch_labels() const override;
+  bool gathers_on_device() const override { return device_ == Device::CUDA; }
+  // Nothing to move on: a point depends only on (seed, step, index).
+  void skip_batch(std::int64_t, const StepNoise&) override { last_labels_.clear(), last_count_ = 0; }
+  Tensor gather_batch(std::int64_t batch_size, std::int64_t position, const std::int64_t* position_on_device,
+                      const StepNoise& noise) override;
+  bool gathers_labels_on_device() const override { return device_ == Device::CUDA; }
+  void gather_labels(RowIndex& out, std::int64_t position, const std::int64_t* position_on_device,
+                     const LabelDropout& dropout, const StepNoise& noise) override;
 
  private:
   std::shared_ptr<const ToyDistribution2D> distribution_;
-  std::vector<std::int32_t> last_labels_;
+  Device device_ = Device::CPU;
+  // The last batch's labels, or (drawn on the device) its place, for batch_labels() to draw them from.
+  mutable std::vector<std::int32_t> last_labels_;
+  std::int64_t last_count_ = 0;
+  StepNoise last_noise_;
 };
 
 // Shuffled epochs over `count` stored examples: which examples the next batch takes. Epoch e's order
@@ -160,10 +176,11 @@ class ImageEpochs : public TrainingData {
   std::int64_t batch_position(std::int64_t ahead, std::int64_t batch_size) const override {
     return cursor_.batch_start() + ahead * batch_size;  // batches follow one another in the order
   }
-  Tensor gather_batch(std::int64_t batch_size, std::int64_t position, const std::int64_t* position_on_device) override;
+  Tensor gather_batch(std::int64_t batch_size, std::int64_t position, const std::int64_t* position_on_device,
+                      const StepNoise& noise) override;
   bool gathers_labels_on_device() const override { return device_ == Device::CUDA && !labels_.empty(); }
   void gather_labels(RowIndex& out, std::int64_t position, const std::int64_t* position_on_device,
-                     const LabelDropout& dropout) override;
+                     const LabelDropout& dropout, const StepNoise& noise) override;
   Shape example_shape() const override { return {1, rows_, cols_}; }
   std::int64_t epoch() const override { return cursor_.epoch(); }
   std::int64_t size() const { return count_; }

@@ -43,22 +43,6 @@ FM_PHILOX_FN double expm1_exact(double x) {
   return mul_exact(exp_series_quotient(x, 18), x);
 }
 
-// (sin, cos) of π·t/2 for any t (in quarter turns): t = q + f with q the nearest integer and
-// f = t − q ∈ [−½, ½] (exact), then rotated by q quarter turns.
-FM_PHILOX_FN void sincos_half_pi(double t, double& sin_out, double& cos_out) {
-  const double q = floor(add_exact(t, 0.5));  // floor is exact
-  const double f = sub_exact(t, q);           // exact: q is the integer nearest t
-  double s, c;
-  sincos_quarter_turn(f, s, c);
-  const std::int64_t turns = std::int64_t(q) & 3;
-  switch (turns) {
-    case 0: sin_out = s, cos_out = c; break;
-    case 1: sin_out = c, cos_out = -s; break;
-    case 2: sin_out = -s, cos_out = -c; break;
-    default: sin_out = -c, cos_out = s; break;
-  }
-}
-
 }  // namespace philox
 
 // The coefficients at time t (a double: the value of a float or double time, exactly).

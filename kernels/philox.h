@@ -67,6 +67,14 @@ FM_PHILOX_FN std::uint64_t join(std::uint32_t low, std::uint32_t high) {
 // The float is the double truncated to 24 bits, so it never rounds up to 1.
 FM_PHILOX_FN double uniform_double(std::uint64_t word) { return double(word >> 11) * 0x1p-53; }
 FM_PHILOX_FN float uniform_float(std::uint64_t word) { return float(word >> 40) * 0x1p-24f; }
+// ⌊word·n / 2^64⌋, the high half of the 128-bit product (Lemire's integer in [0, n) from a word).
+FM_PHILOX_FN std::uint64_t mul_high_64(std::uint64_t word, std::uint64_t n) {
+#if defined(__CUDA_ARCH__)
+  return __umul64hi(word, n);
+#else
+  return std::uint64_t((static_cast<unsigned __int128>(word) * n) >> 64);
+#endif
+}
 
 // ---- IEEE-exact arithmetic: the same rounding on host and device, never contracted ----------------
 #if defined(__CUDA_ARCH__)
@@ -160,6 +168,22 @@ FM_PHILOX_FN void sincos_quarter_turn(double f, double& sin_out, double& cos_out
   cp = fma_exact(cp, f2, -0x1.3bd3cc9be45dep+0);
   cp = fma_exact(cp, f2, 1.0);
   sin_out = mul_exact(f, sp), cos_out = cp;
+}
+
+// (sin, cos) of π·t/2 for any t (in quarter turns): t = q + f with q the nearest integer and
+// f = t − q ∈ [−½, ½] (exact), then rotated by q quarter turns.
+FM_PHILOX_FN void sincos_half_pi(double t, double& sin_out, double& cos_out) {
+  const double q = floor(add_exact(t, 0.5));  // floor is exact
+  const double f = sub_exact(t, q);           // exact: q is the integer nearest t
+  double s, c;
+  sincos_quarter_turn(f, s, c);
+  const std::int64_t turns = std::int64_t(q) & 3;
+  switch (turns) {
+    case 0: sin_out = s, cos_out = c; break;
+    case 1: sin_out = c, cos_out = -s; break;
+    case 2: sin_out = -s, cos_out = -c; break;
+    default: sin_out = -c, cos_out = s; break;
+  }
 }
 
 // (sin, cos) of 2π·k/2^53 for a 53-bit integer k (a uniform angle). The reduction is exact integer

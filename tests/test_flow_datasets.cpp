@@ -1,12 +1,20 @@
 // tests/test_flow_datasets.cpp — the 2D toy distributions (flow/datasets2d.h): shapes and dtypes,
 // determinism by seed, and each distribution's geometry (moons on their arcs within the noise,
 // the spiral's radius, the 8 modes, the checkerboard's filled cells); the training form drawn by
-// (seed, step, sample index), independent of the batch split.
+// (seed, step, sample index), independent of the batch split; the one formula of each (kernels/toy_law.h)
+// drawn by the kernel equals the host's draws bit for bit (labels too, after the label dropout), within
+// 1e-15 of the libm formula, and on CUDA (the step read from a device word) equals the CPU.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 
+#include "core/error.h"
+#include "core/random.h"
+#include "core/ops.h"
 #include "flow/datasets2d.h"
+#include "flow/trainer.h"  // drop_labels: the host's label dropout
+#include "kernels/runtime.h"
+#include "test_util.h"
 
 using namespace fm;
 using namespace fm::flow;
@@ -185,4 +193,111 @@ TEST_CASE("training points by step and index have each distribution's geometry",
   // Checkerboard: only dark cells.
   for (const Point& q : points_of(CheckerboardDistribution().sample(2000, StepNoise{5, 3, 0}, DType::Float64)))
     REQUIRE((int(std::floor(q.x)) + int(std::floor(q.y))) % 2 == 0);
+}
+
+TEST_CASE("toy points drawn by the kernel are the host draws bit for bit with their labels", "[flow][data]") {
+  for (const std::string& name : toy_distribution_names()) {
+    auto dist = make_toy_distribution(name);
+    INFO(name);
+    const StepNoise noise{3, 5, 7};  // an odd first sample: the moons alternate by the global index
+    for (DType dtype : {DType::Float64, DType::Float32}) {
+      const auto host = dist->sample_labelled(300, noise, dtype);  // labelled_point on PhiloxSampleDraws
+      const Tensor kernel = philox_toy_points(300, dist->law(), noise.key(NoiseStream::DataPoint), 5, 7, dtype);
+      REQUIRE(kernel.dtype() == dtype);
+      REQUIRE(kernel.shape() == Shape{300, 2});
+      REQUIRE(kernel.to_vector() == host.points.to_vector());
+      REQUIRE(dist->sample(300, noise, dtype).to_vector() == host.points.to_vector());
+      std::vector<double> points(600);
+      std::vector<std::int32_t> labels(300, -1);
+      const kernels::PhiloxPlace place{3, std::uint32_t(NoiseStream::DataPoint), 5, 7};
+      kernels::toy_points_cpu<double>(points.data(), labels.data(), 300, place, dist->law());
+      REQUIRE(labels == host.labels);
+    }
+    // Refused: a negative count, a step beyond the counter, a step read from the device on the CPU.
+    const PhiloxKey key{3, 3};
+    REQUIRE_THROWS_AS(philox_toy_points(-1, dist->law(), key, 0, 0), ValueError);
+    REQUIRE_THROWS_AS(philox_toy_points(4, dist->law(), key, std::int64_t(1) << 32, 0), ValueError);
+    const std::uint32_t word = 0;
+    REQUIRE_THROWS_AS(philox_toy_points(4, dist->law(), key, 0, 0, DType::Float32, Device::CPU, &word), DeviceError);
+  }
+}
+
+TEST_CASE("toy labels made by the kernel are the host labels after the same dropout", "[flow][data]") {
+  for (const std::string& name : toy_distribution_names()) {
+    auto dist = make_toy_distribution(name);
+    INFO(name);
+    const std::int32_t classes = dist->num_classes();
+    const StepNoise noise{3, 5, 7};
+    const std::vector<std::int32_t> drawn = dist->sample_labelled(300, noise).labels;
+    const std::vector<std::int32_t> host = drop_labels(drawn, 0.3, classes, noise);
+    REQUIRE(host != drawn);  // some dropped
+    RowIndex out(std::vector<std::int32_t>(300, 0), classes + 1, Device::CPU);
+    const LabelDropout dropout{0.3, classes, noise.key(NoiseStream::LabelDropout), noise.step, noise.first_sample};
+    dist->labels_into(out, noise, dropout);
+    REQUIRE(out.to_vector() == host);
+    // Refused: a null class among the classes, an output of other classes, a certain dropout, a step
+    // read from the device on the CPU.
+    LabelDropout inside = dropout;
+    inside.null_class = classes - 1;
+    REQUIRE_THROWS_AS(dist->labels_into(out, noise, inside), ValueError);
+    RowIndex wider(std::vector<std::int32_t>(300, 0), classes + 2, Device::CPU);
+    REQUIRE_THROWS_AS(dist->labels_into(wider, noise, dropout), ValueError);
+    LabelDropout certain = dropout;
+    certain.probability = 1;
+    REQUIRE_THROWS_AS(dist->labels_into(out, noise, certain), ValueError);
+    const std::uint32_t word = 0;
+    StepNoise from_device = noise;
+    from_device.step_on_device = &word;
+    REQUIRE_THROWS_AS(dist->labels_into(out, from_device, dropout), DeviceError);
+  }
+}
+
+TEST_CASE("toy points from the exact sine and cosine are within 1e-15 of the libm formulas", "[flow][data]") {
+  // Noise-free, unnormalised moons and a noise-free spiral: each point against cos/sin of its angle
+  // from the same uniform draw (draw 0 of its place).
+  const PhiloxKey key{11, std::uint32_t(NoiseStream::DataPoint)};
+  const std::vector<double> moons = MoonsDistribution(0.0, false).sample(1000, StepNoise{11, 2, 0}, DType::Float64).to_vector();
+  kernels::ToyLaw spiral_law = SpiralDistribution(1.0).law();
+  const std::vector<double> spiral = philox_toy_points(1000, spiral_law, key, 2, 0, DType::Float64).to_vector();
+  double worst_moons = 0, worst_spiral = 0;
+  for (std::int64_t i = 0; i < 1000; ++i) {
+    const double u = philox_uniform_at(key, 2, i, 0), theta = M_PI * u;
+    const double x = i % 2 == 0 ? std::cos(theta) : 1.0 - std::cos(theta);
+    const double y = i % 2 == 0 ? std::sin(theta) : 0.5 - std::sin(theta);
+    worst_moons = std::max({worst_moons, std::abs(moons[2 * i] - x), std::abs(moons[2 * i + 1] - y)});
+    const double angle = 6 * M_PI * u, radius = angle / (2 * M_PI);
+    // (the spiral's noise is 0.1·scale·z: compare the point minus its noise, read back from the same draws)
+    const double zx = philox_normal_at(key, 2, i, 2), zy = philox_normal_at(key, 2, i, 4);
+    worst_spiral = std::max({worst_spiral, std::abs(spiral[2 * i] - 0.1 * zx - radius * std::cos(angle)),
+                             std::abs(spiral[2 * i + 1] - 0.1 * zy - radius * std::sin(angle))});
+  }
+  REQUIRE(worst_moons < 1e-15);
+  REQUIRE(worst_spiral < 1e-14);  // (radius up to 3: a few ulps of the radius, plus the noise's rounding)
+}
+
+TEST_CASE("toy points drawn on CUDA are the CPU's bit for bit with the step read from the device", "[flow][data][gpu]") {
+  FM_REQUIRE_GPU();
+  const std::uint32_t step = 23;
+  auto* word = static_cast<std::uint32_t*>(kernels::cuda_malloc(4));
+  kernels::cuda_copy_to_device(word, &step, 4);
+  for (const std::string& name : toy_distribution_names()) {
+    auto dist = make_toy_distribution(name);
+    INFO(name);
+    const Tensor on_cuda = dist->sample(1000, StepNoise{3, 5, 7}, DType::Float32, Device::CUDA);
+    REQUIRE(on_cuda.device() == Device::CUDA);
+    REQUIRE(on_cuda.to_vector() == dist->sample(1000, StepNoise{3, 5, 7}).to_vector());
+    StepNoise from_device{3, 0, 7};  // the step (0 here) ignored: 23 is read from the device word
+    from_device.step_on_device = word;
+    const std::vector<double> at_23 = dist->sample(1000, from_device, DType::Float32, Device::CUDA).to_vector();
+    REQUIRE(at_23 == dist->sample(1000, StepNoise{3, 23, 7}).to_vector());
+    REQUIRE(at_23 != dist->sample(1000, StepNoise{3, 0, 7}).to_vector());
+    // The labels, dropped, with both steps read from the device word.
+    const std::int32_t classes = dist->num_classes();
+    RowIndex labels(std::vector<std::int32_t>(1000, 0), classes + 1, Device::CUDA);
+    LabelDropout dropout{0.3, classes, PhiloxKey{3, std::uint32_t(NoiseStream::LabelDropout)}, 0, 7, word};
+    dist->labels_into(labels, from_device, dropout);
+    const StepNoise noise_23{3, 23, 7};
+    REQUIRE(labels.to_vector() == drop_labels(dist->sample_labelled(1000, noise_23).labels, 0.3, classes, noise_23));
+  }
+  kernels::cuda_free(word);
 }

@@ -7,7 +7,8 @@
 //   * keep_on(CPU) serves what a fresh object serves (the CPU path is today's);
 //   * a data-parallel rank's slice (next_slice) is bitwise those rows of the whole batch, with their
 //     labels and x0, on the CPU and on CUDA, and the slices of 3 ranks walk the epochs in step with
-//     one process; a bad slice is refused.
+//     one process; a bad slice is refused;
+//   * fresh 2-D points (PointStream) kept on CUDA are drawn there: the host's bits and labels, no copy.
 #include <catch2/catch.hpp>
 
 #include <memory>
@@ -194,4 +195,37 @@ TEST_CASE("pair epochs kept on CUDA serve the host's x1 and x0 rows, copying onl
   FM_REQUIRE_GPU();
   PairsFile pairs;
   require_device_epochs_equal_host_epochs<PairEpochs>(Device::CUDA, kImages, pairs.path);
+}
+
+TEST_CASE("fresh points kept on CUDA are drawn there with the host's bits and labels, copying nothing",
+          "[flow][data][gpu]") {
+  FM_REQUIRE_GPU();
+  for (const std::string& name : toy_distribution_names()) {
+    INFO(name);
+    PointStream kept(make_toy_distribution(name)), host(make_toy_distribution(name));
+    kept.keep_on(Device::CUDA);
+    REQUIRE(kept.gathers_on_device());
+    REQUIRE_FALSE(host.gathers_on_device());
+    for (std::int64_t step = 0; step < 4; ++step) {
+      const StepNoise noise{5, step, 0};
+      const kernels::RuntimeCounters before = kernels::runtime_counters();
+      const Tensor on_device = kept.next_batch(33, noise);
+      const kernels::RuntimeCounters drawn = kernels::runtime_counters() - before;
+      REQUIRE(drawn.host_to_device_copies == 0);
+      REQUIRE(drawn.synchronizations == 0);
+      REQUIRE(on_device.device() == Device::CUDA);
+      REQUIRE(on_device.to_vector() == host.next_batch(33, noise).to_vector());
+      const std::vector<std::int32_t> host_labels = host.batch_labels();
+      REQUIRE(host_labels.size() == 33);
+      REQUIRE(kept.batch_labels() == host_labels);  // drawn on the host when asked for
+      // A rank's slice, and the recording's draw (gather_batch: no position, the step's noise).
+      REQUIRE(kept.next_slice(33, 10, 7, noise).to_vector() == on_device.narrow(0, 10, 7).to_vector());
+      REQUIRE(kept.batch_labels() == std::vector<std::int32_t>(host_labels.begin() + 10, host_labels.begin() + 17));
+      REQUIRE(kept.gather_batch(33, 0, nullptr, noise).to_vector() == on_device.to_vector());
+    }
+    // Back on the CPU: today's host batches.
+    kept.keep_on(Device::CPU);
+    REQUIRE(kept.next_batch(8, StepNoise{5, 9, 0}).device() == Device::CPU);
+    REQUIRE_THROWS_AS(kept.gather_batch(8, 0, nullptr, StepNoise{5, 9, 0}), DeviceError);
+  }
 }

@@ -1,6 +1,6 @@
 // tests/test_flow_recorded_step.cpp — the training step's forward and backward pass recorded as a
 // CUDA graph and replayed (FlowTrainer, TrainerOptions::record_steps; flow/trainer.cpp):
-//   * the moons MLP (points drawn on the host) and a tiny U-Net (images on the device) train bitwise
+//   * the moons MLP (points drawn on the device) and a tiny U-Net (images on the device) train bitwise
 //     as with every step eager: the same loss at every step, the same weights and EMA weights at the
 //     end; every step but the first is replayed, and a replayed step launches a fraction of the kernels;
 //   * the same with the optimiser's reference path, whose clipping replaces the gradient slots
@@ -11,9 +11,11 @@
 //   * the optimiser pass recorded too, its per-step scalars (learning rate, bias corrections, EMA decay,
 //     epoch starts) from the device: Adam, AdamW, SGD with moving schedules, windows of planned steps;
 //   * class-conditional models: 8 gaussians' MLP, whose labels (after a dropout that changes them
-//     every step) are copied into a device buffer before each replay; a U-Net on labelled images kept
-//     on the device, whose labels are gathered and dropped inside the recording (one graph launch);
-//   * images kept on the device: the batch, x0 and t made inside the recording, a step one graph launch;
+//     every step) are drawn and dropped inside the recording (copied into a device buffer before each
+//     replay under minibatch OT); a U-Net on labelled images kept on the device, whose labels are
+//     gathered and dropped inside the recording (one graph launch);
+//   * images kept on the device, and moons points: the batch, x0 and t made inside the recording, a
+//     step one graph launch;
 //     resumed from a checkpoint into new objects, the run continues as the eager one.
 #include <catch2/catch.hpp>
 
@@ -195,17 +197,17 @@ Run require_recorded_like_eager(Model& model_a, Data& data_a, Model& model_b, Da
   return recorded;
 }
 
-// An 8-step run on 14 stored images in batches of 4 (epochs begin at steps 1, 4 and 7) whose steps
-// are recorded whole: steps 3 … 8 launch no kernel of the host's own, one graph each, read nothing
-// back, allocate nothing; the only copies to the device are at the epochs' first steps (4 and 7): the
-// new order (into the buffer the recording gathers from) and a new plan of scalars.
-void require_whole_steps_replayed(const Run& recorded) {
+// An 8-step run whose steps are recorded whole: steps 3 … 8 launch no kernel of the host's own, one
+// graph each, read nothing back, allocate nothing, and copy to the device `copies` times. On 14
+// stored images in batches of 4 (epochs begin at steps 1, 4 and 7) that is 4: at the epochs' first
+// steps (4 and 7), the new order (into the buffer the recording gathers from) and a new plan of scalars.
+void require_whole_steps_replayed(const Run& recorded, std::uint64_t copies = 4) {
   REQUIRE(recorded.replayed_steps.graph_replays == 6);
   REQUIRE(recorded.replayed_steps.kernel_launches == 0);
   REQUIRE(recorded.replayed_steps.library_calls == 0);
   REQUIRE(recorded.replayed_steps.synchronizations == 0);
   REQUIRE(recorded.replayed_steps.allocator_requests == 0);
-  REQUIRE(recorded.replayed_steps.host_to_device_copies == 4);
+  REQUIRE(recorded.replayed_steps.host_to_device_copies == copies);
 }
 
 template <typename MakeModel, typename MakeData>
@@ -315,8 +317,8 @@ TEST_CASE("a recorded step of images kept on the device is one graph launch and 
 TEST_CASE("a recorded run longer than one upload of step scalars plans the next window", "[gpu]") {
   FM_REQUIRE_GPU();
   // 12 steps, windows of 4: the recording (step 2) plans steps 2-5, then steps 6 and 10 plan the
-  // next four. Over steps 3 … 12 that is two more copies to the device than the eager run's (the moons
-  // points, drawn on the host, are copied every step in both).
+  // next four. Over steps 3 … 12 those are the only two copies to the device (the moons points are
+  // drawn there, in both runs).
   TrainSetup setup;
   setup.moving_scalars = true;
   setup.step_scalars_window = 4;
@@ -324,7 +326,23 @@ TEST_CASE("a recorded run longer than one upload of step scalars plans the next 
   REQUIRE(recorded.replayed == 11);
   REQUIRE(recorded.update_recorded);
   require_same_training(recorded, eager);
-  REQUIRE(recorded.replayed_steps.host_to_device_copies == eager.replayed_steps.host_to_device_copies + 2);
+  REQUIRE(eager.replayed_steps.host_to_device_copies == 0);
+  REQUIRE(recorded.replayed_steps.host_to_device_copies == 2);
+}
+
+TEST_CASE("a recorded moons step draws its points inside the recording and is one graph launch", "[gpu]") {
+  FM_REQUIRE_GPU();
+  // PointStream kept on the device: the recording draws the batch (its step from the step's row, as
+  // x0 and t), steps Adam and the EMA, adds the loss. Steps 3 … 8 launch nothing of their own and copy
+  // nothing: the window of 256 planned rows covers them.
+  TrainSetup setup;
+  setup.moving_scalars = true;
+  const auto [eager, recorded] = train_moons_both_ways(8, setup);
+  REQUIRE(recorded.replayed == 7);
+  REQUIRE(recorded.note.empty());
+  REQUIRE(recorded.update_recorded);
+  require_same_training(recorded, eager);
+  require_whole_steps_replayed(recorded, 0);
 }
 
 TEST_CASE("a step that cannot be recorded runs eagerly with the same numbers", "[gpu]") {
@@ -490,9 +508,11 @@ TEST_CASE("a recorded class-conditional step reads each step's labels from the d
   TrainSetup setup;
   setup.label_dropout = 0.3;
   setup.moving_scalars = true;
-  SECTION("8 gaussians MLP (points and labels drawn on the host), independent and minibatch OT pairs") {
-    // With minibatch OT the labels are re-paired with their points on the host (its assignment
-    // reads the cost matrix back: one wait a step, so no wait is required only of independent pairs).
+  SECTION("8 gaussians MLP (points and labels drawn on the device) with independent and minibatch OT pairs") {
+    // Independent pairs: the points and their labels (dropped) are drawn inside the recording, a step
+    // is one graph launch and copies nothing. With minibatch OT the labels are re-paired with their
+    // points on the host (its assignment reads the cost matrix back: one wait a step), so x1, x0, t
+    // and the labels are made eagerly and copied into the recording's buffers.
     for (CouplingKind coupling : {CouplingKind::Independent, CouplingKind::MinibatchOT}) {
       INFO("minibatch OT " << (coupling == CouplingKind::MinibatchOT));
       setup.coupling = coupling;
@@ -503,7 +523,13 @@ TEST_CASE("a recorded class-conditional step reads each step's labels from the d
       PointStream data_a(make_toy_distribution("8gaussians")), data_b(make_toy_distribution("8gaussians"));
       const Run recorded = require_recorded_like_eager(model_a, data_a, model_b, data_b, 6, setup);
       REQUIRE(recorded.last_step.graph_replays == 1);
-      if (coupling == CouplingKind::Independent) REQUIRE(recorded.last_step.synchronizations == 0);
+      if (coupling == CouplingKind::Independent) {
+        REQUIRE(recorded.replayed_steps.kernel_launches == 0);
+        REQUIRE(recorded.replayed_steps.synchronizations == 0);
+        REQUIRE(recorded.replayed_steps.host_to_device_copies == 0);
+      } else {
+        REQUIRE(recorded.replayed_steps.host_to_device_copies > 0);  // the labels, at least
+      }
     }
     setup.coupling = CouplingKind::Independent;
   }

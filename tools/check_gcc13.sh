@@ -11,7 +11,9 @@
 # build-gcc13/toolchain and run through that C library's loader. The C++ files are checked with
 # -fsyntax-only; the .cu files are compiled by nvcc with GCC 13 as the host compiler (nvcc -ccbin).
 # Nothing is linked: GCC 13's libstdc++ needs a newer C library than this machine's.
-# FM_GCC13_JOBS (default: the core count) files at a time. The toolchain is kept for the next call.
+# FM_GCC13_JOBS (default: the core count) files at a time; FM_GCC13_ONLY (a Python regular
+# expression) checks only the files whose path it matches, e.g. 'toy_law|datasets2d' after a change
+# (a changed header still needs the whole check). The toolchain is kept for the next call.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD/build-gcc13"
@@ -56,10 +58,15 @@ fi
 cmake -S . -B "$root/config" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >"$root/configure.log"
 mkdir -p "$root/objects"
 python3 - "$root" "$tc/wrap/g++-13" "${FM_GCC13_JOBS:-$(nproc)}" <<'EOF'
-import json, shlex, subprocess, sys
+import json, os, re, shlex, subprocess, sys
 from concurrent.futures import ThreadPoolExecutor
 root, gxx, jobs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 commands = json.load(open(f"{root}/config/compile_commands.json"))
+only = os.environ.get("FM_GCC13_ONLY")
+if only:
+    commands = [entry for entry in commands if re.search(only, entry["file"])]
+    if not commands:
+        sys.exit(f"check_gcc13: FM_GCC13_ONLY='{only}' matches no file of the build")
 
 def compile_one(numbered):
     number, entry = numbered
