@@ -66,6 +66,14 @@ Tensor ToyDistribution2D::sample(std::int64_t n, const StepNoise& noise, DType d
                            noise.step_on_device);
 }
 
+std::vector<std::int32_t> ToyDistribution2D::labels(std::int64_t n, const StepNoise& noise, NoiseStream stream) const {
+  RowIndex out(std::vector<std::int32_t>(std::size_t(std::max<std::int64_t>(n, 0)), 0), num_classes() + 1, Device::CPU);
+  const LabelDropout none{0.0, std::int32_t(num_classes()), noise.key(NoiseStream::LabelDropout), noise.step,
+                          noise.first_sample};
+  labels_into(out, noise, none, stream);
+  return out.to_vector();
+}
+
 void ToyDistribution2D::labels_into(RowIndex& out, const StepNoise& noise, const LabelDropout& dropout,
                                     NoiseStream stream) const {
   toy_labels(out, law(), num_classes(), noise.key(stream), noise.step, noise.first_sample, noise.step_on_device, dropout);

@@ -77,12 +77,16 @@ class ToyDistribution2D {
   // other dtypes are drawn on the host and converted). noise.step_on_device is followed on CUDA.
   Tensor sample(std::int64_t n, const StepNoise& noise, DType dtype = DType::Float32,
                 Device device = Device::CPU, NoiseStream stream = NoiseStream::DataPoint) const;
+  // The labels of sample(n, noise, ..., stream)'s points, on the host (drawn by the same kernel).
+  std::vector<std::int32_t> labels(std::int64_t n, const StepNoise& noise,
+                                   NoiseStream stream = NoiseStream::DataPoint) const;
   // The labels of sample(out.size(), noise, ..., stream)'s points, each replaced by the null class where
   // `dropout` says (its own key and step), made on out's device (core/ops.h toy_labels): a recorded
   // step of a class-conditional model on fresh points makes its labels there.
   void labels_into(RowIndex& out, const StepNoise& noise, const LabelDropout& dropout,
                    NoiseStream stream = NoiseStream::DataPoint) const;
-  // The same draws as the two sample() overloads (bitwise the same points), with each point's label.
+  // The same draws as the two sample() overloads (bitwise the same points), with each point's label:
+  // the readable reference, one labelled_point after another.
   struct LabelledPoints {
     Tensor points;                     // [n, 2]
     std::vector<std::int32_t> labels;  // [n], 0 … num_classes() − 1

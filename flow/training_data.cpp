@@ -72,22 +72,14 @@ void check_slice(std::int64_t batch_size, std::int64_t first, std::int64_t count
 }  // namespace
 
 Tensor PointStream::next_batch(std::int64_t batch_size, const StepNoise& noise) {
-  if (device_ == Device::CPU) {
-    auto drawn = distribution_->sample_labelled(batch_size, noise);
-    last_labels_ = std::move(drawn.labels);
-    last_count_ = batch_size;
-    return drawn.points;
-  }
-  Tensor points = distribution_->sample(batch_size, noise, DType::Float32, device_);
-  last_labels_.clear();  // drawn on the host only if asked for (batch_labels)
+  last_labels_.clear();  // drawn only if asked for (batch_labels)
   last_count_ = batch_size;
   last_noise_ = noise;
-  return points;
+  return distribution_->sample(batch_size, noise, DType::Float32, device_);
 }
 
 std::vector<std::int32_t> PointStream::batch_labels() const {
-  if (std::int64_t(last_labels_.size()) != last_count_)
-    last_labels_ = distribution_->sample_labelled(last_count_, last_noise_).labels;
+  if (std::int64_t(last_labels_.size()) != last_count_) last_labels_ = distribution_->labels(last_count_, last_noise_);
   return last_labels_;
 }
 

@@ -86,11 +86,11 @@ class TrainingData {
 
 // Fresh draws from a 2-D distribution each step (an infinite data set): point i of step s is made
 // from the Philox place (seed, DataPoint, s, i). Each point's label is the mode it was drawn from
-// (ToyDistribution2D::labelled_point), made by the same draws. Kept on CUDA (keep_on), the points are
-// drawn there by the distribution's kernel (core/random.h philox_toy_points, the host's bits): a step
-// copies nothing, and a recorded step draws its batch inside the recording, its labels too
-// (gather_labels); an eager step's labels, which only a class-conditional model reads, are drawn on
-// the host when batch_labels() asks for them.
+// (ToyDistribution2D::labelled_point), made by the same draws. The points are drawn by the
+// distribution's kernel (core/random.h philox_toy_points: threads on the CPU; kept on CUDA by
+// keep_on, on the GPU with the CPU's bits): a step copies nothing, and a recorded step draws its batch
+// inside the recording, its labels too (gather_labels). An eager step's labels, which only a
+// class-conditional model reads, are drawn on the host when batch_labels() asks for them.
 class PointStream : public TrainingData {
  public:
   explicit PointStream(std::shared_ptr<const ToyDistribution2D> distribution)

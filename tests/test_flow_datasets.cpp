@@ -231,6 +231,7 @@ TEST_CASE("toy labels made by the kernel are the host labels after the same drop
     const std::vector<std::int32_t> drawn = dist->sample_labelled(300, noise).labels;
     const std::vector<std::int32_t> host = drop_labels(drawn, 0.3, classes, noise);
     REQUIRE(host != drawn);  // some dropped
+    REQUIRE(dist->labels(300, noise) == drawn);  // (the kernel, no dropout)
     RowIndex out(std::vector<std::int32_t>(300, 0), classes + 1, Device::CPU);
     const LabelDropout dropout{0.3, classes, noise.key(NoiseStream::LabelDropout), noise.step, noise.first_sample};
     dist->labels_into(out, noise, dropout);

@@ -29,7 +29,7 @@ __global__ void toy_labels_kernel(std::int32_t* labels, std::int64_t n, PhiloxPl
   const std::uint32_t dropout_step = dropout_place.step_on_device ? *dropout_place.step_on_device : dropout_place.step;
   const std::uint32_t sample = std::uint32_t(place.first_sample + i);
   PhiloxPlaceDraws draws{place.seed, place.stream, step, sample};
-  const bool dropped = label_dropped(dropout_place.seed, dropout_place.stream, dropout_step,
+  const bool dropped = dropout > 0 && label_dropped(dropout_place.seed, dropout_place.stream, dropout_step,
                                      std::uint32_t(dropout_place.first_sample + i), dropout);
   labels[i] = dropped ? null_class : toy_point(law, std::int64_t(sample), draws).label;
 }
