@@ -93,6 +93,8 @@ struct StepRow {
   kernels::RuntimeCounters steps;     // over the counted steps
   kernels::RuntimeCounters log_read;  // one log step's reads (last_step_stats + take_loss_sum)
   kernels::RuntimeCounters optimizer;  // one clip + Adam + EMA pass (clip_step_and_update_ema_async)
+  double bookkeeping_us = -1;          // the host's part of a replayed update (-1: no fused CUDA pass)
+  std::size_t parameter_tensors = 0;
   int counted_steps = 0;
   double last_loss = 0;
 };
@@ -139,6 +141,23 @@ StepRow measure(const std::string& name, nn::VelocityModel& model, flow::Trainin
   const kernels::RuntimeCounters before_optimizer = kernels::runtime_counters();
   optimizer.clip_step_and_update_ema_async(model, trainer_options.grad_clip, &ema);
   row.optimizer = kernels::runtime_counters() - before_optimizer;
+  // The host's bookkeeping of a replayed update (flow/trainer.cpp replay_whole_step): the check that
+  // one row of scalars serves the fused pass, with that row, then the step counts a replay advances
+  // (Adam's, the EMA's). Many calls timed together; the counts are taken back afterwards, so nothing
+  // above changes.
+  StepScalars scalars;
+  row.parameter_tensors = model.parameters().size();
+  if (optimizer.step_scalars_ahead(model, &ema, 0, optimizer.lr(), scalars)) {
+    constexpr int kCalls = 5000;
+    const auto begin = std::chrono::steady_clock::now();
+    for (int i = 0; i < kCalls; ++i) {
+      optimizer.step_scalars_ahead(model, &ema, 0, optimizer.lr(), scalars);
+      optimizer.count_replayed_update(&ema);
+    }
+    row.bookkeeping_us =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - begin).count() / kCalls;
+    for (int i = 0; i < kCalls; ++i) optimizer.uncount_recorded_update(&ema);
+  }
   FM_CHECK(std::isfinite(stats.loss) && std::isfinite(sum.sum), NumericError, "fmbench step: ", name,
            " diverged (loss ", stats.loss, ")");
   return row;
@@ -166,6 +185,10 @@ void print_row(const StepRow& r, bool counters_apply) {
   if (counters_apply)
     std::printf("%-24s of a step, clip + Adam + EMA (one fused pass): %llu launches, %llu syncs\n", "",
                 (unsigned long long)r.optimizer.kernel_launches, (unsigned long long)r.optimizer.synchronizations);
+  if (r.bookkeeping_us >= 0)
+    std::printf("%-24s the host's bookkeeping of a replayed update (row check, step counts): %.2f us for %zu "
+                "parameter tensors\n",
+                "", r.bookkeeping_us, r.parameter_tensors);
 }
 
 // Sampling with a trained U-Net, chunk by chunk: an Euler solve issued eagerly, and the same solve

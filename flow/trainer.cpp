@@ -93,17 +93,26 @@ bool FlowTrainer::update_recorded() const { return recorded_ && recorded_->graph
 
 bool FlowTrainer::step_scalars(std::int64_t ahead, StepScalars& row) const {
   row = StepScalars{};
-  if (!optimizer_.step_scalars_ahead(model_, ema_, ahead, schedule_.lr_at(step_ + ahead), row)) return false;
+  if (!optimizer_.step_scalars_ahead(model_, ema_, ahead, schedule_.lr_at(step_ + ahead), row) ||
+      !philox_step_fits(ahead))
+    return false;
+  fill_input_scalars(ahead, row);
+  return true;
+}
+
+bool FlowTrainer::philox_step_fits(std::int64_t ahead) const {
+  // The Philox counter holds 32 bits of the step: beyond, the step is not recorded (the eager
+  // draws then refuse it with a clear error).
+  return step_ + ahead < (std::int64_t(1) << 32);
+}
+
+void FlowTrainer::fill_input_scalars(std::int64_t ahead, StepScalars& row) const {
   // A window is planned at its first step, whose batch is drawn: later rows assume no new epoch (the
   // batches follow one another in the epoch's order), and a step that does begin one no longer
   // matches its row (it then plans again from itself).
   row.begins_epoch = ahead == 0 && began_epoch_ ? 1 : 0;
-  // The Philox counter holds 32 bits of the step: beyond, the step is not recorded (the eager
-  // draws then refuse it with a clear error).
-  if (step_ + ahead >= (std::int64_t(1) << 32)) return false;
   row.philox_step = std::uint32_t(step_ + ahead);
   row.batch_start = data_.gathers_on_device() ? data_.batch_position(ahead, options_.batch_size) : 0;
-  return true;
 }
 
 bool FlowTrainer::inputs_recordable() const {
@@ -273,16 +282,18 @@ bool FlowTrainer::replay_whole_step() {
   const double lr = schedule_.lr_at(step_);
   StepScalars now;
   if (!can_record_step() || model_.flat_parameters()->id() != r.layout_id ||
-      !optimizer_.step_scalars_ahead(model_, ema_, 0, lr, now) || !inputs_recordable())
+      !optimizer_.step_scalars_ahead(model_, ema_, 0, lr, now) || !philox_step_fits(0) || !inputs_recordable())
     return false;
   // The host's part of the step: the data's position (a new epoch's order copied into the buffer the
-  // recording gathers from), the step's row of scalars, one graph launch.
+  // recording gathers from), the rest of the step's row of scalars (which depends on that position),
+  // one graph launch. (The optimiser's part of the row, above, is step_scalars(0)'s: one pass over the
+  // parameters' bookkeeping per step, not two.)
   data_.skip_batch(options_.batch_size, StepNoise{seed_, step_, 0});
   began_epoch_ = data_.epoch() != batch_epoch_;
   batch_epoch_ = data_.epoch();
   last_.lr = lr;
   optimizer_.set_lr(lr);
-  step_scalars(0, now);  // (true: the optimiser's part was checked above)
+  fill_input_scalars(0, now);
   plan_step_scalars(r, now, true);
   replay(r, false);
   last_.grad_norm = r.grad_norm;

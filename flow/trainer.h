@@ -214,6 +214,10 @@ class FlowTrainer {
   // The scalars of the step `ahead` steps after this one (0: this one), as a recorded step reads them
   // (false: the optimiser's pass cannot take them from the device).
   bool step_scalars(std::int64_t ahead, StepScalars& row) const;
+  // Its two parts besides the optimiser's: whether the step fits the Philox counter's 32 bits, and
+  // the data's and the noise's scalars (epoch start, Philox step, batch position).
+  bool philox_step_fits(std::int64_t ahead) const;
+  void fill_input_scalars(std::int64_t ahead, StepScalars& row) const;
   // Makes sure the next replay reads `now`: unless the uploaded window (of a recording that exists:
   // `recorded`) holds it as this step's row, a new window planned from this step and uploaded.
   void plan_step_scalars(RecordedStep& r, const StepScalars& now, bool recorded);

@@ -29,10 +29,10 @@ void EMA::set_num_updates(std::int64_t count) {
 const Tensor& EMA::flat_shadows(const FlatParameters& layout) {
   flat_shadows_.bind(layout);
   for (std::size_t k = 0; k < layout.size(); ++k) {
-    auto found = shadows_.find(layout.name(k));
-    FM_CHECK(found != shadows_.end(), ValueError, "EMA.update: the model has a parameter '", layout.name(k),
+    Tensor* shadow = shadow_at_.find(shadows_, layout, k);
+    FM_CHECK(shadow, ValueError, "EMA.update: the model has a parameter '", layout.name(k),
              "' that the EMA was not built with");
-    flat_shadows_.home(k, found->second, /*zero_missing=*/false);
+    flat_shadows_.home(k, *shadow, /*zero_missing=*/false);
   }
   return flat_shadows_.flat();
 }
@@ -77,8 +77,8 @@ void EMA::swap() {
 bool EMA::shadows_in(const FlatParameters& layout) const {
   if (!flat_shadows_.bound_to(layout)) return false;
   for (std::size_t k = 0; k < layout.size(); ++k) {
-    const auto found = shadows_.find(layout.name(k));
-    if (found == shadows_.end() || found->second.impl() != flat_shadows_.view(k).impl()) return false;
+    const Tensor* shadow = shadow_at_.find(shadows_, layout, k);
+    if (!shadow || shadow->impl() != flat_shadows_.view(k).impl()) return false;
   }
   return true;
 }

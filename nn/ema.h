@@ -23,6 +23,9 @@ class EMA {
  public:
   // Shadows start as copies of the model's current parameters. The model must outlive the EMA.
   explicit EMA(Module& model, double decay = 0.999, bool warmup = false);
+  // Not copied: a copy would point into the original's shadows (EntriesByPosition).
+  EMA(const EMA&) = delete;
+  EMA& operator=(const EMA&) = delete;
 
   void update();
   // Exchanges the model's parameter values with the shadows (in place: every handle to a parameter
@@ -57,7 +60,8 @@ class EMA {
   double decay_;
   bool warmup_;
   std::int64_t num_updates_ = 0;
-  std::map<std::string, Tensor> shadows_;
+  std::map<std::string, Tensor> shadows_;  // entries only assigned after construction, never erased
+  EntriesByPosition<Tensor> shadow_at_;    // shadows_ by the flat layout's positions
   FlatState flat_shadows_;
 };
 

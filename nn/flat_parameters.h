@@ -15,6 +15,7 @@
 // layout is no longer intact() and callers fall back to their per-parameter code.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -83,6 +84,52 @@ class FlatState {
   std::uint64_t layout_id_ = 0;
   Tensor flat_;
   std::vector<Tensor> views_;
+};
+
+// The entries of a name-keyed map (an optimiser's per-parameter state, an EMA's shadows) by a
+// layout's positions: a replayed training step checks and counts them every step (nn/optim.cpp,
+// step_scalars_ahead), and walking remembered pointers costs far less than looking every name up
+// again (108 lookups of long, alike names per pass for the seed U-Net). Pointers into a std::map
+// stay valid while their entry lives, and std::map never moves an entry: the owner calls forget()
+// when it replaces the whole map (a loaded state), and never erases one entry alone.
+template <typename Value>
+class EntriesByPosition {
+ public:
+  // Entry k, looked up by name (then remembered) when not yet known; null when the map has none.
+  Value* find(std::map<std::string, Value>& map, const FlatParameters& layout, std::size_t k) {
+    follow(layout);
+    if (!entries_[k]) {
+      const auto found = map.find(layout.name(k));
+      if (found != map.end()) entries_[k] = &found->second;
+    }
+    return entries_[k];
+  }
+  // The same from a const owner: what is remembered, else a lookup that is not remembered.
+  const Value* find(const std::map<std::string, Value>& map, const FlatParameters& layout, std::size_t k) const {
+    if (layout_id_ == layout.id() && entries_[k]) return entries_[k];
+    const auto found = map.find(layout.name(k));
+    return found == map.end() ? nullptr : &found->second;
+  }
+  // Entry k, inserted as `value` when the map has none.
+  Value& find_or_insert(std::map<std::string, Value>& map, const FlatParameters& layout, std::size_t k,
+                        Value value = Value{}) {
+    if (Value* known = find(map, layout, k)) return *known;
+    entries_[k] = &map.emplace(layout.name(k), std::move(value)).first->second;
+    return *entries_[k];
+  }
+  void forget() {
+    layout_id_ = 0;
+    entries_.clear();
+  }
+
+ private:
+  void follow(const FlatParameters& layout) {
+    if (layout_id_ == layout.id()) return;
+    layout_id_ = layout.id();
+    entries_.assign(layout.size(), nullptr);
+  }
+  std::uint64_t layout_id_ = 0;  // FlatParameters ids start at 1 (flat_parameters.cpp)
+  std::vector<Value*> entries_;
 };
 
 }  // namespace fm::nn

@@ -309,12 +309,11 @@ void SGD::fused_update(const FlatParameters& layout, const FusedExtras& extras) 
     first_momentum_step_.assign(layout.size(), 0);
     for (std::size_t k = 0; k < layout.size(); ++k) {
       if (!has_grad(layout, k)) continue;
-      auto found = momentum_buffers_.find(layout.name(k));
-      if (found == momentum_buffers_.end()) {  // the kernel writes the first buffer (the gradient)
+      if (Tensor* buffer = momentum_at_.find(momentum_buffers_, layout, k)) {
+        flat_momentum_.home(k, *buffer, /*zero_missing=*/false);
+      } else {  // the kernel writes the first buffer (the gradient)
         first_momentum_step_[k] = 1;
-        momentum_buffers_.emplace(layout.name(k), flat_momentum_.view(k));
-      } else {
-        flat_momentum_.home(k, found->second, /*zero_missing=*/false);
+        momentum_at_.find_or_insert(momentum_buffers_, layout, k, flat_momentum_.view(k));
       }
     }
   }
@@ -356,8 +355,8 @@ bool SGD::rule_scalars_ahead(const FlatParameters& layout, std::int64_t, double 
     if (!flat_momentum_.bound_to(layout)) return false;
     for (std::size_t k = 0; k < layout.size(); ++k) {
       if (!has_grad(layout, k)) continue;
-      const auto found = momentum_buffers_.find(layout.name(k));
-      if (found == momentum_buffers_.end() || found->second.impl() != flat_momentum_.view(k).impl()) return false;
+      const Tensor* buffer = momentum_at_.find(momentum_buffers_, layout, k);
+      if (!buffer || buffer->impl() != flat_momentum_.view(k).impl()) return false;
     }
   }
   row.lr = float(lr);
@@ -378,6 +377,7 @@ void SGD::load_state_dict(const StateDict& state) {
   std::map<std::string, Tensor> loaded;
   for (const auto& [name, fields] : split) loaded[name] = copy_like(fields.at("momentum_buffer"), parameters.at(name));
   momentum_buffers_ = std::move(loaded);
+  momentum_at_.forget();
 }
 
 // ---------------------------------------------------------------- Adam / AdamW
@@ -433,9 +433,7 @@ void Adam::fused_update(const FlatParameters& layout, const FusedExtras& extras)
   step_of_.assign(layout.size(), -1);  // -1: no gradient, the parameter and its state stay as they are
   for (std::size_t k = 0; k < layout.size(); ++k) {
     if (!has_grad(layout, k)) continue;
-    auto found = state_.find(layout.name(k));
-    if (found == state_.end()) found = state_.emplace(layout.name(k), ParameterState{}).first;
-    ParameterState& state = found->second;
+    ParameterState& state = state_at_.find_or_insert(state_, layout, k);
     flat_exp_avg_.home(k, state.exp_avg, /*zero_missing=*/true);  // a first step starts from zeros
     flat_exp_avg_sq_.home(k, state.exp_avg_sq, /*zero_missing=*/true);
     state.step += 1;
@@ -494,12 +492,12 @@ bool Adam::rule_scalars_ahead(const FlatParameters& layout, std::int64_t ahead, 
   std::int64_t count = -1;
   for (std::size_t k = 0; k < layout.size(); ++k) {
     if (!has_grad(layout, k)) continue;
-    const auto found = state_.find(layout.name(k));
-    if (found == state_.end() || found->second.exp_avg.impl() != flat_exp_avg_.view(k).impl() ||
-        found->second.exp_avg_sq.impl() != flat_exp_avg_sq_.view(k).impl())
+    const ParameterState* state = state_at_.find(state_, layout, k);
+    if (!state || state->exp_avg.impl() != flat_exp_avg_.view(k).impl() ||
+        state->exp_avg_sq.impl() != flat_exp_avg_sq_.view(k).impl())
       return false;
-    if (count >= 0 && found->second.step != count) return false;
-    count = found->second.step;
+    if (count >= 0 && state->step != count) return false;
+    count = state->step;
   }
   if (count < 0) return false;  // no gradient at all: nothing to update
   const auto [inverse_sqrt_bias2, neg_step_size] = bias_corrected(count + 1 + ahead, lr);
@@ -512,7 +510,7 @@ bool Adam::rule_scalars_ahead(const FlatParameters& layout, std::int64_t ahead, 
 
 void Adam::count_replayed_rule_update(const FlatParameters& layout, int by) {
   for (std::size_t k = 0; k < layout.size(); ++k)
-    if (has_grad(layout, k)) state_[layout.name(k)].step += by;
+    if (has_grad(layout, k)) state_at_.find_or_insert(state_, layout, k).step += by;
 }
 
 StateDict Adam::state_dict() const {
@@ -542,6 +540,7 @@ void Adam::load_state_dict(const StateDict& state) {
     loaded[name] = s;
   }
   state_ = std::move(loaded);
+  state_at_.forget();
 }
 
 AdamW::AdamW(Module& module, AdamOptions options) : Adam(module, options) { decoupled_weight_decay_ = true; }

@@ -72,6 +72,9 @@ class Optimizer {
   explicit Optimizer(Module& module);
   explicit Optimizer(std::vector<NamedTensor> parameters);
   virtual ~Optimizer() = default;
+  // Not copied: a copy would share the module and point into the original's state (EntriesByPosition).
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
 
   virtual void step() = 0;
   void zero_grad();  // drops every parameter's gradient
@@ -184,6 +187,7 @@ class SGD : public Optimizer {
                           StepScalars& row) const override;
   SGDOptions options_;
   std::map<std::string, Tensor> momentum_buffers_;
+  EntriesByPosition<Tensor> momentum_at_;  // momentum_buffers_ by the flat layout's positions
   FlatState flat_momentum_;
   std::vector<char> first_momentum_step_;  // per parameter, for the fused pass
 };
@@ -223,6 +227,7 @@ class Adam : public Optimizer {
   std::pair<double, double> bias_corrected(std::int64_t t, double lr) const;
   AdamOptions options_;
   std::map<std::string, ParameterState> state_;
+  EntriesByPosition<ParameterState> state_at_;  // state_ by the flat layout's positions
   FlatState flat_exp_avg_, flat_exp_avg_sq_;
   std::vector<std::int64_t> step_of_;  // per parameter, for the fused pass
 };
