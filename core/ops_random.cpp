@@ -87,11 +87,11 @@ Tensor philox_toy_points(std::int64_t n, const ToyLaw& law, PhiloxKey key, std::
       "philox_toy_points", device, dtype,
       [&](auto type) {
         using T = element_type<decltype(type)>;
-        kernels::toy_points_cpu<T>(out.data<T>(), nullptr, n, place, law);
+        kernels::toy_points_cpu<T>(out.data<T>(), n, place, law);
       },
       [&](auto type) {
         using T = element_type<decltype(type)>;
-        kernels::toy_points_cuda(out.data<T>(), nullptr, n, place, law);
+        kernels::toy_points_cuda(out.data<T>(), n, place, law);
       });
   return out;
 }

@@ -16,9 +16,18 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/philox.h"
 #include "kernels/random.h"
 
 namespace fm::kernels {
+
+// The rule above for one sample: whether sample `sample`'s label becomes the null class, its uniform
+// (element 0) at (seed, stream, step) below the probability. The one place of it for every kernel
+// that drops labels (these, and kernels/toy_law.h's for 2-D toy data).
+FM_PHILOX_FN bool label_dropped(std::uint64_t seed, std::uint32_t stream, std::uint32_t step, std::uint32_t sample,
+                                double probability) {
+  return philox::uniform_double(philox::word_at(seed, stream, step, sample, 0)) < probability;
+}
 
 void batch_labels_cpu(std::int32_t* out, const std::int32_t* labels, const std::int32_t* order, std::int64_t position,
                       int count, double dropout, std::int32_t null_class, const PhiloxPlace& place);

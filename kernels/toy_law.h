@@ -19,6 +19,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/labels.h"  // label_dropped
 #include "kernels/philox.h"
 #include "kernels/random.h"  // PhiloxPlace
 
@@ -105,20 +106,12 @@ FM_PHILOX_FN ToyPoint toy_point(const ToyLaw& law, std::int64_t index, Draws& dr
   return p;
 }
 
-// Whether sample `sample`'s label becomes the null class under label dropout: its uniform (element 0)
-// at (seed, stream, step) below the probability — kernels/labels.h's rule, so a recorded step drops
-// the labels an eager step drops (flow/trainer.h drop_labels).
-FM_PHILOX_FN bool label_dropped(std::uint64_t seed, std::uint32_t stream, std::uint32_t step, std::uint32_t sample,
-                                double probability) {
-  return philox::uniform_double(philox::word_at(seed, stream, step, sample, 0)) < probability;
-}
-
 // out [n, 2]: point first_sample + i of (seed, stream, step) in row i, computed in double and rounded
-// once to T; labels (may be null) [n]: each point's mode.
+// once to T (its label: toy_labels_*).
 template <typename T>
-void toy_points_cpu(T* out, std::int32_t* labels, std::int64_t n, const PhiloxPlace& place, const ToyLaw& law);
-// out and labels are device pointers (labels may be null); place.step_on_device is honoured.
-void toy_points_cuda(float* out, std::int32_t* labels, std::int64_t n, const PhiloxPlace& place, const ToyLaw& law);
+void toy_points_cpu(T* out, std::int64_t n, const PhiloxPlace& place, const ToyLaw& law);
+// out is a device pointer; place.step_on_device is honoured.
+void toy_points_cuda(float* out, std::int64_t n, const PhiloxPlace& place, const ToyLaw& law);
 
 // labels [n]: the mode of point first_sample + i (toy_point's label at `place`), or null_class where
 // label_dropped at dropout_place (its own stream; the same first sample) says so. CUDA: device

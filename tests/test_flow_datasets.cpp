@@ -207,10 +207,9 @@ TEST_CASE("toy points drawn by the kernel are the host draws bit for bit with th
       REQUIRE(kernel.shape() == Shape{300, 2});
       REQUIRE(kernel.to_vector() == host.points.to_vector());
       REQUIRE(dist->sample(300, noise, dtype).to_vector() == host.points.to_vector());
-      std::vector<double> points(600);
       std::vector<std::int32_t> labels(300, -1);
       const kernels::PhiloxPlace place{3, std::uint32_t(NoiseStream::DataPoint), 5, 7};
-      kernels::toy_points_cpu<double>(points.data(), labels.data(), 300, place, dist->law());
+      kernels::toy_labels_cpu(labels.data(), 300, place, dist->law(), /*dropout=*/0.0, /*null_class=*/-1, place);
       REQUIRE(labels == host.labels);
     }
     // Refused: a negative count, a step beyond the counter, a step read from the device on the CPU.

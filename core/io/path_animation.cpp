@@ -15,6 +15,19 @@ namespace fm::io {
 
 using namespace plot;
 
+namespace {
+
+// A drawn canvas as one frame of the animation, shown for delay_cs hundredths of a second.
+GifFrame frame_of(const Canvas& canvas, int delay_cs) {
+  const std::uint8_t* pixels = canvas.pixels();
+  GifFrame frame;
+  frame.rgb.assign(pixels, pixels + std::size_t(canvas.width()) * std::size_t(canvas.height()) * 3);
+  frame.delay_cs = delay_cs;
+  return frame;
+}
+
+}  // namespace
+
 void write_path_animation_gif(const std::string& path, const float* states, int state_count, int path_count,
                               const float* data, int n_data, const PathAnimationOptions& options) {
   check_plot_size("write_path_animation_gif", options.width, options.height);
@@ -67,11 +80,7 @@ void write_path_animation_gif(const std::string& path, const float* states, int 
     draw_legend_row(canvas, (f.left + f.right) / 2.f, 50.f,
                     {{data_color, cat(options.label_data, " (n=", n_data, ")"), false},
                      {path_color, cat(options.label_paths, " (n=", path_count, ")"), false}});
-    const std::uint8_t* pixels = canvas.pixels();
-    GifFrame frame;
-    frame.rgb.assign(pixels, pixels + std::size_t(options.width) * std::size_t(options.height) * 3);
-    frame.delay_cs = j + 1 == frames ? options.last_frame_delay_cs : options.frame_delay_cs;
-    animation.frames.push_back(std::move(frame));
+    animation.frames.push_back(frame_of(canvas, j + 1 == frames ? options.last_frame_delay_cs : options.frame_delay_cs));
   }
   write_gif(path, animation);
 }
@@ -126,16 +135,13 @@ void write_image_path_animation_gif(const std::string& path, const float* images
                         options.lo, options.hi, options.scale);
       }
     }
-    const std::uint8_t* pixels = canvas.pixels();
-    GifFrame frame;
-    frame.rgb.assign(pixels, pixels + std::size_t(animation.width) * std::size_t(animation.height) * 3);
+    GifFrame frame = frame_of(canvas, j + 1 == frames ? options.last_frame_delay_cs : options.frame_delay_cs);
     // 256 greys, the text's blends (grey too) and red are one colour too many for an exact shared
     // palette (255 entries with the transparent one); 128 greys and red always fit.
     if (channels == 1)
       for (std::size_t p = 0; p < frame.rgb.size(); p += 3)
         if (frame.rgb[p] == frame.rgb[p + 1] && frame.rgb[p] == frame.rgb[p + 2])
           for (int c = 0; c < 3; ++c) frame.rgb[p + std::size_t(c)] &= 0xFE;
-    frame.delay_cs = j + 1 == frames ? options.last_frame_delay_cs : options.frame_delay_cs;
     animation.frames.push_back(std::move(frame));
   }
   write_gif(path, animation);

@@ -5,7 +5,6 @@
 // from device words, as a recorded training step's gather and noise do.
 #include "kernels/cuda/common.cuh"
 #include "kernels/labels.h"
-#include "kernels/philox.h"
 #include "kernels/runtime.h"
 
 namespace fm::kernels {
@@ -22,8 +21,7 @@ __global__ void batch_labels_kernel(std::int32_t* out, const std::int32_t* label
   const std::uint32_t step = p.step_on_device ? *p.step_on_device : p.step;
   const std::int64_t start = position_on_device ? *position_on_device : position;
   const std::uint32_t sample = std::uint32_t(p.first_sample + std::uint32_t(i));
-  const double u = philox::uniform_double(philox::word_at(p.seed, p.stream, step, sample, 0));
-  if (u < dropout) {
+  if (label_dropped(p.seed, p.stream, step, sample, dropout)) {
     out[i] = null_class;
     return;
   }

@@ -10,7 +10,7 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void toy_points_kernel(float* out, std::int32_t* labels, std::int64_t n, PhiloxPlace place, ToyLaw law) {
+__global__ void toy_points_kernel(float* out, std::int64_t n, PhiloxPlace place, ToyLaw law) {
   const std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   const std::uint32_t step = place.step_on_device ? *place.step_on_device : place.step;
@@ -18,7 +18,6 @@ __global__ void toy_points_kernel(float* out, std::int32_t* labels, std::int64_t
   PhiloxPlaceDraws draws{place.seed, place.stream, step, sample};
   const ToyPoint p = toy_point(law, std::int64_t(sample), draws);
   out[2 * i] = float(p.x), out[2 * i + 1] = float(p.y);
-  if (labels) labels[i] = p.label;
 }
 
 __global__ void toy_labels_kernel(std::int32_t* labels, std::int64_t n, PhiloxPlace place, ToyLaw law, double dropout,
@@ -44,10 +43,10 @@ void toy_labels_cuda(std::int32_t* labels, std::int64_t n, const PhiloxPlace& pl
   FM_CUDA_CHECK_LAUNCH();
 }
 
-void toy_points_cuda(float* out, std::int32_t* labels, std::int64_t n, const PhiloxPlace& place, const ToyLaw& law) {
+void toy_points_cuda(float* out, std::int64_t n, const PhiloxPlace& place, const ToyLaw& law) {
   if (n == 0) return;
   const unsigned grid = unsigned(ceil_div(n, std::int64_t(kThreads)));
-  toy_points_kernel<<<grid, kThreads, 0, cuda_stream()>>>(out, labels, n, place, law);
+  toy_points_kernel<<<grid, kThreads, 0, cuda_stream()>>>(out, n, place, law);
   FM_CUDA_CHECK_LAUNCH();
 }
 
