@@ -93,6 +93,18 @@ TEST_CASE("Adam's step-scalar row on CUDA follows its step counts through replay
   REQUIRE(optimizer.step_scalars_ahead(model, &ema, 0, lr, row));
   require_adam_row(row, 9, lr);
 
+  // A new layout (the model flattened again, as Module::to does): no row until a fused pass binds the
+  // state to it, the states then found at their places in the new layout; the counts go on.
+  model.flatten_parameters();
+  fill_gradients(model, 5);
+  REQUIRE_FALSE(optimizer.step_scalars_ahead(model, &ema, 0, lr, row));
+  optimizer.clip_step_and_update_ema_async(model, 1.0, &ema);
+  REQUIRE(adam_steps(optimizer) == std::vector<double>(tensors, 9.0));
+  REQUIRE(optimizer.step_scalars_ahead(model, &ema, 0, lr, row));
+  require_adam_row(row, 10, lr);
+  optimizer.count_replayed_update(&ema);
+  REQUIRE(adam_steps(optimizer) == std::vector<double>(tensors, 10.0));
+
   // A parameter at another count (a second loaded state) splits the pass in two groups: no row.
   state = optimizer.state_dict();
   state.at(state.begin()->first.substr(0, state.begin()->first.rfind('.')) + ".step") =
