@@ -76,10 +76,15 @@ Tensor philox_times(std::int64_t n, PhiloxKey key, std::int64_t step, std::int64
 }
 
 Tensor philox_toy_points(std::int64_t n, const ToyLaw& law, PhiloxKey key, std::int64_t step, std::int64_t first_sample,
-                         DType dtype, Device device, const std::uint32_t* step_on_device) {
+                         DType dtype, Device device, const std::uint32_t* step_on_device,
+                         std::vector<std::int32_t>* labels) {
   FM_CHECK(n >= 0, ValueError, "philox_toy_points: sample count ", n, " is negative");
   check_step_on_device("philox_toy_points", step_on_device, device);
   check_place("philox_toy_points", step, first_sample, n);
+  FM_CHECK(!labels || device == Device::CPU, DeviceError,
+           "philox_toy_points: labels from the same pass are made on the CPU only (got device ", device_name(device),
+           "; a device's labels come from toy_labels)");
+  if (labels) labels->resize(std::size_t(n));
   Tensor out = Tensor::empty({n, 2}, dtype, device);
   const kernels::PhiloxPlace place{key.seed, key.stream, std::uint32_t(step), std::uint32_t(first_sample),
                                    step_on_device};
@@ -87,7 +92,7 @@ Tensor philox_toy_points(std::int64_t n, const ToyLaw& law, PhiloxKey key, std::
       "philox_toy_points", device, dtype,
       [&](auto type) {
         using T = element_type<decltype(type)>;
-        kernels::toy_points_cpu<T>(out.data<T>(), n, place, law);
+        kernels::toy_points_cpu<T>(out.data<T>(), labels ? labels->data() : nullptr, n, place, law);
       },
       [&](auto type) {
         using T = element_type<decltype(type)>;

@@ -87,11 +87,13 @@ Tensor philox_times(std::int64_t n, PhiloxKey key, std::int64_t step, std::int64
 // 8 gaussians, checkerboard; kernels/toy_law.h) from its place in stream key.stream at `step`, made on
 // `device` (CPU: float32/float64; CUDA: float32) with the same bits on both, and the same bits as
 // toy_point on PhiloxSampleDraws (flow/datasets2d.h's host draws). step_on_device as philox_normal.
+// labels (the CPU only; null: not wanted): resized to n and filled with each point's label, from the
+// same pass over the draws.
 using ToyLaw = kernels::ToyLaw;
 using ToyLawKind = kernels::ToyLawKind;
 Tensor philox_toy_points(std::int64_t n, const ToyLaw& law, PhiloxKey key, std::int64_t step, std::int64_t first_sample,
                          DType dtype = DType::Float32, Device device = Device::CPU,
-                         const std::uint32_t* step_on_device = nullptr);
+                         const std::uint32_t* step_on_device = nullptr, std::vector<std::int32_t>* labels = nullptr);
 
 // Single values at a place, on the host: equal to element `element` of that sample's row in the
 // float64 tensors above; the word is the 64 bits the uniform is taken from.

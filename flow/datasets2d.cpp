@@ -58,12 +58,14 @@ ToyDistribution2D::LabelledPoints ToyDistribution2D::sample_labelled(std::int64_
 }
 
 Tensor ToyDistribution2D::sample(std::int64_t n, const StepNoise& noise, DType dtype, Device device,
-                                 NoiseStream stream) const {
+                                 NoiseStream stream, std::vector<std::int32_t>* labels) const {
+  FM_CHECK(!labels || device == Device::CPU, DeviceError, name(), ": sample: labels from the same draws are made on "
+           "the CPU only (got device ", device_name(device), "; on a device, labels() or labels_into())");
   const bool drawn_there = dtype == DType::Float32 || (dtype == DType::Float64 && device == Device::CPU);
-  if (!drawn_there) return sample_labelled(n, noise, dtype, device, stream).points;
+  if (!drawn_there) return sample_labelled(n, noise, dtype, device, stream).points;  // (labels: CPU, drawn there)
   FM_CHECK(n >= 0, ValueError, name(), ": sample count ", n, " is negative");
   return philox_toy_points(n, law(), noise.key(stream), noise.step, noise.first_sample, dtype, device,
-                           noise.step_on_device);
+                           noise.step_on_device, labels);
 }
 
 std::vector<std::int32_t> ToyDistribution2D::labels(std::int64_t n, const StepNoise& noise, NoiseStream stream) const {

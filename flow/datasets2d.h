@@ -75,8 +75,10 @@ class ToyDistribution2D {
   // (DataPoint for training data; SourcePoint when the distribution is a flow's source), drawn on
   // `device` itself (core/random.h philox_toy_points; float32 on CUDA, float32/float64 on the CPU;
   // other dtypes are drawn on the host and converted). noise.step_on_device is followed on CUDA.
+  // labels (CPU only; null: not wanted): each point's label too, from the same draws in the same pass.
   Tensor sample(std::int64_t n, const StepNoise& noise, DType dtype = DType::Float32,
-                Device device = Device::CPU, NoiseStream stream = NoiseStream::DataPoint) const;
+                Device device = Device::CPU, NoiseStream stream = NoiseStream::DataPoint,
+                std::vector<std::int32_t>* labels = nullptr) const;
   // The labels of sample(n, noise, ..., stream)'s points, on the host (drawn by the same kernel).
   std::vector<std::int32_t> labels(std::int64_t n, const StepNoise& noise,
                                    NoiseStream stream = NoiseStream::DataPoint) const;

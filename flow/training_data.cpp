@@ -72,9 +72,14 @@ void check_slice(std::int64_t batch_size, std::int64_t first, std::int64_t count
 }  // namespace
 
 Tensor PointStream::next_batch(std::int64_t batch_size, const StepNoise& noise) {
-  last_labels_.clear();  // drawn only if asked for (batch_labels)
   last_count_ = batch_size;
   last_noise_ = noise;
+  // On the CPU each point's label falls out of drawing it: kept for batch_labels (a conditional
+  // model's step asks; drawing them again would compute every point twice). Elsewhere they are drawn
+  // only if asked for.
+  if (device_ == Device::CPU)
+    return distribution_->sample(batch_size, noise, DType::Float32, device_, NoiseStream::DataPoint, &last_labels_);
+  last_labels_.clear();
   return distribution_->sample(batch_size, noise, DType::Float32, device_);
 }
 

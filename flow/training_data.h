@@ -90,7 +90,8 @@ class TrainingData {
 // distribution's kernel (core/random.h philox_toy_points: threads on the CPU; kept on CUDA by
 // keep_on, on the GPU with the CPU's bits): a step copies nothing, and a recorded step draws its batch
 // inside the recording, its labels too (gather_labels). An eager step's labels, which only a
-// class-conditional model reads, are drawn on the host when batch_labels() asks for them.
+// class-conditional model reads, come with the points on the CPU (the same pass of the kernel), and
+// for points kept on CUDA are drawn on the host when batch_labels() asks for them.
 class PointStream : public TrainingData {
  public:
   explicit PointStream(std::shared_ptr<const ToyDistribution2D> distribution)

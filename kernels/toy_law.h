@@ -107,9 +107,10 @@ FM_PHILOX_FN ToyPoint toy_point(const ToyLaw& law, std::int64_t index, Draws& dr
 }
 
 // out [n, 2]: point first_sample + i of (seed, stream, step) in row i, computed in double and rounded
-// once to T (its label: toy_labels_*).
+// once to T. labels (may be null) [n]: each point's mode, from the same pass (an eager step of a
+// class-conditional model on the CPU reads both; toy_labels_* makes labels alone, with dropout).
 template <typename T>
-void toy_points_cpu(T* out, std::int64_t n, const PhiloxPlace& place, const ToyLaw& law);
+void toy_points_cpu(T* out, std::int32_t* labels, std::int64_t n, const PhiloxPlace& place, const ToyLaw& law);
 // out is a device pointer; place.step_on_device is honoured.
 void toy_points_cuda(float* out, std::int64_t n, const PhiloxPlace& place, const ToyLaw& law);
 

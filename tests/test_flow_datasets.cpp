@@ -211,6 +211,11 @@ TEST_CASE("toy points drawn by the kernel are the host draws bit for bit with th
       const kernels::PhiloxPlace place{3, std::uint32_t(NoiseStream::DataPoint), 5, 7};
       kernels::toy_labels_cpu(labels.data(), 300, place, dist->law(), /*dropout=*/0.0, /*null_class=*/-1, place);
       REQUIRE(labels == host.labels);
+      // The points with their labels from one pass: the same points, the same labels.
+      std::vector<std::int32_t> same_pass;
+      REQUIRE(dist->sample(300, noise, dtype, Device::CPU, NoiseStream::DataPoint, &same_pass).to_vector() ==
+              host.points.to_vector());
+      REQUIRE(same_pass == host.labels);
     }
     // Refused: a negative count, a step beyond the counter, a step read from the device on the CPU.
     const PhiloxKey key{3, 3};
@@ -218,6 +223,12 @@ TEST_CASE("toy points drawn by the kernel are the host draws bit for bit with th
     REQUIRE_THROWS_AS(philox_toy_points(4, dist->law(), key, std::int64_t(1) << 32, 0), ValueError);
     const std::uint32_t word = 0;
     REQUIRE_THROWS_AS(philox_toy_points(4, dist->law(), key, 0, 0, DType::Float32, Device::CPU, &word), DeviceError);
+    // Labels from the same pass are the CPU's.
+    std::vector<std::int32_t> labels;
+    REQUIRE_THROWS_AS(philox_toy_points(4, dist->law(), key, 0, 0, DType::Float32, Device::CUDA, nullptr, &labels),
+                      DeviceError);
+    REQUIRE_THROWS_AS(dist->sample(4, StepNoise{3, 0, 0}, DType::Float32, Device::CUDA, NoiseStream::DataPoint, &labels),
+                      DeviceError);
   }
 }
 

@@ -149,7 +149,7 @@ TEST_CASE("a rank's slice of a stored set's batch is those rows of the whole bat
   const Tensor all = whole.next_batch(9, StepNoise{2, 4, 0});
   REQUIRE(rank.next_slice(9, 4, 5, StepNoise{2, 4, 0}).to_vector() == all.narrow(0, 4, 5).to_vector());
   const std::vector<std::int32_t> all_labels = whole.batch_labels();
-  REQUIRE(all_labels.size() == 9);
+  REQUIRE(all_labels == make_toy_distribution("moons")->sample_labelled(9, StepNoise{2, 4, 0}).labels);
   REQUIRE(rank.batch_labels() == std::vector<std::int32_t>(all_labels.begin() + 4, all_labels.end()));
 }
 

@@ -13,12 +13,13 @@ constexpr std::int64_t kPointsWorthThreads = 128;
 }  // namespace
 
 template <typename T>
-void toy_points_cpu(T* out, std::int64_t n, const PhiloxPlace& place, const ToyLaw& law) {
+void toy_points_cpu(T* out, std::int32_t* labels, std::int64_t n, const PhiloxPlace& place, const ToyLaw& law) {
   parallel_for(n, n >= kPointsWorthThreads, [&](std::int64_t i) {
     const std::uint32_t sample = std::uint32_t(place.first_sample + i);
     PhiloxPlaceDraws draws{place.seed, place.stream, place.step, sample};
     const ToyPoint p = toy_point(law, std::int64_t(sample), draws);
     out[2 * i] = T(p.x), out[2 * i + 1] = T(p.y);
+    if (labels) labels[i] = p.label;
   });
 }
 
@@ -33,7 +34,7 @@ void toy_labels_cpu(std::int32_t* labels, std::int64_t n, const PhiloxPlace& pla
   });
 }
 
-template void toy_points_cpu<float>(float*, std::int64_t, const PhiloxPlace&, const ToyLaw&);
-template void toy_points_cpu<double>(double*, std::int64_t, const PhiloxPlace&, const ToyLaw&);
+template void toy_points_cpu<float>(float*, std::int32_t*, std::int64_t, const PhiloxPlace&, const ToyLaw&);
+template void toy_points_cpu<double>(double*, std::int32_t*, std::int64_t, const PhiloxPlace&, const ToyLaw&);
 
 }  // namespace fm::kernels
