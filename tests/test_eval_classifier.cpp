@@ -8,7 +8,6 @@
 // trained for seconds: enough to give features with structure, fast on two shared CPU cores.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -32,12 +31,7 @@ using fm::tools::Json;
 
 namespace {
 
-fs::path scratch_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("fm_test_eval_" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path scratch_dir(const std::string& name) { return fm::test::scratch_path("fm_test_eval", name); }
 
 // Runs the rest of the test in `dir` and returns to the previous folder afterwards (find_classifier
 // looks in the current directory).

@@ -18,9 +18,11 @@
 #include "nn/mlp.h"
 #include "nn/optim.h"
 #include "nn/unet.h"
+#include "optimizer_fixtures.h"
 #include "test_util.h"
 
 using namespace fm;
+using fm::test::fill_gradients;
 
 namespace {
 
@@ -135,13 +137,6 @@ std::uint64_t launches_of_fused_step(nn::VelocityModel& model, const Shape& exam
   REQUIRE(d.device_to_host_copies == 0);
   REQUIRE(norm.value() > 1e-3);  // so the kernel did clip
   return d.kernel_launches;
-}
-
-// Gradients on every parameter of a flat module (a fixed pattern, so runs compare).
-void fill_gradients(nn::Module& module, std::uint64_t seed) {
-  Generator gen(seed);
-  for (const Tensor& parameter : module.parameters())
-    parameter.set_grad(randn(parameter.shape(), gen).to(parameter.device()));
 }
 
 }  // namespace

@@ -9,21 +9,15 @@
 #include <cmath>
 #include <string>
 
-#include "core/random.h"
 #include "nn/ema.h"
-#include "nn/mlp.h"
 #include "nn/optim.h"
+#include "optimizer_fixtures.h"
 #include "test_util.h"
 
 using namespace fm;
+using fm::test::fill_gradients;
 
 namespace {
-
-void fill_gradients(nn::Module& module, std::uint64_t seed) {
-  Generator gen(seed);
-  for (const Tensor& parameter : module.parameters())
-    parameter.set_grad(randn(parameter.shape(), gen).to(parameter.device()));
-}
 
 // Adam's row at step count t (1: the first step), as the per-parameter code's double arithmetic
 // gives it, converted to float as the launch arguments are.
@@ -47,10 +41,8 @@ std::vector<double> adam_steps(const nn::Adam& optimizer) {
 TEST_CASE("Adam's step-scalar row on CUDA follows its step counts through replays and a loaded state",
           "[nn][optim][replay][gpu]") {
   FM_REQUIRE_GPU();
-  Generator init(3);
-  nn::VelocityMLP model(nn::MLPConfig{2, 16, 2}, init);
-  model.to(Device::CUDA);
-  model.flatten_parameters();
+  fm::test::FlatCudaMlp made(3);
+  nn::VelocityMLP& model = made.model;
   nn::Adam optimizer(model);
   nn::EMA ema(model, 0.99, /*warmup=*/true);
   const double lr = 1e-3;
@@ -117,10 +109,8 @@ TEST_CASE("Adam's step-scalar row on CUDA follows its step counts through replay
 TEST_CASE("the step-scalar row on CUDA needs the EMA's shadows in their flat buffer",
           "[nn][optim][ema][replay][gpu]") {
   FM_REQUIRE_GPU();
-  Generator init(4);
-  nn::VelocityMLP model(nn::MLPConfig{2, 16, 2}, init);
-  model.to(Device::CUDA);
-  model.flatten_parameters();
+  fm::test::FlatCudaMlp made(4);
+  nn::VelocityMLP& model = made.model;
   nn::Adam optimizer(model);
   nn::EMA ema(model, 0.99);
   StepScalars row;
@@ -139,10 +129,8 @@ TEST_CASE("the step-scalar row on CUDA needs the EMA's shadows in their flat buf
 TEST_CASE("SGD's step-scalar row on CUDA: none at a first momentum step or after a loaded state",
           "[nn][optim][replay][gpu]") {
   FM_REQUIRE_GPU();
-  Generator init(5);
-  nn::VelocityMLP model(nn::MLPConfig{2, 16, 2}, init);
-  model.to(Device::CUDA);
-  model.flatten_parameters();
+  fm::test::FlatCudaMlp made(5);
+  nn::VelocityMLP& model = made.model;
   nn::SGDOptions options;
   options.lr = 0.05;
   options.momentum = 0.9;

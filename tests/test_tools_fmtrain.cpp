@@ -23,12 +23,7 @@ using fm::test::logged_losses;
 
 namespace {
 
-fs::path scratch_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("fm_test_fmtrain_" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir.parent_path());
-  return dir;
-}
+fs::path scratch_dir(const std::string& name) { return fm::test::scratch_path("fm_test_fmtrain", name, /*create=*/false); }
 
 // A small, fast moons run (a few hundred milliseconds).
 fs::path write_config(const fs::path& where, const Json& extra = Json::object()) {

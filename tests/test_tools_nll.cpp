@@ -11,7 +11,6 @@
 #include <filesystem>
 #include <fstream>
 #include <numbers>
-#include <unistd.h>
 
 #include "core/autograd.h"
 #include "core/io/idx.h"
@@ -21,18 +20,14 @@
 #include "tools/nll_eval.h"
 
 #include "fmtrain_runs.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using fm::tools::Json;
 
 namespace {
 
-fs::path scratch_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("fm_test_nll_" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path scratch_dir(const std::string& name) { return fm::test::scratch_path("fm_test_nll", name); }
 
 // A tiny 2-D run (30 steps): far from converged, which is all these tests need.
 fs::path tiny_checkpoint(const fs::path& dir, const std::string& data) {

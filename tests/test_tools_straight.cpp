@@ -30,6 +30,7 @@
 #include "classifier_fixtures.h"
 #include "fmtrain_runs.h"
 #include "png_test_util.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using fm::tools::Json;
@@ -37,12 +38,7 @@ using fm::test::logged_losses;
 
 namespace {
 
-fs::path scratch_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("fm_test_straight_" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path scratch_dir(const std::string& name) { return fm::test::scratch_path("fm_test_straight", name); }
 
 Json tiny_moons(const Json& extra = Json::object()) {
   Json config = {{"device", "cpu"},

@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <limits>
+#include <map>
+#include <memory>
 #include <random>
 #include <sstream>
 
@@ -115,6 +117,18 @@ std::vector<std::string> TempDir::entries() const {
   for (const auto& e : std::filesystem::directory_iterator(path)) names.push_back(e.path().filename().string());
   std::sort(names.begin(), names.end());
   return names;
+}
+
+std::filesystem::path scratch_path(const std::string& prefix, const std::string& name, bool create) {
+  // Function-local, so the folders are removed by the static destructors that exit() runs (a skipped
+  // case's exit(77) included); forked children leave through _exit and remove nothing.
+  static std::map<std::string, std::unique_ptr<TempDir>> roots;
+  std::unique_ptr<TempDir>& root = roots[prefix];
+  if (!root) root = std::make_unique<TempDir>(prefix);
+  const std::filesystem::path dir = root->path / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(create ? dir : dir.parent_path());
+  return dir;
 }
 
 namespace {

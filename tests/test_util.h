@@ -47,6 +47,11 @@ struct TempDir {
   std::vector<std::string> entries() const;                                   // names inside, sorted
 };
 
+// A folder `name` inside this process's scratch folder for `prefix` (a TempDir kept until the process
+// exits, so everything the cases wrote is removed then), emptied first. With `create` false the folder
+// itself is left absent (its parent exists), for tools that refuse to write into an existing folder.
+std::filesystem::path scratch_path(const std::string& prefix, const std::string& name, bool create = true);
+
 // Plain (not gzipped) MNIST-format IDX files for the data-set tests: `count` images of rows×cols whose
 // pixel p of image i is (37·i + 11·p) mod 256, so no two of the first 256 images are alike, and, when
 // labels_path is given, a label file giving image i the label i mod `classes`.
