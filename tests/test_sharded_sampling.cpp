@@ -1,6 +1,7 @@
 // tests/test_sharded_sampling.cpp — sampling and evaluation split over the ranks of an mpirun job
 // (tools/sharded_sampling.h): the shares, and the real binaries under `mpirun -np 2/3` against one
-// process — fmsample's samples.npy bitwise, fmeval nll's and guidance's numbers and CSVs the same.
+// process — fmsample's samples.npy bitwise, fmeval nll's and guidance's numbers and CSVs the same, and
+// fmeval nll going on under 3 ranks from a one-process run's progress file.
 // The mpirun cases skip themselves (exit 77 under CTest) when mpirun is not on PATH or the build has
 // no MPI.
 #include <catch2/catch.hpp>
@@ -21,6 +22,9 @@
 #include "fmtrain_runs.h"
 #include "mpi_jobs.h"
 #include "test_util.h"
+#include "tools/checkpoint_model.h"
+#include "tools/nll_eval.h"
+#include "tools/nll_progress.h"
 #include "tools/sharded_sampling.h"
 
 namespace fs = std::filesystem;
@@ -65,6 +69,12 @@ std::string without_timings(const std::string& text, const std::string& file_ste
   std::string s = std::regex_replace(text, std::regex("\"(sampling_)?seconds\":[-0-9.e+]+"), "\"seconds\":_");
   s = std::regex_replace(s, std::regex("[0-9]+\\.[0-9]+ s\\b"), "_ s");
   return std::regex_replace(s, std::regex(file_stem + "[0-9]"), file_stem + "_");
+}
+
+// How many "nll: K/N examples" progress lines a run printed (one per round of batches).
+int progress_lines(const std::string& err) {
+  const std::regex line("nll: [0-9]+/[0-9]+ examples");
+  return int(std::distance(std::sregex_iterator(err.begin(), err.end(), line), std::sregex_iterator()));
 }
 
 }  // namespace
@@ -151,9 +161,31 @@ TEST_CASE("fmeval nll and guidance under mpirun print one process's numbers, and
     const Outcome sharded = run_tool(3, "fmeval", nll_args(3), dir);
     INFO(flags[1] << "\n" << sharded.err);
     REQUIRE(sharded.code == 0);
-    CHECK(sharded.err.find("of this rank's share") != std::string::npos);  // the work was split, not repeated
+    // The work was split, not repeated: a progress line per round, and the ranks' pieces (3 batches over
+    // 3 ranks) take fewer rounds than one process's three batches.
+    CHECK(progress_lines(sharded.err) < progress_lines(single.err));
     CHECK(read_all(dir / "nll3.csv") == read_all(dir / "nll1.csv"));
     CHECK(without_timings(sharded.out, "nll") == without_timings(single.out, "nll"));
+
+    // A one-process run stopped after its first batch (its progress file, tools/nll_progress.h), taken
+    // up by 3 ranks: they evaluate the rest and write the uninterrupted run's CSV, then drop the file.
+    std::vector<std::string> words = nll_args(2);
+    std::vector<char*> argv;
+    for (std::string& w : words) argv.push_back(w.data());
+    fm::tools::NllEvalRequest request = fm::tools::parse_nll_args(int(argv.size()), argv.data());
+    request.progress_file = fm::tools::nll_progress_path(request.csv);
+    fm::tools::CheckpointModel loaded = fm::tools::load_checkpoint_model(checkpoint, request.device, "ema");
+    fm::tools::evaluate_nll(loaded, request);
+    fm::tools::Json file = fm::tools::Json::parse(std::ifstream(request.progress_file));
+    file["index"] = std::vector<int>(file["index"].begin(), file["index"].begin() + 128);
+    file["nll"] = std::vector<double>(file["nll"].begin(), file["nll"].begin() + 128);
+    std::ofstream(request.progress_file) << file.dump();
+    const Outcome resumed = run_tool(3, "fmeval", nll_args(2), dir);
+    INFO(resumed.err);
+    REQUIRE(resumed.code == 0);
+    CHECK(resumed.err.find("128 of 300 examples finished earlier") != std::string::npos);
+    CHECK(read_all(dir / "nll2.csv") == read_all(dir / "nll1.csv"));
+    CHECK_FALSE(fs::exists(request.progress_file));
   }
 
   // guidance: two weights, 150 points per class from the same noise (300 a weight: split inside a chunk).

@@ -2,8 +2,9 @@
 // checkpoints: finite numbers with a standard error, exact and Hutchinson divergences agreeing within
 // the probes' standard error, the normalisation's Jacobian, the 8-gaussians entropy against its
 // closed-form value, the CSV, dopri5, bits per dimension of a zero field against its closed form (the
-// dequantisation and the D·log 128 constant), the caller's model left as it was, and bad flags and
-// checkpoints refused with one-line errors.
+// dequantisation and the D·log 128 constant), the caller's model left as it was, a run going on from
+// its progress file (tools/nll_progress.h) with the uninterrupted run's bits, and bad flags, checkpoints
+// and progress files refused with one-line errors.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -114,6 +115,7 @@ TEST_CASE("fmeval nll on 8 gaussians reports the data entropy and it matches its
   int rows = 0;
   while (std::getline(in, line)) ++rows;
   REQUIRE(rows == 50);
+  REQUIRE_FALSE(fs::exists(csv + ".partial.json"));  // the progress file goes once the CSV is written
 
   // Modes 15 σ apart barely overlap, so H ≈ log 8 + log(2πe·σ²) (σ = 0.1); the overlap changes it by
   // far less than the Monte-Carlo error.
@@ -304,4 +306,87 @@ TEST_CASE("fmeval nll refuses bad flags and a non-Gaussian source", "[tools][nll
   loaded.config["data"]["source"] = "8gaussians";
   fm::tools::NllEvalRequest request = parse({checkpoint.string(), "--n", "10", "--device", "cpu"});
   REQUIRE_THROWS_WITH(fm::tools::evaluate_nll(loaded, request), Catch::Contains("known here only for \"gaussian\""));
+}
+
+TEST_CASE("fmeval nll goes on from its progress file with the numbers of an uninterrupted run", "[tools][nll][resume]") {
+  const fs::path dir = scratch_dir("resume");
+  const fs::path checkpoint = tiny_checkpoint(dir, "moons");
+  const std::string progress_file = (dir / "nll.csv.partial.json").string();
+  fm::tools::NllEvalRequest request =
+      parse({checkpoint.string(), "--n", "300", "--batch", "100", "--steps", "4", "--device", "cpu"});
+  fm::tools::CheckpointModel loaded = fm::tools::load_checkpoint_model(request.checkpoint, fm::Device::CPU, "ema");
+  const fm::tools::NllEvalResult whole = fm::tools::evaluate_nll(loaded, request);
+
+  // With a progress file: every batch is added to it as it finishes.
+  request.progress_file = progress_file;
+  const fm::tools::NllEvalResult saved = fm::tools::evaluate_nll(loaded, request);
+  REQUIRE(saved.per_example_nll == whole.per_example_nll);
+  REQUIRE(saved.resumed == 0);
+  Json file = Json::parse(std::ifstream(progress_file));
+  REQUIRE(file["index"].size() == 300);
+  REQUIRE(file["nfe"] == 16);
+
+  // A run stopped after its first batch, as the file would be then (examples 0 … 99).
+  auto stopped_after_first_batch = [&](double shift) {
+    Json stopped = file;
+    stopped["index"] = Json::array();
+    stopped["nll"] = Json::array();
+    for (int i = 0; i < 100; ++i) {
+      stopped["index"].push_back(i);
+      stopped["nll"].push_back(whole.per_example_nll[std::size_t(i)] + shift);
+    }
+    std::ofstream(progress_file) << stopped.dump();
+  };
+  // Going on: the first batch comes from the file (shifted there, so it shows it was not recomputed),
+  // the others are evaluated again, to the bit.
+  stopped_after_first_batch(1.0);
+  const fm::tools::NllEvalResult marked = fm::tools::evaluate_nll(loaded, request);
+  REQUIRE(marked.resumed == 100);
+  for (std::size_t i = 0; i < 300; ++i) {
+    INFO("example " << i);
+    REQUIRE(marked.per_example_nll[i] == whole.per_example_nll[i] + (i < 100 ? 1.0 : 0.0));
+  }
+  // Unshifted, the resumed run's numbers are the uninterrupted run's bits (JSON keeps a double exactly).
+  stopped_after_first_batch(0.0);
+  const fm::tools::NllEvalResult resumed = fm::tools::evaluate_nll(loaded, request);
+  REQUIRE(resumed.resumed == 100);
+  REQUIRE(resumed.per_example_nll == whole.per_example_nll);
+  REQUIRE(resumed.nll == whole.nll);
+  REQUIRE(resumed.nll_se == whole.nll_se);
+  REQUIRE(resumed.nfe_per_example == whole.nfe_per_example);
+  REQUIRE(resumed.to_json()["resumed"] == 100);
+
+  // Other settings than the file's: refused, naming the setting and the file; the file is kept.
+  stopped_after_first_batch(0.0);
+  fm::tools::NllEvalRequest other = request;
+  other.likelihood.steps = 8;
+  REQUIRE_THROWS_AS(fm::tools::evaluate_nll(loaded, other), fm::ConfigError);
+  REQUIRE_THROWS_WITH(fm::tools::evaluate_nll(loaded, other),
+                      progress_file + " holds the progress of a run with steps = 4, not 8 as now: run with that "
+                                      "setting to go on, or delete the file to start over");
+  other = request;
+  other.seed = 5;
+  REQUIRE_THROWS_WITH(fm::tools::evaluate_nll(loaded, other), Catch::Contains("with seed = 987654321, not 5"));
+  REQUIRE(fs::exists(progress_file));
+
+  // A damaged file: a FormatError naming it, one line.
+  auto damaged = [&](const std::string& text) {
+    std::ofstream(progress_file) << text;
+    return [&]() { fm::tools::evaluate_nll(loaded, request); };
+  };
+  REQUIRE_THROWS_AS(damaged("{\"format\": \"fmeval-nll-progress\", \"vers")(), fm::FormatError);
+  REQUIRE_THROWS_WITH(damaged("[1, 2]")(), progress_file + ": no \"format\"; expected the progress file "
+                                                         "(fmeval-nll-progress) that fmeval nll --csv keeps beside its CSV");
+  Json bad = file;
+  bad["index"][7] = 300;
+  REQUIRE_THROWS_WITH(damaged(bad.dump())(), progress_file + ": example index 300 is not one of 0 … 299");
+  bad = file;
+  bad["nll"][3] = nullptr;
+  REQUIRE_THROWS_WITH(damaged(bad.dump())(), progress_file + ": the value of example 3 is null, expected a finite number");
+  bad = file;
+  bad["nll"].erase(0);
+  REQUIRE_THROWS_WITH(damaged(bad.dump())(), Catch::Contains("must be arrays of the same length"));
+  bad = file;
+  bad["version"] = 2;
+  REQUIRE_THROWS_WITH(damaged(bad.dump())(), Catch::Contains("expected \"fmeval-nll-progress\" version 1"));
 }

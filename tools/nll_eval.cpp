@@ -32,6 +32,7 @@
 #include "flow/datasets2d.h"
 #include "flow/model_fn.h"
 #include "tools/cli_args.h"
+#include "tools/nll_progress.h"
 #include "tools/run_setup.h"
 #include "tools/sharded_sampling.h"
 #include "tools/tool_flags.h"
@@ -51,6 +52,9 @@ const char* const kNllUsage =
     "  exact for 2-D (one backward pass per dimension) and hutchinson for images (--probes per evaluation).\n"
     "  --solver dopri5 is adaptive (--rtol/--atol on the state [x, log-density]; the NFE reported is the most\n"
     "  any batch needed); the others take --steps fixed steps. --csv writes one row per example.\n"
+    "  With --csv FILE the examples finished so far are kept in FILE.partial.json after every batch: the\n"
+    "  same command started again after a stop goes on from there (other settings are refused), with the\n"
+    "  numbers of an uninterrupted run; the file is removed when FILE is written.\n"
     "  mpirun -np R fmeval nll ...: R ranks share the examples (dopri5: whole --batch batches); rank 0 prints\n"
     "  and writes the same numbers as one process.\n";
 
@@ -188,39 +192,92 @@ NllEvalResult evaluate_nll(CheckpointModel& loaded, const NllEvalRequest& reques
 
   flow::VelocityField field = flow::velocity_field_from_model(
       [&model](const Tensor& x, const Tensor& t) { return model.forward(x, t); });
+  // Examples finished in an earlier run (request.progress_file, nll_progress.h), NaN for the others.
+  NllProgress state;
+  state.values.assign(std::size_t(n), std::numeric_limits<double>::quiet_NaN());
+  if (!request.progress_file.empty()) {
+    // What every value depends on: a progress file made with other settings is refused.
+    state.settings = {{"checkpoint", std::filesystem::absolute(request.checkpoint).lexically_normal().string()},
+                      {"checkpoint_step", loaded.step},
+                      {"checkpoint_bytes", std::int64_t(std::filesystem::file_size(request.checkpoint))},
+                      {"weights", loaded.ema_weights ? "ema" : "raw"},
+                      {"device", device_name(device)},
+                      {"data", data_name},
+                      {"n", n},
+                      {"batch", request.batch},
+                      {"seed", request.seed},
+                      {"solver", options.solver},
+                      {"steps", options.steps},
+                      {"rtol", options.rtol},
+                      {"atol", options.atol},
+                      {"divergence", flow::divergence_method_name(options.divergence)},
+                      {"probe", flow::probe_distribution_name(options.probe)},
+                      {"probes", options.probes}};
+    if (load_nll_progress(request.progress_file, state)) {
+      result.resumed = state.finished();
+      if (progress) progress(cat("nll: going on from ", request.progress_file, ": ", result.resumed, " of ", n,
+                                 " examples finished earlier, ", std::lround(state.seconds), " s"));
+    }
+  }
+  const double earlier_seconds = state.seconds;
   const auto start = std::chrono::steady_clock::now();
-  std::int64_t nfe = 0;
   // Under mpirun (tools/sharded_sampling.h) this rank evaluates only its share of the examples: each
   // example's probes are keyed by its global index, and dopri5 (which steps by a whole batch's error)
-  // gets whole batches, so every value is the one a single process computes.
-  const ItemRange share = my_share(n, request.batch, options.solver == "dopri5");
-  for (std::int64_t first = 0; first < n; first += request.batch) {
-    const std::int64_t from = std::max(first, share.begin), to = std::min({first + request.batch, n, share.end});
-    if (from >= to) continue;
-    options.first_sample = from;
-    flow::LikelihoodResult batch = flow::log_likelihood(field, data.narrow(0, from, to - from).to(device), options);
-    nfe = std::max(nfe, batch.nfe);  // dopri5: batches differ; the most any needed
-    for (double log_prob : batch.log_prob.to_vector()) {
-      // Images: the discrete bound −log q_X(x) + D·log 128; 2-D: −log p in data coordinates.
-      result.per_example_nll.push_back(result.images ? -log_prob + d * std::log(128.0)
-                                                     : -(log_prob + result.normalization_log_jacobian));
+  // gets whole batches, so every value is the one a single process computes. The share is worked in
+  // pieces along the --batch grid, in rounds: in round k every rank works its k-th piece (unless the
+  // progress file has it), then the values are shared, so all ranks hold every value so far and rank 0
+  // can save them. Every rank makes as many rounds as the rank with the most pieces.
+  const bool whole_batches = options.solver == "dopri5";
+  const auto pieces_of = [&](ItemRange share) {
+    std::vector<ItemRange> pieces;
+    for (std::int64_t first = 0; first < n; first += request.batch) {
+      const ItemRange piece{std::max(first, share.begin), std::min({first + request.batch, n, share.end})};
+      if (piece.count() > 0) pieces.push_back(piece);
     }
-    if (progress) {
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      progress(share.count() == n ? cat("nll: ", to, "/", n, " examples, ", std::lround(seconds), " s")
-                                  : cat("nll: ", to - share.begin, "/", share.count(), " examples of this rank's share (",
-                                        n, " over all ranks), ", std::lround(seconds), " s"));
+    return pieces;
+  };
+  const std::vector<ItemRange> mine = pieces_of(my_share(n, request.batch, whole_batches));
+  std::size_t rounds = mine.size();
+  if (sharding_over_ranks())
+    for (int r = 0; r < dist::world_size(); ++r)
+      rounds = std::max(rounds, pieces_of(rank_share(n, request.batch, whole_batches, r, dist::world_size())).size());
+  for (std::size_t round = 0; round < rounds; ++round) {
+    std::vector<double> indices, values;  // worked by this rank in this round
+    std::int64_t nfe = 0;
+    if (round < mine.size() && !state.finished(mine[round].begin, mine[round].end)) {
+      const ItemRange piece = mine[round];
+      options.first_sample = piece.begin;
+      flow::LikelihoodResult batch =
+          flow::log_likelihood(field, data.narrow(0, piece.begin, piece.count()).to(device), options);
+      nfe = batch.nfe;
+      const std::vector<double> log_probs = batch.log_prob.to_vector();
+      for (std::int64_t i = 0; i < piece.count(); ++i) {
+        // Images: the discrete bound −log q_X(x) + D·log 128; 2-D: −log p in data coordinates.
+        const double log_prob = log_probs[std::size_t(i)];
+        indices.push_back(double(piece.begin + i));
+        values.push_back(result.images ? -log_prob + d * std::log(128.0) : -(log_prob + result.normalization_log_jacobian));
+      }
     }
+    indices = gather_over_ranks(indices);
+    values = gather_over_ranks(values);
+    state.nfe = std::max(state.nfe, std::int64_t(max_over_ranks(double(nfe))));  // dopri5: the most any batch needed
+    for (std::size_t k = 0; k < values.size(); ++k) {
+      // Checked as soon as it is known (every rank sees the same values), not after the whole run.
+      FM_CHECK(std::isfinite(values[k]), NumericError, "nll: a non-finite log-likelihood (", values[k], ") for example ",
+               std::int64_t(indices[k]), "; try more --steps");
+      state.values[std::size_t(indices[k])] = values[k];
+    }
+    const double seconds =
+        earlier_seconds + max_over_ranks(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    state.seconds = seconds;
+    if (values.empty()) continue;  // nothing new this round (all of it from the progress file)
+    if (!request.progress_file.empty() && dist::is_root()) save_nll_progress(request.progress_file, state);
+    if (progress) progress(cat("nll: ", state.finished(), "/", n, " examples, ", std::lround(seconds), " s"));
   }
-  if (sharding_over_ranks()) {
-    result.per_example_nll = gather_over_ranks(result.per_example_nll);  // in example order: shares are in rank order
-    FM_CHECK(std::int64_t(result.per_example_nll.size()) == n, ValueError, "nll over ranks: gathered ",
-             result.per_example_nll.size(), " values, expected ", n);
-    nfe = std::int64_t(max_over_ranks(double(nfe)));
-  }
-  result.seconds = max_over_ranks(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  for (double v : result.per_example_nll)
-    FM_CHECK(std::isfinite(v), NumericError, "nll: a non-finite log-likelihood (", v, "); try more --steps");
+  FM_CHECK(state.finished() == n, ValueError, "nll: ", state.finished(), " of ", n, " examples evaluated");
+  result.per_example_nll = state.values;
+  result.seconds = state.seconds;
+  const std::int64_t nfe = state.nfe;
   std::tie(result.nll, result.nll_se) = mean_and_standard_error(result.per_example_nll);
   if (result.images) {
     result.bpd = result.nll / (d * std::log(2.0));
@@ -257,6 +314,7 @@ Json NllEvalResult::to_json() const {
   if (divergence == "hutchinson") j["probes"] = probes, j["probe"] = probe;
   if (solver == "dopri5") j.erase("steps"), j["rtol"] = rtol, j["atol"] = atol;
   if (images) j["bpd"] = bpd, j["bpd_se"] = bpd_se;
+  if (resumed > 0) j["resumed"] = resumed;
   if (entropy_known) j["entropy"] = entropy, j["entropy_se"] = entropy_se, j["kl"] = kl, j["kl_se"] = kl_se;
   if (!images) j["entropy_note"] = entropy_note;
   return j;
@@ -319,6 +377,7 @@ int nll_command(int argc, char** argv) {
       return 0;
     }
   NllEvalRequest request = parse_nll_args(argc, argv);
+  if (!request.csv.empty()) request.progress_file = nll_progress_path(request.csv);
   CheckpointModel loaded = load_checkpoint_model(request.checkpoint, request.device, request.weights);
   // Under mpirun every rank ends with all the values (tools/sharded_sampling.h): rank 0 reports them.
   NllEvalResult r = evaluate_nll(loaded, request, [](const std::string& line) {
@@ -363,6 +422,7 @@ int nll_command(int argc, char** argv) {
       }
     });
     std::printf("wrote %s\n", request.csv.c_str());
+    std::filesystem::remove(request.progress_file);  // finished: the CSV holds every value now
   }
   std::printf("%s\n", r.to_json().dump().c_str());
   return 0;

@@ -29,6 +29,10 @@ struct NllEvalRequest {
   std::uint64_t seed = 987654321;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   std::string csv;  // per-example values, if set
+  // The progress file (tools/nll_progress.h; fmeval nll keeps nll_progress_path(csv) when --csv is
+  // given): examples finished in an earlier run with the same settings are taken from it, and every
+  // batch finished is added to it. Empty: none.
+  std::string progress_file;
   Device device = Device::CPU;
 };
 
@@ -49,7 +53,8 @@ struct NllEvalResult {
   int steps = 0, probes = 0;              // steps: fixed-step solvers only
   double rtol = 0, atol = 0;              // dopri5 only
   std::int64_t nfe_per_example = 0;
-  double seconds = 0;
+  double seconds = 0;                     // evaluation time, over all runs when resumed
+  std::int64_t resumed = 0;               // examples taken from the progress file
   std::vector<double> per_example_nll;   // in the order of the examples
   Json to_json() const;
 };
