@@ -1,6 +1,8 @@
 // flow/checkpoint_format.cpp — writing and restoring a training checkpoint (see checkpoint_format.h).
 #include "flow/checkpoint_format.h"
 
+#include <cmath>
+
 #include "core/error.h"
 
 namespace fm::flow {
@@ -8,6 +10,15 @@ namespace fm::flow {
 namespace {
 bool starts_with(const std::string& name, const std::string& prefix) { return name.rfind(prefix, 0) == 0; }
 }  // namespace
+
+void require_finite_weights(const nn::StateDict& state, const std::string& path, const std::string& prefix) {
+  for (const auto& [name, tensor] : state) {
+    const std::vector<double> values = tensor.to_vector();
+    for (std::size_t i = 0; i < values.size(); ++i)
+      FM_CHECK(std::isfinite(values[i]), FormatError, path, ": tensor \"", prefix, name, "\" holds ", values[i],
+               " at element ", i, "; expected finite weights (was it saved from a run that had diverged?)");
+  }
+}
 
 nn::StateDict tensors_with_prefix(const io::NamedTensors& tensors, const std::string& prefix) {
   nn::StateDict out;
@@ -44,13 +55,20 @@ RestoredTraining load_training_checkpoint(const std::string& path, const Trainin
     if (!starts_with(name, kCheckpointModelPrefix) && !starts_with(name, kCheckpointEmaPrefix) &&
         !starts_with(name, kCheckpointOptimizerPrefix))
       throw FormatError(cat(path, ": unexpected tensor \"", name, "\" in a training checkpoint"));
-  state.model.load_state_dict(tensors_with_prefix(ckpt.tensors, kCheckpointModelPrefix));
-  if (state.ema) {
-    nn::StateDict ema_state = tensors_with_prefix(ckpt.tensors, kCheckpointEmaPrefix);
-    FM_CHECK(!ema_state.empty(), FormatError, path, ": checkpoint has no EMA weights but the config uses an EMA");
-    state.ema->load_state_dict(ema_state);
+  try {  // a missing, extra or misshapen tensor (another model's checkpoint): name the file too
+    const nn::StateDict model_state = tensors_with_prefix(ckpt.tensors, kCheckpointModelPrefix);
+    require_finite_weights(model_state, path, kCheckpointModelPrefix);
+    state.model.load_state_dict(model_state);
+    if (state.ema) {
+      nn::StateDict ema_state = tensors_with_prefix(ckpt.tensors, kCheckpointEmaPrefix);
+      FM_CHECK(!ema_state.empty(), FormatError, path, ": checkpoint has no EMA weights but the config uses an EMA");
+      require_finite_weights(ema_state, path, kCheckpointEmaPrefix);
+      state.ema->load_state_dict(ema_state);
+    }
+    state.optimizer.load_state_dict(tensors_with_prefix(ckpt.tensors, kCheckpointOptimizerPrefix));
+  } catch (const ValueError& e) {
+    throw FormatError(cat(path, ": ", e.what()));
   }
-  state.optimizer.load_state_dict(tensors_with_prefix(ckpt.tensors, kCheckpointOptimizerPrefix));
   auto seed_words = ckpt.words.find(kCheckpointSeedKey);
   auto step_words = ckpt.words.find(kCheckpointStepKey);
   FM_CHECK(seed_words != ckpt.words.end() && seed_words->second.size() == 1 && step_words != ckpt.words.end() &&

@@ -62,4 +62,9 @@ RestoredTraining load_training_checkpoint(const std::string& path, const Trainin
 // The tensors whose names start with `prefix`, with the prefix removed (a state_dict to load).
 nn::StateDict tensors_with_prefix(const io::NamedTensors& tensors, const std::string& prefix);
 
+// FormatError naming the file and the tensor when a weight is NaN or infinite (a checkpoint saved from a
+// run that had diverged, or damaged): sampling from it would give NaN everywhere, training from it
+// would report a divergence of its own. `prefix` is how the names were stored ("ema." for the EMA's).
+void require_finite_weights(const nn::StateDict& state, const std::string& path, const std::string& prefix);
+
 }  // namespace fm::flow

@@ -62,7 +62,12 @@ void generate_pairs(const VelocityField& teacher, const SourceBatch& source, con
   const std::map<std::string, std::string> wanted = recipe.metadata();
   std::string difference;
   if (std::filesystem::exists(path)) {
-    ReflowPairs existing = load_pairs(path);
+    ReflowPairs existing;
+    try {
+      existing = load_pairs(path);
+    } catch (const FormatError& e) {
+      throw FormatError(cat("a file that is not a pairs file is in the way (", e.what(), "); remove it or choose another path"));
+    }
     FM_CHECK(same_recipe(existing.metadata, wanted, difference), ValueError, path,
              ": a pairs file made with another recipe is in the way (", difference, "); remove it or choose another path");
     // Parts left by a run killed between writing the joined file and removing them.
@@ -105,7 +110,13 @@ void generate_pairs(const VelocityField& teacher, const SourceBatch& source, con
 }
 
 ReflowPairs load_pairs(const std::string& path) {
-  io::LoadedTensors loaded = io::load_safetensors(path);
+  // Read as a checkpoint would be (its 64-bit words too), so that one given here by mistake is named
+  // for what it is rather than refused for a word's dtype.
+  io::LoadedCheckpoint loaded = io::load_safetensors_with_words(path);
+  FM_CHECK(!loaded.metadata.count("config"), FormatError, path,
+           ": a training checkpoint, not a pairs file (make pairs from a teacher with fmreflow --teacher ", path, ")");
+  FM_CHECK(loaded.words.empty(), FormatError, path, ": not a pairs file: it holds 64-bit words (\"",
+           loaded.words.begin()->first, "\"), expected only float32 x0 and x1");
   auto need = [&](const char* name) -> Tensor {
     auto it = loaded.tensors.find(name);
     if (it == loaded.tensors.end()) throw FormatError(cat(path, ": not a pairs file: no tensor '", name, "'"));

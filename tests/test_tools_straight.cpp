@@ -27,6 +27,7 @@
 #include "tools/straight_eval.h"
 #include "tools/train_run.h"
 
+#include "child_process.h"
 #include "classifier_fixtures.h"
 #include "fmtrain_runs.h"
 #include "png_test_util.h"
@@ -368,4 +369,32 @@ TEST_CASE("the straight-path configs resolve", "[tools][straight]") {
     const bool on_pairs = !resolved["data"]["pairs"].get<std::string>().empty();
     REQUIRE(on_pairs == !resolved["train"]["init_from"].get<std::string>().empty());
   }
+}
+
+TEST_CASE("fmeval straight names its trajectory pictures by a file-safe label, the default one a path",
+          "[tools][straight]") {
+  const fs::path dir = scratch_dir("trajectory_names");
+  const fs::path cfg = write_config(dir / "cfg", tiny_moons());
+  REQUIRE(fm::test::train_run(cfg, dir / "run") == 0);
+  const std::string checkpoint = fs::absolute(dir / "run" / "checkpoint.safetensors").string();
+  fs::create_directories(dir / "pictures");
+  fm::test::SpawnOptions options;
+  options.stderr_path = (dir / "stderr").string();
+  options.timeout_seconds = 120;
+  const std::vector<std::string> common = {"straight", checkpoint, "--n", "20", "--nfe", "1", "--tolerance", "0",
+                                           "--repeats", "1", "--trajectories", (dir / "pictures" / "paths").string()};
+  // The default label is the checkpoint's path: its folders become '_', its leading '/' and its
+  // .safetensors ending go (the pictures used to be asked for under a folder that does not exist).
+  REQUIRE(fm::test::spawn(fm::test::tool_path("fmeval").string(), common, options).wait() == 0);
+  std::string safe = checkpoint.substr(1, checkpoint.size() - 1 - std::string(".safetensors").size());
+  for (char& c : safe)
+    if (c == '/') c = '_';
+  CHECK(fs::exists(dir / "pictures" / ("paths_" + safe + ".png")));
+  CHECK(fs::exists(dir / "pictures" / ("paths_" + safe + ".gif")));
+  // A label of the user's with a separator and a space: both become '_'.
+  std::vector<std::string> labelled = common;
+  labelled.insert(labelled.end(), {"--labels", "1-RF/teacher run"});
+  REQUIRE(fm::test::spawn(fm::test::tool_path("fmeval").string(), labelled, options).wait() == 0);
+  CHECK(fs::exists(dir / "pictures" / "paths_1-RF_teacher_run.png"));
+  CHECK(fs::exists(dir / "pictures" / "paths_1-RF_teacher_run.gif"));
 }

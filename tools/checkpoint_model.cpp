@@ -27,8 +27,12 @@ CheckpointModel load_checkpoint_model(const std::string& path, Device device, co
   out.ema_weights = weights == "ema" && !ema_state.empty();
   nn::StateDict state = out.ema_weights ? ema_state : nn::StateDict{};
   // EMA shadows cover parameters only; buffers (if any) come from the raw model state.
+  nn::StateDict raw_part;
   for (const auto& [name, t] : flow::tensors_with_prefix(ckpt.tensors, flow::kCheckpointModelPrefix))
-    if (!state.count(name)) state[name] = t;
+    if (!state.count(name)) raw_part[name] = t;
+  if (out.ema_weights) flow::require_finite_weights(ema_state, path, flow::kCheckpointEmaPrefix);
+  flow::require_finite_weights(raw_part, path, flow::kCheckpointModelPrefix);
+  state.insert(raw_part.begin(), raw_part.end());
   try {
     out.model->load_state_dict(state);
   } catch (const ValueError& e) {  // a missing, extra or misshapen tensor: name the file too

@@ -20,6 +20,7 @@
 #include "nn/optim.h"
 #include "tools/checkpoint_model.h"
 #include "tools/conditional_sampling.h"
+#include "tools/output_files.h"
 #include "tools/progress.h"
 #include "tools/run_setup.h"
 
@@ -217,10 +218,8 @@ LoadedClassifier load_classifier(const std::string& path, Device device) {
 
 TrainClassifierResult train_and_save_classifier(const TrainClassifierRequest& request,
                                                 const std::function<void(const std::string&)>& log) {
-  // Check the destination before minutes of training: its folder must exist.
-  const fs::path out_dir = fs::path(request.out_path).parent_path();
-  FM_CHECK(out_dir.empty() || fs::is_directory(out_dir), IOError, "--out: folder ", out_dir.string(),
-           " does not exist");
+  // Check the destination before minutes of training.
+  check_output_files({{"--out", request.out_path}});
   LabelledImages train = load_fashion_mnist(request.data_dir, "train", request.train_limit);
   LabelledImages test = load_fashion_mnist(request.data_dir, "t10k", request.test_limit);
   const Shape example = {request.architecture.in_channels, request.architecture.image_size,

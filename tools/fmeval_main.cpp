@@ -27,6 +27,8 @@
 // examples) over the ranks (tools/sharded_sampling.h); every rank gets all the samples, computes the
 // same metrics from them, and rank 0 alone prints and writes: the numbers are one process's.
 // train-classifier and straight refuse to run on more than one rank.
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -41,6 +43,7 @@
 #include "tools/eval_classifier.h"
 #include "tools/guidance_eval.h"
 #include "tools/nll_eval.h"
+#include "tools/output_files.h"
 #include "tools/quality_sweep.h"
 #include "tools/ranks.h"
 #include "tools/run_setup.h"
@@ -83,7 +86,8 @@ const char* kUsage =
     "  --png plots the distance against NFE for all checkpoints, --trajectories writes PREFIX_<label>.png path\n"
     "  pictures (2-D: 96 Euler paths over the data, and PREFIX_<label>.gif, the points travelling along them;\n"
     "  images: 8 paths, x_t over t = 0..1 and under it the endpoint x_t + (1-t) v predicts, and\n"
-    "  PREFIX_<label>.gif, the same 8 paths over 21 times).\n"
+    "  PREFIX_<label>.gif, the same 8 paths over 21 times); in file names a label keeps letters, digits, '.',\n"
+    "  '-' and '_' (others become '_') and loses a .safetensors ending (the default label is the path).\n"
     "  Prints the Frechet distance between classifier features of n samples and of n real t10k images,\n"
     "  and the floor: the same distance between n real train images and those t10k images (mean and\n"
     "  spread over --floor-draws draws of train images; a model within that spread is as good as real data).\n"
@@ -99,6 +103,27 @@ const char* kUsage =
 // Progress on stderr, from rank 0 only under mpirun (every rank does the same work).
 void print_line(const std::string& line) {
   if (fm::dist::is_root()) std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+// The output files named by those of `flags` that were given (tools/output_files.h checks them).
+std::vector<fm::tools::NamedFile> given_outputs(const fm::tools::CliArgs& args, const std::vector<std::string>& flags) {
+  std::vector<fm::tools::NamedFile> files;
+  for (const std::string& flag : flags)
+    if (args.has(flag)) files.push_back({flag, args.get(flag, "")});
+  return files;
+}
+
+// A label as part of a file name: characters other than letters, digits, '.', '-' and '_' become '_'
+// (a checkpoint's path, the default label, has folder separators), and a ".safetensors" ending goes.
+std::string file_name_part(std::string label) {
+  const std::string ending = ".safetensors";
+  if (label.size() > ending.size() && label.compare(label.size() - ending.size(), ending.size(), ending) == 0)
+    label.resize(label.size() - ending.size());
+  for (char& c : label)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '_';
+  // No leading '_' (a path's first '/') or '.' (a hidden file).
+  label.erase(0, std::min(label.size(), label.find_first_not_of("._")));
+  return label.empty() ? std::string("model") : label;
 }
 
 // Under mpirun with more than one rank, a subcommand that does not split its work refuses in one line:
@@ -256,6 +281,16 @@ int straight_command(int argc, char** argv) {
   request.classifier = args.get("--classifier", "");
   request.data_dir = args.get("--data-dir", tools::kFashionMnistDir);
   const std::string csv = args.get("--csv", ""), png = args.get("--png", ""), trajectories = args.get("--trajectories", "");
+  // Every file is written after hours of work: one that cannot be written, or that is an input, is found now.
+  // The trajectory pictures are named TRAJECTORIES_<label>.png and .gif, the label made file-safe.
+  std::vector<tools::NamedFile> outputs = given_outputs(args, {"--csv", "--png"});
+  if (args.has("--trajectories"))
+    for (const std::string& label : labels)
+      for (const char* ending : {".png", ".gif"})
+        outputs.push_back({"--trajectories", cat(trajectories, "_", file_name_part(label), ending)});
+  std::vector<tools::NamedFile> inputs = {{"--classifier", request.classifier}};
+  for (const std::string& checkpoint : checkpoints) inputs.push_back({"a checkpoint", checkpoint});
+  tools::check_output_files(outputs, inputs);
   const Device device = tools::pick_device(args.get("--device", "auto"));
   if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));
 
@@ -282,17 +317,17 @@ int straight_command(int argc, char** argv) {
     results.push_back({labels[i], tools::evaluate_straightness(loaded, request, kept_paths)});
     const tools::StraightEvalResult& r = results.back().result;
     if (!trajectories.empty()) {
-      const std::string file = cat(trajectories, "_", labels[i], ".png");
+      const std::string file = cat(trajectories, "_", file_name_part(labels[i]), ".png");
       if (images) {
         tools::write_image_paths_png(file, r);
-        const std::string animation = cat(trajectories, "_", labels[i], ".gif");
+        const std::string animation = cat(trajectories, "_", file_name_part(labels[i]), ".gif");
         tools::write_image_paths_gif(animation, r, labels[i]);
         std::printf("wrote %s\n", animation.c_str());
       } else {
         Generator data_gen(request.seed + 2000);
         const Tensor data = tools::build_toy_distribution(loaded.config)->sample(1000, data_gen);
         tools::write_trajectory_png(file, r, data, cat(labels[i], ": 96 Euler paths, S = ", r.straightness));
-        const std::string animation = cat(trajectories, "_", labels[i], ".gif");
+        const std::string animation = cat(trajectories, "_", file_name_part(labels[i]), ".gif");
         tools::write_trajectory_gif(animation, r, data, labels[i]);
         std::printf("wrote %s\n", animation.c_str());
       }
@@ -360,11 +395,11 @@ int guidance_command(int argc, char** argv) {
   request.classifier = args.get("--classifier", "");
   request.data_dir = args.get("--data-dir", tools::kFashionMnistDir);
   const std::string csv = args.get("--csv", ""), png = args.get("--png", "");
-  // The files are written after all the sampling: a missing folder is found now, not after the work.
-  for (const auto& [flag, file] : {std::pair{"--csv", csv}, std::pair{"--png", png}}) {
-    const std::filesystem::path folder = std::filesystem::path(file).parent_path();
-    FM_CHECK(file.empty() || folder.empty() || std::filesystem::is_directory(folder), IOError, flag, ": folder ",
-             folder.string(), " does not exist");
+  // The files are written after all the sampling: one that cannot be written is found now, not after the work.
+  if (dist::is_root()) {
+    std::vector<tools::NamedFile> outputs = given_outputs(args, {"--csv", "--png"});
+    if (!png.empty()) outputs.push_back({"--png (its _distance picture)", tools::guidance_distance_png_path(png)});
+    tools::check_output_files(outputs, {{"the checkpoint", request.checkpoint_path}, {"--classifier", request.classifier}});
   }
   request.device = tools::pick_device(args.get("--device", "auto"));
   if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));

@@ -27,6 +27,7 @@
 #include "tools/checkpoint_model.h"
 #include "tools/cli_args.h"
 #include "tools/conditional_sampling.h"
+#include "tools/output_files.h"
 #include "tools/ranks.h"
 #include "tools/run_setup.h"
 #include "tools/sharded_sampling.h"
@@ -77,13 +78,6 @@ int main(int argc, char** argv) {
                                                   : sample["seed"].get<std::uint64_t>();
     std::string out = args.get("--out", "samples.png");
     std::string npy = args.get("--npy", std::filesystem::path(out).replace_extension(".npy").string());
-    // Both files are written after sampling: a missing folder found then would leave the .npy without
-    // its picture (or fail only after the work).
-    for (const auto& [flag, file] : {std::pair{"--out", out}, std::pair{"--npy", npy}}) {
-      const std::filesystem::path folder = std::filesystem::path(file).parent_path();
-      FM_CHECK(folder.empty() || std::filesystem::is_directory(folder), IOError, flag, ": folder ", folder.string(),
-               " does not exist");
-    }
 
     const bool conditional = loaded.model->num_classes() > 0;
     const int classes = loaded.model->num_classes();
@@ -96,6 +90,11 @@ int main(int argc, char** argv) {
     const bool grid_by_class = args.has("--grid-by-class");
     const std::string labels_npy =
         std::filesystem::path(npy).replace_extension("").string() + "_labels.npy";
+    // The files are written after sampling: one that cannot be written, found then, would cost the
+    // work or leave the .npy without its picture; one that is the checkpoint would destroy it.
+    std::vector<tools::NamedFile> outputs = {{"--out", out}, {args.has("--npy") ? "--npy" : "--npy (from --out)", npy}};
+    if (conditional) outputs.push_back({"the labels file beside --npy", labels_npy});
+    if (dist::is_root()) tools::check_output_files(outputs, {{"--checkpoint", checkpoint}});
 
     std::unique_ptr<flow::OdeSolver> solver = tools::build_solver(sample);
     bool points = tools::is_2d_dataset(loaded.config["data"]["name"]);

@@ -247,6 +247,11 @@ std::string guidance_table(const GuidanceEvalResult& result) {
   return out;
 }
 
+std::string guidance_distance_png_path(const std::string& png_path) {
+  const std::filesystem::path p(png_path);
+  return (p.parent_path() / (p.stem().string() + "_distance" + p.extension().string())).string();
+}
+
 std::vector<std::string> write_guidance_outputs(const GuidanceEvalResult& result, const std::string& csv_path,
                                                 const std::string& png_path) {
   std::vector<std::string> files;
@@ -298,8 +303,7 @@ std::vector<std::string> write_guidance_outputs(const GuidanceEvalResult& result
     options.y_label = result.hit_name;
     io::write_line_plot_png(png_path, hit_series, options);
     files.push_back(png_path);
-    const std::filesystem::path p(png_path);
-    const std::string distance_path = (p.parent_path() / (p.stem().string() + "_distance" + p.extension().string())).string();
+    const std::string distance_path = guidance_distance_png_path(png_path);
     options.title = cat(result.distance_name, " to real data vs guidance w (", result.n_per_class, "/class)");
     options.y_label = result.distance_name;
     io::write_line_plot_png(distance_path, {distance, floor}, options);

@@ -67,6 +67,9 @@ GuidanceEvalResult evaluate_guidance(CheckpointModel& loaded, const GuidanceEval
 
 // The table fmeval prints (markdown): one line per weight with the overall numbers, then per class.
 std::string guidance_table(const GuidanceEvalResult& result);
+// The second picture write_guidance_outputs makes beside --png: PNG's stem + "_distance", same folder.
+std::string guidance_distance_png_path(const std::string& png_path);
+
 // CSV (weight,class,n,<hit>,<distance>,<distance>_floor; class "all" for the overall rows) and the
 // trade-off as two line plots (the line plotter has one y axis): `png_path` has the hit fraction against
 // w (overall and per class; with more than nine classes overall, worst and best class, as the plot's

@@ -33,6 +33,7 @@
 #include "flow/model_fn.h"
 #include "tools/cli_args.h"
 #include "tools/nll_progress.h"
+#include "tools/output_files.h"
 #include "tools/run_setup.h"
 #include "tools/sharded_sampling.h"
 #include "tools/tool_flags.h"
@@ -362,10 +363,10 @@ NllEvalRequest parse_nll_args(int argc, char** argv) {
            "\", expected ema or raw");
   request.data_dir = args.get("--data-dir", request.data_dir);
   request.csv = args.get("--csv", "");
-  // The CSV is written after all the work: a missing folder is found now, not after it.
-  const std::filesystem::path csv_folder = std::filesystem::path(request.csv).parent_path();
-  FM_CHECK(request.csv.empty() || csv_folder.empty() || std::filesystem::is_directory(csv_folder), IOError,
-           "--csv: folder ", csv_folder.string(), " does not exist");
+  // The CSV (and its progress file) is written after the work: a path that cannot be written, or that
+  // is the checkpoint, is found now.
+  if (args.has("--csv") && dist::is_root())
+    check_output_files({{"--csv", request.csv}}, {{"the checkpoint", request.checkpoint}});
   request.device = pick_device(args.get("--device", "auto"));
   return request;
 }

@@ -9,6 +9,7 @@
 #include "flow/reflow_pairs.h"
 #include "flow/source.h"
 #include "tools/checkpoint_model.h"
+#include "tools/output_files.h"
 #include "tools/run_setup.h"
 
 namespace fm::tools {
@@ -28,9 +29,8 @@ std::string fingerprint(const std::string& path) {
 
 void make_reflow_pairs(const ReflowPairsRequest& request,
                        const std::function<void(std::int64_t done, std::int64_t total)>& progress) {
-  const std::filesystem::path folder = std::filesystem::path(request.out).parent_path();
-  FM_CHECK(folder.empty() || std::filesystem::is_directory(folder), IOError, "--out: folder ", folder.string(),
-           " does not exist");
+  // An existing --out is a pairs file to go on with (read below); the teacher is never one.
+  check_output_files({{"--out", request.out}}, {{"--teacher", request.teacher}});
   FM_CHECK(request.solver != "dopri5", ConfigError,
            "--solver: dopri5 picks its own steps; use a fixed-step solver (euler, midpoint, heun, rk4)");
   CheckpointModel teacher = load_checkpoint_model(request.teacher, request.device, request.weights);

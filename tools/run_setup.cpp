@@ -154,6 +154,8 @@ nn::LRSchedule build_lr_schedule(const Json& config) {
   schedule.total_steps = train.at("steps");
   schedule.final_lr = 0.0;
   // Checked here with the config's own key names (LRSchedule::validate names its fields).
+  FM_CHECK(schedule.base_lr > 0, ConfigError, "train.lr: got ", schedule.base_lr,
+           ", expected a positive learning rate (at most 10)");
   FM_CHECK(schedule.kind != nn::LRSchedule::Kind::Cosine || schedule.warmup_steps < schedule.total_steps,
            ConfigError, "train.warmup_steps: got ", schedule.warmup_steps, ", expected fewer than train.steps (",
            schedule.total_steps, ") with train.lr_schedule \"cosine\"");
@@ -168,6 +170,33 @@ std::unique_ptr<flow::OdeSolver> build_solver(const Json& sample) {
   options.adaptive.atol = sample.at("atol");
   return flow::make_solver(sample.at("solver"), options);
 }
+
+namespace {
+
+// The model against the data before anything is written: one forward pass, without gradients, on two
+// zero examples of the data's shape. A model of another input size, channel count or resolution (or
+// one whose output differs from its input) is refused here in one line that names the config's
+// sections, not at the first training step, after the run directory exists.
+void check_model_fits_data(nn::VelocityModel& model, const flow::TrainingData& data, const Json& config) {
+  const Tensor any_parameter = model.parameters().front();  // a copy: parameters() returns a new vector
+  Shape shape = data.example_shape();
+  shape.insert(shape.begin(), 2);
+  const Tensor x = Tensor::zeros(shape, any_parameter.dtype(), any_parameter.device());
+  const Tensor t = Tensor::zeros({2}, any_parameter.dtype(), any_parameter.device());
+  const std::string what = cat("the model (", config["model"].dump(), ") does not fit the data (", data.describe(),
+                               ", examples of shape ", shape_str(data.example_shape()), ")");
+  Tensor v;
+  try {
+    NoGradGuard no_grad;
+    v = model.forward(x, t);
+  } catch (const ShapeError& e) {
+    throw ConfigError(cat(what, ": ", e.what(), "; expected model settings that match the data"));
+  }
+  FM_CHECK(v.shape() == x.shape(), ConfigError, what, ": its velocity for a batch ", shape_str(x.shape()), " is ",
+           shape_str(v.shape()), ", expected the input's shape (model.out_channels must equal model.in_channels)");
+}
+
+}  // namespace
 
 RunObjects build_run_objects(const Json& config, Device device, bool initialise_from_checkpoint) {
   const Json& train = config["train"];
@@ -193,6 +222,7 @@ RunObjects build_run_objects(const Json& config, Device device, bool initialise_
   if (const auto* pairs = dynamic_cast<const flow::PairEpochs*>(objects.data.get()))
     FM_CHECK(batch_size <= pairs->size(), ConfigError, "train.batch_size: ", batch_size, " is larger than the ",
              pairs->size(), " pairs in ", config["data"]["pairs"].get<std::string>(), " (expected at most that many)");
+  check_model_fits_data(*objects.model, *objects.data, config);
   objects.optimizer = build_optimizer(config, *objects.model);
   if (train["ema_decay"].get<double>() > 0)
     objects.ema = std::make_unique<nn::EMA>(*objects.model, train["ema_decay"].get<double>());

@@ -145,6 +145,11 @@ def make_checkpoints(good_path):
     wider["model"]["hidden_width"] = 2 * wider["model"]["hidden_width"]
     out["shape_mismatch"] = encode_safetensors(dict(metadata, config=json.dumps(wider)), tensors)
     out["metadata_not_string"] = _metadata_number(metadata, tensors)
+    # A run saved after it had diverged: a NaN in the first weight, raw and EMA copies alike.
+    nan_names = {first_weight, "ema." + first_weight[len("model."):]}
+    out["nan_weight"] = encode_safetensors(metadata, [
+        (name, dtype, shape, struct.pack("<I", 0x7FC00000) + payload[4:] if name in nan_names else payload)
+        for name, dtype, shape, payload in tensors])
     # Not broken: a class-conditional model (the refusals of --class, --grid-by-class, guidance weights).
     out["conditional"] = _conditional_file(metadata, tensors, first_weight[len("model."):])
     for name, data in out.items():
