@@ -51,7 +51,8 @@ std::string CliArgs::get(const std::string& flag, const std::string& fallback) c
 
 std::string CliArgs::required(const std::string& flag) const {
   auto it = values_.find(flag);
-  FM_CHECK(it != values_.end() && !it->second.empty(), ConfigError, flag, ": required");
+  FM_CHECK(it != values_.end(), ConfigError, flag, ": required");
+  FM_CHECK(!it->second.empty(), ConfigError, flag, ": got an empty value, expected one after it");
   return it->second;
 }
 

@@ -398,7 +398,8 @@ FrechetEvalResult run_frechet_evaluation(const FrechetEvalRequest& request,
              ShapeError, request.samples_path, ": samples ", shape_str(samples.shape()), ", expected [N, ",
              example[0], ", ", example[1], ", ", example[2], "]");
     FM_CHECK(samples.size(0) >= request.n, ConfigError, request.samples_path, " holds ", samples.size(0),
-             " samples, fewer than --n ", request.n, " (pass --n ", samples.size(0), ")");
+             " samples, fewer than --n ", request.n,
+             samples.size(0) >= 2 ? cat(" (pass --n ", samples.size(0), ")") : std::string(" (expected at least 2)"));
     samples = samples.narrow(0, 0, request.n).to(DType::Float32).contiguous();
   } else {
     CheckpointModel loaded = load_checkpoint_model(request.checkpoint, request.device, request.weights);

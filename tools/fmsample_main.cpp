@@ -44,7 +44,8 @@ const char* kUsage =
     "  class-conditional models (model.num_classes > 0) sample with classifier-free guidance\n"
     "    v = (1 + W) v(x, t, y) - W v(x, t, null), both branches in one batched forward (--guidance 0, the\n"
     "    default, is plain conditional sampling); --class K: all --n samples of class K; --grid-by-class:\n"
-    "    one row per class of --n / classes samples each, row k from the same source noise as every other\n"
+    "    one row per class of --n / classes samples each (rounded down; --n at least the number of classes),\n"
+    "    row k from the same source noise as every other\n"
     "    row (rows differ only by the label); neither: labels drawn uniformly from --seed. The labels go to\n"
     "    NPY_labels.npy beside --npy (float32 class indices); a 2-D picture is coloured by asked class.\n"
     "    For an unconditional model these three flags are an error.\n"
@@ -88,6 +89,8 @@ int main(int argc, char** argv) {
              "--class and --grid-by-class: give one (all samples of one class, or one row per class)");
     const int asked_class = args.has("--class") ? int(args.integer("--class", 0, classes - 1)) : -1;
     const bool grid_by_class = args.has("--grid-by-class");
+    FM_CHECK(!grid_by_class || n >= classes, ConfigError, "--n ", n, " with --grid-by-class: one row per class needs at "
+             "least one sample for each of the ", classes, " classes; expected --n >= ", classes);
     const std::string labels_npy =
         std::filesystem::path(npy).replace_extension("").string() + "_labels.npy";
     // The files are written after sampling: one that cannot be written, found then, would cost the

@@ -72,7 +72,8 @@ QualitySweepResult run_quality_sweep(const QualitySweepRequest& request,
                                      const std::function<void(const std::string&)>& log) {
   // ---- cheap checks first ----
   const fs::path run_dir = request.run_dir;
-  FM_CHECK(fs::is_directory(run_dir), IOError, "sweep: run directory ", request.run_dir, " does not exist");
+  FM_CHECK(fs::is_directory(run_dir), IOError, "sweep: run directory ", request.run_dir,
+           fs::exists(run_dir) ? " is a file, expected the folder of an fmtrain run" : " does not exist");
   const fs::path final_checkpoint = run_dir / "checkpoint.safetensors";
   FM_CHECK(fs::is_regular_file(final_checkpoint), IOError, "sweep: ", final_checkpoint.string(),
            " does not exist (fmtrain writes it; is ", request.run_dir, " a run directory?)");
