@@ -13,7 +13,9 @@
 #include <iomanip>
 #include <limits>
 #include <map>
+#include <set>
 #include <sstream>
+#include <vector>
 
 #include "core/error.h"
 #include "flow/scheduler.h"
@@ -317,15 +319,21 @@ namespace {
 // copies and dumps recursively, so 100,000 nested '[' (or key parts) would overflow the stack later.
 constexpr int kMaxConfigDepth = 64;
 
-// Json::parse refusing nesting beyond kMaxConfigDepth with a ConfigError naming `what`.
+// Json::parse refusing nesting beyond kMaxConfigDepth, and a key given twice in one object (JSON
+// parsers keep the last; a config with "steps" twice says two things), with a ConfigError naming `what`.
 Json parse_depth_limited(std::string_view text, const std::string& what) {
-  auto limit_depth = [&](int depth, Json::parse_event_t event, Json&) {
+  std::vector<std::set<std::string>> keys_of_open_objects;
+  auto check = [&](int depth, Json::parse_event_t event, Json& parsed) {
     if ((event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start) &&
         depth >= kMaxConfigDepth)
       throw ConfigError(cat(what, ": JSON nested more than ", kMaxConfigDepth, " levels deep, expected sections of values"));
+    if (event == Json::parse_event_t::object_start) keys_of_open_objects.emplace_back();
+    if (event == Json::parse_event_t::object_end) keys_of_open_objects.pop_back();
+    if (event == Json::parse_event_t::key && !keys_of_open_objects.back().insert(parsed.get<std::string>()).second)
+      throw ConfigError(cat(what, ": the key \"", parsed.get<std::string>(), "\" appears twice in one object, expected each once"));
     return true;
   };
-  return Json::parse(text, limit_depth);
+  return Json::parse(text, check);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@ TrainRequest parse_train_args(int argc, char** argv) {
     std::string arg = argv[i];
     auto value = [&](const char* flag) -> std::string {
       if (i + 1 >= argc) throw ConfigError(cat(flag, ": expected a value after it"));
+      if (argv[i + 1][0] == '\0') throw ConfigError(cat(flag, ": got an empty value, expected one after it"));
       return argv[++i];
     };
     if (arg == "--help" || arg == "-h") {

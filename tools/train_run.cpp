@@ -120,6 +120,11 @@ ResolvedRun resolve_run(const TrainRequest& request) {
     run.config["output"]["dir"] = dir;
     FM_CHECK(!fs::exists(run.paths.config()) && !fs::exists(run.paths.checkpoint()), ConfigError, "output directory ",
              dir, " already holds a run; continue it with --resume ", dir, " or choose another with --out");
+    // A folder that is not a run may be used, but not over files of its own that the run would replace.
+    for (const fs::path& file : {run.paths.metrics(), run.paths.loss_png(), run.paths.samples_npy(),
+                                 run.paths.samples_png(), run.paths.summary()})
+      FM_CHECK(!fs::exists(file), ConfigError, "output directory ", dir, " holds ", file.filename().string(),
+               " but no run (no config.json); expected a new folder, or one without the files a run writes");
   }
   return run;
 }
