@@ -118,6 +118,12 @@ std::string shapes_text(const OpCase& op_case) {
                         : shape_str(op_case.x_shape);
 }
 
+// Whether --filter (empty: everything) selects the row "OP SHAPES MODE".
+bool row_selected(const OpCase& op_case, Mode mode, const std::string& filter) {
+  return filter.empty() ||
+         cat(op_case.op, " ", shapes_text(op_case), " ", mode_name(mode)).find(filter) != std::string::npos;
+}
+
 }  // namespace
 
 int run_cpu_ops(const CpuOpsOptions& requested) {
@@ -126,6 +132,13 @@ int run_cpu_ops(const CpuOpsOptions& requested) {
     options.repeats = 3;
     options.seconds_per_repeat = 0.0002;
   }
+  // A --filter that matches no row is a typo, not an empty measurement.
+  bool any_selected = false;
+  for (const OpCase& op_case : op_cases())
+    for (Mode mode : {Mode::NoGrad, Mode::Recording, Mode::Backward})
+      any_selected = any_selected || row_selected(op_case, mode, options.filter);
+  FM_CHECK(any_selected, ConfigError, "--filter \"", options.filter, "\": no row matches (rows are named \"OP SHAPES MODE\", "
+           "e.g. \"", op_cases().front().op, " ", shapes_text(op_cases().front()), " ", mode_name(Mode::NoGrad), "\")");
   std::FILE* csv = nullptr;
   if (!options.csv_path.empty()) {
     csv = std::fopen(options.csv_path.c_str(), "w");
@@ -142,9 +155,7 @@ int run_cpu_ops(const CpuOpsOptions& requested) {
   for (const OpCase& op_case : op_cases()) {
     for (Mode mode : {Mode::NoGrad, Mode::Recording, Mode::Backward}) {
       const std::string shapes = shapes_text(op_case);
-      if (!options.filter.empty() &&
-          cat(op_case.op, " ", shapes, " ", mode_name(mode)).find(options.filter) == std::string::npos)
-        continue;
+      if (!row_selected(op_case, mode, options.filter)) continue;
       Row row(op_case, mode);
       row.time(1);  // warm-up: first allocations, first-touch of the code
       std::int64_t iterations = options.iterations;

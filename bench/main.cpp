@@ -212,6 +212,10 @@ int main(int argc, char** argv) {
     if (name == "plot") {
       if (!args.has("--csv") || !args.has("--out"))
         throw ConfigError("fmbench plot: expected --csv FILE (written by fmbench --csv) and --out PREFIX");
+      const std::string prefix = args.get("--out", "");
+      if (prefix.empty() || prefix.back() == '/')
+        throw ConfigError(cat("fmbench plot: --out \"", prefix, "\" is not a file-name prefix; expected one such as DIR/lab "
+                              "(it writes DIR/lab_bandwidth.png and DIR/lab_vs_library.png)"));
       // --csv A,B: B's rows replace A's of the same op, shape, pass and version.
       std::vector<std::string> csv_paths;
       const std::string list = args.get("--csv", "");
@@ -252,7 +256,9 @@ int main(int argc, char** argv) {
     csv_path = args.get("--csv", "");
     options.filter = args.get("--filter", "");
   } catch (const Error& e) {
-    std::fprintf(stderr, "%s\n", e.what());
+    // One line that names the tool, as every tool's refusals do (some messages name it already).
+    const std::string message = e.what();
+    std::fprintf(stderr, "%s%s\n", message.rfind("fmbench", 0) == 0 ? "" : "fmbench: ", message.c_str());
     return 2;
   }
 
