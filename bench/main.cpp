@@ -248,7 +248,7 @@ int main(int argc, char** argv) {
     if (args.has("--repeats")) options.repeats = int(args.integer("--repeats", 1, 100000));
     if (args.has("--seconds-per-version"))
       options.seconds_per_version = args.number("--seconds-per-version", 0.001, 3600);
-    if (args.has("--seed")) options.seed = std::uint64_t(args.integer("--seed", 0, 1LL << 53));
+    if (args.has("--seed")) options.seed = args.seed();
     if (args.has("--steps")) options.unet_steps = int(args.integer("--steps", 1, 1000000));
     if (args.has("--warmup-steps")) options.unet_warmup = int(args.integer("--warmup-steps", 0, 1000000));
     if (options.small_shapes) options.unet_batch = 32;

@@ -2,12 +2,17 @@
 // missing values and malformed numbers are one-line ConfigErrors naming the flag. fuzz/fuzz_cli_args.cpp
 // feeds it arbitrary argument vectors with each tool's flag set.
 #pragma once
+#include <cstdint>
 #include <map>
 #include <set>
 #include <string>
 #include <vector>
 
 namespace fm::tools {
+
+// The largest seed a tool or a config takes: 2^53 − 1, the largest n for which n and n + 1 are both
+// exact doubles (JSON numbers often are doubles), so a seed means the same to every reader of a config.
+constexpr long long kMaxSeed = (1LL << 53) - 1;
 
 class CliArgs {
  public:
@@ -18,6 +23,7 @@ class CliArgs {
   std::string required(const std::string& flag) const;
   long long integer(const std::string& flag, long long min, long long max) const;
   double number(const std::string& flag, double min, double max) const;
+  std::uint64_t seed(const std::string& flag = "--seed") const { return std::uint64_t(integer(flag, 0, kMaxSeed)); }
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:

@@ -26,6 +26,7 @@
 #include "flow/time_sampler.h"
 #include "nn/mlp.h"
 #include "nn/unet.h"
+#include "tools/cli_args.h"
 
 namespace fm::tools {
 namespace {
@@ -62,7 +63,7 @@ const std::vector<KeySpec>& schema() {
       {"train.steps", KeyType::Integer, 5000, 1, 1e9, {}, "optimisation steps"},
       {"train.batch_size", KeyType::Integer, 1024, 1, 1e6, {}, "examples per step"},
       {"train.lr", KeyType::Number, 1e-3, 0, 10, {}, "peak learning rate"},
-      {"train.seed", KeyType::Integer, 0, 0, 9.007199254740991e15, {}, "seed for initialisation, data order, noise and times"},
+      {"train.seed", KeyType::Integer, 0, 0, double(kMaxSeed), {}, "seed for initialisation, data order, noise and times"},
       {"train.optimizer", KeyType::String, "adam", -kInf, kInf, {"adam", "adamw", "sgd"}, "optimiser"},
       {"train.coupling", KeyType::String, "independent", -kInf, kInf, flow::coupling_names(), "pairing of x0 and x1 in a batch: as drawn, the exact minibatch OT assignment, or Sinkhorn draws"},
       {"train.sinkhorn_epsilon", KeyType::Number, 0.05, 1e-4, 10, {}, "sinkhorn: entropic regularisation, relative to the batch's mean squared distance"},
@@ -92,7 +93,7 @@ const std::vector<KeySpec>& schema() {
       {"sample.atol", KeyType::Number, 1e-5, 1e-12, 1, {}, "dopri5: absolute tolerance"},
       {"sample.n", KeyType::Integer, 2000, 1, 1e7, {}, "samples drawn at the end of training"},
       {"sample.use_ema", KeyType::Bool, true, -kInf, kInf, {}, "sample with the EMA weights (when train.ema_decay > 0)"},
-      {"sample.seed", KeyType::Integer, 1, 0, 9.007199254740991e15, {}, "seed for the sampling noise"},
+      {"sample.seed", KeyType::Integer, 1, 0, double(kMaxSeed), {}, "seed for the sampling noise"},
       {"eval.n", KeyType::Integer, 2000, 2, 1e7, {}, "2-D: points per set in the sliced Wasserstein distance"},
       {"eval.projections", KeyType::Integer, 256, 1, 1e6, {}, "2-D: random directions of the sliced distance"},
       {"output.dir", KeyType::String, "", -kInf, kInf, {}, "run directory (default runs/<config file name>)"},

@@ -150,7 +150,7 @@ int train_classifier_command(int argc, char** argv) {
   request.out_path = args.get("--out", tools::kClassifierFileName);
   request.data_dir = args.get("--data-dir", tools::kFashionMnistDir);
   if (args.has("--epochs")) request.training.epochs = int(args.integer("--epochs", 1, 1000));
-  if (args.has("--seed")) request.training.seed = std::uint64_t(args.integer("--seed", 0, 1LL << 53));
+  if (args.has("--seed")) request.training.seed = args.seed();
   if (args.has("--batch-size")) request.training.batch_size = args.integer("--batch-size", 1, 1 << 20);
   if (args.has("--lr")) request.training.lr = args.number("--lr", 1e-8, 1.0);
   request.training.device = tools::pick_device(args.get("--device", "auto"));
@@ -187,7 +187,7 @@ int evaluate_command(int argc, char** argv) {
   if (args.has("--rtol")) request.sample_overrides["rtol"] = args.number("--rtol", 1e-12, 1.0);
   if (args.has("--atol")) request.sample_overrides["atol"] = args.number("--atol", 1e-12, 1.0);
   request.weights = args.get("--weights", "ema");
-  if (args.has("--seed")) request.seed = std::uint64_t(args.integer("--seed", 0, 1LL << 53));
+  if (args.has("--seed")) request.seed = args.seed();
   FM_CHECK(request.samples_path.empty() || request.sample_overrides.empty(), ConfigError,
            "--solver/--steps/--rtol/--atol: only with --checkpoint (samples read from --samples are already made)");
   request.device = tools::pick_device(args.get("--device", "auto"));
@@ -276,7 +276,7 @@ int straight_command(int argc, char** argv) {
   for (int steps : request.euler_steps)
     FM_CHECK(steps >= 1 && steps <= 100000, ConfigError, "--nfe: Euler step counts must be in [1, 100000], got ", steps);
   if (args.has("--tolerance")) request.dopri5_tolerance = args.number("--tolerance", 0.0, 1.0);
-  if (args.has("--seed")) request.seed = std::uint64_t(args.integer("--seed", 0, 1LL << 53));
+  if (args.has("--seed")) request.seed = args.seed();
   if (args.has("--repeats")) request.repeats = int(args.integer("--repeats", 1, 1000));
   request.classifier = args.get("--classifier", "");
   request.data_dir = args.get("--data-dir", tools::kFashionMnistDir);
@@ -387,7 +387,7 @@ int guidance_command(int argc, char** argv) {
   request.checkpoint_path = checkpoints[0];
   if (args.has("--weights-list")) request.weights = tools::parse_list<double>("--weights-list", args.required("--weights-list"));
   if (args.has("--n")) request.n_per_class = args.integer("--n", 2, 1000000);
-  if (args.has("--seed")) request.seed = std::uint64_t(args.integer("--seed", 0, 1LL << 53));
+  if (args.has("--seed")) request.seed = args.seed();
   if (args.has("--solver")) request.sample_overrides["solver"] = args.required("--solver");
   if (args.has("--steps")) request.sample_overrides["steps"] = args.integer("--steps", 1, 1000000);
   if (args.has("--rtol")) request.sample_overrides["rtol"] = args.number("--rtol", 1e-12, 1.0);

@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
     request.solver = args.get("--solver", request.solver);
     if (args.has("--steps")) request.steps = int(args.integer("--steps", 1, 100000));
     if (args.has("--count")) request.count = args.integer("--count", 1, 1LL << 31);
-    if (args.has("--seed")) request.seed = std::uint64_t(args.integer("--seed", 0, 1LL << 53));
+    if (args.has("--seed")) request.seed = args.seed();
     if (args.has("--chunk")) request.chunk = args.integer("--chunk", 1, 1 << 24);
     request.weights = args.get("--weights", request.weights);
     request.device = tools::pick_device(args.get("--device", "auto"));

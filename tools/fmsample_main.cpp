@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
     if (args.has("--rtol")) sample["rtol"] = args.number("--rtol", 1e-12, 1.0);
     if (args.has("--atol")) sample["atol"] = args.number("--atol", 1e-12, 1.0);
     const std::int64_t n = args.has("--n") ? args.integer("--n", 1, 10000000) : 64;
-    const std::uint64_t seed = args.has("--seed") ? std::uint64_t(args.integer("--seed", 0, 1LL << 53))
+    const std::uint64_t seed = args.has("--seed") ? args.seed()
                                                   : sample["seed"].get<std::uint64_t>();
     std::string out = args.get("--out", "samples.png");
     std::string npy = args.get("--npy", std::filesystem::path(out).replace_extension(".npy").string());

@@ -357,7 +357,7 @@ NllEvalRequest parse_nll_args(int argc, char** argv) {
            "--rtol/--atol: only with --solver dopri5 (the others take --steps)");
   if (args.has("--n")) request.n = args.integer("--n", 2, 100000000);
   if (args.has("--batch")) request.batch = args.integer("--batch", 1, 1 << 20);
-  if (args.has("--seed")) request.seed = std::uint64_t(args.integer("--seed", 0, 1LL << 53));
+  if (args.has("--seed")) request.seed = args.seed();
   request.weights = args.get("--weights", "ema");
   FM_CHECK(request.weights == "ema" || request.weights == "raw", ConfigError, "--weights: got \"", request.weights,
            "\", expected ema or raw");
