@@ -15,6 +15,7 @@
 
 #include "core/autograd.h"
 #include "core/io/idx.h"
+#include "core/kernel_choice.h"
 #include "core/random.h"
 #include "tools/checkpoint_model.h"
 #include "tools/config.h"
@@ -389,4 +390,20 @@ TEST_CASE("fmeval nll goes on from its progress file with the numbers of an unin
   bad = file;
   bad["version"] = 2;
   REQUIRE_THROWS_WITH(damaged(bad.dump())(), Catch::Contains("expected \"fmeval-nll-progress\" version 1"));
+
+  // The precision is a setting too (the products' rounding would differ).
+  stopped_after_first_batch(0.0);
+  fm::set_precision(fm::Precision::TF32);
+  REQUIRE_THROWS_WITH(fm::tools::evaluate_nll(loaded, request), Catch::Contains("with precision = \"fp32\", not \"tf32\""));
+  fm::set_precision(fm::Precision::FP32);
+
+  // A run killed while it saved left the atomic write's temp file: going on removes it (and only it).
+  const fs::path stale = dir / ".nll.csv.partial.json.tmp.4242.17.3.0";
+  const fs::path unrelated = dir / ".other.csv.tmp.4242.17.3.0";
+  std::ofstream(stale) << "{";
+  std::ofstream(unrelated) << "{";
+  const fm::tools::NllEvalResult after_kill = fm::tools::evaluate_nll(loaded, request);
+  REQUIRE(after_kill.per_example_nll == whole.per_example_nll);
+  REQUIRE_FALSE(fs::exists(stale));
+  REQUIRE(fs::exists(unrelated));
 }

@@ -29,6 +29,7 @@
 #include "core/distributed.h"
 #include "core/io/atomic_file.h"
 #include "core/io/idx.h"
+#include "core/kernel_choice.h"
 #include "flow/datasets2d.h"
 #include "flow/model_fn.h"
 #include "tools/cli_args.h"
@@ -203,7 +204,10 @@ NllEvalResult evaluate_nll(CheckpointModel& loaded, const NllEvalRequest& reques
                       {"checkpoint_bytes", std::int64_t(std::filesystem::file_size(request.checkpoint))},
                       {"weights", loaded.ema_weights ? "ema" : "raw"},
                       {"device", device_name(device)},
+                      {"kernels", kernel_impl_name(kernel_impl())},
+                      {"precision", precision_name(precision())},
                       {"data", data_name},
+                      {"data_dir", result.images ? request.data_dir : std::string()},
                       {"n", n},
                       {"batch", request.batch},
                       {"seed", request.seed},
@@ -214,11 +218,27 @@ NllEvalResult evaluate_nll(CheckpointModel& loaded, const NllEvalRequest& reques
                       {"divergence", flow::divergence_method_name(options.divergence)},
                       {"probe", flow::probe_distribution_name(options.probe)},
                       {"probes", options.probes}};
-    if (load_nll_progress(request.progress_file, state)) {
-      result.resumed = state.finished();
-      if (progress) progress(cat("nll: going on from ", request.progress_file, ": ", result.resumed, " of ", n,
-                                 " examples finished earlier, ", std::lround(state.seconds), " s"));
+    // Rank 0 reads the file (the one that writes it; other ranks may not see the same copy, or any)
+    // and hands every rank what it holds, so all skip the same pieces.
+    std::vector<double> indices, values;
+    double nfe = 0, seconds = 0;
+    if (dist::is_root()) {
+      remove_stale_progress_temp_files(request.progress_file);
+      if (load_nll_progress(request.progress_file, state)) {
+        for (std::size_t i = 0; i < state.values.size(); ++i)
+          if (!std::isnan(state.values[i])) indices.push_back(double(i)), values.push_back(state.values[i]);
+        nfe = double(state.nfe), seconds = state.seconds;
+      }
     }
+    indices = gather_over_ranks(indices);
+    values = gather_over_ranks(values);
+    for (std::size_t k = 0; k < values.size(); ++k) state.values[std::size_t(indices[k])] = values[k];
+    state.nfe = std::int64_t(max_over_ranks(nfe));
+    state.seconds = max_over_ranks(seconds);
+    result.resumed = state.finished();
+    if (result.resumed > 0 && progress)
+      progress(cat("nll: going on from ", request.progress_file, ": ", result.resumed, " of ", n,
+                   " examples finished earlier, ", std::lround(state.seconds), " s"));
   }
   const double earlier_seconds = state.seconds;
   const auto start = std::chrono::steady_clock::now();
@@ -423,7 +443,13 @@ int nll_command(int argc, char** argv) {
       }
     });
     std::printf("wrote %s\n", request.csv.c_str());
-    std::filesystem::remove(request.progress_file);  // finished: the CSV holds every value now
+    // Finished: the CSV holds every value now. A file that cannot be removed is only in the way of
+    // nothing (a new run with the same settings would find everything done), so it is said, not fatal.
+    std::error_code error;
+    std::filesystem::remove(request.progress_file, error);
+    if (error)
+      std::fprintf(stderr, "fmeval: note: could not remove %s (%s)\n", request.progress_file.c_str(),
+                   error.message().c_str());
   }
   std::printf("%s\n", r.to_json().dump().c_str());
   return 0;

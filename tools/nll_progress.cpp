@@ -18,6 +18,10 @@ namespace fm::tools {
 namespace {
 constexpr const char* kFormat = "fmeval-nll-progress";
 constexpr int kVersion = 1;
+
+// JSON text of a value; bytes that are not UTF-8 (a path's) become U+FFFD instead of an exception,
+// the same way when written and when compared, so such a path still names one run.
+std::string json_text(const Json& value) { return value.dump(-1, ' ', false, Json::error_handler_t::replace); }
 }  // namespace
 
 std::int64_t NllProgress::finished() const {
@@ -52,9 +56,9 @@ bool load_nll_progress(const std::string& path, NllProgress& progress) {
   const Json& settings = field("settings");
   FM_CHECK(settings.is_object(), FormatError, path, ": \"settings\" is ", settings.type_name(), ", expected an object");
   for (const auto& [key, value] : progress.settings.items()) {
-    const std::string was = settings.contains(key) ? settings.at(key).dump() : std::string("(none)");
-    FM_CHECK(was == value.dump(), ConfigError, path, " holds the progress of a run with ", key, " = ", was, ", not ",
-             value.dump(), " as now: run with that setting to go on, or delete the file to start over");
+    const std::string was = settings.contains(key) ? json_text(settings.at(key)) : std::string("(none)");
+    FM_CHECK(was == json_text(value), ConfigError, path, " holds the progress of a run with ", key, " = ", was, ", not ",
+             json_text(value), " as now: run with that setting to go on, or delete the file to start over");
   }
   const Json &index = field("index"), &nll = field("nll"), &nfe = field("nfe"), &seconds = field("seconds");
   FM_CHECK(index.is_array() && nll.is_array() && index.size() == nll.size(), FormatError, path,
@@ -83,7 +87,21 @@ void save_nll_progress(const std::string& path, const NllProgress& progress) {
   const Json file = {{"format", kFormat},   {"version", kVersion},         {"settings", progress.settings},
                      {"nfe", progress.nfe}, {"seconds", progress.seconds}, {"index", index},
                      {"nll", nll}};
-  io::write_file_atomically(path, file.dump() + "\n");
+  io::write_file_atomically(path, json_text(file) + "\n");
+}
+
+std::int64_t remove_stale_progress_temp_files(const std::string& path) {
+  const std::filesystem::path file(path);
+  const std::filesystem::path folder = file.parent_path().empty() ? std::filesystem::path(".") : file.parent_path();
+  const std::string prefix = "." + file.filename().string() + ".tmp.";
+  std::int64_t removed = 0;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(folder, error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) == 0 && io::is_atomic_write_temp_name(name))
+      removed += std::filesystem::remove(entry.path(), error) ? 1 : 0;
+  }
+  return removed;
 }
 
 }  // namespace fm::tools

@@ -10,6 +10,8 @@
 // dopri5's batches, whose step sizes depend on the whole batch, are the same batches). The file is
 // removed once the CSV is written.
 //
+// Under mpirun rank 0 alone reads and writes the file (nll_eval.cpp hands its contents to the others).
+//
 // Layer: tools/ (reads and writes a JSON file; nll_eval.cpp drives it).
 #pragma once
 #include <cstdint>
@@ -41,5 +43,9 @@ bool load_nll_progress(const std::string& path, NllProgress& progress);
 // Writes every finished example of `progress` to `path`, atomically (the old file or the new one,
 // never half of one).
 void save_nll_progress(const std::string& path, const NllProgress& progress);
+
+// Removes the temp files of save_nll_progress's atomic writes to `path` that a killed run left
+// (".<name>.tmp.<digits>..." beside it; no other file). Returns how many.
+std::int64_t remove_stale_progress_temp_files(const std::string& path);
 
 }  // namespace fm::tools
