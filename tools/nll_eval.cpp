@@ -223,7 +223,7 @@ NllEvalResult evaluate_nll(CheckpointModel& loaded, const NllEvalRequest& reques
     std::vector<double> indices, values;
     double nfe = 0, seconds = 0;
     if (dist::is_root()) {
-      remove_stale_progress_temp_files(request.progress_file);
+      io::remove_stale_temp_files_of(request.progress_file);  // a save killed mid-write left its temp file
       if (load_nll_progress(request.progress_file, state)) {
         for (std::size_t i = 0; i < state.values.size(); ++i)
           if (!std::isnan(state.values[i])) indices.push_back(double(i)), values.push_back(state.values[i]);

@@ -90,18 +90,4 @@ void save_nll_progress(const std::string& path, const NllProgress& progress) {
   io::write_file_atomically(path, json_text(file) + "\n");
 }
 
-std::int64_t remove_stale_progress_temp_files(const std::string& path) {
-  const std::filesystem::path file(path);
-  const std::filesystem::path folder = file.parent_path().empty() ? std::filesystem::path(".") : file.parent_path();
-  const std::string prefix = "." + file.filename().string() + ".tmp.";
-  std::int64_t removed = 0;
-  std::error_code error;
-  for (const auto& entry : std::filesystem::directory_iterator(folder, error)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind(prefix, 0) == 0 && io::is_atomic_write_temp_name(name))
-      removed += std::filesystem::remove(entry.path(), error) ? 1 : 0;
-  }
-  return removed;
-}
-
 }  // namespace fm::tools

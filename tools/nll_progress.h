@@ -44,8 +44,4 @@ bool load_nll_progress(const std::string& path, NllProgress& progress);
 // never half of one).
 void save_nll_progress(const std::string& path, const NllProgress& progress);
 
-// Removes the temp files of save_nll_progress's atomic writes to `path` that a killed run left
-// (".<name>.tmp.<digits>..." beside it; no other file). Returns how many.
-std::int64_t remove_stale_progress_temp_files(const std::string& path);
-
 }  // namespace fm::tools

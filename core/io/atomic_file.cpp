@@ -171,15 +171,27 @@ bool is_atomic_write_temp_name(const std::string& name) {
   return name.find_first_not_of("0123456789.", tmp + 5) == std::string::npos;
 }
 
-std::int64_t remove_stale_temp_files(const std::string& dir) {
+namespace {
+// The temp files in `dir` whose names start with `prefix` ("" for all of them), removed.
+std::int64_t remove_temp_files(const std::filesystem::path& dir, const std::string& prefix) {
   std::int64_t removed = 0;
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
-    if (!is_atomic_write_temp_name(entry.path().filename().string())) continue;
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0 || !is_atomic_write_temp_name(name)) continue;
     if (!entry.is_regular_file(error)) continue;
     if (std::filesystem::remove(entry.path(), error)) ++removed;
   }
   return removed;
+}
+}  // namespace
+
+std::int64_t remove_stale_temp_files(const std::string& dir) { return remove_temp_files(dir, ""); }
+
+std::int64_t remove_stale_temp_files_of(const std::string& path) {
+  const std::filesystem::path target(path);
+  const std::filesystem::path dir = target.parent_path().empty() ? std::filesystem::path(".") : target.parent_path();
+  return remove_temp_files(dir, "." + target.filename().string() + ".tmp.");
 }
 
 void write_file_atomically(const std::string& path, std::string_view contents) {

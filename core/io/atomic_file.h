@@ -33,6 +33,9 @@ bool is_atomic_write_temp_name(const std::string& file_name);
 // (the names is_atomic_write_temp_name accepts, in `dir`). Call it only on a folder no other process
 // is writing to (fmtrain --resume on its run directory). Returns how many it removed.
 std::int64_t remove_stale_temp_files(const std::string& dir);
+// The same for the temp files of one target `path` only (those write_file_atomically(path, ...) makes
+// beside it), safe in a folder other processes write to. Returns how many it removed.
+std::int64_t remove_stale_temp_files_of(const std::string& path);
 
 // Reads a whole regular file. Throws fm::IOError naming the file when it is missing, unreadable,
 // a directory, or shrinks while being read.
