@@ -310,6 +310,17 @@ std::vector<std::int32_t> drop_labels(std::vector<std::int32_t> labels, double d
   return labels;
 }
 
+void FlowTrainer::gather_eager_labels(const Tensor& x1, const StepNoise& noise) {
+  // One buffer, made once (the step's labels written into it by a kernel): no allocation and no copy
+  // a step. The previous step's lookups, queued on the same stream, have read it before it changes.
+  if (eager_labels_.size() != x1.size(0) || eager_labels_.device() != x1.device())
+    eager_labels_ = RowIndex(std::vector<std::int32_t>(std::size_t(x1.size(0)), 0), model_.null_class() + 1,
+                             x1.device(), "trainer labels");
+  // The rows of the step's samples noise.first_sample … (a rank's slice, or the whole batch).
+  data_.gather_served_labels(eager_labels_, options_.batch_size, noise, options_.label_dropout,
+                             std::int32_t(model_.null_class()));
+}
+
 void FlowTrainer::run_step() {
   log_read_.valid = false;  // the numbers kept for the readers are the previous step's
   model_.train();
@@ -329,9 +340,18 @@ void FlowTrainer::run_step() {
                           : data_.next_batch(options_.batch_size, whole_batch))
                   .to(options_.device);
   const bool conditional = model_.num_classes() > 0;
-  std::vector<std::int32_t> labels = conditional ? data_.batch_labels() : std::vector<std::int32_t>{};
-  FM_CHECK(!conditional || std::int64_t(labels.size()) == x1.size(0), ShapeError, "trainer: ", labels.size(),
-           " labels for a batch of ", x1.size(0), " (", data_.describe(), ")");
+  // A conditional step that runs eagerly (a data-parallel rank's, the first after a start) on data
+  // that keeps its labels on the device gathers them there, dropped there (gather_labels: the bits of
+  // drop_labels), so it copies nothing from the host. From the host instead: a step that may be
+  // recorded (the recording is made from them), and a coupling, which re-pairs them with the points.
+  const bool labels_on_device = conditional && data_.gathers_labels_on_device() && !can_record_step() &&
+                                options_.coupling.kind == CouplingKind::Independent &&
+                                (draw_slice || slice.count == options_.batch_size);
+  std::vector<std::int32_t> labels =
+      conditional && !labels_on_device ? data_.batch_labels() : std::vector<std::int32_t>{};
+  FM_CHECK(!conditional || labels_on_device || std::int64_t(labels.size()) == x1.size(0), ShapeError, "trainer: ",
+           labels.size(), " labels for a batch of ", x1.size(0), " (", data_.describe(), ")");
+  if (labels_on_device) gather_eager_labels(x1, noise);
   began_epoch_ = data_.epoch() != batch_epoch_;
   batch_epoch_ = data_.epoch();
   // x0: the pairs' own (reflow), or a draw from the source re-paired with the batch by the coupling.
@@ -349,16 +369,20 @@ void FlowTrainer::run_step() {
       coupling_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
     }
   }
-  if (conditional) labels = drop_labels(std::move(labels), options_.label_dropout, model_.null_class(), noise);
+  if (conditional && !labels_on_device)
+    labels = drop_labels(std::move(labels), options_.label_dropout, model_.null_class(), noise);
   if (slice.count != options_.batch_size && !draw_slice) {
     x1 = x1.narrow(0, slice.first, slice.count).contiguous();
     x0 = x0.narrow(0, slice.first, slice.count).contiguous();
     if (conditional) labels = std::vector<std::int32_t>(labels.begin() + slice.first, labels.begin() + slice.first + slice.count);
   }
-  ModelFn velocity = conditional ? ModelFn([this, &labels](const Tensor& x_t, const Tensor& t) {
-                                     return model_.forward(x_t, t, labels);
-                                   })
-                                 : ModelFn([this](const Tensor& x_t, const Tensor& t) { return model_.forward(x_t, t); });
+  ModelFn velocity = !conditional     ? ModelFn([this](const Tensor& x_t, const Tensor& t) { return model_.forward(x_t, t); })
+                     : labels_on_device ? ModelFn([this](const Tensor& x_t, const Tensor& t) {
+                                            return model_.forward(x_t, t, eager_labels_);
+                                          })
+                                        : ModelFn([this, &labels](const Tensor& x_t, const Tensor& t) {
+                                            return model_.forward(x_t, t, labels);
+                                          });
   const StepNoise loss_noise{seed_, step_, slice.first};
   last_.lr = schedule_.lr_at(step_);
   optimizer_.set_lr(last_.lr);

@@ -35,7 +35,10 @@
 // each label moves with its row: it belongs to the data point. Then each sample's label is replaced
 // by the null class with probability label_dropout (classifier-free guidance's unconditional
 // branch, Ho & Salimans 2022), decided by a uniform from the Philox place (seed, LabelDropout, step,
-// sample index): nothing to store, so a resumed run drops the same labels.
+// sample index): nothing to store, so a resumed run drops the same labels. Data that keeps its labels
+// on the device (images kept on CUDA, fresh points drawn there) has them gathered and dropped there,
+// by a recorded step and by an eager one alike (TrainingData::gather_served_labels): no label is
+// copied from the host a step, on one GPU or on each rank of a data-parallel run.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -204,6 +207,10 @@ class FlowTrainer {
   std::int64_t steps_since_reset_ = 0;
   std::string recording_note_;
   bool can_record_step() const;
+  // An eager conditional step's labels gathered on the device (data kept there) into eager_labels_:
+  // those of x1's rows, samples noise.first_sample … of the step, after the label dropout.
+  void gather_eager_labels(const Tensor& x1, const StepNoise& noise);
+  RowIndex eager_labels_;
   // The step's loss and gradients from the recording (made at the first call, or again after a
   // shape or layout change); nullopt when it runs eagerly: the recording failed (never tried again) or
   // was dropped for a new shape or layout (recorded again after one eager step).

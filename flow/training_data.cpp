@@ -120,6 +120,15 @@ void TrainingData::gather_labels(RowIndex&, std::int64_t, const std::int64_t*, c
   throw ValueError(cat("gather_labels: ", describe(), " has no labels kept on the device"));
 }
 
+void TrainingData::gather_served_labels(RowIndex& out, std::int64_t batch_size, const StepNoise& noise, double dropout,
+                                        std::int32_t null_class) {
+  // The served rows start at the batch's position plus the rows before them (a stored set's order;
+  // fresh points ignore it and draw from noise's sample places).
+  const LabelDropout drop{dropout, null_class, noise.key(NoiseStream::LabelDropout), noise.step, noise.first_sample,
+                          nullptr};
+  gather_labels(out, batch_position(0, batch_size) + noise.first_sample, nullptr, drop, noise);
+}
+
 const std::uint64_t* EpochCursor::next(std::int64_t batch_size, const StepNoise& noise) {
   FM_CHECK(batch_size <= count_, ValueError, "train.batch_size: ", batch_size, " is larger than ", what_);
   FM_CHECK(noise.first_sample == 0, ValueError, "epochs over stored examples serve whole batches (first sample ",

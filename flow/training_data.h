@@ -82,6 +82,12 @@ class TrainingData {
   virtual bool gathers_labels_on_device() const { return false; }
   virtual void gather_labels(RowIndex& out, std::int64_t position, const std::int64_t* position_on_device,
                              const LabelDropout& dropout, const StepNoise& noise);
+  // An eager step's labels, for data that gathers them on the device: those of the rows the last
+  // next_batch or next_slice served (noise: theirs, first_sample the global index of the first row,
+  // e.g. a rank's slice.first), with the label dropout at the step's places — the labels
+  // flow/trainer.h's drop_labels(batch_labels(), …) makes on the host — into `out`, one per row.
+  void gather_served_labels(RowIndex& out, std::int64_t batch_size, const StepNoise& noise, double dropout,
+                            std::int32_t null_class);
 };
 
 // Fresh draws from a 2-D distribution each step (an infinite data set): point i of step s is made

@@ -7,7 +7,8 @@
 //   * keep_on(CPU) serves what a fresh object serves (the CPU path is today's);
 //   * a data-parallel rank's slice (next_slice) is bitwise those rows of the whole batch, with their
 //     labels and x0, on the CPU and on CUDA, and the slices of 3 ranks walk the epochs in step with
-//     one process; a bad slice is refused;
+//     one process; a bad slice is refused; on CUDA a slice's labels gathered and dropped there (an
+//     eager conditional step's, gather_served_labels) are the host's labels after drop_labels;
 //   * fresh 2-D points (PointStream) kept on CUDA are drawn there: the host's bits and labels, no copy.
 #include <catch2/catch.hpp>
 
@@ -17,6 +18,7 @@
 #include "core/io/tensor_io.h"
 #include "core/ops.h"
 #include "core/random.h"
+#include "flow/trainer.h"
 #include "flow/training_data.h"
 #include "kernels/runtime.h"
 #include "test_util.h"
@@ -97,6 +99,20 @@ struct PairsFile {
 // Three ranks' slices of a batch of 7 ([0, 3), [3, 5), [5, 7)), each from its own copy of the data
 // kept on `device`, against the whole batch of a fourth copy (on the CPU), for 10 steps (3 epochs of
 // 3 batches): the rows, labels and x0 of each slice are those of the whole batch.
+// An eager step's labels gathered on the device (TrainingData::gather_served_labels) for the rows
+// `data` served last, samples noise.first_sample … of a batch of batch_size: the host's labels of
+// those rows after drop_labels (dropout 0.4: some dropped at most steps), with no copy to the device
+// once the buffer exists.
+void require_served_labels_dropped_as_on_host(TrainingData& data, std::int64_t batch_size, const StepNoise& noise) {
+  const std::vector<std::int32_t> host = data.batch_labels();
+  const std::int32_t null_class = std::int32_t(data.num_classes());
+  RowIndex out(std::vector<std::int32_t>(host.size(), 0), null_class + 1, Device::CUDA);
+  const kernels::RuntimeCounters before = kernels::runtime_counters();
+  data.gather_served_labels(out, batch_size, noise, 0.4, null_class);
+  REQUIRE((kernels::runtime_counters() - before).host_to_device_copies == 0);
+  REQUIRE(out.to_vector() == drop_labels(host, 0.4, null_class, noise));
+}
+
 template <typename Data, typename... Args>
 void require_slices_equal_whole_batches(Device device, const Args&... args) {
   constexpr std::int64_t batch = 7;
@@ -125,6 +141,8 @@ void require_slices_equal_whole_batches(Device device, const Args&... args) {
       } else {
         REQUIRE(labels == std::vector<std::int32_t>(all_labels.begin() + firsts[r],
                                                     all_labels.begin() + firsts[r] + counts[r]));
+        if (ranks[std::size_t(r)]->gathers_labels_on_device())
+          require_served_labels_dropped_as_on_host(*ranks[std::size_t(r)], batch, StepNoise{9, step, firsts[r]});
       }
       REQUIRE(ranks[std::size_t(r)]->epoch() == whole.epoch());
     }
@@ -159,6 +177,14 @@ TEST_CASE("a rank's slice of a stored set kept on CUDA is those rows of the whol
   require_slices_equal_whole_batches<ImageEpochs>(Device::CUDA, images.images, std::int64_t(0), images.labels, 0);
   PairsFile pairs;
   require_slices_equal_whole_batches<PairEpochs>(Device::CUDA, pairs.path);
+  // Fresh points kept on CUDA: a slice's labels drawn there, dropped by their global sample indices.
+  PointStream rank(make_toy_distribution("8gaussians"));
+  rank.keep_on(Device::CUDA);
+  REQUIRE(rank.gathers_labels_on_device());
+  for (std::int64_t step = 0; step < 4; ++step) {
+    rank.next_slice(40, 13, 20, StepNoise{2, step, 0});
+    require_served_labels_dropped_as_on_host(rank, 40, StepNoise{2, step, 13});
+  }
 }
 
 TEST_CASE("image epochs and pair epochs kept on the CPU serve today's batches", "[flow][data]") {

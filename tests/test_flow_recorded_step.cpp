@@ -14,6 +14,8 @@
 //     every step) are drawn and dropped inside the recording (copied into a device buffer before each
 //     replay under minibatch OT); a U-Net on labelled images kept on the device, whose labels are
 //     gathered and dropped inside the recording (one graph launch);
+//   * an eager class-conditional step (not recorded) on labelled data kept on the device gathers its
+//     labels there: the bits of labels made on the host, and no copy to the device a step;
 //   * images kept on the device, and moons points: the batch, x0 and t made inside the recording, a
 //     step one graph launch;
 //     resumed from a checkpoint into new objects, the run continues as the eager one.
@@ -66,6 +68,25 @@ class DeviceImages : public TrainingData {
   std::int64_t batches_ = 0;
 };
 
+// Labelled data kept on the device whose eager steps take their labels from the host: `data` in all
+// but gathers_labels_on_device(), which says no (what every eager conditional step did before labels
+// were gathered on the device). Forwards what an eager step calls.
+class HostLabels : public TrainingData {
+ public:
+  explicit HostLabels(TrainingData& data) : data_(data) {}
+  Tensor next_batch(std::int64_t batch_size, const StepNoise& noise) override { return data_.next_batch(batch_size, noise); }
+  void keep_on(Device device) override { data_.keep_on(device); }
+  Shape example_shape() const override { return data_.example_shape(); }
+  std::int64_t epoch() const override { return data_.epoch(); }
+  std::string describe() const override { return data_.describe() + " (labels from the host)"; }
+  int num_classes() const override { return data_.num_classes(); }
+  std::vector<std::int32_t> batch_labels() const override { return data_.batch_labels(); }
+  bool gathers_labels_on_device() const override { return false; }
+
+ private:
+  TrainingData& data_;
+};
+
 std::shared_ptr<const AffineProbabilityPath> path_named(const std::string& name) {
   if (name == "host_cosine")
     return std::make_shared<AffineProbabilityPath>(std::make_shared<fm::test::HostValuesOnly>(make_scheduler("cosine")));
@@ -95,11 +116,13 @@ struct TrainSetup {
   std::int64_t step_scalars_window = 256;  // TrainerOptions::step_scalars_window
   double label_dropout = 0.1;              // TrainerOptions::label_dropout (conditional models)
   CouplingKind coupling = CouplingKind::Independent;  // TrainerOptions::coupling.kind
+  bool points = false;  // 2-D points (batches of 32) rather than images (batches of 4)
 };
 
 // Trains `steps` steps (clip 0.5, Adam, EMA 0.9, logit-normal times) and keeps what must match.
 template <typename Model, typename Data>
 Run train(Model& model, Data& data, const std::string& scheduler, bool record, int steps, TrainSetup setup = {}) {
+  if constexpr (std::is_same_v<Data, PointStream>) setup.points = true;
   model.to(Device::CUDA);
   std::unique_ptr<nn::Optimizer> optimizer_made;
   if (setup.optimizer == "sgd") {
@@ -123,7 +146,7 @@ Run train(Model& model, Data& data, const std::string& scheduler, bool record, i
     schedule.final_lr = 1e-4;
   }
   TrainerOptions options;
-  options.batch_size = std::is_same_v<Data, PointStream> ? 32 : 4;
+  options.batch_size = setup.points ? 32 : 4;
   options.grad_clip = setup.optimizer_from_list ? 1e-3 : 0.5;
   options.device = Device::CUDA;
   options.record_steps = record;
@@ -544,5 +567,47 @@ TEST_CASE("a recorded class-conditional step reads each step's labels from the d
     ImageEpochs data_a(images, 0, labels, 10), data_b(images, 0, labels, 10);
     const Run recorded = require_recorded_like_eager(model_a, data_a, model_b, data_b, 8, setup);
     require_whole_steps_replayed(recorded);  // the labels too are made in the recording
+  }
+}
+
+TEST_CASE("an eager class-conditional step gathers its labels on the device and copies nothing", "[gpu]") {
+  FM_REQUIRE_GPU();
+  // Steps that are not recorded (a data-parallel rank's, the first after a start; here all, with
+  // record_steps off) on labelled data kept on the device: the labels are gathered and dropped there.
+  // The same bits as labels made on the host and copied with each step (HostLabels), and from the
+  // third step on no copy to the device but each new epoch's order. Dropout 0.3: labels change every step.
+  TrainSetup setup;
+  setup.label_dropout = 0.3;
+  SECTION("8 gaussians MLP on fresh points") {
+    nn::MLPConfig config{2, 32, 2};
+    config.num_classes = 8;
+    Generator init_a(3), init_b(3);
+    nn::VelocityMLP model_a(config, init_a), model_b(config, init_b);
+    PointStream data_a(make_toy_distribution("8gaussians")), data_b(make_toy_distribution("8gaussians"));
+    HostLabels host_b(data_b);
+    setup.points = true;
+    const Run on_device = train(model_a, data_a, "condot", false, 6, setup);
+    const Run from_host = train(model_b, host_b, "condot", false, 6, setup);
+    require_same_training(on_device, from_host);
+    REQUIRE(on_device.replayed == 0);
+    REQUIRE(on_device.replayed_steps.host_to_device_copies == 0);
+    REQUIRE(from_host.replayed_steps.host_to_device_copies == 4);  // the labels, one copy a step
+  }
+  SECTION("U-Net on labelled images") {
+    test::TempDir dir("fm_eager_labels");
+    const std::string images = dir.file("images.idx"), labels = dir.file("labels.idx");
+    test::write_idx_images(images, 14, 8, 8, labels, 10);
+    nn::UNetConfig config = nn::UNetConfig::tiny();
+    config.num_classes = 10;
+    Generator init_a(5), init_b(5);
+    nn::UNet model_a(config, init_a), model_b(config, init_b);
+    ImageEpochs data_a(images, 0, labels, 10), data_b(images, 0, labels, 10);
+    HostLabels host_b(data_b);
+    const Run on_device = train(model_a, data_a, "condot", false, 8, setup);
+    const Run from_host = train(model_b, host_b, "condot", false, 8, setup);
+    require_same_training(on_device, from_host);
+    // Steps 3 … 8: epochs begin at steps 4 and 7, each uploading its order.
+    REQUIRE(on_device.replayed_steps.host_to_device_copies == 2);
+    REQUIRE(from_host.replayed_steps.host_to_device_copies == 2 + 6);
   }
 }
