@@ -9,7 +9,7 @@
 namespace fm::tools {
 
 CheckpointModel load_checkpoint_model(const std::string& path, Device device, const std::string& weights) {
-  FM_CHECK(weights == "ema" || weights == "raw", ConfigError, "weights: got \"", weights, "\", expected ema or raw");
+  FM_CHECK(is_weights_choice(weights), ConfigError, "--weights: got \"", weights, "\", expected auto, ema or raw");
   io::LoadedCheckpoint ckpt = io::load_safetensors_with_words(path);
   auto config_text = ckpt.metadata.find("config");
   FM_CHECK(config_text != ckpt.metadata.end(), FormatError, path,
@@ -24,7 +24,11 @@ CheckpointModel load_checkpoint_model(const std::string& path, Device device, co
   Generator gen(0);  // the initial values are overwritten by the checkpoint's weights
   out.model = build_model(out.config, gen);
   nn::StateDict ema_state = flow::tensors_with_prefix(ckpt.tensors, flow::kCheckpointEmaPrefix);
-  out.ema_weights = weights == "ema" && !ema_state.empty();
+  // Asked for by name, EMA weights that are not there are an error: falling back would evaluate
+  // another model than the one asked for.
+  FM_CHECK(weights != "ema" || !ema_state.empty(), ConfigError, "--weights ema: ", path,
+           " holds no EMA weights (its run had train.ema_decay = 0); expected --weights raw or auto");
+  out.ema_weights = weights != "raw" && !ema_state.empty();
   nn::StateDict state = out.ema_weights ? ema_state : nn::StateDict{};
   // EMA shadows cover parameters only; buffers (if any) come from the raw model state.
   nn::StateDict raw_part;

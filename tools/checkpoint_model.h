@@ -18,7 +18,12 @@ struct CheckpointModel {
   std::map<std::string, std::string> metadata;  // the checkpoint's __metadata__ (config, data.normalization, ...)
 };
 
-// weights: "ema" (falls back to raw weights when the run had no EMA), or "raw".
-CheckpointModel load_checkpoint_model(const std::string& path, Device device, const std::string& weights = "ema");
+// weights: "auto" (the EMA weights when the run kept them, else the raw ones), "ema" (the EMA
+// weights; ConfigError naming the file when it holds none), or "raw".
+CheckpointModel load_checkpoint_model(const std::string& path, Device device, const std::string& weights = "auto");
+// The words `weights` takes, for --weights' checks and help.
+inline bool is_weights_choice(const std::string& weights) {
+  return weights == "auto" || weights == "ema" || weights == "raw";
+}
 
 }  // namespace fm::tools

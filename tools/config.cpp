@@ -220,7 +220,15 @@ void set_path(Json& root, const std::string& path, const Json& value) {
       (*node)[part] = value;
       return;
     }
-    if (!node->contains(part) || !(*node)[part].is_object()) (*node)[part] = Json::object();
+    if (!node->contains(part)) (*node)[part] = Json::object();
+    // A section the config gives as something else ({"train": 5}) is the config's error: replacing it
+    // here would hide it (and drop whatever the user meant it to hold).
+    if (!(*node)[part].is_object()) {
+      const std::string section = path.substr(0, dot);
+      throw ConfigError(cat("--set ", path, ": ", section, " is ",
+                            (*node)[part].dump(-1, ' ', false, Json::error_handler_t::replace),
+                            " in the config, expected a section (a JSON object) to set a key in"));
+    }
     node = &(*node)[part];
     start = dot + 1;
   }

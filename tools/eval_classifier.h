@@ -142,7 +142,7 @@ struct FrechetEvalRequest {
   // the floor is as good as real data at this n.
   int floor_draws = 5;
   Json sample_overrides = Json::object();  // merged into the checkpoint's "sample" section (solver, steps, ...)
-  std::string weights = "ema";
+  std::string weights = "auto";
   std::optional<std::uint64_t> seed;  // sampling noise; default the checkpoint's sample.seed
   Device device = Device::CPU;
 };

@@ -5,7 +5,7 @@
 //                           [--batch-size 128] [--lr 0.002] [--device auto|cpu|cuda]
 //   fmeval --checkpoint RUN/checkpoint.safetensors | --samples FILE.npy
 //          [--classifier FILE] [--n 2000] [--solver NAME] [--steps N] [--rtol X] [--atol X]
-//          [--weights ema|raw] [--seed S] [--floor-draws 5] [--data-dir DIR] [--device auto|cpu|cuda]
+//          [--weights auto|ema|raw] [--seed S] [--floor-draws 5] [--data-dir DIR] [--device auto|cpu|cuda]
 //          [--kernels custom|library]
 //   fmeval straight CHECKPOINT... [--labels a,b] [--nfe 1,2,4,8,16,100] [--csv F] [--png F] [--trajectories P] ...
 //   fmeval sweep RUN_DIR [--classifier FILE] [--n 1000] [--only steps|nfe] [--nfe 4,8,16,32]
@@ -54,7 +54,7 @@ namespace {
 
 const char* kUsage =
     "usage: fmeval --checkpoint RUN/checkpoint.safetensors [--classifier FILE] [--n 2000] [--solver NAME]\n"
-    "              [--steps N] [--rtol X] [--atol X] [--weights ema|raw] [--seed S] [--data-dir DIR]\n"
+    "              [--steps N] [--rtol X] [--atol X] [--weights auto|ema|raw] [--seed S] [--data-dir DIR]\n"
     "              [--floor-draws 5] [--device auto|cpu|cuda] [--kernels custom|library]\n"
     "       fmeval --samples FILE.npy [--classifier FILE] [--n 2000] [--data-dir DIR] [--device ...]\n"
     "       fmeval train-classifier [--out classifier.safetensors] [--epochs 2] [--data-dir DIR] [--seed 0]\n"
@@ -63,14 +63,14 @@ const char* kUsage =
     "              [--solvers euler,midpoint,heun,rk4,dopri5] [--tolerances 1e-2,1e-3,1e-4] [--data-dir DIR]\n"
     "              [--device auto|cpu|cuda] [--kernels custom|library]\n"
     "       fmeval straight CHECKPOINT... [--labels a,b] [--n 2000] [--nfe 1,2,4,8,16,100] [--tolerance 1e-5]\n"
-    "              [--seed S] [--repeats N] [--csv FILE] [--png FILE] [--trajectories PREFIX] [--weights ema|raw]\n"
+    "              [--seed S] [--repeats N] [--csv FILE] [--png FILE] [--trajectories PREFIX] [--weights auto|ema|raw]\n"
     "              [--classifier FILE] [--data-dir DIR] [--device auto|cpu|cuda] [--kernels custom|library]\n"
     "       fmeval guidance CHECKPOINT [--weights-list 0,0.5,1,2,4] [--n PER_CLASS] [--csv FILE] [--png FILE]\n"
-    "              [--solver NAME] [--steps N] [--rtol X] [--atol X] [--weights ema|raw] [--seed S]\n"
+    "              [--solver NAME] [--steps N] [--rtol X] [--atol X] [--weights auto|ema|raw] [--seed S]\n"
     "              [--classifier FILE] [--data-dir DIR] [--device auto|cpu|cuda] [--kernels custom|library]\n"
     "       fmeval nll CHECKPOINT [--divergence exact|hutchinson] [--probes 1] [--probe rademacher|gaussian]\n"
     "              [--solver rk4|...|dopri5] [--steps 50] [--rtol X] [--atol X] [--n N] [--batch 500] [--seed S]\n"
-    "              [--weights ema|raw] [--device ...]\n"
+    "              [--weights auto|ema|raw] [--device ...]\n"
     "              [--data-dir DIR] [--csv FILE]   (log-likelihood; `fmeval nll --help` for details)\n"
     "  guidance (class-conditional models): for each guidance weight w, --n samples per class (default 500 for\n"
     "  2-D, 200 for images) from the same noise; 2-D: the fraction landing in the asked mode and the sliced W2\n"
@@ -109,7 +109,7 @@ void print_line(const std::string& line) {
 std::vector<fm::tools::NamedFile> given_outputs(const fm::tools::CliArgs& args, const std::vector<std::string>& flags) {
   std::vector<fm::tools::NamedFile> files;
   for (const std::string& flag : flags)
-    if (args.has(flag)) files.push_back({flag, args.get(flag, "")});
+    if (args.has(flag)) files.push_back({flag, args.get(flag, ""), /*png=*/flag == "--png"});
   return files;
 }
 
@@ -186,7 +186,7 @@ int evaluate_command(int argc, char** argv) {
   if (args.has("--steps")) request.sample_overrides["steps"] = args.integer("--steps", 1, 1000000);
   if (args.has("--rtol")) request.sample_overrides["rtol"] = args.number("--rtol", 1e-12, 1.0);
   if (args.has("--atol")) request.sample_overrides["atol"] = args.number("--atol", 1e-12, 1.0);
-  request.weights = args.get("--weights", "ema");
+  request.weights = args.get("--weights", "auto");
   if (args.has("--seed")) request.seed = args.seed();
   FM_CHECK(request.samples_path.empty() || request.sample_overrides.empty(), ConfigError,
            "--solver/--steps/--rtol/--atol: only with --checkpoint (samples read from --samples are already made)");
@@ -299,7 +299,7 @@ int straight_command(int argc, char** argv) {
   // (each found beside its own checkpoint would measure each row with other features).
   std::vector<tools::CheckpointModel> models;
   for (const std::string& checkpoint : checkpoints) {
-    models.push_back(tools::load_checkpoint_model(checkpoint, device, args.get("--weights", "ema")));
+    models.push_back(tools::load_checkpoint_model(checkpoint, device, args.get("--weights", "auto")));
     const bool image = !tools::is_2d_dataset(models.back().config["data"]["name"]);
     const bool first_image = !tools::is_2d_dataset(models.front().config["data"]["name"]);
     FM_CHECK(image == first_image, ConfigError, "straight: ", checkpoint, " is ", image ? "an image" : "a 2-D",
@@ -398,12 +398,12 @@ int guidance_command(int argc, char** argv) {
   // The files are written after all the sampling: one that cannot be written is found now, not after the work.
   if (dist::is_root()) {
     std::vector<tools::NamedFile> outputs = given_outputs(args, {"--csv", "--png"});
-    if (!png.empty()) outputs.push_back({"--png (its _distance picture)", tools::guidance_distance_png_path(png)});
+    if (!png.empty()) outputs.push_back({"--png (its _distance picture)", tools::guidance_distance_png_path(png), true});
     tools::check_output_files(outputs, {{"the checkpoint", request.checkpoint_path}, {"--classifier", request.classifier}});
   }
   request.device = tools::pick_device(args.get("--device", "auto"));
   if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));
-  tools::CheckpointModel loaded = tools::load_checkpoint_model(request.checkpoint_path, request.device, args.get("--weights", "ema"));
+  tools::CheckpointModel loaded = tools::load_checkpoint_model(request.checkpoint_path, request.device, args.get("--weights", "auto"));
   tools::GuidanceEvalResult result = tools::evaluate_guidance(loaded, request, print_line);
   if (!dist::is_root()) return 0;
   std::printf("%s", tools::guidance_table(result).c_str());

@@ -1,7 +1,7 @@
 // tools/fmreflow_main.cpp — `fmreflow`: make the (x0, x1) pairs a rectified flow is retrained on.
 //
 //   fmreflow --teacher CHECKPOINT --out pairs.safetensors [--count 100000] [--solver rk4] [--steps 20]
-//            [--seed 0] [--chunk 4096] [--weights ema|raw] [--device auto|cpu|cuda]
+//            [--seed 0] [--chunk 4096] [--weights auto|ema|raw] [--device auto|cpu|cuda]
 //            [--kernels custom|library] [--quiet]
 //
 // Draws x0 from the teacher's source (N(0, I) unless its data.source says otherwise), carries each
@@ -24,7 +24,7 @@
 namespace {
 const char* kUsage =
     "usage: fmreflow --teacher CHECKPOINT --out pairs.safetensors [--count 100000] [--solver rk4]\n"
-    "                [--steps 20] [--seed 0] [--chunk 4096] [--weights ema|raw]\n"
+    "                [--steps 20] [--seed 0] [--chunk 4096] [--weights auto|ema|raw]\n"
     "                [--device auto|cpu|cuda] [--kernels custom|library] [--quiet]\n"
     "  x0 ~ the teacher's source (N(0, I) by default); x1 = the teacher's ODE solve of x0 (rk4 x 20 steps by\n"
     "  default, seed 003's recipe). Rerun the same command after an interruption: finished chunks are kept.\n";

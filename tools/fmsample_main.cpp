@@ -1,7 +1,7 @@
 // tools/fmsample_main.cpp — `fmsample`: draw samples from a trained checkpoint.
 //
 //   fmsample --checkpoint FILE [--n 64] [--out grid.png] [--npy samples.npy] [--solver rk4]
-//            [--steps 20] [--rtol 1e-5 --atol 1e-5] [--weights ema|raw] [--seed 1] [--device auto]
+//            [--steps 20] [--rtol 1e-5 --atol 1e-5] [--weights auto|ema|raw] [--seed 1] [--device auto]
 //            [--kernels custom|library] [--guidance W] [--class K | --grid-by-class]
 //   mpirun -np N fmsample ...   (each rank integrates its share of the samples; rank 0 writes)
 //
@@ -36,7 +36,7 @@
 namespace {
 const char* kUsage =
     "usage: fmsample --checkpoint FILE [--n 64] [--out samples.png] [--npy FILE] [--solver NAME]\n"
-    "                [--steps N] [--rtol X] [--atol X] [--weights ema|raw] [--seed S]\n"
+    "                [--steps N] [--rtol X] [--atol X] [--weights auto|ema|raw] [--seed S]\n"
     "                [--device auto|cpu|cuda] [--kernels custom|library]\n"
     "                [--guidance W] [--class K | --grid-by-class]   (class-conditional models only)\n"
     "  solvers: euler, midpoint, heun, rk4 (fixed --steps), dopri5 (adaptive --rtol/--atol)\n"
@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
     std::string checkpoint = args.required("--checkpoint");
     Device device = tools::pick_device(args.get("--device", "auto"));
     if (args.has("--kernels")) set_kernel_impl(parse_kernel_impl(args.required("--kernels")));  // else FM_KERNELS or custom
-    tools::CheckpointModel loaded = tools::load_checkpoint_model(checkpoint, device, args.get("--weights", "ema"));
+    tools::CheckpointModel loaded = tools::load_checkpoint_model(checkpoint, device, args.get("--weights", "auto"));
 
     tools::Json sample = loaded.config["sample"];
     if (args.has("--solver")) sample["solver"] = args.required("--solver");
@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
         std::filesystem::path(npy).replace_extension("").string() + "_labels.npy";
     // The files are written after sampling: one that cannot be written, found then, would cost the
     // work or leave the .npy without its picture; one that is the checkpoint would destroy it.
-    std::vector<tools::NamedFile> outputs = {{"--out", out}, {args.has("--npy") ? "--npy" : "--npy (from --out)", npy}};
+    std::vector<tools::NamedFile> outputs = {{"--out", out, /*png=*/true}, {args.has("--npy") ? "--npy" : "--npy (from --out)", npy}};
     if (conditional) outputs.push_back({"the labels file beside --npy", labels_npy});
     if (dist::is_root()) tools::check_output_files(outputs, {{"--checkpoint", checkpoint}});
 

@@ -45,7 +45,7 @@ const char* const kNllUsage =
     "usage: fmeval nll CHECKPOINT [--divergence exact|hutchinson] [--probes 1] [--probe rademacher|gaussian]\n"
     "              [--solver euler|midpoint|heun|rk4|dopri5] [--steps 50] [--rtol 1e-5] [--atol 1e-5]\n"
     "              [--n N] [--batch 500] [--seed S]\n"
-    "              [--weights ema|raw] [--device auto|cpu|cuda] [--data-dir DIR] [--csv FILE]\n"
+    "              [--weights auto|ema|raw] [--device auto|cpu|cuda] [--data-dir DIR] [--csv FILE]\n"
     "  The negative log-likelihood of held-out data under the model (instantaneous change of variables,\n"
     "  integrating x and the divergence from t = 1 back to t = 0): mean nats per example +- standard error.\n"
     "  2-D models: --n fresh draws of the run's data set (default 2000), in the data's own coordinates,\n"
@@ -378,9 +378,9 @@ NllEvalRequest parse_nll_args(int argc, char** argv) {
   if (args.has("--n")) request.n = args.integer("--n", 2, 100000000);
   if (args.has("--batch")) request.batch = args.integer("--batch", 1, 1 << 20);
   if (args.has("--seed")) request.seed = args.seed();
-  request.weights = args.get("--weights", "ema");
-  FM_CHECK(request.weights == "ema" || request.weights == "raw", ConfigError, "--weights: got \"", request.weights,
-           "\", expected ema or raw");
+  request.weights = args.get("--weights", "auto");
+  FM_CHECK(is_weights_choice(request.weights), ConfigError, "--weights: got \"", request.weights,
+           "\", expected auto, ema or raw");
   request.data_dir = args.get("--data-dir", request.data_dir);
   request.csv = args.get("--csv", "");
   // The CSV (and its progress file) is written after the work: a path that cannot be written, or that

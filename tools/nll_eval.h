@@ -18,7 +18,7 @@ namespace fm::tools {
 
 struct NllEvalRequest {
   std::string checkpoint;
-  std::string weights = "ema";
+  std::string weights = "auto";
   flow::LikelihoodOptions likelihood;  // solver, steps, divergence, probes, probe; seed/first_sample set per batch
   bool divergence_given = false;       // else: exact for 2-D data, hutchinson for images
   std::int64_t n = 0;                  // examples; 0: 2000 for 2-D data, 1000 for images

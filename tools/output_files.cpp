@@ -54,6 +54,8 @@ void check_output_files(const std::vector<NamedFile>& outputs, const std::vector
     for (std::size_t j = 0; j < i; ++j)
       FM_CHECK(resolved(outputs[j].path) != file, ConfigError, outputs[j].flag, " and ", output.flag, ": both name ",
                output.path, "; give each its own file");
+    FM_CHECK(!output.png || fs::path(output.path).extension() == ".png", ConfigError, output.flag, ": ", output.path,
+             ": pictures are written as PNG; expected a name ending in .png");
     require_writable_folder(output, folder);
   }
 }

@@ -9,7 +9,9 @@
 //   - an existing folder, or a folder that does not exist or takes no new file (a file is created
 //     there and removed again, so a read-only or virtual file system is found now);
 //   - an output that is one of the inputs, or two outputs that are the same file (the same path
-//     after resolving ".." and links).
+//     after resolving ".." and links);
+//   - a picture (written as PNG) whose name does not end in ".png": "grid.jpg" holding PNG bytes
+//     would mislead every program that trusts the ending.
 //
 // Layer: tools/.
 #pragma once
@@ -21,6 +23,7 @@ namespace fm::tools {
 struct NamedFile {
   std::string flag;  // "--out", or how the file came about ("--npy (from --out)")
   std::string path;
+  bool png = false;  // a picture: written as PNG, so the name must end in ".png"
 };
 
 // ConfigError for a name or a clash, IOError for a folder; nothing is left behind. Empty paths among

@@ -17,7 +17,7 @@ struct ReflowPairsRequest {
   int steps = 20;
   std::uint64_t seed = 0;
   std::int64_t chunk = 4096;
-  std::string weights = "ema";
+  std::string weights = "auto";
   Device device = Device::CPU;
 };
 

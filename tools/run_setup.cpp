@@ -207,7 +207,7 @@ RunObjects build_run_objects(const Json& config, Device device, bool initialise_
   objects.model->to(device);
   const std::string init_from = train["init_from"];
   if (!init_from.empty() && initialise_from_checkpoint) {
-    CheckpointModel start = load_checkpoint_model(init_from, device, "ema");
+    CheckpointModel start = load_checkpoint_model(init_from, device, "auto");
     FM_CHECK(start.config["model"] == config["model"], ConfigError, "train.init_from: ", init_from,
              " holds the model ", start.config["model"].dump(), ", but this run's model section is ",
              config["model"].dump(), " (they must match)");
