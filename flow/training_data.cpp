@@ -168,10 +168,16 @@ void EpochCursor::load_state(const WordState& state) {
   auto pos = state.find("data.position_epoch");
   FM_CHECK(pos != state.end() && pos->second.size() == 2, FormatError, "checkpoint: missing the data position of ",
            what_);
-  position_ = std::int64_t(pos->second[0]);
-  epoch_ = std::int64_t(pos->second[1]) - 1;
-  FM_CHECK(position_ >= 0 && position_ <= count_, FormatError, "checkpoint: data position ", position_,
+  // Checked as words, before any conversion: a word past 2^63 would turn negative, and the epoch's
+  // "− 1" overflow. An epoch is a Philox counter of 32 bits (epoch_order), so a larger one cannot
+  // come from a run.
+  const std::uint64_t position_word = pos->second[0], epoch_word = pos->second[1];
+  FM_CHECK(position_word <= std::uint64_t(count_), FormatError, "checkpoint: data position ", position_word,
            " is past ", what_, " (was data.limit changed?)");
+  FM_CHECK(epoch_word <= (std::uint64_t(1) << 32), FormatError, "checkpoint: data epoch ", epoch_word,
+           " (stored + 1), expected at most 2^32 (the epoch is a 32-bit Philox counter)");
+  position_ = std::int64_t(position_word);
+  epoch_ = std::int64_t(epoch_word) - 1;
   order_epoch_ = -1;
 }
 

@@ -531,8 +531,12 @@ void Adam::load_state_dict(const StateDict& state) {
   std::map<std::string, ParameterState> loaded;
   for (const auto& [name, fields] : split) {
     double step = fields.at("step").item();
-    FM_CHECK(std::isfinite(step) && step >= 0 && step == std::floor(step), ValueError,
-             "Adam.load_state_dict: key '", name, ".step' holds ", step, ", expected a non-negative whole number");
+    // Bounded too: a count past 2^53 (found by fuzz/fuzz_checkpoint) cannot come from training, and one
+    // past 2^63 would not even convert to the counter (undefined behaviour).
+    constexpr double kMaxStep = 9007199254740992.0;  // 2^53, every whole number below it exact in a double
+    FM_CHECK(std::isfinite(step) && step >= 0 && step <= kMaxStep && step == std::floor(step), ValueError,
+             "Adam.load_state_dict: key '", name, ".step' holds ", step,
+             ", expected a whole number in [0, 2^53] (a count of optimiser steps)");
     ParameterState s;
     s.exp_avg = copy_like(fields.at("exp_avg"), parameters.at(name));
     s.exp_avg_sq = copy_like(fields.at("exp_avg_sq"), parameters.at(name));

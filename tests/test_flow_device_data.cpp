@@ -187,6 +187,32 @@ TEST_CASE("a rank's slice of a stored set kept on CUDA is those rows of the whol
   }
 }
 
+TEST_CASE("a data position from a checkpoint is checked as the words it is stored in", "[flow][data]") {
+  // The words (position, epoch + 1) are checked before they become signed counts: a position past the
+  // images, one past 2^63 (negative as a count), an epoch past the 32-bit Philox counter, and the
+  // largest words there are (2^64 − 1: the epoch's − 1 overflowed) are refused naming the value.
+  ImageFiles images;
+  ImageEpochs data(images.images);
+  const std::uint64_t huge = ~std::uint64_t(0);
+  const std::vector<std::pair<std::vector<std::uint64_t>, std::string>> refused = {
+      {{std::uint64_t(kImages) + 1, 1}, "data position " + std::to_string(kImages + 1) + " is past"},
+      {{std::uint64_t(1) << 63, 1}, "data position 9223372036854775808 is past"},
+      {{0, (std::uint64_t(1) << 32) + 1}, "data epoch 4294967297 (stored + 1), expected at most 2^32"},
+      {{0, huge}, "data epoch 18446744073709551615"}};
+  for (const auto& [words, message] : refused) {
+    INFO(message);
+    REQUIRE_THROWS_WITH(data.load_state({{"data.position_epoch", words}}), Catch::Contains(message));
+  }
+  // The largest that pass: the end of the set in the last epoch the counter holds (its next batch
+  // would begin epoch 2^32, which the order's draw refuses in its own words).
+  data.load_state({{"data.position_epoch", {std::uint64_t(kImages), std::uint64_t(1) << 32}}});
+  REQUIRE(data.epoch() == (std::int64_t(1) << 32) - 1);
+  REQUIRE_THROWS_AS(data.next_batch(kBatch, StepNoise{3, 0, 0}), ValueError);
+  data.load_state({{"data.position_epoch", {0, 0}}});  // a cursor before its first epoch
+  REQUIRE(data.next_batch(kBatch, StepNoise{3, 0, 0}).size(0) == kBatch);
+  REQUIRE(data.epoch() == 0);
+}
+
 TEST_CASE("image epochs and pair epochs kept on the CPU serve today's batches", "[flow][data]") {
   ImageFiles images;
   require_device_epochs_equal_host_epochs<ImageEpochs>(Device::CPU, kImages, images.images, std::int64_t(0),

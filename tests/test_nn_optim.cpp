@@ -223,6 +223,18 @@ TEST_CASE("optimiser load_state_dict names the bad key", "[nn][optim]") {
   StateDict partial = good;
   partial.erase("theta.step");
   REQUIRE_THROWS_WITH(adam.load_state_dict(partial), Catch::Contains("missing key 'theta.step'"));
+  // Step counts that are not a count of steps: negative, fractional, infinite, and beyond 2^53 (the
+  // last found by fuzz/fuzz_checkpoint: 5.6e252 did not fit the 64-bit counter it was converted to).
+  for (double step : {-1.0, 1.5, double(INFINITY), 9007199254740994.0, 5.6e252}) {
+    INFO("step " << step);
+    StateDict bad_step = good;
+    bad_step["theta.step"] = Tensor::scalar(step, DType::Float64);
+    REQUIRE_THROWS_WITH(adam.load_state_dict(bad_step),
+                        Catch::Contains("'theta.step' holds") && Catch::Contains("expected a whole number in [0, 2^53]"));
+  }
+  StateDict largest = good;
+  largest["theta.step"] = Tensor::scalar(9007199254740992.0, DType::Float64);
+  adam.load_state_dict(largest);
   adam.load_state_dict(good);  // the good one still loads
 }
 

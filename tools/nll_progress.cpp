@@ -40,9 +40,14 @@ std::string nll_progress_path(const std::string& csv) { return csv + ".partial.j
 
 bool load_nll_progress(const std::string& path, NllProgress& progress) {
   if (!std::filesystem::exists(path)) return false;
+  decode_nll_progress(io::read_file_bytes(path), path, progress);
+  return true;
+}
+
+void decode_nll_progress(const std::string& text, const std::string& path, NllProgress& progress) {
   Json file;
   try {
-    file = parse_config_text(io::read_file_bytes(path), path);
+    file = parse_config_text(text, path);
   } catch (const ConfigError& e) {
     throw FormatError(e.what());
   }
@@ -77,7 +82,6 @@ bool load_nll_progress(const std::string& path, NllProgress& progress) {
   }
   progress.nfe = nfe.get<std::int64_t>();
   progress.seconds = seconds.get<double>();
-  return true;
 }
 
 void save_nll_progress(const std::string& path, const NllProgress& progress) {

@@ -39,6 +39,9 @@ std::string nll_progress_path(const std::string& csv);
 // the first that differs and the file to delete to start over); FormatError when it is not a progress
 // file or its values do not fit (an index out of range, a value that is not a finite number).
 bool load_nll_progress(const std::string& path, NllProgress& progress);
+// The same for a file's text (`path` names it in messages): what load_nll_progress does once the file
+// is read, and what fuzz/fuzz_nll_progress.cpp feeds outside bytes to.
+void decode_nll_progress(const std::string& text, const std::string& path, NllProgress& progress);
 
 // Writes every finished example of `progress` to `path`, atomically (the old file or the new one,
 // never half of one).
