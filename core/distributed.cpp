@@ -292,8 +292,8 @@ PendingAllreduce start_allreduce_sum(const Tensor& buffer) {
     pending.handle_ = kernels::nccl_allreduce_sum_start(buffer.data<float>(), buffer.numel());
     return pending;
 #else
-    FM_CHECK(false, DeviceError, "data-parallel training of CUDA tensors needs NCCL; this build has none (the "
-                          "CUDA emulator build has no NCCL: train data-parallel on the CPU there)");
+    FM_CHECK(false, DeviceError, "data-parallel training of CUDA tensors needs NCCL; this build has none "
+                          "(configure with NCCL beside the CUDA toolkit, or train data-parallel on the CPU)");
 #endif
   }
 #ifdef FM_WITH_MPI

@@ -6,8 +6,9 @@
 // (kernels/runtime.h, cuda_stream()), so a gradient bucket can be reduced while the backward pass
 // goes on computing the next one; nccl_wait(ticket) makes the compute stream wait for it again.
 //
-// Declared in every build; defined only when the build has NCCL (FM_WITH_NCCL: the CUDA build, not
-// the CPU-only or emulator builds), and core/distributed.cpp calls it only then.
+// Declared in every build; defined only when the build has NCCL (FM_WITH_NCCL: the CUDA build with the
+// toolkit's NCCL, or the emulator build with MPI, over kernels/cuda_emulator/nccl.h), and
+// core/distributed.cpp calls it only then.
 #pragma once
 #include <cstdint>
 

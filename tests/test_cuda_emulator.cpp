@@ -386,3 +386,29 @@ TEST_CASE("emulator: WMMA bfloat16 tiles multiply exactly, and a misaligned ldm 
                       Catch::Contains("ldm not a multiple of 16 bytes"));
   fm::kernels::cuda_free(a_dev), fm::kernels::cuda_free(b_dev), fm::kernels::cuda_free(c_dev);
 }
+
+TEST_CASE("emulator: events exist from create to destroy and are refused while capturing", "[emulator]") {
+  // kernels/cuda/nccl_comm.cpp orders its communication stream with events. Work runs when issued, so
+  // an event is always complete; what can be wrong is the event itself: never made, or destroyed.
+  cudaStream_t stream = nullptr;
+  REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess);
+  cudaEvent_t event = nullptr;
+  REQUIRE(cudaEventCreateWithFlags(&event, cudaEventDisableTiming) == cudaSuccess);
+  REQUIRE(event != nullptr);
+  REQUIRE(cudaEventRecord(event, stream) == cudaSuccess);
+  REQUIRE(cudaStreamWaitEvent(stream, event, 0) == cudaSuccess);
+  REQUIRE(cudaEventDestroy(event) == cudaSuccess);
+  REQUIRE(cudaEventRecord(event, stream) == cudaErrorInvalidValue);  // destroyed
+  REQUIRE(cudaStreamWaitEvent(stream, event, 0) == cudaErrorInvalidValue);
+  REQUIRE(cudaEventDestroy(event) == cudaErrorInvalidValue);
+  REQUIRE(cudaEventCreateWithFlags(nullptr, 0) == cudaErrorInvalidValue);
+  // While the stream captures a graph: refused (and the capture is invalidated), as the emulator does
+  // with every call it cannot record.
+  cudaEvent_t before = nullptr;
+  REQUIRE(cudaEventCreateWithFlags(&before, 0) == cudaSuccess);
+  REQUIRE(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal) == cudaSuccess);
+  REQUIRE(cudaEventRecord(before, stream) == cudaErrorStreamCaptureUnsupported);
+  cudaGraph_t graph = nullptr;
+  REQUIRE(cudaStreamEndCapture(stream, &graph) == cudaErrorStreamCaptureInvalidated);
+  REQUIRE(cudaEventDestroy(before) == cudaSuccess);
+}

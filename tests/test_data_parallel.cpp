@@ -3,7 +3,9 @@
 // with the same batch (1e-6 relative: only the gradient sum order differs) and end with its weights;
 // only rank 0 writes the run directory; a checkpoint of a 2-rank run resumes on 1 and on 3 ranks; a
 // rank killed with SIGKILL or failing alone ends the whole job in seconds, naming the rank; a batch
-// smaller than the number of ranks is refused in one line.
+// smaller than the number of ranks is refused in one line. The NCCL path (CUDA tensors): a conditional
+// 2-D run on 2 and 3 ranks logs the 1-rank numbers (the emulator build, over its emulated NCCL, or a
+// machine with a GPU per rank).
 //
 // Every case skips itself (CTest "Skipped") when the build has no MPI or `mpirun` is not on PATH; each
 // child gets the environment of tests/mpi_jobs.h.
@@ -30,6 +32,7 @@
 #include "core/distributed.h"
 #include "core/io/jsonl.h"
 #include "core/io/safetensors.h"
+#include "kernels/runtime.h"
 #include "tools/config.h"
 #include "child_process.h"
 #include "mpi_jobs.h"
@@ -377,6 +380,54 @@ TEST_CASE("data parallel: moons on 2 and 3 ranks logs the 1-rank losses and ends
     REQUIRE(read_text(run / "samples.npy") == shared_samples);
   }
   REQUIRE(entries_of(logs).size() == 10);  // the five runs' .out and .err, nothing else
+}
+
+TEST_CASE("data parallel on CUDA: a class-conditional 8 gaussians run on 2 and 3 ranks logs the 1-rank losses",
+          "[data_parallel][mpi][gpu]") {
+  // The NCCL path: gradients of CUDA tensors summed by NCCL bucket by bucket on the communication
+  // stream (kernels/nccl_comm.h), each rank drawing its slice's points and labels on the device (the
+  // labels gathered and dropped there: TrainingData::gather_served_labels). In the emulator build NCCL
+  // is emulated over MPI (kernels/cuda_emulator/nccl.h) and every rank has a GPU of its own; on a real
+  // machine every rank needs one, so the case runs where there are 3 GPUs.
+  FM_REQUIRE_GPU();
+  if (skip_without_mpirun()) return;
+  if (!fm::kernels::cuda_emulated() && fm::kernels::cuda_device_count() < 3) {
+    WARN("SKIPPED: " << fm::kernels::cuda_device_count() << " GPU(s); the case needs one per rank (3)");
+    if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);
+    return;
+  }
+  const fm::test::TempDir scratch("fm_test_data_parallel_cuda");
+  const fs::path logs = scratch.path / "logs";
+  // configs/8gaussians_cond.json, short: 30 steps of the global batch 64, logged every 5, dropout 0.3.
+  auto args = [&](const fs::path& out) {
+    std::vector<std::string> a = {shipped_config("8gaussians_cond.json"), "--out", out.string()};
+    for (const char* s : {"device=cuda", "train.steps=30", "train.batch_size=64", "train.warmup_steps=2",
+                          "train.log_every=5", "train.label_dropout=0.3", "train.sample_every=0", "sample.n=64",
+                          "sample.steps=4", "eval.n=64"}) {
+      a.push_back("--set");
+      a.push_back(s);
+    }
+    return a;
+  };
+  require_success(run_fmtrain(1, args(scratch.path / "r1"), logs, "cuda_1"));
+  const std::vector<Json> reference = step_lines(scratch.path / "r1");
+  require_one_line_per_log_step(reference, 5, 30);
+  for (int ranks : {2, 3}) {
+    INFO(ranks << " ranks");
+    const fs::path run = scratch.path / ("r" + std::to_string(ranks));
+    const Finished done = run_fmtrain(ranks, args(run), logs, "cuda_" + std::to_string(ranks));
+    require_success(done);
+    REQUIRE(count_of(done.err, "one GPU per rank (NCCL)") == 1);
+    const std::vector<Json> lines = step_lines(run);
+    require_one_line_per_log_step(lines, 5, 30);
+    const double logged = require_logged_numbers_match(lines, reference);
+    double weights_abs = 0;
+    const double scaled = require_checkpoints_close(run / "checkpoint.safetensors",
+                                                    scratch.path / "r1" / "checkpoint.safetensors", &weights_abs);
+    std::printf("  8 gaussians (conditional) on CUDA, %d ranks against 1: loss/grad_norm max relative difference "
+                "%.3g; final weights max |difference| %.3g; every float tensor within %.3g of its scale\n",
+                ranks, logged, weights_abs, scaled);
+  }
 }
 
 TEST_CASE("data parallel: the small U-Net on 2 ranks logs the 1-rank losses", "[data_parallel][mpi]") {

@@ -1,5 +1,6 @@
 // kernels/cuda/nccl_comm.cpp — NCCL all-reduce on a communication stream (see kernels/nccl_comm.h).
-// Built only with the real CUDA toolkit (FM_WITH_NCCL); the emulator has no NCCL.
+// Built when the build has NCCL (FM_WITH_NCCL): the CUDA toolkit's, or in the emulator build with MPI
+// the emulated one (kernels/cuda_emulator/nccl.h), which runs this file's stream and event logic as is.
 #ifdef FM_WITH_NCCL
 #include "kernels/nccl_comm.h"
 

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "cuda_runtime.h"
@@ -181,6 +182,48 @@ cudaError_t cudaStreamSynchronize(cudaStream_t) {
 }
 cudaError_t cudaDeviceSynchronize() {
   return fm_emu::refuse_while_capturing() ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t stream) { return stream ? cudaSuccess : cudaErrorInvalidValue; }
+
+// An event is a heap cell, so that creating and destroying them pairs up (a leak shows under ASan) and
+// a destroyed or never-created event is refused by looking it up.
+namespace {
+std::mutex& events_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::set<void*>& live_events() {
+  static std::set<void*> events;
+  return events;
+}
+bool event_alive(cudaEvent_t event) {
+  std::lock_guard<std::mutex> lock(events_mutex());
+  return live_events().count(event) != 0;
+}
+}  // namespace
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned) {
+  if (!event) return cudaErrorInvalidValue;
+  if (fm_emu::refuse_while_capturing()) return cudaErrorStreamCaptureUnsupported;
+  void* cell = new char(0);
+  std::lock_guard<std::mutex> lock(events_mutex());
+  live_events().insert(cell);
+  *event = static_cast<cudaEvent_t>(cell);
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+  if (fm_emu::refuse_while_capturing()) return cudaErrorStreamCaptureUnsupported;
+  return event_alive(event) ? cudaSuccess : cudaErrorInvalidValue;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t event, unsigned) {
+  if (fm_emu::refuse_while_capturing()) return cudaErrorStreamCaptureUnsupported;
+  return event_alive(event) ? cudaSuccess : cudaErrorInvalidValue;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  std::lock_guard<std::mutex> lock(events_mutex());
+  if (!live_events().erase(event)) return cudaErrorInvalidValue;
+  delete static_cast<char*>(static_cast<void*>(event));
+  return cudaSuccess;
 }
 
 cudaError_t cudaMalloc(void** ptr, std::size_t bytes) {
