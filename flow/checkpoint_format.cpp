@@ -74,8 +74,17 @@ RestoredTraining load_training_checkpoint(const std::string& path, const Trainin
   FM_CHECK(seed_words != ckpt.words.end() && seed_words->second.size() == 1 && step_words != ckpt.words.end() &&
                step_words->second.size() == 1,
            FormatError, path, ": missing ", kCheckpointSeedKey, " or ", kCheckpointStepKey);
-  state.data.load_state(ckpt.words);
-  return {seed_words->second[0], std::int64_t(step_words->second[0]), ckpt.metadata};
+  // A count of steps, checked as the word it is stored in (one past 2^63 would turn negative); the
+  // bound is the largest exact in a double, far beyond any run (the noise's counter holds 2^32).
+  const std::uint64_t step_word = step_words->second[0];
+  FM_CHECK(step_word <= (std::uint64_t(1) << 53), FormatError, path, ": ", kCheckpointStepKey, " is ", step_word,
+           ", expected a count of steps (at most 2^53)");
+  try {
+    state.data.load_state(ckpt.words);
+  } catch (const FormatError& e) {  // the data's own words: name the file too
+    throw FormatError(cat(path, ": ", e.what()));
+  }
+  return {seed_words->second[0], std::int64_t(step_word), ckpt.metadata};
 }
 
 }  // namespace fm::flow

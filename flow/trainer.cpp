@@ -344,7 +344,8 @@ void FlowTrainer::run_step() {
   // that keeps its labels on the device gathers them there, dropped there (gather_labels: the bits of
   // drop_labels), so it copies nothing from the host. From the host instead: a step that may be
   // recorded (the recording is made from them), and a coupling, which re-pairs them with the points.
-  const bool labels_on_device = conditional && data_.gathers_labels_on_device() && !can_record_step() &&
+  const bool may_record = can_record_step();
+  const bool labels_on_device = conditional && data_.gathers_labels_on_device() && !may_record &&
                                 options_.coupling.kind == CouplingKind::Independent &&
                                 (draw_slice || slice.count == options_.batch_size);
   std::vector<std::int32_t> labels =
@@ -387,7 +388,7 @@ void FlowTrainer::run_step() {
   last_.lr = schedule_.lr_at(step_);
   optimizer_.set_lr(last_.lr);
   std::optional<FlowMatchingLoss> recorded;
-  if (can_record_step()) recorded = recorded_loss_and_gradients(x1, x0, labels, loss_noise);
+  if (may_record) recorded = recorded_loss_and_gradients(x1, x0, labels, loss_noise);
   // The replay ran the clip + optimiser + EMA pass and added the loss to the sums too.
   const bool update_replayed = recorded && recorded_ && recorded_->with_update;
   FlowMatchingLoss result =

@@ -37,8 +37,10 @@
 // branch, Ho & Salimans 2022), decided by a uniform from the Philox place (seed, LabelDropout, step,
 // sample index): nothing to store, so a resumed run drops the same labels. Data that keeps its labels
 // on the device (images kept on CUDA, fresh points drawn there) has them gathered and dropped there,
-// by a recorded step and by an eager one alike (TrainingData::gather_served_labels): no label is
-// copied from the host a step, on one GPU or on each rank of a data-parallel run.
+// by a recording that makes its own inputs and by an eager step alike (TrainingData::
+// gather_served_labels), on one GPU or on each rank of a data-parallel run. Still from the host: the
+// labels under a coupling (it re-pairs them there), those of the step a recording is made at, and
+// those of a recording whose inputs are made eagerly (another source, reflow pairs).
 #pragma once
 #include <cstdint>
 #include <map>

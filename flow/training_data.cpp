@@ -122,6 +122,9 @@ void TrainingData::gather_labels(RowIndex&, std::int64_t, const std::int64_t*, c
 
 void TrainingData::gather_served_labels(RowIndex& out, std::int64_t batch_size, const StepNoise& noise, double dropout,
                                         std::int32_t null_class) {
+  FM_CHECK(noise.first_sample >= 0 && noise.first_sample + out.size() <= batch_size, ValueError,
+           "gather_served_labels: rows [", noise.first_sample, ", ", noise.first_sample + out.size(),
+           ") of a batch of ", batch_size, ", expected rows of the batch (", describe(), ")");
   // The served rows start at the batch's position plus the rows before them (a stored set's order;
   // fresh points ignore it and draw from noise's sample places).
   const LabelDropout drop{dropout, null_class, noise.key(NoiseStream::LabelDropout), noise.step, noise.first_sample,

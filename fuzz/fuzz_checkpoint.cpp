@@ -1,7 +1,8 @@
 // fuzz/fuzz_checkpoint.cpp — libFuzzer target: any bytes as the checkpoint `fmtrain --resume` goes on
 // from (FlowTrainer::load_checkpoint, flow/checkpoint_format.h: the model's and the EMA's weights, the
-// optimiser's moments and step counts, the noise seed and step words), into a small moons run
-// (tests/bad_inputs/good/moons_tiny.json's, whose checkpoint is the seed of the corpus).
+// optimiser's moments and step counts, the noise seed and step words), into a small moons run: the
+// model, optimiser and EMA of tests/bad_inputs/good/moons_tiny.json (written out below, as the target
+// cannot count on finding the source tree), whose checkpoint good_run/ is the corpus's seed.
 //
 // The loader documents fm::Error (FormatError for a damaged or foreign file, ShapeError/ValueError for
 // tensors that do not fit the model); anything else escaping is a bug, and so is a crash in the
@@ -35,17 +36,22 @@ fm::tools::RunObjects& run() {
   return objects;
 }
 
-// The file the loader reads (it takes a path): one scratch file, rewritten for each input.
-const std::string& scratch_path() {
-  static const std::string path = [] {
+// The file the loader reads (it takes a path): one scratch file, rewritten for each input and
+// removed when the process ends (by the static's destructor, after which nothing reads the path).
+struct ScratchFile {
+  std::string path;
+  ScratchFile() {
     char name[] = "/tmp/fm_fuzz_checkpoint.XXXXXX";
     const int fd = ::mkstemp(name);
     if (fd < 0) std::abort();
     ::close(fd);
-    std::atexit([] { std::remove(scratch_path().c_str()); });
-    return std::string(name);
-  }();
-  return path;
+    path = name;
+  }
+  ~ScratchFile() { std::remove(path.c_str()); }
+};
+const std::string& scratch_path() {
+  static const ScratchFile file;
+  return file.path;
 }
 
 }  // namespace

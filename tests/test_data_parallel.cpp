@@ -391,8 +391,9 @@ TEST_CASE("data parallel on CUDA: a class-conditional 8 gaussians run on 2 and 3
   // machine every rank needs one, so the case runs where there are 3 GPUs.
   FM_REQUIRE_GPU();
   if (skip_without_mpirun()) return;
-  if (!fm::kernels::cuda_emulated() && fm::kernels::cuda_device_count() < 3) {
-    WARN("SKIPPED: " << fm::kernels::cuda_device_count() << " GPU(s); the case needs one per rank (3)");
+  if (!fm::dist::built_with_nccl() || (!fm::kernels::cuda_emulated() && fm::kernels::cuda_device_count() < 3)) {
+    WARN("SKIPPED: " << (fm::dist::built_with_nccl() ? "" : "this build has no NCCL; ") << fm::kernels::cuda_device_count()
+                     << " GPU(s), and the case needs one per rank (3)");
     if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);
     return;
   }

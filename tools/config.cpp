@@ -220,17 +220,28 @@ void set_path(Json& root, const std::string& path, const Json& value) {
       (*node)[part] = value;
       return;
     }
-    if (!node->contains(part)) (*node)[part] = Json::object();
-    // A section the config gives as something else ({"train": 5}) is the config's error: replacing it
-    // here would hide it (and drop whatever the user meant it to hold).
-    if (!(*node)[part].is_object()) {
-      const std::string section = path.substr(0, dot);
-      throw ConfigError(cat("--set ", path, ": ", section, " is ",
-                            (*node)[part].dump(-1, ' ', false, Json::error_handler_t::replace),
-                            " in the config, expected a section (a JSON object) to set a key in"));
-    }
+    if (!node->contains(part) || !(*node)[part].is_object()) (*node)[part] = Json::object();
     node = &(*node)[part];
     start = dot + 1;
+  }
+}
+
+// --set PATH=... where a prefix of PATH holds a value in the config: a section the config gives as
+// something else ({"train": 5}: the config's error, which replacing it would hide), or a key path that
+// goes on past a value key (train.lr.max). ConfigError saying which.
+void refuse_path_through_value(const Json& config, const std::string& path) {
+  const Json* node = &config;
+  for (std::size_t start = 0, dot; (dot = path.find('.', start)) != std::string::npos; start = dot + 1) {
+    const std::string part = path.substr(start, dot - start);
+    if (!node->is_object() || !node->contains(part)) return;  // made as sections by set_path
+    node = &node->at(part);
+    if (node->is_object()) continue;
+    const std::string prefix = path.substr(0, dot);
+    const std::string value = node->dump(-1, ' ', false, Json::error_handler_t::replace);
+    if (start == 0)
+      throw ConfigError(cat("--set ", path, ": ", prefix, " is ", value,
+                            " in the config, expected a section (a JSON object) to set a key in"));
+    throw ConfigError(cat("--set ", path, ": unknown key (", prefix, " is a value, ", value, ", not a section)"));
   }
 }
 
@@ -377,6 +388,7 @@ void apply_overrides(Json& user_config, const std::vector<std::string>& override
       throw ConfigError(cat("--set ", item, ": empty part in the key path, expected key.path=value"));
     if (std::count(path.begin(), path.end(), '.') >= kMaxConfigDepth)
       throw ConfigError(cat("--set ", path.substr(0, 40), "...: key path has more than ", kMaxConfigDepth, " parts"));
+    refuse_path_through_value(user_config, path);
     Json value;
     try {
       value = parse_depth_limited(text, cat("--set ", path));

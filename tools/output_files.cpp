@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -54,7 +55,9 @@ void check_output_files(const std::vector<NamedFile>& outputs, const std::vector
     for (std::size_t j = 0; j < i; ++j)
       FM_CHECK(resolved(outputs[j].path) != file, ConfigError, outputs[j].flag, " and ", output.flag, ": both name ",
                output.path, "; give each its own file");
-    FM_CHECK(!output.png || fs::path(output.path).extension() == ".png", ConfigError, output.flag, ": ", output.path,
+    std::string ending = fs::path(output.path).extension().string();
+    for (char& c : ending) c = char(std::tolower(static_cast<unsigned char>(c)));
+    FM_CHECK(!output.png || ending == ".png", ConfigError, output.flag, ": ", output.path,
              ": pictures are written as PNG; expected a name ending in .png");
     require_writable_folder(output, folder);
   }

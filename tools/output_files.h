@@ -10,7 +10,7 @@
 //     there and removed again, so a read-only or virtual file system is found now);
 //   - an output that is one of the inputs, or two outputs that are the same file (the same path
 //     after resolving ".." and links);
-//   - a picture (written as PNG) whose name does not end in ".png": "grid.jpg" holding PNG bytes
+//   - a picture (written as PNG) whose name does not end in ".png" (any case): "grid.jpg" holding PNG bytes
 //     would mislead every program that trusts the ending.
 //
 // Layer: tools/.

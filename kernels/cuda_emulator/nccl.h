@@ -6,7 +6,8 @@
 // The ranks are the processes of an mpirun job; an emulated device buffer is host memory, so the
 // collective is MPI's: ncclAllReduce is a sum reduced to rank 0 and broadcast back (every rank gets
 // the same bits, as from NCCL), done when called (emulated streams run their work when it is issued).
-// ncclCommInitRank checks that the job is the one the id and sizes describe. Built when the build
+// ncclCommInitRank checks that the job is the one the id and sizes describe; a process started
+// without mpirun gets a communicator of one rank (the sum is the buffer), as NCCL gives one. Built when the build
 // has MPI (nccl_emulated.cpp); only the calls and constants nccl_comm.cpp uses are here.
 #pragma once
 #include <cstddef>
