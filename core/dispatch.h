@@ -15,7 +15,7 @@
 //
 // With the defaults the CPU lambda runs for float and double (gradchecks run in double) and the CUDA
 // lambda for float. An op whose kernels take other types names them:
-//   dispatch_kernel<CpuTypes, TypeList<float, bf16>>(...)
+//   dispatch_kernel<CpuTypesWithBf16, CudaTypesWithBf16>(...)
 // so adding a dtype is one line in the ops whose kernels support it, and every other op answers
 // with a clear DTypeError: "group_norm has no bfloat16 kernel on cuda (its cuda kernels take float32)".
 //
@@ -45,6 +45,9 @@ struct TypeList {};
 // What the kernels accept unless an op says otherwise.
 using CpuTypes = TypeList<float, double>;  // CPU kernels are templates; double for the gradchecks
 using CudaTypes = TypeList<float>;         // CUDA kernels are float32
+// The ops whose kernels also take bfloat16 (computing in float, rounding once on store) name these.
+using CpuTypesWithBf16 = TypeList<float, double, bf16>;
+using CudaTypesWithBf16 = TypeList<float, bf16>;
 
 namespace dispatch_detail {
 

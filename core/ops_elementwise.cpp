@@ -1,5 +1,5 @@
 // core/ops_elementwise.cpp — broadcasting arithmetic and the pointwise functions, with their
-// derivatives beside them.
+// derivatives beside them. Their kernels take float32, float64 (CPU) and bfloat16.
 #include <cmath>
 
 #include "core/autograd.h"
@@ -21,7 +21,7 @@ Tensor unary_forward(const char* op_name, UnaryOp op, const Tensor& x, double al
   internal::check_defined(op_name, x, "input");
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   auto g = internal::make_geometry(x.shape(), y.strides(), x.strides());
-  dispatch_kernel(
+  dispatch_kernel<CpuTypesWithBf16, CudaTypesWithBf16>(
       op_name, x.device(), x.dtype(),
       [&](auto type) {
         using T = element_type<decltype(type)>;
@@ -40,7 +40,7 @@ Tensor binary_forward(const char* op_name, BinaryOp op, const Tensor& a, const T
   Shape out_shape = a.shape() == b.shape() ? a.shape() : internal::broadcast_shapes(op_name, a.shape(), b.shape());
   Tensor y = Tensor::empty(std::move(out_shape), a.dtype(), a.device());
   auto g = internal::broadcast_geometry(y, a, b);
-  dispatch_kernel(
+  dispatch_kernel<CpuTypesWithBf16, CudaTypesWithBf16>(
       op_name, a.device(), a.dtype(),
       [&](auto type) {
         using T = element_type<decltype(type)>;
@@ -206,9 +206,10 @@ Tensor relu(const Tensor& x) {
 }
 
 // SiLU on CUDA runs the dedicated vectorised kernels (kernels/cuda/activation.cu) when the input is
-// contiguous; everything else (the CPU, strided views) goes through the generic elementwise maps.
+// contiguous float32; everything else (the CPU, strided views, bfloat16) goes through the generic
+// elementwise maps.
 Tensor silu(const Tensor& x) {
-  const bool dedicated = x.defined() && x.is_cuda() && x.is_contiguous();
+  const bool dedicated = x.defined() && x.is_cuda() && x.is_contiguous() && x.dtype() == DType::Float32;
   Tensor y;
   if (dedicated) {
     y = Tensor::empty(x.shape(), x.dtype(), x.device());

@@ -54,7 +54,7 @@ Tensor sum(const Tensor& x, std::vector<int> dims, bool keepdim) {
   bool reduced_after = false;
   for (int d = int(leading); d < ndim; ++d) reduced_after = reduced_after || reduced[std::size_t(d)];
   const bool reduces_leading = x.is_contiguous() && leading > 0 && int(leading) < ndim && !reduced_after;
-  dispatch_kernel(
+  dispatch_kernel<CpuTypesWithBf16, CudaTypesWithBf16>(
       "sum", x.device(), x.dtype(),
       [&](auto type) {
         using T = element_type<decltype(type)>;

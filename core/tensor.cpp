@@ -67,8 +67,8 @@ std::shared_ptr<TensorImpl> new_impl(Shape shape, DType dtype, Device device) {
   for (auto s : shape)
     FM_CHECK(s >= 0, ShapeError, "tensor: negative size in shape ", shape_str(shape));
   if (device == Device::CUDA)
-    FM_CHECK(dtype == DType::Float32, DTypeError, "tensor: CUDA tensors are float32, got ",
-             dtype_name(dtype));
+    FM_CHECK(dtype != DType::Float64, DTypeError,
+             "tensor: CUDA tensors are float32 or bfloat16, got float64");
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(std::size_t(shape_numel(shape)) * dtype_size(dtype), device);
   impl->strides = contiguous_strides(shape);
@@ -112,12 +112,14 @@ Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape
   FM_CHECK(std::int64_t(values.size()) == shape_numel(shape), ShapeError, "from_vector: ",
            values.size(), " values do not fill shape ", shape_str(shape));
   Tensor host = empty(shape, dtype, Device::CPU);
-  if (dtype == DType::Float32) {
-    float* p = host.data<float>();
-    for (std::size_t i = 0; i < values.size(); ++i) p[i] = float(values[i]);
-  } else {
-    std::copy(values.begin(), values.end(), host.data<double>());
-  }
+  dispatch_kernel<CpuTypesWithBf16>(
+      "from_vector", Device::CPU, dtype,
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        T* p = host.data<T>();
+        for (std::size_t i = 0; i < values.size(); ++i) p[i] = T(values[i]);  // one rounding each
+      },
+      [](auto) {});
   return device == Device::CPU ? host : host.to(device);
 }
 
@@ -180,6 +182,7 @@ T* Tensor::data() const {
 }
 template float* Tensor::data<float>() const;
 template double* Tensor::data<double>() const;
+template bf16* Tensor::data<bf16>() const;
 
 // ---------------------------------------------------------------- views
 Tensor Tensor::view(const Shape& requested) const {
@@ -326,10 +329,11 @@ Tensor Tensor::to(Device target) const {
   Tensor src = contiguous().detach();
   Tensor out;
   if (target == Device::CUDA) {
-    FM_CHECK(dtype() == DType::Float32, DTypeError, "to(cuda): ", describe(),
-             " cannot move to CUDA (CUDA tensors are float32); convert with to(DType::Float32) first");
-    out = empty(shape(), DType::Float32, Device::CUDA);
-    kernels::cuda_copy_to_device(out.raw_data(), src.raw_data(), std::size_t(numel()) * 4);
+    FM_CHECK(dtype() != DType::Float64, DTypeError, "to(cuda): ", describe(),
+             " cannot move to CUDA (CUDA tensors are float32 or bfloat16); convert with "
+             "to(DType::Float32) first");
+    out = empty(shape(), dtype(), Device::CUDA);
+    kernels::cuda_copy_to_device(out.raw_data(), src.raw_data(), std::size_t(numel()) * dtype_size(dtype()));
   } else {
     out = empty(shape(), dtype(), Device::CPU);
     kernels::cuda_copy_to_host(out.raw_data(), src.raw_data(), std::size_t(numel()) * dtype_size(dtype()));
@@ -342,13 +346,10 @@ Tensor Tensor::to(Device target) const {
 
 Tensor Tensor::to(DType target) const {
   if (target == dtype()) return *this;
-  FM_CHECK(device() == Device::CPU, DTypeError, "to(", dtype_name(target), "): CUDA tensors are float32 only");
-  Tensor out = empty(shape(), target, Device::CPU);
-  auto g = internal::make_geometry(shape(), out.strides(), strides());
-  if (dtype() == DType::Float32)
-    kernels::convert_cpu<float, double>(data<float>(), out.data<double>(), g);
-  else
-    kernels::convert_cpu<double, float>(data<double>(), out.data<float>(), g);
+  FM_CHECK(device() == Device::CPU || target != DType::Float64, DTypeError, "to(float64): ", describe(),
+           " is on CUDA, which has no float64 tensors; move it to the CPU first");
+  Tensor out = empty(shape(), target, device());
+  internal::convert_same_device(*this, out);
   DType from = dtype();
   return record_op(out, "to_dtype", {*this}, [from](const Tensor& grad) {
     return std::vector<Tensor>{grad.to(from)};
@@ -358,13 +359,14 @@ Tensor Tensor::to(DType target) const {
 std::vector<double> Tensor::to_vector() const {
   Tensor host = detach().to(Device::CPU).contiguous();
   std::vector<double> values(std::size_t(host.numel()));
-  if (host.dtype() == DType::Float32) {
-    const float* p = host.data<float>();
-    for (std::size_t i = 0; i < values.size(); ++i) values[i] = p[i];
-  } else {
-    const double* p = host.data<double>();
-    std::copy(p, p + values.size(), values.begin());
-  }
+  dispatch_kernel<CpuTypesWithBf16>(
+      "to_vector", Device::CPU, host.dtype(),
+      [&](auto type) {
+        using T = element_type<decltype(type)>;
+        const T* p = host.data<T>();
+        for (std::size_t i = 0; i < values.size(); ++i) values[i] = double(compute_t<T>(p[i]));  // exact
+      },
+      [](auto) {});
   return values;
 }
 
@@ -383,20 +385,24 @@ Tensor& Tensor::copy_(const Tensor& source) {
   FM_REQUIRE_DEFINED("copy_");
   internal::check_defined("copy_", source, "source");
   Tensor src = source.detach();
-  if (src.device() != device() || src.dtype() != dtype()) {
-    // Convert dtype on the host side, move across devices contiguous, then strided-copy in place.
+  if (src.device() != device()) {
+    // Convert where the type conversion exists (float64 lives only on the host), move across
+    // devices contiguous, then strided-copy in place.
     if (src.device() == Device::CUDA) src = src.to(Device::CPU);
     if (src.dtype() != dtype()) src = src.to(dtype());
-    if (src.device() != device()) src = src.to(device());
+    src = src.to(device());
   }
-  internal::copy_same_device(src, *this);
+  if (src.dtype() != dtype())
+    internal::convert_same_device(src, *this);  // converts and copies in one pass
+  else
+    internal::copy_same_device(src, *this);
   return *this;
 }
 
 Tensor& Tensor::fill_(double value) {
   FM_REQUIRE_DEFINED("fill_");
   auto g = internal::make_geometry(shape(), strides(), strides());
-  dispatch_kernel(
+  dispatch_kernel<CpuTypesWithBf16, CudaTypesWithBf16>(
       "fill_", device(), dtype(),
       [&](auto type) {
         using T = element_type<decltype(type)>;

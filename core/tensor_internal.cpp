@@ -2,6 +2,7 @@
 #include "core/tensor_internal.h"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "core/dispatch.h"
 #include "kernels/elementwise.h"
@@ -125,7 +126,7 @@ void copy_same_device(const Tensor& src, const Tensor& dst) {
   FM_CHECK(out == dst.shape(), ShapeError, "copy_: source ", src.describe(),
            " does not fit destination ", dst.describe());
   auto g = make_geometry(dst.shape(), dst.strides(), broadcast_strides(src, dst.shape()));
-  dispatch_kernel(
+  dispatch_kernel<CpuTypesWithBf16, CudaTypesWithBf16>(
       "copy_", dst.device(), dst.dtype(),
       [&](auto type) {
         using T = element_type<decltype(type)>;
@@ -135,6 +136,31 @@ void copy_same_device(const Tensor& src, const Tensor& dst) {
         using T = element_type<decltype(type)>;
         kernels::unary_cuda(kernels::UnaryOp::Identity, src.data<T>(), dst.data<T>(), g, 1, 0);
       });
+}
+
+void convert_same_device(const Tensor& src, const Tensor& dst) {
+  FM_CHECK(src.device() == dst.device(), Error, "convert: internal device mismatch");
+  Shape out = broadcast_shapes("copy_", src.shape(), dst.shape());
+  FM_CHECK(out == dst.shape(), ShapeError, "copy_: source ", src.describe(),
+           " does not fit destination ", dst.describe());
+  auto g = make_geometry(dst.shape(), dst.strides(), broadcast_strides(src, dst.shape()));
+  // Two dispatches, one per side: the outer picks the source's element type, the inner the
+  // destination's.
+  auto convert = [&](auto from_type) {
+    using From = element_type<decltype(from_type)>;
+    dispatch_kernel<CpuTypesWithBf16, CudaTypesWithBf16>(
+        "to(dtype)", dst.device(), dst.dtype(),
+        [&](auto to_type) {
+          using To = element_type<decltype(to_type)>;
+          kernels::convert_cpu(src.data<From>(), dst.data<To>(), g);
+        },
+        [&](auto to_type) {
+          using To = element_type<decltype(to_type)>;
+          if constexpr (!std::is_same_v<From, double>)
+            kernels::convert_cuda(src.data<From>(), dst.data<To>(), g);
+        });
+  };
+  dispatch_kernel<CpuTypesWithBf16, CudaTypesWithBf16>("to(dtype)", src.device(), src.dtype(), convert, convert);
 }
 
 }  // namespace fm::internal

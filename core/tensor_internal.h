@@ -32,5 +32,9 @@ kernels::ElementwiseGeometry broadcast_geometry(const Tensor& y, const Tensor& a
 
 // Strided copy src -> dst on one device (shapes equal, or src broadcastable to dst).
 void copy_same_device(const Tensor& src, const Tensor& dst);
+// The same copy into a destination of another dtype, each element converted (rounded to nearest,
+// ties to even, when the destination is narrower). Float64 has no CUDA kernel: on CUDA the types
+// are float32 and bfloat16.
+void convert_same_device(const Tensor& src, const Tensor& dst);
 
 }  // namespace fm::internal

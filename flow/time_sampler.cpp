@@ -10,9 +10,14 @@
 namespace fm::flow {
 namespace {
 
-// The largest value below 1 that the dtype can hold: keeps t < 1 after rounding to float32.
+// The largest value below 1 that the dtype can hold: keeps t < 1 after rounding to the dtype.
 double largest_below_one(DType dtype) {
-  return dtype == DType::Float32 ? double(std::nextafter(1.0f, 0.0f)) : std::nextafter(1.0, 0.0);
+  switch (dtype) {
+    case DType::Float32: return double(std::nextafter(1.0f, 0.0f));
+    case DType::Float64: return std::nextafter(1.0, 0.0);
+    case DType::BFloat16: return 1.0 - 1.0 / 256;  // 8 significant bits
+  }
+  return 0.0;
 }
 
 }  // namespace

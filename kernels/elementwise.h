@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/bfloat16.h"
 #include "kernels/runtime.h"
 
 namespace fm::kernels {
@@ -52,21 +53,29 @@ enum class BinaryOp {
   TanhBackward      // a = y: b·(1 − y²)
 };
 
+// T is float, double or bf16. A bf16 element is computed in float (compute_t<bf16>) and rounded
+// once when stored; alpha and beta are given to the formula in the compute type.
 template <typename T>
 void unary_cpu(UnaryOp op, const T* x, T* y, const ElementwiseGeometry& geometry, double alpha,
                double beta);
 template <typename T>
 void binary_cpu(BinaryOp op, const T* a, const T* b, T* y, const ElementwiseGeometry& geometry);
-// Strided element conversion float <-> double (x read with a_strides, y written with out_strides).
+// Strided element conversion between float, double and bf16 (x read with a_strides, y written with
+// out_strides); a narrowing conversion rounds to nearest, ties to even.
 template <typename From, typename To>
 void convert_cpu(const From* x, To* y, const ElementwiseGeometry& geometry);
 template <typename T>
 void fill_cpu(T* y, const ElementwiseGeometry& geometry, double value);
 
-void unary_cuda(UnaryOp op, const float* x, float* y, const ElementwiseGeometry& geometry,
-                double alpha, double beta);
-void binary_cuda(BinaryOp op, const float* a, const float* b, float* y,
-                 const ElementwiseGeometry& geometry);
-void fill_cuda(float* y, const ElementwiseGeometry& geometry, double value);
+// CUDA: T is float or bf16, with the same formulas and the same rounding as the CPU.
+template <typename T>
+void unary_cuda(UnaryOp op, const T* x, T* y, const ElementwiseGeometry& geometry, double alpha,
+                double beta);
+template <typename T>
+void binary_cuda(BinaryOp op, const T* a, const T* b, T* y, const ElementwiseGeometry& geometry);
+template <typename From, typename To>
+void convert_cuda(const From* x, To* y, const ElementwiseGeometry& geometry);
+template <typename T>
+void fill_cuda(T* y, const ElementwiseGeometry& geometry, double value);
 
 }  // namespace fm::kernels

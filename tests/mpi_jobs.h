@@ -35,6 +35,14 @@ inline std::string find_on_path(const std::string& name) {
 
 // True (after printing why, and ending the case as "Skipped" under CTest) when mpirun jobs cannot be
 // tested here.
+// Reports the running case as skipped and why; the caller returns. Run alone by CTest, the process
+// exits with 77, so CTest shows "Skipped", not "Passed".
+inline void skip_case(const std::string& why) {
+  std::printf("SKIPPED: \"%s\": %s\n", Catch::getResultCapture().getCurrentTestName().c_str(), why.c_str());
+  std::fflush(stdout);
+  if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);
+}
+
 inline bool skip_without_mpirun() {
   std::string why;
   if (!fm::dist::built_with_mpi())
@@ -42,9 +50,7 @@ inline bool skip_without_mpirun() {
   else if (find_on_path("mpirun").empty())
     why = "mpirun is not on PATH (install openmpi-bin)";
   if (why.empty()) return false;
-  std::printf("SKIPPED: \"%s\": %s\n", Catch::getResultCapture().getCurrentTestName().c_str(), why.c_str());
-  std::fflush(stdout);
-  if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);  // CTest shows "Skipped", not "Passed"
+  skip_case(why);
   return true;
 }
 

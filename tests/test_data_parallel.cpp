@@ -45,6 +45,7 @@ namespace {
 
 using fm::test::child_environment;
 using fm::test::find_on_path;
+using fm::test::skip_case;
 using fm::test::skip_without_mpirun;
 
 // The ranks' logged numbers against one process's: they differ only by the order in which the
@@ -324,18 +325,23 @@ void wait_for_first_log_step(FmtrainJob& job, const fs::path& run) {
   }
 }
 
-std::vector<std::string> short_moons_args(const fs::path& out, std::int64_t steps, std::vector<std::string> more = {}) {
-  std::vector<std::string> args = {shipped_config("moons.json"), "--out", out.string(),
-                                   "--set", "device=cpu",  // not "auto": every rank on the CPU, GPU or not
-                                   "--set", "train.steps=" + std::to_string(steps),
-                                   "--set", "train.log_every=20",
-                                   "--set", "sample.n=200",
-                                   "--set", "eval.n=200"};
-  for (const std::string& m : more) {
+// fmtrain's arguments: the shipped config `config`, the run folder `out`, each of `sets` as a --set.
+std::vector<std::string> config_args(const std::string& config, const fs::path& out,
+                                     const std::vector<std::string>& sets) {
+  std::vector<std::string> args = {shipped_config(config), "--out", out.string()};
+  for (const std::string& set : sets) {
     args.push_back("--set");
-    args.push_back(m);
+    args.push_back(set);
   }
   return args;
+}
+
+std::vector<std::string> short_moons_args(const fs::path& out, std::int64_t steps, std::vector<std::string> more = {}) {
+  std::vector<std::string> sets = {"device=cpu",  // not "auto": every rank on the CPU, GPU or not
+                                   "train.steps=" + std::to_string(steps), "train.log_every=20", "sample.n=200",
+                                   "eval.n=200"};
+  sets.insert(sets.end(), more.begin(), more.end());
+  return config_args("moons.json", out, sets);
 }
 
 }  // namespace
@@ -392,23 +398,18 @@ TEST_CASE("data parallel on CUDA: a class-conditional 8 gaussians run on 2 and 3
   FM_REQUIRE_GPU();
   if (skip_without_mpirun()) return;
   if (!fm::dist::built_with_nccl() || (!fm::kernels::cuda_emulated() && fm::kernels::cuda_device_count() < 3)) {
-    WARN("SKIPPED: " << (fm::dist::built_with_nccl() ? "" : "this build has no NCCL; ") << fm::kernels::cuda_device_count()
-                     << " GPU(s), and the case needs one per rank (3)");
-    if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);
+    skip_case(std::string(fm::dist::built_with_nccl() ? "" : "this build has no NCCL; ") +
+              std::to_string(fm::kernels::cuda_device_count()) + " GPU(s), and the case needs one per rank (3)");
     return;
   }
   const fm::test::TempDir scratch("fm_test_data_parallel_cuda");
   const fs::path logs = scratch.path / "logs";
   // configs/8gaussians_cond.json, short: 30 steps of the global batch 64, logged every 5, dropout 0.3.
-  auto args = [&](const fs::path& out) {
-    std::vector<std::string> a = {shipped_config("8gaussians_cond.json"), "--out", out.string()};
-    for (const char* s : {"device=cuda", "train.steps=30", "train.batch_size=64", "train.warmup_steps=2",
-                          "train.log_every=5", "train.label_dropout=0.3", "train.sample_every=0", "sample.n=64",
-                          "sample.steps=4", "eval.n=64"}) {
-      a.push_back("--set");
-      a.push_back(s);
-    }
-    return a;
+  auto args = [](const fs::path& out) {
+    return config_args("8gaussians_cond.json", out,
+                       {"device=cuda", "train.steps=30", "train.batch_size=64", "train.warmup_steps=2",
+                        "train.log_every=5", "train.label_dropout=0.3", "train.sample_every=0", "sample.n=64",
+                        "sample.steps=4", "eval.n=64"});
   };
   require_success(run_fmtrain(1, args(scratch.path / "r1"), logs, "cuda_1"));
   const std::vector<Json> reference = step_lines(scratch.path / "r1");
@@ -435,22 +436,17 @@ TEST_CASE("data parallel: the small U-Net on 2 ranks logs the 1-rank losses", "[
   if (skip_without_mpirun()) return;
   const fs::path images = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
   if (!fs::exists(images)) {
-    WARN("SKIPPED: " << images.string() << " not found (install dataset-fashion-mnist)");
-    if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);
+    skip_case(images.string() + " not found (install dataset-fashion-mnist)");
     return;
   }
   const fm::test::TempDir scratch("fm_test_data_parallel_unet");
   const fs::path logs = scratch.path / "logs";
   // configs/fashion_mnist_cpu.json (its U-Net with attention), made quick: 6 steps of batch 8 over 32
   // images (so step 5 starts the second epoch), 4 final samples of 2 solver steps, no sample pictures.
-  auto args = [&](const fs::path& out) {
-    std::vector<std::string> a = {shipped_config("fashion_mnist_cpu.json"), "--out", out.string()};
-    for (const char* s : {"train.steps=6", "train.batch_size=8", "train.warmup_steps=2", "train.log_every=1",
-                          "train.sample_every=0", "data.limit=32", "sample.n=4", "sample.steps=2"}) {
-      a.push_back("--set");
-      a.push_back(s);
-    }
-    return a;
+  auto args = [](const fs::path& out) {
+    return config_args("fashion_mnist_cpu.json", out,
+                       {"train.steps=6", "train.batch_size=8", "train.warmup_steps=2", "train.log_every=1",
+                        "train.sample_every=0", "data.limit=32", "sample.n=4", "sample.steps=2"});
   };
   require_success(run_fmtrain(1, args(scratch.path / "r1"), logs, "unet_1"));
   require_success(run_fmtrain(2, args(scratch.path / "r2"), logs, "unet_2"));

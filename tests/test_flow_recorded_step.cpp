@@ -251,6 +251,39 @@ void require_recorded_equals_eager(MakeModel make_model, MakeData make_data, int
   REQUIRE(recorded.last_step.kernel_launches * 3 < eager.last_step.kernel_launches);
 }
 
+// Two class-conditional 8-gaussians MLPs with the same initial weights, and a point stream for each.
+struct LabelledMLPs {
+  nn::MLPConfig config = [] {
+    nn::MLPConfig c{2, 32, 2};
+    c.num_classes = 8;
+    return c;
+  }();
+  Generator init_a{3}, init_b{3};
+  nn::VelocityMLP model_a{config, init_a}, model_b{config, init_b};
+  PointStream data_a{make_toy_distribution("8gaussians")}, data_b{make_toy_distribution("8gaussians")};
+};
+
+// 14 labelled 8x8 images of 10 classes in a temporary folder.
+struct LabelledImageFiles {
+  test::TempDir dir{"fm_labelled_images"};
+  std::string images = dir.file("images.idx"), labels = dir.file("labels.idx");
+  LabelledImageFiles() { test::write_idx_images(images, 14, 8, 8, labels, 10); }
+};
+
+// Two tiny class-conditional U-Nets with the same initial weights, and those images for each (kept
+// on the device when the step runs there).
+struct LabelledUNets {
+  LabelledImageFiles files;
+  nn::UNetConfig config = [] {
+    nn::UNetConfig c = nn::UNetConfig::tiny();
+    c.num_classes = 10;
+    return c;
+  }();
+  Generator init_a{5}, init_b{5};
+  nn::UNet model_a{config, init_a}, model_b{config, init_b};
+  ImageEpochs data_a{files.images, 0, files.labels, 10}, data_b{files.images, 0, files.labels, 10};
+};
+
 }  // namespace
 
 TEST_CASE("a recorded moons MLP step replays bitwise the eager step", "[gpu]") {
@@ -539,12 +572,8 @@ TEST_CASE("a recorded class-conditional step reads each step's labels from the d
     for (CouplingKind coupling : {CouplingKind::Independent, CouplingKind::MinibatchOT}) {
       INFO("minibatch OT " << (coupling == CouplingKind::MinibatchOT));
       setup.coupling = coupling;
-      nn::MLPConfig config{2, 32, 2};
-      config.num_classes = 8;
-      Generator init_a(3), init_b(3);
-      nn::VelocityMLP model_a(config, init_a), model_b(config, init_b);
-      PointStream data_a(make_toy_distribution("8gaussians")), data_b(make_toy_distribution("8gaussians"));
-      const Run recorded = require_recorded_like_eager(model_a, data_a, model_b, data_b, 6, setup);
+      LabelledMLPs m;
+      const Run recorded = require_recorded_like_eager(m.model_a, m.data_a, m.model_b, m.data_b, 6, setup);
       REQUIRE(recorded.last_step.graph_replays == 1);
       if (coupling == CouplingKind::Independent) {
         REQUIRE(recorded.replayed_steps.kernel_launches == 0);
@@ -557,15 +586,8 @@ TEST_CASE("a recorded class-conditional step reads each step's labels from the d
     setup.coupling = CouplingKind::Independent;
   }
   SECTION("U-Net on labelled images kept on the device (labels gathered and dropped in the recording)") {
-    test::TempDir dir("fm_recorded_labels");
-    const std::string images = dir.file("images.idx"), labels = dir.file("labels.idx");
-    test::write_idx_images(images, 14, 8, 8, labels, 10);
-    nn::UNetConfig config = nn::UNetConfig::tiny();
-    config.num_classes = 10;
-    Generator init_a(5), init_b(5);
-    nn::UNet model_a(config, init_a), model_b(config, init_b);
-    ImageEpochs data_a(images, 0, labels, 10), data_b(images, 0, labels, 10);
-    const Run recorded = require_recorded_like_eager(model_a, data_a, model_b, data_b, 8, setup);
+    LabelledUNets m;
+    const Run recorded = require_recorded_like_eager(m.model_a, m.data_a, m.model_b, m.data_b, 8, setup);
     require_whole_steps_replayed(recorded);  // the labels too are made in the recording
   }
 }
@@ -579,32 +601,21 @@ TEST_CASE("an eager class-conditional step gathers its labels on the device and 
   TrainSetup setup;
   setup.label_dropout = 0.3;
   SECTION("8 gaussians MLP on fresh points") {
-    nn::MLPConfig config{2, 32, 2};
-    config.num_classes = 8;
-    Generator init_a(3), init_b(3);
-    nn::VelocityMLP model_a(config, init_a), model_b(config, init_b);
-    PointStream data_a(make_toy_distribution("8gaussians")), data_b(make_toy_distribution("8gaussians"));
-    HostLabels host_b(data_b);
+    LabelledMLPs m;
+    HostLabels host_b(m.data_b);
     setup.points = true;
-    const Run on_device = train(model_a, data_a, "condot", false, 6, setup);
-    const Run from_host = train(model_b, host_b, "condot", false, 6, setup);
+    const Run on_device = train(m.model_a, m.data_a, "condot", false, 6, setup);
+    const Run from_host = train(m.model_b, host_b, "condot", false, 6, setup);
     require_same_training(on_device, from_host);
     REQUIRE(on_device.replayed == 0);
     REQUIRE(on_device.replayed_steps.host_to_device_copies == 0);
     REQUIRE(from_host.replayed_steps.host_to_device_copies == 4);  // the labels, one copy a step
   }
   SECTION("U-Net on labelled images") {
-    test::TempDir dir("fm_eager_labels");
-    const std::string images = dir.file("images.idx"), labels = dir.file("labels.idx");
-    test::write_idx_images(images, 14, 8, 8, labels, 10);
-    nn::UNetConfig config = nn::UNetConfig::tiny();
-    config.num_classes = 10;
-    Generator init_a(5), init_b(5);
-    nn::UNet model_a(config, init_a), model_b(config, init_b);
-    ImageEpochs data_a(images, 0, labels, 10), data_b(images, 0, labels, 10);
-    HostLabels host_b(data_b);
-    const Run on_device = train(model_a, data_a, "condot", false, 8, setup);
-    const Run from_host = train(model_b, host_b, "condot", false, 8, setup);
+    LabelledUNets m;
+    HostLabels host_b(m.data_b);
+    const Run on_device = train(m.model_a, m.data_a, "condot", false, 8, setup);
+    const Run from_host = train(m.model_b, host_b, "condot", false, 8, setup);
     require_same_training(on_device, from_host);
     // Steps 3 … 8: epochs begin at steps 4 and 7, each uploading its order.
     REQUIRE(on_device.replayed_steps.host_to_device_copies == 2);

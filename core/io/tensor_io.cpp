@@ -9,7 +9,14 @@
 namespace fm::io {
 namespace {
 
-std::string safetensors_dtype(DType dtype) { return dtype == DType::Float32 ? "F32" : "F64"; }
+std::string safetensors_dtype(DType dtype) {
+  switch (dtype) {
+    case DType::Float32: return "F32";
+    case DType::Float64: return "F64";
+    case DType::BFloat16: return "BF16";  // the same 16 bits a bf16 tensor stores (little-endian)
+  }
+  return "?";
+}
 
 std::vector<SafetensorsTensorView> views_of(const NamedTensors& tensors, std::vector<Tensor>& keep_alive) {
   std::vector<SafetensorsTensorView> views;
@@ -29,8 +36,10 @@ Tensor tensor_from_entry(const std::string& source, const std::string& name, con
     dtype = DType::Float32;
   else if (e.dtype == "F64")
     dtype = DType::Float64;
+  else if (e.dtype == "BF16")
+    dtype = DType::BFloat16;
   else
-    throw FormatError(cat(source, ": tensor \"", name, "\" has dtype ", e.dtype, ", expected F32 or F64"));
+    throw FormatError(cat(source, ": tensor \"", name, "\" has dtype ", e.dtype, ", expected F32, F64 or BF16"));
   Tensor t = Tensor::empty(e.shape, dtype);
   if (!e.bytes.empty()) std::memcpy(t.raw_data(), e.bytes.data(), e.bytes.size());  // no buffer when empty
   return t;
@@ -81,6 +90,8 @@ LoadedCheckpoint load_safetensors_with_words(const std::string& path) {
 
 void save_npy(const std::string& path, const Tensor& tensor) {
   Tensor host = tensor.detach().to(Device::CPU).contiguous();
+  FM_CHECK(host.dtype() != DType::BFloat16, DTypeError, "save_npy: ", path, ": .npy has no bfloat16 type; ",
+           "convert the tensor with to(DType::Float32) first");
   if (host.dtype() == DType::Float32)
     write_npy(path, host.data<float>(), host.shape());
   else

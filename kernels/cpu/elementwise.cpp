@@ -14,7 +14,7 @@ void unary_cpu(UnaryOp op, const T* x, T* y, const ElementwiseGeometry& g, doubl
   if constexpr (std::is_same_v<T, float>) {
     if (use_avx512_kernels()) return unary_float_avx512(op, x, y, g, float(alpha), float(beta));
   }
-  run_unary(op, x, y, g, T(alpha), T(beta));
+  run_unary(op, x, y, g, compute_t<T>(alpha), compute_t<T>(beta));
 }
 
 template <typename T>
@@ -25,6 +25,16 @@ void binary_cpu(BinaryOp op, const T* a, const T* b, T* y, const ElementwiseGeom
   run_binary(op, a, b, y, g);
 }
 
+// One element, rounded once: float -> bf16 and double -> bf16 round directly (kernels/bfloat16.h), and
+// bf16 widens exactly through float.
+template <typename To, typename From>
+To converted(From x) {
+  if constexpr (std::is_same_v<From, bf16>)
+    return To(float(x));
+  else
+    return To(x);
+}
+
 template <typename From, typename To>
 void convert_cpu(const From* x, To* y, const ElementwiseGeometry& g) {
   const RowWalk w = row_walk(g);
@@ -32,7 +42,7 @@ void convert_cpu(const From* x, To* y, const ElementwiseGeometry& g) {
   for (std::int64_t r = 0; r < w.rows; ++r) {
     const From* xr = x + strided_offset(r, w.outer_ndim, g.sizes, g.a_strides);
     To* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
-    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = To(xr[i * xs]);
+    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = converted<To>(xr[i * xs]);
   }
 }
 
@@ -40,7 +50,7 @@ template <typename T>
 void fill_cpu(T* y, const ElementwiseGeometry& g, double value) {
   const std::int64_t n = g.numel();
   if (is_dense(g, g.out_strides)) {
-    std::fill(y, y + n, T(value));
+    std::fill(y, y + n, T(value));  // rounded once, from the double
     return;
   }
   const RowWalk w = row_walk(g);
@@ -61,5 +71,13 @@ template void convert_cpu<float, float>(const float*, float*, const ElementwiseG
 template void convert_cpu<double, double>(const double*, double*, const ElementwiseGeometry&);
 template void fill_cpu<float>(float*, const ElementwiseGeometry&, double);
 template void fill_cpu<double>(double*, const ElementwiseGeometry&, double);
+template void unary_cpu<bf16>(UnaryOp, const bf16*, bf16*, const ElementwiseGeometry&, double, double);
+template void binary_cpu<bf16>(BinaryOp, const bf16*, const bf16*, bf16*, const ElementwiseGeometry&);
+template void convert_cpu<float, bf16>(const float*, bf16*, const ElementwiseGeometry&);
+template void convert_cpu<double, bf16>(const double*, bf16*, const ElementwiseGeometry&);
+template void convert_cpu<bf16, float>(const bf16*, float*, const ElementwiseGeometry&);
+template void convert_cpu<bf16, double>(const bf16*, double*, const ElementwiseGeometry&);
+template void convert_cpu<bf16, bf16>(const bf16*, bf16*, const ElementwiseGeometry&);
+template void fill_cpu<bf16>(bf16*, const ElementwiseGeometry&, double);
 
 }  // namespace fm::kernels

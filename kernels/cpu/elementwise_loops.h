@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/bfloat16.h"
 #include "kernels/cpu/fast_exp.h"
 #include "kernels/cpu/parallel_for.h"
 #include "kernels/elementwise.h"
@@ -90,11 +91,13 @@ inline T cpu_binary(T a, T b) {
 // ---- the loops, one instantiation per op ------------------------------------------------------
 // The op is a template argument, so its switch is resolved at compile time and each loop body is
 // straight-line arithmetic the compiler vectorises (a switch inside the loop would stop that).
-template <UnaryOp kOp, typename T>
-void unary_loops(const T* x, T* y, const ElementwiseGeometry& g, T a, T b) {
+// Elements of type T are computed in C = compute_t<T>: for float and double the conversions are
+// no-ops; a bf16 is widened on load and rounded once on store.
+template <UnaryOp kOp, typename T, typename C = compute_t<T>>
+void unary_loops(const T* x, T* y, const ElementwiseGeometry& g, C a, C b) {
   const std::int64_t n = g.numel();
   if (is_dense(g, g.a_strides) && is_dense(g, g.out_strides)) {
-    parallel_for(n, worth_threads<kOp>(n), [&](std::int64_t i) { y[i] = cpu_unary<kOp>(x[i], a, b); });
+    parallel_for(n, worth_threads<kOp>(n), [&](std::int64_t i) { y[i] = T(cpu_unary<kOp>(C(x[i]), a, b)); });
     return;
   }
   const RowWalk w = row_walk(g);
@@ -102,15 +105,15 @@ void unary_loops(const T* x, T* y, const ElementwiseGeometry& g, T a, T b) {
   parallel_for(w.rows, worth_threads<kOp>(n), [&](std::int64_t r) {
     const T* xr = x + strided_offset(r, w.outer_ndim, g.sizes, g.a_strides);
     T* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
-    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = cpu_unary<kOp>(xr[i * xs], a, b);
+    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = T(cpu_unary<kOp>(C(xr[i * xs]), a, b));
   });
 }
 
-template <BinaryOp kOp, typename T>
+template <BinaryOp kOp, typename T, typename C = compute_t<T>>
 void binary_loops(const T* a, const T* b, T* y, const ElementwiseGeometry& g) {
   const std::int64_t n = g.numel();
   if (is_dense(g, g.a_strides) && is_dense(g, g.b_strides) && is_dense(g, g.out_strides)) {
-    parallel_for(n, worth_threads<kOp>(n), [&](std::int64_t i) { y[i] = cpu_binary<kOp>(a[i], b[i]); });
+    parallel_for(n, worth_threads<kOp>(n), [&](std::int64_t i) { y[i] = T(cpu_binary<kOp>(C(a[i]), C(b[i]))); });
     return;
   }
   const RowWalk w = row_walk(g);
@@ -119,12 +122,12 @@ void binary_loops(const T* a, const T* b, T* y, const ElementwiseGeometry& g) {
     const T* ar = a + strided_offset(r, w.outer_ndim, g.sizes, g.a_strides);
     const T* br = b + strided_offset(r, w.outer_ndim, g.sizes, g.b_strides);
     T* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
-    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = cpu_binary<kOp>(ar[i * as], br[i * bs]);
+    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = T(cpu_binary<kOp>(C(ar[i * as]), C(br[i * bs])));
   });
 }
 
-template <typename T>
-void run_unary(UnaryOp op, const T* x, T* y, const ElementwiseGeometry& g, T a, T b) {
+template <typename T, typename C = compute_t<T>>
+void run_unary(UnaryOp op, const T* x, T* y, const ElementwiseGeometry& g, C a, C b) {
   switch (op) {
     case UnaryOp::Identity: return unary_loops<UnaryOp::Identity>(x, y, g, a, b);
     case UnaryOp::Neg: return unary_loops<UnaryOp::Neg>(x, y, g, a, b);

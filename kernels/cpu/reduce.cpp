@@ -34,5 +34,7 @@ template void sum_rows_cpu<float>(const float*, float*, std::int64_t, std::int64
 template void sum_rows_cpu<double>(const double*, double*, std::int64_t, std::int64_t);
 template void sum_leading_cpu<float>(const float*, float*, std::int64_t, std::int64_t);
 template void sum_leading_cpu<double>(const double*, double*, std::int64_t, std::int64_t);
+template void sum_rows_cpu<bf16>(const bf16*, bf16*, std::int64_t, std::int64_t);
+template void sum_leading_cpu<bf16>(const bf16*, bf16*, std::int64_t, std::int64_t);
 
 }  // namespace fm::kernels

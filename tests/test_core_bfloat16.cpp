@@ -1,0 +1,311 @@
+// tests/test_core_bfloat16.cpp — bfloat16 tensors: the rounding of kernels/bfloat16.h against hand-
+// worked bit patterns, conversions between the three dtypes, the elementwise and reduction ops in
+// bfloat16 against the same ops in float32 rounded once, gradients through bfloat16, the file
+// formats, and (on a GPU or the emulator) CUDA against the CPU to the bit or to one bfloat16 step.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <numeric>
+
+#include "core/autograd.h"
+#include "core/io/tensor_io.h"
+#include "core/ops.h"
+#include "core/random.h"
+#include "kernels/bfloat16.h"
+#include "test_util.h"
+
+using namespace fm;
+
+namespace {
+
+std::uint32_t bits_of(float value) {
+  std::uint32_t u;
+  std::memcpy(&u, &value, 4);
+  return u;
+}
+float float_of(std::uint32_t u) {
+  float value;
+  std::memcpy(&value, &u, 4);
+  return value;
+}
+std::uint16_t bf16_bits_of_float_bits(std::uint32_t u) { return bf16(float_of(u)).bits; }
+
+// The bfloat16 bits of every element (a bf16 tensor on either device).
+std::vector<std::uint16_t> bits_of_tensor(const Tensor& t) {
+  REQUIRE(t.dtype() == DType::BFloat16);
+  Tensor host = t.detach().to(Device::CPU).contiguous();
+  std::vector<std::uint16_t> bits(std::size_t(host.numel()));
+  for (std::size_t i = 0; i < bits.size(); ++i) bits[i] = host.data<bf16>()[i].bits;
+  return bits;
+}
+
+// Distance in bfloat16 steps between two finite values of one sign (their bit patterns, ordered).
+int steps_apart(std::uint16_t a, std::uint16_t b) {
+  auto ordered = [](std::uint16_t x) { return (x & 0x8000u) ? -int(x & 0x7fffu) : int(x); };
+  return std::abs(ordered(a) - ordered(b));
+}
+
+Tensor random_bf16(const Shape& shape, std::uint64_t seed, double low = -3.0, double high = 3.0) {
+  Generator gen(seed);
+  return rand_uniform(shape, gen, low, high, DType::BFloat16);
+}
+
+using UnaryFn = std::function<Tensor(const Tensor&)>;
+using BinaryFn = std::function<Tensor(const Tensor&, const Tensor&)>;
+
+}  // namespace
+
+TEST_CASE("bfloat16 rounds float to nearest with ties to even, keeps NaN and infinity", "[bfloat16]") {
+  // exact values keep their bits
+  CHECK(bf16(1.0f).bits == 0x3f80);
+  CHECK(bf16(-2.0f).bits == 0xc000);
+  CHECK(bf16(-0.0f).bits == 0x8000);
+  // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: to the even one, 1
+  CHECK(bf16_bits_of_float_bits(0x3f808000u) == 0x3f80);
+  // 1 + 3·2^-8 lies halfway between 1 + 2^-7 (odd) and 1 + 2^-6 (even): up
+  CHECK(bf16_bits_of_float_bits(0x3f818000u) == 0x3f82);
+  // just above and just below a tie
+  CHECK(bf16_bits_of_float_bits(0x3f808001u) == 0x3f81);
+  CHECK(bf16_bits_of_float_bits(0x3f807fffu) == 0x3f80);
+  // rounding up out of the mantissa carries into the exponent: 2 - 2^-8 becomes 2
+  CHECK(bf16_bits_of_float_bits(0x3fff8000u) == 0x4000);
+  // the largest bfloat16 stays; float's largest rounds past it to infinity
+  CHECK(bf16_bits_of_float_bits(0x7f7f0000u) == 0x7f7f);
+  CHECK(bf16(std::numeric_limits<float>::max()).bits == 0x7f80);
+  CHECK(bf16(-std::numeric_limits<float>::max()).bits == 0xff80);
+  CHECK(bf16(std::numeric_limits<float>::infinity()).bits == 0x7f80);
+  // NaN stays NaN (quiet, sign kept), even a signalling NaN whose payload is in the dropped bits
+  CHECK(bf16_bits_of_float_bits(0x7f800001u) == 0x7fc0);
+  CHECK(bf16_bits_of_float_bits(0xff800001u) == 0xffc0);
+  CHECK(std::isnan(float(bf16(std::numeric_limits<float>::quiet_NaN()))));
+  // subnormals round like everything else
+  CHECK(bf16_bits_of_float_bits(0x00008000u) == 0x0000);
+  CHECK(bf16_bits_of_float_bits(0x00018000u) == 0x0002);
+  // widening is exact: every one of the 65,536 patterns except NaNs comes back to the same bits
+  int mismatches = 0;
+  for (std::uint32_t b = 0; b < 0x10000u; ++b) {
+    const float widened = float(bf16::from_bits(std::uint16_t(b)));
+    if (bits_of(widened) != b << 16) ++mismatches;
+    if (!std::isnan(widened) && bf16(widened).bits != b) ++mismatches;
+  }
+  CHECK(mismatches == 0);
+}
+
+TEST_CASE("bfloat16 from a double rounds once, not through float", "[bfloat16]") {
+  const double tie = 1.0 + std::ldexp(1.0, -8);  // halfway between 1 and 1 + 2^-7
+  // Just above the tie: float rounds it onto the tie, and a second rounding would go to even (1).
+  REQUIRE(double(float(tie + std::ldexp(1.0, -40))) == tie);
+  CHECK(bf16(tie + std::ldexp(1.0, -40)).bits == 0x3f81);
+  CHECK(bf16(tie - std::ldexp(1.0, -40)).bits == 0x3f80);
+  CHECK(bf16(tie).bits == 0x3f80);
+  const double odd_tie = 1.0 + 3 * std::ldexp(1.0, -8);  // halfway between 1 + 2^-7 and 1 + 2^-6
+  CHECK(bf16(odd_tie - std::ldexp(1.0, -40)).bits == 0x3f81);
+  CHECK(bf16(odd_tie).bits == 0x3f82);
+  CHECK(bf16(-(tie + std::ldexp(1.0, -40))).bits == 0xbf81);
+  // past float's range: infinity; below float's smallest subnormal: a signed zero
+  CHECK(bf16(1e39).bits == 0x7f80);
+  CHECK(bf16(-1e39).bits == 0xff80);
+  CHECK(bf16(1e-50).bits == 0x0000);
+  CHECK(bf16(-1e-50).bits == 0x8000);
+  CHECK(std::isnan(float(bf16(std::numeric_limits<double>::quiet_NaN()))));
+  // a double that float holds exactly rounds as the float does
+  Generator gen(11);
+  int mismatches = 0;
+  for (int i = 0; i < 100000; ++i) {
+    const float f = float_of(std::uint32_t(gen.next_u64()));
+    if (std::isnan(f)) continue;
+    if (bf16(double(f)).bits != bf16(f).bits) ++mismatches;
+  }
+  CHECK(mismatches == 0);
+}
+
+TEST_CASE("bfloat16 tensors convert to and from float32 and float64", "[bfloat16]") {
+  CHECK(dtype_size(DType::BFloat16) == 2);
+  CHECK(std::string(dtype_name(DType::BFloat16)) == "bfloat16");
+  const std::vector<double> values = {1.0, 1.0 + std::ldexp(1.0, -8) + std::ldexp(1.0, -40), -3.14159, 1e-3, 65504.0,
+                                      0.0};
+  Tensor b = Tensor::from_vector(values, {2, 3}, DType::BFloat16);
+  CHECK(b.dtype() == DType::BFloat16);
+  const std::vector<double> back = b.to_vector();
+  for (std::size_t i = 0; i < values.size(); ++i) CHECK(back[i] == double(float(bf16(values[i]))));
+  CHECK(bits_of_tensor(b)[1] == 0x3f81);  // from_vector rounds the double once
+  // float64 -> bfloat16 rounds once too; bfloat16 -> float32/float64 is exact
+  Tensor d = Tensor::from_vector(values, {2, 3}, DType::Float64);
+  CHECK(bits_of_tensor(d.to(DType::BFloat16)) == bits_of_tensor(b));
+  CHECK(b.to(DType::Float32).to_vector() == back);
+  CHECK(b.to(DType::Float64).to_vector() == back);
+  // float32 -> bfloat16 of a transposed view converts element by element
+  Tensor f = Tensor::from_vector(values, {2, 3}, DType::Float32).transpose(0, 1);
+  Tensor fb = f.to(DType::BFloat16);
+  CHECK(fb.shape() == Shape{3, 2});
+  const std::vector<double> fv = f.to_vector(), fbv = fb.to_vector();
+  for (std::size_t i = 0; i < fv.size(); ++i) CHECK(fbv[i] == double(float(bf16(float(fv[i])))));
+  // copy_ converts into a bfloat16 destination, with broadcasting
+  Tensor dst = Tensor::zeros({2, 3}, DType::BFloat16);
+  dst.copy_(Tensor::from_vector({0.1, 0.2, 0.3}, {3}, DType::Float32));
+  const std::vector<double> dv = dst.to_vector();
+  CHECK(dv[4] == double(float(bf16(0.2f))));
+  // fill_ and full round the value once
+  CHECK(Tensor::full({2}, 1.0 / 3.0, DType::BFloat16).to_vector()[1] == double(float(bf16(1.0 / 3.0))));
+}
+
+TEST_CASE("bfloat16 elementwise ops equal the float32 ops on the same values rounded once", "[bfloat16]") {
+  // Add, subtract, multiply and divide are exactly rounded in float, so float then bfloat16 is one
+  // well-defined answer and the bfloat16 kernels must give it to the bit. The functions with an
+  // exponential or erf may be computed by other float formulas on the two paths (the float32 CPU
+  // path can run the AVX-512 copy, contracted into FMAs), so their float results can differ by a
+  // few float ulps, which moves a bfloat16 rounding by at most one step near a tie.
+  const std::vector<std::pair<const char*, BinaryFn>> exact_binary = {
+      {"add", [](const Tensor& a, const Tensor& b) { return add(a, b); }},
+      {"sub", [](const Tensor& a, const Tensor& b) { return sub(a, b); }},
+      {"mul", [](const Tensor& a, const Tensor& b) { return mul(a, b); }},
+      {"div", [](const Tensor& a, const Tensor& b) { return div(a, b); }},
+  };
+  for (auto shapes : {std::vector<Shape>{{5, 7}, {5, 7}}, std::vector<Shape>{{4, 1, 3}, {5, 3}}}) {
+    Tensor a = random_bf16(shapes[0], 1), b = random_bf16(shapes[1], 2, 0.5, 2.0);
+    for (auto& [name, f] : exact_binary) {
+      INFO(name << " on " << shape_str(shapes[0]) << " and " << shape_str(shapes[1]));
+      Tensor y = f(a, b);
+      CHECK(y.dtype() == DType::BFloat16);
+      CHECK(bits_of_tensor(y) == bits_of_tensor(f(a.to(DType::Float32), b.to(DType::Float32)).to(DType::BFloat16)));
+    }
+  }
+  const std::vector<std::pair<const char*, UnaryFn>> exact_unary = {
+      {"neg", [](const Tensor& x) { return neg(x); }},
+      {"relu", [](const Tensor& x) { return relu(x); }},
+      {"square", [](const Tensor& x) { return square(x); }},
+      {"sqrt", [](const Tensor& x) { return sqrt(square(x)); }},
+  };
+  const std::vector<std::pair<const char*, UnaryFn>> within_a_step = {
+      {"affine", [](const Tensor& x) { return affine(x, -1.5, 0.25); }},
+      {"exp", [](const Tensor& x) { return exp(x); }},
+      {"tanh", [](const Tensor& x) { return tanh(x); }},
+      {"sigmoid", [](const Tensor& x) { return sigmoid(x); }},
+      {"silu", [](const Tensor& x) { return silu(x); }},
+      {"gelu", [](const Tensor& x) { return gelu(x); }},
+      {"sin", [](const Tensor& x) { return sin(x); }},
+  };
+  Tensor x = random_bf16({9, 13}, 3);
+  Tensor view = x.transpose(0, 1);  // strided input
+  for (const Tensor& input : {x, view}) {
+    for (auto& [name, f] : exact_unary) {
+      INFO(name);
+      CHECK(bits_of_tensor(f(input)) == bits_of_tensor(f(input.to(DType::Float32)).to(DType::BFloat16)));
+    }
+    for (auto& [name, f] : within_a_step) {
+      INFO(name);
+      const auto got = bits_of_tensor(f(input)), want = bits_of_tensor(f(input.to(DType::Float32)).to(DType::BFloat16));
+      int worst = 0, differing = 0;
+      for (std::size_t i = 0; i < got.size(); ++i) {
+        worst = std::max(worst, steps_apart(got[i], want[i]));
+        differing += got[i] != want[i];
+      }
+      CHECK(worst <= 1);
+      CHECK(differing <= int(got.size()) / 20);  // near a tie only
+    }
+  }
+}
+
+TEST_CASE("bfloat16 sums add up in double and round once", "[bfloat16]") {
+  Tensor x = random_bf16({6, 40, 5}, 4);
+  const std::vector<double> v = x.to_vector();
+  for (std::vector<int> dims : {std::vector<int>{1}, std::vector<int>{0}, std::vector<int>{0, 2}}) {
+    Tensor s = sum(x, dims, false);
+    CHECK(s.dtype() == DType::BFloat16);
+    // the same sum in float64 over the same values, rounded once
+    CHECK(bits_of_tensor(s) == bits_of_tensor(sum(x.to(DType::Float64), dims, false).to(DType::BFloat16)));
+  }
+  CHECK(sum(x).to_vector()[0] == double(float(bf16(std::accumulate(v.begin(), v.end(), 0.0)))));
+}
+
+TEST_CASE("gradients flow through bfloat16 ops and conversions", "[bfloat16]") {
+  // loss = Σ w·silu(x) computed in bfloat16 from a float32 leaf x; dloss/dx = w·silu'(x). Along the
+  // way back the gradient reaching SiLU is 1·w (exact) and the SiLU backward rounds once to
+  // bfloat16 (at most 2^-9 relative), so the result is within 2^-8 of the float64 answer (plus
+  // the float formula's own error, absolute, where silu' crosses zero).
+  Generator gen(5);
+  Tensor x = rand_uniform({4, 8}, gen, -3.0, 3.0, DType::Float32).set_requires_grad(true);
+  Tensor w = rand_uniform({8}, gen, 0.5, 2.0, DType::BFloat16);
+  Tensor xb = x.to(DType::BFloat16);
+  Tensor loss = sum(mul(silu(xb), w)).to(DType::Float32);
+  loss.backward();
+  REQUIRE(x.grad().defined());
+  CHECK(x.grad().dtype() == DType::Float32);  // the conversion's backward converts back
+  const std::vector<double> xv = xb.to_vector(), wv = w.to_vector(), gv = x.grad().to_vector();
+  std::vector<double> expected(gv.size());
+  for (std::size_t i = 0; i < gv.size(); ++i) {
+    const double s = 1.0 / (1.0 + std::exp(-xv[i]));
+    expected[i] = wv[i % 8] * s * (1.0 + xv[i] * (1.0 - s));
+  }
+  FM_REQUIRE_CLOSE(gv.data(), expected.data(), gv.size(), 1e-6, std::ldexp(1.0, -8));
+  // the conversion's own backward is the conversion of the gradient, to the bit
+  Tensor y = Tensor::from_vector({1.0, 2.0}, {2}, DType::Float64).set_requires_grad(true);
+  sum(mul(y.to(DType::BFloat16), Tensor::from_vector({1.0 / 3.0, 3.0}, {2}, DType::BFloat16))).backward();
+  CHECK(y.grad().dtype() == DType::Float64);
+  CHECK(y.grad().to_vector() == std::vector<double>{double(float(bf16(1.0 / 3.0))), 3.0});
+}
+
+TEST_CASE("ops without bfloat16 kernels refuse bfloat16 by name", "[bfloat16]") {
+  Tensor a = random_bf16({3, 4}, 6), b = random_bf16({4, 2}, 7);
+  CHECK_THROWS_WITH(matmul(a, b), Catch::Contains("has no bfloat16 kernel on cpu") &&
+                                      Catch::Contains("float32, float64"));
+}
+
+TEST_CASE("bfloat16 tensors are saved as BF16 in safetensors and refused by npy", "[bfloat16]") {
+  fm::test::TempDir dir("fm_test_bf16");
+  Tensor b = random_bf16({3, 5}, 8);
+  io::save_safetensors(dir.file("b.safetensors"), {{"b", b}});
+  Tensor loaded = io::load_safetensors(dir.file("b.safetensors")).tensors.at("b");
+  CHECK(loaded.dtype() == DType::BFloat16);
+  CHECK(loaded.shape() == b.shape());
+  CHECK(bits_of_tensor(loaded) == bits_of_tensor(b));
+  CHECK_THROWS_WITH(io::save_npy(dir.file("b.npy"), b), Catch::Contains(".npy has no bfloat16 type"));
+  CHECK(dir.entries() == std::vector<std::string>{"b.safetensors"});
+}
+
+TEST_CASE("cuda: bfloat16 conversions, maps and sums match the CPU", "[cuda][gpu][bfloat16]") {
+  FM_REQUIRE_GPU();
+  // Conversions, fill and the exactly rounded ops are one float operation and one rounding on both
+  // devices: the same bits. The transcendental maps use CUDA's expf/erff/tanhf on the device and
+  // the vectorisable formulas on the CPU (a few float ulps apart): within one bfloat16 step. Sums
+  // add up in float in a tree on the device, in double on the CPU: within one step too.
+  Tensor f = Tensor::from_vector({0.1, -2.5, 1.0 + std::ldexp(1.0, -8), 3e38, 1e-40, -0.0}, {6}, DType::Float32);
+  CHECK(bits_of_tensor(f.to(Device::CUDA).to(DType::BFloat16)) == bits_of_tensor(f.to(DType::BFloat16)));
+  Tensor bc = f.to(DType::BFloat16).to(Device::CUDA);
+  CHECK(bc.dtype() == DType::BFloat16);
+  CHECK(bc.to(DType::Float32).to_vector() == f.to(DType::BFloat16).to(DType::Float32).to_vector());
+  CHECK_THROWS_WITH(bc.to(DType::Float64), Catch::Contains("no float64 tensors"));
+  CHECK(bits_of_tensor(Tensor::full({5}, 1.0 / 3.0, DType::BFloat16, Device::CUDA)) ==
+        bits_of_tensor(Tensor::full({5}, 1.0 / 3.0, DType::BFloat16)));
+
+  Tensor a = random_bf16({4, 1, 33}, 9), b = random_bf16({7, 33}, 10, 0.5, 2.0);
+  Tensor ac = a.to(Device::CUDA), bcu = b.to(Device::CUDA);
+  CHECK(bits_of_tensor(add(ac, bcu)) == bits_of_tensor(add(a, b)));
+  CHECK(bits_of_tensor(mul(ac, bcu)) == bits_of_tensor(mul(a, b)));
+  CHECK(bits_of_tensor(div(ac, bcu)) == bits_of_tensor(div(a, b)));
+  CHECK(bits_of_tensor(ac.transpose(0, 2).contiguous()) == bits_of_tensor(a.transpose(0, 2).contiguous()));
+  auto within_a_step = [](const Tensor& got_t, const Tensor& want_t) {
+    const auto got = bits_of_tensor(got_t), want = bits_of_tensor(want_t);
+    REQUIRE(got.size() == want.size());
+    int worst = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) worst = std::max(worst, steps_apart(got[i], want[i]));
+    return worst;
+  };
+  for (const UnaryFn& f1 : std::vector<UnaryFn>{[](const Tensor& x) { return silu(x); },
+                                                [](const Tensor& x) { return gelu(x); },
+                                                [](const Tensor& x) { return tanh(x); },
+                                                [](const Tensor& x) { return affine(x, 0.7, -0.1); }})
+    CHECK(within_a_step(f1(ac), f1(a)) <= 1);
+  Tensor big = random_bf16({3, 1000}, 12);
+  CHECK(within_a_step(sum(big.to(Device::CUDA), {1}, false), sum(big, {1}, false)) <= 1);
+  // gradients through bfloat16 on the device
+  Tensor x = random_bf16({2, 33}, 13).to(DType::Float32);
+  Tensor xc = x.to(Device::CUDA).set_requires_grad(true);
+  Tensor xh = x.clone().set_requires_grad(true);
+  sum(mul(silu(xc.to(DType::BFloat16)), bcu.narrow(0, 0, 2))).to(DType::Float32).backward();
+  sum(mul(silu(xh.to(DType::BFloat16)), b.narrow(0, 0, 2))).to(DType::Float32).backward();
+  CHECK(within_a_step(xc.grad().to(DType::BFloat16), xh.grad().to(DType::BFloat16)) <= 2);
+}
