@@ -2,6 +2,10 @@
 //
 // The forward saves the per-(sample, group) mean and 1/σ; the backward kernels use them with x to
 // recompute the normalised values rather than storing them (one tensor less per layer).
+//
+// Dtypes: x, weight and bias alike (float32, or float64 on the CPU), or bfloat16 activations with
+// float32 weight and bias (a model's float32 parameters normalising bfloat16 activations): then y and
+// dx are bfloat16, and the statistics, dweight and dbias float32.
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops_nn.h"
@@ -24,7 +28,12 @@ GroupNormDims check_group_norm(const char* op, const Tensor& x, int groups, cons
   FM_CHECK(groups >= 1 && C % groups == 0, ShapeError, op, ": ", C, " channels do not split into ",
            groups, " groups");
   FM_CHECK(eps > 0, ValueError, op, ": eps ", eps, ", expected > 0");
-  internal::check_same_dtype_device(op, {&x, &weight, &bias});
+  internal::check_same_dtype_device(op, {&weight, &bias});
+  FM_CHECK(x.device() == weight.device(), DeviceError, op, ": input on ", device_name(x.device()),
+           ", weight on ", device_name(weight.device()));
+  const DType parameter_dtype = x.dtype() == DType::BFloat16 ? DType::Float32 : x.dtype();
+  FM_CHECK(weight.dtype() == parameter_dtype, DTypeError, op, ": a ", dtype_name(x.dtype()), " input takes ",
+           dtype_name(parameter_dtype), " weight and bias, got ", dtype_name(weight.dtype()));
   FM_CHECK(weight.dim() == 1 && weight.size(0) == C && bias.dim() == 1 && bias.size(0) == C, ShapeError,
            op, ": weight ", shape_str(weight.shape()), " and bias ", shape_str(bias.shape()),
            " must both be [", C, "]");
@@ -38,21 +47,31 @@ Tensor group_norm_impl(const char* op, bool fused, const Tensor& x_in, int group
   GroupNormDims d = check_group_norm(op, x_in, groups, weight_in, bias_in, eps);
   Tensor x = x_in.detach().contiguous(), w = weight_in.detach().contiguous(), b = bias_in.detach().contiguous();
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  Tensor mean = Tensor::empty({d.N, d.G}, x.dtype(), x.device());
-  Tensor rstd = Tensor::empty({d.N, d.G}, x.dtype(), x.device());
-  dispatch_kernel(
+  Tensor mean = Tensor::empty({d.N, d.G}, w.dtype(), x.device());  // statistics in the parameters' dtype
+  Tensor rstd = Tensor::empty({d.N, d.G}, w.dtype(), x.device());
+  // T: the activations' element type; P: the parameters' and statistics' (float for bfloat16).
+  dispatch_kernel<CpuTypesWithBf16, CudaTypesWithBf16>(
       op, x.device(), x.dtype(),
       [&](auto type) {
         using T = element_type<decltype(type)>;
-        auto forward = fused ? kernels::group_norm_silu_forward_cpu<T> : kernels::group_norm_forward_cpu<T>;
-        forward(x.data<T>(), w.data<T>(), b.data<T>(), y.data<T>(), mean.data<T>(), rstd.data<T>(), d.N, d.C,
-                d.HW, d.G, T(eps));
+        using P = compute_t<T>;
+        if (fused)
+          kernels::group_norm_silu_forward_cpu(x.data<T>(), w.data<P>(), b.data<P>(), y.data<T>(), mean.data<P>(),
+                                               rstd.data<P>(), d.N, d.C, d.HW, d.G, P(eps));
+        else
+          kernels::group_norm_forward_cpu(x.data<T>(), w.data<P>(), b.data<P>(), y.data<T>(), mean.data<P>(),
+                                          rstd.data<P>(), d.N, d.C, d.HW, d.G, P(eps));
       },
       [&](auto type) {
         using T = element_type<decltype(type)>;
-        auto forward = fused ? kernels::group_norm_silu_forward_cuda : kernels::group_norm_forward_cuda;
-        forward(x.data<T>(), w.data<T>(), b.data<T>(), y.data<T>(), mean.data<T>(), rstd.data<T>(), d.N, d.C,
-                d.HW, d.G, T(eps), kernels::GroupNormKernel::Auto);
+        if (fused)
+          kernels::group_norm_silu_forward_cuda(x.data<T>(), w.data<float>(), b.data<float>(), y.data<T>(),
+                                                mean.data<float>(), rstd.data<float>(), d.N, d.C, d.HW, d.G,
+                                                float(eps), kernels::GroupNormKernel::Auto);
+        else
+          kernels::group_norm_forward_cuda(x.data<T>(), w.data<float>(), b.data<float>(), y.data<T>(),
+                                           mean.data<float>(), rstd.data<float>(), d.N, d.C, d.HW, d.G, float(eps),
+                                           kernels::GroupNormKernel::Auto);
       });
   return record_op(y, op, {x_in, weight_in, bias_in}, [=](const Tensor& g_in) {
     Tensor g = g_in.contiguous();
@@ -60,29 +79,33 @@ Tensor group_norm_impl(const char* op, bool fused, const Tensor& x_in, int group
     Tensor dw = Tensor::empty(w.shape(), w.dtype(), w.device());
     Tensor db = Tensor::empty(b.shape(), b.dtype(), b.device());
     // Only the fused backward reads beta: the SiLU derivative is taken at γ·x̂ + β.
-    dispatch_kernel(
+    // The gradient arrives in y's dtype (autograd keeps each tensor's gradient in its dtype).
+    FM_CHECK(g.dtype() == x.dtype(), DTypeError, op, ": gradient ", g.describe(), " for a ", dtype_name(x.dtype()),
+             " output");
+    dispatch_kernel<CpuTypesWithBf16, CudaTypesWithBf16>(
         op, x.device(), x.dtype(),
         [&](auto type) {
           using T = element_type<decltype(type)>;
+          using P = compute_t<T>;
           if (fused)
-            kernels::group_norm_silu_backward_cpu<T>(g.data<T>(), x.data<T>(), mean.data<T>(), rstd.data<T>(),
-                                                     w.data<T>(), b.data<T>(), dx.data<T>(), dw.data<T>(),
-                                                     db.data<T>(), d.N, d.C, d.HW, d.G);
+            kernels::group_norm_silu_backward_cpu(g.data<T>(), x.data<T>(), mean.data<P>(), rstd.data<P>(),
+                                                  w.data<P>(), b.data<P>(), dx.data<T>(), dw.data<P>(),
+                                                  db.data<P>(), d.N, d.C, d.HW, d.G);
           else
-            kernels::group_norm_backward_cpu<T>(g.data<T>(), x.data<T>(), mean.data<T>(), rstd.data<T>(),
-                                                w.data<T>(), dx.data<T>(), dw.data<T>(), db.data<T>(), d.N, d.C,
-                                                d.HW, d.G);
+            kernels::group_norm_backward_cpu(g.data<T>(), x.data<T>(), mean.data<P>(), rstd.data<P>(), w.data<P>(),
+                                             dx.data<T>(), dw.data<P>(), db.data<P>(), d.N, d.C, d.HW, d.G);
         },
         [&](auto type) {
           using T = element_type<decltype(type)>;
           if (fused)
-            kernels::group_norm_silu_backward_cuda(g.data<T>(), x.data<T>(), mean.data<T>(), rstd.data<T>(),
-                                                   w.data<T>(), b.data<T>(), dx.data<T>(), dw.data<T>(),
-                                                   db.data<T>(), d.N, d.C, d.HW, d.G);
+            kernels::group_norm_silu_backward_cuda(g.data<T>(), x.data<T>(), mean.data<float>(),
+                                                   rstd.data<float>(), w.data<float>(), b.data<float>(),
+                                                   dx.data<T>(), dw.data<float>(), db.data<float>(), d.N, d.C,
+                                                   d.HW, d.G);
           else
-            kernels::group_norm_backward_cuda(g.data<T>(), x.data<T>(), mean.data<T>(), rstd.data<T>(),
-                                              w.data<T>(), dx.data<T>(), dw.data<T>(), db.data<T>(), d.N, d.C,
-                                              d.HW, d.G);
+            kernels::group_norm_backward_cuda(g.data<T>(), x.data<T>(), mean.data<float>(), rstd.data<float>(),
+                                              w.data<float>(), dx.data<T>(), dw.data<float>(), db.data<float>(),
+                                              d.N, d.C, d.HW, d.G);
         });
     return std::vector<Tensor>{dx, dw, db};
   });

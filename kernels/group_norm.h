@@ -2,8 +2,9 @@
 // U-Net residual block, forward and backward.
 //
 // Layer: kernels/ (plain functions over pointers, no Tensor). CPU reference loops (float, double) in
-// kernels/cpu/group_norm.cpp; CUDA kernels (float) in kernels/cuda/group_norm.cu (v2, v3) and
-// kernels/cuda/group_norm_naive.cu (v1), on cuda_stream().
+// kernels/cpu/group_norm.cpp; CUDA kernels (float or bfloat16 activations) in
+// kernels/cuda/group_norm.cu (v2, v3) and kernels/cuda/group_norm_naive.cu (v1, float only), on
+// cuda_stream().
 //
 // Layout: x, y, dy, dx are NCHW with H·W flattened to HW; the C channels are split into G groups of
 // C/G consecutive channels (C % G == 0). For each sample n and group g the M = (C/G)·HW values form
@@ -27,6 +28,7 @@
 #include <cstdint>
 
 #include "core/error.h"
+#include "kernels/bfloat16.h"
 
 namespace fm::kernels {
 
@@ -61,7 +63,22 @@ void group_norm_silu_backward_cpu(const T* dy, const T* x, const T* mean, const 
                                   const T* gamma, const T* beta, T* dx, T* dgamma, T* dbeta, int N,
                                   int C, int HW, int G);
 
-// ---- CUDA (float, device pointers, on cuda_stream()) --------------------------------------------
+// bfloat16 activations (x, y, dy, dx) with float32 γ, β, statistics and dγ, dβ: computed in float,
+// each output element rounded once (the float path on x widened exactly).
+void group_norm_forward_cpu(const bf16* x, const float* gamma, const float* beta, bf16* y, float* mean,
+                            float* rstd, int N, int C, int HW, int G, float eps);
+void group_norm_backward_cpu(const bf16* dy, const bf16* x, const float* mean, const float* rstd,
+                             const float* gamma, bf16* dx, float* dgamma, float* dbeta, int N, int C, int HW,
+                             int G);
+void group_norm_silu_forward_cpu(const bf16* x, const float* gamma, const float* beta, bf16* y,
+                                 float* mean, float* rstd, int N, int C, int HW, int G, float eps);
+void group_norm_silu_backward_cpu(const bf16* dy, const bf16* x, const float* mean, const float* rstd,
+                                  const float* gamma, const float* beta, bf16* dx, float* dgamma,
+                                  float* dbeta, int N, int C, int HW, int G);
+
+// ---- CUDA (device pointers, on cuda_stream()) -----------------------------------------------------
+// Activations float32 or bfloat16 (the overloads after the float ones), γ, β, mean, rstd, dγ, dβ
+// float32; every kernel below is written once for both (kernels/cuda/element_access.cuh).
 // Two kernel families (kernels/cuda/group_norm.cu explains both):
 //   Cached    (v3): one block per (n, g) copies its group into shared memory, so x (and dy) leave
 //                   DRAM once; exact two-pass statistics. Groups whose cache fits in 64 KiB: the
@@ -100,6 +117,20 @@ void group_norm_silu_backward_cuda(const float* dy, const float* x, const float*
                                    const float* rstd, const float* gamma, const float* beta,
                                    float* dx, float* dgamma, float* dbeta, int N, int C, int HW,
                                    int G, GroupNormKernel kernel = GroupNormKernel::Auto);
+
+void group_norm_forward_cuda(const bf16* x, const float* gamma, const float* beta, bf16* y, float* mean,
+                             float* rstd, int N, int C, int HW, int G, float eps,
+                             GroupNormKernel kernel = GroupNormKernel::Auto);
+void group_norm_backward_cuda(const bf16* dy, const bf16* x, const float* mean, const float* rstd,
+                              const float* gamma, bf16* dx, float* dgamma, float* dbeta, int N, int C,
+                              int HW, int G, GroupNormKernel kernel = GroupNormKernel::Auto);
+void group_norm_silu_forward_cuda(const bf16* x, const float* gamma, const float* beta, bf16* y,
+                                  float* mean, float* rstd, int N, int C, int HW, int G, float eps,
+                                  GroupNormKernel kernel = GroupNormKernel::Auto);
+void group_norm_silu_backward_cuda(const bf16* dy, const bf16* x, const float* mean, const float* rstd,
+                                   const float* gamma, const float* beta, bf16* dx, float* dgamma,
+                                   float* dbeta, int N, int C, int HW, int G,
+                                   GroupNormKernel kernel = GroupNormKernel::Auto);
 
 // ---- CUDA v1 "naive" (kernels/cuda/group_norm_naive.cu; the kernel lab's starting point) ------
 // Forward: one block per (n, g), three passes over the group (mean, variance, normalise), scalar

@@ -1,6 +1,6 @@
 // tests/test_core_bfloat16.cpp — bfloat16 tensors: the rounding of kernels/bfloat16.h against hand-
-// worked bit patterns, conversions between the three dtypes, the elementwise and reduction ops in
-// bfloat16 against the same ops in float32 rounded once, gradients through bfloat16, the file
+// worked bit patterns, conversions between the three dtypes, the elementwise, reduction and GroupNorm
+// ops in bfloat16 against the same ops in float32 rounded once, gradients through bfloat16, the file
 // formats, and (on a GPU or the emulator) CUDA against the CPU to the bit or to one bfloat16 step.
 #include <catch2/catch.hpp>
 
@@ -13,6 +13,7 @@
 #include "core/autograd.h"
 #include "core/io/tensor_io.h"
 #include "core/ops.h"
+#include "core/ops_nn.h"
 #include "core/random.h"
 #include "kernels/bfloat16.h"
 #include "test_util.h"
@@ -308,4 +309,78 @@ TEST_CASE("cuda: bfloat16 conversions, maps and sums match the CPU", "[cuda][gpu
   sum(mul(silu(xc.to(DType::BFloat16)), bcu.narrow(0, 0, 2))).to(DType::Float32).backward();
   sum(mul(silu(xh.to(DType::BFloat16)), b.narrow(0, 0, 2))).to(DType::Float32).backward();
   CHECK(within_a_step(xc.grad().to(DType::BFloat16), xh.grad().to(DType::BFloat16)) <= 2);
+}
+
+TEST_CASE("GroupNorm and GroupNorm + SiLU on bfloat16 activations equal the float32 ops rounded once", "[bfloat16]") {
+  // The CPU's bfloat16 kernels widen x (and dy) exactly, run the float32 path and round each output
+  // once: so y and dx are the float32 op's rounded to the bit, and dγ, dβ (float32) are equal.
+  Generator gen(14);
+  for (bool fused : {false, true}) {
+    INFO("fused " << fused);
+    for (Shape shape : {Shape{2, 8, 5, 5}, Shape{3, 6, 4, 4}}) {
+      const int groups = 2;
+      Tensor xb = random_bf16(shape, 15).set_requires_grad(true);
+      Tensor dy = random_bf16(shape, 16);
+      Tensor w = rand_uniform({shape[1]}, gen, 0.5, 1.5).set_requires_grad(true);
+      Tensor b = rand_uniform({shape[1]}, gen, -0.5, 0.5).set_requires_grad(true);
+      Tensor xf = xb.detach().to(DType::Float32).set_requires_grad(true);
+      Tensor wf = w.detach().clone().set_requires_grad(true), bf = b.detach().clone().set_requires_grad(true);
+      auto op = [&](const Tensor& x, const Tensor& weight, const Tensor& bias) {
+        return fused ? group_norm_silu(x, groups, weight, bias, 1e-5) : group_norm(x, groups, weight, bias, 1e-5);
+      };
+      Tensor y = op(xb, w, b);
+      Tensor y_ref = op(xf, wf, bf);
+      CHECK(y.dtype() == DType::BFloat16);
+      CHECK(bits_of_tensor(y) == bits_of_tensor(y_ref.to(DType::BFloat16)));
+      sum(mul(y, dy)).backward();
+      sum(mul(y_ref, dy.to(DType::Float32))).backward();
+      CHECK(xb.grad().dtype() == DType::BFloat16);
+      CHECK(w.grad().dtype() == DType::Float32);
+      CHECK(bits_of_tensor(xb.grad()) == bits_of_tensor(xf.grad().to(DType::BFloat16)));
+      CHECK(w.grad().to_vector() == wf.grad().to_vector());
+      CHECK(b.grad().to_vector() == bf.grad().to_vector());
+    }
+  }
+  Tensor x = random_bf16({2, 4, 3, 3}, 17);
+  CHECK_THROWS_WITH(group_norm(x, 2, Tensor::ones({4}, DType::BFloat16), Tensor::zeros({4}, DType::BFloat16), 1e-5),
+                    Catch::Contains("a bfloat16 input takes float32 weight and bias, got bfloat16"));
+  CHECK_THROWS_WITH(group_norm(x.to(DType::Float32), 2, Tensor::ones({4}, DType::Float64),
+                               Tensor::zeros({4}, DType::Float64), 1e-5),
+                    Catch::Contains("a float32 input takes float32 weight and bias, got float64"));
+}
+
+TEST_CASE("cuda: GroupNorm on bfloat16 activations matches the CPU on every kernel path", "[cuda][gpu][bfloat16]") {
+  FM_REQUIRE_GPU();
+  // Shapes for each path of kernels/cuda/group_norm.cu: scalar accesses (HW = 25), vector accesses
+  // (HW = 64; 8 bytes of bfloat16 each), and one group of 36,864 elements, too large for the cached
+  // kernels and few enough groups that the streaming kernels split it across blocks. The device adds
+  // up in float in another order than the CPU: y and dx agree with the CPU's bfloat16 within a
+  // bfloat16 step or two of their scale, dγ and dβ (float32) to float rounding.
+  Generator gen(18);
+  for (bool fused : {false, true})
+    for (auto [shape, groups] : {std::pair<Shape, int>{{2, 8, 5, 5}, 2}, std::pair<Shape, int>{{2, 8, 8, 8}, 4},
+                                 std::pair<Shape, int>{{1, 4, 96, 96}, 1}}) {
+      INFO("fused " << fused << ", shape " << shape_str(shape));
+      Tensor x = random_bf16(shape, 19), dy = random_bf16(shape, 20);
+      Tensor w = rand_uniform({shape[1]}, gen, 0.5, 1.5), b = rand_uniform({shape[1]}, gen, -0.5, 0.5);
+      auto run = [&](Device device) {
+        Tensor xd = x.to(device).set_requires_grad(true);
+        Tensor wd = w.to(device).set_requires_grad(true), bd = b.to(device).set_requires_grad(true);
+        Tensor y = fused ? group_norm_silu(xd, groups, wd, bd, 1e-5) : group_norm(xd, groups, wd, bd, 1e-5);
+        sum(mul(y, dy.to(device))).backward();
+        return std::vector<Tensor>{y.detach(), xd.grad(), wd.grad(), bd.grad()};
+      };
+      const std::vector<Tensor> gpu = run(Device::CUDA), cpu = run(Device::CPU);
+      for (int k : {0, 1}) {
+        const std::vector<double> got = gpu[k].to(DType::Float32).to_vector(),
+                                  want = cpu[k].to(DType::Float32).to_vector();
+        double scale = 0;
+        for (double v : want) scale = std::max(scale, std::abs(v));
+        FM_REQUIRE_CLOSE(got.data(), want.data(), got.size(), scale * std::ldexp(1.0, -8), std::ldexp(1.0, -7));
+      }
+      for (int k : {2, 3}) {
+        const std::vector<double> got = gpu[k].to_vector(), want = cpu[k].to_vector();
+        FM_REQUIRE_CLOSE(got.data(), want.data(), got.size(), 1e-3, 1e-4);
+      }
+    }
 }

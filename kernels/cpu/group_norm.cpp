@@ -9,7 +9,8 @@
 // The fused versions share the plain ones' code through a flag, so the two cannot drift apart.
 // Statistics use two passes (mean, then Σ(x − μ)²), which is exact enough in double to serve as the
 // reference. Both versions give every thread whole groups and sum in an order fixed by the shape, so
-// results do not depend on the thread count.
+// results do not depend on the thread count. bfloat16 activations go through the float path (end
+// of the file).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -310,6 +311,63 @@ void group_norm_silu_backward_cpu(const T* dy, const T* x, const T* mean, const 
   else
     backward("group_norm_silu_backward_cpu", true, dy, x, mean, rstd, gamma, beta, dx, dgamma,
              dbeta, N, C, HW, G);
+}
+
+// ---- bfloat16 activations ----------------------------------------------------------------------
+// The reference for the bfloat16 kernels: x (and dy) widened to float exactly, the float path above,
+// each output element rounded once to bfloat16. That is what the CUDA kernels compute (in float,
+// rounding on store), so the two differ only by float rounding order, moved across a bfloat16
+// rounding now and then. γ, β, the statistics and dγ, dβ are float32.
+namespace {
+std::vector<float> widened(const bf16* values, std::size_t count) {
+  std::vector<float> out(count);
+  for (std::size_t i = 0; i < count; ++i) out[i] = float(values[i]);
+  return out;
+}
+void round_into(const std::vector<float>& values, bf16* out) {
+  for (std::size_t i = 0; i < values.size(); ++i) out[i] = bf16(values[i]);
+}
+std::size_t element_count(int N, int C, int HW) { return std::size_t(N) * std::size_t(C) * std::size_t(HW); }
+}  // namespace
+
+void group_norm_forward_cpu(const bf16* x, const float* gamma, const float* beta, bf16* y, float* mean,
+                            float* rstd, int N, int C, int HW, int G, float eps) {
+  check_group_norm_sizes("group_norm_forward_cpu", N, C, HW, G);
+  const std::vector<float> xf = widened(x, element_count(N, C, HW));
+  std::vector<float> yf(xf.size());
+  group_norm_forward_cpu<float>(xf.data(), gamma, beta, yf.data(), mean, rstd, N, C, HW, G, eps);
+  round_into(yf, y);
+}
+
+void group_norm_backward_cpu(const bf16* dy, const bf16* x, const float* mean, const float* rstd,
+                             const float* gamma, bf16* dx, float* dgamma, float* dbeta, int N, int C, int HW,
+                             int G) {
+  check_group_norm_sizes("group_norm_backward_cpu", N, C, HW, G);
+  const std::vector<float> dyf = widened(dy, element_count(N, C, HW)), xf = widened(x, dyf.size());
+  std::vector<float> dxf(dyf.size());
+  group_norm_backward_cpu<float>(dyf.data(), xf.data(), mean, rstd, gamma, dxf.data(), dgamma, dbeta, N, C, HW,
+                                 G);
+  round_into(dxf, dx);
+}
+
+void group_norm_silu_forward_cpu(const bf16* x, const float* gamma, const float* beta, bf16* y,
+                                 float* mean, float* rstd, int N, int C, int HW, int G, float eps) {
+  check_group_norm_sizes("group_norm_silu_forward_cpu", N, C, HW, G);
+  const std::vector<float> xf = widened(x, element_count(N, C, HW));
+  std::vector<float> yf(xf.size());
+  group_norm_silu_forward_cpu<float>(xf.data(), gamma, beta, yf.data(), mean, rstd, N, C, HW, G, eps);
+  round_into(yf, y);
+}
+
+void group_norm_silu_backward_cpu(const bf16* dy, const bf16* x, const float* mean, const float* rstd,
+                                  const float* gamma, const float* beta, bf16* dx, float* dgamma,
+                                  float* dbeta, int N, int C, int HW, int G) {
+  check_group_norm_sizes("group_norm_silu_backward_cpu", N, C, HW, G);
+  const std::vector<float> dyf = widened(dy, element_count(N, C, HW)), xf = widened(x, dyf.size());
+  std::vector<float> dxf(dyf.size());
+  group_norm_silu_backward_cpu<float>(dyf.data(), xf.data(), mean, rstd, gamma, beta, dxf.data(), dgamma,
+                                      dbeta, N, C, HW, G);
+  round_into(dxf, dx);
 }
 
 #define FM_INSTANTIATE_GROUP_NORM(T)                                                              \

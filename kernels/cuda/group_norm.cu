@@ -1,4 +1,5 @@
-// kernels/cuda/group_norm.cu — CUDA GroupNorm and GroupNorm + SiLU (float), forward and backward.
+// kernels/cuda/group_norm.cu — CUDA GroupNorm and GroupNorm + SiLU, forward and backward, on
+// float32 or bfloat16 activations (x, y, dy, dx) with float32 γ, β, statistics and gradients of γ, β.
 //
 // Layer: kernels/cuda (hand-written kernels over device pointers, launched on cuda_stream()).
 // Formulas: kernels/group_norm.h. Reference: kernels/cpu/group_norm.cpp.
@@ -35,14 +36,18 @@
 // chunks of each group. Both paths run the same arithmetic in the same order, so they give the
 // same bits.
 //
-// float4 loads/stores are used when HW % 4 == 0 and the big pointers are 16-byte aligned: then a
-// float4 never straddles two channels and every group, channel row and chunk (chunks are multiples
-// of 4) starts on a 16-byte boundary. Otherwise the same code runs with scalar accesses.
+// Vector loads/stores (four elements: a float4, or 8 bytes of bfloat16; kernels/cuda/element_access.cuh)
+// are used when HW % 4 == 0 and the big pointers are aligned to four elements: then a vector never
+// straddles two channels and every group, channel row and chunk (chunks are multiples of 4) starts
+// on a vector boundary. Otherwise the same code runs with scalar accesses. Every kernel is a
+// template over the activations' element type T; all arithmetic is in float, and a bfloat16 output
+// is rounded once when stored. The byte counts above halve for bfloat16.
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/element_access.cuh"
 #include "kernels/group_norm.h"
 #include "kernels/runtime.h"
 
@@ -118,21 +123,20 @@ __device__ Welford block_reduce_welford(Welford w) {
 }
 
 // This thread's share of the Welford statistics of group_x[begin, end).
-template <bool kVectorized>
-__device__ Welford welford_over_range(const float* __restrict__ group_x, int begin, int end) {
+template <typename T, bool kVectorized>
+__device__ Welford welford_over_range(const T* __restrict__ group_x, int begin, int end) {
   Welford w{0.f, 0.f, 0.f};
   if constexpr (kVectorized) {
-    const float4* x4 = reinterpret_cast<const float4*>(group_x + begin);
     const int vectors = (end - begin) / 4;
     for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
-      const float4 a = x4[v];
+      const float4 a = load_at<true>(group_x + begin, v);
       welford_add(w, a.x);
       welford_add(w, a.y);
       welford_add(w, a.z);
       welford_add(w, a.w);
     }
   } else {
-    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) welford_add(w, group_x[i]);
+    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) welford_add(w, load_at<false>(group_x, i));
   }
   return w;
 }
@@ -154,39 +158,39 @@ __device__ __forceinline__ float normalize_one(float x, float mean, float rstd, 
   else return z;
 }
 
-// Normalise group elements [begin, end). first_channel is the group's first channel g·C/G.
-template <bool kVectorized, bool kApplySilu>
-__device__ void normalize_range(const float* __restrict__ group_x, float* __restrict__ group_y,
+// Normalise group elements [begin, end). first_channel is the group's first channel g·C/G. The
+// source is the group in memory (T) or the cached kernel's float copy of it (S = float).
+template <bool kVectorized, bool kApplySilu, typename S, typename T>
+__device__ void normalize_range(const S* __restrict__ group_x, T* __restrict__ group_y,
                                 const float* __restrict__ gamma, const float* __restrict__ beta,
                                 int first_channel, int HW, int begin, int end,
                                 float mean, float rstd) {
   if constexpr (kVectorized) {
-    const float4* x4 = reinterpret_cast<const float4*>(group_x + begin);
-    float4* y4 = reinterpret_cast<float4*>(group_y + begin);
     const int vectors = (end - begin) / 4;
     for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
       const int c = first_channel + (begin + 4 * v) / HW;  // the 4 elements share c (HW%4==0)
       const float gc = gamma[c], bc = beta[c];
-      const float4 a = x4[v];
-      y4[v] = make_float4(normalize_one<kApplySilu>(a.x, mean, rstd, gc, bc),
-                          normalize_one<kApplySilu>(a.y, mean, rstd, gc, bc),
-                          normalize_one<kApplySilu>(a.z, mean, rstd, gc, bc),
-                          normalize_one<kApplySilu>(a.w, mean, rstd, gc, bc));
+      const float4 a = load_at<true>(group_x + begin, v);
+      store_at<true>(group_y + begin, v,
+                     make_float4(normalize_one<kApplySilu>(a.x, mean, rstd, gc, bc),
+                                 normalize_one<kApplySilu>(a.y, mean, rstd, gc, bc),
+                                 normalize_one<kApplySilu>(a.z, mean, rstd, gc, bc),
+                                 normalize_one<kApplySilu>(a.w, mean, rstd, gc, bc)));
     }
   } else {
     for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
       const int c = first_channel + i / HW;
-      group_y[i] = normalize_one<kApplySilu>(group_x[i], mean, rstd, gamma[c], beta[c]);
+      store_at<false>(group_y, i, normalize_one<kApplySilu>(load_at<false>(group_x, i), mean, rstd, gamma[c], beta[c]));
     }
   }
 }
 
 // ---- forward kernels --------------------------------------------------------------------------
 // Main path: grid = N·G blocks, block ng = n·G + g.
-template <bool kVectorized, bool kApplySilu>
+template <typename T, bool kVectorized, bool kApplySilu>
 __global__ void __launch_bounds__(kThreads)
-group_norm_forward_kernel(const float* __restrict__ x, const float* __restrict__ gamma,
-                          const float* __restrict__ beta, float* __restrict__ y,
+group_norm_forward_kernel(const T* __restrict__ x, const float* __restrict__ gamma,
+                          const float* __restrict__ beta, T* __restrict__ y,
                           float* __restrict__ mean_out, float* __restrict__ rstd_out, int C, int HW,
                           int G, float eps) {
   const int ng = blockIdx.x;
@@ -194,7 +198,7 @@ group_norm_forward_kernel(const float* __restrict__ x, const float* __restrict__
   const int group_size = channels_per_group * HW;  // < 2^31, checked on the host
   const std::int64_t offset = std::int64_t(ng) * group_size;
   const Welford stats =
-      block_reduce_welford(welford_over_range<kVectorized>(x + offset, 0, group_size));
+      block_reduce_welford(welford_over_range<T, kVectorized>(x + offset, 0, group_size));
   const float rstd = rstd_from(stats, eps);
   if (threadIdx.x == 0) {
     mean_out[ng] = stats.mean;
@@ -206,16 +210,16 @@ group_norm_forward_kernel(const float* __restrict__ x, const float* __restrict__
 }
 
 // Split path, launch 1: grid (splits, N·G). partial is [N·G, splits, 3] (count, mean, M2).
-template <bool kVectorized>
+template <typename T, bool kVectorized>
 __global__ void __launch_bounds__(kThreads)
-group_norm_partial_stats_kernel(const float* __restrict__ x, float* __restrict__ partial, int C,
+group_norm_partial_stats_kernel(const T* __restrict__ x, float* __restrict__ partial, int C,
                                 int HW, int G, int chunk) {
   const int split = blockIdx.x, splits = gridDim.x, ng = blockIdx.y;
   const int group_size = (C / G) * HW;
   const int begin = split * chunk;
   const int end = min(group_size, begin + chunk);
   const Welford w = block_reduce_welford(
-      welford_over_range<kVectorized>(x + std::int64_t(ng) * group_size, begin, end));
+      welford_over_range<T, kVectorized>(x + std::int64_t(ng) * group_size, begin, end));
   if (threadIdx.x == 0) {
     float* out = partial + (std::int64_t(ng) * splits + split) * 3;
     out[0] = w.count;
@@ -226,10 +230,10 @@ group_norm_partial_stats_kernel(const float* __restrict__ x, float* __restrict__
 
 // Split path, launch 2: same grid. Every block merges its group's triples in split order (so all
 // blocks of a group agree bit for bit), block 0 of the group stores mean/rstd, all normalise.
-template <bool kVectorized, bool kApplySilu>
+template <typename T, bool kVectorized, bool kApplySilu>
 __global__ void __launch_bounds__(kThreads)
-group_norm_normalize_split_kernel(const float* __restrict__ x, const float* __restrict__ gamma,
-                                  const float* __restrict__ beta, float* __restrict__ y,
+group_norm_normalize_split_kernel(const T* __restrict__ x, const float* __restrict__ gamma,
+                                  const float* __restrict__ beta, T* __restrict__ y,
                                   const float* __restrict__ partial, float* __restrict__ mean_out,
                                   float* __restrict__ rstd_out, int C, int HW, int G,
                                   int chunk, float eps) {
@@ -270,17 +274,15 @@ __device__ __forceinline__ float dz_of(float dy, float xhat, float gamma_c, floa
 
 // One warp: Σ_hw dz and Σ_hw dz·x̂ over one channel row (n, c) of HW elements; the xor-shuffle
 // tree leaves the same totals in every lane (float addition is commutative, so partners agree).
-template <bool kVectorized, bool kApplySilu>
-__device__ void warp_channel_row_sums(const float* __restrict__ x_row, const float* __restrict__ dy_row,
+template <typename T, bool kVectorized, bool kApplySilu>
+__device__ void warp_channel_row_sums(const T* __restrict__ x_row, const T* __restrict__ dy_row,
                                       int HW, float mean, float rstd, float gamma_c, float beta_c,
                                       float& sum_dz, float& sum_dz_xhat) {
   const int lane = threadIdx.x % 32;
   float a = 0.f, b = 0.f;
   if constexpr (kVectorized) {
-    const float4* x4 = reinterpret_cast<const float4*>(x_row);
-    const float4* dy4 = reinterpret_cast<const float4*>(dy_row);
     for (int v = lane; v < HW / 4; v += 32) {
-      const float4 xv = x4[v], gv = dy4[v];
+      const float4 xv = load_at<true>(x_row, v), gv = load_at<true>(dy_row, v);
       const float xs[4] = {xv.x, xv.y, xv.z, xv.w};
       const float gs[4] = {gv.x, gv.y, gv.z, gv.w};
 #pragma unroll
@@ -293,8 +295,8 @@ __device__ void warp_channel_row_sums(const float* __restrict__ x_row, const flo
     }
   } else {
     for (int i = lane; i < HW; i += 32) {
-      const float xhat = (x_row[i] - mean) * rstd;
-      const float dz = dz_of<kApplySilu>(dy_row[i], xhat, gamma_c, beta_c);
+      const float xhat = (load_at<false>(x_row, i) - mean) * rstd;
+      const float dz = dz_of<kApplySilu>(load_at<false>(dy_row, i), xhat, gamma_c, beta_c);
       a += dz;
       b += dz * xhat;
     }
@@ -306,8 +308,8 @@ __device__ void warp_channel_row_sums(const float* __restrict__ x_row, const flo
 }
 
 // Channel sums of one (n, c) row, stored to the [N, C] partial arrays.
-template <bool kVectorized, bool kApplySilu>
-__device__ void store_channel_sums(const float* __restrict__ dy, const float* __restrict__ x,
+template <typename T, bool kVectorized, bool kApplySilu>
+__device__ void store_channel_sums(const T* __restrict__ dy, const T* __restrict__ x,
                                    const float* __restrict__ mean, const float* __restrict__ rstd,
                                    const float* __restrict__ gamma, const float* __restrict__ beta,
                                    float* channel_sum_dz, float* channel_sum_dz_xhat, int n, int c,
@@ -315,7 +317,7 @@ __device__ void store_channel_sums(const float* __restrict__ dy, const float* __
   const int ng = n * G + c / (C / G);
   const std::int64_t row = (std::int64_t(n) * C + c) * HW;
   float a, b;
-  warp_channel_row_sums<kVectorized, kApplySilu>(x + row, dy + row, HW, mean[ng], rstd[ng],
+  warp_channel_row_sums<T, kVectorized, kApplySilu>(x + row, dy + row, HW, mean[ng], rstd[ng],
                                                  gamma[c], kApplySilu ? beta[c] : 0.f, a, b);
   if (threadIdx.x % 32 == 0) {
     channel_sum_dz[std::int64_t(n) * C + c] = a;
@@ -349,9 +351,9 @@ __device__ void group_gradient_means(const float* channel_sum_dz, const float* c
 }
 
 // dx = rstd·(dxhat − mean(dxhat) − x̂·mean(dxhat·x̂)) over group elements [begin, end).
-template <bool kVectorized, bool kApplySilu>
-__device__ void write_dx_range(const float* __restrict__ group_dy, const float* __restrict__ group_x,
-                               float* __restrict__ group_dx, const float* __restrict__ gamma,
+template <typename T, bool kVectorized, bool kApplySilu>
+__device__ void write_dx_range(const T* __restrict__ group_dy, const T* __restrict__ group_x,
+                               T* __restrict__ group_dx, const float* __restrict__ gamma,
                                const float* __restrict__ beta, int first_channel, int HW,
                                int begin, int end, float mean, float rstd,
                                float mean_dxhat, float mean_dxhat_xhat) {
@@ -361,21 +363,20 @@ __device__ void write_dx_range(const float* __restrict__ group_dy, const float* 
     return rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat);
   };
   if constexpr (kVectorized) {
-    const float4* x4 = reinterpret_cast<const float4*>(group_x + begin);
-    const float4* dy4 = reinterpret_cast<const float4*>(group_dy + begin);
-    float4* dx4 = reinterpret_cast<float4*>(group_dx + begin);
     const int vectors = (end - begin) / 4;
     for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
       const int c = first_channel + (begin + 4 * v) / HW;
       const float gc = gamma[c], bc = kApplySilu ? beta[c] : 0.f;
-      const float4 xv = x4[v], gv = dy4[v];
-      dx4[v] = make_float4(dx_of(xv.x, gv.x, gc, bc), dx_of(xv.y, gv.y, gc, bc),
-                           dx_of(xv.z, gv.z, gc, bc), dx_of(xv.w, gv.w, gc, bc));
+      const float4 xv = load_at<true>(group_x + begin, v), gv = load_at<true>(group_dy + begin, v);
+      store_at<true>(group_dx + begin, v,
+                     make_float4(dx_of(xv.x, gv.x, gc, bc), dx_of(xv.y, gv.y, gc, bc),
+                                 dx_of(xv.z, gv.z, gc, bc), dx_of(xv.w, gv.w, gc, bc)));
     }
   } else {
     for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
       const int c = first_channel + i / HW;
-      group_dx[i] = dx_of(group_x[i], group_dy[i], gamma[c], kApplySilu ? beta[c] : 0.f);
+      store_at<false>(group_dx, i, dx_of(load_at<false>(group_x, i), load_at<false>(group_dy, i), gamma[c],
+                                         kApplySilu ? beta[c] : 0.f));
     }
   }
 }
@@ -383,19 +384,19 @@ __device__ void write_dx_range(const float* __restrict__ group_dy, const float* 
 // ---- backward kernels -------------------------------------------------------------------------
 // Main path: grid = N·G blocks. Warps take the group's channels round-robin for the channel sums,
 // then the whole block writes dx.
-template <bool kVectorized, bool kApplySilu>
+template <typename T, bool kVectorized, bool kApplySilu>
 __global__ void __launch_bounds__(kThreads)
-group_norm_backward_kernel(const float* __restrict__ dy, const float* __restrict__ x,
+group_norm_backward_kernel(const T* __restrict__ dy, const T* __restrict__ x,
                            const float* __restrict__ mean, const float* __restrict__ rstd,
                            const float* __restrict__ gamma, const float* __restrict__ beta,
-                           float* __restrict__ dx, float* channel_sum_dz,
+                           T* __restrict__ dx, float* channel_sum_dz,
                            float* channel_sum_dz_xhat, int C, int HW, int G) {
   __shared__ float means[2];
   const int ng = blockIdx.x, n = ng / G, g = ng % G;
   const int channels_per_group = C / G;
   const int warp = threadIdx.x / 32;
   for (int cl = warp; cl < channels_per_group; cl += kWarps)
-    store_channel_sums<kVectorized, kApplySilu>(dy, x, mean, rstd, gamma, beta, channel_sum_dz,
+    store_channel_sums<T, kVectorized, kApplySilu>(dy, x, mean, rstd, gamma, beta, channel_sum_dz,
                                                 channel_sum_dz_xhat, n, g * channels_per_group + cl,
                                                 C, HW, G);
   __syncthreads();  // makes the channel sums (global writes of this block) visible to warp 0
@@ -403,15 +404,15 @@ group_norm_backward_kernel(const float* __restrict__ dy, const float* __restrict
   __syncthreads();
   const int group_size = channels_per_group * HW;
   const std::int64_t offset = std::int64_t(ng) * group_size;
-  write_dx_range<kVectorized, kApplySilu>(dy + offset, x + offset, dx + offset, gamma, beta,
+  write_dx_range<T, kVectorized, kApplySilu>(dy + offset, x + offset, dx + offset, gamma, beta,
                                           g * channels_per_group, HW, 0, group_size, mean[ng],
                                           rstd[ng], means[0], means[1]);
 }
 
 // Split path, launch 1: one warp per (n, c) row; grid = ⌈N·C / 8⌉ blocks.
-template <bool kVectorized, bool kApplySilu>
+template <typename T, bool kVectorized, bool kApplySilu>
 __global__ void __launch_bounds__(kThreads)
-group_norm_channel_sums_kernel(const float* __restrict__ dy, const float* __restrict__ x,
+group_norm_channel_sums_kernel(const T* __restrict__ dy, const T* __restrict__ x,
                                const float* __restrict__ mean, const float* __restrict__ rstd,
                                const float* __restrict__ gamma, const float* __restrict__ beta,
                                float* __restrict__ channel_sum_dz,
@@ -419,18 +420,18 @@ group_norm_channel_sums_kernel(const float* __restrict__ dy, const float* __rest
                                int G) {
   const std::int64_t nc = std::int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
   if (nc >= std::int64_t(N) * C) return;  // whole warps leave together: the shuffles stay full
-  store_channel_sums<kVectorized, kApplySilu>(dy, x, mean, rstd, gamma, beta, channel_sum_dz,
+  store_channel_sums<T, kVectorized, kApplySilu>(dy, x, mean, rstd, gamma, beta, channel_sum_dz,
                                               channel_sum_dz_xhat, int(nc / C), int(nc % C), C,
                                               HW, G);
 }
 
 // Split path, launch 2: grid (splits, N·G); each block writes dx for one chunk of its group.
-template <bool kVectorized, bool kApplySilu>
+template <typename T, bool kVectorized, bool kApplySilu>
 __global__ void __launch_bounds__(kThreads)
-group_norm_dx_split_kernel(const float* __restrict__ dy, const float* __restrict__ x,
+group_norm_dx_split_kernel(const T* __restrict__ dy, const T* __restrict__ x,
                            const float* __restrict__ mean, const float* __restrict__ rstd,
                            const float* __restrict__ gamma, const float* __restrict__ beta,
-                           float* __restrict__ dx, const float* channel_sum_dz,
+                           T* __restrict__ dx, const float* channel_sum_dz,
                            const float* channel_sum_dz_xhat, int C, int HW, int G,
                            int chunk) {
   __shared__ float means[2];
@@ -442,7 +443,7 @@ group_norm_dx_split_kernel(const float* __restrict__ dy, const float* __restrict
   const std::int64_t offset = std::int64_t(ng) * group_size;
   const int begin = split * chunk;
   const int end = min(group_size, begin + chunk);
-  write_dx_range<kVectorized, kApplySilu>(dy + offset, x + offset, dx + offset, gamma, beta,
+  write_dx_range<T, kVectorized, kApplySilu>(dy + offset, x + offset, dx + offset, gamma, beta,
                                           g * channels_per_group, HW, begin, end, mean[ng],
                                           rstd[ng], means[0], means[1]);
 }
@@ -526,10 +527,9 @@ __device__ float block_reduce_sum(float value) {
 // Thread t owns float4s t, t + kThreads, t + 2·kThreads, … (or floats, in the scalar version). The
 // loads go out in batches of kLoadsInFlight, all issued before the first is stored: a U-Net group
 // gives each thread only 1–7 float4s, so one load at a time would mean one memory latency each.
-template <bool kVectorized>
-__device__ float load_group_into_cache(const float* __restrict__ group_x, float* cache, int size) {
+template <typename T, bool kVectorized>
+__device__ float load_group_into_cache(const T* __restrict__ group_x, float* cache, int size) {
   using Element = std::conditional_t<kVectorized, float4, float>;
-  const Element* source = reinterpret_cast<const Element*>(group_x);
   Element* destination = reinterpret_cast<Element*>(cache);
   const int count = kVectorized ? size / 4 : size;
   float sum = 0.f;
@@ -537,7 +537,7 @@ __device__ float load_group_into_cache(const float* __restrict__ group_x, float*
     Element loaded[kLoadsInFlight];
 #pragma unroll
     for (int u = 0; u < kLoadsInFlight; ++u)
-      if (base + u * kThreads < count) loaded[u] = source[base + u * kThreads];
+      if (base + u * kThreads < count) loaded[u] = load_at<kVectorized>(group_x, base + u * kThreads);
 #pragma unroll
     for (int u = 0; u < kLoadsInFlight; ++u)
       if (base + u * kThreads < count) {
@@ -552,10 +552,10 @@ __device__ float load_group_into_cache(const float* __restrict__ group_x, float*
 }
 
 // Forward: grid = N·G blocks of kThreads; dynamic shared memory = the group (size rounded up to 4).
-template <bool kVectorized, bool kApplySilu>
+template <typename T, bool kVectorized, bool kApplySilu>
 __global__ void __launch_bounds__(kThreads)
-group_norm_forward_cached_kernel(const float* __restrict__ x, const float* __restrict__ gamma,
-                                 const float* __restrict__ beta, float* __restrict__ y,
+group_norm_forward_cached_kernel(const T* __restrict__ x, const float* __restrict__ gamma,
+                                 const float* __restrict__ beta, T* __restrict__ y,
                                  float* __restrict__ mean_out, float* __restrict__ rstd_out, int C,
                                  int HW, int G, float eps) {
   extern __shared__ float4 cache_storage[];
@@ -566,7 +566,7 @@ group_norm_forward_cached_kernel(const float* __restrict__ x, const float* __res
   const std::int64_t offset = std::int64_t(ng) * group_size;
 
   const float mean =
-      block_reduce_sum(load_group_into_cache<kVectorized>(x + offset, cache, group_size)) /
+      block_reduce_sum(load_group_into_cache<T, kVectorized>(x + offset, cache, group_size)) /
       float(group_size);
   // Σ(x − mean)² over this thread's own cached elements (no barrier needed to read them).
   float squares = 0.f;
@@ -597,12 +597,12 @@ group_norm_forward_cached_kernel(const float* __restrict__ x, const float* __res
 // Backward: grid = N·G blocks; dynamic shared memory = two group-sized arrays, x̂ then dx̂ (each
 // rounded up to a multiple of 4 floats). Warps take the group's channel rows round-robin (as v2's
 // main path): while loading a row they cache x̂ and dx̂ = γ·dz and sum dz and dz·x̂ over it.
-template <bool kVectorized, bool kApplySilu>
+template <typename T, bool kVectorized, bool kApplySilu>
 __global__ void __launch_bounds__(kThreads)
-group_norm_backward_cached_kernel(const float* __restrict__ dy, const float* __restrict__ x,
+group_norm_backward_cached_kernel(const T* __restrict__ dy, const T* __restrict__ x,
                                   const float* __restrict__ mean, const float* __restrict__ rstd,
                                   const float* __restrict__ gamma, const float* __restrict__ beta,
-                                  float* __restrict__ dx, float* channel_sum_dz,
+                                  T* __restrict__ dx, float* channel_sum_dz,
                                   float* channel_sum_dz_xhat, int C, int HW, int G) {
   extern __shared__ float4 cache_storage[];
   __shared__ float means[2];
@@ -631,8 +631,8 @@ group_norm_backward_cached_kernel(const float* __restrict__ dy, const float* __r
     };
     // Loads in batches of kLoadsInFlight per lane (x and dy), all issued before any is used.
     using Element = std::conditional_t<kVectorized, float4, float>;
-    const Element* x_row = reinterpret_cast<const Element*>(x + offset + row);
-    const Element* dy_row = reinterpret_cast<const Element*>(dy + offset + row);
+    const T* x_row = x + offset + row;
+    const T* dy_row = dy + offset + row;
     Element* xhat_row = reinterpret_cast<Element*>(xhat_cache + row);
     Element* dxhat_row = reinterpret_cast<Element*>(dxhat_cache + row);
     const int count = kVectorized ? HW / 4 : HW;
@@ -641,8 +641,8 @@ group_norm_backward_cached_kernel(const float* __restrict__ dy, const float* __r
 #pragma unroll
       for (int u = 0; u < kLoadsInFlight; ++u)
         if (base + u * 32 < count) {
-          xs[u] = x_row[base + u * 32];
-          gs[u] = dy_row[base + u * 32];
+          xs[u] = load_at<kVectorized>(x_row, base + u * 32);
+          gs[u] = load_at<kVectorized>(dy_row, base + u * 32);
         }
 #pragma unroll
       for (int u = 0; u < kLoadsInFlight; ++u)
@@ -681,14 +681,14 @@ group_norm_backward_cached_kernel(const float* __restrict__ dy, const float* __r
     if constexpr (kVectorized) {
       const float4* xhat4 = reinterpret_cast<const float4*>(xhat_cache + row);
       const float4* dxhat4 = reinterpret_cast<const float4*>(dxhat_cache + row);
-      float4* dx4 = reinterpret_cast<float4*>(dx + offset + row);
       for (int v = lane; v < HW / 4; v += 32) {
         const float4 h = xhat4[v], d = dxhat4[v];
-        dx4[v] = make_float4(dx_of(h.x, d.x), dx_of(h.y, d.y), dx_of(h.z, d.z), dx_of(h.w, d.w));
+        store_at<true>(dx + offset + row, v,
+                       make_float4(dx_of(h.x, d.x), dx_of(h.y, d.y), dx_of(h.z, d.z), dx_of(h.w, d.w)));
       }
     } else {
       for (int i = lane; i < HW; i += 32)
-        dx[offset + row + i] = dx_of(xhat_cache[row + i], dxhat_cache[row + i]);
+        store_at<false>(dx + offset + row, i, dx_of(xhat_cache[row + i], dxhat_cache[row + i]));
     }
   }
 }
@@ -724,8 +724,8 @@ bool use_cached_kernel(const char* op, GroupNormKernel kernel, const GroupSplit&
   return fits && (kernel == GroupNormKernel::Cached || plan.splits == 1);
 }
 
-template <bool kVectorized, bool kApplySilu>
-void launch_forward(const char* op, const float* x, const float* gamma, const float* beta, float* y,
+template <typename T, bool kVectorized, bool kApplySilu>
+void launch_forward(const char* op, const T* x, const float* gamma, const float* beta, T* y,
                     float* mean, float* rstd, int N, int C, int HW, int G, float eps,
                     GroupNormKernel kernel) {
   cudaStream_t stream = cuda_stream();
@@ -734,7 +734,7 @@ void launch_forward(const char* op, const float* x, const float* gamma, const fl
   const GroupSplit plan = plan_split(groups, group_size);
   const std::size_t bytes = group_norm_cache_bytes(group_size, false);
   if (use_cached_kernel(op, kernel, plan, bytes)) {
-    auto cached = group_norm_forward_cached_kernel<kVectorized, kApplySilu>;
+    auto cached = group_norm_forward_cached_kernel<T, kVectorized, kApplySilu>;
     static const bool configured = (allow_dynamic_shared_memory(cached, kMaxCachedBytes), true);
     (void)configured;
     cached<<<unsigned(groups), kThreads, bytes, stream>>>(x, gamma, beta, y, mean, rstd, C, HW, G,
@@ -743,7 +743,7 @@ void launch_forward(const char* op, const float* x, const float* gamma, const fl
     return;
   }
   if (plan.splits == 1) {
-    group_norm_forward_kernel<kVectorized, kApplySilu><<<unsigned(groups), kThreads, 0, stream>>>(
+    group_norm_forward_kernel<T, kVectorized, kApplySilu><<<unsigned(groups), kThreads, 0, stream>>>(
         x, gamma, beta, y, mean, rstd, C, HW, G, eps);
     FM_CUDA_CHECK_LAUNCH();
     return;
@@ -751,32 +751,32 @@ void launch_forward(const char* op, const float* x, const float* gamma, const fl
   float* partial =
       static_cast<float*>(cuda_malloc(std::size_t(groups) * plan.splits * 3 * sizeof(float)));
   const dim3 grid{unsigned(plan.splits), unsigned(groups)};  // groups < #SMs here: fits grid.y
-  group_norm_partial_stats_kernel<kVectorized><<<grid, kThreads, 0, stream>>>(x, partial, C, HW, G,
+  group_norm_partial_stats_kernel<T, kVectorized><<<grid, kThreads, 0, stream>>>(x, partial, C, HW, G,
                                                                              plan.chunk);
   FM_CUDA_CHECK_LAUNCH();
-  group_norm_normalize_split_kernel<kVectorized, kApplySilu><<<grid, kThreads, 0, stream>>>(
+  group_norm_normalize_split_kernel<T, kVectorized, kApplySilu><<<grid, kThreads, 0, stream>>>(
       x, gamma, beta, y, partial, mean, rstd, C, HW, G, plan.chunk, eps);
   FM_CUDA_CHECK_LAUNCH();
   cuda_free(partial);  // stream-ordered reuse by the caching allocator: no sync needed
 }
 
-template <bool kApplySilu>
-void forward_cuda(const char* op, const float* x, const float* gamma, const float* beta, float* y,
+template <bool kApplySilu, typename T>
+void forward_cuda(const char* op, const T* x, const float* gamma, const float* beta, T* y,
                   float* mean, float* rstd, int N, int C, int HW, int G, float eps,
                   GroupNormKernel kernel) {
   check_group_norm_sizes(op, N, C, HW, G);
   check_group_norm_group_fits_int32(op, C, HW, G);
   if (N == 0) return;
-  const bool vectorized = HW % 4 == 0 && is_aligned_16(x) && is_aligned_16(y);
+  const bool vectorized = HW % 4 == 0 && is_vector_aligned(x) && is_vector_aligned(y);
   if (vectorized)
-    launch_forward<true, kApplySilu>(op, x, gamma, beta, y, mean, rstd, N, C, HW, G, eps, kernel);
+    launch_forward<T, true, kApplySilu>(op, x, gamma, beta, y, mean, rstd, N, C, HW, G, eps, kernel);
   else
-    launch_forward<false, kApplySilu>(op, x, gamma, beta, y, mean, rstd, N, C, HW, G, eps, kernel);
+    launch_forward<T, false, kApplySilu>(op, x, gamma, beta, y, mean, rstd, N, C, HW, G, eps, kernel);
 }
 
-template <bool kVectorized, bool kApplySilu>
-void launch_backward(const char* op, const float* dy, const float* x, const float* mean,
-                     const float* rstd, const float* gamma, const float* beta, float* dx,
+template <typename T, bool kVectorized, bool kApplySilu>
+void launch_backward(const char* op, const T* dy, const T* x, const float* mean,
+                     const float* rstd, const float* gamma, const float* beta, T* dx,
                      float* dgamma, float* dbeta, int N, int C, int HW, int G,
                      GroupNormKernel kernel) {
   cudaStream_t stream = cuda_stream();
@@ -789,7 +789,7 @@ void launch_backward(const char* op, const float* dy, const float* x, const floa
   const GroupSplit plan = plan_split(groups, group_size);
   const std::size_t bytes = group_norm_cache_bytes(group_size, true);
   if (use_cached_kernel(op, kernel, plan, bytes)) {
-    auto cached = group_norm_backward_cached_kernel<kVectorized, kApplySilu>;
+    auto cached = group_norm_backward_cached_kernel<T, kVectorized, kApplySilu>;
     static const bool configured = (allow_dynamic_shared_memory(cached, kMaxCachedBytes), true);
     (void)configured;
     cached<<<unsigned(groups), kThreads, bytes, stream>>>(dy, x, mean, rstd, gamma, beta, dx,
@@ -797,16 +797,16 @@ void launch_backward(const char* op, const float* dy, const float* x, const floa
                                                           HW, G);
     FM_CUDA_CHECK_LAUNCH();
   } else if (plan.splits == 1) {
-    group_norm_backward_kernel<kVectorized, kApplySilu><<<unsigned(groups), kThreads, 0, stream>>>(
+    group_norm_backward_kernel<T, kVectorized, kApplySilu><<<unsigned(groups), kThreads, 0, stream>>>(
         dy, x, mean, rstd, gamma, beta, dx, channel_sum_dz, channel_sum_dz_xhat, C, HW, G);
     FM_CUDA_CHECK_LAUNCH();
   } else {
     const unsigned row_blocks = unsigned(ceil_div(std::int64_t(N) * C, kWarps));
-    group_norm_channel_sums_kernel<kVectorized, kApplySilu><<<row_blocks, kThreads, 0, stream>>>(
+    group_norm_channel_sums_kernel<T, kVectorized, kApplySilu><<<row_blocks, kThreads, 0, stream>>>(
         dy, x, mean, rstd, gamma, beta, channel_sum_dz, channel_sum_dz_xhat, N, C, HW, G);
     FM_CUDA_CHECK_LAUNCH();
     const dim3 grid{unsigned(plan.splits), unsigned(groups)};
-    group_norm_dx_split_kernel<kVectorized, kApplySilu><<<grid, kThreads, 0, stream>>>(
+    group_norm_dx_split_kernel<T, kVectorized, kApplySilu><<<grid, kThreads, 0, stream>>>(
         dy, x, mean, rstd, gamma, beta, dx, channel_sum_dz, channel_sum_dz_xhat, C, HW, G,
         plan.chunk);
     FM_CUDA_CHECK_LAUNCH();
@@ -818,9 +818,9 @@ void launch_backward(const char* op, const float* dy, const float* x, const floa
   cuda_free(channel_sums);
 }
 
-template <bool kApplySilu>
-void backward_cuda(const char* op, const float* dy, const float* x, const float* mean,
-                   const float* rstd, const float* gamma, const float* beta, float* dx,
+template <bool kApplySilu, typename T>
+void backward_cuda(const char* op, const T* dy, const T* x, const float* mean,
+                   const float* rstd, const float* gamma, const float* beta, T* dx,
                    float* dgamma, float* dbeta, int N, int C, int HW, int G,
                    GroupNormKernel kernel) {
   check_group_norm_sizes(op, N, C, HW, G);
@@ -831,13 +831,13 @@ void backward_cuda(const char* op, const float* dy, const float* x, const float*
     return;
   }
   const bool vectorized =
-      HW % 4 == 0 && is_aligned_16(x) && is_aligned_16(dy) && is_aligned_16(dx);
+      HW % 4 == 0 && is_vector_aligned(x) && is_vector_aligned(dy) && is_vector_aligned(dx);
   if (vectorized)
-    launch_backward<true, kApplySilu>(op, dy, x, mean, rstd, gamma, beta, dx, dgamma, dbeta, N, C,
-                                      HW, G, kernel);
+    launch_backward<T, true, kApplySilu>(op, dy, x, mean, rstd, gamma, beta, dx, dgamma, dbeta, N, C,
+                                         HW, G, kernel);
   else
-    launch_backward<false, kApplySilu>(op, dy, x, mean, rstd, gamma, beta, dx, dgamma, dbeta, N, C,
-                                       HW, G, kernel);
+    launch_backward<T, false, kApplySilu>(op, dy, x, mean, rstd, gamma, beta, dx, dgamma, dbeta, N, C,
+                                          HW, G, kernel);
 }
 
 }  // namespace
@@ -868,6 +868,34 @@ void group_norm_silu_backward_cuda(const float* dy, const float* x, const float*
                                    const float* rstd, const float* gamma, const float* beta,
                                    float* dx, float* dgamma, float* dbeta, int N, int C, int HW,
                                    int G, GroupNormKernel kernel) {
+  backward_cuda<true>("group_norm_silu_backward_cuda", dy, x, mean, rstd, gamma, beta, dx, dgamma,
+                      dbeta, N, C, HW, G, kernel);
+}
+
+// bfloat16 activations: the same kernels, instantiated for bf16.
+void group_norm_forward_cuda(const bf16* x, const float* gamma, const float* beta, bf16* y, float* mean,
+                             float* rstd, int N, int C, int HW, int G, float eps, GroupNormKernel kernel) {
+  forward_cuda<false>("group_norm_forward_cuda", x, gamma, beta, y, mean, rstd, N, C, HW, G, eps,
+                      kernel);
+}
+
+void group_norm_backward_cuda(const bf16* dy, const bf16* x, const float* mean, const float* rstd,
+                              const float* gamma, bf16* dx, float* dgamma, float* dbeta, int N, int C,
+                              int HW, int G, GroupNormKernel kernel) {
+  backward_cuda<false>("group_norm_backward_cuda", dy, x, mean, rstd, gamma, gamma, dx, dgamma,
+                       dbeta, N, C, HW, G, kernel);
+}
+
+void group_norm_silu_forward_cuda(const bf16* x, const float* gamma, const float* beta, bf16* y,
+                                  float* mean, float* rstd, int N, int C, int HW, int G, float eps,
+                                  GroupNormKernel kernel) {
+  forward_cuda<true>("group_norm_silu_forward_cuda", x, gamma, beta, y, mean, rstd, N, C, HW, G,
+                     eps, kernel);
+}
+
+void group_norm_silu_backward_cuda(const bf16* dy, const bf16* x, const float* mean, const float* rstd,
+                                   const float* gamma, const float* beta, bf16* dx, float* dgamma,
+                                   float* dbeta, int N, int C, int HW, int G, GroupNormKernel kernel) {
   backward_cuda<true>("group_norm_silu_backward_cuda", dy, x, mean, rstd, gamma, beta, dx, dgamma,
                       dbeta, N, C, HW, G, kernel);
 }
