@@ -206,6 +206,9 @@ int HostReadback::add_doubles(const double* src, std::int64_t count, bool on_dev
 
 int HostReadback::add(const Tensor& tensor) {
   internal::check_defined("HostReadback::add", tensor, "tensor");
+  // value() reads float32 and float64 elements; the losses and norms it carries are never bfloat16.
+  FM_CHECK(tensor.dtype() != DType::BFloat16, DTypeError, "HostReadback::add: ", tensor.describe(),
+           " (it reads float32 and float64 tensors)");
   Tensor contiguous = tensor.detach().contiguous();
   const std::size_t offset = regions_.empty() ? 0 : regions_.back().offset + regions_.back().bytes;
   regions_.push_back({contiguous.raw_data(), std::size_t(contiguous.numel()) * dtype_size(contiguous.dtype()),

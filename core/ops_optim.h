@@ -115,7 +115,7 @@ class HostReadback {
 
 // Running sums of a training loss in float64, kept where the loss is computed, so that a step adds
 // its loss without the host reading it (on CUDA: one one-thread launch, no wait). The host reads them
-// when it needs a number (a log line), one copy of four doubles. CUDA tensors are float32, so the
+// when it needs a number (a log line), one copy of four doubles. CUDA has no float64 tensors, so the
 // sums are raw device memory. The sums are those of a host loop adding each loss's item() in order:
 // the same bits (kernels/optimizer.h, accumulate_loss_slots).
 class LossAccumulator {

@@ -216,7 +216,7 @@ std::vector<std::int32_t> coupling_partners(const Tensor& x0, const Tensor& x1, 
   Tensor cost = squared_distances(x0, x1);
   std::vector<std::int32_t> partner(static_cast<std::size_t>(n));
   if (options.kind == CouplingKind::MinibatchOT) {
-    // Solved on the host in double: bring the costs over first (CUDA tensors are float32 only).
+    // Solved on the host in double: bring the costs over first (CUDA has no float64 tensors).
     std::vector<std::int64_t> sigma = optimal_assignment(cost.to(Device::CPU).to(DType::Float64).to_vector(), n);
     for (std::int64_t i = 0; i < n; ++i) partner[std::size_t(i)] = std::int32_t(sigma[std::size_t(i)]);
   } else {

@@ -142,16 +142,13 @@ double sliced_wasserstein2_floor(const Tensor& data, std::int64_t n, Generator& 
   std::iota(order.begin(), order.end(), 0);
   for (std::int64_t i = 0; i < 2 * n; ++i)
     std::swap(order[std::size_t(i)], order[std::size_t(i + std::int64_t(gen.below(std::uint64_t(total - i))))]);
-  Tensor host = data.to(Device::CPU).contiguous();
-  const float* host_f32 = host.dtype() == DType::Float32 ? host.data<float>() : nullptr;
-  const double* host_f64 = host.dtype() == DType::Float64 ? host.data<double>() : nullptr;
+  // Any dtype, read as doubles (exact for every one).
+  const std::vector<double> values = data.to(Device::CPU).to(DType::Float64).to_vector();
   auto gather = [&](std::int64_t first_slot) {
     std::vector<double> points(std::size_t(n * d));
     for (std::int64_t i = 0; i < n; ++i) {
       const std::int64_t row = order[std::size_t(first_slot + i)];
-      for (std::int64_t j = 0; j < d; ++j)
-        points[std::size_t(i * d + j)] =
-            host_f32 ? double(host_f32[row * d + j]) : host_f64[row * d + j];
+      for (std::int64_t j = 0; j < d; ++j) points[std::size_t(i * d + j)] = values[std::size_t(row * d + j)];
     }
     return points;
   };

@@ -2,15 +2,17 @@
 // kernels, and the type each element type is computed in.
 //
 // bfloat16 is the top half of an FP32 number: sign, the same 8-bit exponent, 7 stored mantissa bits
-// (8 significant bits with the implicit one). It has float's range with about 2.4 decimal digits, so
-// activations stored in it take half the memory traffic of float32 while nothing overflows that would
-// not overflow in float32. Arithmetic is never done in bfloat16: a kernel loads an element, converts
+// (8 significant bits with the implicit one). It has float's range (its largest value is about
+// 3.39e38; float values from about 3.396e38 up round to infinity) with about 2.4 decimal digits, so
+// activations stored in it take half the memory traffic of float32. Arithmetic is never done in bfloat16: a kernel loads an element, converts
 // it to float (exact: the low 16 bits are zero), computes in float, and rounds once when it stores.
 //
 // Our own type rather than the toolkit's __nv_bfloat16 because the CPU kernels are templates over the
 // element type and must compile without the CUDA toolkit; the layout is the same 16 bits, so a
 // tensor-core kernel may reinterpret a bf16* as __nv_bfloat16*. The rounding below is the one the
-// toolkit's __float2bfloat16 (cvt.rn.bf16.f32) does, so CPU and GPU tensors round to the same bits.
+// toolkit's __float2bfloat16 (cvt.rn.bf16.f32) does for every number, so CPU and GPU tensors round to
+// the same bits; a NaN stays a NaN here with its sign and top payload bits, where the toolkit makes
+// every NaN its canonical 0x7FFF.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -18,7 +20,9 @@
 #if defined(__CUDACC__)
 #define FM_BF16_HOST_DEVICE __host__ __device__ __forceinline__
 #else
-#define FM_BF16_HOST_DEVICE inline
+// Always inlined on the host, as kernels/elementwise_math.h's functions are: the elementwise loops
+// are also compiled for AVX-512, and an out-of-line copy could be shared with the portable build.
+#define FM_BF16_HOST_DEVICE __attribute__((always_inline)) inline
 #endif
 
 namespace fm {

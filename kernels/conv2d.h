@@ -1,4 +1,5 @@
-// kernels/conv2d.h — 2-D convolution and transposed convolution kernels (NCHW, float32/float64).
+// kernels/conv2d.h — 2-D convolution and transposed convolution kernels (NCHW, float32/float64, and
+// bfloat16 activations with float32 weights).
 //
 // Plain functions over pointers, no Tensor: core/ checks shapes and calls these. Conventions follow
 // PyTorch so weights and numbers can be compared one to one:
@@ -24,8 +25,10 @@
 //   *_cuda_naive   cuda/conv2d_naive.cu          one thread per output element (kernel lab v1)
 //   *_cuda         cuda/conv2d_implicit_gemm.cu  tiled implicit GEMM, the GPU training path (v2)
 //   *_cudnn        cuda/conv2d_cudnn.cpp         the cuDNN baseline
-// CUDA versions take device pointers, are float only and run on fm::kernels::cuda_stream().
+// CUDA versions take device pointers and run on fm::kernels::cuda_stream(); only v2 (implicit GEMM)
+// has bfloat16-activation overloads.
 #pragma once
+#include "kernels/bfloat16.h"
 
 namespace fm::kernels {
 
@@ -103,6 +106,19 @@ template <typename T>
 void conv_transpose2d_backward_weight_im2col(const T* x, const T* dy, T* dweight, T* dbias,
                                              const ConvTranspose2dParams& p);
 
+// bfloat16 activations (x, y, dy, dx), float32 weight, bias and their gradients: the float im2col
+// path on the widened inputs, each output rounded once (the reference of the CUDA bf16 overloads).
+void conv2d_forward_im2col(const bf16* x, const float* weight, const float* bias, bf16* y, const Conv2dParams& p);
+void conv2d_backward_input_im2col(const bf16* dy, const float* weight, bf16* dx, const Conv2dParams& p);
+void conv2d_backward_weight_im2col(const bf16* x, const bf16* dy, float* dweight, float* dbias,
+                                   const Conv2dParams& p);
+void conv_transpose2d_forward_im2col(const bf16* x, const float* weight, const float* bias, bf16* y,
+                                     const ConvTranspose2dParams& p);
+void conv_transpose2d_backward_input_im2col(const bf16* dy, const float* weight, bf16* dx,
+                                            const ConvTranspose2dParams& p);
+void conv_transpose2d_backward_weight_im2col(const bf16* x, const bf16* dy, float* dweight, float* dbias,
+                                             const ConvTranspose2dParams& p);
+
 // ---- CUDA v1: one thread per output element (kernels/cuda/conv2d_naive.cu) ---------------------
 void conv2d_forward_cuda_naive(const float* x, const float* weight, const float* bias, float* y,
                                const Conv2dParams& p);
@@ -131,6 +147,19 @@ void conv_transpose2d_backward_input_cuda(const float* dy, const float* weight, 
 void conv_transpose2d_backward_weight_cuda(const float* x, const float* dy, float* dweight,
                                            float* dbias, const ConvTranspose2dParams& p);
 
+// bfloat16 activations (x, y, dy, dx in bfloat16; weight, bias and their gradients float32): the same
+// implicit GEMM reading and writing bfloat16, always multiplying on the bfloat16 tensor cores (the
+// weights rounded to bfloat16 as they are staged), at every channel count. sm_80+.
+void conv2d_forward_cuda(const bf16* x, const float* weight, const float* bias, bf16* y, const Conv2dParams& p);
+void conv2d_backward_input_cuda(const bf16* dy, const float* weight, bf16* dx, const Conv2dParams& p);
+void conv2d_backward_weight_cuda(const bf16* x, const bf16* dy, float* dweight, float* dbias,
+                                 const Conv2dParams& p);
+void conv_transpose2d_forward_cuda(const bf16* x, const float* weight, const float* bias, bf16* y,
+                                   const ConvTranspose2dParams& p);
+void conv_transpose2d_backward_input_cuda(const bf16* dy, const float* weight, bf16* dx,
+                                          const ConvTranspose2dParams& p);
+void conv_transpose2d_backward_weight_cuda(const bf16* x, const bf16* dy, float* dweight, float* dbias,
+                                           const ConvTranspose2dParams& p);
 // ---- CUDA v2 on the TF32 tensor cores: the same implicit GEMM with its multiply done by WMMA
 // m16n16k8 fragments (inputs rounded to TF32, FP32 accumulation; docs/ops/tensor_cores.md). sm_80+.
 // The one- and two-column layers still take the direct FP32 kernels.

@@ -65,7 +65,7 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
   // Moves (or converts) every parameter and buffer. Parameters stay leaves with requires_grad;
-  // accumulated gradients are dropped. CUDA tensors are float32 only (core/ rule).
+  // accumulated gradients are dropped. A float64 model cannot move to CUDA (core/ rule).
   void to(Device device);
   void to(DType dtype);
   Device device() const;  // of the first parameter or buffer (CPU when there is none)

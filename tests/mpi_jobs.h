@@ -33,8 +33,6 @@ inline std::string find_on_path(const std::string& name) {
   return "";
 }
 
-// True (after printing why, and ending the case as "Skipped" under CTest) when mpirun jobs cannot be
-// tested here.
 // Reports the running case as skipped and why; the caller returns. Run alone by CTest, the process
 // exits with 77, so CTest shows "Skipped", not "Passed".
 inline void skip_case(const std::string& why) {
@@ -43,6 +41,8 @@ inline void skip_case(const std::string& why) {
   if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);
 }
 
+// True (after printing why, and ending the case as "Skipped" under CTest) when mpirun jobs cannot be
+// tested here.
 inline bool skip_without_mpirun() {
   std::string why;
   if (!fm::dist::built_with_mpi())

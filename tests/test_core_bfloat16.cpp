@@ -1,6 +1,6 @@
 // tests/test_core_bfloat16.cpp — bfloat16 tensors: the rounding of kernels/bfloat16.h against hand-
-// worked bit patterns, conversions between the three dtypes, the elementwise, reduction and GroupNorm
-// ops in bfloat16 against the same ops in float32 rounded once, gradients through bfloat16, the file
+// worked bit patterns, conversions between the three dtypes, the elementwise, reduction, GroupNorm and
+// convolution ops in bfloat16 against the same ops in float32 rounded once, gradients through bfloat16, the file
 // formats, and (on a GPU or the emulator) CUDA against the CPU to the bit or to one bfloat16 step.
 #include <catch2/catch.hpp>
 
@@ -151,6 +151,12 @@ TEST_CASE("bfloat16 tensors convert to and from float32 and float64", "[bfloat16
   CHECK(dv[4] == double(float(bf16(0.2f))));
   // fill_ and full round the value once
   CHECK(Tensor::full({2}, 1.0 / 3.0, DType::BFloat16).to_vector()[1] == double(float(bf16(1.0 / 3.0))));
+  // copies keep every bit, a signalling NaN's included (a trip through float would make it quiet)
+  Tensor nan = Tensor::zeros({2, 2}, DType::BFloat16);
+  nan.data<bf16>()[1] = bf16::from_bits(0x7f81);
+  CHECK(bits_of_tensor(nan.transpose(0, 1).contiguous())[2] == 0x7f81);
+  CHECK(bits_of_tensor(nan.clone())[1] == 0x7f81);
+  CHECK(bits_of_tensor(nan.to(DType::BFloat16))[1] == 0x7f81);
 }
 
 TEST_CASE("bfloat16 elementwise ops equal the float32 ops on the same values rounded once", "[bfloat16]") {
@@ -225,8 +231,8 @@ TEST_CASE("bfloat16 sums add up in double and round once", "[bfloat16]") {
 TEST_CASE("gradients flow through bfloat16 ops and conversions", "[bfloat16]") {
   // loss = Σ w·silu(x) computed in bfloat16 from a float32 leaf x; dloss/dx = w·silu'(x). Along the
   // way back the gradient reaching SiLU is 1·w (exact) and the SiLU backward rounds once to
-  // bfloat16 (at most 2^-9 relative), so the result is within 2^-8 of the float64 answer (plus
-  // the float formula's own error, absolute, where silu' crosses zero).
+  // bfloat16 (at most 2^-8 relative: 8 significant bits), so the result is within 2^-8 of the
+  // float64 answer (plus the float formula's own error, absolute, where silu' crosses zero).
   Generator gen(5);
   Tensor x = rand_uniform({4, 8}, gen, -3.0, 3.0, DType::Float32).set_requires_grad(true);
   Tensor w = rand_uniform({8}, gen, 0.5, 2.0, DType::BFloat16);
@@ -383,4 +389,109 @@ TEST_CASE("cuda: GroupNorm on bfloat16 activations matches the CPU on every kern
         FM_REQUIRE_CLOSE(got.data(), want.data(), got.size(), 1e-3, 1e-4);
       }
     }
+}
+
+namespace {
+
+// One convolution (conv2d or conv_transpose2d) with its gradients, for the bfloat16 cases below.
+struct ConvCase {
+  const char* name;
+  bool transposed;
+  Shape x_shape;
+  int out_channels, kernel, stride, padding;
+};
+
+const std::vector<ConvCase>& conv_cases() {
+  static const std::vector<ConvCase> cases = {
+      {"3x3 conv 8->16 on 6x6", false, {2, 8, 6, 6}, 16, 3, 1, 1},
+      {"4x4 stride-2 conv 6->8 on 9x9 (odd plane)", false, {2, 6, 9, 9}, 8, 4, 2, 1},
+      {"3x3 conv 1->32 (a one-channel stem)", false, {2, 1, 8, 8}, 32, 3, 1, 1},
+      {"3x3 conv 16->1 (a one-channel head)", false, {2, 16, 5, 5}, 1, 3, 1, 1},
+      {"3x3 conv 64->8 on 3x3 (a short output: split over K)", false, {2, 64, 3, 3}, 8, 3, 1, 1},
+      {"4x4 stride-2 transposed conv 8->6 on 5x5", true, {2, 8, 5, 5}, 6, 4, 2, 1},
+  };
+  return cases;
+}
+
+struct ConvResult {
+  Tensor y, dx, dw, db;
+};
+
+// y = conv(x, w, b) and the gradients of Σ y·dy, on x's device; w and b float32.
+ConvResult run_conv(const ConvCase& c, const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Tensor& dy) {
+  Tensor x = x_in.detach().set_requires_grad(true), w = w_in.detach().set_requires_grad(true),
+         b = b_in.detach().set_requires_grad(true);
+  Tensor y = c.transposed ? conv_transpose2d(x, w, b, c.stride, c.padding) : conv2d(x, w, b, c.stride, c.padding);
+  sum(mul(y, dy.to(y.device()).to(y.dtype()))).backward();
+  return {y.detach(), x.grad(), w.grad(), b.grad()};
+}
+
+Shape conv_weight_shape(const ConvCase& c) {
+  return c.transposed ? Shape{c.x_shape[1], c.out_channels, c.kernel, c.kernel}
+                      : Shape{c.out_channels, c.x_shape[1], c.kernel, c.kernel};
+}
+
+Shape conv_output_shape(const ConvCase& c) {
+  const std::int64_t h = c.x_shape[2];
+  const std::int64_t out = c.transposed ? (h - 1) * c.stride - 2 * c.padding + c.kernel
+                                        : (h + 2 * c.padding - c.kernel) / c.stride + 1;
+  return {c.x_shape[0], c.out_channels, out, out};
+}
+
+}  // namespace
+
+TEST_CASE("convolutions on bfloat16 activations equal the float32 convolutions rounded once", "[bfloat16]") {
+  // The CPU's bfloat16 convolutions widen x and dy exactly, run the float32 path and round y and dx
+  // once; the weight and bias gradients (float32) come from the same float path.
+  Generator gen(21);
+  for (const ConvCase& c : conv_cases()) {
+    INFO(c.name);
+    Tensor x = random_bf16(c.x_shape, 22), dy = random_bf16(conv_output_shape(c), 23);
+    Tensor w = rand_uniform(conv_weight_shape(c), gen, -0.3, 0.3), b = rand_uniform({c.out_channels}, gen, -0.5, 0.5);
+    const ConvResult got = run_conv(c, x, w, b, dy);
+    const ConvResult want = run_conv(c, x.to(DType::Float32), w, b, dy.to(DType::Float32));
+    CHECK(got.y.dtype() == DType::BFloat16);
+    CHECK(got.dx.dtype() == DType::BFloat16);
+    CHECK(got.dw.dtype() == DType::Float32);
+    CHECK(bits_of_tensor(got.y) == bits_of_tensor(want.y.to(DType::BFloat16)));
+    CHECK(bits_of_tensor(got.dx) == bits_of_tensor(want.dx.to(DType::BFloat16)));
+    CHECK(got.dw.to_vector() == want.dw.to_vector());
+    CHECK(got.db.to_vector() == want.db.to_vector());
+  }
+  Tensor x = random_bf16({1, 2, 4, 4}, 24);
+  CHECK_THROWS_WITH(conv2d(x, Tensor::zeros({3, 2, 3, 3}, DType::BFloat16), Tensor(), 1, 1),
+                    Catch::Contains("a bfloat16 input takes a float32 weight, got bfloat16"));
+}
+
+TEST_CASE("cuda: convolutions on bfloat16 activations match the CPU on the bfloat16 tensor cores",
+          "[cuda][gpu][bfloat16]") {
+  FM_REQUIRE_GPU();
+  // On CUDA, bfloat16 activations multiply on the bfloat16 tensor cores: the weights are rounded to
+  // bfloat16 as they are staged. So the reference is the CPU's bfloat16 convolution with the weights
+  // rounded the same way: what is left is the order of float additions (and, for y and dx, the one
+  // rounding to bfloat16 it can move by a step) — within 2^-7 of the result's scale for y and dx,
+  // and within float rounding for the weight and bias gradients (their inputs, x and dy, are
+  // bfloat16 already, so the tensor cores multiply them exactly).
+  Generator gen(25);
+  for (const ConvCase& c : conv_cases()) {
+    INFO(c.name);
+    Tensor x = random_bf16(c.x_shape, 26), dy = random_bf16(conv_output_shape(c), 27);
+    Tensor w = rand_uniform(conv_weight_shape(c), gen, -0.3, 0.3), b = rand_uniform({c.out_channels}, gen, -0.5, 0.5);
+    const Tensor w_rounded = w.to(DType::BFloat16).to(DType::Float32);
+    const ConvResult gpu = run_conv(c, x.to(Device::CUDA), w.to(Device::CUDA), b.to(Device::CUDA), dy);
+    const ConvResult cpu = run_conv(c, x, w_rounded, b, dy);
+    auto require_close = [](const Tensor& got_t, const Tensor& want_t, double atol_of_scale, double rtol) {
+      const std::vector<double> got = got_t.to(Device::CPU).to(DType::Float64).to_vector(),
+                                want = want_t.to(DType::Float64).to_vector();
+      REQUIRE(got.size() == want.size());
+      double scale = 0;
+      for (double v : want) scale = std::max(scale, std::abs(v));
+      FM_REQUIRE_CLOSE(got.data(), want.data(), got.size(), scale * atol_of_scale, rtol);
+    };
+    CHECK(gpu.y.dtype() == DType::BFloat16);
+    require_close(gpu.y, cpu.y, std::ldexp(1.0, -7), std::ldexp(1.0, -7));
+    require_close(gpu.dx, cpu.dx, std::ldexp(1.0, -7), std::ldexp(1.0, -7));
+    require_close(gpu.dw, cpu.dw, 1e-5, 1e-4);
+    require_close(gpu.db, cpu.db, 1e-5, 1e-4);
+  }
 }

@@ -34,6 +34,7 @@
 #include <omp.h>
 
 #include "kernels/conv2d.h"
+#include "kernels/cpu/bfloat16_buffers.h"
 #include "kernels/cpu/gemm_pack_b.h"
 #include "kernels/gemm.h"
 
@@ -557,6 +558,54 @@ void conv_transpose2d_backward_weight_im2col(const T* x, const T* dy, T* dweight
   conv2d_backward_weight_im2col<T>(dy, x, dweight, nullptr, p.as_conv2d());
   if (dbias)
     channel_sums(dy, p.batch, p.out_channels, std::int64_t(p.out_height()) * p.out_width(), dbias);
+}
+
+// ---- bfloat16 activations: x, y, dy, dx in bfloat16, weight, bias and their gradients float32 ------
+// Widened, the float path above, each output rounded once (kernels/cpu/bfloat16_buffers.h).
+namespace {
+std::size_t input_count(const Conv2dParams& p) {
+  return std::size_t(p.batch) * p.in_channels * p.in_height * p.in_width;
+}
+std::size_t output_count(const Conv2dParams& p) {
+  return std::size_t(p.batch) * p.out_channels * p.out_height() * p.out_width();
+}
+}  // namespace
+
+void conv2d_forward_im2col(const bf16* x, const float* weight, const float* bias, bf16* y, const Conv2dParams& p) {
+  std::vector<float> yf(output_count(p));
+  conv2d_forward_im2col<float>(widened(x, input_count(p)).data(), weight, bias, yf.data(), p);
+  round_into(yf, y);
+}
+void conv2d_backward_input_im2col(const bf16* dy, const float* weight, bf16* dx, const Conv2dParams& p) {
+  std::vector<float> dxf(input_count(p));
+  conv2d_backward_input_im2col<float>(widened(dy, output_count(p)).data(), weight, dxf.data(), p);
+  round_into(dxf, dx);
+}
+void conv2d_backward_weight_im2col(const bf16* x, const bf16* dy, float* dweight, float* dbias,
+                                   const Conv2dParams& p) {
+  conv2d_backward_weight_im2col<float>(widened(x, input_count(p)).data(), widened(dy, output_count(p)).data(),
+                                       dweight, dbias, p);
+}
+// conv_transpose2d's input is its conv2d's output and the other way round.
+void conv_transpose2d_forward_im2col(const bf16* x, const float* weight, const float* bias, bf16* y,
+                                     const ConvTranspose2dParams& p) {
+  std::vector<float> yf(input_count(p.as_conv2d()));
+  conv_transpose2d_forward_im2col<float>(widened(x, output_count(p.as_conv2d())).data(), weight, bias, yf.data(),
+                                         p);
+  round_into(yf, y);
+}
+void conv_transpose2d_backward_input_im2col(const bf16* dy, const float* weight, bf16* dx,
+                                            const ConvTranspose2dParams& p) {
+  std::vector<float> dxf(output_count(p.as_conv2d()));
+  conv_transpose2d_backward_input_im2col<float>(widened(dy, input_count(p.as_conv2d())).data(), weight, dxf.data(),
+                                                p);
+  round_into(dxf, dx);
+}
+void conv_transpose2d_backward_weight_im2col(const bf16* x, const bf16* dy, float* dweight, float* dbias,
+                                             const ConvTranspose2dParams& p) {
+  conv_transpose2d_backward_weight_im2col<float>(widened(x, output_count(p.as_conv2d())).data(),
+                                                 widened(dy, input_count(p.as_conv2d())).data(), dweight, dbias,
+                                                 p);
 }
 
 #define FM_INSTANTIATE_CONV2D_IM2COL(T)                                                            \

@@ -29,7 +29,9 @@ void binary_cpu(BinaryOp op, const T* a, const T* b, T* y, const ElementwiseGeom
 // bf16 widens exactly through float.
 template <typename To, typename From>
 To converted(From x) {
-  if constexpr (std::is_same_v<From, bf16>)
+  if constexpr (std::is_same_v<From, To>)
+    return x;  // a copy keeps every bit
+  else if constexpr (std::is_same_v<From, bf16>)
     return To(float(x));
   else
     return To(x);

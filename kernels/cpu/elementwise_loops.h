@@ -88,6 +88,16 @@ inline T cpu_binary(T a, T b) {
   return apply_binary(kOp, a, b);
 }
 
+// One element of T through the formula in C. Identity copies the element as it is: a copy keeps every
+// bit (a bfloat16 signalling NaN would come back quiet from a trip through float).
+template <UnaryOp kOp, typename T, typename C>
+inline T unary_element(T x, C a, C b) {
+  if constexpr (kOp == UnaryOp::Identity)
+    return x;
+  else
+    return T(cpu_unary<kOp>(C(x), a, b));
+}
+
 // ---- the loops, one instantiation per op ------------------------------------------------------
 // The op is a template argument, so its switch is resolved at compile time and each loop body is
 // straight-line arithmetic the compiler vectorises (a switch inside the loop would stop that).
@@ -97,7 +107,7 @@ template <UnaryOp kOp, typename T, typename C = compute_t<T>>
 void unary_loops(const T* x, T* y, const ElementwiseGeometry& g, C a, C b) {
   const std::int64_t n = g.numel();
   if (is_dense(g, g.a_strides) && is_dense(g, g.out_strides)) {
-    parallel_for(n, worth_threads<kOp>(n), [&](std::int64_t i) { y[i] = T(cpu_unary<kOp>(C(x[i]), a, b)); });
+    parallel_for(n, worth_threads<kOp>(n), [&](std::int64_t i) { y[i] = unary_element<kOp>(x[i], a, b); });
     return;
   }
   const RowWalk w = row_walk(g);
@@ -105,7 +115,7 @@ void unary_loops(const T* x, T* y, const ElementwiseGeometry& g, C a, C b) {
   parallel_for(w.rows, worth_threads<kOp>(n), [&](std::int64_t r) {
     const T* xr = x + strided_offset(r, w.outer_ndim, g.sizes, g.a_strides);
     T* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
-    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = T(cpu_unary<kOp>(C(xr[i * xs]), a, b));
+    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = unary_element<kOp>(xr[i * xs], a, b);
   });
 }
 

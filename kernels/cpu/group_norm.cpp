@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/bfloat16_buffers.h"
 #include "kernels/cpu/fast_exp.h"
 #include "kernels/group_norm.h"
 
@@ -319,14 +320,6 @@ void group_norm_silu_backward_cpu(const T* dy, const T* x, const T* mean, const 
 // rounding on store), so the two differ only by float rounding order, moved across a bfloat16
 // rounding now and then. γ, β, the statistics and dγ, dβ are float32.
 namespace {
-std::vector<float> widened(const bf16* values, std::size_t count) {
-  std::vector<float> out(count);
-  for (std::size_t i = 0; i < count; ++i) out[i] = float(values[i]);
-  return out;
-}
-void round_into(const std::vector<float>& values, bf16* out) {
-  for (std::size_t i = 0; i < values.size(); ++i) out[i] = bf16(values[i]);
-}
 std::size_t element_count(int N, int C, int HW) { return std::size_t(N) * std::size_t(C) * std::size_t(HW); }
 }  // namespace
 

@@ -60,6 +60,13 @@
 // elements (16 bytes) instead of 4, as WMMA wants leading dimensions that span a multiple of 16 bytes.
 // Block and thread counts, and so every host-side choice (tile, split-K), are the FP32 ones.
 //
+// bfloat16 activations (the overloads of the entry points on bf16 pointers): x, y, dy and dx are
+// bfloat16 in memory, weights, bias and their gradients float32. Each pass is a template over the
+// activations' element type A: the loaders widen what they read (exactly), the epilogues round what
+// they write once; split-K workspaces stay float. Such launches always multiply on the bfloat16
+// tensor cores (the activations are bfloat16 already; the weights are rounded as they are staged),
+// and the one- and two-column layers take the tile path too (the direct kernels are float only).
+//
 // Everything runs on fm::kernels::cuda_stream(). Flat offsets are 32-bit (checked on the host).
 #include <cuda_bf16.h>
 #include <mma.h>
@@ -70,6 +77,7 @@
 
 #include "kernels/conv2d.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/element_access.cuh"
 #include "kernels/runtime.h"
 
 namespace fm::kernels {
@@ -164,6 +172,10 @@ struct AlongKLayout {
       tile[k][mn_first + j * kRowStep] = to_tile_element(regs[j], static_cast<Element*>(nullptr));
   }
 };
+
+// An activation element as a float: float32 through the read-only cache, bfloat16 widened (exact).
+__device__ __forceinline__ float read_activation(const float* p) { return __ldg(p); }
+__device__ __forceinline__ float read_activation(const bf16* p) { return float(*p); }
 
 // The geometry every kernel reads (sizes of the conv2d whose passes we compute).
 struct ConvGeometry {
@@ -361,12 +373,12 @@ __device__ __forceinline__ void tensor_accumulators_to_thread_tile(const TensorA
 // The epilogue's output layout. A thread's TM rows come in runs of 4 consecutive GEMM rows (see
 // TileConfig), and in the forward (and the stride-1 dgrad) consecutive rows are consecutive pixels
 // of one channel plane. When a plane's pixel count is a multiple of 4, a run never straddles two
-// images and starts 16-byte aligned, so it goes out as one float4 per column: a warp's 16 row
+// images and starts four elements aligned, so it goes out as one float4 (8 bytes of bfloat16) per column: a warp's 16 row
 // threads then write 256 contiguous bytes instead of 16 scattered floats 16 bytes apart. That matters
 // where K is short (a 1×1 conv's input gradient has K = C_out, 16 at the U-Net's 64→16: one step,
 // so the writes are most of the work).
-template <class Cfg>
-__device__ __forceinline__ void store_row_run(float* plane_start, int pixels, int run,
+template <class Cfg, typename Out>
+__device__ __forceinline__ void store_row_run(Out* plane_start, int pixels, int run,
                                               const float (&acc)[Cfg::TM][Cfg::TN],
                                               const float (&bias)[Cfg::TN], int column_limit,
                                               int n0, int tx) {
@@ -374,9 +386,9 @@ __device__ __forceinline__ void store_row_run(float* plane_start, int pixels, in
   for (int j = 0; j < Cfg::TN; ++j) {
     const int column = n0 + tile_col<Cfg>(j, tx);
     if (column < column_limit)
-      *reinterpret_cast<float4*>(plane_start + std::int64_t(column) * pixels) =
-          make_float4(acc[run * 4 + 0][j] + bias[j], acc[run * 4 + 1][j] + bias[j],
-                      acc[run * 4 + 2][j] + bias[j], acc[run * 4 + 3][j] + bias[j]);
+      store_at<true>(plane_start + std::int64_t(column) * pixels, 0,
+                     make_float4(acc[run * 4 + 0][j] + bias[j], acc[run * 4 + 1][j] + bias[j],
+                                 acc[run * 4 + 2][j] + bias[j], acc[run * 4 + 3][j] + bias[j]));
   }
 }
 
@@ -467,13 +479,15 @@ struct NoShared {};
 // Forward: y[n, o, pixel] = bias[o] + Σ_k x_col[(n, pixel), k] · w[o, k],  k = (c, r, s)
 // =================================================================================================
 
+template <typename A>  // the activations' element type: float or bf16
 struct ForwardPass {
+  static constexpr bool kBf16Activations = std::is_same_v<A, bf16>;
   struct Params {
     ConvGeometry g;
-    const float* x;
+    const A* x;
     const float* weight;
     const float* bias;  // may be null
-    float* y;
+    A* y;
     OutputSplit split;  // blockIdx.z is the K slice
   };
   template <class Cfg>
@@ -529,7 +543,7 @@ struct ForwardPass {
         float v = 0.f;
         if (row_valid && k < k_end && unsigned(h) < unsigned(g.in_height) &&
             unsigned(w) < unsigned(g.in_width))
-          v = __ldg(p.x + image_offset + (c * g.in_height + h) * g.in_width + w);
+          v = read_activation(p.x + image_offset + (c * g.in_height + h) * g.in_width + w);
         a_regs[j] = v;
         if (++s == g.kernel_w) {
           s = 0;
@@ -560,11 +574,19 @@ struct ForwardPass {
                                        int n0, int ty, int tx,
                                        const float (&acc)[Cfg::TM][Cfg::TN]) {
     const ConvGeometry& g = p.g;
+    // Split: this slice's partial output (float), without the bias (added once, after the sum).
+    if (p.split.k_splits > 1)
+      write_results<Cfg>(p, p.split.partial + std::int64_t(z) * g.batch * g.out_channels * g.out_height * g.out_width,
+                         true, slice, m0, n0, ty, tx, acc);
+    else
+      write_results<Cfg>(p, p.y, false, slice, m0, n0, ty, tx, acc);
+  }
+
+  template <class Cfg, typename Out>
+  static __device__ void write_results(const Params& p, Out* out, bool partial, const BlockProblem& slice, int m0,
+                                       int n0, int ty, int tx, const float (&acc)[Cfg::TM][Cfg::TN]) {
+    const ConvGeometry& g = p.g;
     const int pixels = g.out_height * g.out_width;
-    // Split: this slice's partial output, without the bias (added once, after the sum).
-    const bool partial = p.split.k_splits > 1;
-    float* out = partial ? p.split.partial + std::int64_t(z) * g.batch * g.out_channels * pixels
-                         : p.y;
     float bias[Cfg::TN];
 #pragma unroll
     for (int j = 0; j < Cfg::TN; ++j) {
@@ -587,11 +609,11 @@ struct ForwardPass {
       const int m = m0 + tile_row<Cfg>(i, ty);
       if (m >= slice.M) continue;
       const int n = m / pixels, pixel = m - n * pixels;
-      float* y_pixel = out + n * g.out_channels * pixels + pixel;
+      Out* y_pixel = out + n * g.out_channels * pixels + pixel;
 #pragma unroll
       for (int j = 0; j < Cfg::TN; ++j) {
         const int o = n0 + tile_col<Cfg>(j, tx);
-        if (o < g.out_channels) y_pixel[o * pixels] = acc[i][j] + bias[j];
+        if (o < g.out_channels) y_pixel[o * pixels] = Out(acc[i][j] + bias[j]);
       }
     }
   }
@@ -629,13 +651,15 @@ __device__ __forceinline__ DgradClass dgrad_class(const ConvGeometry& g, int z) 
   return k;
 }
 
+template <typename A>  // the activations' element type: float or bf16
 struct DgradPass {
+  static constexpr bool kBf16Activations = std::is_same_v<A, bf16>;
   struct Params {
     ConvGeometry g;
-    const float* dy;
+    const A* dy;
     const float* weight;
     const float* bias;  // per input channel c; null for a plain conv2d dgrad
-    float* dx;
+    A* dx;
     OutputSplit split;  // blockIdx.z = parity class · k_splits + K slice
   };
   template <class Cfg>
@@ -696,7 +720,7 @@ struct DgradPass {
         float v = 0.f;
         if (row_valid && k < k_end && unsigned(i) < unsigned(g.out_height) &&
             unsigned(jj) < unsigned(g.out_width))
-          v = __ldg(p.dy + image_offset + (o * g.out_height + i) * g.out_width + jj);
+          v = read_activation(p.dy + image_offset + (o * g.out_height + i) * g.out_width + jj);
         a_regs[j] = v;
         if (++ts == cls.taps_w) {
           ts = 0;
@@ -731,13 +755,21 @@ struct DgradPass {
                                        int n0, int ty, int tx,
                                        const float (&acc)[Cfg::TM][Cfg::TN]) {
     const ConvGeometry& g = p.g;
+    const int plane = g.in_height * g.in_width;
+    if (p.split.k_splits > 1)  // as in ForwardPass::store_results
+      write_results<Cfg>(p, p.split.partial + std::int64_t(z % p.split.k_splits) * g.batch * g.in_channels * plane,
+                         true, slice, z, m0, n0, ty, tx, acc);
+    else
+      write_results<Cfg>(p, p.dx, false, slice, z, m0, n0, ty, tx, acc);
+  }
+
+  template <class Cfg, typename Out>
+  static __device__ void write_results(const Params& p, Out* out, bool partial, const BlockProblem& slice, int z,
+                                       int m0, int n0, int ty, int tx, const float (&acc)[Cfg::TM][Cfg::TN]) {
+    const ConvGeometry& g = p.g;
     const DgradClass cls = dgrad_class(g, z / p.split.k_splits);
     const int per_image = cls.rows * cls.cols;
     const int plane = g.in_height * g.in_width;
-    const bool partial = p.split.k_splits > 1;  // as in ForwardPass::store_results
-    float* out = partial ? p.split.partial + std::int64_t(z % p.split.k_splits) * g.batch *
-                                                 g.in_channels * plane
-                         : p.dx;
     float bias[Cfg::TN];
 #pragma unroll
     for (int j = 0; j < Cfg::TN; ++j) {
@@ -763,11 +795,11 @@ struct DgradPass {
       const int n = m / per_image, rest = m - n * per_image;
       const int t = rest / cls.cols, u = rest - t * cls.cols;
       const int h = cls.h_first + t * g.stride_h, w = cls.w_first + u * g.stride_w;
-      float* dx_pixel = out + n * g.in_channels * plane + h * g.in_width + w;
+      Out* dx_pixel = out + n * g.in_channels * plane + h * g.in_width + w;
 #pragma unroll
       for (int j = 0; j < Cfg::TN; ++j) {
         const int c = n0 + tile_col<Cfg>(j, tx);
-        if (c < g.in_channels) dx_pixel[c * plane] = acc[i][j] + bias[j];
+        if (c < g.in_channels) dx_pixel[c * plane] = Out(acc[i][j] + bias[j]);
       }
     }
   }
@@ -780,11 +812,13 @@ struct DgradPass {
 // Sentinel tap for rows past M: any h_origin + kInvalidTap is negative, so the bounds test fails.
 constexpr int kInvalidTap = -(1 << 28);
 
+template <typename A>  // the activations' element type: float or bf16
 struct WgradPass {
+  static constexpr bool kBf16Activations = std::is_same_v<A, bf16>;
   struct Params {
     ConvGeometry g;
-    const float* x;
-    const float* dy;
+    const A* x;
+    const A* dy;
     float* out;       // dweight [C_out, M] when splits == 1, else workspace [splits, C_out, M]
     int k_per_split;  // a multiple of BK
   };
@@ -853,14 +887,14 @@ struct WgradPass {
         const int h = h_origin + rows.r[row], w = w_origin + rows.s[row];
         float v = 0.f;
         if (k_valid && unsigned(h) < unsigned(g.in_height) && unsigned(w) < unsigned(g.in_width))
-          v = __ldg(p.x + x_base + rows.offset[row]);
+          v = read_activation(p.x + x_base + rows.offset[row]);
         a_regs[t] = v;
       }
       const int dy_base = n * g.out_channels * pixels + pixel;
 #pragma unroll
       for (int t = 0; t < kBRegs; ++t) {
         const int o = n0 + b_layout.mn_first + t * BLayout::kRowStep;
-        b_regs[t] = (k_valid && o < g.out_channels) ? __ldg(p.dy + dy_base + o * pixels) : 0.f;
+        b_regs[t] = (k_valid && o < g.out_channels) ? read_activation(p.dy + dy_base + o * pixels) : 0.f;
       }
     }
 
@@ -893,15 +927,16 @@ struct WgradPass {
 
 // out[i] = Σ_{z < splits} partial[z][i] (+ bias[channel of i] for an [N, channels, pixels] output
 // with a bias), z ascending: the fixed order makes split-K deterministic.
+template <typename Out>
 __global__ void sum_splits_kernel(const float* __restrict__ partial, const float* __restrict__ bias,
-                                  float* __restrict__ out, int splits, int size, int channels,
+                                  Out* __restrict__ out, int splits, int size, int channels,
                                   int pixels) {
   const int i = int(blockIdx.x) * blockDim.x + int(threadIdx.x);
   if (i >= size) return;
   float sum = 0.f;
   for (int z = 0; z < splits; ++z) sum += partial[std::int64_t(z) * size + i];
   if (bias) sum += __ldg(bias + (i / pixels) % channels);
-  out[i] = sum;
+  out[i] = Out(sum);
 }
 
 // =================================================================================================
@@ -913,7 +948,8 @@ constexpr int kSumChunk = 8192;  // elements of one channel per stage-1 block
 
 // Stage 1: block (chunk, c) sums elements [chunk·kSumChunk, …) of channel c's batch·pixels values
 // with a fixed-shape tree, writing partial[c · chunks + chunk].
-__global__ void channel_sum_partial_kernel(const float* __restrict__ a, float* __restrict__ partial,
+template <typename A>
+__global__ void channel_sum_partial_kernel(const A* __restrict__ a, float* __restrict__ partial,
                                            int batch, int channels, int pixels, int chunks) {
   __shared__ float lane_sums[kSumThreads];
   const int c = int(blockIdx.y), chunk = int(blockIdx.x);
@@ -922,7 +958,7 @@ __global__ void channel_sum_partial_kernel(const float* __restrict__ a, float* _
   float sum = 0.f;
   for (int e = begin + int(threadIdx.x); e < end; e += kSumThreads) {
     const int n = e / pixels, pixel = e - n * pixels;
-    sum += a[(n * channels + c) * pixels + pixel];
+    sum += float(a[(n * channels + c) * pixels + pixel]);
   }
   lane_sums[threadIdx.x] = sum;
   __syncthreads();
@@ -981,10 +1017,15 @@ template <class Cfg, class Pass>
 void launch(const typename Pass::Params& params, std::int64_t max_rows, int cols, int slices, Math math) {
   const dim3 grid(unsigned(ceil_div(max_rows, Cfg::BM)), unsigned(ceil_div(cols, Cfg::BN)),
                   unsigned(slices));
-  switch (math) {
-    case Math::Fp32: launch_in<Cfg, Pass, Math::Fp32>(params, grid); break;
-    case Math::Tf32: launch_in<Cfg, Pass, Math::Tf32>(params, grid); break;
-    case Math::Bf16: launch_in<Cfg, Pass, Math::Bf16>(params, grid); break;
+  if constexpr (Pass::kBf16Activations) {
+    (void)math;  // bfloat16 activations: the bfloat16 tensor cores (see the file's header)
+    launch_in<Cfg, Pass, Math::Bf16>(params, grid);
+  } else {
+    switch (math) {
+      case Math::Fp32: launch_in<Cfg, Pass, Math::Fp32>(params, grid); break;
+      case Math::Tf32: launch_in<Cfg, Pass, Math::Tf32>(params, grid); break;
+      case Math::Bf16: launch_in<Cfg, Pass, Math::Bf16>(params, grid); break;
+    }
   }
   FM_CUDA_CHECK_LAUNCH();
 }
@@ -1062,10 +1103,11 @@ int output_k_splits(std::int64_t tiles, Tile tile, int K) {
 }
 
 // Adds the K slices of a split launch (and the bias) into `out`, then frees the workspace.
-void finish_output_split(const OutputSplit& split, const float* bias, float* out,
+template <typename A>
+void finish_output_split(const OutputSplit& split, const float* bias, A* out,
                          std::int64_t size, int channels, int pixels) {
   if (split.k_splits == 1) return;
-  sum_splits_kernel<<<unsigned(ceil_div(size, 256)), 256, 0, cuda_stream()>>>(
+  sum_splits_kernel<A><<<unsigned(ceil_div(size, 256)), 256, 0, cuda_stream()>>>(
       split.partial, bias, out, split.k_splits, int(size), channels, pixels);
   FM_CUDA_CHECK_LAUNCH();
   cuda_free(split.partial);  // stream-ordered reuse by the caching allocator: no sync needed
@@ -1079,7 +1121,8 @@ OutputSplit make_output_split(int k_splits, std::int64_t size) {
   return split;
 }
 
-void run_forward(const float* x, const float* weight, const float* bias, float* y,
+template <typename A>
+void run_forward(const A* x, const float* weight, const float* bias, A* y,
                  const ConvGeometry& g, Math math) {
   const std::int64_t rows = std::int64_t(g.batch) * g.out_height * g.out_width;
   if (rows == 0) return;
@@ -1089,12 +1132,13 @@ void run_forward(const float* x, const float* weight, const float* bias, float* 
   const std::int64_t size = rows * g.out_channels;
   const OutputSplit split = make_output_split(
       output_k_splits(output_tiles(row_tiles, g.out_channels, tile), tile, K), size);
-  launch_tile<ForwardPass>(tile, {g, x, weight, bias, y, split}, rows, g.out_channels,
+  launch_tile<ForwardPass<A>>(tile, {g, x, weight, bias, y, split}, rows, g.out_channels,
                            split.k_splits, math);
   finish_output_split(split, bias, y, size, g.out_channels, g.out_height * g.out_width);
 }
 
-void run_dgrad(const float* dy, const float* weight, const float* bias, float* dx,
+template <typename A>
+void run_dgrad(const A* dy, const float* weight, const float* bias, A* dx,
                const ConvGeometry& g, Math math) {
   // Largest parity class: ceil(H / stride) × ceil(W / stride) pixels per image.
   const std::int64_t max_rows = std::int64_t(g.batch) *
@@ -1113,20 +1157,21 @@ void run_dgrad(const float* dy, const float* weight, const float* bias, float* d
   if (std::int64_t(classes) * k_splits > 65535) k_splits = 1;  // grid.z holds classes × slices
   const std::int64_t size = std::int64_t(g.batch) * g.in_channels * g.in_height * g.in_width;
   const OutputSplit split = make_output_split(k_splits, size);
-  launch_tile<DgradPass>(tile, {g, dy, weight, bias, dx, split}, max_rows, g.in_channels,
+  launch_tile<DgradPass<A>>(tile, {g, dy, weight, bias, dx, split}, max_rows, g.in_channels,
                          classes * k_splits, math);
   finish_output_split(split, bias, dx, size, g.in_channels, g.in_height * g.in_width);
 }
 
 // sums[c] = Σ_{n, pixel} a[n, c, pixel] over an [N, C, pixels] array.
-void run_channel_sum(const float* a, float* sums, int batch, int channels, int pixels) {
+template <typename A>
+void run_channel_sum(const A* a, float* sums, int batch, int channels, int pixels) {
   const int count = batch * pixels;
   const int chunks = std::max(1, int(ceil_div(count, kSumChunk)));
   FM_CHECK(channels <= 65535, ValueError, "bias gradient: ", channels,
            " channels is more than a grid dimension holds");
   float* partial = static_cast<float*>(cuda_malloc(std::size_t(channels) * chunks * sizeof(float)));
-  channel_sum_partial_kernel<<<dim3(unsigned(chunks), unsigned(channels)), kSumThreads, 0,
-                               cuda_stream()>>>(a, partial, batch, channels, pixels, chunks);
+  channel_sum_partial_kernel<A><<<dim3(unsigned(chunks), unsigned(channels)), kSumThreads, 0,
+                                  cuda_stream()>>>(a, partial, batch, channels, pixels, chunks);
   FM_CUDA_CHECK_LAUNCH();
   channel_sum_finish_kernel<<<unsigned(ceil_div(channels, 128)), 128, 0, cuda_stream()>>>(
       partial, sums, channels, chunks);
@@ -1134,7 +1179,8 @@ void run_channel_sum(const float* a, float* sums, int batch, int channels, int p
   cuda_free(partial);  // safe without a sync: later users of the block run after us on the stream
 }
 
-void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeometry& g, Math math) {
+template <typename A>
+void run_wgrad(const A* x, const A* dy, float* dweight, const ConvGeometry& g, Math math) {
   const int M = g.in_channels * g.kernel_h * g.kernel_w, N = g.out_channels;
   const int K = g.batch * g.out_height * g.out_width;
   if (K == 0) {  // empty batch: the gradient is zero
@@ -1160,13 +1206,13 @@ void run_wgrad(const float* x, const float* dy, float* dweight, const ConvGeomet
   const int k_per_split = steps_per_split * kStep;
 
   if (splits == 1) {
-    launch_tile<WgradPass>(tile, {g, x, dy, dweight, k_per_split}, M, N, 1, math);
+    launch_tile<WgradPass<A>>(tile, {g, x, dy, dweight, k_per_split}, M, N, 1, math);
     return;
   }
   const std::size_t size = std::size_t(M) * N;
   float* partial = static_cast<float*>(cuda_malloc(size * splits * sizeof(float)));
-  launch_tile<WgradPass>(tile, {g, x, dy, partial, k_per_split}, M, N, splits, math);
-  sum_splits_kernel<<<unsigned(ceil_div(std::int64_t(size), 256)), 256, 0, cuda_stream()>>>(
+  launch_tile<WgradPass<A>>(tile, {g, x, dy, partial, k_per_split}, M, N, splits, math);
+  sum_splits_kernel<float><<<unsigned(ceil_div(std::int64_t(size), 256)), 256, 0, cuda_stream()>>>(
       partial, nullptr, dweight, splits, int(size), 1, 1);
   FM_CUDA_CHECK_LAUNCH();
   cuda_free(partial);
@@ -1189,20 +1235,28 @@ constexpr int kDirectMaxColumns = 2;
 
 namespace {
 
-void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, const Conv2dParams& p,
-                    Math math) {
+// The direct kernels exist for float activations only; bfloat16 takes the tile path at any width.
+template <typename A>
+constexpr bool direct_kernels_for = std::is_same_v<A, float>;
+
+template <typename A>
+void conv2d_forward(const A* x, const float* weight, const float* bias, A* y, const Conv2dParams& p, Math math) {
   const ConvGeometry g = geometry_of(p, "conv2d_forward_cuda");
-  if (g.out_channels <= kDirectMaxColumns) return conv2d_forward_cuda_naive(x, weight, bias, y, p);
+  if constexpr (direct_kernels_for<A>)
+    if (g.out_channels <= kDirectMaxColumns) return conv2d_forward_cuda_naive(x, weight, bias, y, p);
   run_forward(x, weight, bias, y, g, math);
 }
 
-void conv2d_backward_input(const float* dy, const float* weight, float* dx, const Conv2dParams& p, Math math) {
+template <typename A>
+void conv2d_backward_input(const A* dy, const float* weight, A* dx, const Conv2dParams& p, Math math) {
   const ConvGeometry g = geometry_of(p, "conv2d_backward_input_cuda");
-  if (g.in_channels <= kDirectMaxColumns) return conv2d_backward_input_cuda_naive(dy, weight, dx, p);
+  if constexpr (direct_kernels_for<A>)
+    if (g.in_channels <= kDirectMaxColumns) return conv2d_backward_input_cuda_naive(dy, weight, dx, p);
   run_dgrad(dy, weight, nullptr, dx, g, math);
 }
 
-void conv2d_backward_weight(const float* x, const float* dy, float* dweight, float* dbias, const Conv2dParams& p,
+template <typename A>
+void conv2d_backward_weight(const A* x, const A* dy, float* dweight, float* dbias, const Conv2dParams& p,
                             Math math) {
   const ConvGeometry g = geometry_of(p, "conv2d_backward_weight_cuda");
   run_wgrad(x, dy, dweight, g, math);
@@ -1210,22 +1264,27 @@ void conv2d_backward_weight(const float* x, const float* dy, float* dweight, flo
 }
 
 // conv_transpose2d: the conv2d passes with roles swapped.
-void conv_transpose2d_forward(const float* x, const float* weight, const float* bias, float* y,
+template <typename A>
+void conv_transpose2d_forward(const A* x, const float* weight, const float* bias, A* y,
                               const ConvTranspose2dParams& p, Math math) {
   // Forward = dgrad of the equivalent conv2d; the bias lands on its input channels (our C_out).
   const ConvGeometry g = geometry_of(p.as_conv2d(), "conv_transpose2d_forward_cuda");
-  if (g.in_channels <= kDirectMaxColumns) return conv_transpose2d_forward_cuda_naive(x, weight, bias, y, p);
+  if constexpr (direct_kernels_for<A>)
+    if (g.in_channels <= kDirectMaxColumns) return conv_transpose2d_forward_cuda_naive(x, weight, bias, y, p);
   run_dgrad(x, weight, bias, y, g, math);
 }
 
-void conv_transpose2d_backward_input(const float* dy, const float* weight, float* dx,
-                                     const ConvTranspose2dParams& p, Math math) {
+template <typename A>
+void conv_transpose2d_backward_input(const A* dy, const float* weight, A* dx, const ConvTranspose2dParams& p,
+                                     Math math) {
   const ConvGeometry g = geometry_of(p.as_conv2d(), "conv_transpose2d_backward_input_cuda");
-  if (g.out_channels <= kDirectMaxColumns) return conv_transpose2d_backward_input_cuda_naive(dy, weight, dx, p);
+  if constexpr (direct_kernels_for<A>)
+    if (g.out_channels <= kDirectMaxColumns) return conv_transpose2d_backward_input_cuda_naive(dy, weight, dx, p);
   run_forward(dy, weight, nullptr, dx, g, math);
 }
 
-void conv_transpose2d_backward_weight(const float* x, const float* dy, float* dweight, float* dbias,
+template <typename A>
+void conv_transpose2d_backward_weight(const A* x, const A* dy, float* dweight, float* dbias,
                                       const ConvTranspose2dParams& p, Math math) {
   // The equivalent conv2d reads dy as its input and x as its output gradient.
   const ConvGeometry g = geometry_of(p.as_conv2d(), "conv_transpose2d_backward_weight_cuda");
@@ -1303,6 +1362,30 @@ void conv_transpose2d_backward_input_cuda_bf16(const float* dy, const float* wei
 }
 void conv_transpose2d_backward_weight_cuda_bf16(const float* x, const float* dy, float* dweight, float* dbias,
                                                 const ConvTranspose2dParams& p) {
+  conv_transpose2d_backward_weight(x, dy, dweight, dbias, p, Math::Bf16);
+}
+
+// bfloat16 activations: always the bfloat16 tensor cores (the file's header).
+void conv2d_forward_cuda(const bf16* x, const float* weight, const float* bias, bf16* y, const Conv2dParams& p) {
+  conv2d_forward(x, weight, bias, y, p, Math::Bf16);
+}
+void conv2d_backward_input_cuda(const bf16* dy, const float* weight, bf16* dx, const Conv2dParams& p) {
+  conv2d_backward_input(dy, weight, dx, p, Math::Bf16);
+}
+void conv2d_backward_weight_cuda(const bf16* x, const bf16* dy, float* dweight, float* dbias,
+                                 const Conv2dParams& p) {
+  conv2d_backward_weight(x, dy, dweight, dbias, p, Math::Bf16);
+}
+void conv_transpose2d_forward_cuda(const bf16* x, const float* weight, const float* bias, bf16* y,
+                                   const ConvTranspose2dParams& p) {
+  conv_transpose2d_forward(x, weight, bias, y, p, Math::Bf16);
+}
+void conv_transpose2d_backward_input_cuda(const bf16* dy, const float* weight, bf16* dx,
+                                          const ConvTranspose2dParams& p) {
+  conv_transpose2d_backward_input(dy, weight, dx, p, Math::Bf16);
+}
+void conv_transpose2d_backward_weight_cuda(const bf16* x, const bf16* dy, float* dweight, float* dbias,
+                                           const ConvTranspose2dParams& p) {
   conv_transpose2d_backward_weight(x, dy, dweight, dbias, p, Math::Bf16);
 }
 

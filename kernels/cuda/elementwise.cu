@@ -2,6 +2,8 @@
 //
 // One thread per output element over a grid-stride loop. The geometry travels by value as a kernel
 // argument (it is small); the dense case skips the per-element index arithmetic.
+#include <type_traits>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/elementwise.h"
 #include "kernels/elementwise_math.h"
@@ -20,7 +22,7 @@ template <typename T, typename C = compute_t<T>>
 __global__ void unary_dense_kernel(UnaryOp op, const T* x, T* y, std::int64_t n, C alpha, C beta) {
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n;
        i += std::int64_t(gridDim.x) * blockDim.x)
-    y[i] = T(apply_unary(op, C(x[i]), alpha, beta));
+    y[i] = op == UnaryOp::Identity ? x[i] : T(apply_unary(op, C(x[i]), alpha, beta));  // a copy keeps every bit
 }
 
 template <typename T, typename C = compute_t<T>>
@@ -30,7 +32,7 @@ __global__ void unary_strided_kernel(UnaryOp op, const T* x, T* y, ElementwiseGe
        i += std::int64_t(gridDim.x) * blockDim.x) {
     std::int64_t xo = strided_offset(i, g.ndim, g.sizes, g.a_strides);
     std::int64_t yo = strided_offset(i, g.ndim, g.sizes, g.out_strides);
-    y[yo] = T(apply_unary(op, C(x[xo]), alpha, beta));
+    y[yo] = op == UnaryOp::Identity ? x[xo] : T(apply_unary(op, C(x[xo]), alpha, beta));
   }
 }
 
@@ -60,7 +62,10 @@ __global__ void convert_kernel(const From* x, To* y, ElementwiseGeometry g, std:
        i += std::int64_t(gridDim.x) * blockDim.x) {
     std::int64_t xo = strided_offset(i, g.ndim, g.sizes, g.a_strides);
     std::int64_t yo = strided_offset(i, g.ndim, g.sizes, g.out_strides);
-    y[yo] = To(float(x[xo]));
+    if constexpr (std::is_same_v<From, To>)
+      y[yo] = x[xo];  // a copy keeps every bit
+    else
+      y[yo] = To(float(x[xo]));
   }
 }
 
