@@ -22,6 +22,9 @@
 //              back (one extra write and read of the tensor each way; the backward also reads z).
 //   fused:     group_norm_silu_{forward,backward}_cuda: SiLU applied in the normalise pass, its
 //              derivative recomputed from x, mean and rstd in the backward; v2 and v3 as above.
+//   bf16:      the engine's kernels (Auto) on bfloat16 activations (x, y, dy, dx; γ, β and the
+//              statistics float32), in passes of their own ("fwd bf16", ...) whose fewest bytes are
+//              half the float32 ones: compare their time with the float32 rows' "auto".
 // There is no GroupNorm in cuDNN's legacy API, so "x base" is v1 naive (GroupNorm) and unfused
 // (GroupNorm + SiLU); `python3 bench/unet_pytorch.py --compare-bench` times PyTorch's
 // F.group_norm at these shapes for a library number.
@@ -138,7 +141,129 @@ void bench_backward(const fc::GroupNormOp& op, const fc::GroupNormCase& s, Group
   run_case(c, options);
 }
 
-// One shape: four cases (fwd, fwd+silu, bwd, bwd+silu).
+// ---- bfloat16 activations ---------------------------------------------------------------------
+// A bfloat16 device buffer made from host values (rounded to nearest even), and one read back.
+struct DeviceBf16 {
+  bf16* data = nullptr;
+  std::size_t count = 0;
+  explicit DeviceBf16(const std::vector<double>& values) : count(values.size()) {
+    std::vector<bf16> host(count);
+    for (std::size_t i = 0; i < count; ++i) host[i] = bf16(values[i]);
+    data = static_cast<bf16*>(kernels::cuda_malloc(count * sizeof(bf16)));
+    kernels::cuda_copy_to_device(data, host.data(), count * sizeof(bf16));
+  }
+  explicit DeviceBf16(std::size_t n) : count(n) { data = static_cast<bf16*>(kernels::cuda_malloc(n * sizeof(bf16))); }
+  ~DeviceBf16() { kernels::cuda_free(data); }
+  DeviceBf16(const DeviceBf16&) = delete;
+  DeviceBf16& operator=(const DeviceBf16&) = delete;
+  std::vector<double> to_host() const {
+    std::vector<bf16> host(count);
+    kernels::cuda_copy_to_host(host.data(), data, count * sizeof(bf16));
+    std::vector<double> out(count);
+    for (std::size_t i = 0; i < count; ++i) out[i] = double(float(host[i]));
+    return out;
+  }
+  void poison() const {  // NaN (0x7fc0) into every element
+    std::vector<bf16> nan(count, bf16::from_bits(0x7fc0));
+    kernels::cuda_copy_to_device(data, nan.data(), count * sizeof(bf16));
+  }
+};
+
+std::vector<float> to_float(const std::vector<double>& values) { return {values.begin(), values.end()}; }
+
+// The four passes on bfloat16 activations, each a case of its own. The reference runs on the
+// bfloat16 inputs' values (exact in double); the backward's on the mean and rstd the bfloat16
+// forward saved.
+void bench_bf16(const fc::GroupNormCase& s, GroupNormBuffers& b, const std::vector<double>& x_float,
+                const std::vector<double>& gamma_host, const std::vector<double>& beta_host,
+                const std::vector<double>& dy_float, const Options& options) {
+  const int N = s.N, C = s.C, HW = s.hw(), G = s.G;
+  DeviceBf16 x(x_float), dy(dy_float), y(s.elements()), dx(s.elements());
+  const std::vector<double> x_host = x.to_host(), dy_host = dy.to_host();  // the bfloat16 values
+  for (bool fused : {false, true}) {
+    const std::string suffix = fused ? "+silu bf16" : " bf16";
+    std::vector<double> y_ref(s.elements()), mean_ref(s.groups()), rstd_ref(s.groups());
+    auto forward_ref = fused ? fk::group_norm_silu_forward_cpu<double> : fk::group_norm_forward_cpu<double>;
+    forward_ref(x_host.data(), gamma_host.data(), beta_host.data(), y_ref.data(), mean_ref.data(), rstd_ref.data(), N,
+                C, HW, G, double(fc::kGroupNormEps));
+    BenchCase f;
+    f.op = "group_norm";
+    f.shape = fc::shape_name(s);
+    f.pass = "fwd" + suffix;
+    f.bound = Bound::Memory;
+    f.bytes = fc::group_norm_forward_bytes(s) / 2;  // x and y at 2 bytes an element
+    f.versions.push_back({"auto bf16", [&, fused] {
+                            if (fused)
+                              fk::group_norm_silu_forward_cuda(x.data, b.gamma.get(), b.beta.get(), y.data, b.mean.get(),
+                                                               b.rstd.get(), N, C, HW, G, fc::kGroupNormEps);
+                            else
+                              fk::group_norm_forward_cuda(x.data, b.gamma.get(), b.beta.get(), y.data, b.mean.get(),
+                                                          b.rstd.get(), N, C, HW, G, fc::kGroupNormEps);
+                          }});
+    f.poison_outputs = [&] {
+      y.poison();
+      b.mean.poison();
+      b.rstd.poison();
+    };
+    f.check_outputs = [&] {
+      Check check;
+      check.compare("mean", b.mean.to_host(), mean_ref, fc::group_norm_mean_tolerance(s));
+      check.compare("rstd", b.rstd.to_host(), rstd_ref, fc::group_norm_rstd_tolerance());
+      check.compare("y", to_float(y.to_host()), y_ref, fc::group_norm_bf16_output_tolerance(y_ref));
+      return check;
+    };
+    run_case(f, options);
+
+    // The backward on the statistics of the bfloat16 forward (as training would run it).
+    if (fused)
+      fk::group_norm_silu_forward_cuda(x.data, b.gamma.get(), b.beta.get(), y.data, b.mean.get(), b.rstd.get(), N, C,
+                                       HW, G, fc::kGroupNormEps);
+    else
+      fk::group_norm_forward_cuda(x.data, b.gamma.get(), b.beta.get(), y.data, b.mean.get(), b.rstd.get(), N, C, HW,
+                                  G, fc::kGroupNormEps);
+    kernels::cuda_synchronize();
+    const std::vector<double> mean_saved = to_double(b.mean.to_host()), rstd_saved = to_double(b.rstd.to_host());
+    std::vector<double> dx_ref(s.elements()), dgamma_ref(static_cast<std::size_t>(C)), dbeta_ref(static_cast<std::size_t>(C));
+    if (fused)
+      fk::group_norm_silu_backward_cpu<double>(dy_host.data(), x_host.data(), mean_saved.data(), rstd_saved.data(),
+                                               gamma_host.data(), beta_host.data(), dx_ref.data(), dgamma_ref.data(),
+                                               dbeta_ref.data(), N, C, HW, G);
+    else
+      fk::group_norm_backward_cpu<double>(dy_host.data(), x_host.data(), mean_saved.data(), rstd_saved.data(),
+                                          gamma_host.data(), dx_ref.data(), dgamma_ref.data(), dbeta_ref.data(), N, C,
+                                          HW, G);
+    BenchCase w;
+    w.op = "group_norm";
+    w.shape = fc::shape_name(s);
+    w.pass = "bwd" + suffix;
+    w.bound = Bound::Memory;
+    w.bytes = fc::group_norm_backward_bytes(s) / 2;  // x, dy and dx at 2 bytes an element
+    w.versions.push_back({"auto bf16", [&, fused] {
+                            if (fused)
+                              fk::group_norm_silu_backward_cuda(dy.data, x.data, b.mean.get(), b.rstd.get(),
+                                                                b.gamma.get(), b.beta.get(), dx.data, b.dgamma.get(),
+                                                                b.dbeta.get(), N, C, HW, G);
+                            else
+                              fk::group_norm_backward_cuda(dy.data, x.data, b.mean.get(), b.rstd.get(), b.gamma.get(),
+                                                           dx.data, b.dgamma.get(), b.dbeta.get(), N, C, HW, G);
+                          }});
+    w.poison_outputs = [&] {
+      dx.poison();
+      b.dgamma.poison();
+      b.dbeta.poison();
+    };
+    w.check_outputs = [&] {
+      Check check;
+      check.compare("dx", to_float(dx.to_host()), dx_ref, fc::group_norm_bf16_output_tolerance(dx_ref));
+      check.compare("dgamma", b.dgamma.to_host(), dgamma_ref, fc::group_norm_output_tolerance(dgamma_ref));
+      check.compare("dbeta", b.dbeta.to_host(), dbeta_ref, fc::group_norm_output_tolerance(dbeta_ref));
+      return check;
+    };
+    run_case(w, options);
+  }
+}
+
+// One shape: four cases (fwd, fwd+silu, bwd, bwd+silu), and the same four on bfloat16 activations.
 void bench_shape(const fc::GroupNormCase& s, const Options& options) {
   const std::string shape = fc::shape_name(s);
   if (!options.selects(shape)) return;
@@ -173,6 +298,7 @@ void bench_shape(const fc::GroupNormCase& s, const Options& options) {
   const std::vector<double> dy_host = to_double(b.dy.to_host());
   for (const fc::GroupNormOp& op : fc::group_norm_ops())
     bench_backward(op, s, b, x_host, gamma_host, beta_host, dy_host, mean_saved, rstd_saved, options);
+  bench_bf16(s, b, x_host, gamma_host, beta_host, dy_host, options);
 }
 
 }  // namespace
@@ -181,7 +307,7 @@ void run_group_norm(const Options& options) {
   measured_peaks(options);
   print_table_header("group_norm: GroupNorm(8) and fused GroupNorm + SiLU (memory-bound: % of copy bandwidth)",
                      "x base = v1 naive (fwd, bwd) or unfused GroupNorm + v2 SiLU (fwd+silu, bwd+silu); "
-                     "GB/s counts 8 B/elt fwd, 12 B/elt bwd for every version");
+                     "GB/s counts 8 B/elt fwd, 12 B/elt bwd for every version (half in the bf16 passes)");
   const unsigned use = options.small_shapes ? fc::kBenchSmall : fc::kBench;
   for (const fc::GroupNormCase& s : fc::group_norm_cases())
     if (s.uses & use) bench_shape(s, options);

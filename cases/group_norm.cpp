@@ -75,6 +75,11 @@ Tolerance group_norm_output_tolerance(const std::vector<double>& reference) {
   return scaled_tolerance(reference, kGroupNormReductionRel, kGroupNormReductionRel);
 }
 
+Tolerance group_norm_bf16_output_tolerance(const std::vector<double>& reference) {
+  constexpr double kBf16Rounding = 1.0 / 256;  // 2^-8: bfloat16's 8 significant bits
+  return scaled_tolerance(reference, kGroupNormReductionRel + kBf16Rounding, kGroupNormReductionRel + kBf16Rounding);
+}
+
 bool group_norm_impl_runs(const GroupNormImpl& impl, const GroupNormCase& c, bool backward) {
   return !impl.caches_group || fk::group_norm_cache_bytes(c.group_size(), backward) <= fk::kGroupNormMaxCacheBytes;
 }

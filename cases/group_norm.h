@@ -64,6 +64,10 @@ Tolerance group_norm_rstd_tolerance();
 // few ulps per element plus the statistics' error scaled by |x̂| ≲ 2; entries of dx, dγ, dβ that
 // cancel to ~0 are judged by the size of the whole output.
 Tolerance group_norm_output_tolerance(const std::vector<double>& reference);
+// y and dx stored in bfloat16 (against a double reference on the same bfloat16 inputs): the one
+// rounding of the output, 2^-8 relative, on top of the float rule, and the same of the output's scale
+// for the elements that cancel.
+Tolerance group_norm_bf16_output_tolerance(const std::vector<double>& reference);
 
 // ---- the implementations ------------------------------------------------------------------------------
 // One signature per pass for both ops and every implementation (host pointers for the CPU entry,
