@@ -4,6 +4,14 @@
 // copied. Backward: for C = A·B, dA = dC·Bᵀ and dB = Aᵀ·dC (summed over the batch when B is shared).
 // linear() starts C at the bias rows and lets GEMM add the product onto them (beta = 1): one pass
 // over the output instead of GEMM's zero-fill plus a separate broadcast add, and one autograd node.
+//
+// bfloat16: a Linear layer on bfloat16 activations multiplies bfloat16 x by float32 weights into a
+// bfloat16 output (the bias enters as the output's first value, so rounded to bfloat16 first), its
+// input gradient is bfloat16 and its weight and bias gradients float32; a product of two bfloat16
+// tensors is bfloat16. Those products run kernels/gemm.h's mixed GEMMs: on the CPU the float GEMM on
+// widened operands, on CUDA our bfloat16 tensor-core GEMM whatever the precision setting.
+#include <optional>
+
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
@@ -41,10 +49,43 @@ GemmOperand as_gemm_operand(const Tensor& t) {
   return {c, false, int(std::max<std::int64_t>(cols, 1))};
 }
 
+// The dtype of a·b when one of them is bfloat16 and the caller does not ask for one; throws for the
+// combinations no kernel takes.
+bool involves_bf16(const Tensor& a, const Tensor& b) {
+  return a.dtype() == DType::BFloat16 || b.dtype() == DType::BFloat16;
+}
+void check_bf16_product(const Tensor& a, const Tensor& b, DType out) {
+  const bool ok = a.dtype() == DType::BFloat16 &&
+                  ((b.dtype() == DType::Float32 && out == DType::BFloat16) ||
+                   (b.dtype() == DType::BFloat16 && (out == DType::BFloat16 || out == DType::Float32)));
+  FM_CHECK(ok, DTypeError, "matmul: ", dtype_name(a.dtype()), " · ", dtype_name(b.dtype()), " -> ", dtype_name(out),
+           " has no kernel (bfloat16 products: bfloat16 · float32 -> bfloat16, bfloat16 · bfloat16 -> bfloat16 "
+           "or float32)");
+}
+
+// The mixed GEMM for the bfloat16 combinations check_bf16_product allows (types picked at runtime).
+template <typename Gemm>
+void run_bf16_gemm(DType b_dtype, DType c_dtype, Gemm&& gemm) {
+  if (b_dtype == DType::Float32) return gemm(TypeTag<float>{}, TypeTag<bf16>{});
+  if (c_dtype == DType::Float32) return gemm(TypeTag<bf16>{}, TypeTag<float>{});
+  gemm(TypeTag<bf16>{}, TypeTag<bf16>{});
+}
+
 // C[batch] = A[batch]·B[batch] (B may be shared: stride 0), plus `bias` broadcast over C's rows
-// when it is given (a [N] tensor). No autograd.
-Tensor matmul_forward(const Tensor& a, const Tensor& b, const Tensor& bias = Tensor()) {
-  internal::check_same_dtype_device("matmul", {&a, &b});
+// when it is given (a [N] tensor). No autograd. C's dtype is a's unless `out_dtype` says otherwise
+// (a bfloat16 product's weight gradient is float32).
+Tensor matmul_forward(const Tensor& a, const Tensor& b, const Tensor& bias = Tensor(),
+                      std::optional<DType> out_dtype = std::nullopt) {
+  const DType c_dtype = out_dtype.value_or(a.dtype());
+  if (involves_bf16(a, b)) {
+    FM_CHECK(a.device() == b.device(), DeviceError, "matmul: inputs on ", device_name(a.device()), " and ",
+             device_name(b.device()));
+    check_bf16_product(a, b, c_dtype);
+  } else {
+    internal::check_same_dtype_device("matmul", {&a, &b});
+    FM_CHECK(c_dtype == a.dtype(), Error, "matmul: internal: a ", dtype_name(a.dtype()), " product asked for ",
+             dtype_name(c_dtype));
+  }
   FM_CHECK(a.dim() >= 2 && b.dim() >= 2, ShapeError, "matmul: inputs need at least 2 dims, got ",
            shape_str(a.shape()), " and ", shape_str(b.shape()));
   std::int64_t M = a.size(-2);
@@ -67,8 +108,8 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, const Tensor& bias = Ten
   // product), rounded once: bitwise what matmul followed by add gives.
   // (A fresh tensor either way: contiguous() of a one-row expand is the bias itself, which GEMM would
   // then overwrite.)
-  Tensor c = Tensor::empty(out_shape, a.dtype(), a.device());
-  if (bias.defined()) c.copy_(bias.expand(out_shape));
+  Tensor c = Tensor::empty(out_shape, c_dtype, a.device());
+  if (bias.defined()) c.copy_(bias.expand(out_shape));  // converted to C's dtype
   const double beta = bias.defined() ? 1.0 : 0.0;
   if (c.numel() == 0 || (K == 0 && bias.defined())) return c;
   if (K == 0) return c.fill_(0.0), c;
@@ -79,6 +120,29 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, const Tensor& bias = Ten
   if (shared_b && !A.transposed && A.ld == K && batch > 1) {
     M *= batch;
     batch = 1;
+  }
+  if (involves_bf16(a, b)) {
+    run_bf16_gemm(b.dtype(), c_dtype, [&](auto b_type, auto c_type) {
+      using TB = element_type<decltype(b_type)>;
+      using TC = element_type<decltype(c_type)>;
+      const int m = int(M), n = int(N), k = int(K);
+      const bf16* a_data = A.tensor.data<bf16>();
+      const TB* b_data = B.tensor.data<TB>();
+      dispatch_kernel<TypeList<bf16>, TypeList<bf16>>(
+          "matmul", a.device(), DType::BFloat16,
+          [&](auto) {
+            kernels::gemm_batched_mixed_cpu(int(batch), A.transposed, B.transposed, m, n, k, 1.f, a_data, A.ld,
+                                            stride_a, b_data, B.ld, stride_b, float(beta), c.data<TC>(), n, stride_c);
+          },
+          [&](auto) {
+            FM_CHECK(kernel_impl() != KernelImpl::Library, DTypeError,
+                     "matmul: the library (cuBLAS) products take float32 tensors; bfloat16 ones run on the "
+                     "project's kernels (kernels = custom)");
+            kernels::gemm_batched_mixed_cuda(int(batch), A.transposed, B.transposed, m, n, k, 1.f, a_data, A.ld,
+                                             stride_a, b_data, B.ld, stride_b, float(beta), c.data<TC>(), n, stride_c);
+          });
+    });
+    return c;
   }
   dispatch_kernel(
       "matmul", a.device(), a.dtype(),
@@ -107,16 +171,17 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, const Tensor& bias = Ten
 // The gradients of C = A·B for the inputs that need one.
 std::vector<Tensor> matmul_backward(const Tensor& g, const Tensor& a_saved, const Tensor& b_saved, bool need_a,
                                     bool need_b) {
+  // Each gradient in its input's dtype (a bfloat16 product's float32 weight gets a float32 one).
   Tensor ga, gb;
-  if (need_a) ga = matmul_forward(g, b_saved.transpose(-1, -2));
+  if (need_a) ga = matmul_forward(g, b_saved.transpose(-1, -2), Tensor(), a_saved.dtype());
   if (need_b) {
     if (b_saved.dim() == 2 && g.dim() > 2) {
       // Shared B: dB = Σ_batch Aᵀ·dC = (A flattened over batch)ᵀ · (dC flattened over batch).
       Tensor a2 = a_saved.reshape({-1, a_saved.size(-1)});
       Tensor g2 = g.reshape({-1, g.size(-1)});
-      gb = matmul_forward(a2.transpose(0, 1), g2);
+      gb = matmul_forward(a2.transpose(0, 1), g2, Tensor(), b_saved.dtype());
     } else {
-      gb = matmul_forward(a_saved.transpose(-1, -2), g);
+      gb = matmul_forward(a_saved.transpose(-1, -2), g, Tensor(), b_saved.dtype());
     }
   }
   return {ga, gb};
@@ -142,18 +207,21 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (!bias.defined()) return matmul(x, weight.transpose(0, 1));
   FM_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), ShapeError, "linear: bias has shape ",
            shape_str(bias.shape()), ", expected [", weight.size(0), "]");
-  internal::check_same_dtype_device("linear", {&x, &weight, &bias});
+  internal::check_same_dtype_device("linear", {&weight, &bias});  // x's against weight's: matmul_forward
   // The transposed view goes to GEMM as a flag, not a copy.
   Tensor weight_t = weight.transpose(0, 1);
   Tensor y = matmul_forward(x, weight_t, bias);
   Tensor x_saved = x.detach(), weight_t_saved = weight_t.detach();
   bool need_x = x.requires_grad(), need_weight = weight.requires_grad(), need_bias = bias.requires_grad();
   Shape bias_shape = bias.shape();
+  const DType bias_dtype = bias.dtype();
   return record_op(y, "linear", {x, weight, bias}, [=](const Tensor& g) {
     std::vector<Tensor> product = matmul_backward(g, x_saved, weight_t_saved, need_x, need_weight);
     // The product's gradient is for Wᵀ; W's is its transpose (a view, as transpose's backward gives).
     Tensor g_weight = product[1].defined() ? product[1].transpose(0, 1) : Tensor();
-    return std::vector<Tensor>{product[0], g_weight, need_bias ? sum_to_shape(g, bias_shape) : Tensor()};
+    // The bias gradient in the bias's dtype: a bfloat16 g widened exactly, then summed.
+    return std::vector<Tensor>{product[0], g_weight,
+                               need_bias ? sum_to_shape(g.to(bias_dtype), bias_shape) : Tensor()};
   });
 }
 

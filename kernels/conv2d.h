@@ -149,7 +149,9 @@ void conv_transpose2d_backward_weight_cuda(const float* x, const float* dy, floa
 
 // bfloat16 activations (x, y, dy, dx in bfloat16; weight, bias and their gradients float32): the same
 // implicit GEMM reading and writing bfloat16, always multiplying on the bfloat16 tensor cores (the
-// weights rounded to bfloat16 as they are staged), at every channel count. sm_80+.
+// weights rounded to bfloat16 as they are staged), at every channel count. sm_80+ (refused by name
+// before). The outputs (y, dx) must be aligned to four elements (8 bytes), as fresh allocations are:
+// runs of four pixels are stored as one 8-byte write.
 void conv2d_forward_cuda(const bf16* x, const float* weight, const float* bias, bf16* y, const Conv2dParams& p);
 void conv2d_backward_input_cuda(const bf16* dy, const float* weight, bf16* dx, const Conv2dParams& p);
 void conv2d_backward_weight_cuda(const bf16* x, const bf16* dy, float* dweight, float* dbias,

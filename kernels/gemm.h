@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/bfloat16.h"
 #include "kernels/runtime.h"
 
 namespace fm::kernels {
@@ -53,5 +54,23 @@ void gemm_batched_cuda_bf16(int batch, bool trans_a, bool trans_b, int M, int N,
 void gemm_batched_cuda_tf32(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                             const float* A, int lda, std::int64_t stride_a, const float* B, int ldb,
                             std::int64_t stride_b, float beta, float* C, int ldc, std::int64_t stride_c);
+
+// ---- bfloat16 operands (a Linear layer on bfloat16 activations) ----------------------------------
+// A, B and C each float or bf16 — the combinations the engine uses: (bf16, float → bf16) for
+// activations times float32 weights and for the input gradient, (bf16, bf16 → float) for the weight
+// gradient, (bf16, bf16 → bf16) for a product of two activations. Computed in float; a bfloat16 C is
+// rounded once, and read (beta ≠ 0) as its bfloat16 values.
+// CPU: each operand widened exactly with its own layout, gemm_cpu in float, C rounded: the float GEMM's
+// bits, rounded once.
+template <typename TA, typename TB, typename TC>
+void gemm_batched_mixed_cpu(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const TA* A,
+                            int lda, std::int64_t stride_a, const TB* B, int ldb, std::int64_t stride_b, float beta,
+                            TC* C, int ldc, std::int64_t stride_c);
+// CUDA: our tensor-core GEMM in bfloat16 (operands rounded to bfloat16 as they are staged: exact for
+// bfloat16 operands, the float32 weights rounded), FP32 accumulation. sm_80 or newer.
+template <typename TA, typename TB, typename TC>
+void gemm_batched_mixed_cuda(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const TA* A,
+                             int lda, std::int64_t stride_a, const TB* B, int ldb, std::int64_t stride_b, float beta,
+                             TC* C, int ldc, std::int64_t stride_c);
 
 }  // namespace fm::kernels

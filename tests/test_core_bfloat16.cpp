@@ -1,6 +1,6 @@
 // tests/test_core_bfloat16.cpp — bfloat16 tensors: the rounding of kernels/bfloat16.h against hand-
-// worked bit patterns, conversions between the three dtypes, the elementwise, reduction, GroupNorm and
-// convolution ops in bfloat16 against the same ops in float32 rounded once, gradients through bfloat16, the file
+// worked bit patterns, conversions between the three dtypes, the elementwise, reduction, GroupNorm,
+// convolution and Linear ops in bfloat16 against the same ops in float32 rounded once, gradients through bfloat16, the file
 // formats, and (on a GPU or the emulator) CUDA against the CPU to the bit or to one bfloat16 step.
 #include <catch2/catch.hpp>
 
@@ -11,11 +11,13 @@
 #include <numeric>
 
 #include "core/autograd.h"
+#include "core/kernel_choice.h"
 #include "core/io/tensor_io.h"
 #include "core/ops.h"
 #include "core/ops_nn.h"
 #include "core/random.h"
 #include "kernels/bfloat16.h"
+#include "kernels/group_norm.h"
 #include "test_util.h"
 
 using namespace fm;
@@ -256,9 +258,9 @@ TEST_CASE("gradients flow through bfloat16 ops and conversions", "[bfloat16]") {
 }
 
 TEST_CASE("ops without bfloat16 kernels refuse bfloat16 by name", "[bfloat16]") {
-  Tensor a = random_bf16({3, 4}, 6), b = random_bf16({4, 2}, 7);
-  CHECK_THROWS_WITH(matmul(a, b), Catch::Contains("has no bfloat16 kernel on cpu") &&
-                                      Catch::Contains("float32, float64"));
+  Tensor q = random_bf16({1, 2, 4, 8}, 6);
+  CHECK_THROWS_WITH(scaled_dot_product_attention(q, q, q), Catch::Contains("has no bfloat16 kernel on cpu") &&
+                                                               Catch::Contains("float32, float64"));
 }
 
 TEST_CASE("bfloat16 tensors are saved as BF16 in safetensors and refused by npy", "[bfloat16]") {
@@ -357,15 +359,19 @@ TEST_CASE("GroupNorm and GroupNorm + SiLU on bfloat16 activations equal the floa
 
 TEST_CASE("cuda: GroupNorm on bfloat16 activations matches the CPU on every kernel path", "[cuda][gpu][bfloat16]") {
   FM_REQUIRE_GPU();
-  // Shapes for each path of kernels/cuda/group_norm.cu: scalar accesses (HW = 25), vector accesses
-  // (HW = 64; 8 bytes of bfloat16 each), and one group of 36,864 elements, too large for the cached
-  // kernels and few enough groups that the streaming kernels split it across blocks. The device adds
-  // up in float in another order than the CPU: y and dx agree with the CPU's bfloat16 within a
-  // bfloat16 step or two of their scale, dγ and dβ (float32) to float rounding.
+  // Shapes for each path of kernels/cuda/group_norm.cu (Auto's choice, with the emulator's 132 SMs):
+  // the cached kernels with scalar (HW = 25) and vector accesses (HW = 64; 8 bytes of bfloat16 each);
+  // one group of 14,400 (HW = 3,600) or 14,884 (HW = 3,721, scalar) elements: cached forward, but a
+  // backward cache too large, so the streaming kernels, one block a group; and one group of 36,864
+  // (vector) or 36,100 (scalar) elements, split across blocks by the streaming kernels both ways.
+  // The device adds up in float in another order than the CPU: y and dx agree with the CPU's
+  // bfloat16 within a bfloat16 step or two of their scale, dγ and dβ (float32) to float rounding.
   Generator gen(18);
   for (bool fused : {false, true})
-    for (auto [shape, groups] : {std::pair<Shape, int>{{2, 8, 5, 5}, 2}, std::pair<Shape, int>{{2, 8, 8, 8}, 4},
-                                 std::pair<Shape, int>{{1, 4, 96, 96}, 1}}) {
+    for (auto [shape, groups] :
+         {std::pair<Shape, int>{{2, 8, 5, 5}, 2}, std::pair<Shape, int>{{2, 8, 8, 8}, 4},
+          std::pair<Shape, int>{{1, 4, 60, 60}, 1}, std::pair<Shape, int>{{1, 4, 61, 61}, 1},
+          std::pair<Shape, int>{{1, 4, 96, 96}, 1}, std::pair<Shape, int>{{1, 4, 95, 95}, 1}}) {
       INFO("fused " << fused << ", shape " << shape_str(shape));
       Tensor x = random_bf16(shape, 19), dy = random_bf16(shape, 20);
       Tensor w = rand_uniform({shape[1]}, gen, 0.5, 1.5), b = rand_uniform({shape[1]}, gen, -0.5, 0.5);
@@ -389,6 +395,18 @@ TEST_CASE("cuda: GroupNorm on bfloat16 activations matches the CPU on every kern
         FM_REQUIRE_CLOSE(got.data(), want.data(), got.size(), 1e-3, 1e-4);
       }
     }
+  // The streaming forward's main path (one block a group), which Auto gives only to groups too large
+  // to cache: named directly on a small shape, it agrees with the cached one within a step.
+  Tensor x = random_bf16({2, 8, 8, 8}, 37).to(Device::CUDA);
+  Tensor w = rand_uniform({8}, gen, 0.5, 1.5).to(Device::CUDA), b = rand_uniform({8}, gen, -0.5, 0.5).to(Device::CUDA);
+  Tensor y_streaming = Tensor::empty(x.shape(), DType::BFloat16, Device::CUDA), y_cached = y_streaming.clone();
+  Tensor mean = Tensor::empty({2, 4}, DType::Float32, Device::CUDA), rstd = mean.clone();
+  for (auto [kernel, y] : {std::pair{kernels::GroupNormKernel::Streaming, y_streaming},
+                           std::pair{kernels::GroupNormKernel::Cached, y_cached}})
+    kernels::group_norm_silu_forward_cuda(x.data<bf16>(), w.data<float>(), b.data<float>(), y.data<bf16>(),
+                                          mean.data<float>(), rstd.data<float>(), 2, 8, 64, 4, 1e-5f, kernel);
+  const std::vector<double> streaming = y_streaming.to_vector(), cached = y_cached.to_vector();
+  FM_REQUIRE_CLOSE(streaming.data(), cached.data(), streaming.size(), 1e-6, std::ldexp(1.0, -7));
 }
 
 namespace {
@@ -399,6 +417,7 @@ struct ConvCase {
   bool transposed;
   Shape x_shape;
   int out_channels, kernel, stride, padding;
+  bool bias = true;
 };
 
 const std::vector<ConvCase>& conv_cases() {
@@ -409,6 +428,8 @@ const std::vector<ConvCase>& conv_cases() {
       {"3x3 conv 16->1 (a one-channel head)", false, {2, 16, 5, 5}, 1, 3, 1, 1},
       {"3x3 conv 64->8 on 3x3 (a short output: split over K)", false, {2, 64, 3, 3}, 8, 3, 1, 1},
       {"4x4 stride-2 transposed conv 8->6 on 5x5", true, {2, 8, 5, 5}, 6, 4, 2, 1},
+      {"4x4 stride-2 transposed conv 2->1 (one channel out)", true, {2, 2, 5, 5}, 1, 4, 2, 1},
+      {"3x3 conv 4->8 without a bias", false, {2, 4, 6, 6}, 8, 3, 1, 1, false},
   };
   return cases;
 }
@@ -419,11 +440,12 @@ struct ConvResult {
 
 // y = conv(x, w, b) and the gradients of Σ y·dy, on x's device; w and b float32.
 ConvResult run_conv(const ConvCase& c, const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Tensor& dy) {
-  Tensor x = x_in.detach().set_requires_grad(true), w = w_in.detach().set_requires_grad(true),
-         b = b_in.detach().set_requires_grad(true);
+  Tensor x = x_in.detach().set_requires_grad(true), w = w_in.detach().set_requires_grad(true);
+  Tensor b = c.bias ? b_in.detach().set_requires_grad(true) : Tensor();
   Tensor y = c.transposed ? conv_transpose2d(x, w, b, c.stride, c.padding) : conv2d(x, w, b, c.stride, c.padding);
   sum(mul(y, dy.to(y.device()).to(y.dtype()))).backward();
-  return {y.detach(), x.grad(), w.grad(), b.grad()};
+  // Without a bias, db stands in as zeros of its size (so the comparisons below stay uniform).
+  return {y.detach(), x.grad(), w.grad(), c.bias ? b.grad() : Tensor::zeros({c.out_channels})};
 }
 
 Shape conv_weight_shape(const ConvCase& c) {
@@ -469,9 +491,9 @@ TEST_CASE("cuda: convolutions on bfloat16 activations match the CPU on the bfloa
   // On CUDA, bfloat16 activations multiply on the bfloat16 tensor cores: the weights are rounded to
   // bfloat16 as they are staged. So the reference is the CPU's bfloat16 convolution with the weights
   // rounded the same way: what is left is the order of float additions (and, for y and dx, the one
-  // rounding to bfloat16 it can move by a step) — within 2^-7 of the result's scale for y and dx,
-  // and within float rounding for the weight and bias gradients (their inputs, x and dy, are
-  // bfloat16 already, so the tensor cores multiply them exactly).
+  // rounding to bfloat16 it can move by a step) — within 2^-7 of each element and 2^-12 of the
+  // output's scale for y and dx, and within float rounding for the weight and bias gradients (their
+  // inputs, x and dy, are bfloat16 already, so the tensor cores multiply them exactly).
   Generator gen(25);
   for (const ConvCase& c : conv_cases()) {
     INFO(c.name);
@@ -489,9 +511,91 @@ TEST_CASE("cuda: convolutions on bfloat16 activations match the CPU on the bfloa
       FM_REQUIRE_CLOSE(got.data(), want.data(), got.size(), scale * atol_of_scale, rtol);
     };
     CHECK(gpu.y.dtype() == DType::BFloat16);
-    require_close(gpu.y, cpu.y, std::ldexp(1.0, -7), std::ldexp(1.0, -7));
-    require_close(gpu.dx, cpu.dx, std::ldexp(1.0, -7), std::ldexp(1.0, -7));
+    // atol: the float-order noise of K-term sums, far below one bfloat16 step of the output's scale;
+    // rtol: the one rounding of each element (at most 2^-8), which the noise can move by a step.
+    require_close(gpu.y, cpu.y, std::ldexp(1.0, -12), std::ldexp(1.0, -7));
+    require_close(gpu.dx, cpu.dx, std::ldexp(1.0, -12), std::ldexp(1.0, -7));
     require_close(gpu.dw, cpu.dw, 1e-5, 1e-4);
     require_close(gpu.db, cpu.db, 1e-5, 1e-4);
+  }
+  // The library kernels (cuDNN) take float32 tensors here: bfloat16 is refused by name.
+  const KernelImpl before = kernel_impl();
+  set_kernel_impl(KernelImpl::Library);
+  Tensor x = random_bf16({1, 2, 4, 4}, 38).to(Device::CUDA), w = Tensor::zeros({3, 2, 3, 3}, DType::Float32, Device::CUDA);
+  CHECK_THROWS_WITH(conv2d(x, w, Tensor(), 1, 1), Catch::Contains("the library (cuDNN) convolutions take float32 tensors"));
+  set_kernel_impl(before);
+}
+
+TEST_CASE("Linear layers and products on bfloat16 activations equal the float32 ones rounded once", "[bfloat16]") {
+  // bfloat16 x · float32 weights -> bfloat16 y; the bias enters as y's first value, so rounded to
+  // bfloat16 first. The CPU widens every operand, runs the float GEMM and rounds once: so y and dx are
+  // the float32 layer's (with that bias) rounded, and dweight, dbias (float32) are the float32 layer's.
+  Generator gen(28);
+  for (Shape x_shape : {Shape{5, 7}, Shape{2, 3, 7}}) {
+    INFO("x " << shape_str(x_shape));
+    Tensor x = random_bf16(x_shape, 29).set_requires_grad(true);
+    Tensor w = rand_uniform({6, 7}, gen, -0.5, 0.5).set_requires_grad(true);
+    Tensor b = rand_uniform({6}, gen, -0.5, 0.5).set_requires_grad(true);
+    Shape y_shape = x_shape;
+    y_shape.back() = 6;
+    Tensor dy = random_bf16(y_shape, 30);
+    Tensor y = linear(x, w, b);
+    CHECK(y.dtype() == DType::BFloat16);
+    sum(mul(y, dy)).backward();
+    Tensor xf = x.detach().to(DType::Float32).set_requires_grad(true);
+    Tensor wf = w.detach().clone().set_requires_grad(true);
+    Tensor bf = b.detach().to(DType::BFloat16).to(DType::Float32).set_requires_grad(true);
+    Tensor yf = linear(xf, wf, bf);
+    sum(mul(yf, dy.to(DType::Float32))).backward();
+    CHECK(bits_of_tensor(y) == bits_of_tensor(yf.to(DType::BFloat16)));
+    CHECK(x.grad().dtype() == DType::BFloat16);
+    CHECK(bits_of_tensor(x.grad()) == bits_of_tensor(xf.grad().to(DType::BFloat16)));
+    CHECK(w.grad().dtype() == DType::Float32);
+    CHECK(w.grad().to_vector() == wf.grad().to_vector());
+    CHECK(b.grad().dtype() == DType::Float32);
+    CHECK(b.grad().to_vector() == bf.grad().to_vector());
+  }
+  // a product of two bfloat16 tensors is bfloat16, its gradients too
+  Tensor p = random_bf16({4, 5}, 31).set_requires_grad(true), q = random_bf16({5, 3}, 32).set_requires_grad(true);
+  Tensor pq = matmul(p, q);
+  CHECK(pq.dtype() == DType::BFloat16);
+  CHECK(bits_of_tensor(pq) == bits_of_tensor(matmul(p.to(DType::Float32), q.to(DType::Float32)).to(DType::BFloat16)));
+  sum(pq).backward();
+  CHECK(p.grad().dtype() == DType::BFloat16);
+  CHECK(q.grad().dtype() == DType::BFloat16);
+  // the combinations without a kernel say which ones exist
+  CHECK_THROWS_WITH(matmul(Tensor::ones({2, 2}), random_bf16({2, 2}, 33)),
+                    Catch::Contains("float32 · bfloat16 -> float32 has no kernel"));
+}
+
+TEST_CASE("cuda: Linear layers on bfloat16 activations match the CPU on the bfloat16 tensor cores",
+          "[cuda][gpu][bfloat16]") {
+  FM_REQUIRE_GPU();
+  // On CUDA the product runs on the bfloat16 tensor cores: the float32 weight is rounded to bfloat16
+  // as it is staged. The reference is the CPU's layer with the weight rounded the same way; what is
+  // left is the order of float additions (and the one rounding of y and dx it can move by a step).
+  Generator gen(34);
+  Tensor x = random_bf16({70, 40}, 35), dy = random_bf16({70, 24}, 36);  // more than one 64x64 tile
+  Tensor w = rand_uniform({24, 40}, gen, -0.5, 0.5), b = rand_uniform({24}, gen, -0.5, 0.5);
+  auto run = [&](Device device, const Tensor& weight) {
+    Tensor xd = x.to(device).set_requires_grad(true), wd = weight.to(device).set_requires_grad(true),
+           bd = b.to(device).set_requires_grad(true);
+    Tensor y = linear(xd, wd, bd);
+    sum(mul(y, dy.to(device))).backward();
+    return std::vector<Tensor>{y.detach(), xd.grad(), wd.grad(), bd.grad()};
+  };
+  const std::vector<Tensor> gpu = run(Device::CUDA, w), cpu = run(Device::CPU, w.to(DType::BFloat16).to(DType::Float32));
+  const double tolerances[4][2] = {{std::ldexp(1.0, -7), std::ldexp(1.0, -7)},
+                                   {std::ldexp(1.0, -7), std::ldexp(1.0, -7)},
+                                   {1e-5, 1e-4},
+                                   {1e-5, 1e-4}};
+  for (int k = 0; k < 4; ++k) {
+    INFO("output " << k << " (y, dx, dweight, dbias)");
+    CHECK(gpu[std::size_t(k)].dtype() == cpu[std::size_t(k)].dtype());
+    const std::vector<double> got = gpu[std::size_t(k)].to(Device::CPU).to(DType::Float64).to_vector(),
+                              want = cpu[std::size_t(k)].to(DType::Float64).to_vector();
+    double scale = 0;
+    for (double v : want) scale = std::max(scale, std::abs(v));
+    FM_REQUIRE_CLOSE(got.data(), want.data(), got.size(), scale * tolerances[k][0], tolerances[k][1]);
   }
 }

@@ -290,6 +290,45 @@ void gemm_batched_cpu(int batch, bool trans_a, bool trans_b, int M, int N, int K
              C + b * stride_c, ldc);
 }
 
+namespace {
+// The `rows` × `cols` matrix at `p` with row stride `ld`, widened to float with the same layout (its
+// last row only as long as the matrix): gemm_cpu then sees the float operand it would have seen.
+template <typename T>
+std::vector<float> widened_matrix(const T* p, int rows, int cols, int ld) {
+  if (rows == 0 || cols == 0) return {};
+  std::vector<float> out(std::size_t(rows - 1) * std::size_t(ld) + std::size_t(cols));
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = float(p[i]);
+  return out;
+}
+}  // namespace
+
+template <typename TA, typename TB, typename TC>
+void gemm_batched_mixed_cpu(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const TA* A,
+                            int lda, std::int64_t stride_a, const TB* B, int ldb, std::int64_t stride_b, float beta,
+                            TC* C, int ldc, std::int64_t stride_c) {
+  for (int b = 0; b < batch; ++b) {
+    const std::vector<float> a = widened_matrix(A + b * stride_a, trans_a ? K : M, trans_a ? M : K, lda);
+    const std::vector<float> bm = widened_matrix(B + b * stride_b, trans_b ? N : K, trans_b ? K : N, ldb);
+    TC* c_entry = C + b * stride_c;
+    std::vector<float> c = beta != 0.f ? widened_matrix(c_entry, M, N, ldc)
+                                       : std::vector<float>(M > 0 && N > 0 ? std::size_t(M - 1) * ldc + N : 0);
+    if (c.empty()) continue;
+    gemm_cpu<float>(trans_a, trans_b, M, N, K, alpha, a.data(), lda, bm.data(), ldb, beta, c.data(), ldc);
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < N; ++j) c_entry[std::int64_t(i) * ldc + j] = TC(c[std::size_t(i) * ldc + j]);
+  }
+}
+
+template void gemm_batched_mixed_cpu<bf16, float, bf16>(int, bool, bool, int, int, int, float, const bf16*, int,
+                                                        std::int64_t, const float*, int, std::int64_t, float, bf16*,
+                                                        int, std::int64_t);
+template void gemm_batched_mixed_cpu<bf16, bf16, float>(int, bool, bool, int, int, int, float, const bf16*, int,
+                                                        std::int64_t, const bf16*, int, std::int64_t, float, float*,
+                                                        int, std::int64_t);
+template void gemm_batched_mixed_cpu<bf16, bf16, bf16>(int, bool, bool, int, int, int, float, const bf16*, int,
+                                                       std::int64_t, const bf16*, int, std::int64_t, float, bf16*,
+                                                       int, std::int64_t);
+
 template void gemm_cpu_on<float>(CpuIsa, bool, bool, int, int, int, float, const float*, int,
                                  const float*, int, float, float*, int);
 template void gemm_cpu_on<double>(CpuIsa, bool, bool, int, int, int, double, const double*, int,

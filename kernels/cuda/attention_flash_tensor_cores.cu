@@ -394,6 +394,7 @@ flash_tc_backward_kernel(const float* __restrict__ q, const float* __restrict__ 
 template <class Inputs, int kHeadDimPad>
 void launch_forward(const float* q, const float* k, const float* v, float* o, float* lse, int BH, int L, int D,
                     float scale) {
+  require_tensor_cores("attention (tensor cores)");
   using Shape = ForwardShape<Inputs, kHeadDimPad>;
   auto kernel = flash_tc_forward_kernel<Inputs, kHeadDimPad>;
   static const bool configured = (allow_dynamic_shared_memory(kernel, Shape::kSharedBytes), true);
@@ -406,6 +407,7 @@ void launch_forward(const float* q, const float* k, const float* v, float* o, fl
 template <class Inputs, int kHeadDimPad>
 void launch_backward(const float* q, const float* k, const float* v, const float* dout, const float* lse,
                      const float* row_dot, float* dq, float* dk, float* dv, int BH, int L, int D, float scale) {
+  require_tensor_cores("attention (tensor cores)");
   using Shape = BackwardShape<Inputs, kHeadDimPad>;
   const int key_tiles = int(ceil_div(L, Shape::kKeys));
   const std::int64_t dq_size = std::int64_t(BH) * L * D;

@@ -52,6 +52,21 @@ inline int device_multiprocessor_count() {
   return count;
 }
 
+// The TF32 and bfloat16 tensor cores start with Ampere (compute capability 8.0): the kernels that use
+// them stop with __trap() on an older GPU, so their host sides call this first and refuse by name.
+// Asked once (the device's major version, cached: every GPU of one process is taken to be alike).
+inline void require_tensor_cores(const char* op) {
+  static const int major = [] {
+    int device = 0;
+    FM_CUDA_CHECK(cudaGetDevice(&device));
+    cudaDeviceProp properties{};
+    FM_CUDA_CHECK(cudaGetDeviceProperties(&properties, device));
+    return properties.major;
+  }();
+  FM_CHECK(major >= 8, DeviceError, op, ": needs the TF32/bfloat16 tensor cores of compute capability 8.0 or newer; "
+           "this GPU is ", major, ".x (use precision fp32 with float32 tensors)");
+}
+
 // float4 loads and stores need 16-byte aligned addresses (a GPU faults otherwise); the vectorised
 // kernels run only when every pointer they touch passes this.
 inline bool is_aligned_16(const void* p) {

@@ -1,5 +1,6 @@
 // kernels/cuda/conv2d_implicit_gemm.cu — v2 of the GPU convolution: tiled implicit GEMM for the
-// forward pass, the input gradient (dgrad) and the weight gradient (wgrad), float32.
+// forward pass, the input gradient (dgrad) and the weight gradient (wgrad), on float32 or bfloat16
+// activations (float32 weights).
 //
 // Each pass is a matrix product whose operands are read straight out of the NCHW tensors, tile by
 // tile, with the im2col index arithmetic done while loading (no im2col buffer ever exists):
@@ -73,6 +74,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <type_traits>
 #include <cstdint>
 
 #include "kernels/conv2d.h"
@@ -175,7 +177,9 @@ struct AlongKLayout {
 
 // An activation element as a float: float32 through the read-only cache, bfloat16 widened (exact).
 __device__ __forceinline__ float read_activation(const float* p) { return __ldg(p); }
-__device__ __forceinline__ float read_activation(const bf16* p) { return float(*p); }
+__device__ __forceinline__ float read_activation(const bf16* p) {
+  return float(bf16::from_bits(__ldg(reinterpret_cast<const unsigned short*>(p))));
+}
 
 // The geometry every kernel reads (sizes of the conv2d whose passes we compute).
 struct ConvGeometry {
@@ -575,11 +579,19 @@ struct ForwardPass {
                                        const float (&acc)[Cfg::TM][Cfg::TN]) {
     const ConvGeometry& g = p.g;
     // Split: this slice's partial output (float), without the bias (added once, after the sum).
-    if (p.split.k_splits > 1)
-      write_results<Cfg>(p, p.split.partial + std::int64_t(z) * g.batch * g.out_channels * g.out_height * g.out_width,
-                         true, slice, m0, n0, ty, tx, acc);
-    else
-      write_results<Cfg>(p, p.y, false, slice, m0, n0, ty, tx, acc);
+    const bool partial = p.split.k_splits > 1;
+    float* partial_out =
+        partial ? p.split.partial + std::int64_t(z) * g.batch * g.out_channels * g.out_height * g.out_width : nullptr;
+    // One epilogue in the code for float outputs (a pointer chosen at run time); bfloat16 outputs
+    // and the float workspace are two types, so two.
+    if constexpr (std::is_same_v<A, float>) {
+      write_results<Cfg>(p, partial ? partial_out : p.y, partial, slice, m0, n0, ty, tx, acc);
+    } else {
+      if (partial)
+        write_results<Cfg>(p, partial_out, true, slice, m0, n0, ty, tx, acc);
+      else
+        write_results<Cfg>(p, p.y, false, slice, m0, n0, ty, tx, acc);
+    }
   }
 
   template <class Cfg, typename Out>
@@ -756,11 +768,17 @@ struct DgradPass {
                                        const float (&acc)[Cfg::TM][Cfg::TN]) {
     const ConvGeometry& g = p.g;
     const int plane = g.in_height * g.in_width;
-    if (p.split.k_splits > 1)  // as in ForwardPass::store_results
-      write_results<Cfg>(p, p.split.partial + std::int64_t(z % p.split.k_splits) * g.batch * g.in_channels * plane,
-                         true, slice, z, m0, n0, ty, tx, acc);
-    else
-      write_results<Cfg>(p, p.dx, false, slice, z, m0, n0, ty, tx, acc);
+    const bool partial = p.split.k_splits > 1;  // as in ForwardPass::store_results
+    float* partial_out =
+        partial ? p.split.partial + std::int64_t(z % p.split.k_splits) * g.batch * g.in_channels * plane : nullptr;
+    if constexpr (std::is_same_v<A, float>) {
+      write_results<Cfg>(p, partial ? partial_out : p.dx, partial, slice, z, m0, n0, ty, tx, acc);
+    } else {
+      if (partial)
+        write_results<Cfg>(p, partial_out, true, slice, z, m0, n0, ty, tx, acc);
+      else
+        write_results<Cfg>(p, p.dx, false, slice, z, m0, n0, ty, tx, acc);
+    }
   }
 
   template <class Cfg, typename Out>
@@ -1017,6 +1035,7 @@ template <class Cfg, class Pass>
 void launch(const typename Pass::Params& params, std::int64_t max_rows, int cols, int slices, Math math) {
   const dim3 grid(unsigned(ceil_div(max_rows, Cfg::BM)), unsigned(ceil_div(cols, Cfg::BN)),
                   unsigned(slices));
+  if (Pass::kBf16Activations || math != Math::Fp32) require_tensor_cores("conv2d (implicit GEMM)");
   if constexpr (Pass::kBf16Activations) {
     (void)math;  // bfloat16 activations: the bfloat16 tensor cores (see the file's header)
     launch_in<Cfg, Pass, Math::Bf16>(params, grid);

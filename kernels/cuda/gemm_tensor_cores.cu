@@ -46,33 +46,38 @@ constexpr const char* kGemmName = "gemm_batched_cuda_tf32";
 template <>
 constexpr const char* kGemmName<Bf16Inputs> = "gemm_batched_cuda_bf16";
 
+// The matrices' element types: float, or bfloat16 operands and outputs (kernels/gemm.h's mixed GEMM).
+// Every element is read as a float (exact) and C is written rounded once.
+template <typename TA = float, typename TB = float, typename TC = float>
 struct GemmArgs {
   bool trans_a, trans_b;
   int M, N, K;
   float alpha, beta;
-  const float* A;
+  const TA* A;
   int lda;
   std::int64_t stride_a;
-  const float* B;
+  const TB* B;
   int ldb;
   std::int64_t stride_b;
-  float* C;
+  TC* C;
   int ldc;
   std::int64_t stride_c;
 };
 
 // op(A)[row, k] and op(B)[k, col] of one batch entry, zero outside the matrix.
-__device__ __forceinline__ float load_a(const GemmArgs& g, const float* A, int row, int k) {
+template <class Args, typename TA>
+__device__ __forceinline__ float load_a(const Args& g, const TA* A, int row, int k) {
   if (row >= g.M || k >= g.K) return 0.f;
-  return g.trans_a ? A[std::int64_t(k) * g.lda + row] : A[std::int64_t(row) * g.lda + k];
+  return float(g.trans_a ? A[std::int64_t(k) * g.lda + row] : A[std::int64_t(row) * g.lda + k]);
 }
-__device__ __forceinline__ float load_b(const GemmArgs& g, const float* B, int k, int col) {
+template <class Args, typename TB>
+__device__ __forceinline__ float load_b(const Args& g, const TB* B, int k, int col) {
   if (k >= g.K || col >= g.N) return 0.f;
-  return g.trans_b ? B[std::int64_t(col) * g.ldb + k] : B[std::int64_t(k) * g.ldb + col];
+  return float(g.trans_b ? B[std::int64_t(col) * g.ldb + k] : B[std::int64_t(k) * g.ldb + col]);
 }
 
-template <class Inputs>
-__global__ void __launch_bounds__(kThreads) gemm_tensor_core_kernel(GemmArgs g) {
+template <class Inputs, typename TA, typename TB, typename TC>
+__global__ void __launch_bounds__(kThreads) gemm_tensor_core_kernel(GemmArgs<TA, TB, TC> g) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   __trap();  // TF32 and bfloat16 tensor cores start with Ampere (sm_80); the host side refuses older devices first
 #else
@@ -83,9 +88,9 @@ __global__ void __launch_bounds__(kThreads) gemm_tensor_core_kernel(GemmArgs g) 
   __shared__ __align__(32) float c_tile[kTileM][kLdC];
 
   const int batch = int(blockIdx.z);
-  const float* A = g.A + batch * g.stride_a;
-  const float* B = g.B + batch * g.stride_b;
-  float* C = g.C + batch * g.stride_c;
+  const TA* A = g.A + batch * g.stride_a;
+  const TB* B = g.B + batch * g.stride_b;
+  TC* C = g.C + batch * g.stride_c;
   const int m0 = int(blockIdx.y) * kTileM, n0 = int(blockIdx.x) * kTileN;
   const int tid = int(threadIdx.x), warp = tid / 32;
   const int warp_m = (warp / 2) * kWarpTileM, warp_n = (warp % 2) * kWarpTileN;
@@ -124,16 +129,16 @@ __global__ void __launch_bounds__(kThreads) gemm_tensor_core_kernel(GemmArgs g) 
     const int r = e / kTileN, c = e % kTileN;
     const int row = m0 + r, col = n0 + c;
     if (row >= g.M || col >= g.N) continue;
-    float* out = C + std::int64_t(row) * g.ldc + col;
+    TC* out = C + std::int64_t(row) * g.ldc + col;
     // beta = 0 must not read C (it may hold garbage or NaN), as in BLAS.
-    *out = g.beta == 0.f ? g.alpha * c_tile[r][c] : g.alpha * c_tile[r][c] + g.beta * *out;
+    *out = TC(g.beta == 0.f ? g.alpha * c_tile[r][c] : g.alpha * c_tile[r][c] + g.beta * float(*out));
   }
 #endif
 }
 
-template <class Inputs>
-void launch_gemm(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
-                 std::int64_t stride_a, const float* B, int ldb, std::int64_t stride_b, float beta, float* C, int ldc,
+template <class Inputs, typename TA, typename TB, typename TC>
+void launch_gemm(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const TA* A, int lda,
+                 std::int64_t stride_a, const TB* B, int ldb, std::int64_t stride_b, float beta, TC* C, int ldc,
                  std::int64_t stride_c) {
   const char* name = kGemmName<Inputs>;
   FM_CHECK(batch >= 0 && M >= 0 && N >= 0 && K >= 0, ValueError, name, ": sizes must be >= 0, got batch=", batch,
@@ -142,9 +147,11 @@ void launch_gemm(int batch, bool trans_a, bool trans_b, int M, int N, int K, flo
   FM_CHECK(ceil_div(M, kTileM) <= 65535, ValueError, name, ": M = ", M,
            " needs more than 65535 row tiles (the grid's y limit)");
   if (batch == 0 || M == 0 || N == 0) return;
-  GemmArgs args{trans_a, trans_b, M, N, K, alpha, beta, A, lda, stride_a, B, ldb, stride_b, C, ldc, stride_c};
+  require_tensor_cores(name);
+  GemmArgs<TA, TB, TC> args{trans_a, trans_b, M, N, K, alpha, beta, A, lda, stride_a, B, ldb, stride_b, C, ldc,
+                            stride_c};
   dim3 grid(unsigned(ceil_div(N, kTileN)), unsigned(ceil_div(M, kTileM)), unsigned(batch));
-  gemm_tensor_core_kernel<Inputs><<<grid, kThreads, 0, cuda_stream()>>>(args);
+  gemm_tensor_core_kernel<Inputs, TA, TB, TC><<<grid, kThreads, 0, cuda_stream()>>>(args);
   FM_CUDA_CHECK_LAUNCH();
 }
 
@@ -163,5 +170,23 @@ void gemm_batched_cuda_bf16(int batch, bool trans_a, bool trans_b, int M, int N,
   launch_gemm<Bf16Inputs>(batch, trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc,
                           stride_c);
 }
+
+template <typename TA, typename TB, typename TC>
+void gemm_batched_mixed_cuda(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const TA* A,
+                             int lda, std::int64_t stride_a, const TB* B, int ldb, std::int64_t stride_b, float beta,
+                             TC* C, int ldc, std::int64_t stride_c) {
+  launch_gemm<Bf16Inputs>(batch, trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc,
+                          stride_c);
+}
+
+template void gemm_batched_mixed_cuda<bf16, float, bf16>(int, bool, bool, int, int, int, float, const bf16*, int,
+                                                         std::int64_t, const float*, int, std::int64_t, float, bf16*,
+                                                         int, std::int64_t);
+template void gemm_batched_mixed_cuda<bf16, bf16, float>(int, bool, bool, int, int, int, float, const bf16*, int,
+                                                         std::int64_t, const bf16*, int, std::int64_t, float, float*,
+                                                         int, std::int64_t);
+template void gemm_batched_mixed_cuda<bf16, bf16, bf16>(int, bool, bool, int, int, int, float, const bf16*, int,
+                                                        std::int64_t, const bf16*, int, std::int64_t, float, bf16*,
+                                                        int, std::int64_t);
 
 }  // namespace fm::kernels
