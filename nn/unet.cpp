@@ -62,7 +62,9 @@ Tensor UNet::forward_labelled(const Tensor& x, const Tensor& t, ClassLabelsRef l
   Tensor t_emb = t_proj->forward(time_embedding->forward(time));
   if (config_.num_classes > 0) t_emb = t_emb + class_embedding_rows(class_embedding, labels, x.size(0), "UNet");
 
-  Tensor out = conv_in->forward(x);
+  // bfloat16 activations: the image is rounded once on the way in; every layer after takes and gives
+  // bfloat16 with its float32 parameters (the time embedding, added per block, is converted there).
+  Tensor out = conv_in->forward(config_.bfloat16_activations ? x.to(DType::BFloat16) : x);
   std::vector<Tensor> skips;
   for (const auto& block : *downs) {
     skips.push_back(out);
@@ -75,7 +77,7 @@ Tensor UNet::forward_labelled(const Tensor& x, const Tensor& t, ClassLabelsRef l
     out = block->forward(out, skip, t_emb);
   }
   out = config_.fuse_group_norm_silu ? norm_out->forward_with_silu(out) : silu(norm_out->forward(out));
-  return conv_out->forward(out);
+  return conv_out->forward(out).to(x.dtype());  // the velocity in the input's dtype
 }
 
 }  // namespace fm::nn

@@ -17,6 +17,11 @@
 // emb + label_emb(y)): t_proj keeps seeing only the sinusoid it was designed for, the class shifts
 // the embedding by a learned vector of its own scale, and each block's SiLU → Linear of t_emb mixes
 // time and class nonlinearly. num_classes = 0 builds exactly the unconditional network.
+// bfloat16 activations (model.activations = "bfloat16"): x is rounded to bfloat16 before conv_in and
+// every activation after it is bfloat16 (half the memory traffic); the parameters stay float32 (the
+// convolutions, GroupNorms and Linear layers take bfloat16 inputs with float32 weights), t_emb stays
+// float32 and is rounded where each block adds it, attention runs in float32 around its bfloat16
+// projections (no bfloat16 attention kernels yet), and the velocity comes back in x's dtype.
 // Parameter names equal the PyTorch module's state_dict keys (t_proj.0.weight, downs.1.attentions.
 // in_proj_weight, ...), so weights move between the two.
 #pragma once

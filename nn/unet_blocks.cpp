@@ -27,7 +27,8 @@ Tensor resnet_forward(Sequential& conv_first, Sequential& time_layer, Sequential
                       Conv2d& residual_conv, const Tensor& x, const Tensor& t_emb) {
   Tensor out = conv_first.forward(x);
   Tensor time = time_layer.forward(t_emb);  // [N, C]
-  out = out + time.reshape({time.size(0), time.size(1), 1, 1});
+  // The time embedding is float32; bfloat16 activations take it rounded ([N, C]: a few values).
+  out = out + time.to(out.dtype()).reshape({time.size(0), time.size(1), 1, 1});
   out = conv_second.forward(out);
   return out + residual_conv.forward(x);
 }

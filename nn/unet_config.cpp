@@ -93,6 +93,12 @@ UNetConfig UNetConfig::from_json(const nlohmann::json& json, const std::string& 
   reader.read_positive_number("time_scale", config.time_scale);
   reader.read_bool("fuse_group_norm_silu", config.fuse_group_norm_silu);
   reader.read_nonnegative_int("num_classes", config.num_classes);
+  std::string activations = "float32";
+  reader.read_string("activations", activations);
+  if (activations != "float32" && activations != "bfloat16")
+    throw ConfigError(cat(reader.path("activations"), ": expected \"float32\" or \"bfloat16\", got \"", activations,
+                          "\""));
+  config.bfloat16_activations = activations == "bfloat16";
   reader.reject_unknown_keys();
   config.validate(prefix);
   return config;
@@ -113,6 +119,7 @@ nlohmann::json UNetConfig::to_json() const {
                         {"time_scale", time_scale},
                         {"fuse_group_norm_silu", fuse_group_norm_silu}};
   if (num_classes > 0) json["num_classes"] = num_classes;
+  if (bfloat16_activations) json["activations"] = "bfloat16";  // absent: float32, as before the key existed
   return json;
 }
 

@@ -25,6 +25,9 @@ struct UNetConfig {
   double time_scale = 1.0;                      // t is multiplied by this before the sinusoid (seed: 1)
   bool fuse_group_norm_silu = true;             // GroupNorm → SiLU as one op (same numbers)
   int num_classes = 0;                          // 0: unconditional; else class labels (nn/unet.h)
+  // The dtype of the activations between the layers: float32, or bfloat16 (half the bytes; the
+  // parameters, the time embedding and the output stay float32; nn/unet.h). JSON "activations".
+  bool bfloat16_activations = false;
 
   int resolved_out_channels() const { return out_channels == 0 ? in_channels : out_channels; }
   int downsample_count() const;  // how many times the image is halved

@@ -109,6 +109,8 @@ read -r custom_ms custom_ips <<<"$(engine_row custom "$logs/bench_unet.log")"
 read -r library_ms library_ips <<<"$(engine_row library "$logs/bench_unet.log")"
 read -r tf32_ms tf32_ips <<<"$(engine_row custom "$logs/bench_unet_tf32.log")"
 read -r bf16_ms bf16_ips <<<"$(engine_row custom "$logs/bench_unet_bf16.log")"
+# bfloat16 activations (model.activations = "bfloat16"): the "bf16-act" row of the bf16 run.
+read -r bf16act_ms bf16act_ips <<<"$(engine_row bf16-act "$logs/bench_unet_bf16.log")"
 
 # 3b. The same step inside fmtrain (the full config's data, clipping, EMA, logging every 20 steps;
 # no sample grids or checkpoints inside the timed loop): what the loop around the step costs.
@@ -164,6 +166,7 @@ echo "| ours, custom kernels, FP32 | ${custom_ms:-–} | ${custom_ips:-–} | |"
 echo "| ours, cuDNN/cuBLAS, FP32 | ${library_ms:-–} | ${library_ips:-–} | |"
 echo "| ours, custom kernels, TF32 (WMMA) | ${tf32_ms:-–} | ${tf32_ips:-–} | |"
 echo "| ours, custom kernels, bf16 (WMMA) | ${bf16_ms:-–} | ${bf16_ips:-–} | |"
+echo "| ours, custom kernels, bf16 activations (WMMA; attention in FP32) | ${bf16act_ms:-–} | ${bf16act_ips:-–} | |"
 echo "| ours, fmtrain full loop (custom, FP32, 400 steps) | | ${fmtrain_ips:-–} | fmtrain / fmbench custom: $(awk -v a="${fmtrain_ips:-0}" -v b="${custom_ips:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "–" }') |"
 if [[ -f "$pytorch_csv" ]]; then
   awk -F, -v ours="$best_ips" '{
