@@ -14,17 +14,18 @@
 // Versions:
 //   custom:   FM_KERNELS=custom — implicit-GEMM convolutions, flash attention, fused GroupNorm+SiLU
 //   library:  FM_KERNELS=library — cuDNN convolutions, cuBLAS + softmax attention
-//   bf16-act: the custom kernels with the activations in bfloat16 (model.activations = "bfloat16",
-//             nn/unet.h): convolutions, GroupNorm and Linear layers on bfloat16, attention widened
-//             around; parameters, optimiser and loss float32
+//   bf16-act: under FM_PRECISION=bf16 only (its products are on the bfloat16 tensor cores whatever
+//             the precision): the custom kernels with the activations in bfloat16 (model.activations
+//             = "bfloat16", nn/unet.h): convolutions, GroupNorm and Linear layers on bfloat16,
+//             attention widened around; parameters, optimiser and loss float32
 // Measured: warm-up steps, then `steps` steps between two cudaDeviceSynchronize calls on the host
 // clock (the GPU and the host overlap inside the run as in training); images/s = batch·steps / time.
 // Peak memory: the engine allocator's high-water mark (fm::kernels::cuda_peak_bytes) over model,
 // optimiser state and the steps, minus what was in use before (PyTorch's max_memory_allocated
 // counts the same way; bench/unet_pytorch.py prints it for the same model and batch).
 // Check: every version starts from the same seed, so the first-step losses must agree to float
-// rounding (1e-3 relative; 2e-2 for bf16-act, whose activations are rounded to 8 bits), and every
-// loss must be finite.
+// rounding (1e-3 relative; 2e-3 for bf16-act, whose activations are rounded to 8 bits: the tiny
+// U-Net's first loss moved by 1.2e-4, tests/test_nn_unet.cpp), and every loss must be finite.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -130,6 +131,7 @@ void run_unet(const Options& options) {
   std::vector<UNetRun> runs;
   for (auto [impl, bfloat16_activations] : {std::pair{KernelImpl::Custom, false}, std::pair{KernelImpl::Custom, true},
                                             std::pair{KernelImpl::Library, false}}) {
+    if (bfloat16_activations && precision() != Precision::BF16) continue;
     try {
       runs.push_back(train_unet(impl, bfloat16_activations, batch, options));
     } catch (const std::exception& e) {
@@ -151,7 +153,7 @@ void run_unet(const Options& options) {
     std::string validity = "OK";
     if (!std::isfinite(run.first_loss) || !std::isfinite(run.last_loss)) validity = "NOT OK: loss is not finite";
     else if (library && std::fabs(run.first_loss - library->first_loss) >
-                            (run.bfloat16_activations ? 2e-2 : 1e-3) * std::fabs(library->first_loss))
+                            (run.bfloat16_activations ? 2e-3 : 1e-3) * std::fabs(library->first_loss))
       validity = "NOT OK: first-step loss differs from the library run's";
     if (validity != "OK") count_failed_version();
     const double ratio = library ? run.images_per_second / library->images_per_second : -1.0;

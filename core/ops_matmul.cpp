@@ -49,8 +49,8 @@ GemmOperand as_gemm_operand(const Tensor& t) {
   return {c, false, int(std::max<std::int64_t>(cols, 1))};
 }
 
-// The dtype of a·b when one of them is bfloat16 and the caller does not ask for one; throws for the
-// combinations no kernel takes.
+// Whether a product has a bfloat16 operand (it then runs the mixed GEMMs), and the check that its
+// operand and output dtypes are a combination they take.
 bool involves_bf16(const Tensor& a, const Tensor& b) {
   return a.dtype() == DType::BFloat16 || b.dtype() == DType::BFloat16;
 }

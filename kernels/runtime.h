@@ -19,6 +19,8 @@ using CudaStream = CUstream_st*;
 bool cuda_available();
 // Human-readable name of the device in use ("NVIDIA H100 80GB HBM3"), or "none".
 const char* cuda_device_name();
+// The major compute capability of the device in use (9 on an H100), 0 when there is none.
+int cuda_compute_capability_major();
 // Picks the GPU this process uses: device `index` modulo the number of devices (a data-parallel rank
 // passes its rank on the machine, core/distributed.h). Call before the first CUDA use; default 0.
 void cuda_use_device(int index);

@@ -12,6 +12,7 @@ namespace {
 }  // namespace
 bool cuda_available() { return false; }
 const char* cuda_device_name() { return "none"; }
+int cuda_compute_capability_major() { return 0; }
 void cuda_use_device(int) {}
 int cuda_device_count() { return 0; }
 bool cudnn_available() { return false; }

@@ -39,8 +39,9 @@ struct UNetConfig {
   // Two levels of 4 and 8 channels with attention in the lower one: every kind of block, small enough
   // for gradchecks, the CUDA emulator and `fmbench step`.
   static UNetConfig tiny();
-  // Every field, plus "type": "unet"; num_classes only when > 0, so an unconditional model's JSON
-  // (stored in checkpoints and run folders) is what it was before conditioning existed.
+  // Every field, plus "type": "unet"; num_classes only when > 0 and activations only when bfloat16, so
+  // an unconditional float32 model's JSON (stored in checkpoints and run folders) is what it was
+  // before those keys existed.
   nlohmann::json to_json() const;
 };
 

@@ -109,7 +109,7 @@ read -r custom_ms custom_ips <<<"$(engine_row custom "$logs/bench_unet.log")"
 read -r library_ms library_ips <<<"$(engine_row library "$logs/bench_unet.log")"
 read -r tf32_ms tf32_ips <<<"$(engine_row custom "$logs/bench_unet_tf32.log")"
 read -r bf16_ms bf16_ips <<<"$(engine_row custom "$logs/bench_unet_bf16.log")"
-# bfloat16 activations (model.activations = "bfloat16"): the "bf16-act" row of the bf16 run.
+# bfloat16 activations (model.activations = "bfloat16"): the "bf16-act" row, which only the bf16 run has.
 read -r bf16act_ms bf16act_ips <<<"$(engine_row bf16-act "$logs/bench_unet_bf16.log")"
 
 # 3b. The same step inside fmtrain (the full config's data, clipping, EMA, logging every 20 steps;

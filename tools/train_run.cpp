@@ -137,6 +137,11 @@ void select_kernels(const Json& config) {
   set_kernel_impl(parse_kernel_impl(kernels_env && *kernels_env ? kernels_env : config["kernels"].get<std::string>()));
   const char* precision_env = std::getenv("FM_PRECISION");
   set_precision(parse_precision(precision_env && *precision_env ? precision_env : config["precision"].get<std::string>()));
+  // The library kernels (cuDNN, cuBLAS) take float32 tensors only; say so before anything runs (on the
+  // CPU the kernel choice has no effect, so the combination is refused everywhere alike).
+  FM_CHECK(!(kernel_impl() == KernelImpl::Library && config["model"].value("activations", "float32") == "bfloat16"),
+           ConfigError, "model.activations: \"bfloat16\" runs on the project's kernels; kernels = \"library\" ",
+           "(cuDNN/cuBLAS) takes float32 tensors (set kernels to \"custom\", or the activations to \"float32\")");
 }
 
 // ---- 2. the run directory (once run_setup.h's build_run_objects has built the run) -------------

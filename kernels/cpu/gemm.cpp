@@ -306,14 +306,19 @@ template <typename TA, typename TB, typename TC>
 void gemm_batched_mixed_cpu(int batch, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const TA* A,
                             int lda, std::int64_t stride_a, const TB* B, int ldb, std::int64_t stride_b, float beta,
                             TC* C, int ldc, std::int64_t stride_c) {
+  // A shared B (stride 0: a weight under a batch of inputs) is widened once.
+  std::vector<float> shared_b;
+  if (stride_b == 0) shared_b = widened_matrix(B, trans_b ? N : K, trans_b ? K : N, ldb);
   for (int b = 0; b < batch; ++b) {
     const std::vector<float> a = widened_matrix(A + b * stride_a, trans_a ? K : M, trans_a ? M : K, lda);
-    const std::vector<float> bm = widened_matrix(B + b * stride_b, trans_b ? N : K, trans_b ? K : N, ldb);
+    std::vector<float> own_b;
+    if (stride_b != 0) own_b = widened_matrix(B + b * stride_b, trans_b ? N : K, trans_b ? K : N, ldb);
+    const float* b_data = stride_b == 0 ? shared_b.data() : own_b.data();
     TC* c_entry = C + b * stride_c;
     std::vector<float> c = beta != 0.f ? widened_matrix(c_entry, M, N, ldc)
                                        : std::vector<float>(M > 0 && N > 0 ? std::size_t(M - 1) * ldc + N : 0);
     if (c.empty()) continue;
-    gemm_cpu<float>(trans_a, trans_b, M, N, K, alpha, a.data(), lda, bm.data(), ldb, beta, c.data(), ldc);
+    gemm_cpu<float>(trans_a, trans_b, M, N, K, alpha, a.data(), lda, b_data, ldb, beta, c.data(), ldc);
     for (int i = 0; i < M; ++i)
       for (int j = 0; j < N; ++j) c_entry[std::int64_t(i) * ldc + j] = TC(c[std::size_t(i) * ldc + j]);
   }

@@ -54,17 +54,11 @@ inline int device_multiprocessor_count() {
 
 // The TF32 and bfloat16 tensor cores start with Ampere (compute capability 8.0): the kernels that use
 // them stop with __trap() on an older GPU, so their host sides call this first and refuse by name.
-// Asked once (the device's major version, cached: every GPU of one process is taken to be alike).
+// The capability is the one the runtime read when it probed the process's device (kernels/runtime.h).
 inline void require_tensor_cores(const char* op) {
-  static const int major = [] {
-    int device = 0;
-    FM_CUDA_CHECK(cudaGetDevice(&device));
-    cudaDeviceProp properties{};
-    FM_CUDA_CHECK(cudaGetDeviceProperties(&properties, device));
-    return properties.major;
-  }();
+  const int major = cuda_compute_capability_major();
   FM_CHECK(major >= 8, DeviceError, op, ": needs the TF32/bfloat16 tensor cores of compute capability 8.0 or newer; "
-           "this GPU is ", major, ".x (use precision fp32 with float32 tensors)");
+           "this GPU is ", major, ".x (use precision fp32, and model.activations \"float32\")");
 }
 
 // float4 loads and stores need 16-byte aligned addresses (a GPU faults otherwise); the vectorised

@@ -50,6 +50,7 @@ struct DeviceState {
   bool available = false;
   int count = 0;  // devices visible
   std::string name = "none";
+  int compute_major = 0;  // the device's compute capability, major part
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
   void* cublas_workspace = nullptr;  // cuBLAS's, for the life of the process
@@ -84,7 +85,10 @@ void probe_locked() {
   if (device != 0) FM_CUDA_CHECK(cudaSetDevice(device));
 #endif
   cudaDeviceProp prop{};
-  if (cudaGetDeviceProperties(&prop, device) == cudaSuccess) s.name = prop.name;
+  if (cudaGetDeviceProperties(&prop, device) == cudaSuccess) {
+    s.name = prop.name;
+    s.compute_major = prop.major;
+  }
   s.available = true;
 }
 
@@ -160,6 +164,12 @@ const char* cuda_device_name() {
   std::lock_guard<std::mutex> lock(state_mutex());
   probe_locked();
   return state().name.c_str();
+}
+
+int cuda_compute_capability_major() {
+  std::lock_guard<std::mutex> lock(state_mutex());
+  probe_locked();
+  return state().compute_major;
 }
 
 CudaStream cuda_stream() { return ready_state().stream; }
