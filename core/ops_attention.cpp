@@ -5,7 +5,10 @@
 // On CUDA, "custom" runs the fused flash kernels; "library" runs cuBLAS matmuls + a softmax kernel.
 // On the CPU it runs the GEMM formulation (kernels/cpu/attention_gemm.cpp), which the tests check
 // against the reference loops in kernels/cpu/attention.cpp.
+// bfloat16 q, k, v (a U-Net with bfloat16 activations) give a bfloat16 output with a float log-sum-exp;
+// on CUDA they run the flash kernels on the bfloat16 tensor cores whatever the precision setting.
 #include <cmath>
+#include <type_traits>
 
 #include "core/autograd.h"
 #include "core/dispatch.h"
@@ -15,6 +18,18 @@
 #include "kernels/attention.h"
 
 namespace fm {
+
+namespace {
+
+// bfloat16 attention runs on the project's flash kernels only (the unfused version's cuBLAS GEMMs and
+// softmax take float32 here).
+void require_project_kernels(const char* op) {
+  FM_CHECK(kernel_impl() != KernelImpl::Library, DTypeError, op,
+           ": the library attention (cuBLAS) takes float32 tensors; bfloat16 activations run on the project's "
+           "kernels (kernels = custom)");
+}
+
+}  // namespace
 
 Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in) {
   const char* op = "scaled_dot_product_attention";
@@ -29,48 +44,67 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   const double scale = 1.0 / std::sqrt(double(D));
   Tensor q = q_in.detach().contiguous(), k = k_in.detach().contiguous(), v = v_in.detach().contiguous();
   Tensor o = Tensor::empty(q.shape(), q.dtype(), q.device());
-  Tensor lse = Tensor::empty({B, H, L}, q.dtype(), q.device());
-  dispatch_kernel(
+  // The log-sum-exp in the compute type: float for bfloat16 activations.
+  const DType lse_dtype = q.dtype() == DType::BFloat16 ? DType::Float32 : q.dtype();
+  Tensor lse = Tensor::empty({B, H, L}, lse_dtype, q.device());
+  // T: the activations' element type; P: lse's and the scale's (float for bfloat16).
+  dispatch_kernel<CpuTypesWithBf16, CudaTypesWithBf16>(
       op, q.device(), q.dtype(),
       [&](auto type) {
         using T = element_type<decltype(type)>;
-        kernels::attention_forward_cpu_gemm<T>(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<T>(), B,
-                                               H, L, D, T(scale));
+        using P = compute_t<T>;
+        kernels::attention_forward_cpu_gemm(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<P>(), B, H,
+                                            L, D, P(scale));
       },
       [&](auto type) {
         using T = element_type<decltype(type)>;
-        // Both versions' products follow the precision (tensor cores under tf32 and bf16).
-        if (kernel_impl() == KernelImpl::Library)
+        if constexpr (std::is_same_v<T, bf16>) {
+          require_project_kernels(op);
+          kernels::attention_forward_cuda_flash(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(),
+                                                lse.data<float>(), B, H, L, D, float(scale));
+        } else if (kernel_impl() == KernelImpl::Library) {
+          // Both float versions' products follow the precision (tensor cores under tf32 and bf16).
           kernels::attention_forward_cuda_unfused(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<T>(),
                                                   B, H, L, D, T(scale), precision_gemm_math());
-        else
+        } else {
           kernels::attention_forward_cuda_flash(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<T>(), B,
                                                 H, L, D, T(scale), precision_gemm_math());
+        }
       });
   Tensor o_saved = o.detach();
   return record_op(o, op, {q_in, k_in, v_in}, [=](const Tensor& g_in) {
     Tensor g = g_in.contiguous();
+    // The gradient arrives in o's dtype (autograd keeps each tensor's gradient in its dtype).
+    FM_CHECK(g.dtype() == q.dtype(), DTypeError, op, ": gradient ", g.describe(), " for a ", dtype_name(q.dtype()),
+             " output");
     Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device());
     Tensor dk = Tensor::empty(q.shape(), q.dtype(), q.device());
     Tensor dv = Tensor::empty(q.shape(), q.dtype(), q.device());
-    dispatch_kernel(
+    dispatch_kernel<CpuTypesWithBf16, CudaTypesWithBf16>(
         op, q.device(), q.dtype(),
         [&](auto type) {
           using T = element_type<decltype(type)>;
-          kernels::attention_backward_cpu_gemm<T>(q.data<T>(), k.data<T>(), v.data<T>(), o_saved.data<T>(),
-                                                  g.data<T>(), lse.data<T>(), dq.data<T>(), dk.data<T>(),
-                                                  dv.data<T>(), B, H, L, D, T(scale));
+          using P = compute_t<T>;
+          kernels::attention_backward_cpu_gemm(q.data<T>(), k.data<T>(), v.data<T>(), o_saved.data<T>(), g.data<T>(),
+                                               lse.data<P>(), dq.data<T>(), dk.data<T>(), dv.data<T>(), B, H, L, D,
+                                               P(scale));
         },
         [&](auto type) {
           using T = element_type<decltype(type)>;
-          if (kernel_impl() == KernelImpl::Library)
+          if constexpr (std::is_same_v<T, bf16>) {
+            require_project_kernels(op);
+            kernels::attention_backward_cuda_flash(q.data<T>(), k.data<T>(), v.data<T>(), o_saved.data<T>(),
+                                                   g.data<T>(), lse.data<float>(), dq.data<T>(), dk.data<T>(),
+                                                   dv.data<T>(), B, H, L, D, float(scale));
+          } else if (kernel_impl() == KernelImpl::Library) {
             kernels::attention_backward_cuda_unfused(q.data<T>(), k.data<T>(), v.data<T>(), o_saved.data<T>(),
                                                      g.data<T>(), lse.data<T>(), dq.data<T>(), dk.data<T>(),
                                                      dv.data<T>(), B, H, L, D, T(scale), precision_gemm_math());
-          else
+          } else {
             kernels::attention_backward_cuda_flash(q.data<T>(), k.data<T>(), v.data<T>(), o_saved.data<T>(),
                                                    g.data<T>(), lse.data<T>(), dq.data<T>(), dk.data<T>(),
                                                    dv.data<T>(), B, H, L, D, T(scale), precision_gemm_math());
+          }
         });
     return std::vector<Tensor>{dq, dk, dv};
   });

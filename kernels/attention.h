@@ -4,8 +4,9 @@
 //
 // Layer: kernels/ (plain functions over pointers, no Tensor). CPU reference loops (float, double) in
 // kernels/cpu/attention.cpp, the same math as GEMM calls (what the ops run on the CPU) in
-// kernels/cpu/attention_gemm.cpp; CUDA (float) in kernels/cuda/attention_flash.cu (fused, FlashAttention
-// style) and kernels/cuda/attention_unfused.cu (cuBLAS baseline), all on cuda_stream().
+// kernels/cpu/attention_gemm.cpp; CUDA (float, and bfloat16 activations on the tensor cores) in
+// kernels/cuda/attention_flash.cu and attention_flash_tensor_cores.cu (fused, FlashAttention style)
+// and kernels/cuda/attention_unfused.cu (cuBLAS baseline), all on cuda_stream().
 //
 // Layout: q, k, v, o and their gradients are contiguous [B, H, L, D] (B batch, H heads, L tokens,
 // D head dim); lse is [B, H, L]. With S = scale·Q·Kᵀ (L×L per head; scale is usually 1/sqrt(D)):
@@ -25,6 +26,7 @@
 #pragma once
 
 #include "core/error.h"
+#include "kernels/bfloat16.h"
 #include "kernels/gemm.h"
 
 namespace fm::kernels {
@@ -57,6 +59,15 @@ void attention_backward_cpu_gemm(const T* q, const T* k, const T* v, const T* o,
                                  const T* lse, T* dq, T* dk, T* dv, int B, int H, int L, int D,
                                  T scale);
 
+// ---- CPU on bfloat16 activations: q, k, v, o, their gradients bfloat16, lse and scale float. Each
+// input is widened (exactly), the float GEMM version runs, and each output is rounded once: the
+// reference the CUDA bfloat16 kernels are held to, not a fast path.
+void attention_forward_cpu_gemm(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, int B, int H,
+                                int L, int D, float scale);
+void attention_backward_cpu_gemm(const bf16* q, const bf16* k, const bf16* v, const bf16* o, const bf16* dout,
+                                 const float* lse, bf16* dq, bf16* dk, bf16* dv, int B, int H, int L, int D,
+                                 float scale);
+
 // ---- CUDA, fused (float, device pointers) -------------------------------------------------------
 // Forward: one block per (b, h, tile of query rows); K/V tiles stream through shared memory with
 // an online softmax, so the L×L matrix never reaches memory. Backward: a key-tile pass for dK, dV
@@ -77,6 +88,17 @@ void attention_forward_cuda_flash(const float* q, const float* k, const float* v
 void attention_backward_cuda_flash(const float* q, const float* k, const float* v, const float* o,
                                    const float* dout, const float* lse, float* dq, float* dk, float* dv, int B,
                                    int H, int L, int D, float scale, GemmMath math);
+
+// The same on bfloat16 activations (q, k, v, o and their gradients bfloat16; lse float), always on the
+// bfloat16 tensor cores (sm_80 or newer): tiles are loaded without a conversion, O, dQ, dK and dV are
+// rounded once as they are stored, dQ's key-tile shares are summed in float. Sequences too long for the
+// tensor-core backward (attention_tensor_core_backward_runs) widen the inputs into float buffers, run
+// the FP32 backward and round its results.
+void attention_forward_cuda_flash(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, int B, int H,
+                                  int L, int D, float scale);
+void attention_backward_cuda_flash(const bf16* q, const bf16* k, const bf16* v, const bf16* o, const bf16* dout,
+                                   const float* lse, bf16* dq, bf16* dk, bf16* dv, int B, int H, int L, int D,
+                                   float scale);
 
 // The fused backward sums dQ from per-key-tile shares up to this many key tiles (more: a dQ pass
 // whose memory does not grow with L; kernels/cuda/attention_flash_parts.cuh).

@@ -35,13 +35,7 @@ Tensor MultiheadSelfAttention::forward(const Tensor& x) {
   Tensor q = heads.narrow(0, 0, 1).squeeze(0);
   Tensor k = heads.narrow(0, 1, 1).squeeze(0);
   Tensor v = heads.narrow(0, 2, 1).squeeze(0);
-  // Attention has no bfloat16 kernels yet: bfloat16 activations are widened around it (exactly) and
-  // its output rounded back.
-  const DType dtype = x.dtype();
-  const bool widen = dtype == DType::BFloat16;
-  Tensor attended = scaled_dot_product_attention(widen ? q.to(DType::Float32) : q, widen ? k.to(DType::Float32) : k,
-                                                 widen ? v.to(DType::Float32) : v)
-                        .to(dtype);  // [B, H, L, D]
+  Tensor attended = scaled_dot_product_attention(q, k, v);  // [B, H, L, D], x's dtype
   Tensor merged = attended.permute({0, 2, 1, 3}).reshape({batch, tokens, std::int64_t(embed_dim_)});
   return out_proj->forward(merged);
 }

@@ -20,8 +20,8 @@
 // bfloat16 activations (model.activations = "bfloat16"): x is rounded to bfloat16 before conv_in and
 // every activation after it is bfloat16 (half the memory traffic); the parameters stay float32 (the
 // convolutions, GroupNorms and Linear layers take bfloat16 inputs with float32 weights), t_emb stays
-// float32 and is rounded where each block adds it, attention runs in float32 around its bfloat16
-// projections (no bfloat16 attention kernels yet), and the velocity comes back in x's dtype.
+// float32 and is rounded where each block adds it, attention runs on bfloat16 q, k, v (its softmax
+// and sums in float), and the velocity comes back in x's dtype.
 // Parameter names equal the PyTorch module's state_dict keys (t_proj.0.weight, downs.1.attentions.
 // in_proj_weight, ...), so weights move between the two.
 #pragma once

@@ -20,6 +20,7 @@
 
 #include "core/error.h"
 #include "kernels/attention.h"
+#include "kernels/cpu/bfloat16_buffers.h"
 #include "kernels/cpu/fast_exp.h"
 #include "kernels/gemm.h"
 
@@ -156,5 +157,31 @@ template void attention_backward_cpu_gemm<double>(const double*, const double*, 
                                                   const double*, const double*, const double*,
                                                   double*, double*, double*, int, int, int, int,
                                                   double);
+
+// bfloat16 activations: widen, run the float version, round each output once (bfloat16_buffers.h).
+void attention_forward_cpu_gemm(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, int B, int H,
+                                int L, int D, float scale) {
+  check_attention_sizes("attention_forward_cpu_gemm", B, H, L, D);
+  const std::size_t n = std::size_t(B) * H * L * D;
+  const std::vector<float> q32 = widened(q, n), k32 = widened(k, n), v32 = widened(v, n);
+  std::vector<float> o32(n);
+  attention_forward_cpu_gemm<float>(q32.data(), k32.data(), v32.data(), o32.data(), lse, B, H, L, D, scale);
+  round_into(o32, o);
+}
+
+void attention_backward_cpu_gemm(const bf16* q, const bf16* k, const bf16* v, const bf16* o, const bf16* dout,
+                                 const float* lse, bf16* dq, bf16* dk, bf16* dv, int B, int H, int L, int D,
+                                 float scale) {
+  check_attention_sizes("attention_backward_cpu_gemm", B, H, L, D);
+  const std::size_t n = std::size_t(B) * H * L * D;
+  const std::vector<float> q32 = widened(q, n), k32 = widened(k, n), v32 = widened(v, n), o32 = widened(o, n),
+                           dout32 = widened(dout, n);
+  std::vector<float> dq32(n), dk32(n), dv32(n);
+  attention_backward_cpu_gemm<float>(q32.data(), k32.data(), v32.data(), o32.data(), dout32.data(), lse,
+                                     dq32.data(), dk32.data(), dv32.data(), B, H, L, D, scale);
+  round_into(dq32, dq);
+  round_into(dk32, dk);
+  round_into(dv32, dv);
+}
 
 }  // namespace fm::kernels

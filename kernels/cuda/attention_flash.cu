@@ -358,14 +358,15 @@ flash_attention_forward_kernel(const float* __restrict__ q, const float* __restr
 }
 
 // ---- backward: D_i = Σ_d dO_id·O_id -----------------------------------------------------------
-// One warp per row of [B·H·L, D].
-__global__ void attention_row_dot_kernel(const float* __restrict__ dout, const float* __restrict__ o,
+// One warp per row of [B·H·L, D]; T is float or bfloat16 (summed in float).
+template <typename T>
+__global__ void attention_row_dot_kernel(const T* __restrict__ dout, const T* __restrict__ o,
                                          float* __restrict__ row_dot, std::int64_t rows, int D) {
   const std::int64_t row = std::int64_t(blockIdx.x) * (kThreads / 32) + threadIdx.x / 32;
   if (row >= rows) return;  // whole warps leave together
   const int lane = threadIdx.x % 32;
   float sum = 0.f;
-  for (int d = lane; d < D; d += 32) sum += dout[row * D + d] * o[row * D + d];
+  for (int d = lane; d < D; d += 32) sum += float(dout[row * D + d]) * float(o[row * D + d]);
   sum = warp_sum(sum);
   if (lane == 0) row_dot[row] = sum;
 }
@@ -587,13 +588,15 @@ flash_attention_backward_dq_kernel(const float* __restrict__ q, const float* __r
 }
 
 // ---- backward: dQ = Σ_t dQ_t over the key tiles, t ascending (deterministic) ----------------------
-__global__ void attention_sum_dq_kernel(const float* __restrict__ dq_partial,
-                                        float* __restrict__ dq, std::int64_t size, int tiles) {
+// The shares are float; dQ is float or bfloat16 (rounded once, after the sum).
+template <typename T>
+__global__ void attention_sum_dq_kernel(const float* __restrict__ dq_partial, T* __restrict__ dq,
+                                        std::int64_t size, int tiles) {
   const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= size) return;
   float sum = 0.f;
   for (int t = 0; t < tiles; ++t) sum += dq_partial[t * size + i];
-  dq[i] = sum;
+  dq[i] = T(sum);
 }
 
 // ---- host side --------------------------------------------------------------------------------
@@ -677,19 +680,25 @@ void check_flash_sizes(const char* op, int B, int H, int L, int D) {
            " needs more query tiles than grid.y allows");
 }
 
-float* attention_row_dots(const float* dout, const float* o, std::int64_t rows, int D) {
+template <typename T>
+float* attention_row_dots(const T* dout, const T* o, std::int64_t rows, int D) {
   float* row_dot = static_cast<float*>(cuda_malloc(std::size_t(rows) * sizeof(float)));
   const unsigned row_blocks = unsigned(ceil_div(rows, kThreads / 32));
-  attention_row_dot_kernel<<<row_blocks, kThreads, 0, cuda_stream()>>>(dout, o, row_dot, rows, D);
+  attention_row_dot_kernel<T><<<row_blocks, kThreads, 0, cuda_stream()>>>(dout, o, row_dot, rows, D);
   FM_CUDA_CHECK_LAUNCH();
   return row_dot;
 }
+template float* attention_row_dots<float>(const float*, const float*, std::int64_t, int);
+template float* attention_row_dots<bf16>(const bf16*, const bf16*, std::int64_t, int);
 
-void attention_sum_dq(const float* partial, float* dq, std::int64_t size, int tiles) {
-  attention_sum_dq_kernel<<<unsigned(ceil_div(size, kThreads)), kThreads, 0, cuda_stream()>>>(partial, dq, size,
-                                                                                              tiles);
+template <typename T>
+void attention_sum_dq(const float* partial, T* dq, std::int64_t size, int tiles) {
+  attention_sum_dq_kernel<T><<<unsigned(ceil_div(size, kThreads)), kThreads, 0, cuda_stream()>>>(partial, dq, size,
+                                                                                                 tiles);
   FM_CUDA_CHECK_LAUNCH();
 }
+template void attention_sum_dq<float>(const float*, float*, std::int64_t, int);
+template void attention_sum_dq<bf16>(const float*, bf16*, std::int64_t, int);
 
 void attention_forward_cuda_flash(const float* q, const float* k, const float* v, float* o,
                                   float* lse, int B, int H, int L, int D, float scale) {

@@ -34,11 +34,14 @@ void check_flash_sizes(const char* op, int B, int H, int L, int D);
 // whose memory does not grow with L.
 constexpr int kMaxDqPartialTiles = kAttentionMaxDqPartialTiles;  // (kernels/attention.h)
 
-// D_i = Σ_d dO_id·O_id for every row of the [rows, D] matrices, into a cuda_malloc'ed array of `rows`
-// floats that the caller frees with cuda_free.
-float* attention_row_dots(const float* dout, const float* o, std::int64_t rows, int D);
+// D_i = Σ_d dO_id·O_id for every row of the [rows, D] matrices (T = float or bf16, summed in float), into a
+// cuda_malloc'ed array of `rows` floats that the caller frees with cuda_free.
+template <typename T>
+float* attention_row_dots(const T* dout, const T* o, std::int64_t rows, int D);
 
-// dq[i] = Σ_t partial[t·size + i], t = 0, 1, …, tiles − 1 in that order (the same bits on every run).
-void attention_sum_dq(const float* partial, float* dq, std::int64_t size, int tiles);
+// dq[i] = Σ_t partial[t·size + i], t = 0, 1, …, tiles − 1 in that order (the same bits on every run), in
+// float; T = float or bf16 (rounded once).
+template <typename T>
+void attention_sum_dq(const float* partial, T* dq, std::int64_t size, int tiles);
 
 }  // namespace fm::kernels

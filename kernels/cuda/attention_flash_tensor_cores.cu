@@ -2,6 +2,9 @@
 // matrix products on the tensor cores: inputs rounded to TF32 or bfloat16 as they are staged, FP32
 // accumulation, the softmax and every running sum in FP32 (kernels/attention.h:
 // attention_{forward,backward}_cuda_flash with GemmMath::Tf32 or Bf16). Formulas: kernels/attention.h.
+// The kernels are templates over the activations' type A: float, or bfloat16 (the bfloat16 overloads,
+// always Bf16Inputs), where a tile loads without a rounding, the same FP32 work follows, and O, dK, dV
+// and dQ are rounded once as they are stored. lse, D_i and dQ's key-tile shares stay float.
 //
 // Layer: kernels/cuda (hand-written kernels over device pointers, launched on cuda_stream()).
 //
@@ -37,6 +40,7 @@
 #include "kernels/cuda/attention_flash_parts.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/tensor_core_inputs.cuh"
+#include "kernels/elementwise.h"
 #include "kernels/runtime.h"
 
 namespace fm::kernels {
@@ -69,15 +73,16 @@ struct TensorCoreTiles {
 constexpr int float_stride(int columns) { return columns + 4; }
 constexpr int larger(int a, int b) { return a > b ? a : b; }
 
-// Rows [row0, row0 + kRows) of one head's [L, D] matrix into a shared tile of row stride kLd, converted
-// to the input format, zero past L and past D.
-template <class Inputs, int kRows, int kHeadDimPad, int kLd>
-__device__ __forceinline__ void load_tile(typename Inputs::Element* __restrict__ tile,
-                                          const float* __restrict__ head, int row0, int L, int D) {
+// Rows [row0, row0 + kRows) of one head's [L, D] matrix (A: float, or bfloat16 activations) into a shared
+// tile of row stride kLd, converted to the input format (exact for bfloat16 into bfloat16), zero past L
+// and past D.
+template <class Inputs, int kRows, int kHeadDimPad, int kLd, typename A>
+__device__ __forceinline__ void load_tile(typename Inputs::Element* __restrict__ tile, const A* __restrict__ head,
+                                          int row0, int L, int D) {
   for (int idx = threadIdx.x; idx < kRows * kHeadDimPad; idx += kThreads) {
     const int r = idx / kHeadDimPad, d = idx % kHeadDimPad;
     const int row = row0 + r;
-    tile[r * kLd + d] = Inputs::convert((row < L && d < D) ? head[std::int64_t(row) * D + d] : 0.f);
+    tile[r * kLd + d] = Inputs::convert((row < L && d < D) ? float(head[std::int64_t(row) * D + d]) : 0.f);
   }
 }
 
@@ -129,10 +134,11 @@ struct ForwardShape {
       sizeof(float) * (kScratchFloats + 2 * kQueries);
 };
 
-template <class Inputs, int kHeadDimPad>
+// A: the activations' type (q, k, v, o): float, or bfloat16 with Bf16Inputs.
+template <class Inputs, int kHeadDimPad, typename A>
 __global__ void __launch_bounds__(kThreads)
-flash_tc_forward_kernel(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
-                        float* __restrict__ o, float* __restrict__ lse, int L, int D, float scale_log2) {
+flash_tc_forward_kernel(const A* __restrict__ q, const A* __restrict__ k, const A* __restrict__ v,
+                        A* __restrict__ o, float* __restrict__ lse, int L, int D, float scale_log2) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   __trap();  // TF32 and bfloat16 tensor cores start with sm_80
 #else
@@ -228,11 +234,11 @@ flash_tc_forward_kernel(const float* __restrict__ q, const float* __restrict__ k
     if (row >= L) continue;
     const float inv_sum = 1.f / row_total[row_in_tile];
     const float values[4] = {acc[r].x, acc[r].y, acc[r].z, acc[r].w};
-    float* out_row = o + head_offset + std::int64_t(row) * D;
+    A* out_row = o + head_offset + std::int64_t(row) * D;
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int d = 4 * Out::dim_group() + e;
-      if (d < D) out_row[d] = values[e] * inv_sum;
+      if (d < D) out_row[d] = A(values[e] * inv_sum);
     }
   }
 #endif
@@ -266,22 +272,24 @@ struct BackwardShape {
 };
 
 // Writes rows [row0, row0 + rows) × [0, D) of a shared FP32 tile (row stride ld), times factor, to a
-// [L, D] matrix; rows past L are skipped.
-template <int kRows, int kHeadDimPad>
-__device__ __forceinline__ void write_rows(float* __restrict__ out, const float* tile, int ld, int row0, int L,
-                                           int D, float factor) {
+// [L, D] matrix of float or bfloat16 (rounded once); rows past L are skipped.
+template <int kRows, int kHeadDimPad, typename Out>
+__device__ __forceinline__ void write_rows(Out* __restrict__ out, const float* tile, int ld, int row0, int L, int D,
+                                           float factor) {
   for (int idx = threadIdx.x; idx < kRows * kHeadDimPad; idx += kThreads) {
     const int r = idx / kHeadDimPad, d = idx % kHeadDimPad, row = row0 + r;
-    if (row < L && d < D) out[std::int64_t(row) * D + d] = tile[r * ld + d] * factor;
+    if (row < L && d < D) out[std::int64_t(row) * D + d] = Out(tile[r * ld + d] * factor);
   }
 }
 
-template <class Inputs, int kHeadDimPad>
+// A: the activations' type (q, k, v, dO, dK, dV), as in the forward. Share: the type of dq_partial, float,
+// or A when there is one key tile and its share is dQ itself.
+template <class Inputs, int kHeadDimPad, typename A, typename Share>
 __global__ void __launch_bounds__(kThreads)
-flash_tc_backward_kernel(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
-                         const float* __restrict__ dout, const float* __restrict__ lse,
-                         const float* __restrict__ row_dot, float* __restrict__ dk, float* __restrict__ dv,
-                         float* __restrict__ dq_partial, int L, int D, float scale, float scale_log2) {
+flash_tc_backward_kernel(const A* __restrict__ q, const A* __restrict__ k, const A* __restrict__ v,
+                         const A* __restrict__ dout, const float* __restrict__ lse,
+                         const float* __restrict__ row_dot, A* __restrict__ dk, A* __restrict__ dv,
+                         Share* __restrict__ dq_partial, int L, int D, float scale, float scale_log2) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   __trap();  // TF32 and bfloat16 tensor cores start with sm_80
 #else
@@ -372,7 +380,7 @@ flash_tc_backward_kernel(const float* __restrict__ q, const float* __restrict__ 
   }
 
   // dV, then dK, through the scratch tile to memory (keys past L skipped; dK gets the scale).
-  auto write_out = [&](bool dk_pass, float* out, float factor) {
+  auto write_out = [&](bool dk_pass, A* out, float factor) {
     __syncthreads();  // the scratch tile is free
 #pragma unroll
     for (int i = 0; i < Shape::kTasksPerWarp; ++i) {
@@ -391,12 +399,11 @@ flash_tc_backward_kernel(const float* __restrict__ q, const float* __restrict__ 
 }
 
 // ---- host side --------------------------------------------------------------------------------
-template <class Inputs, int kHeadDimPad>
-void launch_forward(const float* q, const float* k, const float* v, float* o, float* lse, int BH, int L, int D,
-                    float scale) {
+template <class Inputs, int kHeadDimPad, typename A>
+void launch_forward(const A* q, const A* k, const A* v, A* o, float* lse, int BH, int L, int D, float scale) {
   require_tensor_cores("attention (tensor cores)");
   using Shape = ForwardShape<Inputs, kHeadDimPad>;
-  auto kernel = flash_tc_forward_kernel<Inputs, kHeadDimPad>;
+  auto kernel = flash_tc_forward_kernel<Inputs, kHeadDimPad, A>;
   static const bool configured = (allow_dynamic_shared_memory(kernel, Shape::kSharedBytes), true);
   (void)configured;
   const dim3 grid{unsigned(BH), unsigned(ceil_div(L, Shape::kQueries))};
@@ -404,47 +411,63 @@ void launch_forward(const float* q, const float* k, const float* v, float* o, fl
   FM_CUDA_CHECK_LAUNCH();
 }
 
-template <class Inputs, int kHeadDimPad>
-void launch_backward(const float* q, const float* k, const float* v, const float* dout, const float* lse,
-                     const float* row_dot, float* dq, float* dk, float* dv, int BH, int L, int D, float scale) {
-  require_tensor_cores("attention (tensor cores)");
+template <class Inputs, int kHeadDimPad, typename A, typename Share>
+void launch_backward_kernel(const A* q, const A* k, const A* v, const A* dout, const float* lse,
+                            const float* row_dot, Share* dq_partial, A* dk, A* dv, int BH, int key_tiles, int L,
+                            int D, float scale) {
   using Shape = BackwardShape<Inputs, kHeadDimPad>;
-  const int key_tiles = int(ceil_div(L, Shape::kKeys));
-  const std::int64_t dq_size = std::int64_t(BH) * L * D;
-  // One key tile: its share is dQ itself.
-  float* partial = key_tiles == 1
-                       ? dq
-                       : static_cast<float*>(cuda_malloc(std::size_t(dq_size) * key_tiles * sizeof(float)));
-  auto kernel = flash_tc_backward_kernel<Inputs, kHeadDimPad>;
+  auto kernel = flash_tc_backward_kernel<Inputs, kHeadDimPad, A, Share>;
   static const bool configured = (allow_dynamic_shared_memory(kernel, Shape::kSharedBytes), true);
   (void)configured;
   const dim3 grid{unsigned(BH), unsigned(key_tiles)};
-  kernel<<<grid, kThreads, Shape::kSharedBytes, cuda_stream()>>>(q, k, v, dout, lse, row_dot, dk, dv, partial, L,
-                                                                  D, scale, scale * kLog2e);
+  kernel<<<grid, kThreads, Shape::kSharedBytes, cuda_stream()>>>(q, k, v, dout, lse, row_dot, dk, dv, dq_partial,
+                                                                  L, D, scale, scale * kLog2e);
   FM_CUDA_CHECK_LAUNCH();
-  if (key_tiles > 1) {
-    attention_sum_dq(partial, dq, dq_size, key_tiles);
-    cuda_free(partial);  // stream-ordered reuse by the caching allocator: no sync needed
-  }
 }
 
-template <class Inputs>
-void forward_for_head_dim(const float* q, const float* k, const float* v, float* o, float* lse, int BH, int L,
-                          int D, float scale) {
+template <class Inputs, int kHeadDimPad, typename A>
+void launch_backward(const A* q, const A* k, const A* v, const A* dout, const float* lse, const float* row_dot,
+                     A* dq, A* dk, A* dv, int BH, int L, int D, float scale) {
+  require_tensor_cores("attention (tensor cores)");
+  using Shape = BackwardShape<Inputs, kHeadDimPad>;
+  const int key_tiles = int(ceil_div(L, Shape::kKeys));
+  // One key tile: its share is dQ itself, written (and for bfloat16 rounded) by the kernel.
+  if (key_tiles == 1)
+    return launch_backward_kernel<Inputs, kHeadDimPad, A, A>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, 1, L, D,
+                                                             scale);
+  const std::int64_t dq_size = std::int64_t(BH) * L * D;
+  float* partial = static_cast<float*>(cuda_malloc(std::size_t(dq_size) * key_tiles * sizeof(float)));
+  launch_backward_kernel<Inputs, kHeadDimPad, A, float>(q, k, v, dout, lse, row_dot, partial, dk, dv, BH, key_tiles,
+                                                        L, D, scale);
+  attention_sum_dq(partial, dq, dq_size, key_tiles);
+  cuda_free(partial);  // stream-ordered reuse by the caching allocator: no sync needed
+}
+
+template <class Inputs, typename A>
+void forward_for_head_dim(const A* q, const A* k, const A* v, A* o, float* lse, int BH, int L, int D, float scale) {
   if (D <= 16) launch_forward<Inputs, 16>(q, k, v, o, lse, BH, L, D, scale);
   else if (D <= 32) launch_forward<Inputs, 32>(q, k, v, o, lse, BH, L, D, scale);
   else if (D <= 64) launch_forward<Inputs, 64>(q, k, v, o, lse, BH, L, D, scale);
   else launch_forward<Inputs, 128>(q, k, v, o, lse, BH, L, D, scale);
 }
 
-template <class Inputs>
-void backward_for_head_dim(const float* q, const float* k, const float* v, const float* dout, const float* lse,
-                           const float* row_dot, float* dq, float* dk, float* dv, int BH, int L, int D,
-                           float scale) {
+template <class Inputs, typename A>
+void backward_for_head_dim(const A* q, const A* k, const A* v, const A* dout, const float* lse, const float* row_dot,
+                           A* dq, A* dk, A* dv, int BH, int L, int D, float scale) {
   if (D <= 16) launch_backward<Inputs, 16>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
   else if (D <= 32) launch_backward<Inputs, 32>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
   else if (D <= 64) launch_backward<Inputs, 64>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
   else launch_backward<Inputs, 128>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
+}
+
+// A contiguous conversion of n elements on cuda_stream() (the elementwise kernels' convert).
+template <typename From, typename To>
+void convert_contiguous(const From* x, To* y, std::int64_t n) {
+  ElementwiseGeometry geometry;
+  geometry.ndim = 1;
+  geometry.sizes[0] = n;
+  geometry.out_strides[0] = geometry.a_strides[0] = 1;
+  convert_cuda<From, To>(x, y, geometry);
 }
 
 }  // namespace
@@ -473,6 +496,43 @@ void attention_backward_cuda_flash(const float* q, const float* k, const float* 
     backward_for_head_dim<Tf32Inputs>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
   else backward_for_head_dim<Bf16Inputs>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
   cuda_free(row_dot);  // stream-ordered reuse by the caching allocator: no sync needed
+}
+
+void attention_forward_cuda_flash(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, int B, int H,
+                                  int L, int D, float scale) {
+  check_flash_sizes("attention_forward_cuda_flash", B, H, L, D);
+  const int BH = B * H;
+  if (BH == 0) return;
+  forward_for_head_dim<Bf16Inputs>(q, k, v, o, lse, BH, L, D, scale);
+}
+
+void attention_backward_cuda_flash(const bf16* q, const bf16* k, const bf16* v, const bf16* o, const bf16* dout,
+                                   const float* lse, bf16* dq, bf16* dk, bf16* dv, int B, int H, int L, int D,
+                                   float scale) {
+  check_flash_sizes("attention_backward_cuda_flash", B, H, L, D);
+  const int BH = B * H;
+  if (BH == 0) return;
+  const std::int64_t n = std::int64_t(BH) * L * D;
+  if (!attention_tensor_core_backward_runs(L, D)) {
+    // Long sequences: the FP32 kernels on widened copies (exact), each gradient rounded once.
+    float* inputs = static_cast<float*>(cuda_malloc(std::size_t(n) * 8 * sizeof(float)));
+    float *q32 = inputs, *k32 = q32 + n, *v32 = k32 + n, *o32 = v32 + n, *dout32 = o32 + n;
+    float *dq32 = dout32 + n, *dk32 = dq32 + n, *dv32 = dk32 + n;
+    convert_contiguous(q, q32, n);
+    convert_contiguous(k, k32, n);
+    convert_contiguous(v, v32, n);
+    convert_contiguous(o, o32, n);
+    convert_contiguous(dout, dout32, n);
+    attention_backward_cuda_flash(q32, k32, v32, o32, dout32, lse, dq32, dk32, dv32, B, H, L, D, scale);
+    convert_contiguous(dq32, dq, n);
+    convert_contiguous(dk32, dk, n);
+    convert_contiguous(dv32, dv, n);
+    cuda_free(inputs);
+    return;
+  }
+  float* row_dot = attention_row_dots(dout, o, n / D, D);
+  backward_for_head_dim<Bf16Inputs>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
+  cuda_free(row_dot);
 }
 
 }  // namespace fm::kernels
