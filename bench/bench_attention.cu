@@ -9,7 +9,11 @@
 // --shapes small), the FLOPs and fewest bytes of each pass (compute-bound on paper: "% peak" is
 // against the FP32 SGEMM rate), the tolerances, and the versions — the table's GPU implementations
 // (flash, unfused cuBLAS as the baseline, and both with TF32 and bfloat16 products on the tensor cores,
-// checked against attention_tensor_core_tolerance). A new version is one entry there.
+// checked against attention_tensor_core_tolerance). A new version is one entry there. Beside them,
+// "flash bf16-act": the flash kernels on bfloat16 activations (q, k, v, O and the gradients at 2 bytes,
+// as a U-Net with model.activations = "bfloat16" runs them) on the same inputs rounded, held to the
+// bfloat16 tensor-core tolerance (64·2^-8 of the scale, which covers the one rounding of each output);
+// its backward reads the O and lse its own forward saved.
 //
 // CPU reference: attention_{forward,backward}_cpu<double> (the tests' reference); the backward
 // reference takes the float O and lse the engine's GPU forward (flash) saved, as every GPU backward
@@ -61,6 +65,11 @@ void bench_shape(const fc::AttentionCase& s, const Options& options) {
               k = random_array(n, options, -fc::kAttentionQkRange, fc::kAttentionQkRange),
               v = random_array(n, options), dout = random_array(n, options);
   DeviceArray o(n), lse(rows), dq(n), dk(n), dv(n);
+  DeviceBf16Array q16(q.to_host()), k16(k.to_host()), v16(v.to_host()), dout16(dout.to_host()), o16(n), dq16(n),
+      dk16(n), dv16(n);
+  DeviceArray lse16(rows);  // the bfloat16 forward's log-sum-exp (float)
+  constexpr const char* kBf16Version = "flash bf16-act";
+  constexpr double kBf16Rounding = 0x1p-8;
   const std::vector<double> q_host = to_double(q.to_host()), k_host = to_double(k.to_host()),
                             v_host = to_double(v.to_host());
 
@@ -89,9 +98,21 @@ void bench_shape(const fc::AttentionCase& s, const Options& options) {
           return check;
         };
     }
+    c.versions.push_back({kBf16Version, [&] {
+                            fk::attention_forward_cuda_flash(q16.get(), k16.get(), v16.get(), o16.get(), lse16.get(),
+                                                             B, H, L, D, scale);
+                          }});
+    c.versions.back().check = [&] {
+      Check check;
+      check.compare("O", o16.to_host(), o_ref, fc::attention_tensor_core_tolerance(o_ref, kBf16Rounding));
+      check.compare("lse", lse16.to_host(), lse_ref, fc::attention_tensor_core_tolerance(lse_ref, kBf16Rounding));
+      return check;
+    };
     c.poison_outputs = [&] {
       o.poison();
       lse.poison();
+      o16.poison();
+      lse16.poison();
     };
     c.check_outputs = [&] {
       Check check;
@@ -104,6 +125,7 @@ void bench_shape(const fc::AttentionCase& s, const Options& options) {
 
   // ---- backward: O and lse saved by the engine's forward (as in training), on both sides
   engine_gpu_implementation().forward(q.get(), k.get(), v.get(), o.get(), lse.get(), B, H, L, D, scale);
+  fk::attention_forward_cuda_flash(q16.get(), k16.get(), v16.get(), o16.get(), lse16.get(), B, H, L, D, scale);
   kernels::cuda_synchronize();
   {
     const std::vector<double> o_saved = to_double(o.to_host()), lse_saved = to_double(lse.to_host()),
@@ -135,10 +157,25 @@ void bench_shape(const fc::AttentionCase& s, const Options& options) {
           return check;
         };
     }
+    c.versions.push_back({kBf16Version, [&] {
+                            fk::attention_backward_cuda_flash(q16.get(), k16.get(), v16.get(), o16.get(), dout16.get(),
+                                                              lse16.get(), dq16.get(), dk16.get(), dv16.get(), B, H, L,
+                                                              D, scale);
+                          }});
+    c.versions.back().check = [&] {
+      Check check;
+      check.compare("dQ", dq16.to_host(), dq_ref, fc::attention_tensor_core_tolerance(dq_ref, kBf16Rounding));
+      check.compare("dK", dk16.to_host(), dk_ref, fc::attention_tensor_core_tolerance(dk_ref, kBf16Rounding));
+      check.compare("dV", dv16.to_host(), dv_ref, fc::attention_tensor_core_tolerance(dv_ref, kBf16Rounding));
+      return check;
+    };
     c.poison_outputs = [&] {
       dq.poison();
       dk.poison();
       dv.poison();
+      dq16.poison();
+      dk16.poison();
+      dv16.poison();
     };
     c.check_outputs = [&] {
       Check check;

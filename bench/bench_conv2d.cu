@@ -8,7 +8,9 @@
 // Everything but the timing comes from conv2d's case table (cases/conv2d.h): the layers (its kBench
 // cases; kBenchSmall under --shapes small), the FLOPs and fewest bytes of each pass, the tolerances,
 // and the versions — the table's GPU implementations (v1 naive, v2 implicit GEMM, cudnn as the
-// baseline). A new version is one entry there.
+// baseline). A new version is one entry there. Beside them, "v2 bf16-act": the implicit GEMM on
+// bfloat16 activations (x, y, dy, dx at 2 bytes; float32 weights), as a U-Net with
+// model.activations = "bfloat16" runs it.
 //
 // Work and traffic: FLOPs (each pass) = 2 · N · Ho · Wo · C_out · C_in · kh · kw. E.g. 64→64, 3×3
 // at 28×28: 14.8 GFLOP against ~103 MB, ~140 FLOP per byte: compute-bound, so "% peak" is against
@@ -24,6 +26,20 @@
 #include "cases/conv2d.h"
 
 namespace fm::bench {
+
+namespace {
+// "v2 bf16-act": the implicit GEMM on bfloat16 activations (always on the bfloat16 tensor cores).
+const conv::Bf16ActivationKernels<kernels::Conv2dParams> kBf16Activations{
+    [](const bf16* x, const float* w, const float* b, bf16* y, const kernels::Conv2dParams& p) {
+      kernels::conv2d_forward_cuda(x, w, b, y, p);
+    },
+    [](const bf16* dy, const float* w, bf16* dx, const kernels::Conv2dParams& p) {
+      kernels::conv2d_backward_input_cuda(dy, w, dx, p);
+    },
+    [](const bf16* x, const bf16* dy, float* dw, float* db, const kernels::Conv2dParams& p) {
+      kernels::conv2d_backward_weight_cuda(x, dy, dw, db, p);
+    }};
+}  // namespace
 
 void run_conv2d(const Options& options) {
   measured_peaks(options);
@@ -41,7 +57,7 @@ void run_conv2d(const Options& options) {
       std::printf("   # %s: v2's bwd-data GEMM has %d column(s): v2 runs the direct (v1) kernel there\n",
                   shape.c_str(), p.in_channels);
     conv::bench_case("conv2d", c, cases::conv2d_flops(p), cases::conv2d_implementations(), cases::conv2d_reference(),
-                     options);
+                     kBf16Activations, options);
   }
 }
 

@@ -142,33 +142,6 @@ void bench_backward(const fc::GroupNormOp& op, const fc::GroupNormCase& s, Group
 }
 
 // ---- bfloat16 activations ---------------------------------------------------------------------
-// A bfloat16 device buffer made from host values (rounded to nearest even), and one read back.
-struct DeviceBf16 {
-  bf16* data = nullptr;
-  std::size_t count = 0;
-  explicit DeviceBf16(const std::vector<double>& values) : count(values.size()) {
-    std::vector<bf16> host(count);
-    for (std::size_t i = 0; i < count; ++i) host[i] = bf16(values[i]);
-    data = static_cast<bf16*>(kernels::cuda_malloc(count * sizeof(bf16)));
-    kernels::cuda_copy_to_device(data, host.data(), count * sizeof(bf16));
-  }
-  explicit DeviceBf16(std::size_t n) : count(n) { data = static_cast<bf16*>(kernels::cuda_malloc(n * sizeof(bf16))); }
-  ~DeviceBf16() { kernels::cuda_free(data); }
-  DeviceBf16(const DeviceBf16&) = delete;
-  DeviceBf16& operator=(const DeviceBf16&) = delete;
-  std::vector<double> to_host() const {
-    std::vector<bf16> host(count);
-    kernels::cuda_copy_to_host(host.data(), data, count * sizeof(bf16));
-    std::vector<double> out(count);
-    for (std::size_t i = 0; i < count; ++i) out[i] = double(float(host[i]));
-    return out;
-  }
-  void poison() const {  // NaN (0x7fc0) into every element
-    std::vector<bf16> nan(count, bf16::from_bits(0x7fc0));
-    kernels::cuda_copy_to_device(data, nan.data(), count * sizeof(bf16));
-  }
-};
-
 std::vector<float> to_float(const std::vector<double>& values) { return {values.begin(), values.end()}; }
 
 // The four passes on bfloat16 activations, each a case of its own. The reference runs on the
@@ -178,8 +151,8 @@ void bench_bf16(const fc::GroupNormCase& s, GroupNormBuffers& b, const std::vect
                 const std::vector<double>& gamma_host, const std::vector<double>& beta_host,
                 const std::vector<double>& dy_float, const Options& options) {
   const int N = s.N, C = s.C, HW = s.hw(), G = s.G;
-  DeviceBf16 x(x_float), dy(dy_float), y(s.elements()), dx(s.elements());
-  const std::vector<double> x_host = x.to_host(), dy_host = dy.to_host();  // the bfloat16 values
+  DeviceBf16Array x(to_float(x_float)), dy(to_float(dy_float)), y(s.elements()), dx(s.elements());
+  const std::vector<double> x_host = to_double(x.to_host()), dy_host = to_double(dy.to_host());  // the bfloat16 values
   for (bool fused : {false, true}) {
     const std::string suffix = fused ? "+silu bf16" : " bf16";
     std::vector<double> y_ref(s.elements()), mean_ref(s.groups()), rstd_ref(s.groups());
@@ -194,10 +167,10 @@ void bench_bf16(const fc::GroupNormCase& s, GroupNormBuffers& b, const std::vect
     f.bytes = fc::group_norm_forward_bytes(s) / 2;  // x and y at 2 bytes an element
     f.versions.push_back({"auto bf16", [&, fused] {
                             if (fused)
-                              fk::group_norm_silu_forward_cuda(x.data, b.gamma.get(), b.beta.get(), y.data, b.mean.get(),
+                              fk::group_norm_silu_forward_cuda(x.get(), b.gamma.get(), b.beta.get(), y.get(), b.mean.get(),
                                                                b.rstd.get(), N, C, HW, G, fc::kGroupNormEps);
                             else
-                              fk::group_norm_forward_cuda(x.data, b.gamma.get(), b.beta.get(), y.data, b.mean.get(),
+                              fk::group_norm_forward_cuda(x.get(), b.gamma.get(), b.beta.get(), y.get(), b.mean.get(),
                                                           b.rstd.get(), N, C, HW, G, fc::kGroupNormEps);
                           }});
     f.poison_outputs = [&] {
@@ -209,17 +182,17 @@ void bench_bf16(const fc::GroupNormCase& s, GroupNormBuffers& b, const std::vect
       Check check;
       check.compare("mean", b.mean.to_host(), mean_ref, fc::group_norm_mean_tolerance(s));
       check.compare("rstd", b.rstd.to_host(), rstd_ref, fc::group_norm_rstd_tolerance());
-      check.compare("y", to_float(y.to_host()), y_ref, fc::group_norm_bf16_output_tolerance(y_ref));
+      check.compare("y", y.to_host(), y_ref, fc::group_norm_bf16_output_tolerance(y_ref));
       return check;
     };
     run_case(f, options);
 
     // The backward on the statistics of the bfloat16 forward (as training would run it).
     if (fused)
-      fk::group_norm_silu_forward_cuda(x.data, b.gamma.get(), b.beta.get(), y.data, b.mean.get(), b.rstd.get(), N, C,
+      fk::group_norm_silu_forward_cuda(x.get(), b.gamma.get(), b.beta.get(), y.get(), b.mean.get(), b.rstd.get(), N, C,
                                        HW, G, fc::kGroupNormEps);
     else
-      fk::group_norm_forward_cuda(x.data, b.gamma.get(), b.beta.get(), y.data, b.mean.get(), b.rstd.get(), N, C, HW,
+      fk::group_norm_forward_cuda(x.get(), b.gamma.get(), b.beta.get(), y.get(), b.mean.get(), b.rstd.get(), N, C, HW,
                                   G, fc::kGroupNormEps);
     kernels::cuda_synchronize();
     const std::vector<double> mean_saved = to_double(b.mean.to_host()), rstd_saved = to_double(b.rstd.to_host());
@@ -240,12 +213,12 @@ void bench_bf16(const fc::GroupNormCase& s, GroupNormBuffers& b, const std::vect
     w.bytes = fc::group_norm_backward_bytes(s) / 2;  // x, dy and dx at 2 bytes an element
     w.versions.push_back({"auto bf16", [&, fused] {
                             if (fused)
-                              fk::group_norm_silu_backward_cuda(dy.data, x.data, b.mean.get(), b.rstd.get(),
-                                                                b.gamma.get(), b.beta.get(), dx.data, b.dgamma.get(),
+                              fk::group_norm_silu_backward_cuda(dy.get(), x.get(), b.mean.get(), b.rstd.get(),
+                                                                b.gamma.get(), b.beta.get(), dx.get(), b.dgamma.get(),
                                                                 b.dbeta.get(), N, C, HW, G);
                             else
-                              fk::group_norm_backward_cuda(dy.data, x.data, b.mean.get(), b.rstd.get(), b.gamma.get(),
-                                                           dx.data, b.dgamma.get(), b.dbeta.get(), N, C, HW, G);
+                              fk::group_norm_backward_cuda(dy.get(), x.get(), b.mean.get(), b.rstd.get(), b.gamma.get(),
+                                                           dx.get(), b.dgamma.get(), b.dbeta.get(), N, C, HW, G);
                           }});
     w.poison_outputs = [&] {
       dx.poison();
@@ -254,7 +227,7 @@ void bench_bf16(const fc::GroupNormCase& s, GroupNormBuffers& b, const std::vect
     };
     w.check_outputs = [&] {
       Check check;
-      check.compare("dx", to_float(dx.to_host()), dx_ref, fc::group_norm_bf16_output_tolerance(dx_ref));
+      check.compare("dx", dx.to_host(), dx_ref, fc::group_norm_bf16_output_tolerance(dx_ref));
       check.compare("dgamma", b.dgamma.to_host(), dgamma_ref, fc::group_norm_output_tolerance(dgamma_ref));
       check.compare("dbeta", b.dbeta.to_host(), dbeta_ref, fc::group_norm_output_tolerance(dbeta_ref));
       return check;

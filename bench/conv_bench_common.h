@@ -1,7 +1,8 @@
 // bench/conv_bench_common.h — the driver shared by bench_conv2d.cu and bench_conv_transpose2d.cu:
 // for one case of the op's table (cases/conv2d.h, cases/conv_transpose2d.h), random inputs, the
 // float64 reference of each pass, and the three lab cases (fwd, bwd-data, bwd-weight) handed to
-// run_case, with every GPU implementation of the table as a version. The shapes, FLOPs, fewest
+// run_case, with every GPU implementation of the table as a version, plus the project's kernels on
+// bfloat16 activations ("v2 bf16-act": x, y, dy, dx bfloat16, the weights float32). The shapes, FLOPs, fewest
 // bytes, tolerances and implementations all come from the table; what stays here is lab-only: the
 // device buffers, the NaN poison, and a reference fast enough for batch 256.
 //
@@ -124,13 +125,34 @@ Tolerance tensor_core_tolerance(const Params& p, double u, Tolerance fp32) {
   return fp32;
 }
 
+// The project's convolution on bfloat16 activations (kernels/conv2d.h's bf16 overloads): x, y, dy, dx
+// bfloat16, weight, bias and their gradients float32, on the bfloat16 tensor cores.
+template <typename Params>
+struct Bf16ActivationKernels {
+  void (*forward)(const bf16* x, const float* weight, const float* bias, bf16* y, const Params& p);
+  void (*backward_input)(const bf16* dy, const float* weight, bf16* dx, const Params& p);
+  void (*backward_weight)(const bf16* x, const bf16* dy, float* dweight, float* dbias, const Params& p);
+};
+
+// Its check, against the float64 reference on the float32 inputs: x (or dy) and the weights are
+// rounded to bfloat16 as the bfloat16-math version's are, so its bound applies (u = 2^-8); y and dx
+// are also rounded once on store, a further 2^-8 of each element. The bias gradient sums dy rounded:
+// within u·Σ|dy| ≤ u·K, inside the same bound.
+template <typename Params>
+Tolerance bf16_activation_tolerance(const Params& p, Tolerance fp32, bool rounded_output) {
+  Tolerance t = tensor_core_tolerance(p, 0x1p-8, fp32);
+  if (rounded_output) t.rtol += 0x1p-8;
+  return t;
+}
+
 // ---- one case of the table: three lab cases ------------------------------------------------------
 // flops: of one pass (the three passes of a convolution do the same multiply-adds). The versions
-// are the table's GPU implementations; the baseline is the one the table marks (cuDNN).
+// are the table's GPU implementations and "v2 bf16-act" (bf16_kernels, on the same inputs rounded to
+// bfloat16); the baseline is the one the table marks (cuDNN).
 template <typename Params>
 void bench_case(const char* op, const ConvCase<Params>& table_case, double flops,
                 const std::vector<ConvImplementation<Params>>& implementations, const ConvReference<Params>& ref,
-                const Options& options) {
+                const Bf16ActivationKernels<Params>& bf16_kernels, const Options& options) {
   namespace table = cases::conv;  // the shape name, byte counts and tolerances
   const Params& p = table_case.params;
   const std::string shape = table::shape_name(p);
@@ -149,6 +171,8 @@ void bench_case(const char* op, const ConvCase<Params>& table_case, double flops
   DeviceArray y(ny), dx(nx), dw(nw), db(nb);
   const std::vector<double> x_host = to_double(x.to_host()), w_host = to_double(w.to_host()),
                             b_host = to_double(b.to_host()), dy_host = to_double(dy.to_host());
+  DeviceBf16Array x_bf16(x.to_host()), dy_bf16(dy.to_host()), y_bf16(ny), dx_bf16(nx);
+  constexpr const char* kBf16Version = "v2 bf16-act";
 
   auto make_case = [&](const char* pass, double bytes) {
     BenchCase c;
@@ -178,7 +202,17 @@ void bench_case(const char* op, const ConvCase<Params>& table_case, double flops
           return check;
         };
     }
-    c.poison_outputs = [&] { y.poison(); };
+    c.versions.push_back(
+        {kBf16Version, [&] { bf16_kernels.forward(x_bf16.get(), w.get(), b.get(), y_bf16.get(), p); }});
+    c.versions.back().check = [&] {
+      Check check;
+      check.compare("y", y_bf16.to_host(), y_ref, bf16_activation_tolerance(p, table::forward_tolerance(p), true));
+      return check;
+    };
+    c.poison_outputs = [&] {
+      y.poison();
+      y_bf16.poison();
+    };
     c.check_outputs = [&] {
       Check check;
       check.compare("y", y.to_host(), y_ref, table::forward_tolerance(p));
@@ -202,7 +236,18 @@ void bench_case(const char* op, const ConvCase<Params>& table_case, double flops
           return check;
         };
     }
-    c.poison_outputs = [&] { dx.poison(); };
+    c.versions.push_back(
+        {kBf16Version, [&] { bf16_kernels.backward_input(dy_bf16.get(), w.get(), dx_bf16.get(), p); }});
+    c.versions.back().check = [&] {
+      Check check;
+      check.compare("dx", dx_bf16.to_host(), dx_ref,
+                    bf16_activation_tolerance(p, table::backward_input_tolerance(p), true));
+      return check;
+    };
+    c.poison_outputs = [&] {
+      dx.poison();
+      dx_bf16.poison();
+    };
     c.check_outputs = [&] {
       Check check;
       check.compare("dx", dx.to_host(), dx_ref, table::backward_input_tolerance(p));
@@ -228,6 +273,15 @@ void bench_case(const char* op, const ConvCase<Params>& table_case, double flops
           return check;
         };
     }
+    c.versions.push_back({kBf16Version, [&] {
+                            bf16_kernels.backward_weight(x_bf16.get(), dy_bf16.get(), dw.get(), db.get(), p);
+                          }});
+    c.versions.back().check = [&] {
+      Check check;
+      check.compare("dW", dw.to_host(), dw_ref, bf16_activation_tolerance(p, table::backward_weight_tolerance(p), false));
+      check.compare("db", db.to_host(), db_ref, bf16_activation_tolerance(p, table::backward_bias_tolerance(p), false));
+      return check;
+    };
     c.poison_outputs = [&] {
       dw.poison();
       db.poison();

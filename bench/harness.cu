@@ -147,6 +147,29 @@ void DeviceArray::copy_from(const DeviceArray& source) {
   if (count_) kernels::cuda_copy_device_to_device(data_, source.get(), bytes());
 }
 
+DeviceBf16Array::DeviceBf16Array(std::size_t count)
+    : data_(static_cast<bf16*>(kernels::cuda_malloc(count * sizeof(bf16)))), count_(count) {}
+
+DeviceBf16Array::DeviceBf16Array(const std::vector<float>& values) : DeviceBf16Array(values.size()) {
+  std::vector<bf16> host(values.begin(), values.end());  // each rounded to nearest even
+  if (count_) kernels::cuda_copy_to_device(data_, host.data(), count_ * sizeof(bf16));
+}
+
+DeviceBf16Array::~DeviceBf16Array() {
+  if (data_) kernels::cuda_free(data_);
+}
+
+void DeviceBf16Array::poison() {
+  const std::vector<bf16> nan(count_, bf16::from_bits(0x7fc0));
+  if (count_) kernels::cuda_copy_to_device(data_, nan.data(), count_ * sizeof(bf16));
+}
+
+std::vector<float> DeviceBf16Array::to_host() const {
+  std::vector<bf16> host(count_);
+  if (count_) kernels::cuda_copy_to_host(host.data(), data_, count_ * sizeof(bf16));
+  return {host.begin(), host.end()};
+}
+
 DeviceArray random_array(std::size_t count, const Options& options, float low, float high) {
   DeviceArray array(count);
   array.fill_uniform(next_seed(options), low, high);

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "cases/case_table.h"
+#include "kernels/bfloat16.h"
 
 namespace fm::bench {
 
@@ -101,6 +102,26 @@ class DeviceArray {
 
  private:
   float* data_ = nullptr;
+  std::size_t count_ = 0;
+};
+
+// A bfloat16 array in device memory (the lab's rows on bfloat16 activations): made from a float
+// array's values rounded to nearest even, or empty; read back widened to float (exact).
+class DeviceBf16Array {
+ public:
+  explicit DeviceBf16Array(std::size_t count);
+  explicit DeviceBf16Array(const std::vector<float>& values);
+  ~DeviceBf16Array();
+  DeviceBf16Array(const DeviceBf16Array&) = delete;
+  DeviceBf16Array& operator=(const DeviceBf16Array&) = delete;
+
+  bf16* get() const { return data_; }
+  std::size_t size() const { return count_; }
+  void poison();  // a NaN (0x7fc0) in every element
+  std::vector<float> to_host() const;
+
+ private:
+  bf16* data_ = nullptr;
   std::size_t count_ = 0;
 };
 
