@@ -12,13 +12,15 @@
 // checked against attention_tensor_core_tolerance). A new version is one entry there. Beside them,
 // "flash bf16-act": the flash kernels on bfloat16 activations (q, k, v, O and the gradients at 2 bytes,
 // as a U-Net with model.activations = "bfloat16" runs them) on the same inputs rounded, held to the
-// bfloat16 tensor-core tolerance (64·2^-8 of the scale, which covers the one rounding of each output);
-// its backward reads the O and lse its own forward saved.
+// bfloat16 tensor-core tolerance (64·2^-8 of the scale: a smoke bound that covers the one rounding of
+// each output, and in the backward the O and lse of its own forward, which it reads instead of the
+// reference's: O rounded once moves each D_i by about 2^-9 relative).
 //
 // CPU reference: attention_{forward,backward}_cpu<double> (the tests' reference); the backward
-// reference takes the float O and lse the engine's GPU forward (flash) saved, as every GPU backward
-// does.
+// reference takes the float O and lse the engine's GPU forward (flash) saved, as every float GPU
+// backward does.
 #include <cstdio>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -125,8 +127,17 @@ void bench_shape(const fc::AttentionCase& s, const Options& options) {
 
   // ---- backward: O and lse saved by the engine's forward (as in training), on both sides
   engine_gpu_implementation().forward(q.get(), k.get(), v.get(), o.get(), lse.get(), B, H, L, D, scale);
-  fk::attention_forward_cuda_flash(q16.get(), k16.get(), v16.get(), o16.get(), lse16.get(), B, H, L, D, scale);
   kernels::cuda_synchronize();
+  // The bfloat16 row's own forward. It needs the bfloat16 tensor cores (sm_80+): where it throws, the
+  // row is left out of the backward with the reason, and the other rows still run.
+  bool bf16_forward_ran = true;
+  try {
+    fk::attention_forward_cuda_flash(q16.get(), k16.get(), v16.get(), o16.get(), lse16.get(), B, H, L, D, scale);
+    kernels::cuda_synchronize();
+  } catch (const std::exception& e) {
+    bf16_forward_ran = false;
+    std::printf("   # %s bwd: %s left out, its forward failed: %s\n", shape.c_str(), kBf16Version, e.what());
+  }
   {
     const std::vector<double> o_saved = to_double(o.to_host()), lse_saved = to_double(lse.to_host()),
                               dout_host = to_double(dout.to_host());
@@ -157,18 +168,20 @@ void bench_shape(const fc::AttentionCase& s, const Options& options) {
           return check;
         };
     }
-    c.versions.push_back({kBf16Version, [&] {
-                            fk::attention_backward_cuda_flash(q16.get(), k16.get(), v16.get(), o16.get(), dout16.get(),
-                                                              lse16.get(), dq16.get(), dk16.get(), dv16.get(), B, H, L,
-                                                              D, scale);
-                          }});
-    c.versions.back().check = [&] {
-      Check check;
-      check.compare("dQ", dq16.to_host(), dq_ref, fc::attention_tensor_core_tolerance(dq_ref, kBf16Rounding));
-      check.compare("dK", dk16.to_host(), dk_ref, fc::attention_tensor_core_tolerance(dk_ref, kBf16Rounding));
-      check.compare("dV", dv16.to_host(), dv_ref, fc::attention_tensor_core_tolerance(dv_ref, kBf16Rounding));
-      return check;
-    };
+    if (bf16_forward_ran) {
+      c.versions.push_back({kBf16Version, [&] {
+                              fk::attention_backward_cuda_flash(q16.get(), k16.get(), v16.get(), o16.get(),
+                                                                dout16.get(), lse16.get(), dq16.get(), dk16.get(),
+                                                                dv16.get(), B, H, L, D, scale);
+                            }});
+      c.versions.back().check = [&] {
+        Check check;
+        check.compare("dQ", dq16.to_host(), dq_ref, fc::attention_tensor_core_tolerance(dq_ref, kBf16Rounding));
+        check.compare("dK", dk16.to_host(), dk_ref, fc::attention_tensor_core_tolerance(dk_ref, kBf16Rounding));
+        check.compare("dV", dv16.to_host(), dv_ref, fc::attention_tensor_core_tolerance(dv_ref, kBf16Rounding));
+        return check;
+      };
+    }
     c.poison_outputs = [&] {
       dq.poison();
       dk.poison();

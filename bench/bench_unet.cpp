@@ -16,8 +16,8 @@
 //   library:  FM_KERNELS=library — cuDNN convolutions, cuBLAS + softmax attention
 //   bf16-act: under FM_PRECISION=bf16 only (its products are on the bfloat16 tensor cores whatever
 //             the precision): the custom kernels with the activations in bfloat16 (model.activations
-//             = "bfloat16", nn/unet.h): convolutions, GroupNorm and Linear layers on bfloat16,
-//             attention widened around; parameters, optimiser and loss float32
+//             = "bfloat16", nn/unet.h): convolutions, GroupNorm, Linear layers and attention on
+//             bfloat16; parameters, optimiser and loss float32
 // Measured: warm-up steps, then `steps` steps between two cudaDeviceSynchronize calls on the host
 // clock (the GPU and the host overlap inside the run as in training); images/s = batch·steps / time.
 // Peak memory: the engine allocator's high-water mark (fm::kernels::cuda_peak_bytes) over model,
