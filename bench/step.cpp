@@ -166,7 +166,7 @@ StepRow measure(const std::string& name, nn::VelocityModel& model, flow::Trainin
 void print_row(const StepRow& r, bool counters_apply) {
   const double n = r.counted_steps;
   auto per = [n](std::uint64_t v) { return double(v) / n; };
-  std::printf("%-24s %9lld %6lld %9.3f", r.model.c_str(), (long long)r.parameters, (long long)r.batch, r.ms_per_step);
+  std::printf("%-27s %9lld %6lld %9.3f", r.model.c_str(), (long long)r.parameters, (long long)r.batch, r.ms_per_step);
   if (counters_apply) {
     const kernels::RuntimeCounters& c = r.steps;
     std::printf(" %9.1f %8.1f %6.1f %6.1f %8.1f %9.1f %8.1f %10.0f %8.1f %10.0f", per(c.kernel_launches),
@@ -179,14 +179,14 @@ void print_row(const StepRow& r, bool counters_apply) {
   }
   std::printf("   loss %.4f\n", r.last_loss);
   if (counters_apply)
-    std::printf("%-24s a log step's read of the numbers adds: %llu syncs, %llu D2H copies (%llu bytes), %llu launches\n",
+    std::printf("%-27s a log step's read of the numbers adds: %llu syncs, %llu D2H copies (%llu bytes), %llu launches\n",
                 "", (unsigned long long)r.log_read.synchronizations, (unsigned long long)r.log_read.device_to_host_copies,
                 (unsigned long long)r.log_read.device_to_host_bytes, (unsigned long long)r.log_read.kernel_launches);
   if (counters_apply)
-    std::printf("%-24s of a step, clip + Adam + EMA (one fused pass): %llu launches, %llu syncs\n", "",
+    std::printf("%-27s of a step, clip + Adam + EMA (one fused pass): %llu launches, %llu syncs\n", "",
                 (unsigned long long)r.optimizer.kernel_launches, (unsigned long long)r.optimizer.synchronizations);
   if (r.bookkeeping_us >= 0)
-    std::printf("%-24s the host's bookkeeping of a replayed update (row check, step counts): %.2f us for %zu "
+    std::printf("%-27s the host's bookkeeping of a replayed update (row check, step counts): %.2f us for %zu "
                 "parameter tensors\n",
                 "", r.bookkeeping_us, r.parameter_tensors);
 }
@@ -274,7 +274,7 @@ int run_step_bench(const StepBenchOptions& options) {
                 device == Device::CUDA ? kernels::cuda_device_name() : "cpu",
                 device == Device::CUDA && kernels::cuda_emulated() ? " (times are the emulator's, not a GPU's)" : "",
                 options.warmup_steps, options.steps);
-    std::printf("%-24s %9s %6s %9s", "model", "params", "batch", "ms/step");
+    std::printf("%-27s %9s %6s %9s", "model", "params", "batch", "ms/step");
     if (counters_apply)
       std::printf(" %9s %8s %6s %6s %8s %9s %8s %10s %8s %10s", "launches", "library", "graphs", "syncs", "mallocs",
                   "alloc-req", "H2D", "H2D bytes", "D2H", "D2H bytes");
@@ -297,12 +297,25 @@ int run_step_bench(const StepBenchOptions& options) {
     const nn::UNetConfig unet_config = options.small_shapes ? tiny_unet_config() : nn::UNetConfig{};
     nn::UNet unet(unet_config, init), unet_recorded(unet_config, copies_init);
     unet_recorded.load_state_dict(unet.state_dict());
+    // The same U-Net on bfloat16 activations (model.activations = "bfloat16"), from the same weights:
+    // its loss after the counted steps sits beside the float32 rows'.
+    nn::UNetConfig half_config = unet_config;
+    half_config.bfloat16_activations = true;
+    Generator half_init(7);
+    nn::UNet half_unet(half_config, half_init), half_recorded(half_config, half_init);
+    half_unet.load_state_dict(unet.state_dict());
+    half_recorded.load_state_dict(unet.state_dict());
     RandomImages images(unet_batch, options.small_shapes ? 8 : 28);
     const std::string unet_name = options.small_shapes ? "tiny U-Net" : "U-Net";
     print_row(measure(unet_name, unet, images, unet_batch, device, options, false), counters_apply);
     if (device == Device::CUDA) {
       print_row(measure(unet_name + ", graph", unet_recorded, images, unet_batch, device, options, true), true);
       print_unconditional_sampling(unet, unet_batch, options.small_shapes ? 8 : 28, options);
+      // bfloat16 activations, eager and recorded (CUDA only: the CPU's bfloat16 layers are the
+      // reference, not a fast path).
+      print_row(measure("bf16-act " + unet_name, half_unet, images, unet_batch, device, options, false), true);
+      print_row(measure("bf16-act " + unet_name + ", graph", half_recorded, images, unet_batch, device, options, true),
+                true);
     }
     std::fflush(stdout);
 

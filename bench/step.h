@@ -15,7 +15,8 @@
 //
 // On CUDA it then samples with the trained U-Net (Euler, a chunk of the batch's size), eagerly and
 // through a recorded graph replayed per chunk (flow/captured_solve.h), and prints both per chunk.
-// Last, the same U-Net class-conditional (10 classes, label dropout 0.1), eager and ", graph": its
+// Then the U-Net on bfloat16 activations (model.activations = "bfloat16"), eager and ", graph" (CUDA
+// only). Last, the same U-Net class-conditional (10 classes, label dropout 0.1), eager and ", graph": its
 // labels, too, kept on the device and made inside the recording; then its guided sampling (w = 1),
 // eager and recorded, the labels set per chunk in the device buffer the field reads.
 //

@@ -1,8 +1,9 @@
 // tests/test_flow_recorded_step.cpp — the training step's forward and backward pass recorded as a
 // CUDA graph and replayed (FlowTrainer, TrainerOptions::record_steps; flow/trainer.cpp):
-//   * the moons MLP (points drawn on the device) and a tiny U-Net (images on the device) train bitwise
-//     as with every step eager: the same loss at every step, the same weights and EMA weights at the
-//     end; every step but the first is replayed, and a replayed step launches a fraction of the kernels;
+//   * the moons MLP (points drawn on the device) and a tiny U-Net (images on the device; float32 or
+//     bfloat16 activations) train bitwise as with every step eager: the same loss at every step, the
+//     same weights and EMA weights at the end; every step but the first is replayed, and a replayed
+//     step launches a fraction of the kernels;
 //   * the same with the optimiser's reference path, whose clipping replaces the gradient slots
 //     between replays (they are put back before each replay), reading every step or only the last;
 //   * a step that cannot be recorded runs eagerly with the same numbers: a path that reads its times
@@ -302,6 +303,20 @@ TEST_CASE("a recorded U-Net step replays bitwise the eager step", "[gpu]") {
       [] {
         Generator init(5);
         return std::make_unique<nn::UNet>(nn::UNetConfig::tiny(), init);
+      },
+      [] { return std::make_unique<DeviceImages>(); }, 4);
+}
+
+TEST_CASE("a recorded step of a U-Net on bfloat16 activations replays bitwise the eager step", "[gpu][bfloat16]") {
+  FM_REQUIRE_GPU();
+  // model.activations = "bfloat16": every layer's output, attention's included, is a bfloat16 tensor
+  // made inside the recording; the parameters, gradients and optimiser state stay float32.
+  require_recorded_equals_eager(
+      [] {
+        Generator init(5);
+        nn::UNetConfig config = nn::UNetConfig::tiny();
+        config.bfloat16_activations = true;
+        return std::make_unique<nn::UNet>(config, init);
       },
       [] { return std::make_unique<DeviceImages>(); }, 4);
 }
