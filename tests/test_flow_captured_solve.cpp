@@ -1,6 +1,7 @@
 // tests/test_flow_captured_solve.cpp — sampling through a recorded solve (flow/captured_solve.h):
-//   * chunk after chunk, a tiny U-Net's Euler and RK4 solves replayed from the graph are bitwise the
-//     eager solves, and a replayed chunk costs the host one graph launch, not a launch per kernel;
+//   * chunk after chunk, a tiny U-Net's Euler and RK4 solves (and Euler on bfloat16 activations)
+//     replayed from the graph are bitwise the eager solves, and a replayed chunk costs the host one
+//     graph launch, not a launch per kernel;
 //   * a chunk of another shape (the last, shorter one), dopri5 and the CPU are solved eagerly, correctly;
 //   * a guided solve of a class-conditional U-Net, its labels set per chunk in a device buffer
 //     (flow/guidance.h's GuidanceLabels), is recorded and replayed with each chunk's labels;
@@ -33,9 +34,11 @@ Tensor noise_chunk(std::int64_t n, std::uint64_t seed) {
 }
 
 // Solves chunks of noise through a CapturedSolve and eagerly; every chunk must give the same bits.
-void require_replays_equal_eager(const FixedStepSolver& solver) {
+void require_replays_equal_eager(const FixedStepSolver& solver, bool bfloat16_activations = false) {
   Generator init(5);
-  nn::UNet unet(nn::UNetConfig::tiny(), init);
+  nn::UNetConfig config = nn::UNetConfig::tiny();
+  config.bfloat16_activations = bfloat16_activations;
+  nn::UNet unet(config, init);
   unet.to(Device::CUDA);
   unet.eval();
   const VelocityField field =
@@ -72,6 +75,12 @@ TEST_CASE("a recorded Euler solve of a U-Net replays chunk after chunk bitwise a
 TEST_CASE("a recorded RK4 solve of a U-Net replays chunk after chunk bitwise as the eager solve", "[gpu]") {
   FM_REQUIRE_GPU();
   require_replays_equal_eager(RK4Solver(1));
+}
+
+TEST_CASE("a recorded Euler solve of a U-Net on bfloat16 activations replays bitwise as the eager solve",
+          "[gpu][bfloat16]") {
+  FM_REQUIRE_GPU();
+  require_replays_equal_eager(EulerSolver(2), true);
 }
 
 TEST_CASE("a recorded guided solve of a conditional U-Net reads each chunk's labels from the device", "[gpu]") {
