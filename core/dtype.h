@@ -32,6 +32,10 @@ inline const char* dtype_name(DType dtype) {
   }
   return "?";
 }
+// The type an op computes in for `dtype` elements, and keeps beside them what must not be rounded to
+// the activations' width (parameters, statistics, log-sum-exps): float32 for bfloat16, the type
+// itself otherwise.
+inline DType compute_dtype(DType dtype) { return dtype == DType::BFloat16 ? DType::Float32 : dtype; }
 inline const char* device_name(Device device) { return device == Device::CPU ? "cpu" : "cuda"; }
 
 // Maps a C++ element type to its DType (used by templated accessors).

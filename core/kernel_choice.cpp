@@ -34,6 +34,11 @@ const char* kernel_impl_name(KernelImpl impl) {
   return impl == KernelImpl::Custom ? "custom" : "library";
 }
 
+void require_project_kernels_for_bf16(const char* op, const char* library) {
+  FM_CHECK(kernel_impl() != KernelImpl::Library, DTypeError, op, ": the library kernels (", library,
+           ") take float32 tensors; bfloat16 activations run on the project's kernels (kernels = custom)");
+}
+
 namespace {
 std::optional<Precision>& current_precision() {
   static std::optional<Precision> precision;

@@ -17,6 +17,9 @@ KernelImpl kernel_impl();  // first call reads FM_KERNELS (default custom)
 void set_kernel_impl(KernelImpl impl);
 KernelImpl parse_kernel_impl(const std::string& name);  // throws ConfigError on anything else
 const char* kernel_impl_name(KernelImpl impl);
+// bfloat16 tensors run on the project's kernels only: the libraries' entry points here take float32.
+// Throws a DTypeError naming `op` and the `library` (cuDNN, cuBLAS) when kernels = library.
+void require_project_kernels_for_bf16(const char* op, const char* library);
 
 // The arithmetic of matrix products on CUDA: strict FP32 (the default; the CPU reference's precision),
 // TF32 tensor cores (inputs rounded to 10 mantissa bits, FP32 accumulation; about 2^-10 relative

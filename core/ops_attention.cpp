@@ -19,18 +19,6 @@
 
 namespace fm {
 
-namespace {
-
-// bfloat16 attention runs on the project's flash kernels only (the unfused version's cuBLAS GEMMs and
-// softmax take float32 here).
-void require_project_kernels(const char* op) {
-  FM_CHECK(kernel_impl() != KernelImpl::Library, DTypeError, op,
-           ": the library attention (cuBLAS) takes float32 tensors; bfloat16 activations run on the project's "
-           "kernels (kernels = custom)");
-}
-
-}  // namespace
-
 Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in) {
   const char* op = "scaled_dot_product_attention";
   for (const Tensor* t : {&q_in, &k_in, &v_in})
@@ -45,8 +33,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   Tensor q = q_in.detach().contiguous(), k = k_in.detach().contiguous(), v = v_in.detach().contiguous();
   Tensor o = Tensor::empty(q.shape(), q.dtype(), q.device());
   // The log-sum-exp in the compute type: float for bfloat16 activations.
-  const DType lse_dtype = q.dtype() == DType::BFloat16 ? DType::Float32 : q.dtype();
-  Tensor lse = Tensor::empty({B, H, L}, lse_dtype, q.device());
+  Tensor lse = Tensor::empty({B, H, L}, compute_dtype(q.dtype()), q.device());
   // T: the activations' element type; P: lse's and the scale's (float for bfloat16).
   dispatch_kernel<CpuTypesWithBf16, CudaTypesWithBf16>(
       op, q.device(), q.dtype(),
@@ -59,7 +46,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
       [&](auto type) {
         using T = element_type<decltype(type)>;
         if constexpr (std::is_same_v<T, bf16>) {
-          require_project_kernels(op);
+          require_project_kernels_for_bf16(op, "cuBLAS");
           kernels::attention_forward_cuda_flash(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(),
                                                 lse.data<float>(), B, H, L, D, float(scale));
         } else if (kernel_impl() == KernelImpl::Library) {
@@ -92,7 +79,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
         [&](auto type) {
           using T = element_type<decltype(type)>;
           if constexpr (std::is_same_v<T, bf16>) {
-            require_project_kernels(op);
+            require_project_kernels_for_bf16(op, "cuBLAS");
             kernels::attention_backward_cuda_flash(q.data<T>(), k.data<T>(), v.data<T>(), o_saved.data<T>(),
                                                    g.data<T>(), lse.data<float>(), dq.data<T>(), dk.data<T>(),
                                                    dv.data<T>(), B, H, L, D, float(scale));

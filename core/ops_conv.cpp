@@ -28,7 +28,7 @@ void check_conv_args(const char* op, const Tensor& x, const Tensor& weight, cons
                       std::string(op) == "conv2d" ? "(out, in, kh, kw)" : "(in, out, kh, kw)");
   FM_CHECK(x.device() == weight.device(), DeviceError, op, ": input on ", device_name(x.device()),
            ", weight on ", device_name(weight.device()));
-  const DType parameter_dtype = x.dtype() == DType::BFloat16 ? DType::Float32 : x.dtype();
+  const DType parameter_dtype = compute_dtype(x.dtype());
   FM_CHECK(weight.dtype() == parameter_dtype, DTypeError, op, ": a ", dtype_name(x.dtype()), " input takes a ",
            dtype_name(parameter_dtype), " weight, got ", dtype_name(weight.dtype()));
   if (bias.defined()) {
@@ -88,6 +88,9 @@ void backward_weight_cpu(const T* x, const T* dy, P* dw, P* db, const ConvTransp
 kernels::CudnnAlgorithms cudnn_algorithms() {
   return precision() == Precision::FP32 ? kernels::CudnnAlgorithms::SpatialFp32 : kernels::CudnnAlgorithms::SpatialTf32;
 }
+template <typename Params> constexpr const char* conv_op_name() {
+  return std::is_same_v<Params, Conv2dParams> ? "conv2d" : "conv_transpose2d";
+}
 template <typename Fn> Fn pick(Fn fp32, Fn tf32, Fn bf16_math) {
   switch (precision()) {
     case Precision::TF32: return tf32;
@@ -95,12 +98,6 @@ template <typename Fn> Fn pick(Fn fp32, Fn tf32, Fn bf16_math) {
     case Precision::FP32: break;
   }
   return fp32;
-}
-// bfloat16 activations run the project's kernels (bf16 overloads, no precision choice); cuDNN's here
-// take float32 tensors only.
-void require_project_kernels(const char* op) {
-  FM_CHECK(!use_library(), DTypeError, op, ": the library (cuDNN) convolutions take float32 tensors; bfloat16 "
-           "activations run on the project's kernels (kernels = custom)");
 }
 template <typename T> void forward_cuda_float(const T* x, const T* w, const T* b, T* y, const Conv2dParams& p) {
   if (use_library()) return kernels::conv2d_forward_cudnn_with(cudnn_algorithms(), x, w, b, y, p);
@@ -140,7 +137,7 @@ void backward_weight_cuda_float(const T* x, const T* dy, T* dw, T* db, const Con
 template <typename T, typename P, typename Params>
 void forward_cuda(const T* x, const P* w, const P* b, T* y, const Params& p) {
   if constexpr (std::is_same_v<T, bf16>) {
-    require_project_kernels(std::is_same_v<Params, Conv2dParams> ? "conv2d" : "conv_transpose2d");
+    require_project_kernels_for_bf16(conv_op_name<Params>(), "cuDNN");
     if constexpr (std::is_same_v<Params, Conv2dParams>)
       kernels::conv2d_forward_cuda(x, w, b, y, p);
     else
@@ -152,7 +149,7 @@ void forward_cuda(const T* x, const P* w, const P* b, T* y, const Params& p) {
 template <typename T, typename P, typename Params>
 void backward_input_cuda(const T* dy, const P* w, T* dx, const Params& p) {
   if constexpr (std::is_same_v<T, bf16>) {
-    require_project_kernels(std::is_same_v<Params, Conv2dParams> ? "conv2d" : "conv_transpose2d");
+    require_project_kernels_for_bf16(conv_op_name<Params>(), "cuDNN");
     if constexpr (std::is_same_v<Params, Conv2dParams>)
       kernels::conv2d_backward_input_cuda(dy, w, dx, p);
     else
@@ -164,7 +161,7 @@ void backward_input_cuda(const T* dy, const P* w, T* dx, const Params& p) {
 template <typename T, typename P, typename Params>
 void backward_weight_cuda(const T* x, const T* dy, P* dw, P* db, const Params& p) {
   if constexpr (std::is_same_v<T, bf16>) {
-    require_project_kernels(std::is_same_v<Params, Conv2dParams> ? "conv2d" : "conv_transpose2d");
+    require_project_kernels_for_bf16(conv_op_name<Params>(), "cuDNN");
     if constexpr (std::is_same_v<Params, Conv2dParams>)
       kernels::conv2d_backward_weight_cuda(x, dy, dw, db, p);
     else

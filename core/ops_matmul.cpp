@@ -135,9 +135,7 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, const Tensor& bias = Ten
                                             stride_a, b_data, B.ld, stride_b, float(beta), c.data<TC>(), n, stride_c);
           },
           [&](auto) {
-            FM_CHECK(kernel_impl() != KernelImpl::Library, DTypeError,
-                     "matmul: the library (cuBLAS) products take float32 tensors; bfloat16 ones run on the "
-                     "project's kernels (kernels = custom)");
+            require_project_kernels_for_bf16("matmul", "cuBLAS");
             kernels::gemm_batched_mixed_cuda(int(batch), A.transposed, B.transposed, m, n, k, 1.f, a_data, A.ld,
                                              stride_a, b_data, B.ld, stride_b, float(beta), c.data<TC>(), n, stride_c);
           });

@@ -31,7 +31,7 @@ GroupNormDims check_group_norm(const char* op, const Tensor& x, int groups, cons
   internal::check_same_dtype_device(op, {&weight, &bias});
   FM_CHECK(x.device() == weight.device(), DeviceError, op, ": input on ", device_name(x.device()),
            ", weight on ", device_name(weight.device()));
-  const DType parameter_dtype = x.dtype() == DType::BFloat16 ? DType::Float32 : x.dtype();
+  const DType parameter_dtype = compute_dtype(x.dtype());
   FM_CHECK(weight.dtype() == parameter_dtype, DTypeError, op, ": a ", dtype_name(x.dtype()), " input takes ",
            dtype_name(parameter_dtype), " weight and bias, got ", dtype_name(weight.dtype()));
   FM_CHECK(weight.dim() == 1 && weight.size(0) == C && bias.dim() == 1 && bias.size(0) == C, ShapeError,

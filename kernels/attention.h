@@ -93,8 +93,8 @@ void attention_backward_cuda_flash(const float* q, const float* k, const float* 
 // bfloat16 tensor cores (sm_80 or newer): tiles are loaded without a conversion, O, dQ, dK and dV are
 // rounded once as they are stored, dQ's key-tile shares are summed in float. Sequences too long for the
 // tensor-core backward (attention_tensor_core_backward_runs) widen the inputs into float buffers, run
-// the FP32 backward and round its results: scratch of 8 float tensors of q's size (16× one bfloat16
-// tensor) for the call, on the one path where L is large.
+// the FP32 backward and round its results: scratch of 7 float tensors of q's size (14× one bfloat16
+// tensor; O is not widened) for the call, on the one path where L is large.
 void attention_forward_cuda_flash(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, int B, int H,
                                   int L, int D, float scale);
 void attention_backward_cuda_flash(const bf16* q, const bf16* k, const bf16* v, const bf16* o, const bf16* dout,

@@ -514,7 +514,7 @@ TEST_CASE("cuda: convolutions on bfloat16 activations match the CPU on the bfloa
   const KernelImpl before = kernel_impl();
   set_kernel_impl(KernelImpl::Library);
   Tensor x = random_bf16({1, 2, 4, 4}, 38).to(Device::CUDA), w = Tensor::zeros({3, 2, 3, 3}, DType::Float32, Device::CUDA);
-  CHECK_THROWS_WITH(conv2d(x, w, Tensor(), 1, 1), Catch::Contains("the library (cuDNN) convolutions take float32 tensors"));
+  CHECK_THROWS_WITH(conv2d(x, w, Tensor(), 1, 1), Catch::Contains("conv2d: the library kernels (cuDNN) take float32 tensors"));
   set_kernel_impl(before);
 }
 
@@ -591,5 +591,10 @@ TEST_CASE("cuda: Linear layers on bfloat16 activations match the CPU on the bflo
     double scale = 0;
     for (double v : want) scale = std::max(scale, std::abs(v));
     FM_REQUIRE_CLOSE(got.data(), want.data(), got.size(), scale * tolerances[k][0], tolerances[k][1]);
-  }
+  }  // The library products (cuBLAS) take float32 tensors here: bfloat16 is refused by name.
+  const KernelImpl before = kernel_impl();
+  set_kernel_impl(KernelImpl::Library);
+  CHECK_THROWS_WITH(linear(x.to(Device::CUDA), w.to(Device::CUDA), b.to(Device::CUDA)),
+                    Catch::Contains("matmul: the library kernels (cuBLAS) take float32 tensors"));
+  set_kernel_impl(before);
 }

@@ -164,7 +164,7 @@ TEST_CASE("cuda: attention on bfloat16 activations through the op, and the libra
   set_kernel_impl(KernelImpl::Library);
   Tensor qd = q.to(Device::CUDA);
   CHECK_THROWS_WITH(scaled_dot_product_attention(qd, qd, qd),
-                    Catch::Contains("the library attention (cuBLAS) takes float32 tensors"));
+                    Catch::Contains("scaled_dot_product_attention: the library kernels (cuBLAS) take float32 tensors"));
   set_kernel_impl(before);
 }
 #endif  // FM_WITH_CUDA

@@ -718,11 +718,17 @@ void attention_backward_cuda_flash(const float* q, const float* k, const float* 
   const int BH = B * H;
   if (BH == 0) return;
   float* row_dot = attention_row_dots(dout, o, std::int64_t(BH) * L, D);
+  attention_backward_fp32_with_row_dots(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
+  cuda_free(row_dot);  // stream-ordered reuse by the caching allocator: no sync needed
+}
+
+void attention_backward_fp32_with_row_dots(const float* q, const float* k, const float* v, const float* dout,
+                                           const float* lse, const float* row_dot, float* dq, float* dk, float* dv,
+                                           int BH, int L, int D, float scale) {
   if (D <= 16) launch_backward<16>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
   else if (D <= 32) launch_backward<32>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
   else if (D <= 64) launch_backward<64>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
   else launch_backward<128>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
-  cuda_free(row_dot);  // stream-ordered reuse by the caching allocator: no sync needed
 }
 
 }  // namespace fm::kernels

@@ -39,6 +39,13 @@ constexpr int kMaxDqPartialTiles = kAttentionMaxDqPartialTiles;  // (kernels/att
 template <typename T>
 float* attention_row_dots(const T* dout, const T* o, std::int64_t rows, int D);
 
+// The FP32 kernels' backward from precomputed row dots (attention_row_dots), for BH = B·H > 0 heads of
+// sizes already checked (check_flash_sizes): the float entry, and the bfloat16 entry's long-sequence
+// fallback, whose row dots come from its bfloat16 dO and O without widening O.
+void attention_backward_fp32_with_row_dots(const float* q, const float* k, const float* v, const float* dout,
+                                           const float* lse, const float* row_dot, float* dq, float* dk, float* dv,
+                                           int BH, int L, int D, float scale);
+
 // dq[i] = Σ_t partial[t·size + i], t = 0, 1, …, tiles − 1 in that order (the same bits on every run), in
 // float; T = float or bf16 (rounded once).
 template <typename T>

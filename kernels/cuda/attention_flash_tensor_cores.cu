@@ -460,6 +460,16 @@ void backward_for_head_dim(const A* q, const A* k, const A* v, const A* dout, co
   else launch_backward<Inputs, 128>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
 }
 
+// The tensor-core backward of both activation types: the row dots D_i = rowsum(dO * O) (float), then
+// the kernels for the head dimension.
+template <class Inputs, typename A>
+void backward_on_tensor_cores(const A* q, const A* k, const A* v, const A* o, const A* dout, const float* lse, A* dq,
+                              A* dk, A* dv, int BH, int L, int D, float scale) {
+  float* row_dot = attention_row_dots(dout, o, std::int64_t(BH) * L, D);
+  backward_for_head_dim<Inputs>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
+  cuda_free(row_dot);  // stream-ordered reuse by the caching allocator: no sync needed
+}
+
 // A contiguous conversion of n elements on cuda_stream() (the elementwise kernels' convert).
 template <typename From, typename To>
 void convert_contiguous(const From* x, To* y, std::int64_t n) {
@@ -491,11 +501,8 @@ void attention_backward_cuda_flash(const float* q, const float* k, const float* 
   check_flash_sizes("attention_backward_cuda_flash", B, H, L, D);
   const int BH = B * H;
   if (BH == 0) return;
-  float* row_dot = attention_row_dots(dout, o, std::int64_t(BH) * L, D);
-  if (math == GemmMath::Tf32)
-    backward_for_head_dim<Tf32Inputs>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
-  else backward_for_head_dim<Bf16Inputs>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
-  cuda_free(row_dot);  // stream-ordered reuse by the caching allocator: no sync needed
+  if (math == GemmMath::Tf32) backward_on_tensor_cores<Tf32Inputs>(q, k, v, o, dout, lse, dq, dk, dv, BH, L, D, scale);
+  else backward_on_tensor_cores<Bf16Inputs>(q, k, v, o, dout, lse, dq, dk, dv, BH, L, D, scale);
 }
 
 void attention_forward_cuda_flash(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, int B, int H,
@@ -514,25 +521,26 @@ void attention_backward_cuda_flash(const bf16* q, const bf16* k, const bf16* v, 
   if (BH == 0) return;
   const std::int64_t n = std::int64_t(BH) * L * D;
   if (!attention_tensor_core_backward_runs(L, D)) {
-    // Long sequences: the FP32 kernels on widened copies (exact), each gradient rounded once.
-    float* inputs = static_cast<float*>(cuda_malloc(std::size_t(n) * 8 * sizeof(float)));
-    float *q32 = inputs, *k32 = q32 + n, *v32 = k32 + n, *o32 = v32 + n, *dout32 = o32 + n;
+    // Long sequences: the FP32 kernels on widened copies (exact), each gradient rounded once. The row
+    // dots D_i come from the bfloat16 dO and O directly (widening is exact: the same sums), so O is
+    // never widened.
+    float* row_dot = attention_row_dots(dout, o, n / D, D);
+    float* scratch = static_cast<float*>(cuda_malloc(std::size_t(n) * 7 * sizeof(float)));
+    float *q32 = scratch, *k32 = q32 + n, *v32 = k32 + n, *dout32 = v32 + n;
     float *dq32 = dout32 + n, *dk32 = dq32 + n, *dv32 = dk32 + n;
     convert_contiguous(q, q32, n);
     convert_contiguous(k, k32, n);
     convert_contiguous(v, v32, n);
-    convert_contiguous(o, o32, n);
     convert_contiguous(dout, dout32, n);
-    attention_backward_cuda_flash(q32, k32, v32, o32, dout32, lse, dq32, dk32, dv32, B, H, L, D, scale);
+    attention_backward_fp32_with_row_dots(q32, k32, v32, dout32, lse, row_dot, dq32, dk32, dv32, BH, L, D, scale);
     convert_contiguous(dq32, dq, n);
     convert_contiguous(dk32, dk, n);
     convert_contiguous(dv32, dv, n);
-    cuda_free(inputs);
+    cuda_free(scratch);
+    cuda_free(row_dot);
     return;
   }
-  float* row_dot = attention_row_dots(dout, o, n / D, D);
-  backward_for_head_dim<Bf16Inputs>(q, k, v, dout, lse, row_dot, dq, dk, dv, BH, L, D, scale);
-  cuda_free(row_dot);
+  backward_on_tensor_cores<Bf16Inputs>(q, k, v, o, dout, lse, dq, dk, dv, BH, L, D, scale);
 }
 
 }  // namespace fm::kernels
