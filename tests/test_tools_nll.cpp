@@ -2,7 +2,8 @@
 // checkpoints: finite numbers with a standard error, exact and Hutchinson divergences agreeing within
 // the probes' standard error, the normalisation's Jacobian, the 8-gaussians entropy against its
 // closed-form value, the CSV, dopri5, bits per dimension of a zero field against its closed form (the
-// dequantisation and the D·log 128 constant), the caller's model left as it was, a run going on from
+// dequantisation and the D·log 128 constant), a conditional model's NLL given each point's mode against
+// H(X | Y) and its null class's, the caller's model left as it was, a run going on from
 // its progress file (tools/nll_progress.h) with the uninterrupted run's bits, and bad flags, checkpoints
 // and progress files refused with one-line errors.
 #include <catch2/catch.hpp>
@@ -19,6 +20,7 @@
 #include "core/random.h"
 #include "tools/checkpoint_model.h"
 #include "tools/config.h"
+#include "flow/model_fn.h"
 #include "tools/nll_eval.h"
 
 #include "fmtrain_runs.h"
@@ -168,6 +170,54 @@ TEST_CASE("as 8-gaussians training goes on the NLL falls toward the data entropy
   REQUIRE(nll[2] - entropy < 0.5 * (nll[0] - entropy));
 }
 
+TEST_CASE("a class-conditional 8-gaussians model given each point's mode has an NLL near H(X | Y) and its null class at least log 8 above",
+          "[tools][nll]") {
+  // Given its mode y a point of 8 gaussians is one Gaussian, so H(X | Y) = log(2πe·σ²) in closed form,
+  // log 8 below H(X) (the modes, 15 σ apart, barely overlap: log p(y | x) ≈ 0 on the data). A trained
+  // conditional flow's NLL given the labels approaches H(X | Y) from above (KL(data ‖ model | y) ≥ 0).
+  // On the same points, NLL(null) − NLL(given y) = KL(null) − KL(given y) + log 8 per point on average,
+  // and KL(null) ≥ 0: so the gap is at least log 8 − KL(given y). Wrong labels would make KL(given y)
+  // large, and labels ignored would make the gap 0. (The null class sees a tenth of the training,
+  // train.label_dropout = 0.1, and is further from its floor: its KL is about 1.3 nats here.)
+  // Training: configs/8gaussians_cond.json (3000 steps, a few seconds).
+  const fs::path dir = scratch_dir("conditional");
+  REQUIRE(fm::test::train_run(fs::path(FM_SOURCE_DIR) / "configs" / "8gaussians_cond.json", dir / "run") == 0);
+  const std::string checkpoint = (dir / "run" / "checkpoint.safetensors").string();
+  fm::tools::CheckpointModel loaded = fm::tools::load_checkpoint_model(checkpoint, fm::Device::CPU, "ema");
+  const std::vector<std::string> flags{checkpoint, "--n", "1000", "--steps", "20", "--device", "cpu"};
+  const fm::tools::NllEvalResult null_class = fm::tools::evaluate_nll(loaded, parse(flags));
+  std::vector<std::string> label_flags = flags;
+  label_flags.insert(label_flags.end(), {"--condition", "label"});
+  const fm::tools::NllEvalResult given = fm::tools::evaluate_nll(loaded, parse(label_flags));
+  REQUIRE(given.given_label);
+  REQUIRE(given.to_json()["condition"] == "label");
+  REQUIRE(null_class.to_json()["condition"] == "null");
+
+  const double sigma = 0.1, closed_form = std::log(2 * std::numbers::pi * std::exp(1.0) * sigma * sigma);
+  INFO("given the mode: NLL " << given.nll << " +- " << given.nll_se << ", H(X | Y) " << given.entropy << " +- "
+                              << given.entropy_se << " (closed form " << closed_form << "), KL " << given.kl << " +- "
+                              << given.kl_se << "; null class: NLL " << null_class.nll << ", H(X) " << null_class.entropy);
+  REQUIRE(given.entropy_known);
+  CHECK(std::abs(given.entropy - closed_form) <= 4 * given.entropy_se);
+  CHECK(std::abs(null_class.entropy - given.entropy - std::log(8.0)) <= 4 * std::hypot(null_class.entropy_se, given.entropy_se));
+  CHECK(given.kl >= -4 * given.kl_se);
+  // Close to the floor: within a tenth of a nat (the 3000-step model; the unconditional test's
+  // model of the same size and length gets as close).
+  CHECK(given.kl < 0.1);
+  // The same points in both runs: the difference is paired, per point.
+  std::vector<double> gap;
+  for (std::size_t i = 0; i < given.per_example_nll.size(); ++i)
+    gap.push_back(null_class.per_example_nll[i] - given.per_example_nll[i]);
+  double mean = 0, squares = 0;
+  for (double g : gap) mean += g / double(gap.size());
+  for (double g : gap) squares += (g - mean) * (g - mean);
+  const double gap_se = std::sqrt(squares / double(gap.size() - 1) / double(gap.size()));
+  INFO("null-class NLL minus NLL given the mode, per point: mean " << mean << " +- " << gap_se << " (log 8 = "
+                                                                  << std::log(8.0) << ")");
+  CHECK(null_class.kl >= -4 * null_class.kl_se);
+  CHECK(mean >= std::log(8.0) - given.kl - 4 * gap_se);
+}
+
 TEST_CASE("fmeval nll on an image model gives bits per dimension with a standard error", "[tools][nll]") {
   const fs::path t10k = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
   if (!fs::exists(t10k)) {
@@ -205,6 +255,61 @@ TEST_CASE("fmeval nll on an image model gives bits per dimension with a standard
     REQUIRE(whole.per_example_nll[i] == Approx(result.per_example_nll[i]).epsilon(1e-5));
   request.data_dir = (dir / "nowhere").string();
   REQUIRE_THROWS_WITH(fm::tools::evaluate_nll(loaded, request), Catch::Contains("t10k-images-idx3-ubyte.gz"));
+}
+
+TEST_CASE("fmeval nll --condition label evaluates each image given its own t10k label", "[tools][nll][conditional]") {
+  const fs::path data_dir = "/usr/share/datasets/fashion-mnist";
+  if (!fs::exists(data_dir / "t10k-labels-idx1-ubyte.gz")) {
+    WARN("SKIPPED: " << data_dir.string() << " has no t10k files (install dataset-fashion-mnist)");
+    if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);  // CTest shows "Skipped", not "Passed"
+    return;
+  }
+  // A tiny class-conditional U-Net trained for 2 steps: its class embedding is far from zero, so the
+  // label changes the velocity, which is all this needs.
+  const fs::path dir = scratch_dir("images_conditional");
+  Json config = {{"device", "cpu"},
+                 {"data", {{"name", "fashion_mnist"}, {"limit", 32}, {"labels", "train-labels-idx1-ubyte.gz"}}},
+                 {"model", {{"type", "unet"}, {"down_channels", {4, 4}}, {"mid_channels", {4, 4}}, {"down_sample", {true}},
+                            {"attention", {false}}, {"groups", 2}, {"num_heads", 1}, {"time_emb_dim", 8}, {"final_channels", 4},
+                            {"num_classes", 10}}},
+                 {"train", {{"steps", 2}, {"batch_size", 16}, {"checkpoint_every", 2}, {"log_every", 1}}},
+                 {"sample", {{"steps", 2}, {"n", 4}}}};
+  std::ofstream(dir / "config.json") << config.dump(2);
+  REQUIRE(fm::test::train_run(dir / "config.json", dir / "run") == 0);
+  const std::string checkpoint = (dir / "run" / "checkpoint.safetensors").string();
+  fm::tools::CheckpointModel loaded = fm::tools::load_checkpoint_model(checkpoint, fm::Device::CPU, "ema");
+  // Batches of 4: the second batch starts at example 4, so its labels must be taken from there.
+  const fm::tools::NllEvalRequest request =
+      parse({checkpoint, "--n", "6", "--batch", "4", "--steps", "2", "--device", "cpu", "--condition", "label"});
+  const fm::tools::NllEvalResult given = fm::tools::evaluate_nll(loaded, request);
+  fm::tools::NllEvalRequest null_request = request;
+  null_request.given_label = false;
+  const fm::tools::NllEvalResult null_class = fm::tools::evaluate_nll(loaded, null_request);
+  REQUIRE(given.per_example_nll.size() == 6);
+
+  // Each image alone, with the same dequantisation noise and probes, through its own label.
+  const std::vector<std::int32_t> labels = fm::tools::test_labels(data_dir.string(), 6);
+  const fm::Tensor images = fm::tools::dequantised_test_images(data_dir.string(), 6, {1, 28, 28}, request.seed);
+  fm::flow::LikelihoodOptions options = request.likelihood;
+  options.divergence = fm::flow::DivergenceMethod::Hutchinson;
+  options.seed = request.seed;
+  bool label_matters = false;
+  for (std::int64_t i = 0; i < 6; ++i) {
+    options.first_sample = i;
+    const std::vector<std::int32_t> own{labels[std::size_t(i)]};
+    fm::nn::VelocityModel& model = *loaded.model;
+    const fm::flow::VelocityField field = fm::flow::velocity_field_from_model(
+        [&model, own](const fm::Tensor& x, const fm::Tensor& t) { return model.forward(x, t, own); });
+    const double log_prob = fm::flow::log_likelihood(field, images.narrow(0, i, 1), options).log_prob.to_vector()[0];
+    INFO("example " << i << ", label " << own[0]);
+    REQUIRE(given.per_example_nll[std::size_t(i)] == Approx(-log_prob + 784 * std::log(128.0)).epsilon(1e-5));
+    label_matters = label_matters || std::abs(given.per_example_nll[std::size_t(i)] -
+                                              null_class.per_example_nll[std::size_t(i)]) > 1e-3;
+  }
+  REQUIRE(label_matters);
+  // The idx corpus has 8 t10k images: asking for more labels than the file holds is refused.
+  REQUIRE_THROWS_WITH(fm::tools::test_labels(FM_SOURCE_DIR "/tests/bad_inputs/idx/good", 9),
+                      Catch::Contains("is more than the 8 labels in"));
 }
 
 TEST_CASE("bits per dimension of a zero velocity field equal the Gaussian bound on the dequantised pixels",
@@ -300,6 +405,10 @@ TEST_CASE("fmeval nll refuses bad flags and a non-Gaussian source", "[tools][nll
   const fm::tools::NllEvalRequest ok = parse({"c", "--divergence", "hutchinson", "--probes", "3", "--probe", "gaussian"});
   REQUIRE(ok.likelihood.probes == 3);
   REQUIRE(ok.likelihood.probe == fm::flow::ProbeDistribution::Gaussian);
+  REQUIRE_FALSE(ok.given_label);
+  REQUIRE(parse({"c", "--condition", "label"}).given_label);
+  REQUIRE_FALSE(parse({"c", "--condition", "null"}).given_label);
+  REQUIRE_THROWS_WITH(parse({"c", "--condition", "class"}), Catch::StartsWith("--condition: got \"class\", expected null"));
 
   // A model whose source is a 2-D data set: its log-density is unknown, so the likelihood is refused.
   const fs::path checkpoint = tiny_checkpoint(scratch_dir("source"), "moons");
@@ -307,6 +416,10 @@ TEST_CASE("fmeval nll refuses bad flags and a non-Gaussian source", "[tools][nll
   loaded.config["data"]["source"] = "8gaussians";
   fm::tools::NllEvalRequest request = parse({checkpoint.string(), "--n", "10", "--device", "cpu"});
   REQUIRE_THROWS_WITH(fm::tools::evaluate_nll(loaded, request), Catch::Contains("known here only for \"gaussian\""));
+  // A density given a label needs a class-conditional model.
+  loaded.config["data"]["source"] = "gaussian";
+  request.given_label = true;
+  REQUIRE_THROWS_WITH(fm::tools::evaluate_nll(loaded, request), Catch::Contains("holds an unconditional model"));
 }
 
 TEST_CASE("fmeval nll goes on from its progress file with the numbers of an uninterrupted run", "[tools][nll][resume]") {

@@ -46,6 +46,7 @@ const char* const kNllUsage =
     "              [--solver euler|midpoint|heun|rk4|dopri5] [--steps 50] [--rtol 1e-5] [--atol 1e-5]\n"
     "              [--n N] [--batch 500] [--seed S]\n"
     "              [--weights auto|ema|raw] [--device auto|cpu|cuda] [--data-dir DIR] [--csv FILE]\n"
+    "              [--condition null|label]\n"
     "  The negative log-likelihood of held-out data under the model (instantaneous change of variables,\n"
     "  integrating x and the divergence from t = 1 back to t = 0): mean nats per example +- standard error.\n"
     "  2-D models: --n fresh draws of the run's data set (default 2000), in the data's own coordinates,\n"
@@ -58,7 +59,10 @@ const char* const kNllUsage =
     "  same command started again after a stop goes on from there (other settings are refused), with the\n"
     "  numbers of an uninterrupted run; the file is removed when FILE is written.\n"
     "  mpirun -np R fmeval nll ...: R ranks share the examples (dopri5: whole --batch batches); rank 0 prints\n"
-    "  and writes the same numbers as one process.\n";
+    "  and writes the same numbers as one process.\n"
+    "  A class-conditional model is evaluated with its null class (its unconditional density log p(x)),\n"
+    "  or with --condition label given each example's own class, log p(x | y): the t10k label of an image,\n"
+    "  the mode a 2-D point was drawn from (8 gaussians: next to the conditional entropy H(X | Y)).\n";
 
 namespace {
 
@@ -118,7 +122,15 @@ Tensor dequantised_test_images(const std::string& data_dir, std::int64_t n, cons
   return Tensor::from_vector(values, shape, DType::Float32);
 }
 
-bool toy_log_density(const Json& config, const Tensor& data_points, std::vector<double>& log_density, std::string& note) {
+std::vector<std::int32_t> test_labels(const std::string& data_dir, std::int64_t n) {
+  const std::string path = (std::filesystem::path(data_dir) / "t10k-labels-idx1-ubyte.gz").string();
+  const io::IdxLabels file = io::read_idx_labels(path);
+  FM_CHECK(n <= file.count, ConfigError, "--n: ", n, " is more than the ", file.count, " labels in ", path);
+  return std::vector<std::int32_t>(file.labels.begin(), file.labels.begin() + n);
+}
+
+bool toy_log_density(const Json& config, const Tensor& data_points, std::vector<double>& log_density, std::string& note,
+                     const std::vector<std::int32_t>* labels) {
   auto toy = build_toy_distribution(config);
   const auto* gaussians = dynamic_cast<const flow::EightGaussiansDistribution*>(toy.get());
   if (gaussians == nullptr || gaussians->std() <= 0) {
@@ -129,7 +141,21 @@ bool toy_log_density(const Json& config, const Tensor& data_points, std::vector<
   // definition, in data coordinates (as make_moons' are for moons), so no Jacobian enters here.
   const double sigma = gaussians->std(), radius = gaussians->radius();
   const std::vector<double> points = data_points.to_vector();
+  FM_CHECK(labels == nullptr || 2 * labels->size() == points.size(), ShapeError, "toy_log_density: ",
+           labels ? labels->size() : 0, " labels for ", points.size() / 2, " points");
+  const double gaussian_log_normaliser = -std::log(2.0 * std::numbers::pi * sigma * sigma);
   log_density.clear();
+  if (labels != nullptr) {
+    // log N(x; c_y, σ² I): class y is the Gaussian at angle 2πy/8 (flow/datasets2d.h).
+    for (std::size_t i = 0; i < labels->size(); ++i) {
+      const std::int32_t y = (*labels)[i];
+      FM_CHECK(y >= 0 && y < 8, ValueError, "toy_log_density: label ", y, " of point ", i, ", expected 0..7");
+      const double angle = 2.0 * std::numbers::pi * y / 8.0;
+      const double dx = points[2 * i] - radius * std::cos(angle), dy = points[2 * i + 1] - radius * std::sin(angle);
+      log_density.push_back(-0.5 * (dx * dx + dy * dy) / (sigma * sigma) + gaussian_log_normaliser);
+    }
+    return true;
+  }
   for (std::size_t i = 0; i + 1 < points.size(); i += 2) {
     double exponents[8], largest = -std::numeric_limits<double>::infinity();
     for (int k = 0; k < 8; ++k) {
@@ -140,21 +166,24 @@ bool toy_log_density(const Json& config, const Tensor& data_points, std::vector<
     }
     double sum = 0;
     for (double e : exponents) sum += std::exp(e - largest);
-    log_density.push_back(largest + std::log(sum) - std::log(8.0) - std::log(2.0 * std::numbers::pi * sigma * sigma));
+    log_density.push_back(largest + std::log(sum) - std::log(8.0) + gaussian_log_normaliser);
   }
   return true;
 }
 
 bool toy_entropy(const Json& config, std::int64_t samples, std::uint64_t seed, double& entropy, double& standard_error,
-                 std::string& note) {
+                 std::string& note, bool given_label) {
   Generator gen(seed);
   std::vector<double> log_density;
-  // sample() draws in the model's coordinates; the density is defined in the data's.
-  const Tensor points = samples_in_data_coordinates(build_toy_distribution(config)->sample(samples, gen, DType::Float64), config);
-  if (!toy_log_density(config, points, log_density, note)) return false;
+  // sample_labelled() draws in the model's coordinates (the points of sample(), with their classes);
+  // the density is defined in the data's.
+  const flow::ToyDistribution2D::LabelledPoints drawn =
+      build_toy_distribution(config)->sample_labelled(samples, gen, DType::Float64);
+  const Tensor points = samples_in_data_coordinates(drawn.points, config);
+  if (!toy_log_density(config, points, log_density, note, given_label ? &drawn.labels : nullptr)) return false;
   for (double& v : log_density) v = -v;
   std::tie(entropy, standard_error) = mean_and_standard_error(log_density);
-  note = cat("Monte-Carlo over ", samples, " draws of the mixture");
+  note = cat("Monte-Carlo over ", samples, " draws of the mixture", given_label ? " and their modes" : "");
   return true;
 }
 
@@ -178,22 +207,43 @@ NllEvalResult evaluate_nll(CheckpointModel& loaded, const NllEvalRequest& reques
   options.seed = request.seed;
 
   nn::VelocityModel& model = *loaded.model;
+  result.given_label = request.given_label;
+  FM_CHECK(!request.given_label || model.num_classes() > 0, ConfigError,
+           "--condition label: ", request.checkpoint, " holds an unconditional model (model.num_classes is 0); "
+           "only a class-conditional model has a density given a label");
   const EvaluationScope evaluation(model);
   const Device device = model.parameters().front().device();
 
   Tensor data;
+  std::vector<std::int32_t> labels;  // each example's own class (given_label only)
   if (result.images) {
     data = dequantised_test_images(request.data_dir, n, example_shape(loaded.config), request.seed);
+    if (request.given_label) labels = test_labels(request.data_dir, n);
   } else {
     Generator gen(request.seed);
-    data = build_toy_distribution(loaded.config)->sample(n, gen);
+    // The points of sample(n, gen), bit for bit, with the mode each was drawn from.
+    flow::ToyDistribution2D::LabelledPoints drawn = build_toy_distribution(loaded.config)->sample_labelled(n, gen);
+    data = drawn.points;
+    if (request.given_label) labels = std::move(drawn.labels);
     result.normalization_log_jacobian = 2.0 * std::log(data_normalization(loaded.config, loaded.metadata).scale);
   }
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    FM_CHECK(labels[i] >= 0 && labels[i] < model.num_classes(), ConfigError, "--condition label: example ", i,
+             " has class ", labels[i], ", but the model knows ", model.num_classes(), " classes (0..",
+             model.num_classes() - 1, ")");
   result.dims = data.numel() / n;
   const double d = double(result.dims);
 
-  flow::VelocityField field = flow::velocity_field_from_model(
-      [&model](const Tensor& x, const Tensor& t) { return model.forward(x, t); });
+  // The velocity of the examples [first, first + count): the null class (forward without labels), or
+  // their own classes.
+  const auto field_of = [&](std::int64_t first, std::int64_t count) {
+    if (!request.given_label)
+      return flow::velocity_field_from_model([&model](const Tensor& x, const Tensor& t) { return model.forward(x, t); });
+    std::vector<std::int32_t> piece_labels(labels.begin() + first, labels.begin() + first + count);
+    return flow::velocity_field_from_model([&model, piece_labels](const Tensor& x, const Tensor& t) {
+      return model.forward(x, t, piece_labels);
+    });
+  };
   // Examples finished in an earlier run (request.progress_file, nll_progress.h), NaN for the others.
   NllProgress state;
   state.values.assign(std::size_t(n), std::numeric_limits<double>::quiet_NaN());
@@ -217,7 +267,8 @@ NllEvalResult evaluate_nll(CheckpointModel& loaded, const NllEvalRequest& reques
                       {"atol", options.atol},
                       {"divergence", flow::divergence_method_name(options.divergence)},
                       {"probe", flow::probe_distribution_name(options.probe)},
-                      {"probes", options.probes}};
+                      {"probes", options.probes},
+                      {"condition", request.given_label ? "label" : "null"}};
     // Rank 0 reads the file (the one that writes it; other ranks may not see the same copy, or any)
     // and hands every rank what it holds, so all skip the same pieces.
     std::vector<double> indices, values;
@@ -268,8 +319,8 @@ NllEvalResult evaluate_nll(CheckpointModel& loaded, const NllEvalRequest& reques
     if (round < mine.size() && !state.finished(mine[round].begin, mine[round].end)) {
       const ItemRange piece = mine[round];
       options.first_sample = piece.begin;
-      flow::LikelihoodResult batch =
-          flow::log_likelihood(field, data.narrow(0, piece.begin, piece.count()).to(device), options);
+      flow::LikelihoodResult batch = flow::log_likelihood(field_of(piece.begin, piece.count()),
+                                                          data.narrow(0, piece.begin, piece.count()).to(device), options);
       nfe = batch.nfe;
       const std::vector<double> log_probs = batch.log_prob.to_vector();
       for (std::int64_t i = 0; i < piece.count(); ++i) {
@@ -304,14 +355,14 @@ NllEvalResult evaluate_nll(CheckpointModel& loaded, const NllEvalRequest& reques
     result.bpd = result.nll / (d * std::log(2.0));
     result.bpd_se = result.nll_se / (d * std::log(2.0));
   } else {
-    result.entropy_known =
-        toy_entropy(loaded.config, 200000, request.seed + 1, result.entropy, result.entropy_se, result.entropy_note);
+    result.entropy_known = toy_entropy(loaded.config, 200000, request.seed + 1, result.entropy, result.entropy_se,
+                                       result.entropy_note, request.given_label);
     // KL(p_data ‖ p_model) = E_data[log p_data − log p_model] ≥ 0 on the very points evaluated: paired,
     // so its standard error is far below that of NLL − entropy from two independent means.
     std::vector<double> log_density;
     std::string note;
     if (toy_log_density(loaded.config, samples_in_data_coordinates(data, loaded.config, loaded.metadata), log_density,
-                        note)) {
+                        note, request.given_label ? &labels : nullptr)) {
       std::vector<double> gap;
       for (std::size_t i = 0; i < log_density.size(); ++i) gap.push_back(result.per_example_nll[i] + log_density[i]);
       std::tie(result.kl, result.kl_se) = mean_and_standard_error(gap);
@@ -335,6 +386,7 @@ Json NllEvalResult::to_json() const {
   if (divergence == "hutchinson") j["probes"] = probes, j["probe"] = probe;
   if (solver == "dopri5") j.erase("steps"), j["rtol"] = rtol, j["atol"] = atol;
   if (images) j["bpd"] = bpd, j["bpd_se"] = bpd_se;
+  j["condition"] = given_label ? "label" : "null";
   if (resumed > 0) j["resumed"] = resumed;
   if (entropy_known) j["entropy"] = entropy, j["entropy_se"] = entropy_se, j["kl"] = kl, j["kl_se"] = kl_se;
   if (!images) j["entropy_note"] = entropy_note;
@@ -388,6 +440,10 @@ NllEvalRequest parse_nll_args(int argc, char** argv) {
   if (args.has("--csv") && dist::is_root())
     check_output_files({{"--csv", request.csv}}, {{"the checkpoint", request.checkpoint}});
   request.device = pick_device(args.get("--device", "auto"));
+  const std::string condition = args.get("--condition", "null");
+  FM_CHECK(condition == "null" || condition == "label", ConfigError, "--condition: got \"", condition,
+           "\", expected null (the unconditional density) or label (each example's own class)");
+  request.given_label = condition == "label";
   return request;
 }
 
@@ -411,7 +467,10 @@ int nll_command(int argc, char** argv) {
   std::printf("checkpoint %s (step %lld, %s weights), data %s\n", request.checkpoint.c_str(), (long long)r.checkpoint_step,
               loaded.ema_weights ? "EMA" : "raw", r.data.c_str());
   if (loaded.model->num_classes() > 0)
-    std::printf("note: a class-conditional model, evaluated with its null class (its unconditional density)\n");
+    std::printf(request.given_label
+                    ? "note: a class-conditional model, evaluated given each example's own class (log p(x | y))\n"
+                    : "note: a class-conditional model, evaluated with its null class (its unconditional density; "
+                      "--condition label for log p(x | y))\n");
   if (r.images) {
     std::printf("bits per dimension %.4f +- %.4f  (NLL %.2f +- %.2f nats per image, %lld t10k images, uniform "
                 "dequantisation; %s; %lld NFE, %.1f s)\n",
@@ -421,10 +480,10 @@ int nll_command(int argc, char** argv) {
                 (long long)r.n, how.c_str(), (long long)r.nfe_per_example, r.seconds);
     if (r.entropy_known)
     {
-      std::printf("data entropy %.4f +- %.4f nats  (%s): a perfect model's NLL\n", r.entropy, r.entropy_se,
-                  r.entropy_note.c_str());
-      std::printf("KL(data || model) %.4f +- %.4f nats  (NLL minus the data's log-density, on the same points)\n", r.kl,
-                  r.kl_se);
+      std::printf("data entropy%s %.4f +- %.4f nats  (%s): a perfect model's NLL\n",
+                  r.given_label ? " given the class, H(X | Y)," : "", r.entropy, r.entropy_se, r.entropy_note.c_str());
+      std::printf("KL(data || model%s) %.4f +- %.4f nats  (NLL minus the data's log-density, on the same points)\n",
+                  r.given_label ? " | class" : "", r.kl, r.kl_se);
     }
     else
       std::printf("data entropy %s\n", r.entropy_note.c_str());

@@ -64,7 +64,8 @@ inline const ToolFlags& fmeval_guidance_flags() {
 // `fmeval nll` (tools/nll_eval.h).
 inline const ToolFlags& fmeval_nll_flags() {
   static const ToolFlags flags{{"--checkpoint", "--divergence", "--probes", "--probe", "--solver", "--steps", "--rtol",
-                                "--atol", "--n", "--batch", "--seed", "--weights", "--device", "--data-dir", "--csv"},
+                                "--atol", "--n", "--batch", "--seed", "--weights", "--device", "--data-dir", "--csv",
+                                "--condition"},
                                {"--help"}};
   return flags;
 }
