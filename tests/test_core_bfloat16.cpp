@@ -591,7 +591,8 @@ TEST_CASE("cuda: Linear layers on bfloat16 activations match the CPU on the bflo
     double scale = 0;
     for (double v : want) scale = std::max(scale, std::abs(v));
     FM_REQUIRE_CLOSE(got.data(), want.data(), got.size(), scale * tolerances[k][0], tolerances[k][1]);
-  }  // The library products (cuBLAS) take float32 tensors here: bfloat16 is refused by name.
+  }
+  // The library products (cuBLAS) take float32 tensors here: bfloat16 is refused by name.
   const KernelImpl before = kernel_impl();
   set_kernel_impl(KernelImpl::Library);
   CHECK_THROWS_WITH(linear(x.to(Device::CUDA), w.to(Device::CUDA), b.to(Device::CUDA)),

@@ -267,8 +267,9 @@ NllEvalResult evaluate_nll(CheckpointModel& loaded, const NllEvalRequest& reques
                       {"atol", options.atol},
                       {"divergence", flow::divergence_method_name(options.divergence)},
                       {"probe", flow::probe_distribution_name(options.probe)},
-                      {"probes", options.probes},
-                      {"condition", request.given_label ? "label" : "null"}};
+                      {"probes", options.probes}};
+    // Only when not the default, so progress files made before --condition existed still go on.
+    if (request.given_label) state.settings["condition"] = "label";
     // Rank 0 reads the file (the one that writes it; other ranks may not see the same copy, or any)
     // and hands every rank what it holds, so all skip the same pieces.
     std::vector<double> indices, values;

@@ -65,6 +65,12 @@ void decode_nll_progress(const std::string& text, const std::string& path, NllPr
     FM_CHECK(was == json_text(value), ConfigError, path, " holds the progress of a run with ", key, " = ", was, ", not ",
              json_text(value), " as now: run with that setting to go on, or delete the file to start over");
   }
+  // A setting the file has and this run does not (a key added for a new option, kept out of the
+  // settings when the option is at its default, so older files still go on).
+  for (const auto& [key, value] : settings.items())
+    FM_CHECK(progress.settings.contains(key), ConfigError, path, " holds the progress of a run with ", key, " = ",
+             json_text(value), ", which this run does not set: run with that setting to go on, or delete the file to "
+             "start over");
   const Json &index = field("index"), &nll = field("nll"), &nfe = field("nfe"), &seconds = field("seconds");
   FM_CHECK(index.is_array() && nll.is_array() && index.size() == nll.size(), FormatError, path,
            ": \"index\" and \"nll\" must be arrays of the same length");
