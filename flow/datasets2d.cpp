@@ -165,6 +165,11 @@ kernels::ToyLaw EightGaussiansDistribution::law() const {
   return law;
 }
 
+std::array<double, 2> EightGaussiansDistribution::centre(int k) const {
+  const double angle = 2.0 * std::numbers::pi * k / 8.0;
+  return {radius_ * std::cos(angle), radius_ * std::sin(angle)};
+}
+
 std::int32_t EightGaussiansDistribution::class_of_point(double x, double y) const {
   // The centres share one radius, so the nearest centre is the nearest angle.
   const long nearest = std::lround(std::atan2(y, x) / (2.0 * std::numbers::pi / 8.0));

@@ -161,6 +161,10 @@ class EightGaussiansDistribution final : public ToyDistribution2D {
   std::int32_t class_of_point(double x, double y) const override;
   double radius() const { return radius_; }
   double std() const { return std_; }
+  // The centre of class k, radius·(cos 2πk/8, sin 2πk/8), in data coordinates, for closed-form
+  // densities. The sampler (kernels/toy_law.h's toy_point) computes its centres with its own exact
+  // quarter-turn sine and cosine, so the two agree to rounding, not bit for bit.
+  std::array<double, 2> centre(int k) const;
 
  private:
   double radius_, std_;

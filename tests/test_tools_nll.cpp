@@ -14,14 +14,18 @@
 #include <fstream>
 #include <limits>
 #include <numbers>
+#include <sstream>
+#include <string>
 
 #include "core/autograd.h"
 #include "core/io/idx.h"
 #include "core/kernel_choice.h"
 #include "core/random.h"
+#include "kernels/runtime.h"
+#include "flow/model_fn.h"
 #include "tools/checkpoint_model.h"
 #include "tools/config.h"
-#include "flow/model_fn.h"
+#include "tools/eval_classifier.h"
 #include "tools/nll_eval.h"
 #include "tools/nll_progress.h"
 
@@ -50,11 +54,74 @@ fs::path tiny_checkpoint(const fs::path& dir, const std::string& data) {
   return dir / "run" / "checkpoint.safetensors";
 }
 
-fm::tools::NllEvalRequest parse(std::vector<std::string> words) {
+// Whether Fashion-MNIST's t10k files are installed; if not, the case says it is skipped (CTest shows
+// "Skipped" when it runs alone).
+bool have_t10k_files() {
+  const std::string data_dir = fm::tools::kFashionMnistDir;
+  if (fs::exists(fm::tools::fashion_mnist_images_path(data_dir, "t10k")) &&
+      fs::exists(fm::tools::fashion_mnist_labels_path(data_dir, "t10k")))
+    return true;
+  WARN("SKIPPED: " << data_dir << " has no t10k files (install dataset-fashion-mnist)");
+  if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);
+  return false;
+}
+
+// A tiny class-conditional U-Net trained on the CPU for 2 steps: its class embedding is far from zero,
+// so the label changes the velocity, which is all the conditional cases need.
+std::string tiny_conditional_unet_checkpoint(const fs::path& dir) {
+  Json config = {{"device", "cpu"},
+                 {"data", {{"name", "fashion_mnist"}, {"limit", 32}, {"labels", "train-labels-idx1-ubyte.gz"}}},
+                 {"model", {{"type", "unet"}, {"down_channels", {4, 4}}, {"mid_channels", {4, 4}}, {"down_sample", {true}},
+                            {"attention", {false}}, {"groups", 2}, {"num_heads", 1}, {"time_emb_dim", 8}, {"final_channels", 4},
+                            {"num_classes", 10}}},
+                 {"train", {{"steps", 2}, {"batch_size", 16}, {"checkpoint_every", 2}, {"log_every", 1}}},
+                 {"sample", {{"steps", 2}, {"n", 4}}}};
+  fs::create_directories(dir);
+  std::ofstream(dir / "config.json") << config.dump(2);
+  REQUIRE(fm::test::train_run(dir / "config.json", dir / "run") == 0);
+  return (dir / "run" / "checkpoint.safetensors").string();
+}
+
+// `fmeval nll WORDS...` as its argv (pointing into `words`, which must outlive it).
+std::vector<char*> nll_argv(std::vector<std::string>& words) {
   words.insert(words.begin(), "nll");
   std::vector<char*> argv;
   for (std::string& w : words) argv.push_back(w.data());
+  return argv;
+}
+
+fm::tools::NllEvalRequest parse(std::vector<std::string> words) {
+  std::vector<char*> argv = nll_argv(words);
   return fm::tools::parse_nll_args(int(argv.size()), argv.data());
+}
+
+// An nll CSV written under --condition label: `header`, then one row per example of `result` with
+// its index, its label and its value (nats), and nothing after.
+void require_labelled_csv(const std::string& csv, const std::string& header, const fm::tools::NllEvalResult& result) {
+  std::ifstream in(csv);
+  std::string line;
+  std::getline(in, line);
+  REQUIRE(line == header);
+  REQUIRE(result.labels.size() == result.per_example_nll.size());
+  for (std::size_t i = 0; i < result.labels.size(); ++i) {
+    REQUIRE(std::getline(in, line));
+    std::istringstream row(line);
+    std::string index, label, nats;
+    std::getline(row, index, ',');
+    std::getline(row, label, ',');
+    std::getline(row, nats, ',');
+    INFO("CSV row " << line);
+    REQUIRE(std::stoul(index) == i);
+    REQUIRE(std::stoi(label) == result.labels[i]);
+    REQUIRE(std::stod(nats) == Approx(result.per_example_nll[i]).epsilon(1e-8));
+  }
+  REQUIRE_FALSE(std::getline(in, line));
+}
+
+// The whole command, as fmeval runs it: its exit status.
+int run_nll(std::vector<std::string> words) {
+  std::vector<char*> argv = nll_argv(words);
+  return fm::tools::nll_command(int(argv.size()), argv.data());
 }
 
 }  // namespace
@@ -109,10 +176,7 @@ TEST_CASE("fmeval nll on 8 gaussians reports the data entropy and it matches its
   const fs::path dir = scratch_dir("gaussians");
   const fs::path checkpoint = tiny_checkpoint(dir, "8gaussians");
   const std::string csv = (dir / "nll.csv").string();
-  std::vector<std::string> words{"nll", checkpoint.string(), "--n", "50", "--steps", "4", "--device", "cpu", "--csv", csv};
-  std::vector<char*> argv;
-  for (std::string& w : words) argv.push_back(w.data());
-  REQUIRE(fm::tools::nll_command(int(argv.size()), argv.data()) == 0);
+  REQUIRE(run_nll({checkpoint.string(), "--n", "50", "--steps", "4", "--device", "cpu", "--csv", csv}) == 0);
   std::ifstream in(csv);
   std::string line;
   std::getline(in, line);
@@ -194,6 +258,14 @@ TEST_CASE("a class-conditional 8-gaussians model given each point's mode has an 
   REQUIRE(given.given_label);
   REQUIRE(given.to_json()["condition"] == "label");
   REQUIRE(null_class.to_json()["condition"] == "null");
+  REQUIRE(given.labels.size() == 1000);
+  REQUIRE(null_class.labels.empty());
+  // The command's CSV: each point's mode beside its value, as the evaluation above has them.
+  const std::string csv = (dir / "given.csv").string();
+  std::vector<std::string> csv_flags = label_flags;
+  csv_flags.insert(csv_flags.end(), {"--csv", csv});
+  REQUIRE(run_nll(csv_flags) == 0);
+  require_labelled_csv(csv, "index,label,nll_nats", given);
 
   const double sigma = 0.1, closed_form = std::log(2 * std::numbers::pi * std::exp(1.0) * sigma * sigma);
   INFO("given the mode: NLL " << given.nll << " +- " << given.nll_se << ", H(X | Y) " << given.entropy << " +- "
@@ -221,12 +293,7 @@ TEST_CASE("a class-conditional 8-gaussians model given each point's mode has an 
 }
 
 TEST_CASE("fmeval nll on an image model gives bits per dimension with a standard error", "[tools][nll]") {
-  const fs::path t10k = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
-  if (!fs::exists(t10k)) {
-    WARN("SKIPPED: " << t10k.string() << " not found (install dataset-fashion-mnist)");
-    if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);  // CTest shows "Skipped", not "Passed"
-    return;
-  }
+  if (!have_t10k_files()) return;
   // A tiny U-Net trained for 2 steps on 32 images: the numbers are poor, the path is the point.
   const fs::path dir = scratch_dir("images");
   Json config = {{"device", "cpu"},
@@ -260,25 +327,10 @@ TEST_CASE("fmeval nll on an image model gives bits per dimension with a standard
 }
 
 TEST_CASE("fmeval nll --condition label evaluates each image given its own t10k label", "[tools][nll][conditional]") {
-  const fs::path data_dir = "/usr/share/datasets/fashion-mnist";
-  if (!fs::exists(data_dir / "t10k-labels-idx1-ubyte.gz")) {
-    WARN("SKIPPED: " << data_dir.string() << " has no t10k files (install dataset-fashion-mnist)");
-    if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);  // CTest shows "Skipped", not "Passed"
-    return;
-  }
-  // A tiny class-conditional U-Net trained for 2 steps: its class embedding is far from zero, so the
-  // label changes the velocity, which is all this needs.
+  const fs::path data_dir = fm::tools::kFashionMnistDir;
+  if (!have_t10k_files()) return;
   const fs::path dir = scratch_dir("images_conditional");
-  Json config = {{"device", "cpu"},
-                 {"data", {{"name", "fashion_mnist"}, {"limit", 32}, {"labels", "train-labels-idx1-ubyte.gz"}}},
-                 {"model", {{"type", "unet"}, {"down_channels", {4, 4}}, {"mid_channels", {4, 4}}, {"down_sample", {true}},
-                            {"attention", {false}}, {"groups", 2}, {"num_heads", 1}, {"time_emb_dim", 8}, {"final_channels", 4},
-                            {"num_classes", 10}}},
-                 {"train", {{"steps", 2}, {"batch_size", 16}, {"checkpoint_every", 2}, {"log_every", 1}}},
-                 {"sample", {{"steps", 2}, {"n", 4}}}};
-  std::ofstream(dir / "config.json") << config.dump(2);
-  REQUIRE(fm::test::train_run(dir / "config.json", dir / "run") == 0);
-  const std::string checkpoint = (dir / "run" / "checkpoint.safetensors").string();
+  const std::string checkpoint = tiny_conditional_unet_checkpoint(dir);
   fm::tools::CheckpointModel loaded = fm::tools::load_checkpoint_model(checkpoint, fm::Device::CPU, "ema");
   // Batches of 4: the second batch starts at example 4, so its labels must be taken from there.
   const fm::tools::NllEvalRequest request =
@@ -310,9 +362,55 @@ TEST_CASE("fmeval nll --condition label evaluates each image given its own t10k 
                                               null_class.per_example_nll[std::size_t(i)]) > 1.0;
   }
   REQUIRE(label_matters);
+
+  // The result and the CSV carry each example's label, so per-class numbers need no second file.
+  REQUIRE(given.labels == labels);
+  REQUIRE(null_class.labels.empty());
+  const std::string csv = (dir / "given.csv").string();
+  REQUIRE(run_nll({checkpoint, "--n", "6", "--batch", "4", "--steps", "2", "--device", "cpu", "--condition", "label",
+                   "--csv", csv}) == 0);
+  require_labelled_csv(csv, "index,label,nll_nats,bpd", given);
   // The idx corpus has 8 t10k images: asking for more labels than the file holds is refused.
   REQUIRE_THROWS_WITH(fm::tools::test_labels(FM_SOURCE_DIR "/tests/bad_inputs/idx/good", 9),
                       Catch::Contains("is more than the 8 labels in"));
+}
+
+TEST_CASE("cuda: fmeval nll --condition label on the device matches the CPU and copies no labels per evaluation",
+          "[tools][nll][conditional][gpu]") {
+  FM_REQUIRE_GPU();
+  if (!have_t10k_files()) return;
+  // The labels go to the device once per batch (a RowIndex) and the solver's evaluations read them
+  // there. The per-image values are the CPU's to the float rounding of two kernel sets (the probes and
+  // dequantisation noise are counter-based, the same numbers on both devices): within 1e-5 relative,
+  // a few hundredths of a nat, far below the label's effect (more than a nat, the CPU case above).
+  const std::string checkpoint = tiny_conditional_unet_checkpoint(scratch_dir("images_conditional_cuda"));
+  const auto flags = [&](const char* device, const char* steps) {
+    return std::vector<std::string>{checkpoint, "--n",       "6",     "--batch",  "4",   "--steps",
+                                    steps,      "--condition", "label", "--device", device};
+  };
+  fm::tools::CheckpointModel on_cpu = fm::tools::load_checkpoint_model(checkpoint, fm::Device::CPU, "ema");
+  fm::tools::CheckpointModel on_cuda = fm::tools::load_checkpoint_model(checkpoint, fm::Device::CUDA, "ema");
+  const fm::tools::NllEvalResult cpu = fm::tools::evaluate_nll(on_cpu, parse(flags("cpu", "2")));
+  const fm::tools::NllEvalResult cuda = fm::tools::evaluate_nll(on_cuda, parse(flags("cuda", "2")));
+  REQUIRE(cuda.labels == cpu.labels);
+  REQUIRE(cuda.per_example_nll.size() == 6);
+  for (std::size_t i = 0; i < 6; ++i) {
+    INFO("example " << i << ", label " << cpu.labels[i] << ": CUDA " << cuda.per_example_nll[i] << ", CPU "
+                    << cpu.per_example_nll[i]);
+    CHECK(cuda.per_example_nll[i] == Approx(cpu.per_example_nll[i]).epsilon(1e-5));
+  }
+  // Twice the solver steps (16 more evaluations of the field) and not one more copy to the device:
+  // the labels are not sent again per evaluation (a host label vector would be, each time). Counted
+  // after the run above, whose first use of the device also makes one-time buffers (one more copy).
+  const auto host_to_device_copies = [&](const char* steps) {
+    const fm::kernels::RuntimeCounters before = fm::kernels::runtime_counters();
+    fm::tools::evaluate_nll(on_cuda, parse(flags("cuda", steps)));
+    return (fm::kernels::runtime_counters() - before).host_to_device_copies;
+  };
+  const std::uint64_t two_steps = host_to_device_copies("2"), four_steps = host_to_device_copies("4");
+  INFO("host-to-device copies: " << two_steps << " with 2 steps, " << four_steps << " with 4");
+  CHECK(two_steps > 0);
+  CHECK(four_steps == two_steps);
 }
 
 TEST_CASE("bits per dimension of a zero velocity field equal the Gaussian bound on the dequantised pixels",

@@ -55,12 +55,19 @@ constexpr std::uint64_t kReferenceSubsetSeed = 0;
 
 // ---------------------------------------------------------------------------------------------- data
 
+std::string fashion_mnist_images_path(const std::string& data_dir, const std::string& split) {
+  return (fs::path(data_dir) / (split + "-images-idx3-ubyte.gz")).string();
+}
+
+std::string fashion_mnist_labels_path(const std::string& data_dir, const std::string& split) {
+  return (fs::path(data_dir) / (split + "-labels-idx1-ubyte.gz")).string();
+}
+
 LabelledImages load_fashion_mnist(const std::string& data_dir, const std::string& split, std::int64_t limit) {
   FM_CHECK(split == "train" || split == "t10k", ValueError, "load_fashion_mnist: split \"", split,
            "\", expected \"train\" or \"t10k\"");
-  const std::string images_path = (fs::path(data_dir) / (split + "-images-idx3-ubyte.gz")).string();
-  const std::string labels_path = (fs::path(data_dir) / (split + "-labels-idx1-ubyte.gz")).string();
-  io::IdxLabelledImages raw = io::read_idx_labelled_images(images_path, labels_path);
+  io::IdxLabelledImages raw = io::read_idx_labelled_images(fashion_mnist_images_path(data_dir, split),
+                                                           fashion_mnist_labels_path(data_dir, split));
   const std::int64_t count = limit > 0 ? std::min(limit, raw.images.count) : raw.images.count;
   const std::int64_t pixels_per_image = std::int64_t(raw.images.rows) * raw.images.cols;
   LabelledImages out;

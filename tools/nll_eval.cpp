@@ -30,6 +30,7 @@
 #include "core/io/atomic_file.h"
 #include "core/io/idx.h"
 #include "core/kernel_choice.h"
+#include "core/ops.h"
 #include "flow/datasets2d.h"
 #include "flow/model_fn.h"
 #include "tools/cli_args.h"
@@ -54,7 +55,8 @@ const char* const kNllUsage =
     "  images (default 1000) with uniform dequantisation, as bits per dimension. --divergence defaults to\n"
     "  exact for 2-D (one backward pass per dimension) and hutchinson for images (--probes per evaluation).\n"
     "  --solver dopri5 is adaptive (--rtol/--atol on the state [x, log-density]; the NFE reported is the most\n"
-    "  any batch needed); the others take --steps fixed steps. --csv writes one row per example.\n"
+    "  any batch needed); the others take --steps fixed steps. --csv writes one row per example (with its\n"
+    "  label under --condition label).\n"
     "  With --csv FILE the examples finished so far are kept in FILE.partial.json after every batch: the\n"
     "  same command started again after a stop goes on from there (other settings are refused), with the\n"
     "  numbers of an uninterrupted run; the file is removed when FILE is written.\n"
@@ -106,7 +108,7 @@ class EvaluationScope {
 
 Tensor dequantised_test_images(const std::string& data_dir, std::int64_t n, const Shape& example_shape,
                                std::uint64_t seed) {
-  const std::string path = (std::filesystem::path(data_dir) / "t10k-images-idx3-ubyte.gz").string();
+  const std::string path = fashion_mnist_images_path(data_dir, "t10k");
   io::IdxImages images = io::read_idx_images(path);
   const Shape file_shape{1, images.rows, images.cols};
   FM_CHECK(file_shape == example_shape, ConfigError, "nll: ", path, " holds images of ", shape_str(file_shape),
@@ -123,7 +125,7 @@ Tensor dequantised_test_images(const std::string& data_dir, std::int64_t n, cons
 }
 
 std::vector<std::int32_t> test_labels(const std::string& data_dir, std::int64_t n) {
-  const std::string path = (std::filesystem::path(data_dir) / "t10k-labels-idx1-ubyte.gz").string();
+  const std::string path = fashion_mnist_labels_path(data_dir, "t10k");
   const io::IdxLabels file = io::read_idx_labels(path);
   FM_CHECK(n <= file.count, ConfigError, "--n: ", n, " is more than the ", file.count, " labels in ", path);
   return std::vector<std::int32_t>(file.labels.begin(), file.labels.begin() + n);
@@ -137,21 +139,21 @@ bool toy_log_density(const Json& config, const Tensor& data_points, std::vector<
     note = cat("not available for ", config["data"]["name"].get<std::string>(), " (no closed-form density)");
     return false;
   }
-  // p = (1/8)·Σ_k N(c_k, σ² I), by log-sum-exp. The mixture's radius and σ are the data set's own
+  // p = (1/8)·Σ_k N(c_k, σ² I), by log-sum-exp. The mixture's centres and σ are the data set's own
   // definition, in data coordinates (as make_moons' are for moons), so no Jacobian enters here.
-  const double sigma = gaussians->std(), radius = gaussians->radius();
+  const double sigma = gaussians->std();
   const std::vector<double> points = data_points.to_vector();
   FM_CHECK(labels == nullptr || 2 * labels->size() == points.size(), ShapeError, "toy_log_density: ",
            labels ? labels->size() : 0, " labels for ", points.size() / 2, " points");
   const double gaussian_log_normaliser = -std::log(2.0 * std::numbers::pi * sigma * sigma);
   log_density.clear();
   if (labels != nullptr) {
-    // log N(x; c_y, σ² I): class y is the Gaussian at angle 2πy/8 (flow/datasets2d.h).
+    // log N(x; c_y, σ² I): class y is the Gaussian centred at c_y (flow/datasets2d.h).
     for (std::size_t i = 0; i < labels->size(); ++i) {
       const std::int32_t y = (*labels)[i];
       FM_CHECK(y >= 0 && y < 8, ValueError, "toy_log_density: label ", y, " of point ", i, ", expected 0..7");
-      const double angle = 2.0 * std::numbers::pi * y / 8.0;
-      const double dx = points[2 * i] - radius * std::cos(angle), dy = points[2 * i + 1] - radius * std::sin(angle);
+      const auto [cx, cy] = gaussians->centre(y);
+      const double dx = points[2 * i] - cx, dy = points[2 * i + 1] - cy;
       log_density.push_back(-0.5 * (dx * dx + dy * dy) / (sigma * sigma) + gaussian_log_normaliser);
     }
     return true;
@@ -159,8 +161,8 @@ bool toy_log_density(const Json& config, const Tensor& data_points, std::vector<
   for (std::size_t i = 0; i + 1 < points.size(); i += 2) {
     double exponents[8], largest = -std::numeric_limits<double>::infinity();
     for (int k = 0; k < 8; ++k) {
-      const double angle = 2.0 * std::numbers::pi * k / 8.0;
-      const double dx = points[i] - radius * std::cos(angle), dy = points[i + 1] - radius * std::sin(angle);
+      const auto [cx, cy] = gaussians->centre(k);
+      const double dx = points[i] - cx, dy = points[i + 1] - cy;
       exponents[k] = -0.5 * (dx * dx + dy * dy) / (sigma * sigma);
       largest = std::max(largest, exponents[k]);
     }
@@ -239,7 +241,9 @@ NllEvalResult evaluate_nll(CheckpointModel& loaded, const NllEvalRequest& reques
   const auto field_of = [&](std::int64_t first, std::int64_t count) {
     if (!request.given_label)
       return flow::velocity_field_from_model([&model](const Tensor& x, const Tensor& t) { return model.forward(x, t); });
-    std::vector<std::int32_t> piece_labels(labels.begin() + first, labels.begin() + first + count);
+    // Made where the model is, once per piece: the solver's many evaluations then copy no labels.
+    const RowIndex piece_labels(std::vector<std::int32_t>(labels.begin() + first, labels.begin() + first + count),
+                                model.num_classes(), device, "--condition label");
     return flow::velocity_field_from_model([&model, piece_labels](const Tensor& x, const Tensor& t) {
       return model.forward(x, t, piece_labels);
     });
@@ -349,6 +353,7 @@ NllEvalResult evaluate_nll(CheckpointModel& loaded, const NllEvalRequest& reques
   }
   FM_CHECK(state.finished() == n, ValueError, "nll: ", state.finished(), " of ", n, " examples evaluated");
   result.per_example_nll = state.values;
+  result.labels = labels;
   result.seconds = state.seconds;
   const std::int64_t nfe = state.nfe;
   std::tie(result.nll, result.nll_se) = mean_and_standard_error(result.per_example_nll);
@@ -491,14 +496,17 @@ int nll_command(int argc, char** argv) {
   }
   if (!request.csv.empty()) {
     io::write_file_atomically(request.csv, [&](std::ostream& out) {
-      out << (r.images ? "index,nll_nats,bpd\n" : "index,nll_nats\n");
+      // Given labels, each row names its example's class (per-class numbers need no second file).
+      out << "index" << (r.given_label ? ",label" : "") << (r.images ? ",nll_nats,bpd\n" : ",nll_nats\n");
       char line[96];
       for (std::size_t i = 0; i < r.per_example_nll.size(); ++i) {
+        out << i;
+        if (r.given_label) out << ',' << r.labels[i];
         if (r.images)
-          std::snprintf(line, sizeof line, "%zu,%.9g,%.9g\n", i, r.per_example_nll[i],
+          std::snprintf(line, sizeof line, ",%.9g,%.9g\n", r.per_example_nll[i],
                         r.per_example_nll[i] / (double(r.dims) * std::log(2.0)));
         else
-          std::snprintf(line, sizeof line, "%zu,%.9g\n", i, r.per_example_nll[i]);
+          std::snprintf(line, sizeof line, ",%.9g\n", r.per_example_nll[i]);
         out << line;
       }
     });

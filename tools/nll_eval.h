@@ -13,6 +13,7 @@
 
 #include "flow/likelihood.h"
 #include "tools/checkpoint_model.h"
+#include "tools/eval_classifier.h"
 
 namespace fm::tools {
 
@@ -27,7 +28,7 @@ struct NllEvalRequest {
   // stream (Philox keyed by train.seed), so they are fresh draws for any seed; the same seed keys the
   // dequantisation noise of images and the Hutchinson probes.
   std::uint64_t seed = 987654321;
-  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  std::string data_dir = kFashionMnistDir;
   std::string csv;  // per-example values, if set
   // The progress file (tools/nll_progress.h; fmeval nll keeps nll_progress_path(csv) when --csv is
   // given): examples finished in an earlier run with the same settings are taken from it, and every
@@ -61,6 +62,7 @@ struct NllEvalResult {
   double seconds = 0;                     // evaluation time, over all runs when resumed
   std::int64_t resumed = 0;               // examples taken from the progress file
   std::vector<double> per_example_nll;   // in the order of the examples
+  std::vector<std::int32_t> labels;      // given_label only: each example's class, in the same order
   Json to_json() const;
 };
 
