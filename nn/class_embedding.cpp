@@ -15,7 +15,10 @@ Tensor make_class_embedding_table(int num_classes, int dim, Generator& gen) {
 Tensor class_embedding_rows(const Tensor& table, ClassLabelsRef given, std::int64_t batch, const char* who) {
   const std::int32_t null_class = std::int32_t(table.size(0) - 1);
   if (!given.on_device && (!given.host || given.host->empty()))
-    return embedding(table, std::vector<std::int32_t>(std::size_t(batch), null_class));
+    // The null class for every sample: its row broadcast to the batch (the same values as a lookup).
+    // No indices, so nothing goes to the device: a solve through the null class (unguided sampling,
+    // fmeval nll) sends no labels per evaluation and can be recorded as a graph.
+    return table.narrow(0, null_class, 1).expand({batch, table.size(1)}).contiguous();
   FM_CHECK(given.size() == batch, ShapeError, who, ": ", given.size(), " class labels for a batch of ", batch,
            ", expected one per sample");
   if (given.on_device) {

@@ -3,6 +3,7 @@
 //     replayed from the graph are bitwise the eager solves, and a replayed chunk costs the host one
 //     graph launch, not a launch per kernel;
 //   * a chunk of another shape (the last, shorter one), dopri5 and the CPU are solved eagerly, correctly;
+//   * a class-conditional U-Net's null class (no labels) is recorded and replayed likewise;
 //   * a guided solve of a class-conditional U-Net, its labels set per chunk in a device buffer
 //     (flow/guidance.h's GuidanceLabels), is recorded and replayed with each chunk's labels;
 //   * a model that uploads host values in its forward pass cannot be recorded: the solve falls back
@@ -34,10 +35,13 @@ Tensor noise_chunk(std::int64_t n, std::uint64_t seed) {
 }
 
 // Solves chunks of noise through a CapturedSolve and eagerly; every chunk must give the same bits.
-void require_replays_equal_eager(const FixedStepSolver& solver, bool bfloat16_activations = false) {
+// num_classes > 0: a class-conditional U-Net called without labels (its null class for every sample).
+void require_replays_equal_eager(const FixedStepSolver& solver, bool bfloat16_activations = false,
+                                 int num_classes = 0) {
   Generator init(5);
   nn::UNetConfig config = nn::UNetConfig::tiny();
   config.bfloat16_activations = bfloat16_activations;
+  config.num_classes = num_classes;
   nn::UNet unet(config, init);
   unet.to(Device::CUDA);
   unet.eval();
@@ -81,6 +85,13 @@ TEST_CASE("a recorded Euler solve of a U-Net on bfloat16 activations replays bit
           "[gpu][bfloat16]") {
   FM_REQUIRE_GPU();
   require_replays_equal_eager(EulerSolver(2), true);
+}
+
+TEST_CASE("a recorded solve of a conditional U-Net's null class replays bitwise as the eager solve", "[gpu]") {
+  // Without labels the model takes its null class's row for every sample, with nothing copied from
+  // the host per evaluation: recorded like an unconditional model (a per-call upload would be refused).
+  FM_REQUIRE_GPU();
+  require_replays_equal_eager(EulerSolver(2), false, 4);
 }
 
 TEST_CASE("a recorded guided solve of a conditional U-Net reads each chunk's labels from the device", "[gpu]") {

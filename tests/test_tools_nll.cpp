@@ -375,7 +375,7 @@ TEST_CASE("fmeval nll --condition label evaluates each image given its own t10k 
                       Catch::Contains("is more than the 8 labels in"));
 }
 
-TEST_CASE("cuda: fmeval nll --condition label on the device matches the CPU and copies no labels per evaluation",
+TEST_CASE("cuda: fmeval nll --condition label on the device matches the CPU and neither condition copies labels per evaluation",
           "[tools][nll][conditional][gpu]") {
   FM_REQUIRE_GPU();
   if (!have_t10k_files()) return;
@@ -384,9 +384,9 @@ TEST_CASE("cuda: fmeval nll --condition label on the device matches the CPU and 
   // dequantisation noise are counter-based, the same numbers on both devices): within 1e-5 relative,
   // a few hundredths of a nat, far below the label's effect (more than a nat, the CPU case above).
   const std::string checkpoint = tiny_conditional_unet_checkpoint(scratch_dir("images_conditional_cuda"));
-  const auto flags = [&](const char* device, const char* steps) {
-    return std::vector<std::string>{checkpoint, "--n",       "6",     "--batch",  "4",   "--steps",
-                                    steps,      "--condition", "label", "--device", device};
+  const auto flags = [&](const char* device, const char* steps, const char* condition = "label") {
+    return std::vector<std::string>{checkpoint, "--n",       "6",       "--batch",  "4",   "--steps",
+                                    steps,      "--condition", condition, "--device", device};
   };
   fm::tools::CheckpointModel on_cpu = fm::tools::load_checkpoint_model(checkpoint, fm::Device::CPU, "ema");
   fm::tools::CheckpointModel on_cuda = fm::tools::load_checkpoint_model(checkpoint, fm::Device::CUDA, "ema");
@@ -400,17 +400,22 @@ TEST_CASE("cuda: fmeval nll --condition label on the device matches the CPU and 
     CHECK(cuda.per_example_nll[i] == Approx(cpu.per_example_nll[i]).epsilon(1e-5));
   }
   // Twice the solver steps (16 more evaluations of the field) and not one more copy to the device:
-  // the labels are not sent again per evaluation (a host label vector would be, each time). Counted
-  // after the run above, whose first use of the device also makes one-time buffers (one more copy).
-  const auto host_to_device_copies = [&](const char* steps) {
+  // the labels are not sent again per evaluation (a host label vector would be, each time), and the
+  // null class needs none (nn/class_embedding.h). Counted after the run above, whose first use of the
+  // device also makes one-time buffers (one more copy).
+  const auto host_to_device_copies = [&](const char* steps, const char* condition) {
     const fm::kernels::RuntimeCounters before = fm::kernels::runtime_counters();
-    fm::tools::evaluate_nll(on_cuda, parse(flags("cuda", steps)));
+    fm::tools::evaluate_nll(on_cuda, parse(flags("cuda", steps, condition)));
     return (fm::kernels::runtime_counters() - before).host_to_device_copies;
   };
-  const std::uint64_t two_steps = host_to_device_copies("2"), four_steps = host_to_device_copies("4");
-  INFO("host-to-device copies: " << two_steps << " with 2 steps, " << four_steps << " with 4");
-  CHECK(two_steps > 0);
-  CHECK(four_steps == two_steps);
+  for (const char* condition : {"label", "null"}) {
+    const std::uint64_t two_steps = host_to_device_copies("2", condition),
+                        four_steps = host_to_device_copies("4", condition);
+    INFO("--condition " << condition << ", host-to-device copies: " << two_steps << " with 2 steps, " << four_steps
+                        << " with 4");
+    CHECK(two_steps > 0);
+    CHECK(four_steps == two_steps);
+  }
 }
 
 TEST_CASE("bits per dimension of a zero velocity field equal the Gaussian bound on the dequantised pixels",
