@@ -15,10 +15,11 @@ Tensor make_class_embedding_table(int num_classes, int dim, Generator& gen) {
 Tensor class_embedding_rows(const Tensor& table, ClassLabelsRef given, std::int64_t batch, const char* who) {
   const std::int32_t null_class = std::int32_t(table.size(0) - 1);
   if (!given.on_device && (!given.host || given.host->empty()))
-    // The null class for every sample: its row broadcast to the batch (the same values as a lookup).
-    // No indices, so nothing goes to the device: a solve through the null class (unguided sampling,
-    // fmeval nll) sends no labels per evaluation and can be recorded as a graph.
-    return table.narrow(0, null_class, 1).expand({batch, table.size(1)}).contiguous();
+    // The null class for every sample: its row broadcast to the batch and copied (the same values as
+    // a lookup; clone, not contiguous, so a batch of one gets its own copy too, not a view of the
+    // table). No indices, so nothing goes to the device: a solve through the null class (unguided
+    // sampling, fmeval nll) sends no labels per evaluation and can be recorded as a graph.
+    return table.narrow(0, null_class, 1).expand({batch, table.size(1)}).clone();
   FM_CHECK(given.size() == batch, ShapeError, who, ": ", given.size(), " class labels for a batch of ", batch,
            ", expected one per sample");
   if (given.on_device) {

@@ -3,7 +3,8 @@
 // used as classifier-free guidance's unconditional branch), looked up per sample with core's
 // embedding() op (differentiable in the table). Labels come as a host vector (checked here; on CUDA
 // they go to the device with the call) or as a RowIndex already on the table's device (a recorded
-// training step refills one buffer between replays; checked when written).
+// training step refills one buffer between replays; checked when written). No labels at all (the
+// null class for every sample) needs no lookup: the null row is broadcast, nothing goes to the device.
 //
 // Layer: nn/ (uses core/ only). VelocityMLP concatenates the looked-up rows to its input features;
 // UNet adds them to its projected time embedding (nn/mlp.h, nn/unet.h).

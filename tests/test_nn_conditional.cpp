@@ -206,6 +206,14 @@ TEST_CASE("conditional models on CUDA: forward and the class embedding's gradien
     }
     INFO(cpu->type_name());
     gpu->to(Device::CUDA);
+    {
+      // Without labels the null row is broadcast on the device: bitwise the lookup of the null class.
+      NoGradGuard no_grad;
+      const Tensor xg = x.to(Device::CUDA), tg = t.to(Device::CUDA);
+      REQUIRE(gpu->forward(xg, tg).to_vector() == gpu->forward(xg, tg, {4, 4, 4, 4}).to_vector());
+      REQUIRE(gpu->forward(xg.narrow(0, 0, 1), tg.narrow(0, 0, 1)).to_vector() ==
+              gpu->forward(xg.narrow(0, 0, 1), tg.narrow(0, 0, 1), {4}).to_vector());
+    }
     Tensor y_cpu = cpu->forward(x, t, labels), y_gpu = gpu->forward(x.to(Device::CUDA), t.to(Device::CUDA), labels);
     // float32 in a different summation order (cuBLAS, the GPU's fused multiply-adds): |a − b| <=
     // 1e-4 + 1e-4·|b|, the U-Net CUDA test's 1e-4 for outputs of size O(1); a wrong row of the table

@@ -7,6 +7,8 @@
 // module's wiring and not only the ops. Large tensors are checked at a random subset of elements.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include <functional>
 #include <sstream>
 
@@ -204,6 +206,12 @@ TEST_CASE("gradcheck: the class-conditional MLP and tiny U-Net through the class
   FM_REQUIRE_MODULE_GRADCHECK([&] { return mlp.forward(points, t, labels); }, with_inputs(mlp, {{"x", points}}));
   const std::vector<double> unused_row_grad = mlp.class_embedding.grad().to_vector();
   for (int k = 6; k < 9; ++k) REQUIRE(unused_row_grad[std::size_t(k)] == 0.0);
+  // Without labels (the null row broadcast to the batch, not a lookup): the null row gets the whole
+  // batch's gradient, every other row exactly zero.
+  FM_REQUIRE_MODULE_GRADCHECK([&] { return mlp.forward(points, t); }, with_inputs(mlp, {{"x", points}}));
+  const std::vector<double> null_only_grad = mlp.class_embedding.grad().to_vector();
+  for (int k = 0; k < 9; ++k) REQUIRE(null_only_grad[std::size_t(k)] == 0.0);
+  REQUIRE(std::any_of(null_only_grad.begin() + 9, null_only_grad.end(), [](double g) { return g != 0.0; }));
 
   UNetConfig unet_config = UNetConfig::tiny();
   unet_config.num_classes = 3;
