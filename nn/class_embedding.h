@@ -30,8 +30,9 @@ struct ClassLabelsRef {
 };
 
 // The rows of `table` for `labels` → [batch, dim]. Empty labels mean the null class for every sample
-// (the two-argument forward of a conditional model; its row broadcast, with no copy from the host). Otherwise one label per sample, each in
-// [0, num_classes] (num_classes = the null class); ShapeError / ValueError naming `who` otherwise.
+// (the two-argument forward of a conditional model; its row broadcast, with no copy from the host).
+// Otherwise one label per sample, each in [0, num_classes] (num_classes = the null class);
+// ShapeError / ValueError naming `who` otherwise.
 // Device-resident labels need one per sample and to have been checked against at most the table's
 // rows (ShapeError / ValueError likewise).
 Tensor class_embedding_rows(const Tensor& table, ClassLabelsRef labels, std::int64_t batch, const char* who);

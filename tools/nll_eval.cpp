@@ -18,6 +18,7 @@
 #include "tools/nll_eval.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -146,13 +147,15 @@ bool toy_log_density(const Json& config, const Tensor& data_points, std::vector<
   FM_CHECK(labels == nullptr || 2 * labels->size() == points.size(), ShapeError, "toy_log_density: ",
            labels ? labels->size() : 0, " labels for ", points.size() / 2, " points");
   const double gaussian_log_normaliser = -std::log(2.0 * std::numbers::pi * sigma * sigma);
+  std::array<std::array<double, 2>, 8> centres;  // once, not per point
+  for (int k = 0; k < 8; ++k) centres[std::size_t(k)] = gaussians->centre(k);
   log_density.clear();
   if (labels != nullptr) {
     // log N(x; c_y, σ² I): class y is the Gaussian centred at c_y (flow/datasets2d.h).
     for (std::size_t i = 0; i < labels->size(); ++i) {
       const std::int32_t y = (*labels)[i];
       FM_CHECK(y >= 0 && y < 8, ValueError, "toy_log_density: label ", y, " of point ", i, ", expected 0..7");
-      const auto [cx, cy] = gaussians->centre(y);
+      const auto [cx, cy] = centres[std::size_t(y)];
       const double dx = points[2 * i] - cx, dy = points[2 * i + 1] - cy;
       log_density.push_back(-0.5 * (dx * dx + dy * dy) / (sigma * sigma) + gaussian_log_normaliser);
     }
@@ -161,7 +164,7 @@ bool toy_log_density(const Json& config, const Tensor& data_points, std::vector<
   for (std::size_t i = 0; i + 1 < points.size(); i += 2) {
     double exponents[8], largest = -std::numeric_limits<double>::infinity();
     for (int k = 0; k < 8; ++k) {
-      const auto [cx, cy] = gaussians->centre(k);
+      const auto [cx, cy] = centres[std::size_t(k)];
       const double dx = points[i] - cx, dy = points[i + 1] - cy;
       exponents[k] = -0.5 * (dx * dx + dy * dy) / (sigma * sigma);
       largest = std::max(largest, exponents[k]);

@@ -36,8 +36,9 @@ std::string nll_progress_path(const std::string& csv);
 
 // Reads `path` into `progress` (whose settings and size, values.size(), are this run's) if the file
 // exists, and returns whether it did. ConfigError when the file was made with other settings (naming
-// the first that differs, or one only the file has, and the file to delete to start over); FormatError when it is not a progress
-// file or its values do not fit (an index out of range, a value that is not a finite number).
+// the first that differs, or one only the file has, and the file to delete to start over);
+// FormatError when it is not a progress file or its values do not fit (an index out of range, a value
+// that is not a finite number).
 bool load_nll_progress(const std::string& path, NllProgress& progress);
 // The same for a file's text (`path` names it in messages): what load_nll_progress does once the file
 // is read, and what fuzz/fuzz_nll_progress.cpp feeds outside bytes to.
