@@ -34,7 +34,9 @@
 #include "core/io/safetensors.h"
 #include "kernels/runtime.h"
 #include "tools/config.h"
+
 #include "child_process.h"
+#include "fashion_mnist_fixtures.h"
 #include "mpi_jobs.h"
 #include "test_util.h"
 
@@ -434,11 +436,7 @@ TEST_CASE("data parallel on CUDA: a class-conditional 8 gaussians run on 2 and 3
 
 TEST_CASE("data parallel: the small U-Net on 2 ranks logs the 1-rank losses", "[data_parallel][mpi]") {
   if (skip_without_mpirun()) return;
-  const fs::path images = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
-  if (!fs::exists(images)) {
-    skip_case(images.string() + " not found (install dataset-fashion-mnist)");
-    return;
-  }
+  if (fm::test::fashion_mnist_missing({"train"}, fm::test::FashionMnistFiles::ImagesOnly)) return;
   const fm::test::TempDir scratch("fm_test_data_parallel_unet");
   const fs::path logs = scratch.path / "logs";
   // configs/fashion_mnist_cpu.json (its U-Net with attention), made quick: 6 steps of batch 8 over 32

@@ -23,7 +23,9 @@
 #include "tools/eval_classifier.h"
 #include "tools/quality_sweep.h"
 #include "tools/run_setup.h"
+
 #include "classifier_fixtures.h"
+#include "fashion_mnist_fixtures.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -41,19 +43,8 @@ struct WorkingDirectory {
   ~WorkingDirectory() { fs::current_path(previous); }
 };
 
-bool fashion_mnist_missing() {
-  const fs::path dir = fm::tools::kFashionMnistDir;
-  for (const char* file : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                           "t10k-labels-idx1-ubyte.gz"})
-    if (!fs::exists(dir / file)) {
-      WARN("SKIPPED: " << (dir / file).string() << " not found (install dataset-fashion-mnist)");
-      if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);  // CTest shows "Skipped", not "Passed"
-      return true;
-    }
-  return false;
-}
 #define REQUIRE_FASHION_MNIST() \
-  if (fashion_mnist_missing()) return
+  if (fm::test::fashion_mnist_missing()) return
 
 using fm::test::write_quick_classifier;
 fm::nn::ClassifierConfig narrow_config() { return fm::test::narrow_classifier_config(); }

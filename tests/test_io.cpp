@@ -32,6 +32,8 @@
 #include "core/io/npy.h"
 #include "core/io/png.h"
 #include "core/io/safetensors.h"
+
+#include "fashion_mnist_fixtures.h"
 #include "png_test_util.h"
 #include "test_util.h"
 
@@ -536,12 +538,9 @@ TEST_CASE("IDX reader refuses wrong magic, truncation, empty files and count mis
 }
 
 TEST_CASE("the real Fashion-MNIST test set reads as 10000 images of 28x28", "[io][idx][data]") {
-  const std::string root = "/usr/share/datasets/fashion-mnist/";
-  if (!fs::exists(root + "t10k-images-idx3-ubyte.gz")) {
-    WARN("SKIPPED: " << root << "t10k-images-idx3-ubyte.gz not found (install dataset-fashion-mnist)");
-    return;
-  }
-  auto data = fm::io::read_idx_labelled_images(root + "t10k-images-idx3-ubyte.gz", root + "t10k-labels-idx1-ubyte.gz");
+  if (fm::test::fashion_mnist_missing({"t10k"})) return;
+  auto data = fm::io::read_idx_labelled_images(fm::tools::fashion_mnist_images_path(fm::tools::kFashionMnistDir, "t10k"),
+                                               fm::tools::fashion_mnist_labels_path(fm::tools::kFashionMnistDir, "t10k"));
   REQUIRE(data.images.count == 10000);
   REQUIRE(data.images.rows == 28);
   REQUIRE(data.images.cols == 28);
@@ -599,11 +598,8 @@ TEST_CASE("image grid maps [lo, hi] to 0..255 with 2px borders, upscaling and re
 
 TEST_CASE("Fashion-MNIST sample grid (a picture to look at)", "[io][png][data]") {
   TempDir dir;
-  const std::string images_path = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
-  if (!fs::exists(images_path)) {
-    WARN("SKIPPED: " << images_path << " not found");
-    return;
-  }
+  if (fm::test::fashion_mnist_missing({"t10k"}, fm::test::FashionMnistFiles::ImagesOnly)) return;
+  const std::string images_path = fm::tools::fashion_mnist_images_path(fm::tools::kFashionMnistDir, "t10k");
   auto images = fm::io::read_idx_images(images_path);
   const int count = 64;
   std::vector<float> scaled(std::size_t(count) * 28 * 28);

@@ -23,7 +23,9 @@
 #include "tools/guidance_eval.h"
 #include "tools/run_setup.h"
 #include "tools/tool_flags.h"
+
 #include "classifier_fixtures.h"
+#include "fashion_mnist_fixtures.h"
 #include "tensor_compare.h"
 #include "test_util.h"
 
@@ -213,18 +215,6 @@ TEST_CASE("guidance eval: bad requests and flags are refused with a clear error"
 
 namespace {
 
-bool fashion_mnist_missing() {
-  const std::filesystem::path dir = tools::kFashionMnistDir;
-  for (const char* file : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                           "t10k-labels-idx1-ubyte.gz"})
-    if (!std::filesystem::exists(dir / file)) {
-      WARN("SKIPPED: " << (dir / file).string() << " not found (install dataset-fashion-mnist)");
-      if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);  // CTest shows "Skipped", not "Passed"
-      return true;
-    }
-  return false;
-}
-
 // The exact CondOT flow to point masses at K template images m_k (class means of real images): for one
 // mass, v_k(x, t) = (m_k − x)/(1 − t); the unconditional flow weighs them by the posterior
 // π_k ∝ exp(−|x − t·m_k|² / (2(1 − t)²)). Euler never evaluates t = 1, and its last step lands exactly
@@ -278,7 +268,7 @@ class BlendedTemplates final : public nn::VelocityModel {
 }  // namespace
 
 TEST_CASE("guidance eval on images: the classifier's accuracy against the asked class rises with w", "[tools][guidance][images]") {
-  if (fashion_mnist_missing()) return;
+  if (fm::test::fashion_mnist_missing()) return;
   fm::test::TempDir dir("fm_test_guidance_images");
   fm::test::write_quick_classifier(dir.file("classifier.safetensors"));
   // Templates: the mean of each class over 2000 train images.

@@ -29,6 +29,7 @@
 #include "tools/nll_eval.h"
 #include "tools/nll_progress.h"
 
+#include "fashion_mnist_fixtures.h"
 #include "fmtrain_runs.h"
 #include "test_util.h"
 
@@ -54,17 +55,9 @@ fs::path tiny_checkpoint(const fs::path& dir, const std::string& data) {
   return dir / "run" / "checkpoint.safetensors";
 }
 
-// Whether Fashion-MNIST's t10k files are installed; if not, the case says it is skipped (CTest shows
-// "Skipped" when it runs alone).
-bool have_t10k_files() {
-  const std::string data_dir = fm::tools::kFashionMnistDir;
-  if (fs::exists(fm::tools::fashion_mnist_images_path(data_dir, "t10k")) &&
-      fs::exists(fm::tools::fashion_mnist_labels_path(data_dir, "t10k")))
-    return true;
-  WARN("SKIPPED: " << data_dir << " has no t10k files (install dataset-fashion-mnist)");
-  if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);
-  return false;
-}
+// Whether Fashion-MNIST's t10k files (images and labels) are installed; if not, the case reports
+// itself as skipped.
+bool have_t10k_files() { return !fm::test::fashion_mnist_missing({"t10k"}); }
 
 // A tiny class-conditional U-Net trained on the CPU for 2 steps: its class embedding is far from zero,
 // so the label changes the velocity, which is all the conditional cases need.

@@ -27,6 +27,7 @@
 #include "nn/mlp.h"
 #include "nn/unet.h"
 #include "tools/cli_args.h"
+#include "tools/fashion_mnist_files.h"
 
 namespace fm::tools {
 namespace {
@@ -52,7 +53,7 @@ const std::vector<KeySpec>& schema() {
       {"precision", KeyType::String, "fp32", -kInf, kInf, {"fp32", "tf32", "bf16"}, "CUDA matrix products and our convolutions: strict FP32, or TF32 or bfloat16 tensor cores with FP32 accumulation and FP32 tensors (docs/ops/tensor_cores.md; FM_PRECISION overrides; CPU runs ignore it)"},
       {"data.name", KeyType::String, "moons", -kInf, kInf, {"moons", "spiral", "8gaussians", "checkerboard", "fashion_mnist"}, "training data"},
       {"data.noise", KeyType::NullableNumber, nullptr, 0, 10, {}, "2-D data: noise level (null = the data set's default)"},
-      {"data.dir", KeyType::String, "/usr/share/datasets/fashion-mnist", -kInf, kInf, {}, "image data: folder of IDX files"},
+      {"data.dir", KeyType::String, kFashionMnistDir, -kInf, kInf, {}, "image data: folder of IDX files"},
       {"data.images", KeyType::String, "train-images-idx3-ubyte.gz", -kInf, kInf, {}, "image data: training images file (in data.dir, or a path)"},
       {"data.labels", KeyType::String, "train-labels-idx1-ubyte.gz", -kInf, kInf, {}, "image data: the images' label file (in data.dir, or a path), read when model.num_classes > 0"},
       {"data.limit", KeyType::Integer, 0, 0, 1e9, {}, "image data: use only the first N images (0 = all)"},

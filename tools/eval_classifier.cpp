@@ -55,14 +55,6 @@ constexpr std::uint64_t kReferenceSubsetSeed = 0;
 
 // ---------------------------------------------------------------------------------------------- data
 
-std::string fashion_mnist_images_path(const std::string& data_dir, const std::string& split) {
-  return (fs::path(data_dir) / (split + "-images-idx3-ubyte.gz")).string();
-}
-
-std::string fashion_mnist_labels_path(const std::string& data_dir, const std::string& split) {
-  return (fs::path(data_dir) / (split + "-labels-idx1-ubyte.gz")).string();
-}
-
 LabelledImages load_fashion_mnist(const std::string& data_dir, const std::string& split, std::int64_t limit) {
   FM_CHECK(split == "train" || split == "t10k", ValueError, "load_fashion_mnist: split \"", split,
            "\", expected \"train\" or \"t10k\"");

@@ -19,10 +19,10 @@
 #include "flow/frechet.h"
 #include "nn/classifier.h"
 #include "tools/config.h"
+#include "tools/fashion_mnist_files.h"
 
 namespace fm::tools {
 
-inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
 inline constexpr const char* kClassifierFileName = "classifier.safetensors";
 
 // ---- data ----
@@ -32,11 +32,7 @@ struct LabelledImages {
   std::vector<std::int32_t> labels;   // N class indices
   std::int64_t count() const { return std::int64_t(labels.size()); }
 };
-// The files of a split ("train" or "t10k"), named as the Fashion-MNIST release (and Debian's
-// dataset-fashion-mnist) names them: DIR/<split>-images-idx3-ubyte.gz, DIR/<split>-labels-idx1-ubyte.gz.
-std::string fashion_mnist_images_path(const std::string& data_dir, const std::string& split);
-std::string fashion_mnist_labels_path(const std::string& data_dir, const std::string& split);
-// A split's images and labels (the files above). limit > 0 keeps only the first `limit` images.
+// A split's images and labels (tools/fashion_mnist_files.h names the files). limit > 0 keeps only the first `limit` images.
 LabelledImages load_fashion_mnist(const std::string& data_dir, const std::string& split, std::int64_t limit = 0);
 
 // n distinct images [n, ...] chosen by a partial Fisher–Yates shuffle with `gen` (n <= count).

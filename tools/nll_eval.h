@@ -13,7 +13,7 @@
 
 #include "flow/likelihood.h"
 #include "tools/checkpoint_model.h"
-#include "tools/eval_classifier.h"
+#include "tools/fashion_mnist_files.h"
 
 namespace fm::tools {
 
