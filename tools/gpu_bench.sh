@@ -23,9 +23,14 @@
 # default) picks torch.compile's mode: max-autotune's bf16 compile of this U-Net did not finish in 506 s
 # on an H200 (2026-12-04; it benchmarks ~20 Triton choices per matmul shape), so within one device call
 # the compiled rows need their own call or mode default; FM_BATCH (default 256).
+# FM_DEADLINE_S (default 480) is the call's budget in seconds, counted from the script's start: a
+# stage that would not end inside it is skipped and says so, and every run is bounded by the time left,
+# so the table is printed inside the device call's limit (pass the tool a timeout_s ~60 s above it).
+# The test cases leave FM_BENCH_RESERVE_S (default 240) of it to the timings that follow them.
 # Headers and libraries the machine cannot install come from .deps/ (tools/fetch_device_deps.sh).
 # Logs and CSVs go to build-gpu/bench_logs; with $OUT set (the device tool brings back at most 8 files)
-# they are packed into $OUT/gpu_bench_logs.tar.gz, and the two CSVs copied beside it.
+# they are packed into $OUT/gpu_bench_logs.tar.gz, and the CSVs copied beside it, after every stage:
+# a call cut off by the tool's limit still brings back everything measured before the cut.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build_dir=build-gpu
@@ -35,8 +40,31 @@ export PATH=/usr/local/cuda/bin:$PATH
 batch="${FM_BATCH:-256}"
 compile_limit="${FM_COMPILE_LIMIT_S:-150}"
 compile_mode="${FM_COMPILE_MODE:-max-autotune}"
+deadline="${FM_DEADLINE_S:-480}"
+bench_reserve="${FM_BENCH_RESERVE_S:-240}"
 started=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - started )) s"; }
+seconds_left() { echo $(( deadline - ($(date +%s) - started) )); }
+# fits NEED WHAT: true when a stage of about NEED seconds still ends inside the deadline; else says
+# that WHAT is skipped.
+fits() {
+  (( $(seconds_left) >= $1 )) && return 0
+  echo "$2: skipped ($(seconds_left) s left of FM_DEADLINE_S=$deadline, needs about $1 s)"
+  return 1
+}
+# bounded LIMIT CMD...: CMD under `timeout`, at most LIMIT seconds and never past the deadline.
+bounded() {
+  local limit="$1" left; shift
+  left=$(seconds_left); (( left < limit )) && limit=$left; (( limit < 1 )) && limit=1
+  timeout "$limit" "$@"
+}
+# What has been measured so far, into $OUT (when set): called after each stage.
+save_logs() {
+  [[ -n "${OUT:-}" ]] || return 0
+  tar czf "$OUT/gpu_bench_logs.tar.gz" -C "$logs" . 2>/dev/null
+  cp "$logs"/*.csv "$OUT"/ 2>/dev/null
+  return 0
+}
 
 cmake_args=(-S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFM_CUDA=ON)
 if [[ -d .deps/root/usr ]]; then
@@ -47,7 +75,7 @@ fi
 command -v ninja >/dev/null || cmake_args[3]="Unix Makefiles"
 
 gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
-echo "gpu_bench: $(date -u +%Y-%m-%dT%H:%MZ) on ${gpu_name:-no GPU found}, commit $(git rev-parse --short HEAD 2>/dev/null)"
+echo "gpu_bench: $(date -u +%Y-%m-%dT%H:%MZ) on ${gpu_name:-no GPU found}, commit $(git rev-parse --short HEAD 2>/dev/null), deadline ${deadline} s"
 
 # 1. Build only what the bench needs (+ the test binaries of stage 2).
 targets=(fmbench fmtrain)
@@ -69,43 +97,62 @@ if ! { cmake "${cmake_args[@]}" && cmake --build "$build_dir" -j "$(nproc)" --ta
 else
   echo "build: ok ($(elapsed))"
 fi
+save_logs
 
 # 2. The GPU cases: every kernel is checked against its CPU reference before anything is timed.
 tests_status="skipped"
-if [[ "${FM_SKIP_TESTS:-0}" != 1 ]]; then
+if [[ "${FM_SKIP_TESTS:-0}" != 1 ]] && fits $(( 60 + bench_reserve )) "tests"; then
   # Four binaries at a time (the GPU has room; their answers do not depend on timing), each under a
-  # time limit so that one hung binary cannot eat the call: rc 124 is reported as a failure.
+  # time limit so that one hung binary cannot eat the call: rc 124 is reported as a failure. The
+  # stage ends FM_BENCH_RESERVE_S before the deadline: a binary is not started within 30 s of that
+  # end (it is listed as not run) and none runs past it.
   test_limit="${FM_TEST_LIMIT_S:-180}"
   # A binary the build could not make counts as failed (rc 127 from the missing file).
   printf '%s\n' "${targets[@]:2}" | xargs -P 4 -I{} bash -c \
-    'timeout "$1" "$2/bin/{}" "[gpu]" >"$3/bench_tests_{}.log" 2>&1; echo "{} $?"' _ \
-    "$test_limit" "$build_dir" "$logs" >"$logs/bench_tests_rc.txt"
-  failed=0
+    'left=$(( $4 - $(date +%s) )); (( left < 30 )) && { echo "{} not-run"; exit 0; }
+     (( left < $1 )) || left=$1
+     timeout "$left" "$2/bin/{}" "[gpu]" >"$3/bench_tests_{}.log" 2>&1; echo "{} $?"' _ \
+    "$test_limit" "$build_dir" "$logs" "$(( started + deadline - bench_reserve ))" >"$logs/bench_tests_rc.txt"
+  failed=0 not_run=0
   while read -r name rc; do
-    [[ $rc -eq 0 ]] && continue
-    failed=$((failed + 1)); echo "tests: $name FAILED (rc $rc; 124 = over ${test_limit} s; log: $logs/bench_tests_$name.log)"
+    [[ $rc == 0 ]] && continue
+    if [[ $rc == not-run ]]; then not_run=$((not_run + 1)); echo "tests: $name not run (deadline)"; continue; fi
+    failed=$((failed + 1)); echo "tests: $name FAILED (rc $rc; 124 = over its time limit; log: $logs/bench_tests_$name.log)"
   done <"$logs/bench_tests_rc.txt"
-  tests_status="$(( ${#targets[@]} - 2 - failed )) of $(( ${#targets[@]} - 2 )) binaries passed"
+  ran=$(( ${#targets[@]} - 2 - not_run ))
+  tests_status="$(( ran - failed )) of $ran binaries passed"
+  (( not_run > 0 )) && tests_status+=", $not_run not run"
   echo "tests: $tests_status ($(elapsed))"
+  save_logs
 fi
 
 # 3. Ours: counters per step, then the seed U-Net's training step with both kernel sets.
-"$build_dir/bin/fmbench" step --device cuda >"$logs/bench_step.log" 2>&1
-echo "fmbench step: rc $? ($(elapsed))"
-"$build_dir/bin/fmbench" unet --batch "$batch" --csv "$logs/bench_unet.csv" >"$logs/bench_unet.log" 2>&1
-echo "fmbench unet: rc $? ($(elapsed))"
+if fits 20 "fmbench step"; then
+  bounded 60 "$build_dir/bin/fmbench" step --device cuda >"$logs/bench_step.log" 2>&1
+  echo "fmbench step: rc $? ($(elapsed))"
+fi
+if fits 60 "fmbench unet"; then
+  bounded 150 "$build_dir/bin/fmbench" unet --batch "$batch" --csv "$logs/bench_unet.csv" >"$logs/bench_unet.log" 2>&1
+  echo "fmbench unet: rc $? ($(elapsed))"
+fi
+save_logs
 # The same with TF32 tensor cores (FM_PRECISION=tf32: our matmul and convolutions on WMMA; with the
 # library kernels, cuBLAS TF32 matmuls and cuDNN convolutions with TF32 allowed, spatial algorithms).
-FM_PRECISION=tf32 "$build_dir/bin/fmbench" unet --batch "$batch" --csv "$logs/bench_unet_tf32.csv" \
-  >"$logs/bench_unet_tf32.log" 2>&1
-echo "fmbench unet (tf32): rc $? ($(elapsed))"
+if fits 60 "fmbench unet (tf32)"; then
+  FM_PRECISION=tf32 bounded 150 "$build_dir/bin/fmbench" unet --batch "$batch" --csv "$logs/bench_unet_tf32.csv" \
+    >"$logs/bench_unet_tf32.log" 2>&1
+  echo "fmbench unet (tf32): rc $? ($(elapsed))"
+fi
 # bfloat16 (FM_PRECISION=bf16): our matmul and convolutions on bfloat16 WMMA (with the library kernels,
 # cuBLAS FAST_16BF matmuls and cuDNN convolutions in TF32: cuDNN has no bf16 math for FP32 tensors).
-FM_PRECISION=bf16 "$build_dir/bin/fmbench" unet --batch "$batch" --csv "$logs/bench_unet_bf16.csv" \
-  >"$logs/bench_unet_bf16.log" 2>&1
-echo "fmbench unet (bf16): rc $? ($(elapsed))"
+if fits 60 "fmbench unet (bf16)"; then
+  FM_PRECISION=bf16 bounded 150 "$build_dir/bin/fmbench" unet --batch "$batch" --csv "$logs/bench_unet_bf16.csv" \
+    >"$logs/bench_unet_bf16.log" 2>&1
+  echo "fmbench unet (bf16): rc $? ($(elapsed))"
+fi
+save_logs
 # Rows "custom <ms/step> <images/s> ..." and "library ..." of fmbench unet's table.
-engine_row() { awk -v k="$1" '$1 == k && $2 ~ /^[0-9.]+$/ { print $2, $3; exit }' "$2"; }
+engine_row() { [[ -f $2 ]] && awk -v k="$1" '$1 == k && $2 ~ /^[0-9.]+$/ { print $2, $3; exit }' "$2"; }
 read -r custom_ms custom_ips <<<"$(engine_row custom "$logs/bench_unet.log")"
 read -r library_ms library_ips <<<"$(engine_row library "$logs/bench_unet.log")"
 read -r tf32_ms tf32_ips <<<"$(engine_row custom "$logs/bench_unet_tf32.log")"
@@ -117,11 +164,13 @@ read -r bf16act_ms bf16act_ips <<<"$(engine_row bf16-act "$logs/bench_unet_bf16.
 # no sample grids or checkpoints inside the timed loop): what the loop around the step costs.
 # Issue 14's target: fmtrain at >= 95% of fmbench's step rate.
 fmtrain_ips=""
-if [[ -d /usr/share/datasets/fashion-mnist || -d .deps/root/usr/share/datasets/fashion-mnist ]]; then
+if ! fits 45 "fmtrain (400 steps)"; then
+  :
+elif [[ -d /usr/share/datasets/fashion-mnist || -d .deps/root/usr/share/datasets/fashion-mnist ]]; then
   data_dir=/usr/share/datasets/fashion-mnist
   [[ -d $data_dir ]] || data_dir="$PWD/.deps/root/usr/share/datasets/fashion-mnist"
   rm -rf "$build_dir/bench_fmtrain"
-  "$build_dir/bin/fmtrain" configs/fashion_mnist.json --out "$build_dir/bench_fmtrain" --quiet \
+  bounded 120 "$build_dir/bin/fmtrain" configs/fashion_mnist.json --out "$build_dir/bench_fmtrain" --quiet \
     --set device=cuda --set data.dir="$data_dir" --set train.batch_size="$batch" --set train.steps=400 --set train.warmup_steps=100 \
     --set train.checkpoint_every=400 --set train.sample_every=0 --set sample.n=16 --set sample.steps=2 \
     >"$logs/bench_fmtrain.log" 2>&1
@@ -132,17 +181,22 @@ if [[ -d /usr/share/datasets/fashion-mnist || -d .deps/root/usr/share/datasets/f
 else
   echo "fmtrain: no Fashion-MNIST here (carry .deps); row skipped"
 fi
+save_logs
 
 # 4. PyTorch, one process per variant (a variant's switches cannot leak into the next).
 pytorch_csv="$logs/bench_pytorch.csv"
 rm -f "$pytorch_csv"
 pytorch_run() {  # label, time limit, extra flags...
   local label="$1" limit="$2"; shift 2
-  timeout "$limit" python3 bench/unet_pytorch.py --batch "$batch" --csv "$pytorch_csv" "$@" \
+  # An eager run takes about 30 s (import, warm-up, timing); a compiled one its whole limit.
+  local need=45; [[ " $* " == *" --compile "* ]] && need=$limit
+  fits "$need" "pytorch $label" || return 0
+  bounded "$limit" python3 bench/unet_pytorch.py --batch "$batch" --csv "$pytorch_csv" "$@" \
     >"$logs/bench_pytorch_$label.log" 2>&1
   local rc=$?
-  [[ $rc -eq 0 ]] || echo "pytorch $label: rc $rc (124 = over ${limit} s; log: $logs/bench_pytorch_$label.log)"
+  [[ $rc -eq 0 ]] || echo "pytorch $label: rc $rc (124 = over its time limit; log: $logs/bench_pytorch_$label.log)"
   echo "pytorch $label: done ($(elapsed))"
+  save_logs
 }
 if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
   pytorch_run fp32 120 --precision fp32
@@ -176,7 +230,7 @@ if [[ -f "$pytorch_csv" ]]; then
     }' "$pytorch_csv"
 fi
 if [[ -n "${OUT:-}" ]]; then
-  tar czf "$OUT/gpu_bench_logs.tar.gz" -C "$logs" . && cp "$logs"/*.csv "$OUT"/ 2>/dev/null
+  save_logs
   logs="\$OUT/gpu_bench_logs.tar.gz"
 fi
 echo "gpu_bench: tests $tests_status; total $(elapsed); logs in $logs"
