@@ -26,7 +26,8 @@
 # FM_DEADLINE_S (default 480) is the call's budget in seconds, counted from the script's start: a
 # stage that would not end inside it is skipped and says so, and every run is bounded by the time left,
 # so the table is printed inside the device call's limit (pass the tool a timeout_s ~60 s above it).
-# The test cases leave FM_BENCH_RESERVE_S (default 240) of it to the timings that follow them.
+# The test cases leave FM_BENCH_RESERVE_S (default 240) of it to the timings that follow them, but
+# take at least 120 s (or what is left) when the build ran long: checking comes before timing.
 # Headers and libraries the machine cannot install come from .deps/ (tools/fetch_device_deps.sh).
 # Logs and CSVs go to build-gpu/bench_logs; with $OUT set (the device tool brings back at most 8 files)
 # they are packed into $OUT/gpu_bench_logs.tar.gz, and the CSVs copied beside it, after every stage:
@@ -101,18 +102,21 @@ save_logs
 
 # 2. The GPU cases: every kernel is checked against its CPU reference before anything is timed.
 tests_status="skipped"
-if [[ "${FM_SKIP_TESTS:-0}" != 1 ]] && fits $(( 60 + bench_reserve )) "tests"; then
+left=$(seconds_left)
+tests_budget=$(( left - bench_reserve ))
+(( tests_budget < 120 )) && tests_budget=$(( left < 120 ? left : 120 ))
+if [[ "${FM_SKIP_TESTS:-0}" != 1 ]] && fits 60 "tests"; then
   # Four binaries at a time (the GPU has room; their answers do not depend on timing), each under a
   # time limit so that one hung binary cannot eat the call: rc 124 is reported as a failure. The
-  # stage ends FM_BENCH_RESERVE_S before the deadline: a binary is not started within 30 s of that
-  # end (it is listed as not run) and none runs past it.
+  # stage ends after tests_budget seconds (above): a binary is not started within 30 s of that end
+  # (it is listed as not run) and none runs past it.
   test_limit="${FM_TEST_LIMIT_S:-180}"
   # A binary the build could not make counts as failed (rc 127 from the missing file).
   printf '%s\n' "${targets[@]:2}" | xargs -P 4 -I{} bash -c \
     'left=$(( $4 - $(date +%s) )); (( left < 30 )) && { echo "{} not-run"; exit 0; }
      (( left < $1 )) || left=$1
      timeout "$left" "$2/bin/{}" "[gpu]" >"$3/bench_tests_{}.log" 2>&1; echo "{} $?"' _ \
-    "$test_limit" "$build_dir" "$logs" "$(( started + deadline - bench_reserve ))" >"$logs/bench_tests_rc.txt"
+    "$test_limit" "$build_dir" "$logs" "$(( $(date +%s) + tests_budget ))" >"$logs/bench_tests_rc.txt"
   failed=0 not_run=0
   while read -r name rc; do
     [[ $rc == 0 ]] && continue
