@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# tests/device_scripts_dry_run.sh — the lent-GPU scripts checked where no GPU is: every tools/*.sh
+# parses (bash -n), and tools/gpu_bench.sh runs its stages against stand-ins in a scratch tree (cmake,
+# nvidia-smi, the test binaries, fmbench, fmtrain and PyTorch's script replaced by small stubs), so a
+# mistake in its logic shows here instead of costing a device call of a 15-minute lease.
+#
+#   bash tests/device_scripts_dry_run.sh REPO_ROOT PYTHON3
+#
+# Checks: (a) a whole run prints the table from the stubs' numbers, with the ratio column, reports a
+# hung test binary as over its time limit, skips the compiled rows that do not fit the deadline and
+# leaves the logs and CSVs in $OUT; (b) a short deadline skips the stages that do not fit, each with a
+# line saying so, and still ends with the table inside the deadline; (c) a run killed part-way has
+# already left the logs of its finished stages in $OUT.
+set -uo pipefail
+repo="$(cd "${1:?usage: device_scripts_dry_run.sh REPO_ROOT PYTHON3}" && pwd)"
+real_python="${2:?usage: device_scripts_dry_run.sh REPO_ROOT PYTHON3}"
+scratch="$(mktemp -d "${TMPDIR:-/tmp}/fm_device_scripts.XXXXXX")"
+trap 'rm -rf "$scratch"' EXIT
+failures=0
+fail() { echo "FAILED: $*"; failures=$((failures + 1)); }
+expect() {  # expect LABEL FILE REGEX: FILE has a line matching REGEX
+  grep -Eq -- "$3" "$2" || fail "$1: no line matching /$3/ in the output (below)"
+}
+
+# Every device and helper script at least parses.
+for script in "$repo"/tools/*.sh; do
+  bash -n "$script" || fail "bash -n $(basename "$script")"
+done
+
+# ---- the scratch tree: the script itself, a test source with GPU cases, the config, stubs
+tree="$scratch/tree"
+mkdir -p "$tree"/{tools,tests,bench,configs,build-gpu/bin} "$scratch/shim"
+cp "$repo/tools/gpu_bench.sh" "$tree/tools/"
+cp "$repo/configs/fashion_mnist.json" "$tree/configs/"
+: >"$tree/bench/unet_pytorch.py"
+for name in test_quick_a test_quick_b test_hangs; do
+  echo 'TEST_CASE("x") { FM_REQUIRE_GPU(); }' >"$tree/tests/$name.cpp"
+done
+mkdir -p "$tree/.deps/root/usr/share/datasets/fashion-mnist"  # fmtrain's data check looks for it
+
+printf '#!/bin/sh\nexit 0\n' >"$scratch/shim/cmake"
+printf '#!/bin/sh\necho "Stub GPU"\n' >"$scratch/shim/nvidia-smi"
+# PyTorch: "import torch" succeeds; bench/unet_pytorch.py sleeps STUB_EAGER_S (eager) or a long time
+# (--compile) and appends its CSV row; everything else goes to the real interpreter.
+cat >"$scratch/shim/python3" <<EOF
+#!/usr/bin/env bash
+if [[ "\$*" == *"import torch"* ]]; then exit 0; fi
+if [[ "\${1:-}" == bench/unet_pytorch.py ]]; then
+  shift; precision=fp32 compile=none benchmark=0 csv=
+  while [[ \$# -gt 0 ]]; do
+    case \$1 in
+      --precision) precision=\$2; shift ;; --compile) compile=\$2; shift ;; --csv) csv=\$2; shift ;;
+      --cudnn-benchmark) benchmark=1 ;;
+    esac
+    shift
+  done
+  [[ \$compile != none ]] && sleep 600
+  sleep "\${STUB_EAGER_S:-0}"
+  echo "cuda,\$precision,\$compile,\$benchmark,256,20.00,12800" >>"\$csv"
+  exit 0
+fi
+exec "$real_python" "\$@"
+EOF
+bin="$tree/build-gpu/bin"
+printf '#!/bin/sh\nexit 0\n' >"$bin/test_quick_a"
+printf '#!/bin/sh\nexit 0\n' >"$bin/test_quick_b"
+printf '#!/bin/sh\nsleep 600\n' >"$bin/test_hangs"
+cat >"$bin/fmbench" <<'EOF'
+#!/usr/bin/env bash
+sleep "${STUB_FMBENCH_S:-0}"
+if [[ $1 == unet ]]; then
+  echo "custom 31.00 8250"; echo "library 46.40 5519"; echo "bf16-act 15.00 17000"
+  while [[ $# -gt 0 ]]; do [[ $1 == --csv ]] && echo "variant,ms,images_per_s" >"$2"; shift; done
+fi
+exit 0
+EOF
+cat >"$bin/fmtrain" <<'EOF'
+#!/usr/bin/env bash
+out=; while [[ $# -gt 0 ]]; do [[ $1 == --out ]] && out=$2; shift; done
+mkdir -p "$out" && echo '{"step": 400, "elapsed_s": 13.0}' >"$out/metrics.jsonl"
+EOF
+chmod +x "$scratch/shim"/* "$bin"/*
+
+run_bench() {  # run_bench NAME [VAR=VALUE...]: the script in the scratch tree, output in $scratch/NAME.log
+  local name="$1"; shift
+  rm -rf "$scratch/out_$name" && mkdir -p "$scratch/out_$name"
+  # Bounded, so that a script that ignores its deadline fails the checks instead of hanging the test.
+  env PATH="$scratch/shim:$PATH" OUT="$scratch/out_$name" "$@" timeout 60 bash "$tree/tools/gpu_bench.sh" \
+    >"$scratch/$name.log" 2>&1
+}
+tar_has() { tar tzf "$1" 2>/dev/null | grep -q -- "$2"; }
+
+# (a) A whole run with room for everything but the compiled rows.
+start=$(date +%s)
+run_bench whole FM_DEADLINE_S=100 FM_BENCH_RESERVE_S=60 FM_TEST_LIMIT_S=3
+log="$scratch/whole.log"
+expect whole "$log" '^tests: test_hangs FAILED \(rc 124'
+expect whole "$log" '^tests: 2 of 3 binaries passed'
+expect whole "$log" '^\| ours, custom kernels, FP32 \| 31\.00 \| 8250 \|'
+expect whole "$log" '^\| ours, custom kernels, bf16 activations \(WMMA\) \| 15\.00 \| 17000 \|'
+expect whole "$log" 'fmtrain / fmbench custom: 0\.95'
+expect whole "$log" '^\| PyTorch fp32, eager \| 20\.00 \| 12800 \| 0\.64x \|'
+expect whole "$log" '^\| PyTorch bf16, eager, cudnn\.benchmark \| 20\.00 \| 12800 \| 0\.64x \|'
+expect whole "$log" '^pytorch compile_tf32: skipped \([0-9]+ s left of FM_DEADLINE_S=100'
+[[ -f "$scratch/out_whole/gpu_bench_logs.tar.gz" ]] || fail "whole: no gpu_bench_logs.tar.gz in \$OUT"
+tar_has "$scratch/out_whole/gpu_bench_logs.tar.gz" bench_unet_bf16.log || fail "whole: the archive lacks bench_unet_bf16.log"
+for csv in bench_unet.csv bench_pytorch.csv; do
+  [[ -f "$scratch/out_whole/$csv" ]] || fail "whole: $csv not copied to \$OUT"
+done
+(( $(date +%s) - start < 60 )) || fail "whole: took $(( $(date +%s) - start )) s (the stubs need about 5)"
+[[ $failures -eq 0 ]] || cat "$log"
+
+# (b) A deadline too short for most stages: they say they are skipped; the table still comes.
+before=$failures
+start=$(date +%s)
+run_bench short FM_DEADLINE_S=30 FM_SKIP_TESTS=1 STUB_FMBENCH_S=2
+log="$scratch/short.log"
+expect short "$log" '^fmbench step: rc 0'
+expect short "$log" '^fmbench unet: skipped \([0-9]+ s left of FM_DEADLINE_S=30, needs about 60 s\)'
+expect short "$log" '^pytorch fp32: skipped'
+expect short "$log" '^\| ours, custom kernels, FP32 \| – \| – \|'
+expect short "$log" '^gpu_bench: tests skipped; total'
+(( $(date +%s) - start <= 32 )) || fail "short: took $(( $(date +%s) - start )) s, past its 30 s deadline"
+[[ $failures -eq $before ]] || cat "$log"
+
+# (c) Killed part-way (as the device tool ends a call at its limit): the finished stages' logs are in $OUT.
+before=$failures
+rm -rf "$scratch/out_killed" && mkdir -p "$scratch/out_killed"
+# (Under a shell of its own whose stderr is dropped: its "Killed" line is not a finding.)
+env PATH="$scratch/shim:$PATH" OUT="$scratch/out_killed" FM_SKIP_TESTS=1 STUB_EAGER_S=3 \
+  bash -c 'timeout -s KILL 5 bash "$1" >"$2" 2>&1; true' _ "$tree/tools/gpu_bench.sh" "$scratch/killed.log" 2>/dev/null
+archive="$scratch/out_killed/gpu_bench_logs.tar.gz"
+tar_has "$archive" bench_unet.log || fail "killed: \$OUT has no archive with bench_unet.log"
+tar_has "$archive" bench_pytorch_fp32.log || fail "killed: the archive lacks the finished PyTorch row's log"
+[[ -f "$scratch/out_killed/bench_pytorch.csv" ]] || fail "killed: bench_pytorch.csv not in \$OUT"
+[[ $failures -eq $before ]] || cat "$scratch/killed.log"
+
+if [[ $failures -ne 0 ]]; then
+  echo "device_scripts_dry_run: $failures check(s) failed"
+  exit 1
+fi
+echo "device_scripts_dry_run: all checks passed (tools/*.sh parse; gpu_bench.sh whole, short deadline, killed)"
