@@ -81,12 +81,23 @@ mkdir -p "$out" && echo '{"step": 400, "elapsed_s": 13.0}' >"$out/metrics.jsonl"
 EOF
 chmod +x "$scratch/shim"/* "$bin"/*
 
-run_bench() {  # run_bench NAME [VAR=VALUE...]: the script in the scratch tree, output in $scratch/NAME.log
+# in_session LIMIT LOG [VAR=VALUE...]: the script in the scratch tree under a session of its own, ended
+# by SIGKILL after LIMIT seconds (as the device tool ends a call) if it is still running, and then
+# every process left in that session is ended too (the script's own `timeout`s put their runs in
+# process groups of their own, which a kill of the script does not reach).
+in_session() {
+  local limit="$1" log="$2"; shift 2
+  env PATH="$scratch/shim:$PATH" "$@" setsid --wait bash -c \
+    'echo $$ >"$3.sid"; timeout -s KILL "$1" bash "$2" >"$3" 2>&1; true' _ "$limit" "$tree/tools/gpu_bench.sh" "$log" \
+    2>/dev/null  # the shell's own "Killed" line is not a finding
+  pkill -KILL -s "$(cat "$log.sid")" 2>/dev/null
+  return 0
+}
+run_bench() {  # run_bench NAME [VAR=VALUE...]: output in $scratch/NAME.log, $OUT is $scratch/out_NAME
   local name="$1"; shift
   rm -rf "$scratch/out_$name" && mkdir -p "$scratch/out_$name"
   # Bounded, so that a script that ignores its deadline fails the checks instead of hanging the test.
-  env PATH="$scratch/shim:$PATH" OUT="$scratch/out_$name" "$@" timeout 60 bash "$tree/tools/gpu_bench.sh" \
-    >"$scratch/$name.log" 2>&1
+  in_session 60 "$scratch/$name.log" OUT="$scratch/out_$name" "$@"
 }
 tar_has() { tar tzf "$1" 2>/dev/null | grep -q -- "$2"; }
 
@@ -126,9 +137,7 @@ expect short "$log" '^gpu_bench: tests skipped; total'
 # (c) Killed part-way (as the device tool ends a call at its limit): the finished stages' logs are in $OUT.
 before=$failures
 rm -rf "$scratch/out_killed" && mkdir -p "$scratch/out_killed"
-# (Under a shell of its own whose stderr is dropped: its "Killed" line is not a finding.)
-env PATH="$scratch/shim:$PATH" OUT="$scratch/out_killed" FM_SKIP_TESTS=1 STUB_EAGER_S=1 \
-  bash -c 'timeout -s KILL 8 bash "$1" >"$2" 2>&1; true' _ "$tree/tools/gpu_bench.sh" "$scratch/killed.log" 2>/dev/null
+in_session 8 "$scratch/killed.log" OUT="$scratch/out_killed" FM_SKIP_TESTS=1 STUB_EAGER_S=1
 archive="$scratch/out_killed/gpu_bench_logs.tar.gz"
 tar_has "$archive" bench_unet.log || fail "killed: \$OUT has no archive with bench_unet.log"
 tar_has "$archive" bench_pytorch_fp32.log || fail "killed: the archive lacks the finished PyTorch row's log"
