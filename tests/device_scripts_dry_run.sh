@@ -90,7 +90,18 @@ in_session() {
   env PATH="$scratch/shim:$PATH" "$@" setsid --wait bash -c \
     'echo $$ >"$3.sid"; timeout -s KILL "$1" bash "$2" >"$3" 2>&1; true' _ "$limit" "$tree/tools/gpu_bench.sh" "$log" \
     2>/dev/null  # the shell's own "Killed" line is not a finding
-  pkill -KILL -s "$(cat "$log.sid")" 2>/dev/null
+  kill_session "$(cat "$log.sid")"
+  return 0
+}
+# Every process of session SID, read from /proc (no procps needed): field 6 of /proc/PID/stat,
+# counted after the command name's closing parenthesis.
+kill_session() {
+  local stat line fields
+  for stat in /proc/[0-9]*/stat; do
+    read -r line <"$stat" 2>/dev/null || continue
+    read -r -a fields <<<"${line##*) }"
+    [[ ${fields[3]:-} == "$1" ]] && kill -KILL "${stat//[^0-9]/}" 2>/dev/null
+  done
   return 0
 }
 run_bench() {  # run_bench NAME [VAR=VALUE...]: output in $scratch/NAME.log, $OUT is $scratch/out_NAME
