@@ -6,11 +6,13 @@
 #
 #   bash tests/device_scripts_dry_run.sh REPO_ROOT PYTHON3
 #
-# Checks: (a) a whole run prints the table from the stubs' numbers, with the ratio column, reports a
-# hung test binary as over its time limit, skips the compiled rows that do not fit the deadline and
-# leaves the logs and CSVs in $OUT; (b) a short deadline skips the stages that do not fit, each with a
-# line saying so, and still ends with the table inside the deadline; (c) a run killed part-way has
-# already left the logs of its finished stages in $OUT.
+# Checks: (a) a whole run prints the table from the stubs' numbers (each precision's row from its own
+# run), with the ratio column, reports a hung test binary as over its time limit, skips the compiled
+# rows that do not fit the deadline and leaves the logs and CSVs in $OUT; (b) a short deadline skips
+# the stages that do not fit, each with a line saying so, and still ends with the table inside the
+# deadline; (c) a run killed part-way has already left the logs of its finished stages in $OUT;
+# (d) a run that would pass the deadline is cut there; (e) the test stage starts no binary in its
+# last 30 s and lists those as not run; (f) FM_ONLY_COMPILE=1 runs the compiled rows alone.
 set -uo pipefail
 repo="$(cd "${1:?usage: device_scripts_dry_run.sh REPO_ROOT PYTHON3}" && pwd)"
 real_python="${2:?usage: device_scripts_dry_run.sh REPO_ROOT PYTHON3}"
@@ -33,7 +35,7 @@ mkdir -p "$tree"/{tools,tests,bench,configs,build-gpu/bin} "$scratch/shim"
 cp "$repo/tools/gpu_bench.sh" "$tree/tools/"
 cp "$repo/configs/fashion_mnist.json" "$tree/configs/"
 : >"$tree/bench/unet_pytorch.py"
-for name in test_quick_a test_quick_b test_hangs; do
+for name in test_quick_a test_quick_b test_quick_c test_quick_d test_quick_e test_hangs; do
   echo 'TEST_CASE("x") { FM_REQUIRE_GPU(); }' >"$tree/tests/$name.cpp"
 done
 mkdir -p "$tree/.deps/root/usr/share/datasets/fashion-mnist"  # fmtrain's data check looks for it
@@ -62,14 +64,20 @@ fi
 exec "$real_python" "\$@"
 EOF
 bin="$tree/build-gpu/bin"
-printf '#!/bin/sh\nexit 0\n' >"$bin/test_quick_a"
-printf '#!/bin/sh\nexit 0\n' >"$bin/test_quick_b"
-printf '#!/bin/sh\nsleep 600\n' >"$bin/test_hangs"
+for name in test_quick_a test_quick_b test_quick_c test_quick_d test_quick_e; do
+  printf '#!/bin/sh\nsleep "${STUB_TEST_S:-0}"\n' >"$bin/$name"
+done
+printf '#!/bin/sh\nsleep "${STUB_HANG_S:-600}"\n' >"$bin/test_hangs"
+# fmbench: each precision (FM_PRECISION) its own numbers, so a row read from the wrong run shows.
 cat >"$bin/fmbench" <<'EOF'
 #!/usr/bin/env bash
 sleep "${STUB_FMBENCH_S:-0}"
 if [[ $1 == unet ]]; then
-  echo "custom 31.00 8250"; echo "library 46.40 5519"; echo "bf16-act 15.00 17000"
+  case "${FM_PRECISION:-fp32}" in
+    fp32) echo "custom 31.00 8250"; echo "library 46.40 5519" ;;
+    tf32) echo "custom 20.00 12800"; echo "library 25.00 10240" ;;
+    bf16) echo "custom 12.00 21333"; echo "library 24.00 10667"; echo "bf16-act 15.00 17000" ;;
+  esac
   while [[ $# -gt 0 ]]; do [[ $1 == --csv ]] && echo "variant,ms,images_per_s" >"$2"; shift; done
 fi
 exit 0
@@ -110,15 +118,19 @@ run_bench() {  # run_bench NAME [VAR=VALUE...]: output in $scratch/NAME.log, $OU
   # Bounded, so that a script that ignores its deadline fails the checks instead of hanging the test.
   in_session 60 "$scratch/$name.log" OUT="$scratch/out_$name" "$@"
 }
-tar_has() { tar tzf "$1" 2>/dev/null | grep -q -- "$2"; }
+# (Not `tar | grep -q`: under pipefail, grep leaving early can fail the pipeline through SIGPIPE.)
+tar_has() { local names; names=$(tar tzf "$1" 2>/dev/null) && grep -q -- "$2" <<<"$names"; }
 
 # (a) A whole run with room for everything but the compiled rows.
 start=$(date +%s)
 run_bench whole FM_DEADLINE_S=100 FM_BENCH_RESERVE_S=60 FM_TEST_LIMIT_S=3
 log="$scratch/whole.log"
 expect whole "$log" '^tests: test_hangs FAILED \(rc 124'
-expect whole "$log" '^tests: 2 of 3 binaries passed'
+expect whole "$log" '^tests: 5 of 6 binaries passed \('
 expect whole "$log" '^\| ours, custom kernels, FP32 \| 31\.00 \| 8250 \|'
+expect whole "$log" '^\| ours, cuDNN/cuBLAS, FP32 \| 46\.40 \| 5519 \|'
+expect whole "$log" '^\| ours, custom kernels, TF32 \(WMMA\) \| 20\.00 \| 12800 \|'
+expect whole "$log" '^\| ours, custom kernels, bf16 \(WMMA\) \| 12\.00 \| 21333 \|'
 expect whole "$log" '^\| ours, custom kernels, bf16 activations \(WMMA\) \| 15\.00 \| 17000 \|'
 expect whole "$log" 'fmtrain / fmbench custom: 0\.95'
 expect whole "$log" '^\| PyTorch fp32, eager \| 20\.00 \| 12800 \| 0\.64x \|'
@@ -155,8 +167,40 @@ tar_has "$archive" bench_pytorch_fp32.log || fail "killed: the archive lacks the
 [[ -f "$scratch/out_killed/bench_pytorch.csv" ]] || fail "killed: bench_pytorch.csv not in \$OUT"
 [[ $failures -eq $before ]] || cat "$scratch/killed.log"
 
+# (d) A stage that would outlast the deadline is cut at it (fmbench step fits at the start, then hangs).
+before=$failures
+start=$(date +%s)
+run_bench cut FM_DEADLINE_S=21 FM_SKIP_TESTS=1 STUB_FMBENCH_S=100
+log="$scratch/cut.log"
+expect cut "$log" '^fmbench step: rc 124'
+expect cut "$log" '^fmbench unet: skipped'
+expect cut "$log" '^gpu_bench: tests skipped; total'
+(( $(date +%s) - start <= 24 )) || fail "cut: took $(( $(date +%s) - start )) s, past its 21 s deadline"
+[[ $failures -eq $before ]] || cat "$log"
+
+# (e) The test stage: 6 binaries of 33 s, 4 at a time, in a budget of the 62 s left (the reserve for
+# the timings cannot be kept, and the tests take what is left up to 120 s): the last two would start
+# with under 30 s left, so they are listed as not run; the four that ran passed.
+before=$failures
+run_bench budget FM_DEADLINE_S=62 FM_BENCH_RESERVE_S=300 FM_TEST_LIMIT_S=60 STUB_TEST_S=33 STUB_HANG_S=33
+log="$scratch/budget.log"
+expect budget "$log" '^tests: test_quick_[a-e] not run \(deadline\)'
+expect budget "$log" '^tests: 4 of 4 binaries passed, 2 not run \('
+[[ $failures -eq $before ]] || cat "$log"
+
+# (f) FM_ONLY_COMPILE=1: no tests, none of our timings, no eager rows; the compiled rows, each cut at
+# its limit (the stub compiles forever).
+before=$failures
+run_bench compiled FM_ONLY_COMPILE=1 FM_COMPILE_LIMIT_S=2
+log="$scratch/compiled.log"
+expect compiled "$log" '^pytorch compile_tf32: rc 124'
+expect compiled "$log" '^pytorch compile_bf16: rc 124'
+grep -Eq '^(tests|fmbench|fmtrain|pytorch (fp32|defaults|tf32|bf16))[ :]' "$log" &&
+  fail "compiled: a stage other than the compiled rows ran or was reported"
+[[ $failures -eq $before ]] || cat "$log"
+
 if [[ $failures -ne 0 ]]; then
   echo "device_scripts_dry_run: $failures check(s) failed"
   exit 1
 fi
-echo "device_scripts_dry_run: all checks passed (tools/*.sh parse; gpu_bench.sh whole, short deadline, killed)"
+echo "device_scripts_dry_run: all checks passed (tools/*.sh parse; gpu_bench.sh whole, short deadline, killed, cut, test budget, compiled rows only)"

@@ -55,9 +55,6 @@ fs::path tiny_checkpoint(const fs::path& dir, const std::string& data) {
   return dir / "run" / "checkpoint.safetensors";
 }
 
-// Whether Fashion-MNIST's t10k files (images and labels) are installed; if not, the case reports
-// itself as skipped.
-bool have_t10k_files() { return !fm::test::fashion_mnist_missing({"t10k"}); }
 
 // A tiny class-conditional U-Net trained on the CPU for 2 steps: its class embedding is far from zero,
 // so the label changes the velocity, which is all the conditional cases need.
@@ -286,7 +283,7 @@ TEST_CASE("a class-conditional 8-gaussians model given each point's mode has an 
 }
 
 TEST_CASE("fmeval nll on an image model gives bits per dimension with a standard error", "[tools][nll]") {
-  if (!have_t10k_files()) return;
+  if (fm::test::fashion_mnist_missing()) return;  // trains on train, evaluates t10k
   // A tiny U-Net trained for 2 steps on 32 images: the numbers are poor, the path is the point.
   const fs::path dir = scratch_dir("images");
   Json config = {{"device", "cpu"},
@@ -321,7 +318,7 @@ TEST_CASE("fmeval nll on an image model gives bits per dimension with a standard
 
 TEST_CASE("fmeval nll --condition label evaluates each image given its own t10k label", "[tools][nll][conditional]") {
   const fs::path data_dir = fm::tools::kFashionMnistDir;
-  if (!have_t10k_files()) return;
+  if (fm::test::fashion_mnist_missing()) return;  // trains on train, evaluates t10k
   const fs::path dir = scratch_dir("images_conditional");
   const std::string checkpoint = tiny_conditional_unet_checkpoint(dir);
   fm::tools::CheckpointModel loaded = fm::tools::load_checkpoint_model(checkpoint, fm::Device::CPU, "ema");
@@ -371,7 +368,7 @@ TEST_CASE("fmeval nll --condition label evaluates each image given its own t10k 
 TEST_CASE("cuda: fmeval nll --condition label on the device matches the CPU and neither condition copies labels per evaluation",
           "[tools][nll][conditional][gpu]") {
   FM_REQUIRE_GPU();
-  if (!have_t10k_files()) return;
+  if (fm::test::fashion_mnist_missing()) return;  // trains on train, evaluates t10k
   // The labels go to the device once per batch (a RowIndex) and the solver's evaluations read them
   // there. The per-image values are the CPU's to the float rounding of two kernel sets (the probes and
   // dequantisation noise are counter-based, the same numbers on both devices): within 1e-5 relative,

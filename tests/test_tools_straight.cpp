@@ -65,11 +65,6 @@ Json tiny_unet(int checkpoint_every) {
           {"sample", {{"steps", 2}, {"n", 4}}}};
 }
 
-// The image tests read the train and t10k images (not the labels).
-bool fashion_mnist_missing() {
-  return fm::test::fashion_mnist_missing({"train", "t10k"}, fm::test::FashionMnistFiles::ImagesOnly);
-}
-
 fs::path write_config(const fs::path& dir, const Json& config) {
   fs::create_directories(dir);
   fs::path path = dir / "config.json";
@@ -233,7 +228,7 @@ TEST_CASE("2-D samples are written in the data's own coordinates and the checkpo
 }
 
 TEST_CASE("reflow on images: pairs from a tiny U-Net teacher train a student that resumes bitwise", "[tools][straight]") {
-  if (fashion_mnist_missing()) return;
+  if (fm::test::fashion_mnist_missing()) return;
   fs::path dir = scratch_dir("reflow_images");
   Json unet = tiny_unet(2);
   REQUIRE(fm::test::train_run(write_config(dir, unet), dir / "teacher") == 0);
@@ -256,7 +251,7 @@ TEST_CASE("reflow on images: pairs from a tiny U-Net teacher train a student tha
 
 TEST_CASE("fmeval straight on images: FD at each NFE, S measured on the way, and the path picture",
           "[tools][straight][images]") {
-  if (fashion_mnist_missing()) return;
+  if (fm::test::fashion_mnist_missing()) return;
   fs::path dir = scratch_dir("eval_images");
   Json unet = tiny_unet(4);
   REQUIRE(fm::test::train_run(write_config(dir, unet), dir / "run") == 0);

@@ -18,20 +18,23 @@
 # convolutions; attention's products too, in both kernel sets), and the bf16-act row (every activation
 # bfloat16, attention included: model.activations = "bfloat16").
 # Environment: FM_SKIP_TESTS=1 skips stage 2; FM_TEST_LIMIT_S (default 180) limits each test binary;
-# FM_SKIP_COMPILE=1 skips the torch.compile rows;
+# FM_SKIP_COMPILE=1 skips the torch.compile rows; FM_ONLY_COMPILE=1 runs only the build and those rows
+# (a second call on a warm machine: the ratio column then stays empty, ours having no row);
 # FM_COMPILE_LIMIT_S (default 150) limits each compiled run, FM_COMPILE_MODE (default max-autotune; or
 # default) picks torch.compile's mode: max-autotune's bf16 compile of this U-Net did not finish in 506 s
 # on an H200 (2026-12-04; it benchmarks ~20 Triton choices per matmul shape), so within one device call
 # the compiled rows need their own call or mode default; FM_BATCH (default 256).
 # FM_DEADLINE_S (default 480) is the call's budget in seconds, counted from the script's start: a
-# stage that would not end inside it is skipped and says so, and every run is bounded by the time left,
-# so the table is printed inside the device call's limit (pass the tool a timeout_s ~60 s above it).
+# stage that would not end inside it is skipped and says so, and every run (the build included) is
+# bounded by the time left, so the table is printed inside the device call's limit (pass the tool a
+# timeout_s ~60 s above it).
 # The test cases leave FM_BENCH_RESERVE_S (default 240) of it to the timings that follow them, but
 # take at least 120 s (or what is left) when the build ran long: checking comes before timing.
 # Headers and libraries the machine cannot install come from .deps/ (tools/fetch_device_deps.sh).
 # Logs and CSVs go to build-gpu/bench_logs; with $OUT set (the device tool brings back at most 8 files)
-# they are packed into $OUT/gpu_bench_logs.tar.gz, and the CSVs copied beside it, after every stage:
-# a call cut off by the tool's limit still brings back everything measured before the cut.
+# they are packed into $OUT/gpu_bench_logs.tar.gz (written beside and renamed over it, so a kill
+# mid-write leaves the previous archive whole), and the CSVs copied beside it, after every stage and
+# on exit: a call cut off by the tool's limit still brings back everything measured before the cut.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build_dir=build-gpu
@@ -43,6 +46,7 @@ compile_limit="${FM_COMPILE_LIMIT_S:-150}"
 compile_mode="${FM_COMPILE_MODE:-max-autotune}"
 deadline="${FM_DEADLINE_S:-480}"
 bench_reserve="${FM_BENCH_RESERVE_S:-240}"
+only_compile="${FM_ONLY_COMPILE:-0}"
 started=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - started )) s"; }
 seconds_left() { echo $(( deadline - ($(date +%s) - started) )); }
@@ -53,19 +57,23 @@ fits() {
   echo "$2: skipped ($(seconds_left) s left of FM_DEADLINE_S=$deadline, needs about $1 s)"
   return 1
 }
-# bounded LIMIT CMD...: CMD under `timeout`, at most LIMIT seconds and never past the deadline.
+# bounded LIMIT CMD...: CMD under `timeout`, at most LIMIT seconds and never past the deadline
+# (SIGKILL 5 s after the SIGTERM if it is still there: `timeout` gives it a process group of its own,
+# which a kill of this script would not reach).
 bounded() {
   local limit="$1" left; shift
   left=$(seconds_left); (( left < limit )) && limit=$left; (( limit < 1 )) && limit=1
-  timeout "$limit" "$@"
+  timeout -k 5 "$limit" "$@"
 }
-# What has been measured so far, into $OUT (when set): called after each stage.
+# What has been measured so far, into $OUT (when set): called after each stage and on exit.
 save_logs() {
   [[ -n "${OUT:-}" ]] || return 0
-  tar czf "$OUT/gpu_bench_logs.tar.gz" -C "$logs" . 2>/dev/null
+  tar czf "$OUT/gpu_bench_logs.tar.gz.part" -C "$logs" . 2>/dev/null &&
+    mv -f "$OUT/gpu_bench_logs.tar.gz.part" "$OUT/gpu_bench_logs.tar.gz"
   cp "$logs"/*.csv "$OUT"/ 2>/dev/null
   return 0
 }
+trap save_logs EXIT
 
 cmake_args=(-S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFM_CUDA=ON)
 if [[ -d .deps/root/usr ]]; then
@@ -80,7 +88,7 @@ echo "gpu_bench: $(date -u +%Y-%m-%dT%H:%MZ) on ${gpu_name:-no GPU found}, commi
 
 # 1. Build only what the bench needs (+ the test binaries of stage 2).
 targets=(fmbench fmtrain)
-if [[ "${FM_SKIP_TESTS:-0}" != 1 ]]; then
+if [[ "${FM_SKIP_TESTS:-0}" != 1 && $only_compile != 1 ]]; then
   for src in tests/test_*.cpp; do
     grep -q "FM_REQUIRE_GPU()" "$src" && targets+=("$(basename "$src" .cpp)")
   done
@@ -88,7 +96,10 @@ fi
 # Keep going past a file that fails (-k): one compiler incompatibility on the device machine must not
 # cost the whole call; what did build is still tested and timed, and the failures are listed.
 keep_going=(-k 0); [[ ${cmake_args[3]} == Ninja ]] || keep_going=(-k)
-if ! { cmake "${cmake_args[@]}" && cmake --build "$build_dir" -j "$(nproc)" --target "${targets[@]}" -- "${keep_going[@]}"; } \
+# The build may take all but the last 30 s: past that nothing else could run, but its log comes back.
+build_limit=$(( deadline - 30 )); (( build_limit < 10 )) && build_limit=10
+if ! { cmake "${cmake_args[@]}" &&
+       timeout -k 5 "$build_limit" cmake --build "$build_dir" -j "$(nproc)" --target "${targets[@]}" -- "${keep_going[@]}"; } \
     >"$logs/bench_build.log" 2>&1; then
   missing=()
   for name in "${targets[@]}"; do [[ -x $build_dir/bin/$name ]] || missing+=("$name"); done
@@ -105,7 +116,7 @@ tests_status="skipped"
 left=$(seconds_left)
 tests_budget=$(( left - bench_reserve ))
 (( tests_budget < 120 )) && tests_budget=$(( left < 120 ? left : 120 ))
-if [[ "${FM_SKIP_TESTS:-0}" != 1 ]] && fits 60 "tests"; then
+if [[ "${FM_SKIP_TESTS:-0}" != 1 && $only_compile != 1 ]] && fits 60 "tests"; then
   # Four binaries at a time (the GPU has room; their answers do not depend on timing), each under a
   # time limit so that one hung binary cannot eat the call: rc 124 is reported as a failure. The
   # stage ends after tests_budget seconds (above): a binary is not started within 30 s of that end
@@ -115,7 +126,7 @@ if [[ "${FM_SKIP_TESTS:-0}" != 1 ]] && fits 60 "tests"; then
   printf '%s\n' "${targets[@]:2}" | xargs -P 4 -I{} bash -c \
     'left=$(( $4 - $(date +%s) )); (( left < 30 )) && { echo "{} not-run"; exit 0; }
      (( left < $1 )) || left=$1
-     timeout "$left" "$2/bin/{}" "[gpu]" >"$3/bench_tests_{}.log" 2>&1; echo "{} $?"' _ \
+     timeout -k 5 "$left" "$2/bin/{}" "[gpu]" >"$3/bench_tests_{}.log" 2>&1; echo "{} $?"' _ \
     "$test_limit" "$build_dir" "$logs" "$(( $(date +%s) + tests_budget ))" >"$logs/bench_tests_rc.txt"
   failed=0 not_run=0
   while read -r name rc; do
@@ -131,25 +142,26 @@ if [[ "${FM_SKIP_TESTS:-0}" != 1 ]] && fits 60 "tests"; then
 fi
 
 # 3. Ours: counters per step, then the seed U-Net's training step with both kernel sets.
-if fits 20 "fmbench step"; then
+ours_stage() { [[ $only_compile != 1 ]] && fits "$1" "$2"; }  # our timings: not under FM_ONLY_COMPILE
+if ours_stage 20 "fmbench step"; then
   bounded 60 "$build_dir/bin/fmbench" step --device cuda >"$logs/bench_step.log" 2>&1
   echo "fmbench step: rc $? ($(elapsed))"
 fi
-if fits 60 "fmbench unet"; then
+if ours_stage 60 "fmbench unet"; then
   bounded 150 "$build_dir/bin/fmbench" unet --batch "$batch" --csv "$logs/bench_unet.csv" >"$logs/bench_unet.log" 2>&1
   echo "fmbench unet: rc $? ($(elapsed))"
 fi
 save_logs
 # The same with TF32 tensor cores (FM_PRECISION=tf32: our matmul and convolutions on WMMA; with the
 # library kernels, cuBLAS TF32 matmuls and cuDNN convolutions with TF32 allowed, spatial algorithms).
-if fits 60 "fmbench unet (tf32)"; then
+if ours_stage 60 "fmbench unet (tf32)"; then
   FM_PRECISION=tf32 bounded 150 "$build_dir/bin/fmbench" unet --batch "$batch" --csv "$logs/bench_unet_tf32.csv" \
     >"$logs/bench_unet_tf32.log" 2>&1
   echo "fmbench unet (tf32): rc $? ($(elapsed))"
 fi
 # bfloat16 (FM_PRECISION=bf16): our matmul and convolutions on bfloat16 WMMA (with the library kernels,
 # cuBLAS FAST_16BF matmuls and cuDNN convolutions in TF32: cuDNN has no bf16 math for FP32 tensors).
-if fits 60 "fmbench unet (bf16)"; then
+if ours_stage 60 "fmbench unet (bf16)"; then
   FM_PRECISION=bf16 bounded 150 "$build_dir/bin/fmbench" unet --batch "$batch" --csv "$logs/bench_unet_bf16.csv" \
     >"$logs/bench_unet_bf16.log" 2>&1
   echo "fmbench unet (bf16): rc $? ($(elapsed))"
@@ -168,7 +180,7 @@ read -r bf16act_ms bf16act_ips <<<"$(engine_row bf16-act "$logs/bench_unet_bf16.
 # no sample grids or checkpoints inside the timed loop): what the loop around the step costs.
 # Issue 14's target: fmtrain at >= 95% of fmbench's step rate.
 fmtrain_ips=""
-if ! fits 45 "fmtrain (400 steps)"; then
+if ! ours_stage 45 "fmtrain (400 steps)"; then
   :
 elif [[ -d /usr/share/datasets/fashion-mnist || -d .deps/root/usr/share/datasets/fashion-mnist ]]; then
   data_dir=/usr/share/datasets/fashion-mnist
@@ -193,7 +205,8 @@ rm -f "$pytorch_csv"
 pytorch_run() {  # label, time limit, extra flags...
   local label="$1" limit="$2"; shift 2
   # An eager run takes about 30 s (import, warm-up, timing); a compiled one its whole limit.
-  local need=45; [[ " $* " == *" --compile "* ]] && need=$limit
+  local need=45 compiled=0; [[ " $* " == *" --compile "* ]] && need=$limit compiled=1
+  [[ $only_compile == 1 && $compiled == 0 ]] && return 0
   fits "$need" "pytorch $label" || return 0
   bounded "$limit" python3 bench/unet_pytorch.py --batch "$batch" --csv "$pytorch_csv" "$@" \
     >"$logs/bench_pytorch_$label.log" 2>&1
@@ -230,7 +243,8 @@ echo "| ours, fmtrain full loop (custom, FP32, 400 steps) | | ${fmtrain_ips:-–
 if [[ -f "$pytorch_csv" ]]; then
   awk -F, -v ours="$best_ips" '{
       name = "PyTorch " $2 (($3 != "none") ? ", torch.compile " $3 : ", eager") (($4 == 1) ? ", cudnn.benchmark" : "")
-      printf "| %s | %.2f | %.0f | %.2fx |\n", name, $6, $7, (ours > 0 ? ours / $7 : 0)
+      ratio = (ours > 0 && $7 > 0) ? sprintf("%.2fx", ours / $7) : "–"
+      printf "| %s | %.2f | %.0f | %s |\n", name, $6, $7, ratio
     }' "$pytorch_csv"
 fi
 if [[ -n "${OUT:-}" ]]; then

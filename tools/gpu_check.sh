@@ -9,12 +9,23 @@
 # check across calls (FM_SKIP_CTEST=1 FM_SKIP_BENCH=1: the memcheck pass alone).
 #
 # Headers and libraries the machine cannot install come from .deps/ (tools/fetch_device_deps.sh),
-# used when present. Logs go to $OUT (if set) or build-gpu/logs.
+# used when present. Logs go to build-gpu/logs; with $OUT set (the device tool brings back at most 8
+# files) they are packed into $OUT/gpu_check_logs.tar.gz after each step and on exit (written beside
+# it and renamed over it, so a kill mid-write leaves the previous archive whole), with fmbench's CSV
+# and its two charts copied beside it. FM_SANITIZER_LIMIT_S (default 300) bounds each memcheck run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build_dir=build-gpu
-logs="${OUT:-$build_dir/logs}"
-mkdir -p "$logs"
+logs="$build_dir/logs"
+rm -rf "$logs" && mkdir -p "$logs"
+save_logs() {
+  [[ -n "${OUT:-}" ]] || return 0
+  tar czf "$OUT/gpu_check_logs.tar.gz.part" -C "$logs" . 2>/dev/null &&
+    mv -f "$OUT/gpu_check_logs.tar.gz.part" "$OUT/gpu_check_logs.tar.gz"
+  cp "$logs"/fmbench.csv "$logs"/fmbench_*.png "$OUT"/ 2>/dev/null
+  return 0
+}
+trap save_logs EXIT
 export PATH=/usr/local/cuda/bin:$PATH
 
 cmake_args=(-S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFM_CUDA=ON)
@@ -39,6 +50,7 @@ keep_going=(-k 0); [[ ${cmake_args[3]} == Ninja ]] || keep_going=(-k)
 { cmake "${cmake_args[@]}" && cmake --build "$build_dir" -j "$(nproc)" -- "${keep_going[@]}"; } >"$logs/build.log" 2>&1 \
   || status_build=FAILED
 echo "build: $status_build (log: $logs/build.log)"
+save_logs
 if [[ $status_build != ok ]]; then
   grep -E "error|Error" "$logs/build.log" | head -10
   [[ -f $build_dir/CTestTestfile.cmake ]] || exit 1
@@ -52,6 +64,7 @@ if [[ "${FM_SKIP_CTEST:-0}" != 1 ]]; then
   skipped=$(grep -c "(Skipped)" "$logs/ctest.log")
   echo "ctest: ${summary:-no summary} ; skipped: $skipped (log: $logs/ctest.log)"
   grep -E "\(Failed\)|\(Timeout\)|\(SEGFAULT\)|Exception" "$logs/ctest.log" | head -20
+  save_logs
 else
   echo "ctest: skipped (FM_SKIP_CTEST=1)"
 fi
@@ -66,14 +79,16 @@ elif command -v compute-sanitizer >/dev/null; then
     name=$(basename "$bin")
     # Only binaries with GPU cases (Catch exits non-zero when a filter matches nothing).
     "$bin" "[gpu]" --list-test-names-only 2>/dev/null | grep -q . || continue
-    FM_CUDA_ALLOCATOR=direct compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 20 \
+    FM_CUDA_ALLOCATOR=direct timeout -k 5 "${FM_SANITIZER_LIMIT_S:-300}" \
+      compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 20 \
       "$bin" "[gpu]" >"$logs/sanitizer_$name.log" 2>&1
     rc=$?
     if [[ $rc -ne 0 ]]; then
       sanitizer_fail=$((sanitizer_fail + 1))
-      echo "compute-sanitizer: $name FAILED (rc $rc, log: $logs/sanitizer_$name.log)"
+      echo "compute-sanitizer: $name FAILED (rc $rc; 124 = over FM_SANITIZER_LIMIT_S; log: $logs/sanitizer_$name.log)"
       grep -E "ERROR SUMMARY|Invalid|FAILED" "$logs/sanitizer_$name.log" | head -5
     fi
+    save_logs
   done
   echo "compute-sanitizer memcheck: $sanitizer_fail test binaries with errors"
 else
@@ -87,6 +102,7 @@ if [[ -x "$build_dir/bin/fmbench" && "${FM_SKIP_BENCH:-0}" != 1 ]]; then
   "$build_dir/bin/fmbench" plot --csv "$logs/fmbench.csv" --out "$logs/fmbench" >/dev/null 2>&1 ||
     echo "fmbench plot: failed"
   tail -60 "$logs/fmbench.log"
+  save_logs
 fi
 
 # The same U-Net in PyTorch on the same machine, for the speed ratio (when PyTorch is installed).
