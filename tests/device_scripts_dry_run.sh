@@ -20,8 +20,8 @@ scratch="$(mktemp -d "${TMPDIR:-/tmp}/fm_device_scripts.XXXXXX")"
 trap 'rm -rf "$scratch"' EXIT
 failures=0
 fail() { echo "FAILED: $*"; failures=$((failures + 1)); }
-expect() {  # expect LABEL FILE REGEX: FILE has a line matching REGEX
-  grep -Eq -- "$3" "$2" || fail "$1: no line matching /$3/ in the output (below)"
+expect() {  # expect REGEX: the current scenario's output has a line matching REGEX
+  grep -Eq -- "$1" "$log" || fail "$scenario: no line matching /$1/ in the output (below)"
 }
 
 # Every device and helper script at least parses.
@@ -112,92 +112,88 @@ kill_session() {
   done
   return 0
 }
-run_bench() {  # run_bench NAME [VAR=VALUE...]: output in $scratch/NAME.log, $OUT is $scratch/out_NAME
-  local name="$1"; shift
-  rm -rf "$scratch/out_$name" && mkdir -p "$scratch/out_$name"
-  # Bounded, so that a script that ignores its deadline fails the checks instead of hanging the test.
-  in_session 60 "$scratch/$name.log" OUT="$scratch/out_$name" "$@"
+# scenario NAME KILL_AFTER [VAR=VALUE...]: the script with these settings, killed after KILL_AFTER
+# seconds if still running (bounded, so that a script that ignores its deadline fails the checks
+# instead of hanging the test); its output is then $log, its $OUT is $out, and the checks that follow
+# are reported under NAME.
+scenario() {
+  scenario="$1"; local kill_after="$2"; shift 2
+  log="$scratch/$scenario.log" out="$scratch/out_$scenario" before=$failures started_at=$(date +%s)
+  rm -rf "$out" && mkdir -p "$out"
+  in_session "$kill_after" "$log" OUT="$out" "$@"
 }
+# within SECONDS: the current scenario ended inside SECONDS of its start.
+within() {
+  local took=$(( $(date +%s) - started_at ))
+  (( took <= $1 )) || fail "$scenario: took $took s, more than $1 s"
+}
+# Shows the current scenario's output when one of its checks failed.
+show_if_failed() { [[ $failures -eq $before ]] || cat "$log"; }
 # (Not `tar | grep -q`: under pipefail, grep leaving early can fail the pipeline through SIGPIPE.)
 tar_has() { local names; names=$(tar tzf "$1" 2>/dev/null) && grep -q -- "$2" <<<"$names"; }
 
 # (a) A whole run with room for everything but the compiled rows.
-start=$(date +%s)
-run_bench whole FM_DEADLINE_S=100 FM_BENCH_RESERVE_S=60 FM_TEST_LIMIT_S=3
-log="$scratch/whole.log"
-expect whole "$log" '^tests: test_hangs FAILED \(rc 124'
-expect whole "$log" '^tests: 5 of 6 binaries passed \('
-expect whole "$log" '^\| ours, custom kernels, FP32 \| 31\.00 \| 8250 \|'
-expect whole "$log" '^\| ours, cuDNN/cuBLAS, FP32 \| 46\.40 \| 5519 \|'
-expect whole "$log" '^\| ours, custom kernels, TF32 \(WMMA\) \| 20\.00 \| 12800 \|'
-expect whole "$log" '^\| ours, custom kernels, bf16 \(WMMA\) \| 12\.00 \| 21333 \|'
-expect whole "$log" '^\| ours, custom kernels, bf16 activations \(WMMA\) \| 15\.00 \| 17000 \|'
-expect whole "$log" 'fmtrain / fmbench custom: 0\.95'
-expect whole "$log" '^\| PyTorch fp32, eager \| 20\.00 \| 12800 \| 0\.64x \|'
-expect whole "$log" '^\| PyTorch bf16, eager, cudnn\.benchmark \| 20\.00 \| 12800 \| 0\.64x \|'
-expect whole "$log" '^pytorch compile_tf32: skipped \([0-9]+ s left of FM_DEADLINE_S=100'
-[[ -f "$scratch/out_whole/gpu_bench_logs.tar.gz" ]] || fail "whole: no gpu_bench_logs.tar.gz in \$OUT"
-tar_has "$scratch/out_whole/gpu_bench_logs.tar.gz" bench_unet_bf16.log || fail "whole: the archive lacks bench_unet_bf16.log"
+scenario whole 60 FM_DEADLINE_S=100 FM_BENCH_RESERVE_S=60 FM_TEST_LIMIT_S=3
+expect '^tests: test_hangs FAILED \(rc 124'
+expect '^tests: 5 of 6 binaries passed \('
+expect '^\| ours, custom kernels, FP32 \| 31\.00 \| 8250 \|'
+expect '^\| ours, cuDNN/cuBLAS, FP32 \| 46\.40 \| 5519 \|'
+expect '^\| ours, custom kernels, TF32 \(WMMA\) \| 20\.00 \| 12800 \|'
+expect '^\| ours, custom kernels, bf16 \(WMMA\) \| 12\.00 \| 21333 \|'
+expect '^\| ours, custom kernels, bf16 activations \(WMMA\) \| 15\.00 \| 17000 \|'
+expect 'fmtrain / fmbench custom: 0\.95'
+expect '^\| PyTorch fp32, eager \| 20\.00 \| 12800 \| 0\.64x \|'
+expect '^\| PyTorch bf16, eager, cudnn\.benchmark \| 20\.00 \| 12800 \| 0\.64x \|'
+expect '^pytorch compile_tf32: skipped \([0-9]+ s left of FM_DEADLINE_S=100'
+[[ -f "$out/gpu_bench_logs.tar.gz" ]] || fail "whole: no gpu_bench_logs.tar.gz in \$OUT"
+tar_has "$out/gpu_bench_logs.tar.gz" bench_unet_bf16.log || fail "whole: the archive lacks bench_unet_bf16.log"
 for csv in bench_unet.csv bench_pytorch.csv; do
-  [[ -f "$scratch/out_whole/$csv" ]] || fail "whole: $csv not copied to \$OUT"
+  [[ -f "$out/$csv" ]] || fail "whole: $csv not copied to \$OUT"
 done
-(( $(date +%s) - start < 60 )) || fail "whole: took $(( $(date +%s) - start )) s (the stubs need about 5)"
-[[ $failures -eq 0 ]] || cat "$log"
+within 59  # the stubs need about 5 s
+show_if_failed
 
 # (b) A deadline too short for most stages: they say they are skipped; the table still comes.
-before=$failures
-start=$(date +%s)
-run_bench short FM_DEADLINE_S=30 FM_SKIP_TESTS=1 STUB_FMBENCH_S=2
-log="$scratch/short.log"
-expect short "$log" '^fmbench step: rc 0'
-expect short "$log" '^fmbench unet: skipped \([0-9]+ s left of FM_DEADLINE_S=30, needs about 60 s\)'
-expect short "$log" '^pytorch fp32: skipped'
-expect short "$log" '^\| ours, custom kernels, FP32 \| – \| – \|'
-expect short "$log" '^gpu_bench: tests skipped; total'
-(( $(date +%s) - start <= 32 )) || fail "short: took $(( $(date +%s) - start )) s, past its 30 s deadline"
-[[ $failures -eq $before ]] || cat "$log"
+scenario short 60 FM_DEADLINE_S=30 FM_SKIP_TESTS=1 STUB_FMBENCH_S=2
+expect '^fmbench step: rc 0'
+expect '^fmbench unet: skipped \([0-9]+ s left of FM_DEADLINE_S=30, needs about 60 s\)'
+expect '^pytorch fp32: skipped'
+expect '^\| ours, custom kernels, FP32 \| – \| – \|'
+expect '^gpu_bench: tests skipped; total'
+within 32
+show_if_failed
 
 # (c) Killed part-way (as the device tool ends a call at its limit): the finished stages' logs are in $OUT.
-before=$failures
-rm -rf "$scratch/out_killed" && mkdir -p "$scratch/out_killed"
-in_session 8 "$scratch/killed.log" OUT="$scratch/out_killed" FM_SKIP_TESTS=1 STUB_EAGER_S=1
-archive="$scratch/out_killed/gpu_bench_logs.tar.gz"
-tar_has "$archive" bench_unet.log || fail "killed: \$OUT has no archive with bench_unet.log"
-tar_has "$archive" bench_pytorch_fp32.log || fail "killed: the archive lacks the finished PyTorch row's log"
-[[ -f "$scratch/out_killed/bench_pytorch.csv" ]] || fail "killed: bench_pytorch.csv not in \$OUT"
-[[ $failures -eq $before ]] || cat "$scratch/killed.log"
+scenario killed 8 FM_SKIP_TESTS=1 STUB_EAGER_S=1
+tar_has "$out/gpu_bench_logs.tar.gz" bench_unet.log || fail "killed: \$OUT has no archive with bench_unet.log"
+tar_has "$out/gpu_bench_logs.tar.gz" bench_pytorch_fp32.log || fail "killed: the archive lacks the finished PyTorch row's log"
+[[ -f "$out/bench_pytorch.csv" ]] || fail "killed: bench_pytorch.csv not in \$OUT"
+show_if_failed
 
 # (d) A stage that would outlast the deadline is cut at it (fmbench step fits at the start, then hangs).
-before=$failures
-start=$(date +%s)
-run_bench cut FM_DEADLINE_S=21 FM_SKIP_TESTS=1 STUB_FMBENCH_S=100
-log="$scratch/cut.log"
-expect cut "$log" '^fmbench step: rc 124'
-expect cut "$log" '^fmbench unet: skipped'
-expect cut "$log" '^gpu_bench: tests skipped; total'
-(( $(date +%s) - start <= 24 )) || fail "cut: took $(( $(date +%s) - start )) s, past its 21 s deadline"
-[[ $failures -eq $before ]] || cat "$log"
+scenario cut 60 FM_DEADLINE_S=21 FM_SKIP_TESTS=1 STUB_FMBENCH_S=100
+expect '^fmbench step: rc 124'
+expect '^fmbench unet: skipped'
+expect '^gpu_bench: tests skipped; total'
+within 24
+show_if_failed
 
 # (e) The test stage: 6 binaries of 33 s, 4 at a time, in a budget of the 62 s left (the reserve for
 # the timings cannot be kept, and the tests take what is left up to 120 s): the last two would start
 # with under 30 s left, so they are listed as not run; the four that ran passed.
-before=$failures
-run_bench budget FM_DEADLINE_S=62 FM_BENCH_RESERVE_S=300 FM_TEST_LIMIT_S=60 STUB_TEST_S=33 STUB_HANG_S=33
-log="$scratch/budget.log"
-expect budget "$log" '^tests: test_quick_[a-e] not run \(deadline\)'
-expect budget "$log" '^tests: 4 of 4 binaries passed, 2 not run \('
-[[ $failures -eq $before ]] || cat "$log"
+scenario budget 60 FM_DEADLINE_S=62 FM_BENCH_RESERVE_S=300 FM_TEST_LIMIT_S=60 STUB_TEST_S=33 STUB_HANG_S=33
+expect '^tests: test_quick_[a-e] not run \(deadline\)'
+expect '^tests: 4 of 4 binaries passed, 2 not run \('
+show_if_failed
 
 # (f) FM_ONLY_COMPILE=1: no tests, none of our timings, no eager rows; the compiled rows, each cut at
 # its limit (the stub compiles forever).
-before=$failures
-run_bench compiled FM_ONLY_COMPILE=1 FM_COMPILE_LIMIT_S=2
-log="$scratch/compiled.log"
-expect compiled "$log" '^pytorch compile_tf32: rc 124'
-expect compiled "$log" '^pytorch compile_bf16: rc 124'
+scenario compiled 60 FM_ONLY_COMPILE=1 FM_COMPILE_LIMIT_S=2
+expect '^pytorch compile_tf32: rc 124'
+expect '^pytorch compile_bf16: rc 124'
 grep -Eq '^(tests|fmbench|fmtrain|pytorch (fp32|defaults|tf32|bf16))[ :]' "$log" &&
   fail "compiled: a stage other than the compiled rows ran or was reported"
-[[ $failures -eq $before ]] || cat "$log"
+show_if_failed
 
 if [[ $failures -ne 0 ]]; then
   echo "device_scripts_dry_run: $failures check(s) failed"

@@ -4,12 +4,11 @@
 #pragma once
 #include <catch2/catch.hpp>
 
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <initializer_list>
 #include <string>
 
+#include "test_util.h"
 #include "tools/fashion_mnist_files.h"
 
 namespace fm::test {
@@ -26,10 +25,8 @@ inline bool fashion_mnist_missing(std::initializer_list<const char*> splits = {"
                             tools::fashion_mnist_labels_path(tools::kFashionMnistDir, split)};
     for (int i = 0; i < (files == FashionMnistFiles::ImagesAndLabels ? 2 : 1); ++i) {
       if (std::filesystem::exists(paths[i])) continue;
-      std::printf("SKIPPED: \"%s\": %s not found (install dataset-fashion-mnist)\n",
-                  Catch::getResultCapture().getCurrentTestName().c_str(), paths[i].c_str());
-      std::fflush(stdout);
-      if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);
+      report_skipped(Catch::getResultCapture().getCurrentTestName().c_str(),
+                     paths[i] + " not found (install dataset-fashion-mnist)");
       return true;
     }
   }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/distributed.h"
+#include "test_util.h"
 
 namespace fm::test {
 
@@ -36,9 +37,7 @@ inline std::string find_on_path(const std::string& name) {
 // Reports the running case as skipped and why; the caller returns. Run alone by CTest, the process
 // exits with 77, so CTest shows "Skipped", not "Passed".
 inline void skip_case(const std::string& why) {
-  std::printf("SKIPPED: \"%s\": %s\n", Catch::getResultCapture().getCurrentTestName().c_str(), why.c_str());
-  std::fflush(stdout);
-  if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);
+  report_skipped(Catch::getResultCapture().getCurrentTestName().c_str(), why);
 }
 
 // True (after printing why, and ending the case as "Skipped" under CTest) when mpirun jobs cannot be

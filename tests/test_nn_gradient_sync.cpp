@@ -163,8 +163,7 @@ TEST_CASE("a parameter without a gradient is refused by name when its bucket sta
 TEST_CASE("NCCL all-reduce on one GPU: waits for the compute stream and returns the buffer", "[gpu]") {
   FM_REQUIRE_GPU();
   if (!dist::built_with_nccl()) {  // a CUDA build without NCCL, or the emulator build without MPI
-    std::printf("SKIPPED: this build has no NCCL\n");
-    if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);
+    fm::test::report_skipped(Catch::getResultCapture().getCurrentTestName().c_str(), "this build has no NCCL");
     return;
   }
 #ifdef FM_WITH_NCCL

@@ -22,11 +22,15 @@ int g_skipped = 0;
 
 bool gpu_available() { return fm::kernels::cuda_available(); }
 
-void skip_gpu_test(const char* test_name) {
-  ++g_skipped;
-  std::printf("SKIPPED: \"%s\" needs a CUDA device and none is available\n", test_name);
+void report_skipped(const char* test_name, const std::string& why) {
+  std::printf("SKIPPED: \"%s\": %s\n", test_name, why.c_str());
   std::fflush(stdout);
   if (std::getenv("FM_TEST_SINGLE_CASE")) std::exit(77);
+}
+
+void skip_gpu_test(const char* test_name) {
+  ++g_skipped;
+  report_skipped(test_name, "needs a CUDA device and none is available");
 }
 int skipped_gpu_cases() { return g_skipped; }
 

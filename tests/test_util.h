@@ -11,9 +11,12 @@ namespace fm::test {
 
 // True when a CUDA device is present. Never touches CUDA in a CPU-only build.
 bool gpu_available();
-// Called when a GPU test has no GPU: prints "SKIPPED ..." and, when CTest runs this single case,
-// exits with code 77 so CTest reports it as skipped. Running a whole binary by hand, the case returns
-// early and the binary prints how many GPU cases it skipped at the end.
+// Reports the case `test_name` as skipped and why (prints "SKIPPED: "NAME": WHY") and, when CTest runs
+// this single case, exits with code 77 so CTest shows it as "Skipped", not "Passed". Otherwise the
+// caller returns. The one place every skip of the suites goes through.
+void report_skipped(const char* test_name, const std::string& why);
+// Called when a GPU test has no GPU: report_skipped, counted. Running a whole binary by hand, the case
+// returns early and the binary prints how many GPU cases it skipped at the end.
 void skip_gpu_test(const char* test_name);
 int skipped_gpu_cases();
 

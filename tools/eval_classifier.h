@@ -32,7 +32,8 @@ struct LabelledImages {
   std::vector<std::int32_t> labels;   // N class indices
   std::int64_t count() const { return std::int64_t(labels.size()); }
 };
-// A split's images and labels (tools/fashion_mnist_files.h names the files). limit > 0 keeps only the first `limit` images.
+// A split's images and labels (tools/fashion_mnist_files.h names the files). limit > 0 keeps only the
+// first `limit` images.
 LabelledImages load_fashion_mnist(const std::string& data_dir, const std::string& split, std::int64_t limit = 0);
 
 // n distinct images [n, ...] chosen by a partial Fisher–Yates shuffle with `gen` (n <= count).
