@@ -128,6 +128,32 @@ __global__ void read_far_past_the_end(const float* in, float* out, int n) {
   if (threadIdx.x == 0) out[0] = in[n + 1024];
 }
 
+// Each lane reads what the lane before it wrote to shared memory, with no barrier between: "warp-
+// synchronous" code that worked on GPUs before Volta, and is a race on every GPU since (a warp's
+// lanes are scheduled independently). In lane order it would always read the written value.
+__global__ void read_previous_lane_without_barrier(float* out) {
+  __shared__ float slots[32];
+  fm_emu::register_static_shared(slots, sizeof(slots));
+  slots[threadIdx.x] = float(threadIdx.x);
+  out[blockIdx.x * 32 + threadIdx.x] = threadIdx.x == 0 ? 0.f : slots[threadIdx.x - 1];
+}
+
+// Block b copies what block b - 1 wrote: correct only if blocks run in index order, which no GPU
+// promises. `chain` must start as block 0's value at index 0.
+__global__ void read_previous_block(float* chain) {
+  if (threadIdx.x == 0 && blockIdx.x > 0) chain[blockIdx.x] = chain[blockIdx.x - 1] + 1.f;
+}
+
+__global__ void write_dynamic_shared_at(float* out, int index) {
+  float* shared = fm_emu::dynamic_shared<float>();
+  if (threadIdx.x == 0) shared[index] = 1.f;
+  out[threadIdx.x] = 0.f;
+}
+
+__global__ void copy_first(const float* in, float* out) {
+  if (threadIdx.x == 0) out[0] = in[0];
+}
+
 template <typename T>
 T* device_alloc(std::size_t n) {
   return static_cast<T*>(fm::kernels::cuda_malloc(n * sizeof(T)));
@@ -144,6 +170,9 @@ template <typename Body>
 int crash_signal_of(Body body) {
   const pid_t child = fork();
   if (child == 0) {
+    // The default actions, not Catch's handlers: the child is meant to die quietly of the signal.
+    std::signal(SIGSEGV, SIG_DFL);
+    std::signal(SIGABRT, SIG_DFL);
     body();
     std::_Exit(0);
   }
@@ -166,28 +195,84 @@ TEST_CASE("emulator: every thread of every block runs once, with its own indices
   fm::kernels::cuda_free(out);
 }
 
-TEST_CASE("emulator: barriers order shared memory, and a missing barrier shows", "[emulator]") {
-  const int blocks = 16;
-  std::vector<float> x(blocks * 256);
-  for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(i % 7);
+namespace {
+// block_sum over 16 blocks of 256 inputs (i mod 7) on the device.
+struct BlockSums {
+  static constexpr int kBlocks = 16;
+  std::vector<float> x = std::vector<float>(kBlocks * 256);
   float* x_dev = device_alloc<float>(x.size());
-  float* out = device_alloc<float>(blocks);
-  fm::kernels::cuda_copy_to_device(x_dev, x.data(), x.size() * sizeof(float));
+  float* out = device_alloc<float>(kBlocks);
+  BlockSums() {
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(i % 7);
+    fm::kernels::cuda_copy_to_device(x_dev, x.data(), x.size() * sizeof(float));
+  }
+  ~BlockSums() {
+    fm::kernels::cuda_free(x_dev);
+    fm::kernels::cuda_free(out);
+  }
+  std::vector<float> run(bool with_barriers) {
+    block_sum | Launch{kBlocks, 256}(x_dev, out, with_barriers);
+    return to_host(out, kBlocks);
+  }
+};
+}  // namespace
 
-  block_sum | Launch{blocks, 256}(x_dev, out, true);
-  std::vector<float> got = to_host(out, blocks);
-  for (int b = 0; b < blocks; ++b) {
+TEST_CASE("emulator: barriers order shared memory, and a missing barrier shows", "[emulator]") {
+  BlockSums sums;
+  const std::vector<float> got = sums.run(true);
+  for (int b = 0; b < BlockSums::kBlocks; ++b) {
     float expected = 0.f;
-    for (int i = 0; i < 256; ++i) expected += x[std::size_t(b * 256 + i)];
+    for (int i = 0; i < 256; ++i) expected += sums.x[std::size_t(b * 256 + i)];
     REQUIRE(got[std::size_t(b)] == expected);
   }
-  // Without barriers the warps run in a shuffled order between (absent) barriers, so partial sums
+  // Without barriers the threads run in a shuffled order between (absent) barriers, so partial sums
   // are read before they are written in at least one block, as they would be on a GPU.
-  block_sum | Launch{blocks, 256}(x_dev, out, false);
-  std::vector<float> racy = to_host(out, blocks);
-  REQUIRE(racy != got);
-  fm::kernels::cuda_free(x_dev);
+  REQUIRE(sums.run(false) != got);
+}
+
+TEST_CASE("emulator: lanes of a warp run in a shuffled order, so warp-synchronous reads show", "[emulator]") {
+  const int blocks = 8;
+  float* out = device_alloc<float>(blocks * 32);
+  read_previous_lane_without_barrier | Launch{blocks, 32}(out);
+  REQUIRE(cudaGetLastError() == cudaSuccess);
+  // A lane that ran before the one it reads from sees the poison (NaN; zeros in the first block to
+  // run, the one that registers the array), not the previous lane's number.
+  const std::vector<float> got = to_host(out, blocks * 32);
+  int stale = 0;
+  for (int b = 0; b < blocks; ++b)
+    for (int lane = 1; lane < 32; ++lane) stale += !(got[std::size_t(b * 32 + lane)] == float(lane - 1));
+  REQUIRE(stale > 0);
   fm::kernels::cuda_free(out);
+}
+
+TEST_CASE("emulator: blocks run in a shuffled order", "[emulator]") {
+  const int blocks = 64;
+  float* chain = device_alloc<float>(blocks);
+  fm::kernels::cuda_memset_zero(chain, sizeof(float));  // chain[0] = 0; the rest poisoned (NaN)
+  read_previous_block | Launch{blocks, 32}(chain);
+  const std::vector<float> got = to_host(chain, blocks);
+  // In index order the chain would read 0, 1, 2, ...; a block that ran before its predecessor copies
+  // NaN instead.
+  int broken = 0;
+  for (int b = 1; b < blocks; ++b) broken += got[std::size_t(b)] != float(b);
+  REQUIRE(broken > 0);  // (that every block still runs exactly once: the first case of this file)
+  fm::kernels::cuda_free(chain);
+}
+
+TEST_CASE("emulator: FM_EMU_SEED picks other interleavings", "[emulator]") {
+  BlockSums sums;
+  // The racy sum (no barriers) under two seeds: different orders, different wrong answers. A correct
+  // kernel gives the same answer under both.
+  std::vector<std::vector<float>> racy, right;
+  const std::uint64_t seed_before = fm_emu::set_schedule_seed(1);
+  for (std::uint64_t seed : {1u, 2u}) {
+    fm_emu::set_schedule_seed(seed);
+    racy.push_back(sums.run(false));
+    right.push_back(sums.run(true));
+  }
+  fm_emu::set_schedule_seed(seed_before);
+  REQUIRE(racy[0] != racy[1]);
+  REQUIRE(right[0] == right[1]);
 }
 
 TEST_CASE("emulator: warp shuffles follow CUDA's lane rules", "[emulator]") {
@@ -256,11 +341,17 @@ TEST_CASE("emulator: unwritten device and shared memory reads as NaN", "[emulato
   for (float v : to_host(fresh, 64)) REQUIRE(v == 0.f);
   read_dynamic_shared | Launch{1, 64, 64 * sizeof(float)}(fresh);  // copies shared memory out
   for (float v : to_host(fresh, 64)) REQUIRE(std::isnan(v));
-  // Static shared memory: from the second block of a kernel on (the first is the one that tells
-  // the emulator where the variable is), every block starts with it poisoned.
+  // Static shared memory: from the second block of a kernel on (the first to run, whichever block
+  // the shuffled order starts with, is the one that tells the emulator where the variable is), every
+  // block starts with it poisoned: none reads the 7 another block left.
   read_static_shared_then_write | Launch{4, 32}(fresh);
   const std::vector<float> leftovers = to_host(fresh, 4);
-  for (int block = 1; block < 4; ++block) REQUIRE(std::isnan(leftovers[std::size_t(block)]));
+  int poisoned = 0;
+  for (float v : leftovers) {
+    REQUIRE(v != 7.f);
+    poisoned += std::isnan(v);
+  }
+  REQUIRE(poisoned == 3);
   fm::kernels::cuda_free(fresh);
 }
 
@@ -284,6 +375,34 @@ TEST_CASE("emulator: out-of-bounds device accesses stop the program", "[emulator
             cudaFree(buffer);
           }) == 0);
   REQUIRE(cudaFree(buffer) == cudaSuccess);
+}
+
+TEST_CASE("emulator: dynamic shared memory ends at a guard page", "[emulator]") {
+  float* out = device_alloc<float>(32);
+  const std::size_t bytes = 64 * sizeof(float);  // a multiple of 128: the guard page follows at once
+  REQUIRE(crash_signal_of([&] { write_dynamic_shared_at | Launch{1, 32, bytes}(out, 63); }) == 0);
+  REQUIRE(crash_signal_of([&] { write_dynamic_shared_at | Launch{1, 32, bytes}(out, 64); }) == SIGSEGV);
+  // 40 floats = 160 bytes, so 96 bytes of slack before the guard page: a write there is caught
+  // after the block, naming the byte.
+  write_dynamic_shared_at | Launch{1, 32, 40 * sizeof(float)}(out, 39);
+  REQUIRE_THROWS_WITH((write_dynamic_shared_at | Launch{1, 32, 40 * sizeof(float)}(out, 41)),
+                      Catch::Contains("wrote byte 4 past the end of its 160 bytes of dynamic shared memory"));
+  fm::kernels::cuda_free(out);
+}
+
+TEST_CASE("emulator: a host pointer passed to a kernel is refused", "[emulator]") {
+  float* device = device_alloc<float>(4);
+  std::vector<float> host(4, 1.f);
+  fm::kernels::cuda_memset_zero(device, 4 * sizeof(float));
+  REQUIRE_THROWS_WITH((copy_first | Launch{1, 32}(host.data(), device)),
+                      Catch::Contains("kernel argument 1 is a pointer outside every device buffer"));
+  REQUIRE_THROWS_WITH((copy_first | Launch{1, 32}(device, host.data())), Catch::Contains("kernel argument 2"));
+  // Device pointers, null ones and a buffer's one-past-the-end are fine.
+  copy_first | Launch{1, 32}(device + 1, device);
+  REQUIRE(cudaGetLastError() == cudaSuccess);
+  read_far_past_the_end | Launch{1, 0}(device + 4, nullptr, 0);  // refused for its empty block, not its pointers
+  REQUIRE(cudaGetLastError() == cudaErrorInvalidConfiguration);
+  fm::kernels::cuda_free(device);
 }
 
 // TF32 of a float as the hardware's cvt.rna.tf32.f32 makes it: round to nearest at mantissa bit 13,

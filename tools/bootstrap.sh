@@ -74,6 +74,13 @@ if [[ "${FM_SKIP_EMULATOR:-0}" != 1 ]]; then
   cmake --build "$emulator_dir" -j "$jobs"
   cd "$emulator_dir"
   ctest --output-on-failure -j "$jobs" --timeout 1200
+  # The kernel-level cases twice more, under other thread and block orders (FM_EMU_SEED): a missing
+  # barrier that the default interleaving happens to hide may show under another (about 3 minutes
+  # per seed on 2 cores).
+  for seed in 1 2; do
+    echo "emulated kernel cases under FM_EMU_SEED=$seed"
+    FM_EMU_SEED=$seed ctest --output-on-failure -j "$jobs" --timeout 1200 -R "^emulated test_(kernel_|cuda_emulator)"
+  done
 fi
 
 # The CPU suite once more, built with AddressSanitizer + UndefinedBehaviorSanitizer (FM_SANITIZE, a

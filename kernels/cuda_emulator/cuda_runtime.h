@@ -5,7 +5,8 @@
 // toolkit. It lets the CUDA kernels' *logic* be tested on a machine without a GPU: every thread of a
 // block runs as a fiber (kernels/cuda_emulator/scheduler.cpp) that pauses at __syncthreads() and at
 // warp shuffles, device memory is host memory with a guard page behind each buffer, and cuBLAS's one
-// GEMM is a reference loop. What it checks: indexing, tile edges, barriers, shuffles, launch limits.
+// GEMM is a reference loop. What it checks: indexing, tile edges, barriers, shuffles, launch limits,
+// reliance on a thread or block order, host pointers passed to kernels.
 // The kernel files are also compiled with UBSan (out-of-bounds __shared__ tiles, misaligned float4).
 // What it cannot check: speed, the GPU's memory model, races that need real concurrency, cuDNN.
 //
@@ -20,6 +21,8 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -187,8 +190,12 @@ int lane_id();
 // Stop the running kernel with a fault naming this thread and `what` (an illegal use that a GPU would
 // punish with undefined results or an error, e.g. a misaligned WMMA pointer); the launch then fails.
 [[noreturn]] void device_fault(const char* what);
-// Dynamic shared memory of the running block (poisoned with NaN bytes at every block start).
+// Dynamic shared memory of the running block (poisoned with NaN bytes at every block start; it ends
+// at a guard page, so an access past the launch's size faults).
 void* dynamic_shared_memory();
+// Picks another family of thread and block orders (what FM_EMU_SEED sets at start-up); returns the
+// seed it replaces.
+std::uint64_t set_schedule_seed(std::uint64_t seed);
 // A static __shared__ variable of the running kernel, poisoned at the start of each later block.
 void register_static_shared(void* address, std::size_t bytes);
 
@@ -258,6 +265,32 @@ void record_grid(const LaunchConfig& config, const void* kernel, std::function<v
 // Grids run so far by this process (launches that started): the test of the runtime's launch
 // counter (kernels/runtime.h) holds the two equal over a training step.
 std::uint64_t grids_run();
+// True when p points into a live device buffer or one past its end (runtime_api.cpp).
+bool device_address(const void* p);
+
+// A kernel's pointer arguments must be null or device addresses: a host pointer handed to a kernel
+// faults on a GPU (cudaErrorIllegalAddress), while here host and "device" memory share one address
+// space and it would quietly work. Pointers inside struct arguments are not seen. Throws, naming the
+// argument (counted from 1), as a kernel fault does.
+template <typename... Params>
+void check_pointer_arguments(const std::tuple<Params...>& params) {
+  int position = 0;
+  std::apply(
+      [&](const auto&... value) {
+        auto check = [&](const auto& v) {
+          ++position;
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_pointer_v<T> && !std::is_function_v<std::remove_pointer_t<T>>) {
+            if (v != nullptr && !device_address(v))
+              throw std::logic_error("CUDA emulator: kernel argument " + std::to_string(position) +
+                                     " is a pointer outside every device buffer (a host address?): on a GPU "
+                                     "the kernel would fault with an illegal address");
+          }
+        };
+        (check(value), ...);
+      },
+      params);
+}
 
 template <typename... Args>
 struct BoundLaunch {
@@ -297,6 +330,7 @@ void operator|(void (*kernel)(Params...), BoundLaunch<Args...>&& launch) {
   if (stream_capturing()) {
     auto call = std::make_shared<Call>(
         Call{kernel, std::make_from_tuple<std::tuple<Params...>>(std::move(launch.args))});
+    check_pointer_arguments(call->params);
     const LaunchConfig config = launch.config;
     record_grid(config, kernel_id, [call, config, kernel_id] {
       run_grid(config, kernel_id, &Call::run_thread, call.get());
@@ -304,6 +338,7 @@ void operator|(void (*kernel)(Params...), BoundLaunch<Args...>&& launch) {
     return;
   }
   Call call{kernel, std::make_from_tuple<std::tuple<Params...>>(std::move(launch.args))};
+  check_pointer_arguments(call.params);
   run_grid(launch.config, kernel_id, &Call::run_thread, &call);
 }
 

@@ -63,6 +63,13 @@ bool inside_allocation(const void* p, std::size_t bytes) {
   return c >= it->first && c + bytes <= it->first + it->second.bytes;
 }
 
+}  // namespace
+
+// An empty range at p: inside a buffer or at its end.
+bool device_address(const void* p) { return inside_allocation(p, 0); }
+
+namespace {
+
 cudaError_t fail(cudaError_t error, const std::string& why) {
   record_launch_error(error, why);
   return error;

@@ -1,28 +1,37 @@
-// kernels/cuda_emulator/scheduler.cpp — how the emulator runs a grid: blocks one after another, and
-// the threads of a block as fibers that each run until they exit or wait at a barrier.
+// kernels/cuda_emulator/scheduler.cpp — how the emulator runs a grid: blocks one after another in a
+// shuffled order, and the threads of a block as fibers that each run until they exit or wait at a
+// barrier.
 //
 // A GPU runs a block's threads concurrently; all a correct kernel may rely on is what the barriers
 // promise. So each thread here runs on its own small stack (a ucontext fiber) until it reaches
 // __syncthreads() or a warp shuffle, where it hands control back to the scheduler. When every live
 // thread of the block waits at __syncthreads(), or every lane a shuffle names has arrived, they are
-// released together. Between barriers the warps run in a fresh pseudo-random order each time, so a
+// released together. Between barriers the threads run in a fresh pseudo-random order each time,
+// lanes of one warp included (since Volta a warp's lanes are scheduled independently too), so a
 // kernel that reads shared memory before the barrier that should order it sees stale data in some
-// runs, as it would on a GPU, instead of happening to work in thread order.
+// runs, as it would on a GPU, instead of happening to work in thread order. Blocks run in a
+// shuffled order for the same reason: a GPU promises no order between the blocks of a grid.
+// The orders are seeded from the launch, the block and FM_EMU_SEED, so a failure repeats run to run.
 //
 // Misuse that a GPU answers with undefined results or a hang is reported here as an exception naming
 // the block and thread: a shuffle whose mask names a lane that has exited or is not in the block, a
 // shuffle read from a lane outside the mask, lanes of one warp shuffling with different masks, or
 // threads waiting at different barriers forever (deadlock).
+#include <sys/mman.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <numeric>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda_runtime.h"
@@ -45,11 +54,68 @@ struct EmulatedThread {
 constexpr std::size_t kStackBytes = 64 * 1024;
 constexpr int kWarp = 32;
 
-// Dynamic shared memory comes in 128-byte aligned chunks: a kernel may declare its extern __shared__
-// array with an alignment above 16 bytes (the WMMA kernels ask 32), which nvcc honours on a GPU.
-struct alignas(128) SharedChunk {
-  unsigned char bytes[128];
+// Dynamic shared memory starts 128-byte aligned (a kernel may declare its extern __shared__ array
+// with an alignment above 16 bytes, the WMMA kernels ask 32, which nvcc honours on a GPU) and ends
+// at an inaccessible guard page, so an access past it faults where it happens, as device buffers do
+// (runtime_api.cpp). The up to 127 bytes between the launch's size and the guard page are checked
+// after each block.
+constexpr std::size_t kSharedAlignment = 128;
+constexpr unsigned char kPoison = 0xff;  // every float made of these bytes is a NaN
+
+std::size_t page_size() {
+  static const std::size_t bytes = std::size_t(sysconf(_SC_PAGESIZE));
+  return bytes;
+}
+std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+
+struct GuardedShared {
+  char* mapping = nullptr;
+  std::size_t usable = 0;  // bytes before the guard page
+  unsigned char* start = nullptr;  // what dynamic_shared_memory() returns
+  std::size_t bytes = 0, slack = 0;
+
+  // Places `bytes` (rounded up to the alignment) right before the guard page, growing the mapping
+  // when it is too small.
+  void prepare(std::size_t launch_bytes) {
+    const std::size_t rounded = round_up(launch_bytes, kSharedAlignment);
+    if (!mapping || usable < rounded) {
+      if (mapping) munmap(mapping, usable + page_size());
+      usable = round_up(std::max<std::size_t>(rounded, 1), page_size());
+      void* m = mmap(nullptr, usable + page_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (m == MAP_FAILED) throw std::runtime_error("CUDA emulator: cannot map dynamic shared memory");
+      mapping = static_cast<char*>(m);
+      if (mprotect(mapping + usable, page_size(), PROT_NONE) != 0)
+        throw std::runtime_error("CUDA emulator: cannot protect the guard page of dynamic shared memory");
+    }
+    start = reinterpret_cast<unsigned char*>(mapping + usable - rounded);
+    bytes = launch_bytes;
+    slack = rounded - launch_bytes;
+  }
+  // Shared memory starts as garbage on a GPU; NaN bytes make a read before write visible.
+  void poison() { std::memset(start, kPoison, bytes + slack); }
+  // The offset of the first slack byte a kernel wrote, or -1.
+  long written_slack() const {
+    for (std::size_t i = 0; i < slack; ++i)
+      if (start[bytes + i] != kPoison) return long(i);
+    return -1;
+  }
 };
+
+// FM_EMU_SEED (an integer, default 0) picks another family of thread and block orders: running the
+// emulated tests under several seeds tries more interleavings.
+std::uint64_t schedule_seed_from_environment() {
+  const char* text = std::getenv("FM_EMU_SEED");
+  return text ? std::strtoull(text, nullptr, 10) : 0;
+}
+std::uint64_t g_schedule_seed = schedule_seed_from_environment();
+
+// A 64-bit mix (splitmix64's finaliser): nearby launch and block numbers give unrelated seeds.
+std::uint64_t mix(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
 
 struct Block {
   std::vector<EmulatedThread> threads;
@@ -59,8 +125,7 @@ struct Block {
   void (*body)(void*) = nullptr;
   void* body_context = nullptr;
   std::string fault;
-  std::unique_ptr<SharedChunk[]> dynamic_shared;
-  std::size_t dynamic_shared_capacity = 0;  // in chunks
+  GuardedShared dynamic_shared;
 };
 
 Block& block() {
@@ -158,21 +223,19 @@ void run_block(int thread_count, const dim3& block_dim, std::uint64_t seed) {
     makecontext(&th.context, thread_entry, 0);
   }
   const int warps = (thread_count + kWarp - 1) / kWarp;
-  std::vector<int> warp_order(std::size_t(warps), 0);
-  for (int w = 0; w < warps; ++w) warp_order[std::size_t(w)] = w;
-  std::minstd_rand order_rng(std::uint32_t(seed % 2147483646u) + 1u);
+  std::vector<int> thread_order(std::size_t(thread_count), 0);
+  for (int t = 0; t < thread_count; ++t) thread_order[std::size_t(t)] = t;
+  std::mt19937_64 order_rng(seed);
 
   for (;;) {
-    std::shuffle(warp_order.begin(), warp_order.end(), order_rng);
-    for (int w : warp_order) {
-      for (int t = w * kWarp; t < std::min(w * kWarp + kWarp, thread_count); ++t) {
-        EmulatedThread& th = b.threads[std::size_t(t)];
-        if (th.state != ThreadState::Ready) continue;
-        b.current = t;
-        threadIdx = th.index;
-        swapcontext(&b.scheduler_context, &th.context);
-        if (!b.fault.empty()) throw std::logic_error("CUDA emulator: " + b.fault);
-      }
+    std::shuffle(thread_order.begin(), thread_order.end(), order_rng);
+    for (int t : thread_order) {
+      EmulatedThread& th = b.threads[std::size_t(t)];
+      if (th.state != ThreadState::Ready) continue;
+      b.current = t;
+      threadIdx = th.index;
+      swapcontext(&b.scheduler_context, &th.context);
+      if (!b.fault.empty()) throw std::logic_error("CUDA emulator: " + b.fault);
     }
     // Every thread now waits somewhere or has exited. Shuffles first: a warp mid-shuffle must
     // finish it before the block can meet at __syncthreads().
@@ -245,7 +308,9 @@ std::uint64_t warp_exchange(unsigned mask, std::uint64_t value, int source_lane)
   return result;
 }
 
-void* dynamic_shared_memory() { return block().dynamic_shared.get(); }
+void* dynamic_shared_memory() { return block().dynamic_shared.start; }
+
+std::uint64_t set_schedule_seed(std::uint64_t seed) { return std::exchange(g_schedule_seed, seed); }
 
 void register_static_shared(void* address, std::size_t bytes) {
   auto& known = g_static_shared[g_running_kernel];
@@ -266,11 +331,7 @@ void run_grid(const LaunchConfig& config, const void* kernel, void (*thread_body
   if (b.threads.size() < std::size_t(thread_count)) b.threads.resize(std::size_t(thread_count));
   while (b.stacks.size() < std::size_t(thread_count))
     b.stacks.push_back(std::make_unique<char[]>(kStackBytes));
-  const std::size_t shared_chunks = (config.shared_bytes + sizeof(SharedChunk) - 1) / sizeof(SharedChunk);
-  if (b.dynamic_shared_capacity < shared_chunks) {
-    b.dynamic_shared = std::make_unique<SharedChunk[]>(shared_chunks);
-    b.dynamic_shared_capacity = shared_chunks;
-  }
+  b.dynamic_shared.prepare(config.shared_bytes);
   b.body = thread_body;
   b.body_context = context;
   b.fault.clear();
@@ -278,16 +339,26 @@ void run_grid(const LaunchConfig& config, const void* kernel, void (*thread_body
   gridDim = config.grid;
   ++g_launch_count;
   g_running_kernel = kernel;
-  for (unsigned z = 0; z < config.grid.z; ++z)
-    for (unsigned y = 0; y < config.grid.y; ++y)
-      for (unsigned x = 0; x < config.grid.x; ++x) {
-        blockIdx = uint3{x, y, z};
-        // Shared memory starts as garbage on a GPU; NaN bytes make a read before write visible.
-        std::memset(b.dynamic_shared.get(), 0xff, shared_chunks * sizeof(SharedChunk));
-        poison_static_shared(kernel);
-        const std::uint64_t block_number = (std::uint64_t(z) * config.grid.y + y) * config.grid.x + x;
-        run_block(thread_count, config.block, g_launch_count * 1000003u + block_number);
-      }
+  // The blocks in a shuffled order: the i-th block run is number (a·i + c) mod n, with a coprime
+  // to n, which visits every block once (an affine permutation: no table, whatever the grid size).
+  const std::uint64_t blocks = std::uint64_t(config.grid.x) * config.grid.y * config.grid.z;
+  const std::uint64_t launch_seed = mix(g_schedule_seed ^ mix(g_launch_count));
+  std::uint64_t stride = blocks > 1 ? 1 + launch_seed % (blocks - 1) : 1;
+  while (std::gcd(stride, blocks) != 1) ++stride;  // stride < blocks, and blocks - 1 is coprime
+  const std::uint64_t offset = blocks > 1 ? mix(launch_seed) % blocks : 0;
+  for (std::uint64_t i = 0; i < blocks; ++i) {
+    const auto block_number = std::uint64_t((unsigned __int128)stride * i % blocks + offset) % blocks;
+    blockIdx = uint3{unsigned(block_number % config.grid.x), unsigned(block_number / config.grid.x % config.grid.y),
+                     unsigned(block_number / (std::uint64_t(config.grid.x) * config.grid.y))};
+    b.dynamic_shared.poison();
+    poison_static_shared(kernel);
+    run_block(thread_count, config.block, mix(launch_seed ^ block_number));
+    if (const long past = b.dynamic_shared.written_slack(); past >= 0)
+      throw std::logic_error("CUDA emulator: block (" + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) +
+                             "," + std::to_string(blockIdx.z) + ") wrote byte " + std::to_string(past) +
+                             " past the end of its " + std::to_string(config.shared_bytes) +
+                             " bytes of dynamic shared memory");
+  }
 }
 
 void record_grid(const LaunchConfig& config, const void* kernel, std::function<void()> run) {
