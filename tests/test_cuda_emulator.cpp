@@ -150,6 +150,30 @@ __global__ void write_dynamic_shared_at(float* out, int index) {
   out[threadIdx.x] = 0.f;
 }
 
+// Every thread adds 1 to one shared counter with no barrier or atomic: a lost-update race on a GPU.
+// With `same_value`, every thread instead writes the same constant (harmless, and not reported).
+__global__ void shared_counter(float* out, bool same_value) {
+  float* shared = fm_emu::dynamic_shared<float>();
+  if (threadIdx.x == 0) shared[0] = 0.f;
+  __syncthreads();
+  if (same_value) shared[0] = 1.f;
+  else shared[0] += 1.f;
+  __syncthreads();
+  if (threadIdx.x == 0) out[0] = shared[0];
+}
+
+// The block sum with its barriers, on dynamic shared memory (which the race check watches).
+__global__ void block_sum_dynamic(const float* x, float* out) {
+  float* partial = fm_emu::dynamic_shared<float>();
+  partial[threadIdx.x] = x[blockIdx.x * 256 + threadIdx.x];
+  __syncthreads();
+  for (int width = 128; width > 0; width /= 2) {
+    if (int(threadIdx.x) < width) partial[threadIdx.x] += partial[threadIdx.x + width];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[blockIdx.x] = partial[0];
+}
+
 __global__ void copy_first(const float* in, float* out) {
   if (threadIdx.x == 0) out[0] = in[0];
 }
@@ -179,6 +203,36 @@ int crash_signal_of(Body body) {
   int status = 0;
   waitpid(child, &status, 0);
   return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
+
+// Runs body (which returns `count` floats) in a child process and returns what it returned.
+template <typename Body>
+std::vector<float> result_in_child(std::size_t count, Body body) {
+  int pipe_ends[2];
+  REQUIRE(pipe(pipe_ends) == 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    close(pipe_ends[0]);
+    const std::vector<float> result = body();
+    const bool whole = result.size() == count &&
+                       write(pipe_ends[1], result.data(), count * sizeof(float)) == ssize_t(count * sizeof(float));
+    std::_Exit(whole ? 0 : 1);
+  }
+  close(pipe_ends[1]);
+  std::vector<float> result(count);
+  std::size_t got = 0;
+  char* bytes = reinterpret_cast<char*>(result.data());
+  while (got < count * sizeof(float)) {
+    const ssize_t n = read(pipe_ends[0], bytes + got, count * sizeof(float) - got);
+    if (n <= 0) break;
+    got += std::size_t(n);
+  }
+  close(pipe_ends[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  REQUIRE(got == count * sizeof(float));
+  return result;
 }
 
 }  // namespace
@@ -259,20 +313,42 @@ TEST_CASE("emulator: blocks run in a shuffled order", "[emulator]") {
   fm::kernels::cuda_free(chain);
 }
 
-TEST_CASE("emulator: FM_EMU_SEED picks other interleavings", "[emulator]") {
+TEST_CASE("emulator: FM_EMU_SEED picks other interleavings, and the same seed repeats them", "[emulator]") {
   BlockSums sums;
-  // The racy sum (no barriers) under two seeds: different orders, different wrong answers. A correct
-  // kernel gives the same answer under both.
-  std::vector<std::vector<float>> racy, right;
-  const std::uint64_t seed_before = fm_emu::set_schedule_seed(1);
-  for (std::uint64_t seed : {1u, 2u}) {
-    fm_emu::set_schedule_seed(seed);
-    racy.push_back(sums.run(false));
-    right.push_back(sums.run(true));
-  }
+  // The racy sum (no barriers), each run in a child process forked from this one, so that every run
+  // starts from the same launch count and the same memory: only the seed differs.
+  auto racy_sum_under = [&](std::uint64_t seed) {
+    return result_in_child(BlockSums::kBlocks, [&] {
+      fm_emu::set_schedule_seed(seed);
+      return sums.run(false);
+    });
+  };
+  const std::vector<float> seed1 = racy_sum_under(1), seed1_again = racy_sum_under(1), seed2 = racy_sum_under(2);
+  REQUIRE(seed1 == seed1_again);
+  REQUIRE(seed1 != seed2);
+  // A correct kernel gives the same answer under any seed.
+  const std::vector<float> right = sums.run(true);
+  const std::uint64_t seed_before = fm_emu::set_schedule_seed(2);
+  REQUIRE(sums.run(true) == right);
   fm_emu::set_schedule_seed(seed_before);
-  REQUIRE(racy[0] != racy[1]);
-  REQUIRE(right[0] == right[1]);
+}
+
+TEST_CASE("emulator: the race check names two threads writing one shared word between barriers", "[emulator]") {
+  const bool was_on = fm_emu::set_race_check(true);
+  float* out = device_alloc<float>(16);
+  REQUIRE_THROWS_WITH((shared_counter | Launch{1, 64, sizeof(float)}(out, false)),
+                      Catch::Contains("shared memory race") && Catch::Contains("of a 4-byte shared array"));
+  shared_counter | Launch{1, 64, sizeof(float)}(out, true);  // the same value from every thread: no race
+  REQUIRE(to_host(out, 1)[0] == 1.f);
+  BlockSums sums;  // a correct kernel with many writers per stretch, each to its own words
+  block_sum_dynamic | Launch{BlockSums::kBlocks, 256, 256 * sizeof(float)}(sums.x_dev, sums.out);
+  fm_emu::set_race_check(false);
+  REQUIRE(to_host(sums.out, BlockSums::kBlocks) == sums.run(true));
+  // Off, the racy counter runs (threads one at a time, so here it even counts right).
+  shared_counter | Launch{1, 64, sizeof(float)}(out, false);
+  REQUIRE(to_host(out, 1)[0] == 64.f);
+  fm_emu::set_race_check(was_on);
+  fm::kernels::cuda_free(out);
 }
 
 TEST_CASE("emulator: warp shuffles follow CUDA's lane rules", "[emulator]") {
@@ -386,7 +462,7 @@ TEST_CASE("emulator: dynamic shared memory ends at a guard page", "[emulator]") 
   // after the block, naming the byte.
   write_dynamic_shared_at | Launch{1, 32, 40 * sizeof(float)}(out, 39);
   REQUIRE_THROWS_WITH((write_dynamic_shared_at | Launch{1, 32, 40 * sizeof(float)}(out, 41)),
-                      Catch::Contains("wrote byte 4 past the end of its 160 bytes of dynamic shared memory"));
+                      Catch::Contains("wrote byte 5 past the end of its 160 bytes of dynamic shared memory"));
   fm::kernels::cuda_free(out);
 }
 

@@ -196,6 +196,10 @@ void* dynamic_shared_memory();
 // Picks another family of thread and block orders (what FM_EMU_SEED sets at start-up); returns the
 // seed it replaces.
 std::uint64_t set_schedule_seed(std::uint64_t seed);
+// Turns the shared-memory race check on or off (what FM_EMU_RACECHECK=1 sets at start-up): two
+// threads of a block changing the same shared byte between two __syncthreads() then stop the launch
+// with an exception naming both. Returns the previous setting.
+bool set_race_check(bool on);
 // A static __shared__ variable of the running kernel, poisoned at the start of each later block.
 void register_static_shared(void* address, std::size_t bytes);
 
@@ -333,6 +337,7 @@ void operator|(void (*kernel)(Params...), BoundLaunch<Args...>&& launch) {
     check_pointer_arguments(call->params);
     const LaunchConfig config = launch.config;
     record_grid(config, kernel_id, [call, config, kernel_id] {
+      check_pointer_arguments(call->params);  // again at each replay: a buffer may have been freed since
       run_grid(config, kernel_id, &Call::run_thread, call.get());
     });
     return;

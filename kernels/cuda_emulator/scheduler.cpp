@@ -11,7 +11,12 @@
 // kernel that reads shared memory before the barrier that should order it sees stale data in some
 // runs, as it would on a GPU, instead of happening to work in thread order. Blocks run in a
 // shuffled order for the same reason: a GPU promises no order between the blocks of a grid.
-// The orders are seeded from the launch, the block and FM_EMU_SEED, so a failure repeats run to run.
+// The orders are seeded from FM_EMU_SEED, the number of launches the process has made before and
+// the block, so a failure repeats when the same launches run again in the same order (one test case
+// per process, as CTest runs them) with the same standard library (std::shuffle is not portable).
+//
+// With FM_EMU_RACECHECK=1 it also watches shared memory: two threads of a block changing the same
+// byte between two barriers stop the launch (record_shared_writes below).
 //
 // Misuse that a GPU answers with undefined results or a hang is reported here as an exception naming
 // the block and thread: a shuffle whose mask names a lane that has exited or is not in the block, a
@@ -22,16 +27,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "cuda_runtime.h"
@@ -58,7 +64,7 @@ constexpr int kWarp = 32;
 // with an alignment above 16 bytes, the WMMA kernels ask 32, which nvcc honours on a GPU) and ends
 // at an inaccessible guard page, so an access past it faults where it happens, as device buffers do
 // (runtime_api.cpp). The up to 127 bytes between the launch's size and the guard page are checked
-// after each block.
+// after each block. A launch with none points right at the guard page: any access faults.
 constexpr std::size_t kSharedAlignment = 128;
 constexpr unsigned char kPoison = 0xff;  // every float made of these bytes is a NaN
 
@@ -79,35 +85,55 @@ struct GuardedShared {
   void prepare(std::size_t launch_bytes) {
     const std::size_t rounded = round_up(launch_bytes, kSharedAlignment);
     if (!mapping || usable < rounded) {
-      if (mapping) munmap(mapping, usable + page_size());
-      usable = round_up(std::max<std::size_t>(rounded, 1), page_size());
-      void* m = mmap(nullptr, usable + page_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      release();
+      const std::size_t wanted = round_up(std::max<std::size_t>(rounded, 1), page_size());
+      void* m = mmap(nullptr, wanted + page_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (m == MAP_FAILED) throw std::runtime_error("CUDA emulator: cannot map dynamic shared memory");
-      mapping = static_cast<char*>(m);
-      if (mprotect(mapping + usable, page_size(), PROT_NONE) != 0)
+      if (mprotect(static_cast<char*>(m) + wanted, page_size(), PROT_NONE) != 0) {
+        munmap(m, wanted + page_size());
         throw std::runtime_error("CUDA emulator: cannot protect the guard page of dynamic shared memory");
+      }
+      mapping = static_cast<char*>(m);
+      usable = wanted;
     }
     start = reinterpret_cast<unsigned char*>(mapping + usable - rounded);
     bytes = launch_bytes;
     slack = rounded - launch_bytes;
   }
+  void release() {
+    if (mapping) munmap(mapping, usable + page_size());
+    mapping = nullptr, usable = 0, start = nullptr;
+  }
   // Shared memory starts as garbage on a GPU; NaN bytes make a read before write visible.
   void poison() { std::memset(start, kPoison, bytes + slack); }
-  // The offset of the first slack byte a kernel wrote, or -1.
-  long written_slack() const {
+  // Which byte past the end (1 = the first) a kernel wrote first in the slack, or 0 for none.
+  std::size_t written_slack() const {
     for (std::size_t i = 0; i < slack; ++i)
-      if (start[bytes + i] != kPoison) return long(i);
-    return -1;
+      if (start[bytes + i] != kPoison) return i + 1;
+    return 0;
   }
 };
 
-// FM_EMU_SEED (an integer, default 0) picks another family of thread and block orders: running the
-// emulated tests under several seeds tries more interleavings.
+// FM_EMU_SEED (a non-negative integer, default 0) picks another family of thread and block orders:
+// running the emulated tests under several seeds tries more interleavings. Read at the first launch,
+// so that a bad value is an error a test reports rather than a crash before main().
 std::uint64_t schedule_seed_from_environment() {
   const char* text = std::getenv("FM_EMU_SEED");
-  return text ? std::strtoull(text, nullptr, 10) : 0;
+  if (!text || !*text) return 0;  // unset or empty: the default
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long value = std::strtoull(text, &end, 10);
+  if (*text < '0' || *text > '9' || *end != '\0' || errno == ERANGE)
+    throw std::invalid_argument(std::string("CUDA emulator: FM_EMU_SEED=") + text +
+                                ", expected a non-negative integer below 2^64");
+  return value;
 }
-std::uint64_t g_schedule_seed = schedule_seed_from_environment();
+std::optional<std::uint64_t> g_schedule_seed;  // FM_EMU_SEED's until set_schedule_seed()
+
+std::uint64_t schedule_seed() {
+  if (!g_schedule_seed) g_schedule_seed = schedule_seed_from_environment();
+  return *g_schedule_seed;
+}
 
 // A 64-bit mix (splitmix64's finaliser): nearby launch and block numbers give unrelated seeds.
 std::uint64_t mix(std::uint64_t x) {
@@ -115,6 +141,33 @@ std::uint64_t mix(std::uint64_t x) {
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
   return x ^ (x >> 31);
+}
+
+// The race check (FM_EMU_RACECHECK=1, or set_race_check): within one stretch between two
+// __syncthreads(), no two threads may change the same byte of shared memory. A thread runs from one
+// pause to the next without interruption, so what it changed is what differs from a copy taken
+// before it resumed; each changed byte remembers the first thread that changed it until the block
+// next meets at a barrier. Writing the value a byte already holds is not seen (and is harmless).
+// Reads are not tracked: a read racing with a write shows only through the shuffled orders.
+struct SharedRegion {
+  unsigned char* address;
+  std::size_t bytes;
+  std::vector<unsigned char> before;  // the region as the running thread found it
+  std::vector<int> writer;            // per byte: the thread that changed it in this stretch, or -1
+};
+
+// FM_EMU_RACECHECK: unset, empty or 0 (off), 1 (on); read at the first launch, like FM_EMU_SEED.
+bool race_check_from_environment() {
+  const char* text = std::getenv("FM_EMU_RACECHECK");
+  if (!text || std::string(text).empty() || std::string(text) == "0") return false;
+  if (std::string(text) == "1") return true;
+  throw std::invalid_argument(std::string("CUDA emulator: FM_EMU_RACECHECK=") + text + ", expected 0 or 1");
+}
+std::optional<bool> g_race_check;  // FM_EMU_RACECHECK's until set_race_check()
+
+bool race_check() {
+  if (!g_race_check) g_race_check = race_check_from_environment();
+  return *g_race_check;
 }
 
 struct Block {
@@ -126,6 +179,7 @@ struct Block {
   void* body_context = nullptr;
   std::string fault;
   GuardedShared dynamic_shared;
+  std::vector<SharedRegion> race_regions;  // filled per block while the race check is on
 };
 
 Block& block() {
@@ -209,6 +263,45 @@ void poison_static_shared(const void* kernel) {
   for (const auto& [address, bytes] : g_static_shared[kernel]) std::memset(address, 0xff, bytes);
 }
 
+// After thread t's stretch: claims the bytes it changed, and throws when another thread of the block
+// changed one of them since the last barrier.
+void record_shared_writes(int t) {
+  Block& b = block();
+  for (SharedRegion& region : b.race_regions) {
+    if (std::memcmp(region.before.data(), region.address, region.bytes) == 0) continue;
+    for (std::size_t i = 0; i < region.bytes; ++i) {
+      if (region.address[i] == region.before[i]) continue;
+      int& writer = region.writer[i];
+      if (writer < 0 || writer == t) {
+        writer = t;
+        continue;
+      }
+      throw std::logic_error("CUDA emulator: shared memory race: " + describe_thread(t) + " and thread (" +
+                             std::to_string(b.threads[std::size_t(writer)].index.x) + "," +
+                             std::to_string(b.threads[std::size_t(writer)].index.y) + "," +
+                             std::to_string(b.threads[std::size_t(writer)].index.z) + ") both wrote byte " +
+                             std::to_string(i) + " of a " + std::to_string(region.bytes) +
+                             "-byte shared array with no __syncthreads() between");
+    }
+  }
+}
+
+// The shared memory the race check watches in this block: the dynamic buffer and the static arrays
+// the kernel has registered so far (those a first block registers as it runs are watched from the
+// next block on).
+void watch_shared(const void* kernel) {
+  Block& b = block();
+  b.race_regions.clear();
+  if (!race_check()) return;
+  auto watch = [&](void* address, std::size_t bytes) {
+    if (bytes == 0) return;
+    b.race_regions.push_back(SharedRegion{static_cast<unsigned char*>(address), bytes,
+                                          std::vector<unsigned char>(bytes), std::vector<int>(bytes, -1)});
+  };
+  watch(b.dynamic_shared.start, b.dynamic_shared.bytes);
+  for (const auto& [address, bytes] : g_static_shared[kernel]) watch(address, bytes);
+}
+
 void run_block(int thread_count, const dim3& block_dim, std::uint64_t seed) {
   Block& b = block();
   for (int t = 0; t < thread_count; ++t) {
@@ -234,8 +327,10 @@ void run_block(int thread_count, const dim3& block_dim, std::uint64_t seed) {
       if (th.state != ThreadState::Ready) continue;
       b.current = t;
       threadIdx = th.index;
+      for (SharedRegion& region : b.race_regions) std::memcpy(region.before.data(), region.address, region.bytes);
       swapcontext(&b.scheduler_context, &th.context);
       if (!b.fault.empty()) throw std::logic_error("CUDA emulator: " + b.fault);
+      record_shared_writes(t);
     }
     // Every thread now waits somewhere or has exited. Shuffles first: a warp mid-shuffle must
     // finish it before the block can meet at __syncthreads().
@@ -251,6 +346,7 @@ void run_block(int thread_count, const dim3& block_dim, std::uint64_t seed) {
     }
     if (exited == thread_count) return;
     if (at_block_barrier + exited == thread_count) {
+      for (SharedRegion& region : b.race_regions) std::fill(region.writer.begin(), region.writer.end(), -1);
       for (int t = 0; t < thread_count; ++t)
         if (b.threads[std::size_t(t)].state == ThreadState::AtBlockBarrier)
           b.threads[std::size_t(t)].state = ThreadState::Ready;
@@ -310,7 +406,17 @@ std::uint64_t warp_exchange(unsigned mask, std::uint64_t value, int source_lane)
 
 void* dynamic_shared_memory() { return block().dynamic_shared.start; }
 
-std::uint64_t set_schedule_seed(std::uint64_t seed) { return std::exchange(g_schedule_seed, seed); }
+bool set_race_check(bool on) {
+  const bool before = race_check();
+  g_race_check = on;
+  return before;
+}
+
+std::uint64_t set_schedule_seed(std::uint64_t seed) {
+  const std::uint64_t before = schedule_seed();
+  g_schedule_seed = seed;
+  return before;
+}
 
 void register_static_shared(void* address, std::size_t bytes) {
   auto& known = g_static_shared[g_running_kernel];
@@ -342,18 +448,22 @@ void run_grid(const LaunchConfig& config, const void* kernel, void (*thread_body
   // The blocks in a shuffled order: the i-th block run is number (a·i + c) mod n, with a coprime
   // to n, which visits every block once (an affine permutation: no table, whatever the grid size).
   const std::uint64_t blocks = std::uint64_t(config.grid.x) * config.grid.y * config.grid.z;
-  const std::uint64_t launch_seed = mix(g_schedule_seed ^ mix(g_launch_count));
-  std::uint64_t stride = blocks > 1 ? 1 + launch_seed % (blocks - 1) : 1;
-  while (std::gcd(stride, blocks) != 1) ++stride;  // stride < blocks, and blocks - 1 is coprime
-  const std::uint64_t offset = blocks > 1 ? mix(launch_seed) % blocks : 0;
+  // Only a few of the n! orders are reachable (neighbouring blocks always run a fixed number of
+  // steps apart), but none keeps every block after its predecessor: the stride is never 1 (a mere
+  // rotation of index order) past two blocks, and two blocks run in reverse.
+  const std::uint64_t launch_seed = mix(schedule_seed() ^ mix(g_launch_count));
+  std::uint64_t stride = blocks > 2 ? 2 + launch_seed % (blocks - 2) : 1;
+  while (std::gcd(stride, blocks) != 1) ++stride;  // stops by blocks - 1, which is coprime
+  const std::uint64_t offset = blocks > 2 ? mix(launch_seed) % blocks : blocks == 2 ? 1 : 0;
   for (std::uint64_t i = 0; i < blocks; ++i) {
     const auto block_number = std::uint64_t((unsigned __int128)stride * i % blocks + offset) % blocks;
     blockIdx = uint3{unsigned(block_number % config.grid.x), unsigned(block_number / config.grid.x % config.grid.y),
                      unsigned(block_number / (std::uint64_t(config.grid.x) * config.grid.y))};
     b.dynamic_shared.poison();
     poison_static_shared(kernel);
+    watch_shared(kernel);
     run_block(thread_count, config.block, mix(launch_seed ^ block_number));
-    if (const long past = b.dynamic_shared.written_slack(); past >= 0)
+    if (const std::size_t past = b.dynamic_shared.written_slack(); past > 0)
       throw std::logic_error("CUDA emulator: block (" + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) +
                              "," + std::to_string(blockIdx.z) + ") wrote byte " + std::to_string(past) +
                              " past the end of its " + std::to_string(config.shared_bytes) +
