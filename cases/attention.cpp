@@ -37,6 +37,8 @@ const std::vector<AttentionCase>& attention_cases() {
       {2, 2, 100, 100, kTest, "odd D, padded to 128"},
       {1, 1, 129, 20, kTest, "L just past two tiles"},
       {1, 1, 300, 100, kTest, "10 key tiles of 32 (D = 100): the flash backward's dQ kernel"},
+      {1, 1, 520, 32, kTest, "9 key tiles of 64 (D = 32): the dQ kernel for D padded to 32"},
+      {1, 1, 520, 40, kTest, "9 key tiles of 64 (D = 40): the dQ kernel for D padded to 64"},
       {1, 2, 80, 16, kTest, "L = 64 + 16: the largest tail the flash forward runs as a 16-key step"},
       {1, 1, 81, 24, kTest, "L = 64 + 17: the smallest tail that is not"},
       // awkward for the CPU GEMM: L = 1 and D = 1, sizes off its 6x16 register tile, D = 128

@@ -62,6 +62,13 @@ const std::vector<AwkwardShape>& awkward_shapes() {
       {3, 5, 17, 19, 33, 4, 4, 2, 2, 1, 1, "33 output channels, 4x4 stride 2, odd map"},
       {1, 129, 5, 3, 65, 3, 3, 1, 1, 1, 1, "129 -> 65 channels on a 5x3 map"},
       {24, 16, 28, 28, 8, 3, 3, 1, 1, 1, 1, "147 GPU tiles: v2's GEMMs unsplit with a multi-step K"},
+      // v2 takes its wide 128-column tiles for an output of more than 64 channels only when they
+      // make at least one tile per SM (132): at batch 11 on 28x28, 68 row tiles x 2 column tiles.
+      // The forward's in the first (and the transpose's forward, a conv bwd-data underneath), the
+      // bwd-data's in the second (and the transpose's bwd-data, a conv forward); 1x1 kernels keep
+      // every K short, and so the CUDA emulator's time.
+      {11, 3, 28, 28, 130, 1, 1, 1, 1, 0, 0, "130 output channels in 132 tiles: v2's wide tiles"},
+      {11, 130, 28, 28, 3, 1, 1, 1, 1, 0, 0, "130 input channels in 132 tiles: v2's wide bwd-data tiles"},
   };
   // clang-format on
   return shapes;

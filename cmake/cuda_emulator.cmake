@@ -41,7 +41,7 @@ function(fm_add_cuda_emulator target)
                  ${CMAKE_SOURCE_DIR}/kernels/cuda/runtime.cpp
                  ${CMAKE_SOURCE_DIR}/kernels/cuda/gemm_cublas.cpp
                  ${CMAKE_SOURCE_DIR}/kernels/cuda/graph.cpp
-                 ${emu}/scheduler.cpp ${emu}/runtime_api.cpp ${emu}/graph_capture.cpp
+                 ${emu}/scheduler.cpp ${emu}/runtime_api.cpp ${emu}/graph_capture.cpp ${emu}/launch_log.cpp
                  ${emu}/cublas_reference.cpp
                  ${emu}/cudnn_unavailable.cpp)
   target_include_directories(${target} BEFORE PUBLIC ${emu})

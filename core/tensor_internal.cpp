@@ -140,6 +140,9 @@ void copy_same_device(const Tensor& src, const Tensor& dst) {
 
 void convert_same_device(const Tensor& src, const Tensor& dst) {
   FM_CHECK(src.device() == dst.device(), Error, "convert: internal device mismatch");
+  // Its callers (to(dtype), copy_) send equal types to copy_same_device instead, so the CUDA side
+  // has no same-type conversion kernels to build.
+  FM_CHECK(src.dtype() != dst.dtype(), Error, "convert: internal: equal dtypes are a copy, not a conversion");
   Shape out = broadcast_shapes("copy_", src.shape(), dst.shape());
   FM_CHECK(out == dst.shape(), ShapeError, "copy_: source ", src.describe(),
            " does not fit destination ", dst.describe());
@@ -156,7 +159,7 @@ void convert_same_device(const Tensor& src, const Tensor& dst) {
         },
         [&](auto to_type) {
           using To = element_type<decltype(to_type)>;
-          if constexpr (!std::is_same_v<From, double>)
+          if constexpr (!std::is_same_v<From, double> && !std::is_same_v<From, To>)
             kernels::convert_cuda(src.data<From>(), dst.data<To>(), g);
         });
   };

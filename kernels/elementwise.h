@@ -73,6 +73,7 @@ void unary_cuda(UnaryOp op, const T* x, T* y, const ElementwiseGeometry& geometr
                 double beta);
 template <typename T>
 void binary_cuda(BinaryOp op, const T* a, const T* b, T* y, const ElementwiseGeometry& geometry);
+// float -> bf16 and bf16 -> float (equal types are a copy, see core/tensor_internal.cpp).
 template <typename From, typename To>
 void convert_cuda(const From* x, To* y, const ElementwiseGeometry& geometry);
 template <typename T>

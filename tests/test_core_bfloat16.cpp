@@ -385,19 +385,31 @@ TEST_CASE("cuda: GroupNorm on bfloat16 activations matches the CPU on every kern
       }
     }
   // The streaming forward's main path (one block a group), which Auto gives only to groups too large
-  // to cache: named directly on a small shape, it agrees with the cached one within a step. (A direct
-  // kernel call: a build without CUDA has no such function to link.)
+  // to cache: named directly on small shapes, it agrees with the cached one within a step, with and
+  // without the SiLU, with vector (HW = 64) and scalar (HW = 25) accesses. (A direct kernel call: a
+  // build without CUDA has no such function to link.)
 #ifdef FM_WITH_CUDA
-  Tensor x = random_bf16({2, 8, 8, 8}, 37).to(Device::CUDA);
-  Tensor w = rand_uniform({8}, gen, 0.5, 1.5).to(Device::CUDA), b = rand_uniform({8}, gen, -0.5, 0.5).to(Device::CUDA);
-  Tensor y_streaming = Tensor::empty(x.shape(), DType::BFloat16, Device::CUDA), y_cached = y_streaming.clone();
-  Tensor mean = Tensor::empty({2, 4}, DType::Float32, Device::CUDA), rstd = mean.clone();
-  for (auto [kernel, y] : {std::pair{kernels::GroupNormKernel::Streaming, y_streaming},
-                           std::pair{kernels::GroupNormKernel::Cached, y_cached}})
-    kernels::group_norm_silu_forward_cuda(x.data<bf16>(), w.data<float>(), b.data<float>(), y.data<bf16>(),
-                                          mean.data<float>(), rstd.data<float>(), 2, 8, 64, 4, 1e-5f, kernel);
-  const std::vector<double> streaming = y_streaming.to_vector(), cached = y_cached.to_vector();
-  FM_REQUIRE_CLOSE(streaming.data(), cached.data(), streaming.size(), 1e-6, std::ldexp(1.0, -7));
+  for (const int side : {8, 5})
+    for (const bool fused : {true, false}) {
+      INFO("streaming forward, HW " << side * side << (fused ? ", with SiLU" : ""));
+      Tensor x = random_bf16({2, 8, side, side}, 37).to(Device::CUDA);
+      Tensor w = rand_uniform({8}, gen, 0.5, 1.5).to(Device::CUDA), b = rand_uniform({8}, gen, -0.5, 0.5).to(Device::CUDA);
+      Tensor y_streaming = Tensor::empty(x.shape(), DType::BFloat16, Device::CUDA), y_cached = y_streaming.clone();
+      Tensor mean = Tensor::empty({2, 4}, DType::Float32, Device::CUDA), rstd = mean.clone();
+      for (auto [kernel, y] : {std::pair{kernels::GroupNormKernel::Streaming, y_streaming},
+                               std::pair{kernels::GroupNormKernel::Cached, y_cached}}) {
+        auto* forward = fused ? static_cast<void (*)(const bf16*, const float*, const float*, bf16*, float*, float*,
+                                                     int, int, int, int, float, kernels::GroupNormKernel)>(
+                                    kernels::group_norm_silu_forward_cuda)
+                              : static_cast<void (*)(const bf16*, const float*, const float*, bf16*, float*, float*,
+                                                     int, int, int, int, float, kernels::GroupNormKernel)>(
+                                    kernels::group_norm_forward_cuda);
+        forward(x.data<bf16>(), w.data<float>(), b.data<float>(), y.data<bf16>(), mean.data<float>(),
+                rstd.data<float>(), 2, 8, side * side, 4, 1e-5f, kernel);
+      }
+      const std::vector<double> streaming = y_streaming.to_vector(), cached = y_cached.to_vector();
+      FM_REQUIRE_CLOSE(streaming.data(), cached.data(), streaming.size(), 1e-6, std::ldexp(1.0, -7));
+    }
 #endif
 }
 
@@ -422,6 +434,11 @@ const std::vector<ConvCase>& conv_cases() {
       {"4x4 stride-2 transposed conv 8->6 on 5x5", true, {2, 8, 5, 5}, 6, 4, 2, 1},
       {"4x4 stride-2 transposed conv 2->1 (one channel out)", true, {2, 2, 5, 5}, 1, 4, 2, 1},
       {"3x3 conv 4->8 without a bias", false, {2, 4, 6, 6}, 8, 3, 1, 1, false},
+      // The GPU's other tile widths (kernels/cuda/conv2d_implicit_gemm.cu): 64 columns for 33..64
+      // channels; 128 for more, where they make a tile per SM (132), hence batch 11 on 28x28.
+      {"3x3 conv 8->40 (64-column tiles)", false, {2, 8, 6, 6}, 40, 3, 1, 1},
+      {"1x1 conv 3->130, batch 11 on 28x28 (128-column forward and weight-gradient tiles)", false, {11, 3, 28, 28}, 130, 1, 1, 0},
+      {"1x1 conv 130->3, batch 11 on 28x28 (128-column input-gradient tiles)", false, {11, 130, 28, 28}, 3, 1, 1, 0},
   };
   return cases;
 }
@@ -591,6 +608,19 @@ TEST_CASE("cuda: Linear layers on bfloat16 activations match the CPU on the bflo
     double scale = 0;
     for (double v : want) scale = std::max(scale, std::abs(v));
     FM_REQUIRE_CLOSE(got.data(), want.data(), got.size(), scale * tolerances[k][0], tolerances[k][1]);
+  }
+  {
+    // A product of two bfloat16 tensors (both operands bfloat16 already, the result bfloat16): the
+    // tensor cores multiply exactly, so only the order of float additions and y's rounding differ.
+    INFO("bfloat16 · bfloat16 product");
+    Tensor p = random_bf16({70, 40}, 41), q = random_bf16({40, 24}, 42);
+    const Tensor on_gpu = matmul(p.to(Device::CUDA), q.to(Device::CUDA)), on_cpu = matmul(p, q);
+    CHECK(on_gpu.dtype() == DType::BFloat16);
+    const std::vector<double> got = on_gpu.to(Device::CPU).to(DType::Float64).to_vector(),
+                              want = on_cpu.to(DType::Float64).to_vector();
+    double scale = 0;
+    for (double v : want) scale = std::max(scale, std::abs(v));
+    FM_REQUIRE_CLOSE(got.data(), want.data(), got.size(), scale * std::ldexp(1.0, -12), std::ldexp(1.0, -7));
   }
   // The library products (cuBLAS) take float32 tensors here: bfloat16 is refused by name.
   const KernelImpl before = kernel_impl();

@@ -96,6 +96,13 @@ TEST_CASE("cuda: bfloat16 flash attention is the float kernels with bfloat16 pro
       {1, 2, 130, 32},  // 3 key tiles: dQ's shares summed in float, then rounded
       {1, 1, 40, 72},   // head dim padded to 128 (32 keys per tile): 2 key tiles
       {1, 1, 520, 8},   // 9 key tiles: the backward's FP32 fallback on widened copies
+      // Each remaining (head dim, one key tile or several) kernel of the backward (64 keys per tile up
+      // to D = 64, 32 above), and the forward for D padded to 64.
+      {1, 2, 100, 16},  // D <= 16, 2 key tiles
+      {1, 1, 30, 24},   // padded to 32, one key tile
+      {1, 1, 50, 40},   // padded to 64, one key tile
+      {1, 1, 100, 48},  // padded to 64, 2 key tiles
+      {1, 1, 20, 100},  // padded to 128, one key tile
   };
   for (const AttentionShape& s : shapes) {
     INFO("B " << s.B << " H " << s.H << " L " << s.L << " D " << s.D);

@@ -11,6 +11,7 @@
 #include "core/kernel_choice.h"
 #include "core/ops.h"
 #include "core/ops_nn.h"
+#include "core/ops_optim.h"
 #include "core/random.h"
 #include "kernels/runtime.h"
 #include "cuda_parity.h"
@@ -256,6 +257,18 @@ TEST_CASE("cuda: views, concat and copies match the CPU", "[cuda][gpu]") {
   check_cuda_matches_cpu([](const Inputs& x) { return mse_loss(x[0], x[1]); }, {{64, 2}, {64, 2}}, 19, 1e-6, 1e-5);
   check_cuda_matches_cpu([](const Inputs& x) { return x[0].narrow(0, 1, 1).expand({4, 6}) * x[1]; },
                          {{3, 6}, {4, 6}}, 20, 1e-6, 1e-6);
+}
+
+TEST_CASE("cuda: add_into (a gradient added to its home in place) matches the CPU", "[cuda][gpu]") {
+  FM_REQUIRE_GPU();
+  // One float addition per element, on both devices: bitwise equal. 1031 elements: a partial block.
+  Generator gen(40);
+  const Tensor home = rand_uniform({1031}, gen, -1, 1), gradient = rand_uniform({1031}, gen, -1, 1);
+  Tensor on_gpu = home.to(Device::CUDA), on_cpu = home.clone();
+  add_into(on_gpu, gradient.to(Device::CUDA));
+  add_into(on_cpu, gradient);
+  CHECK(on_gpu.to(Device::CPU).to_vector() == on_cpu.to_vector());
+  CHECK(on_cpu.to_vector() != home.to_vector());
 }
 
 TEST_CASE("cuda: the caching allocator reuses freed blocks", "[cuda][gpu]") {

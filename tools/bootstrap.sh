@@ -23,8 +23,9 @@ fi
 
 # libopenmpi-dev (headers, libraries, the mpicxx wrapper CMake's find_package(MPI) asks) and openmpi-bin
 # (mpirun): data-parallel runs, and the tests that launch them (tests/test_data_parallel.cpp).
+# python3: the tests of docs commands and device scripts, and the kernel preflight.
 packages=(cmake ninja-build g++ catch2 nlohmann-json3-dev libstb-dev zlib1g-dev libgif-dev dataset-fashion-mnist
-          libopenmpi-dev openmpi-bin)
+          libopenmpi-dev openmpi-bin python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -73,7 +74,10 @@ if [[ "${FM_SKIP_EMULATOR:-0}" != 1 ]]; then
   cmake -S . -B "$emulator_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFM_CUDA_EMULATOR=ON >/dev/null
   cmake --build "$emulator_dir" -j "$jobs"
   cd "$emulator_dir"
-  ctest --output-on-failure -j "$jobs" --timeout 1200
+  # Each distinct launch the emulated tests make (kernel, threads, dynamic shared memory) goes to
+  # kernel_launches.log, for the resource check below.
+  rm -f kernel_launches.log
+  FM_EMU_LAUNCH_LOG="$PWD/kernel_launches.log" ctest --output-on-failure -j "$jobs" --timeout 1200
   # The kernel-level cases twice more, under other thread and block orders (FM_EMU_SEED): a missing
   # barrier that the default interleaving happens to hide may show under another (about 3 minutes
   # on 2 cores). The second time with the shared-memory race check on as well (FM_EMU_RACECHECK:
@@ -82,6 +86,20 @@ if [[ "${FM_SKIP_EMULATOR:-0}" != 1 ]]; then
   FM_EMU_SEED=1 ctest --output-on-failure -j "$jobs" --timeout 1200 -R "^emulated test_(kernel_|cuda_emulator)"
   echo "emulated kernel cases under FM_EMU_SEED=2 with the shared-memory race check"
   FM_EMU_SEED=2 FM_EMU_RACECHECK=1 ctest --output-on-failure -j "$jobs" --timeout 1800 -R "^emulated test_kernel_"
+  # Would those launches start on a GPU? ptxas's registers and shared memory for every kernel of the
+  # CUDA build against the launches just logged (tools/kernel_preflight.py, docs/cuda_emulator.md):
+  # a block needing more registers or shared memory than it may have, or more threads than its
+  # __launch_bounds__, fails here, and so does a kernel that no emulated test launched; spills and
+  # occupancy are reported (the table: <emulator dir>/kernel_preflight.md).
+  cd "$repo_root"
+  if ! grep -q "^FM_CUDA:BOOL=ON" "$build_dir/CMakeCache.txt"; then
+    echo "kernel preflight: skipped (the build above is CPU-only: no nvcc, or FM_CUDA=OFF)"
+  elif ! command -v python3 >/dev/null; then
+    echo "kernel preflight: skipped (no python3)"
+  else
+    python3 tools/kernel_preflight.py --cuda-build "$build_dir" --launch-log "$emulator_dir/kernel_launches.log" \
+      --require-all-launched --report "$emulator_dir/kernel_preflight.md" --jobs "$jobs"
+  fi
 fi
 
 # The CPU suite once more, built with AddressSanitizer + UndefinedBehaviorSanitizer (FM_SANITIZE, a

@@ -126,8 +126,6 @@ template void binary_cuda<float>(BinaryOp, const float*, const float*, float*, c
 template void binary_cuda<bf16>(BinaryOp, const bf16*, const bf16*, bf16*, const ElementwiseGeometry&);
 template void convert_cuda<float, bf16>(const float*, bf16*, const ElementwiseGeometry&);
 template void convert_cuda<bf16, float>(const bf16*, float*, const ElementwiseGeometry&);
-template void convert_cuda<float, float>(const float*, float*, const ElementwiseGeometry&);
-template void convert_cuda<bf16, bf16>(const bf16*, bf16*, const ElementwiseGeometry&);
 template void fill_cuda<float>(float*, const ElementwiseGeometry&, double);
 template void fill_cuda<bf16>(bf16*, const ElementwiseGeometry&, double);
 

@@ -44,13 +44,7 @@ RuntimeState& runtime() {
 }
 
 constexpr std::size_t kAlignment = 256;  // what cudaMalloc guarantees
-constexpr unsigned char kPoison = 0xff;  // every float made of these bytes is a NaN
 constexpr std::size_t kEmulatedMemory = std::size_t(80) << 30;
-
-std::size_t page_size() {
-  static const std::size_t bytes = std::size_t(sysconf(_SC_PAGESIZE));
-  return bytes;
-}
 
 // True when [p, p + bytes) lies inside one live allocation.
 bool inside_allocation(const void* p, std::size_t bytes) {
@@ -96,11 +90,16 @@ void record_launch_error(cudaError_t error, const std::string& why) {
   r.last_error_reason = why;
 }
 
-int max_dynamic_shared(const void* kernel) {
+int dynamic_shared_opt_in(const void* kernel) {
   RuntimeState& r = runtime();
   std::lock_guard<std::mutex> lock(r.mutex);
   auto it = r.shared_limits.find(kernel);
-  return it == r.shared_limits.end() ? 48 * 1024 : it->second;
+  return it == r.shared_limits.end() ? -1 : it->second;
+}
+
+int max_dynamic_shared(const void* kernel) {
+  const int opt_in = dynamic_shared_opt_in(kernel);
+  return opt_in < 0 ? 48 * 1024 : opt_in;
 }
 
 cudaError_t set_max_dynamic_shared(const void* kernel, int bytes) {

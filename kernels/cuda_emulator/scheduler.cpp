@@ -66,12 +66,7 @@ constexpr int kWarp = 32;
 // (runtime_api.cpp). The up to 127 bytes between the launch's size and the guard page are checked
 // after each block. A launch with none points right at the guard page: any access faults.
 constexpr std::size_t kSharedAlignment = 128;
-constexpr unsigned char kPoison = 0xff;  // every float made of these bytes is a NaN
 
-std::size_t page_size() {
-  static const std::size_t bytes = std::size_t(sysconf(_SC_PAGESIZE));
-  return bytes;
-}
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
 struct GuardedShared {
@@ -432,6 +427,7 @@ void run_grid(const LaunchConfig& config, const void* kernel, void (*thread_body
     record_launch_error(cudaErrorInvalidConfiguration, bad);
     return;
   }
+  log_launch(kernel, config);
   Block& b = block();
   const int thread_count = int(config.block.x * config.block.y * config.block.z);
   if (b.threads.size() < std::size_t(thread_count)) b.threads.resize(std::size_t(thread_count));
