@@ -24,6 +24,7 @@
 using namespace fm;
 using fm::test::bits_of_tensor;
 using fm::test::random_bf16;
+using fm::test::require_close_to_scale;
 
 namespace {
 
@@ -372,13 +373,7 @@ TEST_CASE("cuda: GroupNorm on bfloat16 activations matches the CPU on every kern
         return std::vector<Tensor>{y.detach(), xd.grad(), wd.grad(), bd.grad()};
       };
       const std::vector<Tensor> gpu = run(Device::CUDA), cpu = run(Device::CPU);
-      for (int k : {0, 1}) {
-        const std::vector<double> got = gpu[k].to(DType::Float32).to_vector(),
-                                  want = cpu[k].to(DType::Float32).to_vector();
-        double scale = 0;
-        for (double v : want) scale = std::max(scale, std::abs(v));
-        FM_REQUIRE_CLOSE(got.data(), want.data(), got.size(), scale * std::ldexp(1.0, -8), std::ldexp(1.0, -7));
-      }
+      for (int k : {0, 1}) require_close_to_scale(gpu[k], cpu[k], std::ldexp(1.0, -8), std::ldexp(1.0, -7));
       for (int k : {2, 3}) {
         const std::vector<double> got = gpu[k].to_vector(), want = cpu[k].to_vector();
         FM_REQUIRE_CLOSE(got.data(), want.data(), got.size(), 1e-3, 1e-4);
@@ -511,21 +506,13 @@ TEST_CASE("cuda: convolutions on bfloat16 activations match the CPU on the bfloa
     const Tensor w_rounded = w.to(DType::BFloat16).to(DType::Float32);
     const ConvResult gpu = run_conv(c, x.to(Device::CUDA), w.to(Device::CUDA), b.to(Device::CUDA), dy);
     const ConvResult cpu = run_conv(c, x, w_rounded, b, dy);
-    auto require_close = [](const Tensor& got_t, const Tensor& want_t, double atol_of_scale, double rtol) {
-      const std::vector<double> got = got_t.to(Device::CPU).to(DType::Float64).to_vector(),
-                                want = want_t.to(DType::Float64).to_vector();
-      REQUIRE(got.size() == want.size());
-      double scale = 0;
-      for (double v : want) scale = std::max(scale, std::abs(v));
-      FM_REQUIRE_CLOSE(got.data(), want.data(), got.size(), scale * atol_of_scale, rtol);
-    };
     CHECK(gpu.y.dtype() == DType::BFloat16);
     // atol: the float-order noise of K-term sums, far below one bfloat16 step of the output's scale;
     // rtol: the one rounding of each element (at most 2^-8), which the noise can move by a step.
-    require_close(gpu.y, cpu.y, std::ldexp(1.0, -12), std::ldexp(1.0, -7));
-    require_close(gpu.dx, cpu.dx, std::ldexp(1.0, -12), std::ldexp(1.0, -7));
-    require_close(gpu.dw, cpu.dw, 1e-5, 1e-4);
-    require_close(gpu.db, cpu.db, 1e-5, 1e-4);
+    require_close_to_scale(gpu.y, cpu.y, std::ldexp(1.0, -12), std::ldexp(1.0, -7));
+    require_close_to_scale(gpu.dx, cpu.dx, std::ldexp(1.0, -12), std::ldexp(1.0, -7));
+    require_close_to_scale(gpu.dw, cpu.dw, 1e-5, 1e-4);
+    require_close_to_scale(gpu.db, cpu.db, 1e-5, 1e-4);
   }
   // The library kernels (cuDNN) take float32 tensors here: bfloat16 is refused by name.
   const KernelImpl before = kernel_impl();
@@ -603,11 +590,7 @@ TEST_CASE("cuda: Linear layers on bfloat16 activations match the CPU on the bflo
   for (int k = 0; k < 4; ++k) {
     INFO("output " << k << " (y, dx, dweight, dbias)");
     CHECK(gpu[std::size_t(k)].dtype() == cpu[std::size_t(k)].dtype());
-    const std::vector<double> got = gpu[std::size_t(k)].to(Device::CPU).to(DType::Float64).to_vector(),
-                              want = cpu[std::size_t(k)].to(DType::Float64).to_vector();
-    double scale = 0;
-    for (double v : want) scale = std::max(scale, std::abs(v));
-    FM_REQUIRE_CLOSE(got.data(), want.data(), got.size(), scale * tolerances[k][0], tolerances[k][1]);
+    require_close_to_scale(gpu[std::size_t(k)], cpu[std::size_t(k)], tolerances[k][0], tolerances[k][1]);
   }
   {
     // A product of two bfloat16 tensors (both operands bfloat16 already, the result bfloat16): the
@@ -616,11 +599,7 @@ TEST_CASE("cuda: Linear layers on bfloat16 activations match the CPU on the bflo
     Tensor p = random_bf16({70, 40}, 41), q = random_bf16({40, 24}, 42);
     const Tensor on_gpu = matmul(p.to(Device::CUDA), q.to(Device::CUDA)), on_cpu = matmul(p, q);
     CHECK(on_gpu.dtype() == DType::BFloat16);
-    const std::vector<double> got = on_gpu.to(Device::CPU).to(DType::Float64).to_vector(),
-                              want = on_cpu.to(DType::Float64).to_vector();
-    double scale = 0;
-    for (double v : want) scale = std::max(scale, std::abs(v));
-    FM_REQUIRE_CLOSE(got.data(), want.data(), got.size(), scale * std::ldexp(1.0, -12), std::ldexp(1.0, -7));
+    require_close_to_scale(on_gpu, on_cpu, std::ldexp(1.0, -12), std::ldexp(1.0, -7));
   }
   // The library products (cuBLAS) take float32 tensors here: bfloat16 is refused by name.
   const KernelImpl before = kernel_impl();

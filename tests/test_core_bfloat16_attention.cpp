@@ -9,7 +9,6 @@
 //   CUDA refuses bfloat16 with the library kernels.
 #include <catch2/catch.hpp>
 
-#include <algorithm>
 #include <cmath>
 #include <tuple>
 #include <vector>
@@ -24,6 +23,7 @@
 using namespace fm;
 using fm::test::bits_of_tensor;
 using fm::test::random_bf16;
+using fm::test::require_close_to_scale;
 
 namespace {
 
@@ -161,11 +161,7 @@ TEST_CASE("cuda: attention on bfloat16 activations through the op, and the libra
                                       std::tuple{"dK", gpu.dk, cpu.dk}, std::tuple{"dV", gpu.dv, cpu.dv}}) {
     INFO(name);
     REQUIRE(got_t.dtype() == DType::BFloat16);
-    const std::vector<double> got = got_t.to(Device::CPU).to(DType::Float64).to_vector(),
-                              want = want_t.to(DType::Float64).to_vector();
-    double scale = 0;
-    for (double x : want) scale = std::max(scale, std::abs(x));
-    FM_REQUIRE_CLOSE(got.data(), want.data(), got.size(), scale * std::ldexp(1.0, -9), std::ldexp(1.0, -6));
+    require_close_to_scale(got_t, want_t, std::ldexp(1.0, -9), std::ldexp(1.0, -6));
   }
   const KernelImpl before = kernel_impl();
   set_kernel_impl(KernelImpl::Library);

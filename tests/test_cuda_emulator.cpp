@@ -189,35 +189,49 @@ std::vector<T> to_host(const T* device, std::size_t n) {
   return host;
 }
 
+// Forks a child process that runs body and leaves with its return value as the exit code (no
+// destructors, no Catch reporting: _Exit); returns the child's pid to wait_status_of.
+template <typename Body>
+pid_t fork_running(Body body) {
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) std::_Exit(body());
+  return child;
+}
+
+// Waits for the child to end and returns its wait status (for WIFSIGNALED, WEXITSTATUS, ...).
+int wait_status_of(pid_t child) {
+  int status = 0;
+  waitpid(child, &status, 0);
+  return status;
+}
+
 // Runs body in a child process and returns how the child ended: the signal that killed it, or 0.
 template <typename Body>
 int crash_signal_of(Body body) {
-  const pid_t child = fork();
-  if (child == 0) {
+  const int status = wait_status_of(fork_running([&] {
     // The default actions, not Catch's handlers: the child is meant to die quietly of the signal.
     std::signal(SIGSEGV, SIG_DFL);
     std::signal(SIGABRT, SIG_DFL);
     body();
-    std::_Exit(0);
-  }
-  int status = 0;
-  waitpid(child, &status, 0);
+    return 0;
+  }));
   return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
 }
 
-// Runs body (which returns `count` floats) in a child process and returns what it returned.
+// Runs body (which returns `count` floats) in a child process and returns what it returned, sent back
+// through a pipe (read before waiting, so a child writing more than the pipe holds cannot block).
 template <typename Body>
 std::vector<float> result_in_child(std::size_t count, Body body) {
   int pipe_ends[2];
   REQUIRE(pipe(pipe_ends) == 0);
-  const pid_t child = fork();
-  if (child == 0) {
+  const pid_t child = fork_running([&] {
     close(pipe_ends[0]);
     const std::vector<float> result = body();
     const bool whole = result.size() == count &&
                        write(pipe_ends[1], result.data(), count * sizeof(float)) == ssize_t(count * sizeof(float));
-    std::_Exit(whole ? 0 : 1);
-  }
+    return whole ? 0 : 1;
+  });
   close(pipe_ends[1]);
   std::vector<float> result(count);
   std::size_t got = 0;
@@ -228,8 +242,7 @@ std::vector<float> result_in_child(std::size_t count, Body body) {
     got += std::size_t(n);
   }
   close(pipe_ends[0]);
-  int status = 0;
-  waitpid(child, &status, 0);
+  const int status = wait_status_of(child);
   REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
   REQUIRE(got == count * sizeof(float));
   return result;

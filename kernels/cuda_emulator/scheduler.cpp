@@ -140,15 +140,18 @@ std::uint64_t mix(std::uint64_t x) {
 
 // The race check (FM_EMU_RACECHECK=1, or set_race_check): within one stretch between two
 // __syncthreads(), no two threads may change the same byte of shared memory. A thread runs from one
-// pause to the next without interruption, so what it changed is what differs from a copy taken
-// before it resumed; each changed byte remembers the first thread that changed it until the block
-// next meets at a barrier. Writing the value a byte already holds is not seen (and is harmless).
-// Reads are not tracked: a read racing with a write shows only through the shuffled orders.
+// pause to the next without interruption, and only threads write shared memory, so what a thread
+// changed is what differs from a snapshot of the region as the previous thread left it. The snapshot
+// is taken once per block and then brought up to date with each thread's changes (no copy per
+// resume: most resumes write nothing, and the comparison alone is the check's cost). Each changed byte
+// remembers the first thread that changed it until the block next meets at a barrier. Writing the
+// value a byte already holds is not seen (and is harmless). Reads are not tracked: a read racing with
+// a write shows only through the shuffled orders.
 struct SharedRegion {
   unsigned char* address;
   std::size_t bytes;
-  std::vector<unsigned char> before;  // the region as the running thread found it
-  std::vector<int> writer;            // per byte: the thread that changed it in this stretch, or -1
+  std::vector<unsigned char> snapshot;  // the region as the last thread to run left it
+  std::vector<int> writer;              // per byte: the thread that changed it in this stretch, or -1
 };
 
 // FM_EMU_RACECHECK: unset, empty or 0 (off), 1 (on); read at the first launch, like FM_EMU_SEED.
@@ -258,26 +261,41 @@ void poison_static_shared(const void* kernel) {
   for (const auto& [address, bytes] : g_static_shared[kernel]) std::memset(address, 0xff, bytes);
 }
 
-// After thread t's stretch: claims the bytes it changed, and throws when another thread of the block
-// changed one of them since the last barrier.
+// Thread t changed byte i of region (to the value now in memory): claims it, or throws when another
+// thread of the block changed it since the last barrier.
+void claim_shared_byte(SharedRegion& region, std::size_t i, int t) {
+  int& writer = region.writer[i];
+  if (writer < 0 || writer == t) {
+    writer = t;
+    region.snapshot[i] = region.address[i];
+    return;
+  }
+  const EmulatedThread& other = block().threads[std::size_t(writer)];
+  throw std::logic_error("CUDA emulator: shared memory race: " + describe_thread(t) + " and thread (" +
+                         std::to_string(other.index.x) + "," + std::to_string(other.index.y) + "," +
+                         std::to_string(other.index.z) + ") both wrote byte " + std::to_string(i) + " of a " +
+                         std::to_string(region.bytes) + "-byte shared array with no __syncthreads() between");
+}
+
+// After thread t's stretch: claims the bytes it changed (see claim_shared_byte), which also brings
+// the snapshot up to date for the next thread. Compared eight bytes at a time, byte by byte only
+// inside a word that changed.
 void record_shared_writes(int t) {
-  Block& b = block();
-  for (SharedRegion& region : b.race_regions) {
-    if (std::memcmp(region.before.data(), region.address, region.bytes) == 0) continue;
-    for (std::size_t i = 0; i < region.bytes; ++i) {
-      if (region.address[i] == region.before[i]) continue;
-      int& writer = region.writer[i];
-      if (writer < 0 || writer == t) {
-        writer = t;
-        continue;
-      }
-      throw std::logic_error("CUDA emulator: shared memory race: " + describe_thread(t) + " and thread (" +
-                             std::to_string(b.threads[std::size_t(writer)].index.x) + "," +
-                             std::to_string(b.threads[std::size_t(writer)].index.y) + "," +
-                             std::to_string(b.threads[std::size_t(writer)].index.z) + ") both wrote byte " +
-                             std::to_string(i) + " of a " + std::to_string(region.bytes) +
-                             "-byte shared array with no __syncthreads() between");
+  for (SharedRegion& region : block().race_regions) {
+    const unsigned char* now = region.address;
+    const unsigned char* was = region.snapshot.data();
+    if (std::memcmp(was, now, region.bytes) == 0) continue;
+    const std::size_t whole_words = region.bytes / 8 * 8;
+    for (std::size_t w = 0; w < whole_words; w += 8) {
+      std::uint64_t a, b;
+      std::memcpy(&a, now + w, 8);
+      std::memcpy(&b, was + w, 8);
+      if (a == b) continue;
+      for (std::size_t i = w; i < w + 8; ++i)
+        if (now[i] != was[i]) claim_shared_byte(region, i, t);
     }
+    for (std::size_t i = whole_words; i < region.bytes; ++i)
+      if (now[i] != was[i]) claim_shared_byte(region, i, t);
   }
 }
 
@@ -290,8 +308,9 @@ void watch_shared(const void* kernel) {
   if (!race_check()) return;
   auto watch = [&](void* address, std::size_t bytes) {
     if (bytes == 0) return;
-    b.race_regions.push_back(SharedRegion{static_cast<unsigned char*>(address), bytes,
-                                          std::vector<unsigned char>(bytes), std::vector<int>(bytes, -1)});
+    unsigned char* start = static_cast<unsigned char*>(address);
+    b.race_regions.push_back(
+        SharedRegion{start, bytes, std::vector<unsigned char>(start, start + bytes), std::vector<int>(bytes, -1)});
   };
   watch(b.dynamic_shared.start, b.dynamic_shared.bytes);
   for (const auto& [address, bytes] : g_static_shared[kernel]) watch(address, bytes);
@@ -322,7 +341,6 @@ void run_block(int thread_count, const dim3& block_dim, std::uint64_t seed) {
       if (th.state != ThreadState::Ready) continue;
       b.current = t;
       threadIdx = th.index;
-      for (SharedRegion& region : b.race_regions) std::memcpy(region.before.data(), region.address, region.bytes);
       swapcontext(&b.scheduler_context, &th.context);
       if (!b.fault.empty()) throw std::logic_error("CUDA emulator: " + b.fault);
       record_shared_writes(t);
