@@ -79,9 +79,9 @@ if [[ "${FM_SKIP_EMULATOR:-0}" != 1 ]]; then
   rm -f kernel_launches.log
   FM_EMU_LAUNCH_LOG="$PWD/kernel_launches.log" ctest --output-on-failure -j "$jobs" --timeout 1200
   # The kernel-level cases twice more, under other thread and block orders (FM_EMU_SEED): a missing
-  # barrier that the default interleaving happens to hide may show under another (about 3 minutes
+  # barrier that the default interleaving happens to hide may show under another (about 1 minute
   # on 2 cores). The second time with the shared-memory race check on as well (FM_EMU_RACECHECK:
-  # two threads writing one shared byte between barriers stop the test; about 6 to 9 minutes).
+  # two threads writing one shared byte between barriers stop the test; about 4 minutes).
   echo "emulated kernel cases under FM_EMU_SEED=1"
   FM_EMU_SEED=1 ctest --output-on-failure -j "$jobs" --timeout 1200 -R "^emulated test_(kernel_|cuda_emulator)"
   echo "emulated kernel cases under FM_EMU_SEED=2 with the shared-memory race check"

@@ -22,6 +22,11 @@
 // the block and thread: a shuffle whose mask names a lane that has exited or is not in the block, a
 // shuffle read from a lane outside the mask, lanes of one warp shuffling with different masks, or
 // threads waiting at different barriers forever (deadlock).
+
+// Fortified builds turn _longjmp into __longjmp_chk, which refuses a jump to another stack: exactly
+// what switching to a fiber is (switch_to_thread below).
+#undef _FORTIFY_SOURCE
+#include <setjmp.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -49,7 +54,9 @@ namespace {
 enum class ThreadState { Ready, AtBlockBarrier, AtWarpBarrier, Exited };
 
 struct EmulatedThread {
-  ucontext_t context;
+  ucontext_t context;        // where its fiber starts (makecontext), or where it paused (sanitizer builds)
+  jmp_buf resume_point;      // where it paused (switch_to_scheduler)
+  bool started = false;      // in this block
   ThreadState state = ThreadState::Ready;
   uint3 index{0, 0, 0};
   unsigned warp_mask = 0;    // the mask of the shuffle it waits in
@@ -171,7 +178,8 @@ bool race_check() {
 struct Block {
   std::vector<EmulatedThread> threads;
   std::vector<std::unique_ptr<char[]>> stacks;  // kept across blocks and launches
-  ucontext_t scheduler_context;
+  ucontext_t scheduler_context;  // the scheduler's place while a thread runs (sanitizer builds)
+  jmp_buf scheduler_resume_point;  // the same in other builds
   int current = -1;
   void (*body)(void*) = nullptr;
   void* body_context = nullptr;
@@ -193,13 +201,56 @@ std::string describe_thread(int linear) {
   return os.str();
 }
 
+// ---- switching between the scheduler and a thread's fiber ----
+// A fiber is started once per block through makecontext/setcontext; every later switch is a
+// _setjmp/_longjmp pair. swapcontext would do, but it saves and restores the signal mask with a
+// system call on every switch, and threads switch at every barrier and twice per shuffle: that was
+// about 70% of an emulated WMMA conv test's time (perf, 2026-12-06). A switch happens at a function
+// call, so the registers a call preserves, which _setjmp keeps, are all there is to keep (nothing
+// here changes the signal mask or the floating-point environment on a fiber). AddressSanitizer
+// understands swapcontext but not a _longjmp to another stack, so sanitizer builds keep swapcontext.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSwitchWithUcontext = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kSwitchWithUcontext = true;
+#else
+constexpr bool kSwitchWithUcontext = false;
+#endif
+#else
+constexpr bool kSwitchWithUcontext = false;
+#endif
+
+// On the scheduler: runs thread th until it pauses or exits.
+void switch_to_thread(Block& b, EmulatedThread& th) {
+  if constexpr (kSwitchWithUcontext) {
+    swapcontext(&b.scheduler_context, &th.context);
+  } else {
+    if (_setjmp(b.scheduler_resume_point) != 0) return;  // th paused or exited
+    if (!th.started) {
+      th.started = true;
+      setcontext(&th.context);
+    }
+    _longjmp(th.resume_point, 1);
+  }
+}
+
+// On a thread's fiber: hands control back to the scheduler; returns when the scheduler resumes it.
+void switch_to_scheduler(Block& b, EmulatedThread& me) {
+  if constexpr (kSwitchWithUcontext) {
+    swapcontext(&me.context, &b.scheduler_context);
+  } else {
+    if (_setjmp(me.resume_point) == 0) _longjmp(b.scheduler_resume_point, 1);
+  }
+}
+
 // Called on a thread's fiber: record the fault and never come back (the scheduler throws).
 [[noreturn]] void thread_fault(const std::string& what) {
   Block& b = block();
   if (b.fault.empty()) b.fault = describe_thread(b.current) + ": " + what;
   EmulatedThread& me = b.threads[std::size_t(b.current)];
   me.state = ThreadState::Exited;
-  swapcontext(&me.context, &b.scheduler_context);
+  switch_to_scheduler(b, me);
   std::abort();  // unreachable: a faulted fiber is never resumed
 }
 
@@ -207,14 +258,16 @@ void pause_current(ThreadState state) {
   Block& b = block();
   EmulatedThread& me = b.threads[std::size_t(b.current)];
   me.state = state;
-  swapcontext(&me.context, &b.scheduler_context);
+  switch_to_scheduler(b, me);
 }
 
 void thread_entry() {
   Block& b = block();
   b.body(b.body_context);
-  b.threads[std::size_t(b.current)].state = ThreadState::Exited;
-  // Returning resumes uc_link, the scheduler.
+  EmulatedThread& me = b.threads[std::size_t(b.current)];
+  me.state = ThreadState::Exited;
+  switch_to_scheduler(b, me);
+  std::abort();  // unreachable: an exited fiber is never resumed
 }
 
 // Releases the lanes of one warp that wait in a shuffle, once all lanes of their mask are there.
@@ -321,6 +374,7 @@ void run_block(int thread_count, const dim3& block_dim, std::uint64_t seed) {
   for (int t = 0; t < thread_count; ++t) {
     EmulatedThread& th = b.threads[std::size_t(t)];
     th.state = ThreadState::Ready;
+    th.started = false;
     th.index = uint3{unsigned(t) % block_dim.x, unsigned(t) / block_dim.x % block_dim.y,
                      unsigned(t) / (block_dim.x * block_dim.y)};
     getcontext(&th.context);
@@ -341,7 +395,7 @@ void run_block(int thread_count, const dim3& block_dim, std::uint64_t seed) {
       if (th.state != ThreadState::Ready) continue;
       b.current = t;
       threadIdx = th.index;
-      swapcontext(&b.scheduler_context, &th.context);
+      switch_to_thread(b, th);
       if (!b.fault.empty()) throw std::logic_error("CUDA emulator: " + b.fault);
       record_shared_writes(t);
     }
