@@ -22,6 +22,7 @@
 // OpenMP over elements). CUDA: kernels/cuda/optimizer.cu (float, device pointers, one thread per
 // element, on cuda_stream()).
 #pragma once
+#include <array>
 #include <cstdint>
 
 #include "kernels/elementwise_math.h"
@@ -77,6 +78,12 @@ struct FusedStepArgs {
   // CUDA only: when set, lr, decoupled_factor, neg_step_size, inverse_sqrt_bias2 and the EMA's two
   // scalars are read from this device row instead (a recorded step).
   const StepScalars* per_step = nullptr;
+
+  // What this struct points to, for the CUDA emulator's check that each is a device address when
+  // the struct is a kernel's argument (kernels/cuda_emulator/cuda_runtime.h).
+  std::array<const void*, 8> device_pointers() const {
+    return {param, grad, exp_avg, exp_avg_sq, momentum, shadow, clip_sum_of_squares, per_step};
+  }
 };
 
 // a·x + b, exactly as UnaryOp::Affine computes it.

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cmath>
 #include <csignal>
 #include <cstdint>
@@ -176,6 +177,16 @@ __global__ void block_sum_dynamic(const float* x, float* out) {
 
 __global__ void copy_first(const float* in, float* out) {
   if (threadIdx.x == 0) out[0] = in[0];
+}
+
+// A struct argument that lists its pointers, as the conv passes' Params do.
+struct CopyArgs {
+  const float* in;
+  float* out;
+  std::array<const void*, 2> device_pointers() const { return {in, out}; }
+};
+__global__ void copy_first_of(CopyArgs args) {
+  if (threadIdx.x == 0) args.out[0] = args.in[0];
 }
 
 template <typename T>
@@ -491,6 +502,18 @@ TEST_CASE("emulator: a host pointer passed to a kernel is refused", "[emulator]"
   REQUIRE(cudaGetLastError() == cudaSuccess);
   read_far_past_the_end | Launch{1, 0}(device + 4, nullptr, 0);  // refused for its empty block, not its pointers
   REQUIRE(cudaGetLastError() == cudaErrorInvalidConfiguration);
+  // Inside a struct argument that lists its pointers (device_pointers()): the same check, naming
+  // the pointer's place in the list.
+  REQUIRE_THROWS_WITH((copy_first_of | Launch{1, 32}(CopyArgs{device, host.data()})),
+                      Catch::Contains("kernel argument 1 (a struct), its pointer 2 in device_pointers(), is a "
+                                      "pointer outside every device buffer"));
+  REQUIRE_THROWS_WITH((copy_first_of | Launch{1, 32}(CopyArgs{host.data(), device})),
+                      Catch::Contains("its pointer 1 in device_pointers()"));
+  const std::vector<float> values{5.f, 7.f, 9.f, 11.f};
+  fm::kernels::cuda_copy_to_device(device, values.data(), values.size() * sizeof(float));
+  copy_first_of | Launch{1, 32}(CopyArgs{device + 1, device});
+  REQUIRE(cudaGetLastError() == cudaSuccess);
+  REQUIRE(to_host(device, 1)[0] == 7.f);
   fm::kernels::cuda_free(device);
 }
 

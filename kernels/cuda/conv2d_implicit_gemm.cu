@@ -73,6 +73,7 @@
 #include <mma.h>
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <type_traits>
 #include <cstdint>
@@ -493,6 +494,8 @@ struct ForwardPass {
     const float* bias;  // may be null
     A* y;
     OutputSplit split;  // blockIdx.z is the K slice
+    // What this struct points to, for the CUDA emulator's check that each is a device address.
+    std::array<const void*, 4> device_pointers() const { return {x, weight, bias, y}; }
   };
   template <class Cfg>
   using Shared = NoShared;
@@ -673,6 +676,8 @@ struct DgradPass {
     const float* bias;  // per input channel c; null for a plain conv2d dgrad
     A* dx;
     OutputSplit split;  // blockIdx.z = parity class · k_splits + K slice
+    // What this struct points to, for the CUDA emulator's check that each is a device address.
+    std::array<const void*, 4> device_pointers() const { return {dy, weight, bias, dx}; }
   };
   template <class Cfg>
   using Shared = NoShared;
@@ -839,6 +844,8 @@ struct WgradPass {
     const A* dy;
     float* out;       // dweight [C_out, M] when splits == 1, else workspace [splits, C_out, M]
     int k_per_split;  // a multiple of BK
+    // What this struct points to, for the CUDA emulator's check that each is a device address.
+    std::array<const void*, 3> device_pointers() const { return {x, dy, out}; }
   };
   // The block's BM rows m = (c, r, s), decomposed once: offset c·H·W + r·W + s, and r, s.
   template <class Cfg>

@@ -25,6 +25,8 @@
 // comes after this version has run on a GPU (it has run only on the CUDA emulator so far).
 #include <mma.h>
 
+#include <array>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/tensor_core_inputs.cuh"
 #include "kernels/gemm.h"
@@ -62,6 +64,8 @@ struct GemmArgs {
   TC* C;
   int ldc;
   std::int64_t stride_c;
+  // What this struct points to, for the CUDA emulator's check that each is a device address.
+  std::array<const void*, 3> device_pointers() const { return {A, B, C}; }
 };
 
 // op(A)[row, k] and op(B)[k, col] of one batch entry, zero outside the matrix.

@@ -274,8 +274,17 @@ bool device_address(const void* p);
 
 // A kernel's pointer arguments must be null or device addresses: a host pointer handed to a kernel
 // faults on a GPU (cudaErrorIllegalAddress), while here host and "device" memory share one address
-// space and it would quietly work. Pointers inside struct arguments are not seen. Throws, naming the
-// argument (counted from 1), as a kernel fault does.
+// space and it would quietly work. A struct argument is looked into when it says what pointers it
+// carries: a member `device_pointers()` returning them (the conv passes' Params, GemmArgs,
+// FusedStepArgs); C++ cannot list a struct's members by itself. Throws, naming the argument (counted
+// from 1) and, in a struct, the pointer's place in device_pointers(), as a kernel fault does.
+inline void check_device_pointer(const void* p, const std::string& what) {
+  if (p != nullptr && !device_address(p))
+    throw std::logic_error("CUDA emulator: " + what +
+                           " is a pointer outside every device buffer (a host address?): on a GPU the kernel "
+                           "would fault with an illegal address");
+}
+
 template <typename... Params>
 void check_pointer_arguments(const std::tuple<Params...>& params) {
   int position = 0;
@@ -285,10 +294,12 @@ void check_pointer_arguments(const std::tuple<Params...>& params) {
           ++position;
           using T = std::decay_t<decltype(v)>;
           if constexpr (std::is_pointer_v<T> && !std::is_function_v<std::remove_pointer_t<T>>) {
-            if (v != nullptr && !device_address(v))
-              throw std::logic_error("CUDA emulator: kernel argument " + std::to_string(position) +
-                                     " is a pointer outside every device buffer (a host address?): on a GPU "
-                                     "the kernel would fault with an illegal address");
+            check_device_pointer(v, "kernel argument " + std::to_string(position));
+          } else if constexpr (requires { v.device_pointers(); }) {
+            int member = 0;
+            for (const void* p : v.device_pointers())
+              check_device_pointer(p, "kernel argument " + std::to_string(position) + " (a struct), its pointer " +
+                                          std::to_string(++member) + " in device_pointers(),");
           }
         };
         (check(value), ...);
