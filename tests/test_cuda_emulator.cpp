@@ -410,7 +410,9 @@ TEST_CASE("emulator: a __trap() stops the kernel and names the thread", "[emulat
   int* out = device_alloc<int>(64);
   REQUIRE_THROWS_WITH((trap_in_one_thread | Launch{2, 32}(out, 5)),
                       Catch::Contains("block (1,0,0) thread (5,0,0)") && Catch::Contains("__trap()"));
+  REQUIRE(to_host(out, 64)[32 + 5] != 1);  // the trapping thread stopped before its write
   trap_in_one_thread | Launch{2, 32}(out, 32);  // no thread 32: nobody traps, and the emulator runs on
+  // (thread 5's fiber, stopped in mid-body by the trap, is made afresh: it writes its 1 only now)
   for (int v : to_host(out, 64)) REQUIRE(v == 1);
   fm::kernels::cuda_free(out);
 }

@@ -56,7 +56,8 @@ enum class ThreadState { Ready, AtBlockBarrier, AtWarpBarrier, Exited };
 struct EmulatedThread {
   ucontext_t context;        // where its fiber starts (makecontext), or where it paused (sanitizer builds)
   jmp_buf resume_point;      // where it paused (switch_to_scheduler)
-  bool started = false;      // in this block
+  bool started = false;      // its fiber has run since makecontext
+  bool between_blocks = false;  // its fiber finished a block's body and waits for the next one
   ThreadState state = ThreadState::Ready;
   uint3 index{0, 0, 0};
   unsigned warp_mask = 0;    // the mask of the shuffle it waits in
@@ -66,6 +67,7 @@ struct EmulatedThread {
 // 64 KiB per thread is far more than any kernel's locals (a few hundred registers' worth).
 constexpr std::size_t kStackBytes = 64 * 1024;
 constexpr int kWarp = 32;
+constexpr std::size_t kMaxThreadsPerBlock = 1024;  // check_configuration refuses more
 
 // Dynamic shared memory starts 128-byte aligned (a kernel may declare its extern __shared__ array
 // with an alignment above 16 bytes, the WMMA kernels ask 32, which nvcc honours on a GPU) and ends
@@ -202,8 +204,8 @@ std::string describe_thread(int linear) {
 }
 
 // ---- switching between the scheduler and a thread's fiber ----
-// A fiber is started once per block through makecontext/setcontext; every later switch is a
-// _setjmp/_longjmp pair. swapcontext would do, but it saves and restores the signal mask with a
+// A fiber is made (makecontext) and started (setcontext) once, and then serves its thread slot in
+// every block of every launch (thread_main); every later switch is a _setjmp/_longjmp pair. swapcontext would do, but it saves and restores the signal mask with a
 // system call on every switch, and threads switch at every barrier and twice per shuffle: that was
 // about 70% of an emulated WMMA conv test's time (perf, 2026-12-06). A switch happens at a function
 // call, so the registers a call preserves, which _setjmp keeps, are all there is to keep (nothing
@@ -261,13 +263,19 @@ void pause_current(ThreadState state) {
   switch_to_scheduler(b, me);
 }
 
-void thread_entry() {
+// A fiber's life: the kernel body for one block, then a wait for the next block (the scheduler
+// resumes it there, with b.current set to its slot again), so that it is made once, not once per
+// block: getcontext and setcontext each make a system call. A fiber stopped in mid-body (a fault, or
+// a launch that threw) is made afresh at its next use (run_block).
+void thread_main() {
   Block& b = block();
-  b.body(b.body_context);
-  EmulatedThread& me = b.threads[std::size_t(b.current)];
-  me.state = ThreadState::Exited;
-  switch_to_scheduler(b, me);
-  std::abort();  // unreachable: an exited fiber is never resumed
+  for (;;) {
+    b.body(b.body_context);
+    EmulatedThread& me = b.threads[std::size_t(b.current)];
+    me.state = ThreadState::Exited;
+    me.between_blocks = true;
+    switch_to_scheduler(b, me);
+  }
 }
 
 // Releases the lanes of one warp that wait in a shuffle, once all lanes of their mask are there.
@@ -374,14 +382,17 @@ void run_block(int thread_count, const dim3& block_dim, std::uint64_t seed) {
   for (int t = 0; t < thread_count; ++t) {
     EmulatedThread& th = b.threads[std::size_t(t)];
     th.state = ThreadState::Ready;
-    th.started = false;
     th.index = uint3{unsigned(t) % block_dim.x, unsigned(t) / block_dim.x % block_dim.y,
                      unsigned(t) / (block_dim.x * block_dim.y)};
-    getcontext(&th.context);
-    th.context.uc_stack.ss_sp = b.stacks[std::size_t(t)].get();
-    th.context.uc_stack.ss_size = kStackBytes;
-    th.context.uc_link = &b.scheduler_context;
-    makecontext(&th.context, thread_entry, 0);
+    if (!th.between_blocks) {  // never made, or stopped in mid-body: a fresh fiber
+      getcontext(&th.context);
+      th.context.uc_stack.ss_sp = b.stacks[std::size_t(t)].get();
+      th.context.uc_stack.ss_size = kStackBytes;
+      th.context.uc_link = nullptr;  // thread_main never returns
+      makecontext(&th.context, thread_main, 0);
+      th.started = false;
+    }
+    th.between_blocks = false;  // until this block's body is done
   }
   const int warps = (thread_count + kWarp - 1) / kWarp;
   std::vector<int> thread_order(std::size_t(thread_count), 0);
@@ -502,7 +513,9 @@ void run_grid(const LaunchConfig& config, const void* kernel, void (*thread_body
   log_launch(kernel, config);
   Block& b = block();
   const int thread_count = int(config.block.x * config.block.y * config.block.z);
-  if (b.threads.size() < std::size_t(thread_count)) b.threads.resize(std::size_t(thread_count));
+  // Every slot a block may use, once: a fiber's saved context must not move (a ucontext_t points
+  // into itself), so the vector is never reallocated.
+  if (b.threads.empty()) b.threads.resize(kMaxThreadsPerBlock);
   while (b.stacks.size() < std::size_t(thread_count))
     b.stacks.push_back(std::make_unique<char[]>(kStackBytes));
   b.dynamic_shared.prepare(config.shared_bytes);
