@@ -205,9 +205,10 @@ std::string describe_thread(int linear) {
 
 // ---- switching between the scheduler and a thread's fiber ----
 // A fiber is made (makecontext) and started (setcontext) once, and then serves its thread slot in
-// every block of every launch (thread_main); every later switch is a _setjmp/_longjmp pair. swapcontext would do, but it saves and restores the signal mask with a
-// system call on every switch, and threads switch at every barrier and twice per shuffle: that was
-// about 70% of an emulated WMMA conv test's time (perf, 2026-12-06). A switch happens at a function
+// every block of every launch (thread_main); every later switch is a _setjmp/_longjmp pair.
+// swapcontext would do, but it saves and restores the signal mask with a system call on every
+// switch, and threads switch at every barrier and twice per shuffle: that was about 70% of an
+// emulated WMMA conv test's time (perf, 2026-12-06). A switch happens at a function
 // call, so the registers a call preserves, which _setjmp keeps, are all there is to keep (nothing
 // here changes the signal mask or the floating-point environment on a fiber). AddressSanitizer
 // understands swapcontext but not a _longjmp to another stack, so sanitizer builds keep swapcontext.
