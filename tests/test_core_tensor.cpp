@@ -75,6 +75,56 @@ TEST_CASE("ops on non-contiguous inputs match ops on their contiguous copies", "
   REQUIRE(sum(v, {0, 2}).to_vector() == sum(v.contiguous(), {0, 2}).to_vector());
 }
 
+// The CPU's strided loops merge dimensions that walk as one and step rows like an odometer, one
+// chunk of rows per thread (kernels/cpu/elementwise_loops.h). Checked element by element against
+// index arithmetic written out here, on sizes large enough to be split across threads (over 2^17
+// elements): the attention's head split (rows of 8 contiguous floats), a transpose, a narrowed
+// view whose dims cannot merge, and a [N, C, 1, 1] broadcast add.
+TEST_CASE("strided copies and broadcasts match index-by-index loops at threaded sizes", "[tensor]") {
+  Generator gen(11);
+  const std::int64_t B = 16, L = 196, H = 4, D = 8;
+  Tensor qkv = randn({B, L, 3, H, D}, gen);
+  const std::vector<double> q = qkv.to_vector();
+  const std::vector<double> heads = qkv.permute({2, 0, 3, 1, 4}).contiguous().to_vector();
+  std::size_t mismatches = 0, i = 0;
+  for (std::int64_t part = 0; part < 3; ++part)
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t h = 0; h < H; ++h)
+        for (std::int64_t l = 0; l < L; ++l)
+          for (std::int64_t d = 0; d < D; ++d, ++i)
+            mismatches += heads[i] != q[std::size_t((((b * L + l) * 3 + part) * H + h) * D + d)];
+  REQUIRE(i == heads.size());
+  REQUIRE(mismatches == 0);
+
+  const std::int64_t C = 96;  // [B, C, L] -> [B, L, C]
+  Tensor x = randn({B, C, L}, gen);
+  const std::vector<double> xv = x.to_vector();
+  const std::vector<double> xt = x.transpose(1, 2).contiguous().to_vector();
+  mismatches = 0;
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t l = 0; l < L; ++l)
+      for (std::int64_t c = 0; c < C; ++c)
+        mismatches += xt[std::size_t((b * L + l) * C + c)] != xv[std::size_t((b * C + c) * L + l)];
+  REQUIRE(mismatches == 0);
+
+  // Columns 3 .. L − 2 of every row: the row stride no longer equals the row length, so no merge.
+  const std::vector<double> cut = x.narrow(2, 3, L - 5).contiguous().to_vector();
+  mismatches = 0;
+  i = 0;
+  for (std::int64_t row = 0; row < B * C; ++row)
+    for (std::int64_t l = 3; l < L - 2; ++l, ++i) mismatches += cut[i] != xv[std::size_t(row * L + l)];
+  REQUIRE(i == cut.size());
+  REQUIRE(mismatches == 0);
+
+  Tensor image = randn({B, C, 14, 14}, gen), bias = randn({B, C, 1, 1}, gen);
+  const std::vector<double> iv = image.to_vector(), bv = bias.to_vector();
+  const std::vector<double> sum_v = (image + bias).to_vector();
+  mismatches = 0;
+  for (std::size_t e = 0; e < iv.size(); ++e)
+    mismatches += sum_v[e] != double(float(iv[e]) + float(bv[e / (14 * 14)]));
+  REQUIRE(mismatches == 0);
+}
+
 TEST_CASE("dtype and device mismatches are refused with the op's name", "[tensor]") {
   Tensor a = Tensor::zeros({2}, DType::Float32), b = Tensor::zeros({2}, DType::Float64);
   REQUIRE_THROWS_WITH(a + b, Catch::Contains("add: inputs of different dtypes"));

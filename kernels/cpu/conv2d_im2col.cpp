@@ -12,7 +12,10 @@
 // 2006.) The GEMMs are kernels/cpu/gemm.cpp; a 1×1 stride-1 unpadded conv needs no unfolding at all
 // (col_n is the image itself). Where col is GEMM input (forward, weight gradient) it is never
 // materialised: the GEMM's B panels are packed straight from the image (gemm_cpu_pack_b,
-// kernels/cpu/gemm_pack_b.h). Only the backward input writes col (the GEMM's output) for col2im.
+// kernels/cpu/gemm_pack_b.h). The backward input of a stride-1 "same" convolution is itself such a
+// convolution (of dy with the flipped kernel, see input_gradient_as_convolution); only the other
+// backward inputs (the 4×4 stride-2 ones, conv_transpose2d's forward) write col (the GEMM's output)
+// for col2im.
 //
 // Threads: with a batch of several images per thread, each thread takes whole images (with its own
 // K·P col scratch for the backward input; per-image GEMMs are too small to split well: M = C_out is
@@ -467,8 +470,49 @@ void conv2d_forward_im2col(const T* x, const T* weight, const T* bias, T* y,
   if (bias) add_channel_bias(y, bias, p.batch, p.out_channels, pixels);
 }
 
+namespace {
+
+// A stride-1 convolution's input gradient is itself a stride-1 convolution: of dy, with the kernel
+// flipped in both axes and its channel roles swapped, padded by k − 1 − pad on each side
+// (dx[c, h, w] = Σ_{o, r, s} W[o, c, r, s] · dy[o, h + pad − r, w + pad − s]). The parameters of that
+// convolution, when it is one the forward's fused packer handles (a 3×3 "same" convolution gives
+// another one), so the input gradient reads dy through packed panels like a forward pass, instead
+// of writing the K×P col matrix (9× dx's size for a 3×3 kernel) and adding it back with col2im.
+bool input_gradient_as_convolution(const Conv2dParams& p, Conv2dParams& flipped) {
+  if (p.stride_h != 1 || p.stride_w != 1 || p.pad_h > p.kernel_h - 1 || p.pad_w > p.kernel_w - 1) return false;
+  flipped = p;
+  flipped.in_channels = p.out_channels;
+  flipped.out_channels = p.in_channels;
+  flipped.in_height = p.out_height();
+  flipped.in_width = p.out_width();
+  flipped.pad_h = p.kernel_h - 1 - p.pad_h;
+  flipped.pad_w = p.kernel_w - 1 - p.pad_w;
+  return packs_same_width(flipped);
+}
+
+// W'[c, o, r, s] = W[o, c, kh − 1 − r, kw − 1 − s]: the kernel of that convolution.
+template <typename T>
+std::vector<T> flipped_kernel(const T* weight, const Conv2dParams& p) {
+  const int kh = p.kernel_h, kw = p.kernel_w;
+  std::vector<T> flipped(std::size_t(p.out_channels) * p.in_channels * kh * kw);
+  for (int o = 0; o < p.out_channels; ++o)
+    for (int c = 0; c < p.in_channels; ++c)
+      for (int r = 0; r < kh; ++r)
+        for (int s = 0; s < kw; ++s)
+          flipped[((std::size_t(c) * p.out_channels + o) * kh + r) * kw + s] =
+              weight[((std::size_t(o) * p.in_channels + c) * kh + (kh - 1 - r)) * kw + (kw - 1 - s)];
+  return flipped;
+}
+
+}  // namespace
+
 template <typename T>
 void conv2d_backward_input_im2col(const T* dy, const T* weight, T* dx, const Conv2dParams& p) {
+  Conv2dParams flipped;
+  if (input_gradient_as_convolution(p, flipped)) {
+    conv2d_forward_im2col<T>(dy, flipped_kernel(weight, p).data(), nullptr, dx, flipped);
+    return;
+  }
   const int K = p.in_channels * p.kernel_h * p.kernel_w;
   const int pixels = p.out_height() * p.out_width();
   const std::int64_t image_size = std::int64_t(p.in_channels) * p.in_height * p.in_width;

@@ -39,13 +39,12 @@ To converted(From x) {
 
 template <typename From, typename To>
 void convert_cpu(const From* x, To* y, const ElementwiseGeometry& g) {
-  const RowWalk w = row_walk(g);
-  const std::int64_t xs = g.a_strides[g.ndim - 1], ys = g.out_strides[g.ndim - 1];
-  for (std::int64_t r = 0; r < w.rows; ++r) {
-    const From* xr = x + strided_offset(r, w.outer_ndim, g.sizes, g.a_strides);
-    To* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
-    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = converted<To>(xr[i * xs]);
-  }
+  const ElementwiseGeometry m = merged_dims(g);
+  const std::int64_t inner = m.sizes[m.ndim - 1];
+  const std::int64_t xs = m.a_strides[m.ndim - 1], ys = m.out_strides[m.ndim - 1];
+  for_each_row(m, false, [&](std::int64_t o, std::int64_t a, std::int64_t) {
+    for (std::int64_t i = 0; i < inner; ++i) y[o + i * ys] = converted<To>(x[a + i * xs]);
+  });
 }
 
 template <typename T>
@@ -55,12 +54,11 @@ void fill_cpu(T* y, const ElementwiseGeometry& g, double value) {
     std::fill(y, y + n, T(value));  // rounded once, from the double
     return;
   }
-  const RowWalk w = row_walk(g);
-  const std::int64_t ys = g.out_strides[g.ndim - 1];
-  for (std::int64_t r = 0; r < w.rows; ++r) {
-    T* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
-    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = T(value);
-  }
+  const ElementwiseGeometry m = merged_dims(g);
+  const std::int64_t inner = m.sizes[m.ndim - 1], ys = m.out_strides[m.ndim - 1];
+  for_each_row(m, false, [&](std::int64_t o, std::int64_t, std::int64_t) {
+    for (std::int64_t i = 0; i < inner; ++i) y[o + i * ys] = T(value);
+  });
 }
 
 template void unary_cpu<float>(UnaryOp, const float*, float*, const ElementwiseGeometry&, double, double);

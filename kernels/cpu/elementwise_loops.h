@@ -50,16 +50,72 @@ bool worth_threads(std::int64_t n) {
   return n * (is_costly(kOp) ? kCostlyOpFactor : 1) > kParallelWork;
 }
 
-// The general (strided / broadcast) path walks the innermost dimension as a plain strided loop and
-// computes the outer offsets once per row: the per-element divisions of strided_offset() then cost
-// only once per row instead of once per element.
-struct RowWalk {
-  std::int64_t rows, inner;
-  int outer_ndim;
-};
-RowWalk row_walk(const ElementwiseGeometry& g) {
-  std::int64_t inner = g.sizes[g.ndim - 1];  // make_geometry guarantees ndim >= 1
-  return {inner > 0 ? g.numel() / inner : 0, inner, g.ndim - 1};
+// The general (strided / broadcast) path. First, adjacent dimensions that every operand walks as
+// one (outer stride = inner stride × inner size: a contiguous [N, C, H, W] block added to a [N, C,
+// 1, 1] broadcast is one 2-d walk of N·C rows of H·W) are merged, so the innermost loop is as long
+// as it can be. Then the innermost dimension runs as a plain loop (a unit-stride one when every
+// operand is contiguous along it, which the compiler vectorises) and the outer dimensions advance
+// like an odometer, one add per operand per row. Only the first row of each thread's chunk pays the
+// divisions of strided_offset(): once per row they cost more than the row itself when rows are short
+// (the attention's head permute copies rows of 8 floats).
+inline ElementwiseGeometry merged_dims(const ElementwiseGeometry& g) {
+  ElementwiseGeometry m = g;
+  m.ndim = 1;
+  for (int d = 1; d < g.ndim; ++d) {
+    const int last = m.ndim - 1;
+    const std::int64_t n = g.sizes[d];
+    const bool joins = m.out_strides[last] == g.out_strides[d] * n && m.a_strides[last] == g.a_strides[d] * n &&
+                       m.b_strides[last] == g.b_strides[d] * n;
+    if (joins) {
+      m.sizes[last] *= n;
+      m.out_strides[last] = g.out_strides[d];
+      m.a_strides[last] = g.a_strides[d];
+      m.b_strides[last] = g.b_strides[d];
+    } else {
+      m.sizes[m.ndim] = n;
+      m.out_strides[m.ndim] = g.out_strides[d];
+      m.a_strides[m.ndim] = g.a_strides[d];
+      m.b_strides[m.ndim] = g.b_strides[d];
+      ++m.ndim;
+    }
+  }
+  return m;
+}
+
+// Calls row(out_offset, a_offset, b_offset) for every row (every index of the outer dimensions) of
+// m, a merged_dims() geometry, in row-major order within each thread's chunk of rows.
+template <typename Row>
+void for_each_row(const ElementwiseGeometry& m, bool use_threads, Row row) {
+  const int outer = m.ndim - 1;
+  const std::int64_t rows = m.sizes[outer] > 0 ? m.numel() / m.sizes[outer] : 0;
+  if (rows == 0) return;
+  // A few chunks per thread (static schedule): the odometer restarts once per chunk.
+  const std::int64_t chunks = use_threads ? std::min<std::int64_t>(rows, 64) : 1;
+  parallel_for(chunks, use_threads && chunks > 1, [&](std::int64_t chunk) {
+    const std::int64_t first = rows * chunk / chunks, end = rows * (chunk + 1) / chunks;
+    std::int64_t index[kMaxDims] = {};
+    std::int64_t o = 0, a = 0, b = 0, rest = first;
+    for (int d = outer - 1; d >= 0; --d) {
+      index[d] = rest % m.sizes[d];
+      rest /= m.sizes[d];
+      o += index[d] * m.out_strides[d];
+      a += index[d] * m.a_strides[d];
+      b += index[d] * m.b_strides[d];
+    }
+    for (std::int64_t r = first; r < end; ++r) {
+      row(o, a, b);
+      for (int d = outer - 1; d >= 0; --d) {  // next row: carry through the odometer
+        o += m.out_strides[d];
+        a += m.a_strides[d];
+        b += m.b_strides[d];
+        if (++index[d] < m.sizes[d]) break;
+        o -= m.out_strides[d] * m.sizes[d];
+        a -= m.a_strides[d] * m.sizes[d];
+        b -= m.b_strides[d] * m.sizes[d];
+        index[d] = 0;
+      }
+    }
+  });
 }
 
 // ---- the formula of each op on the CPU ---------------------------------------------------------
@@ -110,12 +166,16 @@ void unary_loops(const T* x, T* y, const ElementwiseGeometry& g, C a, C b) {
     parallel_for(n, worth_threads<kOp>(n), [&](std::int64_t i) { y[i] = unary_element<kOp>(x[i], a, b); });
     return;
   }
-  const RowWalk w = row_walk(g);
-  const std::int64_t xs = g.a_strides[g.ndim - 1], ys = g.out_strides[g.ndim - 1];
-  parallel_for(w.rows, worth_threads<kOp>(n), [&](std::int64_t r) {
-    const T* xr = x + strided_offset(r, w.outer_ndim, g.sizes, g.a_strides);
-    T* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
-    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = unary_element<kOp>(xr[i * xs], a, b);
+  const ElementwiseGeometry m = merged_dims(g);
+  const std::int64_t inner = m.sizes[m.ndim - 1];
+  const std::int64_t xs = m.a_strides[m.ndim - 1], ys = m.out_strides[m.ndim - 1];
+  for_each_row(m, worth_threads<kOp>(n), [&](std::int64_t o, std::int64_t ia, std::int64_t) {
+    const T* xr = x + ia;
+    T* yr = y + o;
+    if (xs == 1 && ys == 1)
+      for (std::int64_t i = 0; i < inner; ++i) yr[i] = unary_element<kOp>(xr[i], a, b);
+    else
+      for (std::int64_t i = 0; i < inner; ++i) yr[i * ys] = unary_element<kOp>(xr[i * xs], a, b);
   });
 }
 
@@ -126,13 +186,21 @@ void binary_loops(const T* a, const T* b, T* y, const ElementwiseGeometry& g) {
     parallel_for(n, worth_threads<kOp>(n), [&](std::int64_t i) { y[i] = T(cpu_binary<kOp>(C(a[i]), C(b[i]))); });
     return;
   }
-  const RowWalk w = row_walk(g);
-  const std::int64_t as = g.a_strides[g.ndim - 1], bs = g.b_strides[g.ndim - 1], ys = g.out_strides[g.ndim - 1];
-  parallel_for(w.rows, worth_threads<kOp>(n), [&](std::int64_t r) {
-    const T* ar = a + strided_offset(r, w.outer_ndim, g.sizes, g.a_strides);
-    const T* br = b + strided_offset(r, w.outer_ndim, g.sizes, g.b_strides);
-    T* yr = y + strided_offset(r, w.outer_ndim, g.sizes, g.out_strides);
-    for (std::int64_t i = 0; i < w.inner; ++i) yr[i * ys] = T(cpu_binary<kOp>(C(ar[i * as]), C(br[i * bs])));
+  const ElementwiseGeometry m = merged_dims(g);
+  const std::int64_t inner = m.sizes[m.ndim - 1];
+  const std::int64_t as = m.a_strides[m.ndim - 1], bs = m.b_strides[m.ndim - 1], ys = m.out_strides[m.ndim - 1];
+  for_each_row(m, worth_threads<kOp>(n), [&](std::int64_t o, std::int64_t ia, std::int64_t ib) {
+    const T* ar = a + ia;
+    const T* br = b + ib;
+    T* yr = y + o;
+    if (as == 1 && ys == 1 && bs == 0) {  // a row plus one broadcast value (a bias, a time embedding)
+      const C bv = C(br[0]);
+      for (std::int64_t i = 0; i < inner; ++i) yr[i] = T(cpu_binary<kOp>(C(ar[i]), bv));
+    } else if (as == 1 && bs == 1 && ys == 1) {
+      for (std::int64_t i = 0; i < inner; ++i) yr[i] = T(cpu_binary<kOp>(C(ar[i]), C(br[i])));
+    } else {
+      for (std::int64_t i = 0; i < inner; ++i) yr[i * ys] = T(cpu_binary<kOp>(C(ar[i * as]), C(br[i * bs])));
+    }
   });
 }
 
