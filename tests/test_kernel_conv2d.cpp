@@ -123,8 +123,10 @@ TEST_CASE("conv2d im2col path matches the reference (double)", "[conv2d]") {
 }
 
 TEST_CASE("conv2d im2col path is bitwise identical with 1 and 2 threads", "[conv2d]") {
-  // A U-Net-sized layer, big enough that im2col, col2im and the GEMM all go parallel.
-  const Conv2dParams p{3, 32, 28, 28, 64, 3, 3, 1, 1, 1, 1};
+  // A U-Net-sized layer: at batch 3 the threads work inside im2col, col2im and the GEMM; at batch 8
+  // they take whole images, and the weight gradient's chunks of images (its dot products).
+  const int batch = GENERATE(3, 8);
+  const Conv2dParams p{batch, 32, 28, 28, 64, 3, 3, 1, 1, 1, 1};
   const std::size_t nx = input_count(p), nw = weight_count(p), ny = output_count(p);
   const auto x = fm::test::random_floats(nx, 31), w = fm::test::random_floats(nw, 32),
              dy = fm::test::random_floats(ny, 33);

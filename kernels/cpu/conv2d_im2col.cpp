@@ -15,7 +15,9 @@
 // kernels/cpu/gemm_pack_b.h). The backward input of a stride-1 "same" convolution is itself such a
 // convolution (of dy with the flipped kernel, see input_gradient_as_convolution); only the other
 // backward inputs (the 4×4 stride-2 ones, conv_transpose2d's forward) write col (the GEMM's output)
-// for col2im.
+// for col2im. The weight gradient of a stride-1 "same" convolution is not a GEMM here at all but dot
+// products along the pixels (kernels/cpu/conv_weight_grad_kernel.h), which need neither col nor
+// its transpose.
 //
 // Threads: with a batch of several images per thread, each thread takes whole images (with its own
 // K·P col scratch for the backward input; per-image GEMMs are too small to split well: M = C_out is
@@ -38,6 +40,8 @@
 
 #include "kernels/conv2d.h"
 #include "kernels/cpu/bfloat16_buffers.h"
+#include "kernels/cpu/conv_weight_grad_kernel.h"
+#include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/gemm_pack_b.h"
 #include "kernels/gemm.h"
 
@@ -157,50 +161,6 @@ void pack_same_width_im2col(const void* context, int k0, int kc, int j0, int col
   }
 }
 
-// The weight gradient's GEMM reads col transposed: op(B)[k, j] = col[j, k], k a pixel, j a tap row.
-// panel[k·width + j] = col[j0 + j, k0 + k] (0 for j ≥ cols): each group of 8 tap rows is unfolded
-// into a small row-major block (8 × kc, in L1) and transposed into the panel 8×8 at a time.
-template <typename T>
-void pack_same_width_im2col_transposed(const void* context, int k0, int kc, int j0, int cols,
-                                       int width, T* panel) {
-  const auto& source = *static_cast<const SameWidthIm2col<T>*>(context);
-  const Conv2dParams& p = *source.p;
-  const int W = p.in_width;
-  constexpr int kGroup = 8;
-  alignas(64) T block[kGroup][kGemmMaxSliceDepth];
-  const int column0 = k0 % W;  // image column of pixel k0
-  for (int g = 0; g < width; g += kGroup) {
-    for (int jj = 0; jj < kGroup; ++jj) {
-      T* dst = block[jj];
-      if (g + jj >= cols) {
-        std::fill(dst, dst + kc, T(0));
-        continue;
-      }
-      const TapRow& row = (*source.rows)[std::size_t(j0 + g + jj)];
-      const int lo = std::clamp(row.t_begin - k0, 0, kc), hi = std::clamp(row.t_end - k0, lo, kc);
-      const T* src = source.image + row.offset + k0;
-      for (int k = 0; k < lo; ++k) dst[k] = T(0);
-#pragma omp simd
-      for (int k = lo; k < hi; ++k) dst[k] = src[k];
-      for (int k = hi; k < kc; ++k) dst[k] = T(0);
-      // The padding columns e of kernel column s: pixels k0 + k with (column0 + k) % W == e.
-      int j_begin, j_end;
-      valid_output_range(p.out_width(), W, 1, p.pad_w, row.s, j_begin, j_end);
-      for (int e = 0; e < j_begin + (W - j_end); ++e) {
-        const int column = e < j_begin ? e : j_end + (e - j_begin);
-        for (int k = (column - column0 + W) % W; k < kc; k += W) dst[k] = T(0);
-      }
-    }
-    int k = 0;
-    if constexpr (std::is_same_v<T, float>)
-      for (; k + 8 <= kc; k += 8)
-        transpose_8x8(&block[0][k], kGemmMaxSliceDepth, 1.0f,
-                      panel + std::size_t(k) * width + g, width);
-    for (; k < kc; ++k)
-      for (int jj = 0; jj < kGroup; ++jj) panel[std::size_t(k) * width + g + jj] = block[jj][k];
-  }
-}
-
 // Any other convolution (the 4×4 stride-2 ones) is packed through a gather table: for each tap
 // (r, s) and output pixel t, the index of the input pixel it reads inside one channel plane, or −1
 // in the padding. The pattern is the same for every channel, so the table is taps × P entries,
@@ -249,8 +209,9 @@ void pack_gather_im2col(const void* context, int k0, int kc, int j0, int cols, i
   }
 }
 
-// The weight gradient's transposed panel (as pack_same_width_im2col_transposed) through the
-// gather table.
+// The weight gradient's GEMM reads col transposed: op(B)[k, j] = col[j, k], k a pixel, j a tap row.
+// panel[k·width + j] = col[j0 + j, k0 + k] (0 for j ≥ cols): each group of 8 tap rows is gathered
+// into a small row-major block (8 × kc, in L1) and transposed into the panel 8×8 at a time.
 template <typename T>
 void pack_gather_im2col_transposed(const void* context, int k0, int kc, int j0, int cols,
                                    int width, T* panel) {
@@ -422,6 +383,60 @@ std::int64_t macs(const Conv2dParams& p) {
 // Weight gradients are summed over this many chunks of images at most (see Determinism above).
 constexpr int kWeightGradChunks = 8;
 
+// The weight gradient of a same-width convolution (packs_same_width) as dot products along the
+// pixels (kernels/cpu/conv_weight_grad_kernel.h): each chunk of images is first laid out in this
+// thread's scratch as the kernel reads it, x zero-padded to Hp × Wp planes and dy written at row
+// width Wp with zero extra columns, then the kernel writes the chunk's sum into targets(chunk).
+template <typename T, typename Targets>
+void weight_grad_dot_products_by_chunk(const T* x, const T* dy, const Conv2dParams& p, int chunks,
+                                       const Targets& targets) {
+  const int H = p.in_height, W = p.in_width, Ho = p.out_height(), Wo = p.out_width();
+  const int Wp = W + 2 * p.pad_w, Hp = H + 2 * p.pad_h;
+  constexpr int kVector = 64 / int(sizeof(T));  // rows padded to whole 64-byte vectors (both copies)
+  const int positions = (Ho * Wp + kVector - 1) / kVector * kVector;
+  const std::int64_t plane_stride = std::int64_t(Hp) * Wp;
+  // The farthest read: the last tap's shift plus a whole row of positions, which ends below
+  // C_in · plane_stride + kernel_w + one vector (Ho + kernel_h − 1 = Hp).
+  const std::int64_t x_image_stride =
+      (p.in_channels * plane_stride + p.kernel_w + 2 * kVector) / kVector * kVector;
+  const std::int64_t dy_image_stride = std::int64_t(p.out_channels) * positions;
+  const int taps = p.in_channels * p.kernel_h * p.kernel_w;
+  std::vector<std::int64_t> tap_offsets(std::size_t(taps), 0);
+  for (int k = 0; k < taps; ++k) {
+    const int c = k / (p.kernel_h * p.kernel_w), r = k / p.kernel_w % p.kernel_h, s = k % p.kernel_w;
+    tap_offsets[std::size_t(k)] = c * plane_stride + std::int64_t(r) * Wp + s;
+  }
+  const std::int64_t image_size = std::int64_t(p.in_channels) * H * W;
+  const std::int64_t out_size = std::int64_t(p.out_channels) * Ho * Wo;
+  const int most_images = (p.batch + chunks - 1) / chunks;
+  for_each_image_range<T>(p.batch, chunks, 0, macs(p), [&](int chunk, int first, int end, T*) {
+    T* scratch = scratch_buffer<T, 2>(std::size_t(most_images) * (x_image_stride + dy_image_stride));
+    T* x_padded = scratch;
+    T* dy_wide = scratch + std::int64_t(end - first) * x_image_stride;
+    for (int n = first; n < end; ++n) {
+      T* xp = x_padded + (n - first) * x_image_stride;
+      std::fill(xp, xp + x_image_stride, T(0));
+      for (int c = 0; c < p.in_channels; ++c)
+        for (int h = 0; h < H; ++h)
+          std::memcpy(xp + c * plane_stride + std::int64_t(h + p.pad_h) * Wp + p.pad_w,
+                      x + n * image_size + (std::int64_t(c) * H + h) * W, sizeof(T) * W);
+      T* dw = dy_wide + (n - first) * dy_image_stride;
+      std::fill(dw, dw + dy_image_stride, T(0));
+      for (int o = 0; o < p.out_channels; ++o)
+        for (int i = 0; i < Ho; ++i)
+          std::memcpy(dw + std::int64_t(o) * positions + std::int64_t(i) * Wp,
+                      dy + n * out_size + (std::int64_t(o) * Ho + i) * Wo, sizeof(T) * Wo);
+    }
+    const WeightGradDots<T> dots{dy_wide,        x_padded, tap_offsets.data(), dy_image_stride,
+                                 x_image_stride, end - first, p.out_channels, taps, positions,
+                                 targets(chunk)};
+    if (use_avx512_kernels())
+      weight_grad_dot_products_avx512(dots);
+    else
+      weight_grad_dot_products_portable(dots);
+  });
+}
+
 }  // namespace
 
 // ---- conv2d ----------------------------------------------------------------------------------
@@ -543,34 +558,34 @@ void conv2d_backward_weight_im2col(const T* x, const T* dy, T* dweight, T* dbias
   // are added to dweight in chunk order.
   const int chunks = std::min(p.batch, kWeightGradChunks);
   T* partial = scratch_buffer<T, 1>(std::size_t(std::max(chunks - 1, 0)) * weight_size);
-  // colᵀ packed straight from the image: same-width convolutions by shifted stretches, the
-  // others through a gather table.
-  const bool same_width = packs_same_width(p), gather = !pointwise && !same_width;
-  const std::vector<TapRow> rows = same_width ? same_width_tap_rows(p) : std::vector<TapRow>();
-  const std::vector<int> index = gather ? gather_table(p) : std::vector<int>();
-  for_each_image_range<T>(p.batch, chunks, 0, macs(p), [&](int chunk, int first, int end, T*) {
-    T* target = chunk == 0 ? dweight : partial + std::size_t(chunk - 1) * weight_size;
-    for (int n = first; n < end; ++n) {
-      const T* x_n = x + n * image_size;
-      const T* dy_n = dy + std::int64_t(n) * p.out_channels * pixels;
-      const T beta = n == first ? T(0) : T(1);  // the chunk's first image overwrites
-      // target[C_out, K] (+)= dy_n[C_out, P] · col[K, P]ᵀ; for a pointwise conv col is x_n itself.
-      if (same_width) {
-        const SameWidthIm2col<T> source{x_n, &p, &rows};
-        gemm_cpu_pack_b<T>(false, p.out_channels, K, pixels, T(1), dy_n, pixels,
-                           GemmPackB<T>{pack_same_width_im2col_transposed<T>, &source}, beta,
-                           target, K);
-      } else if (gather) {
-        const GatherIm2col<T> source{x_n, &p, &index};
-        gemm_cpu_pack_b<T>(false, p.out_channels, K, pixels, T(1), dy_n, pixels,
-                           GemmPackB<T>{pack_gather_im2col_transposed<T>, &source}, beta, target,
-                           K);
-      } else {
-        gemm_cpu<T>(false, true, p.out_channels, K, pixels, T(1), dy_n, pixels, x_n, pixels, beta,
-                    target, K);
+  const auto target_of = [&](int chunk) {
+    return chunk == 0 ? dweight : partial + std::size_t(chunk - 1) * weight_size;
+  };
+  if (packs_same_width(p)) {
+    // Dot products along the pixels, no im2col (weight_grad_dot_products_by_chunk).
+    weight_grad_dot_products_by_chunk<T>(x, dy, p, chunks, target_of);
+  } else {
+    // GEMMs: colᵀ packed straight from the image through a gather table, or x itself (pointwise).
+    const std::vector<int> index = pointwise ? std::vector<int>() : gather_table(p);
+    for_each_image_range<T>(p.batch, chunks, 0, macs(p), [&](int chunk, int first, int end, T*) {
+      T* target = target_of(chunk);
+      for (int n = first; n < end; ++n) {
+        const T* x_n = x + n * image_size;
+        const T* dy_n = dy + std::int64_t(n) * p.out_channels * pixels;
+        const T beta = n == first ? T(0) : T(1);  // the chunk's first image overwrites
+        // target[C_out, K] (+)= dy_n[C_out, P] · col[K, P]ᵀ
+        if (pointwise) {
+          gemm_cpu<T>(false, true, p.out_channels, K, pixels, T(1), dy_n, pixels, x_n, pixels, beta,
+                      target, K);
+        } else {
+          const GatherIm2col<T> source{x_n, &p, &index};
+          gemm_cpu_pack_b<T>(false, p.out_channels, K, pixels, T(1), dy_n, pixels,
+                             GemmPackB<T>{pack_gather_im2col_transposed<T>, &source}, beta, target,
+                             K);
+        }
       }
-    }
-  });
+    });
+  }
   for (int chunk = 1; chunk < chunks; ++chunk) {
     const T* source = partial + std::size_t(chunk - 1) * weight_size;
     for (std::size_t i = 0; i < weight_size; ++i) dweight[i] += source[i];
