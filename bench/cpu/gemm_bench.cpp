@@ -25,7 +25,10 @@ struct Shape {
 };
 
 // From a logged training step: the conv im2col GEMMs (forward nn, input-gradient tn, weight-gradient
-// nt) at 28×28, 14×14 and 7×7, attention's per-head products and the 1×1 projections.
+// nt) at 28×28, 14×14 and 7×7, attention's per-head products and the 1×1 projections. (Since
+// 2026-12-06 the 3×3 convolutions no longer run as these GEMMs but read a padded image in place,
+// kernels/cpu/conv_forward_kernel.h and conv_weight_grad_kernel.h; their shapes stay here as GEMMs
+// of that size, and the 4×4 stride-2 and 1×1 convolutions still are GEMMs.)
 const Shape kShapes[] = {
     {"conv 32->32 28x28 fwd", false, false, 32, 784, 288},
     {"conv 32->32 28x28 dx", true, false, 288, 784, 32},

@@ -40,6 +40,7 @@
 
 #include "kernels/conv2d.h"
 #include "kernels/cpu/bfloat16_buffers.h"
+#include "kernels/cpu/conv_forward_kernel.h"
 #include "kernels/cpu/conv_weight_grad_kernel.h"
 #include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/gemm_pack_b.h"
@@ -72,9 +73,8 @@ void valid_output_range(int out_size, int in_size, int stride, int pad, int tap,
 // A stride-1 "same" convolution (Wo == W, e.g. 3×3 with padding 1): row i of tap (r, s)'s col
 // row is image row i + r − P shifted by s − P columns, so the valid rows of the whole tap row are
 // ONE contiguous stretch of the plane, shifted; only the padding columns, which the shifted stretch
-// would take from the neighbouring image rows, need zeroing. The packers and col2im below work on
-// such stretches instead of one short copy per output row (28 floats at 28×28: loop overhead, not
-// bandwidth).
+// would take from the neighbouring image rows, need zeroing. col2im below works on such stretches
+// instead of one short copy per output row (28 floats at 28×28: loop overhead, not bandwidth).
 bool same_width_stride_one(const Conv2dParams& p) {
   return p.stride_h == 1 && p.stride_w == 1 && p.out_width() == p.in_width;
 }
@@ -82,85 +82,9 @@ bool same_width_stride_one(const Conv2dParams& p) {
 // ---- im2col straight into the GEMM's packed panels (kernels/cpu/gemm_pack_b.h) ----------------
 // The forward and weight-gradient GEMMs' B operand, col[K, P] (or colᵀ), is packed panel by panel
 // from the image itself, so the K×P col matrix is never written and read back: the GEMM's own copy
-// into its panels is the only copy. For the stride-1 "same" convolutions (3×3, padding 1: most of
-// the U-Net's) panel row k is 32 (or 16) consecutive pixels of tap row k, i.e. a shifted stretch of
-// one input plane with the padding columns zeroed; other convolutions gather through a table.
-
-// What a tap row (c, r, s) of col reads, computed once per convolution for every row k.
-struct TapRow {
-  std::int64_t offset;  // col[k, t] = image[offset + t] for t in [t_begin, t_end), else 0 ...
-  int t_begin, t_end;
-  int s;                // ... and 0 in the padding columns of kernel column s
-};
-
-// The fused packer's view of one image (GemmPackB::context).
-template <typename T>
-struct SameWidthIm2col {
-  const T* image;
-  const Conv2dParams* p;
-  const std::vector<TapRow>* rows;  // one per row k of col
-};
-
-std::vector<TapRow> same_width_tap_rows(const Conv2dParams& p) {
-  const int H = p.in_height, W = p.in_width, Ho = p.out_height();
-  const int taps = p.kernel_h * p.kernel_w;
-  std::vector<TapRow> rows(std::size_t(p.in_channels) * taps);
-  for (std::size_t k = 0; k < rows.size(); ++k) {
-    const int c = int(k) / taps, r = int(k) % taps / p.kernel_w, s = int(k) % p.kernel_w;
-    const int i_begin = std::clamp(p.pad_h - r, 0, Ho), i_end = std::clamp(H + p.pad_h - r, i_begin, Ho);
-    const std::int64_t shift = std::int64_t(r - p.pad_h) * W + (s - p.pad_w);
-    TapRow& row = rows[k];
-    row.offset = std::int64_t(c) * H * W + shift;
-    row.t_begin = int(std::max<std::int64_t>(std::int64_t(i_begin) * W, -shift));
-    row.t_end = int(std::max<std::int64_t>(row.t_begin, std::min<std::int64_t>(std::int64_t(i_end) * W, std::int64_t(H) * W - shift)));
-    row.s = s;
-  }
-  return rows;
-}
-
-// panel[k·width + j] = col[k0 + k, j0 + j] (0 for j ≥ cols): a gemm_cpu_pack_b callback.
-template <typename T>
-void pack_same_width_im2col(const void* context, int k0, int kc, int j0, int cols, int width,
-                            T* panel) {
-  const auto& source = *static_cast<const SameWidthIm2col<T>*>(context);
-  const Conv2dParams& p = *source.p;
-  const int W = p.in_width;
-  // keep[s][j]: all ones where pixel j0 + j is a real column for kernel column s (not padding, not
-  // past cols), else 0. Built per panel (kernel_w × width masks), used by every row of it: a row is
-  // then one masked copy, bit-and with the mask (a vector AND, where a select would be a blend).
-  using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-  typedef Bits AliasedBits __attribute__((may_alias));
-  constexpr int kMaxWidth = 2 * 64 / int(sizeof(T));
-  constexpr int kMaxKernelWidth = 8;
-  alignas(64) Bits keep[kMaxKernelWidth][kMaxWidth];
-  for (int s = 0; s < p.kernel_w; ++s) {
-    int j_begin, j_end;
-    valid_output_range(p.out_width(), W, 1, p.pad_w, s, j_begin, j_end);
-    for (int j = 0; j < width; ++j) {
-      const int column = (j0 + j) % W;
-      keep[s][j] = j < cols && column >= j_begin && column < j_end ? ~Bits(0) : Bits(0);
-    }
-  }
-  for (int k = 0; k < kc; ++k) {
-    const TapRow& row = (*source.rows)[std::size_t(k0 + k)];
-    AliasedBits* dst = reinterpret_cast<AliasedBits*>(panel + std::size_t(k) * width);
-    // Pixels [lo, hi) of this panel read inside the image; the rest of the row is 0.
-    const int lo = std::clamp(row.t_begin - j0, 0, cols), hi = std::clamp(row.t_end - j0, lo, cols);
-    // src[j] is col[k0 + k, j0 + j] for j in [lo, hi)
-    const AliasedBits* src = reinterpret_cast<const AliasedBits*>(source.image + row.offset + j0);
-    const Bits* row_keep = keep[row.s];
-    if (lo == 0 && hi == kMaxWidth && width == kMaxWidth) {  // the common case: fixed trip count
-#pragma omp simd
-      for (int j = 0; j < kMaxWidth; ++j) dst[j] = src[j] & row_keep[j];
-      continue;
-    }
-    for (int j = 0; j < lo; ++j) dst[j] = 0;
-#pragma omp simd
-    for (int j = lo; j < hi; ++j) dst[j] = src[j] & row_keep[j];
-    for (int j = hi; j < width; ++j) dst[j] = 0;
-  }
-}
-
+// into its panels is the only copy. (The stride-1 "same" convolutions skip even that: they read a
+// padded copy of the image in place, see forward_from_padded_images below.)
+//
 // Any other convolution (the 4×4 stride-2 ones) is packed through a gather table: for each tap
 // (r, s) and output pixel t, the index of the input pixel it reads inside one channel plane, or −1
 // in the padding. The pattern is the same for every channel, so the table is taps × P entries,
@@ -197,7 +121,8 @@ inline void gather_col_row(const GatherIm2col<T>& source, int row, int t0, int c
   for (int t = 0; t < count; ++t) dst[t] = index[t] >= 0 ? plane[index[t]] : T(0);
 }
 
-// The forward's panel (as pack_same_width_im2col) through the gather table.
+// panel[k·width + j] = col[k0 + k, j0 + j] (0 for j ≥ cols) through the gather table: the
+// forward's gemm_cpu_pack_b callback.
 template <typename T>
 void pack_gather_im2col(const void* context, int k0, int kc, int j0, int cols, int width,
                         T* panel) {
@@ -235,10 +160,9 @@ void pack_gather_im2col_transposed(const void* context, int k0, int kc, int j0, 
   }
 }
 
-// Whether the fused packer handles this convolution (its per-panel tables have fixed sizes).
-bool packs_same_width(const Conv2dParams& p) {
-  return same_width_stride_one(p) && p.kernel_w <= 8 && !is_pointwise(p);
-}
+// Whether the padded-image kernels (forward_from_padded_images, weight_grad_dot_products_by_chunk)
+// handle this convolution: stride 1, width kept, and not a pointwise one (that is a plain GEMM).
+bool reads_padded_image(const Conv2dParams& p) { return same_width_stride_one(p) && !is_pointwise(p); }
 
 // image[C_in, H, W] = Σ of the col entries that im2col copied from each pixel (the adjoint of
 // im2col). One thread per channel, taps in a fixed order: deterministic.
@@ -383,53 +307,118 @@ std::int64_t macs(const Conv2dParams& p) {
 // Weight gradients are summed over this many chunks of images at most (see Determinism above).
 constexpr int kWeightGradChunks = 8;
 
-// The weight gradient of a same-width convolution (packs_same_width) as dot products along the
-// pixels (kernels/cpu/conv_weight_grad_kernel.h): each chunk of images is first laid out in this
-// thread's scratch as the kernel reads it, x zero-padded to Hp × Wp planes and dy written at row
-// width Wp with zero extra columns, then the kernel writes the chunk's sum into targets(chunk).
+// ---- stride-1 "same" convolutions read from padded images (no im2col) ------------------------
+// The forward pass (kernels/cpu/conv_forward_kernel.h) and the weight gradient's dot products
+// (kernels/cpu/conv_weight_grad_kernel.h) read each image zero-padded to Hp × Wp planes, where every
+// tap of an output position is a constant shift: position t = i·Wp + j reads tap (c, r, s) at
+// t + tap_offsets[(c·kh + r)·kw + s]. Positions run in rows of width Wp; their count is padded to
+// whole 128-byte blocks (two 64-byte vectors, the forward kernel's step).
+struct PaddedLayout {
+  int Wp = 0, Hp = 0, positions = 0;
+  std::int64_t plane_stride = 0, image_stride = 0;
+  std::vector<std::int64_t> tap_offsets;
+};
+
+template <typename T>
+PaddedLayout padded_layout(const Conv2dParams& p) {
+  PaddedLayout l;
+  l.Wp = p.in_width + 2 * p.pad_w;
+  l.Hp = p.in_height + 2 * p.pad_h;
+  constexpr int kBlock = 128 / int(sizeof(T));
+  l.positions = (p.out_height() * l.Wp + kBlock - 1) / kBlock * kBlock;
+  l.plane_stride = std::int64_t(l.Hp) * l.Wp;
+  // The farthest read is the last tap's shift plus a whole row of positions, which ends below
+  // C_in · plane_stride + kernel_w + one block (Ho + kernel_h − 1 = Hp); zeros up to there.
+  l.image_stride = (p.in_channels * l.plane_stride + p.kernel_w + 2 * kBlock) / kBlock * kBlock;
+  const int taps = p.in_channels * p.kernel_h * p.kernel_w;
+  l.tap_offsets.resize(std::size_t(taps));
+  for (int k = 0; k < taps; ++k) {
+    const int c = k / (p.kernel_h * p.kernel_w), r = k / p.kernel_w % p.kernel_h, s = k % p.kernel_w;
+    l.tap_offsets[std::size_t(k)] = c * l.plane_stride + std::int64_t(r) * l.Wp + s;
+  }
+  return l;
+}
+
+// dst (image_stride elements) = image [C_in, H, W] zero-padded into the layout's planes.
+template <typename T>
+void pad_image(const T* image, const Conv2dParams& p, const PaddedLayout& l, T* dst) {
+  std::fill(dst, dst + l.image_stride, T(0));
+  for (int c = 0; c < p.in_channels; ++c)
+    for (int h = 0; h < p.in_height; ++h)
+      std::memcpy(dst + c * l.plane_stride + std::int64_t(h + p.pad_h) * l.Wp + p.pad_w,
+                  image + (std::int64_t(c) * p.in_height + h) * p.in_width, sizeof(T) * p.in_width);
+}
+
+// y = conv(x) + bias for a same-width convolution, image by image: pad the image, run the forward
+// kernel into a wide [C_out, positions] block, then copy its valid columns out, adding the bias.
+template <typename T>
+void forward_from_padded_images(const T* x, const T* weight, const T* bias, T* y, const Conv2dParams& p) {
+  const PaddedLayout l = padded_layout<T>(p);
+  const int taps = p.in_channels * p.kernel_h * p.kernel_w;
+  const bool avx512 = use_avx512_kernels();
+  const int rows = avx512 ? kForwardPanelRowsAvx512 : kForwardPanelRowsPortable;
+  // The weight packed panel by panel, tap-major: panels[(o / rows)·taps·rows + k·rows + o % rows].
+  const int panel_count = (p.out_channels + rows - 1) / rows;
+  std::vector<T> panels(std::size_t(panel_count) * taps * rows, T(0));
+  for (int o = 0; o < p.out_channels; ++o)
+    for (int k = 0; k < taps; ++k)
+      panels[(std::size_t(o / rows) * taps + k) * rows + o % rows] = weight[std::size_t(o) * taps + k];
+  const int Ho = p.out_height(), Wo = p.out_width();
+  const std::int64_t image_size = std::int64_t(p.in_channels) * p.in_height * p.in_width;
+  const std::int64_t out_size = std::int64_t(p.out_channels) * Ho * Wo;
+  for_each_image_range<T>(p.batch, p.batch, 0, macs(p), [&](int, int first, int end, T*) {
+    T* scratch = scratch_buffer<T, 3>(std::size_t(l.image_stride) + std::size_t(p.out_channels) * l.positions);
+    T* x_padded = scratch;
+    T* y_wide = scratch + l.image_stride;
+    for (int n = first; n < end; ++n) {
+      pad_image(x + n * image_size, p, l, x_padded);
+      const ForwardFromPadded<T> pass{x_padded, l.tap_offsets.data(), panels.data(), p.out_channels, taps,
+                                      l.positions, y_wide};
+      if (avx512)
+        forward_from_padded_avx512(pass);
+      else
+        forward_from_padded_portable(pass);
+      for (int o = 0; o < p.out_channels; ++o) {
+        const T b = bias ? bias[o] : T(0);  // + 0 without a bias: as the GEMM's C = acc + 0
+        for (int i = 0; i < Ho; ++i) {
+          const T* src = y_wide + std::int64_t(o) * l.positions + std::int64_t(i) * l.Wp;
+          T* dst = y + n * out_size + (std::int64_t(o) * Ho + i) * Wo;
+          for (int j = 0; j < Wo; ++j) dst[j] = src[j] + b;
+        }
+      }
+    }
+  });
+}
+
+// The weight gradient of a same-width convolution as dot products along the pixels: each chunk of
+// images is laid out in this thread's scratch, x padded and dy written at row width Wp with zero
+// extra columns, then the kernel writes the chunk's sum into targets(chunk).
 template <typename T, typename Targets>
 void weight_grad_dot_products_by_chunk(const T* x, const T* dy, const Conv2dParams& p, int chunks,
                                        const Targets& targets) {
-  const int H = p.in_height, W = p.in_width, Ho = p.out_height(), Wo = p.out_width();
-  const int Wp = W + 2 * p.pad_w, Hp = H + 2 * p.pad_h;
-  constexpr int kVector = 64 / int(sizeof(T));  // rows padded to whole 64-byte vectors (both copies)
-  const int positions = (Ho * Wp + kVector - 1) / kVector * kVector;
-  const std::int64_t plane_stride = std::int64_t(Hp) * Wp;
-  // The farthest read: the last tap's shift plus a whole row of positions, which ends below
-  // C_in · plane_stride + kernel_w + one vector (Ho + kernel_h − 1 = Hp).
-  const std::int64_t x_image_stride =
-      (p.in_channels * plane_stride + p.kernel_w + 2 * kVector) / kVector * kVector;
-  const std::int64_t dy_image_stride = std::int64_t(p.out_channels) * positions;
+  const PaddedLayout l = padded_layout<T>(p);
+  const int Ho = p.out_height(), Wo = p.out_width();
+  const std::int64_t dy_image_stride = std::int64_t(p.out_channels) * l.positions;
   const int taps = p.in_channels * p.kernel_h * p.kernel_w;
-  std::vector<std::int64_t> tap_offsets(std::size_t(taps), 0);
-  for (int k = 0; k < taps; ++k) {
-    const int c = k / (p.kernel_h * p.kernel_w), r = k / p.kernel_w % p.kernel_h, s = k % p.kernel_w;
-    tap_offsets[std::size_t(k)] = c * plane_stride + std::int64_t(r) * Wp + s;
-  }
-  const std::int64_t image_size = std::int64_t(p.in_channels) * H * W;
+  const std::int64_t image_size = std::int64_t(p.in_channels) * p.in_height * p.in_width;
   const std::int64_t out_size = std::int64_t(p.out_channels) * Ho * Wo;
   const int most_images = (p.batch + chunks - 1) / chunks;
   for_each_image_range<T>(p.batch, chunks, 0, macs(p), [&](int chunk, int first, int end, T*) {
-    T* scratch = scratch_buffer<T, 2>(std::size_t(most_images) * (x_image_stride + dy_image_stride));
+    T* scratch = scratch_buffer<T, 2>(std::size_t(most_images) * (l.image_stride + dy_image_stride));
     T* x_padded = scratch;
-    T* dy_wide = scratch + std::int64_t(end - first) * x_image_stride;
+    T* dy_wide = scratch + std::int64_t(end - first) * l.image_stride;
     for (int n = first; n < end; ++n) {
-      T* xp = x_padded + (n - first) * x_image_stride;
-      std::fill(xp, xp + x_image_stride, T(0));
-      for (int c = 0; c < p.in_channels; ++c)
-        for (int h = 0; h < H; ++h)
-          std::memcpy(xp + c * plane_stride + std::int64_t(h + p.pad_h) * Wp + p.pad_w,
-                      x + n * image_size + (std::int64_t(c) * H + h) * W, sizeof(T) * W);
+      pad_image(x + n * image_size, p, l, x_padded + (n - first) * l.image_stride);
       T* dw = dy_wide + (n - first) * dy_image_stride;
       std::fill(dw, dw + dy_image_stride, T(0));
       for (int o = 0; o < p.out_channels; ++o)
         for (int i = 0; i < Ho; ++i)
-          std::memcpy(dw + std::int64_t(o) * positions + std::int64_t(i) * Wp,
+          std::memcpy(dw + std::int64_t(o) * l.positions + std::int64_t(i) * l.Wp,
                       dy + n * out_size + (std::int64_t(o) * Ho + i) * Wo, sizeof(T) * Wo);
     }
-    const WeightGradDots<T> dots{dy_wide,        x_padded, tap_offsets.data(), dy_image_stride,
-                                 x_image_stride, end - first, p.out_channels, taps, positions,
-                                 targets(chunk)};
+    const WeightGradDots<T> dots{dy_wide,        x_padded,    l.tap_offsets.data(), dy_image_stride,
+                                 l.image_stride, end - first, p.out_channels,       taps,
+                                 l.positions,    targets(chunk)};
     if (use_avx512_kernels())
       weight_grad_dot_products_avx512(dots);
     else
@@ -448,17 +437,8 @@ void conv2d_forward_im2col(const T* x, const T* weight, const T* bias, T* y,
   const int pixels = p.out_height() * p.out_width();
   const std::int64_t image_size = std::int64_t(p.in_channels) * p.in_height * p.in_width;
   const bool pointwise = is_pointwise(p);
-  if (packs_same_width(p)) {  // col packed straight from the image (see pack_same_width_im2col)
-    const std::vector<TapRow> rows = same_width_tap_rows(p);
-    for_each_image_range<T>(p.batch, p.batch, 0, macs(p), [&](int, int first, int end, T*) {
-      for (int n = first; n < end; ++n) {
-        const SameWidthIm2col<T> source{x + n * image_size, &p, &rows};
-        gemm_cpu_pack_b<T>(false, p.out_channels, pixels, K, T(1), weight, K,
-                           GemmPackB<T>{pack_same_width_im2col<T>, &source}, T(0),
-                           y + std::int64_t(n) * p.out_channels * pixels, pixels);
-      }
-    });
-    if (bias) add_channel_bias(y, bias, p.batch, p.out_channels, pixels);
+  if (reads_padded_image(p)) {  // read from the padded image in place (forward_from_padded_images)
+    forward_from_padded_images(x, weight, bias, y, p);
     return;
   }
   if (!pointwise) {  // col packed straight from the image through a gather table
@@ -490,9 +470,9 @@ namespace {
 // A stride-1 convolution's input gradient is itself a stride-1 convolution: of dy, with the kernel
 // flipped in both axes and its channel roles swapped, padded by k − 1 − pad on each side
 // (dx[c, h, w] = Σ_{o, r, s} W[o, c, r, s] · dy[o, h + pad − r, w + pad − s]). The parameters of that
-// convolution, when it is one the forward's fused packer handles (a 3×3 "same" convolution gives
-// another one), so the input gradient reads dy through packed panels like a forward pass, instead
-// of writing the K×P col matrix (9× dx's size for a 3×3 kernel) and adding it back with col2im.
+// convolution, when it is one the padded-image forward handles (a 3×3 "same" convolution gives
+// another one): the input gradient then reads dy in place like a forward pass, instead of writing
+// the K×P col matrix (9× dx's size for a 3×3 kernel) and adding it back with col2im.
 bool input_gradient_as_convolution(const Conv2dParams& p, Conv2dParams& flipped) {
   if (p.stride_h != 1 || p.stride_w != 1 || p.pad_h > p.kernel_h - 1 || p.pad_w > p.kernel_w - 1) return false;
   flipped = p;
@@ -502,7 +482,7 @@ bool input_gradient_as_convolution(const Conv2dParams& p, Conv2dParams& flipped)
   flipped.in_width = p.out_width();
   flipped.pad_h = p.kernel_h - 1 - p.pad_h;
   flipped.pad_w = p.kernel_w - 1 - p.pad_w;
-  return packs_same_width(flipped);
+  return reads_padded_image(flipped);
 }
 
 // W'[c, o, r, s] = W[o, c, kh − 1 − r, kw − 1 − s]: the kernel of that convolution.
@@ -561,7 +541,7 @@ void conv2d_backward_weight_im2col(const T* x, const T* dy, T* dweight, T* dbias
   const auto target_of = [&](int chunk) {
     return chunk == 0 ? dweight : partial + std::size_t(chunk - 1) * weight_size;
   };
-  if (packs_same_width(p)) {
+  if (reads_padded_image(p)) {
     // Dot products along the pixels, no im2col (weight_grad_dot_products_by_chunk).
     weight_grad_dot_products_by_chunk<T>(x, dy, p, chunks, target_of);
   } else {

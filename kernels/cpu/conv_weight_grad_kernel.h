@@ -1,7 +1,7 @@
 // kernels/cpu/conv_weight_grad_kernel.h — the weight gradient of a stride-1 "same" convolution (the
 // U-Net's 3×3, padding 1) as dot products along the pixels, written once for any vector width and
-// compiled twice: portable (kernels/cpu/conv_weight_grad.cpp, 32-byte vectors) and AVX-512
-// (kernels/cpu/conv_weight_grad_avx512.cpp, 64-byte vectors); kernels/cpu/cpu_isa.h picks one.
+// compiled twice: portable (kernels/cpu/conv_kernels.cpp, 32-byte vectors) and AVX-512
+// (kernels/cpu/conv_kernels_avx512.cpp, 64-byte vectors); kernels/cpu/cpu_isa.h picks one.
 //
 //   dW[o, c, r, s] = Σ_n Σ_{i, j} dy[n, o, i, j] · x[n, c, i + r − ph, j + s − pw]
 //

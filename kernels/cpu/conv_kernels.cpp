@@ -1,0 +1,25 @@
+// kernels/cpu/conv_kernels.cpp — the portable copies (32-byte vectors: AVX2 in the default
+// x86-64-v3 build) of the stride-1 "same" convolution kernels that read padded images in place:
+// the forward pass (kernels/cpu/conv_forward_kernel.h: 6 output channels × 2 vectors of
+// accumulators) and the weight gradient's dot products (kernels/cpu/conv_weight_grad_kernel.h:
+// 2 output channels × 4 taps, 8 accumulators + 2 dy vectors + 1 x vector of the 16 registers).
+#include "kernels/cpu/conv_forward_kernel.h"
+#include "kernels/cpu/conv_weight_grad_kernel.h"
+
+namespace fm::kernels {
+
+void forward_from_padded_portable(const ForwardFromPadded<float>& a) {
+  forward_from_padded<float, 32, kForwardPanelRowsPortable>(a);
+}
+void forward_from_padded_portable(const ForwardFromPadded<double>& a) {
+  forward_from_padded<double, 32, kForwardPanelRowsPortable>(a);
+}
+
+void weight_grad_dot_products_portable(const WeightGradDots<float>& a) {
+  weight_grad_dot_products<float, 32, 2, 4>(a);
+}
+void weight_grad_dot_products_portable(const WeightGradDots<double>& a) {
+  weight_grad_dot_products<double, 32, 2, 4>(a);
+}
+
+}  // namespace fm::kernels
