@@ -46,6 +46,9 @@ const std::vector<AttentionCase>& attention_cases() {
       {3, 1, 7, 1, kTest, "D = 1, three batches"},
       {1, 5, 23, 13, kTest, "sizes off the CPU GEMM's 6x16 register tile"},
       {2, 3, 50, 128, kTest, "D = 128, six heads"},
+      // the CPU's fused forward (kernels/cpu/attention_rows_kernel.h: copies for D = 4, 8, 16; blocks of 32
+      // queries, 8 or 16 per vector): D = 4, and one query past a block
+      {3, 2, 33, 4, kTest, "D = 4, L = 32 + 1"},
       // ---- the float64 gradcheck of the CPU reference (tiny: two forwards per input element), with
       // scales other than 1/sqrt(D)
       {1, 2, 5, 3, kTest | kGradcheck, "gradcheck", 0.7},

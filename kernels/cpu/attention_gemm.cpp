@@ -8,7 +8,11 @@
 // in float), which the CPU's caches hold; the GPU's flash kernels avoid exactly this buffer.
 //
 // The exponentials use fast_exp (vectorised; float only, double keeps std::exp): with head dims of
-// 4–32 the L² exponentials cost as much as the products.
+// 4–32 the L² exponentials cost as much as the products. So for float and head dims 4, 8 and 16 the
+// forward does not materialise P: after a GEMM for the transposed scores of kQueryBlock queries (25 KB,
+// in L1), kernels/cpu/attention_rows_kernel.h exponentiates them in registers, one query per vector
+// lane, and multiplies them into V on the spot (portable and AVX-512 copies). The backward's row exponentials
+// use the same two copies.
 //
 // Heads run in parallel under OpenMP. Each (b, h) writes only its own slices and every GEMM sums in
 // a fixed order, so results do not depend on the thread count.
@@ -16,11 +20,14 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.h"
 #include "kernels/attention.h"
+#include "kernels/cpu/attention_rows_kernel.h"
 #include "kernels/cpu/bfloat16_buffers.h"
+#include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/fast_exp.h"
 #include "kernels/gemm.h"
 
@@ -61,12 +68,46 @@ void gemm_narrow(bool trans_a, bool trans_b, int M, int N, int K, const T* A, in
     for (int j = 0; j < N; ++j) C[std::int64_t(i) * ldc + j] = scratch[std::int64_t(j) * M + i];
 }
 
+// Queries per block of the fused forward: Sᵀ for 32 queries and 196 keys is 25 KB, in L1.
+constexpr int kQueryBlock = 32;
+
+// O = softmax(scale·Q·Kᵀ)·V without storing P (float, head dims with a fused row kernel).
+void attention_forward_fused(const float* q, const float* k, const float* v, float* o, float* lse, int B, int H,
+                             int L, int D, float scale) {
+  const std::int64_t head_size = std::int64_t(L) * D;
+  const bool avx512 = use_avx512_kernels();
+#pragma omp parallel if (worth_threads(B, H, L, D))
+  {
+    // One block's Sᵀ. Zero-filled once: in the last, partial block of a head the columns past its
+    // queries keep earlier values, finite numbers whose lanes are computed and dropped.
+    std::vector<float> scores_t(std::size_t(L) * kQueryBlock, 0.0f);
+#pragma omp for schedule(static)
+    for (int bh = 0; bh < B * H; ++bh) {
+      const std::int64_t base = bh * head_size;
+      for (int i0 = 0; i0 < L; i0 += kQueryBlock) {
+        const int queries = std::min(kQueryBlock, L - i0);
+        gemm_cpu<float>(false, true, L, queries, D, scale, k + base, D, q + base + std::int64_t(i0) * D, D, 0.0f,
+                        scores_t.data(), kQueryBlock);
+        const AttentionRows block{scores_t.data(), kQueryBlock, queries, L, D, v + base,
+                                  o + base + std::int64_t(i0) * D, lse + std::int64_t(bh) * L + i0};
+        if (avx512)
+          softmax_times_values_avx512(block);
+        else
+          softmax_times_values_portable(block);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T>
 void attention_forward_cpu_gemm(const T* q, const T* k, const T* v, T* o, T* lse, int B, int H,
                                 int L, int D, T scale) {
   check_attention_sizes("attention_forward_cpu_gemm", B, H, L, D);
+  if constexpr (std::is_same_v<T, float>) {
+    if (softmax_times_values_fused(D)) return attention_forward_fused(q, k, v, o, lse, B, H, L, D, scale);
+  }
   const std::int64_t head_size = std::int64_t(L) * D;
 #pragma omp parallel if (worth_threads(B, H, L, D))
   {
@@ -106,6 +147,7 @@ void attention_backward_cpu_gemm(const T* q, const T* k, const T* v, const T* o,
                                  T scale) {
   check_attention_sizes("attention_backward_cpu_gemm", B, H, L, D);
   const std::int64_t head_size = std::int64_t(L) * D;
+  [[maybe_unused]] const bool avx512 = use_avx512_kernels();
 #pragma omp parallel if (worth_threads(B, H, L, D))
   {
     std::vector<T> p(std::size_t(L) * L);   // P, recomputed from the saved log-sum-exp
@@ -120,10 +162,17 @@ void attention_backward_cpu_gemm(const T* q, const T* k, const T* v, const T* o,
       const T* oh = o + base;
       const T* doh = dout + base;
       scores(qh, kh, p.data(), L, D, scale);
-      for (int i = 0; i < L; ++i) {
-        T* row = p.data() + std::int64_t(i) * L;
-        const T row_lse = lse[std::int64_t(bh) * L + i];
-        for (int j = 0; j < L; ++j) row[j] = fast_exp(row[j] - row_lse);
+      const T* head_lse = lse + std::int64_t(bh) * L;
+      if constexpr (std::is_same_v<T, float>) {
+        if (avx512)
+          probabilities_from_lse_avx512(p.data(), L, L, head_lse);
+        else
+          probabilities_from_lse_portable(p.data(), L, L, head_lse);
+      } else {
+        for (int i = 0; i < L; ++i) {
+          T* row = p.data() + std::int64_t(i) * L;
+          for (int j = 0; j < L; ++j) row[j] = std::exp(row[j] - head_lse[i]);
+        }
       }
       gemm_narrow<T>(true, false, L, D, L, p.data(), L, doh, D, dv + base, D, transposed.data());  // dV = Pᵀ·dO
       gemm_cpu<T>(false, true, L, L, D, T(1), doh, D, vh, D, T(0), ds.data(), L);        // dP = dO·Vᵀ
