@@ -47,6 +47,9 @@ const std::vector<AwkwardShape>& awkward_shapes() {
       {3, 7, 8, 8, 4, 4, 4, 2, 2, 1, 1,    "the U-Net's 4x4 stride-2 kernel, odd channels"},
       {2, 5, 7, 9, 3, 1, 1, 1, 1, 0, 0,    "pointwise (im2col skipped)"},
       {1, 4, 6, 10, 6, 1, 1, 2, 2, 0, 0,   "strided 1x1: some input pixels are never read"},
+      // stride 2 both ways runs on the CPU through phase planes (kernels/cpu/conv2d_im2col.cpp, PaddedLayout)
+      {2, 3, 11, 9, 5, 3, 3, 2, 2, 0, 0,   "3x3 stride 2 unpadded, odd map: phase planes of unequal use"},
+      {1, 2, 9, 12, 3, 5, 5, 2, 2, 2, 2,   "5x5 stride 2 padding 2: three taps per phase row"},
       {2, 3, 9, 7, 2, 3, 5, 2, 1, 2, 0,    "non-square kernel, mixed stride and padding"},
       {2, 2, 4, 4, 3, 5, 5, 1, 1, 2, 2,    "kernel larger than the image"},
       {2, 3, 5, 6, 2, 3, 2, 3, 2, 0, 1,    "stride 3: trailing rows unread"},

@@ -1,10 +1,11 @@
 // bench/cpu/conv_bench.cpp — GFLOP/s of the CPU convolution's three passes (forward, input
-// gradient, weight gradient: conv2d_*_im2col<float>, kernels/cpu/conv2d_im2col.cpp) on the 3×3,
-// padding-1 convolutions of the small U-Net (configs/fashion_mnist_cpu.json) at batch 64.
+// gradient, weight gradient: conv2d_*_im2col<float>, kernels/cpu/conv2d_im2col.cpp) on the
+// convolutions of the small U-Net (configs/fashion_mnist_cpu.json) at batch 64: the 3×3 padding-1
+// ones and the 4×4 stride-2 padding-1 downsampling ones.
 //
 //   build-cpu/bin/fm_cpu_conv_bench [rounds, default 15]   (prints each pass's fastest round)
 //
-// Each pass does 2·N·C_out·H·W·C_in·9 floating-point operations. The same inputs every round, so
+// Each pass does 2·N·C_out·Ho·Wo·C_in·kh·kw floating-point operations. The same inputs every round, so
 // the data is as warm as the caches allow: a kernel's own speed, not the training step's (there the
 // activations come from memory). The machine is shared and noisy: compare versions by running them
 // alternately several times and taking each one's best.
@@ -19,11 +20,13 @@
 
 namespace {
 struct Shape {
-  int batch, in_channels, size, out_channels;
+  int batch, in_channels, size, out_channels, kernel, stride, pad;
 };
 // The U-Net's 3×3 convolutions: 28×28 at 16 and 32 channels, 14×14, 7×7, and the up path's conv
-// after a skip concatenation (64 channels in).
-const Shape kShapes[] = {{64, 32, 28, 32}, {64, 16, 28, 32}, {64, 32, 14, 32}, {64, 32, 7, 32}, {64, 64, 14, 16}};
+// after a skip concatenation (64 channels in); then its two 4×4 stride-2 downsampling convolutions.
+const Shape kShapes[] = {{64, 32, 28, 32, 3, 1, 1}, {64, 16, 28, 32, 3, 1, 1}, {64, 32, 14, 32, 3, 1, 1},
+                         {64, 32, 7, 32, 3, 1, 1},  {64, 64, 14, 16, 3, 1, 1}, {64, 32, 28, 32, 4, 2, 1},
+                         {64, 32, 14, 32, 4, 2, 1}};
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -38,12 +41,14 @@ int main(int argc, char** argv) {
   }
   std::mt19937 engine(1);
   std::normal_distribution<float> normal;
-  std::printf("shape (N x C_in x HxW > C_out, 3x3 pad 1)    fwd  input-grad  weight-grad   GFLOP/s\n");
+  std::printf("shape (N x C_in x HxW > C_out, kernel/stride)   fwd  input-grad  weight-grad   GFLOP/s\n");
   for (const Shape& s : kShapes) {
-    const fm::kernels::Conv2dParams p{s.batch, s.in_channels, s.size, s.size, s.out_channels, 3, 3, 1, 1, 1, 1};
+    const fm::kernels::Conv2dParams p{s.batch,  s.in_channels, s.size,   s.size, s.out_channels,
+                                      s.kernel, s.kernel,      s.stride, s.stride, s.pad, s.pad};
+    const int out = p.out_height();
     std::vector<float> x(std::size_t(s.batch) * s.in_channels * s.size * s.size), dx(x.size());
-    std::vector<float> w(std::size_t(s.out_channels) * s.in_channels * 9), dw(w.size());
-    std::vector<float> y(std::size_t(s.batch) * s.out_channels * s.size * s.size);
+    std::vector<float> w(std::size_t(s.out_channels) * s.in_channels * s.kernel * s.kernel), dw(w.size());
+    std::vector<float> y(std::size_t(s.batch) * s.out_channels * out * out);
     for (float& v : x) v = normal(engine);
     for (float& v : w) v = normal(engine);
     for (float& v : y) v = normal(engine);  // stands in for dy in the two backward passes
@@ -59,9 +64,10 @@ int main(int argc, char** argv) {
       fm::kernels::conv2d_backward_weight_im2col<float>(x.data(), y.data(), dw.data(), nullptr, p);
       best[2] = std::min(best[2], seconds_since(start));
     }
-    const double gflop = 2.0 * s.batch * s.out_channels * s.size * s.size * s.in_channels * 9 / 1e9;
-    std::printf("%3d x %2d x %2dx%-2d > %2d                       %6.1f  %10.1f  %11.1f\n", s.batch,
-                s.in_channels, s.size, s.size, s.out_channels, gflop / best[0], gflop / best[1], gflop / best[2]);
+    const double gflop = 2.0 * s.batch * s.out_channels * out * out * s.in_channels * s.kernel * s.kernel / 1e9;
+    std::printf("%3d x %2d x %2dx%-2d > %2d, %dx%d/%d                  %6.1f  %10.1f  %11.1f\n", s.batch,
+                s.in_channels, s.size, s.size, s.out_channels, s.kernel, s.kernel, s.stride, gflop / best[0],
+                gflop / best[1], gflop / best[2]);
   }
   return 0;
 }

@@ -12,12 +12,13 @@
 // 2006.) The GEMMs are kernels/cpu/gemm.cpp; a 1×1 stride-1 unpadded conv needs no unfolding at all
 // (col_n is the image itself). Where col is GEMM input (forward, weight gradient) it is never
 // materialised: the GEMM's B panels are packed straight from the image (gemm_cpu_pack_b,
-// kernels/cpu/gemm_pack_b.h). The backward input of a stride-1 "same" convolution is itself such a
-// convolution (of dy with the flipped kernel, see input_gradient_as_convolution); only the other
-// backward inputs (the 4×4 stride-2 ones, conv_transpose2d's forward) write col (the GEMM's output)
-// for col2im. The weight gradient of a stride-1 "same" convolution is not a GEMM here at all but dot
-// products along the pixels (kernels/cpu/conv_weight_grad_kernel.h), which need neither col nor
-// its transpose.
+// kernels/cpu/gemm_pack_b.h). The stride-1 "same" convolutions and the stride-2 ones (the U-Net's
+// 3×3 and 4×4 downsampling kernels) skip even that: their forward and weight gradient read a padded
+// copy of the image in place (see PaddedLayout below; the weight gradient as dot products along the
+// pixels, kernels/cpu/conv_weight_grad_kernel.h, which need neither col nor its transpose). The
+// backward input of a stride-1 "same" convolution is itself such a convolution (of dy with the
+// flipped kernel, see input_gradient_as_convolution); only the other backward inputs (the 4×4
+// stride-2 ones, conv_transpose2d's forward) write col (the GEMM's output) for col2im.
 //
 // Threads: with a batch of several images per thread, each thread takes whole images (with its own
 // K·P col scratch for the backward input; per-image GEMMs are too small to split well: M = C_out is
@@ -161,8 +162,13 @@ void pack_gather_im2col_transposed(const void* context, int k0, int kc, int j0, 
 }
 
 // Whether the padded-image kernels (forward_from_padded_images, weight_grad_dot_products_by_chunk)
-// handle this convolution: stride 1, width kept, and not a pointwise one (that is a plain GEMM).
-bool reads_padded_image(const Conv2dParams& p) { return same_width_stride_one(p) && !is_pointwise(p); }
+// handle this convolution: stride 1 keeping the width (the 3×3 "same" ones), or stride 2 both ways
+// (the 4×4 downsampling ones, read through phase planes: see PaddedLayout), and not a pointwise
+// one (that is a plain GEMM).
+bool reads_padded_image(const Conv2dParams& p) {
+  const bool stride_two = p.stride_h == 2 && p.stride_w == 2;
+  return (same_width_stride_one(p) || stride_two) && !is_pointwise(p);
+}
 
 // image[C_in, H, W] = Σ of the col entries that im2col copied from each pixel (the adjoint of
 // im2col). One thread per channel, taps in a fixed order: deterministic.
@@ -307,13 +313,23 @@ std::int64_t macs(const Conv2dParams& p) {
 // Weight gradients are summed over this many chunks of images at most (see Determinism above).
 constexpr int kWeightGradChunks = 8;
 
-// ---- stride-1 "same" convolutions read from padded images (no im2col) ------------------------
+// ---- convolutions read from padded images (no im2col) ----------------------------------------
 // The forward pass (kernels/cpu/conv_forward_kernel.h) and the weight gradient's dot products
 // (kernels/cpu/conv_weight_grad_kernel.h) read each image zero-padded to Hp × Wp planes, where every
 // tap of an output position is a constant shift: position t = i·Wp + j reads tap (c, r, s) at
 // t + tap_offsets[(c·kh + r)·kw + s]. Positions run in rows of width Wp; their count is padded to
 // whole 128-byte blocks (two 64-byte vectors, the forward kernel's step).
+//
+// Stride S = 2 (both ways) reads the same way after a polyphase split: the padded image x̃ becomes
+// S² phase planes per channel, phase (ρ, σ)[u, v] = x̃[S·u + ρ, S·v + σ], each ⌈(H + 2P)/S⌉ ×
+// ⌈(W + 2P)/S⌉. Output (i, j) reads x̃[S·i + r, S·j + s]; with r = S·a + ρ and s = S·b + σ that is
+// phase (ρ, σ)[i + a, j + b]: again a constant shift (a·Wp + b) of position t = i·Wp + j inside one
+// plane. So the 4×4 stride-2 convolution is a stride-1 2×2 one over 4·C_in phase planes, and the
+// same kernels run it. For every valid output the rows and columns it reads stay inside its plane
+// (S·(Ho − 1) + kh ≤ H + 2P gives Ho + (kh − 1)/S ≤ Hp); the extra columns j ≥ Wo of a wide row
+// read on into the next row and are dropped, as with stride 1.
 struct PaddedLayout {
+  int stride = 1;                 // S: 1, or 2 (phase planes)
   int Wp = 0, Hp = 0, positions = 0;
   std::int64_t plane_stride = 0, image_stride = 0;
   std::vector<std::int64_t> tap_offsets;
@@ -322,34 +338,66 @@ struct PaddedLayout {
 template <typename T>
 PaddedLayout padded_layout(const Conv2dParams& p) {
   PaddedLayout l;
-  l.Wp = p.in_width + 2 * p.pad_w;
-  l.Hp = p.in_height + 2 * p.pad_h;
+  const int S = l.stride = p.stride_h;  // 1 or 2, == p.stride_w (reads_padded_image)
+  l.Wp = (p.in_width + 2 * p.pad_w + S - 1) / S;
+  l.Hp = (p.in_height + 2 * p.pad_h + S - 1) / S;
   constexpr int kBlock = 128 / int(sizeof(T));
   l.positions = (p.out_height() * l.Wp + kBlock - 1) / kBlock * kBlock;
   l.plane_stride = std::int64_t(l.Hp) * l.Wp;
   // The farthest read is the last tap's shift plus a whole row of positions, which ends below
-  // C_in · plane_stride + kernel_w + one block (Ho + kernel_h − 1 = Hp); zeros up to there.
-  l.image_stride = (p.in_channels * l.plane_stride + p.kernel_w + 2 * kBlock) / kBlock * kBlock;
+  // (planes · plane_stride) + kernel_w + one block (Ho + (kernel_h − 1)/S ≤ Hp); zeros up to there.
+  const std::int64_t planes = std::int64_t(p.in_channels) * S * S;
+  l.image_stride = (planes * l.plane_stride + p.kernel_w + 2 * kBlock) / kBlock * kBlock;
   const int taps = p.in_channels * p.kernel_h * p.kernel_w;
   l.tap_offsets.resize(std::size_t(taps));
   for (int k = 0; k < taps; ++k) {
     const int c = k / (p.kernel_h * p.kernel_w), r = k / p.kernel_w % p.kernel_h, s = k % p.kernel_w;
-    l.tap_offsets[std::size_t(k)] = c * l.plane_stride + std::int64_t(r) * l.Wp + s;
+    const std::int64_t plane = (std::int64_t(c) * S + r % S) * S + s % S;
+    l.tap_offsets[std::size_t(k)] = plane * l.plane_stride + std::int64_t(r / S) * l.Wp + s / S;
   }
   return l;
 }
 
-// dst (image_stride elements) = image [C_in, H, W] zero-padded into the layout's planes.
+// One input row split between the two column phases of stride 2: even[v] = src[2v − P], odd[v] =
+// src[2v + 1 − P] (0 outside the row). In the middle, where both are inside, the pairs are read in
+// order (GCC vectorises the two interleaved streams); the one or two columns at each end are checked.
+template <typename T>
+void split_row_in_two(const T* src, int width, int pad, int Wp, T* even, T* odd) {
+  const int lo = (pad + 1) / 2, hi = std::max(lo, std::min(Wp, (width + pad) / 2));
+  const auto at = [&](int w) { return w >= 0 && w < width ? src[w] : T(0); };
+  for (int v = 0; v < lo; ++v) even[v] = at(2 * v - pad), odd[v] = at(2 * v + 1 - pad);
+  const T* pairs = src + 2 * lo - pad;
+  for (int v = lo; v < hi; ++v) {
+    even[v] = pairs[2 * (v - lo)];
+    odd[v] = pairs[2 * (v - lo) + 1];
+  }
+  for (int v = hi; v < Wp; ++v) even[v] = at(2 * v - pad), odd[v] = at(2 * v + 1 - pad);
+}
+
+// dst (image_stride elements) = image [C_in, H, W] zero-padded into the layout's planes (for
+// S = 2 the phase planes: dst plane (c·S + ρ)·S + σ, entry [u, v] = image[c, S·u + ρ − P, S·v + σ − P]
+// or 0 in the padding).
 template <typename T>
 void pad_image(const T* image, const Conv2dParams& p, const PaddedLayout& l, T* dst) {
   std::fill(dst, dst + l.image_stride, T(0));
+  if (l.stride == 1) {
+    for (int c = 0; c < p.in_channels; ++c)
+      for (int h = 0; h < p.in_height; ++h)
+        std::memcpy(dst + c * l.plane_stride + std::int64_t(h + p.pad_h) * l.Wp + p.pad_w,
+                    image + (std::int64_t(c) * p.in_height + h) * p.in_width, sizeof(T) * p.in_width);
+    return;
+  }
+  // S = 2: input row h is padded row h + P_h, so phase row ρ = (h + P_h) mod 2, u = (h + P_h) / 2.
   for (int c = 0; c < p.in_channels; ++c)
-    for (int h = 0; h < p.in_height; ++h)
-      std::memcpy(dst + c * l.plane_stride + std::int64_t(h + p.pad_h) * l.Wp + p.pad_w,
-                  image + (std::int64_t(c) * p.in_height + h) * p.in_width, sizeof(T) * p.in_width);
+    for (int h = 0; h < p.in_height; ++h) {
+      const int rho = (h + p.pad_h) % 2, u = (h + p.pad_h) / 2;
+      T* even = dst + (std::int64_t(c) * 4 + rho * 2) * l.plane_stride + std::int64_t(u) * l.Wp;
+      split_row_in_two(image + (std::int64_t(c) * p.in_height + h) * p.in_width, p.in_width, p.pad_w, l.Wp, even,
+                       even + l.plane_stride);
+    }
 }
 
-// y = conv(x) + bias for a same-width convolution, image by image: pad the image, run the forward
+// y = conv(x) + bias for a convolution that reads_padded_image, image by image: pad the image, run the forward
 // kernel into a wide [C_out, positions] block, then copy its valid columns out, adding the bias.
 template <typename T>
 void forward_from_padded_images(const T* x, const T* weight, const T* bias, T* y, const Conv2dParams& p) {
@@ -390,7 +438,7 @@ void forward_from_padded_images(const T* x, const T* weight, const T* bias, T* y
   });
 }
 
-// The weight gradient of a same-width convolution as dot products along the pixels: each chunk of
+// The weight gradient of a convolution that reads_padded_image as dot products along the pixels: each chunk of
 // images is laid out in this thread's scratch, x padded and dy written at row width Wp with zero
 // extra columns, then the kernel writes the chunk's sum into targets(chunk).
 template <typename T, typename Targets>
@@ -499,6 +547,89 @@ std::vector<T> flipped_kernel(const T* weight, const Conv2dParams& p) {
   return flipped;
 }
 
+// ---- the input gradient of a stride-2 convolution, one phase plane at a time --------------------
+// With x̃ the padded input (X = h + P) and X = 2u + ρ, Y = 2v + σ, the forward's sum inverts to
+//     dx̃[c, 2u + ρ, 2v + σ] = Σ_{o, a, b} W[o, c, 2a + ρ, 2b + σ] · dy[o, u − a, v − b]
+// (dy is 0 outside its map): for each of the four phases (ρ, σ) a stride-1 "full" correlation of dy
+// with a sub-kernel of A × A taps (A = ⌈k/2⌉; for a 3×3 kernel the odd phase's missing taps are 0).
+// All four phases read the same dy, so they are ONE stride-1 convolution with 4·C_in output channels
+// (channel (c·2 + ρ)·2 + σ), an A × A kernel flipped, padding A − 1, on a (Ho + A − 1) × (Wo + A − 1)
+// output: the padded-image forward runs it with no col matrix and no col2im. Its planes are then
+// interleaved back into dx (merge_row_from_two), dropping the padding.
+
+// The parameters of that convolution.
+Conv2dParams phase_gradient_params(const Conv2dParams& p) {
+  const int A_h = (p.kernel_h + 1) / 2, A_w = (p.kernel_w + 1) / 2;
+  return Conv2dParams{p.batch, p.out_channels, p.out_height(), p.out_width(), 4 * p.in_channels,
+                      A_h,     A_w,            1,              1,             A_h - 1,
+                      A_w - 1};
+}
+
+// Its kernel: W'[(c·2 + ρ)·2 + σ, o, a', b'] = W[o, c, 2(A_h − 1 − a') + ρ, 2(A_w − 1 − b') + σ], 0 past the
+// kernel's edge.
+template <typename T>
+std::vector<T> phase_gradient_kernel(const T* weight, const Conv2dParams& p, const Conv2dParams& q) {
+  const int A_h = q.kernel_h, A_w = q.kernel_w;
+  std::vector<T> kernel(std::size_t(q.out_channels) * q.in_channels * A_h * A_w, T(0));
+  for (int c = 0; c < p.in_channels; ++c)
+    for (int rho = 0; rho < 2; ++rho)
+      for (int sigma = 0; sigma < 2; ++sigma)
+        for (int o = 0; o < p.out_channels; ++o)
+          for (int a = 0; a < A_h; ++a)
+            for (int b = 0; b < A_w; ++b) {
+              const int r = 2 * (A_h - 1 - a) + rho, s = 2 * (A_w - 1 - b) + sigma;
+              if (r >= p.kernel_h || s >= p.kernel_w) continue;
+              const std::size_t phase = (std::size_t(c) * 2 + rho) * 2 + sigma;
+              kernel[((phase * p.out_channels + o) * A_h + a) * A_w + b] =
+                  weight[((std::size_t(o) * p.in_channels + c) * p.kernel_h + r) * p.kernel_w + s];
+            }
+  return kernel;
+}
+
+// dst[w] for w in [0, width) from the two column phases of stride 2, the inverse of split_row_in_two:
+// dst[2v − P] = even[v], dst[2v + 1 − P] = odd[v], for v < planes_width (0 past it). The middle
+// pairs are written in order (vectorised), the columns at each end one by one.
+template <typename T>
+void merge_row_from_two(const T* even, const T* odd, int planes_width, int width, int pad, T* dst) {
+  const auto from = [&](int w) {
+    const int v = (w + pad) / 2;
+    return v >= planes_width ? T(0) : ((w + pad) % 2 == 0 ? even[v] : odd[v]);
+  };
+  const int lo = (pad + 1) / 2, hi = std::max(lo, std::min(planes_width, (width + pad) / 2));
+  for (int w = 0; w < std::min(width, 2 * lo - pad); ++w) dst[w] = from(w);
+  T* pairs = dst + 2 * lo - pad;
+  for (int v = lo; v < hi; ++v) {
+    pairs[2 * (v - lo)] = even[v];
+    pairs[2 * (v - lo) + 1] = odd[v];
+  }
+  for (int w = std::max(0, 2 * hi - pad); w < width; ++w) dst[w] = from(w);
+}
+
+template <typename T>
+void input_gradient_by_phases(const T* dy, const T* weight, T* dx, const Conv2dParams& p) {
+  const Conv2dParams q = phase_gradient_params(p);
+  const int Hq = q.out_height(), Wq = q.out_width();
+  const std::int64_t plane = std::int64_t(Hq) * Wq;
+  // The four phase planes of every image (this thread's scratch: the forward's own is slot 3).
+  T* phases = scratch_buffer<T, 4>(std::size_t(p.batch) * q.out_channels * plane);
+  forward_from_padded_images<T>(dy, phase_gradient_kernel(weight, p, q).data(), nullptr, phases, q);
+  const bool threads = std::int64_t(p.batch) * p.in_channels * p.in_height * p.in_width > kParallelThreshold;
+#pragma omp parallel for schedule(static) if (threads)
+  for (std::int64_t nc = 0; nc < std::int64_t(p.batch) * p.in_channels; ++nc) {
+    const T* planes = phases + nc * 4 * plane;  // (ρ, σ) = (0, 0), (0, 1), (1, 0), (1, 1)
+    for (int h = 0; h < p.in_height; ++h) {
+      const int rho = (h + p.pad_h) % 2, u = (h + p.pad_h) / 2;
+      T* dst = dx + (nc * p.in_height + h) * p.in_width;
+      if (u >= Hq) {  // past every phase row: no output read this input row
+        std::fill(dst, dst + p.in_width, T(0));
+        continue;
+      }
+      const T* even = planes + 2 * rho * plane + std::int64_t(u) * Wq;
+      merge_row_from_two(even, even + plane, Wq, p.in_width, p.pad_w, dst);
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -506,6 +637,10 @@ void conv2d_backward_input_im2col(const T* dy, const T* weight, T* dx, const Con
   Conv2dParams flipped;
   if (input_gradient_as_convolution(p, flipped)) {
     conv2d_forward_im2col<T>(dy, flipped_kernel(weight, p).data(), nullptr, dx, flipped);
+    return;
+  }
+  if (p.stride_h == 2 && p.stride_w == 2) {
+    input_gradient_by_phases(dy, weight, dx, p);
     return;
   }
   const int K = p.in_channels * p.kernel_h * p.kernel_w;
