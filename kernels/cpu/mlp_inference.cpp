@@ -1,7 +1,8 @@
 // kernels/cpu/mlp_inference.cpp — the fused MLP forward of kernels/mlp_inference.h.
 //
 //   for each block of kRowBlock rows (blocks shared out among the OpenMP threads):
-//     for each layer:  out = bias rows;  out += in · Wᵀ (gemm_cpu, beta = 1);  out = act(out)
+//     for each layer:  out = bias rows;  out += in · Wᵀ (gemm_cpu, beta = 1, Wᵀ stored once per call);
+//                      out = act(out)
 //     (out and in: two per-thread scratch buffers, swapped after every layer; the last layer writes
 //      straight into the output)
 //
@@ -37,8 +38,13 @@ ElementwiseGeometry dense_geometry(std::int64_t numel) {
   return g;
 }
 
-void run_block(const std::vector<DenseLayerView>& layers, const float* input, std::int64_t rows,
-               float* output, std::vector<float>& scratch_a, std::vector<float>& scratch_b) {
+// weights_t[l] = layer l's weight transposed, [in_features][out_features]: the GEMM's B operand as
+// stored, so packing it per block is a plain copy (from W itself, op(B) = Wᵀ, it was an 8×8
+// transpose per 64 values, for every block and layer). The products and their order are the same,
+// so are the bits.
+void run_block(const std::vector<DenseLayerView>& layers, const std::vector<std::vector<float>>& weights_t,
+               const float* input, std::int64_t rows, float* output, std::vector<float>& scratch_a,
+               std::vector<float>& scratch_b) {
   const float* in = input;
   for (std::size_t l = 0; l < layers.size(); ++l) {
     const DenseLayerView& layer = layers[l];
@@ -47,8 +53,8 @@ void run_block(const std::vector<DenseLayerView>& layers, const float* input, st
     float* out = last ? output : scratch.data();
     const int width = layer.out_features;
     for (std::int64_t r = 0; r < rows; ++r) std::memcpy(out + r * width, layer.bias, sizeof(float) * width);
-    gemm_cpu<float>(false, true, int(rows), width, layer.in_features, 1.0f, in, layer.in_features, layer.weight,
-                    layer.in_features, 1.0f, out, width);
+    gemm_cpu<float>(false, false, int(rows), width, layer.in_features, 1.0f, in, layer.in_features,
+                    weights_t[l].data(), width, 1.0f, out, width);
     if (layer.activation != UnaryOp::Identity)
       unary_cpu<float>(layer.activation, out, out, dense_geometry(rows * width), 0.0, 0.0);
     in = out;
@@ -67,6 +73,14 @@ void mlp_inference_cpu(const std::vector<DenseLayerView>& layers, const float* i
     macs_per_row += std::int64_t(layer.in_features) * layer.out_features;
   }
   const int in_features = layers.front().in_features, out_features = layers.back().out_features;
+  std::vector<std::vector<float>> weights_t(layers.size());
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const DenseLayerView& layer = layers[l];
+    weights_t[l].resize(std::size_t(layer.in_features) * layer.out_features);
+    for (int o = 0; o < layer.out_features; ++o)
+      for (int i = 0; i < layer.in_features; ++i)
+        weights_t[l][std::size_t(i) * layer.out_features + o] = layer.weight[std::size_t(o) * layer.in_features + i];
+  }
   const std::int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
   const bool parallel = blocks > 1 && rows * macs_per_row > kParallelMacs;
 
@@ -80,7 +94,8 @@ void mlp_inference_cpu(const std::vector<DenseLayerView>& layers, const float* i
 #pragma omp for schedule(static)
     for (std::int64_t block = 0; block < blocks; ++block) {
       const std::int64_t r0 = block * kRowBlock, block_rows = std::min(kRowBlock, rows - r0);
-      run_block(layers, input + r0 * in_features, block_rows, output + r0 * out_features, scratch_a, scratch_b);
+      run_block(layers, weights_t, input + r0 * in_features, block_rows, output + r0 * out_features, scratch_a,
+                scratch_b);
     }
   }
 }
