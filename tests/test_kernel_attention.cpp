@@ -9,6 +9,7 @@
 //   every implementation of the table on every kTest case, forward (O, lse) and backward (dQ, dK,
 //   dV), against the float64 reference on the same float inputs, outputs NaN-poisoned: the CPU
 //   entries here, the GPU entries in [gpu] cases (the emulator build runs them too);
+//   the fused CPU forward's two row-kernel copies (portable, AVX-512) giving the same bits;
 //   the flash backward's bitwise reproducibility, and the CUDA versions' refusal of D > 128.
 #include <catch2/catch.hpp>
 
@@ -23,6 +24,8 @@
 #include "core/error.h"
 #include "kernel_test_util.h"
 #include "kernels/attention.h"
+#include "kernels/cpu/attention_rows_kernel.h"
+#include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/fast_exp.h"
 #include "test_util.h"
 
@@ -160,6 +163,34 @@ TEST_CASE("attention CPU GEMM version matches the reference loops", "[attention]
     check_attention_gemm_matches_reference<double>(s, 1e-13, 1e-12);
     check_attention_gemm_matches_reference<float>(s, 1e-5, 1e-4);
   }
+}
+
+// The fused forward's row kernel sums each lane's keys in ascending order with one FMA per product
+// (kernels/cpu/attention_rows_kernel.h), so the 8-lane and 16-lane copies must agree to the bit.
+TEST_CASE("fused CPU attention rows: the portable and AVX-512 copies give the same bits", "[attention]") {
+#ifndef __FMA__
+  SUCCEED("this build's portable copy has no FMA");
+#else
+  if (fk::cpu_isa() != fk::CpuIsa::Avx512) {
+    SUCCEED("this CPU (or FM_CPU_ISA) runs the portable copy only");
+    return;
+  }
+  for (int head_dim : {4, 8, 16})
+    for (int queries : {32, 17, 1}) {
+      const int keys = 53, stride = 32;
+      INFO("head dim " << head_dim << ", " << queries << " queries");
+      const std::vector<float> scores_t = random_floats(std::size_t(keys) * stride, 71, -4, 4),
+                               values = random_floats(std::size_t(keys) * head_dim, 72);
+      std::vector<float> out_portable(std::size_t(queries) * head_dim), lse_portable(queries);
+      std::vector<float> out_avx512 = out_portable, lse_avx512 = lse_portable;
+      fk::softmax_times_values_portable(fk::AttentionRows{scores_t.data(), stride, queries, keys, head_dim,
+                                                          values.data(), out_portable.data(), lse_portable.data()});
+      fk::softmax_times_values_avx512(fk::AttentionRows{scores_t.data(), stride, queries, keys, head_dim,
+                                                        values.data(), out_avx512.data(), lse_avx512.data()});
+      REQUIRE(std::memcmp(out_portable.data(), out_avx512.data(), out_portable.size() * sizeof(float)) == 0);
+      REQUIRE(std::memcmp(lse_portable.data(), lse_avx512.data(), lse_portable.size() * sizeof(float)) == 0);
+    }
+#endif
 }
 
 namespace {
