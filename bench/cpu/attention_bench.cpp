@@ -18,6 +18,7 @@
 #include <random>
 #include <vector>
 
+#include "bench/cpu/kernel_bench_common.h"
 #include "kernels/attention.h"
 
 namespace {
@@ -26,17 +27,11 @@ struct Shape {
 };
 const Shape kShapes[] = {{64, 4, 196, 8}, {16, 4, 196, 8}, {64, 4, 49, 8}, {16, 4, 49, 8}};
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int rounds = argc > 1 ? std::atoi(argv[1]) : 15;
-  if (argc > 2 || rounds < 1) {
-    std::fprintf(stderr, "usage: fm_cpu_attention_bench [rounds >= 1, default 15]\n");
-    return 2;
-  }
+  const int rounds = fm::bench::rounds_argument(argc, argv, "fm_cpu_attention_bench");
+  if (rounds == 0) return 2;
   std::mt19937 engine(1);
   std::normal_distribution<float> normal;
   std::printf("shape (B x H x L x D)     forward us  ns/score   backward us  ns/score\n");
@@ -52,12 +47,12 @@ int main(int argc, char** argv) {
       auto start = std::chrono::steady_clock::now();
       fm::kernels::attention_forward_cpu_gemm<float>(q.data(), k.data(), v.data(), o.data(), lse.data(), s.batch,
                                                      s.heads, s.tokens, s.head_dim, scale);
-      best[0] = std::min(best[0], seconds_since(start));
+      best[0] = std::min(best[0], fm::bench::seconds_since(start));
       start = std::chrono::steady_clock::now();
       fm::kernels::attention_backward_cpu_gemm<float>(q.data(), k.data(), v.data(), o.data(), dout.data(),
                                                       lse.data(), dq.data(), dk.data(), dv.data(), s.batch,
                                                       s.heads, s.tokens, s.head_dim, scale);
-      best[1] = std::min(best[1], seconds_since(start));
+      best[1] = std::min(best[1], fm::bench::seconds_since(start));
     }
     const double scores = double(s.batch) * s.heads * s.tokens * s.tokens;
     std::printf("%3d x %d x %3d x %d       %10.0f  %8.3f   %11.0f  %8.3f\n", s.batch, s.heads, s.tokens, s.head_dim,

@@ -16,6 +16,7 @@
 #include <random>
 #include <vector>
 
+#include "bench/cpu/kernel_bench_common.h"
 #include "kernels/conv2d.h"
 
 namespace {
@@ -28,17 +29,11 @@ const Shape kShapes[] = {{64, 32, 28, 32, 3, 1, 1}, {64, 16, 28, 32, 3, 1, 1}, {
                          {64, 32, 7, 32, 3, 1, 1},  {64, 64, 14, 16, 3, 1, 1}, {64, 32, 28, 32, 4, 2, 1},
                          {64, 32, 14, 32, 4, 2, 1}};
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int rounds = argc > 1 ? std::atoi(argv[1]) : 15;
-  if (argc > 2 || rounds < 1) {
-    std::fprintf(stderr, "usage: fm_cpu_conv_bench [rounds >= 1, default 15]\n");
-    return 2;
-  }
+  const int rounds = fm::bench::rounds_argument(argc, argv, "fm_cpu_conv_bench");
+  if (rounds == 0) return 2;
   std::mt19937 engine(1);
   std::normal_distribution<float> normal;
   std::printf("shape (N x C_in x HxW > C_out, kernel/stride)   fwd  input-grad  weight-grad   GFLOP/s\n");
@@ -56,13 +51,13 @@ int main(int argc, char** argv) {
     for (int round = 0; round < rounds; ++round) {
       auto start = std::chrono::steady_clock::now();
       fm::kernels::conv2d_forward_im2col<float>(x.data(), w.data(), nullptr, y.data(), p);
-      best[0] = std::min(best[0], seconds_since(start));
+      best[0] = std::min(best[0], fm::bench::seconds_since(start));
       start = std::chrono::steady_clock::now();
       fm::kernels::conv2d_backward_input_im2col<float>(y.data(), w.data(), dx.data(), p);
-      best[1] = std::min(best[1], seconds_since(start));
+      best[1] = std::min(best[1], fm::bench::seconds_since(start));
       start = std::chrono::steady_clock::now();
       fm::kernels::conv2d_backward_weight_im2col<float>(x.data(), y.data(), dw.data(), nullptr, p);
-      best[2] = std::min(best[2], seconds_since(start));
+      best[2] = std::min(best[2], fm::bench::seconds_since(start));
     }
     const double gflop = 2.0 * s.batch * s.out_channels * out * out * s.in_channels * s.kernel * s.kernel / 1e9;
     std::printf("%3d x %2d x %2dx%-2d > %2d, %dx%d/%d                  %6.1f  %10.1f  %11.1f\n", s.batch,
