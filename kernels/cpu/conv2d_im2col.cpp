@@ -17,8 +17,9 @@
 // copy of the image in place (see PaddedLayout below; the weight gradient as dot products along the
 // pixels, kernels/cpu/conv_weight_grad_kernel.h, which need neither col nor its transpose). The
 // backward input of a stride-1 "same" convolution is itself such a convolution (of dy with the
-// flipped kernel, see input_gradient_as_convolution); only the other backward inputs (the 4×4
-// stride-2 ones, conv_transpose2d's forward) write col (the GEMM's output) for col2im.
+// flipped kernel, see input_gradient_as_convolution), and that of a stride-2 one a stride-1
+// convolution over phase planes (input_gradient_by_phases); only the other backward inputs (other
+// strides) write col (the GEMM's output) for col2im.
 //
 // Threads: with a batch of several images per thread, each thread takes whole images (with its own
 // K·P col scratch for the backward input; per-image GEMMs are too small to split well: M = C_out is
@@ -83,13 +84,13 @@ bool same_width_stride_one(const Conv2dParams& p) {
 // ---- im2col straight into the GEMM's packed panels (kernels/cpu/gemm_pack_b.h) ----------------
 // The forward and weight-gradient GEMMs' B operand, col[K, P] (or colᵀ), is packed panel by panel
 // from the image itself, so the K×P col matrix is never written and read back: the GEMM's own copy
-// into its panels is the only copy. (The stride-1 "same" convolutions skip even that: they read a
-// padded copy of the image in place, see forward_from_padded_images below.)
+// into its panels is the only copy. (The stride-1 "same" and the stride-2 convolutions skip even
+// that: they read a padded copy of the image in place, see forward_from_padded_images below.)
 //
-// Any other convolution (the 4×4 stride-2 ones) is packed through a gather table: for each tap
-// (r, s) and output pixel t, the index of the input pixel it reads inside one channel plane, or −1
-// in the padding. The pattern is the same for every channel, so the table is taps × P entries,
-// built once per convolution.
+// Any other convolution (stride 3, or strides differing by direction) is packed through a gather
+// table: for each tap (r, s) and output pixel t, the index of the input pixel it reads inside one
+// channel plane, or −1 in the padding. The pattern is the same for every channel, so the table is
+// taps × P entries, built once per convolution.
 template <typename T>
 struct GatherIm2col {
   const T* image;
@@ -165,9 +166,10 @@ void pack_gather_im2col_transposed(const void* context, int k0, int kc, int j0, 
 // handle this convolution: stride 1 keeping the width (the 3×3 "same" ones), or stride 2 both ways
 // (the 4×4 downsampling ones, read through phase planes: see PaddedLayout), and not a pointwise
 // one (that is a plain GEMM).
+bool stride_two(const Conv2dParams& p) { return p.stride_h == 2 && p.stride_w == 2; }
+
 bool reads_padded_image(const Conv2dParams& p) {
-  const bool stride_two = p.stride_h == 2 && p.stride_w == 2;
-  return (same_width_stride_one(p) || stride_two) && !is_pointwise(p);
+  return (same_width_stride_one(p) || stride_two(p)) && !is_pointwise(p);
 }
 
 // image[C_in, H, W] = Σ of the col entries that im2col copied from each pixel (the adjoint of
@@ -639,7 +641,7 @@ void conv2d_backward_input_im2col(const T* dy, const T* weight, T* dx, const Con
     conv2d_forward_im2col<T>(dy, flipped_kernel(weight, p).data(), nullptr, dx, flipped);
     return;
   }
-  if (p.stride_h == 2 && p.stride_w == 2) {
+  if (stride_two(p)) {
     input_gradient_by_phases(dy, weight, dx, p);
     return;
   }

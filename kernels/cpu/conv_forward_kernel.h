@@ -1,6 +1,7 @@
 // kernels/cpu/conv_forward_kernel.h — the forward pass of a stride-1 "same" convolution (the U-Net's
-// 3×3, padding 1, and through the flipped kernel its input gradient) read straight from a padded
-// image, written once for any vector width and compiled twice like the weight gradient's dot
+// 3×3, padding 1, and through the flipped kernel its input gradient; over phase planes also the
+// stride-2 ones and their input gradient, see PaddedLayout in kernels/cpu/conv2d_im2col.cpp) read
+// straight from a padded image, written once for any vector width and compiled twice like the weight gradient's dot
 // products (kernels/cpu/conv_weight_grad_kernel.h, whose layout it shares): portable
 // (kernels/cpu/conv_kernels.cpp) and AVX-512 (kernels/cpu/conv_kernels_avx512.cpp).
 //

@@ -1,8 +1,9 @@
 // kernels/cpu/conv_kernels.cpp — the portable copies (32-byte vectors: AVX2 in the default
-// x86-64-v3 build) of the stride-1 "same" convolution kernels that read padded images in place:
-// the forward pass (kernels/cpu/conv_forward_kernel.h: 6 output channels × 2 vectors of
-// accumulators) and the weight gradient's dot products (kernels/cpu/conv_weight_grad_kernel.h:
-// 2 output channels × 4 taps, 8 accumulators + 2 dy vectors + 1 x vector of the 16 registers).
+// x86-64-v3 build) of the convolution kernels that read padded images in place (stride-1 "same";
+// stride 2 over phase planes): the forward pass (kernels/cpu/conv_forward_kernel.h: 6 output
+// channels × 2 vectors of accumulators) and the weight gradient's dot products
+// (kernels/cpu/conv_weight_grad_kernel.h: 2 output channels × 4 taps, 8 accumulators + 2 dy
+// vectors + 1 x vector of the 16 registers).
 #include "kernels/cpu/conv_forward_kernel.h"
 #include "kernels/cpu/conv_weight_grad_kernel.h"
 

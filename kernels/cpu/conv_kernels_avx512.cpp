@@ -1,9 +1,9 @@
 // kernels/cpu/conv_kernels_avx512.cpp — the AVX-512 copies (64-byte vectors; -march=x86-64-v4
-// through CMakeLists.txt's kernels/cpu/*_avx512.cpp rule) of the stride-1 "same" convolution
-// kernels that read padded images in place: the forward pass (kernels/cpu/conv_forward_kernel.h:
-// 8 output channels × 2 vectors of accumulators) and the weight gradient's dot products
-// (kernels/cpu/conv_weight_grad_kernel.h: 4 output channels × 4 taps, 16 accumulators + 4 dy
-// vectors + 1 x vector of the 32 registers).
+// through CMakeLists.txt's kernels/cpu/*_avx512.cpp rule) of the convolution kernels that read
+// padded images in place (stride-1 "same"; stride 2 over phase planes): the forward pass
+// (kernels/cpu/conv_forward_kernel.h: 8 output channels × 2 vectors of accumulators) and the
+// weight gradient's dot products (kernels/cpu/conv_weight_grad_kernel.h: 4 output channels × 4
+// taps, 16 accumulators + 4 dy vectors + 1 x vector of the 32 registers).
 #include "kernels/cpu/conv_forward_kernel.h"
 #include "kernels/cpu/conv_weight_grad_kernel.h"
 

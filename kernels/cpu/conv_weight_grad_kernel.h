@@ -1,5 +1,6 @@
 // kernels/cpu/conv_weight_grad_kernel.h — the weight gradient of a stride-1 "same" convolution (the
-// U-Net's 3×3, padding 1) as dot products along the pixels, written once for any vector width and
+// U-Net's 3×3, padding 1; and, over phase planes, of a stride-2 one: PaddedLayout in
+// kernels/cpu/conv2d_im2col.cpp) as dot products along the pixels, written once for any vector width and
 // compiled twice: portable (kernels/cpu/conv_kernels.cpp, 32-byte vectors) and AVX-512
 // (kernels/cpu/conv_kernels_avx512.cpp, 64-byte vectors); kernels/cpu/cpu_isa.h picks one.
 //
