@@ -122,6 +122,21 @@ TEST_CASE("conv2d im2col path matches the reference (double)", "[conv2d]") {
   }
 }
 
+TEST_CASE("conv2d weight gradient over runs of images and groups of output channels matches the reference",
+          "[conv2d]") {
+  // The weight gradient's dot products (kernels/cpu/conv_weight_grad_kernel.h) keep each block's
+  // accumulators in scratch between runs of images, and split the output channels into groups
+  // whose accumulators fit 256 KB. The table's shapes are small enough to take one run and one
+  // group; this one takes several of each in both copies (in double: AVX-512 runs of 2 images and
+  // groups of 4 channels, portable runs of 4 and groups of 8; 8 images per chunk at batch 64), with
+  // edge rows (10 = 2·4 + 2 channels) and edge taps (837 = 6·139 + 3).
+  const ConvReference<Conv2dParams> im2col_double = {fm::kernels::conv2d_forward_im2col<double>,
+                                                     fm::kernels::conv2d_backward_input_im2col<double>,
+                                                     fm::kernels::conv2d_backward_weight_im2col<double>};
+  const Conv2dParams p{64, 93, 12, 12, 10, 3, 3, 1, 1, 1, 1};
+  require_double_path_matches(p, im2col_double, fm::cases::conv2d_reference(), 7);
+}
+
 TEST_CASE("conv2d im2col path is bitwise identical with 1 and 2 threads", "[conv2d]") {
   // A U-Net-sized layer: at batch 3 the threads work inside im2col, col2im and the GEMM; at batch 8
   // they take whole images, and the weight gradient's chunks of images (its dot products).

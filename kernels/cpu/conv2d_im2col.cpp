@@ -278,7 +278,9 @@ void channel_sums(const T* a, int batch, int channels, std::int64_t pixels, T* s
 
 // This thread's scratch of at least `size` elements, kept between calls: a fresh zero-filled
 // vector per call cost a memset of K·P floats (up to 1 MB) per convolution pass, and every entry
-// is overwritten before it is read anyway. Slot 0: col; slot 1: the weight gradient's partial sums.
+// is overwritten before it is read anyway. Slot 0: col; slot 1: the weight gradient's partial sums;
+// 2: the weight gradient's padded chunk; 3: the padded forward's image; 4: the phase planes of
+// input_gradient_by_phases; 5: the weight gradient's vector accumulators.
 template <typename T, int kSlot = 0>
 T* scratch_buffer(std::size_t size) {
   thread_local std::vector<T> buffer;
@@ -466,9 +468,10 @@ void weight_grad_dot_products_by_chunk(const T* x, const T* dy, const Conv2dPara
           std::memcpy(dw + std::int64_t(o) * l.positions + std::int64_t(i) * l.Wp,
                       dy + n * out_size + (std::int64_t(o) * Ho + i) * Wo, sizeof(T) * Wo);
     }
+    T* accumulators = scratch_buffer<T, 5>(std::size_t(weight_grad_scratch_elements<T>(taps)));
     const WeightGradDots<T> dots{dy_wide,        x_padded,    l.tap_offsets.data(), dy_image_stride,
                                  l.image_stride, end - first, p.out_channels,       taps,
-                                 l.positions,    targets(chunk)};
+                                 l.positions,    targets(chunk), accumulators};
     if (use_avx512_kernels())
       weight_grad_dot_products_avx512(dots);
     else

@@ -18,10 +18,12 @@
 // reads there (the next row's padding or pixels) is multiplied by zero.
 //
 // Determinism: every entry is one thread's sum, images of the chunk in order, t ascending in each
-// vector lane, then the lanes added in a fixed tree; the blocks depend on the shapes only. The two
+// vector lane, then the lanes added in a fixed tree; the blocks depend on the shapes only. Where a
+// block's accumulators wait between runs of images (weight_grad_block) changes no sum. The two
 // copies split t into different lane counts, so they differ in the last bits from each other (as
 // cpu_isa.h allows), not from run to run.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -38,27 +40,50 @@ struct WeightGradDots {
   int images, out_channels, taps;
   int positions;                     // dy_wide's row length: a multiple of 64 bytes' worth of T
   T* dweight;                        // [out_channels][taps], overwritten
+  T* accumulators;                   // scratch: weight_grad_scratch_elements<T>(taps) elements
+  int group_first = 0;               // set by the kernel: the first output channel of its group
 };
 
-// Adds the lanes of v pairwise (lane i + half onto lane i, halving): a fixed order.
-template <typename T, typename Vec, int L>
-inline T sum_of_lanes(const Vec& v) {
-  T lanes[L];
-  std::memcpy(lanes, &v, sizeof(Vec));
-  for (int half = L / 2; half >= 1; half /= 2)
-    for (int i = 0; i < half; ++i) lanes[i] += lanes[i + half];
-  return lanes[0];
+// Adds the lanes of v pairwise (lane i + half onto lane i, halving): a fixed order. Each level is
+// one vector add of the upper half onto the lower half (an extract and an add), not a store and a
+// chain of scalar adds: per block this ran once per accumulator, and for small images (a 7×7
+// plane is 4 vector steps per image) the scalar version cost as much as the dot products.
+template <typename T, int kBytes>
+inline T sum_of_lanes(const typename GemmVector<T, kBytes>::type& v) {
+  if constexpr (kBytes == int(sizeof(T))) {
+    T lane;
+    std::memcpy(&lane, &v, sizeof(T));
+    return lane;
+  } else {
+    using Half = typename GemmVector<T, kBytes / 2>::type;
+    Half low, high;
+    std::memcpy(&low, &v, sizeof(Half));
+    std::memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof(Half), sizeof(Half));
+    return sum_of_lanes<T, kBytes / 2>(low + high);
+  }
 }
 
-// dweight[o0 .. o0+CO, k0 .. k0+KT] = the dot products over every image and position.
+// Images [n_begin, n_end) of one block. Its vector accumulators live in memory between runs of
+// images (WeightGradDots::accumulators, entry (o, k) at ((o − group_first)·taps + k)·L): a run
+// loads them (zeros for the first run), adds its images' positions and stores them back (the last
+// run adds the lanes into dweight instead). Each lane still sums images in order and t ascending,
+// so the bits are those of one pass over all images; but the loops can now take a few images at a
+// time across all blocks, so that their dy rows stay in L1 while every tap block reads them (see
+// weight_grad_dot_products).
 template <typename T, int kVecBytes, int CO, int KT>
-inline void weight_grad_block(const WeightGradDots<T>& a, int o0, int k0) {
+inline void weight_grad_block(const WeightGradDots<T>& a, int n_begin, int n_end, int o0, int k0) {
   using Vec = typename GemmVector<T, kVecBytes>::type;
   constexpr int L = GemmVector<T, kVecBytes>::kLanes;
+  T* saved = a.accumulators + (std::int64_t(o0 - a.group_first) * a.taps + k0) * L;
   Vec acc[CO][KT];
   for (int c = 0; c < CO; ++c)
-    for (int j = 0; j < KT; ++j) acc[c][j] = Vec{};
-  for (int n = 0; n < a.images; ++n) {
+    for (int j = 0; j < KT; ++j) {
+      if (n_begin == 0)
+        acc[c][j] = Vec{};
+      else
+        std::memcpy(&acc[c][j], saved + (std::int64_t(c) * a.taps + j) * L, sizeof(Vec));
+    }
+  for (int n = n_begin; n < n_end; ++n) {
     const T* dy = a.dy_wide + n * a.dy_image_stride + std::int64_t(o0) * a.positions;
     const T* x = a.x_padded + n * a.x_image_stride;
     const T* taps[KT];
@@ -75,21 +100,69 @@ inline void weight_grad_block(const WeightGradDots<T>& a, int o0, int k0) {
     }
   }
   for (int c = 0; c < CO; ++c)
-    for (int j = 0; j < KT; ++j)
-      a.dweight[std::int64_t(o0 + c) * a.taps + k0 + j] = sum_of_lanes<T, Vec, L>(acc[c][j]);
+    for (int j = 0; j < KT; ++j) {
+      if (n_end == a.images)
+        a.dweight[std::int64_t(o0 + c) * a.taps + k0 + j] = sum_of_lanes<T, kVecBytes>(acc[c][j]);
+      else
+        std::memcpy(saved + (std::int64_t(c) * a.taps + j) * L, &acc[c][j], sizeof(Vec));
+    }
+}
+
+// Bytes of vector accumulators one group of output channels may keep (an L2-sized share: they are
+// loaded and stored once per block and run of images).
+constexpr std::int64_t kWeightGradGroupBytes = 256 * 1024;
+// Bytes of dy rows one run of images gives a block row (CO rows per image), to be read from L1 by
+// all its tap blocks: a quarter of a 48 KB L1, leaving room for the x rows. Small images go
+// several to a run, so that a block's work per run (the run's positions/L steps) stays well above
+// the load and store of its accumulators.
+constexpr std::int64_t kWeightGradRunBytes = 12 * 1024;
+
+// How many output channels one group holds: whole blocks of CO, at least one block.
+template <int kVecBytes, int CO>
+int weight_grad_group_channels(int out_channels, int taps) {
+  const std::int64_t blocks = kWeightGradGroupBytes / (std::int64_t(CO) * taps * kVecBytes);
+  return std::min<std::int64_t>(out_channels, std::max<std::int64_t>(1, blocks) * CO);
+}
+
+// The accumulator scratch (in T) any copy needs: a group of at most kWeightGradGroupBytes, or one
+// block row of 4 output channels (the widest CO) of 64-byte vectors (the widest) if that is more.
+template <typename T>
+std::int64_t weight_grad_scratch_elements(int taps) {
+  return std::max<std::int64_t>(kWeightGradGroupBytes, std::int64_t(4) * taps * 64) / std::int64_t(sizeof(T));
 }
 
 // Every block of CO × KT, the edges in narrower blocks (one output channel, or one tap, at a time).
+// Output channels go in groups whose accumulators fit kWeightGradGroupBytes; inside a group, run of
+// images by run (kWeightGradRunBytes), every block of the group: a block row's dy rows of the run
+// are read by all taps/KT blocks of that row while they are in L1, and the run's x planes while
+// they are in L2. (Block by block over all images, as before, streamed the dy rows of every image
+// from L2 once per tap block: L2 bandwidth, not the multiply-adds, set the pace.)
 template <typename T, int kVecBytes, int CO, int KT>
-void weight_grad_dot_products(const WeightGradDots<T>& a) {
-  const int full_rows = a.out_channels / CO * CO, full_cols = a.taps / KT * KT;
-  for (int o0 = 0; o0 < full_rows; o0 += CO) {
-    for (int k0 = 0; k0 < full_cols; k0 += KT) weight_grad_block<T, kVecBytes, CO, KT>(a, o0, k0);
-    for (int k0 = full_cols; k0 < a.taps; ++k0) weight_grad_block<T, kVecBytes, CO, 1>(a, o0, k0);
+void weight_grad_dot_products(WeightGradDots<T> a) {
+  static_assert(CO <= 4 && kVecBytes <= 64, "weight_grad_scratch_elements assumes at most 4 × 64 bytes");
+  if (a.images == 0) {  // no blocks would write: the empty sum
+    std::fill(a.dweight, a.dweight + std::int64_t(a.out_channels) * a.taps, T(0));
+    return;
   }
-  for (int o0 = full_rows; o0 < a.out_channels; ++o0) {
-    for (int k0 = 0; k0 < full_cols; k0 += KT) weight_grad_block<T, kVecBytes, 1, KT>(a, o0, k0);
-    for (int k0 = full_cols; k0 < a.taps; ++k0) weight_grad_block<T, kVecBytes, 1, 1>(a, o0, k0);
+  const int full_cols = a.taps / KT * KT;
+  const int group = weight_grad_group_channels<kVecBytes, CO>(a.out_channels, a.taps);
+  const std::int64_t run_bytes = std::int64_t(CO) * a.positions * std::int64_t(sizeof(T));
+  const int run = int(std::max<std::int64_t>(1, kWeightGradRunBytes / run_bytes));
+  for (int first = 0; first < a.out_channels; first += group) {
+    const int end = std::min(a.out_channels, first + group);
+    const int full_end = first + (end - first) / CO * CO;
+    a.group_first = first;
+    for (int n = 0; n < a.images; n += run) {
+      const int n_end = std::min(a.images, n + run);
+      for (int o0 = first; o0 < full_end; o0 += CO) {
+        for (int k0 = 0; k0 < full_cols; k0 += KT) weight_grad_block<T, kVecBytes, CO, KT>(a, n, n_end, o0, k0);
+        for (int k0 = full_cols; k0 < a.taps; ++k0) weight_grad_block<T, kVecBytes, CO, 1>(a, n, n_end, o0, k0);
+      }
+      for (int o0 = full_end; o0 < end; ++o0) {
+        for (int k0 = 0; k0 < full_cols; k0 += KT) weight_grad_block<T, kVecBytes, 1, KT>(a, n, n_end, o0, k0);
+        for (int k0 = full_cols; k0 < a.taps; ++k0) weight_grad_block<T, kVecBytes, 1, 1>(a, n, n_end, o0, k0);
+      }
+    }
   }
 }
 
