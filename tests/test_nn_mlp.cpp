@@ -176,6 +176,43 @@ TEST_CASE("without grad mode VelocityMLP runs fused, bitwise equal to the record
   }
 }
 
+// The fused kernel keeps each layer's transposed weight between calls and uses it only while the
+// weight is bitwise unchanged (kernels/cpu/mlp_inference.cpp, transposed_weights). Weights updated
+// in place between evaluations, by an optimiser step (the same buffers, as in fmtrain's periodic
+// sampling) or by a single entry written directly, must be seen by the next fused call.
+TEST_CASE("the fused MLP forward sees weights updated in place between calls", "[nn][mlp][inference]") {
+  Generator gen(11);
+  MLPConfig config;
+  VelocityMLP model(config, gen);
+  Adam adam(model, AdamOptions{1e-2});
+  Tensor x = randn({300, 2}, gen), t = rand_uniform({300}, gen);
+  const auto fused_and_recorded = [&]() {
+    std::vector<double> recorded = model.forward(x, t).to_vector();
+    NoGradGuard no_grad;
+    return std::make_pair(model.forward(x, t).to_vector(), recorded);
+  };
+  const auto [fused_before, recorded_before] = fused_and_recorded();
+  REQUIRE(fused_before == recorded_before);
+  for (int step = 0; step < 2; ++step) {  // two Adam steps: every weight moves, the buffers stay
+    adam.zero_grad();
+    mse_loss(model.forward(x, t), target_velocity(x, t)).backward();
+    adam.step();
+    const auto [fused, recorded] = fused_and_recorded();
+    REQUIRE(fused != fused_before);
+    REQUIRE(fused == recorded);
+  }
+  // One entry of the middle hidden layer's weight changed by hand: still seen.
+  Tensor hidden_weight;
+  for (const Tensor& p : model.parameters())
+    if (p.dim() == 2 && p.size(0) == config.hidden_width && p.size(1) == config.hidden_width) hidden_weight = p;
+  REQUIRE(hidden_weight.defined());
+  const auto [fused_old, recorded_old] = fused_and_recorded();
+  hidden_weight.data<float>()[17] += 0.25f;
+  const auto [fused_new, recorded_new] = fused_and_recorded();
+  REQUIRE(recorded_new != recorded_old);
+  REQUIRE(fused_new == recorded_new);
+}
+
 TEST_CASE("mlp_inference checks its layers and refuses inputs that need a gradient", "[nn][mlp][inference]") {
   Generator gen(3);
   Tensor x = randn({4, 3}, gen), w0 = randn({5, 3}, gen), b0 = randn({5}, gen), w1 = randn({2, 5}, gen);
