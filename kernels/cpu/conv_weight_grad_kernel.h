@@ -41,7 +41,6 @@ struct WeightGradDots {
   int positions;                     // dy_wide's row length: a multiple of 64 bytes' worth of T
   T* dweight;                        // [out_channels][taps], overwritten
   T* accumulators;                   // scratch: weight_grad_scratch_elements<T>(taps) elements
-  int group_first = 0;               // set by the kernel: the first output channel of its group
 };
 
 // Adds the lanes of v pairwise (lane i + half onto lane i, halving): a fixed order. Each level is
@@ -64,17 +63,19 @@ inline T sum_of_lanes(const typename GemmVector<T, kBytes>::type& v) {
 }
 
 // Images [n_begin, n_end) of one block. Its vector accumulators live in memory between runs of
-// images (WeightGradDots::accumulators, entry (o, k) at ((o − group_first)·taps + k)·L): a run
+// images (WeightGradDots::accumulators, entry (o, k) at ((o − group_first)·taps + k)·L, group_first
+// the first output channel of the block's group): a run
 // loads them (zeros for the first run), adds its images' positions and stores them back (the last
 // run adds the lanes into dweight instead). Each lane still sums images in order and t ascending,
 // so the bits are those of one pass over all images; but the loops can now take a few images at a
 // time across all blocks, so that their dy rows stay in L1 while every tap block reads them (see
 // weight_grad_dot_products).
 template <typename T, int kVecBytes, int CO, int KT>
-inline void weight_grad_block(const WeightGradDots<T>& a, int n_begin, int n_end, int o0, int k0) {
+inline void weight_grad_block(const WeightGradDots<T>& a, int group_first, int n_begin, int n_end, int o0,
+                              int k0) {
   using Vec = typename GemmVector<T, kVecBytes>::type;
   constexpr int L = GemmVector<T, kVecBytes>::kLanes;
-  T* saved = a.accumulators + (std::int64_t(o0 - a.group_first) * a.taps + k0) * L;
+  T* saved = a.accumulators + (std::int64_t(o0 - group_first) * a.taps + k0) * L;
   Vec acc[CO][KT];
   for (int c = 0; c < CO; ++c)
     for (int j = 0; j < KT; ++j) {
@@ -138,7 +139,7 @@ std::int64_t weight_grad_scratch_elements(int taps) {
 // they are in L2. (Block by block over all images, as before, streamed the dy rows of every image
 // from L2 once per tap block: L2 bandwidth, not the multiply-adds, set the pace.)
 template <typename T, int kVecBytes, int CO, int KT>
-void weight_grad_dot_products(WeightGradDots<T> a) {
+void weight_grad_dot_products(const WeightGradDots<T>& a) {
   static_assert(CO <= 4 && kVecBytes <= 64, "weight_grad_scratch_elements assumes at most 4 × 64 bytes");
   if (a.images == 0) {  // no blocks would write: the empty sum
     std::fill(a.dweight, a.dweight + std::int64_t(a.out_channels) * a.taps, T(0));
@@ -151,16 +152,15 @@ void weight_grad_dot_products(WeightGradDots<T> a) {
   for (int first = 0; first < a.out_channels; first += group) {
     const int end = std::min(a.out_channels, first + group);
     const int full_end = first + (end - first) / CO * CO;
-    a.group_first = first;
     for (int n = 0; n < a.images; n += run) {
       const int n_end = std::min(a.images, n + run);
       for (int o0 = first; o0 < full_end; o0 += CO) {
-        for (int k0 = 0; k0 < full_cols; k0 += KT) weight_grad_block<T, kVecBytes, CO, KT>(a, n, n_end, o0, k0);
-        for (int k0 = full_cols; k0 < a.taps; ++k0) weight_grad_block<T, kVecBytes, CO, 1>(a, n, n_end, o0, k0);
+        for (int k0 = 0; k0 < full_cols; k0 += KT) weight_grad_block<T, kVecBytes, CO, KT>(a, first, n, n_end, o0, k0);
+        for (int k0 = full_cols; k0 < a.taps; ++k0) weight_grad_block<T, kVecBytes, CO, 1>(a, first, n, n_end, o0, k0);
       }
       for (int o0 = full_end; o0 < end; ++o0) {
-        for (int k0 = 0; k0 < full_cols; k0 += KT) weight_grad_block<T, kVecBytes, 1, KT>(a, n, n_end, o0, k0);
-        for (int k0 = full_cols; k0 < a.taps; ++k0) weight_grad_block<T, kVecBytes, 1, 1>(a, n, n_end, o0, k0);
+        for (int k0 = 0; k0 < full_cols; k0 += KT) weight_grad_block<T, kVecBytes, 1, KT>(a, first, n, n_end, o0, k0);
+        for (int k0 = full_cols; k0 < a.taps; ++k0) weight_grad_block<T, kVecBytes, 1, 1>(a, first, n, n_end, o0, k0);
       }
     }
   }

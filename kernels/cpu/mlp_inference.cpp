@@ -67,8 +67,8 @@ void run_block(const std::vector<DenseLayerView>& layers, const std::vector<cons
 // scalar copy of the moons MLP's 8.5k weights: about 35 µs per call in a profile of moons sampling,
 // 6 µs alone) kept the other threads waiting on every evaluation. The pointers stay valid until
 // this thread's next call. A kept copy is used only if the layer's weights are still bitwise what they
-// were when it was made (a memcmp of the weights against a saved copy: sequential reads, several
-// times cheaper than the transposing copy), so weights updated in place between calls, by an
+// were when it was made (a memcmp of the weights against a saved copy: sequential reads, no strided
+// writes), so weights updated in place between calls, by an
 // optimiser step or an EMA swap, are transposed afresh.
 std::vector<const float*> transposed_weights(const std::vector<DenseLayerView>& layers) {
   struct Kept {
