@@ -7,9 +7,11 @@
 // hands each block, through every layer, to one thread: one parallel region per evaluation, and a
 // block's activations stay in that core's cache.
 //
-// It is built from the engine's own kernels (gemm_cpu, unary_cpu), called exactly as linear() and
-// the activation ops call them, so its output is bitwise what those ops give one after another
-// (the GEMM's sum for an element never depends on how the rows are cut; kernels/cpu/gemm.cpp).
+// Inside a block the activations are stored feature-major (the block's rows are the vector lanes),
+// so a layer needs no packing and no copies (kernels/cpu/mlp_layer_kernel.h). Each output is still
+// summed as linear()'s GEMM sums it (from zero, k ascending, per K slice, then onto the bias) and
+// the activation is the activation op's own loop (unary_cpu), so the output is bitwise what those
+// ops give one after another (tests/test_kernel_mlp_inference.cpp, tests/test_nn_mlp.cpp).
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -176,10 +176,10 @@ TEST_CASE("without grad mode VelocityMLP runs fused, bitwise equal to the record
   }
 }
 
-// The fused kernel keeps each layer's transposed weight between calls and uses it only while the
-// weight is bitwise unchanged (kernels/cpu/mlp_inference.cpp, transposed_weights). Weights updated
-// in place between evaluations, by an optimiser step (the same buffers, as in fmtrain's periodic
-// sampling) or by a single entry written directly, must be seen by the next fused call.
+// Weights updated in place between fused evaluations, by an optimiser step (the same buffers, as in
+// fmtrain's periodic sampling) or by a single entry written directly, must be seen by the next fused
+// call: a kernel that kept anything derived from the weights between calls (an earlier version kept
+// their transpose) must notice the change.
 TEST_CASE("the fused MLP forward sees weights updated in place between calls", "[nn][mlp][inference]") {
   Generator gen(11);
   MLPConfig config;

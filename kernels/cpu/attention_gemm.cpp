@@ -128,7 +128,7 @@ void attention_forward_cpu_gemm(const T* q, const T* k, const T* v, T* o, T* lse
         T sum = 0;
 #pragma omp simd reduction(+ : sum)
         for (int j = 0; j < L; ++j) {
-          row[j] = fast_exp(row[j] - row_max);
+          row[j] = fast_exp_at_most_88(row[j] - row_max);  // ≤ 0: no upper clamp
           sum += row[j];
         }
         const T inv_sum = T(1) / sum;

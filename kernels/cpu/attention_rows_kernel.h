@@ -61,7 +61,7 @@ void softmax_times_values(const AttentionRows& a) {
       const float* s = st + j * stride;
       float e_lanes[kLanes];
 #pragma omp simd
-      for (int l = 0; l < kLanes; ++l) e_lanes[l] = fast_exp(s[l] - max_lanes[l]);
+      for (int l = 0; l < kLanes; ++l) e_lanes[l] = fast_exp_at_most_88(s[l] - max_lanes[l]);  // ≤ 0
       Vec e;
       std::memcpy(&e, e_lanes, sizeof(Vec));
       sum += e;
@@ -89,7 +89,7 @@ void probabilities_from_lse(float* p, int rows, int cols, const float* lse) {
     float* row = p + std::int64_t(i) * cols;
     const float row_lse = lse[i];
 #pragma omp simd
-    for (int j = 0; j < cols; ++j) row[j] = fast_exp(row[j] - row_lse);
+    for (int j = 0; j < cols; ++j) row[j] = fast_exp_at_most_88(row[j] - row_lse);  // ≤ 0 (lse ≥ the row max)
   }
 }
 

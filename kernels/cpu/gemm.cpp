@@ -54,8 +54,7 @@ constexpr int portable_cols() {
 // 784 is 3 × 261/262, not 3 × 256 + 16) — a thin slice costs a full read and write of C for little
 // work. The cut depends on K only (see Determinism above).
 constexpr int kMaxSliceDepth = kGemmMaxSliceDepth;  // kernels/cpu/gemm_pack_b.h
-int slice_count(int K) { return std::max(1, (K + kMaxSliceDepth - 1) / kMaxSliceDepth); }
-int slice_begin(int K, int slice) { return int(std::int64_t(K) * slice / slice_count(K)); }
+// gemm_slice_count and gemm_slice_begin (kernels/cpu/gemm_pack_b.h) make the cut.
 
 // NC: the columns of one packed B slice (KC × NC), about half of a core's L2 so that A, C and the
 // streaming have the other half: 256 KiB for the portable copy (512 KiB L2 on the AMD EPYC this
@@ -180,7 +179,7 @@ void gemm_blocked(MicroKernel<T> micro_kernel, int slice_bytes, bool trans_a, in
   const int row_panels = (M + MR - 1) / MR;
   const int nc_max = std::min(NC, (N + NR - 1) / NR * NR);
   T* b_packed = b_slice_buffer<T>(std::size_t(std::min(K, kMaxSliceDepth)) * nc_max);
-  const int slices = K > 0 ? slice_count(K) : 0;
+  const int slices = K > 0 ? gemm_slice_count(K) : 0;
 
 #pragma omp parallel num_threads(max_threads) if (parallel)
   {
@@ -208,7 +207,7 @@ void gemm_blocked(MicroKernel<T> micro_kernel, int slice_bytes, bool trans_a, in
           std::min(col_panels, std::max(1, (2 * threads + row_panels - 1) / row_panels));
       const int panels_per_chunk = (col_panels + col_chunks - 1) / col_chunks;
       for (int slice = 0; slice < slices; ++slice) {
-        const int k0 = slice_begin(K, slice), kc = slice_begin(K, slice + 1) - k0;
+        const int k0 = gemm_slice_begin(K, slice), kc = gemm_slice_begin(K, slice + 1) - k0;
         // Pack this slice of B together; the implicit barrier at the end of the `omp for` makes
         // the packed slice complete before anyone reads it.
 #pragma omp for schedule(static)

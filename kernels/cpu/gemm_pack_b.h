@@ -16,11 +16,19 @@
 // depend on how B is packed.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace fm::kernels {
 
 // The deepest K slice the GEMM packs at once: pack callbacks get kc ≤ this.
 constexpr int kGemmMaxSliceDepth = 320;
+
+// K is cut into ceil(K / kGemmMaxSliceDepth) slices of (nearly) equal depth (kernels/cpu/gemm.cpp
+// says why). A C element is C + acc(slice 0) + acc(slice 1) + ..., each acc summed from zero over
+// its slice, so code that must match the GEMM bit for bit (kernels/cpu/mlp_inference.cpp) cuts K
+// with these same two functions. The cut depends on K only.
+inline int gemm_slice_count(int K) { return K > kGemmMaxSliceDepth ? (K + kGemmMaxSliceDepth - 1) / kGemmMaxSliceDepth : 1; }
+inline int gemm_slice_begin(int K, int slice) { return int(std::int64_t(K) * slice / gemm_slice_count(K)); }
 
 template <typename T>
 struct GemmPackB {
