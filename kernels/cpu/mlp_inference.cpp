@@ -98,7 +98,7 @@ void mlp_inference_cpu(const std::vector<DenseLayerView>& layers, const float* i
     if (scratch_a.size() < scratch_size) scratch_a.resize(scratch_size);
     if (scratch_b.size() < scratch_size) scratch_b.resize(scratch_size);
     // Dynamic: the blocks are equal work, but the dev machine's two cores often run at different
-    // speeds for a whole run (a profile showed one thread 1.7x slower on the same blocks); handed
+    // speeds for a whole run (in profiles, one thread's GELU took up to 1.9x the time of the other's on as many blocks); handed
     // out one at a time, the faster core takes more. Which thread computes a block does not change
     // any bit. Measured (fmsample --n 2000 --steps 1000, 16 alternating runs each, 2026-12-06):
     // median 0.40 s against 0.475 s with a static split.
