@@ -11,7 +11,8 @@
 // so a layer needs no packing and no copies (kernels/cpu/mlp_layer_kernel.h). Each output is still
 // summed as linear()'s GEMM sums it (from zero, k ascending, per K slice, then onto the bias) and
 // the activation is the activation op's own loop (unary_cpu), so the output is bitwise what those
-// ops give one after another (tests/test_kernel_mlp_inference.cpp, tests/test_nn_mlp.cpp).
+// ops give one after another, NaN payloads aside (tests/test_kernel_mlp_inference.cpp,
+// tests/test_nn_mlp.cpp; kernels/cpu/mlp_layer_kernel.h says why).
 #pragma once
 #include <cstdint>
 #include <vector>

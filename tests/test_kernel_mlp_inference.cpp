@@ -3,10 +3,13 @@
 // product, unary_cpu applies the activation): bitwise equal, and close to a float64 definition.
 // The shapes take the layer kernel's every path (kernels/cpu/mlp_layer_kernel.h): full tiles and each
 // size of leftover tile (out_features % 4 = 1, 2, 3), inputs deeper than one GEMM K slice (two
-// slices, summed as the GEMM sums them), blocks with padding rows, one block and many (threads).
+// slices, summed as the GEMM sums them), no inputs at all (K = 0: the output is the bias as it is,
+// a −0 included), blocks with padding rows, one block and many (threaded when OpenMP has two
+// threads or more, as under ctest on a multi-core machine).
 // ctest runs this file a second time on the portable copy (tests/CMakeLists.txt).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -80,6 +83,7 @@ TEST_CASE("the fused MLP forward is bitwise the layer-by-layer GEMM and activati
       {{3, 64, 64, 64, 2}, "the moons MLP (full tiles, a 2-feature leftover)"},
       {{5, 37, 43, 7}, "leftovers of 1, 3 and 3 features"},
       {{330, 400, 9}, "inputs of 330 and 400 features: two K slices each"},
+      {{0, 5}, "no inputs (K = 0)"},
   };
   REQUIRE(fm::kernels::gemm_slice_count(330) == 2);
   REQUIRE(fm::kernels::gemm_slice_count(400) == 2);
@@ -89,9 +93,10 @@ TEST_CASE("the fused MLP forward is bitwise the layer-by-layer GEMM and activati
     std::vector<DenseLayerView> layers;
     for (std::size_t l = 0; l + 1 < shape.widths.size(); ++l) {
       const int in = shape.widths[l], out = shape.widths[l + 1];
-      const float scale = 1.5f / std::sqrt(float(in));
+      const float scale = 1.5f / std::sqrt(float(std::max(in, 1)));
       data.push_back({fm::test::random_floats(std::size_t(in) * out, seed++, -scale, scale),
                       fm::test::random_floats(std::size_t(out), seed++, -0.5f, 0.5f)});
+      data.back().bias[0] = -0.0f;  // kept as −0 only where nothing is added to it (K = 0)
     }
     for (std::size_t l = 0; l < data.size(); ++l) {
       const bool last = l + 1 == data.size();

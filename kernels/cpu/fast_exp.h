@@ -11,9 +11,11 @@
 //   2^n  built directly in the float's exponent bits.
 // ln 2 is split in a high part with few mantissa bits and a low correction (Cody & Waite) so
 // n·ln2_hi is exact and r keeps full precision. Measured max relative error vs double exp over
-// [−87, 88]: about 2e-7 (a few ulp; tests/test_kernel_attention.cpp checks it). Inputs are
-// clamped to [−87, 88], so e^x never overflows to inf or becomes a denormal: below −87 the result
+// [−87, 88]: about 2e-7 (a few ulp; tests/test_kernel_attention.cpp checks it). fast_exp clamps
+// its input to [−87, 88], so e^x never overflows to inf or becomes a denormal: below −87 the result
 // is 1.6e-38 instead of a smaller number, which no softmax or sigmoid can tell apart from 0.
+// fast_exp_at_most_88 clamps only below, for callers whose exponent cannot exceed 88; above 88 its
+// result is garbage (the exponent bits overflow), so a caller must be sure.
 //
 // double keeps std::exp: the float64 path exists for gradchecks, where accuracy is the point.
 #pragma once
@@ -27,6 +29,7 @@ namespace fm::kernels {
 // Every function here is always inlined: they are compiled both with the portable flags and for
 // AVX-512 (kernels/cpu/cpu_isa.h), and an out-of-line copy would be shared by the linker between the
 // two, so a CPU without AVX-512 could end up calling the AVX-512 one.
+
 // e^x for x ≤ 88 (or NaN), the callers whose argument cannot overflow: fast_exp without the upper
 // clamp, bitwise the same there. Each clamp costs the vectorised loop a compare and a blend (GCC
 // computes the polynomial for every lane and then puts e^88 or e^−87 in the clamped ones).

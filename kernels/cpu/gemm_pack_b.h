@@ -14,6 +14,9 @@
 //
 // Results are bitwise those of gemm_cpu on the materialised B: the GEMM's summation order does not
 // depend on how B is packed.
+//
+// Also here: the GEMM's cut of K into slices (gemm_slice_count, gemm_slice_begin), shared with code
+// that must sum as the GEMM sums.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -25,10 +28,12 @@ constexpr int kGemmMaxSliceDepth = 320;
 
 // K is cut into ceil(K / kGemmMaxSliceDepth) slices of (nearly) equal depth (kernels/cpu/gemm.cpp
 // says why). A C element is C + acc(slice 0) + acc(slice 1) + ..., each acc summed from zero over
-// its slice, so code that must match the GEMM bit for bit (kernels/cpu/mlp_inference.cpp) cuts K
-// with these same two functions. The cut depends on K only.
-inline int gemm_slice_count(int K) { return K > kGemmMaxSliceDepth ? (K + kGemmMaxSliceDepth - 1) / kGemmMaxSliceDepth : 1; }
-inline int gemm_slice_begin(int K, int slice) { return int(std::int64_t(K) * slice / gemm_slice_count(K)); }
+// its slice, so code that must match the GEMM bit for bit (the fused MLP's layer kernel,
+// kernels/cpu/mlp_layer_kernel.h) cuts K with these same two functions. The cut depends on K only.
+// Always inlined, as everything in a header that the AVX-512 copies include (kernels/cpu/fast_exp.h
+// says why).
+[[gnu::always_inline]] inline int gemm_slice_count(int K) { return K > kGemmMaxSliceDepth ? (K + kGemmMaxSliceDepth - 1) / kGemmMaxSliceDepth : 1; }
+[[gnu::always_inline]] inline int gemm_slice_begin(int K, int slice) { return int(std::int64_t(K) * slice / gemm_slice_count(K)); }
 
 template <typename T>
 struct GemmPackB {

@@ -22,11 +22,13 @@ namespace fm::kernels {
 namespace {
 
 // Rows per block: the vector lanes of the layer kernel's tiles (a multiple of both copies' tile
-// widths, 16 and 64 floats). A block's activations are 64 × 64 floats = 16 KiB per buffer for the
-// moons MLP, so input, output and weights of a layer stay in L1; 2,000 points make 32 blocks to
-// share among the threads.
+// widths, 16 and 64 floats). For the moons MLP a layer's input and output are 64 × 64 floats =
+// 16 KiB each and its weight 16 KiB: together the whole L1d of the dev machine's Xeon (48 KiB), so
+// the weight is partly read from L2. 2,000 points make 32 blocks to share among the threads.
+// A call with fewer rows still computes a whole block (the padding rows are dropped).
 constexpr int kBlockRows = 64;
-static_assert(kBlockRows % (kMlpTileVectorsPortable * 8) == 0 && kBlockRows % (kMlpTileVectorsAvx512 * 16) == 0);
+static_assert(kBlockRows % (kMlpTileVectorsPortable * GemmVector<float, 32>::kLanes) == 0 &&
+              kBlockRows % (kMlpTileVectorsAvx512 * GemmVector<float, 64>::kLanes) == 0);
 
 // Below about this many multiply-adds per evaluation one thread does it all (waking a second one
 // costs a few microseconds; see kParallelWork in kernels/cpu/elementwise_loops.h).
@@ -98,10 +100,10 @@ void mlp_inference_cpu(const std::vector<DenseLayerView>& layers, const float* i
     if (scratch_a.size() < scratch_size) scratch_a.resize(scratch_size);
     if (scratch_b.size() < scratch_size) scratch_b.resize(scratch_size);
     // Dynamic: the blocks are equal work, but the dev machine's two cores often run at different
-    // speeds for a whole run (in profiles, one thread's GELU took up to 1.9x the time of the other's on as many blocks); handed
-    // out one at a time, the faster core takes more. Which thread computes a block does not change
-    // any bit. Measured (fmsample --n 2000 --steps 1000, 16 alternating runs each, 2026-12-06):
-    // median 0.40 s against 0.475 s with a static split.
+    // speeds for a whole run (in profiles, one thread's GELU took up to 1.9x the time of the
+    // other's on as many blocks); handed out one at a time, the faster core takes more. Which
+    // thread computes a block does not change any bit. Measured (fmsample --n 2000 --steps 1000,
+    // 16 alternating runs each, 2026-12-06): median 0.40 s against 0.475 s with a static split.
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t block = 0; block < blocks; ++block) {
       const std::int64_t r0 = block * kBlockRows, block_rows = std::min<std::int64_t>(kBlockRows, rows - r0);

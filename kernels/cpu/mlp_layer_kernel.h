@@ -15,8 +15,11 @@
 // The arithmetic is the GEMM's (kernels/cpu/gemm_micro_kernel.h): for each K slice
 // (gemm_slice_begin), acc = 0, acc = in·w + acc for k ascending (one FMA each where the build has
 // FMA), then out = bias + acc for the first slice and out = out + acc for the others, which is what
-// linear() gives (C starts as the bias rows, the GEMM adds onto it). So the fused forward is bitwise
-// the op-by-op one, whatever the tile, the vector width or the ISA copy.
+// linear() gives (C starts as the bias rows, the GEMM adds onto it; with no inputs at all, K = 0,
+// out is the bias as it is). So the fused forward is bitwise the op-by-op one, whatever the tile,
+// the vector width or the ISA copy — NaN payloads aside: where two NaNs meet, which one comes out
+// depends on operand order, which differs between this kernel and the GEMM (and between the
+// GEMM's own full and edge tiles). No number differs.
 //
 // Compiled twice (kernels/cpu/cpu_isa.h): 32-byte vectors in mlp_inference.cpp, 64-byte ones in
 // mlp_inference_avx512.cpp. The two are distinct template instantiations, so the linker cannot hand
@@ -66,7 +69,7 @@ inline void dense_layer_tile(const float* weight, int in_features, const float* 
       } else {
         std::memcpy(&sum, o, sizeof(Vec));
       }
-      sum += acc[i][v];
+      if (k1 > k0) sum += acc[i][v];  // K = 0: the bias untouched, as the GEMM leaves C (−0 stays −0)
       std::memcpy(o, &sum, sizeof(Vec));
     }
 }
@@ -84,7 +87,8 @@ inline void dense_layer_leftover(int count, const float* weight, int in_features
   }
 }
 
-// The whole layer on a block of `columns` rows (a multiple of NV vectors' lanes).
+// The whole layer on a block of `columns` rows; columns must be a multiple of NV · (the vector's
+// lanes), which the caller asserts at compile time (kernels/cpu/mlp_inference.cpp).
 template <int kVecBytes, int MO, int NV>
 void dense_layer_feature_major(const float* weight, const float* bias, int in_features, int out_features,
                                const float* in, float* out, int columns) {
