@@ -26,6 +26,18 @@ struct ElementwiseGeometry {
   }
 };
 
+// The geometry of n contiguous elements, every operand read and written at offset i: what a kernel
+// that owns its buffers (the fused MLP's activations, a test's vectors) hands unary_cpu and binary_cpu.
+// Always inlined, as is_dense below: the AVX-512 copies include this header (kernels/cpu/fast_exp.h
+// says why that matters).
+[[gnu::always_inline]] inline ElementwiseGeometry dense_geometry(std::int64_t numel) {
+  ElementwiseGeometry g;
+  g.ndim = 1;
+  g.sizes[0] = numel;
+  g.out_strides[0] = g.a_strides[0] = g.b_strides[0] = 1;
+  return g;
+}
+
 // True when an operand with these strides (one of the geometry's *_strides arrays) is laid out
 // contiguously in the output's order, so element i sits at offset i: the CPU loops and the CUDA
 // kernels then skip the per-element index arithmetic. Size-1 dimensions may have any stride.

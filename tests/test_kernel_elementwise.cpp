@@ -14,17 +14,11 @@
 #include "kernel_test_util.h"
 
 namespace fk = fm::kernels;
+using fk::dense_geometry;
 using namespace fm::test;
 
 namespace {
 
-fk::ElementwiseGeometry dense_geometry(std::int64_t n) {
-  fk::ElementwiseGeometry g;
-  g.ndim = 1;
-  g.sizes[0] = n;
-  g.out_strides[0] = g.a_strides[0] = g.b_strides[0] = 1;
-  return g;
-}
 // The same n elements read with stride 2 (every other element of a buffer twice as long): the
 // general path, which walks rows instead of one flat loop.
 fk::ElementwiseGeometry strided_geometry(std::int64_t n) {

@@ -27,14 +27,6 @@ struct LayerData {
   std::vector<float> weight, bias;
 };
 
-fm::kernels::ElementwiseGeometry dense(std::int64_t numel) {
-  fm::kernels::ElementwiseGeometry g;
-  g.ndim = 1;
-  g.sizes[0] = numel;
-  g.out_strides[0] = g.a_strides[0] = g.b_strides[0] = 1;
-  return g;
-}
-
 // What linear() and then the activation op compute, layer after layer (core/ops_matmul.cpp).
 std::vector<float> layer_by_layer(const std::vector<DenseLayerView>& layers, const std::vector<float>& input,
                                   int rows) {
@@ -47,8 +39,8 @@ std::vector<float> layer_by_layer(const std::vector<DenseLayerView>& layers, con
                                  layer.in_features, layer.weight, layer.in_features, 1.0f, out.data(),
                                  layer.out_features);
     if (layer.activation != UnaryOp::Identity)
-      fm::kernels::unary_cpu<float>(layer.activation, out.data(), out.data(), dense(std::int64_t(out.size())), 0.0,
-                                    0.0);
+      fm::kernels::unary_cpu<float>(layer.activation, out.data(), out.data(),
+                                    fm::kernels::dense_geometry(std::int64_t(out.size())), 0.0, 0.0);
     h = std::move(out);
   }
   return h;

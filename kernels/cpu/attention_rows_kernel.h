@@ -88,10 +88,10 @@ void probabilities_from_lse(float* p, int rows, int cols, const float* lse) {
   for (int i = 0; i < rows; ++i) {
     float* row = p + std::int64_t(i) * cols;
     const float row_lse = lse[i];
-#pragma omp simd
     // fast_exp with both clamps: the backward recomputes S as (scale·Q)·Kᵀ, while the fused
     // forward, whose lse this is, computed (scale·K)·Qᵀ; rounded differently, S − lse can come out
     // above 0, and for a diverging run's huge scores above 88.
+#pragma omp simd
     for (int j = 0; j < cols; ++j) row[j] = fast_exp(row[j] - row_lse);
   }
 }

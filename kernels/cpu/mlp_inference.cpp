@@ -13,7 +13,6 @@
 #include "kernels/mlp_inference.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "kernels/cpu/cpu_isa.h"
 #include "kernels/cpu/mlp_layer_kernel.h"
@@ -33,14 +32,6 @@ static_assert(kBlockRows % (kMlpTileVectorsPortable * GemmVector<float, 32>::kLa
 // Below about this many multiply-adds per evaluation one thread does it all (waking a second one
 // costs a few microseconds; see kParallelWork in kernels/cpu/elementwise_loops.h).
 constexpr std::int64_t kParallelMacs = std::int64_t(1) << 18;
-
-ElementwiseGeometry dense_geometry(std::int64_t numel) {
-  ElementwiseGeometry g;
-  g.ndim = 1;
-  g.sizes[0] = numel;
-  g.out_strides[0] = g.a_strides[0] = g.b_strides[0] = 1;
-  return g;
-}
 
 void dense_layer(const DenseLayerView& layer, const float* in, float* out) {
   if (use_avx512_kernels())
