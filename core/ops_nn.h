@@ -25,6 +25,10 @@ Tensor group_norm_silu(const Tensor& x, int groups, const Tensor& weight, const 
 
 // softmax(q·kᵀ / √head_dim)·v over [B, H, L, D] tensors.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v);
+// The same with q, k, v stacked in one [3, B, H, L, D] tensor (an attention layer's split
+// projection): the same values, and one [3, B, H, L, D] gradient written slice by slice, where
+// three narrow()s would each make a zero-filled one that backward() then sums.
+Tensor scaled_dot_product_attention_packed(const Tensor& qkv);
 
 // Rows indices[i] of table [rows, dim] stacked into [indices.size(), dim]; differentiable in the
 // table. Every index must lie in [0, rows).

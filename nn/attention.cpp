@@ -30,12 +30,10 @@ Tensor MultiheadSelfAttention::forward(const Tensor& x) {
   const std::int64_t batch = x.size(0), tokens = x.size(1);
   const std::int64_t head_dim = embed_dim_ / num_heads_;
   Tensor qkv = linear(x, in_proj_weight, in_proj_bias);  // [B, L, 3E]
-  // [B, L, 3, H, D] → [3, B, H, L, D]: one copy, after which q, k and v are contiguous slices.
+  // [B, L, 3, H, D] → [3, B, H, L, D]: one copy, after which q, k and v are contiguous slices,
+  // handed to the attention as one tensor (its backward then writes one gradient, slice by slice).
   Tensor heads = qkv.reshape({batch, tokens, 3, num_heads_, head_dim}).permute({2, 0, 3, 1, 4}).contiguous();
-  Tensor q = heads.narrow(0, 0, 1).squeeze(0);
-  Tensor k = heads.narrow(0, 1, 1).squeeze(0);
-  Tensor v = heads.narrow(0, 2, 1).squeeze(0);
-  Tensor attended = scaled_dot_product_attention(q, k, v);  // [B, H, L, D], x's dtype
+  Tensor attended = scaled_dot_product_attention_packed(heads);  // [B, H, L, D], x's dtype
   Tensor merged = attended.permute({0, 2, 1, 3}).reshape({batch, tokens, std::int64_t(embed_dim_)});
   return out_proj->forward(merged);
 }

@@ -4,7 +4,8 @@
 // Layer: nn/ (uses core/ only). Parameters and names match PyTorch's module, so weights transfer:
 //   in_proj_weight [3E, E] (rows: W_q, W_k, W_v), in_proj_bias [3E], out_proj.weight [E, E], out_proj.bias [E]
 // forward(x [B, L, E]):  [q k v] = x·W_inᵀ + b_in, split into H heads of D = E/H →
-//   fm::scaled_dot_product_attention on [B, H, L, D] (softmax(q·kᵀ/√D)·v) → merge heads → out_proj.
+//   fm::scaled_dot_product_attention_packed on [3, B, H, L, D] (softmax(q·kᵀ/√D)·v for the stacked q, k, v)
+//   → merge heads → out_proj.
 // No dropout and no mask: the U-Net attends over all H·W pixels of a feature map.
 #pragma once
 #include <memory>

@@ -1,5 +1,5 @@
 // tests/test_core_image_ops.cpp — the U-Net's ops through autograd: conv2d, conv_transpose2d,
-// group_norm, group_norm_silu, scaled_dot_product_attention, SiLU.
+// group_norm, group_norm_silu, scaled_dot_product_attention (and its packed form), SiLU.
 //   CPU: float64 gradcheck across the options (stride, padding, groups, heads) and forward values
 //        against the plain-loop reference kernels.
 //   CUDA: the custom kernels and the library path (cuDNN / cuBLAS), forward and every backward,
@@ -96,6 +96,42 @@ TEST_CASE("gradcheck: scaled_dot_product_attention", "[gradcheck][attention]") {
   FM_REQUIRE_CLOSE(got.data(), expected.data(), got.size(), 1e-12, 1e-10);
 }
 
+TEST_CASE("scaled_dot_product_attention_packed: q, k, v stacked give the same output and gradients",
+          "[gradcheck][attention]") {
+  for (Shape s : {Shape{3, 1, 1, 1, 1}, Shape{3, 2, 2, 5, 3}, Shape{3, 1, 3, 7, 4}}) {  // [3, B, H, L, D]
+    INFO("qkv " << shape_str(s));
+    FM_REQUIRE_GRADCHECK([](const Inputs& x) { return scaled_dot_product_attention_packed(x[0]); },
+                         Inputs{random_tensor(s, 20, -1.5, 1.5)});
+  }
+  // Against the three-tensor op on the same numbers, float32 (the training dtype): the output is
+  // the same kernel's, so the same bits; the packed gradient holds the three-tensor op's dq, dk, dv.
+  for (Shape s : {Shape{3, 2, 4, 196, 8}, Shape{3, 2, 4, 49, 8}, Shape{3, 1, 2, 17, 5}}) {
+    INFO("qkv " << shape_str(s));
+    Tensor qkv = random_tensor(s, 21, -2.0, 2.0, DType::Float32);
+    qkv.set_requires_grad();
+    const Tensor out_grad = random_tensor(Shape(s.begin() + 1, s.end()), 22, -1.0, 1.0, DType::Float32);
+    Tensor packed = scaled_dot_product_attention_packed(qkv);
+    packed.backward(out_grad);
+    Tensor q = qkv.detach().narrow(0, 0, 1).squeeze(0).contiguous();
+    Tensor k = qkv.detach().narrow(0, 1, 1).squeeze(0).contiguous();
+    Tensor v = qkv.detach().narrow(0, 2, 1).squeeze(0).contiguous();
+    for (Tensor* t : {&q, &k, &v}) t->set_requires_grad();
+    Tensor separate = scaled_dot_product_attention(q, k, v);
+    separate.backward(out_grad);
+    REQUIRE(packed.to_vector() == separate.to_vector());
+    const Tensor dqkv = qkv.grad();
+    REQUIRE(dqkv.shape() == s);
+    CHECK(dqkv.narrow(0, 0, 1).squeeze(0).to_vector() == q.grad().to_vector());
+    CHECK(dqkv.narrow(0, 1, 1).squeeze(0).to_vector() == k.grad().to_vector());
+    CHECK(dqkv.narrow(0, 2, 1).squeeze(0).to_vector() == v.grad().to_vector());
+  }
+  // A non-contiguous qkv (the module's permuted projection before its copy) is read as laid out.
+  Tensor wide = random_tensor({2, 5, 3, 2, 4}, 23);  // [B, L, 3, H, D]
+  Tensor permuted = wide.permute({2, 0, 3, 1, 4});  // [3, B, H, L, D], strided
+  REQUIRE(scaled_dot_product_attention_packed(permuted).to_vector() ==
+          scaled_dot_product_attention_packed(permuted.contiguous()).to_vector());
+}
+
 TEST_CASE("image ops refuse bad shapes with the op's name", "[errors]") {
   Tensor x = Tensor::zeros({1, 3, 8, 8});
   REQUIRE_THROWS_WITH(conv2d(x, Tensor::zeros({4, 3, 3}), Tensor(), 1, 1),
@@ -105,6 +141,12 @@ TEST_CASE("image ops refuse bad shapes with the op's name", "[errors]") {
   REQUIRE_THROWS_WITH(conv2d(x, Tensor::zeros({4, 3, 3, 3}), Tensor::zeros({5}), 1, 1),
                       Catch::Contains("bias has shape [5], expected [4]"));
   REQUIRE_THROWS_WITH(scaled_dot_product_attention(x, x, x.narrow(1, 0, 2)), Catch::Contains("shapes differ"));
+  REQUIRE_THROWS_WITH(scaled_dot_product_attention_packed(Tensor::zeros({2, 1, 1, 4, 4})),
+                      Catch::Contains("scaled_dot_product_attention_packed: qkv [2, 1, 1, 4, 4], expected [3, batch, "
+                                      "heads, tokens, head_dim]"));
+  REQUIRE_THROWS_WITH(scaled_dot_product_attention_packed(x), Catch::Contains("expected [3, batch"));
+  REQUIRE_THROWS_WITH(scaled_dot_product_attention_packed(Tensor::zeros({3, 1, 1, 2, 129})),
+                      Catch::Contains("scaled_dot_product_attention_packed: head_dim 129, expected 1..128"));
 }
 
 // ---- CUDA parity: both implementations against the CPU ------------------------------------------
@@ -178,6 +220,11 @@ TEST_CASE("cuda: attention flash and cuBLAS match the CPU", "[gpu][attention]") 
       INFO("q/k/v " << shape_str(s));
       fm::test::check_cuda_matches_cpu([](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2]); },
                                        {s, s, s}, 24, 1e-5, 1e-4);
+      // The stacked form: the same kernels on slices of one buffer, one gradient written slice by slice.
+      Shape packed = s;
+      packed.insert(packed.begin(), 3);
+      fm::test::check_cuda_matches_cpu([](const Inputs& x) { return scaled_dot_product_attention_packed(x[0]); },
+                                       {packed}, 25, 1e-5, 1e-4);
     }
   });
 }
