@@ -34,8 +34,9 @@ void check_heads(const char* op, const Tensor& q, const Tensor& k, const Tensor&
 
 // o = softmax(scale·q·kᵀ)·v and the rows' log-sum-exp, on contiguous q, k, v (views of one buffer
 // or not): the kernel of each device and precision.
-void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o, Tensor& lse, double scale) {
-  const char* op = kOp;
+// `op` names the entry point in errors.
+void attention_forward(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o, Tensor& lse,
+                       double scale) {
   const int B = int(q.size(0)), H = int(q.size(1)), L = int(q.size(2)), D = int(q.size(3));
   o = Tensor::empty(q.shape(), q.dtype(), q.device());
   // The log-sum-exp in the compute type: float for bfloat16 activations.
@@ -68,9 +69,9 @@ void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, Tensor
 
 // dq, dk, dv (contiguous, preallocated: separate tensors or slices of one) from the forward's
 // saved q, k, v, o, lse and the output gradient g (contiguous): the probabilities are recomputed.
-void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
-                        const Tensor& g, const Tensor& dq, const Tensor& dk, const Tensor& dv, double scale) {
-  const char* op = kOp;
+void attention_backward(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
+                        const Tensor& lse, const Tensor& g, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                        double scale) {
   // The gradient arrives in o's dtype (autograd keeps each tensor's gradient in its dtype).
   FM_CHECK(g.dtype() == q.dtype(), DTypeError, op, ": gradient ", g.describe(), " for a ", dtype_name(q.dtype()),
            " output");
@@ -113,13 +114,13 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   const double scale = 1.0 / std::sqrt(double(q_in.size(3)));
   Tensor q = q_in.detach().contiguous(), k = k_in.detach().contiguous(), v = v_in.detach().contiguous();
   Tensor o, lse;
-  attention_forward(q, k, v, o, lse, scale);
+  attention_forward(kOp, q, k, v, o, lse, scale);
   Tensor o_saved = o.detach();
   return record_op(o, kOp, {q_in, k_in, v_in}, [=](const Tensor& g) {
     Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device());
     Tensor dk = Tensor::empty(q.shape(), q.dtype(), q.device());
     Tensor dv = Tensor::empty(q.shape(), q.dtype(), q.device());
-    attention_backward(q, k, v, o_saved, lse, g.contiguous(), dq, dk, dv, scale);
+    attention_backward(kOp, q, k, v, o_saved, lse, g.contiguous(), dq, dk, dv, scale);
     return std::vector<Tensor>{dq, dk, dv};
   });
 }
@@ -134,13 +135,13 @@ Tensor scaled_dot_product_attention_packed(const Tensor& qkv_in) {
   check_heads(op, q, k, v);
   const double scale = 1.0 / std::sqrt(double(q.size(3)));
   Tensor o, lse;
-  attention_forward(q, k, v, o, lse, scale);
+  attention_forward(op, q, k, v, o, lse, scale);
   Tensor o_saved = o.detach();
   // One gradient for the one input, its three slices written by the kernels in place: no zero-filled
   // [3, …] tensor per slice and no sums of them, which three narrow()s of qkv would cost.
   return record_op(o, op, {qkv_in}, [=](const Tensor& g) {
     Tensor dqkv = Tensor::empty(qkv.shape(), qkv.dtype(), qkv.device());
-    attention_backward(q, k, v, o_saved, lse, g.contiguous(), part(dqkv, 0), part(dqkv, 1), part(dqkv, 2), scale);
+    attention_backward(op, q, k, v, o_saved, lse, g.contiguous(), part(dqkv, 0), part(dqkv, 1), part(dqkv, 2), scale);
     return std::vector<Tensor>{dqkv};
   });
 }
