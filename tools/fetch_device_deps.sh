@@ -9,4 +9,7 @@ rm -rf .deps && mkdir -p .deps/debs .deps/root
 (cd .deps/debs && apt-get download "${packages[@]}" >/dev/null)
 for deb in .deps/debs/*.deb; do dpkg -x "$deb" .deps/root; done
 rm -rf .deps/debs
+# Documentation and manual pages (3 MB) are of no use there, and a device call's working tree, carried
+# paths included, may hold at most 64 MiB (docs/gpu.md, "What a device call can carry").
+rm -rf .deps/root/usr/share/doc .deps/root/usr/share/man
 du -sh .deps
