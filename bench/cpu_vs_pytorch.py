@@ -2,7 +2,7 @@
 """bench/cpu_vs_pytorch.py — CPU speed of the engine against PyTorch on the same work (issue 13).
 
   python3 bench/cpu_vs_pytorch.py [--install] [--python PATH] [--fmtrain PATH] [--fmbench PATH]
-                                  [--repeats 3] [--only moons|unet|ops] [--steps N] [--csv FILE]
+                                  [--repeats 3] [--only moons|unet|ops|kernels] [--steps N] [--csv FILE]
 
 Not part of CI and not a CTest: it needs PyTorch, which --install puts into a throw-away virtual
 environment (python3 -m venv VENV && VENV/bin/pip install torch; VENV is /tmp/v unless --venv says
@@ -40,6 +40,11 @@ What is timed:
              bench/cpu_ops_pytorch.py (the same op and modes from Python, as a PyTorch user calls it). Modes:
              without grad, recording the backward node, and that node's backward. Lower is faster.
 
+  kernels    only with --only kernels: every row of the CPU kernel lab (`fmbench cpu-kernels`: conv2d's three
+             passes, attention, the GEMM shapes of the small U-Net) against the same call in PyTorch
+             (bench/cpu_kernels_pytorch.py, which rebuilds each row's inputs from the lab's CSV), at the first
+             --threads count; GFLOP/s of each side and its share of the lab's measured FMA peak.
+
 Default step counts: moons the config's train.steps (3000); the U-Net 200 steps instead of the
 config's 800 (throughput does not depend on the learning rate; 200 steps keep a 3-repeat run near ten
 minutes on two cores). --steps N sets both, for a quick functional run; there train.warmup_steps is
@@ -59,6 +64,7 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "bench", "cpu_vs_pytorch_models.py")
 OPS_WORKER = os.path.join(REPO, "bench", "cpu_ops_pytorch.py")
+KERNELS_WORKER = os.path.join(REPO, "bench", "cpu_kernels_pytorch.py")
 # fmbench cpu-ops' mode names → cpu_ops_pytorch.py's
 OP_MODES = {"no grad": "add", "recording": "add_recording", "backward": "add_backward"}
 
@@ -77,7 +83,7 @@ def parse_args():
     parser.add_argument("--fmtrain", default=os.path.join(REPO, "build-cpu", "bin", "fmtrain"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fmbench", help="fmbench for the per-op rows (default: next to --fmtrain)")
-    parser.add_argument("--only", choices=sorted(SETUPS) + ["ops"])
+    parser.add_argument("--only", choices=sorted(SETUPS) + ["ops", "kernels"])
     parser.add_argument("--steps", type=int, help="training steps for every run (a quick functional check)")
     parser.add_argument("--threads", default="2,1",
                         help="moons thread counts, first one also for the U-Net and sampling (default 2,1)")
@@ -257,17 +263,57 @@ def measure_ops(args, python, work_dir):
             for mode in OP_MODES]
 
 
+def measure_kernels(args, python, work_dir):
+    """The kernel rows: fmbench cpu-kernels and cpu_kernels_pytorch.py alternating, --repeats times each."""
+    fmbench = args.fmbench or os.path.join(os.path.dirname(args.fmtrain), "fmbench")
+    if not os.access(fmbench, os.X_OK):
+        raise SystemExit(f"cpu_vs_pytorch.py: no fmbench at {fmbench} (build the fmbench target or pass --fmbench)")
+    threads = args.thread_counts[0]
+    engine, torch_seconds, lab_rows, peaks = {}, {}, {}, []
+    for repeat in range(args.repeats):
+        csv_path = os.path.join(work_dir, f"kernels_r{repeat}.csv")
+        run([fmbench, "cpu-kernels", "--csv", csv_path], threads)
+        with open(csv_path) as f:
+            for line in csv.DictReader(f):
+                key = f"{line['op']}|{line['shape']}|{line['pass']}"
+                lab_rows[key] = line
+                engine.setdefault(key, []).append(float(line["seconds"]))
+                peak = float(line["peak_gflops"])
+        peaks.append(peak)
+        measured = json.loads(run([python, KERNELS_WORKER, "--lab-csv", csv_path, "--threads", str(threads)],
+                                  threads).strip().splitlines()[-1])
+        for key, seconds in measured["seconds"].items():
+            torch_seconds.setdefault(key, []).append(seconds)
+        print(f"  kernels, repeat {repeat + 1}/{args.repeats}: {len(measured['seconds'])} rows each side, "
+              f"peak {peak:.1f} GFLOP/s", flush=True)
+    peak = statistics.median(peaks)
+    rows = []
+    for key, line in lab_rows.items():
+        flops = float(line["flops"])
+        gflops = lambda values: [flops / s * 1e-9 for s in values]  # noqa: E731
+        label = f"{line['op']} {line['shape']} {line['pass']}, {threads} thread{'s' if threads > 1 else ''}"
+        r = row(label, "GFLOP/s", gflops(engine[key]), gflops(torch_seconds[key]), True)
+        r["peak"] = peak
+        rows.append(r)
+    return rows
+
+
 def print_table(rows, facts, args, steps_by_setup, parameters):
     print()
     print(f"machine: {facts['cpu']}, {facts['cores']} cores | PyTorch {facts['pytorch']} | checkout "
           f"{facts['commit']} | {facts['fmtrain']} | {facts['date']}")
-    print(f"medians of {args.repeats} runs each side, alternating; training steps: "
-          + ", ".join(f"{k} {v}" for k, v in steps_by_setup.items())
-          + "; parameters: " + ", ".join(f"{k} {v}" for k, v in parameters.items()) + " (both sides)")
+    trained = ("; training steps: " + ", ".join(f"{k} {v}" for k, v in steps_by_setup.items())
+               + "; parameters: " + ", ".join(f"{k} {v}" for k, v in parameters.items()) + " (both sides)"
+               if steps_by_setup else "")
+    print(f"medians of {args.repeats} runs each side, alternating{trained}")
     print()
     print("| work | this engine | PyTorch CPU | engine / PyTorch speed |")
     print("|---|---|---|---|")
     for r in rows:
+        if r["unit"] == "GFLOP/s":  # a kernel row: with each side's share of the measured peak
+            share = lambda v: f"{v:.1f} GFLOP/s ({100 * v / r['peak']:.0f}% of peak)"  # noqa: E731
+            print(f"| {r['work']} | {share(r['engine'])} | {share(r['pytorch'])} | {r['speed_ratio']:.2f}× |")
+            continue
         digits = 3 if r["unit"] == "s" else 0
         suffix = {"s": " s", "ns": " ns"}.get(r["unit"], "")
         fmt = lambda v: f"{v:.{digits}f}{suffix}"  # noqa: E731
@@ -297,7 +343,7 @@ def main():
         raise SystemExit(f"cpu_vs_pytorch.py: {args.fmtrain}: no fmtrain there; build it "
                          "(cmake --build BUILD --target fmtrain) or pass --fmtrain PATH")
     facts = machine_facts(torch_version, args)
-    names = [args.only] if args.only in SETUPS else ([] if args.only == "ops" else list(SETUPS))
+    names = [args.only] if args.only in SETUPS else ([] if args.only in ("ops", "kernels") else list(SETUPS))
     work_dir = args.keep or tempfile.mkdtemp(prefix="cpu_vs_pytorch_")
     os.makedirs(work_dir, exist_ok=True)
     rows, steps_by_setup, parameters = [], {}, {}
@@ -310,6 +356,8 @@ def main():
             rows += rows_for(name, by_threads, args.thread_counts)
         if args.only in (None, "ops"):
             rows += measure_ops(args, python, work_dir)
+        if args.only == "kernels":
+            rows += measure_kernels(args, python, work_dir)
     finally:
         if not args.keep:
             shutil.rmtree(work_dir, ignore_errors=True)

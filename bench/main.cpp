@@ -7,6 +7,9 @@
 //   fmbench --list [OP]                           (the case tables of cases/; no GPU)
 //   fmbench cpu-ops [--quick] [--repeats N] [--iterations N] [--filter TEXT] [--csv FILE]
 //                                                 (per-op overhead of tiny CPU ops; bench/cpu_ops.h; no GPU)
+//   fmbench cpu-kernels [--quick] [--repeats N] [--filter TEXT] [--csv FILE]
+//                                                 (the CPU kernels against the measured FMA peak;
+//                                                 bench/cpu/kernel_lab.h; no GPU)
 //   fmbench step [--shapes small] [--steps N] [--warmup-steps N] [--batch N] [--device cpu|cuda|auto]
 //                                                 (a training step's device-runtime counters; bench/step.h;
 //                                                 any device: CUDA, the CUDA emulator, the CPU)
@@ -19,8 +22,8 @@
 // No CUDA call happens before the arguments are parsed and fm::kernels::cuda_available() says there
 // is a device: on a machine with the toolkit but no GPU, `fmbench all` prints one line and exits 0,
 // so scripts can call it anywhere. plot, --list and cpu-ops never reach that check: they make no CUDA
-// call. A build without the CUDA backend (-DFM_CUDA=OFF) has only those three and step (FM_BENCH_GPU
-// unset); the CUDA emulator build has the same four.
+// call (nor does cpu-kernels). A build without the CUDA backend (-DFM_CUDA=OFF) has only those four and
+// step (FM_BENCH_GPU unset); the CUDA emulator build has the same five.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -29,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/cpu/kernel_lab.h"
 #include "bench/cpu_ops.h"
 #include "bench/harness.h"
 #include "bench/plot.h"
@@ -61,6 +65,11 @@ const char* kUsage =
     "                      (<= 300 ns / <= 400 ns); no GPU needed, also in CPU-only builds.\n"
     "                      --quick: a short smoke run; --iterations N: exactly N ops per repeat\n"
     "                      (for callgrind); --repeats N (default 21), --filter TEXT, --csv FILE\n"
+    "    cpu-kernels       the CPU kernels (conv2d's three passes, attention, GEMM) on the small U-Net's\n"
+    "                      shapes: us/call, GFLOP/s and % of this machine's measured FMA peak; no GPU needed,\n"
+    "                      also in CPU-only builds. --repeats N rounds per row (default 15; the fastest),\n"
+    "                      --filter TEXT (\"OP SHAPE PASS\", e.g. \"conv2d 64x32x7\"), --csv FILE, --quick\n"
+    "                      (a smoke run). Against PyTorch: python3 bench/cpu_vs_pytorch.py --only kernels\n"
     "    step              per training step of the moons MLP and a U-Net, unconditional, on bfloat16 activations\n"
     "                      (CUDA) and class-conditional\n"
     "                      (FlowTrainer, as fmtrain trains):\n"
@@ -121,6 +130,20 @@ int step_main(const fm::tools::CliArgs& args) {
   if (args.has("--batch")) options.batch = int(args.integer("--batch", 1, 1 << 20));
   options.device = args.get("--device", "auto");
   return fm::bench::run_step_bench(options);
+}
+
+// `fmbench cpu-kernels`: its own options (bench/cpu/kernel_lab.h); the others are refused.
+int cpu_kernels_main(const fm::tools::CliArgs& args) {
+  using fm::ConfigError;
+  for (const char* flag : {"--shapes", "--seed", "--seconds-per-version", "--steps", "--warmup-steps", "--batch",
+                           "--iterations", "--device", "--out"})
+    if (args.has(flag)) throw ConfigError(fm::cat(flag, ": not an option of fmbench cpu-kernels"));
+  fm::bench::CpuKernelLabOptions options;
+  if (args.has("--repeats")) options.rounds = int(args.integer("--repeats", 1, 100000));
+  options.quick = args.has("--quick");
+  options.filter = args.get("--filter", "");
+  options.csv_path = args.get("--csv", "");
+  return fm::bench::run_cpu_kernel_lab(options);
 }
 
 // `fmbench cpu-ops`: its own options (bench/cpu_ops.h); the GPU lab's options are refused.
@@ -229,11 +252,13 @@ int main(int argc, char** argv) {
         std::printf("wrote %s\n", path.c_str());
       return 0;
     }
+    // The CPU kernels: no CUDA call either.
+    if (name == "cpu-kernels") return cpu_kernels_main(args);
     if (args.has("--out")) throw ConfigError("--out: only for fmbench plot");
     // Tiny CPU ops: no CUDA call, so it runs anywhere (and in builds without the CUDA backend).
     if (name == "cpu-ops") return cpu_ops_main(args);
     if (args.has("--quick") || args.has("--iterations"))
-      throw ConfigError("--quick, --iterations: only for fmbench cpu-ops");
+      throw ConfigError("--quick, --iterations: only for fmbench cpu-ops (--quick also for cpu-kernels)");
     // A training step's counters: any device, every build with fmbench.
     if (name == "step") return step_main(args);
     if (args.has("--device")) throw ConfigError("--device: only for fmbench step");
@@ -241,7 +266,7 @@ int main(int argc, char** argv) {
       if (name == "all" || name == entry.first) selected.push_back(entry);
     if (selected.empty())
       throw ConfigError(cat("fmbench: unknown subcommand \"", name,
-                            "\"; expected peaks, silu, group_norm, conv2d, conv_transpose2d, attention, unet, all, plot, cpu-ops or step"));
+                            "\"; expected peaks, silu, group_norm, conv2d, conv_transpose2d, attention, unet, all, plot, cpu-ops, cpu-kernels or step"));
     const std::string shapes = args.get("--shapes", "default");
     if (shapes != "default" && shapes != "small")
       throw ConfigError(cat("--shapes: expected default or small, got \"", shapes, "\""));
@@ -272,7 +297,7 @@ int main(int argc, char** argv) {
   return run_gpu_subcommands(selected, options, csv_path);
 #else
   std::puts("fmbench: built without the CUDA backend (-DFM_CUDA=OFF); nothing to measure "
-            "(cpu-ops, plot and --list run in this build)");
+            "(cpu-ops, cpu-kernels, plot and --list run in this build)");
   return 0;
 #endif
 }
