@@ -13,6 +13,9 @@ a CPU user would otherwise run (its convolutions go to oneDNN, its matrix produc
                       (training's forward, which keeps what the backward needs)
   attention backward  torch.autograd.grad of that output for q, k, v (its backward kernel)
   gemm nn/nt/tn       torch.mm into a preallocated output, transposed operands as views
+  groupnorm_silu      forward: F.silu(F.group_norm(x, G, γ, β)) on x, γ, β that require grad (PyTorch
+                      has no fused GroupNorm + SiLU on the CPU: two kernels); backward:
+                      torch.autograd.grad of that output for x, γ, β
 Timing as the lab's (bench/cpu/kernel_lab.cpp): one untimed call, then --rounds rounds of calls lasting
 at least 2 ms each; the fastest round's seconds per call. torch.set_num_threads(K).
 Prints one JSON line last: {"torch": version, "threads": K, "seconds": {"op|shape|pass": s, ...}}.
@@ -77,6 +80,17 @@ def gemm_call(p):
     return lambda: torch.mm(a, b, out=c)
 
 
+def group_norm_silu_call(p, which):
+    x = torch.randn(p["batch"], p["channels"], p["size"], p["size"], requires_grad=True)
+    gamma, beta = (torch.randn(p["channels"], requires_grad=True) for _ in range(2))
+    forward = lambda: F.silu(F.group_norm(x, p["groups"], gamma, beta, 1e-5))  # noqa: E731
+    if which == "forward":
+        return forward
+    out = forward()
+    dout = torch.randn(out.shape)
+    return lambda: torch.autograd.grad(out, (x, gamma, beta), dout, retain_graph=True)
+
+
 def make_call(row):
     params = {key: int(value) for key, value in (item.split("=") for item in row["params"].split(";"))}
     if row["op"] == "conv2d":
@@ -85,6 +99,8 @@ def make_call(row):
         return attention_call(params, row["pass"])
     if row["op"] == "gemm":
         return gemm_call(params)
+    if row["op"] == "groupnorm_silu":
+        return group_norm_silu_call(params, row["pass"])
     raise SystemExit(f"cpu_kernels_pytorch.py: no PyTorch call for op \"{row['op']}\" (a lab row this script "
                      "does not know; add it here)")
 

@@ -1,7 +1,7 @@
 // tests/test_bench_cpu_lab.cpp — the CPU kernel lab (`fmbench cpu-kernels`, bench/cpu/kernel_lab.h):
 // that the peak loop does exactly the multiply-adds it counts (in each copy this CPU runs), that the
-// measured peak names the copy the kernels use, that every row's operation count follows its op's
-// formula from the sizes its `params` column gives (the column bench/cpu_kernels_pytorch.py rebuilds
+// measured peak names the copy the kernels use, that every row's operation count (or, for the
+// memory-bound rows, byte count) follows its op's formula from the sizes its `params` column gives (the column bench/cpu_kernels_pytorch.py rebuilds
 // PyTorch's inputs from), and that a run writes its CSV whole and refuses a --filter matching nothing.
 // No times are asserted: the machines are shared and noisy.
 #include <catch2/catch.hpp>
@@ -48,6 +48,7 @@ std::vector<fm::bench::CpuLabCase> all_cases() {
   fm::bench::add_conv_lab_cases(cases);
   fm::bench::add_attention_lab_cases(cases);
   fm::bench::add_gemm_lab_cases(cases);
+  fm::bench::add_group_norm_lab_cases(cases);
   return cases;
 }
 
@@ -89,13 +90,21 @@ TEST_CASE("cpu lab: each row's operation count follows its op's formula from its
     } else if (row.op == "attention") {
       const double forward = 4.0 * p.at("batch") * p.at("heads") * p.at("tokens") * p.at("tokens") * p.at("head_dim");
       CHECK(row.flops == (row.pass == "forward" ? forward : 2.5 * forward));
+    } else if (row.op == "groupnorm_silu") {
+      // Memory-bound: no operation count; the bytes of x and y forward, of dy, x and dx backward.
+      const double values = double(p.at("batch")) * p.at("channels") * p.at("size") * p.at("size");
+      CHECK(row.flops == 0);
+      CHECK(row.bytes == (row.pass == "forward" ? 2 : 3) * values * sizeof(float));
+      CHECK(p.at("channels") % p.at("groups") == 0);
+      continue;
     } else {
       REQUIRE(row.op == "gemm");
       CHECK(row.flops == 2.0 * p.at("M") * p.at("N") * p.at("K"));
       CHECK(row.pass == std::string(p.at("trans_a") ? "t" : "n") + (p.at("trans_b") ? "t" : "n"));
     }
+    CHECK(row.bytes == 0);  // compute-bound rows are measured against the FMA peak only
   }
-  CHECK(ops == std::set<std::string>{"conv2d", "attention", "gemm"});
+  CHECK(ops == std::set<std::string>{"conv2d", "attention", "gemm", "groupnorm_silu"});
 }
 
 TEST_CASE("cpu lab: a run writes its CSV whole, one line per selected row", "[bench][cpu-lab]") {

@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -39,6 +41,23 @@ double fastest_call(const CpuLabCase& row, int rounds) {
   return best;
 }
 
+// The ceiling of a memory-bound row: a copy moving as many bytes (half read, half written), split
+// between the threads as the kernels split their work, timed like the rows. Its speed depends on
+// where the bytes fit (L2, L3 or memory), so each row gets a copy of its own size.
+double copy_gbps(double bytes, int rounds) {
+  const std::size_t count = std::size_t(bytes / 2 / sizeof(float));
+  std::vector<float> source(count, 1.0f), target(count);
+  const CpuLabCase copy{"copy", "", "", "", 0, [&] {
+                          const std::int64_t threads = omp_get_max_threads();
+#pragma omp parallel for schedule(static)
+                          for (std::int64_t t = 0; t < threads; ++t) {
+                            const std::size_t begin = count * t / threads, end = count * (t + 1) / threads;
+                            std::memcpy(target.data() + begin, source.data() + begin, (end - begin) * sizeof(float));
+                          }
+                        }};
+  return bytes / fastest_call(copy, rounds) * 1e-9;
+}
+
 bool selected(const CpuLabCase& row, const std::string& filter) {
   return filter.empty() || cat(row.op, " ", row.shape, " ", row.pass).find(filter) != std::string::npos;
 }
@@ -50,6 +69,7 @@ int run_cpu_kernel_lab(const CpuKernelLabOptions& options) {
   add_conv_lab_cases(all);
   add_attention_lab_cases(all);
   add_gemm_lab_cases(all);
+  add_group_norm_lab_cases(all);
   std::vector<const CpuLabCase*> rows;
   for (const CpuLabCase& row : all)
     if (selected(row, options.filter)) rows.push_back(&row);
@@ -66,7 +86,8 @@ int run_cpu_kernel_lab(const CpuKernelLabOptions& options) {
     if (!csv)
       throw IOError(cat("fmbench cpu-kernels: --csv ", options.csv_path, ": cannot open ", partial,
                         " for writing (expected a file in an existing, writable folder)"));
-    std::fprintf(csv, "op,shape,pass,params,threads,isa,flops,seconds,gflops,peak_gflops,percent_of_peak\n");
+    std::fprintf(csv, "op,shape,pass,params,threads,isa,flops,bytes,seconds,gflops,gbps,peak_gflops,copy_gbps,"
+                 "percent_of_ceiling\n");
   }
 
   const int threads = omp_get_max_threads();
@@ -84,19 +105,25 @@ int run_cpu_kernel_lab(const CpuKernelLabOptions& options) {
     std::printf("each row: the fastest of %d rounds of >= %.0f ms; OMP_NUM_THREADS sets the threads, "
                 "FM_CPU_ISA=avx2 the portable copy\n\n", options.rounds, kSecondsPerRound * 1e3);
   }
-  std::printf("%-10s %-34s %-12s %12s %9s %8s\n", "op", "shape", "pass", "us/call", "GFLOP/s", "of peak");
+  std::printf("%-14s %-34s %-12s %10s %16s %8s\n", "op", "shape", "pass", "us/call", "rate", "of ceil.");
   for (const CpuLabCase* row : rows) {
-    const double seconds = fastest_call(*row, options.quick ? 1 : options.rounds);
-    const double gflops = row->flops / seconds * 1e-9;
-    const double percent = peak.gflops > 0 ? 100.0 * gflops / peak.gflops : 0;
-    const std::string share = peak.gflops > 0 ? cat(int(percent + 0.5), "%") : std::string("-");
-    std::printf("%-10s %-34s %-12s %12.1f %9.1f %8s\n", row->op.c_str(), row->shape.c_str(), row->pass.c_str(),
-                seconds * 1e6, gflops, share.c_str());
+    const int rounds = options.quick ? 1 : options.rounds;
+    const double seconds = fastest_call(*row, rounds);
+    const bool memory_bound = row->bytes > 0;
+    const double gflops = row->flops / seconds * 1e-9, gbps = row->bytes / seconds * 1e-9;
+    // The ceiling: the FMA peak, or for a memory-bound row a copy of as many bytes (none with --quick).
+    const double copy = memory_bound && !options.quick ? copy_gbps(row->bytes, rounds) : 0;
+    const double ceiling = memory_bound ? copy : peak.gflops;
+    const double percent = ceiling > 0 ? 100.0 * (memory_bound ? gbps : gflops) / ceiling : 0;
+    const std::string share = ceiling > 0 ? cat(int(percent + 0.5), "%") : std::string("-");
+    const std::string rate = memory_bound ? cat(int(gbps * 10 + 0.5) / 10.0, " GB/s") : cat(int(gflops * 10 + 0.5) / 10.0, " GFLOP/s");
+    std::printf("%-14s %-34s %-12s %10.1f %16s %8s\n", row->op.c_str(), row->shape.c_str(), row->pass.c_str(),
+                seconds * 1e6, rate.c_str(), share.c_str());
     std::fflush(stdout);
     if (csv)
-      std::fprintf(csv, "%s,\"%s\",%s,%s,%d,%s,%.0f,%.9g,%.3f,%.3f,%.2f\n", row->op.c_str(), row->shape.c_str(),
-                   row->pass.c_str(), row->params.c_str(), threads, isa, row->flops, seconds, gflops, peak.gflops,
-                   percent);
+      std::fprintf(csv, "%s,\"%s\",%s,%s,%d,%s,%.0f,%.0f,%.9g,%.3f,%.3f,%.3f,%.3f,%.2f\n", row->op.c_str(),
+                   row->shape.c_str(), row->pass.c_str(), row->params.c_str(), threads, isa, row->flops, row->bytes,
+                   seconds, gflops, gbps, peak.gflops, copy, percent);
   }
   if (csv) {
     const bool written = std::fclose(csv) == 0;
@@ -106,7 +133,8 @@ int run_cpu_kernel_lab(const CpuKernelLabOptions& options) {
   }
   std::printf("\nconv2d: 2·N·C_out·Ho·Wo·C_in·kh·kw per pass. attention: 4·L²·D per head forward, 2.5× that "
               "backward;\nits L² exponentials are not counted (with D = 8 they cost as much as the products). "
-              "gemm: 2·M·N·K.\n");
+              "gemm: 2·M·N·K.\ngroupnorm_silu: memory-bound; bytes = 2 values per element forward (x in, y out), "
+              "3 backward (dy, x in, dx out),\nagainst a copy of as many bytes on the same threads.\n");
   return 0;
 }
 
