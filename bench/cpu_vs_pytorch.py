@@ -44,7 +44,7 @@ What is timed:
              passes, attention, the GEMM shapes, GroupNorm + SiLU of the small U-Net) against the same call in
              PyTorch (bench/cpu_kernels_pytorch.py, which rebuilds each row's inputs from the lab's CSV), at the
              first --threads count; GFLOP/s of each side and its share of the lab's measured FMA peak (GB/s and
-             the share of a copy of as many bytes for the memory-bound GroupNorm + SiLU). Each side's best
+             the share of a copy of as many bytes for GroupNorm + SiLU). Each side's best
              of --repeats processes (each already its fastest round), not the median.
 
 Default step counts: moons the config's train.steps (3000); the U-Net 200 steps instead of the
@@ -292,18 +292,18 @@ def measure_kernels(args, python, work_dir):
     peak = statistics.median(peaks)
     rows = []
     for key, line in lab_rows.items():
-        # A compute-bound row in GFLOP/s against the FMA peak; a memory-bound one (bytes > 0) in GB/s
-        # against a copy of as many bytes.
-        memory_bound = float(line["bytes"]) > 0
-        amount = float(line["bytes"] if memory_bound else line["flops"])
+        # A row that counts operations in GFLOP/s against the FMA peak; one that counts bytes (bytes > 0)
+        # in GB/s against a copy of as many bytes.
+        counts_bytes = float(line["bytes"]) > 0
+        amount = float(line["bytes"] if counts_bytes else line["flops"])
         rate = lambda values: [amount / s * 1e-9 for s in values]  # noqa: E731
         label = f"{line['op']} {line['shape']} {line['pass']}, {threads} thread{'s' if threads > 1 else ''}"
         # The best of the repeats, not the median: each repeat is already its process's fastest round,
         # and between processes the parallel GEMM rows are bimodal on a 2-vCPU VM (bench/README.md,
         # "The kernel lab on the CPU"); the best is each side's undisturbed speed.
-        r = row(label, "GB/s" if memory_bound else "GFLOP/s", rate(engine[key]), rate(torch_seconds[key]), True,
+        r = row(label, "GB/s" if counts_bytes else "GFLOP/s", rate(engine[key]), rate(torch_seconds[key]), True,
                 aggregate=max)
-        r["peak"] = statistics.median(copies[key]) if memory_bound else peak
+        r["peak"] = statistics.median(copies[key]) if counts_bytes else peak
         rows.append(r)
     return rows
 

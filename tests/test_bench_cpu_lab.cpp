@@ -43,6 +43,15 @@ std::map<std::string, long> parse_params(const std::string& params) {
   return sizes;
 }
 
+// --quick (one call per row, no peak), the rows matching `filter`, the CSV at `csv_path`.
+fm::bench::CpuKernelLabOptions quick_run(const std::string& filter, const std::string& csv_path) {
+  fm::bench::CpuKernelLabOptions options;
+  options.quick = true;
+  options.filter = filter;
+  options.csv_path = csv_path;
+  return options;
+}
+
 std::vector<fm::bench::CpuLabCase> all_cases() {
   std::vector<fm::bench::CpuLabCase> cases;
   fm::bench::add_conv_lab_cases(cases);
@@ -91,7 +100,7 @@ TEST_CASE("cpu lab: each row's operation count follows its op's formula from its
       const double forward = 4.0 * p.at("batch") * p.at("heads") * p.at("tokens") * p.at("tokens") * p.at("head_dim");
       CHECK(row.flops == (row.pass == "forward" ? forward : 2.5 * forward));
     } else if (row.op == "groupnorm_silu") {
-      // Memory-bound: no operation count; the bytes of x and y forward, of dy, x and dx backward.
+      // Counted in bytes, not operations: x and y forward, dy, x and dx backward.
       const double values = double(p.at("batch")) * p.at("channels") * p.at("size") * p.at("size");
       CHECK(row.flops == 0);
       CHECK(row.bytes == (row.pass == "forward" ? 2 : 3) * values * sizeof(float));
@@ -102,17 +111,14 @@ TEST_CASE("cpu lab: each row's operation count follows its op's formula from its
       CHECK(row.flops == 2.0 * p.at("M") * p.at("N") * p.at("K"));
       CHECK(row.pass == std::string(p.at("trans_a") ? "t" : "n") + (p.at("trans_b") ? "t" : "n"));
     }
-    CHECK(row.bytes == 0);  // compute-bound rows are measured against the FMA peak only
+    CHECK(row.bytes == 0);  // rows that count operations are measured against the FMA peak only
   }
   CHECK(ops == std::set<std::string>{"conv2d", "attention", "gemm", "groupnorm_silu"});
 }
 
 TEST_CASE("cpu lab: a run writes its CSV whole, one line per selected row", "[bench][cpu-lab]") {
   fm::test::TempDir dir("fm_test_cpu_lab");
-  fm::bench::CpuKernelLabOptions options;
-  options.quick = true;
-  options.filter = "gemm conv 32->32 7x7";
-  options.csv_path = dir.file("lab.csv");
+  const auto options = quick_run("gemm conv 32->32 7x7", dir.file("lab.csv"));
   REQUIRE(fm::bench::run_cpu_kernel_lab(options) == 0);
   std::ifstream in(options.csv_path);
   std::vector<std::string> lines;
@@ -125,10 +131,6 @@ TEST_CASE("cpu lab: a run writes its CSV whole, one line per selected row", "[be
 
 TEST_CASE("cpu lab: a --filter that matches no row is refused before anything is written", "[bench][cpu-lab]") {
   fm::test::TempDir dir("fm_test_cpu_lab");
-  fm::bench::CpuKernelLabOptions options;
-  options.quick = true;
-  options.filter = "no such kernel";
-  options.csv_path = dir.file("lab.csv");
-  CHECK_THROWS_AS(fm::bench::run_cpu_kernel_lab(options), fm::ConfigError);
+  CHECK_THROWS_AS(fm::bench::run_cpu_kernel_lab(quick_run("no such kernel", dir.file("lab.csv"))), fm::ConfigError);
   CHECK(dir.entries().empty());
 }

@@ -41,7 +41,7 @@ double fastest_call(const CpuLabCase& row, int rounds) {
   return best;
 }
 
-// The ceiling of a memory-bound row: a copy moving as many bytes (half read, half written), split
+// The ceiling of a byte-counted row: a copy moving as many bytes (half read, half written), split
 // between the threads as the kernels split their work, timed like the rows. Its speed depends on
 // where the bytes fit (L2, L3 or memory), so each row gets a copy of its own size.
 double copy_gbps(double bytes, int rounds) {
@@ -109,16 +109,15 @@ int run_cpu_kernel_lab(const CpuKernelLabOptions& options) {
   for (const CpuLabCase* row : rows) {
     const int rounds = options.quick ? 1 : options.rounds;
     const double seconds = fastest_call(*row, rounds);
-    const bool memory_bound = row->bytes > 0;
+    const bool counts_bytes = row->bytes > 0;
     const double gflops = row->flops / seconds * 1e-9, gbps = row->bytes / seconds * 1e-9;
-    // The ceiling: the FMA peak, or for a memory-bound row a copy of as many bytes (none with --quick).
-    const double copy = memory_bound && !options.quick ? copy_gbps(row->bytes, rounds) : 0;
-    const double ceiling = memory_bound ? copy : peak.gflops;
-    const double percent = ceiling > 0 ? 100.0 * (memory_bound ? gbps : gflops) / ceiling : 0;
+    // The ceiling: the FMA peak, or for a byte-counted row a copy of as many bytes (none with --quick).
+    const double copy = counts_bytes && !options.quick ? copy_gbps(row->bytes, rounds) : 0;
+    const double ceiling = counts_bytes ? copy : peak.gflops;
+    const double percent = ceiling > 0 ? 100.0 * (counts_bytes ? gbps : gflops) / ceiling : 0;
     const std::string share = ceiling > 0 ? cat(int(percent + 0.5), "%") : std::string("-");
-    const std::string rate = memory_bound ? cat(int(gbps * 10 + 0.5) / 10.0, " GB/s") : cat(int(gflops * 10 + 0.5) / 10.0, " GFLOP/s");
-    std::printf("%-14s %-34s %-12s %10.1f %16s %8s\n", row->op.c_str(), row->shape.c_str(), row->pass.c_str(),
-                seconds * 1e6, rate.c_str(), share.c_str());
+    std::printf("%-14s %-34s %-12s %10.1f %8.1f %-7s %8s\n", row->op.c_str(), row->shape.c_str(), row->pass.c_str(),
+                seconds * 1e6, counts_bytes ? gbps : gflops, counts_bytes ? "GB/s" : "GFLOP/s", share.c_str());
     std::fflush(stdout);
     if (csv)
       std::fprintf(csv, "%s,\"%s\",%s,%s,%d,%s,%.0f,%.0f,%.9g,%.3f,%.3f,%.3f,%.3f,%.2f\n", row->op.c_str(),
@@ -133,7 +132,7 @@ int run_cpu_kernel_lab(const CpuKernelLabOptions& options) {
   }
   std::printf("\nconv2d: 2·N·C_out·Ho·Wo·C_in·kh·kw per pass. attention: 4·L²·D per head forward, 2.5× that "
               "backward;\nits L² exponentials are not counted (with D = 8 they cost as much as the products). "
-              "gemm: 2·M·N·K.\ngroupnorm_silu: memory-bound; bytes = 2 values per element forward (x in, y out), "
+              "gemm: 2·M·N·K.\ngroupnorm_silu: in bytes, 2 values per element forward (x in, y out), "
               "3 backward (dy, x in, dx out),\nagainst a copy of as many bytes on the same threads.\n");
   return 0;
 }

@@ -2,8 +2,10 @@
 // GroupNorm + SiLU of every U-Net residual block (group_norm_silu_*_cpu<float>,
 // kernels/cpu/group_norm.cpp; 8 groups) at the small U-Net's activation sizes, batch 64.
 //
-// These do a few operations per value and are bound by memory, not by the FMA units, so a row gives
-// bytes per second against a copy of as many bytes (bench/cpu/kernel_lab.cpp): the fewest bytes a
+// These do a few operations per value, so a row gives bytes per second against a copy of as many bytes
+// (bench/cpu/kernel_lab.cpp), as the GPU lab measures GroupNorm; on the CPU both this engine and PyTorch
+// reach only 10–20% of that copy (the exponential and the passes over each group bound them, not the
+// memory: docs/results.md, "The CPU kernel lab against PyTorch"). The fewest bytes a
 // pass can move are the forward's read of x and write of y (2 values per element) and the backward's
 // reads of dy and x and write of dx (3 per element); γ, β, the statistics and dγ, dβ are per
 // channel or group, too few to count.
